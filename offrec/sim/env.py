@@ -1,0 +1,138 @@
+"""Gymnasium wrappers over the world's batch core: one env, and a vector env.
+
+``gymnasium.make("offrec/Recommender-v0", horizon=10)`` builds :class:`RecommenderEnv`;
+``gymnasium.make_vec("offrec/Recommender-v0", num_envs=64, vectorization_mode="vector_entry_point")``
+builds :class:`RecommenderVectorEnv`. Both call :meth:`World.step`; neither holds dynamics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from offrec.sim.config import WorldConfig
+from offrec.sim.world import SessionBatch, World
+
+
+def _make_world(
+    config: WorldConfig | dict[str, Any] | None, world_seed: int, overrides: dict[str, Any]
+) -> World:
+    if isinstance(config, dict):
+        config = WorldConfig.from_dict(config)
+    config = (config or WorldConfig()).replace(**overrides) if overrides else config
+    return World(config, seed=world_seed)
+
+
+def _observation_space(world: World) -> spaces.Box:
+    T = world.config.n_topics
+    low = np.zeros(world.obs_dim, np.float32)
+    high = np.ones(world.obs_dim, np.float32)  # step fraction, last click in [0, 1]
+    low[:T], high[:T] = -1.0, 2.0  # observed profile (clipped in World)
+    high[T : 2 * T] = world.config.horizon  # fatigue <= steps taken
+    return spaces.Box(low, high, dtype=np.float32)
+
+
+class RecommenderEnv(gym.Env[np.ndarray, np.int64]):
+    """One user session at a time. Action: item index; observation: ``World.observe``.
+
+    Args:
+        config: a ``WorldConfig`` (or a dict of its fields); keyword overrides such as
+            ``horizon=10`` or ``n_items=50`` are applied on top.
+        world_seed: fixes the items and users. Session randomness follows
+            ``reset(seed=...)`` (gymnasium's ``np_random``).
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(
+        self,
+        config: WorldConfig | dict[str, Any] | None = None,
+        world_seed: int = 0,
+        **overrides: Any,
+    ) -> None:
+        self.world = _make_world(config, world_seed, overrides)
+        self.action_space = spaces.Discrete(self.world.n_items)
+        self.observation_space = _observation_space(self.world)
+        self._batch: SessionBatch | None = None
+        self._one = np.zeros(1, np.int64)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._batch = self.world.new_sessions(1, self.np_random)
+        return self.world.observe(self._batch)[0], {"user": int(self._batch.user[0])}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._batch is None:
+            raise RuntimeError("call reset() before step()")
+        a = int(action)
+        if not 0 <= a < self.world.n_items:
+            raise ValueError(f"action must be in [0, {self.world.n_items}); got {action!r}")
+        self._one[0] = a
+        res = self.world.step(self._batch, self._one, self.np_random, validate=False)
+        obs = self.world.observe(self._batch)[0]
+        info = {"click_prob": float(res.click_prob[0])}
+        return obs, float(res.reward[0]), bool(res.terminated[0]), bool(res.truncated[0]), info
+
+
+class RecommenderVectorEnv(VectorEnv):
+    """``num_envs`` sessions stepped together by one call of the batch core.
+
+    Autoreset follows gymnasium 1.0's next-step convention: the step after a
+    session ends returns the first observation of a new session (reward 0, not done)
+    and ignores that env's action.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": [], "autoreset_mode": "NextStep"}
+
+    def __init__(
+        self,
+        num_envs: int = 16,
+        config: WorldConfig | dict[str, Any] | None = None,
+        world_seed: int = 0,
+        **overrides: Any,
+    ) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs must be an int >= 1; got {num_envs!r}")
+        self.world = _make_world(config, world_seed, overrides)
+        self.num_envs = num_envs
+        self.single_action_space = spaces.Discrete(self.world.n_items)
+        self.single_observation_space = _observation_space(self.world)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self._batch: SessionBatch | None = None
+        self._needs_reset = np.zeros(num_envs, bool)
+        self._rng = np.random.default_rng()
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self._batch = self.world.new_sessions(self.num_envs, self._rng)
+        self._needs_reset[:] = False
+        return self.world.observe(self._batch), {}
+
+    def step(
+        self, actions: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        if self._batch is None:
+            raise RuntimeError("call reset() before step()")
+        a = self.world.check_actions(np.asarray(actions), self.num_envs)
+        batch, fresh = self._batch, self._needs_reset
+        res = self.world.step(batch, a, self._rng, validate=False)
+        reward, term, trunc = res.reward, res.terminated, res.truncated
+        if fresh.any():  # sessions that ended last step start anew; their step is discarded
+            idx = np.flatnonzero(fresh)
+            new = self.world.new_sessions(idx.size, self._rng)
+            for name in ("user", "step", "fatigue", "recent", "last_click"):
+                getattr(batch, name)[idx] = getattr(new, name)
+            reward[idx], term[idx], trunc[idx] = 0.0, False, False
+        self._needs_reset = term | trunc
+        return self.world.observe(batch), reward, term, trunc, {"click_prob": res.click_prob}

@@ -1,0 +1,450 @@
+"""The simulated platform: items, users, and a vectorized batch core for sessions.
+
+Everything that moves (the gymnasium env, the vector env, log collection, ground
+truth, online learning) goes through :meth:`World.step` on a :class:`SessionBatch`;
+there is no second copy of the dynamics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from scipy.special import expit
+
+from offrec._validation import SeedLike, as_generator, as_seed_sequence
+from offrec.sim.config import WorldConfig
+
+MAX_TABLE_CELLS = 32_000_000
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function ``1 / (1 + exp(-x))`` (scipy's ufunc: fast on tiny and large arrays)."""
+    return expit(x)
+
+
+class DistPolicy(Protocol):
+    n_actions: int
+
+    def action_dist(self, obs: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class SessionBatch:
+    """State of ``n`` concurrent sessions (all arrays have ``n`` rows).
+
+    user: (n,) int64 user index; step: (n,) int64 steps taken so far;
+    fatigue: (n, n_topics) float64 per-topic fatigue ``f``;
+    recent: (n, repeat_window) int64 items shown in the last steps (-1 = empty);
+    last_click: (n,) float64 the previous step's click (0 at the start).
+    """
+
+    user: np.ndarray
+    step: np.ndarray
+    fatigue: np.ndarray
+    recent: np.ndarray
+    last_click: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.user.shape[0])
+
+    def take(self, rows: np.ndarray) -> SessionBatch:
+        return SessionBatch(
+            self.user[rows], self.step[rows], self.fatigue[rows],
+            self.recent[rows], self.last_click[rows],
+        )  # fmt: skip
+
+
+@dataclass
+class StepResult:
+    """Outcome of one step for each session: (n,) arrays."""
+
+    reward: np.ndarray  # float64 clicks 0/1
+    click_prob: np.ndarray  # float64 q of the shown item
+    terminated: np.ndarray  # bool: the user left
+    truncated: np.ndarray  # bool: horizon reached
+
+
+@dataclass(frozen=True)
+class ValueEstimate:
+    """A policy's true value: CTR (bandit) or expected clicks per session (session mode)."""
+
+    value: float
+    stderr: float
+    exact: bool
+    n: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "stderr": self.stderr, "exact": self.exact, "n": self.n}
+
+
+@dataclass
+class Trajectories:
+    """Rows of a cohort of sessions, ordered by (session, step); all (rows,) unless noted."""
+
+    session: np.ndarray  # int64 index within the cohort
+    step: np.ndarray
+    user: np.ndarray
+    obs: np.ndarray  # (rows, obs_dim) float32
+    action: np.ndarray
+    pscore: np.ndarray
+    reward: np.ndarray
+    click_prob: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    dist: np.ndarray | None  # (rows, n_items) float32 when recorded
+
+
+class World:
+    """A recommendation platform drawn from ``config`` with randomness from ``seed``.
+
+    ``seed`` fixes the items and the user population; the randomness of sessions
+    (which users arrive, clicks, leaving) is passed to each call explicitly.
+
+    >>> w = World(WorldConfig(n_items=20, n_users=100), seed=0)
+    >>> rng = np.random.default_rng(1)
+    >>> batch = w.new_sessions(4, rng)
+    >>> w.observe(batch).shape
+    (4, 18)
+    """
+
+    def __init__(self, config: WorldConfig | None = None, seed: SeedLike = 0) -> None:
+        self.config = cfg = config or WorldConfig()
+        if not isinstance(cfg, WorldConfig):
+            raise TypeError(f"config must be a WorldConfig; got {type(cfg).__name__}")
+        self.seed = seed if isinstance(seed, int) else None
+        item_rng, user_rng = (np.random.default_rng(s) for s in as_seed_sequence(seed).spawn(2))
+        T, K = cfg.n_topics, cfg.latent_dim
+        centroids = item_rng.normal(size=(T, K))
+        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+        self.topic_centroids = centroids
+        self.item_topic = item_rng.permutation(np.arange(cfg.n_items) % T).astype(np.int64)
+        self.item_vec = centroids[self.item_topic] + cfg.item_noise / np.sqrt(K) * item_rng.normal(
+            size=(cfg.n_items, K)
+        )
+        self.item_quality = cfg.quality_std * item_rng.normal(size=cfg.n_items)
+        self.user_profile = user_rng.dirichlet(np.full(T, cfg.profile_concentration), cfg.n_users)
+        self.user_vec = self.user_profile @ centroids + cfg.user_noise / np.sqrt(
+            K
+        ) * user_rng.normal(size=(cfg.n_users, K))
+        noisy = self.user_profile + cfg.obs_noise * user_rng.normal(size=(cfg.n_users, T))
+        self.user_obs_profile = np.clip(noisy, -1.0, 2.0).astype(np.float32)
+        self._topic_onehot = np.eye(T)[self.item_topic]  # (n_items, T)
+        self._user_keys: tuple[np.ndarray, np.ndarray] | None = None
+        self._topic_eye = np.eye(T)
+        # (n_users, n_items) table of state-free logits when it is small (<= 256 MB)
+        self._logit_table: np.ndarray | None = None
+        if cfg.n_users * cfg.n_items <= MAX_TABLE_CELLS:
+            self._logit_table = self._compute_logits(np.arange(cfg.n_users))
+
+    # -- basic facts ------------------------------------------------------------------------
+    @property
+    def n_items(self) -> int:
+        return self.config.n_items
+
+    @property
+    def n_actions(self) -> int:
+        return self.config.n_items
+
+    @property
+    def obs_dim(self) -> int:
+        return self.config.obs_dim
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return self.config.topics
+
+    def obs_slices(self) -> dict[str, slice]:
+        """Where each feature sits in an observation row."""
+        T = self.config.n_topics
+        return {
+            "profile": slice(0, T),
+            "fatigue": slice(T, 2 * T),
+            "step_frac": slice(2 * T, 2 * T + 1),
+            "last_click": slice(2 * T + 1, 2 * T + 2),
+        }
+
+    def item_names(self) -> list[str]:
+        """Readable names ``"<topic>-<k>"`` (k counts items within the topic)."""
+        counts = [0] * self.config.n_topics
+        names = []
+        for t in self.item_topic:
+            names.append(f"{self.topics[t]}-{counts[t]}")
+            counts[t] += 1
+        return names
+
+    # -- sessions ---------------------------------------------------------------------------
+    def new_sessions(
+        self, n: int, rng: np.random.Generator, users: np.ndarray | None = None
+    ) -> SessionBatch:
+        """``n`` fresh sessions for users drawn uniformly (or the given ``users``)."""
+        cfg = self.config
+        if users is None:
+            users = rng.integers(0, cfg.n_users, size=n)
+        users = np.asarray(users, dtype=np.int64)
+        n = users.shape[0]
+        return SessionBatch(
+            user=users,
+            step=np.zeros(n, np.int64),
+            fatigue=np.zeros((n, cfg.n_topics)),
+            recent=np.full((n, cfg.repeat_window), -1, np.int64),
+            last_click=np.zeros(n),
+        )
+
+    def observe(self, batch: SessionBatch) -> np.ndarray:
+        """Observation (n, obs_dim) float32: profile, fatigue, step / horizon, last click."""
+        n, T = batch.user.shape[0], self.config.n_topics
+        obs = np.empty((n, 2 * T + 2), np.float32)
+        obs[:, :T] = self.user_obs_profile[batch.user]
+        obs[:, T : 2 * T] = batch.fatigue
+        obs[:, 2 * T] = batch.step * (1.0 / self.config.horizon)
+        obs[:, 2 * T + 1] = batch.last_click
+        return obs
+
+    def base_logits(self, users: np.ndarray) -> np.ndarray:
+        """State-free logits (n, n_items): ``theta0 + theta1 <w_u, v_i> + b_i``."""
+        if self._logit_table is not None:
+            return self._logit_table[users]
+        return self._compute_logits(users)
+
+    def _compute_logits(self, users: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        return (
+            cfg.theta0 + cfg.theta1 * (self.user_vec[users] @ self.item_vec.T) + self.item_quality
+        )
+
+    def click_probs(self, batch: SessionBatch) -> np.ndarray:
+        """True click probability of every item in the current state, (n, n_items)."""
+        return sigmoid(self._state_logits(batch))
+
+    def _state_logits(self, batch: SessionBatch) -> np.ndarray:
+        cfg = self.config
+        logits = self.base_logits(batch.user).copy()
+        logits -= cfg.boredom * (batch.fatigue @ self._topic_onehot.T)
+        rows, cols = np.nonzero(batch.recent >= 0)
+        logits[rows, batch.recent[rows, cols]] -= cfg.repeat_penalty
+        return logits
+
+    def click_prob(self, batch: SessionBatch, actions: np.ndarray) -> np.ndarray:
+        """True click probability of ``actions`` (n,) in the current state, (n,)."""
+        shown = self._topic_eye[self.item_topic[actions]]
+        return sigmoid(self._action_logits(batch, actions, shown)[0])
+
+    def _action_logits(
+        self, batch: SessionBatch, a: np.ndarray, shown: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits (n,) of items ``a`` and, in session mode, the fatigue (n,) of their topics.
+
+        ``shown`` is the one-hot (n, n_topics) of the items' topics.
+        """
+        cfg = self.config
+        if self._logit_table is not None:
+            logit = self._logit_table[batch.user, a]
+        else:
+            affinity = np.einsum("nk,nk->n", self.user_vec[batch.user], self.item_vec[a])
+            logit = cfg.theta0 + cfg.theta1 * affinity + self.item_quality[a]
+        if cfg.horizon == 1:
+            return logit, None
+        fatigue = np.add.reduce(batch.fatigue * shown, axis=1)
+        repeat = np.logical_or.reduce(batch.recent == a[:, None], axis=1)
+        logit -= cfg.boredom * fatigue + cfg.repeat_penalty * repeat
+        return logit, fatigue
+
+    def check_actions(self, actions: np.ndarray, n: int) -> np.ndarray:
+        a = np.asarray(actions)
+        if a.shape != (n,):
+            raise ValueError(f"actions must have shape ({n},); got {a.shape}")
+        if not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"actions must be integers; got dtype {a.dtype}")
+        bad = (a < 0) | (a >= self.n_items)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"action must be in [0, {self.n_items}); row {i} has {int(a[i])}")
+        return a.astype(np.int64, copy=False)
+
+    def step(
+        self,
+        batch: SessionBatch,
+        actions: np.ndarray,
+        rng: np.random.Generator,
+        *,
+        validate: bool = True,
+    ) -> StepResult:
+        """Show ``actions`` (n,) to the sessions of ``batch`` and advance them in place.
+
+        Draws clicks ``~ Bernoulli(q)``, updates fatigue and the repeat window, and
+        (before the horizon) whether each user leaves.
+        """
+        cfg = self.config
+        n = batch.user.shape[0]
+        a = self.check_actions(actions, n) if validate else actions
+        shown = self._topic_eye[self.item_topic[a]]  # (n, n_topics) one-hot of the topics
+        logit, fatigue = self._action_logits(batch, a, shown)
+        q = sigmoid(logit)
+        u = rng.random((2, n)) if fatigue is not None else rng.random((1, n))
+        reward = (u[0] < q).astype(np.float64)
+        batch.step += 1
+        truncated = batch.step >= cfg.horizon
+        if fatigue is None:
+            return StepResult(reward, q, np.zeros(n, bool), truncated)
+        batch.fatigue *= cfg.fatigue_decay
+        batch.fatigue += shown
+        batch.recent[:, 1:] = batch.recent[:, :-1]
+        batch.recent[:, 0] = a
+        batch.last_click = reward
+        fatigue_after = cfg.fatigue_decay * fatigue + 1.0
+        leave = sigmoid(
+            cfg.leave_base + cfg.leave_fatigue * fatigue_after - cfg.leave_click * reward
+        )
+        terminated = (u[1] < leave) & ~truncated
+        return StepResult(reward, q, terminated, truncated)
+
+    def leave_prob(
+        self, batch: SessionBatch, actions: np.ndarray, click: np.ndarray | float
+    ) -> np.ndarray:
+        """Probability (n,) that users leave after being shown ``actions`` (state before the step)."""
+        cfg = self.config
+        n = len(batch)
+        f = cfg.fatigue_decay * batch.fatigue[np.arange(n), self.item_topic[actions]] + 1.0
+        return sigmoid(cfg.leave_base + cfg.leave_fatigue * f - cfg.leave_click * click)
+
+    # -- policies ---------------------------------------------------------------------------
+    def policy_dist(self, policy: DistPolicy, batch: SessionBatch, obs: np.ndarray) -> np.ndarray:
+        """``policy``'s distribution (n, n_items): state-aware oracles see the true state."""
+        if hasattr(policy, "action_dist_state"):
+            dist = policy.action_dist_state(batch)
+        else:
+            dist = policy.action_dist(obs)
+        dist = np.asarray(dist)
+        if dist.shape != (len(batch), self.n_items):
+            raise ValueError(
+                f"policy.action_dist must return shape ({len(batch)}, {self.n_items}); got {dist.shape}"
+            )
+        return dist
+
+    def user_from_obs(self, obs: np.ndarray) -> np.ndarray:
+        """Recover user ids (n,) from observations via the observed profile (exact match).
+
+        Used by oracles in bandit mode, where the observation is the user's profile.
+        Raises ``ValueError`` naming the first row whose profile matches no user.
+        """
+        T = self.config.n_topics
+        prof = np.ascontiguousarray(np.asarray(obs, dtype=np.float32)[:, :T])
+        if self._user_keys is None:
+            keys = _row_hash(self.user_obs_profile)
+            order = np.argsort(keys, kind="stable")
+            self._user_keys = (keys[order], order)
+        sorted_keys, order = self._user_keys
+        keys = _row_hash(prof)
+        pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+        users = order[pos]
+        bad = (sorted_keys[pos] != keys) | (self.user_obs_profile[users] != prof).any(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"obs row {i} matches no user of this world (profile {prof[i].tolist()})"
+            )
+        return users
+
+    # -- rollouts and ground truth ----------------------------------------------------------
+    def run_sessions(
+        self,
+        policy: Any,
+        n_sessions: int,
+        rng: np.random.Generator,
+        *,
+        users: np.ndarray | None = None,
+        record_dist: bool = False,
+    ) -> Trajectories:
+        """Run a cohort of ``n_sessions`` sessions to their end under ``policy``.
+
+        Actions come from ``policy.sample(obs, rng)`` (state-aware oracles: sampled from
+        ``action_dist_state``). Returns every row, ordered by (session, step).
+        """
+        batch = self.new_sessions(n_sessions, rng, users)
+        alive = np.arange(len(batch))
+        parts: list[dict[str, np.ndarray]] = []
+        while alive.size:
+            obs = self.observe(batch)
+            if hasattr(policy, "action_dist_state") or record_dist:
+                dist = self.policy_dist(policy, batch, obs)
+                from offrec.policies.base import sample_from_dist
+
+                actions, pscores = sample_from_dist(dist, rng)
+            else:
+                dist = None
+                actions, pscores = policy.sample(obs, rng)
+                actions = self.check_actions(actions, len(batch))
+            part = {
+                "session": alive, "step": batch.step.copy(), "user": batch.user,
+                "obs": obs, "action": actions, "pscore": pscores,
+            }  # fmt: skip
+            if record_dist and dist is not None:
+                part["dist"] = dist.astype(np.float32)
+            res = self.step(batch, actions, rng, validate=False)
+            part.update(
+                reward=res.reward, click_prob=res.click_prob,
+                terminated=res.terminated, truncated=res.truncated,
+            )  # fmt: skip
+            parts.append(part)
+            keep = ~(res.terminated | res.truncated)
+            alive = alive[keep]
+            batch = batch.take(keep)
+        cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        order = np.lexsort((cat["step"], cat["session"]))
+        cat = {k: v[order] for k, v in cat.items()}
+        return Trajectories(
+            session=cat["session"], step=cat["step"], user=cat["user"], obs=cat["obs"],
+            action=cat["action"], pscore=cat["pscore"], reward=cat["reward"],
+            click_prob=cat["click_prob"], terminated=cat["terminated"],
+            truncated=cat["truncated"], dist=cat.get("dist"),
+        )  # fmt: skip
+
+    def true_value(
+        self,
+        policy: Any,
+        *,
+        n_sessions: int = 20_000,
+        seed: SeedLike = 0,
+        chunk_size: int = 10_000,
+    ) -> ValueEstimate:
+        """True value of ``policy`` (anything with ``action_dist(obs) -> (n, n_items)``).
+
+        Bandit mode (``horizon == 1``), exact over the user population::
+
+            V(pi) = mean_u sum_a pi(a | x_u) q(u, a)
+
+        Session mode: expected clicks per session by Monte-Carlo over ``n_sessions``
+        sessions (clicks replaced by their probabilities ``q``, which keeps the estimate
+        unbiased and lowers its variance), with its standard error; reproducible by ``seed``.
+        """
+        cfg = self.config
+        if cfg.horizon == 1:
+            total = 0.0
+            for start in range(0, cfg.n_users, chunk_size):
+                users = np.arange(start, min(start + chunk_size, cfg.n_users))
+                batch = self.new_sessions(0, np.random.default_rng(0), users)
+                dist = self.policy_dist(policy, batch, self.observe(batch))
+                total += float(np.einsum("na,na->", dist, self.click_probs(batch)))
+            return ValueEstimate(total / cfg.n_users, 0.0, True, cfg.n_users)
+        rng = as_generator(seed)
+        values = []
+        for start in range(0, n_sessions, chunk_size):
+            n = min(chunk_size, n_sessions - start)
+            traj = self.run_sessions(policy, n, rng)
+            values.append(np.bincount(traj.session, weights=traj.click_prob, minlength=n))
+        v = np.concatenate(values)
+        return ValueEstimate(float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))), False, len(v))
+
+
+def _row_hash(rows: np.ndarray) -> np.ndarray:
+    """64-bit hash of each float32 row (n, T) (bit patterns times fixed odd multipliers)."""
+    bits = rows.view(np.uint32).astype(np.uint64)
+    mult = (
+        np.arange(1, rows.shape[1] + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    ) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        h = (bits * mult).sum(axis=1, dtype=np.uint64)
+        h ^= h >> np.uint64(29)
+    return h
