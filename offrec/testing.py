@@ -21,7 +21,7 @@ def check_policy(policy: Any, obs: np.ndarray | None = None, *, obs_dim: int | N
     the same sample; and over many draws the empirical action frequencies agree with
     ``action_dist`` (within 5 standard errors).
     """
-    n_actions = getattr(policy, "n_actions", None)
+    n_actions: Any = getattr(policy, "n_actions", None)
     _require(
         isinstance(n_actions, int) and n_actions >= 1,
         f"n_actions must be a positive int; got {n_actions!r}",

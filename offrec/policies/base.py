@@ -43,9 +43,8 @@ def sample_from_dist(dist: np.ndarray, rng: np.random.Generator) -> tuple[np.nda
     n = dist.shape[0]
     cdf = np.cumsum(dist, axis=1)
     threshold = rng.random(n) * cdf[:, -1]
-    actions = (cdf <= threshold[:, None]).sum(axis=1)
-    np.minimum(actions, dist.shape[1] - 1, out=actions)
-    actions = actions.astype(np.int64)
+    # first index whose cumulative mass exceeds the threshold (argmax stops at the first True)
+    actions = np.argmax(cdf > threshold[:, None], axis=1).astype(np.int64)
     pscores = dist[np.arange(n), actions].astype(np.float64)
     return actions, pscores
 
@@ -92,9 +91,11 @@ class Head:
         if support is not None:
             s = np.where(support[None, :], s, -np.inf)
         if self.kind == "softmax":
-            z = (s - s.max(axis=1, keepdims=True)) / self.temperature
-            e = np.exp(z)
-            return e / e.sum(axis=1, keepdims=True)
+            z = s - s.max(axis=1, keepdims=True)  # a fresh array: safe to work in place
+            z *= 1.0 / self.temperature
+            np.exp(z, out=z)
+            z /= z.sum(axis=1, keepdims=True)
+            return z
         top = s == s.max(axis=1, keepdims=True)
         greedy = top / top.sum(axis=1, keepdims=True)
         if self.kind == "greedy" or self.epsilon == 0.0:
@@ -122,6 +123,14 @@ class UniformPolicy(BasePolicy):
         if self.support is not None:
             row = self.support / self.support.sum()
         return np.broadcast_to(row, (obs.shape[0], self.n_actions)).copy()
+
+    def sample(self, obs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        n = np.asarray(obs).shape[0]
+        if self.support is None:
+            actions: np.ndarray = rng.integers(0, self.n_actions, size=n)
+            return actions, np.full(n, 1.0 / self.n_actions)
+        allowed = np.flatnonzero(self.support)
+        return allowed[rng.integers(0, allowed.size, size=n)], np.full(n, 1.0 / allowed.size)
 
     def spec(self) -> dict[str, Any]:
         support = None if self.support is None else np.flatnonzero(self.support).tolist()

@@ -391,9 +391,12 @@ class World:
             keep = ~(res.terminated | res.truncated)
             alive = alive[keep]
             batch = batch.take(keep)
-        cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        order = np.lexsort((cat["step"], cat["session"]))
-        cat = {k: v[order] for k, v in cat.items()}
+        if len(parts) == 1:  # bandit mode: one step, already in session order
+            cat = parts[0]
+        else:
+            cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            order = np.lexsort((cat["step"], cat["session"]))
+            cat = {k: v[order] for k, v in cat.items()}
         return Trajectories(
             session=cat["session"], step=cat["step"], user=cat["user"], obs=cat["obs"],
             action=cat["action"], pscore=cat["pscore"], reward=cat["reward"],

@@ -1,0 +1,188 @@
+"""``collect``: run a logging policy in the world and stream its log to Parquet."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import offrec
+from offrec._atomic import atomic_dir
+from offrec._validation import SeedLike, as_seed_sequence, check_scalar
+from offrec.logs import schema as S
+from offrec.sim.world import Trajectories, World
+
+
+@dataclass(frozen=True)
+class CollectSummary:
+    """What ``collect`` wrote."""
+
+    path: Path
+    n_rows: int
+    n_sessions: int
+    n_files: int
+    ctr: float
+    seconds: float
+
+    def line(self) -> str:
+        rate = self.n_rows / max(self.seconds, 1e-9)
+        return (
+            f"wrote {self.n_rows:,} rows ({self.n_sessions:,} sessions, CTR {self.ctr:.4f}) "
+            f"to {self.path} in {self.seconds:.1f}s ({rate:,.0f} rows/s)"
+        )
+
+
+def policy_spec(policy: Any) -> dict[str, Any]:
+    """The policy's ``spec()`` if it has one, else its class name."""
+    spec = policy.spec() if hasattr(policy, "spec") else {"type": type(policy).__name__}
+    return dict(spec)
+
+
+def collect(
+    world: World,
+    policy: Any,
+    *,
+    out: str | Path,
+    n_sessions: int | None = None,
+    n_decisions: int | None = None,
+    seed: SeedLike = 0,
+    overwrite: bool = False,
+    chunk_rows: int = 262_144,
+    rows_per_file: int = 4_194_304,
+    logging_dist: bool = False,
+    true_ctr: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> CollectSummary:
+    """Log ``policy`` acting in ``world`` into a Parquet dataset directory ``out``.
+
+    Exactly one of ``n_sessions`` / ``n_decisions`` sets the size. Sessions run in
+    cohorts of about ``chunk_rows`` rows through the world's batch core; each cohort
+    becomes one row group, so memory stays bounded by one cohort whatever the size.
+    Part files hold up to ``rows_per_file`` rows. The dataset is built in a temporary
+    directory and renamed to ``out`` at the end: an interrupted or failing run leaves
+    nothing at ``out`` (and an existing dataset there is replaced only if ``overwrite``).
+
+    With ``n_decisions`` in session mode the last session is cut at the budget; its last
+    row is then marked ``truncated``.
+
+    ``progress`` (optional) is called with the number of rows written so far.
+    """
+    if (n_sessions is None) == (n_decisions is None):
+        raise ValueError("give exactly one of n_sessions or n_decisions")
+    budget_name = "n_sessions" if n_sessions is not None else "n_decisions"
+    budget: int = n_sessions if n_sessions is not None else n_decisions  # type: ignore[assignment]
+    check_scalar(budget, budget_name, int, min=1)
+    check_scalar(chunk_rows, "chunk_rows", int, min=1)
+    check_scalar(rows_per_file, "rows_per_file", int, min=1)
+    if getattr(policy, "n_actions", None) != world.n_items:
+        raise ValueError(
+            f"policy.n_actions must equal the world's n_items={world.n_items}; "
+            f"got {getattr(policy, 'n_actions', None)}"
+        )
+    rng = np.random.default_rng(as_seed_sequence(seed))
+    cfg = world.config
+    metadata = {
+        S.META_VERSION: offrec.__version__,
+        S.META_WORLD: cfg.to_json(),
+        S.META_WORLD_SEED: json.dumps(world.seed),
+        S.META_POLICY: json.dumps(policy_spec(policy)),
+        S.META_SEED: json.dumps(seed if isinstance(seed, int) else None),
+        S.META_ITEM_TOPICS: json.dumps(world.item_topic.tolist()),
+        S.META_TOPICS: json.dumps(list(world.topics)),
+    }
+    schema = S.log_schema(
+        world.obs_dim,
+        world.n_items,
+        logging_dist=logging_dist,
+        true_ctr=true_ctr,
+        metadata=metadata,
+    )
+    per_cohort = max(1, chunk_rows // cfg.horizon)
+    start = time.perf_counter()
+    rows = sessions = clicks = n_files = 0
+    writer: pq.ParquetWriter | None = None
+    rows_in_file = 0
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        try:
+            while (sessions if n_sessions is not None else rows) < budget:
+                if n_sessions is not None:
+                    n = min(per_cohort, budget - sessions)
+                else:
+                    n = min(per_cohort, budget - rows)  # >= rows needed in bandit mode
+                traj = world.run_sessions(policy, n, rng, record_dist=logging_dist)
+                if n_decisions is not None and rows + len(traj.action) > budget:
+                    traj = _cut(traj, budget - rows)
+                table = _to_table(traj, schema, session_offset=sessions)
+                if writer is None or rows_in_file >= rows_per_file:
+                    if writer is not None:
+                        writer.close()
+                    writer = pq.ParquetWriter(
+                        tmp / f"part-{n_files:05d}.parquet", schema,
+                        compression="lz4", use_dictionary=False, write_statistics=["session_id", "step", "action"],
+                    )  # fmt: skip
+                    n_files += 1
+                    rows_in_file = 0
+                writer.write_table(table, row_group_size=table.num_rows)
+                rows += table.num_rows
+                rows_in_file += table.num_rows
+                sessions += int(traj.session.max()) + 1 if len(traj.session) else 0
+                clicks += int(traj.reward.sum())
+                if progress is not None:
+                    progress(rows)
+        finally:
+            if writer is not None:
+                writer.close()
+    seconds = time.perf_counter() - start
+    return CollectSummary(Path(out), rows, sessions, n_files, clicks / max(rows, 1), seconds)
+
+
+def _cut(traj: Trajectories, n_rows: int) -> Trajectories:
+    """First ``n_rows`` rows of a cohort; the cut session's last row becomes truncated."""
+    keep = slice(0, n_rows)
+    out = Trajectories(**{k: (None if v is None else v[keep]) for k, v in vars(traj).items()})  # type: ignore[arg-type]
+    last = n_rows - 1
+    if not (out.terminated[last] or out.truncated[last]):
+        out.truncated = out.truncated.copy()
+        out.truncated[last] = True
+    return out
+
+
+def _to_table(traj: Trajectories, schema: pa.Schema, session_offset: int) -> pa.Table:
+    n, d = traj.obs.shape
+    cols: dict[str, pa.Array] = {
+        "session_id": pa.array(traj.session + session_offset, pa.int64()),
+        "step": pa.array(traj.step.astype(np.int32)),
+        "user_id": pa.array(traj.user, pa.int64()),
+        "context": pa.FixedSizeListArray.from_arrays(pa.array(traj.obs.reshape(-1)), d),
+        "action": pa.array(traj.action.astype(np.int32)),
+        "position": pa.array(np.zeros(n, np.int32)),
+        "reward": pa.array(traj.reward.astype(np.float32)),
+        "pscore": pa.array(traj.pscore.astype(np.float64)),
+        "terminated": pa.array(traj.terminated),
+        "truncated": pa.array(traj.truncated),
+    }
+    if "logging_dist" in schema.names:
+        if traj.dist is None:
+            raise ValueError(
+                "logging_dist requested but the policy's distribution was not recorded"
+            )
+        k = traj.dist.shape[1]
+        cols["logging_dist"] = pa.FixedSizeListArray.from_arrays(pa.array(traj.dist.reshape(-1)), k)
+    if "true_ctr" in schema.names:
+        cols["true_ctr"] = pa.array(traj.click_prob.astype(np.float32))
+    return pa.Table.from_arrays([cols[name] for name in schema.names], schema=schema)
+
+
+def expected_rows(world: World, n_sessions: int) -> int:
+    """Upper bound on rows for ``n_sessions`` sessions (for progress bars)."""
+    return n_sessions * world.config.horizon if world.config.horizon > 1 else n_sessions
+
+
+__all__ = ["CollectSummary", "collect", "expected_rows", "policy_spec"]
