@@ -127,7 +127,7 @@ class UniformPolicy(BasePolicy):
     def sample(self, obs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         n = np.asarray(obs).shape[0]
         if self.support is None:
-            actions: np.ndarray = rng.integers(0, self.n_actions, size=n)
+            actions = np.asarray(rng.integers(0, self.n_actions, size=n), dtype=np.int64)
             return actions, np.full(n, 1.0 / self.n_actions)
         allowed = np.flatnonzero(self.support)
         return allowed[rng.integers(0, allowed.size, size=n)], np.full(n, 1.0 / allowed.size)
