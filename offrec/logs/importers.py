@@ -1,0 +1,464 @@
+"""Bring your own logs: import CSV/Parquet with a column map, or the Open Bandit Dataset.
+
+Imported logs are checked against every rule of the log schema plus the problems
+real logs have. Each problem is reported with the column, the rule, how many rows,
+and the first row numbers (0-based, in the source file). By default any problem is
+an error and nothing is written; with ``repair="drop"`` the documented repair of each
+problem is applied (see :data:`REPAIRS`) and reported as a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import offrec
+from offrec._atomic import atomic_dir
+from offrec.logs import schema as S
+from offrec.logs.data import LoggedData
+
+log = logging.getLogger(__name__)
+
+REPAIRS = {
+    "missing": "drop the rows",
+    "not_finite": "drop the rows",
+    "out_of_range": "drop the rows",
+    "duplicate": "keep the first of identical rows",
+    "step_gap": "drop the whole session",
+    "pscore_mismatch": "drop the rows",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One kind of defect found in an imported log."""
+
+    column: str
+    rule: str
+    kind: str  # key of REPAIRS
+    rows: np.ndarray  # source row numbers, sorted
+
+    def message(self) -> str:
+        first = ", ".join(str(int(r)) for r in self.rows[:5])
+        more = ", ..." if self.rows.size > 5 else ""
+        return f"column '{self.column}': {self.rule} in {self.rows.size} row(s); first rows {first}{more}"
+
+
+class ImportError_(ValueError):
+    """Raised when an import finds problems and no repair was asked for."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        head = problems[0].message()
+        extra = f" (+{len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        super().__init__(
+            f"{head}{extra}; nothing written (repair='drop' applies: {REPAIRS[problems[0].kind]})"
+        )
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which source columns hold what.
+
+    ``context`` lists the context columns, or ``context_prefix`` selects every column
+    starting with it (sorted by name). Non-numeric context columns are one-hot encoded
+    (``categorical="onehot"``) or hashed into ``hash_buckets`` columns (``"hash"``).
+    ``session``/``step``/``position``/``user`` are optional: without ``session`` every
+    row is its own session; without ``step`` steps count rows within a session in
+    source order.
+    """
+
+    action: str = "action"
+    reward: str = "reward"
+    pscore: str | None = "pscore"
+    session: str | None = None
+    step: str | None = None
+    position: str | None = None
+    user: str | None = None
+    context: tuple[str, ...] | None = None
+    context_prefix: str | None = None
+    categorical: str = "onehot"
+    hash_buckets: int = 32
+
+    def __post_init__(self) -> None:
+        if self.context is not None and not isinstance(self.context, tuple):
+            object.__setattr__(self, "context", tuple(self.context))
+        if self.categorical not in ("onehot", "hash"):
+            raise ValueError(f"categorical must be 'onehot' or 'hash'; got {self.categorical!r}")
+
+
+@dataclass
+class ImportResult:
+    data: LoggedData
+    problems: list[Problem] = field(default_factory=list)
+    n_source_rows: int = 0
+    action_map: list[Any] = field(default_factory=list)
+
+
+def read_table(src: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file into a DataFrame (no type coercion beyond the reader's)."""
+    p = Path(src)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such file: {p}")
+    if p.suffix.lower() in (".parquet", ".pq"):
+        return pq.read_table(p).to_pandas()
+    if p.suffix.lower() in (".csv", ".txt", ".gz"):
+        return pd.read_csv(p, low_memory=False)
+    raise ValueError(f"source must be a .csv or .parquet file; got {p.name}")
+
+
+def _rows(mask: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.asarray(mask))
+
+
+def _numeric(df: pd.DataFrame, col: str, problems: list[Problem]) -> np.ndarray:
+    """A numeric column as float64; NaN where missing. Mixed-type values are an error."""
+    s = df[col]
+    values = pd.to_numeric(s, errors="coerce")
+    bad = values.isna() & s.notna()
+    if bad.any():
+        rows = _rows(bad.to_numpy())
+        raise ValueError(
+            f"column '{col}' must be numeric; {rows.size} row(s) hold other values, first row "
+            f"{rows[0]} has {s.iloc[rows[0]]!r}"
+        )
+    return values.to_numpy(dtype=np.float64)
+
+
+def _context(df: pd.DataFrame, cmap: ColumnMap) -> tuple[np.ndarray, list[str]]:
+    if cmap.context is not None:
+        cols = list(cmap.context)
+    elif cmap.context_prefix is not None:
+        cols = sorted(c for c in df.columns if str(c).startswith(cmap.context_prefix))
+    else:
+        cols = []
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"context column(s) {missing} not in the source; columns: {list(df.columns)}"
+        )
+    if cmap.context_prefix is not None and not cols:
+        raise ValueError(f"no column starts with context_prefix {cmap.context_prefix!r}")
+    parts: list[np.ndarray] = []
+    names: list[str] = []
+    for c in cols:
+        s = df[c]
+        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            parts.append(s.to_numpy(dtype=np.float64)[:, None])
+            names.append(str(c))
+            continue
+        numeric = pd.to_numeric(s, errors="coerce")
+        if numeric.notna().sum() == s.notna().sum():  # numbers stored as text
+            parts.append(numeric.to_numpy(dtype=np.float64)[:, None])
+            names.append(str(c))
+            continue
+        if numeric.notna().any():  # some numbers, some words: mixed types
+            bad = _rows((numeric.isna() & s.notna()).to_numpy())
+            good = _rows(numeric.notna().to_numpy())
+            raise ValueError(
+                f"context column '{c}' has mixed types: numbers (e.g. row {good[0]}: {s.iloc[good[0]]!r}) "
+                f"and text (e.g. row {bad[0]}: {s.iloc[bad[0]]!r}); clean it or make it all text"
+            )
+        cat = s.astype("string").fillna("<NA>")
+        if cmap.categorical == "onehot":
+            levels = sorted(cat.unique())
+            codes = pd.Categorical(cat, categories=levels).codes
+            parts.append(np.eye(len(levels))[codes])
+            names += [f"{c}={v}" for v in levels]
+        else:
+            h = pd.util.hash_array(cat.to_numpy(dtype=object)) % np.uint64(cmap.hash_buckets)
+            parts.append(np.eye(cmap.hash_buckets)[h.astype(np.int64)])
+            names += [f"{c}#h{b}" for b in range(cmap.hash_buckets)]
+    if not parts:
+        return np.zeros((len(df), 0)), names
+    return np.hstack(parts), names
+
+
+def import_frame(
+    df: pd.DataFrame,
+    cmap: ColumnMap,
+    *,
+    repair: str | None = None,
+    claimed_policy: str | None = None,
+    pscore_tolerance: float = 1e-6,
+) -> ImportResult:
+    """Check and convert a DataFrame of logged rows into a ``LoggedData``.
+
+    Args:
+        repair: None (any problem raises :class:`ImportError_`) or ``"drop"`` (apply the
+            repairs in :data:`REPAIRS`, log a warning per problem).
+        claimed_policy: ``"uniform"`` to check that every propensity equals
+            ``1 / n_actions`` (within ``pscore_tolerance``).
+    """
+    if repair not in (None, "drop"):
+        raise ValueError(f"repair must be None or 'drop'; got {repair!r}")
+    needed = [cmap.action, cmap.reward] + [
+        c for c in (cmap.pscore, cmap.session, cmap.step, cmap.position, cmap.user) if c
+    ]
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise ValueError(f"column(s) {missing} not in the source; columns: {list(df.columns)}")
+    if len(df) == 0:
+        raise ValueError("the source has no rows")
+    if cmap.pscore is None:
+        raise ValueError("propensities are required: name the pscore column (pscore=...)")
+    n = len(df)
+    problems: list[Problem] = []
+    reward = _numeric(df, cmap.reward, problems)
+    pscore = _numeric(df, cmap.pscore, problems)
+    context, names = _context(df, cmap)
+
+    # item ids (any hashable: strings, sparse ints) -> dense action indices
+    raw_action = df[cmap.action]
+    if raw_action.isna().any():
+        problems.append(
+            Problem(cmap.action, "missing item id", "missing", _rows(raw_action.isna().to_numpy()))
+        )
+    ids = raw_action.dropna().unique()
+    try:
+        ids = np.sort(ids)
+    except TypeError:
+        ids = np.array(sorted(ids, key=str), dtype=object)
+    action = pd.Categorical(raw_action, categories=ids).codes.astype(np.int64)
+
+    def add(col: str, rule: str, kind: str, mask: np.ndarray) -> None:
+        if mask.any():
+            problems.append(Problem(col, rule, kind, _rows(mask)))
+
+    add(cmap.pscore, "missing propensity (empty or NaN)", "missing", np.isnan(pscore))
+    add(
+        cmap.pscore,
+        "propensity must be in (0, 1]",
+        "out_of_range",
+        ~np.isnan(pscore) & ~((pscore > 0) & (pscore <= 1)),
+    )
+    add(cmap.reward, "reward must be present and finite", "not_finite", ~np.isfinite(reward))
+    if context.shape[1]:
+        add(
+            "context",
+            "context values must be present and finite",
+            "not_finite",
+            ~np.isfinite(context).all(axis=1),
+        )
+    if claimed_policy == "uniform":
+        k = len(ids)
+        add(cmap.pscore, f"propensity differs from the claimed uniform logger's 1/{k}", "pscore_mismatch",
+            ~np.isnan(pscore) & (np.abs(pscore - 1.0 / k) > pscore_tolerance))  # fmt: skip
+    elif claimed_policy is not None:
+        raise ValueError(f"claimed_policy must be None or 'uniform'; got {claimed_policy!r}")
+
+    session = (
+        pd.factorize(df[cmap.session])[0].astype(np.int64)
+        if cmap.session
+        else np.arange(n, dtype=np.int64)
+    )
+    if cmap.step:
+        step = _numeric(df, cmap.step, problems)
+        add(
+            cmap.step,
+            "step must be a non-negative integer",
+            "out_of_range",
+            ~(step >= 0) | (step != np.round(step)),
+        )
+        step = np.nan_to_num(step, nan=-1).astype(np.int64)
+    else:
+        step = pd.Series(session).groupby(session).cumcount().to_numpy(np.int64)
+    position = np.zeros(n, np.int64)
+    if cmap.position:
+        pos = _numeric(df, cmap.position, problems)
+        add(cmap.position, "position must be a non-negative integer", "out_of_range",
+            ~(pos >= 0) | (pos != np.round(pos)))  # fmt: skip
+        position = np.nan_to_num(pos, nan=-1).astype(np.int64)
+    dup = df.duplicated(keep="first").to_numpy()
+    add("*", "duplicated row (identical in every column)", "duplicate", dup)
+    if cmap.session and cmap.step:
+        order = np.lexsort((step, session))
+        s_sorted, t_sorted = session[order], step[order]
+        first = np.r_[True, s_sorted[1:] != s_sorted[:-1]]
+        expected = np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0))
+        gap_rows = order[t_sorted != expected]
+        if gap_rows.size:
+            bad_sessions = np.isin(session, session[gap_rows])
+            add(cmap.step, "steps within a session must run 0, 1, 2, ... without gaps or repeats",
+                "step_gap", bad_sessions & ~dup)  # fmt: skip
+
+    if problems and repair is None:
+        raise ImportError_(problems)
+    keep = np.ones(n, bool)
+    for p in problems:
+        log.warning("%s; repaired: %s", p.message(), REPAIRS[p.kind])
+        keep[p.rows] = False
+    if not keep.any():
+        raise ValueError("no rows left after dropping the problem rows")
+    order = np.lexsort((step[keep], session[keep]))
+    idx = np.flatnonzero(keep)[order]
+    sess_kept = session[idx]
+    last = np.r_[sess_kept[1:] != sess_kept[:-1], True]
+    user = (
+        pd.factorize(df[cmap.user])[0].astype(np.int64)[idx]
+        if cmap.user
+        else np.full(idx.size, -1, np.int64)
+    )
+    data = LoggedData(
+        context=context[idx].astype(np.float32),
+        action=action[idx],
+        reward=reward[idx],
+        pscore=pscore[idx],
+        session_id=pd.factorize(sess_kept)[0].astype(np.int64),
+        step=step[idx],
+        position=position[idx],
+        user_id=user,
+        terminated=np.zeros(idx.size, bool),
+        truncated=last,
+        n_actions=len(ids),
+        metadata={"action_map": [_jsonable(v) for v in ids], "context_columns": names},
+    )
+    return ImportResult(data, problems, n, list(data.metadata["action_map"]))
+
+
+def _jsonable(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+def write_logged_data(
+    data: LoggedData,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    extra_metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write a ``LoggedData`` as a log dataset (one part file), atomically."""
+    meta = {S.META_VERSION: offrec.__version__}
+    if "action_map" in data.metadata:
+        meta[S.META_ACTION_MAP] = json.dumps(data.metadata["action_map"])
+    for k, v in (extra_metadata or {}).items():
+        meta[f"offrec.{k}"] = json.dumps(v)
+    schema = S.log_schema(data.context_dim, data.n_actions, logging_dist=data.logging_dist is not None,
+                          true_ctr=data.true_ctr is not None, metadata=meta)  # fmt: skip
+    d = data.context_dim
+    cols: dict[str, pa.Array] = {
+        "session_id": pa.array(data.session_id, pa.int64()),
+        "step": pa.array(data.step.astype(np.int32)),
+        "user_id": pa.array(data.user_id, pa.int64()),
+        "context": pa.FixedSizeListArray.from_arrays(
+            pa.array(data.context.astype(np.float32).reshape(-1)), d
+        ),
+        "action": pa.array(data.action.astype(np.int32)),
+        "position": pa.array(data.position.astype(np.int32)),
+        "reward": pa.array(data.reward.astype(np.float32)),
+        "pscore": pa.array(data.pscore.astype(np.float64)),
+        "terminated": pa.array(data.terminated),
+        "truncated": pa.array(data.truncated),
+    }
+    if data.logging_dist is not None:
+        cols["logging_dist"] = pa.FixedSizeListArray.from_arrays(
+            pa.array(data.logging_dist.astype(np.float32).reshape(-1)), data.n_actions
+        )
+    if data.true_ctr is not None:
+        cols["true_ctr"] = pa.array(data.true_ctr.astype(np.float32))
+    table = pa.Table.from_arrays([cols[f] for f in schema.names], schema=schema)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        pq.write_table(table, tmp / "part-00000.parquet", compression="lz4")
+    return Path(out)
+
+
+def import_logs(
+    src: str | Path,
+    out: str | Path,
+    cmap: ColumnMap,
+    *,
+    repair: str | None = None,
+    claimed_policy: str | None = None,
+    overwrite: bool = False,
+) -> ImportResult:
+    """Import a CSV/Parquet file into an offrec log dataset at ``out`` (atomic; nothing is
+    written when the import fails)."""
+    if Path(out).exists() and not overwrite:
+        raise FileExistsError(f"output {out} already exists; pass --overwrite to replace it")
+    result = import_frame(read_table(src), cmap, repair=repair, claimed_policy=claimed_policy)
+    write_logged_data(result.data, out, overwrite=overwrite,
+                      extra_metadata={"context_columns": result.data.metadata["context_columns"]})  # fmt: skip
+    return result
+
+
+# ---------------------------------------------------------------- Open Bandit Dataset
+OBD_COLUMNS = ("timestamp", "item_id", "position", "click", "propensity_score")
+
+
+def obd_column_map(df: pd.DataFrame, categorical: str = "onehot") -> ColumnMap:
+    """Column map of an Open Bandit Dataset campaign CSV: context = the user features
+    (categorical, one-hot or hashed) followed by the user-item affinities."""
+    missing = [c for c in OBD_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"not an Open Bandit Dataset file: missing column(s) {missing}")
+    user = sorted(c for c in df.columns if c.startswith("user_feature_"))
+    aff = sorted(
+        (c for c in df.columns if c.startswith("user-item_affinity_")),
+        key=lambda c: int(c.rsplit("_", 1)[1]),
+    )
+    return ColumnMap(action="item_id", reward="click", pscore="propensity_score", position="position",
+                     context=tuple(user + aff), categorical=categorical)  # fmt: skip
+
+
+def import_obd(
+    campaign_csv: str | Path,
+    out: str | Path,
+    *,
+    item_context_csv: str | Path | None = None,
+    categorical: str = "onehot",
+    repair: str | None = None,
+    overwrite: bool = False,
+) -> ImportResult:
+    """Import an Open Bandit Dataset campaign CSV (e.g. ``random/all/all.csv``).
+
+    As in OBP: rows keep their file order (by ``timestamp``), ``position`` is mapped to
+    dense 0-based slots (OBD's positions 1, 2, 3 -> 0, 1, 2), each row is its own
+    session, and item ids become dense action indices (OBD's are already 0..n-1, so
+    they are kept). ``item_context.csv`` (``item_id, item_feature_*``) is stored in the
+    metadata as the action context.
+    """
+    if Path(out).exists() and not overwrite:
+        raise FileExistsError(f"output {out} already exists; pass --overwrite to replace it")
+    df = read_table(campaign_csv)
+    cmap = obd_column_map(df, categorical)
+    if df["position"].notna().all():
+        df = df.assign(position=pd.factorize(df["position"], sort=True)[0])
+    result = import_frame(df, cmap, repair=repair)
+    extra: dict[str, Any] = {
+        "context_columns": result.data.metadata["context_columns"],
+        "source": "obd",
+    }
+    if item_context_csv is not None:
+        items = read_table(item_context_csv)
+        if "item_id" not in items.columns:
+            raise ValueError(f"{item_context_csv}: missing column 'item_id'")
+        feats = items.set_index("item_id").reindex(result.action_map)
+        feats = feats.drop(columns=[c for c in feats.columns if not c.startswith("item_feature_")])
+        extra["action_context"] = pd.get_dummies(feats, dtype=float).to_numpy().tolist()
+        result.data.metadata["action_context"] = extra["action_context"]
+    write_logged_data(result.data, out, overwrite=overwrite, extra_metadata=extra)
+    return result
+
+
+def to_obp_bandit_feedback(data: LoggedData) -> dict[str, Any]:
+    """The Open Bandit Pipeline's ``bandit_feedback`` dict for cross-checking with OBP:
+    ``n_rounds, n_actions, action, position, reward, pscore, context, action_context``."""
+    ac = data.metadata.get("action_context")
+    return {
+        "n_rounds": data.n_rows,
+        "n_actions": data.n_actions,
+        "action": data.action.astype(int),
+        "position": data.position.astype(int),
+        "reward": data.reward.copy(),
+        "pscore": data.pscore.copy(),
+        "context": data.context.astype(np.float64),
+        "action_context": np.eye(data.n_actions) if ac is None else np.asarray(ac, dtype=float),
+    }
