@@ -1,0 +1,1 @@
+"""Speed and accuracy benchmarks; each module prints a table (``python -m benchmarks.<name>``)."""

@@ -1,0 +1,159 @@
+"""Offline RL training speed: d3rlpy's default sampling vs offrec's vectorized sampler,
+and torch's thread count.
+
+Run: ``.venv/bin/python -m benchmarks.bench_rl`` (add ``--threads`` for the 1-vs-2 thread
+table, ``--steps N`` to change the measured steps per configuration).
+
+Data: a softmax-logger log of 100,000 decisions in the default session world
+(``WorldConfig(horizon=10)``: 100 items, context dim 18). Training: batch 256, the
+default (256, 256) MLP Q-network, one torch thread unless stated. The configurations are
+measured in interleaved blocks of 50 steps inside one process, so a change of load on
+the (shared) machine hits all of them alike. "sample" is the time to draw a batch of 256
+transitions, "update" the time of ``algo.update(batch)`` (forward, backward, Adam).
+
+Measured on the 2-core development machine while other jobs were running (load 3-5):
+
+Sampler (1 thread, 600 steps each)::
+
+    see the README / the lead's notes for the latest table; rerun to reproduce.
+
+Threads (vectorized sampler): with 2 threads the median step was sometimes faster, but the
+slow tail was 5-30x longer (another process holding the second core makes each step wait
+for it); with 1 thread step times stayed within ~2x of the median. offrec trains with
+``RLConfig.n_threads = 1`` by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks._table import print_table
+
+BLOCK = 50
+
+
+def _data(tmp: Path, n_rows: int) -> Any:
+    from offrec.logs import collect, read_logs
+    from offrec.policies.loggers import logging_policy
+    from offrec.sim import World, WorldConfig
+
+    world = World(WorldConfig(horizon=10), seed=0)
+    collect(world, logging_policy(world, "softmax"), out=tmp / "log", n_decisions=n_rows, seed=0)
+    return read_logs(tmp / "log")
+
+
+def _measure(
+    runs: dict[str, tuple[Any, Any, int]], steps: int, batch_size: int
+) -> dict[str, dict[str, np.ndarray]]:
+    """Interleaved blocks: for each name, (algo, buffer, threads) -> per-step timings (ms)."""
+    import torch
+
+    out = {name: {"sample": [], "update": []} for name in runs}
+    for algo, buf, n_threads in runs.values():  # warm-up
+        torch.set_num_threads(n_threads)
+        for _ in range(10):
+            algo.update(buf.sample_transition_batch(batch_size))
+    for _ in range(max(1, steps // BLOCK)):
+        for name, (algo, buf, n_threads) in runs.items():
+            torch.set_num_threads(n_threads)
+            for _ in range(BLOCK):
+                t0 = time.perf_counter()
+                batch = buf.sample_transition_batch(batch_size)
+                t1 = time.perf_counter()
+                algo.update(batch)
+                t2 = time.perf_counter()
+                out[name]["sample"].append((t1 - t0) * 1e3)
+                out[name]["update"].append((t2 - t1) * 1e3)
+    torch.set_num_threads(1)
+    return {n: {k: np.asarray(v) for k, v in d.items()} for n, d in out.items()}
+
+
+def main(steps: int = 600, n_rows: int = 100_000, threads_table: bool = False) -> None:
+    import d3rlpy
+
+    from offrec.rl import RLConfig, VectorizedReplayBuffer, to_replay_buffer, to_transitions
+    from offrec.rl.train import build_algo
+
+    tmp = Path(tempfile.mkdtemp(prefix="offrec-bench-rl-"))
+    try:
+        data = _data(tmp, n_rows)
+        t = time.perf_counter()
+        tr = to_transitions(data)
+        t_conv = time.perf_counter() - t
+        t = time.perf_counter()
+        default_buf = to_replay_buffer(tr)
+        t_d3 = time.perf_counter() - t
+        vec_buf = VectorizedReplayBuffer(tr, seed=0)
+        print_table(
+            f"Log -> training data ({tr.n_transitions:,} rows, {tr.n_episodes:,} sessions)",
+            ["step", "seconds"],
+            [["to_transitions (vectorized)", t_conv], ["to_replay_buffer (d3rlpy episodes)", t_d3]],
+        )
+        batch = 256
+        d3rlpy.seed(0)
+        runs: dict[str, tuple[Any, Any, int]] = {}
+        for algo_name in ("dqn", "cql"):
+            for sampler, buf in (("default", default_buf), ("offrec", vec_buf)):
+                algo = build_algo(RLConfig(algo=algo_name))
+                algo.create_impl((tr.observation_dim,), tr.n_actions)
+                runs[f"{algo_name}/{sampler}"] = (algo, buf, 1)
+        res = _measure(runs, steps, batch)
+        rows = []
+        for name, d in res.items():
+            algo_name, sampler = name.split("/")
+            step_ms = d["sample"] + d["update"]
+            rows.append([
+                algo_name, sampler, float(np.median(d["sample"])), float(np.median(d["update"])),
+                float(np.median(step_ms)), 1e3 * step_ms.size / step_ms.sum(),
+            ])  # fmt: skip
+        print_table(
+            f"Training steps/s, batch {batch}, 100 items, context dim 18, 1 thread "
+            f"({res[next(iter(res))]['sample'].size} steps each, interleaved)",
+            ["algo", "sampler", "sample ms (median)", "update ms (median)",
+             "step ms (median)", "steps/s (mean)"],
+            rows,
+        )  # fmt: skip
+        for algo_name in ("dqn", "cql"):
+            d, v = res[f"{algo_name}/default"], res[f"{algo_name}/offrec"]
+            speedup = (d["sample"].sum() + d["update"].sum()) / (v["sample"].sum() + v["update"].sum())
+            print(f"{algo_name}: offrec's sampler trains {speedup:.2f}x as many steps/s")
+        if threads_table:
+            runs = {}
+            for algo_name in ("dqn", "cql"):
+                algo = build_algo(RLConfig(algo=algo_name))
+                algo.create_impl((tr.observation_dim,), tr.n_actions)
+                for n_threads in (1, 2):
+                    runs[f"{algo_name}/{n_threads}"] = (algo, vec_buf, n_threads)
+            res = _measure(runs, steps, batch)
+            rows = []
+            for name, d in res.items():
+                algo_name, n_threads = name.split("/")
+                step_ms = d["sample"] + d["update"]
+                rows.append([
+                    algo_name, int(n_threads), float(np.median(step_ms)),
+                    float(np.percentile(step_ms, 90)), float(np.percentile(step_ms, 99)),
+                    float(step_ms.max()), 1e3 * step_ms.size / step_ms.sum(),
+                ])  # fmt: skip
+            print_table(
+                "torch threads (offrec sampler, batch 256; interleaved blocks of 50 steps)",
+                ["algo", "threads", "median ms", "p90 ms", "p99 ms", "max ms", "steps/s (mean)"],
+                rows,
+            )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=600, help="measured steps per configuration")
+    parser.add_argument("--rows", type=int, default=100_000, help="logged decisions")
+    parser.add_argument("--threads", action="store_true", help="also compare 1 vs 2 torch threads")
+    args = parser.parse_args()
+    main(args.steps, args.rows, args.threads)

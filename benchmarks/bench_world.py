@@ -1,0 +1,81 @@
+"""World speed: batch core (bandit and session mode), gymnasium env, bounded memory.
+
+Run: ``.venv/bin/python -m benchmarks.bench_world``
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks._table import best_time, peak_rss_mb_of, print_table
+
+
+def main() -> None:
+    import gymnasium as gym
+
+    import offrec  # noqa: F401
+    from offrec.sim import World, WorldConfig
+    from offrec.sim.env import RecommenderEnv
+
+    rows = []
+    world = World(WorldConfig(), seed=0)
+    n = 1_000_000
+    rng = np.random.default_rng(0)
+
+    def bandit() -> None:
+        batch = world.new_sessions(n, rng)
+        world.observe(batch)
+        world.step(batch, rng.integers(0, world.n_items, n), rng, validate=False)
+
+    t = best_time(bandit)
+    rows.append(["batch core, bandit mode (observe + click probs + clicks)", n, n / t, world.obs_dim])
+
+    sworld = World(WorldConfig(horizon=10), seed=0)
+    m = 100_000
+
+    def session() -> None:
+        batch = sworld.new_sessions(m, rng)
+        for _ in range(10):
+            sworld.observe(batch)
+            sworld.step(batch, rng.integers(0, sworld.n_items, m), rng, validate=False)
+
+    t = best_time(session)
+    rows.append(["batch core, session mode (100k sessions x 10 steps)", 10 * m, 10 * m / t, sworld.obs_dim])
+
+    for label, env in (
+        ("gymnasium env step() (raw RecommenderEnv)", RecommenderEnv(horizon=10)),
+        ("gymnasium env step() via gym.make (checkers on)", gym.make("offrec/Recommender-v0", horizon=10)),
+    ):
+        k = 50_000
+
+        def run(env: gym.Env = env) -> None:
+            env.reset(seed=0)
+            for i in range(k):
+                _, _, term, trunc, _ = env.step(i % 100)
+                if term or trunc:
+                    env.reset()
+
+        t = best_time(run)
+        rows.append([label, k, k / t, sworld.obs_dim])
+    print_table("World speed (decisions or steps per second, one process)",
+                ["what", "n", "per second", "obs dim"], rows)  # fmt: skip
+
+    code = """
+import numpy as np
+from offrec.sim import World, WorldConfig
+w = World(WorldConfig(), seed=0); rng = np.random.default_rng(0)
+clicks = 0
+for _ in range(10):  # 10M decisions in chunks of 1M
+    b = w.new_sessions(1_000_000, rng)
+    w.observe(b)
+    clicks += int(w.step(b, rng.integers(0, 100, 1_000_000), rng).reward.sum())
+OUT = clicks
+"""
+    peak, _ = peak_rss_mb_of(code)
+    base, _ = peak_rss_mb_of("import offrec.sim\nOUT = 0")
+    print_table("Memory: 10M bandit decisions simulated in chunks of 1M",
+                ["peak RSS (MB)", "of which imports (MB)"], [[peak, base]])  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+r"""Reward models :math:`\hat q(x, a)` for DM / DR, cross-fitted so no row is predicted by a model
+that saw it.
+
+Two kinds of scikit-learn classifiers on (context, action[, position]) features,
+for 0/1 rewards (clicks):
+
+- ``"logistic"``: ``LogisticRegression`` on the sparse design
+  ``[x, onehot(a), x (x) onehot(a)]`` (plus ``onehot(position)`` when there are
+  several positions), i.e. a shared linear effect of the context, a bias per
+  action and a context slope per action:
+  :math:`\operatorname{logit} \hat q(x, a) = \beta_0 + \beta^\top x + \gamma_a + \delta_a^\top x`.
+  Each row has ``2 d + 1`` non-zeros whatever ``n_actions`` is (``d + n_actions +
+  d * n_actions`` columns: 1918 for d = 18, 100 actions), and prediction for all
+  actions is two matrix products, never an ``n * n_actions`` design. It is well
+  specified when the logit is linear in the context for each action, as in a
+  world with :math:`q = \sigma(\theta_0 + \theta_1 \langle w_u, v_i\rangle + b_i)`
+  and a context that is a noisy linear image of :math:`w_u`. Context columns are
+  standardized (statistics of the training rows).
+- ``"gbm"``: ``HistGradientBoostingClassifier`` on ``[x, a(, position)]`` with the
+  action as a categorical feature (numeric when there are more than 255 actions).
+  Captures non-linear effects; slower to predict (``n * n_actions`` rows, in chunks).
+
+Cross-fitting: rows are split into ``n_folds`` folds by a seeded permutation; the
+model for fold ``k`` is trained on the other folds and predicts fold ``k`` only.
+Same ``seed``, same folds, same predictions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from offrec._validation import check_scalar, first_bad
+
+KINDS: tuple[str, ...] = ("logistic", "gbm")
+WEIGHTINGS: tuple[str, ...] = ("none", "ipw")
+_PREDICT_ROWS = 1 << 18  # gbm predicts at most this many (row, action) pairs at once
+
+
+@dataclass(frozen=True)
+class RewardModel:
+    """Configuration of a reward model; :meth:`fit_predict` cross-fits it.
+
+    Attributes:
+        kind: ``"logistic"`` or ``"gbm"`` (see the module docstring).
+        n_folds: number of cross-fitting folds, >= 2.
+        seed: seeds the fold split and the model (``None``: not reproducible).
+        weighting: ``"none"``, or ``"ipw"`` to weight rows by ``1 / pscore`` so the fit
+            targets a uniform-over-actions design rather than the logger's (needs ``pscore``).
+        C: inverse L2 regularization strength of the logistic model (on standardized
+            context). 0.1 suits ~1000 rows per action; weaker (larger C) with more data.
+    """
+
+    kind: str = "logistic"
+    n_folds: int = 3
+    seed: int | None = 0
+    weighting: str = "none"
+    C: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {list(KINDS)}; got {self.kind!r}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {list(WEIGHTINGS)}; got {self.weighting!r}")
+        check_scalar(self.n_folds, "n_folds", int, min=2)
+        check_scalar(self.C, "C", float, min=0.0, min_inclusive=False)
+        if self.seed is not None:
+            check_scalar(self.seed, "seed", int, min=0)
+
+    def folds(self, n: int) -> np.ndarray:
+        """Fold id in ``[0, n_folds)`` of each of ``n`` rows, ``(n,)``; balanced and seeded."""
+        return np.random.default_rng(self.seed).permutation(n) % self.n_folds
+
+    def fit(
+        self,
+        context: Any,
+        action: Any,
+        reward: Any,
+        pscore: Any = None,
+        position: Any = None,
+        *,
+        n_actions: int | None = None,
+    ) -> FittedRewardModel:
+        """Fit on all rows (no cross-fitting), e.g. for a reward-model-greedy policy.
+
+        Shapes: ``context`` (n, d), ``action``/``reward``/``pscore``/``position`` (n,).
+        ``n_actions`` defaults to ``action.max() + 1``.
+        """
+        data = _Data.make(context, action, reward, pscore, position, n_actions, self.weighting)
+        return self._fit_rows(data, np.arange(data.n), self._seeds()[0])
+
+    def fit_predict(
+        self,
+        context: Any,
+        action: Any,
+        reward: Any,
+        pscore: Any = None,
+        position: Any = None,
+        *,
+        n_actions: int | None = None,
+    ) -> np.ndarray:
+        """Cross-fitted :math:`\\hat q` for every row and action.
+
+        Returns ``(n, n_actions)`` float64, or ``(n, n_actions, n_positions)`` when
+        ``position`` is given and has more than one value (``n_positions =
+        position.max() + 1``); row ``i`` is predicted by the model of its fold,
+        trained without it.
+        """
+        data = _Data.make(context, action, reward, pscore, position, n_actions, self.weighting)
+        if data.n < self.n_folds:
+            raise ValueError(
+                f"cross-fitting needs at least n_folds={self.n_folds} rows; got {data.n}"
+            )
+        fold = self.folds(data.n)
+        positions = (data.n_positions,) if data.n_positions > 1 else ()
+        out = np.empty((data.n, data.n_actions, *positions))
+        for k, seed in enumerate(self._seeds()):
+            test = np.flatnonzero(fold == k)
+            model = self._fit_rows(data, np.flatnonzero(fold != k), seed)
+            out[test] = model.predict(data.context[test])
+        return out
+
+    def _seeds(self) -> list[int]:
+        state = np.random.SeedSequence(self.seed).generate_state(self.n_folds)
+        return [int(s) for s in state]
+
+    def _fit_rows(self, data: _Data, rows: np.ndarray, seed: int) -> FittedRewardModel:
+        y = data.reward[rows]
+        weight = None if data.weight is None else data.weight[rows]
+        fitted = FittedRewardModel(self.kind, data.n_actions, data.n_positions)
+        if y.min() == y.max():  # one class only: a constant model
+            fitted.constant = float(y[0])
+            return fitted
+        from sklearn.ensemble import HistGradientBoostingClassifier  # imported when used: slow
+        from sklearn.linear_model import LogisticRegression
+
+        pos = None if data.position is None else data.position[rows]
+        if self.kind == "logistic":
+            x = data.context[rows]
+            fitted.mean, fitted.scale = x.mean(axis=0), x.std(axis=0) + 1e-12
+            design = fitted.design((x - fitted.mean) / fitted.scale, data.action[rows], pos)
+            clf: Any = LogisticRegression(C=self.C, max_iter=1000)
+        else:
+            design = fitted.design(data.context[rows], data.action[rows], pos)
+            cat = [data.context.shape[1]] if data.n_actions <= 255 else None
+            clf = HistGradientBoostingClassifier(categorical_features=cat, random_state=seed)
+        fitted.clf = clf.fit(design, y, sample_weight=weight)
+        return fitted
+
+
+class FittedRewardModel:
+    """A fitted reward model: :meth:`predict` gives :math:`\\hat q` for every action."""
+
+    def __init__(self, kind: str, n_actions: int, n_positions: int) -> None:
+        self.kind = kind
+        self.n_actions = n_actions
+        self.n_positions = n_positions
+        self.clf: Any = None
+        self.constant: float | None = None
+        self.mean = np.zeros(0)
+        self.scale = np.ones(0)
+
+    def predict(self, context: Any) -> np.ndarray:
+        """:math:`\\hat q(x_i, a)` as ``(n, n_actions)``, or ``(n, n_actions, n_positions)``
+        when the model was fitted with several positions."""
+        x = _as_context(context)
+        shape = (x.shape[0], self.n_actions) + ((self.n_positions,) if self.n_positions > 1 else ())
+        if self.constant is not None:
+            return np.full(shape, self.constant)
+        if self.kind == "logistic":
+            return self._predict_logistic((x - self.mean) / self.scale).reshape(shape)
+        return self._predict_gbm(x).reshape(shape)
+
+    def design(self, x: np.ndarray, action: np.ndarray, position: np.ndarray | None) -> Any:
+        """Feature matrix of (context, action[, position]) rows for this kind."""
+        n, d = x.shape
+        if self.kind == "gbm":
+            cols = [x, action[:, None]] + ([] if position is None else [position[:, None]])
+            return np.hstack(cols).astype(np.float32)
+        k, n_pos = self.n_actions, self.n_positions
+        inter = d + k + action[:, None] * d + np.arange(d)  # column of x_j * [a == action]
+        idx = [np.broadcast_to(np.arange(d), (n, d)), d + action[:, None], inter]
+        val = [x, np.ones((n, 1)), x]
+        if n_pos > 1 and position is not None:
+            idx.append(d + k + d * k + position[:, None])
+            val.append(np.ones((n, 1)))
+        indices = np.hstack(idx)
+        width = d + k + d * k + (n_pos if n_pos > 1 else 0)
+        indptr = np.arange(n + 1) * indices.shape[1]
+        return sp.csr_matrix((np.hstack(val).ravel(), indices.ravel(), indptr), shape=(n, width))
+
+    def _predict_logistic(self, x: np.ndarray) -> np.ndarray:
+        d, k = x.shape[1], self.n_actions
+        coef = self.clf.coef_[0]
+        logit = self.clf.intercept_[0] + x @ coef[:d]  # (n,)
+        logit = (
+            logit[:, None]
+            + coef[d : d + k][None, :]
+            + x @ coef[d + k : d + k + d * k].reshape(k, d).T
+        )
+        if self.n_positions > 1:
+            logit = logit[:, :, None] + coef[d + k + d * k :][None, None, :]
+        return 1.0 / (1.0 + np.exp(-logit))
+
+    def _predict_gbm(self, x: np.ndarray) -> np.ndarray:
+        n, k, n_pos = x.shape[0], self.n_actions, self.n_positions
+        grid_action = np.repeat(np.arange(k), n_pos)  # action-major, as (n, k, n_pos)
+        grid_position = np.tile(np.arange(n_pos), k)
+        out = np.empty((n, k * n_pos))
+        step = max(1, _PREDICT_ROWS // (k * n_pos))
+        for start in range(0, n, step):
+            xb = x[start : start + step]
+            m = len(xb)
+            design = self.design(
+                np.repeat(xb, k * n_pos, axis=0),
+                np.tile(grid_action, m),
+                np.tile(grid_position, m) if n_pos > 1 else None,
+            )
+            out[start : start + m] = self.clf.predict_proba(design)[:, 1].reshape(m, -1)
+        return out
+
+
+def _as_context(context: Any) -> np.ndarray:
+    x = np.asarray(context, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"context must be 2-D with shape (n, d); got shape {x.shape}")
+    if not np.isfinite(x).all():
+        i = first_bad(~np.isfinite(x))
+        raise ValueError(f"context must be finite; row {i} has a non-finite value")
+    return x
+
+
+@dataclass(frozen=True)
+class _Data:
+    context: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    position: np.ndarray | None
+    weight: np.ndarray | None
+    n_actions: int
+    n_positions: int
+
+    @property
+    def n(self) -> int:
+        return int(self.reward.shape[0])
+
+    @classmethod
+    def make(
+        cls,
+        context: Any,
+        action: Any,
+        reward: Any,
+        pscore: Any,
+        position: Any,
+        n_actions: int | None,
+        weighting: str,
+    ) -> _Data:
+        x = _as_context(context)
+        n = x.shape[0]
+        if n < 2:
+            raise ValueError(f"context must have at least 2 rows; got {n}")
+        a = _int_column(action, "action", n)
+        r = np.asarray(reward, dtype=np.float64)
+        if r.shape != (n,):
+            raise ValueError(f"reward must have shape ({n},) like context rows; got {r.shape}")
+        bad = (r != 0) & (r != 1)
+        if bad.any():
+            i = first_bad(bad)
+            raise ValueError(f"reward must be 0 or 1 for a classifier; row {i} has {float(r[i])!r}")
+        k = int(a.max()) + 1 if n_actions is None else n_actions
+        check_scalar(k, "n_actions", int, min=1)
+        if a.min() < 0 or a.max() >= k:
+            i = first_bad((a < 0) | (a >= k))
+            raise ValueError(f"action must be in [0, {k}); row {i} has {int(a[i])}")
+        pos = None if position is None else _int_column(position, "position", n)
+        if pos is not None and pos.min() < 0:
+            i = first_bad(pos < 0)
+            raise ValueError(f"position must be >= 0; row {i} has {int(pos[i])}")
+        n_pos = 1 if pos is None else int(pos.max()) + 1
+        weight = None
+        if weighting == "ipw":
+            if pscore is None:
+                raise ValueError("weighting='ipw' needs pscore; got None")
+            p = np.asarray(pscore, dtype=np.float64)
+            if p.shape != (n,):
+                raise ValueError(f"pscore must have shape ({n},) like context rows; got {p.shape}")
+            bad = ~((p > 0) & (p <= 1))
+            if bad.any():
+                i = first_bad(bad)
+                raise ValueError(f"pscore must be in (0, 1]; row {i} has {float(p[i])!r}")
+            weight = 1.0 / p
+        return cls(x, a, r, pos if n_pos > 1 else None, weight, k, n_pos)
+
+
+def _int_column(x: Any, name: str, n: int) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) like context rows; got {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be integers; got dtype {arr.dtype}")
+    return arr.astype(np.intp, copy=False)

@@ -1,0 +1,341 @@
+"""Run a pipeline end to end: logs -> train -> off-policy estimates -> ground truth -> report.
+
+Each stage's output is cached under ``<out>/cache`` by a hash of the configuration it
+depends on, so re-running after changing only the estimators reuses the logs and the
+trained models. Every file is published atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from offrec._atomic import atomic_write_text
+from offrec.logs import collect, read_logs
+from offrec.logs.data import LoggedData
+from offrec.pipeline_config import PipelineConfig, PolicySpec, ReferenceSpec
+from offrec.policies.base import Head
+from offrec.policies.loggers import logging_policy
+from offrec.sim import BestItemOracle, LookaheadOracle, MyopicOracle, World
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+def _key(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "policy"
+
+
+@dataclass
+class PipelineResult:
+    out: Path
+    metrics: dict[str, Any]
+    table: pd.DataFrame
+    cache_hits: dict[str, bool]
+    seconds: float
+
+
+def split_sessions(data: LoggedData, holdout: float, seed: int) -> tuple[LoggedData, LoggedData]:
+    """Split a log by session: ``(train, eval)`` with about ``holdout`` of the sessions in
+    ``eval`` (chosen at random with ``seed``). ``holdout == 0`` returns the log twice."""
+    if holdout == 0:
+        return data, data
+    sessions = np.unique(data.session_id)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+    held = sessions[rng.random(sessions.size) < holdout]
+    in_eval = np.isin(data.session_id, held)
+    if in_eval.all() or not in_eval.any():
+        raise ValueError(f"holdout={holdout} leaves no session for training or for evaluation")
+    return data.subset(~in_eval), data.subset(in_eval)
+
+
+# ------------------------------------------------------------------------------ stages
+def _logs_stage(cfg: PipelineConfig, world: World, cache: Path, say: Progress) -> tuple[LoggedData, str, bool]:
+    spec = asdict(cfg.logging)
+    key = _key("logs", cfg.world.to_dict(), cfg.world_seed, spec, cfg.seed)
+    path = cache / f"logs-{key}"
+    hit = path.exists()
+    if not hit:
+        say(f"simulating logs ({cfg.logging.policy} logger)")
+        collect(
+            world, _logger(cfg, world), out=path, n_decisions=cfg.logging.n_decisions,
+            n_sessions=cfg.logging.n_sessions, seed=cfg.seed,
+        )  # fmt: skip
+    else:
+        say(f"logs: cached ({path.name})")
+    return read_logs(path), key, hit
+
+
+def _logger(cfg: PipelineConfig, world: World) -> Any:
+    lg = cfg.logging
+    kw: dict[str, Any] = {"support": None if lg.support is None else list(lg.support)}
+    if lg.policy != "uniform":
+        kw.update(noise=lg.noise, model_seed=lg.model_seed)
+        kw.update({"beta": lg.beta} if lg.policy == "softmax" else {"epsilon": lg.epsilon})
+    return logging_policy(world, lg.policy, **kw)
+
+
+def _train(spec: PolicySpec, data: LoggedData, world: World, seed: int) -> tuple[Any, dict[str, Any] | None]:
+    """Train one policy from the log; return it with its training curve (RL) or None."""
+    head = Head(**spec.head)
+    params = dict(spec.params)
+    if spec.is_rl:
+        from offrec.rl.train import RLConfig, train_rl
+
+        rl_cfg = RLConfig.from_dict({"seed": seed, **params, "algo": spec.learner})
+        result = train_rl(data, rl_cfg, world=world)
+        return result.policy.with_head(head), result.curve.to_dict()
+    from offrec.policies import bandits, offline
+
+    if spec.learner == "reward_model":
+        return offline.RewardModelGreedy(head=head, seed=seed, **params).fit(data), None
+    if spec.learner == "ipw":
+        return offline.IPWLearner(head=head, **params).fit(data), None
+    classes: dict[str, Any] = {
+        "epsilon_greedy": bandits.EpsilonGreedy, "ucb1": bandits.UCB1, "thompson": bandits.BernoulliTS,
+        "linucb": bandits.LinUCB, "lints": bandits.LinTS, "logistic": bandits.LogisticEpsilonGreedy,
+    }  # fmt: skip
+    cls = classes[spec.learner]
+    sizes: dict[str, Any] = {"n_actions": data.n_actions}
+    if cls.contextual:
+        sizes["context_dim"] = data.context_dim
+    learner = cls(**sizes, **params)
+    offline.fit_logged(learner, data)
+    return learner.exploit(head), None
+
+
+def _models_stage(
+    cfg: PipelineConfig, data: LoggedData, logs_key: str, world: World, cache: Path, say: Progress
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, bool]]:
+    from offrec.models import load_model, save_model
+
+    policies: dict[str, Any] = {}
+    curves: dict[str, Any] = {}
+    hits: dict[str, bool] = {}
+    for spec in cfg.policies:
+        key = _key("model", logs_key, asdict(spec), cfg.seed)
+        path = cache / f"model-{_slug(spec.name)}-{key}"
+        curve_path = path / "training_curve.json"
+        if path.exists():
+            say(f"model '{spec.name}': cached")
+            policies[spec.name] = load_model(path, n_actions=data.n_actions, obs_dim=data.context_dim)
+            if spec.is_rl:
+                policies[spec.name] = policies[spec.name].with_head(Head(**spec.head))
+            if curve_path.is_file():
+                curves[spec.name] = json.loads(curve_path.read_text())
+            hits[spec.name] = True
+            continue
+        say(f"training '{spec.name}' ({spec.learner})")
+        t = time.perf_counter()
+        policy, curve = _train(spec, data, world, cfg.seed)
+        log.info("trained %s in %.1fs", spec.name, time.perf_counter() - t)
+        save_model(policy, path)
+        if curve is not None:
+            atomic_write_text(curve_path, json.dumps(curve))
+            curves[spec.name] = curve
+        policies[spec.name] = policy
+        hits[spec.name] = False
+    return policies, curves, hits
+
+
+def _reference(spec: ReferenceSpec, cfg: PipelineConfig, world: World) -> Any:
+    head = Head("epsilon_greedy", epsilon=spec.epsilon) if spec.epsilon > 0 else Head()
+    if spec.policy == "logger":
+        return _logger(cfg, world)
+    if spec.policy in ("uniform", "softmax", "epsilon_greedy"):
+        kw: dict[str, Any] = {}
+        if spec.policy != "uniform":
+            kw = {"noise": spec.noise, "model_seed": cfg.logging.model_seed}
+            kw.update({"beta": spec.beta} if spec.policy == "softmax" else {"epsilon": spec.epsilon})
+        return logging_policy(world, spec.policy, **kw)
+    if spec.policy == "best_item":
+        return BestItemOracle(world, head)
+    if spec.policy == "myopic":
+        return MyopicOracle(world, head)
+    return LookaheadOracle(world, head, gamma=spec.gamma)
+
+
+def _ope_stage(cfg: PipelineConfig, data: LoggedData, targets: dict[str, Any], say: Progress) -> pd.DataFrame:
+    o = cfg.ope
+    if cfg.world.horizon == 1:
+        from offrec.ope import OffPolicyEvaluation, RewardModel
+
+        needs_model = {"dm", "dr", "sndr", "switch-dr", "dr-os"}
+        rm = RewardModel(kind=o.reward_model, n_folds=o.n_folds, seed=cfg.seed) if needs_model & set(o.estimators) else None
+        say(f"off-policy evaluation: {len(targets)} policies x {len(o.estimators)} estimators")
+        ope = OffPolicyEvaluation(
+            data, targets, estimators=list(o.estimators), reward_model=rm, interval=o.interval,
+            n_bootstrap=o.n_bootstrap, alpha=o.alpha, seed=cfg.seed,
+        )  # fmt: skip
+        return ope.run()
+    from offrec.ope.sequential import SEQUENTIAL_ESTIMATORS, estimate_sequential, fit_fqe
+
+    bad = [e for e in o.estimators if e not in SEQUENTIAL_ESTIMATORS]
+    if bad:
+        raise ValueError(
+            f"[ope] estimators {bad} are for bandit logs; session mode (horizon > 1) takes "
+            f"{list(SEQUENTIAL_ESTIMATORS)}"
+        )
+    rows = []
+    say(f"sequential off-policy evaluation: {len(targets)} policies x {len(o.estimators)} estimators")
+    method = o.interval if o.interval in ("bootstrap", "normal") else "normal"
+    for name, policy in targets.items():
+        if hasattr(policy, "action_dist_state"):
+            log.info("skipping OPE of %s: an oracle needs the hidden session state", name)
+            continue
+        dist = policy.action_dist(data.context)
+        q_hat = None
+        if {"dr", "fqe"} & set(o.estimators):
+            q_hat = fit_fqe(data, dist).predict(data.context)
+        for est in o.estimators:
+            iv = estimate_sequential(est, data, dist, q_hat=q_hat, method=method, n_bootstrap=o.n_bootstrap,
+                                     alpha=o.alpha, seed=cfg.seed)  # fmt: skip
+            rows.append({"policy": name, "estimator": est, "value": iv.value, "low": iv.low,
+                         "high": iv.high, "interval_method": iv.method})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _truth_stage(cfg: PipelineConfig, world: World, targets: dict[str, Any], say: Progress) -> dict[str, Any]:
+    say("ground truth: running every policy online in the simulator")
+    out = {}
+    for name, policy in targets.items():
+        v = world.true_value(policy, n_sessions=cfg.online.n_sessions, seed=cfg.online.seed)
+        out[name] = v.to_dict()
+    return out
+
+
+# ------------------------------------------------------------------------------ runner
+def run_pipeline(
+    config: PipelineConfig | str | Path,
+    out: str | Path | None = None,
+    *,
+    seed: int | None = None,
+    progress: Progress | None = None,
+) -> PipelineResult:
+    """Run ``config`` (a :class:`PipelineConfig` or a TOML path) and write its report to
+    ``out`` (default ``runs/<name>``). ``seed`` overrides the pipeline's seed."""
+    from offrec.ope.selection import ranks, selection_regret, spearman
+    from offrec.report import plot_curves, plot_estimate_vs_truth, plot_value_bars, write_report
+
+    cfg = config if isinstance(config, PipelineConfig) else PipelineConfig.from_file(config)
+    if seed is not None:
+        cfg = PipelineConfig(**{**cfg.__dict__, "seed": seed})
+    out = Path(out) if out is not None else Path("runs") / _slug(cfg.name)
+    say = progress or (lambda msg: log.info(msg))
+    start = time.perf_counter()
+    cache = out / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "pipeline.resolved.json", cfg.to_json())
+
+    world = World(cfg.world, seed=cfg.world_seed)
+    data, logs_key, logs_hit = _logs_stage(cfg, world, cache, say)
+    train_data, eval_data = split_sessions(data, cfg.ope.holdout, seed=cfg.seed)
+    split_key = _key(logs_key, cfg.ope.holdout, cfg.seed)
+    policies, curves, hits = _models_stage(cfg, train_data, split_key, world, cache, say)
+    targets = {**policies, **{r.name: _reference(r, cfg, world) for r in cfg.references}}
+    ope = _ope_stage(cfg, eval_data, targets, say)
+    truth = _truth_stage(cfg, world, targets, say)
+
+    # main table: one row per (policy, estimator)
+    table = ope.copy()
+    table["truth"] = table["policy"].map(lambda p: truth[p]["value"])
+    table["truth_stderr"] = table["policy"].map(lambda p: truth[p]["stderr"])
+    table["rel_error"] = (table["value"] - table["truth"]).abs() / table["truth"].abs()
+    table["covered"] = (table["low"] <= table["truth"]) & (table["truth"] <= table["high"])
+    table["rank_ope"] = 0
+    selection = []
+    for est, sub in table.groupby("estimator", sort=False):
+        table.loc[sub.index, "rank_ope"] = ranks(sub["value"].to_numpy())
+        selection.append({
+            "estimator": est,
+            "spearman": spearman(sub["value"].to_numpy(), sub["truth"].to_numpy()),
+            "regret": selection_regret(sub["value"].to_numpy(), sub["truth"].to_numpy()),
+            "picked": str(sub["policy"].iloc[int(np.argmax(sub["value"].to_numpy()))]),
+            "mean_rel_error": float(sub["rel_error"].mean()),
+        })  # fmt: skip
+    true_rank = dict(zip(truth, ranks(np.array([truth[p]["value"] for p in truth])), strict=True))
+    table["rank_true"] = table["policy"].map(true_rank)
+    value_label = "CTR" if cfg.world.horizon == 1 else "clicks per session"
+
+    w = (1.0 / data.n_actions) / data.pscore
+    summary = {
+        "rows": data.n_rows,
+        "train_rows": train_data.n_rows,
+        "eval_rows": eval_data.n_rows,
+        "sessions": int(np.unique(data.session_id).size),
+        "ctr": float(data.reward.mean()),
+        "clicks_per_session": float(data.reward.sum() / np.unique(data.session_id).size),
+        "pscore_min": float(data.pscore.min()),
+        "pscore_max": float(data.pscore.max()),
+        "ess_uniform_target": float(w.sum() ** 2 / (w**2).sum()),
+    }
+    if "ess" in table.columns:
+        summary["ess_by_policy"] = {str(p): float(v) for p, v in table.groupby("policy")["ess"].first().items()}
+
+    plots_dir = out / "plots"
+    plots: dict[str, Path] = {}
+    if len(table):
+        plots["Estimates vs truth by policy"] = plot_value_bars(table, plots_dir / "values.png", value_label=value_label)
+        plots["Estimate vs truth"] = plot_estimate_vs_truth(table, plots_dir / "estimate_vs_truth.png", value_label=value_label)
+    for name, c in curves.items():
+        loss = c["losses"].get("loss") or next(iter(c["losses"].values()))
+        plots[f"Training loss: {name}"] = plot_curves(
+            {name: (c["steps"], loss)}, plots_dir / f"loss-{_slug(name)}.png",
+            xlabel="gradient step", ylabel="loss (mean per chunk)", title=f"{name}: training loss",
+        )  # fmt: skip
+        if c.get("eval_steps"):
+            plots[f"Online value during training: {name}"] = plot_curves(
+                {name: (c["eval_steps"], c["eval_value"])}, plots_dir / f"online-{_slug(name)}.png",
+                xlabel="gradient step", ylabel=value_label, title=f"{name}: true online value while training",
+                hlines={"logging policy": summary["clicks_per_session"]},
+            )  # fmt: skip
+
+    metrics = {
+        "pipeline": cfg.name,
+        "mode": "bandit" if cfg.world.horizon == 1 else "session",
+        "value": value_label,
+        "seed": cfg.seed,
+        "data": summary,
+        "truth": truth,
+        "estimates": json.loads(table.to_json(orient="records")),
+        "selection": selection,
+        "training_curves": curves,
+        "cache": {"logs": logs_hit, "models": hits},
+    }
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+
+    main = table[["policy", "estimator", "value", "low", "high", "truth", "rel_error", "covered", "rank_ope", "rank_true"]]
+    truth_df = pd.DataFrame(
+        [{"policy": p, "true value": v["value"], "stderr": v["stderr"], "exact": v["exact"], "rank": true_rank[p]}
+         for p, v in truth.items()]
+    ).sort_values("rank")  # fmt: skip
+    sections: list[tuple[str, str | pd.DataFrame]] = [
+        ("About", (cfg.description or cfg.name) + f"\n\nValue: {value_label}. Mode: {metrics['mode']}. "
+         f"Seed {cfg.seed}. Intervals: {cfg.ope.interval}, {100 * (1 - cfg.ope.alpha):.0f}%. "
+         f"Policies were trained on {train_data.n_rows:,} logged rows and scored off-policy on "
+         f"{eval_data.n_rows:,} held-out rows" + (" (the same rows: holdout = 0, so estimates of "
+         "trained policies are optimistic)." if cfg.ope.holdout == 0 else ".")),
+        ("Main table: off-policy estimates vs true online value", main),
+        ("True online value of every policy", truth_df),
+        ("Off-policy selection (would the estimate pick the best policy?)", pd.DataFrame(selection)),
+        ("Data", pd.DataFrame([{k: v for k, v in summary.items() if not isinstance(v, dict)}])),
+    ]  # fmt: skip
+    write_report(out, title=f"offrec report: {cfg.name}", sections=sections, plots=plots)
+    seconds = time.perf_counter() - start
+    say(f"report written to {out / 'report.html'} ({seconds:.1f}s)")
+    return PipelineResult(out, metrics, table, {"logs": logs_hit, **hits}, seconds)

@@ -1,0 +1,238 @@
+"""Pipeline files (TOML) mapped onto config dataclasses; unknown keys are errors.
+
+A pipeline file reads top to bottom like a recipe::
+
+    name = "quickstart"
+    seed = 0
+
+    [world]                     # WorldConfig fields, plus its seed
+    seed = 0
+    horizon = 1
+
+    [logging]                   # the policy that logged the data, and how much
+    policy = "softmax"
+    beta = 1.0
+    n_decisions = 50_000
+
+    [[policies]]                # trained offline from the log
+    name = "linucb"
+    learner = "linucb"
+    params = { alpha = 1.0 }
+
+    [[references]]              # hand-made targets to compare against
+    name = "myopic oracle"
+    policy = "myopic"
+
+    [ope]                       # how to estimate their values from the log
+    estimators = ["ips", "snips", "dr"]
+
+    [online]                    # ground truth in the simulator
+    n_sessions = 20_000
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from offrec.sim.config import WorldConfig
+
+BANDIT_LEARNERS = ("epsilon_greedy", "ucb1", "thompson", "linucb", "lints", "logistic")
+OFFLINE_LEARNERS = ("reward_model", "ipw")
+RL_LEARNERS = ("dqn", "double_dqn", "cql", "bcq")
+LEARNERS = BANDIT_LEARNERS + OFFLINE_LEARNERS + RL_LEARNERS
+REFERENCES = ("logger", "uniform", "softmax", "epsilon_greedy", "best_item", "myopic", "lookahead")
+
+
+def _check_keys(data: dict[str, Any], cls: type, where: str, extra: tuple[str, ...] = ()) -> None:
+    valid = [f.name for f in fields(cls)] + list(extra)
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {where}; valid keys: {', '.join(valid)}")
+
+
+def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise TypeError(f"{where} must be {names}; got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class LoggingSpec:
+    """The logging policy (see :func:`offrec.policies.loggers.logging_policy`) and the log size."""
+
+    policy: str = "softmax"
+    beta: float = 1.0
+    epsilon: float = 0.1
+    noise: float = 0.5
+    model_seed: int = 0
+    support: tuple[int, ...] | None = None
+    n_decisions: int | None = None
+    n_sessions: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.n_decisions is None) == (self.n_sessions is None):
+            raise ValueError("[logging] needs exactly one of n_decisions or n_sessions")
+        for name in ("n_decisions", "n_sessions"):
+            v = getattr(self, name)
+            if v is not None and (_typed(v, int, f"[logging] {name}") < 1):
+                raise ValueError(f"[logging] {name} must be >= 1; got {v}")
+        if self.policy not in ("uniform", "softmax", "epsilon_greedy"):
+            raise ValueError(f"[logging] policy must be one of ['uniform', 'softmax', 'epsilon_greedy']; got {self.policy!r}")
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A policy trained from the log: ``learner`` and its ``params``; ``head`` turns its
+    scores into the evaluated policy (default greedy)."""
+
+    name: str
+    learner: str
+    params: dict[str, Any] = field(default_factory=dict)
+    head: dict[str, Any] = field(default_factory=lambda: {"kind": "greedy"})
+
+    def __post_init__(self) -> None:
+        _typed(self.name, str, "[[policies]] name")
+        if self.learner not in LEARNERS:
+            raise ValueError(f"[[policies]] '{self.name}': learner must be one of {list(LEARNERS)}; got {self.learner!r}")
+        _typed(self.params, dict, f"[[policies]] '{self.name}' params")
+        _typed(self.head, dict, f"[[policies]] '{self.name}' head")
+
+    @property
+    def is_rl(self) -> bool:
+        return self.learner in RL_LEARNERS
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    """A hand-made target: the logger itself, uniform, another logging policy, or an oracle."""
+
+    name: str
+    policy: str
+    epsilon: float = 0.0
+    beta: float = 1.0
+    noise: float = 0.5
+    gamma: float = 0.25
+
+    def __post_init__(self) -> None:
+        _typed(self.name, str, "[[references]] name")
+        if self.policy not in REFERENCES:
+            raise ValueError(f"[[references]] '{self.name}': policy must be one of {list(REFERENCES)}; got {self.policy!r}")
+
+
+@dataclass(frozen=True)
+class OPESpec:
+    """Estimators and intervals. Bandit estimators apply in bandit mode (horizon 1),
+    sequential ones (pdis, tis, wpdis, wtis, dr, fqe) in session mode.
+
+    ``holdout`` is the fraction of sessions kept out of training and used for the
+    estimates: a policy scored on the rows it was trained on looks better than it is
+    (it has fitted their noise). 0 trains and evaluates on the whole log.
+    """
+
+    estimators: tuple[str, ...] = ("ips", "snips", "dm", "dr")
+    holdout: float = 0.5
+    reward_model: str = "logistic"
+    n_folds: int = 3
+    interval: str = "bootstrap"
+    n_bootstrap: int = 500
+    alpha: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.estimators, tuple):
+            object.__setattr__(self, "estimators", tuple(_typed(self.estimators, list, "[ope] estimators")))
+        if not self.estimators:
+            raise ValueError("[ope] estimators must name at least one estimator")
+        h = _typed(self.holdout, float, "[ope] holdout")
+        if not 0.0 <= h < 1.0:
+            raise ValueError(f"[ope] holdout must be in [0, 1); got {h}")
+
+
+@dataclass(frozen=True)
+class OnlineSpec:
+    """Ground truth: exact in bandit mode; Monte-Carlo over ``n_sessions`` in session mode."""
+
+    n_sessions: int = 20_000
+    seed: int = 1
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    name: str
+    world: WorldConfig
+    logging: LoggingSpec
+    world_seed: int = 0
+    seed: int = 0
+    description: str = ""
+    policies: tuple[PolicySpec, ...] = ()
+    references: tuple[ReferenceSpec, ...] = ()
+    ope: OPESpec = field(default_factory=OPESpec)
+    online: OnlineSpec = field(default_factory=OnlineSpec)
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.policies] + [r.name for r in self.references]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"policy names must be unique across [[policies]] and [[references]]; repeated: {dup}")
+        if not names:
+            raise ValueError("a pipeline needs at least one [[policies]] or [[references]] entry")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> PipelineConfig:
+        top = ("name", "seed", "description", "world", "logging", "policies", "references", "ope", "online")
+        unknown = sorted(set(raw) - set(top))
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} at the top of the pipeline; valid keys: {', '.join(top)}")
+        if "logging" not in raw:
+            raise ValueError("the pipeline needs a [logging] table (policy and n_decisions or n_sessions)")
+        world = dict(raw.get("world", {}))
+        world_seed = _typed(world.pop("seed", 0), int, "[world] seed")
+
+        def build(cls_: type, data: Any, where: str) -> Any:
+            data = dict(_typed(data, dict, where))
+            _check_keys(data, cls_, where)
+            required = [f.name for f in fields(cls_) if f.default is MISSING and f.default_factory is MISSING]
+            missing = [k for k in required if k not in data]
+            if missing:
+                raise ValueError(f"{where} is missing required key(s) {missing}")
+            return cls_(**data)
+
+        return cls(
+            name=_typed(raw.get("name", "pipeline"), str, "name"),
+            seed=_typed(raw.get("seed", 0), int, "seed"),
+            description=_typed(raw.get("description", ""), str, "description"),
+            world=WorldConfig.from_dict(world),
+            world_seed=world_seed,
+            logging=build(LoggingSpec, raw["logging"], "[logging]"),
+            policies=tuple(build(PolicySpec, p, "[[policies]]") for p in _typed(raw.get("policies", []), list, "policies")),
+            references=tuple(build(ReferenceSpec, r, "[[references]]") for r in _typed(raw.get("references", []), list, "references")),
+            ope=build(OPESpec, raw.get("ope", {}), "[ope]"),
+            online=build(OnlineSpec, raw.get("online", {}), "[online]"),
+        )  # fmt: skip
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> PipelineConfig:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"pipeline file not found: {p}")
+        try:
+            raw = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{p}: invalid TOML: {exc}") from None
+        return cls.from_dict(raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["world"] = {"seed": self.world_seed, **self.world.to_dict()}
+        del d["world_seed"]
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=list)

@@ -1,0 +1,169 @@
+"""Save and load learned policies: a folder with a JSON config and a ``.npz`` of arrays.
+
+Layout of a saved policy folder::
+
+    policy.json   {"format": "offrec.policy", "format_version": 1, "offrec_version": ...,
+                   "spec": {"type": ..., constructor parameters...},
+                   "sizes": {"n_actions": ..., "context_dim": ...},
+                   "arrays": {"file": "arrays.npz", "sha256": ...}}
+    arrays.npz    what the policy learned (numpy arrays only; read with allow_pickle=False)
+
+No pickle and no code is stored: loading looks the ``type`` up in a fixed registry of
+offrec classes, builds it from the stored parameters and restores the arrays (shapes
+checked). The folder is published atomically (written next to it, then renamed).
+
+>>> import tempfile, numpy as np
+>>> from offrec.policies.bandits import LinUCB
+>>> learner = LinUCB(n_actions=4, context_dim=3)
+>>> folder = tempfile.mkdtemp() + "/model"
+>>> _ = save_policy(learner, folder)
+>>> x = np.ones((2, 3))
+>>> bool(np.array_equal(load_policy(folder).action_dist(x), learner.action_dist(x)))
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from offrec._atomic import atomic_dir
+from offrec.policies.base import UniformPolicy
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "load_policy", "save_policy", "saveable_types"]
+
+FORMAT = "offrec.policy"
+FORMAT_VERSION = 1
+CONFIG_FILE = "policy.json"
+ARRAYS_FILE = "arrays.npz"
+
+
+def _registry() -> dict[str, Any]:
+    from offrec.policies import bandits, offline
+
+    classes = (
+        bandits.EpsilonGreedy, bandits.UCB1, bandits.BernoulliTS, bandits.LinUCB,
+        bandits.LinTS, bandits.LogisticEpsilonGreedy, offline.RewardModelGreedy,
+        offline.IPWLearner,
+    )  # fmt: skip
+    return {cls.kind: cls for cls in classes}
+
+
+def saveable_types() -> list[str]:
+    """The ``spec()["type"]`` values :func:`save_policy` accepts."""
+    return sorted([*_registry(), "uniform"])
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("offrec")
+    except Exception:  # pragma: no cover - not installed
+        return "unknown"
+
+
+def save_policy(policy: Any, folder: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``policy`` to ``folder`` (``policy.json`` + ``arrays.npz``); return the folder.
+
+    Supported: every learner in :mod:`offrec.policies.bandits` and
+    :mod:`offrec.policies.offline`, and :class:`UniformPolicy`. Other policies (e.g. a
+    :class:`ScorePolicy` around arbitrary code) raise ``TypeError``. An existing
+    ``folder`` is replaced only with ``overwrite=True`` (else ``FileExistsError``).
+    """
+    registry = _registry()
+    if isinstance(policy, UniformPolicy):
+        spec: dict[str, Any] = policy.spec()
+        arrays: dict[str, np.ndarray] = {}
+        sizes = {"n_actions": policy.n_actions, "context_dim": None}
+    elif type(policy) in registry.values():
+        spec = policy.spec()
+        arrays = policy.get_state()
+        sizes = {"n_actions": policy.n_actions, "context_dim": policy.context_dim}
+    else:
+        raise TypeError(
+            f"cannot save a {type(policy).__name__}: only these policy types can be saved "
+            f"without pickling code: {', '.join(saveable_types())}"
+        )
+    buf = io.BytesIO()
+    np.savez(buf, allow_pickle=False, **arrays)
+    blob = buf.getvalue()
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "offrec_version": _version(),
+        "spec": spec,
+        "sizes": sizes,
+        "arrays": {"file": ARRAYS_FILE, "sha256": hashlib.sha256(blob).hexdigest()},
+    }
+    text = json.dumps(config, indent=2, sort_keys=True, allow_nan=True)
+    folder = Path(folder)
+    with atomic_dir(folder, overwrite=overwrite) as tmp:
+        (tmp / ARRAYS_FILE).write_bytes(blob)
+        (tmp / CONFIG_FILE).write_text(text + "\n")
+    return folder
+
+
+def load_policy(
+    folder: str | Path, *, n_actions: int | None = None, context_dim: int | None = None
+) -> Any:
+    """Load a policy written by :func:`save_policy`.
+
+    ``n_actions`` / ``context_dim``, when given, are the sizes the caller will use (the
+    world's items, the log's context width): a model saved for other sizes raises
+    ``ValueError`` naming both numbers. Non-contextual models accept any context width.
+    """
+    folder = Path(folder)
+    cfg_path = folder / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"no saved policy in {folder}: {CONFIG_FILE} not found")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{cfg_path} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ValueError(f"{cfg_path} is not an offrec policy file (format must be {FORMAT!r})")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{cfg_path} has format_version {config.get('format_version')!r}; "
+            f"this offrec reads version {FORMAT_VERSION}"
+        )
+    spec = dict(config["spec"])
+    sizes = config.get("sizes", {})
+    saved_n, saved_d = sizes.get("n_actions"), sizes.get("context_dim")
+    if n_actions is not None and saved_n != n_actions:
+        raise ValueError(
+            f"policy in {folder} was saved for n_actions={saved_n} items; "
+            f"cannot load it for n_actions={n_actions}"
+        )
+    if context_dim is not None and saved_d is not None and saved_d != context_dim:
+        raise ValueError(
+            f"policy in {folder} was saved for context_dim={saved_d}; "
+            f"cannot load it for context_dim={context_dim}"
+        )
+    kind = spec.pop("type", None)
+    if kind == "uniform":
+        return UniformPolicy(int(spec["n_actions"]), support=spec.get("support"))
+    registry = _registry()
+    if kind not in registry:
+        raise ValueError(
+            f"{cfg_path} has unknown policy type {kind!r}; known types: {', '.join(saveable_types())}"
+        )
+    arrays_path = folder / config["arrays"]["file"]
+    if not arrays_path.is_file():
+        raise FileNotFoundError(
+            f"saved policy {folder} is incomplete: {arrays_path.name} not found"
+        )
+    blob = arrays_path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != config["arrays"]["sha256"]:
+        raise ValueError(f"{arrays_path} does not match the checksum in {CONFIG_FILE}")
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        state = {k: npz[k] for k in npz.files}
+    policy = registry[kind].from_params(spec)
+    policy.set_state(state)
+    return policy

@@ -1,0 +1,224 @@
+"""A vectorized replay buffer for offline training: a whole mini-batch in a few gathers.
+
+d3rlpy's ``ReplayBuffer.sample_transition_batch`` calls its transition picker once per
+sampled transition (a Python loop building one ``Transition`` object each, then stacking
+them); on this machine that costs about as much as the gradient step itself. A
+:class:`VectorizedReplayBuffer` draws the batch's row indices at once and gathers
+``observations[idx]``, ``observations[idx + 1]`` (zeroed where terminal), actions,
+rewards and terminals with numpy fancy indexing.
+
+It plugs into d3rlpy through its public extension point, the abstract
+:class:`d3rlpy.dataset.ReplayBufferBase` that ``algo.fit(dataset, ...)`` and
+``algo.update(batch)`` consume; it holds offrec's :class:`~offrec.rl.dataset.Transitions`
+(composition), and changes nothing inside d3rlpy. Its batches have the same semantics as
+d3rlpy's default :class:`~d3rlpy.dataset.BasicTransitionPicker` over the episodes of
+:func:`offrec.rl.dataset.to_replay_buffer`: the same ``(s, a, r, s', a', terminal,
+interval=1)`` for a given row, ``s'`` and ``a'`` zero on terminal rows; the
+``transitions`` field of a batch is a lazy sequence that builds the full d3rlpy
+``Transition`` objects (with ``rewards_to_go``) only if an algorithm asks for them.
+
+Sampling is uniform over rows (as d3rlpy's is uniform over transitions) and draws from
+the buffer's own ``numpy.random.Generator`` (``seed``), never from global state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, BinaryIO, overload
+
+import numpy as np
+from d3rlpy.dataset import (
+    BasicTransitionPicker,
+    DatasetInfo,
+    EpisodeBase,
+    PartialTrajectory,
+    ReplayBufferBase,
+    Transition,
+    TransitionMiniBatch,
+)
+from d3rlpy.dataset.trajectory_slicers import BasicTrajectorySlicer
+
+from offrec._validation import SeedLike, as_generator, check_scalar
+from offrec.rl.dataset import Transitions, dataset_info, to_episodes
+
+__all__ = ["VectorizedReplayBuffer"]
+
+
+class _FlatIndex:
+    """d3rlpy ``BufferProtocol`` view: flat row index -> (episode, index within it)."""
+
+    def __init__(self, owner: VectorizedReplayBuffer) -> None:
+        self._owner = owner
+
+    def append(self, episode: EpisodeBase, index: int) -> None:
+        raise NotImplementedError("VectorizedReplayBuffer is read-only (offline data)")
+
+    @property
+    def episodes(self) -> Sequence[EpisodeBase]:
+        return self._owner.episodes
+
+    @property
+    def transition_count(self) -> int:
+        return self._owner.transition_count
+
+    def __len__(self) -> int:
+        return self._owner.transition_count
+
+    def __getitem__(self, index: int) -> tuple[EpisodeBase, int]:
+        ep, within = self._owner.transitions.episode_of(np.asarray([index]))
+        return self._owner.episodes[int(ep[0])], int(within[0])
+
+
+class _LazyTransitions(Sequence[Transition]):
+    """The ``transitions`` of a batch, built on access only (rarely needed by Q-learning)."""
+
+    def __init__(self, owner: VectorizedReplayBuffer, rows: np.ndarray) -> None:
+        self._owner, self._rows = owner, rows
+
+    def __len__(self) -> int:
+        return int(self._rows.shape[0])
+
+    @overload
+    def __getitem__(self, i: int) -> Transition: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Transition]: ...
+
+    def __getitem__(self, i: int | slice) -> Transition | Sequence[Transition]:
+        if isinstance(i, slice):
+            return [self._owner.transition_at(int(r)) for r in self._rows[i]]
+        return self._owner.transition_at(int(self._rows[i]))
+
+
+class VectorizedReplayBuffer(ReplayBufferBase):
+    """Read-only d3rlpy replay buffer over :class:`~offrec.rl.dataset.Transitions`.
+
+    >>> buf = VectorizedReplayBuffer(transitions, seed=0)  # doctest: +SKIP
+    >>> batch = buf.sample_transition_batch(256)           # doctest: +SKIP
+    >>> algo.update(batch)                                  # doctest: +SKIP
+
+    Args:
+        transitions: from :func:`offrec.rl.dataset.to_transitions`.
+        seed: seed of the sampling generator (int, Generator or None).
+    """
+
+    def __init__(self, transitions: Transitions, seed: SeedLike = None) -> None:
+        if not isinstance(transitions, Transitions):
+            raise TypeError(f"transitions must be Transitions; got {type(transitions).__name__}")
+        self._tr = transitions
+        self._rng = as_generator(seed)
+        n = transitions.n_transitions
+        self._obs = transitions.observations
+        self._actions = transitions.actions.astype(np.float32).reshape(-1, 1)
+        self._rewards = transitions.rewards.astype(np.float32).reshape(-1, 1)
+        self._terminals = transitions.terminals.astype(np.float32).reshape(-1, 1)
+        # row of s' for every row (itself when terminal; zeroed through the mask below)
+        self._next_row = np.where(transitions.terminals > 0, np.arange(n), np.arange(1, n + 1))
+        self._alive = (1.0 - self._terminals).astype(np.float32)  # (n, 1)
+        self._info = dataset_info(transitions)
+        self._episodes: list[EpisodeBase] | None = None
+        self._picker = BasicTransitionPicker()
+        self._slicer = BasicTrajectorySlicer()
+
+    # -- sampling ------------------------------------------------------------------------
+    def seed(self, seed: SeedLike) -> None:
+        """Reset the sampling generator."""
+        self._rng = as_generator(seed)
+
+    def batch_at(self, rows: np.ndarray) -> TransitionMiniBatch:
+        """The mini-batch of the given row indices (deterministic; what sampling gathers)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        nxt = self._next_row[rows]
+        alive = self._alive[rows]
+        next_obs = self._obs[nxt]
+        next_obs *= alive
+        return TransitionMiniBatch(
+            observations=self._obs[rows],
+            actions=self._actions[rows],
+            rewards=self._rewards[rows],
+            next_observations=next_obs,
+            next_actions=self._actions[nxt] * alive,
+            terminals=self._terminals[rows],
+            intervals=np.ones((rows.shape[0], 1), np.float32),
+            transitions=_LazyTransitions(self, rows),
+        )
+
+    def sample_transition_batch(self, batch_size: int) -> TransitionMiniBatch:
+        check_scalar(batch_size, "batch_size", int, min=1)
+        return self.batch_at(self._rng.integers(0, self.transition_count, size=batch_size))
+
+    def sample_transition(self) -> Transition:
+        return self.transition_at(int(self._rng.integers(0, self.transition_count)))
+
+    def transition_at(self, row: int) -> Transition:
+        """d3rlpy's ``Transition`` for one row (built by d3rlpy's own default picker)."""
+        ep, within = self._tr.episode_of(np.asarray([row]))
+        return self._picker(self.episodes[int(ep[0])], int(within[0]))
+
+    def sample_trajectory(self, length: int) -> PartialTrajectory:
+        ep, within = self._tr.episode_of(self._rng.integers(0, self.transition_count, size=1))
+        return self._slicer(self.episodes[int(ep[0])], int(within[0]), length)
+
+    def sample_trajectory_batch(self, batch_size: int, length: int) -> Any:
+        from d3rlpy.dataset import TrajectoryMiniBatch
+
+        return TrajectoryMiniBatch.from_partial_trajectories(
+            [self.sample_trajectory(length) for _ in range(batch_size)]
+        )
+
+    # -- read-only buffer ----------------------------------------------------------------
+    def append(self, observation: Any, action: Any, reward: Any) -> None:
+        raise NotImplementedError("VectorizedReplayBuffer is read-only (offline data)")
+
+    def append_episode(self, episode: EpisodeBase) -> None:
+        raise NotImplementedError("VectorizedReplayBuffer is read-only (offline data)")
+
+    def clip_episode(self, terminated: bool) -> None:
+        raise NotImplementedError("VectorizedReplayBuffer is read-only (offline data)")
+
+    def dump(self, f: BinaryIO) -> None:
+        from d3rlpy.dataset.io import dump
+
+        dump(self.episodes, f)
+
+    @classmethod
+    def from_episode_generator(cls, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("build a VectorizedReplayBuffer from offrec Transitions")
+
+    @classmethod
+    def load(cls, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("build a VectorizedReplayBuffer from offrec Transitions")
+
+    # -- facts ---------------------------------------------------------------------------
+    @property
+    def transitions(self) -> Transitions:
+        return self._tr
+
+    @property
+    def episodes(self) -> Sequence[EpisodeBase]:
+        if self._episodes is None:  # built on first use only (scalers, dump, trajectories)
+            self._episodes = to_episodes(self._tr)
+        return self._episodes
+
+    def size(self) -> int:
+        return self._tr.n_episodes
+
+    @property
+    def buffer(self) -> Any:
+        return _FlatIndex(self)
+
+    @property
+    def transition_count(self) -> int:
+        return self._tr.n_transitions
+
+    @property
+    def transition_picker(self) -> Any:
+        return self._picker
+
+    @property
+    def trajectory_slicer(self) -> Any:
+        return self._slicer
+
+    @property
+    def dataset_info(self) -> DatasetInfo:
+        return self._info

@@ -1,0 +1,443 @@
+"""Train d3rlpy DQN / DoubleDQN / DiscreteCQL / DiscreteBCQ on a log, with a training curve.
+
+>>> from offrec.rl import RLConfig, train_rl
+>>> result = train_rl(read_logs("logs/softmax"), RLConfig(algo="cql"), world=world)  # doctest: +SKIP
+>>> result.policy.action_dist(obs)                                                    # doctest: +SKIP
+>>> result.save("models/cql")                                                         # doctest: +SKIP
+
+The loop calls d3rlpy's public single-step API, ``algo.update(batch)``, on mini-batches
+from :class:`~offrec.rl.sampler.VectorizedReplayBuffer` (``sampler="vectorized"``) or
+from d3rlpy's own ``ReplayBuffer`` (``sampler="default"``). It does not go through
+``algo.fit``, which writes ``d3rlpy_logs/`` unless told otherwise and prints its
+dataset info and hyper-parameters through structlog: here nothing is written and
+nothing printed. Progress is reported through the optional ``progress`` callback.
+
+Randomness: ``d3rlpy.seed(config.seed)`` (network initialisation, and the default
+sampler, which draws from numpy's global generator) and the vectorized sampler's own
+generator seeded from ``config.seed``: same data + same config -> same weights.
+
+Threads: torch runs the updates with ``config.n_threads`` intra-op threads (restored
+afterwards). Measured on this 2-core machine while other jobs shared it (DQN, batch 256,
+(256, 256) MLP, 100 actions, vectorized sampler; ``benchmarks/bench_rl.py --threads``):
+see the table in ``benchmarks/bench_rl.py``'s docstring. One thread is the default: with
+two threads each step waits for a second core that contention often takes away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from offrec._atomic import atomic_dir
+from offrec._validation import check_scalar
+from offrec.logs.data import LoggedData
+from offrec.policies.base import Head
+from offrec.rl.dataset import Transitions, to_replay_buffer, to_transitions
+from offrec.rl.policy import QPolicy
+from offrec.rl.sampler import VectorizedReplayBuffer
+
+__all__ = [
+    "ALGOS",
+    "RLConfig",
+    "TrainResult",
+    "TrainingCurve",
+    "build_algo",
+    "plot_training_curve",
+    "threads",
+    "train_rl",
+]
+
+log = logging.getLogger(__name__)
+
+ALGOS = ("dqn", "double_dqn", "cql", "bcq")
+SAMPLERS = ("vectorized", "default")
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """Hyper-parameters of an offline RL run (JSON round-trip; unknown keys rejected).
+
+    Attributes:
+        algo: ``"dqn"``, ``"double_dqn"``, ``"cql"`` (DiscreteCQL) or ``"bcq"``
+            (DiscreteBCQ).
+        n_steps: gradient steps. batch_size: transitions per step.
+        learning_rate: Adam step size. gamma: discount of the TD target.
+        target_update_interval: steps between target-network copies.
+        alpha: CQL's conservative weight (``alpha * (logsumexp_a Q(s,a) - Q(s,a_logged))``).
+        bcq_threshold: DiscreteBCQ's ``action_flexibility`` (actions whose imitation
+            probability is below this fraction of the best one's are never taken).
+        hidden_units: widths of the Q-network's MLP encoder.
+        n_critics: Q-functions in the ensemble (their mean is the Q-value).
+        seed: seeds ``d3rlpy.seed`` and the sampler.
+        n_threads: torch intra-op threads during training (see module doc).
+        sampler: ``"vectorized"`` (offrec's) or ``"default"`` (d3rlpy's per-transition).
+        log_every: steps per point of the loss curve (mean loss over the chunk).
+        eval_every: steps between online evaluations in the world (0: only at the end);
+            used only when ``train_rl`` gets a ``world``.
+        eval_sessions, eval_seed: Monte-Carlo sessions and seed of each evaluation.
+    """
+
+    algo: str = "cql"
+    n_steps: int = 30_000
+    batch_size: int = 256
+    learning_rate: float = 3e-4
+    gamma: float = 0.9
+    target_update_interval: int = 1_000
+    alpha: float = 0.5
+    bcq_threshold: float = 0.3
+    hidden_units: tuple[int, ...] = (256, 256)
+    n_critics: int = 1
+    seed: int = 0
+    n_threads: int = 1
+    sampler: str = "vectorized"
+    log_every: int = 500
+    eval_every: int = 0
+    eval_sessions: int = 4_000
+    eval_seed: int = 2024
+
+    def __post_init__(self) -> None:
+        if isinstance(self.hidden_units, list):
+            object.__setattr__(self, "hidden_units", tuple(self.hidden_units))
+        self._validate()
+
+    def _validate(self) -> None:
+        if self.algo not in ALGOS:
+            raise ValueError(f"RLConfig.algo must be one of {list(ALGOS)}; got {self.algo!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(
+                f"RLConfig.sampler must be one of {list(SAMPLERS)}; got {self.sampler!r}"
+            )
+        ints = {
+            "n_steps": 1, "batch_size": 1, "target_update_interval": 1, "n_critics": 1,
+            "seed": 0, "n_threads": 1, "log_every": 1, "eval_every": 0, "eval_sessions": 2,
+            "eval_seed": 0,
+        }  # fmt: skip
+        for name, low in ints.items():
+            check_scalar(getattr(self, name), f"RLConfig.{name}", int, min=low)
+        check_scalar(
+            self.learning_rate, "RLConfig.learning_rate", float, min=0.0, min_inclusive=False
+        )
+        check_scalar(self.gamma, "RLConfig.gamma", float, min=0.0, max=1.0)
+        check_scalar(self.alpha, "RLConfig.alpha", float, min=0.0)
+        check_scalar(
+            self.bcq_threshold, "RLConfig.bcq_threshold", float, min=0.0, max=1.0,
+            min_inclusive=False,
+        )  # fmt: skip
+        if not isinstance(self.hidden_units, tuple) or not self.hidden_units:
+            raise ValueError(
+                f"RLConfig.hidden_units must be a non-empty list of ints; got {self.hidden_units!r}"
+            )
+        for i, h in enumerate(self.hidden_units):
+            check_scalar(h, f"RLConfig.hidden_units[{i}]", int, min=1)
+
+    # -- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden_units"] = list(self.hidden_units)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RLConfig:
+        """Build from a mapping; unknown keys are an error that lists the valid ones."""
+        if not isinstance(data, dict):
+            raise TypeError(f"RL config must be a mapping; got {type(data).__name__}")
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown RL config key(s) {unknown}; valid keys: {', '.join(valid)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> RLConfig:
+        return cls.from_dict(json.loads(text))
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    """Run a block with ``torch.set_num_threads(n)``, restoring the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def build_algo(config: RLConfig) -> Any:
+    """The (untrained, CPU) d3rlpy algorithm ``config`` describes."""
+    import d3rlpy
+
+    common: dict[str, Any] = {
+        "learning_rate": config.learning_rate,
+        "batch_size": config.batch_size,
+        "gamma": config.gamma,
+        "n_critics": config.n_critics,
+        "target_update_interval": config.target_update_interval,
+        "encoder_factory": d3rlpy.models.VectorEncoderFactory(
+            hidden_units=list(config.hidden_units)
+        ),
+    }
+    algos = d3rlpy.algos
+    if config.algo == "dqn":
+        cfg: Any = algos.DQNConfig(**common)
+    elif config.algo == "double_dqn":
+        cfg = algos.DoubleDQNConfig(**common)
+    elif config.algo == "cql":
+        cfg = algos.DiscreteCQLConfig(alpha=config.alpha, **common)
+    else:
+        cfg = algos.DiscreteBCQConfig(action_flexibility=config.bcq_threshold, **common)
+    return cfg.create(device="cpu:0")
+
+
+@dataclass
+class TrainingCurve:
+    """What happened during training, as arrays (``k`` loss points, ``m`` evaluations).
+
+    Attributes:
+        steps: (k,) step at the end of each chunk of ``log_every`` steps.
+        losses: name -> (k,) mean of each loss d3rlpy reports over the chunk
+            (``loss``; CQL adds ``td_loss`` and ``conservative_loss``; BCQ ``td_loss``
+            and ``imitator_loss``).
+        q_start: (k,) mean greedy Q-value, ``max_a Q(s0, a)``, over the logged first
+            observations of (up to 1024) sessions: the model's own value estimate.
+        seconds: (k,) wall time since the start of training.
+        eval_steps, eval_value, eval_stderr: (m,) true online value (clicks per
+            session) of the greedy policy in the world, with its Monte-Carlo stderr.
+    """
+
+    steps: np.ndarray
+    losses: dict[str, np.ndarray]
+    q_start: np.ndarray
+    seconds: np.ndarray
+    eval_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    eval_value: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    eval_stderr: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps.tolist(),
+            "losses": {k: v.tolist() for k, v in self.losses.items()},
+            "q_start": self.q_start.tolist(),
+            "seconds": self.seconds.tolist(),
+            "eval_steps": self.eval_steps.tolist(),
+            "eval_value": self.eval_value.tolist(),
+            "eval_stderr": self.eval_stderr.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainingCurve:
+        return cls(
+            steps=np.asarray(d["steps"], np.int64),
+            losses={k: np.asarray(v, np.float64) for k, v in d["losses"].items()},
+            q_start=np.asarray(d["q_start"], np.float64),
+            seconds=np.asarray(d["seconds"], np.float64),
+            eval_steps=np.asarray(d["eval_steps"], np.int64),
+            eval_value=np.asarray(d["eval_value"], np.float64),
+            eval_stderr=np.asarray(d["eval_stderr"], np.float64),
+        )
+
+
+@dataclass
+class TrainResult:
+    """A trained policy, the config that made it, and its training curve.
+
+    Attributes:
+        policy: greedy :class:`~offrec.rl.policy.QPolicy` (``policy.with_head(...)`` for
+            epsilon-greedy / softmax).
+        config: the :class:`RLConfig`.
+        curve: the :class:`TrainingCurve`.
+        seconds: wall time of the gradient steps (evaluations excluded).
+        data: counts of the converted log (:meth:`Transitions.summary`).
+    """
+
+    policy: QPolicy
+    config: RLConfig
+    curve: TrainingCurve
+    seconds: float
+    data: dict[str, Any]
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.config.n_steps / self.seconds if self.seconds > 0 else math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary: config, curve, timing, data counts."""
+        return {
+            "config": self.config.to_dict(),
+            "curve": self.curve.to_dict(),
+            "seconds": self.seconds,
+            "steps_per_second": self.steps_per_second,
+            "data": self.data,
+        }
+
+    def save(self, folder: str | Path, *, overwrite: bool = False, plot: bool = True) -> Path:
+        """Write the model (see :func:`~offrec.rl.policy.load_q_policy`), ``training.json``
+        and (``plot``) ``training_curve.png`` into ``folder``, atomically."""
+        self.policy._check_saveable()
+        folder = Path(folder)
+        with atomic_dir(folder, overwrite=overwrite) as tmp:
+            self.policy.write_to(tmp)
+            (tmp / "training.json").write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+            if plot:
+                plot_training_curve(self, tmp / "training_curve.png")
+        return folder
+
+
+def train_rl(
+    data: LoggedData | Transitions,
+    config: RLConfig | None = None,
+    world: Any = None,
+    progress: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train ``config.algo`` offline on ``data``; return the greedy policy and its curve.
+
+    Args:
+        data: the log (or its :class:`~offrec.rl.dataset.Transitions`).
+        config: hyper-parameters (default :class:`RLConfig()`, discrete CQL).
+        world: optional :class:`~offrec.sim.World` of the log; then the greedy policy's
+            true clicks per session are measured every ``config.eval_every`` steps and at
+            the end (``world.true_value(policy, n_sessions=config.eval_sessions,
+            seed=config.eval_seed)``). Its items and observation width must match ``data``.
+        progress: called with the number of steps done (every 100 steps and at the end).
+    """
+    import d3rlpy
+
+    config = config or RLConfig()
+    if not isinstance(config, RLConfig):
+        raise TypeError(f"config must be an RLConfig; got {type(config).__name__}")
+    tr = data if isinstance(data, Transitions) else to_transitions(data)
+    if world is not None and (
+        world.n_actions != tr.n_actions or world.obs_dim != tr.observation_dim
+    ):
+        raise ValueError(
+            f"world has {world.n_actions} items and observations of width {world.obs_dim}; "
+            f"the log has {tr.n_actions} and {tr.observation_dim}"
+        )
+    probe = tr.observations[tr.episode_starts[:-1][:1024]]
+    with threads(config.n_threads):
+        d3rlpy.seed(config.seed)
+        algo = build_algo(config)
+        algo.create_impl((tr.observation_dim,), tr.n_actions)
+        buffer: Any
+        if config.sampler == "vectorized":
+            buffer = VectorizedReplayBuffer(tr, seed=np.random.SeedSequence(config.seed))
+        else:
+            buffer = to_replay_buffer(tr)
+        policy = QPolicy(algo, tr.n_actions, Head("greedy"), config=config)
+        sums: dict[str, float] = {}
+        rows: dict[str, list[float]] = {}
+        steps: list[int] = []
+        ev_steps: list[int] = []
+        q_start: list[float] = []
+        seconds: list[float] = []
+        ev_value: list[float] = []
+        ev_se: list[float] = []
+        train_time = 0.0
+        tic = time.perf_counter()
+        for step in range(1, config.n_steps + 1):
+            batch = buffer.sample_transition_batch(config.batch_size)
+            for name, value in algo.update(batch).items():
+                sums[name] = sums.get(name, 0.0) + value
+            if progress is not None and (step % 100 == 0 or step == config.n_steps):
+                progress(step)
+            chunk_end = step % config.log_every == 0 or step == config.n_steps
+            eval_now = world is not None and (
+                step == config.n_steps or (config.eval_every and step % config.eval_every == 0)
+            )
+            if not (chunk_end or eval_now):
+                continue
+            train_time += time.perf_counter() - tic
+            if chunk_end:
+                size = step - (steps[-1] if steps else 0)
+                for name, total in sums.items():
+                    rows.setdefault(name, []).append(total / size)
+                sums = {}
+                steps.append(step)
+                seconds.append(train_time)
+                q_start.append(float(policy.q_values(probe).max(axis=1).mean()))
+            if eval_now:
+                est = world.true_value(
+                    policy, n_sessions=config.eval_sessions, seed=config.eval_seed
+                )
+                ev_steps.append(step)
+                ev_value.append(est.value)
+                ev_se.append(est.stderr)
+                log.info("step %d: true value %.4f +- %.4f", step, est.value, est.stderr)
+            tic = time.perf_counter()
+    curve = TrainingCurve(
+        steps=np.asarray(steps, np.int64),
+        losses={k: np.asarray(v) for k, v in rows.items()},
+        q_start=np.asarray(q_start),
+        seconds=np.asarray(seconds),
+        eval_steps=np.asarray(ev_steps, np.int64),
+        eval_value=np.asarray(ev_value),
+        eval_stderr=np.asarray(ev_se),
+    )
+    return TrainResult(policy, config, curve, train_time, tr.summary())
+
+
+def plot_training_curve(
+    result: TrainResult | TrainingCurve, path: str | Path, *, title: str | None = None
+) -> Path:
+    """Save a PNG of the training curve: losses (log scale) and Q(s0) on the left, true
+    online value per session (with +-1.96 stderr) on the right when measured."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = result.curve if isinstance(result, TrainResult) else result
+    if title is None:
+        title = (
+            f"{result.config.algo} training ({result.config.n_steps} steps, "
+            f"batch {result.config.batch_size})"
+            if isinstance(result, TrainResult)
+            else "offline RL training"
+        )
+    has_eval = curve.eval_steps.size > 0
+    fig, axes = plt.subplots(1, 3 if has_eval else 2, figsize=(15 if has_eval else 10, 4))
+    ax = axes[0]
+    for name, values in curve.losses.items():
+        ax.plot(curve.steps, values, label=name)
+    if any((v > 0).all() for v in curve.losses.values()):
+        ax.set_yscale("log")
+    ax.set_xlabel("gradient step")
+    ax.set_ylabel(f"mean loss per chunk of {int(curve.steps[0]) if curve.steps.size else 0} steps")
+    ax.set_title("training loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    ax = axes[1]
+    ax.plot(curve.steps, curve.q_start, color="tab:purple")
+    ax.set_xlabel("gradient step")
+    ax.set_ylabel("mean max_a Q(s0, a)")
+    ax.set_title("model's value of a session start")
+    ax.grid(alpha=0.3)
+    if has_eval:
+        ax = axes[2]
+        ax.errorbar(
+            curve.eval_steps, curve.eval_value, yerr=1.96 * curve.eval_stderr,
+            marker="o", capsize=3, color="tab:green",
+        )  # fmt: skip
+        ax.set_xlabel("gradient step")
+        ax.set_ylabel("true clicks per session (online)")
+        ax.set_title("greedy policy in the world (95% CI)")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
