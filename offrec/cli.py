@@ -116,6 +116,267 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- run -----------------------------------------------------------------------------------
+def _say(args: argparse.Namespace) -> Callable[[str], None]:
+    def say(msg: str) -> None:
+        if not args.quiet:
+            print(f"[offrec] {msg}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from offrec.pipeline import run_pipeline
+
+    result = run_pipeline(args.file, args.out, seed=args.seed, progress=_say(args))
+    cols = ["policy", "estimator", "value", "low", "high", "truth", "rel_error"]
+    print(result.table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    sel = ", ".join(f"{s['estimator']}: spearman {s['spearman']:.2f}" for s in result.metrics["selection"])
+    print(f"\noff-policy selection: {sel}")
+    print(f"report: {result.out / 'report.html'} (and report.md, metrics.json) in {result.seconds:.0f}s")
+    return 0
+
+
+# -- train ---------------------------------------------------------------------------------
+def _parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``["alpha=0.5", "n_steps=100"]`` -> {"alpha": 0.5, "n_steps": 100} (JSON values, else strings)."""
+    import json
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--param must look like key=value; got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _parse_head(text: str) -> Any:
+    """``greedy`` | ``epsilon_greedy:0.1`` | ``softmax:0.5`` (temperature)."""
+    from offrec.policies.base import Head
+
+    kind, _, arg = text.partition(":")
+    try:
+        if kind == "epsilon_greedy":
+            return Head(kind, epsilon=float(arg or 0.1))
+        if kind == "softmax":
+            return Head(kind, temperature=float(arg or 1.0))
+        return Head(kind)
+    except ValueError as exc:
+        raise ValueError(f"--head {text!r}: {exc}") from None
+
+
+def _world_of_log(data: Any) -> Any:
+    from offrec.sim import World, WorldConfig
+
+    cfg = data.metadata.get("world_config")
+    if cfg is None:
+        return None
+    return World(WorldConfig.from_dict(cfg), seed=data.metadata.get("world_seed") or 0)
+
+
+def cmd_train_bandit(args: argparse.Namespace) -> int:
+    from offrec.logs import read_logs
+    from offrec.models import save_model
+    from offrec.pipeline import _train
+    from offrec.pipeline_config import PolicySpec
+    from offrec.recommend import write_world
+
+    data = read_logs(args.logs)
+    head = _parse_head(args.head)
+    spec = PolicySpec(name=args.learner, learner=args.learner, params=_parse_params(args.param), head=head.to_dict())
+    if spec.is_rl:
+        raise ValueError(f"--learner {args.learner!r} is an RL algorithm; use `offrec train rl`")
+    world = _world_of_log(data)
+    policy, _ = _train(spec, data, world, args.seed)
+    save_model(policy, args.out, overwrite=args.overwrite)
+    if world is not None:
+        write_world(args.out, world)
+    print(f"trained {args.learner} on {data.n_rows:,} rows; saved to {args.out}")
+    return 0
+
+
+def cmd_train_rl(args: argparse.Namespace) -> int:
+    from offrec.logs import read_logs
+    from offrec.recommend import write_world
+    from offrec.rl.train import RLConfig, plot_training_curve, train_rl
+
+    data = read_logs(args.logs)
+    cfg = RLConfig.from_dict({"seed": args.seed, **_parse_params(args.param), "algo": args.algo,
+                              **({"n_steps": args.n_steps} if args.n_steps else {})})  # fmt: skip
+    world = _world_of_log(data) if args.eval else None
+    with _progress(args, cfg.n_steps, f"train {args.algo}") as bar:
+        done = [0]
+
+        def tick(step: int) -> None:
+            bar.update(step - done[0])
+            done[0] = step
+
+        result = train_rl(data, cfg, world=world, progress=tick)
+    policy = result.policy.with_head(_parse_head(args.head))
+    policy.save(args.out, overwrite=args.overwrite)
+    from offrec._atomic import atomic_write_text
+
+    atomic_write_text(Path(args.out) / "training_curve.json", __import__("json").dumps(result.curve.to_dict()))
+    plot_training_curve(result, Path(args.out) / "training_curve.png")
+    w = _world_of_log(data)
+    if w is not None:
+        write_world(args.out, w)
+    print(f"trained {args.algo} for {cfg.n_steps:,} steps ({result.steps_per_second:,.0f} steps/s); saved to {args.out}")
+    return 0
+
+
+def cmd_train_online(args: argparse.Namespace) -> int:
+    from offrec._atomic import atomic_dir
+    from offrec.policies import bandits
+    from offrec.policies.online import plot_learning_curves, run_online
+
+    world = _world_from_args(args)
+    classes: dict[str, Any] = {
+        "epsilon_greedy": bandits.EpsilonGreedy, "ucb1": bandits.UCB1, "thompson": bandits.BernoulliTS,
+        "linucb": bandits.LinUCB, "lints": bandits.LinTS, "logistic": bandits.LogisticEpsilonGreedy,
+    }  # fmt: skip
+    curves = {}
+    for name in args.learner:
+        if name not in classes:
+            raise ValueError(f"--learner must be among {list(classes)}; got {name!r}")
+        cls = classes[name]
+        sizes: dict[str, Any] = {"n_actions": world.n_items}
+        if cls.contextual:
+            sizes["context_dim"] = world.obs_dim
+        learner = cls(**sizes, **_parse_params(args.param))
+        curves[name] = run_online(world, learner, args.n_steps, args.batch_size, seed=args.seed)
+    import json
+
+    with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
+        (tmp / "curves.json").write_text(json.dumps({k: c.to_dict() for k, c in curves.items()}))
+        plot_learning_curves(curves, tmp / "learning_curves.png")
+    for name, c in curves.items():
+        print(f"{name}: final windowed CTR {c.final_ctr:.4f} ({c.final_ctr / max(c.final_oracle_ctr, 1e-12):.0%} of the myopic oracle)")
+    print(f"curves and plot written to {args.out}")
+    return 0
+
+
+# -- evaluate ------------------------------------------------------------------------------
+def _target_from_args(args: argparse.Namespace, data: Any) -> tuple[str, Any]:
+    import numpy as np
+
+    if args.policy:
+        from offrec.models import load_model
+
+        return Path(args.policy).name, load_model(args.policy, n_actions=data.n_actions, obs_dim=data.context_dim)
+    path = Path(args.probs)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.suffix == ".npy":
+        probs = np.load(path, allow_pickle=False)
+    else:
+        import pyarrow.parquet as pq
+
+        probs = np.asarray(pq.read_table(path).to_pandas().to_numpy(), dtype=np.float64)
+    if probs.shape != (data.n_rows, data.n_actions):
+        raise ValueError(
+            f"--probs must have one row per log row and one column per action, "
+            f"shape ({data.n_rows}, {data.n_actions}); got {probs.shape}"
+        )
+    return path.stem, np.asarray(probs, dtype=np.float64)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    import pandas as pd
+
+    from offrec.logs import read_logs
+
+    if (args.policy is None) == (args.probs is None):
+        raise ValueError("give exactly one of --policy MODEL_DIR or --probs FILE")
+    data = read_logs(args.logs)
+    name, target = _target_from_args(args, data)
+    estimators = [e.strip() for e in args.estimators.split(",") if e.strip()]
+    session = bool((data.step > 0).any())
+    if session:
+        from offrec.ope.sequential import estimate_sequential
+
+        rows = []
+        for est in estimators:
+            iv = estimate_sequential(est, data, target, method=args.interval, n_bootstrap=args.n_bootstrap, seed=args.seed)
+            rows.append({"policy": name, "estimator": est, "value": iv.value, "low": iv.low, "high": iv.high,
+                         "interval_method": iv.method})  # fmt: skip
+        table = pd.DataFrame(rows)
+    else:
+        from offrec.ope import OffPolicyEvaluation, RewardModel
+
+        class _Probs:  # a fixed distribution aligned with the log rows
+            n_actions = data.n_actions
+
+            def action_dist(self, obs: Any) -> Any:
+                return target
+
+        policy = _Probs() if not hasattr(target, "action_dist") else target
+        needs = {"dm", "dr", "sndr", "switch-dr", "dr-os"} & set(estimators)
+        rm = RewardModel(kind=args.reward_model, seed=args.seed) if needs else None
+        table = OffPolicyEvaluation(data, {name: policy}, estimators=estimators, reward_model=rm,
+                                    interval=args.interval, n_bootstrap=args.n_bootstrap, seed=args.seed).run()  # fmt: skip
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.json:
+        from offrec._atomic import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(json.loads(table.to_json(orient="records")), indent=2))
+    return 0
+
+
+# -- import --------------------------------------------------------------------------------
+def cmd_import(args: argparse.Namespace) -> int:
+    from offrec.logs.importers import ColumnMap, import_logs, import_obd
+
+    if args.flavour == "obd":
+        res = import_obd(args.src, args.out, item_context_csv=args.item_context, categorical=args.categorical,
+                         repair=args.repair, overwrite=args.overwrite)  # fmt: skip
+    else:
+        cmap = ColumnMap(
+            action=args.action, reward=args.reward, pscore=args.pscore, session=args.session, step=args.step,
+            position=args.position, user=args.user,
+            context=tuple(c for c in args.context.split(",") if c) if args.context else None,
+            context_prefix=args.context_prefix, categorical=args.categorical,
+        )  # fmt: skip
+        res = import_logs(args.src, args.out, cmap, repair=args.repair, claimed_policy=args.claimed_policy,
+                          overwrite=args.overwrite)  # fmt: skip
+    d = res.data
+    dropped = res.n_source_rows - d.n_rows
+    print(f"imported {d.n_rows:,} rows ({d.n_actions} actions, context width {d.context_dim}, "
+          f"{d.n_positions} position(s)) to {args.out}" + (f"; dropped {dropped:,} problem rows" if dropped else ""))  # fmt: skip
+    return 0
+
+
+# -- recommend -----------------------------------------------------------------------------
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from offrec.models import load_model
+    from offrec.recommend import read_world, recommend
+
+    custom = args.world or any(getattr(args, k) is not None for k in ("n_items", "n_topics", "n_users", "horizon"))
+    world = _world_from_args(args) if custom else read_world(args.model)
+    policy = load_model(args.model, n_actions=world.n_items, obs_dim=world.obs_dim)
+    tables = recommend(policy, world, args.profile, k=args.k, steps=args.steps)
+    for t, table in enumerate(tables):
+        title = "start of the session" if t == 0 else f"after {t} step(s) showing the top item (no click)"
+        print(f"\n{title}")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def _world_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--world", type=Path, help="world config file (.json or .toml)")
+    p.add_argument("--n-items", type=int, help="override the world's number of items")
+    p.add_argument("--n-topics", type=int, help="override the world's number of topics")
+    p.add_argument("--n-users", type=int, help="override the world's user population size")
+    p.add_argument("--horizon", type=int, help="steps per session (1 = bandit mode)")
+    p.add_argument("--world-seed", type=int, default=0, help="seed of items and users (default 0)")
+
+
 # -- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
@@ -152,12 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--support", help="only these items may be shown, e.g. '0,1,2' (deficient support)"
     )
-    s.add_argument("--world", type=Path, help="world config file (.json or .toml)")
-    s.add_argument("--n-items", type=int, help="override the world's number of items")
-    s.add_argument("--n-topics", type=int, help="override the world's number of topics")
-    s.add_argument("--n-users", type=int, help="override the world's user population size")
-    s.add_argument("--horizon", type=int, help="steps per session (1 = bandit mode)")
-    s.add_argument("--world-seed", type=int, default=0, help="seed of items and users (default 0)")
+    _world_options(s)
     s.add_argument(
         "--seed", type=int, default=0, help="seed of the sessions and the policy's draws"
     )
@@ -176,6 +432,94 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("summary", help="rows, sessions, CTR by topic and step, pscore range, ESS")
     m.add_argument("logs", type=Path, help="log directory or Parquet file")
     m.set_defaults(func=cmd_summary)
+
+    r = sub.add_parser("run", help="run a pipeline file end to end (logs, training, OPE, truth, report)",
+                       description="Run a pipeline (TOML): simulate logs, train policies, estimate their "
+                       "value off-policy, run them online for the truth, and write a report.")  # fmt: skip
+    r.add_argument("file", type=Path, help="pipeline file, e.g. pipelines/quickstart.toml")
+    r.add_argument("--out", type=Path, help="output folder (default runs/<pipeline name>)")
+    r.add_argument("--seed", type=int, help="override the pipeline's seed")
+    r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("train", help="train a policy: offline from logs (bandit, rl) or online in the world")
+    tsub = t.add_subparsers(dest="train_kind", metavar="KIND", parser_class=_Parser, required=True)
+    tb = tsub.add_parser("bandit", help="fit a bandit / offline learner on a log",
+                         description="Fit a learner on logged rows and save it as a model folder.")  # fmt: skip
+    tb.add_argument("logs", type=Path, help="log directory")
+    tb.add_argument("--learner", required=True,
+                    choices=["reward_model", "ipw", "linucb", "lints", "logistic", "epsilon_greedy", "ucb1", "thompson"])  # fmt: skip
+    tb.add_argument("--param", action="append", metavar="KEY=VALUE", help="learner parameter (repeatable)")
+    tb.add_argument("--head", default="greedy", help="greedy | epsilon_greedy:EPS | softmax:TEMPERATURE")
+    tb.add_argument("--out", type=Path, required=True, help="model folder to write")
+    tb.add_argument("--seed", type=int, default=0)
+    tb.add_argument("--overwrite", action="store_true")
+    tb.set_defaults(func=cmd_train_bandit)
+
+    tr = tsub.add_parser("rl", help="train DQN / CQL / ... offline on a session log (d3rlpy)")
+    tr.add_argument("logs", type=Path, help="log directory")
+    tr.add_argument("--algo", default="cql", choices=["dqn", "double_dqn", "cql", "bcq"])
+    tr.add_argument("--n-steps", type=int, help="gradient steps (default from RLConfig)")
+    tr.add_argument("--param", action="append", metavar="KEY=VALUE", help="RLConfig field (repeatable)")
+    tr.add_argument("--head", default="greedy", help="greedy | epsilon_greedy:EPS | softmax:TEMPERATURE")
+    tr.add_argument("--eval", action="store_true", help="measure the true online value during training")
+    tr.add_argument("--out", type=Path, required=True, help="model folder to write")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--overwrite", action="store_true")
+    tr.set_defaults(func=cmd_train_rl)
+
+    to = tsub.add_parser("online", help="run bandit learners online in the world; write learning curves")
+    to.add_argument("--learner", action="append", required=True,
+                    help="learner name (repeatable): linucb, lints, logistic, epsilon_greedy, ucb1, thompson")  # fmt: skip
+    to.add_argument("--param", action="append", metavar="KEY=VALUE", help="learner parameter (repeatable)")
+    to.add_argument("--n-steps", type=int, default=100_000, help="decisions (default 100k)")
+    to.add_argument("--batch-size", type=int, default=1000, help="decisions per update (default 1000)")
+    to.add_argument("--out", type=Path, required=True, help="folder for curves.json and learning_curves.png")
+    to.add_argument("--seed", type=int, default=0)
+    to.add_argument("--overwrite", action="store_true")
+    _world_options(to)
+    to.set_defaults(func=cmd_train_online)
+
+    e = sub.add_parser("evaluate", help="estimate a policy's value from a log (off-policy)",
+                       description="Estimate a target policy's value from a log. Bandit logs use the bandit "
+                       "estimators, session logs the sequential ones (pdis, tis, wpdis, wtis, dr, fqe).")  # fmt: skip
+    e.add_argument("logs", type=Path, help="log directory")
+    e.add_argument("--policy", help="a saved model folder (offrec train ...)")
+    e.add_argument("--probs", help="target probabilities aligned with the log rows (.npy or .parquet, n x n_actions)")
+    e.add_argument("--estimators", default="ips,snips,dr", help="comma-separated (default ips,snips,dr)")
+    e.add_argument("--reward-model", default="logistic", choices=["logistic", "gbm"])
+    e.add_argument("--interval", default="bootstrap", choices=["bootstrap", "normal", "bernstein"])
+    e.add_argument("--n-bootstrap", type=int, default=1000)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", type=Path, help="also write the table as JSON")
+    e.set_defaults(func=cmd_evaluate)
+
+    i = sub.add_parser("import", help="import your own logs (CSV/Parquet with a column map, or OBD)")
+    i.add_argument("flavour", choices=["csv", "parquet", "obd"], help="generic file, or the Open Bandit Dataset")
+    i.add_argument("src", type=Path, help="source file (OBD: the campaign CSV)")
+    i.add_argument("--out", type=Path, required=True, help="log directory to write")
+    i.add_argument("--action", default="action", help="item column (any ids; mapped to 0..K-1)")
+    i.add_argument("--reward", default="reward")
+    i.add_argument("--pscore", default="pscore", help="propensity column")
+    i.add_argument("--session", help="session column (default: each row its own session)")
+    i.add_argument("--step", help="step column (default: order within the session)")
+    i.add_argument("--position", help="position (slot) column")
+    i.add_argument("--user", help="user column")
+    i.add_argument("--context", help="comma-separated context columns")
+    i.add_argument("--context-prefix", help="context = every column starting with this")
+    i.add_argument("--categorical", default="onehot", choices=["onehot", "hash"], help="text context columns")
+    i.add_argument("--claimed-policy", choices=["uniform"], help="check propensities against this logger")
+    i.add_argument("--repair", choices=["drop"], help="drop problem rows instead of failing (reported)")
+    i.add_argument("--item-context", type=Path, help="OBD item_context.csv")
+    i.add_argument("--overwrite", action="store_true")
+    i.set_defaults(func=cmd_import)
+
+    rc = sub.add_parser("recommend", help="the demo: top-k items for a user profile from a trained model")
+    rc.add_argument("model", type=Path, help="model folder")
+    rc.add_argument("--profile", required=True, help='topic preferences, e.g. "sports=0.9,news=0.1"')
+    rc.add_argument("--k", type=int, default=5, help="items to show (default 5)")
+    rc.add_argument("--steps", type=int, default=3, help="session mode: simulated steps to show (default 3)")
+    _world_options(rc)
+    rc.set_defaults(func=cmd_recommend)
     return p
 
 

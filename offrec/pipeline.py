@@ -123,6 +123,7 @@ def _models_stage(
     cfg: PipelineConfig, data: LoggedData, logs_key: str, world: World, cache: Path, say: Progress
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, bool]]:
     from offrec.models import load_model, save_model
+    from offrec.recommend import write_world
 
     policies: dict[str, Any] = {}
     curves: dict[str, Any] = {}
@@ -145,6 +146,7 @@ def _models_stage(
         policy, curve = _train(spec, data, world, cfg.seed)
         log.info("trained %s in %.1fs", spec.name, time.perf_counter() - t)
         save_model(policy, path)
+        write_world(path, world)
         if curve is not None:
             atomic_write_text(curve_path, json.dumps(curve))
             curves[spec.name] = curve

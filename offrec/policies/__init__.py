@@ -1,5 +1,14 @@
 """Policies: the protocol, heads, logging policies and learners."""
 
+from offrec.policies.bandits import (
+    UCB1,
+    BanditLearner,
+    BernoulliTS,
+    EpsilonGreedy,
+    LinTS,
+    LinUCB,
+    LogisticEpsilonGreedy,
+)
 from offrec.policies.base import (
     BasePolicy,
     Head,
@@ -8,5 +17,13 @@ from offrec.policies.base import (
     UniformPolicy,
     sample_from_dist,
 )
+from offrec.policies.offline import IPWLearner, RewardModelGreedy, fit_logged
+from offrec.policies.online import LearningCurve, plot_learning_curves, run_online
+from offrec.policies.persist import load_policy, save_policy
 
 __all__ = ["BasePolicy", "Head", "Policy", "ScorePolicy", "UniformPolicy", "sample_from_dist"]
+__all__ += [
+    "UCB1", "BanditLearner", "BernoulliTS", "EpsilonGreedy", "IPWLearner", "LearningCurve",
+    "LinTS", "LinUCB", "LogisticEpsilonGreedy", "RewardModelGreedy", "fit_logged",
+    "load_policy", "plot_learning_curves", "run_online", "save_policy",
+]  # fmt: skip

@@ -270,7 +270,7 @@ def plot_learning_curves(
     from matplotlib.ticker import FuncFormatter
 
     path = Path(path)
-    fig = Figure(figsize=(12, 4.5), layout="constrained")
+    fig = Figure(figsize=(12, 5.5), layout="constrained")
     ax_ctr, ax_reg = fig.subplots(1, 2)
     longest = max(curves.values(), key=lambda c: c.n_decisions)
     ax_ctr.plot(
@@ -291,15 +291,16 @@ def plot_learning_curves(
     ax_ctr.set_title(f"Windowed {kind}")
     ax_ctr.set_ylim(bottom=0)
     ax_ctr.grid(alpha=0.3)
-    ax_ctr.legend(loc="lower right", fontsize=8)
     ax_reg.set_xlabel("decisions")
     ax_reg.set_ylabel("cumulative expected regret (clicks)")
     ax_reg.set_title("Regret against the myopic oracle")
     ax_reg.grid(alpha=0.3)
-    ax_reg.legend(loc="upper left", fontsize=8)
     thousands = FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0")
     for ax in (ax_ctr, ax_reg):
         ax.xaxis.set_major_formatter(thousands)
+    # one legend for both panels (same colours), below them so it never hides a curve
+    handles, labels = ax_ctr.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=9)
     if title:
         fig.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)

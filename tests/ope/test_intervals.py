@@ -155,5 +155,4 @@ def test_coverage_on_the_synthetic_bandit() -> None:
                 iv = interval_from_terms(name, terms, method=method, seed=rep)
                 hits[name, method] += iv.low <= b.truth <= iv.high
     coverage = {key: h / n_reps for key, h in hits.items()}
-    print(coverage)
     assert all(0.88 <= c <= 0.99 for c in coverage.values()), coverage

@@ -1,0 +1,94 @@
+"""The demo: a user profile in, ranked items out (and, in session mode, how they change)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from offrec.sim import World, WorldConfig
+
+WORLD_FILE = "world.json"
+
+
+def write_world(folder: str | Path, world: World) -> None:
+    """Store the world a model was trained in next to it (so ``recommend`` can name items)."""
+    from offrec._atomic import atomic_write_text
+
+    atomic_write_text(Path(folder) / WORLD_FILE, json.dumps({"seed": world.seed, "config": world.config.to_dict()}))
+
+
+def read_world(folder: str | Path) -> World:
+    path = Path(folder) / WORLD_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: pass --world (the world config the model was trained in)")
+    raw = json.loads(path.read_text())
+    return World(WorldConfig.from_dict(raw["config"]), seed=raw["seed"])
+
+
+def parse_profile(text: str, topics: tuple[str, ...]) -> np.ndarray:
+    """``"sports=0.9,news=0.1"`` -> a preference vector over ``topics`` (normalized to sum 1)."""
+    prof = np.zeros(len(topics))
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ValueError(f"profile entries must look like topic=weight; got {part!r}")
+        if name not in topics:
+            raise ValueError(f"unknown topic {name!r} in profile; topics of this world: {', '.join(topics)}")
+        try:
+            w = float(value)
+        except ValueError:
+            raise ValueError(f"profile weight for {name!r} must be a number; got {value!r}") from None
+        if not np.isfinite(w) or w < 0:
+            raise ValueError(f"profile weight for {name!r} must be finite and >= 0; got {value!r}")
+        prof[topics.index(name)] = w
+    if prof.sum() <= 0:
+        raise ValueError(f"profile must give some topic a positive weight; got {text!r}")
+    return prof / prof.sum()
+
+
+def _scores(policy: Any, obs: np.ndarray) -> np.ndarray:
+    """The model's own scores if it has them (Q-values, predicted CTR), else its probabilities."""
+    for attr in ("q_values", "predict"):
+        if hasattr(policy, attr):
+            return np.asarray(getattr(policy, attr)(obs))
+    return np.asarray(policy.action_dist(obs))
+
+
+def recommend(policy: Any, world: World, profile: np.ndarray | str, k: int = 5, steps: int = 0) -> list[pd.DataFrame]:
+    """Top-``k`` items for a user with ``profile`` (topic preferences), at the session start
+    and, for ``steps`` more steps, after being shown the top item each step (fatigue and
+    step counter updated as the world does; no click assumed).
+
+    Returns one DataFrame per step: rank, item, name, topic, score, probability.
+    """
+    if isinstance(profile, str):
+        profile = parse_profile(profile, world.topics)
+    if not 1 <= k <= world.n_items:
+        raise ValueError(f"k must be in [1, {world.n_items}]; got {k}")
+    cfg, sl = world.config, world.obs_slices()
+    obs = np.zeros((1, world.obs_dim), np.float32)
+    obs[0, sl["profile"]] = profile
+    names = world.item_names()
+    out = []
+    for t in range(steps + 1):
+        scores = _scores(policy, obs)[0]
+        probs = np.asarray(policy.action_dist(obs))[0]
+        top = np.argsort(-scores, kind="stable")[:k]
+        out.append(pd.DataFrame({
+            "rank": np.arange(1, k + 1), "item": top, "name": [names[i] for i in top],
+            "topic": [world.topics[world.item_topic[i]] for i in top],
+            "score": scores[top], "probability": probs[top],
+        }))  # fmt: skip
+        if t == steps or cfg.horizon == 1:
+            break
+        shown = world.item_topic[top[0]]
+        fatigue = obs[0, sl["fatigue"]] * cfg.fatigue_decay
+        fatigue[shown] += 1.0
+        obs[0, sl["fatigue"]] = fatigue
+        obs[0, sl["step_frac"]] = (t + 1) / cfg.horizon
+    return out

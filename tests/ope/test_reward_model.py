@@ -1,0 +1,167 @@
+"""Reward models: cross-fitting really holds out, determinism, accuracy on known worlds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from offrec.ope import RewardModel, estimate_policy_value
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-z))
+
+
+def logistic_world(n: int, seed: int, n_actions: int = 6, d: int = 4) -> dict[str, np.ndarray]:
+    """q(x, a) = sigmoid(b0 + x.beta + gamma_a + x.delta_a): the logistic design is well specified."""
+    world = np.random.default_rng(99)
+    beta, gamma = world.normal(size=d), world.normal(size=n_actions)
+    delta = world.normal(size=(d, n_actions))
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    q = _sigmoid(-1.0 + (x @ beta)[:, None] + gamma[None, :] + x @ delta)
+    action = rng.integers(0, n_actions, n)
+    reward = (rng.random(n) < q[np.arange(n), action]).astype(np.float64)
+    return dict(context=x, action=action, reward=reward, q=q)
+
+
+def topic_world(n: int, seed: int, n_items: int = 20, n_topics: int = 6, k: int = 4) -> dict:
+    """The simulator's shape: q = sigmoid(theta0 + theta1 <w_u, v_i> + b_i), where v_i sits near
+    its topic's centroid, w_u = p_u @ centroids + noise, and the context is p_u + noise."""
+    world = np.random.default_rng(7)
+    centroids = world.normal(size=(n_topics, k))
+    v = centroids[world.integers(0, n_topics, n_items)] + 0.3 * world.normal(size=(n_items, k))
+    b = world.normal(0, 0.3, n_items)
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.full(n_topics, 0.5), n)
+    w = p @ centroids + 0.2 * rng.normal(size=(n, k))
+    context = p + 0.05 * rng.normal(size=(n, n_topics))
+    q = _sigmoid(-1.5 + 0.8 * w @ v.T + b)
+    action = rng.integers(0, n_items, n)
+    reward = (rng.random(n) < q[np.arange(n), action]).astype(np.float64)
+    return dict(context=context, action=action, reward=reward, q=q)
+
+
+def test_cross_fitting_holds_out_each_fold() -> None:
+    """Flipping the rewards of fold k leaves fold k's predictions unchanged (its model never saw
+    them) and changes every other fold's (their models did): a leak would show in the first."""
+    data = logistic_world(900, seed=1)
+    model = RewardModel(n_folds=3, seed=5)
+    fold = model.folds(900)
+    base = model.fit_predict(data["context"], data["action"], data["reward"])
+    for k in range(3):
+        flipped = data["reward"].copy()
+        flipped[fold == k] = 1 - flipped[fold == k]
+        pred = model.fit_predict(data["context"], data["action"], flipped)
+        np.testing.assert_array_equal(pred[fold == k], base[fold == k])
+        assert np.abs(pred[fold != k] - base[fold != k]).max() > 0.05
+
+
+def test_folds_are_balanced_and_seeded() -> None:
+    folds = RewardModel(n_folds=4, seed=3).folds(1001)
+    assert sorted(np.bincount(folds).tolist()) == [250, 250, 250, 251]
+    np.testing.assert_array_equal(folds, RewardModel(n_folds=4, seed=3).folds(1001))
+    assert (folds != RewardModel(n_folds=4, seed=4).folds(1001)).any()
+
+
+@pytest.mark.parametrize("kind", ["logistic", "gbm"])
+def test_same_seed_same_predictions(kind: str) -> None:
+    data = logistic_world(1200, seed=2)
+    args = (data["context"], data["action"], data["reward"])
+    a = RewardModel(kind=kind, seed=11).fit_predict(*args)
+    b = RewardModel(kind=kind, seed=11).fit_predict(*args)
+    c = RewardModel(kind=kind, seed=12).fit_predict(*args)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.shape == (1200, 6) and ((a >= 0) & (a <= 1)).all()
+
+
+def test_logistic_is_accurate_on_a_logistic_world() -> None:
+    data = logistic_world(20_000, seed=3)
+    pred = RewardModel(seed=0).fit_predict(data["context"], data["action"], data["reward"])
+    error = np.abs(pred - data["q"]).mean()
+    baseline = np.abs(data["reward"].mean() - data["q"]).mean()  # a constant model
+    assert error < 0.02, error
+    assert baseline > 0.15
+
+
+def test_models_beat_a_constant_on_the_topic_world_and_dm_gets_close() -> None:
+    data = topic_world(20_000, seed=4)
+    q = data["q"]
+    baseline = np.abs(data["reward"].mean() - q).mean()
+    target = np.eye(20)[np.argmax(q, axis=1)] * 0.8 + 0.2 / 20  # a good policy
+    truth = float((target * q).sum(axis=1).mean())
+    for kind, tolerance in [("logistic", 0.05), ("gbm", 0.05)]:
+        pred = RewardModel(kind=kind, seed=0).fit_predict(
+            data["context"], data["action"], data["reward"]
+        )
+        assert np.abs(pred - q).mean() < 0.6 * baseline, kind
+        dm = estimate_policy_value(
+            "dm",
+            reward=data["reward"],
+            action=data["action"],
+            pscore=np.full(20_000, 1 / 20),
+            action_dist=target,
+            estimated_rewards=pred,
+        )
+        assert abs(dm - truth) / truth < tolerance, (kind, dm, truth)
+
+
+def test_positions_add_an_axis_and_a_position_effect() -> None:
+    data = logistic_world(6000, seed=5)
+    rng = np.random.default_rng(0)
+    position = rng.integers(0, 2, 6000)
+    # position 1 halves the click odds
+    q = data["q"][np.arange(6000), data["action"]]
+    q = np.where(position == 1, q / (2 - q), q)
+    reward = (rng.random(6000) < q).astype(np.float64)
+    pred = RewardModel(seed=0).fit_predict(data["context"], data["action"], reward, None, position)
+    assert pred.shape == (6000, 6, 2)
+    assert (pred[:, :, 1] < pred[:, :, 0]).all()
+    fitted = RewardModel(seed=0).fit(data["context"], data["action"], reward, position=position)
+    assert fitted.predict(data["context"][:5]).shape == (5, 6, 2)
+
+
+def test_fit_predicts_every_action_and_ipw_weighting_runs() -> None:
+    data = logistic_world(3000, seed=6)
+    fitted = RewardModel(seed=0).fit(data["context"], data["action"], data["reward"], n_actions=8)
+    assert fitted.predict(data["context"][:10]).shape == (10, 8)  # actions 6, 7 never logged
+    pred = RewardModel(weighting="ipw").fit_predict(
+        data["context"], data["action"], data["reward"], np.full(3000, 1 / 6)
+    )
+    plain = RewardModel().fit_predict(data["context"], data["action"], data["reward"])
+    np.testing.assert_allclose(pred, plain, atol=0.05)  # uniform pscore: same fit up to C scaling
+
+
+def test_a_fold_with_one_class_gets_a_constant_model() -> None:
+    data = logistic_world(300, seed=7)
+    pred = RewardModel().fit_predict(data["context"], data["action"], np.zeros(300))
+    np.testing.assert_array_equal(pred, 0.0)
+
+
+BAD = [
+    (dict(reward=np.full(50, 0.5)), r"reward must be 0 or 1 for a classifier; row 0 has 0.5"),
+    (dict(action=np.full(50, 7), n_actions=6), r"action must be in \[0, 6\); row 0 has 7"),
+    (dict(action=np.zeros(50)), r"action must be integers; got dtype float64"),
+    (dict(context=np.zeros(50)), r"context must be 2-D with shape \(n, d\); got shape \(50,\)"),
+    (dict(reward=np.zeros(49)), r"reward must have shape \(50,\) like context rows; got \(49,\)"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), BAD)
+def test_bad_inputs(override: dict[str, object], message: str) -> None:
+    args: dict[str, object] = dict(
+        context=np.zeros((50, 2)), action=np.zeros(50, int), reward=np.zeros(50)
+    )
+    args.update(override)
+    with pytest.raises(ValueError, match=message):
+        RewardModel().fit_predict(**args)  # type: ignore[arg-type]
+
+
+def test_bad_config() -> None:
+    with pytest.raises(ValueError, match=r"kind must be one of \['logistic', 'gbm'\]; got 'rf'"):
+        RewardModel(kind="rf")
+    with pytest.raises(ValueError, match=r"n_folds must be >= 2; got 1"):
+        RewardModel(n_folds=1)
+    with pytest.raises(ValueError, match=r"weighting='ipw' needs pscore; got None"):
+        RewardModel(weighting="ipw").fit_predict(np.zeros((4, 1)), np.zeros(4, int), np.zeros(4))
