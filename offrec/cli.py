@@ -329,6 +329,55 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- ope-study -----------------------------------------------------------------------------
+def _parse_target(text: str, world: Any) -> tuple[str, Any]:
+    """``myopic:0.3`` (epsilon), ``best_item``, ``softmax:2.0`` (beta), ``epsilon_greedy:0.2``, ``uniform``."""
+    from offrec.policies.base import Head
+    from offrec.policies.loggers import logging_policy
+    from offrec.sim import BestItemOracle, MyopicOracle
+
+    kind, _, arg = text.partition(":")
+    try:
+        value = float(arg) if arg else None
+    except ValueError:
+        raise ValueError(f"--target {text!r}: the value after ':' must be a number") from None
+    if kind in ("myopic", "best_item"):
+        head = Head("epsilon_greedy", epsilon=value) if value else Head()
+        return text, (MyopicOracle if kind == "myopic" else BestItemOracle)(world, head)
+    if kind == "softmax":
+        return text, logging_policy(world, "softmax", beta=value or 1.0)
+    if kind == "epsilon_greedy":
+        return text, logging_policy(world, "epsilon_greedy", epsilon=0.1 if value is None else value)
+    if kind == "uniform":
+        return text, logging_policy(world, "uniform")
+    raise ValueError(f"--target must be myopic[:eps], best_item[:eps], softmax[:beta], epsilon_greedy[:eps] or uniform; got {text!r}")
+
+
+def cmd_ope_study(args: argparse.Namespace) -> int:
+    from offrec._atomic import atomic_dir
+    from offrec.ope.evaluation import evaluate_estimators
+    from offrec.policies.loggers import logging_policy
+
+    world = _world_from_args(args)
+    logger = logging_policy(world, "softmax", beta=args.beta)
+    targets = dict(_parse_target(t, world) for t in (args.target or ["myopic:0.3", "softmax:1.0"]))
+    estimators = [e.strip() for e in args.estimators.split(",") if e.strip()]
+    if args.out is not None and args.out.exists() and not args.overwrite:
+        raise FileExistsError(f"output {args.out} already exists; pass --overwrite to replace it")
+    with _progress(args, args.seeds, "seeds") as bar:
+        ev = evaluate_estimators(world, logger, targets, estimators=estimators, n_rows=args.n_rows,
+                                 seeds=range(args.seeds), interval=args.interval,
+                                 n_bootstrap=args.n_bootstrap, progress=lambda k: bar.update(1))  # fmt: skip
+    print(ev.summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.out is not None:
+        with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
+            ev.runs.to_csv(tmp / "runs.csv", index=False)
+            ev.summary.to_csv(tmp / "summary.csv", index=False)
+            ev.plot(tmp / "estimators.png")
+        print(f"runs.csv, summary.csv and estimators.png written to {args.out}")
+    return 0
+
+
 # -- import --------------------------------------------------------------------------------
 def cmd_import(args: argparse.Namespace) -> int:
     from offrec.logs.importers import ColumnMap, import_logs, import_obd
@@ -492,6 +541,24 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", type=Path, help="also write the table as JSON")
     e.set_defaults(func=cmd_evaluate)
+
+    st = sub.add_parser("ope-study", help="how accurate are the estimators? logs x seeds vs exact truth",
+                        description="For several seeds: log a softmax logger in a bandit world, estimate "
+                        "target policies with each estimator, and compare with the exact truth "
+                        "(relative error, bias, interval coverage).")  # fmt: skip
+    st.add_argument("--target", action="append",
+                    help="target policy (repeatable): myopic[:eps], best_item[:eps], softmax[:beta], "
+                    "epsilon_greedy[:eps], uniform (default myopic:0.3 and softmax:1.0)")  # fmt: skip
+    st.add_argument("--beta", type=float, default=0.5, help="the softmax logger's beta (default 0.5)")
+    st.add_argument("--estimators", default="ips,snips,dm,dr", help="comma-separated (default ips,snips,dm,dr)")
+    st.add_argument("--n-rows", type=int, default=100_000, help="logged rows per seed (default 100k)")
+    st.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
+    st.add_argument("--interval", default="bootstrap", choices=["bootstrap", "normal", "bernstein"])
+    st.add_argument("--n-bootstrap", type=int, default=500)
+    st.add_argument("--out", type=Path, help="folder for runs.csv, summary.csv and estimators.png")
+    st.add_argument("--overwrite", action="store_true")
+    _world_options(st)
+    st.set_defaults(func=cmd_ope_study)
 
     i = sub.add_parser("import", help="import your own logs (CSV/Parquet with a column map, or OBD)")
     i.add_argument("flavour", choices=["csv", "parquet", "obd"], help="generic file, or the Open Bandit Dataset")

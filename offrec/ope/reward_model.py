@@ -48,8 +48,9 @@ class RewardModel:
         kind: ``"logistic"`` or ``"gbm"`` (see the module docstring).
         n_folds: number of cross-fitting folds, >= 2.
         seed: seeds the fold split and the model (``None``: not reproducible).
-        weighting: ``"none"``, or ``"ipw"`` to weight rows by ``1 / pscore`` so the fit
-            targets a uniform-over-actions design rather than the logger's (needs ``pscore``).
+        weighting: ``"none"``, or ``"ipw"`` to weight rows by ``1 / pscore`` (normalized to
+            mean 1) so the fit targets a uniform-over-actions design rather than the
+            logger's (needs ``pscore``).
         C: inverse L2 regularization strength of the logistic model (on standardized
             context). 0.1 suits ~1000 rows per action; weaker (larger C) with more data.
     """
@@ -291,7 +292,7 @@ class _Data:
             if bad.any():
                 i = first_bad(bad)
                 raise ValueError(f"pscore must be in (0, 1]; row {i} has {float(p[i])!r}")
-            weight = 1.0 / p
+            weight = (1.0 / p) / float(np.mean(1.0 / p))  # mean 1: C keeps its meaning
         return cls(x, a, r, pos if n_pos > 1 else None, weight, k, n_pos)
 
 

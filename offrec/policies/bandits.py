@@ -78,6 +78,7 @@ __all__ = [
 #: score given to arms never pulled by UCB1 (finite, so softmax heads stay defined)
 UNTRIED_SCORE = 1e9
 _BLOCK_CELLS = 4_000_000  # scoring works on blocks of rows with about this many cells
+_MAX_NEWTON_STEP = 4.0  # logistic Newton steps are capped at this change of any weight
 _ROWS_PER_ARM_FOR_BLAS = 64  # grouped Gram matrices: per-arm BLAS above this many rows per arm
 
 
@@ -243,8 +244,10 @@ def _block_rows(cells_per_row: int) -> int:
 class BanditLearner(BasePolicy):
     """Shared machinery: validation, heads, exploit copies, spec and persistence hooks.
 
-    Subclasses define ``kind``, ``contextual``, ``get_params``, ``get_state`` /
-    ``set_state`` (arrays only), ``reset``, ``predict``, ``_update`` and ``_explore_dist``.
+    Subclasses define ``kind``, ``contextual``, ``get_params``, ``reset``, ``_predict``,
+    ``_update`` (one batch), ``_explore_dist`` and ``_state`` / ``_set_state`` (the learned
+    arrays, for persistence); ``_fit_all`` when fitting all rows at once differs from one
+    big batch.
     """
 
     kind: ClassVar[str] = "bandit"
@@ -878,6 +881,10 @@ class LogisticEpsilonGreedy(_Linear):
                 break
             grad = np.einsum("gij,gj->gi", p0, cur - m0) - g.sum(phi * (w * (r - p))[:, None])
             delta = np.linalg.solve(hess, grad[..., None])[..., 0]
+            # trust region: at most _MAX_NEWTON_STEP per coordinate, so a start far out on the
+            # flat part of the sigmoid (tiny curvature) cannot throw the iterate away
+            big = np.abs(delta).max(axis=1, keepdims=True)
+            delta *= np.minimum(1.0, _MAX_NEWTON_STEP / np.maximum(big, 1e-300))
             cur -= delta
             it += 1
             converged = bool(np.abs(delta).max() < tol)

@@ -306,3 +306,15 @@ def test_bad_obs_and_parameters():
         LinUCB(5, 4, reg=0.0)
     with pytest.raises(ValueError, match=r"context is required by a contextual learner; got None"):
         LinUCB(5, 4).partial_fit(None, np.array([0]), np.array([1.0]))
+
+
+def test_logistic_newton_steps_are_capped_far_from_the_optimum():
+    # a start far out on the flat part of the sigmoid: a plain Newton step would jump to ~ -1e4
+    learner = LogisticEpsilonGreedy(2, 1, reg=1e-4)
+    learner.mean[0] = [10.0, 0.0]
+    learner.precision[0] = 1e-4 * np.eye(2)
+    x, a, r = np.zeros((200, 1)), np.zeros(200, int), (np.arange(200) % 2).astype(float)
+    learner.partial_fit(x, a, r)  # two capped steps towards the optimum near 0
+    np.testing.assert_allclose(learner.mean[0], [2.0, 0.0])
+    learner.fit(x, a, r)  # from the prior N(0, 1e4 I): converges to logit(0.5) = 0
+    np.testing.assert_allclose(learner.mean[0], [0.0, 0.0], atol=1e-8)

@@ -119,6 +119,7 @@ def small_gbm(n_actions=4, n=1500, seed=2):
     fitted on the OPE reward model's design ([x, action], float32, action categorical up to
     255 items), and that classifier."""
     from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
 
     from offrec.policies.offline import _TreeEnsemble
 
@@ -128,7 +129,8 @@ def small_gbm(n_actions=4, n=1500, seed=2):
     a[a == 2] = 1  # action 2 never logged: an unknown category
     cat = [3] if n_actions <= 255 else None
     clf = HistGradientBoostingClassifier(max_iter=15, categorical_features=cat, random_state=0)
-    clf.fit(np.column_stack([x, a]).astype(np.float32), r)
+    with threadpool_limits(limits=1):  # OpenMP on a shared 2-core machine: one thread is faster
+        clf.fit(np.column_stack([x, a]).astype(np.float32), r)
     policy = RewardModelGreedy("gbm", n_actions=n_actions, context_dim=3)
     policy._trees, policy._fitted = _TreeEnsemble.from_classifier(clf, 3), True
     return policy, clf, x
