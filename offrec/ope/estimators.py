@@ -222,12 +222,12 @@ def _scan_rows(
 
     Blocks of ~1 MB stay in cache, so validation and the DM term share one read of
     ``dist`` from memory. Non-finite entries of ``dist`` make a row sum non-finite,
-    and non-finite entries of ``q`` make the DM term non-finite (``0 * inf`` is nan),
-    so finiteness needs no separate pass.
+    and non-finite entries of ``q`` (at the row's position) make the DM term
+    non-finite (``0 * inf`` is nan), so finiteness needs no separate pass.
     """
     if not check and q is None:
         return None
-    n, n_actions = dist.shape[:2]
+    n = dist.shape[0]
     step = max(1, _CHUNK_ELEMS // (dist.size // n))
     q_target = None if q is None else np.empty(n)
     for start in range(0, n, step):
@@ -244,13 +244,19 @@ def _scan_rows(
             block, qb = block[rows, :, k], qb[rows, :, k]
         out = np.einsum("ij,ij->i", block, qb)
         if check and not np.isfinite(out.sum()):
-            i = first_bad(~np.isfinite(qb))
-            raise ValueError(
-                f"estimated_rewards must be finite; row {start + i} has "
-                f"{float(qb[i][~np.isfinite(qb[i])][0])!r}"
-            )
+            _raise_non_finite(qb, out, start)
         q_target[start:stop] = out
     return q_target
+
+
+def _raise_non_finite(qb: np.ndarray, out: np.ndarray, start: int) -> None:
+    bad = ~np.isfinite(qb)
+    if bad.any():
+        i = first_bad(bad)
+        value = float(qb[i][bad[i]][0])
+        raise ValueError(f"estimated_rewards must be finite; row {start + i} has {value!r}")
+    i = first_bad(~np.isfinite(out))  # finite entries, but sum_a pi * q overflows
+    raise ValueError(f"estimated_rewards are too large: sum_a pi * q overflows in row {start + i}")
 
 
 def _check_dist_block(block: np.ndarray, start: int) -> None:

@@ -282,7 +282,8 @@ class RewardModelGreedy(_OfflinePolicy):
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> x = rng.random((3000, 2)); a = rng.integers(0, 3, 3000)
-    >>> r = (rng.random(3000) < np.where(a == 1, x[:, 0], 0.3)).astype(float)
+    >>> ctr = np.where(a == 1, x[:, 0], np.where(a == 0, 0.3, 0.1))  # item 1 suits high x0
+    >>> r = (rng.random(3000) < ctr).astype(float)
     >>> policy = RewardModelGreedy(n_actions=3).fit(x, a, r)
     >>> policy.action_dist(np.array([[0.9, 0.5], [0.05, 0.5]])).argmax(axis=1).tolist()
     [1, 0]

@@ -222,8 +222,13 @@ def test_classes_call_the_core_and_run_their_examples() -> None:
     ]:
         est = cls(**params)
         assert est.name == name
-        assert est.estimate_policy_value(**arrays) == estimate_policy_value(name, **arrays, **params)
+        assert est.estimate_policy_value(**arrays) == estimate_policy_value(
+            name, **arrays, **params
+        )
     assert IPS(lambda_=10).label == "ips(lambda_=10)" and DR().label == "dr"
+    iv = SwitchDR(lambda_=2.0).estimate_interval(**arrays, method="normal")
+    assert iv.value == estimate_policy_value("switch-dr", **arrays, lambda_=2.0)
+    assert iv.method == "normal" and iv.low < iv.value < iv.high
     result = doctest.testmod(estimators_module, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 7 and result.failed == 0
 

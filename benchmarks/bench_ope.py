@@ -1,0 +1,104 @@
+"""Speed of the bandit OPE core at n = 1,000,000 rows and 100 actions.
+
+Run: ``.venv/bin/python -m benchmarks.bench_ope`` (about a minute; ~3 GB of RAM).
+
+Seconds are the best of ``repeat`` runs (the least disturbed by other load on the
+machine). "peak MB" is the memory the operation allocates on top of its inputs
+(tracemalloc, a separate run). ``check_dist=False`` rows skip reading the whole
+``(n, n_actions)`` arrays for validation (rows summing to 1, finiteness), as the
+runner does after checking a policy once; the per-row arrays are still checked.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from benchmarks._table import best_time, print_table
+
+
+def _peak_mb(fn: Callable[[], Any]) -> float:
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def make_data(n: int, n_actions: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A softmax logger and a sharper softmax target over random scores; q_hat in [0, 0.3]."""
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(size=(n, n_actions))
+    logging = _softmax(scores.copy())
+    cdf = np.cumsum(logging, axis=1)
+    action = np.minimum((cdf < rng.random(n)[:, None]).sum(axis=1), n_actions - 1)
+    del cdf
+    pscore = logging[np.arange(n), action]
+    del logging
+    scores *= 2.0
+    target = _softmax(scores)
+    q_hat = 0.3 * rng.random((n, n_actions))
+    reward = (rng.random(n) < q_hat[np.arange(n), action]).astype(np.float64)
+    return dict(
+        reward=reward, action=action, pscore=pscore, action_dist=target, estimated_rewards=q_hat
+    )
+
+
+def main(n: int = 1_000_000, n_actions: int = 100, repeat: int = 3) -> None:
+    from offrec.ope import estimate_interval, estimate_policy_value
+
+    t = time.perf_counter()
+    data = make_data(n, n_actions)
+    setup = time.perf_counter() - t
+    model_free = {k: v for k, v in data.items() if k != "estimated_rewards"}
+
+    def value(name: str, check: bool) -> Callable[[], Any]:
+        arrays = data if name == "dr" else model_free
+        return lambda: estimate_policy_value(name, check_dist=check, **arrays)
+
+    def interval(name: str, method: str) -> Callable[[], Any]:
+        arrays = data if name == "dr" else model_free
+        return lambda: estimate_interval(name, method=method, n_bootstrap=1000, seed=0, **arrays)
+
+    ops: list[tuple[str, Callable[[], Any], str]] = [
+        ("ips", value("ips", True), ""),
+        ("ips, check_dist=False", value("ips", False), "<= 20 ms"),
+        ("snips", value("snips", True), ""),
+        ("snips, check_dist=False", value("snips", False), "<= 20 ms"),
+        ("dr (given estimated_rewards)", value("dr", True), "<= 0.5 s"),
+        ("dr, check_dist=False", value("dr", False), ""),
+        ("ips + bootstrap 1000", interval("ips", "bootstrap"), "<= 2 s"),
+        ("snips + bootstrap 1000", interval("snips", "bootstrap"), "<= 2 s"),
+        ("dr + bootstrap 1000", interval("dr", "bootstrap"), "<= 2 s"),
+        ("ips + normal interval", interval("ips", "normal"), ""),
+        ("dr + bernstein interval", interval("dr", "bernstein"), ""),
+    ]
+    rows = []
+    for name, fn, target in ops:
+        seconds = best_time(fn, repeat=repeat)
+        rows.append([name, n, n_actions, seconds, n / seconds, _peak_mb(fn), target])
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print_table(
+        f"Bandit OPE core, float64 inputs (data set-up {setup:.1f} s; best of {repeat}; "
+        f"{os.cpu_count()} CPUs, load average {load:.1f})",
+        ["operation", "n", "n_actions", "seconds", "rows/s", "peak MB", "issue target"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
