@@ -28,7 +28,9 @@ def peak_rss_mb_of(code: str) -> tuple[float, Any]:
         code
         + "\nimport resource, json\nprint(json.dumps({'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 'out': OUT}))"
     )
-    proc = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", wrapper], capture_output=True, text=True, check=True
+    )
     last = json.loads(proc.stdout.strip().splitlines()[-1])
     return float(last["peak_mb"]), last["out"]
 

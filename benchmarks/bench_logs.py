@@ -30,10 +30,26 @@ def main(n_rows: int = 2_000_000, big_rows: int = 20_000_000) -> None:
                 res = collect(world, pi, out=out, n_decisions=n_rows, seed=0)
                 dt = time.perf_counter() - t
                 mode = "bandit" if horizon == 1 else "session (H=10)"
-                rows.append([mode, kind, res.n_rows, res.n_rows / dt, sum(f.stat().st_size for f in out.iterdir()) / 2**20])
+                rows.append(
+                    [
+                        mode,
+                        kind,
+                        res.n_rows,
+                        res.n_rows / dt,
+                        sum(f.stat().st_size for f in out.iterdir()) / 2**20,
+                    ]
+                )
         t = time.perf_counter()
         data = read_logs(tmp / "softmax-1")
-        rows.append(["read_logs (validated)", "-", data.n_rows, data.n_rows / (time.perf_counter() - t), 0.0])
+        rows.append(
+            [
+                "read_logs (validated)",
+                "-",
+                data.n_rows,
+                data.n_rows / (time.perf_counter() - t),
+                0.0,
+            ]
+        )
         print_table(
             "collect() into Parquet: 100 items, context dim 18, one process",
             ["mode", "logging policy", "rows", "rows/s", "size (MB)"],
@@ -44,7 +60,7 @@ from offrec.logs import collect
 from offrec.policies.loggers import logging_policy
 from offrec.sim import World
 w = World(seed=0)
-OUT = collect(w, logging_policy(w, "softmax"), out={str(tmp / 'big')!r}, n_decisions={big_rows}, seed=0).n_rows
+OUT = collect(w, logging_policy(w, "softmax"), out={str(tmp / "big")!r}, n_decisions={big_rows}, seed=0).n_rows
 """
         t = time.perf_counter()
         peak, n = peak_rss_mb_of(code)

@@ -28,7 +28,9 @@ def main() -> None:
         world.step(batch, rng.integers(0, world.n_items, n), rng, validate=False)
 
     t = best_time(bandit)
-    rows.append(["batch core, bandit mode (observe + click probs + clicks)", n, n / t, world.obs_dim])
+    rows.append(
+        ["batch core, bandit mode (observe + click probs + clicks)", n, n / t, world.obs_dim]
+    )
 
     sworld = World(WorldConfig(horizon=10), seed=0)
     m = 100_000
@@ -40,15 +42,20 @@ def main() -> None:
             sworld.step(batch, rng.integers(0, sworld.n_items, m), rng, validate=False)
 
     t = best_time(session)
-    rows.append(["batch core, session mode (100k sessions x 10 steps)", 10 * m, 10 * m / t, sworld.obs_dim])
+    rows.append(
+        ["batch core, session mode (100k sessions x 10 steps)", 10 * m, 10 * m / t, sworld.obs_dim]
+    )
 
     for label, env in (
         ("gymnasium env step() (raw RecommenderEnv)", RecommenderEnv(horizon=10)),
-        ("gymnasium env step() via gym.make (checkers on)", gym.make("offrec/Recommender-v0", horizon=10)),
+        (
+            "gymnasium env step() via gym.make (checkers on)",
+            gym.make("offrec/Recommender-v0", horizon=10),
+        ),
     ):
         k = 50_000
 
-        def run(env: gym.Env = env) -> None:
+        def run(env: gym.Env = env, k: int = k) -> None:
             env.reset(seed=0)
             for i in range(k):
                 _, _, term, trunc, _ = env.step(i % 100)

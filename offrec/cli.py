@@ -131,9 +131,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = run_pipeline(args.file, args.out, seed=args.seed, progress=_say(args))
     cols = ["policy", "estimator", "value", "low", "high", "truth", "rel_error"]
     print(result.table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    sel = ", ".join(f"{s['estimator']}: spearman {s['spearman']:.2f}" for s in result.metrics["selection"])
+    sel = ", ".join(
+        f"{s['estimator']}: spearman {s['spearman']:.2f}" for s in result.metrics["selection"]
+    )
     print(f"\noff-policy selection: {sel}")
-    print(f"report: {result.out / 'report.html'} (and report.md, metrics.json) in {result.seconds:.0f}s")
+    print(
+        f"report: {result.out / 'report.html'} (and report.md, metrics.json) in {result.seconds:.0f}s"
+    )
     return 0
 
 
@@ -187,7 +191,12 @@ def cmd_train_bandit(args: argparse.Namespace) -> int:
 
     data = read_logs(args.logs)
     head = _parse_head(args.head)
-    spec = PolicySpec(name=args.learner, learner=args.learner, params=_parse_params(args.param), head=head.to_dict())
+    spec = PolicySpec(
+        name=args.learner,
+        learner=args.learner,
+        params=_parse_params(args.param),
+        head=head.to_dict(),
+    )
     if spec.is_rl:
         raise ValueError(f"--learner {args.learner!r} is an RL algorithm; use `offrec train rl`")
     world = _world_of_log(data)
@@ -220,12 +229,16 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
     policy.save(args.out, overwrite=args.overwrite)
     from offrec._atomic import atomic_write_text
 
-    atomic_write_text(Path(args.out) / "training_curve.json", __import__("json").dumps(result.curve.to_dict()))
+    atomic_write_text(
+        Path(args.out) / "training_curve.json", __import__("json").dumps(result.curve.to_dict())
+    )
     plot_training_curve(result, Path(args.out) / "training_curve.png")
     w = _world_of_log(data)
     if w is not None:
         write_world(args.out, w)
-    print(f"trained {args.algo} for {cfg.n_steps:,} steps ({result.steps_per_second:,.0f} steps/s); saved to {args.out}")
+    print(
+        f"trained {args.algo} for {cfg.n_steps:,} steps ({result.steps_per_second:,.0f} steps/s); saved to {args.out}"
+    )
     return 0
 
 
@@ -255,7 +268,9 @@ def cmd_train_online(args: argparse.Namespace) -> int:
         (tmp / "curves.json").write_text(json.dumps({k: c.to_dict() for k, c in curves.items()}))
         plot_learning_curves(curves, tmp / "learning_curves.png")
     for name, c in curves.items():
-        print(f"{name}: final windowed CTR {c.final_ctr:.4f} ({c.final_ctr / max(c.final_oracle_ctr, 1e-12):.0%} of the myopic oracle)")
+        print(
+            f"{name}: final windowed CTR {c.final_ctr:.4f} ({c.final_ctr / max(c.final_oracle_ctr, 1e-12):.0%} of the myopic oracle)"
+        )
     print(f"curves and plot written to {args.out}")
     return 0
 
@@ -267,7 +282,9 @@ def _target_from_args(args: argparse.Namespace, data: Any) -> tuple[str, Any]:
     if args.policy:
         from offrec.models import load_model
 
-        return Path(args.policy).name, load_model(args.policy, n_actions=data.n_actions, obs_dim=data.context_dim)
+        return Path(args.policy).name, load_model(
+            args.policy, n_actions=data.n_actions, obs_dim=data.context_dim
+        )
     path = Path(args.probs)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
@@ -303,7 +320,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         rows = []
         for est in estimators:
-            iv = estimate_sequential(est, data, target, method=args.interval, n_bootstrap=args.n_bootstrap, seed=args.seed)
+            iv = estimate_sequential(
+                est,
+                data,
+                target,
+                method=args.interval,
+                n_bootstrap=args.n_bootstrap,
+                seed=args.seed,
+            )
             rows.append({"policy": name, "estimator": est, "value": iv.value, "low": iv.low, "high": iv.high,
                          "interval_method": iv.method})  # fmt: skip
         table = pd.DataFrame(rows)
@@ -316,7 +340,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             def action_dist(self, obs: Any) -> Any:
                 return target
 
-        policy = _Probs() if not hasattr(target, "action_dist") else target
+        policy: Any = _Probs() if not hasattr(target, "action_dist") else target
         needs = {"dm", "dr", "sndr", "switch-dr", "dr-os"} & set(estimators)
         rm = RewardModel(kind=args.reward_model, seed=args.seed) if needs else None
         table = OffPolicyEvaluation(data, {name: policy}, estimators=estimators, reward_model=rm,
@@ -325,7 +349,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         from offrec._atomic import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(json.loads(table.to_json(orient="records")), indent=2))
+        atomic_write_text(
+            args.json, json.dumps(json.loads(table.to_json(orient="records")), indent=2)
+        )
     return 0
 
 
@@ -347,10 +373,14 @@ def _parse_target(text: str, world: Any) -> tuple[str, Any]:
     if kind == "softmax":
         return text, logging_policy(world, "softmax", beta=value or 1.0)
     if kind == "epsilon_greedy":
-        return text, logging_policy(world, "epsilon_greedy", epsilon=0.1 if value is None else value)
+        return text, logging_policy(
+            world, "epsilon_greedy", epsilon=0.1 if value is None else value
+        )
     if kind == "uniform":
         return text, logging_policy(world, "uniform")
-    raise ValueError(f"--target must be myopic[:eps], best_item[:eps], softmax[:beta], epsilon_greedy[:eps] or uniform; got {text!r}")
+    raise ValueError(
+        f"--target must be myopic[:eps], best_item[:eps], softmax[:beta], epsilon_greedy[:eps] or uniform; got {text!r}"
+    )
 
 
 def cmd_ope_study(args: argparse.Namespace) -> int:
@@ -406,12 +436,18 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from offrec.models import load_model
     from offrec.recommend import read_world, recommend
 
-    custom = args.world or any(getattr(args, k) is not None for k in ("n_items", "n_topics", "n_users", "horizon"))
+    custom = args.world or any(
+        getattr(args, k) is not None for k in ("n_items", "n_topics", "n_users", "horizon")
+    )
     world = _world_from_args(args) if custom else read_world(args.model)
     policy = load_model(args.model, n_actions=world.n_items, obs_dim=world.obs_dim)
     tables = recommend(policy, world, args.profile, k=args.k, steps=args.steps)
     for t, table in enumerate(tables):
-        title = "start of the session" if t == 0 else f"after {t} step(s) showing the top item (no click)"
+        title = (
+            "start of the session"
+            if t == 0
+            else f"after {t} step(s) showing the top item (no click)"
+        )
         print(f"\n{title}")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
@@ -490,15 +526,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, help="override the pipeline's seed")
     r.set_defaults(func=cmd_run)
 
-    t = sub.add_parser("train", help="train a policy: offline from logs (bandit, rl) or online in the world")
+    t = sub.add_parser(
+        "train", help="train a policy: offline from logs (bandit, rl) or online in the world"
+    )
     tsub = t.add_subparsers(dest="train_kind", metavar="KIND", parser_class=_Parser, required=True)
     tb = tsub.add_parser("bandit", help="fit a bandit / offline learner on a log",
                          description="Fit a learner on logged rows and save it as a model folder.")  # fmt: skip
     tb.add_argument("logs", type=Path, help="log directory")
     tb.add_argument("--learner", required=True,
                     choices=["reward_model", "ipw", "linucb", "lints", "logistic", "epsilon_greedy", "ucb1", "thompson"])  # fmt: skip
-    tb.add_argument("--param", action="append", metavar="KEY=VALUE", help="learner parameter (repeatable)")
-    tb.add_argument("--head", default="greedy", help="greedy | epsilon_greedy:EPS | softmax:TEMPERATURE")
+    tb.add_argument(
+        "--param", action="append", metavar="KEY=VALUE", help="learner parameter (repeatable)"
+    )
+    tb.add_argument(
+        "--head", default="greedy", help="greedy | epsilon_greedy:EPS | softmax:TEMPERATURE"
+    )
     tb.add_argument("--out", type=Path, required=True, help="model folder to write")
     tb.add_argument("--seed", type=int, default=0)
     tb.add_argument("--overwrite", action="store_true")
@@ -508,21 +550,35 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("logs", type=Path, help="log directory")
     tr.add_argument("--algo", default="cql", choices=["dqn", "double_dqn", "cql", "bcq"])
     tr.add_argument("--n-steps", type=int, help="gradient steps (default from RLConfig)")
-    tr.add_argument("--param", action="append", metavar="KEY=VALUE", help="RLConfig field (repeatable)")
-    tr.add_argument("--head", default="greedy", help="greedy | epsilon_greedy:EPS | softmax:TEMPERATURE")
-    tr.add_argument("--eval", action="store_true", help="measure the true online value during training")
+    tr.add_argument(
+        "--param", action="append", metavar="KEY=VALUE", help="RLConfig field (repeatable)"
+    )
+    tr.add_argument(
+        "--head", default="greedy", help="greedy | epsilon_greedy:EPS | softmax:TEMPERATURE"
+    )
+    tr.add_argument(
+        "--eval", action="store_true", help="measure the true online value during training"
+    )
     tr.add_argument("--out", type=Path, required=True, help="model folder to write")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--overwrite", action="store_true")
     tr.set_defaults(func=cmd_train_rl)
 
-    to = tsub.add_parser("online", help="run bandit learners online in the world; write learning curves")
+    to = tsub.add_parser(
+        "online", help="run bandit learners online in the world; write learning curves"
+    )
     to.add_argument("--learner", action="append", required=True,
                     help="learner name (repeatable): linucb, lints, logistic, epsilon_greedy, ucb1, thompson")  # fmt: skip
-    to.add_argument("--param", action="append", metavar="KEY=VALUE", help="learner parameter (repeatable)")
+    to.add_argument(
+        "--param", action="append", metavar="KEY=VALUE", help="learner parameter (repeatable)"
+    )
     to.add_argument("--n-steps", type=int, default=100_000, help="decisions (default 100k)")
-    to.add_argument("--batch-size", type=int, default=1000, help="decisions per update (default 1000)")
-    to.add_argument("--out", type=Path, required=True, help="folder for curves.json and learning_curves.png")
+    to.add_argument(
+        "--batch-size", type=int, default=1000, help="decisions per update (default 1000)"
+    )
+    to.add_argument(
+        "--out", type=Path, required=True, help="folder for curves.json and learning_curves.png"
+    )
     to.add_argument("--seed", type=int, default=0)
     to.add_argument("--overwrite", action="store_true")
     _world_options(to)
@@ -533,8 +589,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "estimators, session logs the sequential ones (pdis, tis, wpdis, wtis, dr, fqe).")  # fmt: skip
     e.add_argument("logs", type=Path, help="log directory")
     e.add_argument("--policy", help="a saved model folder (offrec train ...)")
-    e.add_argument("--probs", help="target probabilities aligned with the log rows (.npy or .parquet, n x n_actions)")
-    e.add_argument("--estimators", default="ips,snips,dr", help="comma-separated (default ips,snips,dr)")
+    e.add_argument(
+        "--probs",
+        help="target probabilities aligned with the log rows (.npy or .parquet, n x n_actions)",
+    )
+    e.add_argument(
+        "--estimators", default="ips,snips,dr", help="comma-separated (default ips,snips,dr)"
+    )
     e.add_argument("--reward-model", default="logistic", choices=["logistic", "gbm"])
     e.add_argument("--interval", default="bootstrap", choices=["bootstrap", "normal", "bernstein"])
     e.add_argument("--n-bootstrap", type=int, default=1000)
@@ -549,9 +610,15 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--target", action="append",
                     help="target policy (repeatable): myopic[:eps], best_item[:eps], softmax[:beta], "
                     "epsilon_greedy[:eps], uniform (default myopic:0.3 and softmax:1.0)")  # fmt: skip
-    st.add_argument("--beta", type=float, default=0.5, help="the softmax logger's beta (default 0.5)")
-    st.add_argument("--estimators", default="ips,snips,dm,dr", help="comma-separated (default ips,snips,dm,dr)")
-    st.add_argument("--n-rows", type=int, default=100_000, help="logged rows per seed (default 100k)")
+    st.add_argument(
+        "--beta", type=float, default=0.5, help="the softmax logger's beta (default 0.5)"
+    )
+    st.add_argument(
+        "--estimators", default="ips,snips,dm,dr", help="comma-separated (default ips,snips,dm,dr)"
+    )
+    st.add_argument(
+        "--n-rows", type=int, default=100_000, help="logged rows per seed (default 100k)"
+    )
     st.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
     st.add_argument("--interval", default="bootstrap", choices=["bootstrap", "normal", "bernstein"])
     st.add_argument("--n-bootstrap", type=int, default=500)
@@ -560,8 +627,14 @@ def build_parser() -> argparse.ArgumentParser:
     _world_options(st)
     st.set_defaults(func=cmd_ope_study)
 
-    i = sub.add_parser("import", help="import your own logs (CSV/Parquet with a column map, or OBD)")
-    i.add_argument("flavour", choices=["csv", "parquet", "obd"], help="generic file, or the Open Bandit Dataset")
+    i = sub.add_parser(
+        "import", help="import your own logs (CSV/Parquet with a column map, or OBD)"
+    )
+    i.add_argument(
+        "flavour",
+        choices=["csv", "parquet", "obd"],
+        help="generic file, or the Open Bandit Dataset",
+    )
     i.add_argument("src", type=Path, help="source file (OBD: the campaign CSV)")
     i.add_argument("--out", type=Path, required=True, help="log directory to write")
     i.add_argument("--action", default="action", help="item column (any ids; mapped to 0..K-1)")
@@ -573,18 +646,30 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--user", help="user column")
     i.add_argument("--context", help="comma-separated context columns")
     i.add_argument("--context-prefix", help="context = every column starting with this")
-    i.add_argument("--categorical", default="onehot", choices=["onehot", "hash"], help="text context columns")
-    i.add_argument("--claimed-policy", choices=["uniform"], help="check propensities against this logger")
-    i.add_argument("--repair", choices=["drop"], help="drop problem rows instead of failing (reported)")
+    i.add_argument(
+        "--categorical", default="onehot", choices=["onehot", "hash"], help="text context columns"
+    )
+    i.add_argument(
+        "--claimed-policy", choices=["uniform"], help="check propensities against this logger"
+    )
+    i.add_argument(
+        "--repair", choices=["drop"], help="drop problem rows instead of failing (reported)"
+    )
     i.add_argument("--item-context", type=Path, help="OBD item_context.csv")
     i.add_argument("--overwrite", action="store_true")
     i.set_defaults(func=cmd_import)
 
-    rc = sub.add_parser("recommend", help="the demo: top-k items for a user profile from a trained model")
+    rc = sub.add_parser(
+        "recommend", help="the demo: top-k items for a user profile from a trained model"
+    )
     rc.add_argument("model", type=Path, help="model folder")
-    rc.add_argument("--profile", required=True, help='topic preferences, e.g. "sports=0.9,news=0.1"')
+    rc.add_argument(
+        "--profile", required=True, help='topic preferences, e.g. "sports=0.9,news=0.1"'
+    )
     rc.add_argument("--k", type=int, default=5, help="items to show (default 5)")
-    rc.add_argument("--steps", type=int, default=3, help="session mode: simulated steps to show (default 3)")
+    rc.add_argument(
+        "--steps", type=int, default=3, help="session mode: simulated steps to show (default 3)"
+    )
     _world_options(rc)
     rc.set_defaults(func=cmd_recommend)
     return p

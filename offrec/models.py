@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 
-def load_model(folder: str | Path, *, n_actions: int | None = None, obs_dim: int | None = None) -> Any:
+def load_model(
+    folder: str | Path, *, n_actions: int | None = None, obs_dim: int | None = None
+) -> Any:
     """Load the policy saved in ``folder`` (``policy.json`` from
     :func:`offrec.policies.persist.save_policy`, or ``qpolicy.json`` from
     :meth:`offrec.rl.QPolicy.save`). Sizes, when given, are checked."""

@@ -65,7 +65,9 @@ def split_sessions(data: LoggedData, holdout: float, seed: int) -> tuple[LoggedD
 
 
 # ------------------------------------------------------------------------------ stages
-def _logs_stage(cfg: PipelineConfig, world: World, cache: Path, say: Progress) -> tuple[LoggedData, str, bool]:
+def _logs_stage(
+    cfg: PipelineConfig, world: World, cache: Path, say: Progress
+) -> tuple[LoggedData, str, bool]:
     spec = asdict(cfg.logging)
     key = _key("logs", cfg.world.to_dict(), cfg.world_seed, spec, cfg.seed)
     path = cache / f"logs-{key}"
@@ -90,7 +92,9 @@ def _logger(cfg: PipelineConfig, world: World) -> Any:
     return logging_policy(world, lg.policy, **kw)
 
 
-def _train(spec: PolicySpec, data: LoggedData, world: World, seed: int) -> tuple[Any, dict[str, Any] | None]:
+def _train(
+    spec: PolicySpec, data: LoggedData, world: World, seed: int
+) -> tuple[Any, dict[str, Any] | None]:
     """Train one policy from the log; return it with its training curve (RL) or None."""
     head = Head(**spec.head)
     params = dict(spec.params)
@@ -134,7 +138,9 @@ def _models_stage(
         curve_path = path / "training_curve.json"
         if path.exists():
             say(f"model '{spec.name}': cached")
-            policies[spec.name] = load_model(path, n_actions=data.n_actions, obs_dim=data.context_dim)
+            policies[spec.name] = load_model(
+                path, n_actions=data.n_actions, obs_dim=data.context_dim
+            )
             if spec.is_rl:
                 policies[spec.name] = policies[spec.name].with_head(Head(**spec.head))
             if curve_path.is_file():
@@ -163,7 +169,9 @@ def _reference(spec: ReferenceSpec, cfg: PipelineConfig, world: World) -> Any:
         kw: dict[str, Any] = {}
         if spec.policy != "uniform":
             kw = {"noise": spec.noise, "model_seed": cfg.logging.model_seed}
-            kw.update({"beta": spec.beta} if spec.policy == "softmax" else {"epsilon": spec.epsilon})
+            kw.update(
+                {"beta": spec.beta} if spec.policy == "softmax" else {"epsilon": spec.epsilon}
+            )
         return logging_policy(world, spec.policy, **kw)
     if spec.policy == "best_item":
         return BestItemOracle(world, head)
@@ -172,13 +180,19 @@ def _reference(spec: ReferenceSpec, cfg: PipelineConfig, world: World) -> Any:
     return LookaheadOracle(world, head, gamma=spec.gamma)
 
 
-def _ope_stage(cfg: PipelineConfig, data: LoggedData, targets: dict[str, Any], say: Progress) -> pd.DataFrame:
+def _ope_stage(
+    cfg: PipelineConfig, data: LoggedData, targets: dict[str, Any], say: Progress
+) -> pd.DataFrame:
     o = cfg.ope
     if cfg.world.horizon == 1:
         from offrec.ope import OffPolicyEvaluation, RewardModel
 
         needs_model = {"dm", "dr", "sndr", "switch-dr", "dr-os"}
-        rm = RewardModel(kind=o.reward_model, n_folds=o.n_folds, seed=cfg.seed) if needs_model & set(o.estimators) else None
+        rm = (
+            RewardModel(kind=o.reward_model, n_folds=o.n_folds, seed=cfg.seed)
+            if needs_model & set(o.estimators)
+            else None
+        )
         say(f"off-policy evaluation: {len(targets)} policies x {len(o.estimators)} estimators")
         ope = OffPolicyEvaluation(
             data, targets, estimators=list(o.estimators), reward_model=rm, interval=o.interval,
@@ -194,7 +208,9 @@ def _ope_stage(cfg: PipelineConfig, data: LoggedData, targets: dict[str, Any], s
             f"{list(SEQUENTIAL_ESTIMATORS)}"
         )
     rows = []
-    say(f"sequential off-policy evaluation: {len(targets)} policies x {len(o.estimators)} estimators")
+    say(
+        f"sequential off-policy evaluation: {len(targets)} policies x {len(o.estimators)} estimators"
+    )
     method = o.interval if o.interval in ("bootstrap", "normal") else "normal"
     for name, policy in targets.items():
         if hasattr(policy, "action_dist_state"):
@@ -212,7 +228,9 @@ def _ope_stage(cfg: PipelineConfig, data: LoggedData, targets: dict[str, Any], s
     return pd.DataFrame(rows)
 
 
-def _truth_stage(cfg: PipelineConfig, world: World, targets: dict[str, Any], say: Progress) -> dict[str, Any]:
+def _truth_stage(
+    cfg: PipelineConfig, world: World, targets: dict[str, Any], say: Progress
+) -> dict[str, Any]:
     say("ground truth: running every policy online in the simulator")
     out = {}
     for name, policy in targets.items():
@@ -275,7 +293,7 @@ def run_pipeline(
     value_label = "CTR" if cfg.world.horizon == 1 else "clicks per session"
 
     w = (1.0 / data.n_actions) / data.pscore
-    summary = {
+    summary: dict[str, Any] = {
         "rows": data.n_rows,
         "train_rows": train_data.n_rows,
         "eval_rows": eval_data.n_rows,
@@ -287,13 +305,19 @@ def run_pipeline(
         "ess_uniform_target": float(w.sum() ** 2 / (w**2).sum()),
     }
     if "ess" in table.columns:
-        summary["ess_by_policy"] = {str(p): float(v) for p, v in table.groupby("policy")["ess"].first().items()}
+        summary["ess_by_policy"] = {
+            str(p): float(v) for p, v in table.groupby("policy")["ess"].first().items()
+        }
 
     plots_dir = out / "plots"
     plots: dict[str, Path] = {}
     if len(table):
-        plots["Estimates vs truth by policy"] = plot_value_bars(table, plots_dir / "values.png", value_label=value_label)
-        plots["Estimate vs truth"] = plot_estimate_vs_truth(table, plots_dir / "estimate_vs_truth.png", value_label=value_label)
+        plots["Estimates vs truth by policy"] = plot_value_bars(
+            table, plots_dir / "values.png", value_label=value_label
+        )
+        plots["Estimate vs truth"] = plot_estimate_vs_truth(
+            table, plots_dir / "estimate_vs_truth.png", value_label=value_label
+        )
     for name, c in curves.items():
         loss = c["losses"].get("loss") or next(iter(c["losses"].values()))
         plots[f"Training loss: {name}"] = plot_curves(
@@ -321,7 +345,20 @@ def run_pipeline(
     }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
 
-    main = table[["policy", "estimator", "value", "low", "high", "truth", "rel_error", "covered", "rank_ope", "rank_true"]]
+    main = table[
+        [
+            "policy",
+            "estimator",
+            "value",
+            "low",
+            "high",
+            "truth",
+            "rel_error",
+            "covered",
+            "rank_ope",
+            "rank_true",
+        ]
+    ]
     truth_df = pd.DataFrame(
         [{"policy": p, "true value": v["value"], "stderr": v["stderr"], "exact": v["exact"], "rank": true_rank[p]}
          for p, v in truth.items()]

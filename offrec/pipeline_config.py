@@ -85,7 +85,9 @@ class LoggingSpec:
             if v is not None and (_typed(v, int, f"[logging] {name}") < 1):
                 raise ValueError(f"[logging] {name} must be >= 1; got {v}")
         if self.policy not in ("uniform", "softmax", "epsilon_greedy"):
-            raise ValueError(f"[logging] policy must be one of ['uniform', 'softmax', 'epsilon_greedy']; got {self.policy!r}")
+            raise ValueError(
+                f"[logging] policy must be one of ['uniform', 'softmax', 'epsilon_greedy']; got {self.policy!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,9 @@ class PolicySpec:
     def __post_init__(self) -> None:
         _typed(self.name, str, "[[policies]] name")
         if self.learner not in LEARNERS:
-            raise ValueError(f"[[policies]] '{self.name}': learner must be one of {list(LEARNERS)}; got {self.learner!r}")
+            raise ValueError(
+                f"[[policies]] '{self.name}': learner must be one of {list(LEARNERS)}; got {self.learner!r}"
+            )
         _typed(self.params, dict, f"[[policies]] '{self.name}' params")
         _typed(self.head, dict, f"[[policies]] '{self.name}' head")
 
@@ -124,7 +128,9 @@ class ReferenceSpec:
     def __post_init__(self) -> None:
         _typed(self.name, str, "[[references]] name")
         if self.policy not in REFERENCES:
-            raise ValueError(f"[[references]] '{self.name}': policy must be one of {list(REFERENCES)}; got {self.policy!r}")
+            raise ValueError(
+                f"[[references]] '{self.name}': policy must be one of {list(REFERENCES)}; got {self.policy!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,9 @@ class OPESpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.estimators, tuple):
-            object.__setattr__(self, "estimators", tuple(_typed(self.estimators, list, "[ope] estimators")))
+            object.__setattr__(
+                self, "estimators", tuple(_typed(self.estimators, list, "[ope] estimators"))
+            )
         if not self.estimators:
             raise ValueError("[ope] estimators must name at least one estimator")
         h = _typed(self.holdout, float, "[ope] holdout")
@@ -180,25 +188,45 @@ class PipelineConfig:
         names = [p.name for p in self.policies] + [r.name for r in self.references]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"policy names must be unique across [[policies]] and [[references]]; repeated: {dup}")
+            raise ValueError(
+                f"policy names must be unique across [[policies]] and [[references]]; repeated: {dup}"
+            )
         if not names:
             raise ValueError("a pipeline needs at least one [[policies]] or [[references]] entry")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> PipelineConfig:
-        top = ("name", "seed", "description", "world", "logging", "policies", "references", "ope", "online")
+        top = (
+            "name",
+            "seed",
+            "description",
+            "world",
+            "logging",
+            "policies",
+            "references",
+            "ope",
+            "online",
+        )
         unknown = sorted(set(raw) - set(top))
         if unknown:
-            raise ValueError(f"unknown key(s) {unknown} at the top of the pipeline; valid keys: {', '.join(top)}")
+            raise ValueError(
+                f"unknown key(s) {unknown} at the top of the pipeline; valid keys: {', '.join(top)}"
+            )
         if "logging" not in raw:
-            raise ValueError("the pipeline needs a [logging] table (policy and n_decisions or n_sessions)")
+            raise ValueError(
+                "the pipeline needs a [logging] table (policy and n_decisions or n_sessions)"
+            )
         world = dict(raw.get("world", {}))
         world_seed = _typed(world.pop("seed", 0), int, "[world] seed")
 
         def build(cls_: type, data: Any, where: str) -> Any:
             data = dict(_typed(data, dict, where))
             _check_keys(data, cls_, where)
-            required = [f.name for f in fields(cls_) if f.default is MISSING and f.default_factory is MISSING]
+            required = [
+                f.name
+                for f in fields(cls_)
+                if f.default is MISSING and f.default_factory is MISSING
+            ]
             missing = [k for k in required if k not in data]
             if missing:
                 raise ValueError(f"{where} is missing required key(s) {missing}")

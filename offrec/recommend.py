@@ -18,13 +18,18 @@ def write_world(folder: str | Path, world: World) -> None:
     """Store the world a model was trained in next to it (so ``recommend`` can name items)."""
     from offrec._atomic import atomic_write_text
 
-    atomic_write_text(Path(folder) / WORLD_FILE, json.dumps({"seed": world.seed, "config": world.config.to_dict()}))
+    atomic_write_text(
+        Path(folder) / WORLD_FILE,
+        json.dumps({"seed": world.seed, "config": world.config.to_dict()}),
+    )
 
 
 def read_world(folder: str | Path) -> World:
     path = Path(folder) / WORLD_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: pass --world (the world config the model was trained in)")
+        raise FileNotFoundError(
+            f"{path} not found: pass --world (the world config the model was trained in)"
+        )
     raw = json.loads(path.read_text())
     return World(WorldConfig.from_dict(raw["config"]), seed=raw["seed"])
 
@@ -38,11 +43,15 @@ def parse_profile(text: str, topics: tuple[str, ...]) -> np.ndarray:
         if not sep:
             raise ValueError(f"profile entries must look like topic=weight; got {part!r}")
         if name not in topics:
-            raise ValueError(f"unknown topic {name!r} in profile; topics of this world: {', '.join(topics)}")
+            raise ValueError(
+                f"unknown topic {name!r} in profile; topics of this world: {', '.join(topics)}"
+            )
         try:
             w = float(value)
         except ValueError:
-            raise ValueError(f"profile weight for {name!r} must be a number; got {value!r}") from None
+            raise ValueError(
+                f"profile weight for {name!r} must be a number; got {value!r}"
+            ) from None
         if not np.isfinite(w) or w < 0:
             raise ValueError(f"profile weight for {name!r} must be finite and >= 0; got {value!r}")
         prof[topics.index(name)] = w
@@ -59,7 +68,9 @@ def _scores(policy: Any, obs: np.ndarray) -> np.ndarray:
     return np.asarray(policy.action_dist(obs))
 
 
-def recommend(policy: Any, world: World, profile: np.ndarray | str, k: int = 5, steps: int = 0) -> list[pd.DataFrame]:
+def recommend(
+    policy: Any, world: World, profile: np.ndarray | str, k: int = 5, steps: int = 0
+) -> list[pd.DataFrame]:
     """Top-``k`` items for a user with ``profile`` (topic preferences), at the session start
     and, for ``steps`` more steps, after being shown the top item each step (fatigue and
     step counter updated as the world does; no click assumed).

@@ -28,7 +28,9 @@ from offrec.ope.runner import OffPolicyEvaluation
 
 def simulate_logged_data(world: Any, logger: Any, n_rows: int, seed: int) -> LoggedData:
     """A bandit-mode log of ``n_rows`` decisions held in memory (no files)."""
-    traj = world.run_sessions(logger, n_rows, np.random.default_rng(np.random.SeedSequence([seed, 11])))
+    traj = world.run_sessions(
+        logger, n_rows, np.random.default_rng(np.random.SeedSequence([seed, 11]))
+    )
     n = traj.action.shape[0]
     return LoggedData(
         context=traj.obs, action=traj.action, reward=traj.reward, pscore=traj.pscore,
@@ -74,7 +76,10 @@ class EstimatorEvaluation:
         ax1.grid(axis="y", alpha=0.3)
         for est, sub in self.runs.groupby("estimator", sort=False):
             ax2.scatter(sub["truth"], sub["value"], s=10, alpha=0.6, label=str(est))
-        lo, hi = self.runs[["truth", "value"]].min().min(), self.runs[["truth", "value"]].max().max()
+        lo, hi = (
+            self.runs[["truth", "value"]].min().min(),
+            self.runs[["truth", "value"]].max().max(),
+        )
         ax2.plot([lo, hi], [lo, hi], "k--", lw=1, label="estimate = truth")
         ax2.set_xlabel("true value")
         ax2.set_ylabel("estimate")
@@ -109,7 +114,9 @@ def evaluate_estimators(
     estimator (dm, dr, sndr, switch-dr, dr-os) is asked for. Bandit mode only.
     """
     if world.config.horizon != 1:
-        raise ValueError(f"evaluate_estimators needs a bandit-mode world (horizon 1); got horizon {world.config.horizon}")
+        raise ValueError(
+            f"evaluate_estimators needs a bandit-mode world (horizon 1); got horizon {world.config.horizon}"
+        )
     check_scalar(n_rows, "n_rows", int, min=2)
     if not seeds:
         raise ValueError("seeds must name at least one seed")

@@ -11,7 +11,9 @@ def spearman(estimates: np.ndarray, truths: np.ndarray) -> float:
     policies or constant inputs)."""
     est, tru = np.asarray(estimates, float), np.asarray(truths, float)
     if est.shape != tru.shape or est.ndim != 1:
-        raise ValueError(f"estimates and truths must be 1-D of one length; got {est.shape}, {tru.shape}")
+        raise ValueError(
+            f"estimates and truths must be 1-D of one length; got {est.shape}, {tru.shape}"
+        )
     if est.size < 2 or np.ptp(est) == 0 or np.ptp(tru) == 0:
         return float("nan")
     return float(stats.spearmanr(est, tru).statistic)
@@ -22,7 +24,9 @@ def selection_regret(estimates: np.ndarray, truths: np.ndarray) -> float:
     the best estimate instead of the truly best one (0 = perfect pick)."""
     est, tru = np.asarray(estimates, float), np.asarray(truths, float)
     if est.shape != tru.shape or est.size == 0:
-        raise ValueError(f"estimates and truths must be non-empty and of one shape; got {est.shape}, {tru.shape}")
+        raise ValueError(
+            f"estimates and truths must be non-empty and of one shape; got {est.shape}, {tru.shape}"
+        )
     return float(tru.max() - tru[int(np.argmax(est))])
 
 

@@ -64,7 +64,9 @@ def episode_index(session_id: np.ndarray, step: np.ndarray) -> EpisodeIndex:
     session_id = np.asarray(session_id)
     step = np.asarray(step, dtype=np.int64)
     if session_id.shape != step.shape or session_id.ndim != 1:
-        raise ValueError(f"session_id and step must be 1-D of one length; got {session_id.shape}, {step.shape}")
+        raise ValueError(
+            f"session_id and step must be 1-D of one length; got {session_id.shape}, {step.shape}"
+        )
     uniq, episode = np.unique(session_id, return_inverse=True)
     counts = np.bincount(episode)
     if (step < 0).any() or (step >= counts[episode]).any():
@@ -76,7 +78,9 @@ def episode_index(session_id: np.ndarray, step: np.ndarray) -> EpisodeIndex:
     seen = np.zeros((uniq.size, int(counts.max())), bool)
     seen[episode, step] = True
     if seen.sum() != step.size:
-        raise ValueError("step must not repeat within a session (duplicated (session_id, step) rows)")
+        raise ValueError(
+            "step must not repeat within a session (duplicated (session_id, step) rows)"
+        )
     return EpisodeIndex(episode, step, int(uniq.size), int(counts.max()))
 
 
@@ -97,7 +101,9 @@ class LinearQ:
         return self.features(context) @ self.beta.T
 
 
-def _ridge_per_action(psi: np.ndarray, action: np.ndarray, y: np.ndarray, n_actions: int, l2: float) -> np.ndarray:
+def _ridge_per_action(
+    psi: np.ndarray, action: np.ndarray, y: np.ndarray, n_actions: int, l2: float
+) -> np.ndarray:
     """Solve ``(X_a^T X_a + l2 I) beta_a = X_a^T y_a`` for every action (one loop over actions)."""
     p = psi.shape[1]
     order = np.argsort(action, kind="stable")
@@ -166,7 +172,9 @@ class _EpisodeTerms:
         v = float(self.a.mean())
         if self.b is not None and self.c is not None:
             den = self.c.sum(axis=0)
-            v += float(np.sum(np.divide(self.b.sum(axis=0), den, out=np.zeros_like(den), where=den > 0)))
+            v += float(
+                np.sum(np.divide(self.b.sum(axis=0), den, out=np.zeros_like(den), where=den > 0))
+            )
         return v
 
 
@@ -178,7 +186,9 @@ def _terms(
     gamma: float,
 ) -> _EpisodeTerms:
     if estimator not in SEQUENTIAL_ESTIMATORS:
-        raise ValueError(f"sequential estimator must be one of {list(SEQUENTIAL_ESTIMATORS)}; got {estimator!r}")
+        raise ValueError(
+            f"sequential estimator must be one of {list(SEQUENTIAL_ESTIMATORS)}; got {estimator!r}"
+        )
     idx = episode_index(data.session_id, data.step)
     n = data.n_rows
     if dist.shape != (n, data.n_actions):
@@ -199,7 +209,9 @@ def _terms(
     if estimator == "wtis":
         return _EpisodeTerms(zeros, (rho[:, -1] * (r @ disc))[:, None], rho[:, -1:])
     if q_hat is None:
-        raise ValueError(f"estimator {estimator!r} needs q_hat (n, n_actions) or a fitted FQE model")
+        raise ValueError(
+            f"estimator {estimator!r} needs q_hat (n, n_actions) or a fitted FQE model"
+        )
     v_hat = idx.pad(np.einsum("na,na->n", dist, q_hat))
     if estimator == "fqe":
         return _EpisodeTerms(v_hat[:, 0], None, None)
@@ -240,7 +252,9 @@ def estimate_sequential(
     check_scalar(alpha, "alpha", float, min=0.0, max=1.0, min_inclusive=False, max_inclusive=False)
     if method not in ("bootstrap", "normal"):
         raise ValueError(f"method must be 'bootstrap' or 'normal'; got {method!r}")
-    dist = np.asarray(policy if isinstance(policy, np.ndarray) else policy.action_dist(data.context))
+    dist = np.asarray(
+        policy if isinstance(policy, np.ndarray) else policy.action_dist(data.context)
+    )
     if estimator in ("dr", "fqe") and q_hat is None:
         q_hat = fit_fqe(data, dist, gamma=gamma).predict(data.context)
     t = _terms(estimator, data, dist, q_hat, gamma)
@@ -251,7 +265,9 @@ def estimate_sequential(
         if t.b is not None and t.c is not None:
             den = t.c.mean(axis=0)
             ratio = np.divide(t.b.mean(axis=0), den, out=np.zeros_like(den), where=den > 0)
-            psi += np.sum(np.divide(t.b - ratio * t.c, den, out=np.zeros_like(t.b), where=den > 0), axis=1)
+            psi += np.sum(
+                np.divide(t.b - ratio * t.c, den, out=np.zeros_like(t.b), where=den > 0), axis=1
+            )
         half = stats.t.ppf(1 - alpha / 2, m - 1) * psi.std(ddof=1) / np.sqrt(m)
         return Interval(value, value - half, value + half, "normal", alpha)
     check_scalar(n_bootstrap, "n_bootstrap", int, min=1)

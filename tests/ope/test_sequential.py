@@ -36,24 +36,34 @@ def test_hand_computed_values():
         "wtis": (1.024 * 2 + 0.4) / (1.024 + 0.4),
     }
     for est, value in expect.items():
-        assert estimate_sequential(est, DATA, DIST, method="normal").value == pytest.approx(value), est
+        assert estimate_sequential(est, DATA, DIST, method="normal").value == pytest.approx(
+            value
+        ), est
 
 
 def test_dr_with_hand_q_and_discount():
     q = np.tile([0.5, 0.25], (4, 1))  # V_hat = 0.8*0.5 + 0.2*0.25 = 0.45
     g = 0.9
-    s0 = (1.6 * (1 - 0.5) + 0.45) + g * (0.64 * (0 - 0.25) + 1.6 * 0.45) + g**2 * (1.024 * (1 - 0.5) + 0.64 * 0.45)
+    s0 = (
+        (1.6 * (1 - 0.5) + 0.45)
+        + g * (0.64 * (0 - 0.25) + 1.6 * 0.45)
+        + g**2 * (1.024 * (1 - 0.5) + 0.64 * 0.45)
+    )
     s1 = 0.4 * (1 - 0.25) + 0.45
     got = estimate_sequential("dr", DATA, DIST, q_hat=q, gamma=g, method="normal").value
     assert got == pytest.approx((s0 + s1) / 2)
-    assert estimate_sequential("fqe", DATA, DIST, q_hat=q, method="normal").value == pytest.approx(0.45)
+    assert estimate_sequential("fqe", DATA, DIST, q_hat=q, method="normal").value == pytest.approx(
+        0.45
+    )
 
 
 def test_is_estimators_equal_on_policy_mean_when_target_is_logger():
     dist = np.full((4, 2), 0.5)
     on_policy = DATA.reward.sum() / 2  # clicks per session
     for est in ("pdis", "tis", "wpdis", "wtis"):
-        assert estimate_sequential(est, DATA, dist, method="normal").value == pytest.approx(on_policy)
+        assert estimate_sequential(est, DATA, dist, method="normal").value == pytest.approx(
+            on_policy
+        )
 
 
 def test_dr_is_on_policy_return_when_target_is_logger_and_q_ignores_action():
@@ -108,7 +118,9 @@ def test_fqe_recovers_logger_value(session_log):
     world, logger, data = session_log
     truth = world.true_value(logger, n_sessions=40_000, seed=3)
     q = fit_fqe(data, logger.action_dist)
-    v = estimate_sequential("fqe", data, logger, q_hat=q.predict(data.context), method="normal").value
+    v = estimate_sequential(
+        "fqe", data, logger, q_hat=q.predict(data.context), method="normal"
+    ).value
     assert abs(v - truth.value) / truth.value < 0.05, (v, truth)
 
 

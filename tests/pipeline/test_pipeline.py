@@ -46,17 +46,26 @@ def test_tiny_pipeline_report_agrees_with_metrics_and_truth(tmp_path):
     out = tmp_path / "out"
     metrics = json.loads((out / "metrics.json").read_text())
     est = pd.DataFrame(metrics["estimates"])
-    assert set(est["policy"]) == {"linucb", "uniform", "myopic"} and set(est["estimator"]) == {"ips", "snips"}
+    assert set(est["policy"]) == {"linucb", "uniform", "myopic"} and set(est["estimator"]) == {
+        "ips",
+        "snips",
+    }
     # the truth in metrics is the world's exact value
     from offrec.policies import UniformPolicy
     from offrec.sim import World, WorldConfig
 
     world = World(WorldConfig(n_users=500, n_items=20), seed=0)
-    assert metrics["truth"]["uniform"]["value"] == pytest.approx(world.true_value(UniformPolicy(20)).value)
+    assert metrics["truth"]["uniform"]["value"] == pytest.approx(
+        world.true_value(UniformPolicy(20)).value
+    )
     # every number in the report's main table is the one in metrics.json
     md = (out / "report.md").read_text()
     for row in metrics["estimates"]:
-        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {row['policy']} | {row['estimator']} |"))
+        line = next(
+            ln
+            for ln in md.splitlines()
+            if ln.startswith(f"| {row['policy']} | {row['estimator']} |")
+        )
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert float(cells[2]) == pytest.approx(row["value"], abs=5e-5)
         assert float(cells[5]) == pytest.approx(row["truth"], abs=5e-5)
@@ -64,9 +73,15 @@ def test_tiny_pipeline_report_agrees_with_metrics_and_truth(tmp_path):
     assert html.count("data:image/png;base64,") >= 2
     assert (out / "plots" / "values.png").stat().st_size > 10_000
     # relative error is |value - truth| / truth
-    np.testing.assert_allclose(res.table["rel_error"], (res.table["value"] - res.table["truth"]).abs() / res.table["truth"])
+    np.testing.assert_allclose(
+        res.table["rel_error"], (res.table["value"] - res.table["truth"]).abs() / res.table["truth"]
+    )
     # holdout: trained and evaluated on disjoint sessions
-    assert metrics["data"]["train_rows"] + metrics["data"]["eval_rows"] == metrics["data"]["rows"] == 4000
+    assert (
+        metrics["data"]["train_rows"] + metrics["data"]["eval_rows"]
+        == metrics["data"]["rows"]
+        == 4000
+    )
 
 
 def test_same_seed_same_metrics_and_changing_estimators_reuses_cache(tmp_path):
@@ -88,12 +103,24 @@ def test_same_seed_same_metrics_and_changing_estimators_reuses_cache(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('name = "x"\n[logging]\nn_decisions = 10\npolicy = "softmax"\nbta = 1\n', r"unknown key\(s\) \['bta'\] in \[logging\]; valid keys: policy, beta"),
+        (
+            'name = "x"\n[logging]\nn_decisions = 10\npolicy = "softmax"\nbta = 1\n',
+            r"unknown key\(s\) \['bta'\] in \[logging\]; valid keys: policy, beta",
+        ),
         ('name = "x"\n[logging]\nn_decisions = "ten"\n', "n_decisions must be int; got 'ten'"),
         ('name = "x"\n[logging\n', "invalid TOML"),
-        ('name = "x"\nfoo = 1\n[logging]\nn_decisions = 10\n', r"unknown key\(s\) \['foo'\] at the top of the pipeline"),
-        ('[logging]\nn_decisions = 10\n[[policies]]\nname = "a"\nlearner = "magic"\n', "learner must be one of"),
-        ('[logging]\nn_decisions = 10\n[world]\nhorizon = 0\n[[references]]\nname="u"\npolicy="uniform"\n', "WorldConfig.horizon must be >= 1; got 0"),
+        (
+            'name = "x"\nfoo = 1\n[logging]\nn_decisions = 10\n',
+            r"unknown key\(s\) \['foo'\] at the top of the pipeline",
+        ),
+        (
+            '[logging]\nn_decisions = 10\n[[policies]]\nname = "a"\nlearner = "magic"\n',
+            "learner must be one of",
+        ),
+        (
+            '[logging]\nn_decisions = 10\n[world]\nhorizon = 0\n[[references]]\nname="u"\npolicy="uniform"\n',
+            "WorldConfig.horizon must be >= 1; got 0",
+        ),
     ],
 )
 def test_malformed_pipeline_is_one_line_error(tmp_path, capsys, text, message):
