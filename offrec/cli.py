@@ -313,8 +313,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("give exactly one of --policy MODEL_DIR or --probs FILE")
     data = read_logs(args.logs)
     name, target = _target_from_args(args, data)
-    estimators = [e.strip() for e in args.estimators.split(",") if e.strip()]
     session = bool((data.step > 0).any())
+    default = "pdis,wpdis,dr" if session else "ips,snips,dr"
+    estimators = [e.strip() for e in (args.estimators or default).split(",") if e.strip()]
     if session:
         from offrec.ope.sequential import estimate_sequential
 
@@ -390,8 +391,14 @@ def cmd_ope_study(args: argparse.Namespace) -> int:
 
     world = _world_from_args(args)
     logger = logging_policy(world, "softmax", beta=args.beta)
-    targets = dict(_parse_target(t, world) for t in (args.target or ["myopic:0.3", "softmax:1.0"]))
-    estimators = [e.strip() for e in args.estimators.split(",") if e.strip()]
+    default_targets = (
+        ["myopic:0.3", "softmax:1.0"]
+        if world.config.horizon == 1
+        else ["softmax:1.0", "epsilon_greedy:0.3"]
+    )
+    targets = dict(_parse_target(t, world) for t in (args.target or default_targets))
+    default = "ips,snips,dm,dr" if world.config.horizon == 1 else "pdis,wpdis,dr,fqe"
+    estimators = [e.strip() for e in (args.estimators or default).split(",") if e.strip()]
     if args.out is not None and args.out.exists() and not args.overwrite:
         raise FileExistsError(f"output {args.out} already exists; pass --overwrite to replace it")
     with _progress(args, args.seeds, "seeds") as bar:
@@ -594,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="target probabilities aligned with the log rows (.npy or .parquet, n x n_actions)",
     )
     e.add_argument(
-        "--estimators", default="ips,snips,dr", help="comma-separated (default ips,snips,dr)"
+        "--estimators", help="comma-separated (default ips,snips,dr; session logs pdis,wpdis,dr)"
     )
     e.add_argument("--reward-model", default="logistic", choices=["logistic", "gbm"])
     e.add_argument("--interval", default="bootstrap", choices=["bootstrap", "normal", "bernstein"])
@@ -604,17 +611,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     st = sub.add_parser("ope-study", help="how accurate are the estimators? logs x seeds vs exact truth",
-                        description="For several seeds: log a softmax logger in a bandit world, estimate "
-                        "target policies with each estimator, and compare with the exact truth "
-                        "(relative error, bias, interval coverage).")  # fmt: skip
+                        description="For several seeds: log a softmax logger in the world, estimate "
+                        "target policies with each estimator, and compare with the truth (exact in "
+                        "bandit mode, Monte-Carlo in session mode): relative error, bias, coverage.")  # fmt: skip
     st.add_argument("--target", action="append",
                     help="target policy (repeatable): myopic[:eps], best_item[:eps], softmax[:beta], "
-                    "epsilon_greedy[:eps], uniform (default myopic:0.3 and softmax:1.0)")  # fmt: skip
+                    "epsilon_greedy[:eps], uniform (default myopic:0.3 and softmax:1.0; session mode "
+                    "softmax:1.0 and epsilon_greedy:0.3)")  # fmt: skip
     st.add_argument(
         "--beta", type=float, default=0.5, help="the softmax logger's beta (default 0.5)"
     )
     st.add_argument(
-        "--estimators", default="ips,snips,dm,dr", help="comma-separated (default ips,snips,dm,dr)"
+        "--estimators",
+        help="comma-separated (default ips,snips,dm,dr; session mode pdis,wpdis,dr,fqe)",
     )
     st.add_argument(
         "--n-rows", type=int, default=100_000, help="logged rows per seed (default 100k)"

@@ -1,8 +1,10 @@
 r"""How good are the estimators? Generate logs, estimate, compare with the world's truth.
 
-For each seed: log ``n_rows`` decisions of ``logger`` in ``world`` (bandit mode), estimate
-every target with every estimator (with intervals), and compare with the exact
-:meth:`~offrec.sim.World.true_value`. Per (policy, estimator) it reports
+For each seed: log ``n_rows`` decisions of ``logger`` in ``world``, estimate every target
+with every estimator (with intervals), and compare with
+:meth:`~offrec.sim.World.true_value` — exact in bandit mode; in session mode a
+Monte-Carlo value over ``truth_sessions`` sessions, with the sequential estimators of
+:mod:`offrec.ope.sequential`. Per (policy, estimator) it reports
 
 - relative error :math:`|\hat V - V| / V`: mean and standard deviation over seeds;
 - bias :math:`\operatorname{mean}(\hat V - V)` and its standard error;
@@ -106,31 +108,42 @@ def evaluate_estimators(
     interval: str = "bootstrap",
     n_bootstrap: int = 500,
     alpha: float = 0.05,
+    truth_sessions: int = 50_000,
     progress: Callable[[int], None] | None = None,
 ) -> EstimatorEvaluation:
     """Run the estimator-accuracy loop (module docstring) and return its tables.
 
-    ``reward_model`` defaults to a cross-fitted logistic model when a model-based
-    estimator (dm, dr, sndr, switch-dr, dr-os) is asked for. Bandit mode only.
+    Bandit mode: ``reward_model`` defaults to a cross-fitted logistic model when a
+    model-based estimator (dm, dr, sndr, switch-dr, dr-os) is asked for. Session mode:
+    ``estimators`` are sequential ones (pdis, tis, wpdis, wtis, dr, fqe), each log has
+    ``n_rows // horizon`` sessions, and oracles (which need the hidden state) cannot
+    be targets.
     """
-    if world.config.horizon != 1:
-        raise ValueError(
-            f"evaluate_estimators needs a bandit-mode world (horizon 1); got horizon {world.config.horizon}"
-        )
     check_scalar(n_rows, "n_rows", int, min=2)
     if not seeds:
         raise ValueError("seeds must name at least one seed")
-    truth = {name: world.true_value(p).value for name, p in targets.items()}
+    session = world.config.horizon > 1
+    truth = {
+        name: world.true_value(p, n_sessions=truth_sessions, seed=12345).value
+        for name, p in targets.items()
+    }
     needs = {"dm", "dr", "sndr", "switch-dr", "dr-os"} & set(estimators)
     rows = []
     for k, seed in enumerate(seeds):
-        data = simulate_logged_data(world, logger, n_rows, seed)
-        rm = None
-        if needs:
-            base = reward_model or RewardModel(kind="logistic")
-            rm = RewardModel(**{**base.__dict__, "seed": int(seed)})
-        table = OffPolicyEvaluation(data, dict(targets), estimators=list(estimators), reward_model=rm,
-                                    interval=interval, n_bootstrap=n_bootstrap, alpha=alpha, seed=int(seed)).run()  # fmt: skip
+        if session:
+            n_sessions = max(1, n_rows // world.config.horizon)
+            data = simulate_logged_data(world, logger, n_sessions, seed)
+            table = _sequential_table(
+                data, targets, estimators, interval, n_bootstrap, alpha, int(seed)
+            )
+        else:
+            data = simulate_logged_data(world, logger, n_rows, seed)
+            rm = None
+            if needs:
+                base = reward_model or RewardModel(kind="logistic")
+                rm = RewardModel(**{**base.__dict__, "seed": int(seed)})
+            table = OffPolicyEvaluation(data, dict(targets), estimators=list(estimators), reward_model=rm,
+                                        interval=interval, n_bootstrap=n_bootstrap, alpha=alpha, seed=int(seed)).run()  # fmt: skip
         table["seed"] = seed
         rows.append(table)
         if progress is not None:
@@ -154,3 +167,28 @@ def evaluate_estimators(
         "n_seeds": n,
     }).reset_index()  # fmt: skip
     return EstimatorEvaluation(runs=runs, summary=summary)
+
+
+def _sequential_table(
+    data: LoggedData, targets: Mapping[str, Any], estimators: Sequence[str], interval: str,
+    n_bootstrap: int, alpha: float, seed: int,
+) -> pd.DataFrame:  # fmt: skip
+    from offrec.ope.sequential import estimate_sequential, fit_fqe
+
+    rows = []
+    method = interval if interval in ("bootstrap", "normal") else "normal"
+    for name, policy in targets.items():
+        if hasattr(policy, "action_dist_state"):
+            raise ValueError(
+                f"target {name!r} is an oracle: it needs the hidden session state, so it cannot be scored off-policy in session mode"
+            )
+        dist = policy.action_dist(data.context)
+        q_hat = (
+            fit_fqe(data, dist).predict(data.context) if {"dr", "fqe"} & set(estimators) else None
+        )
+        for est in estimators:
+            iv = estimate_sequential(est, data, dist, q_hat=q_hat, method=method, n_bootstrap=n_bootstrap,
+                                     alpha=alpha, seed=seed)  # fmt: skip
+            rows.append({"policy": name, "estimator": est, "value": iv.value, "low": iv.low, "high": iv.high,
+                         "interval_method": iv.method})  # fmt: skip
+    return pd.DataFrame(rows)
