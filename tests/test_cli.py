@@ -80,3 +80,102 @@ def test_console_script_exits_2_without_traceback(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "invalid int value: 'abc'" in proc.stderr
+
+
+def test_train_evaluate_recommend_round_trip(tmp_path, capsys):
+    logs, model = str(tmp_path / "logs"), str(tmp_path / "m")
+    assert (
+        main(
+            [
+                "-q",
+                "simulate",
+                "--out",
+                logs,
+                "--n-decisions",
+                "3000",
+                "--n-users",
+                "300",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                "bandit",
+                logs,
+                "--learner",
+                "linucb",
+                "--head",
+                "epsilon_greedy:0.2",
+                "--out",
+                model,
+            ]
+        )
+        == 0
+    )
+    assert main(["evaluate", logs, "--policy", model, "--estimators", "ips,snips", "--n-bootstrap", "50",
+                 "--json", str(tmp_path / "e.json")]) == 0  # fmt: skip
+    import json
+
+    rows = json.loads((tmp_path / "e.json").read_text())
+    assert [r["estimator"] for r in rows] == ["ips", "snips"] and all(
+        r["low"] <= r["value"] <= r["high"] for r in rows
+    )
+    capsys.readouterr()
+    assert main(["recommend", model, "--profile", "sports=1", "--k", "3"]) == 0
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if ln.strip().startswith(("1 ", "2 ", "3 "))]
+    assert len(lines) == 3 and "sports" in lines[0]
+
+
+def test_evaluate_with_probability_file_matches_hand_ips(tmp_path, capsys):
+    import numpy as np
+
+    logs = tmp_path / "logs"
+    assert (
+        main(
+            [
+                "-q",
+                "simulate",
+                "--out",
+                str(logs),
+                "--n-decisions",
+                "500",
+                "--n-users",
+                "100",
+                "--policy",
+                "uniform",
+            ]
+        )
+        == 0
+    )
+    data = read_logs(logs)
+    probs = np.zeros((500, 100))
+    probs[:, 7] = 1.0  # always item 7
+    np.save(tmp_path / "p.npy", probs)
+    assert main(["evaluate", str(logs), "--probs", str(tmp_path / "p.npy"), "--estimators", "ips",
+                 "--interval", "normal", "--json", str(tmp_path / "e.json")]) == 0  # fmt: skip
+    import json
+
+    value = json.loads((tmp_path / "e.json").read_text())[0]["value"]
+    assert value == pytest.approx(np.mean((data.action == 7) * data.reward * 100))
+    np.save(tmp_path / "bad.npy", probs[:10])
+    assert main(["evaluate", str(logs), "--probs", str(tmp_path / "bad.npy")]) == 2
+    assert "--probs must have one row per log row" in capsys.readouterr().err
+
+
+def test_import_csv_cli(tmp_path, capsys):
+    src = tmp_path / "mine.csv"
+    src.write_text("user,item,clicked,p,age\nu1,shoe,1,0.2,31\nu1,hat,0,0.5,31\nu2,shoe,0,0.2,40\n")
+    argv = ["import", "csv", str(src), "--out", str(tmp_path / "o"), "--action", "item", "--reward", "clicked",
+            "--pscore", "p", "--session", "user", "--context", "age"]  # fmt: skip
+    assert main(argv) == 0
+    assert "imported 3 rows (2 actions, context width 1" in capsys.readouterr().out
+    src.write_text("user,item,clicked,p,age\nu1,shoe,1,,31\n")
+    assert main([*argv[:4], str(tmp_path / "o2"), *argv[5:]]) == 2
+    assert "missing propensity" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
