@@ -122,7 +122,9 @@ def main(steps: int = 600, n_rows: int = 100_000, threads_table: bool = False) -
         )  # fmt: skip
         for algo_name in ("dqn", "cql"):
             d, v = res[f"{algo_name}/default"], res[f"{algo_name}/offrec"]
-            speedup = (d["sample"].sum() + d["update"].sum()) / (v["sample"].sum() + v["update"].sum())
+            speedup = (d["sample"].sum() + d["update"].sum()) / (
+                v["sample"].sum() + v["update"].sum()
+            )
             print(f"{algo_name}: offrec's sampler trains {speedup:.2f}x as many steps/s")
         if threads_table:
             runs = {}

@@ -30,18 +30,19 @@ def main(
         "myopic oracle (eps 0.3)": MyopicOracle(world, Head("epsilon_greedy", epsilon=0.3)),
         "softmax (beta 1.0)": logging_policy(world, "softmax", beta=1.0),
     }
-    t = time.perf_counter()
-    ev = evaluate_estimators(world, logger, targets, estimators=["ips", "snips", "dm", "dr", "sndr"],
-                             n_rows=n_rows, seeds=range(seeds), n_bootstrap=1000)  # fmt: skip
-    s = ev.summary
-    print_table(
-        f"Relative error over {seeds} seeds ({n_rows:,} rows each, softmax logger beta 0.5), {time.perf_counter() - t:.0f}s",
-        ["target", "estimator", "truth", "mean rel. error %", "std %", "bias", "coverage (95% bootstrap)"],
-        [[r.policy, r.estimator, f"{r.truth:.4f}", f"{100 * r.rel_error_mean:.2f}", f"{100 * r.rel_error_std:.2f}",
-          f"{r.bias:+.4f}", f"{r.coverage:.2f}"] for r in s.itertuples()],
-    )  # fmt: skip
-    if out:
-        ev.plot(out)
+    if seeds:
+        t = time.perf_counter()
+        ev = evaluate_estimators(world, logger, targets, estimators=["ips", "snips", "dm", "dr", "sndr"],
+                                 n_rows=n_rows, seeds=range(seeds), n_bootstrap=1000)  # fmt: skip
+        s = ev.summary
+        print_table(
+            f"Relative error over {seeds} seeds ({n_rows:,} rows each, softmax logger beta 0.5), {time.perf_counter() - t:.0f}s",
+            ["target", "estimator", "truth", "mean rel. error %", "std %", "bias", "coverage (95% bootstrap)"],
+            [[r.policy, r.estimator, f"{r.truth:.4f}", f"{100 * r.rel_error_mean:.2f}", f"{100 * r.rel_error_std:.2f}",
+              f"{r.bias:+.4f}", f"{r.coverage:.2f}"] for r in s.itertuples()],
+        )  # fmt: skip
+        if out:
+            ev.plot(out)
     if coverage_seeds:
         t = time.perf_counter()
         cov = evaluate_estimators(world, logger, targets, estimators=["ips", "snips", "dr"], n_rows=n_rows,

@@ -91,7 +91,10 @@ def main(
                     "policy": name, "seed": seed, "value": est.value, "stderr": est.stderr,  # noqa: B023
                     "train_seconds": seconds, "note": note,
                 })  # fmt: skip
-                print(f"seed {seed} {name:8s} {est.value:.4f} +- {est.stderr:.4f}  ({seconds:.0f} s)", flush=True)  # noqa: B023
+                print(
+                    f"seed {seed} {name:8s} {est.value:.4f} +- {est.stderr:.4f}  ({seconds:.0f} s)",
+                    flush=True,
+                )  # noqa: B023
 
             record("logger", logger, 0.0, "softmax beta=1")
             t = time.perf_counter()
@@ -103,8 +106,11 @@ def main(
                 res = train_rl(data, cfg)
                 record(algo, res.policy, time.perf_counter() - t, f"{cfg.n_steps} steps")
         oracles = []
-        for name, policy in (("myopic oracle", MyopicOracle(world)), ("lookahead oracle", LookaheadOracle(world))):
-            est = world.true_value(policy, n_sessions=n_sessions, seed=999)
+        for name, policy in (
+            ("myopic oracle", MyopicOracle(world)),
+            ("lookahead oracle", LookaheadOracle(world)),
+        ):
+            est = world.true_value(policy, n_sessions=min(n_sessions, 5_000), seed=999)
             oracles.append([name, "-", f"{est.value:.3f} ± {est.stderr:.3f}", "-", "-"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

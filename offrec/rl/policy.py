@@ -203,16 +203,17 @@ class QPolicy(BasePolicy):
             self.write_to(tmp)
         return folder
 
-    def _check_saveable(self) -> None:
+    def _check_saveable(self) -> RLConfig:
         if self.config is None or isinstance(self.model, torch.nn.Module):
             raise TypeError(
                 "only a QPolicy around a d3rlpy model trained by offrec.rl.train_rl (with "
                 "its RLConfig) can be saved"
             )
+        return self.config
 
     def write_to(self, directory: Path) -> None:
         """Write ``qpolicy.json`` and ``weights.npz`` into an existing ``directory``."""
-        self._check_saveable()
+        config = self._check_saveable()
         arrays = _state_arrays(self.model)
         buf = io.BytesIO()
         np.savez(buf, allow_pickle=False, **arrays)
@@ -223,7 +224,7 @@ class QPolicy(BasePolicy):
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "offrec_version": __version__,
-            "rl_config": self.config.to_dict(),
+            "rl_config": config.to_dict(),
             "head": self.head.to_dict(),
             "n_actions": self.n_actions,
             "obs_dim": self.obs_dim,

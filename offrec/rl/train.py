@@ -88,14 +88,14 @@ class RLConfig:
     """
 
     algo: str = "cql"
-    n_steps: int = 30_000
+    n_steps: int = 10_000
     batch_size: int = 256
     learning_rate: float = 3e-4
     gamma: float = 0.9
     target_update_interval: int = 1_000
-    alpha: float = 0.5
+    alpha: float = 0.05
     bcq_threshold: float = 0.3
-    hidden_units: tuple[int, ...] = (256, 256)
+    hidden_units: tuple[int, ...] = (128, 128)
     n_critics: int = 1
     seed: int = 0
     n_threads: int = 1

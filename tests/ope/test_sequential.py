@@ -107,7 +107,7 @@ def test_sequential_estimates_cover_monte_carlo_truth(session_log):
     intervals contain the truth (whose own MC error is tiny in comparison)."""
     world, _, data = session_log
     target = logging_policy(world, "softmax", beta=0.8)
-    truth = world.true_value(target, n_sessions=40_000, seed=3)
+    truth = world.true_value(target, n_sessions=20_000, seed=3)
     for est in ("pdis", "wpdis", "dr"):
         iv = estimate_sequential(est, data, target, method="normal", alpha=0.01)
         slack = 4 * truth.stderr
@@ -116,7 +116,7 @@ def test_sequential_estimates_cover_monte_carlo_truth(session_log):
 
 def test_fqe_recovers_logger_value(session_log):
     world, logger, data = session_log
-    truth = world.true_value(logger, n_sessions=40_000, seed=3)
+    truth = world.true_value(logger, n_sessions=20_000, seed=3)
     q = fit_fqe(data, logger.action_dist)
     v = estimate_sequential(
         "fqe", data, logger, q_hat=q.predict(data.context), method="normal"
