@@ -2,24 +2,43 @@
 and torch's thread count.
 
 Run: ``.venv/bin/python -m benchmarks.bench_rl`` (add ``--threads`` for the 1-vs-2 thread
-table, ``--steps N`` to change the measured steps per configuration).
+table, ``--threads-only`` for that table alone, ``--steps N`` to change the measured steps
+per configuration).
 
 Data: a softmax-logger log of 100,000 decisions in the default session world
 (``WorldConfig(horizon=10)``: 100 items, context dim 18). Training: batch 256, the
-default (256, 256) MLP Q-network, one torch thread unless stated. The configurations are
+default ``RLConfig`` network (a (128, 128) MLP), one torch thread unless stated. The configurations are
 measured in interleaved blocks of 50 steps inside one process, so a change of load on
 the (shared) machine hits all of them alike. "sample" is the time to draw a batch of 256
 transitions, "update" the time of ``algo.update(batch)`` (forward, backward, Adam).
 
-Measured on the 2-core development machine while other jobs were running (load 3-5):
+Measured on the 2-core development machine while other engineers' jobs were running
+(load average 3-4), ``nice .venv/bin/python -m benchmarks.bench_rl --threads``::
 
-Sampler (1 thread, 600 steps each)::
+    log -> Transitions (100,000 rows, 16,738 sessions): 0.0013 s
+    d3rlpy ReplayBuffer from the log's episodes: 0.47 s
 
-    see the README / the lead's notes for the latest table; rerun to reproduce.
+    | algo | sampler | sample ms (median) | update ms (median) | step ms (median) | steps/s |
+    |------|---------|--------------------|--------------------|------------------|---------|
+    |  dqn | default |               7.46 |               6.96 |             14.6 |    69.3 |
+    |  dqn |  offrec |              0.488 |               6.18 |             6.67 |     149 |
+    |  cql | default |               6.93 |               8.61 |             15.5 |    64.4 |
+    |  cql |  offrec |              0.509 |               8.38 |              8.9 |     107 |
+    dqn: offrec's sampler trains 2.15x as many steps/s; cql: 1.65x
 
-Threads (vectorized sampler): with 2 threads the median step was sometimes faster, but the
-slow tail was 5-30x longer (another process holding the second core makes each step wait
-for it); with 1 thread step times stayed within ~2x of the median. offrec trains with
+    torch threads (offrec sampler; without nice, --threads-only --steps 300)
+    | algo | threads | median ms | p90 ms | p99 ms | max ms | steps/s |
+    |------|---------|-----------|--------|--------|--------|---------|
+    |  dqn |       1 |       7.1 |   12.1 |   17.5 |   25.7 |     129 |
+    |  dqn |       2 |       224 |    232 |    288 |    296 |     4.8 |
+    |  cql |       1 |      9.14 |   11.1 |   23.1 |   47.3 |     108 |
+    |  cql |       2 |       360 |    376 |    432 |    452 |    3.43 |
+
+With two threads and both cores already busy, each step's two OpenMP threads wait for
+each other at every barrier while the scheduler hands their core to other processes:
+the step took 30-40x longer (a standalone 2-thread process: 216 ms median vs 5.5 ms with
+1 thread, same load). Earlier, lighter-load runs showed 2 threads anywhere from slightly
+faster to 10x slower than 1, batch to batch. One thread is steady: offrec trains with
 ``RLConfig.n_threads = 1`` by default.
 """
 
@@ -40,6 +59,7 @@ BLOCK = 50
 
 
 def _data(tmp: Path, n_rows: int) -> Any:
+    import offrec.rl  # noqa: F401  (imports d3rlpy quietly first)
     from offrec.logs import collect, read_logs
     from offrec.policies.loggers import logging_policy
     from offrec.sim import World, WorldConfig
@@ -75,79 +95,89 @@ def _measure(
     return {n: {k: np.asarray(v) for k, v in d.items()} for n, d in out.items()}
 
 
-def main(steps: int = 600, n_rows: int = 100_000, threads_table: bool = False) -> None:
-    import d3rlpy
-
-    from offrec.rl import RLConfig, VectorizedReplayBuffer, to_replay_buffer, to_transitions
+def _sampler_table(tr: Any, steps: int, batch: int) -> None:
+    from offrec.rl import RLConfig, VectorizedReplayBuffer, to_replay_buffer
     from offrec.rl.train import build_algo
+
+    t = time.perf_counter()
+    default_buf = to_replay_buffer(tr)
+    t_d3 = time.perf_counter() - t
+    vec_buf = VectorizedReplayBuffer(tr, seed=0)
+    runs: dict[str, tuple[Any, Any, int]] = {}
+    for algo_name in ("dqn", "cql"):
+        for sampler, buf in (("default", default_buf), ("offrec", vec_buf)):
+            algo = build_algo(RLConfig(algo=algo_name))
+            algo.create_impl((tr.observation_dim,), tr.n_actions)
+            runs[f"{algo_name}/{sampler}"] = (algo, buf, 1)
+    res = _measure(runs, steps, batch)
+    rows = []
+    for name, d in res.items():
+        algo_name, sampler = name.split("/")
+        step_ms = d["sample"] + d["update"]
+        rows.append([
+            algo_name, sampler, float(np.median(d["sample"])), float(np.median(d["update"])),
+            float(np.median(step_ms)), 1e3 * step_ms.size / step_ms.sum(),
+        ])  # fmt: skip
+    print(f"\nd3rlpy ReplayBuffer from the log's episodes: {t_d3:.2f} s")
+    print_table(
+        f"Training steps/s, batch {batch}, 100 items, context dim 18, default RLConfig "
+        f"network, 1 thread ({steps // BLOCK * BLOCK} steps each, interleaved)",
+        ["algo", "sampler", "sample ms (median)", "update ms (median)",
+         "step ms (median)", "steps/s (mean)"],
+        rows,
+    )  # fmt: skip
+    for algo_name in ("dqn", "cql"):
+        d, v = res[f"{algo_name}/default"], res[f"{algo_name}/offrec"]
+        ratio = (d["sample"].sum() + d["update"].sum()) / (v["sample"].sum() + v["update"].sum())
+        print(f"{algo_name}: offrec's sampler trains {ratio:.2f}x as many steps/s")
+
+
+def _threads_table(tr: Any, steps: int, batch: int) -> None:
+    from offrec.rl import RLConfig, VectorizedReplayBuffer
+    from offrec.rl.train import build_algo
+
+    vec_buf = VectorizedReplayBuffer(tr, seed=0)
+    runs: dict[str, tuple[Any, Any, int]] = {}
+    for algo_name in ("dqn", "cql"):
+        algo = build_algo(RLConfig(algo=algo_name))
+        algo.create_impl((tr.observation_dim,), tr.n_actions)
+        for n_threads in (1, 2):
+            runs[f"{algo_name}/{n_threads}"] = (algo, vec_buf, n_threads)
+    res = _measure(runs, steps, batch)
+    rows = []
+    for name, d in res.items():
+        algo_name, n_threads = name.split("/")
+        step_ms = d["sample"] + d["update"]
+        rows.append([
+            algo_name, int(n_threads), float(np.median(step_ms)),
+            float(np.percentile(step_ms, 90)), float(np.percentile(step_ms, 99)),
+            float(step_ms.max()), 1e3 * step_ms.size / step_ms.sum(),
+        ])  # fmt: skip
+    print_table(
+        f"torch threads (offrec sampler, batch {batch}; interleaved blocks of {BLOCK} steps)",
+        ["algo", "threads", "median ms", "p90 ms", "p99 ms", "max ms", "steps/s (mean)"],
+        rows,
+    )
+
+
+def main(
+    steps: int = 600, n_rows: int = 100_000, threads: bool = False, samplers: bool = True
+) -> None:
+    from offrec.rl import to_transitions
 
     tmp = Path(tempfile.mkdtemp(prefix="offrec-bench-rl-"))
     try:
         data = _data(tmp, n_rows)
         t = time.perf_counter()
         tr = to_transitions(data)
-        t_conv = time.perf_counter() - t
-        t = time.perf_counter()
-        default_buf = to_replay_buffer(tr)
-        t_d3 = time.perf_counter() - t
-        vec_buf = VectorizedReplayBuffer(tr, seed=0)
-        print_table(
-            f"Log -> training data ({tr.n_transitions:,} rows, {tr.n_episodes:,} sessions)",
-            ["step", "seconds"],
-            [["to_transitions (vectorized)", t_conv], ["to_replay_buffer (d3rlpy episodes)", t_d3]],
+        print(
+            f"log -> Transitions ({tr.n_transitions:,} rows, {tr.n_episodes:,} sessions): "
+            f"{time.perf_counter() - t:.4f} s"
         )
-        batch = 256
-        d3rlpy.seed(0)
-        runs: dict[str, tuple[Any, Any, int]] = {}
-        for algo_name in ("dqn", "cql"):
-            for sampler, buf in (("default", default_buf), ("offrec", vec_buf)):
-                algo = build_algo(RLConfig(algo=algo_name))
-                algo.create_impl((tr.observation_dim,), tr.n_actions)
-                runs[f"{algo_name}/{sampler}"] = (algo, buf, 1)
-        res = _measure(runs, steps, batch)
-        rows = []
-        for name, d in res.items():
-            algo_name, sampler = name.split("/")
-            step_ms = d["sample"] + d["update"]
-            rows.append([
-                algo_name, sampler, float(np.median(d["sample"])), float(np.median(d["update"])),
-                float(np.median(step_ms)), 1e3 * step_ms.size / step_ms.sum(),
-            ])  # fmt: skip
-        print_table(
-            f"Training steps/s, batch {batch}, 100 items, context dim 18, 1 thread "
-            f"({res[next(iter(res))]['sample'].size} steps each, interleaved)",
-            ["algo", "sampler", "sample ms (median)", "update ms (median)",
-             "step ms (median)", "steps/s (mean)"],
-            rows,
-        )  # fmt: skip
-        for algo_name in ("dqn", "cql"):
-            d, v = res[f"{algo_name}/default"], res[f"{algo_name}/offrec"]
-            speedup = (d["sample"].sum() + d["update"].sum()) / (
-                v["sample"].sum() + v["update"].sum()
-            )
-            print(f"{algo_name}: offrec's sampler trains {speedup:.2f}x as many steps/s")
-        if threads_table:
-            runs = {}
-            for algo_name in ("dqn", "cql"):
-                algo = build_algo(RLConfig(algo=algo_name))
-                algo.create_impl((tr.observation_dim,), tr.n_actions)
-                for n_threads in (1, 2):
-                    runs[f"{algo_name}/{n_threads}"] = (algo, vec_buf, n_threads)
-            res = _measure(runs, steps, batch)
-            rows = []
-            for name, d in res.items():
-                algo_name, n_threads = name.split("/")
-                step_ms = d["sample"] + d["update"]
-                rows.append([
-                    algo_name, int(n_threads), float(np.median(step_ms)),
-                    float(np.percentile(step_ms, 90)), float(np.percentile(step_ms, 99)),
-                    float(step_ms.max()), 1e3 * step_ms.size / step_ms.sum(),
-                ])  # fmt: skip
-            print_table(
-                "torch threads (offrec sampler, batch 256; interleaved blocks of 50 steps)",
-                ["algo", "threads", "median ms", "p90 ms", "p99 ms", "max ms", "steps/s (mean)"],
-                rows,
-            )
+        if samplers:
+            _sampler_table(tr, steps, 256)
+        if threads:
+            _threads_table(tr, steps, 256)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -157,5 +187,6 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=600, help="measured steps per configuration")
     parser.add_argument("--rows", type=int, default=100_000, help="logged decisions")
     parser.add_argument("--threads", action="store_true", help="also compare 1 vs 2 torch threads")
+    parser.add_argument("--threads-only", action="store_true", help="only the threads table")
     args = parser.parse_args()
-    main(args.steps, args.rows, args.threads)
+    main(args.steps, args.rows, args.threads or args.threads_only, not args.threads_only)

@@ -16,7 +16,7 @@ and measure every policy's true clicks per session online with
 users for every policy of a seed). The logger is measured the same way. The myopic and
 lookahead oracles (which see the true state) are printed once, for scale.
 
-Run: ``nice .venv/bin/python -m benchmarks.rl_study`` (about 25 minutes on 2 busy cores;
+Run: ``nice .venv/bin/python -m benchmarks.rl_study`` (about 10 minutes on 2 busy cores;
 ``--seeds 0`` for one seed, ``--json PATH`` to keep the numbers).
 """
 
@@ -85,26 +85,29 @@ def main(
             data = read_logs(out)
             value_seed = 1000 + seed
 
-            def record(name: str, policy: Any, seconds: float, note: str = "") -> None:
-                est = world.true_value(policy, n_sessions=n_sessions, seed=value_seed)  # noqa: B023
+            def record(
+                name: str, policy: Any, seconds: float, note: str, seed: int, value_seed: int
+            ) -> None:
+                est = world.true_value(policy, n_sessions=n_sessions, seed=value_seed)
                 results.append({
-                    "policy": name, "seed": seed, "value": est.value, "stderr": est.stderr,  # noqa: B023
+                    "policy": name, "seed": seed, "value": est.value, "stderr": est.stderr,
                     "train_seconds": seconds, "note": note,
                 })  # fmt: skip
                 print(
                     f"seed {seed} {name:8s} {est.value:.4f} +- {est.stderr:.4f}  ({seconds:.0f} s)",
                     flush=True,
-                )  # noqa: B023
+                )
 
-            record("logger", logger, 0.0, "softmax beta=1")
+            record("logger", logger, 0.0, "softmax beta=1", seed, value_seed)
             t = time.perf_counter()
             bandit, bandit_note = _bandit(data, world.n_actions)
-            record("bandit", bandit, time.perf_counter() - t, bandit_note)
+            record("bandit", bandit, time.perf_counter() - t, bandit_note, seed, value_seed)
             for algo in algos:
                 cfg = RLConfig(algo=algo, seed=seed)
                 t = time.perf_counter()
                 res = train_rl(data, cfg)
-                record(algo, res.policy, time.perf_counter() - t, f"{cfg.n_steps} steps")
+                note = f"{cfg.n_steps} steps"
+                record(algo, res.policy, time.perf_counter() - t, note, seed, value_seed)
         oracles = []
         for name, policy in (
             ("myopic oracle", MyopicOracle(world)),
@@ -141,6 +144,8 @@ def main(
                     f"{algo} vs {other}", seed, f"{diff:+.3f}", f"{se:.3f}",
                     f"{a['value'] / b['value']:.3f}", f">= {need:.2f} and diff > se", "yes" if ok else "NO",
                 ])  # fmt: skip
+    notes = {r["policy"]: r["note"] for r in results}
+    print("\n" + "; ".join(f"{k}: {v}" for k, v in notes.items()))
     print_table(
         "Differences (se = sqrt(se_a^2 + se_b^2), conservative: same users for both policies)",
         ["comparison", "seed", "difference", "se", "ratio", "rule", "holds"],

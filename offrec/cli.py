@@ -211,7 +211,7 @@ def cmd_train_bandit(args: argparse.Namespace) -> int:
 def cmd_train_rl(args: argparse.Namespace) -> int:
     from offrec.logs import read_logs
     from offrec.recommend import write_world
-    from offrec.rl.train import RLConfig, plot_training_curve, train_rl
+    from offrec.rl.train import RLConfig, train_rl
 
     data = read_logs(args.logs)
     cfg = RLConfig.from_dict({"seed": args.seed, **_parse_params(args.param), "algo": args.algo,
@@ -225,14 +225,7 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
             done[0] = step
 
         result = train_rl(data, cfg, world=world, progress=tick)
-    policy = result.policy.with_head(_parse_head(args.head))
-    policy.save(args.out, overwrite=args.overwrite)
-    from offrec._atomic import atomic_write_text
-
-    atomic_write_text(
-        Path(args.out) / "training_curve.json", __import__("json").dumps(result.curve.to_dict())
-    )
-    plot_training_curve(result, Path(args.out) / "training_curve.png")
+    result.save(args.out, overwrite=args.overwrite)  # weights, config, training curve (data + PNG)
     w = _world_of_log(data)
     if w is not None:
         write_world(args.out, w)
@@ -559,9 +552,6 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--n-steps", type=int, help="gradient steps (default from RLConfig)")
     tr.add_argument(
         "--param", action="append", metavar="KEY=VALUE", help="RLConfig field (repeatable)"
-    )
-    tr.add_argument(
-        "--head", default="greedy", help="greedy | epsilon_greedy:EPS | softmax:TEMPERATURE"
     )
     tr.add_argument(
         "--eval", action="store_true", help="measure the true online value during training"

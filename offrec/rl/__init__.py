@@ -6,7 +6,9 @@
   samples a mini-batch with a few numpy gathers;
 - :mod:`offrec.rl.train`: :class:`RLConfig`, :func:`train_rl`, training curves;
 - :mod:`offrec.rl.policy`: :class:`QPolicy` (Q-network + head = an offrec ``Policy``),
-  save / :func:`load_q_policy`.
+  save / :func:`load_q_policy`;
+- :mod:`offrec.rl.online_baseline` (optional, needs ``offrec[sb3]``; not imported here):
+  stable-baselines3 PPO / DQN trained online in the world, with learning curves.
 
 d3rlpy (and torch) are imported only here, in ``offrec.rl``. Importing d3rlpy imports the
 legacy ``gym`` package, which prints a deprecation notice to stderr; offrec imports it

@@ -17,10 +17,21 @@ sampler, which draws from numpy's global generator) and the vectorized sampler's
 generator seeded from ``config.seed``: same data + same config -> same weights.
 
 Threads: torch runs the updates with ``config.n_threads`` intra-op threads (restored
-afterwards). Measured on this 2-core machine while other jobs shared it (DQN, batch 256,
-(256, 256) MLP, 100 actions, vectorized sampler; ``benchmarks/bench_rl.py --threads``):
-see the table in ``benchmarks/bench_rl.py``'s docstring. One thread is the default: with
-two threads each step waits for a second core that contention often takes away.
+afterwards); default 1, chosen by measurement (``benchmarks/bench_rl.py --threads``, DQN
+and CQL with the default network, batch 256, on this 2-core machine while other jobs ran,
+load ~3.5): 1 thread 7.1 ms (DQN) / 9.1 ms (CQL) median per step, p99 17-23 ms; 2 threads
+224 ms / 360 ms median (the two OpenMP threads wait for each other whenever another
+process holds one core). In lighter load 2 threads ranged from slightly faster to 10x
+slower than 1 from batch to batch; 1 thread stayed steady.
+
+Default hyper-parameters (tuned on the session world with a 200k-decision softmax log,
+``benchmarks/rl_study.py``): the softmax logger covers every item and its most likely
+action is a poor policy (it keeps showing the same item, which the repeat penalty
+punishes), so strong conservatism hurts: true clicks per session of CQL after 10k steps
+were 0.66 / 1.00 / 1.20 / 1.28 / 1.32 / 1.31 for ``alpha`` = 2 / 0.5 / 0.2 / 0.1 / 0.05 /
+0.02 (logger 0.91). ``gamma`` 0.8-0.95, ``learning_rate`` 1e-4 or 3e-4, (128, 128) or
+(256, 256) units and 1 or 2 critics all gave 1.30-1.41; values peak around 5k-7.5k steps
+and then drift by ~0.05 as the Q-values' overestimation grows, hence 10k steps.
 """
 
 from __future__ import annotations

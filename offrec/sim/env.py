@@ -65,7 +65,10 @@ class RecommenderEnv(gym.Env[np.ndarray, np.int64]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        self._batch = self.world.new_sessions(1, self.np_random)
+        if self._batch is None:
+            self._batch = self.world.new_sessions(1, self.np_random)
+        else:
+            self.world.restart(self._batch, slice(None), self.np_random)
         return self.world.observe(self._batch)[0], {"user": int(self._batch.user[0])}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -130,9 +133,7 @@ class RecommenderVectorEnv(VectorEnv):
         reward, term, trunc = res.reward, res.terminated, res.truncated
         if fresh.any():  # sessions that ended last step start anew; their step is discarded
             idx = np.flatnonzero(fresh)
-            new = self.world.new_sessions(idx.size, self._rng)
-            for name in ("user", "step", "fatigue", "recent", "last_click"):
-                getattr(batch, name)[idx] = getattr(new, name)
+            self.world.restart(batch, idx, self._rng)
             reward[idx], term[idx], trunc[idx] = 0.0, False, False
         self._needs_reset = term | trunc
         return self.world.observe(batch), reward, term, trunc, {"click_prob": res.click_prob}

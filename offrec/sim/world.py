@@ -133,6 +133,8 @@ class World:
         self._topic_onehot = np.eye(T)[self.item_topic]  # (n_items, T)
         self._user_keys: tuple[np.ndarray, np.ndarray] | None = None
         self._topic_eye = np.eye(T)
+        self._leave_const = cfg.leave_base + cfg.leave_fatigue
+        self._leave_slope = cfg.leave_fatigue * cfg.fatigue_decay
         # (n_users, n_items) table of state-free logits when it is small (<= 256 MB)
         self._logit_table: np.ndarray | None = None
         if cfg.n_users * cfg.n_items <= MAX_TABLE_CELLS:
@@ -191,6 +193,21 @@ class World:
             recent=np.full((n, cfg.repeat_window), -1, np.int64),
             last_click=np.zeros(n),
         )
+
+    def restart(
+        self, batch: SessionBatch, rows: np.ndarray | slice, rng: np.random.Generator
+    ) -> None:
+        """Start new sessions in place at ``rows`` of ``batch`` (new users, empty history).
+
+        Draws the users exactly as :meth:`new_sessions` does, so restarting all rows of a
+        batch is the same as making a new one.
+        """
+        n = batch.user[rows].shape[0]
+        batch.user[rows] = rng.integers(0, self.config.n_users, size=n)
+        batch.step[rows] = 0
+        batch.fatigue[rows] = 0.0
+        batch.recent[rows] = -1
+        batch.last_click[rows] = 0.0
 
     def observe(self, batch: SessionBatch) -> np.ndarray:
         """Observation (n, obs_dim) float32: profile, fatigue, step / horizon, last click."""
