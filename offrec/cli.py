@@ -306,9 +306,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("give exactly one of --policy MODEL_DIR or --probs FILE")
     data = read_logs(args.logs)
     name, target = _target_from_args(args, data)
+    from offrec.ope.sequential import SEQUENTIAL_ESTIMATORS
+
+    # session estimators for session logs, unless only bandit estimators are named (per-row OPE)
     session = bool((data.step > 0).any())
-    default = "pdis,wpdis,dr" if session else "ips,snips,dr"
-    estimators = [e.strip() for e in (args.estimators or default).split(",") if e.strip()]
+    if args.estimators:
+        estimators = [e.strip() for e in args.estimators.split(",") if e.strip()]
+        session = session and not {"ips", "snips", "dm", "sndr", "switch-dr", "dr-os"} & set(estimators)
+        session = session or set(estimators) <= set(SEQUENTIAL_ESTIMATORS) - {"dr"}
+    else:
+        estimators = ["pdis", "wpdis", "dr"] if session else ["ips", "snips", "dr"]
     if session:
         from offrec.ope.sequential import estimate_sequential
 
