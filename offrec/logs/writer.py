@@ -54,7 +54,7 @@ def collect(
     n_decisions: int | None = None,
     seed: SeedLike = 0,
     overwrite: bool = False,
-    chunk_rows: int = 262_144,
+    chunk_rows: int = 65_536,
     rows_per_file: int = 4_194_304,
     logging_dist: bool = False,
     true_ctr: bool = True,
