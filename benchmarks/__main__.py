@@ -11,6 +11,7 @@ ALL = ("bench_world", "bench_logs", "bench_ope", "bench_bandits", "bench_rl")
 def main(argv: list[str]) -> None:
     for name in argv or ALL:
         print(f"\n===== {name} =====", flush=True)
+        sys.argv = [name]  # scripts that parse options see their defaults
         importlib.import_module(f"benchmarks.{name}").main()
 
 
