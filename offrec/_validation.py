@@ -69,3 +69,19 @@ def check_scalar(
 def first_bad(mask: np.ndarray) -> int:
     """Index of the first True entry of a boolean mask (first offending row)."""
     return int(np.flatnonzero(np.asarray(mask).reshape(len(mask), -1).any(axis=1))[0])
+
+
+def check_known_keys(data: Any, cls: type, what: str) -> None:
+    """Check that ``data`` is a mapping whose keys are fields of the dataclass ``cls``.
+
+    Raises ``TypeError`` for a non-mapping and ``ValueError`` listing the unknown keys and
+    the valid ones, e.g. ``"unknown world config key(s) ['n_itemz']; valid keys: n_items, ..."``.
+    """
+    from dataclasses import fields
+
+    if not isinstance(data, dict):
+        raise TypeError(f"{what} must be a mapping; got {type(data).__name__}")
+    valid = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown {what} key(s) {unknown}; valid keys: {', '.join(valid)}")

@@ -312,7 +312,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     session = bool((data.step > 0).any())
     if args.estimators:
         estimators = [e.strip() for e in args.estimators.split(",") if e.strip()]
-        session = session and not {"ips", "snips", "dm", "sndr", "switch-dr", "dr-os"} & set(estimators)
+        session = session and not {"ips", "snips", "dm", "sndr", "switch-dr", "dr-os"} & set(
+            estimators
+        )
         session = session or set(estimators) <= set(SEQUENTIAL_ESTIMATORS) - {"dr"}
     else:
         estimators = ["pdis", "wpdis", "dr"] if session else ["ips", "snips", "dr"]

@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from offrec._validation import check_scalar
+from offrec._validation import check_known_keys, check_scalar
 from offrec.policies.base import BasePolicy, Head
 from offrec.rl.train import threads
 
@@ -96,14 +96,7 @@ class OnlineConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OnlineConfig:
-        if not isinstance(data, dict):
-            raise TypeError(f"online config must be a mapping; got {type(data).__name__}")
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(valid))
-        if unknown:
-            raise ValueError(
-                f"unknown online config key(s) {unknown}; valid keys: {', '.join(valid)}"
-            )
+        check_known_keys(data, cls, "online config")
         return cls(**data)
 
 

@@ -42,7 +42,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from offrec._atomic import atomic_dir
-from offrec._validation import check_scalar
+from offrec._validation import check_known_keys, check_scalar
 from offrec.logs.data import LoggedData
 from offrec.policies.base import Head
 from offrec.rl.dataset import Transitions, to_replay_buffer, to_transitions
@@ -163,12 +163,7 @@ class RLConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RLConfig:
         """Build from a mapping; unknown keys are an error that lists the valid ones."""
-        if not isinstance(data, dict):
-            raise TypeError(f"RL config must be a mapping; got {type(data).__name__}")
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown RL config key(s) {unknown}; valid keys: {', '.join(valid)}")
+        check_known_keys(data, cls, "RL config")
         return cls(**data)
 
     @classmethod

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from offrec._validation import check_known_keys
+
 DEFAULT_TOPICS = (
     "sports", "news", "movies", "music", "games", "food", "travel", "tech",
     "fashion", "science", "comedy", "health", "finance", "cars", "pets", "books",
@@ -132,14 +134,7 @@ class WorldConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorldConfig:
         """Build from a mapping; unknown keys are an error that lists the valid ones."""
-        if not isinstance(data, dict):
-            raise TypeError(f"world config must be a mapping; got {type(data).__name__}")
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(valid))
-        if unknown:
-            raise ValueError(
-                f"unknown world config key(s) {unknown}; valid keys: {', '.join(valid)}"
-            )
+        check_known_keys(data, cls, "world config")
         data = dict(data)
         if data.get("topic_names") is not None:
             data["topic_names"] = tuple(data["topic_names"])
