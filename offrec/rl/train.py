@@ -415,9 +415,10 @@ def plot_training_curve(
         )
     has_eval = curve.eval_steps.size > 0
     fig, axes = plt.subplots(1, 3 if has_eval else 2, figsize=(15 if has_eval else 10, 4))
+    marker = "o" if curve.steps.size < 10 else None  # a line of one point would not show
     ax = axes[0]
     for name, values in curve.losses.items():
-        ax.plot(curve.steps, values, label=name)
+        ax.plot(curve.steps, values, label=name, marker=marker)
     if any((v > 0).all() for v in curve.losses.values()):
         ax.set_yscale("log")
     ax.set_xlabel("gradient step")
@@ -426,7 +427,7 @@ def plot_training_curve(
     ax.legend()
     ax.grid(alpha=0.3)
     ax = axes[1]
-    ax.plot(curve.steps, curve.q_start, color="tab:purple")
+    ax.plot(curve.steps, curve.q_start, color="tab:purple", marker=marker)
     ax.set_xlabel("gradient step")
     ax.set_ylabel("mean max_a Q(s0, a)")
     ax.set_title("model's value of a session start")
