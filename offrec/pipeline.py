@@ -278,9 +278,13 @@ def run_pipeline(
     table["rel_error"] = (table["value"] - table["truth"]).abs() / table["truth"].abs()
     table["covered"] = (table["low"] <= table["truth"]) & (table["truth"] <= table["high"])
     table["rank_ope"] = 0
+    table["rank_true"] = (
+        0  # ranks among the policies that were estimated (oracles in session mode are not)
+    )
     selection = []
     for est, sub in table.groupby("estimator", sort=False):
         table.loc[sub.index, "rank_ope"] = ranks(sub["value"].to_numpy())
+        table.loc[sub.index, "rank_true"] = ranks(sub["truth"].to_numpy())
         selection.append({
             "estimator": est,
             "spearman": spearman(sub["value"].to_numpy(), sub["truth"].to_numpy()),
@@ -289,7 +293,6 @@ def run_pipeline(
             "mean_rel_error": float(sub["rel_error"].mean()),
         })  # fmt: skip
     true_rank = dict(zip(truth, ranks(np.array([truth[p]["value"] for p in truth])), strict=True))
-    table["rank_true"] = table["policy"].map(true_rank)
     value_label = "CTR" if cfg.world.horizon == 1 else "clicks per session"
 
     w = (1.0 / data.n_actions) / data.pscore
