@@ -132,7 +132,6 @@ class World:
         self.user_obs_profile = np.clip(noisy, -1.0, 2.0).astype(np.float32)
         self._topic_onehot = np.eye(T)[self.item_topic]  # (n_items, T)
         self._user_keys: tuple[np.ndarray, np.ndarray] | None = None
-        self._topic_eye = np.eye(T)
         self._leave_const = cfg.leave_base + cfg.leave_fatigue
         self._leave_slope = cfg.leave_fatigue * cfg.fatigue_decay
         # (n_users, n_items) table of state-free logits when it is small (<= 256 MB)
@@ -245,7 +244,7 @@ class World:
 
     def click_prob(self, batch: SessionBatch, actions: np.ndarray) -> np.ndarray:
         """True click probability of ``actions`` (n,) in the current state, (n,)."""
-        shown = self._topic_eye[self.item_topic[actions]]
+        shown = self._topic_onehot[actions]
         return sigmoid(self._action_logits(batch, actions, shown)[0])
 
     def _action_logits(
@@ -296,7 +295,7 @@ class World:
         cfg = self.config
         n = batch.user.shape[0]
         a = self.check_actions(actions, n) if validate else actions
-        shown = self._topic_eye[self.item_topic[a]]  # (n, n_topics) one-hot of the topics
+        shown = self._topic_onehot[a]  # (n, n_topics) one-hot of the items' topics
         logit, fatigue = self._action_logits(batch, a, shown)
         q = sigmoid(logit)
         u = rng.random((2, n)) if fatigue is not None else rng.random((1, n))
@@ -310,21 +309,10 @@ class World:
         batch.recent[:, 1:] = batch.recent[:, :-1]
         batch.recent[:, 0] = a
         batch.last_click = reward
-        fatigue_after = cfg.fatigue_decay * fatigue + 1.0
-        leave = sigmoid(
-            cfg.leave_base + cfg.leave_fatigue * fatigue_after - cfg.leave_click * reward
-        )
+        # leave logit: leave_base + leave_fatigue * (decay * f + 1) - leave_click * click
+        leave = sigmoid(self._leave_const + self._leave_slope * fatigue - cfg.leave_click * reward)
         terminated = (u[1] < leave) & ~truncated
         return StepResult(reward, q, terminated, truncated)
-
-    def leave_prob(
-        self, batch: SessionBatch, actions: np.ndarray, click: np.ndarray | float
-    ) -> np.ndarray:
-        """Probability (n,) that users leave after being shown ``actions`` (state before the step)."""
-        cfg = self.config
-        n = len(batch)
-        f = cfg.fatigue_decay * batch.fatigue[np.arange(n), self.item_topic[actions]] + 1.0
-        return sigmoid(cfg.leave_base + cfg.leave_fatigue * f - cfg.leave_click * click)
 
     # -- policies ---------------------------------------------------------------------------
     def policy_dist(self, policy: DistPolicy, batch: SessionBatch, obs: np.ndarray) -> np.ndarray:
