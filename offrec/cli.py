@@ -185,7 +185,7 @@ def _world_of_log(data: Any) -> Any:
 def cmd_train_bandit(args: argparse.Namespace) -> int:
     from offrec.logs import read_logs
     from offrec.models import save_model
-    from offrec.pipeline import _train
+    from offrec.pipeline import train_policy
     from offrec.pipeline_config import PolicySpec
     from offrec.recommend import write_world
 
@@ -200,7 +200,7 @@ def cmd_train_bandit(args: argparse.Namespace) -> int:
     if spec.is_rl:
         raise ValueError(f"--learner {args.learner!r} is an RL algorithm; use `offrec train rl`")
     world = _world_of_log(data)
-    policy, _ = _train(spec, data, world, args.seed)
+    policy, _ = train_policy(spec, data, world, args.seed)
     save_model(policy, args.out, overwrite=args.overwrite)
     if world is not None:
         write_world(args.out, world)
@@ -241,19 +241,13 @@ def cmd_train_online(args: argparse.Namespace) -> int:
     from offrec.policies.online import plot_learning_curves, run_online
 
     world = _world_from_args(args)
-    classes: dict[str, Any] = {
-        "epsilon_greedy": bandits.EpsilonGreedy, "ucb1": bandits.UCB1, "thompson": bandits.BernoulliTS,
-        "linucb": bandits.LinUCB, "lints": bandits.LinTS, "logistic": bandits.LogisticEpsilonGreedy,
-    }  # fmt: skip
     curves = {}
     for name in args.learner:
-        if name not in classes:
-            raise ValueError(f"--learner must be among {list(classes)}; got {name!r}")
-        cls = classes[name]
-        sizes: dict[str, Any] = {"n_actions": world.n_items}
-        if cls.contextual:
-            sizes["context_dim"] = world.obs_dim
-        learner = cls(**sizes, **_parse_params(args.param))
+        if name not in bandits.LEARNERS:
+            raise ValueError(f"--learner must be among {list(bandits.LEARNERS)}; got {name!r}")
+        learner = bandits.make_learner(
+            name, world.n_items, world.obs_dim, **_parse_params(args.param)
+        )
         curves[name] = run_online(world, learner, args.n_steps, args.batch_size, seed=args.seed)
     import json
 
@@ -298,44 +292,33 @@ def _target_from_args(args: argparse.Namespace, data: Any) -> tuple[str, Any]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    import pandas as pd
-
     from offrec.logs import read_logs
 
     if (args.policy is None) == (args.probs is None):
         raise ValueError("give exactly one of --policy MODEL_DIR or --probs FILE")
     data = read_logs(args.logs)
     name, target = _target_from_args(args, data)
+    from offrec.ope.estimators import ESTIMATORS
     from offrec.ope.sequential import SEQUENTIAL_ESTIMATORS
 
     # session estimators for session logs, unless only bandit estimators are named (per-row OPE)
     session = bool((data.step > 0).any())
     if args.estimators:
         estimators = [e.strip() for e in args.estimators.split(",") if e.strip()]
-        session = session and not {"ips", "snips", "dm", "sndr", "switch-dr", "dr-os"} & set(
-            estimators
-        )
+        bandit_only = set(ESTIMATORS) - set(SEQUENTIAL_ESTIMATORS)  # dr is both
+        session = session and not bandit_only & set(estimators)
         session = session or set(estimators) <= set(SEQUENTIAL_ESTIMATORS) - {"dr"}
     else:
         estimators = ["pdis", "wpdis", "dr"] if session else ["ips", "snips", "dr"]
     if session:
-        from offrec.ope.sequential import estimate_sequential
+        from offrec.ope.sequential import evaluate_sequential
 
-        rows = []
-        for est in estimators:
-            iv = estimate_sequential(
-                est,
-                data,
-                target,
-                method=args.interval,
-                n_bootstrap=args.n_bootstrap,
-                seed=args.seed,
-            )
-            rows.append({"policy": name, "estimator": est, "value": iv.value, "low": iv.low, "high": iv.high,
-                         "interval_method": iv.method})  # fmt: skip
-        table = pd.DataFrame(rows)
+        method = args.interval if args.interval in ("bootstrap", "normal") else "normal"
+        table = evaluate_sequential(data, {name: target}, estimators, method=method,
+                                    n_bootstrap=args.n_bootstrap, seed=args.seed)  # fmt: skip
     else:
         from offrec.ope import OffPolicyEvaluation, RewardModel
+        from offrec.ope.estimators import NEEDS_MODEL
 
         class _Probs:  # a fixed distribution aligned with the log rows
             n_actions = data.n_actions
@@ -344,8 +327,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 return target
 
         policy: Any = _Probs() if not hasattr(target, "action_dist") else target
-        needs = {"dm", "dr", "sndr", "switch-dr", "dr-os"} & set(estimators)
-        rm = RewardModel(kind=args.reward_model, seed=args.seed) if needs else None
+        rm = (
+            RewardModel(kind=args.reward_model, seed=args.seed)
+            if NEEDS_MODEL & set(estimators)
+            else None
+        )
         table = OffPolicyEvaluation(data, {name: policy}, estimators=estimators, reward_model=rm,
                                     interval=args.interval, n_bootstrap=args.n_bootstrap, seed=args.seed).run()  # fmt: skip
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -92,7 +92,7 @@ def _logger(cfg: PipelineConfig, world: World) -> Any:
     return logging_policy(world, lg.policy, **kw)
 
 
-def _train(
+def train_policy(
     spec: PolicySpec, data: LoggedData, world: World, seed: int
 ) -> tuple[Any, dict[str, Any] | None]:
     """Train one policy from the log; return it with its training curve (RL) or None."""
@@ -110,15 +110,7 @@ def _train(
         return offline.RewardModelGreedy(head=head, seed=seed, **params).fit(data), None
     if spec.learner == "ipw":
         return offline.IPWLearner(head=head, **params).fit(data), None
-    classes: dict[str, Any] = {
-        "epsilon_greedy": bandits.EpsilonGreedy, "ucb1": bandits.UCB1, "thompson": bandits.BernoulliTS,
-        "linucb": bandits.LinUCB, "lints": bandits.LinTS, "logistic": bandits.LogisticEpsilonGreedy,
-    }  # fmt: skip
-    cls = classes[spec.learner]
-    sizes: dict[str, Any] = {"n_actions": data.n_actions}
-    if cls.contextual:
-        sizes["context_dim"] = data.context_dim
-    learner = cls(**sizes, **params)
+    learner = bandits.make_learner(spec.learner, data.n_actions, data.context_dim, **params)
     offline.fit_logged(learner, data)
     return learner.exploit(head), None
 
@@ -149,7 +141,7 @@ def _models_stage(
             continue
         say(f"training '{spec.name}' ({spec.learner})")
         t = time.perf_counter()
-        policy, curve = _train(spec, data, world, cfg.seed)
+        policy, curve = train_policy(spec, data, world, cfg.seed)
         log.info("trained %s in %.1fs", spec.name, time.perf_counter() - t)
         save_model(policy, path)
         write_world(path, world)
@@ -186,11 +178,11 @@ def _ope_stage(
     o = cfg.ope
     if cfg.world.horizon == 1:
         from offrec.ope import OffPolicyEvaluation, RewardModel
+        from offrec.ope.estimators import NEEDS_MODEL
 
-        needs_model = {"dm", "dr", "sndr", "switch-dr", "dr-os"}
         rm = (
             RewardModel(kind=o.reward_model, n_folds=o.n_folds, seed=cfg.seed)
-            if needs_model & set(o.estimators)
+            if NEEDS_MODEL & set(o.estimators)
             else None
         )
         say(f"off-policy evaluation: {len(targets)} policies x {len(o.estimators)} estimators")
@@ -199,7 +191,7 @@ def _ope_stage(
             n_bootstrap=o.n_bootstrap, alpha=o.alpha, seed=cfg.seed,
         )  # fmt: skip
         return ope.run()
-    from offrec.ope.sequential import SEQUENTIAL_ESTIMATORS, estimate_sequential, fit_fqe
+    from offrec.ope.sequential import SEQUENTIAL_ESTIMATORS, evaluate_sequential
 
     bad = [e for e in o.estimators if e not in SEQUENTIAL_ESTIMATORS]
     if bad:
@@ -207,25 +199,15 @@ def _ope_stage(
             f"[ope] estimators {bad} are for bandit logs; session mode (horizon > 1) takes "
             f"{list(SEQUENTIAL_ESTIMATORS)}"
         )
-    rows = []
+    estimable = {n: p for n, p in targets.items() if not hasattr(p, "action_dist_state")}
+    for name in set(targets) - set(estimable):
+        log.info("skipping OPE of %s: an oracle needs the hidden session state", name)
     say(
-        f"sequential off-policy evaluation: {len(targets)} policies x {len(o.estimators)} estimators"
+        f"sequential off-policy evaluation: {len(estimable)} policies x {len(o.estimators)} estimators"
     )
     method = o.interval if o.interval in ("bootstrap", "normal") else "normal"
-    for name, policy in targets.items():
-        if hasattr(policy, "action_dist_state"):
-            log.info("skipping OPE of %s: an oracle needs the hidden session state", name)
-            continue
-        dist = policy.action_dist(data.context)
-        q_hat = None
-        if {"dr", "fqe"} & set(o.estimators):
-            q_hat = fit_fqe(data, dist).predict(data.context)
-        for est in o.estimators:
-            iv = estimate_sequential(est, data, dist, q_hat=q_hat, method=method, n_bootstrap=o.n_bootstrap,
-                                     alpha=o.alpha, seed=cfg.seed)  # fmt: skip
-            rows.append({"policy": name, "estimator": est, "value": iv.value, "low": iv.low,
-                         "high": iv.high, "interval_method": iv.method})  # fmt: skip
-    return pd.DataFrame(rows)
+    return evaluate_sequential(data, estimable, o.estimators, method=method,
+                               n_bootstrap=o.n_bootstrap, alpha=o.alpha, seed=cfg.seed)  # fmt: skip
 
 
 def _truth_stage(

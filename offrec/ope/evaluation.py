@@ -24,8 +24,10 @@ import pandas as pd
 
 from offrec._validation import check_scalar
 from offrec.logs.data import LoggedData
+from offrec.ope.estimators import NEEDS_MODEL
 from offrec.ope.reward_model import RewardModel
 from offrec.ope.runner import OffPolicyEvaluation
+from offrec.ope.sequential import evaluate_sequential
 
 
 def simulate_logged_data(world: Any, logger: Any, n_rows: int, seed: int) -> LoggedData:
@@ -127,15 +129,15 @@ def evaluate_estimators(
         name: world.true_value(p, n_sessions=truth_sessions, seed=12345).value
         for name, p in targets.items()
     }
-    needs = {"dm", "dr", "sndr", "switch-dr", "dr-os"} & set(estimators)
+    needs = NEEDS_MODEL & set(estimators)
     rows = []
     for k, seed in enumerate(seeds):
         if session:
             n_sessions = max(1, n_rows // world.config.horizon)
             data = simulate_logged_data(world, logger, n_sessions, seed)
-            table = _sequential_table(
-                data, targets, estimators, interval, n_bootstrap, alpha, int(seed)
-            )
+            method = interval if interval in ("bootstrap", "normal") else "normal"
+            table = evaluate_sequential(data, dict(targets), estimators, method=method,
+                                        n_bootstrap=n_bootstrap, alpha=alpha, seed=int(seed))  # fmt: skip
         else:
             data = simulate_logged_data(world, logger, n_rows, seed)
             rm = None
@@ -167,28 +169,3 @@ def evaluate_estimators(
         "n_seeds": n,
     }).reset_index()  # fmt: skip
     return EstimatorEvaluation(runs=runs, summary=summary)
-
-
-def _sequential_table(
-    data: LoggedData, targets: Mapping[str, Any], estimators: Sequence[str], interval: str,
-    n_bootstrap: int, alpha: float, seed: int,
-) -> pd.DataFrame:  # fmt: skip
-    from offrec.ope.sequential import estimate_sequential, fit_fqe
-
-    rows = []
-    method = interval if interval in ("bootstrap", "normal") else "normal"
-    for name, policy in targets.items():
-        if hasattr(policy, "action_dist_state"):
-            raise ValueError(
-                f"target {name!r} is an oracle: it needs the hidden session state, so it cannot be scored off-policy in session mode"
-            )
-        dist = policy.action_dist(data.context)
-        q_hat = (
-            fit_fqe(data, dist).predict(data.context) if {"dr", "fqe"} & set(estimators) else None
-        )
-        for est in estimators:
-            iv = estimate_sequential(est, data, dist, q_hat=q_hat, method=method, n_bootstrap=n_bootstrap,
-                                     alpha=alpha, seed=seed)  # fmt: skip
-            rows.append({"policy": name, "estimator": est, "value": iv.value, "low": iv.low, "high": iv.high,
-                         "interval_method": iv.method})  # fmt: skip
-    return pd.DataFrame(rows)

@@ -26,9 +26,9 @@ by :func:`fit_fqe` unless ``q_hat`` is given.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
@@ -37,6 +37,9 @@ from threadpoolctl import threadpool_limits
 from offrec._validation import SeedLike, as_generator, check_scalar
 from offrec.logs.data import LoggedData
 from offrec.ope.intervals import Interval
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SEQUENTIAL_ESTIMATORS: tuple[str, ...] = ("pdis", "tis", "wpdis", "wtis", "dr", "fqe")
 
@@ -288,3 +291,40 @@ def estimate_sequential(
         values[s : s + k] = v
     low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return Interval(value, float(low), float(high), "bootstrap", alpha, n_bootstrap)
+
+
+def evaluate_sequential(
+    data: LoggedData,
+    targets: dict[str, Any],
+    estimators: Sequence[str],
+    *,
+    method: str = "normal",
+    n_bootstrap: int = 1000,
+    alpha: float = 0.05,
+    seed: SeedLike = 0,
+) -> pd.DataFrame:
+    """Every target (a policy or its (n, n_actions) probabilities) x every estimator, as a
+    table: policy, estimator, value, low, high, interval_method. FQE is fitted once per
+    target and shared by ``dr`` and ``fqe``. Oracles (which need the hidden session state)
+    are refused."""
+    import pandas as pd
+
+    rows = []
+    for name, target in targets.items():
+        if hasattr(target, "action_dist_state"):
+            raise ValueError(
+                f"target {name!r} is an oracle: it needs the hidden session state, so it "
+                "cannot be scored off-policy in session mode"
+            )
+        dist = np.asarray(
+            target if isinstance(target, np.ndarray) else target.action_dist(data.context)
+        )
+        q_hat = (
+            fit_fqe(data, dist).predict(data.context) if {"dr", "fqe"} & set(estimators) else None
+        )
+        for est in estimators:
+            iv = estimate_sequential(est, data, dist, q_hat=q_hat, method=method,
+                                     n_bootstrap=n_bootstrap, alpha=alpha, seed=seed)  # fmt: skip
+            rows.append({"policy": name, "estimator": est, "value": iv.value, "low": iv.low,
+                         "high": iv.high, "interval_method": iv.method})  # fmt: skip
+    return pd.DataFrame(rows)

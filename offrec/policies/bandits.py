@@ -63,6 +63,7 @@ from offrec._validation import SeedLike, as_seed_sequence, check_scalar, first_b
 from offrec.policies.base import BasePolicy, Head
 
 __all__ = [
+    "LEARNERS",
     "UNTRIED_SCORE",
     "BanditLearner",
     "BernoulliTS",
@@ -73,6 +74,7 @@ __all__ = [
     "UCB1",
     "check_context",
     "check_feedback",
+    "make_learner",
 ]
 
 #: score given to arms never pulled by UCB1 (finite, so softmax heads stay defined)
@@ -916,3 +918,25 @@ class LogisticEpsilonGreedy(_Linear):
             **self._linear_params(), "epsilon": self.epsilon, "n_newton": self.n_newton,
             "head": self.head.to_dict(), "explore": self.explore,
         }  # fmt: skip
+
+
+#: learner names used by pipelines and the CLI
+LEARNERS: dict[str, type[BanditLearner]] = {
+    "epsilon_greedy": EpsilonGreedy,
+    "ucb1": UCB1,
+    "thompson": BernoulliTS,
+    "linucb": LinUCB,
+    "lints": LinTS,
+    "logistic": LogisticEpsilonGreedy,
+}
+
+
+def make_learner(name: str, n_actions: int, context_dim: int, **params: Any) -> BanditLearner:
+    """The learner called ``name`` in :data:`LEARNERS`, sized for ``n_actions`` items and
+    (contextual learners) ``context_dim`` features."""
+    if name not in LEARNERS:
+        raise ValueError(f"learner must be one of {list(LEARNERS)}; got {name!r}")
+    cls = LEARNERS[name]
+    if cls.contextual:
+        return cls(n_actions, context_dim, **params)  # type: ignore[call-arg]
+    return cls(n_actions, **params)  # type: ignore[call-arg]
