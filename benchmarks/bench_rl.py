@@ -97,7 +97,7 @@ def _measure(
 
 def _sampler_table(tr: Any, steps: int, batch: int) -> None:
     from offrec.rl import RLConfig, VectorizedReplayBuffer, to_replay_buffer
-    from offrec.rl.train import build_algo
+    from offrec.rl.config import build_algo
 
     t = time.perf_counter()
     default_buf = to_replay_buffer(tr)
@@ -134,7 +134,7 @@ def _sampler_table(tr: Any, steps: int, batch: int) -> None:
 
 def _threads_table(tr: Any, steps: int, batch: int) -> None:
     from offrec.rl import RLConfig, VectorizedReplayBuffer
-    from offrec.rl.train import build_algo
+    from offrec.rl.config import build_algo
 
     vec_buf = VectorizedReplayBuffer(tr, seed=0)
     runs: dict[str, tuple[Any, Any, int]] = {}

@@ -43,7 +43,7 @@ def _bandit(data: Any, n_actions: int) -> tuple[Any, str]:
         from scipy import sparse
         from sklearn.linear_model import LogisticRegression
 
-        from offrec.policies.base import Head, ScorePolicy
+        from offrec.core.policy import Head, ScorePolicy
 
         x, a = np.asarray(data.context, np.float64), np.asarray(data.action)
         n, d = x.shape

@@ -12,14 +12,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-USER_ERRORS = (
-    ValueError,
-    TypeError,
-    FileNotFoundError,
-    FileExistsError,
-    KeyError,
-    NotADirectoryError,
-)
+from offrec.core.errors import InputError, MissingInputError, OffrecError, OutputExistsError
+
+USER_ERRORS = (OffrecError,)
+"""What the CLI reports as one line (exit 2); anything else is a bug and keeps its traceback."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,12 +53,12 @@ def _parse_support(text: str | None, n_items: int) -> list[int] | None:
     try:
         items = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(
+        raise InputError(
             f"--support must be a comma-separated list of item indices; got {text!r}"
         ) from None
     bad = [i for i in items if not 0 <= i < n_items]
     if bad or not items:
-        raise ValueError(f"--support items must be in [0, {n_items}); got {text!r}")
+        raise InputError(f"--support items must be in [0, {n_items}); got {text!r}")
     return items
 
 
@@ -72,7 +68,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from offrec.policies.loggers import logging_policy
 
     if (args.n_sessions is None) == (args.n_decisions is None):
-        raise ValueError("give exactly one of --n-decisions or --n-sessions")
+        raise InputError("give exactly one of --n-decisions or --n-sessions")
     world = _world_from_args(args)
     kwargs: dict[str, Any] = {"support": _parse_support(args.support, world.n_items)}
     if args.policy != "uniform":
@@ -150,7 +146,7 @@ def _parse_params(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--param must look like key=value; got {item!r}")
+            raise InputError(f"--param must look like key=value; got {item!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -160,7 +156,7 @@ def _parse_params(items: list[str] | None) -> dict[str, Any]:
 
 def _parse_head(text: str) -> Any:
     """``greedy`` | ``epsilon_greedy:0.1`` | ``softmax:0.5`` (temperature)."""
-    from offrec.policies.base import Head
+    from offrec.core.policy import Head
 
     kind, _, arg = text.partition(":")
     try:
@@ -170,7 +166,7 @@ def _parse_head(text: str) -> Any:
             return Head(kind, temperature=float(arg or 1.0))
         return Head(kind)
     except ValueError as exc:
-        raise ValueError(f"--head {text!r}: {exc}") from None
+        raise InputError(f"--head {text!r}: {exc}") from None
 
 
 def _world_of_log(data: Any) -> Any:
@@ -198,7 +194,7 @@ def cmd_train_bandit(args: argparse.Namespace) -> int:
         head=head.to_dict(),
     )
     if spec.is_rl:
-        raise ValueError(f"--learner {args.learner!r} is an RL algorithm; use `offrec train rl`")
+        raise InputError(f"--learner {args.learner!r} is an RL algorithm; use `offrec train rl`")
     world = _world_of_log(data)
     policy, _ = train_policy(spec, data, world, args.seed)
     save_model(policy, args.out, overwrite=args.overwrite)
@@ -211,7 +207,8 @@ def cmd_train_bandit(args: argparse.Namespace) -> int:
 def cmd_train_rl(args: argparse.Namespace) -> int:
     from offrec.logs import read_logs
     from offrec.recommend import write_world
-    from offrec.rl.train import RLConfig, train_rl
+    from offrec.rl.config import RLConfig
+    from offrec.rl.train import train_rl
 
     data = read_logs(args.logs)
     cfg = RLConfig.from_dict({"seed": args.seed, **_parse_params(args.param), "algo": args.algo,
@@ -236,7 +233,7 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
 
 
 def cmd_train_online(args: argparse.Namespace) -> int:
-    from offrec._atomic import atomic_dir
+    from offrec.core.atomic import atomic_dir
     from offrec.policies import bandits
     from offrec.policies.online import plot_learning_curves, run_online
 
@@ -244,7 +241,7 @@ def cmd_train_online(args: argparse.Namespace) -> int:
     curves = {}
     for name in args.learner:
         if name not in bandits.LEARNERS:
-            raise ValueError(f"--learner must be among {list(bandits.LEARNERS)}; got {name!r}")
+            raise InputError(f"--learner must be among {list(bandits.LEARNERS)}; got {name!r}")
         learner = bandits.make_learner(
             name, world.n_items, world.obs_dim, **_parse_params(args.param)
         )
@@ -274,7 +271,7 @@ def _target_from_args(args: argparse.Namespace, data: Any) -> tuple[str, Any]:
         )
     path = Path(args.probs)
     if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
+        raise MissingInputError(f"no such file: {path}")
     if path.suffix == ".npy":
         probs = np.load(path, allow_pickle=False)
     else:
@@ -282,7 +279,7 @@ def _target_from_args(args: argparse.Namespace, data: Any) -> tuple[str, Any]:
 
         probs = np.asarray(pq.read_table(path).to_pandas().to_numpy(), dtype=np.float64)
     if probs.shape != (data.n_rows, data.n_actions):
-        raise ValueError(
+        raise InputError(
             f"--probs must have one row per log row and one column per action, "
             f"shape ({data.n_rows}, {data.n_actions}); got {probs.shape}"
         )
@@ -295,7 +292,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from offrec.logs import read_logs
 
     if (args.policy is None) == (args.probs is None):
-        raise ValueError("give exactly one of --policy MODEL_DIR or --probs FILE")
+        raise InputError("give exactly one of --policy MODEL_DIR or --probs FILE")
     data = read_logs(args.logs)
     name, target = _target_from_args(args, data)
     from offrec.ope.estimators import ESTIMATORS
@@ -317,8 +314,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         table = evaluate_sequential(data, {name: target}, estimators, method=method,
                                     n_bootstrap=args.n_bootstrap, seed=args.seed)  # fmt: skip
     else:
-        from offrec.ope import OffPolicyEvaluation, RewardModel
+        from offrec.ope import OffPolicyEvaluation
         from offrec.ope.estimators import NEEDS_MODEL
+        from offrec.reward import RewardModel
 
         class _Probs:  # a fixed distribution aligned with the log rows
             n_actions = data.n_actions
@@ -336,7 +334,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                     interval=args.interval, n_bootstrap=args.n_bootstrap, seed=args.seed).run()  # fmt: skip
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.json:
-        from offrec._atomic import atomic_write_text
+        from offrec.core.atomic import atomic_write_text
 
         atomic_write_text(
             args.json, json.dumps(json.loads(table.to_json(orient="records")), indent=2)
@@ -347,7 +345,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 # -- ope-study -----------------------------------------------------------------------------
 def _parse_target(text: str, world: Any) -> tuple[str, Any]:
     """``myopic:0.3`` (epsilon), ``best_item``, ``softmax:2.0`` (beta), ``epsilon_greedy:0.2``, ``uniform``."""
-    from offrec.policies.base import Head
+    from offrec.core.policy import Head
     from offrec.policies.loggers import logging_policy
     from offrec.sim import BestItemOracle, MyopicOracle
 
@@ -355,7 +353,7 @@ def _parse_target(text: str, world: Any) -> tuple[str, Any]:
     try:
         value = float(arg) if arg else None
     except ValueError:
-        raise ValueError(f"--target {text!r}: the value after ':' must be a number") from None
+        raise InputError(f"--target {text!r}: the value after ':' must be a number") from None
     if kind in ("myopic", "best_item"):
         head = Head("epsilon_greedy", epsilon=value) if value else Head()
         return text, (MyopicOracle if kind == "myopic" else BestItemOracle)(world, head)
@@ -367,13 +365,13 @@ def _parse_target(text: str, world: Any) -> tuple[str, Any]:
         )
     if kind == "uniform":
         return text, logging_policy(world, "uniform")
-    raise ValueError(
+    raise InputError(
         f"--target must be myopic[:eps], best_item[:eps], softmax[:beta], epsilon_greedy[:eps] or uniform; got {text!r}"
     )
 
 
 def cmd_ope_study(args: argparse.Namespace) -> int:
-    from offrec._atomic import atomic_dir
+    from offrec.core.atomic import atomic_dir
     from offrec.ope.evaluation import evaluate_estimators
     from offrec.policies.loggers import logging_policy
 
@@ -388,7 +386,7 @@ def cmd_ope_study(args: argparse.Namespace) -> int:
     default = "ips,snips,dm,dr" if world.config.horizon == 1 else "pdis,wpdis,dr,fqe"
     estimators = [e.strip() for e in (args.estimators or default).split(",") if e.strip()]
     if args.out is not None and args.out.exists() and not args.overwrite:
-        raise FileExistsError(f"output {args.out} already exists; pass --overwrite to replace it")
+        raise OutputExistsError(f"output {args.out} already exists; pass --overwrite to replace it")
     with _progress(args, args.seeds, "seeds") as bar:
         ev = evaluate_estimators(world, logger, targets, estimators=estimators, n_rows=args.n_rows,
                                  seeds=range(args.seeds), interval=args.interval,

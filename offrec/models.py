@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from offrec.core.errors import MissingInputError
+
 
 def load_model(
     folder: str | Path, *, n_actions: int | None = None, obs_dim: int | None = None
@@ -22,8 +24,8 @@ def load_model(
 
         return load_q_policy(folder, n_actions=n_actions, obs_dim=obs_dim)
     if not folder.exists():
-        raise FileNotFoundError(f"no model at {folder}")
-    raise FileNotFoundError(f"no saved model in {folder}: expected policy.json or qpolicy.json")
+        raise MissingInputError(f"no model at {folder}")
+    raise MissingInputError(f"no saved model in {folder}: expected policy.json or qpolicy.json")
 
 
 def save_model(policy: Any, folder: str | Path, *, overwrite: bool = False) -> Path:

@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from offrec._atomic import atomic_write_text
+from offrec.core.atomic import atomic_write_text
+from offrec.core.errors import InputError
+from offrec.core.policy import Head
 from offrec.logs import collect, read_logs
 from offrec.logs.data import LoggedData
 from offrec.pipeline_config import PipelineConfig, PolicySpec, ReferenceSpec
-from offrec.policies.base import Head
 from offrec.policies.loggers import logging_policy
 from offrec.sim import BestItemOracle, LookaheadOracle, MyopicOracle, World
 
@@ -60,7 +61,7 @@ def split_sessions(data: LoggedData, holdout: float, seed: int) -> tuple[LoggedD
     held = sessions[rng.random(sessions.size) < holdout]
     in_eval = np.isin(data.session_id, held)
     if in_eval.all() or not in_eval.any():
-        raise ValueError(f"holdout={holdout} leaves no session for training or for evaluation")
+        raise InputError(f"holdout={holdout} leaves no session for training or for evaluation")
     return data.subset(~in_eval), data.subset(in_eval)
 
 
@@ -99,7 +100,8 @@ def train_policy(
     head = Head(**spec.head)
     params = dict(spec.params)
     if spec.is_rl:
-        from offrec.rl.train import RLConfig, train_rl
+        from offrec.rl.config import RLConfig
+        from offrec.rl.train import train_rl
 
         rl_cfg = RLConfig.from_dict({"seed": seed, **params, "algo": spec.learner})
         result = train_rl(data, rl_cfg, world=world)
@@ -177,8 +179,9 @@ def _ope_stage(
 ) -> pd.DataFrame:
     o = cfg.ope
     if cfg.world.horizon == 1:
-        from offrec.ope import OffPolicyEvaluation, RewardModel
+        from offrec.ope import OffPolicyEvaluation
         from offrec.ope.estimators import NEEDS_MODEL
+        from offrec.reward import RewardModel
 
         rm = (
             RewardModel(kind=o.reward_model, n_folds=o.n_folds, seed=cfg.seed)
@@ -195,7 +198,7 @@ def _ope_stage(
 
     bad = [e for e in o.estimators if e not in SEQUENTIAL_ESTIMATORS]
     if bad:
-        raise ValueError(
+        raise InputError(
             f"[ope] estimators {bad} are for bandit logs; session mode (horizon > 1) takes "
             f"{list(SEQUENTIAL_ESTIMATORS)}"
         )

@@ -38,6 +38,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from offrec.core.errors import InputError, InputTypeError, MissingInputError
 from offrec.sim.config import WorldConfig
 
 BANDIT_LEARNERS = ("epsilon_greedy", "ucb1", "thompson", "linucb", "lints", "logistic")
@@ -51,7 +52,7 @@ def _check_keys(data: dict[str, Any], cls: type, where: str, extra: tuple[str, .
     valid = [f.name for f in fields(cls)] + list(extra)
     unknown = sorted(set(data) - set(valid))
     if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where}; valid keys: {', '.join(valid)}")
+        raise InputError(f"unknown key(s) {unknown} in {where}; valid keys: {', '.join(valid)}")
 
 
 def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
@@ -60,7 +61,7 @@ def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
         return float(value)
     if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
         names = " or ".join(k.__name__ for k in kinds)
-        raise TypeError(f"{where} must be {names}; got {value!r}")
+        raise InputTypeError(f"{where} must be {names}; got {value!r}")
     return value
 
 
@@ -79,13 +80,13 @@ class LoggingSpec:
 
     def __post_init__(self) -> None:
         if (self.n_decisions is None) == (self.n_sessions is None):
-            raise ValueError("[logging] needs exactly one of n_decisions or n_sessions")
+            raise InputError("[logging] needs exactly one of n_decisions or n_sessions")
         for name in ("n_decisions", "n_sessions"):
             v = getattr(self, name)
             if v is not None and (_typed(v, int, f"[logging] {name}") < 1):
-                raise ValueError(f"[logging] {name} must be >= 1; got {v}")
+                raise InputError(f"[logging] {name} must be >= 1; got {v}")
         if self.policy not in ("uniform", "softmax", "epsilon_greedy"):
-            raise ValueError(
+            raise InputError(
                 f"[logging] policy must be one of ['uniform', 'softmax', 'epsilon_greedy']; got {self.policy!r}"
             )
 
@@ -103,7 +104,7 @@ class PolicySpec:
     def __post_init__(self) -> None:
         _typed(self.name, str, "[[policies]] name")
         if self.learner not in LEARNERS:
-            raise ValueError(
+            raise InputError(
                 f"[[policies]] '{self.name}': learner must be one of {list(LEARNERS)}; got {self.learner!r}"
             )
         _typed(self.params, dict, f"[[policies]] '{self.name}' params")
@@ -128,7 +129,7 @@ class ReferenceSpec:
     def __post_init__(self) -> None:
         _typed(self.name, str, "[[references]] name")
         if self.policy not in REFERENCES:
-            raise ValueError(
+            raise InputError(
                 f"[[references]] '{self.name}': policy must be one of {list(REFERENCES)}; got {self.policy!r}"
             )
 
@@ -157,10 +158,10 @@ class OPESpec:
                 self, "estimators", tuple(_typed(self.estimators, list, "[ope] estimators"))
             )
         if not self.estimators:
-            raise ValueError("[ope] estimators must name at least one estimator")
+            raise InputError("[ope] estimators must name at least one estimator")
         h = _typed(self.holdout, float, "[ope] holdout")
         if not 0.0 <= h < 1.0:
-            raise ValueError(f"[ope] holdout must be in [0, 1); got {h}")
+            raise InputError(f"[ope] holdout must be in [0, 1); got {h}")
 
 
 @dataclass(frozen=True)
@@ -188,11 +189,11 @@ class PipelineConfig:
         names = [p.name for p in self.policies] + [r.name for r in self.references]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(
+            raise InputError(
                 f"policy names must be unique across [[policies]] and [[references]]; repeated: {dup}"
             )
         if not names:
-            raise ValueError("a pipeline needs at least one [[policies]] or [[references]] entry")
+            raise InputError("a pipeline needs at least one [[policies]] or [[references]] entry")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> PipelineConfig:
@@ -209,11 +210,11 @@ class PipelineConfig:
         )
         unknown = sorted(set(raw) - set(top))
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"unknown key(s) {unknown} at the top of the pipeline; valid keys: {', '.join(top)}"
             )
         if "logging" not in raw:
-            raise ValueError(
+            raise InputError(
                 "the pipeline needs a [logging] table (policy and n_decisions or n_sessions)"
             )
         world = dict(raw.get("world", {}))
@@ -229,7 +230,7 @@ class PipelineConfig:
             ]
             missing = [k for k in required if k not in data]
             if missing:
-                raise ValueError(f"{where} is missing required key(s) {missing}")
+                raise InputError(f"{where} is missing required key(s) {missing}")
             return cls_(**data)
 
         return cls(
@@ -249,11 +250,11 @@ class PipelineConfig:
     def from_file(cls, path: str | Path) -> PipelineConfig:
         p = Path(path)
         if not p.is_file():
-            raise FileNotFoundError(f"pipeline file not found: {p}")
+            raise MissingInputError(f"pipeline file not found: {p}")
         try:
             raw = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{p}: invalid TOML: {exc}") from None
+            raise InputError(f"{p}: invalid TOML: {exc}") from None
         return cls.from_dict(raw)
 
     def to_dict(self) -> dict[str, Any]:

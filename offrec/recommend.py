@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from offrec.core.errors import InputError, MissingInputError
 from offrec.sim import World, WorldConfig
 
 WORLD_FILE = "world.json"
@@ -16,7 +17,7 @@ WORLD_FILE = "world.json"
 
 def write_world(folder: str | Path, world: World) -> None:
     """Store the world a model was trained in next to it (so ``recommend`` can name items)."""
-    from offrec._atomic import atomic_write_text
+    from offrec.core.atomic import atomic_write_text
 
     atomic_write_text(
         Path(folder) / WORLD_FILE,
@@ -27,7 +28,7 @@ def write_world(folder: str | Path, world: World) -> None:
 def read_world(folder: str | Path) -> World:
     path = Path(folder) / WORLD_FILE
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{path} not found: pass --world (the world config the model was trained in)"
         )
     raw = json.loads(path.read_text())
@@ -41,22 +42,22 @@ def parse_profile(text: str, topics: tuple[str, ...]) -> np.ndarray:
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep:
-            raise ValueError(f"profile entries must look like topic=weight; got {part!r}")
+            raise InputError(f"profile entries must look like topic=weight; got {part!r}")
         if name not in topics:
-            raise ValueError(
+            raise InputError(
                 f"unknown topic {name!r} in profile; topics of this world: {', '.join(topics)}"
             )
         try:
             w = float(value)
         except ValueError:
-            raise ValueError(
+            raise InputError(
                 f"profile weight for {name!r} must be a number; got {value!r}"
             ) from None
         if not np.isfinite(w) or w < 0:
-            raise ValueError(f"profile weight for {name!r} must be finite and >= 0; got {value!r}")
+            raise InputError(f"profile weight for {name!r} must be finite and >= 0; got {value!r}")
         prof[topics.index(name)] = w
     if prof.sum() <= 0:
-        raise ValueError(f"profile must give some topic a positive weight; got {text!r}")
+        raise InputError(f"profile must give some topic a positive weight; got {text!r}")
     return prof / prof.sum()
 
 
@@ -80,7 +81,7 @@ def recommend(
     if isinstance(profile, str):
         profile = parse_profile(profile, world.topics)
     if not 1 <= k <= world.n_items:
-        raise ValueError(f"k must be in [1, {world.n_items}]; got {k}")
+        raise InputError(f"k must be in [1, {world.n_items}]; got {k}")
     cfg, sl = world.config, world.obs_slices()
     obs = np.zeros((1, world.obs_dim), np.float32)
     obs[0, sl["profile"]] = profile

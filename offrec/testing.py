@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from offrec.core.errors import InputError
+
 
 def check_policy(policy: Any, obs: np.ndarray | None = None, *, obs_dim: int | None = None) -> None:
     """Check that ``policy`` honours the ``Policy`` protocol; raise ``AssertionError`` if not.
@@ -28,7 +30,7 @@ def check_policy(policy: Any, obs: np.ndarray | None = None, *, obs_dim: int | N
     )
     if obs is None:
         if obs_dim is None:
-            raise ValueError("check_policy needs obs or obs_dim")
+            raise InputError("check_policy needs obs or obs_dim")
         obs = np.random.default_rng(0).normal(size=(64, obs_dim)).astype(np.float32)
     obs = np.asarray(obs)
     before = obs.copy()

@@ -20,8 +20,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import offrec
-from offrec._atomic import atomic_dir
+from offrec.core.atomic import atomic_dir
+from offrec.core.errors import InputError, MissingInputError, OutputExistsError
+from offrec.core.version import __version__
 from offrec.logs import schema as S
 from offrec.logs.data import LoggedData
 
@@ -52,7 +53,7 @@ class Problem:
         return f"column '{self.column}': {self.rule} in {self.rows.size} row(s); first rows {first}{more}"
 
 
-class ImportError_(ValueError):
+class ImportError_(InputError):
     """Raised when an import finds problems and no repair was asked for."""
 
     def __init__(self, problems: list[Problem]) -> None:
@@ -92,7 +93,7 @@ class ColumnMap:
         if self.context is not None and not isinstance(self.context, tuple):
             object.__setattr__(self, "context", tuple(self.context))
         if self.categorical not in ("onehot", "hash"):
-            raise ValueError(f"categorical must be 'onehot' or 'hash'; got {self.categorical!r}")
+            raise InputError(f"categorical must be 'onehot' or 'hash'; got {self.categorical!r}")
 
 
 @dataclass
@@ -107,12 +108,12 @@ def read_table(src: str | Path) -> pd.DataFrame:
     """Read a CSV or Parquet file into a DataFrame (no type coercion beyond the reader's)."""
     p = Path(src)
     if not p.is_file():
-        raise FileNotFoundError(f"no such file: {p}")
+        raise MissingInputError(f"no such file: {p}")
     if p.suffix.lower() in (".parquet", ".pq"):
         return pq.read_table(p).to_pandas()
     if p.suffix.lower() in (".csv", ".txt", ".gz"):
         return pd.read_csv(p, low_memory=False)
-    raise ValueError(f"source must be a .csv or .parquet file; got {p.name}")
+    raise InputError(f"source must be a .csv or .parquet file; got {p.name}")
 
 
 def _rows(mask: np.ndarray) -> np.ndarray:
@@ -126,7 +127,7 @@ def _numeric(df: pd.DataFrame, col: str, problems: list[Problem]) -> np.ndarray:
     bad = values.isna() & s.notna()
     if bad.any():
         rows = _rows(bad.to_numpy())
-        raise ValueError(
+        raise InputError(
             f"column '{col}' must be numeric; {rows.size} row(s) hold other values, first row "
             f"{rows[0]} has {s.iloc[rows[0]]!r}"
         )
@@ -142,11 +143,11 @@ def _context(df: pd.DataFrame, cmap: ColumnMap) -> tuple[np.ndarray, list[str]]:
         cols = []
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"context column(s) {missing} not in the source; columns: {list(df.columns)}"
         )
     if cmap.context_prefix is not None and not cols:
-        raise ValueError(f"no column starts with context_prefix {cmap.context_prefix!r}")
+        raise InputError(f"no column starts with context_prefix {cmap.context_prefix!r}")
     parts: list[np.ndarray] = []
     names: list[str] = []
     for c in cols:
@@ -163,7 +164,7 @@ def _context(df: pd.DataFrame, cmap: ColumnMap) -> tuple[np.ndarray, list[str]]:
         if numeric.notna().any():  # some numbers, some words: mixed types
             bad = _rows((numeric.isna() & s.notna()).to_numpy())
             good = _rows(numeric.notna().to_numpy())
-            raise ValueError(
+            raise InputError(
                 f"context column '{c}' has mixed types: numbers (e.g. row {good[0]}: {s.iloc[good[0]]!r}) "
                 f"and text (e.g. row {bad[0]}: {s.iloc[bad[0]]!r}); clean it or make it all text"
             )
@@ -199,17 +200,17 @@ def import_frame(
             ``1 / n_actions`` (within ``pscore_tolerance``).
     """
     if repair not in (None, "drop"):
-        raise ValueError(f"repair must be None or 'drop'; got {repair!r}")
+        raise InputError(f"repair must be None or 'drop'; got {repair!r}")
     needed = [cmap.action, cmap.reward] + [
         c for c in (cmap.pscore, cmap.session, cmap.step, cmap.position, cmap.user) if c
     ]
     missing = [c for c in needed if c not in df.columns]
     if missing:
-        raise ValueError(f"column(s) {missing} not in the source; columns: {list(df.columns)}")
+        raise InputError(f"column(s) {missing} not in the source; columns: {list(df.columns)}")
     if len(df) == 0:
-        raise ValueError("the source has no rows")
+        raise InputError("the source has no rows")
     if cmap.pscore is None:
-        raise ValueError("propensities are required: name the pscore column (pscore=...)")
+        raise InputError("propensities are required: name the pscore column (pscore=...)")
     n = len(df)
     problems: list[Problem] = []
     reward = _numeric(df, cmap.reward, problems)
@@ -253,7 +254,7 @@ def import_frame(
         add(cmap.pscore, f"propensity differs from the claimed uniform logger's 1/{k}", "pscore_mismatch",
             ~np.isnan(pscore) & (np.abs(pscore - 1.0 / k) > pscore_tolerance))  # fmt: skip
     elif claimed_policy is not None:
-        raise ValueError(f"claimed_policy must be None or 'uniform'; got {claimed_policy!r}")
+        raise InputError(f"claimed_policy must be None or 'uniform'; got {claimed_policy!r}")
 
     session = (
         pd.factorize(df[cmap.session])[0].astype(np.int64)
@@ -297,7 +298,7 @@ def import_frame(
         log.warning("%s; repaired: %s", p.message(), REPAIRS[p.kind])
         keep[p.rows] = False
     if not keep.any():
-        raise ValueError("no rows left after dropping the problem rows")
+        raise InputError("no rows left after dropping the problem rows")
     order = np.lexsort((step[keep], session[keep]))
     idx = np.flatnonzero(keep)[order]
     sess_kept = session[idx]
@@ -336,7 +337,7 @@ def write_logged_data(
     extra_metadata: dict[str, Any] | None = None,
 ) -> Path:
     """Write a ``LoggedData`` as a log dataset (one part file), atomically."""
-    meta = {S.META_VERSION: offrec.__version__}
+    meta = {S.META_VERSION: __version__}
     if "action_map" in data.metadata:
         meta[S.META_ACTION_MAP] = json.dumps(data.metadata["action_map"])
     for k, v in (extra_metadata or {}).items():
@@ -382,7 +383,7 @@ def import_logs(
     """Import a CSV/Parquet file into an offrec log dataset at ``out`` (atomic; nothing is
     written when the import fails)."""
     if Path(out).exists() and not overwrite:
-        raise FileExistsError(f"output {out} already exists; pass --overwrite to replace it")
+        raise OutputExistsError(f"output {out} already exists; pass --overwrite to replace it")
     result = import_frame(read_table(src), cmap, repair=repair, claimed_policy=claimed_policy)
     write_logged_data(result.data, out, overwrite=overwrite,
                       extra_metadata={"context_columns": result.data.metadata["context_columns"]})  # fmt: skip
@@ -398,7 +399,7 @@ def obd_column_map(df: pd.DataFrame, categorical: str = "onehot") -> ColumnMap:
     (categorical, one-hot or hashed) followed by the user-item affinities."""
     missing = [c for c in OBD_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"not an Open Bandit Dataset file: missing column(s) {missing}")
+        raise InputError(f"not an Open Bandit Dataset file: missing column(s) {missing}")
     user = sorted(c for c in df.columns if c.startswith("user_feature_"))
     aff = sorted(
         (c for c in df.columns if c.startswith("user-item_affinity_")),
@@ -426,7 +427,7 @@ def import_obd(
     metadata as the action context.
     """
     if Path(out).exists() and not overwrite:
-        raise FileExistsError(f"output {out} already exists; pass --overwrite to replace it")
+        raise OutputExistsError(f"output {out} already exists; pass --overwrite to replace it")
     df = read_table(campaign_csv)
     cmap = obd_column_map(df, categorical)
     if df["position"].notna().all():
@@ -439,7 +440,7 @@ def import_obd(
     if item_context_csv is not None:
         items = read_table(item_context_csv)
         if "item_id" not in items.columns:
-            raise ValueError(f"{item_context_csv}: missing column 'item_id'")
+            raise InputError(f"{item_context_csv}: missing column 'item_id'")
         feats = items.set_index("item_id").reindex(result.action_map)
         feats = feats.drop(columns=[c for c in feats.columns if not c.startswith("item_feature_")])
         extra["action_context"] = pd.get_dummies(feats, dtype=float).to_numpy().tolist()

@@ -9,6 +9,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from offrec.core.errors import InputError
 from offrec.logs.reader import log_files, read_metadata
 
 
@@ -45,7 +46,7 @@ def query(path: str | Path, sql: str) -> pd.DataFrame:
     try:
         return con.execute(sql).df()
     except duckdb.Error as exc:
-        raise ValueError(f"SQL error: {str(exc).splitlines()[0]}") from exc
+        raise InputError(f"SQL error: {str(exc).splitlines()[0]}") from exc
     finally:
         con.close()
 

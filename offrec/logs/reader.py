@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
+from offrec.core.errors import InputError, MissingInputError
 from offrec.logs.data import LoggedData
 
 REQUIRED_COLUMNS = ("session_id", "step", "context", "action", "reward", "pscore")
@@ -22,10 +23,10 @@ def log_files(path: str | Path) -> list[Path]:
     if p.is_file():
         return [p]
     if not p.is_dir():
-        raise FileNotFoundError(f"no log at {p}: not a file or directory")
+        raise MissingInputError(f"no log at {p}: not a file or directory")
     files = sorted(p.glob("*.parquet"))
     if not files:
-        raise FileNotFoundError(f"no log at {p}: the directory has no .parquet files")
+        raise MissingInputError(f"no log at {p}: the directory has no .parquet files")
     return files
 
 
@@ -57,29 +58,29 @@ def read_logs(path: str | Path, *, validate: bool = True) -> LoggedData:
     try:
         table = pa.concat_tables([pq.read_table(f) for f in files])
     except (pa.ArrowInvalid, OSError) as exc:
-        raise ValueError(f"cannot read log {path}: {exc}") from exc
+        raise InputError(f"cannot read log {path}: {exc}") from exc
     meta = read_metadata(path)
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"log {path}: missing required column(s) {missing}; found {table.column_names}"
         )
     if table.num_rows == 0:
-        raise ValueError(f"log {path} has no rows")
+        raise InputError(f"log {path} has no rows")
     for name in table.column_names:
         col = table.column(name)
         if col.null_count:
             first = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-            raise ValueError(f"column '{name}' must not contain nulls; row {first} is null")
+            raise InputError(f"column '{name}' must not contain nulls; row {first} is null")
     ints = ("session_id", "step", "action", "position", "user_id")
     for name in ints:
         if name in table.column_names and not pa.types.is_integer(table.schema.field(name).type):
-            raise ValueError(
+            raise InputError(
                 f"column '{name}' must have an integer type; got {table.schema.field(name).type}"
             )
     for name in ("reward", "pscore", "true_ctr"):
         if name in table.column_names and not _is_number(table.schema.field(name).type):
-            raise ValueError(
+            raise InputError(
                 f"column '{name}' must have a numeric type; got {table.schema.field(name).type}"
             )
     n = table.num_rows
@@ -120,7 +121,7 @@ def validate_logged_data(data: LoggedData) -> None:
     bad_ctx = ~np.isfinite(data.context).all(axis=1)
     if bad_ctx.any():
         i = int(np.flatnonzero(bad_ctx)[0])
-        raise ValueError(f"column 'context' must be finite; row {i} has {data.context[i].tolist()}")
+        raise InputError(f"column 'context' must be finite; row {i} has {data.context[i].tolist()}")
     _check_rows(
         "action",
         (data.action < 0) | (data.action >= data.n_actions),
@@ -131,7 +132,7 @@ def validate_logged_data(data: LoggedData) -> None:
     _check_rows("position", data.position < 0, data.position, "must be >= 0")
     if data.logging_dist is not None:
         if data.logging_dist.shape[1] != data.n_actions:
-            raise ValueError(
+            raise InputError(
                 f"column 'logging_dist' must have n_actions={data.n_actions} entries per row; "
                 f"got {data.logging_dist.shape[1]}"
             )
@@ -148,7 +149,7 @@ def _check_rows(name: str, bad: np.ndarray, values: np.ndarray, rule: str) -> No
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         value = values[i].item() if hasattr(values[i], "item") else values[i]
-        raise ValueError(f"column '{name}' {rule}; row {i} has {value!r}")
+        raise InputError(f"column '{name}' {rule}; row {i} has {value!r}")
 
 
 def _is_number(t: pa.DataType) -> bool:
@@ -171,14 +172,14 @@ def _matrix(table: pa.Table, name: str) -> np.ndarray:
         bad = lengths != width
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(
+            raise InputError(
                 f"column '{name}' rows must all have the same width; row {i} has "
                 f"{int(lengths[i])}, row 0 has {width}"
             )
     else:
-        raise ValueError(f"column '{name}' must be a list of floats; got {t}")
+        raise InputError(f"column '{name}' must be a list of floats; got {t}")
     if not _is_number(t.value_type):
-        raise ValueError(f"column '{name}' must hold numbers; got {t}")
+        raise InputError(f"column '{name}' must hold numbers; got {t}")
     flat = pa.concat_arrays([c.flatten() for c in col.chunks]) if col.num_chunks else pa.array([])
     return np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(
         len(table), width

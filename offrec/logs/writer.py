@@ -13,9 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import offrec
-from offrec._atomic import atomic_dir
-from offrec._validation import SeedLike, as_seed_sequence, check_scalar
+from offrec.core.atomic import atomic_dir
+from offrec.core.errors import InputError
+from offrec.core.validation import SeedLike, as_seed_sequence, check_scalar
+from offrec.core.version import __version__
 from offrec.logs import schema as S
 from offrec.sim.world import Trajectories, World
 
@@ -75,21 +76,21 @@ def collect(
     ``progress`` (optional) is called with the number of rows written so far.
     """
     if (n_sessions is None) == (n_decisions is None):
-        raise ValueError("give exactly one of n_sessions or n_decisions")
+        raise InputError("give exactly one of n_sessions or n_decisions")
     budget_name = "n_sessions" if n_sessions is not None else "n_decisions"
     budget: int = n_sessions if n_sessions is not None else n_decisions  # type: ignore[assignment]
     check_scalar(budget, budget_name, int, min=1)
     check_scalar(chunk_rows, "chunk_rows", int, min=1)
     check_scalar(rows_per_file, "rows_per_file", int, min=1)
     if getattr(policy, "n_actions", None) != world.n_items:
-        raise ValueError(
+        raise InputError(
             f"policy.n_actions must equal the world's n_items={world.n_items}; "
             f"got {getattr(policy, 'n_actions', None)}"
         )
     rng = np.random.default_rng(as_seed_sequence(seed))
     cfg = world.config
     metadata = {
-        S.META_VERSION: offrec.__version__,
+        S.META_VERSION: __version__,
         S.META_WORLD: cfg.to_json(),
         S.META_WORLD_SEED: json.dumps(world.seed),
         S.META_POLICY: json.dumps(policy_spec(policy)),
@@ -170,7 +171,7 @@ def _to_table(traj: Trajectories, schema: pa.Schema, session_offset: int) -> pa.
     }
     if "logging_dist" in schema.names:
         if traj.dist is None:
-            raise ValueError(
+            raise InputError(
                 "logging_dist requested but the policy's distribution was not recorded"
             )
         k = traj.dist.shape[1]

@@ -34,7 +34,6 @@ from offrec.ope.estimators import (
     round_terms,
 )
 from offrec.ope.intervals import METHODS, Interval, estimate_interval
-from offrec.ope.reward_model import FittedRewardModel, RewardModel
 from offrec.ope.runner import OffPolicyEvaluation
 
 __all__ = [
@@ -47,10 +46,8 @@ __all__ = [
     "SNIPS",
     "DRos",
     "Estimator",
-    "FittedRewardModel",
     "Interval",
     "OffPolicyEvaluation",
-    "RewardModel",
     "RoundTerms",
     "SupportViolation",
     "SwitchDR",

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from offrec.core.errors import InputError
 from offrec.ope.estimators import as_action_dist, round_terms
 
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
@@ -111,7 +112,7 @@ def support_violation(
     n = logging.shape[0] if logging.ndim else 0
     dist = as_action_dist(action_dist, "action_dist", n)
     if logging.shape != dist.shape[:2]:
-        raise ValueError(
+        raise InputError(
             f"logging_dist must have shape (n, n_actions) = {dist.shape[:2]}; got {logging.shape}"
         )
     pos = None if position is None or dist.ndim == 2 else np.asarray(position, dtype=np.intp)

@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from offrec._validation import check_scalar, first_bad
+from offrec.core.errors import InputError
+from offrec.core.validation import check_scalar, first_bad
 
 if TYPE_CHECKING:
     from offrec.ope.intervals import Interval
@@ -120,7 +121,7 @@ def round_terms(
     reward = _as_1d(reward, "reward")
     n = reward.shape[0]
     if n == 0:
-        raise ValueError("reward must have at least one row; got 0 rows")
+        raise InputError("reward must have at least one row; got 0 rows")
     pscore = _as_1d(pscore, "pscore", n)
     action = _as_index(action, "action", n)
     dist = as_action_dist(action_dist, "action_dist", n)
@@ -131,7 +132,7 @@ def round_terms(
     if estimated_rewards is not None:
         q = np.asarray(estimated_rewards)
         if q.shape != dist.shape:
-            raise ValueError(
+            raise InputError(
                 f"estimated_rewards must have the same shape as action_dist {dist.shape}; "
                 f"got {q.shape}"
             )
@@ -139,7 +140,7 @@ def round_terms(
     bad = ~((pscore > 0.0) & (pscore <= 1.0))
     if bad.any():
         i = first_bad(bad)
-        raise ValueError(f"pscore must be in (0, 1]; row {i} has {float(pscore[i])!r}")
+        raise InputError(f"pscore must be in (0, 1]; row {i} has {float(pscore[i])!r}")
     _check_range(action, "action", n_actions, "")
     if pos is not None:
         _check_range(pos, "position", n_positions, " (positions are axis 2 of action_dist)")
@@ -156,45 +157,45 @@ def round_terms(
 def _as_1d(x: Any, name: str, n: int | None = None) -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D with shape (n,); got shape {arr.shape}")
+        raise InputError(f"{name} must be 1-D with shape (n,); got shape {arr.shape}")
     if n is not None and arr.shape[0] != n:
-        raise ValueError(f"{name} must have the same length as reward ({n}); got {arr.shape[0]}")
+        raise InputError(f"{name} must have the same length as reward ({n}); got {arr.shape[0]}")
     return arr
 
 
 def _as_index(x: Any, name: str, n: int) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D with shape (n,); got shape {arr.shape}")
+        raise InputError(f"{name} must be 1-D with shape (n,); got shape {arr.shape}")
     if arr.shape[0] != n:
-        raise ValueError(f"{name} must have the same length as reward ({n}); got {arr.shape[0]}")
+        raise InputError(f"{name} must have the same length as reward ({n}); got {arr.shape[0]}")
     if arr.dtype.kind not in "iu":
-        raise ValueError(f"{name} must be integers; got dtype {arr.dtype}")
+        raise InputError(f"{name} must be integers; got dtype {arr.dtype}")
     return arr.astype(np.intp, copy=False)
 
 
 def as_action_dist(x: Any, name: str, n: int) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim not in (2, 3) or arr.shape[0] != n or 0 in arr.shape:
-        raise ValueError(
+        raise InputError(
             f"{name} must have shape (n, n_actions) or (n, n_actions, n_positions) "
             f"with n = {n}; got {arr.shape}"
         )
     if arr.dtype.kind not in "fiu":
-        raise ValueError(f"{name} must be a real-valued array; got dtype {arr.dtype}")
+        raise InputError(f"{name} must be a real-valued array; got dtype {arr.dtype}")
     return arr
 
 
 def _check_finite(x: np.ndarray, name: str) -> None:
     if not np.isfinite(x.sum()) and not np.isfinite(x).all():
         i = first_bad(~np.isfinite(x))
-        raise ValueError(f"{name} must be finite; row {i} has {float(x[i])!r}")
+        raise InputError(f"{name} must be finite; row {i} has {float(x[i])!r}")
 
 
 def _check_range(x: np.ndarray, name: str, size: int, where: str) -> None:
     if x.min() < 0 or x.max() >= size:
         i = first_bad((x < 0) | (x >= size))
-        raise ValueError(f"{name} must be in [0, {size}){where}; row {i} has {int(x[i])}")
+        raise InputError(f"{name} must be in [0, {size}){where}; row {i} has {int(x[i])}")
 
 
 def _gather(x: np.ndarray, action: np.ndarray, position: np.ndarray | None) -> np.ndarray:
@@ -254,9 +255,9 @@ def _raise_non_finite(qb: np.ndarray, out: np.ndarray, start: int) -> None:
     if bad.any():
         i = first_bad(bad)
         value = float(qb[i][bad[i]][0])
-        raise ValueError(f"estimated_rewards must be finite; row {start + i} has {value!r}")
+        raise InputError(f"estimated_rewards must be finite; row {start + i} has {value!r}")
     i = first_bad(~np.isfinite(out))  # finite entries, but sum_a pi * q overflows
-    raise ValueError(f"estimated_rewards are too large: sum_a pi * q overflows in row {start + i}")
+    raise InputError(f"estimated_rewards are too large: sum_a pi * q overflows in row {start + i}")
 
 
 def _check_dist_block(block: np.ndarray, start: int) -> None:
@@ -270,16 +271,16 @@ def _check_dist_block(block: np.ndarray, start: int) -> None:
     row = block[i]
     if not np.isfinite(row).all():
         value = float(row[~np.isfinite(row)][0])
-        raise ValueError(f"action_dist must be finite; row {start + i} has {value!r}")
+        raise InputError(f"action_dist must be finite; row {start + i} has {value!r}")
     if (row < 0).any():
         value = float(row[row < 0][0])
-        raise ValueError(f"action_dist must be non-negative; row {start + i} has {value!r}")
+        raise InputError(f"action_dist must be non-negative; row {start + i} has {value!r}")
     if block.ndim == 2:
         where, total = f"row {start + i}", float(sums[i])
     else:
         k = int(np.flatnonzero(bad_sum[i])[0])
         where, total = f"row {start + i}, position {k}", float(sums[i, k])
-    raise ValueError(
+    raise InputError(
         f"action_dist rows must sum to 1 (tolerance {SUM_TOL:g}); {where} sums to {total!r}"
     )
 
@@ -316,11 +317,11 @@ class Parts:
 def resolve(estimator: str, params: dict[str, Any]) -> dict[str, Any]:
     """Check ``estimator`` and its ``params``; return the params with defaults filled in."""
     if estimator not in _PARAMS:
-        raise ValueError(f"estimator must be one of {list(ESTIMATORS)}; got {estimator!r}")
+        raise InputError(f"estimator must be one of {list(ESTIMATORS)}; got {estimator!r}")
     valid = _PARAMS[estimator]
     for key in params:
         if key not in valid:
-            raise ValueError(
+            raise InputError(
                 f"unknown parameter {key!r} for estimator {estimator!r}; "
                 f"valid parameters: {list(valid) if valid else 'none'}"
             )
@@ -359,8 +360,8 @@ def parts(estimator: str, terms: RoundTerms, **params: Any) -> Parts:
     return Parts(terms.q_target + omega * residual)
 
 
-def _model_error(estimator: str) -> ValueError:
-    return ValueError(
+def _model_error(estimator: str) -> InputError:
+    return InputError(
         f"estimator {estimator!r} needs estimated_rewards with the shape of action_dist "
         "(e.g. from RewardModel.fit_predict); got None"
     )
@@ -382,7 +383,7 @@ def _shrink(w: np.ndarray, lam: float) -> np.ndarray:
 
 def _check_weight_mass(w: np.ndarray, estimator: str) -> None:
     if not w.sum() > 0:
-        raise ValueError(
+        raise InputError(
             f"{estimator} is undefined: every importance weight is 0 "
             "(the target puts no mass on any logged action)"
         )
@@ -590,7 +591,7 @@ class DR(Estimator):
 
     Assumptions: unconfoundedness and support; then unbiased (for ``lambda_=inf``)
     when *either* the propensities or the reward model are correct. The reward
-    model should be cross-fitted (:class:`~offrec.ope.reward_model.RewardModel`).
+    model should be cross-fitted (:class:`~offrec.reward.model.RewardModel`).
 
     >>> import numpy as np
     >>> DR().estimate_policy_value(

@@ -22,12 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from offrec._validation import check_scalar
+from offrec.core.errors import InputError
+from offrec.core.validation import check_scalar
 from offrec.logs.data import LoggedData
 from offrec.ope.estimators import NEEDS_MODEL
-from offrec.ope.reward_model import RewardModel
 from offrec.ope.runner import OffPolicyEvaluation
 from offrec.ope.sequential import evaluate_sequential
+from offrec.reward.model import RewardModel
 
 
 def simulate_logged_data(world: Any, logger: Any, n_rows: int, seed: int) -> LoggedData:
@@ -61,7 +62,7 @@ class EstimatorEvaluation:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from offrec._atomic import atomic_write_bytes
+        from offrec.core.atomic import atomic_write_bytes
 
         s = self.summary
         policies = list(dict.fromkeys(s["policy"]))
@@ -123,7 +124,7 @@ def evaluate_estimators(
     """
     check_scalar(n_rows, "n_rows", int, min=2)
     if not seeds:
-        raise ValueError("seeds must name at least one seed")
+        raise InputError("seeds must name at least one seed")
     session = world.config.horizon > 1
     truth = {
         name: world.true_value(p, n_sessions=truth_sessions, seed=12345).value

@@ -44,7 +44,8 @@ from typing import Any
 import numpy as np
 from scipy.special import stdtrit
 
-from offrec._validation import SeedLike, as_generator, check_scalar
+from offrec.core.errors import InputError
+from offrec.core.validation import SeedLike, as_generator, check_scalar
 from offrec.ope.estimators import Parts, RoundTerms, parts, require_model, resolve, round_terms
 
 METHODS: tuple[str, ...] = ("bootstrap", "normal", "bernstein")
@@ -132,7 +133,7 @@ def interval_from_terms(
     """:func:`estimate_interval` on precomputed :class:`~offrec.ope.estimators.RoundTerms`."""
     check_interval_options(method, n_bootstrap, alpha, bound)
     if terms.n < 2:
-        raise ValueError(f"an interval needs at least 2 rows; got {terms.n}")
+        raise InputError(f"an interval needs at least 2 rows; got {terms.n}")
     p = parts(estimator, terms, **params)
     value = p.value()
     if method == "bootstrap":
@@ -156,7 +157,7 @@ def check_interval_options(
 ) -> None:
     """Check the interval options; errors name the option and the rule."""
     if method not in METHODS:
-        raise ValueError(f"method must be one of {list(METHODS)}; got {method!r}")
+        raise InputError(f"method must be one of {list(METHODS)}; got {method!r}")
     check_scalar(n_bootstrap, "n_bootstrap", int, min=1)
     check_scalar(alpha, "alpha", float, min=0.0, max=1.0, min_inclusive=False, max_inclusive=False)
     if bound is not None:

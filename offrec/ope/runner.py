@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from offrec._validation import SeedLike, as_seed_sequence
+from offrec.core.errors import InputError, InputTypeError
+from offrec.core.policy import Policy
+from offrec.core.validation import SeedLike, as_seed_sequence
 from offrec.logs.data import LoggedData
 from offrec.ope.diagnostics import support_violation, weight_stats
 from offrec.ope.estimators import (
@@ -20,8 +22,7 @@ from offrec.ope.estimators import (
     round_terms,
 )
 from offrec.ope.intervals import check_interval_options, interval_from_terms
-from offrec.ope.reward_model import RewardModel
-from offrec.policies.base import Policy
+from offrec.reward.model import RewardModel
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,12 +83,12 @@ class OffPolicyEvaluation:
         seed: SeedLike = None,
     ) -> None:
         if not isinstance(data, LoggedData):
-            raise TypeError(f"data must be a LoggedData; got {type(data).__name__}")
+            raise InputTypeError(f"data must be a LoggedData; got {type(data).__name__}")
         self.data = data
         self.policies = _named(policies)
         for name, policy in self.policies.items():
             if getattr(policy, "n_actions", None) != data.n_actions:
-                raise ValueError(
+                raise InputError(
                     f"policy {name!r} must have n_actions == data.n_actions ({data.n_actions}); "
                     f"got {getattr(policy, 'n_actions', None)!r}"
                 )
@@ -95,10 +96,10 @@ class OffPolicyEvaluation:
             estimators = ("ips", "snips") + (("dm", "dr", "sndr") if reward_model else ())
         self.estimators = [_as_estimator(e) for e in estimators]
         if not self.estimators:
-            raise ValueError("estimators must name at least one estimator; got none")
+            raise InputError("estimators must name at least one estimator; got none")
         need = [e.label for e in self.estimators if e.name in NEEDS_MODEL]
         if need and reward_model is None:
-            raise ValueError(
+            raise InputError(
                 f"estimators {need} need a reward model; pass reward_model=RewardModel(...) "
                 "or leave them out"
             )
@@ -134,7 +135,7 @@ class OffPolicyEvaluation:
         for name, policy in self.policies.items():
             dist = np.asarray(policy.action_dist(data.context))
             if dist.shape != (data.n_rows, data.n_actions):
-                raise ValueError(
+                raise InputError(
                     f"policy {name!r}: action_dist must return shape "
                     f"{(data.n_rows, data.n_actions)}; got {dist.shape}"
                 )
@@ -173,14 +174,14 @@ class OffPolicyEvaluation:
                 estimated_rewards=self.estimated_rewards_,
             )
         except ValueError as err:
-            raise ValueError(f"policy {name!r}: {err}") from err
+            raise InputError(f"policy {name!r}: {err}") from err
 
 
 def _as_estimator(e: str | Estimator) -> Estimator:
     if isinstance(e, Estimator):
         return e
     if e not in ESTIMATOR_CLASSES:
-        raise ValueError(f"estimator must be one of {list(ESTIMATORS)}; got {e!r}")
+        raise InputError(f"estimator must be one of {list(ESTIMATORS)}; got {e!r}")
     return ESTIMATOR_CLASSES[e]()
 
 
@@ -194,8 +195,8 @@ def _named(policies: Mapping[str, Policy] | Sequence[Policy]) -> dict[str, Polic
             base = base if isinstance(base, str) else type(policy).__name__
             named[base if base not in named else f"{base}#{i}"] = policy
     if not named:
-        raise ValueError("policies must contain at least one policy; got none")
+        raise InputError("policies must contain at least one policy; got none")
     for name, policy in named.items():
         if not callable(getattr(policy, "action_dist", None)):
-            raise TypeError(f"policy {name!r} must have an action_dist(obs) method")
+            raise InputTypeError(f"policy {name!r} must have an action_dist(obs) method")
     return named

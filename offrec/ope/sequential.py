@@ -34,7 +34,8 @@ import numpy as np
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
-from offrec._validation import SeedLike, as_generator, check_scalar
+from offrec.core.errors import InputError
+from offrec.core.validation import SeedLike, as_generator, check_scalar
 from offrec.logs.data import LoggedData
 from offrec.ope.intervals import Interval
 
@@ -68,21 +69,21 @@ def episode_index(session_id: np.ndarray, step: np.ndarray) -> EpisodeIndex:
     session_id = np.asarray(session_id)
     step = np.asarray(step, dtype=np.int64)
     if session_id.shape != step.shape or session_id.ndim != 1:
-        raise ValueError(
+        raise InputError(
             f"session_id and step must be 1-D of one length; got {session_id.shape}, {step.shape}"
         )
     uniq, episode = np.unique(session_id, return_inverse=True)
     counts = np.bincount(episode)
     if (step < 0).any() or (step >= counts[episode]).any():
         i = int(np.flatnonzero((step < 0) | (step >= counts[episode]))[0])
-        raise ValueError(
+        raise InputError(
             f"step must run 0..len-1 within each session; row {i} (session {session_id[i]}) "
             f"has step {step[i]} in a session of {counts[episode[i]]} rows"
         )
     seen = np.zeros((uniq.size, int(counts.max())), bool)
     seen[episode, step] = True
     if seen.sum() != step.size:
-        raise ValueError(
+        raise InputError(
             "step must not repeat within a session (duplicated (session_id, step) rows)"
         )
     return EpisodeIndex(episode, step, int(uniq.size), int(counts.max()))
@@ -193,13 +194,13 @@ def _terms(
     gamma: float,
 ) -> _EpisodeTerms:
     if estimator not in SEQUENTIAL_ESTIMATORS:
-        raise ValueError(
+        raise InputError(
             f"sequential estimator must be one of {list(SEQUENTIAL_ESTIMATORS)}; got {estimator!r}"
         )
     idx = episode_index(data.session_id, data.step)
     n = data.n_rows
     if dist.shape != (n, data.n_actions):
-        raise ValueError(f"action_dist must have shape ({n}, {data.n_actions}); got {dist.shape}")
+        raise InputError(f"action_dist must have shape ({n}, {data.n_actions}); got {dist.shape}")
     rows = np.arange(n)
     w = idx.pad(dist[rows, data.action] / data.pscore, fill=1.0)
     r = idx.pad(data.reward)
@@ -216,7 +217,7 @@ def _terms(
     if estimator == "wtis":
         return _EpisodeTerms(zeros, (rho[:, -1] * (r @ disc))[:, None], rho[:, -1:])
     if q_hat is None:
-        raise ValueError(
+        raise InputError(
             f"estimator {estimator!r} needs q_hat (n, n_actions) or a fitted FQE model"
         )
     v_hat = idx.pad(np.einsum("na,na->n", dist, q_hat))
@@ -258,7 +259,7 @@ def estimate_sequential(
     check_scalar(gamma, "gamma", float, min=0.0, max=1.0)
     check_scalar(alpha, "alpha", float, min=0.0, max=1.0, min_inclusive=False, max_inclusive=False)
     if method not in ("bootstrap", "normal"):
-        raise ValueError(f"method must be 'bootstrap' or 'normal'; got {method!r}")
+        raise InputError(f"method must be 'bootstrap' or 'normal'; got {method!r}")
     dist = np.asarray(
         policy if isinstance(policy, np.ndarray) else policy.action_dist(data.context)
     )
@@ -312,7 +313,7 @@ def evaluate_sequential(
     rows = []
     for name, target in targets.items():
         if hasattr(target, "action_dist_state"):
-            raise ValueError(
+            raise InputError(
                 f"target {name!r} is an oracle: it needs the hidden session state, so it "
                 "cannot be scored off-policy in session mode"
             )

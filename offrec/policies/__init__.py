@@ -1,5 +1,13 @@
 """Policies: the protocol, heads, logging policies and learners."""
 
+from offrec.core.policy import (
+    BasePolicy,
+    Head,
+    Policy,
+    ScorePolicy,
+    UniformPolicy,
+    sample_from_dist,
+)
 from offrec.policies.bandits import (
     UCB1,
     BanditLearner,
@@ -8,14 +16,6 @@ from offrec.policies.bandits import (
     LinTS,
     LinUCB,
     LogisticEpsilonGreedy,
-)
-from offrec.policies.base import (
-    BasePolicy,
-    Head,
-    Policy,
-    ScorePolicy,
-    UniformPolicy,
-    sample_from_dist,
 )
 from offrec.policies.offline import IPWLearner, RewardModelGreedy, fit_logged
 from offrec.policies.online import LearningCurve, plot_learning_curves, run_online

@@ -18,7 +18,7 @@ Contextual (one model per arm on the features ``phi(x) = [1, x]``):
   few Newton steps on ``log N(w; m_a, P_a^{-1}) + sum w_i log Bernoulli(r_i; sigmoid(phi_i^T w))``
   and keeps the new mode and Hessian (Chapelle & Li 2011, with a full precision matrix).
 
-Every learner is a :class:`~offrec.policies.base.Policy`::
+Every learner is a :class:`~offrec.core.policy.Policy`::
 
     action_dist(obs (n, d)) -> (n, n_actions)
     sample(obs, rng)        -> actions (n,), pscores (n,)   (pscore == action_dist at the action)
@@ -59,8 +59,9 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.special import expit
 
-from offrec._validation import SeedLike, as_seed_sequence, check_scalar, first_bad
-from offrec.policies.base import BasePolicy, Head
+from offrec.core.errors import InputError, InputTypeError
+from offrec.core.policy import BasePolicy, Head
+from offrec.core.validation import SeedLike, as_seed_sequence, check_scalar, first_bad
 
 __all__ = [
     "LEARNERS",
@@ -89,18 +90,18 @@ def check_context(obs: Any, context_dim: int | None, name: str = "obs") -> np.nd
     """``obs`` as a finite float64 (n, d) array; ``d`` must equal ``context_dim`` when given."""
     x = np.asarray(obs)
     if x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (n, d); got shape {x.shape}")
+        raise InputError(f"{name} must be a 2-D array (n, d); got shape {x.shape}")
     if context_dim is not None and x.shape[1] != context_dim:
-        raise ValueError(
+        raise InputError(
             f"{name} must have {context_dim} columns (the model's context_dim); got {x.shape[1]}"
         )
     if x.dtype == bool or not np.issubdtype(x.dtype, np.number):
-        raise ValueError(f"{name} must be numeric; got dtype {x.dtype}")
+        raise InputError(f"{name} must be numeric; got dtype {x.dtype}")
     x = x.astype(np.float64, copy=False)
     bad = ~np.isfinite(x)
     if bad.any():
         i = first_bad(bad)
-        raise ValueError(f"{name} must be finite; row {i} has {x[i].tolist()}")
+        raise InputError(f"{name} must be finite; row {i} has {x[i].tolist()}")
     return x
 
 
@@ -124,51 +125,51 @@ def check_feedback(
     """
     a = np.asarray(action)
     if a.ndim != 1:
-        raise ValueError(f"action must be a 1-D array (n,); got shape {a.shape}")
+        raise InputError(f"action must be a 1-D array (n,); got shape {a.shape}")
     if a.size and (a.dtype == bool or not np.issubdtype(a.dtype, np.integer)):
-        raise ValueError(f"action must be integers; got dtype {a.dtype}")
+        raise InputError(f"action must be integers; got dtype {a.dtype}")
     a = a.astype(np.int64, copy=False)
     n = a.shape[0]
     bad = (a < 0) | (a >= n_actions)
     if bad.any():
         i = first_bad(bad)
-        raise ValueError(f"action must be in [0, {n_actions}); row {i} has {int(a[i])}")
+        raise InputError(f"action must be in [0, {n_actions}); row {i} has {int(a[i])}")
     r = np.asarray(reward)
     if r.shape != (n,):
-        raise ValueError(f"reward must have shape ({n},) like action; got {r.shape}")
+        raise InputError(f"reward must have shape ({n},) like action; got {r.shape}")
     if r.size and (r.dtype == bool or not np.issubdtype(r.dtype, np.number)):
-        raise ValueError(f"reward must be numeric; got dtype {r.dtype}")
+        raise InputError(f"reward must be numeric; got dtype {r.dtype}")
     r = r.astype(np.float64, copy=False)
     bad = ~np.isfinite(r)
     if bad.any():
         i = first_bad(bad)
-        raise ValueError(f"reward must be finite; row {i} has {r[i]}")
+        raise InputError(f"reward must be finite; row {i} has {r[i]}")
     if reward_range is not None:
         lo, hi = reward_range
         bad = (r < lo) | (r > hi)
         if bad.any():
             i = first_bad(bad)
-            raise ValueError(f"reward must be in [{lo:g}, {hi:g}]{who}; row {i} has {r[i]}")
+            raise InputError(f"reward must be in [{lo:g}, {hi:g}]{who}; row {i} has {r[i]}")
     if weight is None:
         w = np.ones(n)
     else:
         w = np.asarray(weight)
         if w.shape != (n,):
-            raise ValueError(f"weight must have shape ({n},) like action; got {w.shape}")
+            raise InputError(f"weight must have shape ({n},) like action; got {w.shape}")
         w = w.astype(np.float64, copy=False)
         bad = ~np.isfinite(w) | (w < 0)
         if bad.any():
             i = first_bad(bad)
-            raise ValueError(f"weight must be finite and >= 0; row {i} has {w[i]}")
+            raise InputError(f"weight must be finite and >= 0; row {i} has {w[i]}")
     x: np.ndarray | None = None
     if context_dim is not None:
         if context is None:
-            raise ValueError("context is required by a contextual learner; got None")
+            raise InputError("context is required by a contextual learner; got None")
         x = check_context(context, context_dim, name="context")
         if x.shape[0] != n:
-            raise ValueError(f"context must have {n} rows like action; got {x.shape[0]}")
+            raise InputError(f"context must have {n} rows like action; got {x.shape[0]}")
     elif context is not None and len(context) != n:
-        raise ValueError(f"context must have {n} rows like action; got {len(context)}")
+        raise InputError(f"context must have {n} rows like action; got {len(context)}")
     return x, a, r, w
 
 
@@ -176,7 +177,7 @@ def _seed_int(seed: SeedLike) -> int:
     """An int seed to store (so saved learners reproduce); a fresh one when ``seed`` is None."""
     if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
         if seed < 0:
-            raise ValueError(f"seed must be >= 0; got {seed}")
+            raise InputError(f"seed must be >= 0; got {seed}")
         return int(seed)
     return int(as_seed_sequence(seed).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
@@ -188,7 +189,7 @@ def _as_head(head: Head | dict[str, Any] | None, default: Head) -> Head:
         return head
     if isinstance(head, dict):
         return Head(**head)
-    raise TypeError(f"head must be a Head or a dict; got {type(head).__name__}")
+    raise InputTypeError(f"head must be a Head or a dict; got {type(head).__name__}")
 
 
 # -- grouped sums ------------------------------------------------------------------------------
@@ -267,7 +268,7 @@ class BanditLearner(BasePolicy):
         if context_dim is not None:
             check_scalar(context_dim, "context_dim", int, min=1)
         if not isinstance(explore, bool):
-            raise TypeError(f"explore must be a bool; got {explore!r}")
+            raise InputTypeError(f"explore must be a bool; got {explore!r}")
         self.n_actions = int(n_actions)
         self.context_dim = None if context_dim is None else int(context_dim)
         self.head = head
@@ -291,7 +292,7 @@ class BanditLearner(BasePolicy):
             return check_context(obs, self.context_dim)
         x = np.asarray(obs)
         if x.ndim != 2:
-            raise ValueError(f"obs must be a 2-D array (n, d); got shape {x.shape}")
+            raise InputError(f"obs must be a 2-D array (n, d); got shape {x.shape}")
         return x
 
     # -- learning --------------------------------------------------------------------------
@@ -373,11 +374,11 @@ class BanditLearner(BasePolicy):
         expected = self.get_state()
         missing = sorted(set(expected) - set(state))
         if missing:
-            raise ValueError(f"{type(self).__name__} state is missing arrays {missing}")
+            raise InputError(f"{type(self).__name__} state is missing arrays {missing}")
         for key, ref in expected.items():
             got = np.asarray(state[key])
             if got.shape != ref.shape:
-                raise ValueError(
+                raise InputError(
                     f"{type(self).__name__} state array {key!r} must have shape {ref.shape}; "
                     f"got {got.shape}"
                 )
@@ -630,7 +631,7 @@ class _Linear(BanditLearner):
     def _init_linear(self, context_dim: int, reg: float, fit_intercept: bool) -> None:
         check_scalar(reg, "reg", float, min=0.0, min_inclusive=False)
         if not isinstance(fit_intercept, bool):
-            raise TypeError(f"fit_intercept must be a bool; got {fit_intercept!r}")
+            raise InputTypeError(f"fit_intercept must be a bool; got {fit_intercept!r}")
         self.reg = float(reg)
         self.fit_intercept = fit_intercept
         self.n_features = int(context_dim) + int(fit_intercept)
@@ -935,7 +936,7 @@ def make_learner(name: str, n_actions: int, context_dim: int, **params: Any) -> 
     """The learner called ``name`` in :data:`LEARNERS`, sized for ``n_actions`` items and
     (contextual learners) ``context_dim`` features."""
     if name not in LEARNERS:
-        raise ValueError(f"learner must be one of {list(LEARNERS)}; got {name!r}")
+        raise InputError(f"learner must be one of {list(LEARNERS)}; got {name!r}")
     cls = LEARNERS[name]
     if cls.contextual:
         return cls(n_actions, context_dim, **params)  # type: ignore[call-arg]

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from offrec._validation import check_scalar
-from offrec.policies.base import BasePolicy, Head, ScorePolicy, UniformPolicy
+from offrec.core.errors import InputError
+from offrec.core.policy import BasePolicy, Head, ScorePolicy, UniformPolicy
+from offrec.core.validation import check_scalar
 from offrec.sim.world import World
 
 LOGGER_KINDS = ("uniform", "epsilon_greedy", "softmax")
@@ -80,7 +81,7 @@ def logging_policy(
             probability 0 (deficient support). ``None`` = all items.
     """
     if kind not in LOGGER_KINDS:
-        raise ValueError(f"logging policy kind must be one of {list(LOGGER_KINDS)}; got {kind!r}")
+        raise InputError(f"logging policy kind must be one of {list(LOGGER_KINDS)}; got {kind!r}")
     if kind == "uniform":
         return UniformPolicy(
             world.n_items, support=None if support is None else np.asarray(support)

@@ -40,12 +40,12 @@ Reward models of :class:`RewardModelGreedy` (``model=``), all stored without pic
   would give, but one vectorized solve for all items). Stored as ``coef``
   (n_actions, d) and ``intercept`` (n_actions,). It is the best of the three on the
   default world (see ``tests/policies/test_offline.py`` for figures).
-- ``"logistic"``: the OPE reward model :class:`offrec.ope.reward_model.RewardModel`
+- ``"logistic"``: the OPE reward model :class:`offrec.reward.model.RewardModel`
   (``kind="logistic"``), fitted on all rows. Its logit
   ``b0 + beta^T z + gamma_a + delta_a^T z`` on standardized ``z = (x - mean) / scale``
   is folded into one linear logit per item, ``coef_a^T x + intercept_a``, and stored as
   above: the same numbers scikit-learn fitted.
-- ``"gbm"``: :class:`~offrec.ope.reward_model.RewardModel` (``kind="gbm"``), a
+- ``"gbm"``: :class:`~offrec.reward.model.RewardModel` (``kind="gbm"``), a
   ``HistGradientBoostingClassifier`` on ``[x, action]`` (the action categorical up to
   255 items). Stored as the fitted trees' node arrays (scikit-learn's own
   ``TreePredictor`` records: a structured numpy array, no objects), their categorical
@@ -64,14 +64,15 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.special import expit, log_softmax
 
-from offrec._validation import check_scalar, first_bad
+from offrec.core.errors import InputError, InputTypeError
+from offrec.core.policy import BasePolicy, Head
+from offrec.core.validation import check_scalar, first_bad
 from offrec.policies.bandits import (
     BanditLearner,
     _as_head,
     check_context,
     check_feedback,
 )
-from offrec.policies.base import BasePolicy, Head
 
 __all__ = ["IPWLearner", "RewardModelGreedy", "fit_logged", "ipw_weights", "logged_arrays"]
 
@@ -91,24 +92,24 @@ def logged_arrays(
     """
     if hasattr(data, "action") and hasattr(data, "reward"):
         if action is not None or reward is not None:
-            raise ValueError("pass either a LoggedData / Trajectories or arrays, not both")
+            raise InputError("pass either a LoggedData / Trajectories or arrays, not both")
         context = data.context if hasattr(data, "context") else data.obs
         return context, data.action, data.reward, getattr(data, "pscore", None)
     if action is None or reward is None:
-        raise ValueError("action and reward are required when data is a context array")
+        raise InputError("action and reward are required when data is a context array")
     return data, action, reward, pscore
 
 
 def _check_pscore(pscore: Any, n: int) -> np.ndarray:
     if pscore is None:
-        raise ValueError("pscore is required for importance weighting; got None")
+        raise InputError("pscore is required for importance weighting; got None")
     p = np.asarray(pscore, dtype=np.float64)
     if p.shape != (n,):
-        raise ValueError(f"pscore must have shape ({n},) like action; got {p.shape}")
+        raise InputError(f"pscore must have shape ({n},) like action; got {p.shape}")
     bad = ~np.isfinite(p) | (p <= 0) | (p > 1)
     if bad.any():
         i = first_bad(bad)
-        raise ValueError(f"pscore must be in (0, 1]; row {i} has {p[i]}")
+        raise InputError(f"pscore must be in (0, 1]; row {i} has {p[i]}")
     return p
 
 
@@ -153,7 +154,9 @@ def fit_logged(
             ``partial_fit``, as if it had been learned online.
     """
     if not isinstance(learner, BanditLearner):
-        raise TypeError(f"learner must be an offrec bandit learner; got {type(learner).__name__}")
+        raise InputTypeError(
+            f"learner must be an offrec bandit learner; got {type(learner).__name__}"
+        )
     context, a, r, p = logged_arrays(data, action, reward, pscore)
     if ipw is None:
         ipw = not learner.contextual
@@ -202,13 +205,13 @@ class _OfflinePolicy(BasePolicy):
     def _sizes_from(self, context: Any, action: Any) -> None:
         x = np.asarray(context)
         if x.ndim != 2:
-            raise ValueError(f"context must be a 2-D array (n, d); got shape {x.shape}")
+            raise InputError(f"context must be a 2-D array (n, d); got shape {x.shape}")
         if self.context_dim is None:
             self.context_dim = int(x.shape[1])
         if self.n_actions is None:
             a = np.asarray(action)
             if a.size == 0 or not np.issubdtype(a.dtype, np.integer):
-                raise ValueError("n_actions must be given when action is empty or not integers")
+                raise InputError("n_actions must be given when action is empty or not integers")
             self.n_actions = int(a.max()) + 1
 
     @property
@@ -217,7 +220,7 @@ class _OfflinePolicy(BasePolicy):
 
     def _require_fitted(self) -> None:
         if not self._fitted:
-            raise ValueError(f"{type(self).__name__} is not fitted; call fit(...) first")
+            raise InputError(f"{type(self).__name__} is not fitted; call fit(...) first")
 
     def action_dist(self, obs: np.ndarray) -> np.ndarray:
         """The head applied to :meth:`scores`, (n, n_actions) float64."""
@@ -255,9 +258,9 @@ class _OfflinePolicy(BasePolicy):
     ) -> None:
         for key, shape in shapes.items():
             if key not in state:
-                raise ValueError(f"{type(self).__name__} state is missing array {key!r}")
+                raise InputError(f"{type(self).__name__} state is missing array {key!r}")
             if state[key].shape != shape:
-                raise ValueError(
+                raise InputError(
                     f"{type(self).__name__} state array {key!r} must have shape {shape}; "
                     f"got {state[key].shape}"
                 )
@@ -304,9 +307,9 @@ class RewardModelGreedy(_OfflinePolicy):
         seed: int = 0,
     ) -> None:
         if model not in self.MODELS:
-            raise ValueError(f"model must be one of {list(self.MODELS)}; got {model!r}")
+            raise InputError(f"model must be one of {list(self.MODELS)}; got {model!r}")
         if weighting not in ("none", "ipw"):
-            raise ValueError(f"weighting must be one of ['none', 'ipw']; got {weighting!r}")
+            raise InputError(f"weighting must be one of ['none', 'ipw']; got {weighting!r}")
         check_scalar(C, "C", float, min=0.0, min_inclusive=False)
         check_scalar(seed, "seed", int, min=0)
         self.model, self.weighting = model, weighting
@@ -322,8 +325,8 @@ class RewardModelGreedy(_OfflinePolicy):
         self, data: Any, action: Any = None, reward: Any = None, pscore: Any = None
     ) -> RewardModelGreedy:
         """Fit the reward model on all rows (``pscore`` only for ``weighting="ipw"``)."""
-        from offrec.ope.reward_model import RewardModel
         from offrec.policies.bandits import LogisticEpsilonGreedy
+        from offrec.reward.model import RewardModel
 
         context, a, r, p = logged_arrays(data, action, reward, pscore)
         self._sizes_from(context, a)
@@ -407,7 +410,7 @@ def _fold_logistic(fitted: Any, n_actions: int) -> tuple[np.ndarray, np.ndarray]
     mean, scale = np.asarray(fitted.mean, np.float64), np.asarray(fitted.scale, np.float64)
     d, k = mean.shape[0], n_actions
     if coef.shape[0] != d + k + d * k:
-        raise ValueError(
+        raise InputError(
             f"unexpected logistic reward model width {coef.shape[0]}; expected d + k + d k = "
             f"{d + k + d * k} for d={d}, k={k} (no positions)"
         )
@@ -449,7 +452,7 @@ class _TreeEnsemble:
     def from_classifier(cls, clf: Any, context_dim: int) -> _TreeEnsemble:
         """Arrays of a binary ``HistGradientBoostingClassifier`` fitted on ``[x, action]``."""
         if getattr(clf, "n_trees_per_iteration_", 1) != 1:
-            raise ValueError("the gbm reward model must be a binary classifier")
+            raise InputError("the gbm reward model must be a binary classifier")
         known, f_idx_map = clf._bin_mapper.make_known_categories_bitsets()
         if clf._preprocessor is not None:  # action categorical: sklearn moves it first, encoded
             encoder = clf._preprocessor.named_transformers_["encoder"]
@@ -470,7 +473,7 @@ class _TreeEnsemble:
             "categories": categories,
         }
         if arrays["f_idx_map"].shape != (context_dim + 1,):
-            raise ValueError(
+            raise InputError(
                 f"the gbm reward model has {arrays['f_idx_map'].shape[0]} features; "
                 f"expected context_dim + 1 = {context_dim + 1}"
             )
@@ -484,17 +487,17 @@ class _TreeEnsemble:
         )  # fmt: skip
         missing = [k for k in keys if k not in state]
         if missing:
-            raise ValueError(f"gbm reward model state is missing arrays {missing}")
+            raise InputError(f"gbm reward model state is missing arrays {missing}")
         from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
 
         nodes = state["nodes"]
         if nodes.dtype.names != PREDICTOR_RECORD_DTYPE.names:
-            raise ValueError(
+            raise InputError(
                 "gbm reward model nodes do not match this scikit-learn's tree record fields "
                 f"{PREDICTOR_RECORD_DTYPE.names}; got {nodes.dtype.names}"
             )
         if state["f_idx_map"].shape != (context_dim + 1,):
-            raise ValueError(
+            raise InputError(
                 f"gbm reward model was fitted on {state['f_idx_map'].shape[0] - 1} context "
                 f"columns; this policy has context_dim={context_dim}"
             )
@@ -599,7 +602,7 @@ class IPWLearner(_OfflinePolicy):
             np.minimum(w, self.clip, out=w)
         keep = w > 0
         if not keep.any():
-            raise ValueError("reward must be > 0 on at least one row to fit IPWLearner; all are 0")
+            raise InputError("reward must be > 0 on at least one row to fit IPWLearner; all are 0")
         x, y, w = x[keep], a_arr[keep], w[keep] / w[keep].mean()
         k, d = self.n_actions, self.context_dim
         assert d is not None

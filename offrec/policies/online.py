@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from offrec._validation import SeedLike, as_seed_sequence, check_scalar
+from offrec.core.errors import InputError, InputTypeError
+from offrec.core.validation import SeedLike, as_seed_sequence, check_scalar
 
 __all__ = ["LearningCurve", "plot_learning_curves", "run_online"]
 
@@ -184,14 +185,14 @@ def run_online(
     from offrec.sim.world import SessionBatch, World
 
     if not isinstance(world, World):
-        raise TypeError(f"world must be an offrec.sim.World; got {type(world).__name__}")
+        raise InputTypeError(f"world must be an offrec.sim.World; got {type(world).__name__}")
     for attr in ("sample", "partial_fit"):
         if not callable(getattr(learner, attr, None)):
-            raise TypeError(
+            raise InputTypeError(
                 f"learner must have a {attr}() method; {type(learner).__name__} has not"
             )
     if getattr(learner, "n_actions", None) != world.n_items:
-        raise ValueError(
+        raise InputError(
             f"learner.n_actions must equal the world's n_items={world.n_items}; "
             f"got {getattr(learner, 'n_actions', None)}"
         )
@@ -264,7 +265,7 @@ def plot_learning_curves(
     Right panel: cumulative regret against the myopic oracle. Returns the path.
     """
     if not curves:
-        raise ValueError("curves must hold at least one LearningCurve; got an empty dict")
+        raise InputError("curves must hold at least one LearningCurve; got an empty dict")
     # a bare Figure renders with the Agg canvas and touches no pyplot / global backend state
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter

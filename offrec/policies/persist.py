@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from offrec._atomic import atomic_dir
-from offrec.policies.base import UniformPolicy
+from offrec.core.atomic import atomic_dir
+from offrec.core.errors import InputError, InputTypeError, MissingInputError
+from offrec.core.policy import UniformPolicy
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_policy", "save_policy", "saveable_types"]
 
@@ -86,7 +87,7 @@ def save_policy(policy: Any, folder: str | Path, *, overwrite: bool = False) -> 
         arrays = policy.get_state()
         sizes = {"n_actions": policy.n_actions, "context_dim": policy.context_dim}
     else:
-        raise TypeError(
+        raise InputTypeError(
             f"cannot save a {type(policy).__name__}: only these policy types can be saved "
             f"without pickling code: {', '.join(saveable_types())}"
         )
@@ -121,15 +122,15 @@ def load_policy(
     folder = Path(folder)
     cfg_path = folder / CONFIG_FILE
     if not cfg_path.is_file():
-        raise FileNotFoundError(f"no saved policy in {folder}: {CONFIG_FILE} not found")
+        raise MissingInputError(f"no saved policy in {folder}: {CONFIG_FILE} not found")
     try:
         config = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{cfg_path} is not valid JSON: {exc}") from None
+        raise InputError(f"{cfg_path} is not valid JSON: {exc}") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ValueError(f"{cfg_path} is not an offrec policy file (format must be {FORMAT!r})")
+        raise InputError(f"{cfg_path} is not an offrec policy file (format must be {FORMAT!r})")
     if config.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
+        raise InputError(
             f"{cfg_path} has format_version {config.get('format_version')!r}; "
             f"this offrec reads version {FORMAT_VERSION}"
         )
@@ -137,12 +138,12 @@ def load_policy(
     sizes = config.get("sizes", {})
     saved_n, saved_d = sizes.get("n_actions"), sizes.get("context_dim")
     if n_actions is not None and saved_n != n_actions:
-        raise ValueError(
+        raise InputError(
             f"policy in {folder} was saved for n_actions={saved_n} items; "
             f"cannot load it for n_actions={n_actions}"
         )
     if context_dim is not None and saved_d is not None and saved_d != context_dim:
-        raise ValueError(
+        raise InputError(
             f"policy in {folder} was saved for context_dim={saved_d}; "
             f"cannot load it for context_dim={context_dim}"
         )
@@ -151,17 +152,17 @@ def load_policy(
         return UniformPolicy(int(spec["n_actions"]), support=spec.get("support"))
     registry = _registry()
     if kind not in registry:
-        raise ValueError(
+        raise InputError(
             f"{cfg_path} has unknown policy type {kind!r}; known types: {', '.join(saveable_types())}"
         )
     arrays_path = folder / config["arrays"]["file"]
     if not arrays_path.is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"saved policy {folder} is incomplete: {arrays_path.name} not found"
         )
     blob = arrays_path.read_bytes()
     if hashlib.sha256(blob).hexdigest() != config["arrays"]["sha256"]:
-        raise ValueError(f"{arrays_path} does not match the checksum in {CONFIG_FILE}")
+        raise InputError(f"{arrays_path} does not match the checksum in {CONFIG_FILE}")
     with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
         state = {k: npz[k] for k in npz.files}
     policy = registry[kind].from_params(spec)

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from offrec._atomic import atomic_write_bytes  # noqa: E402
+from offrec.core.atomic import atomic_write_bytes  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:

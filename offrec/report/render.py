@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from offrec._atomic import atomic_write_text
+from offrec.core.atomic import atomic_write_text
 
 
 def _fmt(v: Any) -> str:

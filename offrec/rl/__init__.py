@@ -31,11 +31,11 @@ def _quiet_import_d3rlpy() -> None:
 
 _quiet_import_d3rlpy()
 
+from offrec.rl.config import RLConfig  # noqa: E402
 from offrec.rl.dataset import Transitions, to_replay_buffer, to_transitions  # noqa: E402
 from offrec.rl.policy import QPolicy, load_q_policy  # noqa: E402
 from offrec.rl.sampler import VectorizedReplayBuffer  # noqa: E402
 from offrec.rl.train import (  # noqa: E402
-    RLConfig,
     TrainResult,
     plot_training_curve,
     train_rl,

@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from offrec.core.errors import InputError, InputTypeError
 from offrec.logs.data import LoggedData
 
 __all__ = ["Transitions", "to_replay_buffer", "to_transitions"]
@@ -151,10 +152,10 @@ def to_transitions(data: LoggedData, *, horizon: int | None = None) -> Transitio
     end flag (a log filtered by hand) is treated as cut.
     """
     if not isinstance(data, LoggedData):
-        raise TypeError(f"data must be a LoggedData; got {type(data).__name__}")
+        raise InputTypeError(f"data must be a LoggedData; got {type(data).__name__}")
     n = data.n_rows
     if n == 0:
-        raise ValueError("data must have at least one row; got 0")
+        raise InputError("data must have at least one row; got 0")
     sid, step = np.asarray(data.session_id), np.asarray(data.step)
     order: np.ndarray | None = None
     if n > 1:
@@ -170,7 +171,7 @@ def to_transitions(data: LoggedData, *, horizon: int | None = None) -> Transitio
     both = terminated & truncated
     if both.any():
         i = int(np.flatnonzero(both)[0])
-        raise ValueError(
+        raise InputError(
             f"a row may not be both terminated and truncated; row {_orig(order, i)} "
             f"(session {int(sid[i])}, step {int(step[i])}) is both"
         )
@@ -179,7 +180,7 @@ def to_transitions(data: LoggedData, *, horizon: int | None = None) -> Transitio
     gap = ~last[:-1] & (step[1:] != step[:-1] + 1)
     if gap.any():
         i = int(np.flatnonzero(gap)[0]) + 1
-        raise ValueError(
+        raise InputError(
             f"steps of a session must be consecutive; session {int(sid[i])} goes from step "
             f"{int(step[i - 1])} to {int(step[i])} at row {_orig(order, i)}"
         )
@@ -187,7 +188,7 @@ def to_transitions(data: LoggedData, *, horizon: int | None = None) -> Transitio
     early = ended & ~last
     if early.any():
         i = int(np.flatnonzero(early)[0])
-        raise ValueError(
+        raise InputError(
             f"only the last row of a session may be terminated/truncated; row "
             f"{_orig(order, i)} (session {int(sid[i])}, step {int(step[i])}) is marked but "
             f"the session goes on"

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from offrec._validation import check_known_keys, check_scalar
-from offrec.policies.base import BasePolicy, Head
-from offrec.rl.train import threads
+from offrec.core.errors import InputError
+from offrec.core.policy import BasePolicy, Head
+from offrec.core.validation import check_known_keys, check_scalar
+from offrec.rl.config import threads
 
 __all__ = ["OnlineConfig", "OnlineResult", "SB3Policy", "require_sb3", "train_online"]
 
@@ -67,7 +68,7 @@ class OnlineConfig:
         if isinstance(self.hidden_units, list):
             object.__setattr__(self, "hidden_units", tuple(self.hidden_units))
         if self.algo not in ONLINE_ALGOS:
-            raise ValueError(
+            raise InputError(
                 f"OnlineConfig.algo must be one of {list(ONLINE_ALGOS)}; got {self.algo!r}"
             )
         for name, low in {
@@ -80,7 +81,7 @@ class OnlineConfig:
         )
         check_scalar(self.gamma, "OnlineConfig.gamma", float, min=0.0, max=1.0)
         if not isinstance(self.hidden_units, tuple) or not self.hidden_units:
-            raise ValueError(
+            raise InputError(
                 f"OnlineConfig.hidden_units must be a non-empty list of ints; got {self.hidden_units!r}"
             )
         for i, h in enumerate(self.hidden_units):
@@ -175,7 +176,7 @@ def train_online(
 
     config = config or OnlineConfig()
     if not isinstance(world.seed, int):
-        raise ValueError("world must be built with an int seed so the env can rebuild it")
+        raise InputError("world must be built with an int seed so the env can rebuild it")
     n_envs = config.n_envs if config.algo == "ppo" else 1
     env = make_vec_env(
         RecommenderEnv, n_envs=n_envs, seed=config.seed,

@@ -18,7 +18,7 @@ Saved folder (published atomically)::
                     "head": {...}, "n_actions": ..., "obs_dim": ..., "weights": {...sha256}}
     weights.npz    the inference modules' state dicts (numpy arrays, no pickle)
 
-Loading rebuilds the d3rlpy algorithm from the stored :class:`~offrec.rl.train.RLConfig`
+Loading rebuilds the d3rlpy algorithm from the stored :class:`~offrec.rl.config.RLConfig`
 and restores the weights, so ``load_q_policy(folder).action_dist(x)`` equals the saved
 policy's exactly. (d3rlpy's own ``.d3`` files are pickles, which can run code on load;
 offrec does not read them.) A loaded policy is for inference, not for resuming training.
@@ -32,17 +32,16 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from offrec._atomic import atomic_dir
-from offrec._validation import check_scalar
-from offrec.policies.base import BasePolicy, Head
-
-if TYPE_CHECKING:
-    from offrec.rl.train import RLConfig
+from offrec.core.atomic import atomic_dir
+from offrec.core.errors import InputError, InputTypeError, MissingInputError
+from offrec.core.policy import BasePolicy, Head
+from offrec.core.validation import check_scalar
+from offrec.rl.config import RLConfig, build_algo, threads
 
 __all__ = ["QPolicy", "load_q_policy"]
 
@@ -57,7 +56,7 @@ def _algo_scorer(algo: Any) -> tuple[Callable[[torch.Tensor], torch.Tensor], lis
     """(forward, modules, obs_dim, n_actions) of a built d3rlpy discrete Q-learning algo."""
     impl = getattr(algo, "impl", None)
     if impl is None:
-        raise ValueError("the d3rlpy algorithm has no model yet: train it (or create_impl) first")
+        raise InputError("the d3rlpy algorithm has no model yet: train it (or create_impl) first")
     q_funcs = impl.q_function
     imitator = getattr(impl.modules, "imitator", None)
     log_threshold = math.log(float(getattr(algo.config, "action_flexibility", 0.3)))
@@ -90,7 +89,7 @@ class QPolicy(BasePolicy):
             tensor to ``(n, n_actions)`` Q-values.
         n_actions: number of items; must match the model's output width.
         head: how Q-values become a distribution (default greedy).
-        config: the :class:`~offrec.rl.train.RLConfig` that trained ``model`` (needed to
+        config: the :class:`~offrec.rl.config.RLConfig` that trained ``model`` (needed to
             :meth:`save`).
         obs_dim: observation width (read from a d3rlpy model; required for a module).
         batch_rows: rows per forward pass (bounds memory on huge inputs).
@@ -110,7 +109,7 @@ class QPolicy(BasePolicy):
         check_scalar(batch_rows, "batch_rows", int, min=1)
         if isinstance(model, torch.nn.Module):
             if obs_dim is None:
-                raise ValueError("obs_dim is required when model is a torch module")
+                raise InputError("obs_dim is required when model is a torch module")
 
             def module_forward(x: torch.Tensor) -> torch.Tensor:
                 return model(x)
@@ -121,11 +120,11 @@ class QPolicy(BasePolicy):
         else:
             self._forward, self._modules, model_obs, model_actions = _algo_scorer(model)
             if obs_dim is not None and obs_dim != model_obs:
-                raise ValueError(f"obs_dim={obs_dim} but the model takes {model_obs} features")
+                raise InputError(f"obs_dim={obs_dim} but the model takes {model_obs} features")
         if model_actions is not None and model_actions != n_actions:
-            raise ValueError(f"n_actions={n_actions} but the model scores {model_actions} actions")
+            raise InputError(f"n_actions={n_actions} but the model scores {model_actions} actions")
         if head is not None and not isinstance(head, Head):
-            raise TypeError(f"head must be a Head; got {type(head).__name__}")
+            raise InputTypeError(f"head must be a Head; got {type(head).__name__}")
         self.model = model
         self.n_actions = n_actions
         self.obs_dim = int(model_obs)
@@ -137,9 +136,9 @@ class QPolicy(BasePolicy):
     def _check_obs(self, obs: np.ndarray) -> np.ndarray:
         x = np.asarray(obs)
         if x.ndim != 2 or x.shape[1] != self.obs_dim:
-            raise ValueError(f"obs must have shape (n, {self.obs_dim}); got {x.shape}")
+            raise InputError(f"obs must have shape (n, {self.obs_dim}); got {x.shape}")
         if not np.issubdtype(x.dtype, np.number):
-            raise ValueError(f"obs must be numeric; got dtype {x.dtype}")
+            raise InputError(f"obs must be numeric; got dtype {x.dtype}")
         return x
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
@@ -186,7 +185,7 @@ class QPolicy(BasePolicy):
         new = object.__new__(QPolicy)
         new.__dict__.update(self.__dict__)
         if not isinstance(head, Head):
-            raise TypeError(f"head must be a Head; got {type(head).__name__}")
+            raise InputTypeError(f"head must be a Head; got {type(head).__name__}")
         new.head = head
         return new
 
@@ -205,7 +204,7 @@ class QPolicy(BasePolicy):
 
     def _check_saveable(self) -> RLConfig:
         if self.config is None or isinstance(self.model, torch.nn.Module):
-            raise TypeError(
+            raise InputTypeError(
                 "only a QPolicy around a d3rlpy model trained by offrec.rl.train_rl (with "
                 "its RLConfig) can be saved"
             )
@@ -218,7 +217,7 @@ class QPolicy(BasePolicy):
         buf = io.BytesIO()
         np.savez(buf, allow_pickle=False, **arrays)
         blob = buf.getvalue()
-        from offrec import __version__
+        from offrec.core.version import __version__
 
         meta = {
             "format": FORMAT,
@@ -264,41 +263,40 @@ def load_q_policy(
         n_actions, obs_dim: the sizes the caller will use (the world's items, the log's
             context width); a model saved for other sizes raises ``ValueError`` naming both.
     """
-    from offrec.rl.train import RLConfig, build_algo, threads
 
     folder = Path(folder)
     path = folder / CONFIG_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no saved Q-policy in {folder}: {CONFIG_FILE} not found")
+        raise MissingInputError(f"no saved Q-policy in {folder}: {CONFIG_FILE} not found")
     try:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+        raise InputError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an offrec Q-policy file (format must be {FORMAT!r})")
+        raise InputError(f"{path} is not an offrec Q-policy file (format must be {FORMAT!r})")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
+        raise InputError(
             f"{path} has format_version {meta.get('format_version')!r}; "
             f"this offrec reads version {FORMAT_VERSION}"
         )
     saved_n, saved_d = int(meta["n_actions"]), int(meta["obs_dim"])
     if n_actions is not None and n_actions != saved_n:
-        raise ValueError(
+        raise InputError(
             f"Q-policy in {folder} was trained for n_actions={saved_n} items; "
             f"cannot load it for n_actions={n_actions}"
         )
     if obs_dim is not None and obs_dim != saved_d:
-        raise ValueError(
+        raise InputError(
             f"Q-policy in {folder} was trained on observations of width {saved_d}; "
             f"cannot load it for obs_dim={obs_dim}"
         )
     config = RLConfig.from_dict(meta["rl_config"])
     weights = folder / meta["weights"]["file"]
     if not weights.is_file():
-        raise FileNotFoundError(f"saved Q-policy {folder} is incomplete: {weights.name} not found")
+        raise MissingInputError(f"saved Q-policy {folder} is incomplete: {weights.name} not found")
     blob = weights.read_bytes()
     if hashlib.sha256(blob).hexdigest() != meta["weights"]["sha256"]:
-        raise ValueError(f"{weights} does not match the checksum in {CONFIG_FILE}")
+        raise InputError(f"{weights} does not match the checksum in {CONFIG_FILE}")
     with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     with threads(config.n_threads):
@@ -312,6 +310,6 @@ def load_q_policy(
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise ValueError(f"{weights} does not fit the saved config: {exc}") from None
+            raise InputError(f"{weights} does not fit the saved config: {exc}") from None
     saved_head = Head(**meta["head"])
     return QPolicy(algo, saved_n, head or saved_head, config=config)

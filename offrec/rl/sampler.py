@@ -38,7 +38,8 @@ from d3rlpy.dataset import (
 )
 from d3rlpy.dataset.trajectory_slicers import BasicTrajectorySlicer
 
-from offrec._validation import SeedLike, as_generator, check_scalar
+from offrec.core.errors import InputTypeError
+from offrec.core.validation import SeedLike, as_generator, check_scalar
 from offrec.rl.dataset import Transitions, dataset_info, to_episodes
 
 __all__ = ["VectorizedReplayBuffer"]
@@ -104,7 +105,9 @@ class VectorizedReplayBuffer(ReplayBufferBase):
 
     def __init__(self, transitions: Transitions, seed: SeedLike = None) -> None:
         if not isinstance(transitions, Transitions):
-            raise TypeError(f"transitions must be Transitions; got {type(transitions).__name__}")
+            raise InputTypeError(
+                f"transitions must be Transitions; got {type(transitions).__name__}"
+            )
         self._tr = transitions
         self._rng = as_generator(seed)
         n = transitions.n_transitions

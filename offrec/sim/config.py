@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from offrec._validation import check_known_keys
+from offrec.core.errors import InputError, InputTypeError, MissingInputError
+from offrec.core.validation import check_known_keys
 
 DEFAULT_TOPICS = (
     "sports", "news", "movies", "music", "games", "food", "travel", "tech",
@@ -67,17 +68,17 @@ class WorldConfig:
         for name, low in ints.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"WorldConfig.{name} must be an int; got {v!r}")
+                raise InputTypeError(f"WorldConfig.{name} must be an int; got {v!r}")
             if v < low:
-                raise ValueError(f"WorldConfig.{name} must be >= {low}; got {v}")
+                raise InputError(f"WorldConfig.{name} must be >= {low}; got {v}")
         for f in fields(self):
             if f.name in ints or f.name == "topic_names":
                 continue
             v = getattr(self, f.name)
             if isinstance(v, bool) or not isinstance(v, int | float):
-                raise TypeError(f"WorldConfig.{f.name} must be a number; got {v!r}")
+                raise InputTypeError(f"WorldConfig.{f.name} must be a number; got {v!r}")
             if not math.isfinite(v):
-                raise ValueError(f"WorldConfig.{f.name} must be finite; got {v!r}")
+                raise InputError(f"WorldConfig.{f.name} must be finite; got {v!r}")
         positive = ("profile_concentration",)
         non_negative = (
             "user_noise", "item_noise", "quality_std", "obs_noise",
@@ -85,27 +86,27 @@ class WorldConfig:
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
-                raise ValueError(f"WorldConfig.{name} must be > 0; got {getattr(self, name)}")
+                raise InputError(f"WorldConfig.{name} must be > 0; got {getattr(self, name)}")
         for name in non_negative:
             if getattr(self, name) < 0:
-                raise ValueError(f"WorldConfig.{name} must be >= 0; got {getattr(self, name)}")
+                raise InputError(f"WorldConfig.{name} must be >= 0; got {getattr(self, name)}")
         if not 0.0 <= self.fatigue_decay <= 1.0:
-            raise ValueError(
+            raise InputError(
                 f"WorldConfig.fatigue_decay must be in [0, 1]; got {self.fatigue_decay}"
             )
         if self.topic_names is None and self.n_topics > len(DEFAULT_TOPICS):
-            raise ValueError(
+            raise InputError(
                 f"WorldConfig.topic_names must be given when n_topics > {len(DEFAULT_TOPICS)}; "
                 f"got n_topics={self.n_topics}"
             )
         if self.topic_names is not None:
             if len(self.topic_names) != self.n_topics:
-                raise ValueError(
+                raise InputError(
                     f"WorldConfig.topic_names must have n_topics={self.n_topics} names; "
                     f"got {len(self.topic_names)}"
                 )
             if len(set(self.topic_names)) != len(self.topic_names):
-                raise ValueError(f"WorldConfig.topic_names must be unique; got {self.topic_names}")
+                raise InputError(f"WorldConfig.topic_names must be unique; got {self.topic_names}")
 
     # -- derived -------------------------------------------------------------------------
     @property
@@ -149,7 +150,7 @@ class WorldConfig:
         """Read a JSON (``.json``) or TOML (``.toml``) world config file."""
         p = Path(path)
         if not p.is_file():
-            raise FileNotFoundError(f"world config file not found: {p}")
+            raise MissingInputError(f"world config file not found: {p}")
         if p.suffix == ".toml":
             import tomllib
 

@@ -15,6 +15,7 @@ from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from offrec.core.errors import InputError
 from offrec.sim.config import WorldConfig
 from offrec.sim.world import SessionBatch, World
 
@@ -76,7 +77,7 @@ class RecommenderEnv(gym.Env[np.ndarray, np.int64]):
             raise RuntimeError("call reset() before step()")
         a = int(action)
         if not 0 <= a < self.world.n_items:
-            raise ValueError(f"action must be in [0, {self.world.n_items}); got {action!r}")
+            raise InputError(f"action must be in [0, {self.world.n_items}); got {action!r}")
         self._one[0] = a
         res = self.world.step(self._batch, self._one, self.np_random, validate=False)
         obs = self.world.observe(self._batch)[0]
@@ -102,7 +103,7 @@ class RecommenderVectorEnv(VectorEnv):
         **overrides: Any,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs must be an int >= 1; got {num_envs!r}")
+            raise InputError(f"num_envs must be an int >= 1; got {num_envs!r}")
         self.world = _make_world(config, world_seed, overrides)
         self.num_envs = num_envs
         self.single_action_space = spaces.Discrete(self.world.n_items)

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from offrec._validation import check_scalar
-from offrec.policies.base import BasePolicy, Head
+from offrec.core.errors import InputError, InputTypeError
+from offrec.core.policy import BasePolicy, Head
+from offrec.core.validation import check_scalar
 from offrec.sim.world import SessionBatch, World, sigmoid
 
 
@@ -22,7 +23,7 @@ class _Oracle(BasePolicy):
 
     def __init__(self, world: World, head: Head | None = None) -> None:
         if not isinstance(world, World):
-            raise TypeError(f"world must be a World; got {type(world).__name__}")
+            raise InputTypeError(f"world must be a World; got {type(world).__name__}")
         self.world = world
         self.n_actions = world.n_items
         self.head = head or Head()
@@ -35,7 +36,7 @@ class _Oracle(BasePolicy):
 
     def action_dist(self, obs: np.ndarray) -> np.ndarray:
         if self.world.config.horizon > 1:
-            raise ValueError(
+            raise InputError(
                 f"{type(self).__name__}.action_dist(obs) needs the hidden session state in "
                 "session mode; use World.true_value / run_sessions, which pass it"
             )

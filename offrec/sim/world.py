@@ -8,12 +8,14 @@ there is no second copy of the dynamics.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from scipy.special import expit
 
-from offrec._validation import SeedLike, as_generator, as_seed_sequence
+from offrec.core.errors import InputError, InputTypeError
+from offrec.core.policy import Policy, sample_from_dist
+from offrec.core.validation import SeedLike, as_generator, as_seed_sequence
 from offrec.sim.config import WorldConfig
 
 MAX_TABLE_CELLS = 32_000_000
@@ -22,12 +24,6 @@ MAX_TABLE_CELLS = 32_000_000
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """Logistic function ``1 / (1 + exp(-x))`` (scipy's ufunc: fast on tiny and large arrays)."""
     return expit(x)
-
-
-class DistPolicy(Protocol):
-    n_actions: int
-
-    def action_dist(self, obs: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass
@@ -112,7 +108,7 @@ class World:
     def __init__(self, config: WorldConfig | None = None, seed: SeedLike = 0) -> None:
         self.config = cfg = config or WorldConfig()
         if not isinstance(cfg, WorldConfig):
-            raise TypeError(f"config must be a WorldConfig; got {type(cfg).__name__}")
+            raise InputTypeError(f"config must be a WorldConfig; got {type(cfg).__name__}")
         self.seed = seed if isinstance(seed, int) else None
         item_rng, user_rng = (np.random.default_rng(s) for s in as_seed_sequence(seed).spawn(2))
         T, K = cfg.n_topics, cfg.latent_dim
@@ -270,13 +266,13 @@ class World:
     def check_actions(self, actions: np.ndarray, n: int) -> np.ndarray:
         a = np.asarray(actions)
         if a.shape != (n,):
-            raise ValueError(f"actions must have shape ({n},); got {a.shape}")
+            raise InputError(f"actions must have shape ({n},); got {a.shape}")
         if not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"actions must be integers; got dtype {a.dtype}")
+            raise InputError(f"actions must be integers; got dtype {a.dtype}")
         bad = (a < 0) | (a >= self.n_items)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"action must be in [0, {self.n_items}); row {i} has {int(a[i])}")
+            raise InputError(f"action must be in [0, {self.n_items}); row {i} has {int(a[i])}")
         return a.astype(np.int64, copy=False)
 
     def step(
@@ -315,7 +311,7 @@ class World:
         return StepResult(reward, q, terminated, truncated)
 
     # -- policies ---------------------------------------------------------------------------
-    def policy_dist(self, policy: DistPolicy, batch: SessionBatch, obs: np.ndarray) -> np.ndarray:
+    def policy_dist(self, policy: Policy, batch: SessionBatch, obs: np.ndarray) -> np.ndarray:
         """``policy``'s distribution (n, n_items): state-aware oracles see the true state."""
         if hasattr(policy, "action_dist_state"):
             dist = policy.action_dist_state(batch)
@@ -323,7 +319,7 @@ class World:
             dist = policy.action_dist(obs)
         dist = np.asarray(dist)
         if dist.shape != (len(batch), self.n_items):
-            raise ValueError(
+            raise InputError(
                 f"policy.action_dist must return shape ({len(batch)}, {self.n_items}); got {dist.shape}"
             )
         return dist
@@ -347,7 +343,7 @@ class World:
         bad = (sorted_keys[pos] != keys) | (self.user_obs_profile[users] != prof).any(axis=1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(
+            raise InputError(
                 f"obs row {i} matches no user of this world (profile {prof[i].tolist()})"
             )
         return users
@@ -374,7 +370,6 @@ class World:
             obs = self.observe(batch)
             if hasattr(policy, "action_dist_state") or record_dist:
                 dist = self.policy_dist(policy, batch, obs)
-                from offrec.policies.base import sample_from_dist
 
                 actions, pscores = sample_from_dist(dist, rng)
             else:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from offrec.ope import RewardModel, estimate_policy_value, estimate_round_rewards
+from offrec.ope import estimate_policy_value, estimate_round_rewards
+from offrec.reward import RewardModel
 
 
 @pytest.fixture(autouse=True)

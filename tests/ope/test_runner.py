@@ -9,12 +9,12 @@ from offrec.logs.data import LoggedData
 from offrec.ope import (
     IPS,
     OffPolicyEvaluation,
-    RewardModel,
     effective_sample_size,
     estimate_interval,
     estimate_policy_value,
 )
 from offrec.ope.runner import COLUMNS
+from offrec.reward import RewardModel
 
 from .test_estimators import Bandit, _softmax, make_bandit
 

@@ -75,8 +75,9 @@ def test_reward_model_greedy_over_log_seeds(world, oracle_value):
 def test_dr_estimate_of_learned_policy_covers_true_value_on_softmax_logs(world):
     # measured: 10/10 seeds inside the 95% bootstrap interval (DR with a cross-fitted
     # logistic reward model on a held-out half of a 100k-row softmax log)
-    from offrec.ope import RewardModel, estimate_interval
+    from offrec.ope import estimate_interval
     from offrec.policies.loggers import logging_policy
+    from offrec.reward import RewardModel
 
     logger = logging_policy(world, "softmax", beta=1.0, noise=0.5)
     inside = 0
@@ -105,7 +106,7 @@ def test_per_item_logistic_is_the_logistic_bandit_fit():
 
 
 def test_logistic_reward_model_is_folded_exactly():
-    from offrec.ope import RewardModel
+    from offrec.reward import RewardModel
 
     x, a, r, _ = small_log()
     policy = RewardModelGreedy("logistic", C=2.0, seed=3).fit(x, a, r)
@@ -151,7 +152,7 @@ def test_gbm_tree_arrays_predict_like_sklearn(n_actions):
 def test_gbm_reward_model_greedy_end_to_end():
     from threadpoolctl import threadpool_limits
 
-    from offrec.ope import RewardModel
+    from offrec.reward import RewardModel
 
     x, a, r, _ = small_log(n=3000, k=4, seed=2)
     with threadpool_limits(limits=1):  # OpenMP on a shared 2-core machine: one thread is faster

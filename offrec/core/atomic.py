@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from offrec.core.errors import OutputExistsError
+
 
 @contextmanager
 def atomic_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
@@ -20,7 +22,7 @@ def atomic_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     """
     out = Path(out)
     if out.exists() and not overwrite:
-        raise FileExistsError(f"output {out} already exists; pass --overwrite to replace it")
+        raise OutputExistsError(f"output {out} already exists; pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()

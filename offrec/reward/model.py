@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from offrec._validation import check_scalar, first_bad
+from offrec.core.errors import InputError
+from offrec.core.validation import check_scalar, first_bad
 
 KINDS: tuple[str, ...] = ("logistic", "gbm")
 WEIGHTINGS: tuple[str, ...] = ("none", "ipw")
@@ -63,9 +64,9 @@ class RewardModel:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {list(KINDS)}; got {self.kind!r}")
+            raise InputError(f"kind must be one of {list(KINDS)}; got {self.kind!r}")
         if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {list(WEIGHTINGS)}; got {self.weighting!r}")
+            raise InputError(f"weighting must be one of {list(WEIGHTINGS)}; got {self.weighting!r}")
         check_scalar(self.n_folds, "n_folds", int, min=2)
         check_scalar(self.C, "C", float, min=0.0, min_inclusive=False)
         if self.seed is not None:
@@ -112,7 +113,7 @@ class RewardModel:
         """
         data = _Data.make(context, action, reward, pscore, position, n_actions, self.weighting)
         if data.n < self.n_folds:
-            raise ValueError(
+            raise InputError(
                 f"cross-fitting needs at least n_folds={self.n_folds} rows; got {data.n}"
             )
         fold = self.folds(data.n)
@@ -227,10 +228,10 @@ class FittedRewardModel:
 def _as_context(context: Any) -> np.ndarray:
     x = np.asarray(context, dtype=np.float64)
     if x.ndim != 2:
-        raise ValueError(f"context must be 2-D with shape (n, d); got shape {x.shape}")
+        raise InputError(f"context must be 2-D with shape (n, d); got shape {x.shape}")
     if not np.isfinite(x).all():
         i = first_bad(~np.isfinite(x))
-        raise ValueError(f"context must be finite; row {i} has a non-finite value")
+        raise InputError(f"context must be finite; row {i} has a non-finite value")
     return x
 
 
@@ -262,36 +263,36 @@ class _Data:
         x = _as_context(context)
         n = x.shape[0]
         if n < 2:
-            raise ValueError(f"context must have at least 2 rows; got {n}")
+            raise InputError(f"context must have at least 2 rows; got {n}")
         a = _int_column(action, "action", n)
         r = np.asarray(reward, dtype=np.float64)
         if r.shape != (n,):
-            raise ValueError(f"reward must have shape ({n},) like context rows; got {r.shape}")
+            raise InputError(f"reward must have shape ({n},) like context rows; got {r.shape}")
         bad = (r != 0) & (r != 1)
         if bad.any():
             i = first_bad(bad)
-            raise ValueError(f"reward must be 0 or 1 for a classifier; row {i} has {float(r[i])!r}")
+            raise InputError(f"reward must be 0 or 1 for a classifier; row {i} has {float(r[i])!r}")
         k = int(a.max()) + 1 if n_actions is None else n_actions
         check_scalar(k, "n_actions", int, min=1)
         if a.min() < 0 or a.max() >= k:
             i = first_bad((a < 0) | (a >= k))
-            raise ValueError(f"action must be in [0, {k}); row {i} has {int(a[i])}")
+            raise InputError(f"action must be in [0, {k}); row {i} has {int(a[i])}")
         pos = None if position is None else _int_column(position, "position", n)
         if pos is not None and pos.min() < 0:
             i = first_bad(pos < 0)
-            raise ValueError(f"position must be >= 0; row {i} has {int(pos[i])}")
+            raise InputError(f"position must be >= 0; row {i} has {int(pos[i])}")
         n_pos = 1 if pos is None else int(pos.max()) + 1
         weight = None
         if weighting == "ipw":
             if pscore is None:
-                raise ValueError("weighting='ipw' needs pscore; got None")
+                raise InputError("weighting='ipw' needs pscore; got None")
             p = np.asarray(pscore, dtype=np.float64)
             if p.shape != (n,):
-                raise ValueError(f"pscore must have shape ({n},) like context rows; got {p.shape}")
+                raise InputError(f"pscore must have shape ({n},) like context rows; got {p.shape}")
             bad = ~((p > 0) & (p <= 1))
             if bad.any():
                 i = first_bad(bad)
-                raise ValueError(f"pscore must be in (0, 1]; row {i} has {float(p[i])!r}")
+                raise InputError(f"pscore must be in (0, 1]; row {i} has {float(p[i])!r}")
             weight = (1.0 / p) / float(np.mean(1.0 / p))  # mean 1: C keeps its meaning
         return cls(x, a, r, pos if n_pos > 1 else None, weight, k, n_pos)
 
@@ -299,7 +300,7 @@ class _Data:
 def _int_column(x: Any, name: str, n: int) -> np.ndarray:
     arr = np.asarray(x)
     if arr.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},) like context rows; got {arr.shape}")
+        raise InputError(f"{name} must have shape ({n},) like context rows; got {arr.shape}")
     if arr.dtype.kind not in "iu":
-        raise ValueError(f"{name} must be integers; got dtype {arr.dtype}")
+        raise InputError(f"{name} must be integers; got dtype {arr.dtype}")
     return arr.astype(np.intp, copy=False)

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from offrec.core.errors import InputError, InputTypeError
+
 SeedLike = int | np.random.Generator | np.random.SeedSequence | None
 
 
@@ -22,9 +24,9 @@ def as_generator(seed: SeedLike) -> np.random.Generator:
     if isinstance(seed, np.random.SeedSequence):
         return np.random.default_rng(seed)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
-        raise TypeError(f"seed must be an int, a numpy Generator or None; got {seed!r}")
+        raise InputTypeError(f"seed must be an int, a numpy Generator or None; got {seed!r}")
     if seed is not None and seed < 0:
-        raise ValueError(f"seed must be >= 0; got {seed}")
+        raise InputError(f"seed must be >= 0; got {seed}")
     return np.random.default_rng(seed)
 
 
@@ -55,15 +57,15 @@ def check_scalar(
         ok_type = True
     if not ok_type:
         names = " or ".join(k.__name__ for k in kinds)
-        raise TypeError(f"{name} must be {names}; got {value!r} ({type(value).__name__})")
+        raise InputTypeError(f"{name} must be {names}; got {value!r} ({type(value).__name__})")
     if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{name} must be finite; got {value!r}")
+        raise InputError(f"{name} must be finite; got {value!r}")
     if min is not None and (value < min if min_inclusive else value <= min):
         rule = ">=" if min_inclusive else ">"
-        raise ValueError(f"{name} must be {rule} {min}; got {value!r}")
+        raise InputError(f"{name} must be {rule} {min}; got {value!r}")
     if max is not None and (value > max if max_inclusive else value >= max):
         rule = "<=" if max_inclusive else "<"
-        raise ValueError(f"{name} must be {rule} {max}; got {value!r}")
+        raise InputError(f"{name} must be {rule} {max}; got {value!r}")
 
 
 def first_bad(mask: np.ndarray) -> int:
@@ -80,8 +82,8 @@ def check_known_keys(data: Any, cls: type, what: str) -> None:
     from dataclasses import fields
 
     if not isinstance(data, dict):
-        raise TypeError(f"{what} must be a mapping; got {type(data).__name__}")
+        raise InputTypeError(f"{what} must be a mapping; got {type(data).__name__}")
     valid = [f.name for f in fields(cls)]
     unknown = sorted(set(data) - set(valid))
     if unknown:
-        raise ValueError(f"unknown {what} key(s) {unknown}; valid keys: {', '.join(valid)}")
+        raise InputError(f"unknown {what} key(s) {unknown}; valid keys: {', '.join(valid)}")

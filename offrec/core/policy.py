@@ -18,7 +18,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from offrec._validation import check_scalar
+from offrec.core.errors import InputError
+from offrec.core.validation import check_scalar
 
 
 @runtime_checkable
@@ -81,7 +82,7 @@ class Head:
 
     def __post_init__(self) -> None:
         if self.kind not in self.KINDS:
-            raise ValueError(f"head kind must be one of {list(self.KINDS)}; got {self.kind!r}")
+            raise InputError(f"head kind must be one of {list(self.KINDS)}; got {self.kind!r}")
         check_scalar(self.epsilon, "epsilon", float, min=0.0, max=1.0)
         check_scalar(self.temperature, "temperature", float, min=0.0, min_inclusive=False)
 
@@ -158,7 +159,7 @@ class ScorePolicy(BasePolicy):
     def action_dist(self, obs: np.ndarray) -> np.ndarray:
         scores = self.scorer(np.asarray(obs))
         if scores.shape != (len(obs), self.n_actions):
-            raise ValueError(f"scorer must return shape (n, {self.n_actions}); got {scores.shape}")
+            raise InputError(f"scorer must return shape (n, {self.n_actions}); got {scores.shape}")
         return self.head.apply(scores, self.support)
 
     def spec(self) -> dict[str, Any]:
@@ -171,11 +172,11 @@ def _check_support(support: np.ndarray, n_actions: int) -> np.ndarray:
     if mask.dtype != bool:
         idx = mask.astype(np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= n_actions):
-            raise ValueError(f"support items must be in [0, {n_actions}); got {idx.tolist()}")
+            raise InputError(f"support items must be in [0, {n_actions}); got {idx.tolist()}")
         mask = np.zeros(n_actions, bool)
         mask[idx] = True
     if mask.shape != (n_actions,):
-        raise ValueError(f"support must have shape ({n_actions},); got {mask.shape}")
+        raise InputError(f"support must have shape ({n_actions},); got {mask.shape}")
     if not mask.any():
-        raise ValueError("support must allow at least one item; got an empty support")
+        raise InputError("support must allow at least one item; got an empty support")
     return mask
