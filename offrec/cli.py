@@ -260,85 +260,80 @@ def cmd_train_online(args: argparse.Namespace) -> int:
 
 
 # -- evaluate ------------------------------------------------------------------------------
-def _target_from_args(args: argparse.Namespace, data: Any) -> tuple[str, Any]:
+def _target_from_args(
+    args: argparse.Namespace, n_rows: int, n_actions: int, obs_dim: int
+) -> tuple[str, Any]:
     import numpy as np
 
     if args.policy:
         from offrec.models import load_model
 
-        return Path(args.policy).name, load_model(
-            args.policy, n_actions=data.n_actions, obs_dim=data.context_dim
-        )
+        return Path(args.policy).name, load_model(args.policy, n_actions=n_actions, obs_dim=obs_dim)
+    from offrec.ope import FixedProbs
+
     path = Path(args.probs)
     if not path.is_file():
         raise MissingInputError(f"no such file: {path}")
     if path.suffix == ".npy":
-        probs = np.load(path, allow_pickle=False)
+        probs = np.load(path, allow_pickle=False, mmap_mode="r")  # streamed: rows read per batch
     else:
         import pyarrow.parquet as pq
 
         probs = np.asarray(pq.read_table(path).to_pandas().to_numpy(), dtype=np.float64)
-    if probs.shape != (data.n_rows, data.n_actions):
+    if probs.shape != (n_rows, n_actions):
         raise InputError(
             f"--probs must have one row per log row and one column per action, "
-            f"shape ({data.n_rows}, {data.n_actions}); got {probs.shape}"
+            f"shape ({n_rows}, {n_actions}); got {probs.shape}"
         )
-    return path.stem, np.asarray(probs, dtype=np.float64)
+    return path.stem, FixedProbs(probs)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from offrec.logs import read_logs
+    from offrec.logs.scan import open_log
+    from offrec.ope import evaluate
+    from offrec.reward import RewardModel
 
     if (args.policy is None) == (args.probs is None):
         raise InputError("give exactly one of --policy MODEL_DIR or --probs FILE")
-    data = read_logs(args.logs)
-    name, target = _target_from_args(args, data)
-    from offrec.ope.estimators import ESTIMATORS
-    from offrec.ope.sequential import SEQUENTIAL_ESTIMATORS
+    source = open_log(args.logs)
+    name, target = _target_from_args(args, source.n_rows, source.n_actions or 0, source.context_dim)
+    estimators = (
+        [e.strip() for e in args.estimators.split(",") if e.strip()] if args.estimators else None
+    )
+    with _progress(args, source.n_rows, "evaluate") as bar:
+        done = [0]
 
-    # session estimators for session logs, unless only bandit estimators are named (per-row OPE)
-    session = bool((data.step > 0).any())
-    if args.estimators:
-        estimators = [e.strip() for e in args.estimators.split(",") if e.strip()]
-        bandit_only = set(ESTIMATORS) - set(SEQUENTIAL_ESTIMATORS)  # dr is both
-        session = session and not bandit_only & set(estimators)
-        session = session or set(estimators) <= set(SEQUENTIAL_ESTIMATORS) - {"dr"}
-    else:
-        estimators = ["pdis", "wpdis", "dr"] if session else ["ips", "snips", "dr"]
-    if session:
-        from offrec.ope.sequential import evaluate_sequential
+        def tick(rows: int) -> None:  # one bar per pass over the log
+            bar.update(rows - done[0] if rows >= done[0] else rows)
+            done[0] = rows
 
-        method = args.interval if args.interval in ("bootstrap", "normal") else "normal"
-        table = evaluate_sequential(data, {name: target}, estimators, method=method,
-                                    n_bootstrap=args.n_bootstrap, seed=args.seed)  # fmt: skip
-    else:
-        from offrec.ope import OffPolicyEvaluation
-        from offrec.ope.estimators import NEEDS_MODEL
-        from offrec.reward import RewardModel
-
-        class _Probs:  # a fixed distribution aligned with the log rows
-            n_actions = data.n_actions
-
-            def action_dist(self, obs: Any) -> Any:
-                return target
-
-        policy: Any = _Probs() if not hasattr(target, "action_dist") else target
-        rm = (
-            RewardModel(kind=args.reward_model, seed=args.seed)
-            if NEEDS_MODEL & set(estimators)
-            else None
-        )
-        table = OffPolicyEvaluation(data, {name: policy}, estimators=estimators, reward_model=rm,
-                                    interval=args.interval, n_bootstrap=args.n_bootstrap, seed=args.seed).run()  # fmt: skip
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        result = evaluate(
+            source.path, {name: target}, estimators=estimators,
+            reward_model=RewardModel(kind=args.reward_model, seed=args.seed),
+            interval=None if args.interval == "none" else args.interval,
+            n_bootstrap=args.n_bootstrap, seed=args.seed, mode=args.mode, engine=args.engine,
+            batch_size=args.batch_size, workers=args.workers, ray_address=args.ray_address,
+            fit_rows=args.fit_rows, progress=tick,
+        )  # fmt: skip
+    table = result.table
+    shown = table.drop(columns=["warnings"]).assign(
+        recommended=(table["estimator"] == result.recommended).map({True: "*", False: ""})
+    )
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"recommended estimator for this {result.mode} log: {result.recommended}")
+    for w in result.warnings():
+        print(f"WARNING: {w}", file=sys.stderr)
     if args.json:
         from offrec.core.atomic import atomic_write_text
 
-        atomic_write_text(
-            args.json, json.dumps(json.loads(table.to_json(orient="records")), indent=2)
-        )
+        out = {
+            "mode": result.mode, "recommended": result.recommended,
+            "estimates": json.loads(table.to_json(orient="records")),
+            "warnings": result.warnings(),
+        }  # fmt: skip
+        atomic_write_text(args.json, json.dumps(out, indent=2))
     return 0
 
 
@@ -586,11 +581,47 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--estimators", help="comma-separated (default ips,snips,dr; session logs pdis,wpdis,dr)"
     )
-    e.add_argument("--reward-model", default="logistic", choices=["logistic", "gbm"])
-    e.add_argument("--interval", default="bootstrap", choices=["bootstrap", "normal", "bernstein"])
-    e.add_argument("--n-bootstrap", type=int, default=1000)
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--json", type=Path, help="also write the table as JSON")
+    e.add_argument("--reward-model", default="logistic", choices=["logistic", "gbm"],
+                   help="reward model of the DM/DR-type bandit estimators (default %(default)s)")  # fmt: skip
+    e.add_argument("--interval", default="bootstrap", choices=["bootstrap", "normal", "bernstein", "none"],
+                   help="confidence interval method (default %(default)s)")  # fmt: skip
+    e.add_argument(
+        "--n-bootstrap", type=int, default=1000, help="bootstrap resamples (default %(default)s)"
+    )
+    e.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the bootstrap, folds and fitting sample (default %(default)s)",
+    )
+    e.add_argument("--mode", default="auto", choices=["auto", "bandit", "session"],
+                   help="auto: session estimators on session logs; bandit: every decision as a bandit round (default %(default)s)")  # fmt: skip
+    e.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local: batches on this machine; ray: Ray Data, local or --ray-address (default %(default)s)")  # fmt: skip
+    e.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)",
+    )
+    e.add_argument(
+        "--batch-size",
+        type=int,
+        default=262_144,
+        help="rows per batch: sets peak memory (default %(default)s)",
+    )
+    e.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="batches at once on the local engine (default %(default)s)",
+    )
+    e.add_argument(
+        "--fit-rows",
+        type=int,
+        default=200_000,
+        help="rows sampled to fit reward/Q models (default %(default)s)",
+    )
+    e.add_argument("--json", type=Path, help="also write the estimates and warnings as JSON")
     e.set_defaults(func=cmd_evaluate)
 
     st = sub.add_parser("ope-study", help="how accurate are the estimators? logs x seeds vs exact truth",

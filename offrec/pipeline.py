@@ -177,40 +177,26 @@ def _reference(spec: ReferenceSpec, cfg: PipelineConfig, world: World) -> Any:
 def _ope_stage(
     cfg: PipelineConfig, data: LoggedData, targets: dict[str, Any], say: Progress
 ) -> pd.DataFrame:
+    """Every estimable target x every estimator through the one OPE entry point."""
+    from offrec.ope import evaluate
+    from offrec.reward import RewardModel
+
     o = cfg.ope
-    if cfg.world.horizon == 1:
-        from offrec.ope import OffPolicyEvaluation
-        from offrec.ope.estimators import NEEDS_MODEL
-        from offrec.reward import RewardModel
-
-        rm = (
-            RewardModel(kind=o.reward_model, n_folds=o.n_folds, seed=cfg.seed)
-            if NEEDS_MODEL & set(o.estimators)
-            else None
-        )
-        say(f"off-policy evaluation: {len(targets)} policies x {len(o.estimators)} estimators")
-        ope = OffPolicyEvaluation(
-            data, targets, estimators=list(o.estimators), reward_model=rm, interval=o.interval,
-            n_bootstrap=o.n_bootstrap, alpha=o.alpha, seed=cfg.seed,
-        )  # fmt: skip
-        return ope.run()
-    from offrec.ope.sequential import SEQUENTIAL_ESTIMATORS, evaluate_sequential
-
-    bad = [e for e in o.estimators if e not in SEQUENTIAL_ESTIMATORS]
-    if bad:
-        raise InputError(
-            f"[ope] estimators {bad} are for bandit logs; session mode (horizon > 1) takes "
-            f"{list(SEQUENTIAL_ESTIMATORS)}"
-        )
-    estimable = {n: p for n, p in targets.items() if not hasattr(p, "action_dist_state")}
-    for name in set(targets) - set(estimable):
-        log.info("skipping OPE of %s: an oracle needs the hidden session state", name)
-    say(
-        f"sequential off-policy evaluation: {len(estimable)} policies x {len(o.estimators)} estimators"
-    )
-    method = o.interval if o.interval in ("bootstrap", "normal") else "normal"
-    return evaluate_sequential(data, estimable, o.estimators, method=method,
-                               n_bootstrap=o.n_bootstrap, alpha=o.alpha, seed=cfg.seed)  # fmt: skip
+    estimable = targets
+    if cfg.world.horizon > 1:  # oracles need the hidden session state
+        estimable = {n: p for n, p in targets.items() if not hasattr(p, "action_dist_state")}
+        for name in set(targets) - set(estimable):
+            log.info("skipping OPE of %s: an oracle needs the hidden session state", name)
+    say(f"off-policy evaluation: {len(estimable)} policies x {len(o.estimators)} estimators")
+    result = evaluate(
+        data, estimable, estimators=list(o.estimators),
+        reward_model=RewardModel(kind=o.reward_model, n_folds=o.n_folds, seed=cfg.seed),
+        interval=o.interval, n_bootstrap=o.n_bootstrap, alpha=o.alpha, seed=cfg.seed,
+        mode="session" if cfg.world.horizon > 1 else "bandit",
+    )  # fmt: skip
+    table = result.table
+    table["recommended"] = table["estimator"] == result.recommended
+    return table
 
 
 def _truth_stage(

@@ -121,7 +121,7 @@ def test_train_evaluate_recommend_round_trip(tmp_path, capsys):
                  "--json", str(tmp_path / "e.json")]) == 0  # fmt: skip
     import json
 
-    rows = json.loads((tmp_path / "e.json").read_text())
+    rows = json.loads((tmp_path / "e.json").read_text())["estimates"]
     assert [r["estimator"] for r in rows] == ["ips", "snips"] and all(
         r["low"] <= r["value"] <= r["high"] for r in rows
     )
@@ -161,7 +161,9 @@ def test_evaluate_with_probability_file_matches_hand_ips(tmp_path, capsys):
                  "--interval", "normal", "--json", str(tmp_path / "e.json")]) == 0  # fmt: skip
     import json
 
-    value = json.loads((tmp_path / "e.json").read_text())[0]["value"]
+    result = json.loads((tmp_path / "e.json").read_text())
+    value = result["estimates"][0]["value"]
+    assert result["mode"] == "bandit" and any("low effective sample size" in w for w in result["warnings"])
     assert value == pytest.approx(np.mean((data.action == 7) * data.reward * 100))
     np.save(tmp_path / "bad.npy", probs[:10])
     assert main(["evaluate", str(logs), "--probs", str(tmp_path / "bad.npy")]) == 2

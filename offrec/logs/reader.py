@@ -59,7 +59,15 @@ def read_logs(path: str | Path, *, validate: bool = True) -> LoggedData:
         table = pa.concat_tables([pq.read_table(f) for f in files])
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"cannot read log {path}: {exc}") from exc
-    meta = read_metadata(path)
+    data = table_to_logged(table, read_metadata(path), str(path))
+    if validate:
+        validate_logged_data(data)
+    return data
+
+
+def table_to_logged(table: pa.Table, meta: dict[str, Any], where: str) -> LoggedData:
+    """Columns of an Arrow table as a ``LoggedData`` (types checked; values not yet)."""
+    path = where
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
         raise InputError(
@@ -107,8 +115,6 @@ def read_logs(path: str | Path, *, validate: bool = True) -> LoggedData:
         true_ctr=true_ctr,
         metadata=meta,
     )  # fmt: skip
-    if validate:
-        validate_logged_data(data)
     return data
 
 

@@ -1,13 +1,21 @@
-"""Off-policy evaluation of bandit policies: estimators, intervals, reward models, diagnostics.
+"""Off-policy evaluation: one entry point, estimators that own their formulas, one interval engine.
 
-Functional core (OBP argument names)::
+The entry point, for logs of any size (streamed in batches, local or on Ray)::
+
+    from offrec.ope import evaluate
+    result = evaluate("logs/demo", {"linucb": policy}, estimators=["ips", "snips", "dr"])
+    result.table          # value, interval, ESS, max weight, warnings per (policy, estimator)
+    result.recommended    # the estimator offrec recommends for this log
+    result.compare("linucb", "logger")   # paired difference with its interval
+
+The in-memory functional core, with OBP's argument names (``reward, action, pscore,
+action_dist, position, estimated_rewards``), for arrays already in memory::
 
     estimate_policy_value("dr", reward=..., action=..., pscore=..., action_dist=...,
                           estimated_rewards=...)
     estimate_interval("snips", ..., method="bootstrap", n_bootstrap=1000, seed=0)
 
-Estimator classes (``IPS(lambda_=10).estimate_policy_value(**arrays)``) and the
-:class:`OffPolicyEvaluation` runner are built on it.
+Both apply the same estimator classes (``IPS(lambda_=10)``, ...) and interval engine.
 """
 
 from offrec.ope.diagnostics import (
@@ -27,14 +35,22 @@ from offrec.ope.estimators import (
     SNIPS,
     DRos,
     Estimator,
-    RoundTerms,
+    Parts,
     SwitchDR,
+    estimate_interval,
     estimate_policy_value,
     estimate_round_rewards,
-    round_terms,
+    make_estimator,
 )
-from offrec.ope.intervals import METHODS, Interval, estimate_interval
-from offrec.ope.runner import OffPolicyEvaluation
+from offrec.ope.evaluate import (
+    RECOMMENDED,
+    SESSION_ESTIMATORS,
+    FixedProbs,
+    OPEResult,
+    evaluate,
+)
+from offrec.ope.intervals import METHODS, Interval
+from offrec.ope.terms import RoundTerms, round_terms
 
 __all__ = [
     "DM",
@@ -42,12 +58,16 @@ __all__ = [
     "ESTIMATORS",
     "IPS",
     "METHODS",
+    "RECOMMENDED",
+    "SESSION_ESTIMATORS",
     "SNDR",
     "SNIPS",
     "DRos",
     "Estimator",
+    "FixedProbs",
     "Interval",
-    "OffPolicyEvaluation",
+    "OPEResult",
+    "Parts",
     "RoundTerms",
     "SupportViolation",
     "SwitchDR",
@@ -56,7 +76,9 @@ __all__ = [
     "estimate_interval",
     "estimate_policy_value",
     "estimate_round_rewards",
+    "evaluate",
     "importance_weights",
+    "make_estimator",
     "round_terms",
     "support_violation",
     "weight_stats",

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from offrec.core.errors import InputError
-from offrec.ope.estimators import as_action_dist, round_terms
+from offrec.ope.terms import as_action_dist, round_terms
 
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
 

@@ -1,304 +1,57 @@
-r"""Bandit off-policy estimators: a functional core and thin estimator classes.
+r"""Bandit off-policy estimators: each class owns its formula; a functional core on top.
 
-Conventions follow the Open Bandit Pipeline (OBP) so results can be compared
-array for array. For logged rows :math:`i = 1..n` with context :math:`x_i`,
-action :math:`a_i`, position :math:`k_i`, reward :math:`r_i` and logging
-propensity :math:`p_i = \pi_b(a_i|x_i)`:
+Conventions follow the Open Bandit Pipeline (OBP) so results can be compared array for
+array (argument names ``reward, action, pscore, action_dist, position,
+estimated_rewards``; see :mod:`offrec.ope.terms` for the per-row quantities
+:math:`w_i, \hat q_i, \hat q^\pi_i`).
 
-.. math::
-
-    w_i = \pi_e(a_i|x_i, k_i) / p_i, \qquad
-    \hat q_i = \hat q(x_i, a_i, k_i), \qquad
-    \hat q_i^{\pi} = \sum_a \pi_e(a|x_i, k_i)\, \hat q(x_i, a, k_i).
-
-Every estimator is a function of these four per-row quantities
-(:class:`RoundTerms`) and can be written with sums over rows,
+An estimator is a class with a ``name`` and its parameters; its :meth:`Estimator.parts`
+writes the estimate as sums over rows,
 
 .. math::
 
     \hat V = \frac{1}{n}\sum_i A_i + \frac{\sum_i B_i}{\sum_i C_i}
 
-(the second term only for the self-normalized estimators), so the same code
-serves one array, a stream of chunks or the partitions of a distributed
-engine, and the bootstrap (:mod:`offrec.ope.intervals`) only has to resample
-these sums.
-
-Shapes: ``reward``, ``action``, ``pscore``, ``position`` are ``(n,)``;
-``action_dist`` and ``estimated_rewards`` are ``(n, n_actions)`` or
-``(n, n_actions, n_positions)``.
+(the second term only for the self-normalized estimators), so one implementation
+serves an array in memory, a stream of batches and a cluster, and one interval engine
+(:mod:`offrec.ope.intervals`) serves them all. A new estimator is one class here and
+one line in :data:`ESTIMATORS`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from offrec.core.errors import InputError
-from offrec.core.validation import check_scalar, first_bad
-
-if TYPE_CHECKING:
-    from offrec.ope.intervals import Interval
-
-ESTIMATORS: tuple[str, ...] = ("ips", "snips", "dm", "dr", "sndr", "switch-dr", "dr-os")
-"""Names accepted by :func:`estimate_policy_value`."""
-
-_PARAMS: dict[str, tuple[str, ...]] = {
-    "ips": ("lambda_",),
-    "snips": (),
-    "dm": (),
-    "dr": ("lambda_",),
-    "sndr": (),
-    "switch-dr": ("lambda_",),
-    "dr-os": ("lambda_",),
-}
-NEEDS_MODEL: frozenset[str] = frozenset({"dm", "dr", "sndr", "switch-dr", "dr-os"})
-"""Estimators that need ``estimated_rewards`` (a reward model)."""
-
-SUM_TOL = 1e-6
-"""Tolerance on ``|sum_a action_dist[i, a] - 1|``."""
-
-_CHUNK_ELEMS = 1 << 17  # rows of action_dist are scanned in ~1 MB blocks (cache-resident)
-
-
-# --------------------------------------------------------------------------- per-row terms
-
-
-@dataclass(frozen=True)
-class RoundTerms:
-    """The per-row quantities every estimator is built from (all ``(n,)`` float64).
-
-    Attributes:
-        reward: :math:`r_i`.
-        weight: :math:`w_i = \\pi_e(a_i|x_i,k_i) / p_i` (unclipped).
-        q_logged: :math:`\\hat q(x_i, a_i, k_i)`, or None without a reward model.
-        q_target: :math:`\\sum_a \\pi_e(a|x_i,k_i) \\hat q(x_i, a, k_i)`, or None without one.
-    """
-
-    reward: np.ndarray
-    weight: np.ndarray
-    q_logged: np.ndarray | None = None
-    q_target: np.ndarray | None = None
-
-    @property
-    def n(self) -> int:
-        return int(self.reward.shape[0])
-
-
-def round_terms(
-    *,
-    reward: Any,
-    action: Any,
-    pscore: Any,
-    action_dist: Any,
-    position: Any = None,
-    estimated_rewards: Any = None,
-    check_dist: bool = True,
-) -> RoundTerms:
-    """Validate the inputs and compute :class:`RoundTerms` in one pass over ``action_dist``.
-
-    Args:
-        reward: (n,) observed rewards, finite.
-        action: (n,) integer actions in ``[0, n_actions)``.
-        pscore: (n,) logging propensities of ``action``, in (0, 1].
-        action_dist: (n, n_actions) or (n, n_actions, n_positions), the target
-            policy's probabilities; non-negative, summing to 1 over actions.
-        position: (n,) integer positions in ``[0, n_positions)``; None means 0.
-        estimated_rewards: None or the same shape as ``action_dist``, finite.
-        check_dist: check every entry of ``action_dist`` (non-negative, finite, rows
-            summing to 1 within :data:`SUM_TOL`) and of ``estimated_rewards``
-            (finite). These checks read the whole ``(n, n_actions)`` arrays, which
-            costs more than IPS itself (about 150 ms for 1M x 100 float64);
-            ``False`` skips them for arrays already checked once (the runner checks
-            each policy once). Shapes and the per-row arrays are always checked.
-
-    Raises:
-        ValueError: naming the argument, the rule and the first offending row,
-            e.g. ``"pscore must be in (0, 1]; row 3 has 0.0"``.
-    """
-    reward = _as_1d(reward, "reward")
-    n = reward.shape[0]
-    if n == 0:
-        raise InputError("reward must have at least one row; got 0 rows")
-    pscore = _as_1d(pscore, "pscore", n)
-    action = _as_index(action, "action", n)
-    dist = as_action_dist(action_dist, "action_dist", n)
-    n_actions = dist.shape[1]
-    n_positions = 1 if dist.ndim == 2 else dist.shape[2]
-    pos = None if position is None else _as_index(position, "position", n)
-    q = None
-    if estimated_rewards is not None:
-        q = np.asarray(estimated_rewards)
-        if q.shape != dist.shape:
-            raise InputError(
-                f"estimated_rewards must have the same shape as action_dist {dist.shape}; "
-                f"got {q.shape}"
-            )
-    _check_finite(reward, "reward")
-    bad = ~((pscore > 0.0) & (pscore <= 1.0))
-    if bad.any():
-        i = first_bad(bad)
-        raise InputError(f"pscore must be in (0, 1]; row {i} has {float(pscore[i])!r}")
-    _check_range(action, "action", n_actions, "")
-    if pos is not None:
-        _check_range(pos, "position", n_positions, " (positions are axis 2 of action_dist)")
-    if dist.ndim == 2 and pos is not None:
-        pos = None  # all zeros (checked above): a 2-D action_dist has one position
-
-    weight = _gather(dist, action, pos)
-    weight /= pscore
-    q_logged = None if q is None else _gather(q, action, pos)
-    q_target = _scan_rows(dist, q, pos, check_dist)
-    return RoundTerms(reward=reward, weight=weight, q_logged=q_logged, q_target=q_target)
-
-
-def _as_1d(x: Any, name: str, n: int | None = None) -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim != 1:
-        raise InputError(f"{name} must be 1-D with shape (n,); got shape {arr.shape}")
-    if n is not None and arr.shape[0] != n:
-        raise InputError(f"{name} must have the same length as reward ({n}); got {arr.shape[0]}")
-    return arr
-
-
-def _as_index(x: Any, name: str, n: int) -> np.ndarray:
-    arr = np.asarray(x)
-    if arr.ndim != 1:
-        raise InputError(f"{name} must be 1-D with shape (n,); got shape {arr.shape}")
-    if arr.shape[0] != n:
-        raise InputError(f"{name} must have the same length as reward ({n}); got {arr.shape[0]}")
-    if arr.dtype.kind not in "iu":
-        raise InputError(f"{name} must be integers; got dtype {arr.dtype}")
-    return arr.astype(np.intp, copy=False)
-
-
-def as_action_dist(x: Any, name: str, n: int) -> np.ndarray:
-    arr = np.asarray(x)
-    if arr.ndim not in (2, 3) or arr.shape[0] != n or 0 in arr.shape:
-        raise InputError(
-            f"{name} must have shape (n, n_actions) or (n, n_actions, n_positions) "
-            f"with n = {n}; got {arr.shape}"
-        )
-    if arr.dtype.kind not in "fiu":
-        raise InputError(f"{name} must be a real-valued array; got dtype {arr.dtype}")
-    return arr
-
-
-def _check_finite(x: np.ndarray, name: str) -> None:
-    if not np.isfinite(x.sum()) and not np.isfinite(x).all():
-        i = first_bad(~np.isfinite(x))
-        raise InputError(f"{name} must be finite; row {i} has {float(x[i])!r}")
-
-
-def _check_range(x: np.ndarray, name: str, size: int, where: str) -> None:
-    if x.min() < 0 or x.max() >= size:
-        i = first_bad((x < 0) | (x >= size))
-        raise InputError(f"{name} must be in [0, {size}){where}; row {i} has {int(x[i])}")
-
-
-def _gather(x: np.ndarray, action: np.ndarray, position: np.ndarray | None) -> np.ndarray:
-    """``x[i, action[i](, position[i])]`` as float64 (n,); one flat ``take`` when contiguous."""
-    n = x.shape[0]
-    if x.flags.c_contiguous:  # flat indices; actions and positions are range-checked
-        idx = np.arange(0, x.size, x.size // n, dtype=np.intp)
-        if x.ndim == 2:
-            idx += action
-        else:
-            idx += action * x.shape[2]
-            if position is not None:
-                idx += position
-        return np.take(x.reshape(-1), idx, mode="clip").astype(np.float64, copy=False)
-    rows = np.arange(n)
-    if x.ndim == 2:
-        return x[rows, action].astype(np.float64, copy=False)
-    return x[rows, action, 0 if position is None else position].astype(np.float64, copy=False)
-
-
-def _scan_rows(
-    dist: np.ndarray, q: np.ndarray | None, position: np.ndarray | None, check: bool
-) -> np.ndarray | None:
-    """One blocked pass over the rows: check ``dist`` and compute ``sum_a dist * q``.
-
-    Blocks of ~1 MB stay in cache, so validation and the DM term share one read of
-    ``dist`` from memory. Non-finite entries of ``dist`` make a row sum non-finite,
-    and non-finite entries of ``q`` (at the row's position) make the DM term
-    non-finite (``0 * inf`` is nan), so finiteness needs no separate pass.
-    """
-    if not check and q is None:
-        return None
-    n = dist.shape[0]
-    step = max(1, _CHUNK_ELEMS // (dist.size // n))
-    q_target = None if q is None else np.empty(n)
-    for start in range(0, n, step):
-        stop = min(start + step, n)
-        block = dist[start:stop]
-        if check:
-            _check_dist_block(block, start)
-        if q is None or q_target is None:
-            continue
-        qb = q[start:stop]
-        if dist.ndim == 3:  # the slice at each row's position, (m, n_actions)
-            rows = np.arange(stop - start)
-            k = 0 if position is None else position[start:stop]
-            block, qb = block[rows, :, k], qb[rows, :, k]
-        out = np.einsum("ij,ij->i", block, qb)
-        if check and not np.isfinite(out.sum()):
-            _raise_non_finite(qb, out, start)
-        q_target[start:stop] = out
-    return q_target
-
-
-def _raise_non_finite(qb: np.ndarray, out: np.ndarray, start: int) -> None:
-    bad = ~np.isfinite(qb)
-    if bad.any():
-        i = first_bad(bad)
-        value = float(qb[i][bad[i]][0])
-        raise InputError(f"estimated_rewards must be finite; row {start + i} has {value!r}")
-    i = first_bad(~np.isfinite(out))  # finite entries, but sum_a pi * q overflows
-    raise InputError(f"estimated_rewards are too large: sum_a pi * q overflows in row {start + i}")
-
-
-def _check_dist_block(block: np.ndarray, start: int) -> None:
-    sums = block.sum(axis=1)  # (m,) or (m, n_positions)
-    bad_sum = ~(np.abs(sums - 1.0) <= SUM_TOL)
-    if not bad_sum.any() and block.min() >= 0:
-        return
-    bad_row = ~np.isfinite(block) | (block < 0)
-    bad_row = bad_row.reshape(len(block), -1).any(axis=1) | bad_sum.reshape(len(block), -1).any(1)
-    i = first_bad(bad_row)
-    row = block[i]
-    if not np.isfinite(row).all():
-        value = float(row[~np.isfinite(row)][0])
-        raise InputError(f"action_dist must be finite; row {start + i} has {value!r}")
-    if (row < 0).any():
-        value = float(row[row < 0][0])
-        raise InputError(f"action_dist must be non-negative; row {start + i} has {value!r}")
-    if block.ndim == 2:
-        where, total = f"row {start + i}", float(sums[i])
-    else:
-        k = int(np.flatnonzero(bad_sum[i])[0])
-        where, total = f"row {start + i}, position {k}", float(sums[i, k])
-    raise InputError(
-        f"action_dist rows must sum to 1 (tolerance {SUM_TOL:g}); {where} sums to {total!r}"
-    )
-
-
-# --------------------------------------------------------------------------- estimators
+from offrec.core.validation import SeedLike, check_scalar
+from offrec.ope.intervals import Form, Interval, check_interval_options, interval
+from offrec.ope.stats import Moments, row_keys, seed_int
+from offrec.ope.terms import RoundTerms, round_terms
 
 
 @dataclass(frozen=True)
 class Parts:
-    r"""An estimate as sums over rows: :math:`\hat V = \bar A + \sum B / \sum C`.
+    r"""An estimate as per-row columns: :math:`\hat V = \bar A + \sum_i B_i / \sum_i C_i`.
 
-    ``a`` is averaged; ``b`` and ``c`` (self-normalized estimators only) form a
-    ratio. All arrays are ``(n,)``; absent parts are None.
+    ``a`` (n,) is averaged; ``b`` and ``c`` (n,) (self-normalized estimators only) form
+    a ratio. Absent parts are None.
     """
 
     a: np.ndarray | None
     b: np.ndarray | None = None
     c: np.ndarray | None = None
+
+    def columns(self) -> tuple[list[np.ndarray], Form]:
+        """The columns, in order, and the :class:`~offrec.ope.intervals.Form` over them."""
+        cols = [x for x in (self.a, self.b, self.c) if x is not None]
+        if self.b is None:
+            return cols, Form(0)
+        first = 0 if self.a is None else 1
+        return cols, Form(None if self.a is None else 0, (first,), (first + 1,))
 
     def value(self) -> float:
         v = 0.0 if self.a is None else float(self.a.mean())
@@ -314,169 +67,25 @@ class Parts:
         return scaled if self.a is None else self.a + scaled
 
 
-def resolve(estimator: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Check ``estimator`` and its ``params``; return the params with defaults filled in."""
-    if estimator not in _PARAMS:
-        raise InputError(f"estimator must be one of {list(ESTIMATORS)}; got {estimator!r}")
-    valid = _PARAMS[estimator]
-    for key in params:
-        if key not in valid:
-            raise InputError(
-                f"unknown parameter {key!r} for estimator {estimator!r}; "
-                f"valid parameters: {list(valid) if valid else 'none'}"
-            )
-    full = {key: params.get(key, math.inf) for key in valid}
-    if "lambda_" in full:
-        lam = full["lambda_"]
-        if not (isinstance(lam, float | int) and lam == math.inf):
-            check_scalar(lam, "lambda_", float, min=0.0)
-    return full
-
-
-def parts(estimator: str, terms: RoundTerms, **params: Any) -> Parts:
-    """Decompose ``estimator`` on ``terms`` into :class:`Parts` (sums over rows)."""
-    full = resolve(estimator, params)
-    w, r = terms.weight, terms.reward
-    if estimator == "ips":
-        return Parts(_clip(w, full["lambda_"]) * r)
-    if estimator == "snips":
-        _check_weight_mass(w, estimator)
-        return Parts(None, w * r, w)
-    if terms.q_target is None or terms.q_logged is None:
-        raise _model_error(estimator)
-    if estimator == "dm":
-        return Parts(terms.q_target)
-    residual = r - terms.q_logged
-    if estimator == "sndr":
-        _check_weight_mass(w, estimator)
-        return Parts(terms.q_target, w * residual, w)
-    lam = full["lambda_"]
-    if estimator == "dr":
-        omega = _clip(w, lam)
-    elif estimator == "switch-dr":
-        omega = np.where(w <= lam, w, 0.0)
-    else:  # dr-os: optimistic shrinkage lambda * w / (w^2 + lambda), 0 where 0/0
-        omega = w if lam == math.inf else _shrink(w, lam)
-    return Parts(terms.q_target + omega * residual)
-
-
-def _model_error(estimator: str) -> InputError:
-    return InputError(
-        f"estimator {estimator!r} needs estimated_rewards with the shape of action_dist "
-        "(e.g. from RewardModel.fit_predict); got None"
-    )
-
-
-def require_model(estimator: str, estimated_rewards: Any) -> None:
-    if estimator in NEEDS_MODEL and estimated_rewards is None:
-        raise _model_error(estimator)
-
-
-def _clip(w: np.ndarray, lam: float) -> np.ndarray:
-    return w if lam == math.inf else np.minimum(w, lam)
-
-
-def _shrink(w: np.ndarray, lam: float) -> np.ndarray:
-    den = w * w + lam
-    return np.divide(lam * w, den, out=np.zeros_like(w), where=den > 0)
-
-
-def _check_weight_mass(w: np.ndarray, estimator: str) -> None:
-    if not w.sum() > 0:
-        raise InputError(
-            f"{estimator} is undefined: every importance weight is 0 "
-            "(the target puts no mass on any logged action)"
-        )
-
-
-def estimate_policy_value(
-    estimator: str,
-    *,
-    reward: Any,
-    action: Any,
-    pscore: Any,
-    action_dist: Any,
-    position: Any = None,
-    estimated_rewards: Any = None,
-    check_dist: bool = True,
-    **params: Any,
-) -> float:
-    r"""Estimate the target policy's value :math:`V(\pi_e)` with ``estimator``.
-
-    Args:
-        estimator: one of :data:`ESTIMATORS`: ``"ips"``, ``"snips"``, ``"dm"``, ``"dr"``,
-            ``"sndr"``, ``"switch-dr"``, ``"dr-os"``.
-        reward, action, pscore, action_dist, position, estimated_rewards, check_dist:
-            as in :func:`round_terms` (OBP's argument names and shapes).
-        **params: ``lambda_`` for ``ips`` / ``dr`` (clipping, :math:`\min(w, \lambda)`),
-            ``switch-dr`` (switch threshold) and ``dr-os`` (shrinkage); default
-            ``inf`` (no clipping / no shrinkage). Anything else is an error.
-
-    Returns:
-        The estimate, a float; the mean of :func:`estimate_round_rewards`.
-    """
-    resolve(estimator, params)  # cheap checks before the pass over the arrays
-    require_model(estimator, estimated_rewards)
-    terms = round_terms(
-        reward=reward,
-        action=action,
-        pscore=pscore,
-        action_dist=action_dist,
-        position=position,
-        estimated_rewards=estimated_rewards,
-        check_dist=check_dist,
-    )
-    return parts(estimator, terms, **params).value()
-
-
-def estimate_round_rewards(
-    estimator: str,
-    *,
-    reward: Any,
-    action: Any,
-    pscore: Any,
-    action_dist: Any,
-    position: Any = None,
-    estimated_rewards: Any = None,
-    check_dist: bool = True,
-    **params: Any,
-) -> np.ndarray:
-    """Per-round contributions ``(n,)`` whose mean is :func:`estimate_policy_value`.
-
-    As in OBP, the contributions of the self-normalized estimators (``snips``,
-    ``sndr``) are already divided by ``mean(w)``.
-    """
-    resolve(estimator, params)
-    require_model(estimator, estimated_rewards)
-    terms = round_terms(
-        reward=reward,
-        action=action,
-        pscore=pscore,
-        action_dist=action_dist,
-        position=position,
-        estimated_rewards=estimated_rewards,
-        check_dist=check_dist,
-    )
-    return parts(estimator, terms, **params).round_rewards()
-
-
-# --------------------------------------------------------------------------- classes
-
-
 @dataclass(frozen=True)
 class Estimator:
-    """Base of the estimator classes: a name and parameters over the functional core.
+    """Base of the bandit estimator classes: a name, parameters and a formula (:meth:`parts`).
 
     ``estimate_policy_value(**arrays)``, ``estimate_round_rewards(**arrays)`` and
-    ``estimate_interval(**arrays)`` take the keyword arrays of
+    ``estimate_interval(**arrays, method=..., ...)`` take the keyword arrays of
     :func:`estimate_policy_value` (``reward, action, pscore, action_dist, position,
     estimated_rewards``).
     """
 
     name: ClassVar[str] = ""
+    needs_model: ClassVar[bool] = False
+    """Whether the estimator reads a reward model's ``estimated_rewards``."""
+    self_normalized: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        resolve(self.name, self.params())
+        for key, value in self.params().items():
+            if not (isinstance(value, float | int) and value == math.inf):
+                check_scalar(value, f"{self.name} {key}", float, min=0.0)
 
     def params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -489,17 +98,69 @@ class Estimator:
             "" if not set_ else f"({', '.join(f'{k}={v}' for k, v in set_.items())})"
         )
 
+    def parts(self, terms: RoundTerms) -> Parts:  # pragma: no cover - abstract
+        """The estimate on ``terms`` as :class:`Parts` (the estimator's formula)."""
+        raise NotImplementedError
+
+    def _parts(self, arrays: dict[str, Any]) -> Parts:
+        if self.needs_model and arrays.get("estimated_rewards") is None:
+            raise _model_error(self.name)
+        return self.parts(round_terms(**arrays))
+
     def estimate_policy_value(self, **arrays: Any) -> float:
-        return estimate_policy_value(self.name, **arrays, **self.params())
+        return self._parts(arrays).value()
 
     def estimate_round_rewards(self, **arrays: Any) -> np.ndarray:
-        return estimate_round_rewards(self.name, **arrays, **self.params())
+        return self._parts(arrays).round_rewards()
 
-    def estimate_interval(self, **arrays: Any) -> Interval:
-        """See :func:`offrec.ope.intervals.estimate_interval` (``method``, ``alpha``, ...)."""
-        from offrec.ope.intervals import estimate_interval
+    def estimate_interval(
+        self,
+        *,
+        method: str = "bootstrap",
+        n_bootstrap: int = 1000,
+        alpha: float = 0.05,
+        seed: SeedLike = None,
+        bound: float | None = None,
+        **arrays: Any,
+    ) -> Interval:
+        """The estimate with a ``1 - alpha`` interval (:mod:`offrec.ope.intervals`).
 
-        return estimate_interval(self.name, **arrays, **self.params())
+        The bootstrap keys rows by their index: same arrays and seed, same interval.
+        ``seed=None`` draws a fresh seed.
+        """
+        check_interval_options(method, n_bootstrap, alpha, bound)
+        cols, form = self._parts(arrays).columns()
+        x = np.column_stack(cols)
+        boot = n_bootstrap if method == "bootstrap" else 0
+        moments = Moments.of(
+            x, keys=row_keys(np.arange(x.shape[0])), n_bootstrap=boot, seed=seed_int(seed)
+        )
+        return interval(moments, form, method=method, alpha=alpha, bound=bound)
+
+
+def _model_error(estimator: str) -> InputError:
+    return InputError(
+        f"estimator {estimator!r} needs estimated_rewards with the shape of action_dist "
+        "(e.g. from RewardModel.fit_predict); got None"
+    )
+
+
+def _clip(w: np.ndarray, lam: float) -> np.ndarray:
+    return w if lam == math.inf else np.minimum(w, lam)
+
+
+def _check_weight_mass(w: np.ndarray, estimator: str) -> None:
+    if not w.sum() > 0:
+        raise InputError(
+            f"{estimator} is undefined: every importance weight is 0 "
+            "(the target puts no mass on any logged action)"
+        )
+
+
+def _residual(terms: RoundTerms, estimator: str) -> np.ndarray:
+    if terms.q_target is None or terms.q_logged is None:
+        raise _model_error(estimator)
+    return terms.reward - terms.q_logged
 
 
 @dataclass(frozen=True)
@@ -533,6 +194,9 @@ class IPS(Estimator):
     name: ClassVar[str] = "ips"
     lambda_: float = math.inf
 
+    def parts(self, terms: RoundTerms) -> Parts:
+        return Parts(_clip(terms.weight, self.lambda_) * terms.reward)
+
 
 @dataclass(frozen=True)
 class SNIPS(Estimator):
@@ -555,6 +219,11 @@ class SNIPS(Estimator):
     """
 
     name: ClassVar[str] = "snips"
+    self_normalized: ClassVar[bool] = True
+
+    def parts(self, terms: RoundTerms) -> Parts:
+        _check_weight_mass(terms.weight, self.name)
+        return Parts(None, terms.weight * terms.reward, terms.weight)
 
 
 @dataclass(frozen=True)
@@ -578,6 +247,11 @@ class DM(Estimator):
     """
 
     name: ClassVar[str] = "dm"
+    needs_model: ClassVar[bool] = True
+
+    def parts(self, terms: RoundTerms) -> Parts:
+        _residual(terms, self.name)
+        return Parts(terms.q_target)
 
 
 @dataclass(frozen=True)
@@ -602,7 +276,12 @@ class DR(Estimator):
     """
 
     name: ClassVar[str] = "dr"
+    needs_model: ClassVar[bool] = True
     lambda_: float = math.inf
+
+    def parts(self, terms: RoundTerms) -> Parts:
+        res = _residual(terms, self.name)
+        return Parts(terms.q_target + _clip(terms.weight, self.lambda_) * res)
 
 
 @dataclass(frozen=True)
@@ -625,6 +304,13 @@ class SNDR(Estimator):
     """
 
     name: ClassVar[str] = "sndr"
+    needs_model: ClassVar[bool] = True
+    self_normalized: ClassVar[bool] = True
+
+    def parts(self, terms: RoundTerms) -> Parts:
+        res = _residual(terms, self.name)
+        _check_weight_mass(terms.weight, self.name)
+        return Parts(terms.q_target, terms.weight * res, terms.weight)
 
 
 @dataclass(frozen=True)
@@ -649,7 +335,13 @@ class SwitchDR(Estimator):
     """
 
     name: ClassVar[str] = "switch-dr"
+    needs_model: ClassVar[bool] = True
     lambda_: float = math.inf
+
+    def parts(self, terms: RoundTerms) -> Parts:
+        res = _residual(terms, self.name)
+        w = terms.weight
+        return Parts(terms.q_target + np.where(w <= self.lambda_, w, 0.0) * res)
 
 
 @dataclass(frozen=True)
@@ -673,10 +365,91 @@ class DRos(Estimator):
     """
 
     name: ClassVar[str] = "dr-os"
+    needs_model: ClassVar[bool] = True
     lambda_: float = math.inf
 
+    def parts(self, terms: RoundTerms) -> Parts:
+        res = _residual(terms, self.name)
+        w, lam = terms.weight, self.lambda_
+        if lam != math.inf:  # optimistic shrinkage lambda * w / (w^2 + lambda), 0 where 0/0
+            den = w * w + lam
+            w = np.divide(lam * w, den, out=np.zeros_like(w), where=den > 0)
+        return Parts(terms.q_target + w * res)
 
-ESTIMATOR_CLASSES: dict[str, type[Estimator]] = {
+
+ESTIMATORS: dict[str, type[Estimator]] = {
     cls.name: cls for cls in (IPS, SNIPS, DM, DR, SNDR, SwitchDR, DRos)
 }
-"""Estimator class by name."""
+"""The bandit estimator registry: class by name (the CLI's and pipelines' names)."""
+
+
+def make_estimator(name: str, **params: Any) -> Estimator:
+    """The estimator called ``name`` with ``params``; errors list the valid names/parameters."""
+    if name not in ESTIMATORS:
+        raise InputError(f"estimator must be one of {list(ESTIMATORS)}; got {name!r}")
+    cls = ESTIMATORS[name]
+    valid = [f.name for f in fields(cls)]
+    unknown = [k for k in params if k not in valid]
+    if unknown:
+        raise InputError(
+            f"unknown parameter {unknown[0]!r} for estimator {name!r}; "
+            f"valid parameters: {valid if valid else 'none'}"
+        )
+    return cls(**params)
+
+
+def estimate_policy_value(estimator: str, **arrays_and_params: Any) -> float:
+    r"""Estimate the target policy's value :math:`V(\pi_e)` with ``estimator``.
+
+    Args:
+        estimator: a name from :data:`ESTIMATORS`: ``"ips"``, ``"snips"``, ``"dm"``,
+            ``"dr"``, ``"sndr"``, ``"switch-dr"``, ``"dr-os"``.
+        **arrays_and_params: the arrays of :func:`~offrec.ope.terms.round_terms` (OBP's
+            argument names and shapes: ``reward, action, pscore, action_dist, position,
+            estimated_rewards``, and ``check_dist``) and the estimator's parameters
+            (``lambda_`` for ``ips``/``dr`` clipping, the ``switch-dr`` threshold and the
+            ``dr-os`` shrinkage; default ``inf``). Anything else is an error.
+
+    Returns:
+        The estimate, a float; the mean of :func:`estimate_round_rewards`.
+    """
+    est, arrays = _split(estimator, arrays_and_params)
+    return est.estimate_policy_value(**arrays)
+
+
+def estimate_round_rewards(estimator: str, **arrays_and_params: Any) -> np.ndarray:
+    """Per-round contributions ``(n,)`` whose mean is :func:`estimate_policy_value`.
+
+    As in OBP, the contributions of the self-normalized estimators (``snips``,
+    ``sndr``) are already divided by ``mean(w)``.
+    """
+    est, arrays = _split(estimator, arrays_and_params)
+    return est.estimate_round_rewards(**arrays)
+
+
+def estimate_interval(estimator: str, **kwargs: Any) -> Interval:
+    """Estimate with a ``1 - alpha`` interval: :meth:`Estimator.estimate_interval` of the
+    estimator called ``estimator`` (``method``, ``n_bootstrap``, ``alpha``, ``seed``,
+    ``bound`` and the arrays as keywords, plus the estimator's parameters)."""
+    options = {
+        k: kwargs.pop(k) for k in ("method", "n_bootstrap", "alpha", "seed", "bound") if k in kwargs
+    }
+    est, arrays = _split(estimator, kwargs)
+    return est.estimate_interval(**options, **arrays)
+
+
+_ARRAYS = (
+    "reward",
+    "action",
+    "pscore",
+    "action_dist",
+    "position",
+    "estimated_rewards",
+    "check_dist",
+)
+
+
+def _split(name: str, kwargs: dict[str, Any]) -> tuple[Estimator, dict[str, Any]]:
+    params = {k: v for k, v in kwargs.items() if k not in _ARRAYS}
+    arrays = {k: v for k, v in kwargs.items() if k in _ARRAYS}
+    return make_estimator(name, **params), arrays

@@ -25,9 +25,7 @@ import pandas as pd
 from offrec.core.errors import InputError
 from offrec.core.validation import check_scalar
 from offrec.logs.data import LoggedData
-from offrec.ope.estimators import NEEDS_MODEL
-from offrec.ope.runner import OffPolicyEvaluation
-from offrec.ope.sequential import evaluate_sequential
+from offrec.ope.evaluate import evaluate
 from offrec.reward.model import RewardModel
 
 
@@ -116,8 +114,9 @@ def evaluate_estimators(
 ) -> EstimatorEvaluation:
     """Run the estimator-accuracy loop (module docstring) and return its tables.
 
-    Bandit mode: ``reward_model`` defaults to a cross-fitted logistic model when a
-    model-based estimator (dm, dr, sndr, switch-dr, dr-os) is asked for. Session mode:
+    Every log goes through :func:`~offrec.ope.evaluate.evaluate`. Bandit mode:
+    ``reward_model`` defaults to a cross-fitted logistic model when a model-based
+    estimator (dm, dr, sndr, switch-dr, dr-os) is asked for. Session mode:
     ``estimators`` are sequential ones (pdis, tis, wpdis, wtis, dr, fqe), each log has
     ``n_rows // horizon`` sessions, and oracles (which need the hidden state) cannot
     be targets.
@@ -130,23 +129,19 @@ def evaluate_estimators(
         name: world.true_value(p, n_sessions=truth_sessions, seed=12345).value
         for name, p in targets.items()
     }
-    needs = NEEDS_MODEL & set(estimators)
     rows = []
     for k, seed in enumerate(seeds):
-        if session:
-            n_sessions = max(1, n_rows // world.config.horizon)
-            data = simulate_logged_data(world, logger, n_sessions, seed)
-            method = interval if interval in ("bootstrap", "normal") else "normal"
-            table = evaluate_sequential(data, dict(targets), estimators, method=method,
-                                        n_bootstrap=n_bootstrap, alpha=alpha, seed=int(seed))  # fmt: skip
-        else:
-            data = simulate_logged_data(world, logger, n_rows, seed)
-            rm = None
-            if needs:
-                base = reward_model or RewardModel(kind="logistic")
-                rm = RewardModel(**{**base.__dict__, "seed": int(seed)})
-            table = OffPolicyEvaluation(data, dict(targets), estimators=list(estimators), reward_model=rm,
-                                        interval=interval, n_bootstrap=n_bootstrap, alpha=alpha, seed=int(seed)).run()  # fmt: skip
+        n_units = max(1, n_rows // world.config.horizon) if session else n_rows
+        data = simulate_logged_data(world, logger, n_units, seed)
+        rm = (
+            None
+            if reward_model is None
+            else RewardModel(**{**reward_model.__dict__, "seed": int(seed)})
+        )
+        table = evaluate(
+            data, dict(targets), estimators=list(estimators), reward_model=rm, interval=interval,
+            n_bootstrap=n_bootstrap, alpha=alpha, seed=int(seed),
+        ).table  # fmt: skip
         table["seed"] = seed
         rows.append(table)
         if progress is not None:

@@ -1,55 +1,53 @@
-r"""Confidence intervals for off-policy estimates: bootstrap, normal (t) and empirical Bernstein.
+r"""One interval engine for every estimator, bandit or session: bootstrap, t and empirical Bernstein.
 
-Every method works on the sums-over-rows form of an estimator
-(:class:`~offrec.ope.estimators.Parts`, :math:`\hat V = \bar A + \sum B / \sum C`):
+Every estimator is a :class:`Form` over per-row (bandit) or per-session (sequential)
+columns: a plain-mean column :math:`A` and ``K`` ratio pairs :math:`(B_t, C_t)`,
 
-- ``"bootstrap"``: percentile interval of the estimator recomputed on resamples
-  of the rows. Self-normalized estimators are re-normalized in every resample.
-  The resamples are *double-or-nothing* (half-sampling) bootstrap draws
-  (Owen & Eckles, 2012): row ``i`` gets weight :math:`W_{bi} \in \{0, 2\}` with
-  probability 1/2 each, so :math:`E W = 1, \operatorname{Var} W = 1` as for the
-  classical (multinomial) and the Poisson bootstrap, and the resampled estimator is
+.. math::
 
-  .. math::
+    \hat V = \bar A + \sum_{t=1}^{K} \frac{\bar B_t}{\bar C_t}
 
-      \hat V_b = \frac{\sum_i W_{bi} A_i}{\sum_i W_{bi}}
-               + \frac{\sum_i W_{bi} B_i}{\sum_i W_{bi} C_i}.
+(``K = 0`` for IPS / DM / DR / PDIS, ``K = 1`` for SNIPS / SNDR / WTIS, ``K = H`` for
+WPDIS; a ratio whose denominator mean is 0 contributes 0). The engine reads only the
+mergeable :class:`~offrec.ope.stats.Moments` of those columns, so the same code serves
+an array in memory, a stream of batches and a cluster:
 
-  One random bit per row and resample makes it cheap: the weights are unpacked
-  from raw generator output into a float32 block of ``(n_bootstrap, rows)``
-  and each sum is a matrix-vector product, in row chunks of bounded memory (no
-  Python loop over resamples or rows). The weights are symmetric, so unlike the
-  multinomial bootstrap the resampling distribution does not reproduce the
-  skewness of the contributions; coverage is measured in the tests.
-- ``"normal"``: :math:`\hat V \pm t_{1-\alpha/2,\,n-1}\, s_\psi / \sqrt n`, with
-  :math:`\psi_i` the per-round contributions, linearized for the
-  self-normalized estimators (delta method:
-  :math:`\psi_i = A_i + (B_i - R\, C_i)/\bar C`, :math:`R = \sum B / \sum C`).
-- ``"bernstein"``: the empirical Bernstein bound (Maurer & Pontil, 2009,
-  Theorem 4), two-sided, :math:`\hat V \pm \big(\sqrt{2 s_\psi^2 \ln(4/\alpha)/n}
-  + 7 R_\psi \ln(4/\alpha) / (3(n-1))\big)`. It is a finite-sample guarantee,
-  valid (conservatively) for i.i.d. contributions bounded in an interval of
-  width :math:`R_\psi`: pass ``bound`` (e.g. ``lambda_ * max reward`` for
-  clipped IPS) for the guarantee to hold; by default the observed range
-  ``max(psi) - min(psi)`` is plugged in, which is not a bound in general.
+- ``"normal"``: :math:`\hat V \pm t_{1-\alpha/2,\,n-1}\, s_\psi / \sqrt n` with
+  :math:`s_\psi^2 = g^\top \hat\Sigma g`, :math:`\hat\Sigma` the columns' sample
+  covariance and :math:`g = \nabla \hat V` at the column means (the delta method: for
+  the self-normalized estimators :math:`\psi_i = A_i + \sum_t (B_{it} - R_t C_{it})/\bar C_t`,
+  :math:`R_t = \bar B_t / \bar C_t`; for the others :math:`\psi = A`).
+- ``"bernstein"``: the empirical Bernstein bound (Maurer & Pontil, 2009, Theorem 4),
+  :math:`\hat V \pm \big(\sqrt{2 s_\psi^2 \ln(4/\alpha)/n} + 7 R_\psi \ln(4/\alpha)/(3(n-1))\big)`,
+  a finite-sample guarantee for i.i.d. contributions in a range of width
+  :math:`R_\psi`. Pass ``bound`` (e.g. ``lambda_ * max reward`` for clipped IPS) for the
+  guarantee to hold; by default :math:`R_\psi = \sum_j |g_j| (\max_i X_{ij} - \min_i X_{ij})`
+  is plugged in: the observed range of :math:`\psi` for the plain estimators, a
+  conservative cover of it for the self-normalized ones, and not a bound in general.
+- ``"bootstrap"``: the percentile interval of :math:`\hat V` recomputed on
+  double-or-nothing resamples (:mod:`offrec.ope.stats`), self-normalized estimators
+  re-normalized in every resample:
+  :math:`\hat V_b = S_{A b}/N_b + \sum_t S_{B_t b}/S_{C_t b}`. Resamples whose ratio is
+  undefined (all resampled weights 0) are left out of the quantiles.
+
+:class:`Contrast` applies the same engine to a difference of estimates on one log
+(e.g. a candidate minus the logger): the paired difference, whose variance counts the
+covariance of the two estimates.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import stdtrit
 
 from offrec.core.errors import InputError
-from offrec.core.validation import SeedLike, as_generator, check_scalar
-from offrec.ope.estimators import Parts, RoundTerms, parts, require_model, resolve, round_terms
+from offrec.core.validation import check_scalar
+from offrec.ope.stats import Moments
 
 METHODS: tuple[str, ...] = ("bootstrap", "normal", "bernstein")
-_BOOT_BLOCK = 1 << 20  # float32 weights per block (4 MB, L2/L3-resident); rows = _BOOT_BLOCK // B
+"""Interval methods, by name."""
 
 
 @dataclass(frozen=True)
@@ -64,92 +62,56 @@ class Interval:
     n_bootstrap: int | None = None
 
 
-def estimate_interval(
-    estimator: str,
-    *,
-    reward: Any,
-    action: Any,
-    pscore: Any,
-    action_dist: Any,
-    position: Any = None,
-    estimated_rewards: Any = None,
-    method: str = "bootstrap",
-    n_bootstrap: int = 1000,
-    alpha: float = 0.05,
-    seed: SeedLike = None,
-    bound: float | None = None,
-    check_dist: bool = True,
-    **params: Any,
-) -> Interval:
-    """Estimate a policy value with a ``1 - alpha`` confidence interval.
+@dataclass(frozen=True)
+class Form:
+    r"""Where an estimator's columns sit in a :class:`~offrec.ope.stats.Moments`:
+    ``a`` the plain-mean column (or None), ``b``/``c`` the ratio pairs' columns."""
 
-    Args:
-        estimator, reward, action, pscore, action_dist, position, estimated_rewards,
-            check_dist, **params: as in :func:`~offrec.ope.estimators.estimate_policy_value`.
-        method: ``"bootstrap"``, ``"normal"`` or ``"bernstein"`` (see the module docstring).
-        n_bootstrap: number of resamples (bootstrap only).
-        alpha: 1 - coverage, in (0, 1).
-        seed: seeds the bootstrap; same seed, same interval.
-        bound: width of the range of the contributions (bernstein only).
+    a: int | None
+    b: tuple[int, ...] = ()
+    c: tuple[int, ...] = ()
 
-    Returns:
-        :class:`Interval` with ``value`` the estimate on all rows.
-    """
-    resolve(estimator, params)
-    require_model(estimator, estimated_rewards)
-    check_interval_options(method, n_bootstrap, alpha, bound)
-    terms = round_terms(
-        reward=reward,
-        action=action,
-        pscore=pscore,
-        action_dist=action_dist,
-        position=position,
-        estimated_rewards=estimated_rewards,
-        check_dist=check_dist,
-    )
-    return interval_from_terms(
-        estimator,
-        terms,
-        method=method,
-        n_bootstrap=n_bootstrap,
-        alpha=alpha,
-        seed=seed,
-        bound=bound,
-        **params,
-    )
+    def value(self, mean: np.ndarray) -> float:
+        v = 0.0 if self.a is None else float(mean[self.a])
+        for bt, ct in zip(self.b, self.c, strict=True):
+            if mean[ct] != 0:
+                v += float(mean[bt]) / float(mean[ct])
+        return v
+
+    def grad(self, mean: np.ndarray) -> np.ndarray:
+        g = np.zeros(mean.shape[0])
+        if self.a is not None:
+            g[self.a] += 1.0
+        for bt, ct in zip(self.b, self.c, strict=True):
+            if mean[ct] != 0:
+                g[bt] += 1.0 / mean[ct]
+                g[ct] -= mean[bt] / mean[ct] ** 2
+        return g
+
+    def boot_values(self, boot: np.ndarray, boot_n: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = boot[self.a] / boot_n if self.a is not None else np.zeros(boot.shape[1])
+            for bt, ct in zip(self.b, self.c, strict=True):
+                v = v + np.where(boot[ct] != 0, boot[bt] / boot[ct], 0.0)
+        return v
 
 
-def interval_from_terms(
-    estimator: str,
-    terms: RoundTerms,
-    *,
-    method: str = "bootstrap",
-    n_bootstrap: int = 1000,
-    alpha: float = 0.05,
-    seed: SeedLike = None,
-    bound: float | None = None,
-    **params: Any,
-) -> Interval:
-    """:func:`estimate_interval` on precomputed :class:`~offrec.ope.estimators.RoundTerms`."""
-    check_interval_options(method, n_bootstrap, alpha, bound)
-    if terms.n < 2:
-        raise InputError(f"an interval needs at least 2 rows; got {terms.n}")
-    p = parts(estimator, terms, **params)
-    value = p.value()
-    if method == "bootstrap":
-        boot = bootstrap_values(p, n_bootstrap, as_generator(seed))
-        low, high = np.nanquantile(boot, [alpha / 2, 1 - alpha / 2])
-        return Interval(value, float(low), float(high), method, alpha, n_bootstrap)
-    psi = influence(p)
-    n = psi.shape[0]
-    sd = float(psi.std(ddof=1))
-    if method == "normal":
-        half = float(stdtrit(n - 1, 1 - alpha / 2)) * sd / math.sqrt(n)
-    else:
-        width = float(psi.max() - psi.min()) if bound is None else bound
-        log_term = math.log(4 / alpha)
-        half = math.sqrt(2 * sd**2 * log_term / n) + 7 * width * log_term / (3 * (n - 1))
-    return Interval(value, value - half, value + half, method, alpha, None)
+@dataclass(frozen=True)
+class Contrast:
+    """A signed sum of estimates on the same rows, e.g. ``{candidate: +1, logger: -1}``."""
+
+    terms: tuple[tuple[Form, float], ...] = field(default_factory=tuple)
+
+    def value(self, mean: np.ndarray) -> float:
+        return sum(s * f.value(mean) for f, s in self.terms)
+
+    def grad(self, mean: np.ndarray) -> np.ndarray:
+        return sum((s * f.grad(mean) for f, s in self.terms), np.zeros(mean.shape[0]))
+
+    def boot_values(self, boot: np.ndarray, boot_n: np.ndarray) -> np.ndarray:
+        return sum(
+            (s * f.boot_values(boot, boot_n) for f, s in self.terms), np.zeros(boot.shape[1])
+        )
 
 
 def check_interval_options(
@@ -157,86 +119,55 @@ def check_interval_options(
 ) -> None:
     """Check the interval options; errors name the option and the rule."""
     if method not in METHODS:
-        raise InputError(f"method must be one of {list(METHODS)}; got {method!r}")
+        raise InputError(f"interval method must be one of {list(METHODS)}; got {method!r}")
     check_scalar(n_bootstrap, "n_bootstrap", int, min=1)
     check_scalar(alpha, "alpha", float, min=0.0, max=1.0, min_inclusive=False, max_inclusive=False)
     if bound is not None:
         check_scalar(bound, "bound", float, min=0.0)
 
 
-def influence(p: Parts) -> np.ndarray:
-    r"""Linearized per-round contributions :math:`\psi_i` (n,): mean :math:`\bar A`, spread of
-    :math:`\hat V`. For plain estimators :math:`\psi = A`; for self-normalized ones the
-    delta method gives :math:`\psi_i = A_i + (B_i - R C_i) / \bar C`."""
-    if p.b is None or p.c is None:
-        return p.a if p.a is not None else np.zeros(0)
-    ratio = float(p.b.sum()) / float(p.c.sum())
-    psi = (p.b - ratio * p.c) / float(p.c.mean())
-    return psi if p.a is None else p.a + psi
+def interval(
+    moments: Moments,
+    form: Form | Contrast,
+    *,
+    method: str,
+    alpha: float = 0.05,
+    bound: float | None = None,
+) -> Interval:
+    """The estimate ``form`` describes, with a ``1 - alpha`` interval by ``method``.
 
-
-def bootstrap_values(p: Parts, n_bootstrap: int, rng: np.random.Generator) -> np.ndarray:
-    """The estimator on ``n_bootstrap`` double-or-nothing resamples, ``(n_bootstrap,)``.
-
-    Resamples whose ratio is undefined (all resampled weights 0) are nan.
+    ``moments`` must carry bootstrap sums for ``method="bootstrap"``.
     """
-    columns = [x for x in (p.a, p.b, p.c) if x is not None]
-    sums, counts = resampled_sums(np.stack(columns), n_bootstrap, rng)
-    out = np.zeros(n_bootstrap)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if p.a is not None:
-            out += sums[0] / counts
-        if p.b is not None and p.c is not None:
-            out += sums[-2] / sums[-1]
-    return out
+    if moments.n < 2:
+        raise InputError(f"an interval needs at least 2 rows; got {moments.n}")
+    value = form.value(moments.mean)
+    if method == "bootstrap":
+        if moments.boot is None or moments.boot_n is None:
+            raise InputError("the bootstrap needs resample sums: evaluate with n_bootstrap > 0")
+        boot = form.boot_values(moments.boot, moments.boot_n)
+        boot = boot[np.isfinite(boot)]
+        if boot.size == 0:
+            raise InputError("every bootstrap resample is undefined (all weights 0)")
+        low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+        return Interval(value, float(low), float(high), method, alpha, moments.boot.shape[1])
+    g = form.grad(moments.mean)
+    sd = math.sqrt(max(float(g @ moments.cov @ g), 0.0))
+    n = moments.n
+    if method == "normal":
+        from scipy.special import stdtrit  # imported when used: slow to import
+
+        half = float(stdtrit(n - 1, 1 - alpha / 2)) * sd / math.sqrt(n)
+    elif method == "bernstein":
+        spread = np.where(np.isfinite(moments.high - moments.low), moments.high - moments.low, 0)
+        width = float(np.abs(g) @ spread) if bound is None else bound
+        log_term = math.log(4 / alpha)
+        half = math.sqrt(2 * sd**2 * log_term / n) + 7 * width * log_term / (3 * (n - 1))
+    else:
+        raise InputError(f"interval method must be one of {list(METHODS)}; got {method!r}")
+    return Interval(value, value - half, value + half, method, alpha, None)
 
 
-def resampled_sums(
-    columns: np.ndarray, n_bootstrap: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    r"""Half-sample sums :math:`S_{jb} = \sum_i H_{bi} x_{ji}` and sizes :math:`N_b = \sum_i H_{bi}`.
-
-    ``columns`` is ``(k, n)``; :math:`H_{bi} \in \{0, 1\}` are fair coin flips
-    (:math:`W = 2H`, the factor 2 cancels in every ratio). Returns
-    ``(S (k, n_bootstrap) float64, N (n_bootstrap,) float64)``.
-
-    Columns are centred before the float32 products (``S = N * mean + sum H (x - mean)``)
-    so the float32 sums carry only the deviations. Memory: one float32 block of
-    ``n_bootstrap x rows`` with ``rows = max(64, 2**20 // n_bootstrap)``.
-
-    The products run on one BLAS thread: they are memory-bound, so more threads gain
-    little, and OpenBLAS threads spin-wait badly when the cores are shared (measured on
-    2 loaded cores, 1M rows x 1000 resamples: 0.5-0.9 s on one thread, 5-12 s on two).
-    """
-    k, n = columns.shape
-    mean = columns.mean(axis=1)
-    dev = (columns - mean[:, None]).astype(np.float32)
-    rows = max(64, (_BOOT_BLOCK // n_bootstrap) // 64 * 64)
-    block = np.empty((n_bootstrap, rows), np.float32)
-    acc = np.empty(n_bootstrap, np.float32)
-    sums = np.zeros((k, n_bootstrap))
-    counts = np.zeros(n_bootstrap)
-    with _blas_controller().limit(limits=1, user_api="blas"):
-        for start in range(0, n, rows):
-            m = min(rows, n - start)
-            n_bytes = -(-m // 64) * 8  # whole 64-bit words per resample
-            raw = rng.bit_generator.random_raw(n_bootstrap * n_bytes // 8)
-            bits = np.asarray(raw).view(np.uint8).reshape(n_bootstrap, n_bytes)
-            h = block[:, :m]
-            np.copyto(h, np.unpackbits(bits, axis=1, count=m))
-            full, rest = divmod(m, 8)  # popcount of the first m bits (big-endian bit order)
-            counts += np.bitwise_count(bits[:, :full]).sum(axis=1)
-            if rest:
-                counts += np.bitwise_count(bits[:, full] & ((0xFF << (8 - rest)) & 0xFF))
-            for j in range(k):
-                np.dot(h, dev[j, start : start + m], out=acc)
-                sums[j] += acc
-    sums += mean[:, None] * counts[None, :]
-    return sums, counts
-
-
-@functools.cache
-def _blas_controller() -> Any:
-    from threadpoolctl import ThreadpoolController  # a scikit-learn dependency
-
-    return ThreadpoolController()
+def standard_error(moments: Moments, form: Form | Contrast) -> float:
+    """Delta-method standard error of the estimate ``form`` describes."""
+    g = form.grad(moments.mean)
+    return math.sqrt(max(float(g @ moments.cov @ g), 0.0) / max(moments.n, 1))

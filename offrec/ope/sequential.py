@@ -26,21 +26,21 @@ by :func:`fit_fqe` unless ``q_hat`` is given.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from offrec.core.errors import InputError
-from offrec.core.validation import SeedLike, as_generator, check_scalar
+from offrec.core.validation import SeedLike, check_scalar
 from offrec.logs.data import LoggedData
-from offrec.ope.intervals import Interval
+from offrec.ope.intervals import Form, Interval, check_interval_options, interval
+from offrec.ope.stats import Moments, row_keys, seed_int
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
 SEQUENTIAL_ESTIMATORS: tuple[str, ...] = ("pdis", "tis", "wpdis", "wtis", "dr", "fqe")
 
@@ -64,8 +64,13 @@ class EpisodeIndex:
         return self.pad(np.ones(self.episode.shape[0]), 0.0) > 0
 
 
-def episode_index(session_id: np.ndarray, step: np.ndarray) -> EpisodeIndex:
-    """Index rows by episode; steps must run 0, 1, 2, ... within each session."""
+def episode_index(
+    session_id: np.ndarray, step: np.ndarray, horizon: int | None = None
+) -> EpisodeIndex:
+    """Index rows by episode; steps must run 0, 1, 2, ... within each session.
+
+    ``horizon`` pads the episode matrices to that width (default: the longest session),
+    so batches of one log share one layout."""
     session_id = np.asarray(session_id)
     step = np.asarray(step, dtype=np.int64)
     if session_id.shape != step.shape or session_id.ndim != 1:
@@ -86,7 +91,10 @@ def episode_index(session_id: np.ndarray, step: np.ndarray) -> EpisodeIndex:
         raise InputError(
             "step must not repeat within a session (duplicated (session_id, step) rows)"
         )
-    return EpisodeIndex(episode, step, int(uniq.size), int(counts.max()))
+    width = int(counts.max()) if horizon is None else horizon
+    if counts.max() > width:
+        raise InputError(f"a session has {int(counts.max())} steps, more than horizon {width}")
+    return EpisodeIndex(episode, step, int(uniq.size), width)
 
 
 # ------------------------------------------------------------------------------ FQE
@@ -176,6 +184,14 @@ class _EpisodeTerms:
     b: np.ndarray | None  # (m, H) self-normalized numerators
     c: np.ndarray | None  # (m, H) self-normalized denominators
 
+    def columns(self) -> tuple[np.ndarray, Form]:
+        """Per-episode columns ``(m, k)`` and the :class:`~offrec.ope.intervals.Form` over them."""
+        if self.b is None or self.c is None:
+            return self.a[:, None], Form(0)
+        h = self.b.shape[1]
+        cols = np.column_stack([self.a, self.b, self.c])
+        return cols, Form(0, tuple(range(1, 1 + h)), tuple(range(1 + h, 1 + 2 * h)))
+
     def value(self) -> float:
         v = float(self.a.mean())
         if self.b is not None and self.c is not None:
@@ -192,12 +208,13 @@ def _terms(
     dist: np.ndarray,
     q_hat: np.ndarray | None,
     gamma: float,
+    horizon: int | None = None,
 ) -> _EpisodeTerms:
     if estimator not in SEQUENTIAL_ESTIMATORS:
         raise InputError(
             f"sequential estimator must be one of {list(SEQUENTIAL_ESTIMATORS)}; got {estimator!r}"
         )
-    idx = episode_index(data.session_id, data.step)
+    idx = episode_index(data.session_id, data.step, horizon)
     n = data.n_rows
     if dist.shape != (n, data.n_actions):
         raise InputError(f"action_dist must have shape ({n}, {data.n_actions}); got {dist.shape}")
@@ -249,83 +266,25 @@ def estimate_sequential(
             (n, n_actions) array of its probabilities on ``data.context``).
         q_hat: (n, n_actions) Q estimates on ``data.context`` for ``dr``/``fqe``; by
             default :func:`fit_fqe` is run for the policy.
-        method: ``"bootstrap"`` (percentile, resampling whole episodes, vectorized) or
-            ``"normal"`` (t interval on per-episode contributions; for the
-            self-normalized estimators, delta method).
+        method: ``"bootstrap"``, ``"normal"`` or ``"bernstein"``, by the one interval
+            engine (:mod:`offrec.ope.intervals`) on per-session columns; the bootstrap
+            resamples whole sessions (keyed by ``session_id``).
 
     Returns:
         :class:`~offrec.ope.intervals.Interval`.
     """
     check_scalar(gamma, "gamma", float, min=0.0, max=1.0)
     check_scalar(alpha, "alpha", float, min=0.0, max=1.0, min_inclusive=False, max_inclusive=False)
-    if method not in ("bootstrap", "normal"):
-        raise InputError(f"method must be 'bootstrap' or 'normal'; got {method!r}")
+    check_interval_options(method, n_bootstrap, alpha)
     dist = np.asarray(
         policy if isinstance(policy, np.ndarray) else policy.action_dist(data.context)
     )
     if estimator in ("dr", "fqe") and q_hat is None:
         q_hat = fit_fqe(data, dist, gamma=gamma).predict(data.context)
     t = _terms(estimator, data, dist, q_hat, gamma)
-    value = t.value()
-    m = t.a.shape[0]
-    if method == "normal":
-        psi = t.a.copy()
-        if t.b is not None and t.c is not None:
-            den = t.c.mean(axis=0)
-            ratio = np.divide(t.b.mean(axis=0), den, out=np.zeros_like(den), where=den > 0)
-            psi += np.sum(
-                np.divide(t.b - ratio * t.c, den, out=np.zeros_like(t.b), where=den > 0), axis=1
-            )
-        half = stats.t.ppf(1 - alpha / 2, m - 1) * psi.std(ddof=1) / np.sqrt(m)
-        return Interval(value, value - half, value + half, "normal", alpha)
-    check_scalar(n_bootstrap, "n_bootstrap", int, min=1)
-    rng = as_generator(seed)
-    values = np.zeros(n_bootstrap)
-    chunk = max(1, (1 << 22) // max(m, 1))  # resamples per block: bounded memory
-    for s in range(0, n_bootstrap, chunk):
-        k = min(chunk, n_bootstrap - s)
-        counts = rng.multinomial(m, np.full(m, 1.0 / m), size=k).astype(np.float64)  # (k, m)
-        v = counts @ t.a / m
-        if t.b is not None and t.c is not None:
-            num, den = counts @ t.b, counts @ t.c  # (k, H)
-            v += np.sum(np.divide(num, den, out=np.zeros_like(num), where=den > 0), axis=1)
-        values[s : s + k] = v
-    low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
-    return Interval(value, float(low), float(high), "bootstrap", alpha, n_bootstrap)
-
-
-def evaluate_sequential(
-    data: LoggedData,
-    targets: dict[str, Any],
-    estimators: Sequence[str],
-    *,
-    method: str = "normal",
-    n_bootstrap: int = 1000,
-    alpha: float = 0.05,
-    seed: SeedLike = 0,
-) -> pd.DataFrame:
-    """Every target (a policy or its (n, n_actions) probabilities) x every estimator, as a
-    table: policy, estimator, value, low, high, interval_method. FQE is fitted once per
-    target and shared by ``dr`` and ``fqe``. Oracles (which need the hidden session state)
-    are refused."""
-    import pandas as pd
-
-    rows = []
-    for name, target in targets.items():
-        if hasattr(target, "action_dist_state"):
-            raise InputError(
-                f"target {name!r} is an oracle: it needs the hidden session state, so it "
-                "cannot be scored off-policy in session mode"
-            )
-        dist = np.asarray(
-            target if isinstance(target, np.ndarray) else target.action_dist(data.context)
-        )
-        q_hat = (
-            fit_fqe(data, dist).predict(data.context) if {"dr", "fqe"} & set(estimators) else None
-        )
-        for est in estimators:
-            iv = estimate_sequential(est, data, dist, q_hat=q_hat, method=method,
-                                     n_bootstrap=n_bootstrap, alpha=alpha, seed=seed)  # fmt: skip
-            rows.append({"policy": name, "estimator": est, "value": iv.value, "low": iv.low,
-                         "high": iv.high, "interval_method": iv.method})  # fmt: skip
-    return pd.DataFrame(rows)
+    cols, form = t.columns()
+    n_boot = n_bootstrap if method == "bootstrap" else 0
+    moments = Moments.of(
+        cols, keys=row_keys(np.unique(data.session_id)), n_bootstrap=n_boot, seed=seed_int(seed)
+    )
+    return interval(moments, form, method=method, alpha=alpha)

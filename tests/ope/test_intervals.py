@@ -8,42 +8,54 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from offrec.ope import ESTIMATORS, estimate_interval, estimate_policy_value, round_terms
-from offrec.ope.intervals import interval_from_terms, resampled_sums
+from offrec.ope import ESTIMATORS, estimate_interval, estimate_policy_value
+from offrec.ope.stats import Moments, resample_bits, row_keys
 
 from .test_estimators import ACTION, DIST, PSCORE, REWARD, make_bandit
 
 ARRAYS = dict(reward=REWARD, action=ACTION, pscore=PSCORE, action_dist=DIST)
 
 
-def _coin_flips(seed: int, n: int, n_bootstrap: int, rows: int) -> np.ndarray:
-    """Rebuild the (n_bootstrap, n) 0/1 matrix resampled_sums draws, block by block."""
-    rng = np.random.default_rng(seed)
-    blocks = []
-    for start in range(0, n, rows):
-        m = min(rows, n - start)
-        n_bytes = -(-m // 64) * 8
-        raw = rng.bit_generator.random_raw(n_bootstrap * n_bytes // 8)
-        bits = np.asarray(raw).view(np.uint8).reshape(n_bootstrap, n_bytes)
-        blocks.append(np.unpackbits(bits, axis=1, count=m))
-    return np.hstack(blocks).astype(np.float64)
+def test_resample_bits_are_fair_independent_and_a_function_of_the_key() -> None:
+    keys = row_keys(np.arange(20_000), np.zeros(20_000, np.int64))
+    bits = resample_bits(keys, 300, seed=5).astype(np.float64)
+    assert bits.shape == (20_000, 300)
+    # each bit is 1 with probability 1/2: the mean over 6M bits is within 4 sd of 0.5
+    assert abs(bits.mean() - 0.5) < 4 * 0.5 / math.sqrt(bits.size)
+    # resamples are uncorrelated: |corr| of two columns over 20k rows is O(1/sqrt(20k))
+    corr = np.corrcoef(bits[:, :50].T)[np.triu_indices(50, 1)]
+    assert np.abs(corr).max() < 5 / math.sqrt(20_000)
+    # rows are uncorrelated too (consecutive keys must not share bits)
+    assert abs(np.corrcoef(bits[:-1].ravel(), bits[1:].ravel())[0, 1]) < 5 / math.sqrt(bits.size)
+    # the bits of a row depend on its key and the seed only, not on the rows around it
+    np.testing.assert_array_equal(resample_bits(keys[::-1], 300, seed=5), bits[::-1])
+    assert not np.array_equal(resample_bits(keys, 300, seed=6), bits)
 
 
-@pytest.mark.parametrize(("n", "n_bootstrap"), [(200, 50), (3001, 2000)])
-def test_resampled_sums_equal_explicit_half_sample_sums(n: int, n_bootstrap: int) -> None:
-    """(3001, 2000): 512-row blocks, last block of 441 rows (a partial byte in the popcount)."""
-    x = np.random.default_rng(0).normal(3.0, 1.0, size=(2, n))
-    sums, counts = resampled_sums(x, n_bootstrap, np.random.default_rng(11))
-    rows = max(64, ((1 << 20) // n_bootstrap) // 64 * 64)
-    h = _coin_flips(11, n, n_bootstrap, rows)
-    np.testing.assert_array_equal(counts, h.sum(axis=1))
-    np.testing.assert_allclose(sums, (h @ x.T).T, rtol=1e-6)
+@pytest.mark.parametrize("cut", [1, 777, 3000])
+def test_moments_merge_to_the_moments_of_the_union(cut: int) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, size=(5000, 3)) * [1.0, 10.0, 0.1]
+    keys = row_keys(np.arange(5000))
+    whole = Moments.of(x, keys=keys, n_bootstrap=64, seed=1)
+    parts = Moments.of(x[:cut], keys=keys[:cut], n_bootstrap=64, seed=1).merge(
+        Moments.of(x[cut:], keys=keys[cut:], n_bootstrap=64, seed=1)
+    )
+    np.testing.assert_allclose(whole.mean, x.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(whole.cov, np.cov(x.T), rtol=1e-12)
+    for name in ("mean", "m2", "low", "high", "boot", "boot_n"):
+        np.testing.assert_allclose(getattr(parts, name), getattr(whole, name), rtol=1e-12)
+    # bootstrap sums are the sums over the rows each resample holds
+    h = resample_bits(keys, 64, seed=1).astype(np.float64)
+    np.testing.assert_allclose(whole.boot, x.T @ h, rtol=1e-12)
+    np.testing.assert_array_equal(whole.boot_n, h.sum(axis=0))
 
 
 def test_bootstrap_spread_matches_the_standard_error() -> None:
-    x = np.random.default_rng(1).exponential(size=(1, 5000))
-    sums, counts = resampled_sums(x, 4000, np.random.default_rng(2))
-    spread = (sums[0] / counts).std()
+    x = np.random.default_rng(1).exponential(size=(5000, 1))
+    m = Moments.of(x, keys=row_keys(np.arange(5000)), n_bootstrap=4000, seed=2)
+    assert m.boot is not None and m.boot_n is not None
+    spread = (m.boot[0] / m.boot_n).std()
     assert spread == pytest.approx(x.std() / math.sqrt(5000), rel=0.05)
 
 
@@ -63,7 +75,7 @@ def test_interval_contains_the_point_estimate(name: str, method: str) -> None:
     b = make_bandit(3000, seed=4)
     arrays = b.arrays(estimated_rewards=np.clip(b.q + 0.1, 0, 1))
     iv = estimate_interval(name, **arrays, method=method, seed=0)
-    assert iv.value == estimate_policy_value(name, **arrays)
+    assert iv.value == pytest.approx(estimate_policy_value(name, **arrays), rel=1e-12)
     assert iv.low < iv.value < iv.high
     assert iv.method == method and iv.n_bootstrap == (1000 if method == "bootstrap" else None)
 
@@ -149,10 +161,10 @@ def test_coverage_on_the_synthetic_bandit() -> None:
     for rep in range(n_reps):
         b = make_bandit(2000, seed=10_000 + rep)
         model = np.clip(b.q + 0.1 * np.sin(7 * b.context[:, :1]), 0, 1)  # imperfect, fixed model
-        terms = round_terms(**b.arrays(estimated_rewards=model))
+        arrays = b.arrays(estimated_rewards=model)
         for name in names:
             for method in ("bootstrap", "normal"):
-                iv = interval_from_terms(name, terms, method=method, seed=rep)
+                iv = estimate_interval(name, **arrays, method=method, seed=rep)
                 hits[name, method] += iv.low <= b.truth <= iv.high
     coverage = {key: h / n_reps for key, h in hits.items()}
     assert all(0.88 <= c <= 0.99 for c in coverage.values()), coverage
