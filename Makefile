@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned to the CPU build, so nothing pulls a CUDA build
 	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,sb3]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,sb3,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -160,7 +160,7 @@ def iter_batches(
     ones present, except ``true_ctr``); ``files``: indices into ``source.files`` (default
     all; row numbers stay those of the whole log).
     """
-    wanted = _columns(source, columns)
+    wanted = read_columns(source, columns)
     starts = np.concatenate([[0], np.cumsum(source.file_rows)])
     for i in range(len(source.files)) if files is None else files:
         f = source.files[i]
@@ -170,25 +170,39 @@ def iter_batches(
             for rb in pf.iter_batches(batch_size=batch_size, columns=wanted):
                 table = pa.Table.from_batches([rb])
                 where = f"log file {Path(f).name}"
-                try:
-                    data = table_to_logged(table, source.metadata, where)
-                    validate_logged_data(data)
-                except InputError as err:
-                    raise InputError(locate(str(err), where, offset, int(starts[i]))) from None
+                data = validate_batch(table, source.metadata, where, (offset, int(starts[i])))
                 yield Batch(data, f, offset, int(starts[i]) + offset)
                 offset += table.num_rows
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"cannot read log file {f}: {exc}") from None
 
 
-def iter_sessions(source: LogSource, **kwargs: Any) -> Iterator[Batch]:
+def validate_batch(
+    table: pa.Table, metadata: dict[str, Any], where: str, offsets: tuple[int, int] | None
+) -> LoggedData:
+    """An Arrow batch of a log as a validated ``LoggedData``; errors name ``where`` and,
+    given ``offsets`` (the batch's first row in its file, the file's first row in the
+    log), the row."""
+    try:
+        data = table_to_logged(table, metadata, where)
+        validate_logged_data(data)
+    except InputError as err:
+        if offsets is None:
+            raise InputError(f"{where}: {err}" if where else str(err)) from None
+        raise InputError(locate(str(err), where, *offsets)) from None
+    return data
+
+
+def iter_sessions(
+    source: LogSource, *, files: Sequence[int] | None = None, **kwargs: Any
+) -> Iterator[Batch]:
     """Like :func:`iter_batches`, but every batch holds whole sessions: the rows of the
     last session of a batch are carried into the next batch of the same file.
 
     A session whose rows are not together (it continues in another file, or its steps
     do not start at 0 in a batch) is an error naming it.
     """
-    for i in range(len(source.files)):
+    for i in range(len(source.files)) if files is None else files:
         carry: Batch | None = None
         for batch in iter_batches(source, files=[i], **kwargs):
             if carry is not None:
@@ -256,7 +270,9 @@ def concat(parts: list[LoggedData]) -> LoggedData:
     )  # fmt: skip
 
 
-def _columns(source: LogSource, columns: Sequence[str] | None) -> list[str]:
+def read_columns(source: LogSource, columns: Sequence[str] | None = None) -> list[str]:
+    """The columns to read: ``columns`` plus the required ones (default: every column a
+    kernel may use, present in the log, except ``true_ctr``)."""
     if columns is None:
         want = list(REQUIRED_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c != "true_ctr"]
     else:

@@ -226,6 +226,11 @@ def evaluate(
     source: LogSource | LoggedData = logs if isinstance(logs, LoggedData) else open_log(logs)
     n_actions, session_log = _shape(source)
     named = _named_targets(targets, n_actions)
+    if engine == "ray" and any(isinstance(t, FixedProbs) for t in named.values()):
+        raise InputError(
+            "fixed probabilities are aligned with row numbers, which the ray engine does not "
+            "track; use engine='local' or pass a policy"
+        )
     session = _pick_mode(mode, session_log, estimators)
     n_boot = n_bootstrap if interval == "bootstrap" else 0
     if session:
