@@ -179,13 +179,13 @@ def _world_of_log(data: Any) -> Any:
 
 
 def cmd_train_bandit(args: argparse.Namespace) -> int:
-    from offrec.logs import read_logs
+    from offrec.logs.scan import open_log
     from offrec.models import save_model
-    from offrec.pipeline import train_policy
     from offrec.pipeline_config import PolicySpec
     from offrec.recommend import write_world
+    from offrec.training import train_policy
 
-    data = read_logs(args.logs)
+    data = open_log(args.logs)
     head = _parse_head(args.head)
     spec = PolicySpec(
         name=args.learner,
@@ -196,7 +196,14 @@ def cmd_train_bandit(args: argparse.Namespace) -> int:
     if spec.is_rl:
         raise InputError(f"--learner {args.learner!r} is an RL algorithm; use `offrec train rl`")
     world = _world_of_log(data)
-    policy, _ = train_policy(spec, data, world, args.seed)
+    with _progress(args, data.n_rows, "train") as bar:
+        done = [0]
+
+        def tick(rows: int) -> None:
+            bar.update(rows - done[0] if rows >= done[0] else rows)
+            done[0] = rows
+
+        policy, _ = train_policy(spec, data, world, args.seed, engine=args.engine, progress=tick)
     save_model(policy, args.out, overwrite=args.overwrite)
     if world is not None:
         write_world(args.out, world)
@@ -532,6 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("--out", type=Path, required=True, help="model folder to write")
     tb.add_argument("--seed", type=int, default=0)
     tb.add_argument("--overwrite", action="store_true")
+    tb.add_argument("--engine", default="local", choices=["local", "ray"],
+                    help="linucb/lints sum statistics over every batch on this engine (default %(default)s)")  # fmt: skip
     tb.set_defaults(func=cmd_train_bandit)
 
     tr = tsub.add_parser("rl", help="train DQN / CQL / ... offline on a session log (d3rlpy)")

@@ -25,9 +25,10 @@ from offrec.core.errors import InputError
 from offrec.core.policy import Head
 from offrec.logs import collect, read_logs
 from offrec.logs.data import LoggedData
-from offrec.pipeline_config import PipelineConfig, PolicySpec, ReferenceSpec
+from offrec.pipeline_config import PipelineConfig, ReferenceSpec
 from offrec.policies.loggers import logging_policy
 from offrec.sim import BestItemOracle, LookaheadOracle, MyopicOracle, World
+from offrec.training import train_policy
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -91,30 +92,6 @@ def _logger(cfg: PipelineConfig, world: World) -> Any:
         kw.update(noise=lg.noise, model_seed=lg.model_seed)
         kw.update({"beta": lg.beta} if lg.policy == "softmax" else {"epsilon": lg.epsilon})
     return logging_policy(world, lg.policy, **kw)
-
-
-def train_policy(
-    spec: PolicySpec, data: LoggedData, world: World, seed: int
-) -> tuple[Any, dict[str, Any] | None]:
-    """Train one policy from the log; return it with its training curve (RL) or None."""
-    head = Head(**spec.head)
-    params = dict(spec.params)
-    if spec.is_rl:
-        from offrec.rl.config import RLConfig
-        from offrec.rl.train import train_rl
-
-        rl_cfg = RLConfig.from_dict({"seed": seed, **params, "algo": spec.learner})
-        result = train_rl(data, rl_cfg, world=world)
-        return result.policy.with_head(head), result.curve.to_dict()
-    from offrec.policies import bandits, offline
-
-    if spec.learner == "reward_model":
-        return offline.RewardModelGreedy(head=head, seed=seed, **params).fit(data), None
-    if spec.learner == "ipw":
-        return offline.IPWLearner(head=head, **params).fit(data), None
-    learner = bandits.make_learner(spec.learner, data.n_actions, data.context_dim, **params)
-    offline.fit_logged(learner, data)
-    return learner.exploit(head), None
 
 
 def _models_stage(

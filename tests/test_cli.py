@@ -163,7 +163,9 @@ def test_evaluate_with_probability_file_matches_hand_ips(tmp_path, capsys):
 
     result = json.loads((tmp_path / "e.json").read_text())
     value = result["estimates"][0]["value"]
-    assert result["mode"] == "bandit" and any("low effective sample size" in w for w in result["warnings"])
+    assert result["mode"] == "bandit" and any(
+        "low effective sample size" in w for w in result["warnings"]
+    )
     assert value == pytest.approx(np.mean((data.action == 7) * data.reward * 100))
     np.save(tmp_path / "bad.npy", probs[:10])
     assert main(["evaluate", str(logs), "--probs", str(tmp_path / "bad.npy")]) == 2

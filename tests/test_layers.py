@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"engines"},
     {"ope"},
     {"rl"},
-    {"report", "testing", "models", "recommend"},
+    {"report", "testing", "models", "recommend", "training"},
     {"pipeline_config"},
     {"pipeline"},
     {"cli"},

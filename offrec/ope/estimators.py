@@ -27,9 +27,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from offrec.core.errors import InputError
+from offrec.core.hashing import row_keys, seed_int
 from offrec.core.validation import SeedLike, check_scalar
 from offrec.ope.intervals import Form, Interval, check_interval_options, interval
-from offrec.ope.stats import Moments, row_keys, seed_int
+from offrec.ope.stats import Moments
 from offrec.ope.terms import RoundTerms, round_terms
 
 

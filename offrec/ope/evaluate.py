@@ -43,12 +43,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from offrec.core.errors import InputError
+from offrec.core.hashing import hash_uniform, row_keys
 from offrec.core.validation import check_scalar
+from offrec.engines.sample import draw_sample
 from offrec.logs.data import LoggedData
 from offrec.logs.scan import Batch, LogSource, open_log
 from offrec.ope.estimators import ESTIMATORS, Estimator, make_estimator
 from offrec.ope.intervals import Contrast, Form, Interval, check_interval_options, interval
-from offrec.ope.stats import Moments, hash_uniform, row_keys
+from offrec.ope.stats import Moments
 from offrec.ope.terms import round_terms
 from offrec.reward.model import FittedRewardModel, RewardModel
 
@@ -92,7 +94,7 @@ COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 """Columns of :attr:`OPEResult.table`, in order."""
 
-_FOLD_SALT, _SAMPLE_SALT = 0xF01D, 0x5A3B
+_FOLD_SALT = 0xF01D
 
 
 @dataclass(frozen=True)
@@ -334,56 +336,6 @@ def _relocate(err: InputError, batch: Batch, name: str) -> InputError:
     return InputError(f"policy {name!r}: {msg}")
 
 
-# --------------------------------------------------------------------- fitting sample
-@dataclass
-class _Sample:
-    """A bounded sample of rows (those with the smallest hash values), mergeable."""
-
-    limit: int
-    u: np.ndarray
-    data: LoggedData | None
-    max_position: int = 0
-
-    def merge(self, other: _Sample) -> _Sample:
-        from offrec.logs.scan import concat
-
-        parts = [d for d in (self.data, other.data) if d is not None]
-        u = np.concatenate([self.u, other.u])
-        data = concat(parts) if parts else None
-        if data is not None and u.size > self.limit:
-            keep = np.sort(np.argpartition(u, self.limit - 1)[: self.limit])
-            u, data = u[keep], data.subset(keep)
-        return _Sample(self.limit, u, data, max(self.max_position, other.max_position))
-
-
-def _sampler(limit: int, rate: float, seed: int, by_session: bool) -> Callable[[Batch], _Sample]:
-    def kernel(batch: Batch) -> _Sample:
-        data = batch.data
-        key = row_keys(data.session_id) if by_session else _keys(data)
-        u = hash_uniform(key, seed, _SAMPLE_SALT)
-        rows = np.flatnonzero(u < rate)
-        pos = int(data.position.max()) if data.n_rows else 0
-        sample = _Sample(limit, u[rows], data.subset(rows) if rows.size else None, pos)
-        return sample.merge(_Sample(limit, np.zeros(0), None))  # trims to the limit
-
-    return kernel
-
-
-def _draw_sample(
-    source: Any, eng: Any, fit_rows: int, seed: int, sessions: bool, progress: Any
-) -> _Sample:
-    n = source.n_rows
-    rate = min(1.0, 1.25 * fit_rows / max(n, 1))
-    limit = fit_rows if not sessions else max(fit_rows, 1)
-    sample = eng.map_reduce(
-        source, _sampler(limit if not sessions else n, rate, seed, sessions), sessions=sessions,
-        progress=progress,
-    )  # fmt: skip
-    if sample.data is None:
-        raise InputError("the fitting sample is empty; raise fit_rows")
-    return sample
-
-
 @dataclass
 class FoldModels:
     """Cross-fitted reward models: row ``i`` is predicted by the model of its fold
@@ -487,7 +439,7 @@ def _evaluate_bandit(
     if any(e.needs_model for e in ests):
         rm = reward_model or RewardModel(kind="logistic", seed=seed)
         log.info("fitting the reward model on a sample of at most %d rows", fit_rows)
-        sample = _draw_sample(source, eng, fit_rows, seed, False, progress)
+        sample = draw_sample(source, eng, fit_rows, seed, progress=progress)
         models = fit_fold_models(sample.data, rm, seed, sample.max_position + 1)  # type: ignore[arg-type]
     has_support = _has_logging_dist(source)
     layout = _bandit_layout(list(named), ests, has_support)
@@ -560,7 +512,7 @@ def _evaluate_session(
     horizon = _horizon(source)
     q_models: dict[str, Any] = {}
     if SESSION_NEEDS_MODEL & set(names):
-        sample = _draw_sample(source, eng, fit_rows, seed, True, progress).data
+        sample = draw_sample(source, eng, fit_rows, seed, sessions=True, progress=progress).data
         assert sample is not None
         order = np.lexsort((sample.step, sample.session_id))
         sample = sample.subset(order)

@@ -34,10 +34,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from offrec.core.errors import InputError
+from offrec.core.hashing import row_keys, seed_int
 from offrec.core.validation import SeedLike, check_scalar
 from offrec.logs.data import LoggedData
 from offrec.ope.intervals import Form, Interval, check_interval_options, interval
-from offrec.ope.stats import Moments, row_keys, seed_int
+from offrec.ope.stats import Moments
 
 if TYPE_CHECKING:
     pass

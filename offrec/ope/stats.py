@@ -33,53 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from offrec.core.hashing import GOLDEN, mix, row_keys, seed_key
 from offrec.core.threads import one_blas_thread
 
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+__all__ = ["Moments", "merge_all", "resample_bits", "row_keys"]
+
 _BOOT_ROWS = 2048  # rows per bootstrap block: H (rows, B) float64 stays ~16 MB at B = 1000
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser, elementwise on uint64 (wrapping arithmetic)."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * _M1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _M2
-    return x ^ (x >> np.uint64(31))
-
-
-def row_keys(*columns: np.ndarray) -> np.ndarray:
-    """One uint64 key per row from integer columns (e.g. session_id, step, position), (n,)."""
-    with np.errstate(over="ignore"):
-        key = np.zeros(len(columns[0]), np.uint64)
-        for col in columns:
-            key = _mix(key ^ (np.asarray(col).astype(np.int64).view(np.uint64) + _GOLDEN))
-    return key
-
-
-def seed_int(seed: Any) -> int:
-    """An int seed for the hashes: ``seed`` itself when it is an int >= 0, else one drawn
-    from it (a Generator, a SeedSequence, or None for a fresh one)."""
-    from offrec.core.validation import as_generator
-
-    if isinstance(seed, int | np.integer) and not isinstance(seed, bool) and seed >= 0:
-        return int(seed)
-    return int(as_generator(seed).integers(0, 2**63 - 1))
-
-
-def seed_key(seed: int, salt: int) -> np.uint64:
-    """A uint64 from ``(seed, salt)``: salts keep bootstrap, folds and sampling independent."""
-    state = np.random.SeedSequence([int(seed), int(salt)]).generate_state(2, np.uint64)
-    return np.uint64(state[0])
-
-
-def hash_uniform(keys: np.ndarray, seed: int, salt: int) -> np.ndarray:
-    """A uniform in [0, 1) per key, a pure function of ``(seed, salt, key)``, (n,)."""
-    with np.errstate(over="ignore"):
-        h = _mix(keys ^ seed_key(seed, salt))
-    return (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
 def resample_bits(keys: np.ndarray, n_bootstrap: int, seed: int) -> np.ndarray:
@@ -87,8 +46,8 @@ def resample_bits(keys: np.ndarray, n_bootstrap: int, seed: int) -> np.ndarray:
     n_words = -(-n_bootstrap // 64)
     base = seed_key(seed, 0xB007)
     with np.errstate(over="ignore"):
-        k = _mix(keys ^ base)[:, None] + np.arange(n_words, dtype=np.uint64)[None, :] * _GOLDEN
-        words = _mix(k)  # (n, n_words)
+        k = mix(keys ^ base)[:, None] + np.arange(n_words, dtype=np.uint64)[None, :] * GOLDEN
+        words = mix(k)  # (n, n_words)
     bits = np.unpackbits(words.view(np.uint8).reshape(len(keys), -1), axis=1)
     return bits[:, :n_bootstrap]
 

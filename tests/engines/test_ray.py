@@ -78,7 +78,8 @@ def test_ray_errors_are_one_line(local_ray: None, logs: dict, tmp_path: Path) ->
         pq.write_table(table, bad / f.name)
     target = {"m": MyopicOracle(logs["bandit"], Head())}
     with pytest.raises(
-        ValueError, match=r"log file part-00001.parquet: column 'reward' must be finite; a row has nan \(the ray engine"
+        ValueError,
+        match=r"log file part-00001.parquet: column 'reward' must be finite; a row has nan \(the ray engine",
     ):
         evaluate(bad, target, estimators=["ips"], engine="ray", interval="normal")
     probs = FixedProbs(np.full((20_000, 20), 0.05))
