@@ -615,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--batch-size",
         type=int,
-        default=262_144,
+        default=65_536,
         help="rows per batch: sets peak memory (default %(default)s)",
     )
     e.add_argument(

@@ -40,7 +40,7 @@ def train_policy(
     seed: int,
     *,
     engine: str = "local",
-    batch_size: int = 262_144,
+    batch_size: int = 65_536,
     fit_rows: int = 1_000_000,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[Any, dict[str, Any] | None]:

@@ -8,6 +8,7 @@ The mixer is splitmix64's finaliser (Steele, Lea & Flood, 2014).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,7 @@ def seed_int(seed: Any) -> int:
     return int(as_generator(seed).integers(0, 2**63 - 1))
 
 
+@functools.lru_cache(maxsize=256)
 def seed_key(seed: int, salt: int) -> np.uint64:
     """A uint64 from ``(seed, salt)``: salts keep bootstrap, folds and sampling independent."""
     state = np.random.SeedSequence([int(seed), int(salt)]).generate_state(2, np.uint64)

@@ -34,7 +34,7 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, batch_size: int = 262_144, workers: int = 1) -> None:
+    def __init__(self, batch_size: int = 65_536, workers: int = 1) -> None:
         check_scalar(batch_size, "batch_size", int, min=1)
         check_scalar(workers, "workers", int, min=1)
         self.batch_size = batch_size

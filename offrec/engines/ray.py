@@ -59,7 +59,7 @@ class RayEngine:
     name = "ray"
 
     def __init__(
-        self, batch_size: int = 262_144, address: str | None = None, num_cpus: int | None = None
+        self, batch_size: int = 65_536, address: str | None = None, num_cpus: int | None = None
     ) -> None:
         check_scalar(batch_size, "batch_size", int, min=1)
         if num_cpus is not None:

@@ -150,7 +150,7 @@ class Batch:
 def iter_batches(
     source: LogSource,
     *,
-    batch_size: int = 262_144,
+    batch_size: int = 65_536,
     columns: Sequence[str] | None = None,
     files: Sequence[int] | None = None,
 ) -> Iterator[Batch]:

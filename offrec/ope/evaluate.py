@@ -178,7 +178,7 @@ def evaluate(
     mode: str = "auto",
     gamma: float = 1.0,
     engine: str = "local",
-    batch_size: int = 262_144,
+    batch_size: int = 65_536,
     workers: int = 1,
     ray_address: str | None = None,
     fit_rows: int = 200_000,
