@@ -1,7 +1,10 @@
-"""Conformance checkers shipped with offrec (run by the test suite over every policy).
+"""Conformance checkers shipped with offrec (the test suite runs them over every registered
+policy kind and estimator).
 
 >>> from offrec.policies import UniformPolicy
 >>> check_policy(UniformPolicy(5), obs_dim=3)
+>>> from offrec.ope import SNIPS
+>>> check_estimator(SNIPS())
 """
 
 from __future__ import annotations
@@ -79,3 +82,82 @@ def check_policy(policy: Any, obs: np.ndarray | None = None, *, obs_dim: int | N
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise AssertionError(f"check_policy: {message}")
+
+
+def check_estimator(estimator: Any, *, seed: int = 0) -> None:
+    """Check that a bandit estimator honours offrec's contract; raise ``AssertionError`` if not.
+
+    On a small synthetic log with a known logger (``n = 2000``, 5 actions) it checks:
+
+    - **on-policy**: with the target equal to the logger, every weight is 1, so IPS-type
+      estimates equal the mean reward and model-based ones differ from it only by the
+      model's correction (checked with a model equal to the true click probabilities:
+      the estimate is then within 4 standard errors of the mean reward);
+    - **one implementation**: :meth:`Estimator.estimate_policy_value` on the arrays
+      equals :func:`offrec.ope.evaluate` on the same rows, in one batch and in batches
+      of 97 rows (streamed partial sums), to 1e-9; the normal interval contains the value;
+    - **self-normalized estimators** are shift-equivariant (``r + c`` -> ``V + c``);
+    - **determinism**: the same inputs give the same value;
+    - **bad input**: a ``pscore`` of 0 in row 3 is an error naming ``pscore`` and row 3.
+    """
+    from offrec.logs.data import LoggedData
+    from offrec.ope import evaluate
+
+    rng = np.random.default_rng(seed)
+    n, k = 2000, 5
+    context = rng.normal(size=(n, 3)).astype(np.float32)
+    logits = context @ rng.normal(size=(3, k))
+    logger = np.exp(logits - logits.max(axis=1, keepdims=True))
+    logger /= logger.sum(axis=1, keepdims=True)
+    action = (logger.cumsum(axis=1) < rng.random(n)[:, None]).sum(axis=1).clip(0, k - 1)
+    pscore = logger[np.arange(n), action]
+    q = 1.0 / (1.0 + np.exp(-(context @ rng.normal(size=(3, k)))))
+    reward = (rng.random(n) < q[np.arange(n), action]).astype(np.float64)
+    model = q if estimator.needs_model else None
+    arrays = dict(reward=reward, action=action, pscore=pscore, action_dist=logger,
+                  estimated_rewards=model)  # fmt: skip
+    value = estimator.estimate_policy_value(**arrays)
+    _require_est(value == estimator.estimate_policy_value(**arrays), "same inputs, same value")
+    iv = estimator.estimate_interval(**arrays, method="normal")
+    _require_est(iv.low <= value <= iv.high, f"normal interval {iv} must contain {value}")
+    se = (iv.high - iv.low) / 2 / 1.96
+    if estimator.needs_model:
+        _require_est(abs(value - reward.mean()) < 4 * se + 1e-12,
+                     f"on-policy with the true model: {value} vs mean reward {reward.mean()}")  # fmt: skip
+    else:
+        _require_est(abs(value - reward.mean()) < 1e-12,
+                     f"on-policy (weights 1): {value} must equal the mean reward {reward.mean()}")  # fmt: skip
+    if estimator.self_normalized:
+        shifted = estimator.estimate_policy_value(**{**arrays, "reward": reward + 3.0,
+                  "estimated_rewards": None if model is None else model + 3.0})  # fmt: skip
+        _require_est(abs(shifted - value - 3.0) < 1e-9, "self-normalized: r + 3 must give V + 3")
+
+    from offrec.ope import FixedProbs
+
+    data = LoggedData(
+        context=context, action=action, reward=reward, pscore=pscore,
+        session_id=np.arange(n), step=np.zeros(n, np.int64), position=np.zeros(n, np.int64),
+        user_id=np.arange(n), terminated=np.ones(n, bool), truncated=np.zeros(n, bool),
+        n_actions=k,
+    )  # fmt: skip
+    if not estimator.needs_model:  # the streamed path fits its own model: compare model-free
+        for batch_size in (n, 97):
+            got = evaluate(data, {"t": FixedProbs(logger)}, estimators=[estimator],
+                           interval="normal", batch_size=batch_size).table.iloc[0]  # fmt: skip
+            _require_est(abs(got.value - value) <= 1e-9 * max(1.0, abs(value)),
+                         f"evaluate (batch {batch_size}) gives {got.value}, the arrays {value}")  # fmt: skip
+            _require_est(abs(got.low - iv.low) <= 1e-9 * max(1.0, abs(iv.low)),
+                         f"evaluate's normal interval {got.low} differs from {iv.low}")  # fmt: skip
+    bad = pscore.copy()
+    bad[3] = 0.0
+    try:
+        estimator.estimate_policy_value(**{**arrays, "pscore": bad})
+    except ValueError as err:
+        _require_est("pscore" in str(err) and "row 3" in str(err), f"bad pscore message: {err}")
+    else:
+        raise AssertionError("check_estimator: a pscore of 0 must be an error")
+
+
+def _require_est(ok: bool, message: str) -> None:
+    if not ok:
+        raise AssertionError(f"check_estimator: {message}")
