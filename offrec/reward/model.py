@@ -195,17 +195,18 @@ class FittedRewardModel:
         return sp.csr_matrix((np.hstack(val).ravel(), indices.ravel(), indptr), shape=(n, width))
 
     def _predict_logistic(self, x: np.ndarray) -> np.ndarray:
+        """:math:`\sigma(\beta_0 + \beta^\top x + \gamma_a + \delta_a^\top x)` for every action,
+        built in place in one ``(n, n_actions)`` array (no temporaries of that size)."""
+        from scipy.special import expit  # imported when used: slow to import
+
         d, k = x.shape[1], self.n_actions
         coef = self.clf.coef_[0]
-        logit = self.clf.intercept_[0] + x @ coef[:d]  # (n,)
-        logit = (
-            logit[:, None]
-            + coef[d : d + k][None, :]
-            + x @ coef[d + k : d + k + d * k].reshape(k, d).T
-        )
+        logit = x @ coef[d + k : d + k + d * k].reshape(k, d).T  # (n, k)
+        logit += (self.clf.intercept_[0] + x @ coef[:d])[:, None]
+        logit += coef[d : d + k][None, :]
         if self.n_positions > 1:
             logit = logit[:, :, None] + coef[d + k + d * k :][None, None, :]
-        return 1.0 / (1.0 + np.exp(-logit))
+        return expit(logit, out=logit)
 
     def _predict_gbm(self, x: np.ndarray) -> np.ndarray:
         n, k, n_pos = x.shape[0], self.n_actions, self.n_positions
