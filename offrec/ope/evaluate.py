@@ -50,6 +50,7 @@ from offrec.logs.data import LoggedData
 from offrec.logs.scan import Batch, LogSource, open_log
 from offrec.ope.estimators import ESTIMATORS, Estimator, make_estimator
 from offrec.ope.intervals import Contrast, Form, Interval, check_interval_options, interval
+from offrec.ope.sequential import SEQUENTIAL_ESTIMATORS
 from offrec.ope.stats import Moments
 from offrec.ope.terms import round_terms
 from offrec.reward.model import FittedRewardModel, RewardModel
@@ -60,8 +61,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODES: tuple[str, ...] = ("auto", "bandit", "session")
-SESSION_ESTIMATORS: tuple[str, ...] = ("pdis", "tis", "wpdis", "wtis", "dr", "fqe")
-"""Session (sequential) estimators by name; ``dr`` on a session log is sequential DR."""
+SESSION_ESTIMATORS: tuple[str, ...] = SEQUENTIAL_ESTIMATORS
+"""Session (sequential) estimators by name (:mod:`offrec.ope.sequential` owns them); ``dr``
+on a session log is sequential DR."""
 SESSION_NEEDS_MODEL = frozenset({"dr", "fqe"})
 RECOMMENDED = {"bandit": "dr", "session": "dr"}
 """The estimator offrec recommends per kind of log, and the reason:
