@@ -67,12 +67,8 @@ from scipy.special import expit, log_softmax
 from offrec.core.errors import InputError, InputTypeError
 from offrec.core.policy import BasePolicy, Head
 from offrec.core.validation import check_scalar, first_bad
-from offrec.policies.bandits import (
-    BanditLearner,
-    _as_head,
-    check_context,
-    check_feedback,
-)
+from offrec.policies.bandits.base import BanditLearner, as_head, check_context, check_feedback
+from offrec.reward.model import KINDS as REWARD_MODEL_KINDS
 
 __all__ = ["IPWLearner", "RewardModelGreedy", "fit_logged", "ipw_weights", "logged_arrays"]
 
@@ -292,8 +288,9 @@ class RewardModelGreedy(_OfflinePolicy):
     [1, 0]
     """
 
-    kind = "reward_model_greedy"
-    MODELS: ClassVar[tuple[str, ...]] = ("per_item_logistic", "logistic", "gbm")
+    kind = "reward_model"
+    #: the per-item logistic model, then the reward-model kinds of :mod:`offrec.reward`
+    MODELS: ClassVar[tuple[str, ...]] = ("per_item_logistic", *REWARD_MODEL_KINDS)
 
     def __init__(
         self,
@@ -313,7 +310,7 @@ class RewardModelGreedy(_OfflinePolicy):
         check_scalar(C, "C", float, min=0.0, min_inclusive=False)
         check_scalar(seed, "seed", int, min=0)
         self.model, self.weighting = model, weighting
-        self.head = _as_head(head, Head())
+        self.head = as_head(head, Head())
         self.C, self.seed = float(C), int(seed)
         self._set_sizes(n_actions, context_dim)
         self._fitted = False
@@ -325,7 +322,7 @@ class RewardModelGreedy(_OfflinePolicy):
         self, data: Any, action: Any = None, reward: Any = None, pscore: Any = None
     ) -> RewardModelGreedy:
         """Fit the reward model on all rows (``pscore`` only for ``weighting="ipw"``)."""
-        from offrec.policies.bandits import LogisticEpsilonGreedy
+        from offrec.policies.bandits.logistic import LogisticEpsilonGreedy
         from offrec.reward.model import RewardModel
 
         context, a, r, p = logged_arrays(data, action, reward, pscore)
@@ -559,7 +556,7 @@ class IPWLearner(_OfflinePolicy):
     (n_actions,), ``-inf`` for items without a class.
     """
 
-    kind = "ipw_learner"
+    kind = "ipw"
 
     def __init__(
         self,
@@ -575,7 +572,7 @@ class IPWLearner(_OfflinePolicy):
         if clip is not None:
             check_scalar(clip, "clip", float, min=0.0, min_inclusive=False)
         check_scalar(max_iter, "max_iter", int, min=1)
-        self.head = _as_head(head, Head())
+        self.head = as_head(head, Head())
         self.C, self.clip, self.max_iter = float(C), clip, int(max_iter)
         self._set_sizes(n_actions, context_dim)
         self._fitted = False

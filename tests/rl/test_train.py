@@ -12,10 +12,10 @@ from offrec.rl import (
     RLConfig,
     VectorizedReplayBuffer,
     load_q_policy,
-    plot_training_curve,
     to_transitions,
     train_rl,
 )
+from offrec.report.training import plot_training_curve
 from offrec.testing import check_policy
 
 GAMMA = 0.5
