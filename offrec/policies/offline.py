@@ -47,14 +47,9 @@ Reward models of :class:`RewardModelGreedy` (``model=``), all stored without pic
   above: the same numbers scikit-learn fitted.
 - ``"gbm"``: :class:`~offrec.reward.model.RewardModel` (``kind="gbm"``), a
   ``HistGradientBoostingClassifier`` on ``[x, action]`` (the action categorical up to
-  255 items). Stored as the fitted trees' node arrays (scikit-learn's own
-  ``TreePredictor`` records: a structured numpy array, no objects), their categorical
-  bitsets, the known-category bookkeeping and the baseline. Predictions run
-  scikit-learn's compiled tree walker on those arrays (fresh and loaded models alike),
-  so a loaded model predicts exactly what the fitted one did. This reads scikit-learn
-  internals (``_predictors``, ``_bin_mapper``, ``_preprocessor``); the tests compare it
-  with ``predict_proba``, so a scikit-learn change that breaks it fails a test rather
-  than silently producing wrong policies.
+  255 items), predicting through its public ``predict_proba``. Stored as skops bytes
+  (:mod:`offrec.reward.persist`: no pickle, no code; loading trusts a fixed list of
+  types and refuses any other), so no scikit-learn internals are read by offrec.
 """
 
 from __future__ import annotations
@@ -69,6 +64,8 @@ from offrec.core.policy import BasePolicy, Head
 from offrec.core.validation import check_scalar, first_bad
 from offrec.policies.bandits.base import BanditLearner, as_head, check_context, check_feedback
 from offrec.reward.model import KINDS as REWARD_MODEL_KINDS
+from offrec.reward.model import FittedRewardModel
+from offrec.reward.persist import dump_gbm, load_gbm
 
 __all__ = ["IPWLearner", "RewardModelGreedy", "fit_logged", "ipw_weights", "logged_arrays"]
 
@@ -314,7 +311,7 @@ class RewardModelGreedy(_OfflinePolicy):
         self.C, self.seed = float(C), int(seed)
         self._set_sizes(n_actions, context_dim)
         self._fitted = False
-        self._trees: _TreeEnsemble | None = None
+        self._gbm: FittedRewardModel | None = None
         self.coef = np.zeros((0, 0))
         self.intercept = np.zeros(0)
 
@@ -337,13 +334,13 @@ class RewardModelGreedy(_OfflinePolicy):
             weight = None if p_arr is None else ipw_weights(a_arr, p_arr, self.n_actions)
             arms = LogisticEpsilonGreedy(self.n_actions, self.context_dim, reg=1.0 / self.C)
             arms.fit(x, a_arr, r_arr, weight)
-            self._trees = None
+            self._gbm = None
             self.intercept, self.coef = arms.mean[:, 0].copy(), arms.mean[:, 1:].copy()
             self._fitted = True
             return self
         rm = RewardModel(kind=self.model, seed=self.seed, weighting=self.weighting, C=self.C)
         fitted = rm.fit(x, a_arr, r_arr, p_arr, n_actions=self.n_actions)
-        self._trees = None
+        self._gbm = None
         if fitted.constant is not None:  # one reward value in the log: a constant model
             k, d = self.n_actions, self.context_dim
             assert d is not None
@@ -355,7 +352,7 @@ class RewardModelGreedy(_OfflinePolicy):
         elif self.model == "logistic":
             self.coef, self.intercept = _fold_logistic(fitted, self.n_actions)
         else:
-            self._trees = _TreeEnsemble.from_classifier(fitted.clf, self.context_dim or 0)
+            self._gbm = fitted
         self._fitted = True
         return self
 
@@ -363,8 +360,8 @@ class RewardModelGreedy(_OfflinePolicy):
         """Estimated click probability of every item, ``q_hat(x, .)`` (n, n_actions)."""
         self._require_fitted()
         x = check_context(obs, self.context_dim)
-        if self._trees is not None:
-            return self._trees.predict(x, self.n_actions)
+        if self._gbm is not None:
+            return self._gbm.predict(x)
         return expit(x @ self.coef.T + self.intercept)
 
     def scores(self, obs: np.ndarray) -> np.ndarray:
@@ -378,18 +375,26 @@ class RewardModelGreedy(_OfflinePolicy):
         }  # fmt: skip
 
     def _state(self) -> dict[str, np.ndarray]:
-        if self._trees is not None:
-            return self._trees.to_arrays()
+        if self._gbm is not None:
+            return {"gbm": dump_gbm(self._gbm.clf)}
         return {"coef": self.coef.copy(), "intercept": self.intercept.copy()}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         if "nodes" in state:
-            self._trees = _TreeEnsemble.from_arrays(state, self.context_dim or 0)
+            raise InputError(
+                "this gbm model was saved by an older offrec as scikit-learn's internal tree "
+                "records, which offrec no longer reads (they were private scikit-learn API); "
+                "fit it again and save it"
+            )
+        if "gbm" in state:
+            model = FittedRewardModel("gbm", self.n_actions, 1)
+            model.clf = load_gbm(state["gbm"], n_features=(self.context_dim or 0) + 1)
+            self._gbm = model
             return
         k, d = self.n_actions, self.context_dim
         assert d is not None
         self._check_shapes(state, {"coef": (k, d), "intercept": (k,)})
-        self._trees = None
+        self._gbm = None
         self.coef = state["coef"].astype(np.float64)
         self.intercept = state["intercept"].astype(np.float64)
 
@@ -414,130 +419,6 @@ def _fold_logistic(fitted: Any, n_actions: int) -> tuple[np.ndarray, np.ndarray]
     beta, gamma, delta = coef[:d], coef[d : d + k], coef[d + k :].reshape(k, d)
     w = (beta[None, :] + delta) / scale[None, :]
     return w, b0 + gamma - w @ mean
-
-
-class _TreeEnsemble:
-    """A fitted ``HistGradientBoostingClassifier`` reduced to numpy arrays.
-
-    ``nodes`` concatenates every tree's ``TreePredictor.nodes`` (scikit-learn's
-    ``PREDICTOR_RECORD_DTYPE`` records: a plain structured array, no objects);
-    ``tree_start`` (n_trees + 1,) delimits them; ``raw_bitsets`` / ``bitset_start`` the
-    same for the categorical splits' bitsets. The fitted model's feature 0 is the
-    action, categorical, encoded as its position in ``categories`` (the actions seen in
-    training; unseen ones are missing values), then the context columns, the order and
-    encoding scikit-learn uses internally; ``known_bitsets`` / ``f_idx_map`` are its
-    bookkeeping of known categories.
-    """
-
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
-        self.arrays = arrays
-        from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
-
-        a = arrays
-        ts, bs = a["tree_start"], a["bitset_start"]
-        empty = np.zeros((0, 8), np.uint32)
-        self.trees = [
-            TreePredictor(
-                np.ascontiguousarray(a["nodes"][ts[i] : ts[i + 1]]),
-                empty,
-                np.ascontiguousarray(a["raw_bitsets"][bs[i] : bs[i + 1]]),
-            )  # fmt: skip
-            for i in range(len(ts) - 1)
-        ]
-
-    @classmethod
-    def from_classifier(cls, clf: Any, context_dim: int) -> _TreeEnsemble:
-        """Arrays of a binary ``HistGradientBoostingClassifier`` fitted on ``[x, action]``."""
-        if getattr(clf, "n_trees_per_iteration_", 1) != 1:
-            raise InputError("the gbm reward model must be a binary classifier")
-        known, f_idx_map = clf._bin_mapper.make_known_categories_bitsets()
-        if clf._preprocessor is not None:  # action categorical: sklearn moves it first, encoded
-            encoder = clf._preprocessor.named_transformers_["encoder"]
-            categories = np.asarray(encoder.categories_[0], np.float64).astype(np.int64)
-        else:  # numeric action (more than 255 items): columns kept as [x, action]
-            categories = np.zeros(0, np.int64)
-        trees = [it[0] for it in clf._predictors]
-        bitsets = [np.asarray(t.raw_left_cat_bitsets, np.uint32).reshape(-1, 8) for t in trees]
-        arrays = {
-            "nodes": np.concatenate([t.nodes for t in trees]),
-            "tree_start": np.r_[0, np.cumsum([len(t.nodes) for t in trees])].astype(np.int64),
-            "raw_bitsets": np.concatenate(bitsets),
-            "bitset_start": np.r_[0, np.cumsum([len(b) for b in bitsets])].astype(np.int64),
-            "known_bitsets": np.asarray(known, np.uint32).reshape(-1, 8),
-            "f_idx_map": np.asarray(f_idx_map, np.uint32),
-            "baseline": np.asarray(clf._baseline_prediction, np.float64).reshape(1),
-            "categorical": np.asarray(clf._preprocessor is not None),
-            "categories": categories,
-        }
-        if arrays["f_idx_map"].shape != (context_dim + 1,):
-            raise InputError(
-                f"the gbm reward model has {arrays['f_idx_map'].shape[0]} features; "
-                f"expected context_dim + 1 = {context_dim + 1}"
-            )
-        return cls(arrays)
-
-    @classmethod
-    def from_arrays(cls, state: dict[str, np.ndarray], context_dim: int) -> _TreeEnsemble:
-        keys = (
-            "nodes", "tree_start", "raw_bitsets", "bitset_start", "known_bitsets",
-            "f_idx_map", "baseline", "categorical", "categories",
-        )  # fmt: skip
-        missing = [k for k in keys if k not in state]
-        if missing:
-            raise InputError(f"gbm reward model state is missing arrays {missing}")
-        from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
-
-        nodes = state["nodes"]
-        if nodes.dtype.names != PREDICTOR_RECORD_DTYPE.names:
-            raise InputError(
-                "gbm reward model nodes do not match this scikit-learn's tree record fields "
-                f"{PREDICTOR_RECORD_DTYPE.names}; got {nodes.dtype.names}"
-            )
-        if state["f_idx_map"].shape != (context_dim + 1,):
-            raise InputError(
-                f"gbm reward model was fitted on {state['f_idx_map'].shape[0] - 1} context "
-                f"columns; this policy has context_dim={context_dim}"
-            )
-        arrays = {k: np.asarray(state[k]) for k in keys}
-        arrays["nodes"] = nodes.astype(PREDICTOR_RECORD_DTYPE, casting="same_kind")
-        return cls(arrays)
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self.arrays.items()}
-
-    def predict(self, x: np.ndarray, n_actions: int, block_rows: int = 1 << 18) -> np.ndarray:
-        """Click probability (n, n_actions): every (row, action) pair through every tree.
-
-        The context is rounded to float32 first, as the reward model's design was.
-        """
-        n, d = x.shape
-        xf = x.astype(np.float32).astype(np.float64)
-        known = self.arrays["known_bitsets"]
-        f_idx = self.arrays["f_idx_map"]
-        baseline = float(self.arrays["baseline"][0])
-        if bool(self.arrays["categorical"]):
-            # sklearn's layout: encoded action first (NaN = unseen in training), then x
-            code = np.full(n_actions, np.nan)
-            cats = self.arrays["categories"]
-            inside = cats < n_actions
-            code[cats[inside]] = np.flatnonzero(inside)
-            action_col, x_cols = 0, slice(1, d + 1)
-        else:
-            code = np.arange(n_actions, dtype=np.float64)
-            action_col, x_cols = d, slice(0, d)
-        out = np.empty((n, n_actions))
-        step = max(1, block_rows // n_actions)
-        for lo in range(0, n, step):
-            xb = xf[lo : lo + step]
-            m = xb.shape[0]
-            pairs = np.empty((m * n_actions, d + 1))
-            pairs[:, action_col] = np.tile(code, m)
-            pairs[:, x_cols] = np.repeat(xb, n_actions, axis=0)
-            raw = np.full(m * n_actions, baseline)
-            for tree in self.trees:
-                raw += tree.predict(pairs, known, f_idx, 1)
-            out[lo : lo + m] = expit(raw).reshape(m, n_actions)
-        return out
 
 
 # -- IPW learner -------------------------------------------------------------------------------

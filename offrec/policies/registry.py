@@ -70,6 +70,7 @@ def make_learner(name: str, n_actions: int, context_dim: int, **params: Any) -> 
             f"learner must be one of the bandit learners {list(BANDIT_LEARNERS)}; got {name!r}"
         )
     cls = LEARNERS[canonical]
-    if cls.contextual:
-        return cls(n_actions, context_dim, **params)  # type: ignore[no-any-return]
-    return cls(n_actions, **params)  # type: ignore[no-any-return]
+    learner: BanditLearner = (
+        cls(n_actions, context_dim, **params) if cls.contextual else cls(n_actions, **params)
+    )
+    return learner

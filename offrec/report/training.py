@@ -47,7 +47,7 @@ def plot_training_curve(
 ) -> Path:
     """Save a PNG of the training curve: losses (log scale) and Q(s0) on the left, true
     online value per session (with +-1.96 stderr) on the right when measured."""
-    curve: TrainingCurve = getattr(result, "curve", result)
+    curve: TrainingCurve = result.curve if hasattr(result, "curve") else result
     config = getattr(result, "config", None)
     if title is None:
         title = (
