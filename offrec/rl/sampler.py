@@ -99,6 +99,9 @@ class _LazyTransitions(Sequence[Transition]):
 class VectorizedReplayBuffer(ReplayBufferBase):
     """Read-only d3rlpy replay buffer over :class:`~offrec.rl.dataset.Transitions`.
 
+    Not run as a doctest: it needs a converted log and a d3rlpy algorithm
+    (``tests/rl/test_train.py`` runs this path).
+
     >>> buf = VectorizedReplayBuffer(transitions, seed=0)  # doctest: +SKIP
     >>> batch = buf.sample_transition_batch(256)           # doctest: +SKIP
     >>> algo.update(batch)                                  # doctest: +SKIP

@@ -1,5 +1,8 @@
 """Train d3rlpy DQN / DoubleDQN / DiscreteCQL / DiscreteBCQ on a log, with a training curve.
 
+Not run as a doctest: it needs a log on disk and trains for minutes
+(``tests/rl/test_train.py`` trains on a two-step analytic MDP instead).
+
 >>> from offrec.rl import RLConfig, train_rl
 >>> result = train_rl(read_logs("logs/softmax"), RLConfig(algo="cql"), world=world)  # doctest: +SKIP
 >>> result.policy.action_dist(obs)                                                    # doctest: +SKIP

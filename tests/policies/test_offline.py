@@ -244,14 +244,10 @@ def test_logged_arrays_accepts_logged_data():
     from offrec.logs.data import LoggedData
 
     x, a, r, p = small_log(n=10)
-    data = LoggedData(
-        context=x.astype(np.float32), action=a, reward=r, pscore=p,
-        session_id=np.arange(10), step=np.zeros(10, int), position=np.zeros(10, int),
-        user_id=np.arange(10), terminated=np.zeros(10, bool), truncated=np.ones(10, bool),
-        n_actions=4,
-    )  # fmt: skip
+    data = LoggedData.from_arrays(x, a, r, p, n_actions=4)
     ctx, act, rew, ps = logged_arrays(data)
-    assert ctx is data.context and act is a and rew is r and ps is p
+    assert ctx is data.context and act is data.action and rew is data.reward
+    assert ps is data.pscore and np.array_equal(act, a) and np.array_equal(ps, p)
     policy = RewardModelGreedy().fit(data)
     assert policy.n_actions == 4 and policy.context_dim == 3
 

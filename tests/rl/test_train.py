@@ -34,12 +34,10 @@ def two_step_log(n_sessions: int = 600, seed: int = 0) -> LoggedData:
     action = rng.integers(0, N_ACTIONS, n)
     reward = ((step == 1) & (action == GOOD)).astype(float)
     leaves = np.repeat(rng.random(n_sessions) < 0.5, 2)
-    return LoggedData(
-        context=context, action=action, reward=reward, pscore=np.full(n, 1 / N_ACTIONS),
-        session_id=np.repeat(np.arange(n_sessions), 2), step=step,
-        position=np.zeros(n, np.int64), user_id=np.zeros(n, np.int64),
-        terminated=(step == 1) & leaves, truncated=(step == 1) & ~leaves, n_actions=N_ACTIONS,
-        metadata={"world_config": {"horizon": 2}},
+    return LoggedData.from_arrays(
+        context, action, reward, np.full(n, 1 / N_ACTIONS), n_actions=N_ACTIONS,
+        session_id=np.repeat(np.arange(n_sessions), 2), terminated=(step == 1) & leaves,
+        truncated=(step == 1) & ~leaves, metadata={"world_config": {"horizon": 2}},
     )  # fmt: skip
 
 
