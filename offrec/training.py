@@ -77,6 +77,9 @@ def train_policy(
         cls = registry.LEARNERS[spec.learner]
         if "seed" in inspect.signature(cls).parameters:
             params.setdefault("seed", seed)
+        # sized by the log, not by the actions its training rows happen to contain
+        params.setdefault("n_actions", data.n_actions)
+        params.setdefault("context_dim", data.context_dim)
         return cls(head=head, **params).fit(data), None
     learner = registry.make_learner(spec.learner, data.n_actions, data.context_dim, **params)
     offline.fit_logged(learner, data)
