@@ -71,7 +71,8 @@ def train_policy(
         rl_cfg = RLConfig.from_dict({"seed": seed, **params, "algo": spec.learner})
         result = train_rl(data, rl_cfg, world=world)
         return result.policy.with_head(head), result.curve.to_dict()
-    from offrec.policies import offline, registry
+    from offrec.policies import registry
+    from offrec.policies.logged import fit_logged
 
     if spec.learner in registry.OFFLINE_LEARNERS:
         cls = registry.LEARNERS[spec.learner]
@@ -82,7 +83,7 @@ def train_policy(
         params.setdefault("context_dim", data.context_dim)
         return cls(head=head, **params).fit(data), None
     learner = registry.make_learner(spec.learner, data.n_actions, data.context_dim, **params)
-    offline.fit_logged(learner, data)
+    fit_logged(learner, data)
     return learner.exploit(head), None
 
 

@@ -17,7 +17,8 @@ from offrec.policies.bandits import (
     LinUCB,
     LogisticEpsilonGreedy,
 )
-from offrec.policies.offline import IPWLearner, RewardModelGreedy, fit_logged
+from offrec.policies.logged import fit_logged
+from offrec.policies.offline import IPWLearner, RewardModelGreedy
 from offrec.policies.online import LearningCurve, run_online
 from offrec.policies.persist import load_policy, save_policy
 

@@ -223,7 +223,7 @@ class BanditLearner(BasePolicy):
         """Update with one batch of ``(context, action, reward)`` rows, optionally weighted.
 
         ``weight`` (n,) multiplies each row's contribution (importance weights for
-        off-policy fitting; see :func:`offrec.policies.offline.fit_logged`). Returns ``self``.
+        off-policy fitting; see :func:`offrec.policies.logged.fit_logged`). Returns ``self``.
         """
         x, a, r, w = self._check_feedback(context, action, reward, weight)
         if a.size:
