@@ -1,18 +1,31 @@
 # Two commands on a fresh machine with Python 3.11 and pip:
 #   make demo   -> runs the quickstart pipeline end to end
 #   make test   -> lint, type-check and the test suite
+# Installs take the versions pinned in constraints.txt (those the tests passed with).
+#   make lock   -> upgrade the venv to the newest versions pyproject.toml allows and
+#                  rewrite constraints.txt from it; run `make test` before committing it
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.offrec-installed
 
-.PHONY: demo test test-slow bench lint clean
+PIP    := $(PY) -m pip --disable-pip-version-check
 
-$(STAMP): pyproject.toml
+.PHONY: demo test test-slow bench lint lock clean
+
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned to the CPU build, so nothing pulls a CUDA build
-	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,sb3,ray]'
+	$(PIP) install --quiet -c constraints.txt torch==2.13.0
+	$(PIP) install --quiet -c constraints.txt -e '.[dev,sb3,ray]'
+	touch $(STAMP)
+
+# newest versions pyproject.toml allows (torch stays pinned there), then freeze them
+lock: $(STAMP)
+	$(PIP) install --quiet --upgrade --upgrade-strategy eager -e '.[dev,sb3,ray]'
+	( sed -n '1,2p' constraints.txt; $(PIP) freeze --exclude-editable \
+	  | grep -v -i '^offrec' | sed -E 's/^(torch==[^+]*)\+.*/\1/' | sort -f ) > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -229,7 +229,10 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
             done[0] = step
 
         result = train_rl(data, cfg, world=world, progress=tick)
-    result.save(args.out, overwrite=args.overwrite)  # weights, config, training curve (data + PNG)
+    from offrec.report.training import plot_training_curve
+
+    # weights, config, training curve (data + PNG)
+    result.save(args.out, overwrite=args.overwrite, plot=plot_training_curve)
     w = _world_of_log(data)
     if w is not None:
         write_world(args.out, w)
@@ -241,15 +244,18 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
 
 def cmd_train_online(args: argparse.Namespace) -> int:
     from offrec.core.atomic import atomic_dir
-    from offrec.policies import bandits
-    from offrec.policies.online import plot_learning_curves, run_online
+    from offrec.policies import registry
+    from offrec.policies.online import run_online
+    from offrec.report.training import plot_learning_curves
 
     world = _world_from_args(args)
     curves = {}
     for name in args.learner:
-        if name not in bandits.LEARNERS:
-            raise InputError(f"--learner must be among {list(bandits.LEARNERS)}; got {name!r}")
-        learner = bandits.make_learner(
+        if registry.LEARNERS.resolve(name, "--learner") not in registry.BANDIT_LEARNERS:
+            raise InputError(
+                f"--learner must be among {list(registry.BANDIT_LEARNERS)}; got {name!r}"
+            )
+        learner = registry.make_learner(
             name, world.n_items, world.obs_dim, **_parse_params(args.param)
         )
         curves[name] = run_online(world, learner, args.n_steps, args.batch_size, seed=args.seed)
@@ -459,6 +465,12 @@ def _world_options(p: argparse.ArgumentParser) -> None:
 
 # -- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    # choices come from the registries of the packages that own the names
+    from offrec.policies.loggers import LOGGER_KINDS
+    from offrec.policies.registry import BANDIT_LEARNERS, LEARNERS
+    from offrec.reward import KINDS as REWARD_MODEL_KINDS
+    from offrec.rl.algos import ALGOS
+
     p = _Parser(
         prog="offrec",
         description=(
@@ -477,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     size = s.add_mutually_exclusive_group()
     size.add_argument("--n-decisions", type=int, help="number of logged rows")
     size.add_argument("--n-sessions", type=int, help="number of sessions (users)")
-    s.add_argument("--policy", default="softmax", choices=["uniform", "softmax", "epsilon_greedy"],
+    s.add_argument("--policy", default="softmax", choices=LOGGER_KINDS,
                    help="logging policy (default softmax over the production model)")  # fmt: skip
     s.add_argument(
         "--beta", type=float, default=1.0, help="softmax inverse temperature (default 1.0)"
@@ -529,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Fit a learner on logged rows and save it as a model folder.")  # fmt: skip
     tb.add_argument("logs", type=Path, help="log directory")
     tb.add_argument("--learner", required=True,
-                    choices=["reward_model", "ipw", "linucb", "lints", "logistic", "epsilon_greedy", "ucb1", "thompson"])  # fmt: skip
+                    choices=LEARNERS.names)  # fmt: skip
     tb.add_argument(
         "--param", action="append", metavar="KEY=VALUE", help="learner parameter (repeatable)"
     )
@@ -545,7 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = tsub.add_parser("rl", help="train DQN / CQL / ... offline on a session log (d3rlpy)")
     tr.add_argument("logs", type=Path, help="log directory")
-    tr.add_argument("--algo", default="cql", choices=["dqn", "double_dqn", "cql", "bcq"])
+    tr.add_argument("--algo", default="cql", choices=ALGOS.names)
     tr.add_argument("--n-steps", type=int, help="gradient steps (default from RLConfig)")
     tr.add_argument(
         "--param", action="append", metavar="KEY=VALUE", help="RLConfig field (repeatable)"
@@ -562,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
         "online", help="run bandit learners online in the world; write learning curves"
     )
     to.add_argument("--learner", action="append", required=True,
-                    help="learner name (repeatable): linucb, lints, logistic, epsilon_greedy, ucb1, thompson")  # fmt: skip
+                    help=f"learner name (repeatable): {', '.join(BANDIT_LEARNERS)}")  # fmt: skip
     to.add_argument(
         "--param", action="append", metavar="KEY=VALUE", help="learner parameter (repeatable)"
     )
@@ -590,7 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--estimators", help="comma-separated (default ips,snips,dr; session logs pdis,wpdis,dr)"
     )
-    e.add_argument("--reward-model", default="logistic", choices=["logistic", "gbm"],
+    e.add_argument("--reward-model", default="logistic", choices=REWARD_MODEL_KINDS,
                    help="reward model of the DM/DR-type bandit estimators (default %(default)s)")  # fmt: skip
     e.add_argument("--interval", default="bootstrap", choices=["bootstrap", "normal", "bernstein", "none"],
                    help="confidence interval method (default %(default)s)")  # fmt: skip

@@ -26,7 +26,7 @@ from offrec.core.policy import Head
 from offrec.logs import collect, read_logs
 from offrec.logs.data import LoggedData
 from offrec.pipeline_config import PipelineConfig, ReferenceSpec
-from offrec.policies.loggers import logging_policy
+from offrec.policies.loggers import LOGGER_KINDS, logging_policy
 from offrec.sim import BestItemOracle, LookaheadOracle, MyopicOracle, World
 from offrec.training import train_policy
 
@@ -136,7 +136,7 @@ def _reference(spec: ReferenceSpec, cfg: PipelineConfig, world: World) -> Any:
     head = Head("epsilon_greedy", epsilon=spec.epsilon) if spec.epsilon > 0 else Head()
     if spec.policy == "logger":
         return _logger(cfg, world)
-    if spec.policy in ("uniform", "softmax", "epsilon_greedy"):
+    if spec.policy in LOGGER_KINDS:
         kw: dict[str, Any] = {}
         if spec.policy != "uniform":
             kw = {"noise": spec.noise, "model_seed": cfg.logging.model_seed}

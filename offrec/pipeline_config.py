@@ -34,25 +34,25 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from offrec.core.codec import ConfigCodec
 from offrec.core.errors import InputError, InputTypeError, MissingInputError
+from offrec.policies import registry as policy_registry
+from offrec.policies.loggers import LOGGER_KINDS
+from offrec.rl.algos import ALGOS
 from offrec.sim.config import WorldConfig
 
-BANDIT_LEARNERS = ("epsilon_greedy", "ucb1", "thompson", "linucb", "lints", "logistic")
-OFFLINE_LEARNERS = ("reward_model", "ipw")
-RL_LEARNERS = ("dqn", "double_dqn", "cql", "bcq")
+# every name below is derived from the registry of the package that owns the concept
+BANDIT_LEARNERS = policy_registry.BANDIT_LEARNERS
+OFFLINE_LEARNERS = policy_registry.OFFLINE_LEARNERS
+RL_LEARNERS = ALGOS.names
 LEARNERS = BANDIT_LEARNERS + OFFLINE_LEARNERS + RL_LEARNERS
-REFERENCES = ("logger", "uniform", "softmax", "epsilon_greedy", "best_item", "myopic", "lookahead")
-
-
-def _check_keys(data: dict[str, Any], cls: type, where: str, extra: tuple[str, ...] = ()) -> None:
-    valid = [f.name for f in fields(cls)] + list(extra)
-    unknown = sorted(set(data) - set(valid))
-    if unknown:
-        raise InputError(f"unknown key(s) {unknown} in {where}; valid keys: {', '.join(valid)}")
+LOGGERS = LOGGER_KINDS
+#: hand-made targets: the logger itself, a logging policy of its own, or an oracle
+REFERENCES = ("logger", *LOGGER_KINDS, "best_item", "myopic", "lookahead")
 
 
 def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
@@ -66,7 +66,7 @@ def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
 
 
 @dataclass(frozen=True)
-class LoggingSpec:
+class LoggingSpec(ConfigCodec):
     """The logging policy (see :func:`offrec.policies.loggers.logging_policy`) and the log size."""
 
     policy: str = "softmax"
@@ -85,14 +85,14 @@ class LoggingSpec:
             v = getattr(self, name)
             if v is not None and (_typed(v, int, f"[logging] {name}") < 1):
                 raise InputError(f"[logging] {name} must be >= 1; got {v}")
-        if self.policy not in ("uniform", "softmax", "epsilon_greedy"):
+        if self.policy not in LOGGERS:
             raise InputError(
-                f"[logging] policy must be one of ['uniform', 'softmax', 'epsilon_greedy']; got {self.policy!r}"
+                f"[logging] policy must be one of {list(LOGGERS)}; got {self.policy!r}"
             )
 
 
 @dataclass(frozen=True)
-class PolicySpec:
+class PolicySpec(ConfigCodec):
     """A policy trained from the log: ``learner`` and its ``params``; ``head`` turns its
     scores into the evaluated policy (default greedy)."""
 
@@ -103,6 +103,9 @@ class PolicySpec:
 
     def __post_init__(self) -> None:
         _typed(self.name, str, "[[policies]] name")
+        if self.learner in policy_registry.LEARNERS.aliases:  # a deprecated name: warn, rename
+            canonical = policy_registry.LEARNERS.resolve(self.learner)
+            object.__setattr__(self, "learner", canonical)
         if self.learner not in LEARNERS:
             raise InputError(
                 f"[[policies]] '{self.name}': learner must be one of {list(LEARNERS)}; got {self.learner!r}"
@@ -116,7 +119,7 @@ class PolicySpec:
 
 
 @dataclass(frozen=True)
-class ReferenceSpec:
+class ReferenceSpec(ConfigCodec):
     """A hand-made target: the logger itself, uniform, another logging policy, or an oracle."""
 
     name: str
@@ -135,7 +138,7 @@ class ReferenceSpec:
 
 
 @dataclass(frozen=True)
-class OPESpec:
+class OPESpec(ConfigCodec):
     """Estimators and intervals. Bandit estimators apply in bandit mode (horizon 1),
     sequential ones (pdis, tis, wpdis, wtis, dr, fqe) in session mode.
 
@@ -165,7 +168,7 @@ class OPESpec:
 
 
 @dataclass(frozen=True)
-class OnlineSpec:
+class OnlineSpec(ConfigCodec):
     """Ground truth: exact in bandit mode; Monte-Carlo over ``n_sessions`` in session mode."""
 
     n_sessions: int = 20_000
@@ -220,18 +223,8 @@ class PipelineConfig:
         world = dict(raw.get("world", {}))
         world_seed = _typed(world.pop("seed", 0), int, "[world] seed")
 
-        def build(cls_: type, data: Any, where: str) -> Any:
-            data = dict(_typed(data, dict, where))
-            _check_keys(data, cls_, where)
-            required = [
-                f.name
-                for f in fields(cls_)
-                if f.default is MISSING and f.default_factory is MISSING
-            ]
-            missing = [k for k in required if k not in data]
-            if missing:
-                raise InputError(f"{where} is missing required key(s) {missing}")
-            return cls_(**data)
+        def build(cls_: type[ConfigCodec], data: Any, where: str) -> Any:
+            return cls_.from_dict(data, where=where)
 
         return cls(
             name=_typed(raw.get("name", "pipeline"), str, "name"),

@@ -16,6 +16,7 @@ How much of the log each learner reads:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,14 +71,19 @@ def train_policy(
         rl_cfg = RLConfig.from_dict({"seed": seed, **params, "algo": spec.learner})
         result = train_rl(data, rl_cfg, world=world)
         return result.policy.with_head(head), result.curve.to_dict()
-    from offrec.policies import bandits, offline
+    from offrec.policies import registry
+    from offrec.policies.logged import fit_logged
 
-    if spec.learner == "reward_model":
-        return offline.RewardModelGreedy(head=head, seed=seed, **params).fit(data), None
-    if spec.learner == "ipw":
-        return offline.IPWLearner(head=head, **params).fit(data), None
-    learner = bandits.make_learner(spec.learner, data.n_actions, data.context_dim, **params)
-    offline.fit_logged(learner, data)
+    if spec.learner in registry.OFFLINE_LEARNERS:
+        cls = registry.LEARNERS[spec.learner]
+        if "seed" in inspect.signature(cls).parameters:
+            params.setdefault("seed", seed)
+        # sized by the log, not by the actions its training rows happen to contain
+        params.setdefault("n_actions", data.n_actions)
+        params.setdefault("context_dim", data.context_dim)
+        return cls(head=head, **params).fit(data), None
+    learner = registry.make_learner(spec.learner, data.n_actions, data.context_dim, **params)
+    fit_logged(learner, data)
     return learner.exploit(head), None
 
 
@@ -94,16 +100,16 @@ class _Sums:
 
 
 def _streamed_ridge(name: str, params: dict[str, Any], source: Any, eng: Any, progress: Any) -> Any:
-    from offrec.policies import bandits
+    from offrec.policies.registry import make_learner
 
     n_actions = source.n_actions
     dim = source.context_dim
-    learner = bandits.make_learner(name, n_actions, dim, **params)
+    learner = make_learner(name, n_actions, dim, **params)
     prior = learner._state()  # the prior's A = reg * I, b = 0
     prior_A, prior_b = prior["A"], prior["b"]
 
     def kernel(batch: Batch) -> _Sums:
-        fresh = bandits.make_learner(name, n_actions, dim, **params)
+        fresh = make_learner(name, n_actions, dim, **params)
         data = batch.data
         fresh.partial_fit(data.context, data.action, data.reward)
         state = fresh._state()

@@ -7,6 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from offrec.core.errors import InputError
+
+__all__ = ["LoggedData", "validate_logged_data"]
+
 
 @dataclass
 class LoggedData:
@@ -43,6 +47,91 @@ class LoggedData:
     true_ctr: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_arrays(
+        cls,
+        context: Any,
+        action: Any,
+        reward: Any,
+        pscore: Any,
+        *,
+        n_actions: int | None = None,
+        session_id: Any = None,
+        step: Any = None,
+        position: Any = None,
+        user_id: Any = None,
+        terminated: Any = None,
+        truncated: Any = None,
+        logging_dist: Any = None,
+        true_ctr: Any = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> LoggedData:
+        """A validated ``LoggedData`` from arrays, the columns a caller does not have filled in.
+
+        Shapes: ``context`` (n, d), ``action`` / ``reward`` / ``pscore`` (n,); optional
+        columns (n,) (``logging_dist`` (n, n_actions)). Defaults: ``n_actions =
+        action.max() + 1``; without ``session_id`` every row is its own one-step session
+        (a bandit log: ``step`` 0, ended by the horizon); with it, rows of a session must be
+        contiguous and in order, ``step`` counts from 0 within each and its last row is
+        ``truncated`` unless ``terminated`` is given; ``position`` 0, ``user_id`` -1.
+        The value rules of :func:`validate_logged_data` are checked (errors name the column
+        and the first bad row).
+
+        >>> data = LoggedData.from_arrays(
+        ...     [[0.0], [1.0], [2.0]], [0, 2, 1], [1, 0, 0], [0.5, 0.25, 0.25],
+        ...     session_id=[7, 7, 9])
+        >>> data.step.tolist(), data.truncated.tolist(), data.n_actions
+        ([0, 1, 0], [False, True, True], 3)
+        >>> LoggedData.from_arrays([[0.0]], [0], [1], [0.0])
+        Traceback (most recent call last):
+        ...
+        offrec.core.errors.InputError: column 'pscore' must be in (0, 1]; row 0 has 0.0
+        """
+        x = np.asarray(context, dtype=np.float32)
+        if x.ndim != 2:
+            raise InputError(f"context must be a 2-D array (n, d); got shape {x.shape}")
+        n = x.shape[0]
+
+        def column(value: Any, name: str, dtype: Any, default: Any) -> np.ndarray:
+            arr = np.full(n, default, dtype) if value is None else np.asarray(value)
+            if arr.shape != (n,):
+                raise InputError(
+                    f"{name} must have shape ({n},) like context rows; got {arr.shape}"
+                )
+            if dtype is np.int64 and arr.size and not np.issubdtype(arr.dtype, np.integer):
+                raise InputError(f"{name} must be integers; got dtype {arr.dtype}")
+            return arr.astype(dtype, copy=False)
+
+        a = column(action, "action", np.int64, 0)
+        if session_id is None:
+            sid = np.arange(n, dtype=np.int64)
+        else:
+            sid = column(session_id, "session_id", np.int64, 0)
+        new = np.r_[True, sid[1:] != sid[:-1]] if n else np.zeros(0, bool)
+        starts = np.flatnonzero(new)
+        if np.unique(sid).size != starts.size:
+            raise InputError("session_id: the rows of each session must be contiguous")
+        last = np.r_[new[1:], True] if n else np.zeros(0, bool)
+        if step is None:
+            step_arr = np.arange(n, dtype=np.int64) - np.repeat(starts, np.diff(np.r_[starts, n]))
+        else:
+            step_arr = column(step, "step", np.int64, 0)
+        term = column(terminated, "terminated", bool, False)
+        trunc = last & ~term if truncated is None else column(truncated, "truncated", bool, False)
+        k = int(a.max()) + 1 if n_actions is None and n else int(n_actions or 1)
+        data = cls(
+            context=x, action=a, reward=column(reward, "reward", np.float64, 0.0),
+            pscore=column(pscore, "pscore", np.float64, 1.0), session_id=sid, step=step_arr,
+            position=column(position, "position", np.int64, 0),
+            user_id=column(user_id, "user_id", np.int64, -1), terminated=term, truncated=trunc,
+            n_actions=k,
+            logging_dist=None if logging_dist is None else np.asarray(logging_dist, np.float32),
+            true_ctr=None if true_ctr is None else column(true_ctr, "true_ctr", np.float64, 0.0),
+            metadata=dict(metadata or {}),
+        )  # fmt: skip
+        validate_logged_data(data)
+        return data
+
     @property
     def n_rows(self) -> int:
         return int(self.action.shape[0])
@@ -77,3 +166,43 @@ class LoggedData:
             true_ctr=pick(self.true_ctr),
             metadata=dict(self.metadata),
         )
+
+
+def validate_logged_data(data: LoggedData) -> None:
+    """Check the value rules of a ``LoggedData`` (see :func:`read_logs`)."""
+    _check_rows(
+        "pscore", ~((data.pscore > 0) & (data.pscore <= 1)), data.pscore, "must be in (0, 1]"
+    )
+    _check_rows("reward", ~np.isfinite(data.reward), data.reward, "must be finite")
+    bad_ctx = ~np.isfinite(data.context).all(axis=1)
+    if bad_ctx.any():
+        i = int(np.flatnonzero(bad_ctx)[0])
+        raise InputError(f"column 'context' must be finite; row {i} has {data.context[i].tolist()}")
+    _check_rows(
+        "action",
+        (data.action < 0) | (data.action >= data.n_actions),
+        data.action,
+        f"must be in [0, {data.n_actions})",
+    )
+    _check_rows("step", data.step < 0, data.step, "must be >= 0")
+    _check_rows("position", data.position < 0, data.position, "must be >= 0")
+    if data.logging_dist is not None:
+        if data.logging_dist.shape[1] != data.n_actions:
+            raise InputError(
+                f"column 'logging_dist' must have n_actions={data.n_actions} entries per row; "
+                f"got {data.logging_dist.shape[1]}"
+            )
+        sums = data.logging_dist.sum(axis=1, dtype=np.float64)
+        _check_rows(
+            "logging_dist", np.abs(sums - 1) > 1e-4, sums, "rows must sum to 1 (row sum shown)"
+        )
+    if data.true_ctr is not None:
+        bad = ~((data.true_ctr >= 0) & (data.true_ctr <= 1))
+        _check_rows("true_ctr", bad, data.true_ctr, "must be in [0, 1]")
+
+
+def _check_rows(name: str, bad: np.ndarray, values: np.ndarray, rule: str) -> None:
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        value = values[i].item() if hasattr(values[i], "item") else values[i]
+        raise InputError(f"column '{name}' {rule}; row {i} has {value!r}")

@@ -40,6 +40,8 @@ def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
 def query(path: str | Path, sql: str) -> pd.DataFrame:
     """Run ``sql`` against the view ``logs`` and return a DataFrame.
 
+    Not run as a doctest: it needs a log folder on disk (``tests/logs`` runs it).
+
     >>> query("data/demo", "SELECT count(*) AS n FROM logs")  # doctest: +SKIP
     """
     con = connect(path)

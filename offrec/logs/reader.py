@@ -12,7 +12,7 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from offrec.core.errors import InputError, MissingInputError
-from offrec.logs.data import LoggedData
+from offrec.logs.data import LoggedData, validate_logged_data
 
 REQUIRED_COLUMNS = ("session_id", "step", "context", "action", "reward", "pscore")
 
@@ -116,46 +116,6 @@ def table_to_logged(table: pa.Table, meta: dict[str, Any], where: str) -> Logged
         metadata=meta,
     )  # fmt: skip
     return data
-
-
-def validate_logged_data(data: LoggedData) -> None:
-    """Check the value rules of a ``LoggedData`` (see :func:`read_logs`)."""
-    _check_rows(
-        "pscore", ~((data.pscore > 0) & (data.pscore <= 1)), data.pscore, "must be in (0, 1]"
-    )
-    _check_rows("reward", ~np.isfinite(data.reward), data.reward, "must be finite")
-    bad_ctx = ~np.isfinite(data.context).all(axis=1)
-    if bad_ctx.any():
-        i = int(np.flatnonzero(bad_ctx)[0])
-        raise InputError(f"column 'context' must be finite; row {i} has {data.context[i].tolist()}")
-    _check_rows(
-        "action",
-        (data.action < 0) | (data.action >= data.n_actions),
-        data.action,
-        f"must be in [0, {data.n_actions})",
-    )
-    _check_rows("step", data.step < 0, data.step, "must be >= 0")
-    _check_rows("position", data.position < 0, data.position, "must be >= 0")
-    if data.logging_dist is not None:
-        if data.logging_dist.shape[1] != data.n_actions:
-            raise InputError(
-                f"column 'logging_dist' must have n_actions={data.n_actions} entries per row; "
-                f"got {data.logging_dist.shape[1]}"
-            )
-        sums = data.logging_dist.sum(axis=1, dtype=np.float64)
-        _check_rows(
-            "logging_dist", np.abs(sums - 1) > 1e-4, sums, "rows must sum to 1 (row sum shown)"
-        )
-    if data.true_ctr is not None:
-        bad = ~((data.true_ctr >= 0) & (data.true_ctr <= 1))
-        _check_rows("true_ctr", bad, data.true_ctr, "must be in [0, 1]")
-
-
-def _check_rows(name: str, bad: np.ndarray, values: np.ndarray, rule: str) -> None:
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        value = values[i].item() if hasattr(values[i], "item") else values[i]
-        raise InputError(f"column '{name}' {rule}; row {i} has {value!r}")
 
 
 def _is_number(t: pa.DataType) -> bool:

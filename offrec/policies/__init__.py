@@ -17,13 +17,14 @@ from offrec.policies.bandits import (
     LinUCB,
     LogisticEpsilonGreedy,
 )
-from offrec.policies.offline import IPWLearner, RewardModelGreedy, fit_logged
-from offrec.policies.online import LearningCurve, plot_learning_curves, run_online
+from offrec.policies.logged import fit_logged
+from offrec.policies.offline import IPWLearner, RewardModelGreedy
+from offrec.policies.online import LearningCurve, run_online
 from offrec.policies.persist import load_policy, save_policy
 
 __all__ = ["BasePolicy", "Head", "Policy", "ScorePolicy", "UniformPolicy", "sample_from_dist"]
 __all__ += [
     "UCB1", "BanditLearner", "BernoulliTS", "EpsilonGreedy", "IPWLearner", "LearningCurve",
     "LinTS", "LinUCB", "LogisticEpsilonGreedy", "RewardModelGreedy", "fit_logged",
-    "load_policy", "plot_learning_curves", "run_online", "save_policy",
+    "load_policy", "run_online", "save_policy",
 ]  # fmt: skip

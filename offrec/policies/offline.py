@@ -6,30 +6,8 @@
   OBP's ``IPWLearner``): a multinomial logistic classifier of the logged action with
   sample weights ``r_i / pscore_i``, i.e. it maximises
   ``sum_i (r_i / p_i) log pi(a_i | x_i)``, an unbiased surrogate of the policy value.
-- :func:`fit_logged`: fit any learner of :mod:`offrec.policies.bandits` on logged rows,
-  with inverse-propensity weights where they matter (see below).
-
-Where IPW correction matters (and where it does not)
-----------------------------------------------------
-Logged rows of arm ``a`` are users the logger chose to show ``a``: their contexts follow
-``p(x) pi_0(a|x) / P(a)``, not the population ``p(x)``.
-
-- *Non-contextual* learners estimate one value per arm. The plain mean of the logged
-  rewards of ``a`` is ``E[q(x, a) | logger showed a]``, confounded by the logger's
-  targeting (a logger that shows sports to sports fans makes sports look great). The
-  self-normalized IPW mean ``sum_i w_i r_i / sum_i w_i`` over those rows with
-  ``w_i = 1 / pscore_i`` estimates the population value ``E_x[q(x, a)]``. IPW is on by
-  default for them.
-- *Per-arm regression models* (LinUCB, LinTS, logistic) estimate ``E[r | x, a]`` given
-  ``x``: if the model is well specified the logged covariate shift does not bias it, and
-  weights only add variance. If it is misspecified (a linear model of a sigmoid click
-  model), weights ``1 / pscore`` move the fit from the best approximation on the
-  logger's users to the best on all users. Off by default; ``ipw=True`` turns it on.
-- With a uniform logger all weights are equal and IPW changes nothing.
-
-Weights are normalized within each arm to mean 1, so each arm keeps its number of rows
-as its evidence (UCB / Thompson confidence widths stay calibrated to the sample size),
-and can be clipped (``clip``) to trade a little bias for variance.
+- the bandit learners of :mod:`offrec.policies.bandits`, fitted on logged rows by
+  :func:`offrec.policies.logged.fit_logged` (inverse-propensity weights where they matter).
 
 Reward models of :class:`RewardModelGreedy` (``model=``), all stored without pickle:
 
@@ -47,14 +25,9 @@ Reward models of :class:`RewardModelGreedy` (``model=``), all stored without pic
   above: the same numbers scikit-learn fitted.
 - ``"gbm"``: :class:`~offrec.reward.model.RewardModel` (``kind="gbm"``), a
   ``HistGradientBoostingClassifier`` on ``[x, action]`` (the action categorical up to
-  255 items). Stored as the fitted trees' node arrays (scikit-learn's own
-  ``TreePredictor`` records: a structured numpy array, no objects), their categorical
-  bitsets, the known-category bookkeeping and the baseline. Predictions run
-  scikit-learn's compiled tree walker on those arrays (fresh and loaded models alike),
-  so a loaded model predicts exactly what the fitted one did. This reads scikit-learn
-  internals (``_predictors``, ``_bin_mapper``, ``_preprocessor``); the tests compare it
-  with ``predict_proba``, so a scikit-learn change that breaks it fails a test rather
-  than silently producing wrong policies.
+  255 items), predicting through its public ``predict_proba``. Stored as skops bytes
+  (:mod:`offrec.reward.persist`: no pickle, no code; loading trusts a fixed list of
+  types and refuses any other), so no scikit-learn internals are read by offrec.
 """
 
 from __future__ import annotations
@@ -64,125 +37,17 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.special import expit, log_softmax
 
-from offrec.core.errors import InputError, InputTypeError
+from offrec.core.errors import InputError
 from offrec.core.policy import BasePolicy, Head
-from offrec.core.validation import check_scalar, first_bad
-from offrec.policies.bandits import (
-    BanditLearner,
-    _as_head,
-    check_context,
-    check_feedback,
-)
+from offrec.core.validation import check_scalar
+from offrec.policies.bandits.base import as_head, check_context, check_feedback
+from offrec.policies.logged import check_pscore, fit_logged, ipw_weights, logged_arrays
+from offrec.reward.model import KINDS as REWARD_MODEL_KINDS
+from offrec.reward.model import FittedRewardModel
+from offrec.reward.persist import dump_gbm, load_gbm
 
 __all__ = ["IPWLearner", "RewardModelGreedy", "fit_logged", "ipw_weights", "logged_arrays"]
-
-
-# -- logged data -------------------------------------------------------------------------------
-def logged_arrays(
-    data: Any,
-    action: Any = None,
-    reward: Any = None,
-    pscore: Any = None,
-) -> tuple[Any, Any, Any, Any]:
-    """``(context, action, reward, pscore)`` from a ``LoggedData``, ``Trajectories`` or arrays.
-
-    ``data`` is a :class:`~offrec.logs.data.LoggedData` (``context``), a
-    :class:`~offrec.sim.Trajectories` (``obs``), or the context array itself with
-    ``action``, ``reward`` (and ``pscore`` where needed) passed separately.
-    """
-    if hasattr(data, "action") and hasattr(data, "reward"):
-        if action is not None or reward is not None:
-            raise InputError("pass either a LoggedData / Trajectories or arrays, not both")
-        context = data.context if hasattr(data, "context") else data.obs
-        return context, data.action, data.reward, getattr(data, "pscore", None)
-    if action is None or reward is None:
-        raise InputError("action and reward are required when data is a context array")
-    return data, action, reward, pscore
-
-
-def _check_pscore(pscore: Any, n: int) -> np.ndarray:
-    if pscore is None:
-        raise InputError("pscore is required for importance weighting; got None")
-    p = np.asarray(pscore, dtype=np.float64)
-    if p.shape != (n,):
-        raise InputError(f"pscore must have shape ({n},) like action; got {p.shape}")
-    bad = ~np.isfinite(p) | (p <= 0) | (p > 1)
-    if bad.any():
-        i = first_bad(bad)
-        raise InputError(f"pscore must be in (0, 1]; row {i} has {p[i]}")
-    return p
-
-
-def ipw_weights(
-    action: np.ndarray, pscore: np.ndarray, n_actions: int, clip: float | None = None
-) -> np.ndarray:
-    """Per-row weights ``min(1 / pscore, clip)`` normalized to mean 1 within each arm, (n,)."""
-    a = np.asarray(action, dtype=np.int64)
-    p = _check_pscore(pscore, a.shape[0])
-    w = 1.0 / p
-    if clip is not None:
-        check_scalar(clip, "clip", float, min=0.0, min_inclusive=False)
-        np.minimum(w, clip, out=w)
-    count = np.bincount(a, minlength=n_actions)
-    total = np.bincount(a, weights=w, minlength=n_actions)
-    mean = np.divide(total, count, out=np.ones(n_actions), where=count > 0)
-    return w / mean[a]
-
-
-def fit_logged(
-    learner: BanditLearner,
-    data: Any,
-    action: Any = None,
-    reward: Any = None,
-    pscore: Any = None,
-    *,
-    ipw: bool | None = None,
-    clip: float | None = None,
-    batch_size: int | None = None,
-) -> BanditLearner:
-    """Fit a bandit learner on logged rows; returns the learner (fitted in place).
-
-    Args:
-        learner: a learner from :mod:`offrec.policies.bandits` sized for the log.
-        data: a ``LoggedData`` / ``Trajectories``, or the context array (then pass
-            ``action``, ``reward`` and, for IPW, ``pscore``).
-        ipw: weight rows by ``1 / pscore`` (normalized within each arm, see the module
-            docstring). ``None`` = on for non-contextual learners, off for contextual ones.
-        clip: cap on ``1 / pscore`` before normalizing (``None`` = no cap).
-        batch_size: ``None`` fits all rows at once (``learner.fit``: for the logistic
-            model, Newton to convergence); an int replays the log in that many rows per
-            ``partial_fit``, as if it had been learned online.
-    """
-    if not isinstance(learner, BanditLearner):
-        raise InputTypeError(
-            f"learner must be an offrec bandit learner; got {type(learner).__name__}"
-        )
-    context, a, r, p = logged_arrays(data, action, reward, pscore)
-    if ipw is None:
-        ipw = not learner.contextual
-    a_arr = np.asarray(a)
-    weight = None
-    if ipw:
-        x, a_arr, _, _ = check_feedback(
-            context, a, r, None, n_actions=learner.n_actions,
-            context_dim=learner.context_dim if learner.contextual else None,
-        )  # fmt: skip
-        weight = ipw_weights(a_arr, p, learner.n_actions, clip)
-    if batch_size is None:
-        return learner.fit(context, a_arr, r, weight)
-    check_scalar(batch_size, "batch_size", int, min=1)
-    learner.reset()
-    learner.n_updates = 0
-    n = a_arr.shape[0]
-    ctx = None if context is None else np.asarray(context)
-    r_arr = np.asarray(r)
-    for lo in range(0, n, batch_size):
-        sl = slice(lo, lo + batch_size)
-        learner.partial_fit(
-            None if ctx is None else ctx[sl], a_arr[sl], r_arr[sl],
-            None if weight is None else weight[sl],
-        )  # fmt: skip
-    return learner
+# fit_logged, ipw_weights and logged_arrays live in offrec.policies.logged (re-exported here)
 
 
 # -- shared base for offline learners ----------------------------------------------------------
@@ -292,8 +157,9 @@ class RewardModelGreedy(_OfflinePolicy):
     [1, 0]
     """
 
-    kind = "reward_model_greedy"
-    MODELS: ClassVar[tuple[str, ...]] = ("per_item_logistic", "logistic", "gbm")
+    kind = "reward_model"
+    #: the per-item logistic model, then the reward-model kinds of :mod:`offrec.reward`
+    MODELS: ClassVar[tuple[str, ...]] = ("per_item_logistic", *REWARD_MODEL_KINDS)
 
     def __init__(
         self,
@@ -313,11 +179,11 @@ class RewardModelGreedy(_OfflinePolicy):
         check_scalar(C, "C", float, min=0.0, min_inclusive=False)
         check_scalar(seed, "seed", int, min=0)
         self.model, self.weighting = model, weighting
-        self.head = _as_head(head, Head())
+        self.head = as_head(head, Head())
         self.C, self.seed = float(C), int(seed)
         self._set_sizes(n_actions, context_dim)
         self._fitted = False
-        self._trees: _TreeEnsemble | None = None
+        self._gbm: FittedRewardModel | None = None
         self.coef = np.zeros((0, 0))
         self.intercept = np.zeros(0)
 
@@ -325,7 +191,7 @@ class RewardModelGreedy(_OfflinePolicy):
         self, data: Any, action: Any = None, reward: Any = None, pscore: Any = None
     ) -> RewardModelGreedy:
         """Fit the reward model on all rows (``pscore`` only for ``weighting="ipw"``)."""
-        from offrec.policies.bandits import LogisticEpsilonGreedy
+        from offrec.policies.bandits.logistic import LogisticEpsilonGreedy
         from offrec.reward.model import RewardModel
 
         context, a, r, p = logged_arrays(data, action, reward, pscore)
@@ -335,18 +201,18 @@ class RewardModelGreedy(_OfflinePolicy):
             reward_range=(0.0, 1.0), who=" for a reward model",
         )  # fmt: skip
         assert x is not None and self.context_dim is not None
-        p_arr = _check_pscore(p, a_arr.shape[0]) if self.weighting == "ipw" else None
+        p_arr = check_pscore(p, a_arr.shape[0]) if self.weighting == "ipw" else None
         if self.model == "per_item_logistic":
             weight = None if p_arr is None else ipw_weights(a_arr, p_arr, self.n_actions)
             arms = LogisticEpsilonGreedy(self.n_actions, self.context_dim, reg=1.0 / self.C)
             arms.fit(x, a_arr, r_arr, weight)
-            self._trees = None
+            self._gbm = None
             self.intercept, self.coef = arms.mean[:, 0].copy(), arms.mean[:, 1:].copy()
             self._fitted = True
             return self
         rm = RewardModel(kind=self.model, seed=self.seed, weighting=self.weighting, C=self.C)
         fitted = rm.fit(x, a_arr, r_arr, p_arr, n_actions=self.n_actions)
-        self._trees = None
+        self._gbm = None
         if fitted.constant is not None:  # one reward value in the log: a constant model
             k, d = self.n_actions, self.context_dim
             assert d is not None
@@ -358,7 +224,7 @@ class RewardModelGreedy(_OfflinePolicy):
         elif self.model == "logistic":
             self.coef, self.intercept = _fold_logistic(fitted, self.n_actions)
         else:
-            self._trees = _TreeEnsemble.from_classifier(fitted.clf, self.context_dim or 0)
+            self._gbm = fitted
         self._fitted = True
         return self
 
@@ -366,8 +232,8 @@ class RewardModelGreedy(_OfflinePolicy):
         """Estimated click probability of every item, ``q_hat(x, .)`` (n, n_actions)."""
         self._require_fitted()
         x = check_context(obs, self.context_dim)
-        if self._trees is not None:
-            return self._trees.predict(x, self.n_actions)
+        if self._gbm is not None:
+            return self._gbm.predict(x)
         return expit(x @ self.coef.T + self.intercept)
 
     def scores(self, obs: np.ndarray) -> np.ndarray:
@@ -381,18 +247,26 @@ class RewardModelGreedy(_OfflinePolicy):
         }  # fmt: skip
 
     def _state(self) -> dict[str, np.ndarray]:
-        if self._trees is not None:
-            return self._trees.to_arrays()
+        if self._gbm is not None:
+            return {"gbm": dump_gbm(self._gbm.clf)}
         return {"coef": self.coef.copy(), "intercept": self.intercept.copy()}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         if "nodes" in state:
-            self._trees = _TreeEnsemble.from_arrays(state, self.context_dim or 0)
+            raise InputError(
+                "this gbm model was saved by an older offrec as scikit-learn's internal tree "
+                "records, which offrec no longer reads (they were private scikit-learn API); "
+                "fit it again and save it"
+            )
+        if "gbm" in state:
+            model = FittedRewardModel("gbm", self.n_actions, 1)
+            model.clf = load_gbm(state["gbm"], n_features=(self.context_dim or 0) + 1)
+            self._gbm = model
             return
         k, d = self.n_actions, self.context_dim
         assert d is not None
         self._check_shapes(state, {"coef": (k, d), "intercept": (k,)})
-        self._trees = None
+        self._gbm = None
         self.coef = state["coef"].astype(np.float64)
         self.intercept = state["intercept"].astype(np.float64)
 
@@ -419,130 +293,6 @@ def _fold_logistic(fitted: Any, n_actions: int) -> tuple[np.ndarray, np.ndarray]
     return w, b0 + gamma - w @ mean
 
 
-class _TreeEnsemble:
-    """A fitted ``HistGradientBoostingClassifier`` reduced to numpy arrays.
-
-    ``nodes`` concatenates every tree's ``TreePredictor.nodes`` (scikit-learn's
-    ``PREDICTOR_RECORD_DTYPE`` records: a plain structured array, no objects);
-    ``tree_start`` (n_trees + 1,) delimits them; ``raw_bitsets`` / ``bitset_start`` the
-    same for the categorical splits' bitsets. The fitted model's feature 0 is the
-    action, categorical, encoded as its position in ``categories`` (the actions seen in
-    training; unseen ones are missing values), then the context columns, the order and
-    encoding scikit-learn uses internally; ``known_bitsets`` / ``f_idx_map`` are its
-    bookkeeping of known categories.
-    """
-
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
-        self.arrays = arrays
-        from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
-
-        a = arrays
-        ts, bs = a["tree_start"], a["bitset_start"]
-        empty = np.zeros((0, 8), np.uint32)
-        self.trees = [
-            TreePredictor(
-                np.ascontiguousarray(a["nodes"][ts[i] : ts[i + 1]]),
-                empty,
-                np.ascontiguousarray(a["raw_bitsets"][bs[i] : bs[i + 1]]),
-            )  # fmt: skip
-            for i in range(len(ts) - 1)
-        ]
-
-    @classmethod
-    def from_classifier(cls, clf: Any, context_dim: int) -> _TreeEnsemble:
-        """Arrays of a binary ``HistGradientBoostingClassifier`` fitted on ``[x, action]``."""
-        if getattr(clf, "n_trees_per_iteration_", 1) != 1:
-            raise InputError("the gbm reward model must be a binary classifier")
-        known, f_idx_map = clf._bin_mapper.make_known_categories_bitsets()
-        if clf._preprocessor is not None:  # action categorical: sklearn moves it first, encoded
-            encoder = clf._preprocessor.named_transformers_["encoder"]
-            categories = np.asarray(encoder.categories_[0], np.float64).astype(np.int64)
-        else:  # numeric action (more than 255 items): columns kept as [x, action]
-            categories = np.zeros(0, np.int64)
-        trees = [it[0] for it in clf._predictors]
-        bitsets = [np.asarray(t.raw_left_cat_bitsets, np.uint32).reshape(-1, 8) for t in trees]
-        arrays = {
-            "nodes": np.concatenate([t.nodes for t in trees]),
-            "tree_start": np.r_[0, np.cumsum([len(t.nodes) for t in trees])].astype(np.int64),
-            "raw_bitsets": np.concatenate(bitsets),
-            "bitset_start": np.r_[0, np.cumsum([len(b) for b in bitsets])].astype(np.int64),
-            "known_bitsets": np.asarray(known, np.uint32).reshape(-1, 8),
-            "f_idx_map": np.asarray(f_idx_map, np.uint32),
-            "baseline": np.asarray(clf._baseline_prediction, np.float64).reshape(1),
-            "categorical": np.asarray(clf._preprocessor is not None),
-            "categories": categories,
-        }
-        if arrays["f_idx_map"].shape != (context_dim + 1,):
-            raise InputError(
-                f"the gbm reward model has {arrays['f_idx_map'].shape[0]} features; "
-                f"expected context_dim + 1 = {context_dim + 1}"
-            )
-        return cls(arrays)
-
-    @classmethod
-    def from_arrays(cls, state: dict[str, np.ndarray], context_dim: int) -> _TreeEnsemble:
-        keys = (
-            "nodes", "tree_start", "raw_bitsets", "bitset_start", "known_bitsets",
-            "f_idx_map", "baseline", "categorical", "categories",
-        )  # fmt: skip
-        missing = [k for k in keys if k not in state]
-        if missing:
-            raise InputError(f"gbm reward model state is missing arrays {missing}")
-        from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
-
-        nodes = state["nodes"]
-        if nodes.dtype.names != PREDICTOR_RECORD_DTYPE.names:
-            raise InputError(
-                "gbm reward model nodes do not match this scikit-learn's tree record fields "
-                f"{PREDICTOR_RECORD_DTYPE.names}; got {nodes.dtype.names}"
-            )
-        if state["f_idx_map"].shape != (context_dim + 1,):
-            raise InputError(
-                f"gbm reward model was fitted on {state['f_idx_map'].shape[0] - 1} context "
-                f"columns; this policy has context_dim={context_dim}"
-            )
-        arrays = {k: np.asarray(state[k]) for k in keys}
-        arrays["nodes"] = nodes.astype(PREDICTOR_RECORD_DTYPE, casting="same_kind")
-        return cls(arrays)
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self.arrays.items()}
-
-    def predict(self, x: np.ndarray, n_actions: int, block_rows: int = 1 << 18) -> np.ndarray:
-        """Click probability (n, n_actions): every (row, action) pair through every tree.
-
-        The context is rounded to float32 first, as the reward model's design was.
-        """
-        n, d = x.shape
-        xf = x.astype(np.float32).astype(np.float64)
-        known = self.arrays["known_bitsets"]
-        f_idx = self.arrays["f_idx_map"]
-        baseline = float(self.arrays["baseline"][0])
-        if bool(self.arrays["categorical"]):
-            # sklearn's layout: encoded action first (NaN = unseen in training), then x
-            code = np.full(n_actions, np.nan)
-            cats = self.arrays["categories"]
-            inside = cats < n_actions
-            code[cats[inside]] = np.flatnonzero(inside)
-            action_col, x_cols = 0, slice(1, d + 1)
-        else:
-            code = np.arange(n_actions, dtype=np.float64)
-            action_col, x_cols = d, slice(0, d)
-        out = np.empty((n, n_actions))
-        step = max(1, block_rows // n_actions)
-        for lo in range(0, n, step):
-            xb = xf[lo : lo + step]
-            m = xb.shape[0]
-            pairs = np.empty((m * n_actions, d + 1))
-            pairs[:, action_col] = np.tile(code, m)
-            pairs[:, x_cols] = np.repeat(xb, n_actions, axis=0)
-            raw = np.full(m * n_actions, baseline)
-            for tree in self.trees:
-                raw += tree.predict(pairs, known, f_idx, 1)
-            out[lo : lo + m] = expit(raw).reshape(m, n_actions)
-        return out
-
-
 # -- IPW learner -------------------------------------------------------------------------------
 class IPWLearner(_OfflinePolicy):
     """Importance-weighted classification of the logged action.
@@ -559,7 +309,7 @@ class IPWLearner(_OfflinePolicy):
     (n_actions,), ``-inf`` for items without a class.
     """
 
-    kind = "ipw_learner"
+    kind = "ipw"
 
     def __init__(
         self,
@@ -575,7 +325,7 @@ class IPWLearner(_OfflinePolicy):
         if clip is not None:
             check_scalar(clip, "clip", float, min=0.0, min_inclusive=False)
         check_scalar(max_iter, "max_iter", int, min=1)
-        self.head = _as_head(head, Head())
+        self.head = as_head(head, Head())
         self.C, self.clip, self.max_iter = float(C), clip, int(max_iter)
         self._set_sizes(n_actions, context_dim)
         self._fitted = False
@@ -596,7 +346,7 @@ class IPWLearner(_OfflinePolicy):
             reward_range=(0.0, np.inf), who=" for IPWLearner",
         )  # fmt: skip
         assert x is not None
-        p_arr = _check_pscore(p, a_arr.shape[0])
+        p_arr = check_pscore(p, a_arr.shape[0])
         w = r_arr / p_arr
         if self.clip is not None:
             np.minimum(w, self.clip, out=w)

@@ -17,11 +17,8 @@ oracle is evaluated in the learner's own states (per-step, myopic regret).
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +26,7 @@ import numpy as np
 from offrec.core.errors import InputError, InputTypeError
 from offrec.core.validation import SeedLike, as_seed_sequence, check_scalar
 
-__all__ = ["LearningCurve", "plot_learning_curves", "run_online"]
+__all__ = ["LearningCurve", "run_online"]
 
 
 @dataclass(eq=False)
@@ -247,70 +244,3 @@ def run_online(
 
 
 _BATCH_FIELDS = ("user", "step", "fatigue", "recent", "last_click")
-
-
-def plot_learning_curves(
-    curves: dict[str, LearningCurve],
-    path: str | Path,
-    *,
-    title: str | None = None,
-    references: dict[str, float] | None = None,
-    expected: bool = True,
-) -> Path:
-    """Plot several learners' curves on one figure and write it (PNG, atomically) to ``path``.
-
-    Left panel: windowed CTR against decisions (``expected=True`` plots the expected CTR,
-    smooth; ``False`` the realized clicks), with the myopic oracle as a dashed black line
-    and optional horizontal ``references`` (e.g. ``{"best single item": 0.218}``).
-    Right panel: cumulative regret against the myopic oracle. Returns the path.
-    """
-    if not curves:
-        raise InputError("curves must hold at least one LearningCurve; got an empty dict")
-    # a bare Figure renders with the Agg canvas and touches no pyplot / global backend state
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
-
-    path = Path(path)
-    fig = Figure(figsize=(12, 5.5), layout="constrained")
-    ax_ctr, ax_reg = fig.subplots(1, 2)
-    longest = max(curves.values(), key=lambda c: c.n_decisions)
-    ax_ctr.plot(
-        longest.decisions, longest.windowed_oracle_ctr, "k--", lw=1.5, label="myopic oracle"
-    )
-    styles = [":", "-."]
-    for i, (label, value) in enumerate((references or {}).items()):
-        ax_ctr.axhline(value, color="0.45", ls=styles[i % 2], lw=1.2, label=label)
-    for name, curve in curves.items():
-        y = curve.windowed_expected_ctr if expected else curve.windowed_ctr
-        (line,) = ax_ctr.plot(curve.decisions, y, lw=1.8, label=name)
-        ax_reg.plot(
-            curve.decisions, curve.cumulative_regret, lw=1.8, color=line.get_color(), label=name
-        )
-    kind = "expected CTR" if expected else "CTR"
-    ax_ctr.set_xlabel("decisions")
-    ax_ctr.set_ylabel(f"{kind} (trailing window of {longest.window:,} decisions)")
-    ax_ctr.set_title(f"Windowed {kind}")
-    ax_ctr.set_ylim(bottom=0)
-    ax_ctr.grid(alpha=0.3)
-    ax_reg.set_xlabel("decisions")
-    ax_reg.set_ylabel("cumulative expected regret (clicks)")
-    ax_reg.set_title("Regret against the myopic oracle")
-    ax_reg.grid(alpha=0.3)
-    thousands = FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0")
-    for ax in (ax_ctr, ax_reg):
-        ax.xaxis.set_major_formatter(thousands)
-    # one legend for both panels (same colours), below them so it never hides a curve
-    handles, labels = ax_ctr.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=9)
-    if title:
-        fig.suptitle(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=path.suffix.lstrip(".") or "png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -8,8 +8,9 @@ Layout of a saved policy folder::
                    "arrays": {"file": "arrays.npz", "sha256": ...}}
     arrays.npz    what the policy learned (numpy arrays only; read with allow_pickle=False)
 
-No pickle and no code is stored: loading looks the ``type`` up in a fixed registry of
-offrec classes, builds it from the stored parameters and restores the arrays (shapes
+No pickle and no code is stored: loading looks the ``type`` up in
+:data:`offrec.policies.registry.LEARNERS` (whose deprecated aliases keep folders saved
+under older type names loadable), builds it from the stored parameters and restores the arrays (shapes
 checked). The folder is published atomically (written next to it, then renamed).
 
 >>> import tempfile, numpy as np
@@ -35,6 +36,7 @@ import numpy as np
 from offrec.core.atomic import atomic_dir
 from offrec.core.errors import InputError, InputTypeError, MissingInputError
 from offrec.core.policy import UniformPolicy
+from offrec.policies.registry import LEARNERS
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_policy", "save_policy", "saveable_types"]
 
@@ -44,20 +46,10 @@ CONFIG_FILE = "policy.json"
 ARRAYS_FILE = "arrays.npz"
 
 
-def _registry() -> dict[str, Any]:
-    from offrec.policies import bandits, offline
-
-    classes = (
-        bandits.EpsilonGreedy, bandits.UCB1, bandits.BernoulliTS, bandits.LinUCB,
-        bandits.LinTS, bandits.LogisticEpsilonGreedy, offline.RewardModelGreedy,
-        offline.IPWLearner,
-    )  # fmt: skip
-    return {cls.kind: cls for cls in classes}
-
-
 def saveable_types() -> list[str]:
-    """The ``spec()["type"]`` values :func:`save_policy` accepts."""
-    return sorted([*_registry(), "uniform"])
+    """The ``spec()["type"]`` values :func:`save_policy` writes: the learner names of
+    :data:`offrec.policies.registry.LEARNERS`, and ``"uniform"``."""
+    return sorted([*LEARNERS.names, "uniform"])
 
 
 def _version() -> str:
@@ -77,12 +69,11 @@ def save_policy(policy: Any, folder: str | Path, *, overwrite: bool = False) -> 
     :class:`ScorePolicy` around arbitrary code) raise ``TypeError``. An existing
     ``folder`` is replaced only with ``overwrite=True`` (else ``FileExistsError``).
     """
-    registry = _registry()
     if isinstance(policy, UniformPolicy):
         spec: dict[str, Any] = policy.spec()
         arrays: dict[str, np.ndarray] = {}
         sizes = {"n_actions": policy.n_actions, "context_dim": None}
-    elif type(policy) in registry.values():
+    elif type(policy) in LEARNERS.values():
         spec = policy.spec()
         arrays = policy.get_state()
         sizes = {"n_actions": policy.n_actions, "context_dim": policy.context_dim}
@@ -150,8 +141,7 @@ def load_policy(
     kind = spec.pop("type", None)
     if kind == "uniform":
         return UniformPolicy(int(spec["n_actions"]), support=spec.get("support"))
-    registry = _registry()
-    if kind not in registry:
+    if kind not in LEARNERS and kind not in LEARNERS.aliases:
         raise InputError(
             f"{cfg_path} has unknown policy type {kind!r}; known types: {', '.join(saveable_types())}"
         )
@@ -165,6 +155,6 @@ def load_policy(
         raise InputError(f"{arrays_path} does not match the checksum in {CONFIG_FILE}")
     with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
         state = {k: npz[k] for k in npz.files}
-    policy = registry[kind].from_params(spec)
+    policy = LEARNERS[kind].from_params(spec)  # an old type name resolves with a warning
     policy.set_state(state)
     return policy

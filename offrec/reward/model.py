@@ -195,7 +195,7 @@ class FittedRewardModel:
         return sp.csr_matrix((np.hstack(val).ravel(), indices.ravel(), indptr), shape=(n, width))
 
     def _predict_logistic(self, x: np.ndarray) -> np.ndarray:
-        """:math:`\\sigma(\beta_0 + \beta^\top x + \\gamma_a + \\delta_a^\top x)` for every action,
+        r""":math:`\sigma(\beta_0 + \beta^\top x + \gamma_a + \delta_a^\top x)` for every action,
         built in place in one ``(n, n_actions)`` array (no temporaries of that size)."""
         from scipy.special import expit  # imported when used: slow to import
 

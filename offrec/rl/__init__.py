@@ -10,37 +10,37 @@
 - :mod:`offrec.rl.online_baseline` (optional, needs ``offrec[sb3]``; not imported here):
   stable-baselines3 PPO / DQN trained online in the world, with learning curves.
 
-d3rlpy (and torch) are imported only here, in ``offrec.rl``. Importing d3rlpy imports the
-legacy ``gym`` package, which prints a deprecation notice to stderr; offrec imports it
-with that notice silenced (quiet by default), leaving d3rlpy itself untouched.
+- :mod:`offrec.rl.algos`: the algorithm names (``ALGOS``), importable without d3rlpy.
+
+d3rlpy (and torch) are imported only in ``offrec.rl``, and only when used: the names
+below load their module on first access, so ``import offrec.rl.algos`` stays cheap.
+d3rlpy imports the legacy ``gym`` package, which prints a deprecation notice to stderr;
+offrec imports it with that notice silenced (:mod:`offrec.rl._d3rlpy`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import sys
+import importlib
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from offrec.rl.config import RLConfig
+    from offrec.rl.dataset import Transitions, to_replay_buffer, to_transitions
+    from offrec.rl.policy import QPolicy, load_q_policy
+    from offrec.rl.sampler import VectorizedReplayBuffer
+    from offrec.rl.train import TrainResult, train_rl
 
-def _quiet_import_d3rlpy() -> None:
-    if "d3rlpy" in sys.modules:
-        return
-    with contextlib.redirect_stderr(io.StringIO()):
-        import d3rlpy  # noqa: F401
-
-
-_quiet_import_d3rlpy()
-
-from offrec.rl.config import RLConfig  # noqa: E402
-from offrec.rl.dataset import Transitions, to_replay_buffer, to_transitions  # noqa: E402
-from offrec.rl.policy import QPolicy, load_q_policy  # noqa: E402
-from offrec.rl.sampler import VectorizedReplayBuffer  # noqa: E402
-from offrec.rl.train import (  # noqa: E402
-    TrainResult,
-    plot_training_curve,
-    train_rl,
-)
-
+_WHERE = {
+    "QPolicy": "policy",
+    "RLConfig": "config",
+    "TrainResult": "train",
+    "Transitions": "dataset",
+    "VectorizedReplayBuffer": "sampler",
+    "load_q_policy": "policy",
+    "to_replay_buffer": "dataset",
+    "to_transitions": "dataset",
+    "train_rl": "train",
+}
 __all__ = [
     "QPolicy",
     "RLConfig",
@@ -48,8 +48,16 @@ __all__ = [
     "Transitions",
     "VectorizedReplayBuffer",
     "load_q_policy",
-    "plot_training_curve",
     "to_replay_buffer",
     "to_transitions",
     "train_rl",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'offrec.rl' has no attribute {name!r}")
+    from offrec.rl._d3rlpy import d3rlpy_module
+
+    d3rlpy_module()
+    return getattr(importlib.import_module(f"offrec.rl.{_WHERE[name]}"), name)

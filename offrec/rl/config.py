@@ -5,24 +5,25 @@ rebuilt without importing the loop."""
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
+from offrec.core.codec import ConfigCodec
 from offrec.core.errors import InputError
-from offrec.core.validation import check_known_keys, check_scalar
+from offrec.core.validation import check_scalar
+from offrec.rl.algos import ALGOS
 
-__all__ = ["ALGOS", "SAMPLERS", "RLConfig", "build_algo", "threads"]
+__all__ = ["ALGOS", "SAMPLERS", "RLConfig", "build_algo", "seeded", "threads"]
 
-ALGOS = ("dqn", "double_dqn", "cql", "bcq")
 SAMPLERS = ("vectorized", "default")
 
 
 @dataclass(frozen=True)
-class RLConfig:
+class RLConfig(ConfigCodec):
     """Hyper-parameters of an offline RL run (JSON round-trip; unknown keys rejected).
 
     Attributes:
@@ -44,6 +45,8 @@ class RLConfig:
             used only when ``train_rl`` gets a ``world``.
         eval_sessions, eval_seed: Monte-Carlo sessions and seed of each evaluation.
     """
+
+    CODEC_NAME = "RL config"
 
     algo: str = "cql"
     n_steps: int = 10_000
@@ -69,8 +72,7 @@ class RLConfig:
         self._validate()
 
     def _validate(self) -> None:
-        if self.algo not in ALGOS:
-            raise InputError(f"RLConfig.algo must be one of {list(ALGOS)}; got {self.algo!r}")
+        ALGOS.resolve(self.algo, "RLConfig.algo")
         if self.sampler not in SAMPLERS:
             raise InputError(
                 f"RLConfig.sampler must be one of {list(SAMPLERS)}; got {self.sampler!r}"
@@ -98,25 +100,6 @@ class RLConfig:
         for i, h in enumerate(self.hidden_units):
             check_scalar(h, f"RLConfig.hidden_units[{i}]", int, min=1)
 
-    # -- serialisation -------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["hidden_units"] = list(self.hidden_units)
-        return d
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RLConfig:
-        """Build from a mapping; unknown keys are an error that lists the valid ones."""
-        check_known_keys(data, cls, "RL config")
-        return cls(**data)
-
-    @classmethod
-    def from_json(cls, text: str) -> RLConfig:
-        return cls.from_dict(json.loads(text))
-
 
 @contextlib.contextmanager
 def threads(n: int) -> Iterator[None]:
@@ -129,9 +112,35 @@ def threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block under ``d3rlpy.seed(seed)``, then put the global generators back.
+
+    d3rlpy draws from the global ``random``, ``numpy.random`` and ``torch`` generators
+    (network initialisation, its default sampler), and ``d3rlpy.seed`` seeds all three.
+    Their states are saved before and restored after the block, so training is
+    reproducible and the caller's global random state is left as it was.
+    """
+    import random
+
+    from offrec.rl._d3rlpy import d3rlpy_module
+
+    # the legacy global numpy state is exactly what d3rlpy.seed touches: save it to restore it
+    saved = random.getstate(), np.random.get_state(), torch.random.get_rng_state()  # noqa: NPY002
+    try:
+        d3rlpy_module().seed(seed)
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])  # noqa: NPY002
+        torch.random.set_rng_state(saved[2])
+
+
 def build_algo(config: RLConfig) -> Any:
     """The (untrained, CPU) d3rlpy algorithm ``config`` describes."""
-    import d3rlpy
+    from offrec.rl._d3rlpy import d3rlpy_module
+
+    d3rlpy = d3rlpy_module()
 
     common: dict[str, Any] = {
         "learning_rate": config.learning_rate,
@@ -143,13 +152,9 @@ def build_algo(config: RLConfig) -> Any:
             hidden_units=list(config.hidden_units)
         ),
     }
-    algos = d3rlpy.algos
-    if config.algo == "dqn":
-        cfg: Any = algos.DQNConfig(**common)
-    elif config.algo == "double_dqn":
-        cfg = algos.DoubleDQNConfig(**common)
-    elif config.algo == "cql":
-        cfg = algos.DiscreteCQLConfig(alpha=config.alpha, **common)
-    else:
-        cfg = algos.DiscreteBCQConfig(action_flexibility=config.bcq_threshold, **common)
+    if config.algo == "cql":
+        common["alpha"] = config.alpha
+    elif config.algo == "bcq":
+        common["action_flexibility"] = config.bcq_threshold
+    cfg: Any = getattr(d3rlpy.algos, ALGOS[config.algo])(**common)
     return cfg.create(device="cpu:0")

@@ -11,18 +11,18 @@ Optional dependency: ``pip install 'offrec[sb3]'``; the rest of offrec works wit
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from offrec.core.codec import ConfigCodec
 from offrec.core.errors import InputError
 from offrec.core.policy import BasePolicy, Head
-from offrec.core.validation import check_known_keys, check_scalar
+from offrec.core.validation import check_scalar
 from offrec.rl.config import threads
 
 __all__ = ["OnlineConfig", "OnlineResult", "SB3Policy", "require_sb3", "train_online"]
@@ -43,7 +43,7 @@ def require_sb3() -> Any:
 
 
 @dataclass(frozen=True)
-class OnlineConfig:
+class OnlineConfig(ConfigCodec):
     """Hyper-parameters of an online run (JSON round-trip; unknown keys rejected).
 
     ``algo`` is ``"ppo"`` or ``"dqn"``; ``total_timesteps`` counts environment steps
@@ -51,6 +51,8 @@ class OnlineConfig:
     ``eval_every`` timesteps between online evaluations (``eval_sessions`` sessions,
     seed ``eval_seed``); ``n_threads`` torch threads (1: see :mod:`offrec.rl.train`).
     """
+
+    CODEC_NAME = "online config"
 
     algo: str = "ppo"
     total_timesteps: int = 200_000
@@ -86,19 +88,6 @@ class OnlineConfig:
             )
         for i, h in enumerate(self.hidden_units):
             check_scalar(h, f"OnlineConfig.hidden_units[{i}]", int, min=1)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["hidden_units"] = list(self.hidden_units)
-        return d
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> OnlineConfig:
-        check_known_keys(data, cls, "online config")
-        return cls(**data)
 
 
 class SB3Policy(BasePolicy):

@@ -27,7 +27,12 @@ from collections.abc import Sequence
 from typing import Any, BinaryIO, overload
 
 import numpy as np
-from d3rlpy.dataset import (
+
+from offrec.rl._d3rlpy import d3rlpy_module
+
+d3rlpy_module()  # quiet first import (the legacy gym notice)
+
+from d3rlpy.dataset import (  # noqa: E402
     BasicTransitionPicker,
     DatasetInfo,
     EpisodeBase,
@@ -36,11 +41,11 @@ from d3rlpy.dataset import (
     Transition,
     TransitionMiniBatch,
 )
-from d3rlpy.dataset.trajectory_slicers import BasicTrajectorySlicer
+from d3rlpy.dataset.trajectory_slicers import BasicTrajectorySlicer  # noqa: E402
 
-from offrec.core.errors import InputTypeError
-from offrec.core.validation import SeedLike, as_generator, check_scalar
-from offrec.rl.dataset import Transitions, dataset_info, to_episodes
+from offrec.core.errors import InputTypeError  # noqa: E402
+from offrec.core.validation import SeedLike, as_generator, check_scalar  # noqa: E402
+from offrec.rl.dataset import Transitions, dataset_info, to_episodes  # noqa: E402
 
 __all__ = ["VectorizedReplayBuffer"]
 
@@ -93,6 +98,9 @@ class _LazyTransitions(Sequence[Transition]):
 
 class VectorizedReplayBuffer(ReplayBufferBase):
     """Read-only d3rlpy replay buffer over :class:`~offrec.rl.dataset.Transitions`.
+
+    Not run as a doctest: it needs a converted log and a d3rlpy algorithm
+    (``tests/rl/test_train.py`` runs this path).
 
     >>> buf = VectorizedReplayBuffer(transitions, seed=0)  # doctest: +SKIP
     >>> batch = buf.sample_transition_batch(256)           # doctest: +SKIP

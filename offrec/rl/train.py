@@ -1,5 +1,8 @@
 """Train d3rlpy DQN / DoubleDQN / DiscreteCQL / DiscreteBCQ on a log, with a training curve.
 
+Not run as a doctest: it needs a log on disk and trains for minutes
+(``tests/rl/test_train.py`` trains on a two-step analytic MDP instead).
+
 >>> from offrec.rl import RLConfig, train_rl
 >>> result = train_rl(read_logs("logs/softmax"), RLConfig(algo="cql"), world=world)  # doctest: +SKIP
 >>> result.policy.action_dist(obs)                                                    # doctest: +SKIP
@@ -14,7 +17,9 @@ nothing printed. Progress is reported through the optional ``progress`` callback
 
 Randomness: ``d3rlpy.seed(config.seed)`` (network initialisation, and the default
 sampler, which draws from numpy's global generator) and the vectorized sampler's own
-generator seeded from ``config.seed``: same data + same config -> same weights.
+generator seeded from ``config.seed``: same data + same config -> same weights. The
+global ``random`` / ``numpy.random`` / ``torch`` states are saved before and restored
+after training (:func:`offrec.rl.config.seeded`): the caller's global state is unchanged.
 
 Threads: torch runs the updates with ``config.n_threads`` intra-op threads (restored
 afterwards); default 1, chosen by measurement (``benchmarks/bench_rl.py --threads``, DQN
@@ -51,12 +56,12 @@ from offrec.core.atomic import atomic_dir
 from offrec.core.errors import InputError, InputTypeError
 from offrec.core.policy import Head
 from offrec.logs.data import LoggedData
-from offrec.rl.config import RLConfig, build_algo, threads
+from offrec.rl.config import RLConfig, build_algo, seeded, threads
 from offrec.rl.dataset import Transitions, to_replay_buffer, to_transitions
 from offrec.rl.policy import QPolicy
 from offrec.rl.sampler import VectorizedReplayBuffer
 
-__all__ = ["TrainResult", "TrainingCurve", "plot_training_curve", "train_rl"]
+__all__ = ["TrainResult", "TrainingCurve", "train_rl"]
 
 log = logging.getLogger(__name__)
 
@@ -142,16 +147,24 @@ class TrainResult:
             "data": self.data,
         }
 
-    def save(self, folder: str | Path, *, overwrite: bool = False, plot: bool = True) -> Path:
-        """Write the model (see :func:`~offrec.rl.policy.load_q_policy`), ``training.json``
-        and (``plot``) ``training_curve.png`` into ``folder``, atomically."""
+    def save(
+        self,
+        folder: str | Path,
+        *,
+        overwrite: bool = False,
+        plot: Callable[[TrainResult, Path], Any] | None = None,
+    ) -> Path:
+        """Write the model (see :func:`~offrec.rl.policy.load_q_policy`) and ``training.json``
+        into ``folder``, atomically; with ``plot`` (e.g.
+        :func:`offrec.report.training.plot_training_curve`) also ``training_curve.png``,
+        drawn by ``plot(self, path)`` (plotting lives in :mod:`offrec.report`)."""
         self.policy._check_saveable()
         folder = Path(folder)
         with atomic_dir(folder, overwrite=overwrite) as tmp:
             self.policy.write_to(tmp)
             (tmp / "training.json").write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-            if plot:
-                plot_training_curve(self, tmp / "training_curve.png")
+            if plot is not None:
+                plot(self, tmp / "training_curve.png")
         return folder
 
 
@@ -172,8 +185,6 @@ def train_rl(
             seed=config.eval_seed)``). Its items and observation width must match ``data``.
         progress: called with the number of steps done (every 100 steps and at the end).
     """
-    import d3rlpy
-
     config = config or RLConfig()
     if not isinstance(config, RLConfig):
         raise InputTypeError(f"config must be an RLConfig; got {type(config).__name__}")
@@ -186,8 +197,7 @@ def train_rl(
             f"the log has {tr.n_actions} and {tr.observation_dim}"
         )
     probe = tr.observations[tr.episode_starts[:-1][:1024]]
-    with threads(config.n_threads):
-        d3rlpy.seed(config.seed)
+    with threads(config.n_threads), seeded(config.seed):
         algo = build_algo(config)
         algo.create_impl((tr.observation_dim,), tr.n_actions)
         buffer: Any
@@ -246,58 +256,3 @@ def train_rl(
         eval_stderr=np.asarray(ev_se),
     )
     return TrainResult(policy, config, curve, train_time, tr.summary())
-
-
-def plot_training_curve(
-    result: TrainResult | TrainingCurve, path: str | Path, *, title: str | None = None
-) -> Path:
-    """Save a PNG of the training curve: losses (log scale) and Q(s0) on the left, true
-    online value per session (with +-1.96 stderr) on the right when measured."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curve = result.curve if isinstance(result, TrainResult) else result
-    if title is None:
-        title = (
-            f"{result.config.algo} training ({result.config.n_steps} steps, "
-            f"batch {result.config.batch_size})"
-            if isinstance(result, TrainResult)
-            else "offline RL training"
-        )
-    has_eval = curve.eval_steps.size > 0
-    fig, axes = plt.subplots(1, 3 if has_eval else 2, figsize=(15 if has_eval else 10, 4))
-    marker = "o" if curve.steps.size < 10 else None  # a line of one point would not show
-    ax = axes[0]
-    for name, values in curve.losses.items():
-        ax.plot(curve.steps, values, label=name, marker=marker)
-    if any((v > 0).all() for v in curve.losses.values()):
-        ax.set_yscale("log")
-    ax.set_xlabel("gradient step")
-    ax.set_ylabel(f"mean loss per chunk of {int(curve.steps[0]) if curve.steps.size else 0} steps")
-    ax.set_title("training loss")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    ax = axes[1]
-    ax.plot(curve.steps, curve.q_start, color="tab:purple", marker=marker)
-    ax.set_xlabel("gradient step")
-    ax.set_ylabel("mean max_a Q(s0, a)")
-    ax.set_title("model's value of a session start")
-    ax.grid(alpha=0.3)
-    if has_eval:
-        ax = axes[2]
-        ax.errorbar(
-            curve.eval_steps, curve.eval_value, yerr=1.96 * curve.eval_stderr,
-            marker="o", capsize=3, color="tab:green",
-        )  # fmt: skip
-        ax.set_xlabel("gradient step")
-        ax.set_ylabel("true clicks per session (online)")
-        ax.set_title("greedy policy in the world (95% CI)")
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

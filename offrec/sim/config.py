@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from offrec.core.codec import ConfigCodec
 from offrec.core.errors import InputError, InputTypeError, MissingInputError
-from offrec.core.validation import check_known_keys
 
 DEFAULT_TOPICS = (
     "sports", "news", "movies", "music", "games", "food", "travel", "tech",
@@ -18,7 +17,7 @@ DEFAULT_TOPICS = (
 
 
 @dataclass(frozen=True)
-class WorldConfig:
+class WorldConfig(ConfigCodec):
     """Configuration of a :class:`~offrec.sim.World` (see README "The world" for the model).
 
     Click probability of item ``i`` for user ``u`` in session state ``s``::
@@ -32,6 +31,8 @@ class WorldConfig:
     ``sigmoid(leave_base + leave_fatigue * f_{t_a} - leave_click * click)``.
     ``horizon == 1`` is bandit mode (one decision per user, exact ground truth).
     """
+
+    CODEC_NAME = "world config"
 
     n_items: int = 100
     n_topics: int = 8
@@ -123,28 +124,7 @@ class WorldConfig:
     def bandit(self) -> bool:
         return self.horizon == 1
 
-    # -- serialisation -------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["topic_names"] = list(self.topic_names) if self.topic_names is not None else None
-        return d
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> WorldConfig:
-        """Build from a mapping; unknown keys are an error that lists the valid ones."""
-        check_known_keys(data, cls, "world config")
-        data = dict(data)
-        if data.get("topic_names") is not None:
-            data["topic_names"] = tuple(data["topic_names"])
-        return cls(**data)
-
-    @classmethod
-    def from_json(cls, text: str) -> WorldConfig:
-        return cls.from_dict(json.loads(text))
-
+    # -- serialisation (to_dict / to_json / from_dict / from_json / from_toml: ConfigCodec) --
     @classmethod
     def from_file(cls, path: str | Path) -> WorldConfig:
         """Read a JSON (``.json``) or TOML (``.toml``) world config file."""
@@ -152,11 +132,7 @@ class WorldConfig:
         if not p.is_file():
             raise MissingInputError(f"world config file not found: {p}")
         if p.suffix == ".toml":
-            import tomllib
-
-            with p.open("rb") as fh:
-                raw = tomllib.load(fh)
-            return cls.from_dict(raw.get("world", raw))
+            return cls.from_toml(p.read_text(), table="world")
         return cls.from_json(p.read_text())
 
     def replace(self, **changes: Any) -> WorldConfig:

@@ -9,7 +9,7 @@ import pytest
 
 from offrec.logs import collect, read_logs
 from offrec.pipeline_config import PolicySpec
-from offrec.policies import bandits
+from offrec.policies import registry
 from offrec.policies.loggers import logging_policy
 from offrec.policies.offline import fit_logged
 from offrec.sim import World, WorldConfig
@@ -31,7 +31,7 @@ def test_streamed_ridge_equals_the_in_memory_fit(log: tuple[Path, World], name: 
     data = read_logs(path)
     spec = PolicySpec(name=name, learner=name)
     streamed, _ = train_policy(spec, path, world, 0, batch_size=777)
-    direct = fit_logged(bandits.make_learner(name, data.n_actions, data.context_dim), data)
+    direct = fit_logged(registry.make_learner(name, data.n_actions, data.context_dim), data)
     for key, value in direct._state().items():
         np.testing.assert_allclose(streamed._state()[key], value, rtol=1e-10, atol=1e-9)
     np.testing.assert_allclose(

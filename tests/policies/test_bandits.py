@@ -11,8 +11,8 @@ from offrec.policies.bandits import (
     LinTS,
     LinUCB,
     LogisticEpsilonGreedy,
-    _Groups,
 )
+from offrec.reward.newton import MAX_NEWTON_STEP, ArmGroups
 from offrec.testing import check_policy
 
 PROBS = np.array([0.2, 0.5, 0.7])
@@ -117,9 +117,15 @@ def test_bernoulli_ts_posterior_and_win_probabilities():
         None, np.array([0] * 10 + [1] * 10), np.array([1.0] * 8 + [0.0] * 2 + [1.0] * 2 + [0.0] * 8)
     )
     np.testing.assert_allclose(learner.predict(np.zeros((1, 1)))[0], [9 / 12, 3 / 12])
-    # P(Beta(9,3) > Beta(3,9)) is about 0.997
+    # exact P(Beta(9,3) > Beta(3,9)) = int f_{9,3}(x) F_{3,9}(x) dx, by quadrature
+    from scipy import integrate, stats
+
+    exact, _ = integrate.quad(lambda x: stats.beta(9, 3).pdf(x) * stats.beta(3, 9).cdf(x), 0, 1)
     p = learner.action_dist(np.zeros((1, 1)))[0]
-    assert abs(p[0] - 0.997) < 0.003
+    # a Monte-Carlo frequency over n_draws draws: 4 standard errors
+    se = np.sqrt(exact * (1 - exact) / learner.n_draws)
+    assert abs(p[0] - exact) < 4 * se, (p[0], exact, se)
+    assert p[0] + p[1] == 1.0
 
 
 # -- contextual learners -----------------------------------------------------------------------
@@ -147,7 +153,7 @@ def test_grouped_gram_paths_agree_with_naive_sums():
     rng = np.random.default_rng(0)
     for n, k in ((50, 10), (5000, 3)):  # few rows per arm (outer products), many (BLAS per arm)
         x, a, w = rng.random((n, 4)), rng.integers(0, k, n), rng.random(n)
-        g = _Groups(a)
+        g = ArmGroups(a)
         xs, ws = g.sort(x, w)
         got = g.gram(xs, ws, block=16)
         for j, arm in enumerate(g.arms):
@@ -308,13 +314,49 @@ def test_bad_obs_and_parameters():
         LinUCB(5, 4).partial_fit(None, np.array([0]), np.array([1.0]))
 
 
+def _scalar_newton(b, m, prec, r, n_iter):
+    """Newton on the intercept of a 1-parameter ridge logistic model with all x = 0, written
+    from the textbook formulas with Python floats: an independent check of the batched solver.
+    Returns the iterates and the uncapped steps."""
+    import math
+
+    iterates, raw = [b], []
+    for _ in range(n_iter):
+        p = 1.0 / (1.0 + math.exp(-b))
+        grad = prec * (b - m) - sum(ri - p for ri in r)
+        hess = prec + len(r) * p * (1.0 - p)
+        step = grad / hess
+        raw.append(step)
+        b -= max(-MAX_NEWTON_STEP, min(MAX_NEWTON_STEP, step))
+        iterates.append(b)
+    return iterates, raw
+
+
 def test_logistic_newton_steps_are_capped_far_from_the_optimum():
-    # a start far out on the flat part of the sigmoid: a plain Newton step would jump to ~ -1e4
+    # a start far out on the flat part of the sigmoid: a plain Newton step would jump far away
     learner = LogisticEpsilonGreedy(2, 1, reg=1e-4)
     learner.mean[0] = [10.0, 0.0]
     learner.precision[0] = 1e-4 * np.eye(2)
     x, a, r = np.zeros((200, 1)), np.zeros(200, int), (np.arange(200) % 2).astype(float)
-    learner.partial_fit(x, a, r)  # two capped steps towards the optimum near 0
-    np.testing.assert_allclose(learner.mean[0], [2.0, 0.0])
+    iterates, raw = _scalar_newton(10.0, 10.0, 1e-4, r.tolist(), n_iter=2)
+    assert min(abs(s) for s in raw) > MAX_NEWTON_STEP  # both steps hit the cap
+    learner.partial_fit(x, a, r)  # n_newton=2 capped steps towards the optimum near 0
+    np.testing.assert_allclose(learner.mean[0], [iterates[-1], 0.0], rtol=1e-12)
     learner.fit(x, a, r)  # from the prior N(0, 1e4 I): converges to logit(0.5) = 0
     np.testing.assert_allclose(learner.mean[0], [0.0, 0.0], atol=1e-8)
+
+
+def test_logistic_newton_uncapped_steps_are_plain_newton():
+    # near the optimum no step is capped: each is exactly gradient / Hessian
+    learner = LogisticEpsilonGreedy(1, 1, reg=0.5, n_newton=3)
+    learner.mean[0] = [1.5, 0.0]
+    x, a = np.zeros((50, 1)), np.zeros(50, int)
+    r = (np.arange(50) % 5 == 0).astype(float)  # 10 clicks in 50
+    # the prior is the learner's state (mean 1.5, precision 0.5 I) before the batch
+    iterates, raw = _scalar_newton(1.5, 1.5, 0.5, r.tolist(), n_iter=3)
+    assert max(abs(s) for s in raw) < MAX_NEWTON_STEP
+    learner.partial_fit(x, a, r)
+    np.testing.assert_allclose(learner.mean[0], [iterates[-1], 0.0], rtol=1e-10)
+    # the new precision is the Hessian at the new mode: prior + sum p (1 - p)
+    p = 1 / (1 + np.exp(-iterates[-1]))
+    np.testing.assert_allclose(learner.precision[0][0, 0], 0.5 + 50 * p * (1 - p), rtol=1e-10)

@@ -122,7 +122,7 @@ def small_gbm(n_actions=4, n=1500, seed=2):
     from sklearn.ensemble import HistGradientBoostingClassifier
     from threadpoolctl import threadpool_limits
 
-    from offrec.policies.offline import _TreeEnsemble
+    from offrec.reward.model import FittedRewardModel
 
     rng = np.random.default_rng(seed)
     x, a, r, _ = small_log(n=n, k=4, seed=seed)
@@ -133,12 +133,14 @@ def small_gbm(n_actions=4, n=1500, seed=2):
     with threadpool_limits(limits=1):  # OpenMP on a shared 2-core machine: one thread is faster
         clf.fit(np.column_stack([x, a]).astype(np.float32), r)
     policy = RewardModelGreedy("gbm", n_actions=n_actions, context_dim=3)
-    policy._trees, policy._fitted = _TreeEnsemble.from_classifier(clf, 3), True
+    model = FittedRewardModel("gbm", n_actions, 1)
+    model.clf = clf
+    policy._gbm, policy._fitted = model, True
     return policy, clf, x
 
 
 @pytest.mark.parametrize("n_actions", [4, 300], ids=["categorical-action", "numeric-action"])
-def test_gbm_tree_arrays_predict_like_sklearn(n_actions):
+def test_gbm_policy_predicts_like_sklearn(n_actions):
     policy, clf, x = small_gbm(n_actions)
     pairs = np.column_stack(
         [np.repeat(x[:40], n_actions, axis=0), np.tile(np.arange(n_actions), 40)]
@@ -242,14 +244,10 @@ def test_logged_arrays_accepts_logged_data():
     from offrec.logs.data import LoggedData
 
     x, a, r, p = small_log(n=10)
-    data = LoggedData(
-        context=x.astype(np.float32), action=a, reward=r, pscore=p,
-        session_id=np.arange(10), step=np.zeros(10, int), position=np.zeros(10, int),
-        user_id=np.arange(10), terminated=np.zeros(10, bool), truncated=np.ones(10, bool),
-        n_actions=4,
-    )  # fmt: skip
+    data = LoggedData.from_arrays(x, a, r, p, n_actions=4)
     ctx, act, rew, ps = logged_arrays(data)
-    assert ctx is data.context and act is a and rew is r and ps is p
+    assert ctx is data.context and act is data.action and rew is data.reward
+    assert ps is data.pscore and np.array_equal(act, a) and np.array_equal(ps, p)
     policy = RewardModelGreedy().fit(data)
     assert policy.n_actions == 4 and policy.context_dim == 3
 

@@ -11,7 +11,8 @@ from offrec.policies.bandits import (
     LinUCB,
     LogisticEpsilonGreedy,
 )
-from offrec.policies.online import LearningCurve, plot_learning_curves, run_online
+from offrec.policies.online import LearningCurve, run_online
+from offrec.report.training import plot_learning_curves
 from offrec.sim import BestItemOracle, MyopicOracle, World, WorldConfig
 
 

@@ -4,6 +4,7 @@ import copy
 import hashlib
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -136,7 +137,8 @@ def test_save_refuses_code_and_existing_folders(tmp_path, fitted):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary folders left
     with pytest.raises(ValueError, match=r"RewardModelGreedy is not fitted"):
         save_policy(RewardModelGreedy(), tmp_path / "unfitted")
-    assert "lin_ucb" in saveable_types() and "uniform" in saveable_types()
+    assert "linucb" in saveable_types() and "uniform" in saveable_types()
+    assert "lin_ucb" not in saveable_types()  # an old name: loads, is never written
 
 
 def _rewrite(folder, config=None, arrays=None):
@@ -182,3 +184,77 @@ def test_damaged_or_foreign_folders_are_clear_errors(tmp_path, fitted):
     _rewrite(folder, config=lambda c: {**c, "format_version": 99})
     with pytest.raises(ValueError, match=r"has format_version 99; this offrec reads version 1"):
         load_policy(folder)
+
+
+@pytest.mark.parametrize(
+    ("old", "name"),
+    [("lin_ucb", "lin_ucb"), ("lin_ts", "lin_ts"), ("logistic_epsilon_greedy", "logistic_epsilon_greedy"),
+     ("reward_model_greedy", "reward_model_greedy"), ("ipw_learner", "ipw_learner")],
+)  # fmt: skip
+def test_folders_saved_under_old_type_names_still_load(old, name, tmp_path, fitted):
+    """Model folders written before one name per learner carry the old ``type``: they load
+    through the registry's deprecated aliases, with a DeprecationWarning."""
+    learners, x = fitted
+    folder = save_policy(learners[name], tmp_path / "m")
+    new = json.loads((folder / "policy.json").read_text())["spec"]["type"]
+    assert new != old
+    _rewrite(folder, config=lambda c: {**c, "spec": {**c["spec"], "type": old}})
+    with pytest.warns(DeprecationWarning, match=f"'{old}' is a deprecated alias of '{new}'"):
+        loaded = load_policy(folder)
+    np.testing.assert_array_equal(loaded.action_dist(x[:50]), learners[name].action_dist(x[:50]))
+
+
+# -- the gbm reward model: skops bytes, a fixed trust list --------------------------------------
+def _gbm_folder(tmp_path, fitted):
+    learners, _ = fitted
+    folder = save_policy(learners["reward_model_greedy_gbm"], tmp_path / "gbm")
+    with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
+        assert npz.files == ["gbm"] and npz["gbm"].dtype == np.uint8
+    return folder
+
+
+def test_gbm_model_naming_an_untrusted_type_is_refused_without_running_it(tmp_path, fitted):
+    import functools
+    import os
+
+    import skops.io as sio
+
+    folder = _gbm_folder(tmp_path, fitted)
+    marker = tmp_path / "pwned"
+    evil = sio.dumps(functools.partial(os.system, f"touch {marker}"))
+    _rewrite(folder, arrays={"gbm": np.frombuffer(evil, np.uint8)})
+    with pytest.raises(ValueError, match=r"gbm model refused: Untrusted types found.*system"):
+        load_policy(folder)
+    assert not marker.exists()
+
+
+def test_gbm_model_damaged_or_foreign_bytes_are_clear_errors(tmp_path, fitted):
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+
+    folder = _gbm_folder(tmp_path, fitted)
+    _rewrite(folder, arrays={"gbm": np.frombuffer(b"not a zip file", np.uint8)})
+    with pytest.raises(ValueError, match=r"gbm model bytes are not a readable skops file"):
+        load_policy(folder)
+    other = LogisticRegression().fit(np.eye(4), [0, 1, 0, 1])
+    _rewrite(folder, arrays={"gbm": np.frombuffer(sio.dumps(other), np.uint8)})
+    with pytest.raises(ValueError, match=r"must hold a HistGradientBoostingClassifier; got Logis"):
+        load_policy(folder)
+    # the pre-skops format (scikit-learn's private tree records) is refused with a way out
+    _rewrite(folder, arrays={"nodes": np.zeros(3), "tree_start": np.zeros(2, np.int64)})
+    with pytest.raises(ValueError, match=r"no longer reads .* fit it again and save it"):
+        load_policy(folder)
+
+
+GBM_FIXTURE = Path(__file__).parent / "data" / "gbm_model"
+
+
+def test_gbm_model_saved_under_the_locked_scikit_learn_still_loads():
+    """A RewardModelGreedy("gbm") folder saved once (offrec's format, skops bytes, under the
+    scikit-learn pinned in constraints.txt) and its predictions recorded then: loading it
+    under the installed scikit-learn must give the same predictions. Raising the pin in
+    constraints.txt (``make lock``) runs this against the new version."""
+    expected = json.loads((GBM_FIXTURE.parent / "gbm_model_expected.json").read_text())
+    x = np.asarray(expected["x"])
+    policy = load_policy(GBM_FIXTURE, n_actions=K, context_dim=D)
+    np.testing.assert_allclose(policy.predict(x), np.asarray(expected["predict"]), rtol=1e-12)

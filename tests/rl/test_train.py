@@ -7,12 +7,12 @@ import pytest
 
 from offrec.logs.data import LoggedData
 from offrec.policies import Head
+from offrec.report.training import plot_training_curve
 from offrec.rl import (
     QPolicy,
     RLConfig,
     VectorizedReplayBuffer,
     load_q_policy,
-    plot_training_curve,
     to_transitions,
     train_rl,
 )
@@ -34,12 +34,10 @@ def two_step_log(n_sessions: int = 600, seed: int = 0) -> LoggedData:
     action = rng.integers(0, N_ACTIONS, n)
     reward = ((step == 1) & (action == GOOD)).astype(float)
     leaves = np.repeat(rng.random(n_sessions) < 0.5, 2)
-    return LoggedData(
-        context=context, action=action, reward=reward, pscore=np.full(n, 1 / N_ACTIONS),
-        session_id=np.repeat(np.arange(n_sessions), 2), step=step,
-        position=np.zeros(n, np.int64), user_id=np.zeros(n, np.int64),
-        terminated=(step == 1) & leaves, truncated=(step == 1) & ~leaves, n_actions=N_ACTIONS,
-        metadata={"world_config": {"horizon": 2}},
+    return LoggedData.from_arrays(
+        context, action, reward, np.full(n, 1 / N_ACTIONS), n_actions=N_ACTIONS,
+        session_id=np.repeat(np.arange(n_sessions), 2), terminated=(step == 1) & leaves,
+        truncated=(step == 1) & ~leaves, metadata={"world_config": {"horizon": 2}},
     )  # fmt: skip
 
 
@@ -82,7 +80,11 @@ def test_training_curve_is_recorded(dqn, tmp_path):
     assert np.isfinite(c.losses["loss"]).all() and c.losses["loss"][-1] < c.losses["loss"][0]
     assert c.q_start.shape == (6,) and abs(c.q_start[-1] - GAMMA) < 0.1
     assert np.all(np.diff(c.seconds) > 0) and c.eval_steps.size == 0
-    assert dqn.data["n_transitions"] == 1200 and dqn.steps_per_second > 0
+    assert dqn.data["n_transitions"] == 1200
+    # the reported speed is the steps over the measured training time, which is the
+    # curve's last cumulative time (evaluations excluded)
+    assert dqn.seconds == c.seconds[-1]
+    assert dqn.steps_per_second == pytest.approx(dqn.config.n_steps / c.seconds[-1], rel=1e-12)
     png = plot_training_curve(dqn, tmp_path / "curve.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -107,6 +109,25 @@ def test_same_seed_same_weights(log):
     x = np.vstack([S0, S1])
     np.testing.assert_array_equal(a.policy.q_values(x), b.policy.q_values(x))
     assert not np.array_equal(a.policy.q_values(x), c.policy.q_values(x))
+
+
+@pytest.mark.parametrize("sampler", ["vectorized", "default"])
+def test_training_leaves_the_global_random_state_unchanged(log, sampler):
+    import random
+
+    import torch
+
+    np.random.seed(12345)  # noqa: NPY002 - the legacy global state is what is checked
+    random.seed(12345)
+    torch.manual_seed(12345)
+    np_before = np.random.get_state()  # noqa: NPY002
+    py_before, torch_before = random.getstate(), torch.random.get_rng_state()
+    train_rl(log, tiny("dqn", n_steps=50, log_every=25, sampler=sampler))
+    np_after = np.random.get_state()  # noqa: NPY002
+    assert np_after[0] == np_before[0] and np.array_equal(np_after[1], np_before[1])
+    assert np_after[2:] == np_before[2:]
+    assert random.getstate() == py_before
+    assert torch.equal(torch.random.get_rng_state(), torch_before)
 
 
 def test_default_sampler_trains_too(log):
@@ -178,7 +199,7 @@ def test_save_load_round_trip_gives_identical_action_dist(log, dqn, tmp_path, al
 
 
 def test_load_rejects_mismatched_sizes_and_tampering(dqn, tmp_path):
-    folder = dqn.save(tmp_path / "model")
+    folder = dqn.save(tmp_path / "model", plot=plot_training_curve)
     assert {p.name for p in folder.iterdir()} == {
         "qpolicy.json", "weights.npz", "training.json", "training_curve.png",
     }  # fmt: skip
@@ -257,9 +278,14 @@ def test_online_evaluation_in_the_world(tmp_path):
     result = train_rl(read_logs(tmp_path / "log"), cfg, world=world)
     c = result.curve
     np.testing.assert_array_equal(c.eval_steps, [30, 60])
-    assert np.all((c.eval_value > 0) & (c.eval_value <= 3)) and np.all(c.eval_stderr > 0)
+    # each evaluation is world.true_value of the policy as it was at that step: the last
+    # one of the final policy, the first one of a run stopped at step 30 (same seed, so
+    # the same first 30 updates)
     again = world.true_value(result.policy, n_sessions=200, seed=cfg.eval_seed)
-    assert again.value == c.eval_value[-1]
+    assert (again.value, again.stderr) == (c.eval_value[-1], c.eval_stderr[-1])
+    short = train_rl(read_logs(tmp_path / "log"), RLConfig(**{**cfg.to_dict(), "n_steps": 30}))
+    first = world.true_value(short.policy, n_sessions=200, seed=cfg.eval_seed)
+    assert (first.value, first.stderr) == (c.eval_value[0], c.eval_stderr[0])
     check_policy(result.policy.with_head(Head("softmax")), obs_dim=world.obs_dim)
 
 

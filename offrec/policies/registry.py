@@ -1,0 +1,76 @@
+"""The learners of :mod:`offrec.policies`, by name: the one list pipelines, the CLI and
+saved models use.
+
+Each learner class's ``kind`` is its name here and the ``type`` written by
+:func:`~offrec.policies.persist.save_policy`. Offline RL algorithms are registered by
+:mod:`offrec.rl.algos` (``offrec.rl.algos.ALGOS``).
+
+Deprecated aliases (resolve with a ``DeprecationWarning``; never listed as choices):
+
+- ``"thompson"`` -> ``"bernoulli_ts"``: the pipeline / CLI name before one name per learner;
+- ``"lin_ucb"``, ``"lin_ts"``, ``"logistic_epsilon_greedy"``, ``"reward_model_greedy"``,
+  ``"ipw_learner"`` -> ``"linucb"``, ``"lints"``, ``"logistic"``, ``"reward_model"``,
+  ``"ipw"``: the ``type`` in model folders saved before that change, so they still load.
+
+>>> LEARNERS.names
+('epsilon_greedy', 'ucb1', 'bernoulli_ts', 'linucb', 'lints', 'logistic', 'reward_model', 'ipw')
+>>> make_learner("linucb", n_actions=4, context_dim=3).kind
+'linucb'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from offrec.core.errors import InputError
+from offrec.core.registry import Registry
+from offrec.policies.bandits import (
+    UCB1,
+    BanditLearner,
+    BernoulliTS,
+    EpsilonGreedy,
+    LinTS,
+    LinUCB,
+    LogisticEpsilonGreedy,
+)
+from offrec.policies.offline import IPWLearner, RewardModelGreedy
+
+__all__ = ["BANDIT_LEARNERS", "LEARNERS", "OFFLINE_LEARNERS", "make_learner"]
+
+_BANDITS: tuple[type[BanditLearner], ...] = (
+    EpsilonGreedy, UCB1, BernoulliTS, LinUCB, LinTS, LogisticEpsilonGreedy,
+)  # fmt: skip
+_OFFLINE: tuple[type[Any], ...] = (RewardModelGreedy, IPWLearner)
+
+#: every learner of this package: name -> class (bandit learners first, then offline ones)
+LEARNERS: Registry[type[Any]] = Registry(
+    "learner",
+    {cls.kind: cls for cls in (*_BANDITS, *_OFFLINE)},
+    aliases={
+        "thompson": "bernoulli_ts",
+        "lin_ucb": "linucb",
+        "lin_ts": "lints",
+        "logistic_epsilon_greedy": "logistic",
+        "reward_model_greedy": "reward_model",
+        "ipw_learner": "ipw",
+    },
+)
+#: names of the online bandit learners (``partial_fit``; fitted on logs by ``fit_logged``)
+BANDIT_LEARNERS: tuple[str, ...] = tuple(cls.kind for cls in _BANDITS)
+#: names of the learners fitted once on a whole log (``fit(data)``)
+OFFLINE_LEARNERS: tuple[str, ...] = tuple(cls.kind for cls in _OFFLINE)
+
+
+def make_learner(name: str, n_actions: int, context_dim: int, **params: Any) -> BanditLearner:
+    """The bandit learner called ``name`` (:data:`BANDIT_LEARNERS`), sized for ``n_actions``
+    items and (contextual learners) ``context_dim`` features; ``params`` go to its class."""
+    canonical = LEARNERS.resolve(name)
+    if canonical not in BANDIT_LEARNERS:
+        raise InputError(
+            f"learner must be one of the bandit learners {list(BANDIT_LEARNERS)}; got {name!r}"
+        )
+    cls = LEARNERS[canonical]
+    learner: BanditLearner = (
+        cls(n_actions, context_dim, **params) if cls.contextual else cls(n_actions, **params)
+    )
+    return learner
