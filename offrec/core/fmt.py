@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from numbers import Integral, Real
 from typing import Any
 
+import numpy as np
+
 MISSING = "—"
 """How a missing value (None or nan) prints."""
 
@@ -45,7 +47,7 @@ def format_number(value: Any, sig: int = 4, *, integer: bool = False) -> str:
         raise ValueError(f"sig must be >= 1; got {sig!r}")
     if value is None:
         return MISSING
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if isinstance(value, bool | np.bool_):
         return "✓" if value else "✗"
     if isinstance(value, Integral):
         return f"{int(value):,}"
@@ -75,7 +77,7 @@ def format_number(value: Any, sig: int = 4, *, integer: bool = False) -> str:
 
 def is_number(value: Any) -> bool:
     """True for values :func:`format_number` treats as numbers (right-aligned in tables)."""
-    return value is None or isinstance(value, Real) or type(value).__name__ == "bool_"
+    return value is None or isinstance(value, Real | np.bool_)
 
 
 def format_text_table(

@@ -258,7 +258,7 @@ def _decision_blocks(decision: Decision, level: str) -> list[Body]:
             "Differences are paired: both policies are scored on the same logged rows, so the "
             "difference is estimated from the per-row differences and is tighter than the two "
             "intervals suggest."
-            if methods == {"paired (per-row contributions)"}
+            if methods == {"paired on the same rows"}
             else "Differences are approximated from the two intervals as if independent "
             "(per-row contributions are not available for this estimator): the intervals are "
             "conservative, i.e. too wide, when the estimates are positively correlated."
@@ -289,6 +289,11 @@ def _trust_blocks(
                 if inp.mode == "session"
                 else "."
             )
+        )
+    if "support" in trust.columns and trust["support"].isna().all():
+        blocks.append(
+            "Support is not measured: the log does not record the logging policy's full "
+            "distribution (logging_dist), only the propensity of the logged action."
         )
     flagged = trust[trust["warnings"] != ""]
     if len(flagged):

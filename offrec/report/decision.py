@@ -96,7 +96,7 @@ class Comparison:
     diff: float
     low: float
     high: float
-    method: str  # "paired (per-row contributions)" or "independent approximation"
+    method: str  # "paired on the same rows" or "independent approximation"
 
     @property
     def verdict(self) -> str:
@@ -156,7 +156,12 @@ def row_contributions(
 ) -> dict[str, np.ndarray] | None:
     r"""Per-row contributions :math:`\psi_i` ``(n,)`` of ``estimator`` for each target on a
     bandit log (``data``: a :class:`~offrec.logs.data.LoggedData`), linearized for the
-    self-normalized estimators; their mean is the estimate.
+    self-normalized estimators (:func:`offrec.ope.intervals.influence`): their standard
+    deviation over :math:`\sqrt n` is the estimate's standard error. Their mean is the
+    estimate for the plain estimators, and only the model part of it for the
+    self-normalized ones (the centred ratio term has mean 0), which is why
+    :func:`compare` takes differences of values from the table and only the spread from
+    these.
 
     Returns None when they cannot be computed: a model-based estimator without
     ``estimated_rewards`` (``(n, n_actions)``, the cross-fitted predictions the OPE used),
@@ -196,9 +201,7 @@ def compare(
         d = np.asarray(contributions[a], np.float64) - np.asarray(contributions[b], np.float64)
         se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
         diff = va - vb
-        return Comparison(
-            a, b, diff, diff - z * se, diff + z * se, "paired (per-row contributions)"
-        )
+        return Comparison(a, b, diff, diff - z * se, diff + z * se, "paired on the same rows")
     se2 = sum(((float(rows[p]["high"]) - float(rows[p]["low"])) / (2 * z)) ** 2 for p in (a, b))
     half = z * float(np.sqrt(se2))
     return Comparison(a, b, va - vb, va - vb - half, va - vb + half, "independent approximation")

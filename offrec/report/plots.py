@@ -26,8 +26,8 @@ PALETTE: tuple[str, ...] = (
     "#D55E00",  # vermillion
     "#CC79A7",  # reddish purple
     "#56B4E9",  # sky blue
-    "#F0E442",  # yellow
     "#000000",  # black
+    "#F0E442",  # yellow (last: faint on white)
 )
 """Okabe & Ito (2008), "Color Universal Design": eight colours safe for colour-blind readers."""
 MARKERS = "osD^v<>pXh"
@@ -83,7 +83,7 @@ def plot_value_bars(table: pd.DataFrame, path: str | Path, *, value_label: str =
     ax.set_ylim(-0.6, len(policies) - 0.4)
     ax.set_xlabel(f"{value_label} (estimate with 95% interval; bar: true online value)")
     ax.set_title(f"Off-policy estimates vs true online {value_label}", fontsize=11)
-    for y in y0[1:]:
+    for y in y0[:-1]:
         ax.axhline(y - 0.5, color="#DDDDDD", lw=0.8)
     ax.grid(axis="x", alpha=0.3)
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=min(5, k),
