@@ -337,7 +337,8 @@ def trust_table(
     ``ess_share`` is computed as ``ess / n_rows`` when the table lacks it. ``support`` is
     ``1 - support_violation``: the share of the target's probability mass on actions the
     logger can take. When the table has no ``warnings`` column, warnings are derived here:
-    ESS below :data:`ESS_SHARE_LOW` of the rows, support below :data:`SUPPORT_COVERAGE_LOW`.
+    ESS below :data:`ESS_SHARE_LOW` of the rows, support below :data:`SUPPORT_COVERAGE_LOW`
+    (not for the :data:`MODEL_ONLY` estimators, which use no weight).
     """
     t = table.copy()
     t.insert(1, "role", t["policy"].map(lambda p: roles.get(str(p), "oracle")))
@@ -353,8 +354,14 @@ def trust_table(
     return t[[c for c in cols if c in t.columns]].reset_index(drop=True)
 
 
+MODEL_ONLY: frozenset[str] = frozenset({"dm", "fqe"})
+"""Estimators that use no importance weight: ESS and support do not bear on them."""
+
+
 def _derived_warnings(r: pd.Series) -> str:
     out = []
+    if str(r.get("estimator")) in MODEL_ONLY:
+        return ""
     share = r.get("ess_share", np.nan)
     if np.isfinite(share) and share < ESS_SHARE_LOW:
         out.append(f"ESS is {share:.2%} of the rows")
@@ -365,24 +372,39 @@ def _derived_warnings(r: pd.Series) -> str:
 
 
 def disagreements(table: pd.DataFrame, *, policies: Sequence[str] | None = None) -> list[str]:
-    """Sentences naming, per policy, the estimator pairs whose intervals do not overlap
-    (they cannot both be right), widest gap first."""
-    out: list[tuple[float, str]] = []
+    """Sentences naming, per policy, estimators whose intervals do not overlap (they
+    cannot both be right).
+
+    Grouped: the estimator in conflict with the most others is named first with all of
+    them ("dm (...) disagrees with ips, dr beyond their intervals"), then the next among
+    the remaining pairs, so one outlier gives one sentence, not one per pair.
+    """
+    out: list[str] = []
     for policy, sub in table.groupby("policy", sort=False):
         if policies is not None and policy not in policies:
             continue
-        s = sub[np.isfinite(sub["low"].to_numpy(np.float64))].reset_index(drop=True)
-        for i in range(len(s)):
-            for j in range(i + 1, len(s)):
-                a, b = s.iloc[i], s.iloc[j]
-                if a["low"] > b["high"] or b["low"] > a["high"]:
-                    lo, hi = (a, b) if a["high"] < b["low"] else (b, a)
-                    gap = float(hi["low"] - lo["high"])
-                    out.append((gap, (
-                        f"{policy}: {lo['estimator']} ({_iv(lo)}) and {hi['estimator']} "
-                        f"({_iv(hi)}) disagree beyond their intervals."
-                    )))  # fmt: skip
-    return [s for _, s in sorted(out, key=lambda x: -x[0])]
+        s = sub[np.isfinite(sub["low"].to_numpy(np.float64))].drop_duplicates("estimator")
+        recs = {str(r["estimator"]): r for _, r in s.iterrows()}
+        pairs = {
+            (a, b)
+            for a in recs
+            for b in recs
+            if a < b and (recs[a]["low"] > recs[b]["high"] or recs[b]["low"] > recs[a]["high"])
+        }
+        while pairs:
+            counts: dict[str, int] = {}
+            for a, b in pairs:
+                counts[a] = counts.get(a, 0) + 1
+                counts[b] = counts.get(b, 0) + 1
+            top = max(recs, key=lambda e: (counts.get(e, 0), -list(recs).index(e)))
+            others = [e for e in recs if (min(e, top), max(e, top)) in pairs]
+            out.append(
+                f"{policy}: {top} ({_iv(recs[top])}) disagrees with "
+                + ", ".join(f"{e} ({_iv(recs[e])})" for e in others)
+                + " beyond their intervals."
+            )
+            pairs -= {(min(e, top), max(e, top)) for e in others}
+    return out
 
 
 def _iv(r: pd.Series) -> str:

@@ -162,15 +162,26 @@ def test_trust_table_derives_share_and_warnings_when_the_table_has_none():
     assert trust_table(t, {}, n_rows=1000)["warnings"].tolist() == ["huge weights", ""]
 
 
-def test_disagreements_name_non_overlapping_intervals_only():
+def test_disagreements_name_non_overlapping_intervals_only_grouped_by_outlier():
     t = _table([
         ("a", "ips", 0.50, 0.45, 0.55),
         ("a", "dm", 0.70, 0.68, 0.72),  # beyond ips and dr
         ("a", "dr", 0.53, 0.48, 0.60),
+        ("a", "snips", 0.40, 0.30, 0.46),  # beyond dr (0.46 < 0.48) and dm, overlaps ips
         ("b", "ips", 0.50, 0.40, 0.60),
         ("b", "dm", 0.55, 0.50, 0.60),  # overlaps
     ])  # fmt: skip
-    out = disagreements(t)
-    assert len(out) == 2
-    assert out[0].startswith("a: ips (0.5000, 0.4500 to 0.5500) and dm")  # widest gap first
-    assert out[1].startswith("a: dr (0.5300, 0.4800 to 0.6000) and dm")
+    assert disagreements(t) == [
+        "a: dm (0.7000, 0.6800 to 0.7200) disagrees with ips (0.5000, 0.4500 to 0.5500), "
+        "dr (0.5300, 0.4800 to 0.6000), snips (0.4000, 0.3000 to 0.4600) beyond their intervals.",
+        "a: dr (0.5300, 0.4800 to 0.6000) disagrees with snips (0.4000, 0.3000 to 0.4600) "
+        "beyond their intervals.",
+    ]
+    assert disagreements(t, policies=["b"]) == []
+
+
+def test_model_only_estimators_get_no_weight_warnings():
+    t = _table([("a", "dm", 0.5, 0.4, 0.6), ("a", "ips", 0.5, 0.4, 0.6)])
+    t["ess"] = 5.0
+    tr = trust_table(t, {"a": "learned"}, n_rows=1000)
+    assert tr["warnings"].tolist() == ["", "ESS is 0.50% of the rows"]
