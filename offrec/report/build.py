@@ -184,6 +184,7 @@ def build_report(out: str | Path, inp: ReportInput) -> ReportOutput:
     )  # fmt: skip
     trust = trust_table(table, roles, n_rows=inp.eval_rows) if len(table) else pd.DataFrame()
     clash = disagreements(table)
+    decision.sentences += _cautions(decision, trust, clash)
 
     plots_dir = out / "plots"
     plots: dict[str, Path] = {}
@@ -244,6 +245,28 @@ def build_report(out: str | Path, inp: ReportInput) -> ReportOutput:
         out, title=f"offrec report: {inp.name}", sections=sections, headline=decision.sentences
     )
     return ReportOutput(table, summary, selection, decision, trust, clash, plots, files)
+
+
+def _cautions(decision: Decision, trust: pd.DataFrame, clash: list[str]) -> list[str]:
+    """Sentences for the headline when the pick's own estimate is shaky."""
+    if decision.pick is None:
+        return []
+    out = []
+    if len(trust) and "warnings" in trust.columns:
+        mine = trust[
+            (trust["policy"] == decision.pick) & (trust["estimator"] == decision.estimator)
+        ]
+        warns = [w for w in mine["warnings"] if w]
+        if warns:
+            out.append(f"Caution: the {decision.estimator} estimate of {decision.pick} is "
+                       f"flagged: {warns[0]}.")  # fmt: skip
+    n = sum(s.startswith(f"{decision.pick}: ") for s in clash)
+    if n:
+        out.append(
+            f"Caution: for {decision.pick}, estimators disagree beyond their intervals "
+            "(see the trust section): treat the value as uncertain and confirm online."
+        )
+    return out
 
 
 def _decision_blocks(decision: Decision, level: str) -> list[Body]:

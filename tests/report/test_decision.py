@@ -132,7 +132,8 @@ def test_recommended_estimator_reads_the_table_then_falls_back_by_log_type():
     t_attr.attrs["recommended"] = {"bandit": "snips", "session": "wpdis"}
     assert recommended_estimator(t_attr, "bandit") == "snips"
     s = _table([("a", "fqe", 1, 0, 2), ("a", "pdis", 1, 0, 2), ("a", "wpdis", 1, 0, 2)])
-    assert recommended_estimator(s, "session") == "wpdis"
+    assert recommended_estimator(s, "session") == "fqe"
+    assert recommended_estimator(s[s["estimator"] != "fqe"], "session") == "wpdis"
     with pytest.raises(InputError, match="at least one row"):
         recommended_estimator(_table([]), "bandit")
 

@@ -57,7 +57,7 @@ policy = "uniform"
 name = "myopic oracle"
 policy = "myopic"
 [ope]
-estimators = ["pdis", "wpdis"]
+estimators = ["pdis", "wpdis"]  # no dr/fqe (slow FQE fits): the headline uses wpdis
 interval = "normal"
 holdout = 0.3
 [online]
