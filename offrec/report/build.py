@@ -364,7 +364,7 @@ def _training_plots(
             path = plots_dir / f"loss-{slug(name)}.png"
             plots[f"loss-{name}"] = plot_curves(
                 {name: (c["steps"], losses[key])}, path, xlabel="gradient steps",
-                ylabel=f"{key} (TD error², reward units², mean per chunk)",
+                ylabel=f"{key}: TD error² (reward units²), chunk mean",
                 title=f"{name}: training loss",
             )  # fmt: skip
             blocks.append(Plot(path, f"Training loss: {name}", LOSS_NOTE))
