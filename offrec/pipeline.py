@@ -205,28 +205,23 @@ def roles(cfg: PipelineConfig) -> dict[str, str]:
 
 
 def _report_stage(
-    cfg: PipelineConfig, out: Path, ope: pd.DataFrame, q_hat: np.ndarray | None,
-    truth: dict[str, Any], targets: dict[str, Any], data: LoggedData, train_data: LoggedData,
-    eval_data: LoggedData, curves: dict[str, Any],
+    cfg: PipelineConfig, out: Path, ope: pd.DataFrame, result: Any, truth: dict[str, Any],
+    data: LoggedData, train_data: LoggedData, eval_data: LoggedData, curves: dict[str, Any],
 ) -> Any:  # fmt: skip
     from offrec.report.build import ReportInput, build_report
-    from offrec.report.decision import DEPLOYABLE, recommended_estimator, row_contributions
 
     mode = "bandit" if cfg.world.horizon == 1 else "session"
-    role = roles(cfg)
-    contributions = None
-    if mode == "bandit" and len(ope):
-        scored = {p: targets[p] for p in dict.fromkeys(ope["policy"])
-                  if role.get(p) in DEPLOYABLE | {"logger"}}  # fmt: skip
-        contributions = row_contributions(
-            eval_data, scored, recommended_estimator(ope, mode), estimated_rewards=q_hat
-        )
+
+    def paired(a: str, b: str, estimator: str) -> tuple[float, float, float]:
+        iv = result.compare(a, b, estimator)
+        return iv.value, iv.low, iv.high
+
     return build_report(out, ReportInput(
         name=cfg.name, description=cfg.description, mode=mode,
         value_label="CTR" if mode == "bandit" else "clicks per session", ope=ope, truth=truth,
-        roles=role, data=data, train_rows=train_data.n_rows, eval_rows=eval_data.n_rows,
+        roles=roles(cfg), data=data, train_rows=train_data.n_rows, eval_rows=eval_data.n_rows,
         seed=cfg.seed, alpha=cfg.ope.alpha, interval=cfg.ope.interval, holdout=cfg.ope.holdout,
-        curves=curves, contributions=contributions,
+        curves=curves, paired=paired,
     ))  # fmt: skip
 
 
@@ -256,12 +251,10 @@ def run_pipeline(
     split_key = _key(logs_key, cfg.ope.holdout, cfg.seed)
     policies, curves, hits = _models_stage(cfg, train_data, split_key, world, cache, say)
     targets = {**policies, **{r.name: _reference(r, cfg, world) for r in cfg.references}}
-    ope, q_hat = _ope_stage(cfg, eval_data, targets, say)
+    ope, ope_result = _ope_stage(cfg, eval_data, targets, say)
     truth = _truth_stage(cfg, world, targets, say)
 
-    report = _report_stage(
-        cfg, out, ope, q_hat, truth, targets, data, train_data, eval_data, curves
-    )
+    report = _report_stage(cfg, out, ope, ope_result, truth, data, train_data, eval_data, curves)
     metrics = {
         "pipeline": cfg.name,
         "mode": "bandit" if cfg.world.horizon == 1 else "session",

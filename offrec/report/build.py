@@ -22,7 +22,9 @@ import pandas as pd
 from offrec.core.fmt import format_number
 from offrec.report.decision import (
     DEPLOYABLE,
+    PAIRED,
     Decision,
+    Paired,
     decide,
     disagreements,
     trust_table,
@@ -56,8 +58,9 @@ class ReportInput:
         train_rows, eval_rows: rows used to train and to score.
         seed, alpha, interval, holdout: the run's settings, for the "About" text.
         curves: ``{policy: training curve dict}`` (steps, losses, eval_steps, eval_value).
-        contributions: ``{policy: (eval_rows,) per-row contributions}`` of the headline
-            estimator, for paired comparisons (None: approximated, and said).
+        paired: ``paired(a, b, estimator) -> (diff, low, high)``, the OPE's paired
+            difference (:meth:`offrec.ope.OPEResult.compare`); None: the comparisons are
+            approximated as independent, and the report says so.
     """
 
     name: str
@@ -75,7 +78,7 @@ class ReportInput:
     interval: str = "bootstrap"
     holdout: float = 0.0
     curves: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    contributions: Mapping[str, np.ndarray] | None = None
+    paired: Paired | None = None
 
 
 @dataclass
@@ -179,7 +182,7 @@ def build_report(out: str | Path, inp: ReportInput) -> ReportOutput:
     summary = data_summary(inp.data, inp.train_rows, inp.eval_rows)
     selection = selection_table(table, roles) if len(table) else []
     decision = decide(
-        table, roles, mode=inp.mode, alpha=inp.alpha, contributions=inp.contributions,
+        table, roles, mode=inp.mode, alpha=inp.alpha, paired=inp.paired,
         value_label=inp.value_label,
     )  # fmt: skip
     trust = trust_table(table, roles, n_rows=inp.eval_rows) if len(table) else pd.DataFrame()
@@ -281,9 +284,9 @@ def _decision_blocks(decision: Decision, level: str) -> list[Body]:
             "Differences are paired: both policies are scored on the same logged rows, so the "
             "difference is estimated from the per-row differences and is tighter than the two "
             "intervals suggest."
-            if methods == {"paired on the same rows"}
-            else "Differences are approximated from the two intervals as if independent "
-            "(per-row contributions are not available for this estimator): the intervals are "
+            if methods == {PAIRED}
+            else "Some differences are approximated from the two estimates' standard errors "
+            "as if independent (no paired interval was available): those intervals are "
             "conservative, i.e. too wide, when the estimates are positively correlated."
         )
         blocks.append(

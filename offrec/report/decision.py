@@ -15,19 +15,19 @@ estimates share most of their noise and the difference
     \qquad \widehat{se}(\hat\Delta) = \frac{\operatorname{sd}_i(\psi_{a,i} - \psi_{b,i})}{\sqrt n}
 
 is known more precisely than the two intervals suggest (:math:`\psi_{\cdot,i}` are the
-per-row contributions of the estimator, linearized by the delta method for the
-self-normalized ones: :func:`offrec.ope.intervals.influence`). The interval is the normal
-one, :math:`\hat\Delta \pm z_{1-\alpha/2}\,\widehat{se}`. When no per-row contributions are
-available (sequential estimators), the difference is approximated from the two intervals
-as if the estimates were independent,
-:math:`\widehat{se}^2 \approx se_a^2 + se_b^2` with :math:`se = (high - low) / (2 z)`:
-conservative (too wide) when, as usual, the estimates are positively correlated. Every
-comparison says which of the two it used (``method``).
+per-row (per-session) contributions of the estimator, linearized for the self-normalized
+ones). The pipeline takes this interval from the OPE itself
+(:meth:`offrec.ope.OPEResult.compare`, which keeps the co-moments of every pair of
+estimates); :func:`compare` also accepts the per-row contributions. Only when neither is
+available is the difference approximated as if the estimates were independent,
+:math:`\widehat{se}^2 \approx se_a^2 + se_b^2` (``se`` from the ``stderr`` column, else
+:math:`(high - low) / (2 z)`): conservative (too wide) when, as usual, the estimates are
+positively correlated. Every comparison says which it used (``method``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -52,6 +52,9 @@ follows offrec's own study (README, session_rl over 3 seeds): sequential DR and 
 logger, bandit, DQN and CQL with Spearman 0.4-0.8 and FQE picks the true best each
 time, while PDIS and WPDIS, whose per-decision weights multiply over ten steps, rank them
 backwards (-0.4 to -0.8)."""
+
+PAIRED = "paired on the same rows"
+INDEPENDENT = "independent approximation"
 
 ESS_SHARE_LOW = 0.01
 """An ESS below this share of the rows gets a warning when the OPE table carries none."""
@@ -98,7 +101,7 @@ class Comparison:
     diff: float
     low: float
     high: float
-    method: str  # "paired on the same rows" or "independent approximation"
+    method: str  # PAIRED or INDEPENDENT
 
     @property
     def verdict(self) -> str:
@@ -149,42 +152,9 @@ class Decision:
         )  # fmt: skip
 
 
-def row_contributions(
-    data: Any,
-    targets: Mapping[str, Any],
-    estimator: str,
-    *,
-    estimated_rewards: np.ndarray | None = None,
-) -> dict[str, np.ndarray] | None:
-    r"""Per-row contributions :math:`\psi_i` ``(n,)`` of ``estimator`` for each target on a
-    bandit log (``data``: a :class:`~offrec.logs.data.LoggedData`), linearized for the
-    self-normalized estimators (:func:`offrec.ope.intervals.influence`): their standard
-    deviation over :math:`\sqrt n` is the estimate's standard error. Their mean is the
-    estimate for the plain estimators, and only the model part of it for the
-    self-normalized ones (the centred ratio term has mean 0), which is why
-    :func:`compare` takes differences of values from the table and only the spread from
-    these.
-
-    Returns None when they cannot be computed: a model-based estimator without
-    ``estimated_rewards`` (``(n, n_actions)``, the cross-fitted predictions the OPE used),
-    an estimator with parameters (clipping), or a log with several positions.
-    """
-    from offrec.ope.estimators import ESTIMATORS, NEEDS_MODEL, parts, round_terms
-    from offrec.ope.intervals import influence
-
-    if estimator not in ESTIMATORS or getattr(data, "n_positions", 1) > 1:
-        return None
-    if estimator in NEEDS_MODEL and estimated_rewards is None:
-        return None
-    out = {}
-    for name, policy in targets.items():
-        terms = round_terms(
-            reward=data.reward, action=data.action, pscore=data.pscore,
-            action_dist=policy.action_dist(data.context), estimated_rewards=estimated_rewards,
-            check_dist=False,
-        )  # fmt: skip
-        out[name] = influence(parts(estimator, terms))
-    return out
+Paired = Callable[[str, str, str], tuple[float, float, float]]
+"""``paired(a, b, estimator) -> (difference, low, high)``: the paired difference of two
+policies' estimates on the same rows, e.g. from :meth:`offrec.ope.OPEResult.compare`."""
 
 
 def compare(
@@ -193,20 +163,37 @@ def compare(
     rows: Mapping[str, pd.Series],
     *,
     alpha: float,
+    estimator: str = "",
+    paired: Paired | None = None,
     contributions: Mapping[str, np.ndarray] | None = None,
 ) -> Comparison:
-    """``a`` minus ``b``: paired when both have per-row ``contributions`` (same rows),
-    else the independent approximation from the intervals (see the module docstring)."""
+    """``a`` minus ``b`` by ``estimator``, paired when possible.
+
+    In order: ``paired(a, b, estimator)`` (the OPE's own paired interval); else per-row
+    ``contributions`` of both (normal interval of the mean per-row difference); else the
+    independent approximation (see the module docstring), from the ``stderr`` column
+    when the table has one, else from the interval widths.
+    """
     z = NormalDist().inv_cdf(1 - alpha / 2)
     va, vb = float(rows[a]["value"]), float(rows[b]["value"])
+    if paired is not None:
+        diff, low, high = paired(a, b, estimator)
+        if np.isfinite(low) and np.isfinite(high):
+            return Comparison(a, b, float(diff), float(low), float(high), PAIRED)
     if contributions is not None and a in contributions and b in contributions:
         d = np.asarray(contributions[a], np.float64) - np.asarray(contributions[b], np.float64)
         se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
         diff = va - vb
-        return Comparison(a, b, diff, diff - z * se, diff + z * se, "paired on the same rows")
-    se2 = sum(((float(rows[p]["high"]) - float(rows[p]["low"])) / (2 * z)) ** 2 for p in (a, b))
-    half = z * float(np.sqrt(se2))
-    return Comparison(a, b, va - vb, va - vb - half, va - vb + half, "independent approximation")
+        return Comparison(a, b, diff, diff - z * se, diff + z * se, PAIRED)
+
+    def se_of(p: str) -> float:
+        se = float(rows[p].get("stderr", np.nan))
+        if np.isfinite(se):
+            return se
+        return (float(rows[p]["high"]) - float(rows[p]["low"])) / (2 * z)
+
+    half = z * float(np.hypot(se_of(a), se_of(b)))
+    return Comparison(a, b, va - vb, va - vb - half, va - vb + half, INDEPENDENT)
 
 
 def decide(
@@ -216,6 +203,7 @@ def decide(
     mode: str = "bandit",
     alpha: float = 0.05,
     estimator: str | None = None,
+    paired: Paired | None = None,
     contributions: Mapping[str, np.ndarray] | None = None,
     n_compare: int = 3,
     value_label: str = "value",
@@ -231,8 +219,10 @@ def decide(
         mode: ``"bandit"`` or ``"session"`` (for :func:`recommended_estimator`).
         alpha: the intervals' level is ``1 - alpha``.
         estimator: the headline estimator; default :func:`recommended_estimator`.
+        paired: the OPE's paired difference ``paired(a, b, estimator) -> (diff, low,
+            high)`` (:meth:`offrec.ope.OPEResult.compare`); preferred when given.
         contributions: ``{policy: (n,) per-row contributions}`` of that estimator on the
-            same rows, for paired comparisons (:func:`row_contributions`).
+            same rows (their spread gives the paired standard error), when no ``paired``.
         n_compare: the top deployable candidates compared pairwise (at least 2).
         value_label: the unit of the values, for the sentences ("CTR").
     """
@@ -275,7 +265,15 @@ def decide(
     if logger is not None:
         lv = float(rows[logger]["value"])
         dec.logger_value = lv
-        dec.lift = compare(pick, logger, rows, alpha=alpha, contributions=contributions)
+        dec.lift = compare(
+            pick,
+            logger,
+            rows,
+            alpha=alpha,
+            estimator=est,
+            paired=paired,
+            contributions=contributions,
+        )
         lift = dec.lift
         rel = f" ({lift.diff / lv:+.1%})" if lv else ""
         excludes = not (dec.low <= lv <= dec.high)
@@ -283,7 +281,8 @@ def decide(
             how = (
                 f"the interval excludes the logger's value ({f(lv)})"
                 if excludes
-                else f"the {lift.method} interval of the lift excludes 0"
+                else f"the {'paired ' if lift.method == PAIRED else ''}interval of the lift "
+                "excludes 0"
             )
             conf = f"{pick} beats the logging policy: {how}."
         elif lift.high < 0:
@@ -298,7 +297,7 @@ def decide(
         dec.sentences.append("The logging policy was not scored: no lift can be given.")
     top = candidates[: max(2, n_compare)]
     dec.comparisons = [
-        compare(a, b, rows, alpha=alpha, contributions=contributions)
+        compare(a, b, rows, alpha=alpha, estimator=est, paired=paired, contributions=contributions)
         for i, a in enumerate(top)
         for b in top[i + 1 :]
     ]

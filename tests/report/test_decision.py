@@ -8,7 +8,6 @@ from offrec.report.decision import (
     decide,
     disagreements,
     recommended_estimator,
-    row_contributions,
     trust_table,
 )
 
@@ -87,38 +86,27 @@ def test_paired_difference_uses_the_per_row_differences():
     assert indep.low < 0 < indep.high and indep.verdict == "cannot tell apart"
 
 
-def test_row_contributions_match_the_ope_estimates_and_intervals(bandit_log):
-    from offrec.ope import OffPolicyEvaluation
-    from offrec.policies import UniformPolicy
+def test_the_ope_paired_interval_is_used_when_given_and_stderr_otherwise():
+    t = _table([("a", "dr", 0.6, 0.5, 0.7), ("b", "dr", 0.5, 0.4, 0.6)])
+    t["stderr"] = [0.03, 0.04]
+    rows = {r["policy"]: r for _, r in t.iterrows()}
+    calls = []
 
-    data, logger = bandit_log
-    targets = {"uniform": UniformPolicy(data.n_actions), "logger": logger}
-    ope = OffPolicyEvaluation(data, targets, estimators=["ips", "snips"], interval="normal")
-    table = ope.run()
-    for est in ("ips", "snips"):
-        psi = row_contributions(data, targets, est)
-        assert psi is not None
-        for name in targets:
-            row = table[(table["policy"] == name) & (table["estimator"] == est)].iloc[0]
-            half = 1.959963984540054 * psi[name].std(ddof=1) / np.sqrt(data.n_rows)
-            assert row["high"] - row["value"] == pytest.approx(half, rel=1e-3)
-            if est == "ips":
-                assert psi[name].mean() == pytest.approx(row["value"], rel=1e-12)
-    # a model-based estimator without the model's predictions: not computable, said so
-    assert row_contributions(data, targets, "dr") is None
+    def paired(a, b, est):
+        calls.append((a, b, est))
+        return 0.1, 0.08, 0.12
 
-
-@pytest.fixture(scope="module")
-def bandit_log(tmp_path_factory):
-    from offrec.logs import collect, read_logs
-    from offrec.policies.loggers import logging_policy
-    from offrec.sim import World, WorldConfig
-
-    world = World(WorldConfig(n_users=400, n_items=10), seed=0)
-    logger = logging_policy(world, "softmax")
-    out = tmp_path_factory.mktemp("logs") / "l"
-    collect(world, logger, out=out, n_decisions=3000, seed=1)
-    return read_logs(out), logger
+    c = compare("a", "b", rows, alpha=0.05, estimator="dr", paired=paired)
+    assert calls == [("a", "b", "dr")]
+    assert (c.diff, c.low, c.high, c.method) == (0.1, 0.08, 0.12, "paired on the same rows")
+    # an undefined paired interval (nan) falls back to the stderr column, in quadrature
+    c2 = compare("a", "b", rows, alpha=0.05, paired=lambda *_: (0.1, np.nan, np.nan))
+    assert c2.method == "independent approximation"
+    assert c2.high - c2.diff == pytest.approx(1.959963984540054 * 0.05)
+    d = decide(t, {"a": "learned", "b": "logger"}, paired=paired)
+    assert d.lift is not None and d.lift.low == 0.08
+    assert "the interval excludes the logger's value" not in d.sentences[1]  # 0.5 in [0.5, 0.7]
+    assert "the paired interval of the lift excludes 0" in d.sentences[1]
 
 
 def test_recommended_estimator_reads_the_table_then_falls_back_by_log_type():
