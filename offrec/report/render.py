@@ -55,8 +55,9 @@ COLUMN_HELP: dict[str, str] = {
     "difference": "estimate of policy minus estimate of versus",
     "versus": "the policy compared against",
     "verdict": "which is better at the interval's level, or cannot tell apart",
-    "method": "paired: from per-row contributions on the same rows; independent "
-    "approximation: from the two intervals, too wide when the estimates are correlated",
+    "method": "paired: the interval of the difference itself, both estimates on the same "
+    "rows; independent approximation: from the two standard errors, too wide when the "
+    "estimates are correlated",
     "rows": "logged decisions",
     "train_rows": "rows the policies were trained on",
     "eval_rows": "held-out rows the estimates use",
