@@ -388,6 +388,18 @@ def _training_plots(
                 + (" (95% Monte-Carlo band)" if bands else "")
                 + f"; final value {format_number(float(c['eval_value'][-1]))}."
             )
+            vals = np.asarray(c["eval_value"], float)
+            se = np.asarray(stderr, float) if stderr is not None and len(stderr) == n else None
+            best = int(np.argmax(vals))
+            gap = float(vals[best] - vals[-1])
+            if best < n - 1 and se is not None and gap > 1.96 * float(np.hypot(se[best], se[-1])):
+                note += (
+                    f" The value peaked at step {int(c['eval_steps'][best]):,} "
+                    f"({format_number(float(vals[best]))}) and then fell by "
+                    f"{format_number(gap)}, beyond Monte-Carlo noise: training longer made the "
+                    "policy worse (offline RL over-fitting the log); fewer steps or early "
+                    "stopping on an off-policy estimate would help."
+                )
             if n < 3:
                 note += (
                     " Too few points for a learning curve: set eval_every in the policy's "

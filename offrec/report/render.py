@@ -173,8 +173,8 @@ h1{font-size:1.6em}h2{margin-top:1.8em;border-bottom:1px solid #ddd;padding-bott
 font-size:1.05em}.headline p{margin:.4em 0}.headline p:first-child{font-size:1.2em;font-weight:600}
 .tablewrap{max-width:100%;overflow-x:auto}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
-td,th{border:1px solid #ccc;padding:3px 7px;overflow-wrap:anywhere}
-th{background:#f3f3f3;text-align:center}td.num{text-align:right;white-space:nowrap;
+td,th{border:1px solid #ccc;padding:3px 7px;overflow-wrap:break-word}
+th{background:#f3f3f3;text-align:center;white-space:nowrap}td.num{text-align:right;white-space:nowrap;
 font-variant-numeric:tabular-nums}td.txt{text-align:left;max-width:24em}
 .legend{font-size:.8em;color:#555;margin:.2em 0 1em 0}.legend dt{font-weight:600;display:inline}
 .legend dd{display:inline;margin:0 0 0 .3em}.legend dd:after{content:"";display:block}

@@ -100,3 +100,22 @@ def test_tables_are_formatted_for_people_with_a_legend(tmp_path):
     assert "<figcaption>Not divergence.</figcaption>" in page
     assert "<ul><li>item 1</li><li>item 2</li></ul>" in page
     assert np.isclose(float(text.split("| 100,000 | ")[1].split(" |")[0]), 1.26e-05)
+
+
+def test_learning_curve_note_calls_out_a_fall_after_the_peak(tmp_path):
+    from offrec.report.build import ReportInput, _training_plots
+
+    curve = {"steps": [1, 2], "losses": {"loss": [0.1, 0.2]}, "eval_steps": [2000, 4000, 6000],
+             "eval_value": [1.0, 1.4, 1.1], "eval_stderr": [0.02, 0.02, 0.02]}  # fmt: skip
+    flat = {**curve, "eval_value": [1.0, 1.4, 1.38]}  # within noise: no claim
+    inp = ReportInput(name="t", description="", mode="session", value_label="clicks per session",
+                      ope=pd.DataFrame(), truth={}, roles={}, data=None, train_rows=1,
+                      eval_rows=1, curves={"DQN": curve, "CQL": flat})  # fmt: skip
+    blocks = _training_plots(inp, tmp_path, {}, {"clicks_per_session": 0.9, "ctr": 0.1})
+    notes = {b.title: b.caption for b in blocks}
+    assert (
+        "peaked at step 4,000 (1.400) and then fell by 0.3000"
+        in notes["Online value during training: DQN"]
+    )
+    assert "peaked" not in notes["Online value during training: CQL"]
+    assert "not divergence" in notes["Training loss: DQN"]
