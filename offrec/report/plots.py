@@ -94,25 +94,40 @@ def plot_value_bars(table: pd.DataFrame, path: str | Path, *, value_label: str =
 def plot_estimate_vs_truth(
     table: pd.DataFrame, path: str | Path, *, value_label: str = "CTR"
 ) -> Path:
-    """Estimate (with its interval) against the true value, one colour and marker per
-    estimator, with the line estimate = truth: points above it over-estimate."""
-    fig = Figure(figsize=(7.0, 5.6), layout="constrained")
-    ax = fig.subplots()
-    for j, (est, sub) in enumerate(table.groupby("estimator", sort=False)):
-        err = np.vstack([sub["value"] - sub["low"], sub["high"] - sub["value"]])
-        ax.errorbar(sub["truth"], sub["value"], yerr=np.clip(np.nan_to_num(err), 0, None),
-                    fmt=MARKERS[j % len(MARKERS)], color=PALETTE[j % len(PALETTE)],
-                    label=str(est), capsize=2, alpha=0.9, ms=5)  # fmt: skip
+    """Estimate (with its interval) against the true value, one small panel per estimator
+    (so overlapping estimators do not hide each other), each with the line
+    estimate = truth (points above it over-estimate) and, in its title, how many of its
+    intervals cover the truth. Up to 4 panels a row, :data:`WIDTH_IN` wide."""
+    estimators = list(dict.fromkeys(table["estimator"].astype(str)))
+    k = max(len(estimators), 1)
+    ncols = min(4, k)
+    nrows = -(-k // ncols)
+    panel = WIDTH_IN / ncols
+    fig = Figure(figsize=(WIDTH_IN, 0.9 + nrows * max(2.5, min(panel, 3.2))), layout="constrained")
+    axes = np.atleast_1d(
+        fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
+    ).ravel()
     vals = np.concatenate([table[c].to_numpy(float) for c in ("truth", "low", "high")])
     vals = vals[np.isfinite(vals)]
     lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (0.0, 1.0)
     pad = 0.05 * (hi - lo + 1e-9)
-    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1, label="estimate = truth")
-    ax.set_xlabel(f"true {value_label} (online)")
-    ax.set_ylabel(f"estimated {value_label} (off-policy, 95% interval)")
-    ax.set_title("Estimate vs truth", fontsize=11)
-    ax.legend(fontsize=8, loc="upper left")
-    ax.grid(alpha=0.3)
+    for j, est in enumerate(estimators):
+        ax = axes[j]
+        sub = table[table["estimator"].astype(str) == est]
+        err = np.vstack([sub["value"] - sub["low"], sub["high"] - sub["value"]])
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=0.8)
+        ax.errorbar(sub["truth"], sub["value"], yerr=np.clip(np.nan_to_num(err), 0, None),
+                    fmt=MARKERS[j % len(MARKERS)], color=PALETTE[j % len(PALETTE)],
+                    capsize=2, ms=4, lw=1)  # fmt: skip
+        covered = int(((sub["low"] <= sub["truth"]) & (sub["truth"] <= sub["high"])).sum())
+        ax.set_title(f"{est}: {covered}/{len(sub)} cover", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8)
+    for ax in axes[k:]:
+        ax.set_visible(False)
+    fig.supxlabel(f"true {value_label} (online)", fontsize=10)
+    fig.supylabel(f"off-policy estimate ({value_label})", fontsize=10)
+    fig.suptitle("Estimate with its 95% interval vs truth (dashed: estimate = truth)", fontsize=11)
     return _save(fig, path)
 
 

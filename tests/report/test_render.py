@@ -119,3 +119,27 @@ def test_learning_curve_note_calls_out_a_fall_after_the_peak(tmp_path):
     )
     assert "peaked" not in notes["Online value during training: CQL"]
     assert "not divergence" in notes["Training loss: DQN"]
+
+
+def test_estimate_vs_truth_has_one_panel_per_estimator_with_its_coverage(tmp_path):
+    from matplotlib.figure import Figure
+
+    from offrec.report import plot_estimate_vs_truth
+
+    t = _ope_table(3, n_estimators=5)
+    t.loc[t["estimator"] == "est1", ["low", "high"]] = (0.5, 0.6)  # misses every truth
+    seen = {}
+    orig = Figure.savefig
+
+    def spy(self, *a, **k):
+        seen["titles"] = [ax.get_title() for ax in self.axes if ax.get_visible()]
+        return orig(self, *a, **k)
+
+    Figure.savefig = spy
+    try:
+        size = _png_size(plot_estimate_vs_truth(t, tmp_path / "e.png"))
+    finally:
+        Figure.savefig = orig
+    assert seen["titles"] == ["est0: 3/3 cover", "est1: 0/3 cover", "est2: 3/3 cover",
+                              "est3: 3/3 cover", "est4: 3/3 cover"]  # fmt: skip
+    assert size[0] == round(WIDTH_IN * DPI)
