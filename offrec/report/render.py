@@ -124,11 +124,18 @@ def html_table(df: pd.DataFrame) -> str:
     body = []
     for row in df.itertuples(index=False):
         tds = "".join(
-            f'<td class="{"num" if n else "txt"}">{html.escape(cell(v, str(c)))}</td>'
+            f'<td class="num">{html.escape(cell(v, str(c)))}</td>'
+            if n
+            else f'<td class="txt">{html.escape(_nobreak(cell(v, str(c))))}</td>'
             for v, c, n in zip(row, df.columns, num, strict=True)
         )
         body.append(f"<tr>{tds}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _nobreak(text: str) -> str:
+    """One-word cells ("hand-made", "switch-dr") keep their hyphen from breaking a line."""
+    return text.replace("-", "\u2011") if " " not in text and len(text) <= 16 else text
 
 
 def _numeric(col: pd.Series) -> bool:

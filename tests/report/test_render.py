@@ -143,3 +143,11 @@ def test_estimate_vs_truth_has_one_panel_per_estimator_with_its_coverage(tmp_pat
     assert seen["titles"] == ["est0: 3/3 cover", "est1: 0/3 cover", "est2: 3/3 cover",
                               "est3: 3/3 cover", "est4: 3/3 cover"]  # fmt: skip
     assert size[0] == round(WIDTH_IN * DPI)
+
+
+def test_one_word_text_cells_do_not_break_at_their_hyphen():
+    from offrec.report.render import html_table
+
+    page = html_table(pd.DataFrame({"role": ["hand-made"], "value": [-1.26e-05]}))
+    assert '<td class="txt">hand\u2011made</td>' in page
+    assert '<td class="num">-1.26e-05</td>' in page  # numbers keep a plain minus
