@@ -259,7 +259,7 @@ def decide(
         float(r["high"]),
     )
     dec.sentences.append(
-        f"Recommended: {pick} ({roles[pick]}), estimated {value_label} {f(dec.value)} "
+        f"Recommended ({roles[pick]} policy): {pick}, estimated {value_label} {f(dec.value)} "
         f"({level} interval {f(dec.low)} to {f(dec.high)}) by {est}."
     )
     if logger is not None:

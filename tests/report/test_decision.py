@@ -28,7 +28,9 @@ def test_headline_never_picks_an_oracle_or_the_logger():
     ])  # fmt: skip
     d = decide(t, ROLES)
     assert d.pick == "learned A" and d.logger == "logger"
-    assert d.sentences[0].startswith("Recommended: learned A (learned), estimated value 0.6000")
+    assert d.sentences[0].startswith(
+        "Recommended (learned policy): learned A, estimated value 0.6000 (95% interval 0.5500"
+    )
     # unknown policies count as oracles: never picked
     d2 = decide(t, {"logger": "logger"})
     assert d2.pick is None and "nothing to recommend" in d2.sentences[0]

@@ -86,7 +86,11 @@ def test_bandit_report_recommends_a_deployable_policy_with_a_paired_lift(tmp_pat
     assert d["lift"]["low"] < d["lift"]["diff"] < d["lift"]["high"]
     # the headline is the first thing in the report, the trust section follows
     first = md.split("## ")[0]
-    assert f"**Recommended: {d['pick']}" in first and "Lift over the logging policy" in first
+    assert (
+        f"**Recommended (learned policy): {d['pick']}," in first
+        or (f"**Recommended (hand-made policy): {d['pick']}," in first)
+        and "Lift over the logging policy" in first
+    )
     assert "## Can these estimates be trusted?" in md and "| policy | role | estimator |" in md
     trust = {(r["policy"], r["estimator"]): r for r in metrics["trust"]}
     assert trust[("logger", "ips")]["ess_share"] == pytest.approx(1.0, abs=1e-9)
