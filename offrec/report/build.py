@@ -292,6 +292,10 @@ def _decision_blocks(decision: Decision, level: str) -> list[Body]:
         blocks.append(
             Table(
                 decision.comparisons_table(),
+                legend={
+                    "low": "lower end of the difference's interval",
+                    "high": "upper end of the difference's interval",
+                },
                 caption=f"Pairwise comparisons of the top deployable candidates by "
                 f"{decision.estimator} ({level} intervals of the difference). {how}",
             )
