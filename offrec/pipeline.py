@@ -153,8 +153,9 @@ def _reference(spec: ReferenceSpec, cfg: PipelineConfig, world: World) -> Any:
 
 def _ope_stage(
     cfg: PipelineConfig, data: LoggedData, targets: dict[str, Any], say: Progress
-) -> pd.DataFrame:
-    """Every estimable target x every estimator through the one OPE entry point."""
+) -> tuple[pd.DataFrame, Any]:
+    """Every estimable target x every estimator through the one OPE entry point: the
+    table, and the :class:`~offrec.ope.OPEResult` (for paired comparisons in the report)."""
     from offrec.ope import evaluate
     from offrec.reward import RewardModel
 
@@ -173,7 +174,7 @@ def _ope_stage(
     )  # fmt: skip
     table = result.table
     table["recommended"] = table["estimator"] == result.recommended
-    return table
+    return table, result
 
 
 def _truth_stage(
@@ -187,6 +188,43 @@ def _truth_stage(
     return out
 
 
+def roles(cfg: PipelineConfig) -> dict[str, str]:
+    """``{policy: role}``: trained policies are ``learned``; references are the ``logger``,
+    ``oracle``s (best_item, myopic, lookahead: they know the true click model) or
+    ``hand-made`` rules (uniform, softmax, epsilon_greedy)."""
+    out = {p.name: "learned" for p in cfg.policies}
+    for r in cfg.references:
+        kind = {
+            "logger": "logger",
+            "best_item": "oracle",
+            "myopic": "oracle",
+            "lookahead": "oracle",
+        }
+        out[r.name] = kind.get(r.policy, "hand-made")
+    return out
+
+
+def _report_stage(
+    cfg: PipelineConfig, out: Path, ope: pd.DataFrame, result: Any, truth: dict[str, Any],
+    data: LoggedData, train_data: LoggedData, eval_data: LoggedData, curves: dict[str, Any],
+) -> Any:  # fmt: skip
+    from offrec.report.build import ReportInput, build_report
+
+    mode = "bandit" if cfg.world.horizon == 1 else "session"
+
+    def paired(a: str, b: str, estimator: str) -> tuple[float, float, float]:
+        iv = result.compare(a, b, estimator)
+        return iv.value, iv.low, iv.high
+
+    return build_report(out, ReportInput(
+        name=cfg.name, description=cfg.description, mode=mode,
+        value_label="CTR" if mode == "bandit" else "clicks per session", ope=ope, truth=truth,
+        roles=roles(cfg), data=data, train_rows=train_data.n_rows, eval_rows=eval_data.n_rows,
+        seed=cfg.seed, alpha=cfg.ope.alpha, interval=cfg.ope.interval, holdout=cfg.ope.holdout,
+        curves=curves, paired=paired,
+    ))  # fmt: skip
+
+
 # ------------------------------------------------------------------------------ runner
 def run_pipeline(
     config: PipelineConfig | str | Path,
@@ -197,9 +235,6 @@ def run_pipeline(
 ) -> PipelineResult:
     """Run ``config`` (a :class:`PipelineConfig` or a TOML path) and write its report to
     ``out`` (default ``runs/<name>``). ``seed`` overrides the pipeline's seed."""
-    from offrec.ope.selection import ranks, selection_regret, spearman
-    from offrec.report import plot_curves, plot_estimate_vs_truth, plot_value_bars, write_report
-
     cfg = config if isinstance(config, PipelineConfig) else PipelineConfig.from_file(config)
     if seed is not None:
         cfg = PipelineConfig(**{**cfg.__dict__, "seed": seed})
@@ -216,116 +251,22 @@ def run_pipeline(
     split_key = _key(logs_key, cfg.ope.holdout, cfg.seed)
     policies, curves, hits = _models_stage(cfg, train_data, split_key, world, cache, say)
     targets = {**policies, **{r.name: _reference(r, cfg, world) for r in cfg.references}}
-    ope = _ope_stage(cfg, eval_data, targets, say)
+    ope, ope_result = _ope_stage(cfg, eval_data, targets, say)
     truth = _truth_stage(cfg, world, targets, say)
 
-    # main table: one row per (policy, estimator)
-    table = ope.copy()
-    table["truth"] = table["policy"].map(lambda p: truth[p]["value"])
-    table["truth_stderr"] = table["policy"].map(lambda p: truth[p]["stderr"])
-    table["rel_error"] = (table["value"] - table["truth"]).abs() / table["truth"].abs()
-    table["covered"] = (table["low"] <= table["truth"]) & (table["truth"] <= table["high"])
-    table["rank_ope"] = 0
-    table["rank_true"] = (
-        0  # ranks among the policies that were estimated (oracles in session mode are not)
-    )
-    selection = []
-    for est, sub in table.groupby("estimator", sort=False):
-        table.loc[sub.index, "rank_ope"] = ranks(sub["value"].to_numpy())
-        table.loc[sub.index, "rank_true"] = ranks(sub["truth"].to_numpy())
-        selection.append({
-            "estimator": est,
-            "spearman": spearman(sub["value"].to_numpy(), sub["truth"].to_numpy()),
-            "regret": selection_regret(sub["value"].to_numpy(), sub["truth"].to_numpy()),
-            "picked": str(sub["policy"].iloc[int(np.argmax(sub["value"].to_numpy()))]),
-            "mean_rel_error": float(sub["rel_error"].mean()),
-        })  # fmt: skip
-    true_rank = dict(zip(truth, ranks(np.array([truth[p]["value"] for p in truth])), strict=True))
-    value_label = "CTR" if cfg.world.horizon == 1 else "clicks per session"
-
-    w = (1.0 / data.n_actions) / data.pscore
-    summary: dict[str, Any] = {
-        "rows": data.n_rows,
-        "train_rows": train_data.n_rows,
-        "eval_rows": eval_data.n_rows,
-        "sessions": int(np.unique(data.session_id).size),
-        "ctr": float(data.reward.mean()),
-        "clicks_per_session": float(data.reward.sum() / np.unique(data.session_id).size),
-        "pscore_min": float(data.pscore.min()),
-        "pscore_max": float(data.pscore.max()),
-        "ess_uniform_target": float(w.sum() ** 2 / (w**2).sum()),
-    }
-    if "ess" in table.columns:
-        summary["ess_by_policy"] = {
-            str(p): float(v) for p, v in table.groupby("policy")["ess"].first().items()
-        }
-
-    plots_dir = out / "plots"
-    plots: dict[str, Path] = {}
-    if len(table):
-        plots["Estimates vs truth by policy"] = plot_value_bars(
-            table, plots_dir / "values.png", value_label=value_label
-        )
-        plots["Estimate vs truth"] = plot_estimate_vs_truth(
-            table, plots_dir / "estimate_vs_truth.png", value_label=value_label
-        )
-    for name, c in curves.items():
-        loss = c["losses"].get("loss") or next(iter(c["losses"].values()))
-        plots[f"Training loss: {name}"] = plot_curves(
-            {name: (c["steps"], loss)}, plots_dir / f"loss-{_slug(name)}.png",
-            xlabel="gradient step", ylabel="loss (mean per chunk)", title=f"{name}: training loss",
-        )  # fmt: skip
-        if c.get("eval_steps"):
-            plots[f"Online value during training: {name}"] = plot_curves(
-                {name: (c["eval_steps"], c["eval_value"])}, plots_dir / f"online-{_slug(name)}.png",
-                xlabel="gradient step", ylabel=value_label, title=f"{name}: true online value while training",
-                hlines={"logging policy": summary["clicks_per_session"]},
-            )  # fmt: skip
-
+    report = _report_stage(cfg, out, ope, ope_result, truth, data, train_data, eval_data, curves)
     metrics = {
         "pipeline": cfg.name,
         "mode": "bandit" if cfg.world.horizon == 1 else "session",
-        "value": value_label,
+        "value": "CTR" if cfg.world.horizon == 1 else "clicks per session",
         "seed": cfg.seed,
-        "data": summary,
         "truth": truth,
-        "estimates": json.loads(table.to_json(orient="records")),
-        "selection": selection,
+        **report.metrics(),
         "training_curves": curves,
         "cache": {"logs": logs_hit, "models": hits},
     }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
-
-    main = table[
-        [
-            "policy",
-            "estimator",
-            "value",
-            "low",
-            "high",
-            "truth",
-            "rel_error",
-            "covered",
-            "rank_ope",
-            "rank_true",
-        ]
-    ]
-    truth_df = pd.DataFrame(
-        [{"policy": p, "true value": v["value"], "stderr": v["stderr"], "exact": v["exact"], "rank": true_rank[p]}
-         for p, v in truth.items()]
-    ).sort_values("rank")  # fmt: skip
-    sections: list[tuple[str, str | pd.DataFrame]] = [
-        ("About", (cfg.description or cfg.name) + f"\n\nValue: {value_label}. Mode: {metrics['mode']}. "
-         f"Seed {cfg.seed}. Intervals: {cfg.ope.interval}, {100 * (1 - cfg.ope.alpha):.0f}%. "
-         f"Policies were trained on {train_data.n_rows:,} logged rows and scored off-policy on "
-         f"{eval_data.n_rows:,} held-out rows" + (" (the same rows: holdout = 0, so estimates of "
-         "trained policies are optimistic)." if cfg.ope.holdout == 0 else ".")),
-        ("Main table: off-policy estimates vs true online value", main),
-        ("True online value of every policy", truth_df),
-        ("Off-policy selection (would the estimate pick the best policy?)", pd.DataFrame(selection)),
-        ("Data", pd.DataFrame([{k: v for k, v in summary.items() if not isinstance(v, dict)}])),
-    ]  # fmt: skip
-    write_report(out, title=f"offrec report: {cfg.name}", sections=sections, plots=plots)
+    table = report.table
     seconds = time.perf_counter() - start
     say(f"report written to {out / 'report.html'} ({seconds:.1f}s)")
     return PipelineResult(out, metrics, table, {"logs": logs_hit, **hits}, seconds)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 
 from offrec.core.errors import InputError
+from offrec.core.fmt import format_text_table
 from offrec.logs.reader import log_files, read_metadata
 
 
@@ -62,11 +64,45 @@ class LogSummary:
     by_topic: pd.DataFrame | None
 
     def to_text(self) -> str:
-        parts = ["overall", self.overall.T.to_string(header=False)]
+        """The three tables for a terminal: counts as integers, rates and propensities
+        with 4 significant digits (``1.26e-05``, not ``0.0000``), then a legend."""
+        row = self.overall.iloc[0]
+        overall = [[str(k), row[k]] for k in self.overall.columns]
+        parts = ["overall", _table(["", ""], overall, header=False)]
         if self.by_topic is not None:
-            parts += ["", "by topic", self.by_topic.to_string(index=False)]
-        parts += ["", "by step", self.by_step.to_string(index=False)]
-        return "\n".join(parts)
+            parts += ["", "by topic", _table(list(self.by_topic.columns), self.by_topic)]
+        parts += ["", "by step", _table(list(self.by_step.columns), self.by_step)]
+        legend = [f"  {k}: {v}" for k, v in SUMMARY_LEGEND.items() if k in self.overall.columns]
+        return "\n".join([*parts, "", "legend", *legend])
+
+
+SUMMARY_LEGEND: dict[str, str] = {
+    "ctr": "mean reward per logged decision (click-through rate)",
+    "clicks_per_session": "total reward / number of sessions",
+    "pscore_min": "smallest logging propensity (a tiny one means a huge importance weight)",
+    "pscore_max": "largest logging propensity",
+    "ess_uniform": "Kish effective sample size (sum w)^2 / sum w^2 of the weights "
+    "w = (1/K)/pscore of a uniform-random target: how many rows an IPS estimate of it is worth",
+    "ess_fraction": "ess_uniform / rows",
+}
+"""What the less obvious columns of the overall summary mean (printed under it)."""
+
+_COUNT_COLUMNS = ("rows", "sessions", "distinct_actions", "step")
+
+
+def _table(columns: list[str], rows: Any, *, header: bool = True) -> str:
+    if isinstance(rows, pd.DataFrame):
+        rows = rows.itertuples(index=False)
+    cells = [[_as_count(columns[j] if header else r[0], v) for j, v in enumerate(r)] for r in rows]
+    text = format_text_table(columns, cells, integer_columns=_COUNT_COLUMNS)
+    return text.split("\n", 1)[1] if not header else text
+
+
+def _as_count(column: str, value: Any) -> Any:
+    """Counts that arrive as floats (a transposed or SQL-summed column) become ints."""
+    if column in _COUNT_COLUMNS and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def summary(path: str | Path) -> LogSummary:

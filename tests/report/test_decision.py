@@ -1,0 +1,178 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from offrec.core.errors import InputError
+from offrec.report.decision import (
+    compare,
+    decide,
+    disagreements,
+    recommended_estimator,
+    trust_table,
+)
+
+
+def _table(rows):
+    return pd.DataFrame(rows, columns=["policy", "estimator", "value", "low", "high"])
+
+
+ROLES = {"learned A": "learned", "rule B": "hand-made", "logger": "logger", "oracle": "oracle"}
+
+
+def test_headline_never_picks_an_oracle_or_the_logger():
+    t = _table([
+        ("oracle", "dr", 0.9, 0.8, 1.0),
+        ("logger", "dr", 0.5, 0.49, 0.51),
+        ("learned A", "dr", 0.6, 0.55, 0.65),
+        ("rule B", "dr", 0.4, 0.35, 0.45),
+    ])  # fmt: skip
+    d = decide(t, ROLES)
+    assert d.pick == "learned A" and d.logger == "logger"
+    assert d.sentences[0].startswith(
+        "Recommended (learned policy): learned A, estimated value 0.6000 (95% interval 0.5500"
+    )
+    # unknown policies count as oracles: never picked
+    d2 = decide(t, {"logger": "logger"})
+    assert d2.pick is None and "nothing to recommend" in d2.sentences[0]
+
+
+def test_lift_sentence_says_whether_the_interval_excludes_the_logger():
+    t = _table([
+        ("logger", "dr", 0.50, 0.49, 0.51),
+        ("learned A", "dr", 0.60, 0.55, 0.65),
+        ("rule B", "dr", 0.52, 0.47, 0.57),
+    ])  # fmt: skip
+    d = decide(t, ROLES)
+    assert (
+        "beats the logging policy: the interval excludes the logger's value (0.5000)"
+        in (d.sentences[1])
+    )
+    t2 = t.copy()
+    t2.loc[t2["policy"] == "learned A", ["value", "low", "high"]] = (0.51, 0.45, 0.57)
+    d2 = decide(t2, ROLES)
+    assert d2.pick == "rule B"
+    assert "cannot tell rule B apart from the logging policy" in d2.sentences[1]
+    assert "Cannot tell rule B apart from learned A" in d2.sentences[2]
+
+
+def test_independent_approximation_is_the_two_standard_errors_in_quadrature():
+    z = 1.959963984540054
+    t = _table([("a", "ips", 0.6, 0.6 - z * 0.03, 0.6 + z * 0.03),
+                ("b", "ips", 0.5, 0.5 - z * 0.04, 0.5 + z * 0.04)])  # fmt: skip
+    rows = {r["policy"]: r for _, r in t.iterrows()}
+    c = compare("a", "b", rows, alpha=0.05)
+    assert c.method == "independent approximation"
+    assert c.diff == pytest.approx(0.1)
+    assert c.high - c.diff == pytest.approx(z * 0.05)  # sqrt(0.03^2 + 0.04^2) = 0.05
+
+
+def test_paired_difference_uses_the_per_row_differences():
+    # two policies sharing a large common noise: the paired interval is far tighter and
+    # separates them, the independent one cannot
+    rng = np.random.default_rng(0)
+    n = 400  # independent half-width 1.96 * sqrt(2/n) = 0.139 > 0.1; paired 0.007
+    common = rng.normal(0, 1.0, n)
+    psi_a = 0.6 + common + rng.normal(0, 0.05, n)
+    psi_b = 0.5 + common + rng.normal(0, 0.05, n)
+    se = lambda x: x.std(ddof=1) / np.sqrt(n)  # noqa: E731
+    z = 1.959963984540054
+    t = _table([("a", "ips", psi_a.mean(), psi_a.mean() - z * se(psi_a), psi_a.mean() + z * se(psi_a)),
+                ("b", "ips", psi_b.mean(), psi_b.mean() - z * se(psi_b), psi_b.mean() + z * se(psi_b))])  # fmt: skip
+    rows = {r["policy"]: r for _, r in t.iterrows()}
+    paired = compare("a", "b", rows, alpha=0.05, contributions={"a": psi_a, "b": psi_b})
+    indep = compare("a", "b", rows, alpha=0.05)
+    assert paired.method == "paired on the same rows"
+    d = psi_a - psi_b
+    assert paired.high - paired.diff == pytest.approx(z * d.std(ddof=1) / np.sqrt(n))
+    assert paired.low > 0 and paired.verdict == "a better"
+    assert indep.low < 0 < indep.high and indep.verdict == "cannot tell apart"
+
+
+def test_the_ope_paired_interval_is_used_when_given_and_stderr_otherwise():
+    t = _table([("a", "dr", 0.6, 0.5, 0.7), ("b", "dr", 0.5, 0.4, 0.6)])
+    t["stderr"] = [0.03, 0.04]
+    rows = {r["policy"]: r for _, r in t.iterrows()}
+    calls = []
+
+    def paired(a, b, est):
+        calls.append((a, b, est))
+        return 0.1, 0.08, 0.12
+
+    c = compare("a", "b", rows, alpha=0.05, estimator="dr", paired=paired)
+    assert calls == [("a", "b", "dr")]
+    assert (c.diff, c.low, c.high, c.method) == (0.1, 0.08, 0.12, "paired on the same rows")
+    # an undefined paired interval (nan) falls back to the stderr column, in quadrature
+    c2 = compare("a", "b", rows, alpha=0.05, paired=lambda *_: (0.1, np.nan, np.nan))
+    assert c2.method == "independent approximation"
+    assert c2.high - c2.diff == pytest.approx(1.959963984540054 * 0.05)
+    d = decide(t, {"a": "learned", "b": "logger"}, paired=paired)
+    assert d.lift is not None and d.lift.low == 0.08
+    assert "the interval excludes the logger's value" not in d.sentences[1]  # 0.5 in [0.5, 0.7]
+    assert "the paired interval of the lift excludes 0" in d.sentences[1]
+
+
+def test_recommended_estimator_reads_the_table_then_falls_back_by_log_type():
+    t = _table([("a", "ips", 1, 0, 2), ("a", "dr", 1, 0, 2), ("a", "snips", 1, 0, 2)])
+    assert recommended_estimator(t, "bandit") == "dr"
+    t_bool = t.assign(recommended=[False, False, True])
+    assert recommended_estimator(t_bool, "bandit") == "snips"
+    t_str = t.assign(recommended="ips")
+    assert recommended_estimator(t_str, "bandit") == "ips"
+    t_attr = t.copy()
+    t_attr.attrs["recommended"] = {"bandit": "snips", "session": "wpdis"}
+    assert recommended_estimator(t_attr, "bandit") == "snips"
+    s = _table([("a", "fqe", 1, 0, 2), ("a", "pdis", 1, 0, 2), ("a", "wpdis", 1, 0, 2)])
+    assert recommended_estimator(s, "session") == "fqe"
+    assert recommended_estimator(s[s["estimator"] != "fqe"], "session") == "wpdis"
+    with pytest.raises(InputError, match="at least one row"):
+        recommended_estimator(_table([]), "bandit")
+
+
+def test_decide_rejects_unknown_roles_and_missing_columns():
+    t = _table([("a", "ips", 1, 0, 2)])
+    with pytest.raises(InputError, match=r"roles must be in .*'boss'"):
+        decide(t, {"a": "boss"})
+    with pytest.raises(InputError, match="table must have a 'high' column"):
+        decide(t.drop(columns="high"), {"a": "learned"})
+
+
+def test_trust_table_derives_share_and_warnings_when_the_table_has_none():
+    t = _table([("a", "ips", 0.5, 0.4, 0.6), ("b", "ips", 0.5, 0.4, 0.6)])
+    t["ess"] = [5.0, 500.0]
+    t["max_weight"] = [80.0, 2.0]
+    t["support_violation"] = [0.0, 0.05]
+    tr = trust_table(t, {"a": "learned", "b": "hand-made"}, n_rows=1000)
+    assert tr["ess_share"].tolist() == [0.005, 0.5]
+    assert tr["support"].tolist() == [1.0, 0.95]
+    assert tr["warnings"].tolist() == [
+        "ESS is 0.50% of the rows",
+        "5.0% of the target's mass is on actions the logger never takes",
+    ]
+    # warnings given by the evaluation are kept as they are
+    t["warnings"] = ["huge weights", None]
+    assert trust_table(t, {}, n_rows=1000)["warnings"].tolist() == ["huge weights", ""]
+
+
+def test_disagreements_name_non_overlapping_intervals_only_grouped_by_outlier():
+    t = _table([
+        ("a", "ips", 0.50, 0.45, 0.55),
+        ("a", "dm", 0.70, 0.68, 0.72),  # beyond ips and dr
+        ("a", "dr", 0.53, 0.48, 0.60),
+        ("a", "snips", 0.40, 0.30, 0.46),  # beyond dr (0.46 < 0.48) and dm, overlaps ips
+        ("b", "ips", 0.50, 0.40, 0.60),
+        ("b", "dm", 0.55, 0.50, 0.60),  # overlaps
+    ])  # fmt: skip
+    assert disagreements(t) == [
+        "a: dm (0.7000, 0.6800 to 0.7200) disagrees with ips (0.5000, 0.4500 to 0.5500), "
+        "dr (0.5300, 0.4800 to 0.6000), snips (0.4000, 0.3000 to 0.4600) beyond their intervals.",
+        "a: dr (0.5300, 0.4800 to 0.6000) disagrees with snips (0.4000, 0.3000 to 0.4600) "
+        "beyond their intervals.",
+    ]
+    assert disagreements(t, policies=["b"]) == []
+
+
+def test_model_only_estimators_get_no_weight_warnings():
+    t = _table([("a", "dm", 0.5, 0.4, 0.6), ("a", "ips", 0.5, 0.4, 0.6)])
+    t["ess"] = 5.0
+    tr = trust_table(t, {"a": "learned"}, n_rows=1000)
+    assert tr["warnings"].tolist() == ["", "ESS is 0.50% of the rows"]
