@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.offrec-installed
 
 PIP    := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: demo test test-slow bench lint lock clean
+.PHONY: demo test test-slow bench lint lock clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,13 +30,21 @@ lock: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/offrec run pipelines/quickstart.toml --out runs/quickstart
+	# the report checked in headless Chromium, screenshot kept (skipped when no Chromium: exit 2)
+	$(PY) -m offrec.report.browser runs/quickstart/report.html --screenshot runs/quickstart/report.png || [ $$? -eq 2 ]
+
+# headless Chromium for the report's browser test (Debian's package; best effort: without it
+# the test is skipped and says why)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || ( [ "$$(id -u)" = 0 ] && apt-get update -qq \
+	  && apt-get install -y -qq chromium >/dev/null ) || echo "chromium not installed: the browser test will be skipped"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check offrec tests benchmarks
 	$(VENV)/bin/ruff format --check offrec tests benchmarks
 	$(VENV)/bin/mypy
 
-test: lint
+test: lint chromium
 	$(PY) -m pytest
 
 test-slow: $(STAMP)

@@ -55,17 +55,17 @@ class EstimatorEvaluation:
         target; and estimate vs truth over all seeds."""
         import io
 
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
         from offrec.core.atomic import atomic_write_bytes
 
         s = self.summary
         policies = list(dict.fromkeys(s["policy"]))
         estimators = list(dict.fromkeys(s["estimator"]))
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+        fig = Figure(figsize=(12, 4.5))
+        FigureCanvasAgg(fig)
+        ax1, ax2 = fig.subplots(1, 2)
         width = 0.8 / max(len(policies), 1)
         x = np.arange(len(estimators))
         for j, pol in enumerate(policies):
@@ -92,7 +92,6 @@ class EstimatorEvaluation:
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
         atomic_write_bytes(path, buf.getvalue())
         return Path(path)
 
