@@ -87,7 +87,15 @@ class Head:
         check_scalar(self.temperature, "temperature", float, min=0.0, min_inclusive=False)
 
     def apply(self, scores: np.ndarray, support: np.ndarray | None = None) -> np.ndarray:
-        """Distribution (n, n_actions) float64 from ``scores`` (n, n_actions)."""
+        """Distribution (n, n_actions) float64 from ``scores`` (n, n_actions).
+
+        float32 ``softmax`` scores take the fused path of :meth:`sample` (float32
+        weights ``exp((s - max s) / temperature)``, float64 normaliser), so a policy's
+        ``action_dist`` and the pscores its ``sample`` logs are the same numbers.
+        """
+        if self.kind == "softmax" and np.asarray(scores).dtype == np.float32:
+            parts = _softmax_weights(np.array(scores, np.float32), self.temperature, support)
+            return parts.dense()
         s = np.asarray(scores, dtype=np.float64)
         if support is not None:
             s = np.where(support[None, :], s, -np.inf)
@@ -104,6 +112,73 @@ class Head:
         allowed = np.ones(s.shape[1], bool) if support is None else support
         explore = allowed / allowed.sum()
         return (1.0 - self.epsilon) * greedy + self.epsilon * explore[None, :]
+
+    def sample(
+        self,
+        scores: np.ndarray,
+        rng: np.random.Generator,
+        support: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Draw one action per row of ``scores`` (n, n_actions) without the dense distribution.
+
+        Returns ``(actions (n,) int64, pscores (n,) float64)``, with
+        ``pscores[i] == self.apply(scores, support)[i, actions[i]]``:
+
+        - ``softmax`` with float32 scores (float64 scores take the dense float64
+          distribution of :meth:`apply` and :func:`sample_from_dist`): weights
+          ``e_ij = exp((s_ij - max_j s_ij) / temperature)`` in float32, one pass over the
+          scores; float32 sums ``B_ib`` over blocks of ``sqrt(n_actions)`` items and their
+          float64 total ``Z_i``. A two-level inverse CDF draws block ``b`` with probability
+          ``B_ib / Z_i``, then item ``a`` in it with probability ``e_ia / S_ib`` (``S_ib``:
+          the block's weights summed in float64), reading ``n_blocks + block size``
+          numbers per row instead of a full cumsum. The pscore is that draw's probability,
+          ``(e_ia / S_ib) (B_ib / Z_i)`` in float64, which is also what :meth:`apply`
+          returns for float32 scores. It equals the float64 softmax of the same scores up
+          to float32 rounding (relative ``~1e-7 (1 + |s_ij - max s| / temperature)``),
+          uniformly over items: a rare item's propensity is as accurate as a common one's.
+        - ``greedy`` / ``epsilon_greedy``: argmax (ties: uniform among them, found only for
+          the rows that have ties) with probability ``1 - epsilon``, else uniform over the
+          support; ``pscore = (1 - epsilon) [a in argmax] / |argmax| + epsilon / |support|``.
+        """
+        s = np.asarray(scores)
+        n = s.shape[0]
+        if n == 0:
+            return np.zeros(0, np.int64), np.zeros(0)
+        if self.kind == "softmax":
+            if s.dtype != np.float32:  # the dense float64 distribution, as apply() gives
+                return sample_from_dist(self.apply(s, support), rng)
+            parts = _softmax_weights(s.copy(), self.temperature, support)
+            return _sample_softmax(parts, rng)
+        return self._sample_greedy(s, rng, support)
+
+    def _sample_greedy(
+        self, s: np.ndarray, rng: np.random.Generator, support: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n, k = s.shape
+        if support is not None:
+            s = np.where(support[None, :], s, -np.inf)
+        rows = np.arange(n)
+        best = s.argmax(axis=1)
+        top_val = s[rows, best]
+        ties = np.count_nonzero(s == top_val[:, None], axis=1)
+        actions = best.astype(np.int64)
+        tied = np.flatnonzero(ties > 1)
+        if tied.size:  # uniform among the tied maxima, for those rows only
+            pick = (rng.random(tied.size) * ties[tied]).astype(np.int64)
+            rank = np.cumsum(s[tied] == top_val[tied, None], axis=1) - 1
+            is_max = s[tied] == top_val[tied, None]
+            actions[tied] = np.argmax(is_max & (rank == pick[:, None]), axis=1)
+        eps = 0.0 if self.kind == "greedy" else self.epsilon
+        allowed = np.arange(k) if support is None else np.flatnonzero(support)
+        if eps > 0.0:
+            explore = rng.random(n) < eps
+            m = int(np.count_nonzero(explore))
+            actions[explore] = allowed[rng.integers(0, allowed.size, size=m)]
+        is_top = (s[rows, actions] == top_val).astype(np.float64)
+        greedy = is_top / ties
+        if eps == 0.0:
+            return actions, greedy
+        return actions, (1.0 - eps) * greedy + eps * (1.0 / allowed.size)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -162,9 +237,140 @@ class ScorePolicy(BasePolicy):
             raise InputError(f"scorer must return shape (n, {self.n_actions}); got {scores.shape}")
         return self.head.apply(scores, self.support)
 
+    def sample(self, obs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Actions and pscores straight from the scores (:meth:`Head.sample`): no dense
+        distribution is built, and ``pscore == action_dist(obs)[i, action]``."""
+        scores = self.scorer(np.asarray(obs))
+        if scores.shape != (len(obs), self.n_actions):
+            raise InputError(f"scorer must return shape (n, {self.n_actions}); got {scores.shape}")
+        return self.head.sample(scores, rng, self.support)
+
     def spec(self) -> dict[str, Any]:
         support = None if self.support is None else np.flatnonzero(self.support).tolist()
         return {**self._spec, "head": self.head.to_dict(), "support": support}
+
+
+def _block_size(k: int) -> int:
+    return max(1, int(round(np.sqrt(k))))
+
+
+@dataclass
+class _SoftmaxParts:
+    """The numbers a softmax head's distribution is made of (see :meth:`Head.sample`).
+
+    e: (n, k) float32 weights; blocks: (n, n_blocks) float32 block sums;
+    z: (n,) float64 sum of the block sums, accumulated block by block.
+    """
+
+    e: np.ndarray
+    blocks: np.ndarray
+    z: np.ndarray
+
+    @property
+    def block_size(self) -> int:
+        return _block_size(self.e.shape[1])
+
+    def within_sums(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """(m, n_blocks) float64 exact-order sums of each block's weights (item by item)."""
+        e = self.e[rows]
+        k, bs = e.shape[1], self.block_size
+        out = np.zeros((e.shape[0], self.blocks.shape[1]))
+        for j in range(bs):
+            cols = np.arange(j, k, bs)
+            out[:, : cols.size] += e[:, cols]
+        return out
+
+    def dense(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """The distribution (m, k) float64: ``(e_a / S_b) * (B_b / Z)`` for ``a`` in block ``b``."""
+        e = self.e[rows].astype(np.float64)
+        k, bs = e.shape[1], self.block_size
+        block_of = np.arange(k) // bs
+        within = self.within_sums(rows)
+        share = self.blocks[rows].astype(np.float64) / self.z[rows, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            e /= within[:, block_of]
+        e[~np.isfinite(e)] = 0.0  # empty blocks (0 / 0)
+        e *= share[:, block_of]
+        return e
+
+
+def _softmax_weights(
+    s: np.ndarray, temperature: float, support: np.ndarray | None
+) -> _SoftmaxParts:
+    """Softmax weights of float32 scores ``s`` (n, k), computed in place in ``s``:
+    ``e = exp((s - max s) / temperature)`` (0 outside ``support``), float32 sums over
+    consecutive blocks of :func:`_block_size` items, and their float64 total."""
+    n, k = s.shape
+    if support is not None:
+        s[:, ~support] = -np.inf
+    top = s[np.arange(n), s.argmax(axis=1)]
+    s -= top[:, None]
+    if temperature != 1.0:
+        s *= np.float32(1.0 / temperature)
+    np.exp(s, out=s)
+    bs = _block_size(k)
+    nb_full, rest = divmod(k, bs)
+    blocks = np.empty((n, nb_full + (rest > 0)), np.float32)
+    if nb_full:
+        np.einsum("nbj->nb", s[:, : nb_full * bs].reshape(n, nb_full, bs), out=blocks[:, :nb_full])
+    if rest:
+        np.einsum("nj->n", s[:, nb_full * bs :], out=blocks[:, -1])
+    z = blocks[:, 0].astype(np.float64)
+    for b in range(1, blocks.shape[1]):
+        z += blocks[:, b]
+    return _SoftmaxParts(s, blocks, z)
+
+
+def _sample_softmax(
+    parts: _SoftmaxParts, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two-level inverse CDF: block ``b`` with probability ``B_b / Z`` (float64 running
+    sums of the float32 block sums), then item ``a`` of that block with probability
+    ``e_a / S_b`` (float64 running sums of its weights). Returns actions and their exact
+    draw probabilities ``(e_a / S_b) * (B_b / Z)``.
+
+    Loops run over the blocks and over the items of one block, each step a vector
+    operation over all rows. Rows that float64 rounding would land on a zero weight
+    (a measure-zero edge) are redrawn from their dense distribution.
+    """
+    e, blocks, z = parts.e, parts.blocks, parts.z
+    n, k = e.shape
+    bs = parts.block_size
+    rows = np.arange(n)
+    t = rng.random(n) * z
+    acc = np.zeros(n)
+    before = np.zeros(n)  # mass of the blocks before the chosen one
+    block = np.zeros(n, np.int64)
+    for b in range(blocks.shape[1] - 1):
+        acc += blocks[:, b]
+        passed = acc <= t
+        block += passed
+        np.copyto(before, acc, where=passed)
+    chosen = blocks[rows, block].astype(np.float64)
+    # the chosen block's weights, (bs, n) float64 (items past the last one read as 0)
+    idx = (rows * k + block * bs)[:, None] + np.arange(bs)
+    vals = e.reshape(-1)[np.minimum(idx, rows[:, None] * k + (k - 1))].T.astype(np.float64)
+    if k % bs:
+        vals[(block * bs)[None, :] + np.arange(bs)[:, None] >= k] = 0.0
+    within_sum = np.zeros(n)
+    for j in range(bs):
+        within_sum += vals[j]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (t - before) / chosen * within_sum
+    acc[:] = 0.0
+    item = np.zeros(n, np.int64)
+    for j in range(bs - 1):
+        acc += vals[j]
+        item += acc <= r
+    actions = np.minimum(block * bs + item, k - 1)
+    weight = e[rows, actions].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pscores = (weight / within_sum) * (chosen / z)
+    bad = np.flatnonzero(~(weight > 0) | (block * bs + item >= k))
+    if bad.size:
+        dist = parts.dense(bad)
+        actions[bad], pscores[bad] = sample_from_dist(dist, rng)
+    return actions, pscores
 
 
 def _check_support(support: np.ndarray, n_actions: int) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,10 +108,13 @@ def collect(
     )
     per_cohort = max(1, chunk_rows // cfg.horizon)
     start = time.perf_counter()
-    rows = sessions = clicks = n_files = 0
-    writer: pq.ParquetWriter | None = None
-    rows_in_file = 0
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    rows = sessions = clicks = 0
+    files = _PartWriter(schema, rows_per_file)
+    # Two cohorts in flight: the next one is simulated (numpy, no GIL in the big kernels)
+    # while a worker thread encodes and compresses the previous one (Arrow, no GIL).
+    # Simulation stays in this thread, in order, so the random stream does not change.
+    pending: Future[None] | None = None
+    with atomic_dir(out, overwrite=overwrite) as tmp, ThreadPoolExecutor(1) as pool:
         try:
             while (sessions if n_sessions is not None else rows) < budget:
                 if n_sessions is not None:
@@ -121,27 +125,48 @@ def collect(
                 if n_decisions is not None and rows + len(traj.action) > budget:
                     traj = _cut(traj, budget - rows)
                 table = _to_table(traj, schema, session_offset=sessions)
-                if writer is None or rows_in_file >= rows_per_file:
-                    if writer is not None:
-                        writer.close()
-                    writer = pq.ParquetWriter(
-                        tmp / f"part-{n_files:05d}.parquet", schema,
-                        compression="lz4", use_dictionary=False, write_statistics=["session_id", "step", "action"],
-                    )  # fmt: skip
-                    n_files += 1
-                    rows_in_file = 0
-                writer.write_table(table, row_group_size=table.num_rows)
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(files.write, tmp, table)
                 rows += table.num_rows
-                rows_in_file += table.num_rows
                 sessions += int(traj.session.max()) + 1 if len(traj.session) else 0
                 clicks += int(traj.reward.sum())
                 if progress is not None:
                     progress(rows)
+            if pending is not None:
+                pending.result()
         finally:
-            if writer is not None:
-                writer.close()
+            if pending is not None:
+                pending.exception()  # wait; the error (if any) was raised above
+            files.close()
     seconds = time.perf_counter() - start
-    return CollectSummary(Path(out), rows, sessions, n_files, clicks / max(rows, 1), seconds)
+    return CollectSummary(Path(out), rows, sessions, files.n_files, clicks / max(rows, 1), seconds)
+
+
+class _PartWriter:
+    """Part files of up to ``rows_per_file`` rows, one row group per table written."""
+
+    def __init__(self, schema: pa.Schema, rows_per_file: int) -> None:
+        self.schema, self.rows_per_file = schema, rows_per_file
+        self.writer: pq.ParquetWriter | None = None
+        self.n_files = self.rows_in_file = 0
+
+    def write(self, folder: Path, table: pa.Table) -> None:
+        if self.writer is None or self.rows_in_file >= self.rows_per_file:
+            self.close()
+            self.writer = pq.ParquetWriter(
+                folder / f"part-{self.n_files:05d}.parquet", self.schema,
+                compression="lz4", use_dictionary=False, write_statistics=["session_id", "step", "action"],
+            )  # fmt: skip
+            self.n_files += 1
+            self.rows_in_file = 0
+        self.writer.write_table(table, row_group_size=table.num_rows)
+        self.rows_in_file += table.num_rows
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 def _cut(traj: Trajectories, n_rows: int) -> Trajectories:

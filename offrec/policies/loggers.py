@@ -32,6 +32,10 @@ class ProductionModel:
     where ``C`` holds the topic centroids (so ``x C`` estimates the user's latent
     vector) and ``e_i, e'_i ~ N(0, noise^2)`` are the model's errors, fixed by ``seed``.
     ``noise = 0`` is the best observation-based model; larger means worse.
+
+    Scores are float32 (the observation is float32 already): half the memory traffic
+    of float64 in the logger's hot loop. The policy a head builds on them is defined
+    by these float32 numbers, and its pscores are float64 (see ``Head.sample``).
     """
 
     def __init__(self, world: World, noise: float = 0.5, seed: int = 0) -> None:
@@ -49,12 +53,13 @@ class ProductionModel:
                 -cfg.boredom * np.eye(cfg.n_topics)[world.item_topic].T,
             ]
         )
-        self._bias = quality
+        self._weights = self._weights.astype(np.float32)
+        self._bias = quality.astype(np.float32)
         self._width = 2 * cfg.n_topics  # obs layout: profile, fatigue, ... (World.obs_slices)
         self.n_actions = world.n_items
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        feats = np.asarray(obs, dtype=np.float64)[:, : self._width]
+        feats = np.asarray(obs, dtype=np.float32)[:, : self._width]
         scores = feats @ self._weights
         scores += self._bias
         return scores

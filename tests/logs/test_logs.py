@@ -43,8 +43,10 @@ def test_round_trip_keeps_every_column_and_metadata(tmp_path, session_world):
     assert np.all((data.terminated | data.truncated) == ends)
     assert np.all(data.truncated[ends] == (data.step[ends] == 5) & ~data.terminated[ends])
     # logged pscore is the policy's probability of the logged action, and so is logging_dist
+    # (float32 scores: BLAS rounds a row's scores by its place in the batch, so a
+    # recomputation in another batch agrees to float32 precision, ~1e-7 relative)
     dist = pi.action_dist(data.context)
-    np.testing.assert_allclose(data.pscore, dist[np.arange(data.n_rows), data.action], rtol=1e-9)
+    np.testing.assert_allclose(data.pscore, dist[np.arange(data.n_rows), data.action], rtol=2e-6)
     np.testing.assert_allclose(data.logging_dist, dist, atol=1e-6)
     meta = read_metadata(tmp_path / "log")
     assert meta["schema_version"] == 1 and meta["n_actions"] == 100
@@ -63,6 +65,34 @@ def test_same_seed_same_table_row_by_row(tmp_path, session_world):
     assert ta.num_rows == 1500 and ta.equals(tb)
     collect(session_world, pi, out=tmp_path / "c", n_decisions=1500, seed=12, chunk_rows=500)
     assert not ta.equals(pq.read_table(tmp_path / "c" / "part-00000.parquet"))
+
+
+@pytest.mark.parametrize("kind", ["softmax", "epsilon_greedy"])
+def test_fast_loggers_same_seed_same_parquet_and_exact_pscores(tmp_path, world, kind):
+    """Several cohorts in flight across part files: same seed, same bytes of content;
+    the logged pscores are the dense float64 probabilities of the logged actions."""
+    pi = logging_policy(world, kind, beta=2.0, epsilon=0.3, support=list(range(90)))
+    for name in ("a", "b"):
+        collect(world, pi, out=tmp_path / name, n_decisions=9000, seed=5, chunk_rows=1000,
+                rows_per_file=4000)  # fmt: skip
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "b").iterdir()) and len(files) == 3
+    for f in files:
+        assert pq.read_table(tmp_path / "a" / f).equals(pq.read_table(tmp_path / "b" / f))
+    data = read_logs(tmp_path / "a")
+    assert data.n_rows == 9000 and data.action.max() < 90
+    # dense float64 head over the same float32 scores, one row at a time apart from batching
+    scores = pi.scorer(data.context).astype(np.float64)  # type: ignore[attr-defined]
+    scores[:, 90:] = -np.inf
+    if kind == "softmax":
+        e = np.exp(2.0 * (scores - scores.max(axis=1, keepdims=True)))
+        dense = e / e.sum(axis=1, keepdims=True)
+        rtol = 2e-6  # float32 scores and weights (see Head.sample)
+    else:
+        top = scores == scores.max(axis=1, keepdims=True)
+        dense = 0.7 * top / top.sum(axis=1, keepdims=True) + 0.3 / 90
+        rtol = 1e-15
+    np.testing.assert_allclose(data.pscore, dense[np.arange(9000), data.action], rtol=rtol)
 
 
 def test_n_decisions_is_exact_and_cut_session_is_truncated(tmp_path, session_world):
