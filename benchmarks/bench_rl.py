@@ -69,25 +69,31 @@ def _data(tmp: Path, n_rows: int) -> Any:
     return read_logs(tmp / "log")
 
 
-def _measure(
-    runs: dict[str, tuple[Any, Any, int]], steps: int, batch_size: int
-) -> dict[str, dict[str, np.ndarray]]:
-    """Interleaved blocks: for each name, (algo, buffer, threads) -> per-step timings (ms)."""
+Run = tuple[Any, Any, int, str]  # algo, buffer, torch threads, float32 matmul precision
+
+
+def _measure(runs: dict[str, Run], steps: int, batch_size: int) -> dict[str, dict[str, np.ndarray]]:
+    """Interleaved blocks: for each name, (algo, buffer, threads, precision) -> per-step
+    timings (ms). The precision is set around ``algo.update`` only, as ``train_rl`` does."""
     import torch
 
+    from offrec.rl.config import matmul_precision
+
     out = {name: {"sample": [], "update": []} for name in runs}
-    for algo, buf, n_threads in runs.values():  # warm-up
+    for algo, buf, n_threads, precision in runs.values():  # warm-up
         torch.set_num_threads(n_threads)
         for _ in range(10):
-            algo.update(buf.sample_transition_batch(batch_size))
+            with matmul_precision(precision):
+                algo.update(buf.sample_transition_batch(batch_size))
     for _ in range(max(1, steps // BLOCK)):
-        for name, (algo, buf, n_threads) in runs.items():
+        for name, (algo, buf, n_threads, precision) in runs.items():
             torch.set_num_threads(n_threads)
             for _ in range(BLOCK):
                 t0 = time.perf_counter()
                 batch = buf.sample_transition_batch(batch_size)
                 t1 = time.perf_counter()
-                algo.update(batch)
+                with matmul_precision(precision):
+                    algo.update(batch)
                 t2 = time.perf_counter()
                 out[name]["sample"].append((t1 - t0) * 1e3)
                 out[name]["update"].append((t2 - t1) * 1e3)
@@ -103,33 +109,47 @@ def _sampler_table(tr: Any, steps: int, batch: int) -> None:
     default_buf = to_replay_buffer(tr)
     t_d3 = time.perf_counter() - t
     vec_buf = VectorizedReplayBuffer(tr, seed=0)
-    runs: dict[str, tuple[Any, Any, int]] = {}
+    runs: dict[str, Run] = {}
+    plain = {"matmul_precision": "highest", "fused_adam": False}
+    variants = {  # name -> (buffer, RLConfig overrides)
+        "d3rlpy default": (default_buf, plain),
+        "offrec sampler": (vec_buf, plain),
+        "offrec (default RLConfig)": (vec_buf, {}),
+    }
     for algo_name in ("dqn", "cql"):
-        for sampler, buf in (("default", default_buf), ("offrec", vec_buf)):
-            algo = build_algo(RLConfig(algo=algo_name))
+        for variant, (buf, overrides) in variants.items():
+            cfg = RLConfig(algo=algo_name, **overrides)  # type: ignore[arg-type]
+            algo = build_algo(cfg)
             algo.create_impl((tr.observation_dim,), tr.n_actions)
-            runs[f"{algo_name}/{sampler}"] = (algo, buf, 1)
+            runs[f"{algo_name}/{variant}"] = (algo, buf, 1, cfg.matmul_precision)
     res = _measure(runs, steps, batch)
     rows = []
     for name, d in res.items():
-        algo_name, sampler = name.split("/")
+        algo_name, variant = name.split("/")
         step_ms = d["sample"] + d["update"]
         rows.append([
-            algo_name, sampler, float(np.median(d["sample"])), float(np.median(d["update"])),
+            algo_name, variant, float(np.median(d["sample"])), float(np.median(d["update"])),
             float(np.median(step_ms)), 1e3 * step_ms.size / step_ms.sum(),
         ])  # fmt: skip
     print(f"\nd3rlpy ReplayBuffer from the log's episodes: {t_d3:.2f} s")
     print_table(
         f"Training steps/s, batch {batch}, 100 items, context dim 18, default RLConfig "
         f"network, 1 thread ({steps // BLOCK * BLOCK} steps each, interleaved)",
-        ["algo", "sampler", "sample ms (median)", "update ms (median)",
+        ["algo", "setup", "sample ms (median)", "update ms (median)",
          "step ms (median)", "steps/s (mean)"],
         rows,
     )  # fmt: skip
+
+    def total(d: dict[str, np.ndarray]) -> float:
+        return float(d["sample"].sum() + d["update"].sum())
+
     for algo_name in ("dqn", "cql"):
-        d, v = res[f"{algo_name}/default"], res[f"{algo_name}/offrec"]
-        ratio = (d["sample"].sum() + d["update"].sum()) / (v["sample"].sum() + v["update"].sum())
-        print(f"{algo_name}: offrec's sampler trains {ratio:.2f}x as many steps/s")
+        base = total(res[f"{algo_name}/d3rlpy default"])
+        ratios = [base / total(res[f"{algo_name}/{v}"]) for v in list(variants)[1:]]
+        print(
+            f"{algo_name}: steps/s vs d3rlpy default: offrec sampler {ratios[0]:.2f}x, "
+            f"offrec default RLConfig (+ bf16 matmul, fused Adam) {ratios[1]:.2f}x"
+        )
 
 
 def _threads_table(tr: Any, steps: int, batch: int) -> None:
@@ -137,12 +157,12 @@ def _threads_table(tr: Any, steps: int, batch: int) -> None:
     from offrec.rl.config import build_algo
 
     vec_buf = VectorizedReplayBuffer(tr, seed=0)
-    runs: dict[str, tuple[Any, Any, int]] = {}
+    runs: dict[str, Run] = {}
     for algo_name in ("dqn", "cql"):
         algo = build_algo(RLConfig(algo=algo_name))
         algo.create_impl((tr.observation_dim,), tr.n_actions)
         for n_threads in (1, 2):
-            runs[f"{algo_name}/{n_threads}"] = (algo, vec_buf, n_threads)
+            runs[f"{algo_name}/{n_threads}"] = (algo, vec_buf, n_threads, "medium")
     res = _measure(runs, steps, batch)
     rows = []
     for name, d in res.items():

@@ -17,7 +17,8 @@ users for every policy of a seed). The logger is measured the same way. The myop
 lookahead oracles (which see the true state) are printed once, for scale.
 
 Run: ``nice .venv/bin/python -m benchmarks.rl_study`` (about 10 minutes on 2 busy cores;
-``--seeds 0`` for one seed, ``--json PATH`` to keep the numbers).
+``--seeds 0`` for one seed, ``--json PATH`` to keep the numbers, ``--compare-plain`` to
+train each algo a second time with ``matmul_precision="highest", fused_adam=False``).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def main(
     n_sessions: int = 20_000,
     algos: tuple[str, ...] = ("cql", "dqn"),
     json_path: str | None = None,
+    compare_plain: bool = False,
 ) -> dict[str, Any]:
     from offrec.logs import collect, read_logs
     from offrec.policies.loggers import logging_policy
@@ -103,11 +105,16 @@ def main(
             bandit, bandit_note = _bandit(data, world.n_actions)
             record("bandit", bandit, time.perf_counter() - t, bandit_note, seed, value_seed)
             for algo in algos:
-                cfg = RLConfig(algo=algo, seed=seed)
-                t = time.perf_counter()
-                res = train_rl(data, cfg)
-                note = f"{cfg.n_steps} steps"
-                record(algo, res.policy, time.perf_counter() - t, note, seed, value_seed)
+                variants = {algo: RLConfig(algo=algo, seed=seed)}
+                if compare_plain:  # the same run at float32 matmul precision, plain Adam
+                    variants[f"{algo}-plain"] = RLConfig(
+                        algo=algo, seed=seed, matmul_precision="highest", fused_adam=False
+                    )
+                for name, cfg in variants.items():
+                    t = time.perf_counter()
+                    res = train_rl(data, cfg)
+                    note = f"{cfg.n_steps} steps, matmul {cfg.matmul_precision}"
+                    record(name, res.policy, time.perf_counter() - t, note, seed, value_seed)
         oracles = []
         for name, policy in (
             ("myopic oracle", MyopicOracle(world)),
@@ -164,5 +171,12 @@ if __name__ == "__main__":
     parser.add_argument("--sessions", type=int, default=20_000, help="sessions per online value")
     parser.add_argument("--algos", nargs="+", default=["cql", "dqn"])
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
+    parser.add_argument(
+        "--compare-plain", action="store_true",
+        help="also train each algo at float32 matmul precision with plain Adam (the speed-ups off)",
+    )  # fmt: skip
     args = parser.parse_args()
-    main(tuple(args.seeds), args.rows, args.sessions, tuple(args.algos), args.json)
+    main(
+        tuple(args.seeds), args.rows, args.sessions, tuple(args.algos), args.json,
+        args.compare_plain,
+    )  # fmt: skip

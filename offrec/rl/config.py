@@ -5,6 +5,8 @@ rebuilt without importing the loop."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,9 +19,13 @@ from offrec.core.errors import InputError
 from offrec.core.validation import check_scalar
 from offrec.rl.algos import ALGOS
 
-__all__ = ["ALGOS", "SAMPLERS", "RLConfig", "build_algo", "seeded", "threads"]
+__all__ = [
+    "ALGOS", "MATMUL_PRECISIONS", "SAMPLERS", "RLConfig", "build_algo",
+    "fused_adam_factory_class", "matmul_precision", "seeded", "threads",
+]  # fmt: skip
 
 SAMPLERS = ("vectorized", "default")
+MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,13 @@ class RLConfig(ConfigCodec):
         n_critics: Q-functions in the ensemble (their mean is the Q-value).
         seed: seeds ``d3rlpy.seed`` and the sampler.
         n_threads: torch intra-op threads during training (see module doc).
+        matmul_precision: torch's float32 matmul precision during training
+            (``torch.set_float32_matmul_precision``): ``"medium"`` lets the CPU's
+            bfloat16 units multiply (float32 accumulation), about 2x faster per matmul
+            on AVX-512-BF16 CPUs; ``"highest"`` is plain float32. Inference (the policy's
+            Q-values) always runs at ``"highest"``.
+        fused_adam: Adam as one fused kernel over all parameters
+            (``torch.optim.Adam(fused=True)``) instead of a Python loop over tensors.
         sampler: ``"vectorized"`` (offrec's) or ``"default"`` (d3rlpy's per-transition).
         log_every: steps per point of the loss curve (mean loss over the chunk).
         eval_every: steps between online evaluations in the world (0: only at the end);
@@ -60,6 +73,8 @@ class RLConfig(ConfigCodec):
     n_critics: int = 1
     seed: int = 0
     n_threads: int = 1
+    matmul_precision: str = "medium"
+    fused_adam: bool = True
     sampler: str = "vectorized"
     log_every: int = 500
     eval_every: int = 0
@@ -77,6 +92,13 @@ class RLConfig(ConfigCodec):
             raise InputError(
                 f"RLConfig.sampler must be one of {list(SAMPLERS)}; got {self.sampler!r}"
             )
+        if self.matmul_precision not in MATMUL_PRECISIONS:
+            raise InputError(
+                f"RLConfig.matmul_precision must be one of {list(MATMUL_PRECISIONS)}; "
+                f"got {self.matmul_precision!r}"
+            )
+        if not isinstance(self.fused_adam, bool):
+            raise InputError(f"RLConfig.fused_adam must be true or false; got {self.fused_adam!r}")
         ints = {
             "n_steps": 1, "batch_size": 1, "target_update_interval": 1, "n_critics": 1,
             "seed": 0, "n_threads": 1, "log_every": 1, "eval_every": 0, "eval_sessions": 2,
@@ -136,6 +158,47 @@ def seeded(seed: int) -> Iterator[None]:
         torch.random.set_rng_state(saved[2])
 
 
+@contextlib.contextmanager
+def matmul_precision(precision: str) -> Iterator[None]:
+    """Run a block with ``torch.set_float32_matmul_precision(precision)``, then restore."""
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+@functools.cache
+def fused_adam_factory_class() -> type:
+    """A d3rlpy ``OptimizerFactory`` (its public extension point) making a fused torch
+    Adam; registered with d3rlpy under ``"offrec_fused_adam"``. Made on first use, as
+    d3rlpy is imported lazily."""
+    from offrec.rl._d3rlpy import d3rlpy_module
+
+    optimizers = d3rlpy_module().optimizers
+
+    @dataclasses.dataclass()
+    class FusedAdamFactory(optimizers.OptimizerFactory):  # type: ignore[misc,name-defined]
+        """Adam with ``fused=True``: one kernel updates every parameter."""
+
+        betas: tuple[float, float] = (0.9, 0.999)
+        eps: float = 1e-8
+
+        def create_optimizer(self, named_modules: Any, lr: float) -> torch.optim.Adam:
+            params = {id(p): p for _, m in named_modules for p in m.parameters()}
+            return torch.optim.Adam(
+                list(params.values()), lr=lr, betas=self.betas, eps=self.eps, fused=True
+            )
+
+        @staticmethod
+        def get_type() -> str:
+            return "offrec_fused_adam"
+
+    optimizers.register_optimizer_factory(FusedAdamFactory)
+    return FusedAdamFactory
+
+
 def build_algo(config: RLConfig) -> Any:
     """The (untrained, CPU) d3rlpy algorithm ``config`` describes."""
     from offrec.rl._d3rlpy import d3rlpy_module
@@ -152,6 +215,8 @@ def build_algo(config: RLConfig) -> Any:
             hidden_units=list(config.hidden_units)
         ),
     }
+    if config.fused_adam:
+        common["optim_factory"] = fused_adam_factory_class()()
     if config.algo == "cql":
         common["alpha"] = config.alpha
     elif config.algo == "bcq":

@@ -56,7 +56,7 @@ from offrec.core.atomic import atomic_dir
 from offrec.core.errors import InputError, InputTypeError
 from offrec.core.policy import Head
 from offrec.logs.data import LoggedData
-from offrec.rl.config import RLConfig, build_algo, seeded, threads
+from offrec.rl.config import RLConfig, build_algo, matmul_precision, seeded, threads
 from offrec.rl.dataset import Transitions, to_replay_buffer, to_transitions
 from offrec.rl.policy import QPolicy
 from offrec.rl.sampler import VectorizedReplayBuffer
@@ -218,7 +218,9 @@ def train_rl(
         tic = time.perf_counter()
         for step in range(1, config.n_steps + 1):
             batch = buffer.sample_transition_batch(config.batch_size)
-            for name, value in algo.update(batch).items():
+            with matmul_precision(config.matmul_precision):  # this update only
+                losses = algo.update(batch)
+            for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + value
             if progress is not None and (step % 100 == 0 or step == config.n_steps):
                 progress(step)
