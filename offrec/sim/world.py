@@ -105,6 +105,9 @@ class World:
     (4, 18)
     """
 
+    #: one-session batches take :meth:`_step_one` (False: always the array path)
+    small_batch_path: bool = True
+
     def __init__(self, config: WorldConfig | None = None, seed: SeedLike = 0) -> None:
         self.config = cfg = config or WorldConfig()
         if not isinstance(cfg, WorldConfig):
@@ -128,6 +131,7 @@ class World:
         self.user_obs_profile = np.clip(noisy, -1.0, 2.0).astype(np.float32)
         self._topic_onehot = np.eye(T)[self.item_topic]  # (n_items, T)
         self._user_keys: tuple[np.ndarray, np.ndarray] | None = None
+        self._arange = np.arange(1)
         self._leave_const = cfg.leave_base + cfg.leave_fatigue
         self._leave_slope = cfg.leave_fatigue * cfg.fatigue_decay
         # (n_users, n_items) table of state-free logits when it is small (<= 256 MB)
@@ -240,15 +244,15 @@ class World:
 
     def click_prob(self, batch: SessionBatch, actions: np.ndarray) -> np.ndarray:
         """True click probability of ``actions`` (n,) in the current state, (n,)."""
-        shown = self._topic_onehot[actions]
-        return sigmoid(self._action_logits(batch, actions, shown)[0])
+        return sigmoid(self._action_logits(batch, actions)[0])
 
     def _action_logits(
-        self, batch: SessionBatch, a: np.ndarray, shown: np.ndarray
+        self, batch: SessionBatch, a: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Logits (n,) of items ``a`` and, in session mode, the fatigue (n,) of their topics.
 
-        ``shown`` is the one-hot (n, n_topics) of the items' topics.
+        Few numpy calls (gathers rather than one-hot products): on the one-session batches
+        of the gymnasium env each call costs about a microsecond whatever its size.
         """
         cfg = self.config
         if self._logit_table is not None:
@@ -258,10 +262,26 @@ class World:
             logit = cfg.theta0 + cfg.theta1 * affinity + self.item_quality[a]
         if cfg.horizon == 1:
             return logit, None
-        fatigue = np.add.reduce(batch.fatigue * shown, axis=1)
-        repeat = np.logical_or.reduce(batch.recent == a[:, None], axis=1)
-        logit -= cfg.boredom * fatigue + cfg.repeat_penalty * repeat
-        return logit, fatigue
+        fatigue = batch.fatigue[self._rows(len(a)), self.item_topic[a]]
+        repeat = (batch.recent == a[:, None]).any(axis=1)
+        return self._click_logit(logit, fatigue, repeat), fatigue
+
+    # The two formulas of the session dynamics, written once for arrays and scalars alike.
+    def _click_logit(self, base: Any, fatigue: Any, repeat: Any) -> Any:
+        """``base - boredom * f_topic - repeat_penalty * [item in the repeat window]``."""
+        cfg = self.config
+        return base - (cfg.boredom * fatigue + cfg.repeat_penalty * repeat)
+
+    def _leave_logit(self, fatigue: Any, click: Any) -> Any:
+        """``leave_base + leave_fatigue * (decay * f + 1) - leave_click * click``, with ``f``
+        the shown topic's fatigue before the step."""
+        return self._leave_const + self._leave_slope * fatigue - self.config.leave_click * click
+
+    def _rows(self, n: int) -> np.ndarray:
+        """``np.arange(n)``, cached (a view of the largest one made so far)."""
+        if self._arange.shape[0] < n:
+            self._arange = np.arange(n)
+        return self._arange[:n]
 
     def check_actions(self, actions: np.ndarray, n: int) -> np.ndarray:
         a = np.asarray(actions)
@@ -291,8 +311,10 @@ class World:
         cfg = self.config
         n = batch.user.shape[0]
         a = self.check_actions(actions, n) if validate else actions
-        shown = self._topic_onehot[a]  # (n, n_topics) one-hot of the items' topics
-        logit, fatigue = self._action_logits(batch, a, shown)
+        table = self._logit_table
+        if n == 1 and self.small_batch_path and cfg.horizon > 1 and table is not None:
+            return self._step_one(batch, int(a[0]), rng, table)
+        logit, fatigue = self._action_logits(batch, a)
         q = sigmoid(logit)
         u = rng.random((2, n)) if fatigue is not None else rng.random((1, n))
         reward = (u[0] < q).astype(np.float64)
@@ -301,14 +323,44 @@ class World:
         if fatigue is None:
             return StepResult(reward, q, np.zeros(n, bool), truncated)
         batch.fatigue *= cfg.fatigue_decay
-        batch.fatigue += shown
+        batch.fatigue[self._rows(n), self.item_topic[a]] += 1.0  # the shown item's topic
         batch.recent[:, 1:] = batch.recent[:, :-1]
         batch.recent[:, 0] = a
         batch.last_click = reward
-        # leave logit: leave_base + leave_fatigue * (decay * f + 1) - leave_click * click
-        leave = sigmoid(self._leave_const + self._leave_slope * fatigue - cfg.leave_click * reward)
+        leave = sigmoid(self._leave_logit(fatigue, reward))
         terminated = (u[1] < leave) & ~truncated
         return StepResult(reward, q, terminated, truncated)
+
+    def _step_one(
+        self, batch: SessionBatch, a: int, rng: np.random.Generator, table: np.ndarray
+    ) -> StepResult:
+        """:meth:`step` for a single session (the gymnasium env's case), on Python scalars.
+
+        The same formulas (:meth:`_click_logit`, :meth:`_leave_logit`, ``sigmoid``), the
+        same random draws in the same order and the same state updates as the batch path,
+        hence bitwise the same results; only the per-call overhead of a dozen numpy calls
+        on one-element arrays is gone.
+        """
+        cfg = self.config
+        topic = int(self.item_topic[a])
+        fatigue_row, recent = batch.fatigue[0], batch.recent[0]
+        fatigue = float(fatigue_row[topic])
+        repeat = 1.0 if a in recent.tolist() else 0.0
+        q = sigmoid(self._click_logit(float(table[batch.user[0], a]), fatigue, repeat))
+        u_click, u_leave = rng.random(2).tolist()
+        reward = 1.0 if u_click < q else 0.0
+        batch.step[0] += 1
+        truncated = bool(batch.step[0] >= cfg.horizon)
+        fatigue_row *= cfg.fatigue_decay
+        fatigue_row[topic] += 1.0
+        recent[1:] = recent[:-1]
+        recent[0] = a
+        batch.last_click[0] = reward
+        terminated = bool(u_leave < sigmoid(self._leave_logit(fatigue, reward))) and not truncated
+        return StepResult(
+            np.array([reward]), np.array([q], np.float64), np.array([terminated]),
+            np.array([truncated]),
+        )  # fmt: skip
 
     # -- policies ---------------------------------------------------------------------------
     def policy_dist(self, policy: Policy, batch: SessionBatch, obs: np.ndarray) -> np.ndarray:
