@@ -1,6 +1,12 @@
 """World speed: batch core (bandit and session mode), gymnasium env, bounded memory.
 
 Run: ``.venv/bin/python -m benchmarks.bench_world``
+
+SCOPE-RL's ``RECEnv`` is measured in the same run when ``recgym`` is importable (it is
+not a dependency: put a checkout of github.com/hakuhodo-technologies/scope-rl's
+``recgym`` folder on ``PYTHONPATH``; it needs ``gym`` and scikit-learn). It is stepped
+exactly like offrec's raw env: 100 items, 10 steps per episode, raw class (no
+``gym.make`` wrappers), reset at each episode end.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ def main() -> None:
 
         t = best_time(run)
         rows.append([label, k, k / t, sworld.obs_dim])
+    rows.extend(_recenv_rows())
     print_table("World speed (decisions or steps per second, one process)",
                 ["what", "n", "per second", "obs dim"], rows)  # fmt: skip
 
@@ -82,6 +89,32 @@ OUT = clicks
     base, _ = peak_rss_mb_of("import offrec.sim\nOUT = 0")
     print_table("Memory: 10M bandit decisions simulated in chunks of 1M",
                 ["peak RSS (MB)", "of which imports (MB)"], [[peak, base]])  # fmt: skip
+
+
+def _recenv_rows() -> list[list[object]]:
+    """SCOPE-RL's RECEnv (recgym) stepped like the raw offrec env, if importable."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from recgym import RECEnv
+    except ImportError:
+        print("(recgym not importable: SCOPE-RL's RECEnv not measured)")
+        return []
+    env = RECEnv(n_items=100, step_per_episode=10, random_state=12345)
+    k = 50_000
+
+    def run() -> None:
+        env.reset(seed=0)
+        for i in range(k):
+            out = env.step(i % 100)
+            if out[2] or out[3]:
+                env.reset()
+
+    t = best_time(run)
+    dim = int(np.prod(env.observation_space.shape))
+    return [["SCOPE-RL RECEnv step() (raw, recgym, same run)", k, k / t, dim]]
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ def collect(
     logging_dist: bool = False,
     true_ctr: bool = True,
     progress: Callable[[int], None] | None = None,
+    overlap: bool = True,
 ) -> CollectSummary:
     """Log ``policy`` acting in ``world`` into a Parquet dataset directory ``out``.
 
@@ -75,6 +76,11 @@ def collect(
     row is then marked ``truncated``.
 
     ``progress`` (optional) is called with the number of rows written so far.
+
+    ``overlap`` (default on): a worker thread encodes and compresses cohort ``k`` while
+    cohort ``k + 1`` is simulated, so two cohorts are in memory at most; the simulation
+    and its random stream stay in the calling thread, in order, so the output is the
+    same either way.
     """
     if (n_sessions is None) == (n_decisions is None):
         raise InputError("give exactly one of n_sessions or n_decisions")
@@ -127,7 +133,10 @@ def collect(
                 table = _to_table(traj, schema, session_offset=sessions)
                 if pending is not None:
                     pending.result()
-                pending = pool.submit(files.write, tmp, table)
+                if overlap:
+                    pending = pool.submit(files.write, tmp, table)
+                else:
+                    files.write(tmp, table)
                 rows += table.num_rows
                 sessions += int(traj.session.max()) + 1 if len(traj.session) else 0
                 clicks += int(traj.reward.sum())

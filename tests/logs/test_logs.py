@@ -72,13 +72,15 @@ def test_fast_loggers_same_seed_same_parquet_and_exact_pscores(tmp_path, world, 
     """Several cohorts in flight across part files: same seed, same bytes of content;
     the logged pscores are the dense float64 probabilities of the logged actions."""
     pi = logging_policy(world, kind, beta=2.0, epsilon=0.3, support=list(range(90)))
-    for name in ("a", "b"):
+    for name, overlap in (("a", True), ("b", True), ("c", False)):
         collect(world, pi, out=tmp_path / name, n_decisions=9000, seed=5, chunk_rows=1000,
-                rows_per_file=4000)  # fmt: skip
+                rows_per_file=4000, overlap=overlap)  # fmt: skip
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert files == sorted(p.name for p in (tmp_path / "b").iterdir()) and len(files) == 3
-    for f in files:
-        assert pq.read_table(tmp_path / "a" / f).equals(pq.read_table(tmp_path / "b" / f))
+    assert len(files) == 3
+    for other in ("b", "c"):  # same seed; encoding in a worker thread or not
+        assert files == sorted(p.name for p in (tmp_path / other).iterdir())
+        for f in files:
+            assert pq.read_table(tmp_path / "a" / f).equals(pq.read_table(tmp_path / other / f))
     data = read_logs(tmp_path / "a")
     assert data.n_rows == 9000 and data.action.max() < 90
     # dense float64 head over the same float32 scores, one row at a time apart from batching
