@@ -94,8 +94,7 @@ class Head:
         ``action_dist`` and the pscores its ``sample`` logs are the same numbers.
         """
         if self.kind == "softmax" and np.asarray(scores).dtype == np.float32:
-            parts = _softmax_weights(np.array(scores, np.float32), self.temperature, support)
-            return parts.dense()
+            return _softmax_weights(np.asarray(scores), self.temperature, support).dense()
         s = np.asarray(scores, dtype=np.float64)
         if support is not None:
             s = np.where(support[None, :], s, -np.inf)
@@ -147,8 +146,7 @@ class Head:
         if self.kind == "softmax":
             if s.dtype != np.float32:  # the dense float64 distribution, as apply() gives
                 return sample_from_dist(self.apply(s, support), rng)
-            parts = _softmax_weights(s.copy(), self.temperature, support)
-            return _sample_softmax(parts, rng)
+            return _sample_softmax(_softmax_weights(s, self.temperature, support), rng)
         return self._sample_greedy(s, rng, support)
 
     def _sample_greedy(
@@ -258,67 +256,63 @@ def _block_size(k: int) -> int:
 class _SoftmaxParts:
     """The numbers a softmax head's distribution is made of (see :meth:`Head.sample`).
 
-    e: (n, k) float32 weights; blocks: (n, n_blocks) float32 block sums;
-    z: (n,) float64 sum of the block sums, accumulated block by block.
+    e: (n, n_blocks * block_size) float32 weights, the ``k`` items then zero padding;
+    blocks: (n, n_blocks) float32 block sums; z: (n,) float64 sum of the block sums,
+    accumulated block by block; k: the number of items.
     """
 
     e: np.ndarray
     blocks: np.ndarray
     z: np.ndarray
-
-    @property
-    def block_size(self) -> int:
-        return _block_size(self.e.shape[1])
+    k: int
 
     def within_sums(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """(m, n_blocks) float64 exact-order sums of each block's weights (item by item)."""
-        e = self.e[rows]
-        k, bs = e.shape[1], self.block_size
-        out = np.zeros((e.shape[0], self.blocks.shape[1]))
-        for j in range(bs):
-            cols = np.arange(j, k, bs)
-            out[:, : cols.size] += e[:, cols]
+        """(m, n_blocks) float64 sums of each block's weights, item by item in order."""
+        nb = self.blocks.shape[1]
+        e3 = self.e[rows].reshape(-1, nb, self.e.shape[1] // nb)
+        out = np.zeros(e3.shape[:2])
+        for j in range(e3.shape[2]):
+            out += e3[:, :, j]
         return out
 
     def dense(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """The distribution (m, k) float64: ``(e_a / S_b) * (B_b / Z)`` for ``a`` in block ``b``."""
-        e = self.e[rows].astype(np.float64)
-        k, bs = e.shape[1], self.block_size
-        block_of = np.arange(k) // bs
+        nb = self.blocks.shape[1]
+        bs = self.e.shape[1] // nb
+        e3 = self.e[rows].reshape(-1, nb, bs).astype(np.float64)
         within = self.within_sums(rows)
         share = self.blocks[rows].astype(np.float64) / self.z[rows, None]
         with np.errstate(invalid="ignore", divide="ignore"):
-            e /= within[:, block_of]
-        e[~np.isfinite(e)] = 0.0  # empty blocks (0 / 0)
-        e *= share[:, block_of]
-        return e
+            e3 /= within[:, :, None]
+        e3[~np.isfinite(e3)] = 0.0  # empty blocks (0 / 0)
+        e3 *= share[:, :, None]
+        return e3.reshape(e3.shape[0], -1)[:, : self.k]
 
 
 def _softmax_weights(
-    s: np.ndarray, temperature: float, support: np.ndarray | None
+    scores: np.ndarray, temperature: float, support: np.ndarray | None
 ) -> _SoftmaxParts:
-    """Softmax weights of float32 scores ``s`` (n, k), computed in place in ``s``:
-    ``e = exp((s - max s) / temperature)`` (0 outside ``support``), float32 sums over
-    consecutive blocks of :func:`_block_size` items, and their float64 total."""
-    n, k = s.shape
+    """Softmax weights of float32 ``scores`` (n, k): ``e = exp((s - max s) / temperature)``
+    (0 outside ``support`` and in the padding up to whole blocks of :func:`_block_size`
+    items), float32 block sums and their float64 total. One copy of the scores is made."""
+    n, k = scores.shape
+    bs = _block_size(k)
+    nb = -(-k // bs)
+    s = np.empty((n, nb * bs), np.float32)
+    s[:, :k] = scores
+    s[:, k:] = -np.inf
     if support is not None:
-        s[:, ~support] = -np.inf
+        s[:, :k][:, ~support] = -np.inf
     top = s[np.arange(n), s.argmax(axis=1)]
     s -= top[:, None]
     if temperature != 1.0:
         s *= np.float32(1.0 / temperature)
     np.exp(s, out=s)
-    bs = _block_size(k)
-    nb_full, rest = divmod(k, bs)
-    blocks = np.empty((n, nb_full + (rest > 0)), np.float32)
-    if nb_full:
-        np.einsum("nbj->nb", s[:, : nb_full * bs].reshape(n, nb_full, bs), out=blocks[:, :nb_full])
-    if rest:
-        np.einsum("nj->n", s[:, nb_full * bs :], out=blocks[:, -1])
+    blocks = np.einsum("nbj->nb", s.reshape(n, nb, bs))
     z = blocks[:, 0].astype(np.float64)
-    for b in range(1, blocks.shape[1]):
+    for b in range(1, nb):
         z += blocks[:, b]
-    return _SoftmaxParts(s, blocks, z)
+    return _SoftmaxParts(s, blocks, z, k)
 
 
 def _sample_softmax(
@@ -330,28 +324,26 @@ def _sample_softmax(
     draw probabilities ``(e_a / S_b) * (B_b / Z)``.
 
     Loops run over the blocks and over the items of one block, each step a vector
-    operation over all rows. Rows that float64 rounding would land on a zero weight
-    (a measure-zero edge) are redrawn from their dense distribution.
+    operation over all rows; the chosen blocks are read with one ``take`` of contiguous
+    runs. Rows that float64 rounding would land on a zero weight (a measure-zero edge)
+    are redrawn from their dense distribution.
     """
     e, blocks, z = parts.e, parts.blocks, parts.z
-    n, k = e.shape
-    bs = parts.block_size
+    n, nb = blocks.shape
+    bs = e.shape[1] // nb
     rows = np.arange(n)
     t = rng.random(n) * z
     acc = np.zeros(n)
     before = np.zeros(n)  # mass of the blocks before the chosen one
     block = np.zeros(n, np.int64)
-    for b in range(blocks.shape[1] - 1):
+    for b in range(nb - 1):
         acc += blocks[:, b]
         passed = acc <= t
         block += passed
         np.copyto(before, acc, where=passed)
     chosen = blocks[rows, block].astype(np.float64)
-    # the chosen block's weights, (bs, n) float64 (items past the last one read as 0)
-    idx = (rows * k + block * bs)[:, None] + np.arange(bs)
-    vals = e.reshape(-1)[np.minimum(idx, rows[:, None] * k + (k - 1))].T.astype(np.float64)
-    if k % bs:
-        vals[(block * bs)[None, :] + np.arange(bs)[:, None] >= k] = 0.0
+    # the chosen block's weights, (bs, n) float64
+    vals = np.take(e.reshape(n * nb, bs), rows * nb + block, axis=0).T.astype(np.float64)
     within_sum = np.zeros(n)
     for j in range(bs):
         within_sum += vals[j]
@@ -362,11 +354,11 @@ def _sample_softmax(
     for j in range(bs - 1):
         acc += vals[j]
         item += acc <= r
-    actions = np.minimum(block * bs + item, k - 1)
-    weight = e[rows, actions].astype(np.float64)
+    actions = block * bs + item
+    weight = vals[item, rows]
     with np.errstate(invalid="ignore", divide="ignore"):
         pscores = (weight / within_sum) * (chosen / z)
-    bad = np.flatnonzero(~(weight > 0) | (block * bs + item >= k))
+    bad = np.flatnonzero(~(weight > 0))
     if bad.size:
         dist = parts.dense(bad)
         actions[bad], pscores[bad] = sample_from_dist(dist, rng)
