@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
 
 from offrec.core.errors import InputError, InputTypeError
 from offrec.core.policy import Policy, sample_from_dist
@@ -21,9 +20,11 @@ from offrec.sim.config import WorldConfig
 MAX_TABLE_CELLS = 32_000_000
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Logistic function ``1 / (1 + exp(-x))`` (scipy's ufunc: fast on tiny and large arrays)."""
-    return expit(x)
+def sigmoid(x: Any) -> Any:
+    """Logistic function ``1 / (1 + exp(-x))``, computed as ``exp(-log(1 + exp(-x)))``
+    (numpy's ``logaddexp``: no overflow for any ``x``); arrays or scalars alike. Plain
+    numpy, so simulating does not import scipy (a sixth of a second of start-up)."""
+    return np.exp(-np.logaddexp(0.0, -x))
 
 
 @dataclass
