@@ -1,5 +1,5 @@
-"""Offline RL training speed: d3rlpy's default sampling vs offrec's vectorized sampler,
-and torch's thread count.
+"""Offline RL training speed: d3rlpy's default against offrec's training setup, and
+torch's thread count.
 
 Run: ``.venv/bin/python -m benchmarks.bench_rl`` (add ``--threads`` for the 1-vs-2 thread
 table, ``--threads-only`` for that table alone, ``--steps N`` to change the measured steps
@@ -7,39 +7,24 @@ per configuration).
 
 Data: a softmax-logger log of 100,000 decisions in the default session world
 (``WorldConfig(horizon=10)``: 100 items, context dim 18). Training: batch 256, the
-default ``RLConfig`` network (a (128, 128) MLP), one torch thread unless stated. The configurations are
-measured in interleaved blocks of 50 steps inside one process, so a change of load on
-the (shared) machine hits all of them alike. "sample" is the time to draw a batch of 256
-transitions, "update" the time of ``algo.update(batch)`` (forward, backward, Adam).
+default ``RLConfig`` network (a (128, 128) MLP), one torch thread. Per algorithm, three
+setups:
 
-Measured on the 2-core development machine while other engineers' jobs were running
-(load average 3-4), ``nice .venv/bin/python -m benchmarks.bench_rl --threads``::
+- ``d3rlpy default``: d3rlpy's own ``ReplayBuffer`` sampler, float32 matmuls, d3rlpy's
+  Adam (``RLConfig(matmul_precision="highest", fused_adam=False, sampler="default")``);
+- ``offrec sampler``: the same with offrec's vectorized sampler;
+- ``offrec (default RLConfig)``: the vectorized sampler, bfloat16 matmuls during the
+  update (``matmul_precision="medium"``) and a fused Adam (``fused_adam=True``).
 
-    log -> Transitions (100,000 rows, 16,738 sessions): 0.0013 s
-    d3rlpy ReplayBuffer from the log's episodes: 0.47 s
+The setups are measured in interleaved blocks of 50 steps inside one process, so a
+change of load on the (shared) machine hits all of them alike. "sample" is the time to
+draw a batch of 256 transitions, "update" the time of ``algo.update(batch)`` (forward,
+backward, Adam); steps/s is the number of steps over their total time.
 
-    | algo | sampler | sample ms (median) | update ms (median) | step ms (median) | steps/s |
-    |------|---------|--------------------|--------------------|------------------|---------|
-    |  dqn | default |               7.46 |               6.96 |             14.6 |    69.3 |
-    |  dqn |  offrec |              0.488 |               6.18 |             6.67 |     149 |
-    |  cql | default |               6.93 |               8.61 |             15.5 |    64.4 |
-    |  cql |  offrec |              0.509 |               8.38 |              8.9 |     107 |
-    dqn: offrec's sampler trains 2.15x as many steps/s; cql: 1.65x
-
-    torch threads (offrec sampler; without nice, --threads-only --steps 300)
-    | algo | threads | median ms | p90 ms | p99 ms | max ms | steps/s |
-    |------|---------|-----------|--------|--------|--------|---------|
-    |  dqn |       1 |       7.1 |   12.1 |   17.5 |   25.7 |     129 |
-    |  dqn |       2 |       224 |    232 |    288 |    296 |     4.8 |
-    |  cql |       1 |      9.14 |   11.1 |   23.1 |   47.3 |     108 |
-    |  cql |       2 |       360 |    376 |    432 |    452 |    3.43 |
-
-With two threads and both cores already busy, each step's two OpenMP threads wait for
-each other at every barrier while the scheduler hands their core to other processes:
-the step took 30-40x longer (a standalone 2-thread process: 216 ms median vs 5.5 ms with
-1 thread, same load). Earlier, lighter-load runs showed 2 threads anywhere from slightly
-faster to 10x slower than 1, batch to batch. One thread is steady: offrec trains with
-``RLConfig.n_threads = 1`` by default.
+Two torch threads on this 2-core machine, while other jobs ran, made each step 30-40x
+slower than one (the two OpenMP threads wait for each other at every barrier while the
+scheduler hands their core to other processes): offrec trains with
+``RLConfig.n_threads = 1`` by default (``--threads`` measures it again).
 """
 
 from __future__ import annotations
