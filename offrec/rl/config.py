@@ -179,7 +179,7 @@ def fused_adam_factory_class() -> type:
     optimizers = d3rlpy_module().optimizers
 
     @dataclasses.dataclass()
-    class FusedAdamFactory(optimizers.OptimizerFactory):  # type: ignore[misc,name-defined]
+    class FusedAdamFactory(optimizers.OptimizerFactory):  # type: ignore[name-defined]
         """Adam with ``fused=True``: one kernel updates every parameter."""
 
         betas: tuple[float, float] = (0.9, 0.999)
