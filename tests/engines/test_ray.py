@@ -49,8 +49,11 @@ def test_ray_equals_local_bandit(local_ray: None, logs: dict) -> None:
     local = evaluate(logs["root"] / "b", target, interval="bootstrap", **kw).table
     remote = evaluate(logs["root"] / "b", target, interval="bootstrap", engine="ray", **kw).table
     # stderr is the normal interval's half-width over t: the analytic intervals agree too
-    for col in ("value", "low", "high", "stderr", "ess", "max_weight"):
+    for col in ("value", "stderr", "ess", "max_weight"):
         np.testing.assert_allclose(remote[col], local[col], rtol=1e-9)
+    # bootstrap: the same resamples (keyed by row); float32 block products round ~1e-7
+    for col in ("low", "high"):
+        np.testing.assert_allclose(remote[col], local[col], rtol=1e-6)
 
 
 def test_ray_equals_local_session(local_ray: None, logs: dict) -> None:
@@ -59,8 +62,9 @@ def test_ray_equals_local_session(local_ray: None, logs: dict) -> None:
     kw = dict(estimators=["pdis", "wpdis", "dr"], interval="bootstrap", n_bootstrap=100, seed=1)
     local = evaluate(logs["root"] / "s", target, **kw).table
     remote = evaluate(logs["root"] / "s", target, engine="ray", **kw).table
-    for col in ("value", "low", "high"):
-        np.testing.assert_allclose(remote[col], local[col], rtol=1e-9)
+    np.testing.assert_allclose(remote["value"], local["value"], rtol=1e-9)
+    for col in ("low", "high"):  # float32 bootstrap products: ~1e-7 relative rounding
+        np.testing.assert_allclose(remote[col], local[col], rtol=1e-6)
 
 
 def test_ray_errors_are_one_line(local_ray: None, logs: dict, tmp_path: Path) -> None:

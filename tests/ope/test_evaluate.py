@@ -118,13 +118,15 @@ def test_streamed_equals_in_memory_at_any_batch_size(parquet_log: tuple[Path, Wo
         boot[batch_size] = evaluate(
             path, targets, interval="bootstrap", n_bootstrap=200, batch_size=batch_size, **kw
         ).table
-    for batch_size in (4096, 1000):  # the resamples are keyed by row, not by batch
-        np.testing.assert_allclose(boot[batch_size]["low"], boot[30_000]["low"], rtol=1e-12)
-        np.testing.assert_allclose(boot[batch_size]["high"], boot[30_000]["high"], rtol=1e-12)
+    # the resamples are keyed by row, not by batch: the same intervals up to the float32
+    # rounding of the bootstrap products (~1e-7 relative)
+    for batch_size in (4096, 1000):
+        np.testing.assert_allclose(boot[batch_size]["low"], boot[30_000]["low"], rtol=1e-6)
+        np.testing.assert_allclose(boot[batch_size]["high"], boot[30_000]["high"], rtol=1e-6)
     threads = evaluate(
         path, targets, interval="bootstrap", n_bootstrap=200, batch_size=1000, workers=2, **kw
     ).table
-    np.testing.assert_allclose(threads["low"], boot[30_000]["low"], rtol=1e-12)
+    np.testing.assert_allclose(threads["low"], boot[1000]["low"], rtol=1e-12)  # same batches
 
 
 def test_dr_is_close_to_the_exact_truth(parquet_log: tuple[Path, World]) -> None:
