@@ -139,6 +139,33 @@ class World:
         self._logit_table: np.ndarray | None = None
         if cfg.n_users * cfg.n_items <= MAX_TABLE_CELLS:
             self._logit_table = self._compute_logits(np.arange(cfg.n_users))
+        if cfg.click_probs is not None:
+            self._set_click_table(np.asarray(cfg.click_probs, dtype=np.float64))
+
+    def _set_click_table(self, probs: np.ndarray) -> None:
+        """Bernoulli world: logits from the given ``(n_types, n_items)`` click probabilities.
+
+        The latent model is replaced by an exact embedding of the table: each item its own
+        topic and latent axis (``v_i = e_i``, centroids ``I``, no quality bias), user ``u``
+        of type ``u % n_types`` with observed profile ``probs[type]`` and base logit
+        ``logit(probs[type])`` (``+-inf`` for probabilities 1 and 0, which ``sigmoid`` maps
+        back exactly). The logit table always exists here, so the dynamics below use it.
+        """
+        n_types, n_items = probs.shape
+        self.user_type = np.arange(self.config.n_users, dtype=np.int64) % n_types
+        self.item_topic = np.arange(n_items, dtype=np.int64)
+        self.topic_centroids = np.eye(n_items)
+        self.item_vec = np.eye(n_items)
+        self.item_quality = np.zeros(n_items)
+        self.user_profile = probs[self.user_type]
+        self.user_obs_profile = self.user_profile.astype(np.float32)
+        self._topic_onehot = np.eye(n_items)
+        with np.errstate(divide="ignore"):  # logit; +-inf at 1 and 0
+            logits = np.log(probs) - np.log1p(-probs)
+        self._logit_table = logits[self.user_type]
+        # the latent path's equivalent (finite-clipped); unused while _logit_table exists
+        cfg = self.config
+        self.user_vec = (np.clip(self._logit_table, -40.0, 40.0) - cfg.theta0) / cfg.theta1
 
     # -- basic facts ------------------------------------------------------------------------
     @property
