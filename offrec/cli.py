@@ -243,32 +243,36 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
 
 
 def cmd_train_online(args: argparse.Namespace) -> int:
-    from offrec.core.atomic import atomic_dir
-    from offrec.policies import registry
-    from offrec.policies.online import run_online
-    from offrec.report.training import plot_learning_curves
+    from offrec.report.training import save_online_runs
+    from offrec.rl.online_baseline import compare_online, online_references
 
+    if args.out.exists() and not args.overwrite:  # fail before training, not after
+        raise OutputExistsError(f"output {args.out} already exists; pass --overwrite to replace it")
     world = _world_from_args(args)
-    curves = {}
-    for name in args.learner:
-        if registry.LEARNERS.resolve(name, "--learner") not in registry.BANDIT_LEARNERS:
-            raise InputError(
-                f"--learner must be among {list(registry.BANDIT_LEARNERS)}; got {name!r}"
-            )
-        learner = registry.make_learner(
-            name, world.n_items, world.obs_dim, **_parse_params(args.param)
+    shared: dict[str, Any] = {}  # --param KEY=VALUE: every learner; NAME.KEY=VALUE: one learner
+    scoped: dict[str, dict[str, Any]] = {}
+    for key, value in _parse_params(args.param).items():
+        name, dot, field = key.rpartition(".")
+        (scoped.setdefault(name, {}) if dot else shared)[field] = value
+    params = {n: {**shared, **scoped.pop(n, {})} for n in args.learner}
+    if scoped:
+        raise InputError(
+            f"--param names {sorted(scoped)}, which are not among the --learner values"
         )
-        curves[name] = run_online(world, learner, args.n_steps, args.batch_size, seed=args.seed)
-    import json
-
-    with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
-        (tmp / "curves.json").write_text(json.dumps({k: c.to_dict() for k, c in curves.items()}))
-        plot_learning_curves(curves, tmp / "learning_curves.png")
-    for name, c in curves.items():
-        print(
-            f"{name}: final windowed CTR {c.final_ctr:.4f} ({c.final_ctr / max(c.final_oracle_ctr, 1e-12):.0%} of the myopic oracle)"
-        )
-    print(f"curves and plot written to {args.out}")
+    say = _say(args)
+    runs = compare_online(  # without SB3, PPO/DQN raise MissingDependencyError: one line, exit 2
+        world, args.learner, args.n_steps, params=params, batch_size=args.batch_size,
+        seed=args.seed, eval_every=args.eval_every, eval_sessions=args.eval_sessions,
+        progress=lambda name, t: say(f"{name}: {t:,} interactions"),
+    )  # fmt: skip
+    refs = online_references(world, n_sessions=args.eval_sessions)
+    save_online_runs(runs, args.out, references=refs, overwrite=args.overwrite)
+    for name, run in runs.items():
+        v, se = run.curve.final
+        print(f"{name}: true {run.curve.metric} {v:.4f} ± {se:.4f} after "
+              f"{run.curve.interactions[-1]:,} interactions ({run.curve.seconds:.1f}s)")  # fmt: skip
+    print(", ".join(f"{k} {v:.4f}" for k, v in refs.items()))
+    print(f"curves.json, value_curves.png and models/ written to {args.out}")
     return 0
 
 
@@ -571,19 +575,28 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train_rl)
 
     to = tsub.add_parser(
-        "online", help="run bandit learners online in the world; write learning curves"
-    )
+        "online", help="let bandit learners or SB3 PPO/DQN learn by interacting with the world",
+        description="Train learners online in the simulated world (bandit learners, or PPO / DQN "
+        "from stable-baselines3: pip install 'offrec[sb3]') and measure the true value of the "
+        "policy each would deploy as it learns. Writes curves.json, value_curves.png (all "
+        "learners against interactions, on one figure), learning_curves.png (bandits' windowed "
+        "CTR and regret) and the trained models.",
+    )  # fmt: skip
     to.add_argument("--learner", action="append", required=True,
-                    help=f"learner name (repeatable): {', '.join(BANDIT_LEARNERS)}")  # fmt: skip
+                    help=f"learner (repeatable): {', '.join(BANDIT_LEARNERS)}, ppo, dqn")  # fmt: skip
+    to.add_argument("--param", action="append", metavar="[LEARNER.]KEY=VALUE",
+                    help="learner parameter (repeatable); 'ppo.n_envs=4' sets it for one learner")  # fmt: skip
+    to.add_argument("--n-steps", type=int, default=100_000,
+                    help="interactions (decisions) per learner (default 100k)")  # fmt: skip
     to.add_argument(
-        "--param", action="append", metavar="KEY=VALUE", help="learner parameter (repeatable)"
+        "--batch-size", type=int, default=1000, help="bandits: decisions per update (default 1000)"
     )
-    to.add_argument("--n-steps", type=int, default=100_000, help="decisions (default 100k)")
+    to.add_argument("--eval-every", type=int,
+                    help="interactions between measurements of the true value (default n-steps/10)")  # fmt: skip
+    to.add_argument("--eval-sessions", type=int, default=2000,
+                    help="simulated sessions per measurement in session mode (default 2000)")  # fmt: skip
     to.add_argument(
-        "--batch-size", type=int, default=1000, help="decisions per update (default 1000)"
-    )
-    to.add_argument(
-        "--out", type=Path, required=True, help="folder for curves.json and learning_curves.png"
+        "--out", type=Path, required=True, help="folder for curves.json, the plots and models/"
     )
     to.add_argument("--seed", type=int, default=0)
     to.add_argument("--overwrite", action="store_true")

@@ -17,8 +17,12 @@ oracle is evaluated in the learner's own states (per-step, myopic regret).
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +30,7 @@ import numpy as np
 from offrec.core.errors import InputError, InputTypeError
 from offrec.core.validation import SeedLike, as_seed_sequence, check_scalar
 
-__all__ = ["LearningCurve", "run_online"]
+__all__ = ["LearningCurve", "ValueCurve", "plot_value_curves", "run_online"]
 
 
 @dataclass(eq=False)
@@ -162,6 +166,7 @@ def run_online(
     seed: SeedLike = 0,
     *,
     window: int | None = None,
+    on_round: Callable[[int], None] | None = None,
 ) -> LearningCurve:
     """Run ``learner`` online in ``world`` for ``n_steps`` decisions, ``batch_size`` per round.
 
@@ -175,6 +180,8 @@ def run_online(
         seed: seeds the users, clicks and the learner's sampling (two spawned streams).
         window: decisions in the trailing window of the ``windowed_*`` curves
             (default ``max(batch_size, n_steps // 20)``).
+        on_round: called after each round's update with the number of decisions so far
+            (e.g. to measure the learner's current policy; its time counts in ``seconds``).
 
     Returns:
         a :class:`LearningCurve`.
@@ -224,6 +231,8 @@ def run_online(
         done += m
         decisions[t], clicks[t] = done, res.reward.sum()
         expected[t], oracle[t] = res.click_prob.sum(), best.sum()
+        if on_round is not None:
+            on_round(done)
         keep = ~(res.terminated | res.truncated)
         need = min(batch_size, n_steps - done) - int(keep.sum())
         if keep.all() and need <= 0:
@@ -244,3 +253,119 @@ def run_online(
 
 
 _BATCH_FIELDS = ("user", "step", "fatigue", "recent", "last_click")
+
+
+# -- the true value of a learner's policy against its interactions ---------------------------
+@dataclass(eq=False)
+class ValueCurve:
+    """A learner's *deployable* policy, measured in the world as it learns (shape ``(k,)``).
+
+    One point per measurement: after ``interactions[j]`` live decisions with users, the
+    policy the learner would ship at that moment has true value ``value[j]`` (standard
+    error ``stderr[j]``): the CTR in bandit mode (exact, ``stderr == 0``), expected clicks
+    per session in session mode (Monte-Carlo over held-apart simulated sessions, which
+    are measurement, not interaction). Bandit learners and RL agents share this type so
+    they plot on one axis; :func:`plot_value_curves` draws them.
+
+    Attributes:
+        interactions: int64, decisions taken in the world when each value was measured.
+        value, stderr: float64, the true value and its standard error.
+        metric: ``"CTR"`` or ``"clicks per session"``.
+        seconds: wall time of the whole run (training and measurements).
+        learner: the learner's description (``spec()`` or its config).
+    """
+
+    interactions: np.ndarray
+    value: np.ndarray
+    stderr: np.ndarray
+    metric: str
+    seconds: float = 0.0
+    learner: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.interactions = np.asarray(self.interactions, np.int64)
+        self.value = np.asarray(self.value, np.float64)
+        self.stderr = np.asarray(self.stderr, np.float64)
+        shapes = {a.shape for a in (self.interactions, self.value, self.stderr)}
+        if len(shapes) != 1 or self.interactions.ndim != 1:
+            raise ValueError(
+                "ValueCurve.interactions, value and stderr must be 1-D of one length; got "
+                f"shapes {self.interactions.shape}, {self.value.shape}, {self.stderr.shape}"
+            )
+
+    @property
+    def final(self) -> tuple[float, float]:
+        """``(value, stderr)`` at the last measurement."""
+        return float(self.value[-1]), float(self.stderr[-1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "interactions": self.interactions.tolist(), "value": self.value.tolist(),
+            "stderr": self.stderr.tolist(), "metric": self.metric, "seconds": self.seconds,
+            "learner": self.learner,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValueCurve:
+        return cls(
+            data["interactions"], data["value"], data["stderr"], str(data["metric"]),
+            float(data.get("seconds", 0.0)), dict(data.get("learner", {})),
+        )  # fmt: skip
+def plot_value_curves(
+    curves: dict[str, ValueCurve],
+    path: str | Path,
+    *,
+    points: dict[str, tuple[float, float, float]] | None = None,
+    references: dict[str, float] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Bandits, online RL and offline methods on one axis; write the PNG atomically.
+
+    ``curves`` (learned online) are lines with a band of ±2 standard errors; ``points``
+    (``name -> (interactions, value, stderr)``, e.g. offline methods at the number of
+    logged interactions they were trained on) are markers with ±2 SE bars; ``references``
+    (oracles, the logger) are horizontal lines. x: interactions with users. Returns the path.
+    """
+    if not curves and not points:
+        raise ValueError("plot_value_curves needs at least one curve or point; got none")
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    metrics = {c.metric for c in curves.values()}
+    if len(metrics) > 1:
+        raise ValueError(f"curves must share one metric; got {sorted(metrics)}")
+    metric = metrics.pop() if metrics else "value"
+    path = Path(path)
+    fig = Figure(figsize=(10, 6), layout="constrained")
+    ax = fig.subplots()
+    styles = ["--", ":", "-."]
+    for i, (label, value) in enumerate((references or {}).items()):
+        ax.axhline(value, color=f"{0.15 + 0.2 * (i % 3):.2f}", ls=styles[i % 3], lw=1.3,
+                   label=f"{label} ({value:.3f})")  # fmt: skip
+    for name, c in curves.items():
+        (line,) = ax.plot(c.interactions, c.value, lw=1.8, marker=".", label=name)
+        ax.fill_between(c.interactions, c.value - 2 * c.stderr, c.value + 2 * c.stderr,
+                        color=line.get_color(), alpha=0.15, lw=0)  # fmt: skip
+    markers = ["D", "s", "^", "v", "P"]
+    for i, (name, (x, v, se)) in enumerate((points or {}).items()):
+        ax.errorbar([x], [v], yerr=[2 * se], fmt=markers[i % len(markers)], ms=8, capsize=4,
+                    label=f"{name} (offline, {x:,.0f} logged)")  # fmt: skip
+    ax.set_xlabel("interactions with users (online: live decisions; offline: logged decisions)")
+    ax.set_ylabel(f"true {metric} of the deployable policy")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0"))
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=9)
+    if title:
+        ax.set_title(title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format=path.suffix.lstrip(".") or "png", dpi=120)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

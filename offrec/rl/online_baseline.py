@@ -11,31 +11,47 @@ Optional dependency: ``pip install 'offrec[sb3]'``; the rest of offrec works wit
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from offrec.core.codec import ConfigCodec
-from offrec.core.errors import InputError
+from offrec.core.errors import InputError, OffrecError
 from offrec.core.policy import BasePolicy, Head
 from offrec.core.validation import check_scalar
+from offrec.policies.online import LearningCurve, ValueCurve, run_online
+from offrec.policies.registry import BANDIT_LEARNERS, make_learner
 from offrec.rl.config import threads
 
-__all__ = ["OnlineConfig", "OnlineResult", "SB3Policy", "require_sb3", "train_online"]
+__all__ = [
+    "ONLINE_LEARNERS", "MissingDependencyError", "OnlineConfig", "OnlineResult", "OnlineRun",
+    "SB3Policy", "compare_online", "learn_online", "load_sb3_policy", "online_references",
+    "require_sb3", "save_online_runs", "train_online",
+]  # fmt: skip
 
 ONLINE_ALGOS = ("ppo", "dqn")
+#: everything that learns by interacting with the world: bandit learners and SB3 agents
+ONLINE_LEARNERS = (*BANDIT_LEARNERS, *ONLINE_ALGOS)
+
+
+class MissingDependencyError(OffrecError, ImportError):
+    """An optional dependency is not installed; the message says how to install it (the CLI
+    prints it on one line, exit code 2)."""
 
 
 def require_sb3() -> Any:
-    """Import stable-baselines3, or raise ``ImportError`` saying how to install it."""
+    """Import stable-baselines3, or raise :class:`MissingDependencyError` (an ``ImportError``)
+    saying how to install it."""
     try:
         import stable_baselines3
     except ImportError:
-        raise ImportError(
+        raise MissingDependencyError(
             "the online RL baseline needs stable-baselines3, an optional dependency: "
             "pip install 'offrec[sb3]'"
         ) from None
@@ -118,6 +134,12 @@ class SB3Policy(BasePolicy):
             return Head("softmax").apply(s)
         return self.head.apply(s)
 
+    def save(self, path: str | Path) -> Path:
+        """Write the SB3 model (its own zip format) to ``path``; load with :func:`load_sb3_policy`."""
+        path = Path(path)
+        self.model.save(path)
+        return path if path.suffix == ".zip" else path.with_name(path.name + ".zip")
+
     def spec(self) -> dict[str, Any]:
         algo = "dqn" if self.is_dqn else "ppo"
         return {
@@ -125,6 +147,27 @@ class SB3Policy(BasePolicy):
             "algo": algo,
             "head": None if self.head is None else self.head.to_dict(),
         }
+
+
+def load_sb3_policy(path: str | Path, n_actions: int, head: Head | None = None) -> SB3Policy:
+    """Load a model written by :meth:`SB3Policy.save` (PPO or DQN, told apart by the file).
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` when its action
+    count differs from ``n_actions``.
+    """
+    sb3 = require_sb3()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no SB3 model at {path}")
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    data, _, _ = load_from_zip_file(path, device="cpu", print_system_info=False)
+    algo = sb3.DQN if "exploration_rate" in (data or {}) else sb3.PPO
+    model = algo.load(path, device="cpu")
+    n = int(model.action_space.n)
+    if n != n_actions:
+        raise ValueError(f"SB3 model at {path} has {n} actions; expected n_actions={n_actions}")
+    return SB3Policy(model, n_actions, head)
 
 
 @dataclass
@@ -219,3 +262,184 @@ def train_online(
     return OnlineResult(
         policy, config, np.asarray(steps), np.asarray(values), np.asarray(ses), seconds
     )
+
+
+# -- one entry point for every online learner ------------------------------------------------
+@dataclass
+class OnlineRun:
+    """A learner trained online: the policy it would deploy, and how it got there.
+
+    ``curve`` is the true value of the deployable policy against live interactions
+    (the same for bandits and RL agents); ``bandit_curve`` (bandit learners only) is the
+    in-run record of :func:`offrec.policies.online.run_online` (windowed CTR, regret).
+    """
+
+    learner: str
+    policy: Any
+    curve: ValueCurve
+    bandit_curve: LearningCurve | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"learner": self.learner, "value_curve": self.curve.to_dict()}
+        if self.bandit_curve is not None:
+            out["bandit_curve"] = self.bandit_curve.to_dict()
+        return out
+
+
+def _checkpoints(n_steps: int, eval_every: int | None) -> int:
+    every = eval_every if eval_every is not None else max(1, n_steps // 10)
+    check_scalar(every, "eval_every", int, min=1)
+    return every
+
+
+def learn_online(
+    world: Any,
+    learner: str,
+    n_steps: int,
+    *,
+    params: dict[str, Any] | None = None,
+    batch_size: int = 1000,
+    seed: int = 0,
+    eval_every: int | None = None,
+    eval_sessions: int = 2_000,
+    eval_seed: int = 2024,
+    progress: Callable[[int], None] | None = None,
+) -> OnlineRun:
+    """Let ``learner`` interact with ``world`` for ``n_steps`` decisions; measure it as it learns.
+
+    ``learner`` is a bandit learner name (:data:`offrec.policies.bandits.LEARNERS`,
+    updated every ``batch_size`` decisions by :func:`~offrec.policies.online.run_online`)
+    or ``"ppo"`` / ``"dqn"`` (stable-baselines3, :func:`train_online`; ``batch_size`` is
+    not used, their own batching is in ``params``, the :class:`OnlineConfig` fields).
+    Every ``eval_every`` decisions (default a tenth of ``n_steps``) the deployable policy
+    is measured with :meth:`World.true_value` (``eval_sessions`` sessions, seed
+    ``eval_seed``; exact in bandit mode): bandits' greedy :meth:`exploit` copy, DQN's
+    greedy head, PPO's own stochastic policy.
+
+    Raises:
+        ValueError: an unknown ``learner`` (the message lists the valid ones) or bad sizes.
+        MissingDependencyError: ``"ppo"`` / ``"dqn"`` without stable-baselines3.
+    """
+    if learner not in ONLINE_LEARNERS:
+        raise ValueError(f"online learner must be one of {list(ONLINE_LEARNERS)}; got {learner!r}")
+    check_scalar(n_steps, "n_steps", int, min=1)
+    check_scalar(eval_sessions, "eval_sessions", int, min=2)
+    every = _checkpoints(n_steps, eval_every)
+    params = dict(params or {})
+    metric = "CTR" if world.config.horizon == 1 else "clicks per session"
+    if learner in ONLINE_ALGOS:
+        require_sb3()
+        cfg = OnlineConfig.from_dict({
+            "seed": seed, "eval_every": every, "eval_sessions": eval_sessions,
+            "eval_seed": eval_seed, **params, "algo": learner, "total_timesteps": n_steps,
+        })  # fmt: skip
+        res = train_online(world, cfg, progress)
+        curve = ValueCurve(res.timesteps, res.value, res.stderr, metric, res.seconds,
+                           {"type": "sb3", **cfg.to_dict()})  # fmt: skip
+        return OnlineRun(learner, res.policy, curve)
+
+    bandit = make_learner(learner, world.n_items, world.obs_dim, **params)
+    steps: list[int] = []
+    values: list[float] = []
+    ses: list[float] = []
+    next_eval = [every]
+
+    def measure(done: int) -> None:
+        if done < next_eval[0] and done < n_steps:
+            return
+        est = world.true_value(bandit.exploit(), n_sessions=eval_sessions, seed=eval_seed)
+        steps.append(done)
+        values.append(est.value)
+        ses.append(est.stderr)
+        next_eval[0] = (done // every + 1) * every
+        if progress is not None:
+            progress(done)
+
+    tic = time.perf_counter()
+    run = run_online(world, bandit, n_steps, batch_size, seed=seed, on_round=measure)
+    seconds = time.perf_counter() - tic
+    curve = ValueCurve(np.asarray(steps), np.asarray(values), np.asarray(ses), metric, seconds,
+                       bandit.spec())  # fmt: skip
+    return OnlineRun(learner, bandit.exploit(), curve, run)
+
+
+def compare_online(
+    world: Any,
+    learners: list[str],
+    n_steps: int,
+    *,
+    params: dict[str, dict[str, Any]] | None = None,
+    progress: Callable[[str, int], None] | None = None,
+    **kwargs: Any,
+) -> dict[str, OnlineRun]:
+    """:func:`learn_online` for each name in ``learners`` (same world, budget and seed).
+
+    ``params`` maps a learner name to its parameters; ``kwargs`` go to every run
+    (``batch_size``, ``seed``, ``eval_every``, ``eval_sessions``, ``eval_seed``).
+    ``progress(name, decisions)`` is called at each measurement.
+    """
+    if not learners:
+        raise ValueError("learners must name at least one online learner; got none")
+    dup = sorted({n for n in learners if learners.count(n) > 1})
+    if dup:
+        raise ValueError(f"learners must be distinct; repeated: {dup}")
+    params = params or {}
+    stray = sorted(set(params) - set(learners))
+    if stray:
+        raise ValueError(f"params given for {stray}, which are not among the learners {learners}")
+    runs = {}
+    for name in learners:
+        tick = None if progress is None else (lambda t, n=name: progress(n, t))
+        runs[name] = learn_online(world, name, n_steps, params=params.get(name), progress=tick,
+                                  **kwargs)  # fmt: skip
+    return runs
+
+
+def online_references(world: Any, *, n_sessions: int = 5_000, seed: int = 2024) -> dict[str, float]:
+    """Oracle values to draw beside online curves: the best single item (bandit mode) or the
+    lookahead oracle (session mode), and the myopic oracle."""
+    from offrec.sim import BestItemOracle, LookaheadOracle, MyopicOracle
+
+    refs = {"myopic oracle": world.true_value(MyopicOracle(world), n_sessions=n_sessions,
+                                              seed=seed).value}  # fmt: skip
+    if world.config.horizon == 1:
+        refs["best single item"] = world.true_value(BestItemOracle(world)).value
+    else:
+        refs["lookahead oracle"] = world.true_value(
+            LookaheadOracle(world), n_sessions=n_sessions, seed=seed
+        ).value
+    return refs
+
+
+def save_online_runs(
+    runs: dict[str, OnlineRun],
+    out: str | Path,
+    *,
+    references: dict[str, float] | None = None,
+    overwrite: bool = False,
+    title: str | None = None,
+) -> Path:
+    """Write ``curves.json`` (every run), ``value_curves.png`` (the true value of every
+    learner's deployable policy against interactions, one figure) and, when bandit learners
+    ran, ``learning_curves.png`` (their windowed CTR and regret) to ``out``, atomically."""
+    from offrec._atomic import atomic_dir
+    from offrec.policies.online import plot_value_curves
+    from offrec.report.training import plot_learning_curves
+
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        payload = {"runs": {k: r.to_dict() for k, r in runs.items()}, "references": references}
+        (tmp / "curves.json").write_text(json.dumps(payload))
+        plot_value_curves({k: r.curve for k, r in runs.items()}, tmp / "value_curves.png",
+                          references=references, title=title)  # fmt: skip
+        bandit = {k: r.bandit_curve for k, r in runs.items() if r.bandit_curve is not None}
+        if bandit:
+            plot_learning_curves(bandit, tmp / "learning_curves.png")
+        for name, run in runs.items():  # models/<name>/ (offrec model) or models/<name>.zip (SB3)
+            (tmp / "models").mkdir(exist_ok=True)
+            if isinstance(run.policy, SB3Policy):
+                run.policy.save(tmp / "models" / f"{name}.zip")
+            else:
+                from offrec.models import save_model
+
+                save_model(run.policy, tmp / "models" / name)
+    return Path(out)
