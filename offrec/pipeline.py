@@ -132,6 +132,128 @@ def _models_stage(
     return policies, curves, hits
 
 
+def _online_learners_stage(
+    cfg: PipelineConfig, world: World, cache: Path, say: Progress
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, bool]]:
+    """Learn each ``[[online_learners]]`` entry by interacting with ``world`` (cached).
+
+    Returns policies, their :class:`~offrec.policies.online.ValueCurve` and cache hits.
+    """
+    if not cfg.online_learners:
+        return {}, {}, {}
+    from offrec._atomic import atomic_dir
+    from offrec.models import load_model, save_model
+    from offrec.policies.online import ValueCurve
+    from offrec.rl.online_baseline import SB3Policy, learn_online, load_sb3_policy
+
+    policies: dict[str, Any] = {}
+    curves: dict[str, Any] = {}
+    hits: dict[str, bool] = {}
+    for spec in cfg.online_learners:
+        key = _key("online", cfg.world.to_dict(), cfg.world_seed, asdict(spec), cfg.seed)
+        path = cache / f"online-{_slug(spec.name)}-{key}"
+        hits[spec.name] = path.exists()
+        if not hits[spec.name]:
+            say(f"learning '{spec.name}' online ({spec.learner}, {spec.n_steps:,} interactions)")
+            run = learn_online(
+                world, spec.learner, spec.n_steps, params=spec.params, batch_size=spec.batch_size,
+                seed=cfg.seed, eval_every=spec.eval_every, eval_sessions=spec.eval_sessions,
+            )  # fmt: skip
+            with atomic_dir(path) as tmp:
+                (tmp / "value_curve.json").write_text(json.dumps(run.curve.to_dict()))
+                if isinstance(run.policy, SB3Policy):
+                    run.policy.save(tmp / "model.zip")
+                else:
+                    save_model(run.policy, tmp / "model")
+        else:
+            say(f"online learner '{spec.name}': cached")
+        curves[spec.name] = ValueCurve.from_dict(
+            json.loads((path / "value_curve.json").read_text())
+        )
+        if (path / "model.zip").is_file():
+            policies[spec.name] = load_sb3_policy(path / "model.zip", world.n_items)
+        else:
+            policies[spec.name] = load_model(path / "model", n_actions=world.n_items,
+                                             obs_dim=world.obs_dim)  # fmt: skip
+    return policies, curves, hits
+
+
+def _online_vs_offline(
+    cfg: PipelineConfig,
+    world: World,
+    targets: dict[str, Any],
+    online_curves: dict[str, Any],
+    train_rows: int,
+    plot_path: Path,
+    say: Progress,
+) -> tuple[pd.DataFrame, str, Path]:
+    """What each approach costs in live interaction and what it earns: a table (CTR, clicks
+    per session, session length, with standard errors), a note, and one learning-curve plot
+    (online learners against their interactions; offline ones at the logged rows they used;
+    references as lines)."""
+    from offrec.policies.online import plot_value_curves, session_stats
+
+    say("online vs offline: CTR, clicks per session and session length of every policy")
+    offline = {p.name for p in cfg.policies}
+    rows = []
+    for name, policy in targets.items():
+        st = session_stats(world, policy, n_sessions=cfg.online.n_sessions, seed=cfg.online.seed)
+        if name in online_curves:
+            approach, live, logged = "online", int(online_curves[name].interactions[-1]), 0
+        elif name in offline:
+            approach, live, logged = "offline", 0, train_rows
+        else:
+            approach, live, logged = "reference", 0, 0
+        rows.append({"policy": name, "approach": approach, "live interactions": live,
+                     "logged interactions": logged, **{k: v for k, v in st.items() if k != "exact"}})  # fmt: skip
+    table = pd.DataFrame(rows)
+    metric = "clicks_per_session" if cfg.world.horizon > 1 else "ctr"
+    label = "clicks per session" if cfg.world.horizon > 1 else "CTR"
+    refs = table[table["approach"] == "reference"]
+    best_ref = refs.loc[refs[metric].idxmax()] if len(refs) else None
+    lines = []
+    for d in table[table["approach"] != "reference"].to_dict("records"):
+        cost = (f"{d['live interactions']:,} live interactions with users"
+                if d["approach"] == "online"
+                else f"no live interaction: trained on {d['logged interactions']:,} logged decisions")  # fmt: skip
+        share = (f", {d[metric] / best_ref[metric]:.0%} of the {best_ref['policy']}"
+                 if best_ref is not None and best_ref[metric] > 0 else "")  # fmt: skip
+        lines.append(f"- **{d['policy']}**: costs {cost}; earns "
+                     f"{d[metric]:.3f} ± {d[metric + '_se']:.3f} {label}{share}.")  # fmt: skip
+    note = (
+        "Online learners pay for what they learn with live traffic (their curve shows the "
+        "policy they would deploy after each number of interactions); offline learners use "
+        "only the logger's decisions and pay nothing more before deployment. Values are the "
+        f"simulator's truth over {cfg.online.n_sessions:,} sessions (± one standard error).\n\n"
+        + "\n".join(lines)
+    )
+    points = {
+        n: (train_rows, float(r[metric]), float(r[metric + "_se"]))
+        for n, r in table.set_index("policy").iterrows()
+        if r["approach"] == "offline"
+    }
+    references = {str(r["policy"]): float(r[metric]) for r in refs.to_dict("records")}
+    path = plot_value_curves(
+        online_curves, plot_path, points=points, references=references,
+        title=f"{cfg.name}: true {label} against interactions with users",
+    )  # fmt: skip
+    return table, note, path
+
+
+def _online_vs_offline_section(note: str, plot: Path, table: pd.DataFrame) -> tuple[str, Any]:
+    """The report section of :func:`_online_vs_offline`: the note, the plot, the table."""
+    from offrec.report.render import Plot, Table
+
+    return ("Online vs offline: what each approach costs and earns", [
+        note,
+        Plot(plot, "True value against interactions with users",
+             "Online learners: the policy each would deploy after that many live interactions "
+             "(band: ±2 standard errors). Offline learners: one point at the number of logged "
+             "decisions they were trained on. Lines: the logger and the oracles."),
+        Table(table, caption="True values from the simulator (± one standard error)."),
+    ])  # fmt: skip
+
+
 def _reference(spec: ReferenceSpec, cfg: PipelineConfig, world: World) -> Any:
     head = Head("epsilon_greedy", epsilon=spec.epsilon) if spec.epsilon > 0 else Head()
     if spec.policy == "logger":
@@ -193,6 +315,7 @@ def roles(cfg: PipelineConfig) -> dict[str, str]:
     ``oracle``s (best_item, myopic, lookahead: they know the true click model) or
     ``hand-made`` rules (uniform, softmax, epsilon_greedy)."""
     out = {p.name: "learned" for p in cfg.policies}
+    out.update({o.name: "learned" for o in cfg.online_learners})
     for r in cfg.references:
         kind = {
             "logger": "logger",
@@ -207,6 +330,7 @@ def roles(cfg: PipelineConfig) -> dict[str, str]:
 def _report_stage(
     cfg: PipelineConfig, out: Path, ope: pd.DataFrame, result: Any, truth: dict[str, Any],
     data: LoggedData, train_data: LoggedData, eval_data: LoggedData, curves: dict[str, Any],
+    extra_sections: list[tuple[str, Any]] | None = None,
 ) -> Any:  # fmt: skip
     from offrec.report.build import ReportInput, build_report
 
@@ -221,7 +345,7 @@ def _report_stage(
         value_label="CTR" if mode == "bandit" else "clicks per session", ope=ope, truth=truth,
         roles=roles(cfg), data=data, train_rows=train_data.n_rows, eval_rows=eval_data.n_rows,
         seed=cfg.seed, alpha=cfg.ope.alpha, interval=cfg.ope.interval, holdout=cfg.ope.holdout,
-        curves=curves, paired=paired,
+        curves=curves, paired=paired, extra_sections=tuple(extra_sections or ()),
     ))  # fmt: skip
 
 
@@ -250,11 +374,23 @@ def run_pipeline(
     train_data, eval_data = split_sessions(data, cfg.ope.holdout, seed=cfg.seed)
     split_key = _key(logs_key, cfg.ope.holdout, cfg.seed)
     policies, curves, hits = _models_stage(cfg, train_data, split_key, world, cache, say)
+    online_policies, online_curves, online_hits = _online_learners_stage(cfg, world, cache, say)
+    hits.update(online_hits)
+    policies.update(online_policies)
     targets = {**policies, **{r.name: _reference(r, cfg, world) for r in cfg.references}}
     ope, ope_result = _ope_stage(cfg, eval_data, targets, say)
     truth = _truth_stage(cfg, world, targets, say)
 
-    report = _report_stage(cfg, out, ope, ope_result, truth, data, train_data, eval_data, curves)
+    extra: list[tuple[str, Any]] = []
+    comparison = None
+    if online_curves:
+        comparison, note, path = _online_vs_offline(
+            cfg, world, targets, online_curves, train_data.n_rows, out / "plots" / "online_vs_offline.png", say
+        )  # fmt: skip
+        extra = [_online_vs_offline_section(note, path, comparison)]
+    report = _report_stage(
+        cfg, out, ope, ope_result, truth, data, train_data, eval_data, curves, extra
+    )
     metrics = {
         "pipeline": cfg.name,
         "mode": "bandit" if cfg.world.horizon == 1 else "session",
@@ -265,6 +401,9 @@ def run_pipeline(
         "training_curves": curves,
         "cache": {"logs": logs_hit, "models": hits},
     }
+    if comparison is not None:
+        metrics["online_learners"] = {k: c.to_dict() for k, c in online_curves.items()}
+        metrics["online_vs_offline"] = json.loads(comparison.to_json(orient="records"))
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     table = report.table
     seconds = time.perf_counter() - start

@@ -23,6 +23,11 @@ A pipeline file reads top to bottom like a recipe::
     name = "myopic oracle"
     policy = "myopic"
 
+    [[online_learners]]         # optional: learned by interacting with the world
+    name = "PPO"
+    learner = "ppo"
+    n_steps = 200_000
+
     [ope]                       # how to estimate their values from the log
     estimators = ["ips", "snips", "dr"]
 
@@ -119,6 +124,37 @@ class PolicySpec(ConfigCodec):
 
 
 @dataclass(frozen=True)
+class OnlineLearnerSpec(ConfigCodec):
+    """A policy learned by interacting with the world for ``n_steps`` decisions, not from
+    the log: a bandit learner or ``"ppo"`` / ``"dqn"`` (stable-baselines3), run by
+    :func:`offrec.rl.online_baseline.learn_online` with these arguments."""
+
+    name: str
+    learner: str
+    n_steps: int
+    params: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 1000
+    eval_every: int | None = None
+    eval_sessions: int = 2000
+
+    def __post_init__(self) -> None:
+        from offrec.rl.online_baseline import ONLINE_LEARNERS  # torch: only when used
+
+        where = f"[[online_learners]] '{self.name}'"
+        _typed(self.name, str, "[[online_learners]] name")
+        if self.learner not in ONLINE_LEARNERS:
+            raise InputError(
+                f"{where}: learner must be one of {list(ONLINE_LEARNERS)}; got {self.learner!r}"
+            )
+        _typed(self.params, dict, f"{where} params")
+        for key, low in (("n_steps", 1), ("batch_size", 1), ("eval_sessions", 2)):
+            if _typed(getattr(self, key), int, f"{where} {key}") < low:
+                raise InputError(f"{where} {key} must be >= {low}; got {getattr(self, key)}")
+        if self.eval_every is not None and _typed(self.eval_every, int, f"{where} eval_every") < 1:
+            raise InputError(f"{where} eval_every must be >= 1; got {self.eval_every}")
+
+
+@dataclass(frozen=True)
 class ReferenceSpec(ConfigCodec):
     """A hand-made target: the logger itself, uniform, another logging policy, or an oracle."""
 
@@ -185,18 +221,23 @@ class PipelineConfig:
     description: str = ""
     policies: tuple[PolicySpec, ...] = ()
     references: tuple[ReferenceSpec, ...] = ()
+    online_learners: tuple[OnlineLearnerSpec, ...] = ()
     ope: OPESpec = field(default_factory=OPESpec)
     online: OnlineSpec = field(default_factory=OnlineSpec)
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.policies] + [r.name for r in self.references]
+        names += [o.name for o in self.online_learners]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise InputError(
-                f"policy names must be unique across [[policies]] and [[references]]; repeated: {dup}"
+                "policy names must be unique across [[policies]], [[references]] and "
+                f"[[online_learners]]; repeated: {dup}"
             )
         if not names:
-            raise InputError("a pipeline needs at least one [[policies]] or [[references]] entry")
+            raise InputError(
+                "a pipeline needs at least one [[policies]], [[references]] or [[online_learners]] entry"
+            )
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> PipelineConfig:
@@ -208,6 +249,7 @@ class PipelineConfig:
             "logging",
             "policies",
             "references",
+            "online_learners",
             "ope",
             "online",
         )
@@ -235,6 +277,7 @@ class PipelineConfig:
             logging=build(LoggingSpec, raw["logging"], "[logging]"),
             policies=tuple(build(PolicySpec, p, "[[policies]]") for p in _typed(raw.get("policies", []), list, "policies")),
             references=tuple(build(ReferenceSpec, r, "[[references]]") for r in _typed(raw.get("references", []), list, "references")),
+            online_learners=tuple(build(OnlineLearnerSpec, o, "[[online_learners]]") for o in _typed(raw.get("online_learners", []), list, "online_learners")),
             ope=build(OPESpec, raw.get("ope", {}), "[ope]"),
             online=build(OnlineSpec, raw.get("online", {}), "[online]"),
         )  # fmt: skip

@@ -30,7 +30,7 @@ import numpy as np
 from offrec.core.errors import InputError, InputTypeError
 from offrec.core.validation import SeedLike, as_seed_sequence, check_scalar
 
-__all__ = ["LearningCurve", "ValueCurve", "plot_value_curves", "run_online"]
+__all__ = ["LearningCurve", "ValueCurve", "plot_value_curves", "run_online", "session_stats"]
 
 
 @dataclass(eq=False)
@@ -349,7 +349,7 @@ def plot_value_curves(
     markers = ["D", "s", "^", "v", "P"]
     for i, (name, (x, v, se)) in enumerate((points or {}).items()):
         ax.errorbar([x], [v], yerr=[2 * se], fmt=markers[i % len(markers)], ms=8, capsize=4,
-                    label=f"{name} (offline, {x:,.0f} logged)")  # fmt: skip
+                    label=f"{name} ({x:,.0f} logged decisions)")  # fmt: skip
     ax.set_xlabel("interactions with users (online: live decisions; offline: logged decisions)")
     ax.set_ylabel(f"true {metric} of the deployable policy")
     ax.set_ylim(bottom=0)
@@ -369,3 +369,51 @@ def plot_value_curves(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def session_stats(
+    world: Any, policy: Any, *, n_sessions: int = 20_000, seed: SeedLike = 0,
+    chunk_size: int = 10_000,
+) -> dict[str, float]:  # fmt: skip
+    """CTR, clicks per session and session length of ``policy`` in ``world``, with standard errors.
+
+    Session mode: Monte-Carlo over ``n_sessions`` sessions, drawn exactly as
+    :meth:`World.true_value` draws them (same ``seed``, same chunks), so
+    ``clicks_per_session`` *is* ``true_value(policy).value``. Per session ``j``: expected
+    clicks ``C_j = sum_t q_t`` and length ``L_j``; ``CTR = mean(C) / mean(L)`` with the
+    delta-method standard error ``sd(C - CTR * L) / (mean(L) sqrt(n))``.
+    Bandit mode: the exact CTR, one decision per session, standard errors 0.
+
+    Returns keys ``ctr``, ``clicks_per_session``, ``session_length`` (each with a ``_se``
+    twin), ``n_sessions`` and ``exact``.
+    """
+    from offrec._validation import as_generator
+
+    if world.config.horizon == 1:
+        v = world.true_value(policy).value
+        return {
+            "ctr": v, "ctr_se": 0.0, "clicks_per_session": v, "clicks_per_session_se": 0.0,
+            "session_length": 1.0, "session_length_se": 0.0, "n_sessions": world.config.n_users,
+            "exact": True,
+        }  # fmt: skip
+    check_scalar(n_sessions, "n_sessions", int, min=2)
+    rng = as_generator(seed)
+    clicks, lengths = [], []
+    for start in range(0, n_sessions, chunk_size):
+        n = min(chunk_size, n_sessions - start)
+        traj = world.run_sessions(policy, n, rng)
+        clicks.append(np.bincount(traj.session, weights=traj.click_prob, minlength=n))
+        lengths.append(np.bincount(traj.session, minlength=n).astype(np.float64))
+    c, length = np.concatenate(clicks), np.concatenate(lengths)
+    n = c.size
+    ctr = float(c.mean() / length.mean())
+    return {
+        "ctr": ctr,
+        "ctr_se": float((c - ctr * length).std(ddof=1) / (length.mean() * np.sqrt(n))),
+        "clicks_per_session": float(c.mean()),
+        "clicks_per_session_se": float(c.std(ddof=1) / np.sqrt(n)),
+        "session_length": float(length.mean()),
+        "session_length_se": float(length.std(ddof=1) / np.sqrt(n)),
+        "n_sessions": n,
+        "exact": False,
+    }

@@ -61,6 +61,8 @@ class ReportInput:
         paired: ``paired(a, b, estimator) -> (diff, low, high)``, the OPE's paired
             difference (:meth:`offrec.ope.OPEResult.compare`); None: the comparisons are
             approximated as independent, and the report says so.
+        extra_sections: ``(title, body)`` sections placed after the decision (e.g. the
+            online-vs-offline comparison of a pipeline with online learners).
     """
 
     name: str
@@ -79,6 +81,7 @@ class ReportInput:
     holdout: float = 0.0
     curves: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     paired: Paired | None = None
+    extra_sections: tuple[tuple[str, Body], ...] = ()
 
 
 @dataclass
@@ -231,6 +234,7 @@ def build_report(out: str | Path, inp: ReportInput) -> ReportOutput:
     )
     sections: list[tuple[str, Body]] = [
         ("Decision", _decision_blocks(decision, level)),
+        *inp.extra_sections,
         ("Can these estimates be trusted?", _trust_blocks(trust, table, clash, inp)),
         ("Results: off-policy estimates vs true online value", [
             Table(main, caption="One row per policy and estimator; the truth comes from running "
