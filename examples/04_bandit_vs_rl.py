@@ -29,13 +29,13 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True,
          out: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
     say = print if verbose else (lambda *a, **k: None)
     torch.set_num_threads(1)
-    n_steps = 6_000 if small else 120_000
+    n_steps = 6_000 if small else 100_000
     n_eval = 500 if small else 5_000
     world = World(WorldConfig(horizon=10), seed=0)
     runs = compare_online(
         world, ["epsilon_greedy", "linucb", "ppo"], n_steps, seed=seed,
         params={"linucb": {"alpha": 0.5}, "epsilon_greedy": {"epsilon": 0.05}},
-        eval_every=n_steps // 6, eval_sessions=n_eval,
+        eval_every=n_steps // 5, eval_sessions=n_eval,
     )  # fmt: skip
     rows = []
     for name, run in runs.items():

@@ -403,7 +403,7 @@ def run_pipeline(
     }
     if comparison is not None:
         metrics["online_learners"] = {k: c.to_dict() for k, c in online_curves.items()}
-        metrics["online_vs_offline"] = json.loads(comparison.to_json(orient="records"))
+        metrics["online_vs_offline"] = comparison.to_dict("records")  # exact floats
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     table = report.table
     seconds = time.perf_counter() - start
