@@ -228,7 +228,7 @@ def _online_vs_offline(
         + "\n".join(lines)
     )
     points = {
-        n: (train_rows, float(r[metric]), float(r[metric + "_se"]))
+        str(n): (float(train_rows), float(r[metric]), float(r[metric + "_se"]))
         for n, r in table.set_index("policy").iterrows()
         if r["approach"] == "offline"
     }
