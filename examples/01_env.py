@@ -22,7 +22,7 @@ import numpy as np
 from gymnasium.utils.env_checker import check_env
 
 import offrec.sim  # noqa: F401  (registers offrec/Recommender-v0)
-from offrec.policies.base import UniformPolicy
+from offrec.policies import UniformPolicy
 
 
 def main(small: bool = False, seed: int = 0, verbose: bool = True) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 
-from offrec.policies.base import UniformPolicy
+from offrec.policies import UniformPolicy
 from offrec.rl.online_baseline import SB3Policy, require_sb3
 from offrec.sim import MyopicOracle  # importing offrec.sim registers offrec/Recommender-v0
 

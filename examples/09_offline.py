@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from offrec.logs import collect, read_logs
-from offrec.ope.sequential import evaluate_sequential
+from offrec.ope import evaluate
 from offrec.pipeline import split_sessions
 from offrec.policies.loggers import logging_policy
 from offrec.rl import RLConfig, train_rl
@@ -54,7 +54,8 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True,
 
     # 3. estimate off-policy, from the held-out logged sessions only
     targets = {"logger": logger, "CQL": cql}
-    est = evaluate_sequential(held_out, targets, ["pdis", "wpdis"], seed=seed)
+    ope = evaluate(held_out, targets, estimators=["pdis", "wpdis"], interval="normal", seed=seed)
+    est = ope.table[["policy", "estimator", "value", "low", "high"]].copy()
 
     # 4. check online: the simulator's truth
     truth = {n: world.true_value(p, n_sessions=n_truth, seed=seed + 1) for n, p in targets.items()}
@@ -62,11 +63,7 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True,
     est["truth_se"] = est["policy"].map(lambda n: truth[n].stderr)
     est["covered"] = (est["low"] <= est["truth"]) & (est["truth"] <= est["high"])
     say("\nclicks per session: off-policy estimates (95% interval) vs the truth")
-    say(
-        est.drop(columns="interval_method").to_string(
-            index=False, float_format=lambda v: f"{v:.3f}"
-        )
-    )
+    say(est.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     gain = truth["CQL"].value - truth["logger"].value
     se = float(np.hypot(truth["CQL"].stderr, truth["logger"].stderr))
     say(f"\nCQL vs the logger, online: {gain:+.3f} ± {se:.3f} clicks per session")

@@ -141,7 +141,7 @@ def _online_learners_stage(
     """
     if not cfg.online_learners:
         return {}, {}, {}
-    from offrec._atomic import atomic_dir
+    from offrec.core.atomic import atomic_dir
     from offrec.models import load_model, save_model
     from offrec.policies.online import ValueCurve
     from offrec.rl.online_baseline import SB3Policy, learn_online, load_sb3_policy

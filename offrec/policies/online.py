@@ -288,7 +288,7 @@ class ValueCurve:
         self.stderr = np.asarray(self.stderr, np.float64)
         shapes = {a.shape for a in (self.interactions, self.value, self.stderr)}
         if len(shapes) != 1 or self.interactions.ndim != 1:
-            raise ValueError(
+            raise InputError(
                 "ValueCurve.interactions, value and stderr must be 1-D of one length; got "
                 f"shapes {self.interactions.shape}, {self.value.shape}, {self.stderr.shape}"
             )
@@ -327,13 +327,13 @@ def plot_value_curves(
     (oracles, the logger) are horizontal lines. x: interactions with users. Returns the path.
     """
     if not curves and not points:
-        raise ValueError("plot_value_curves needs at least one curve or point; got none")
+        raise InputError("plot_value_curves needs at least one curve or point; got none")
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
     metrics = {c.metric for c in curves.values()}
     if len(metrics) > 1:
-        raise ValueError(f"curves must share one metric; got {sorted(metrics)}")
+        raise InputError(f"curves must share one metric; got {sorted(metrics)}")
     metric = metrics.pop() if metrics else "value"
     path = Path(path)
     fig = Figure(figsize=(10, 6), layout="constrained")
@@ -387,7 +387,7 @@ def session_stats(
     Returns keys ``ctr``, ``clicks_per_session``, ``session_length`` (each with a ``_se``
     twin), ``n_sessions`` and ``exact``.
     """
-    from offrec._validation import as_generator
+    from offrec.core.validation import as_generator
 
     if world.config.horizon == 1:
         v = world.true_value(policy).value

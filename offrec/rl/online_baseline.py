@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from offrec.core.codec import ConfigCodec
-from offrec.core.errors import InputError, OffrecError
+from offrec.core.errors import InputError, MissingInputError, OffrecError
 from offrec.core.policy import BasePolicy, Head
 from offrec.core.validation import check_scalar
 from offrec.policies.online import LearningCurve, ValueCurve, run_online
@@ -152,13 +152,13 @@ class SB3Policy(BasePolicy):
 def load_sb3_policy(path: str | Path, n_actions: int, head: Head | None = None) -> SB3Policy:
     """Load a model written by :meth:`SB3Policy.save` (PPO or DQN, told apart by the file).
 
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` when its action
+    Raises ``MissingInputError`` for a missing file and ``InputError`` when its action
     count differs from ``n_actions``.
     """
     sb3 = require_sb3()
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no SB3 model at {path}")
+        raise MissingInputError(f"no SB3 model at {path}")
     from stable_baselines3.common.save_util import load_from_zip_file
 
     data, _, _ = load_from_zip_file(path, device="cpu", print_system_info=False)
@@ -166,7 +166,7 @@ def load_sb3_policy(path: str | Path, n_actions: int, head: Head | None = None) 
     model = algo.load(path, device="cpu")
     n = int(model.action_space.n)
     if n != n_actions:
-        raise ValueError(f"SB3 model at {path} has {n} actions; expected n_actions={n_actions}")
+        raise InputError(f"SB3 model at {path} has {n} actions; expected n_actions={n_actions}")
     return SB3Policy(model, n_actions, head)
 
 
@@ -321,7 +321,7 @@ def learn_online(
         MissingDependencyError: ``"ppo"`` / ``"dqn"`` without stable-baselines3.
     """
     if learner not in ONLINE_LEARNERS:
-        raise ValueError(f"online learner must be one of {list(ONLINE_LEARNERS)}; got {learner!r}")
+        raise InputError(f"online learner must be one of {list(ONLINE_LEARNERS)}; got {learner!r}")
     check_scalar(n_steps, "n_steps", int, min=1)
     check_scalar(eval_sessions, "eval_sessions", int, min=2)
     every = _checkpoints(n_steps, eval_every)
@@ -379,14 +379,14 @@ def compare_online(
     ``progress(name, decisions)`` is called at each measurement.
     """
     if not learners:
-        raise ValueError("learners must name at least one online learner; got none")
+        raise InputError("learners must name at least one online learner; got none")
     dup = sorted({n for n in learners if learners.count(n) > 1})
     if dup:
-        raise ValueError(f"learners must be distinct; repeated: {dup}")
+        raise InputError(f"learners must be distinct; repeated: {dup}")
     params = params or {}
     stray = sorted(set(params) - set(learners))
     if stray:
-        raise ValueError(f"params given for {stray}, which are not among the learners {learners}")
+        raise InputError(f"params given for {stray}, which are not among the learners {learners}")
     runs = {}
     for name in learners:
         tick = None if progress is None else (lambda t, n=name: progress(n, t))
@@ -422,7 +422,7 @@ def save_online_runs(
     """Write ``curves.json`` (every run), ``value_curves.png`` (the true value of every
     learner's deployable policy against interactions, one figure) and, when bandit learners
     ran, ``learning_curves.png`` (their windowed CTR and regret) to ``out``, atomically."""
-    from offrec._atomic import atomic_dir
+    from offrec.core.atomic import atomic_dir
     from offrec.policies.online import plot_value_curves
     from offrec.report.training import plot_learning_curves
 

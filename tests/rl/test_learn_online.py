@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from offrec.cli import main
-from offrec.policies.base import UniformPolicy
+from offrec.policies import UniformPolicy
 from offrec.policies.online import ValueCurve, session_stats
 from offrec.rl.online_baseline import (
     MissingDependencyError,

@@ -8,7 +8,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from scipy.special import expit, logit
 
-from offrec.policies.base import UniformPolicy
+from offrec.policies import UniformPolicy
 from offrec.sim import BestItemOracle, MyopicOracle, World, WorldConfig
 
 P3 = [0.2, 0.5, 0.7]
