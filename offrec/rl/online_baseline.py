@@ -439,7 +439,7 @@ def save_online_runs(
             if isinstance(run.policy, SB3Policy):
                 run.policy.save(tmp / "models" / f"{name}.zip")
             else:
-                from offrec.models import save_model
+                from offrec.policies.persist import save_policy
 
-                save_model(run.policy, tmp / "models" / name)
+                save_policy(run.policy, tmp / "models" / name)
     return Path(out)
