@@ -21,7 +21,8 @@ import pandas as pd
 import torch
 
 from offrec.policies.online import session_stats
-from offrec.rl.online_baseline import compare_online, online_references, save_online_runs
+from offrec.report.training import save_online_runs
+from offrec.rl.online_baseline import compare_online, online_references
 from offrec.sim import World, WorldConfig
 
 

@@ -191,7 +191,8 @@ def _online_vs_offline(
     per session, session length, with standard errors), a note, and one learning-curve plot
     (online learners against their interactions; offline ones at the logged rows they used;
     references as lines)."""
-    from offrec.policies.online import plot_value_curves, session_stats
+    from offrec.policies.online import session_stats
+    from offrec.report.training import plot_value_curves
 
     say("online vs offline: CTR, clicks per session and session length of every policy")
     offline = {p.name for p in cfg.policies}

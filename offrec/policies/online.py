@@ -17,12 +17,9 @@ oracle is evaluated in the learner's own states (per-step, myopic regret).
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +27,7 @@ import numpy as np
 from offrec.core.errors import InputError, InputTypeError
 from offrec.core.validation import SeedLike, as_seed_sequence, check_scalar
 
-__all__ = ["LearningCurve", "ValueCurve", "plot_value_curves", "run_online", "session_stats"]
+__all__ = ["LearningCurve", "ValueCurve", "run_online", "session_stats"]
 
 
 @dataclass(eq=False)
@@ -265,7 +262,7 @@ class ValueCurve:
     error ``stderr[j]``): the CTR in bandit mode (exact, ``stderr == 0``), expected clicks
     per session in session mode (Monte-Carlo over held-apart simulated sessions, which
     are measurement, not interaction). Bandit learners and RL agents share this type so
-    they plot on one axis; :func:`plot_value_curves` draws them.
+    they plot on one axis; :func:`offrec.report.training.plot_value_curves` draws them.
 
     Attributes:
         interactions: int64, decisions taken in the world when each value was measured.
@@ -311,64 +308,6 @@ class ValueCurve:
             data["interactions"], data["value"], data["stderr"], str(data["metric"]),
             float(data.get("seconds", 0.0)), dict(data.get("learner", {})),
         )  # fmt: skip
-def plot_value_curves(
-    curves: dict[str, ValueCurve],
-    path: str | Path,
-    *,
-    points: dict[str, tuple[float, float, float]] | None = None,
-    references: dict[str, float] | None = None,
-    title: str | None = None,
-) -> Path:
-    """Bandits, online RL and offline methods on one axis; write the PNG atomically.
-
-    ``curves`` (learned online) are lines with a band of ±2 standard errors; ``points``
-    (``name -> (interactions, value, stderr)``, e.g. offline methods at the number of
-    logged interactions they were trained on) are markers with ±2 SE bars; ``references``
-    (oracles, the logger) are horizontal lines. x: interactions with users. Returns the path.
-    """
-    if not curves and not points:
-        raise InputError("plot_value_curves needs at least one curve or point; got none")
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
-
-    metrics = {c.metric for c in curves.values()}
-    if len(metrics) > 1:
-        raise InputError(f"curves must share one metric; got {sorted(metrics)}")
-    metric = metrics.pop() if metrics else "value"
-    path = Path(path)
-    fig = Figure(figsize=(10, 6), layout="constrained")
-    ax = fig.subplots()
-    styles = ["--", ":", "-."]
-    for i, (label, value) in enumerate((references or {}).items()):
-        ax.axhline(value, color=f"{0.15 + 0.2 * (i % 3):.2f}", ls=styles[i % 3], lw=1.3,
-                   label=f"{label} ({value:.3f})")  # fmt: skip
-    for name, c in curves.items():
-        (line,) = ax.plot(c.interactions, c.value, lw=1.8, marker=".", label=name)
-        ax.fill_between(c.interactions, c.value - 2 * c.stderr, c.value + 2 * c.stderr,
-                        color=line.get_color(), alpha=0.15, lw=0)  # fmt: skip
-    markers = ["D", "s", "^", "v", "P"]
-    for i, (name, (x, v, se)) in enumerate((points or {}).items()):
-        ax.errorbar([x], [v], yerr=[2 * se], fmt=markers[i % len(markers)], ms=8, capsize=4,
-                    label=f"{name} ({x:,.0f} logged decisions)")  # fmt: skip
-    ax.set_xlabel("interactions with users (online: live decisions; offline: logged decisions)")
-    ax.set_ylabel(f"true {metric} of the deployable policy")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0"))
-    handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=9)
-    if title:
-        ax.set_title(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=path.suffix.lstrip(".") or "png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def session_stats(

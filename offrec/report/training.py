@@ -20,10 +20,11 @@ from matplotlib.ticker import FuncFormatter
 from offrec.core.errors import InputError
 
 if TYPE_CHECKING:  # type names only: plotting must not import torch / d3rlpy
-    from offrec.policies.online import LearningCurve
+    from offrec.policies.online import LearningCurve, ValueCurve
+    from offrec.rl.online_baseline import OnlineRun
     from offrec.rl.train import TrainingCurve, TrainResult
 
-__all__ = ["plot_learning_curves", "plot_training_curve"]
+__all__ = ["plot_learning_curves", "plot_training_curve", "plot_value_curves", "save_online_runs"]
 
 
 def _save(fig: Figure, path: str | Path, *, dpi: int) -> Path:
@@ -141,3 +142,84 @@ def plot_learning_curves(
     if title:
         fig.suptitle(title)
     return _save(fig, path, dpi=120)
+
+
+def plot_value_curves(
+    curves: dict[str, ValueCurve],
+    path: str | Path,
+    *,
+    points: dict[str, tuple[float, float, float]] | None = None,
+    references: dict[str, float] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Bandits, online RL and offline methods on one axis; write the PNG atomically.
+
+    ``curves`` (learned online) are lines with a band of ±2 standard errors; ``points``
+    (``name -> (interactions, value, stderr)``, e.g. offline methods at the number of
+    logged interactions they were trained on) are markers with ±2 SE bars; ``references``
+    (oracles, the logger) are horizontal lines. x: interactions with users. Returns the path.
+    """
+    if not curves and not points:
+        raise InputError("plot_value_curves needs at least one curve or point; got none")
+    metrics = {c.metric for c in curves.values()}
+    if len(metrics) > 1:
+        raise InputError(f"curves must share one metric; got {sorted(metrics)}")
+    metric = metrics.pop() if metrics else "value"
+    fig = Figure(figsize=(10, 6), layout="constrained")
+    ax = fig.subplots()
+    styles = ["--", ":", "-."]
+    for i, (label, value) in enumerate((references or {}).items()):
+        ax.axhline(value, color=f"{0.15 + 0.2 * (i % 3):.2f}", ls=styles[i % 3], lw=1.3,
+                   label=f"{label} ({value:.3f})")  # fmt: skip
+    for name, c in curves.items():
+        (line,) = ax.plot(c.interactions, c.value, lw=1.8, marker=".", label=name)
+        ax.fill_between(c.interactions, c.value - 2 * c.stderr, c.value + 2 * c.stderr,
+                        color=line.get_color(), alpha=0.15, lw=0)  # fmt: skip
+    markers = ["D", "s", "^", "v", "P"]
+    for i, (name, (x, v, se)) in enumerate((points or {}).items()):
+        ax.errorbar([x], [v], yerr=[2 * se], fmt=markers[i % len(markers)], ms=8, capsize=4,
+                    label=f"{name} ({x:,.0f} logged decisions)")  # fmt: skip
+    ax.set_xlabel("interactions with users (online: live decisions; offline: logged decisions)")
+    ax.set_ylabel(f"true {metric} of the deployable policy")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0"))
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=9)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path, dpi=120)
+
+
+def save_online_runs(
+    runs: dict[str, OnlineRun],
+    out: str | Path,
+    *,
+    references: dict[str, float] | None = None,
+    overwrite: bool = False,
+    title: str | None = None,
+) -> Path:
+    """Write ``curves.json`` (every run), ``value_curves.png`` (the true value of every
+    learner's deployable policy against interactions, one figure) and, when bandit learners
+    ran, ``learning_curves.png`` (their windowed CTR and regret) to ``out``, atomically."""
+    import json
+
+    from offrec.core.atomic import atomic_dir
+    from offrec.policies.persist import save_policy
+    from offrec.rl.online_baseline import SB3Policy
+
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        payload = {"runs": {k: r.to_dict() for k, r in runs.items()}, "references": references}
+        (tmp / "curves.json").write_text(json.dumps(payload))
+        plot_value_curves({k: r.curve for k, r in runs.items()}, tmp / "value_curves.png",
+                          references=references, title=title)  # fmt: skip
+        bandit = {k: r.bandit_curve for k, r in runs.items() if r.bandit_curve is not None}
+        if bandit:
+            plot_learning_curves(bandit, tmp / "learning_curves.png")
+        for name, run in runs.items():  # models/<name>/ (offrec model) or models/<name>.zip (SB3)
+            (tmp / "models").mkdir(exist_ok=True)
+            if isinstance(run.policy, SB3Policy):
+                run.policy.save(tmp / "models" / f"{name}.zip")
+            else:
+                save_policy(run.policy, tmp / "models" / name)
+    return Path(out)

@@ -11,7 +11,6 @@ Optional dependency: ``pip install 'offrec[sb3]'``; the rest of offrec works wit
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,13 +25,13 @@ from offrec.core.errors import InputError, MissingInputError, OffrecError
 from offrec.core.policy import BasePolicy, Head
 from offrec.core.validation import check_scalar
 from offrec.policies.online import LearningCurve, ValueCurve, run_online
-from offrec.policies.registry import BANDIT_LEARNERS, make_learner
+from offrec.policies.registry import BANDIT_LEARNERS, LEARNERS, make_learner
 from offrec.rl.config import threads
 
 __all__ = [
     "ONLINE_LEARNERS", "MissingDependencyError", "OnlineConfig", "OnlineResult", "OnlineRun",
     "SB3Policy", "compare_online", "learn_online", "load_sb3_policy", "online_references",
-    "require_sb3", "save_online_runs", "train_online",
+    "require_sb3", "train_online",
 ]  # fmt: skip
 
 ONLINE_ALGOS = ("ppo", "dqn")
@@ -320,6 +319,8 @@ def learn_online(
         ValueError: an unknown ``learner`` (the message lists the valid ones) or bad sizes.
         MissingDependencyError: ``"ppo"`` / ``"dqn"`` without stable-baselines3.
     """
+    if learner in LEARNERS.aliases:  # a deprecated bandit name, e.g. "thompson": warns
+        learner = LEARNERS.resolve(learner)
     if learner not in ONLINE_LEARNERS:
         raise InputError(f"online learner must be one of {list(ONLINE_LEARNERS)}; got {learner!r}")
     check_scalar(n_steps, "n_steps", int, min=1)
@@ -409,37 +410,3 @@ def online_references(world: Any, *, n_sessions: int = 5_000, seed: int = 2024) 
             LookaheadOracle(world), n_sessions=n_sessions, seed=seed
         ).value
     return refs
-
-
-def save_online_runs(
-    runs: dict[str, OnlineRun],
-    out: str | Path,
-    *,
-    references: dict[str, float] | None = None,
-    overwrite: bool = False,
-    title: str | None = None,
-) -> Path:
-    """Write ``curves.json`` (every run), ``value_curves.png`` (the true value of every
-    learner's deployable policy against interactions, one figure) and, when bandit learners
-    ran, ``learning_curves.png`` (their windowed CTR and regret) to ``out``, atomically."""
-    from offrec.core.atomic import atomic_dir
-    from offrec.policies.online import plot_value_curves
-    from offrec.report.training import plot_learning_curves
-
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        payload = {"runs": {k: r.to_dict() for k, r in runs.items()}, "references": references}
-        (tmp / "curves.json").write_text(json.dumps(payload))
-        plot_value_curves({k: r.curve for k, r in runs.items()}, tmp / "value_curves.png",
-                          references=references, title=title)  # fmt: skip
-        bandit = {k: r.bandit_curve for k, r in runs.items() if r.bandit_curve is not None}
-        if bandit:
-            plot_learning_curves(bandit, tmp / "learning_curves.png")
-        for name, run in runs.items():  # models/<name>/ (offrec model) or models/<name>.zip (SB3)
-            (tmp / "models").mkdir(exist_ok=True)
-            if isinstance(run.policy, SB3Policy):
-                run.policy.save(tmp / "models" / f"{name}.zip")
-            else:
-                from offrec.policies.persist import save_policy
-
-                save_policy(run.policy, tmp / "models" / name)
-    return Path(out)
