@@ -145,3 +145,14 @@ def test_gym_env_on_a_bernoulli_world():
     assert np.allclose(obs[:3], P3)  # the observed profile is the type's row
     _, _, _, _, info = env.step(1)
     assert info["click_prob"] == pytest.approx(0.5, abs=1e-12)
+
+
+def test_env_single_session_path_keeps_zero_and_one_exact():
+    env = gym.make("offrec/Recommender-v0", config=WorldConfig.bernoulli([0.0, 1.0], horizon=50))
+    env.reset(seed=3)
+    for t in range(20):  # boredom and repeats never move a probability of 0 or 1
+        item = t % 2
+        _, reward, terminated, truncated, info = env.step(item)
+        assert info["click_prob"] == float(item) and reward == float(item)
+        if terminated or truncated:
+            env.reset(seed=t)
