@@ -20,13 +20,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from offrec.core.atomic import atomic_write_text
-from offrec.core.errors import InputError
+from offrec.core.atomic import (
+    atomic_dir,
+    atomic_write_text,
+    owned_dir,
+    read_manifest,
+    record_in_manifest,
+    verify_manifest,
+    write_manifest,
+)  # fmt: skip
+from offrec.core.errors import InputError, OutputExistsError
 from offrec.core.policy import Head
 from offrec.logs import collect, read_logs
 from offrec.logs.data import LoggedData
-from offrec.pipeline_config import PipelineConfig, ReferenceSpec
-from offrec.policies.loggers import LOGGER_KINDS, logging_policy
+from offrec.pipeline_config import RL_LEARNERS as RL_ALGOS
+from offrec.pipeline_config import PipelineConfig, PolicySpec, ReferenceSpec
+from offrec.policies.loggers import LOGGER_KINDS, logging_policy, logging_policy_kwargs
 from offrec.sim import BestItemOracle, LookaheadOracle, MyopicOracle, World
 from offrec.training import train_policy
 
@@ -51,6 +60,59 @@ class PipelineResult:
     cache_hits: dict[str, bool]
     seconds: float
 
+    def text(self) -> str:
+        """The main table, the selection line and where the report is (what ``offrec run`` prints)."""
+        cols = ["policy", "estimator", "value", "low", "high", "truth", "rel_error"]
+        table = self.table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}")
+        sel = ", ".join(
+            f"{s['estimator']}: spearman {s['spearman']:.2f}" for s in self.metrics["selection"]
+        )
+        return (
+            f"{table}\n\noff-policy selection: {sel}\nreport: {self.out / 'report.html'} "
+            f"(and report.md, metrics.json) in {self.seconds:.0f}s"
+        )
+
+
+# ------------------------------------------------------------------------------ cache
+def _cached(path: Path, key_config: Any, say: Progress, what: str, fresh: bool) -> bool:
+    """True when the cached stage at ``path`` can be served: it exists, was made from
+    ``key_config``, and every file matches its manifest checksum. A corrupt or swapped
+    stage is reported (a logged warning, shown by the CLI) and removed to be recomputed."""
+    if not path.exists():
+        return False
+    problems = [] if not fresh else ["--fresh: cache ignored"]
+    if not problems:
+        problems = verify_manifest(path)
+    if not problems:
+        stored = read_manifest(path).get("config")
+        if stored != json.loads(json.dumps(key_config, sort_keys=True, default=str)):
+            problems = [f"{path.name}: made from another configuration"]
+    if not problems:
+        return True
+    if not fresh:
+        log.warning(
+            "%s: cached stage is corrupt or swapped (%s); recomputing",
+            what,
+            "; ".join(problems[:3]),
+        )
+    _discard(path)
+    return False
+
+
+def _discard(path: Path) -> None:
+    import shutil
+    import uuid
+
+    trash = path.parent / f".{path.name}.stale-{uuid.uuid4().hex[:8]}"
+    path.rename(trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _seal(path: Path, key_config: Any, kind: str) -> None:
+    """Rewrite the stage's manifest with SHA-256 checksums of its files and its config."""
+    write_manifest(path, kind=kind, checksums=True,
+                   extra={"config": json.loads(json.dumps(key_config, sort_keys=True, default=str))})  # fmt: skip
+
 
 def split_sessions(data: LoggedData, holdout: float, seed: int) -> tuple[LoggedData, LoggedData]:
     """Split a log by session: ``(train, eval)`` with about ``holdout`` of the sessions in
@@ -68,18 +130,20 @@ def split_sessions(data: LoggedData, holdout: float, seed: int) -> tuple[LoggedD
 
 # ------------------------------------------------------------------------------ stages
 def _logs_stage(
-    cfg: PipelineConfig, world: World, cache: Path, say: Progress
+    cfg: PipelineConfig, world: World, cache: Path, say: Progress, fresh: bool = False
 ) -> tuple[LoggedData, str, bool]:
     spec = asdict(cfg.logging)
-    key = _key("logs", cfg.world.to_dict(), cfg.world_seed, spec, cfg.seed)
+    key_config = ["logs", cfg.world.to_dict(), cfg.world_seed, spec, cfg.seed]
+    key = _key(*key_config)
     path = cache / f"logs-{key}"
-    hit = path.exists()
+    hit = _cached(path, key_config, say, "logs", fresh)
     if not hit:
         say(f"simulating logs ({cfg.logging.policy} logger)")
         collect(
             world, _logger(cfg, world), out=path, n_decisions=cfg.logging.n_decisions,
             n_sessions=cfg.logging.n_sessions, seed=cfg.seed,
         )  # fmt: skip
+        _seal(path, key_config, "dataset")
     else:
         say(f"logs: cached ({path.name})")
     return read_logs(path), key, hit
@@ -87,15 +151,21 @@ def _logs_stage(
 
 def _logger(cfg: PipelineConfig, world: World) -> Any:
     lg = cfg.logging
-    kw: dict[str, Any] = {"support": None if lg.support is None else list(lg.support)}
-    if lg.policy != "uniform":
-        kw.update(noise=lg.noise, model_seed=lg.model_seed)
-        kw.update({"beta": lg.beta} if lg.policy == "softmax" else {"epsilon": lg.epsilon})
+    kw = logging_policy_kwargs(
+        lg.policy, strict=False, beta=lg.beta, epsilon=lg.epsilon, noise=lg.noise,
+        model_seed=lg.model_seed, support=None if lg.support is None else list(lg.support),
+    )  # fmt: skip
     return logging_policy(world, lg.policy, **kw)
 
 
 def _models_stage(
-    cfg: PipelineConfig, data: LoggedData, logs_key: str, world: World, cache: Path, say: Progress
+    cfg: PipelineConfig,
+    data: LoggedData,
+    logs_key: str,
+    world: World,
+    cache: Path,
+    say: Progress,
+    fresh: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, bool]]:
     from offrec.models import load_model, save_model
     from offrec.recommend import write_world
@@ -104,10 +174,11 @@ def _models_stage(
     curves: dict[str, Any] = {}
     hits: dict[str, bool] = {}
     for spec in cfg.policies:
-        key = _key("model", logs_key, asdict(spec), cfg.seed)
+        key_config = ["model", logs_key, asdict(spec), cfg.seed]
+        key = _key(*key_config)
         path = cache / f"model-{_slug(spec.name)}-{key}"
         curve_path = path / "training_curve.json"
-        if path.exists():
+        if _cached(path, key_config, say, f"model '{spec.name}'", fresh):
             say(f"model '{spec.name}': cached")
             policies[spec.name] = load_model(
                 path, n_actions=data.n_actions, obs_dim=data.context_dim
@@ -120,6 +191,11 @@ def _models_stage(
             continue
         say(f"training '{spec.name}' ({spec.learner})")
         t = time.perf_counter()
+        if spec.is_rl:  # a clear error before d3rlpy allocates an absurd network
+            from offrec.rl.config import RLConfig
+
+            rl_cfg = RLConfig.from_dict({"seed": cfg.seed, **spec.params, "algo": spec.learner})
+            check_network_size(rl_cfg, data.context_dim, data.n_actions)
         policy, curve = train_policy(spec, data, world, cfg.seed)
         log.info("trained %s in %.1fs", spec.name, time.perf_counter() - t)
         save_model(policy, path)
@@ -127,6 +203,7 @@ def _models_stage(
         if curve is not None:
             atomic_write_text(curve_path, json.dumps(curve))
             curves[spec.name] = curve
+        _seal(path, key_config, "model")
         policies[spec.name] = policy
         hits[spec.name] = False
     return policies, curves, hits
@@ -141,7 +218,6 @@ def _online_learners_stage(
     """
     if not cfg.online_learners:
         return {}, {}, {}
-    from offrec.core.atomic import atomic_dir
     from offrec.models import load_model, save_model
     from offrec.policies.online import ValueCurve
     from offrec.rl.online_baseline import SB3Policy, learn_online, load_sb3_policy
@@ -255,17 +331,201 @@ def _online_vs_offline_section(note: str, plot: Path, table: pd.DataFrame) -> tu
     ])  # fmt: skip
 
 
+# ------------------------------------------------------------------------------ one-off training
+@dataclass(frozen=True)
+class TrainSummary:
+    """What :func:`train_and_save` / :func:`train_rl_and_save` did."""
+
+    n_rows: int
+    n_steps: int = 0
+    steps_per_second: float = 0.0
+    eval_value: float | None = None
+    eval_stderr: float = 0.0
+    value_label: str = "CTR"
+
+
+def _read_for_training(logs: str | Path, repair: str | None) -> LoggedData:
+    return read_logs(logs, repair=repair)
+
+
+def _training_source(logs: str | Path, repair: str | None) -> Any:
+    """The log to train on: streamed (:func:`~offrec.logs.scan.open_log`, every batch
+    validated) after the duplicate-row rule of :func:`~offrec.logs.read_logs`; with
+    ``repair="drop"`` the log is read into memory without its duplicated rows."""
+    from offrec.logs.reader import _dup_message, duplicate_rows_on_disk
+    from offrec.logs.scan import open_log
+
+    if repair is not None:
+        return _read_for_training(logs, repair)
+    source = open_log(logs)
+    dup = duplicate_rows_on_disk(logs)
+    if dup is not None and dup.size:
+        raise InputError(f"{_dup_message(dup)}; pass repair='drop' to keep the first of each")
+    return source
+
+
+def train_and_save(
+    logs: str | Path, learner: str, out: str | Path, *, params: dict[str, Any] | None = None,
+    head: Head | None = None, seed: int = 0, repair: str | None = None, overwrite: bool = False,
+    engine: str = "local", progress: Callable[[int], None] | None = None,
+) -> TrainSummary:  # fmt: skip
+    """Train a bandit or offline ``learner`` on the log at ``logs`` (through
+    :func:`offrec.training.train_policy`: streamed on ``engine``) and save it, with the
+    log's world when simulated, to the model folder ``out``.
+
+    ``params`` are checked against the learner's parameters first (an unknown key lists
+    the valid ones); RL algorithms go through :func:`train_rl_and_save`. Duplicated log
+    rows are an error unless ``repair="drop"`` (the reader's rule)."""
+    from offrec.models import save_model
+    from offrec.pipeline_config import OFFLINE_TRAINABLE, check_params
+    from offrec.recommend import write_world
+
+    if learner not in OFFLINE_TRAINABLE:
+        hint = "; RL algorithms train with train_rl_and_save" if learner in RL_ALGOS else ""
+        raise InputError(f"learner must be one of {list(OFFLINE_TRAINABLE)}; got {learner!r}{hint}")
+    params = dict(params or {})
+    check_params(learner, params)
+    source = _training_source(logs, repair)
+    spec = PolicySpec(name=learner, learner=learner, params=params,
+                      head=(head or Head()).to_dict())  # fmt: skip
+    world = world_of_metadata(source.metadata)
+    policy, _ = train_policy(spec, source, world, seed, engine=engine, progress=progress)
+    save_model(policy, out, overwrite=overwrite)
+    if world is not None:
+        write_world(out, world)
+    label = (
+        "CTR"
+        if (source.metadata.get("reward_domain") or {}).get("kind", "binary") == "binary"
+        else "mean reward"
+    )
+    return TrainSummary(n_rows=source.n_rows, value_label=label)
+
+
+def train_rl_and_save(
+    logs: str | Path, algo: str, out: str | Path, *, params: dict[str, Any] | None = None,
+    seed: int = 0, evaluate: bool = False, repair: str | None = None, overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> TrainSummary:  # fmt: skip
+    """Train an offline RL ``algo`` on a session log and save it to ``out``; with
+    ``evaluate`` the true online value is measured during training (the log must be
+    simulated) and the last measurement returned."""
+    from offrec.pipeline_config import check_params
+    from offrec.recommend import write_world
+    from offrec.rl.config import RLConfig
+    from offrec.rl.train import train_rl
+
+    params = dict(params or {})
+    check_params(algo, params)
+    cfg = RLConfig.from_dict({"seed": seed, **params, "algo": algo})
+    data = _read_for_training(logs, repair)
+    check_network_size(cfg, data.context_dim, data.n_actions)
+    world = world_of_log(data)
+    if evaluate and world is None:
+        raise InputError(
+            "evaluate=True needs a simulated log (its world config is in the metadata)"
+        )
+    result = train_rl(data, cfg, world=world if evaluate else None, progress=progress)
+    from offrec.report.training import plot_training_curve
+
+    result.save(out, overwrite=overwrite, plot=plot_training_curve)  # weights, config, curve
+    if world is not None:
+        write_world(out, world)
+    curve = result.curve
+    last = (
+        (float(curve.eval_value[-1]), float(curve.eval_stderr[-1]))
+        if len(curve.eval_value)
+        else None
+    )
+    label = data.value_label if world is None or world.config.horizon == 1 else "clicks per session"
+    return TrainSummary(
+        n_rows=data.n_rows, n_steps=cfg.n_steps, steps_per_second=result.steps_per_second,
+        eval_value=None if last is None else last[0], eval_stderr=0.0 if last is None else last[1],
+        value_label=label,
+    )  # fmt: skip
+
+
+def check_network_size(cfg: Any, obs_dim: int, n_actions: int, limit: int | None = None) -> None:
+    """Raise ``InputError`` before d3rlpy allocates a Q-network that cannot fit: the MLP
+    ``obs_dim -> hidden_units... -> n_actions`` has ``sum(w_i * w_(i+1))`` weights, held
+    as float32 four times per critic (weights, target copy, two Adam moments), plus one
+    batch of activations. ``limit`` defaults to half the physical memory."""
+    from offrec.core.atomic import format_bytes
+    from offrec.sim.limits import MEMORY_SHARE, physical_memory
+
+    widths = [int(obs_dim), *map(int, cfg.hidden_units), int(n_actions)]
+    weights = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    need = 4 * (4 * weights * int(cfg.n_critics) + int(cfg.batch_size) * sum(widths))
+    limit = int(MEMORY_SHARE * physical_memory()) if limit is None else limit
+    if need > limit:
+        raise InputError(
+            f"hidden_units={list(cfg.hidden_units)} is too large: the Q-network would need about "
+            f"{format_bytes(need)} of memory (limit {format_bytes(limit)})"
+        )
+
+
+def world_of_log(data: LoggedData) -> World | None:
+    """The simulated world a log was collected in (from its metadata), or None."""
+    return world_of_metadata(data.metadata)
+
+
+def world_of_metadata(meta: dict[str, Any]) -> World | None:
+    """The simulated world of a log's metadata (``world_config``, ``world_seed``), or None."""
+    from offrec.sim import WorldConfig
+
+    cfg = meta.get("world_config")
+    if cfg is None:
+        return None
+    return World(WorldConfig.from_dict(cfg), seed=meta.get("world_seed") or 0)
+
+
+def run_online_study(
+    world: World, learners: list[str], out: str | Path, *, params: dict[str, Any] | None = None,
+    n_steps: int = 100_000, batch_size: int = 1000, seed: int = 0,
+    eval_every: int | None = None, eval_sessions: int = 2000, overwrite: bool = False,
+    progress: Callable[[str, int], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, float]]:  # fmt: skip
+    """Let each learner (bandit learners, or SB3 ``ppo`` / ``dqn``) learn by interacting
+    with ``world``, measuring the true value of the policy it would deploy, and write
+    ``curves.json``, the plots and the models to ``out`` (atomically).
+
+    ``params``: ``KEY`` applies to every learner, ``LEARNER.KEY`` to one. The output is
+    checked (exists without ``overwrite``) before any training. Returns the runs by name
+    and the reference values (logger, oracles)."""
+    from offrec.core.atomic import check_output_path
+    from offrec.report.training import save_online_runs
+    from offrec.rl.online_baseline import compare_online, online_references
+
+    if Path(out).exists() and not overwrite:  # fail before training, not after
+        raise OutputExistsError(f"output {out} already exists; pass overwrite=True to replace it")
+    check_output_path(out)
+    shared: dict[str, Any] = {}
+    scoped: dict[str, dict[str, Any]] = {}
+    for key, value in (params or {}).items():
+        name, dot, field = key.rpartition(".")
+        (scoped.setdefault(name, {}) if dot else shared)[field] = value
+    per_learner = {n: {**shared, **scoped.pop(n, {})} for n in learners}
+    if scoped:
+        raise InputError(
+            f"params name {sorted(scoped)}, which are not among the learners {learners}"
+        )
+    runs = compare_online(
+        world, learners, n_steps, params=per_learner, batch_size=batch_size, seed=seed,
+        eval_every=eval_every, eval_sessions=eval_sessions, progress=progress,
+    )  # fmt: skip
+    refs = online_references(world, n_sessions=eval_sessions)
+    save_online_runs(runs, out, references=refs, overwrite=overwrite)
+    return runs, refs
+
+
 def _reference(spec: ReferenceSpec, cfg: PipelineConfig, world: World) -> Any:
     head = Head("epsilon_greedy", epsilon=spec.epsilon) if spec.epsilon > 0 else Head()
     if spec.policy == "logger":
         return _logger(cfg, world)
     if spec.policy in LOGGER_KINDS:
-        kw: dict[str, Any] = {}
-        if spec.policy != "uniform":
-            kw = {"noise": spec.noise, "model_seed": cfg.logging.model_seed}
-            kw.update(
-                {"beta": spec.beta} if spec.policy == "softmax" else {"epsilon": spec.epsilon}
-            )
+        kw = logging_policy_kwargs(
+            spec.policy, strict=False, noise=spec.noise, model_seed=cfg.logging.model_seed,
+            beta=spec.beta, epsilon=spec.epsilon,
+        )  # fmt: skip
         return logging_policy(world, spec.policy, **kw)
     if spec.policy == "best_item":
         return BestItemOracle(world, head)
@@ -357,24 +617,38 @@ def run_pipeline(
     *,
     seed: int | None = None,
     progress: Progress | None = None,
+    fresh: bool = False,
 ) -> PipelineResult:
     """Run ``config`` (a :class:`PipelineConfig` or a TOML path) and write its report to
-    ``out`` (default ``runs/<name>``). ``seed`` overrides the pipeline's seed."""
+    ``out`` (default ``runs/<name>``). ``seed`` overrides the pipeline's seed.
+
+    The whole configuration is validated before any stage runs (every name; all
+    problems in one error). ``out`` is locked for the run and must be a folder offrec
+    made (or new). Cached stages are served only when their manifest's checksums and
+    configuration match; ``fresh`` recomputes every stage."""
     cfg = config if isinstance(config, PipelineConfig) else PipelineConfig.from_file(config)
+    cfg.validate()
     if seed is not None:
         cfg = PipelineConfig(**{**cfg.__dict__, "seed": seed})
     out = Path(out) if out is not None else Path("runs") / _slug(cfg.name)
+    with owned_dir(out, kind="run"):
+        return _run(cfg, out, progress, fresh)
+
+
+def _run(cfg: PipelineConfig, out: Path, progress: Progress | None, fresh: bool) -> PipelineResult:
     say = progress or (lambda msg: log.info(msg))
     start = time.perf_counter()
     cache = out / "cache"
-    cache.mkdir(parents=True, exist_ok=True)
+    if not cache.is_dir():
+        cache.mkdir()
+        record_in_manifest(cache)
     atomic_write_text(out / "pipeline.resolved.json", cfg.to_json())
 
     world = World(cfg.world, seed=cfg.world_seed)
-    data, logs_key, logs_hit = _logs_stage(cfg, world, cache, say)
+    data, logs_key, logs_hit = _logs_stage(cfg, world, cache, say, fresh)
     train_data, eval_data = split_sessions(data, cfg.ope.holdout, seed=cfg.seed)
     split_key = _key(logs_key, cfg.ope.holdout, cfg.seed)
-    policies, curves, hits = _models_stage(cfg, train_data, split_key, world, cache, say)
+    policies, curves, hits = _models_stage(cfg, train_data, split_key, world, cache, say, fresh)
     online_policies, online_curves, online_hits = _online_learners_stage(cfg, world, cache, say)
     hits.update(online_hits)
     policies.update(online_policies)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,51 @@ LEARNERS = BANDIT_LEARNERS + OFFLINE_LEARNERS + RL_LEARNERS
 LOGGERS = LOGGER_KINDS
 #: hand-made targets: the logger itself, a logging policy of its own, or an oracle
 REFERENCES = ("logger", *LOGGER_KINDS, "best_item", "myopic", "lookahead")
+OFFLINE_TRAINABLE = OFFLINE_LEARNERS + BANDIT_LEARNERS  # `offrec train bandit`
+
+
+def learner_params(learner: str) -> list[str]:
+    """The parameter names ``learner`` accepts in ``params`` (``--param``)."""
+    import inspect
+
+    if learner in RL_LEARNERS:
+        from offrec.rl.config import RLConfig
+
+        return [f.name for f in fields(RLConfig) if f.name != "algo"]
+    cls = policy_registry.LEARNERS[policy_registry.LEARNERS.resolve(learner)]
+    skip = {"self", "n_actions", "context_dim", "head"}
+    if learner in OFFLINE_LEARNERS:
+        skip.add("seed")  # the training seed
+    sig = inspect.signature(cls.__init__)
+    return [n for n, p in sig.parameters.items() if n not in skip and p.kind != p.VAR_KEYWORD]
+
+
+def check_params(learner: str, params: dict[str, Any], where: str = "params") -> None:
+    """Raise ``InputError`` naming the unknown keys of ``params`` and listing the valid ones."""
+    if learner in policy_registry.LEARNERS.aliases:
+        learner = policy_registry.LEARNERS.resolve(learner)
+    if learner not in LEARNERS:
+        raise InputError(f"learner must be one of {list(LEARNERS)}; got {learner!r}")
+    valid = learner_params(learner)
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise InputError(
+            f"{where}: unknown parameter(s) {unknown} for learner {learner!r}; valid: "
+            f"{', '.join(valid) or '(none)'}"
+        )
+
+
+def check_head(head: dict[str, Any], where: str) -> None:
+    """Raise ``InputError`` when ``head`` does not build a :class:`~offrec.core.policy.Head`."""
+    from offrec.core.policy import Head
+
+    try:
+        Head(**head)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where} head {head!r}: {str(exc).splitlines()[0]}") from None
+
+
+REFERENCES = ("logger", "uniform", "softmax", "epsilon_greedy", "best_item", "myopic", "lookahead")
 
 
 def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
@@ -265,22 +310,70 @@ class PipelineConfig:
         world = dict(raw.get("world", {}))
         world_seed = _typed(world.pop("seed", 0), int, "[world] seed")
 
-        def build(cls_: type[ConfigCodec], data: Any, where: str) -> Any:
-            return cls_.from_dict(data, where=where)
+        problems: list[str] = []
 
-        return cls(
-            name=_typed(raw.get("name", "pipeline"), str, "name"),
-            seed=_typed(raw.get("seed", 0), int, "seed"),
-            description=_typed(raw.get("description", ""), str, "description"),
-            world=WorldConfig.from_dict(world),
-            world_seed=world_seed,
-            logging=build(LoggingSpec, raw["logging"], "[logging]"),
-            policies=tuple(build(PolicySpec, p, "[[policies]]") for p in _typed(raw.get("policies", []), list, "policies")),
-            references=tuple(build(ReferenceSpec, r, "[[references]]") for r in _typed(raw.get("references", []), list, "references")),
-            online_learners=tuple(build(OnlineLearnerSpec, o, "[[online_learners]]") for o in _typed(raw.get("online_learners", []), list, "online_learners")),
-            ope=build(OPESpec, raw.get("ope", {}), "[ope]"),
-            online=build(OnlineSpec, raw.get("online", {}), "[online]"),
-        )  # fmt: skip
+        def build(cls_: type[ConfigCodec], data: Any, where: str) -> Any:
+            try:
+                return cls_.from_dict(data, where=where)
+            except InputError as exc:
+                problems.append(str(exc))
+                return None
+
+        def attempt(fn: Any, *a: Any) -> Any:
+            try:
+                return fn(*a)
+            except InputError as exc:
+                problems.append(str(exc))
+                return None
+
+        name = attempt(_typed, raw.get("name", "pipeline"), str, "name")
+        seed = attempt(_typed, raw.get("seed", 0), int, "seed")
+        description = attempt(_typed, raw.get("description", ""), str, "description")
+        world_cfg = attempt(WorldConfig.from_dict, world)
+        logging_spec = build(LoggingSpec, raw["logging"], "[logging]")
+        policies = [
+            build(PolicySpec, p, "[[policies]]")
+            for p in attempt(_typed, raw.get("policies", []), list, "policies") or []
+        ]
+        references = [
+            build(ReferenceSpec, r, "[[references]]")
+            for r in attempt(_typed, raw.get("references", []), list, "references") or []
+        ]
+        online_learners = [
+            build(OnlineLearnerSpec, o, "[[online_learners]]")
+            for o in attempt(_typed, raw.get("online_learners", []), list, "online_learners") or []
+        ]
+        ope = build(OPESpec, raw.get("ope", {}), "[ope]")
+        online = build(OnlineSpec, raw.get("online", {}), "[online]")
+        if world_cfg is not None:
+            problems += _name_problems(world_cfg, [p for p in policies if p], ope)
+        if problems:
+            raise InputError(_joined(problems))
+        cfg = attempt(
+            lambda: cls(
+                name=name,
+                seed=seed,
+                description=description,
+                world=world_cfg,
+                world_seed=world_seed,
+                logging=logging_spec,
+                policies=tuple(policies),
+                references=tuple(references),
+                online_learners=tuple(online_learners),
+                ope=ope,
+                online=online,
+            )
+        )
+        if problems:
+            raise InputError(_joined(problems))
+        return cfg
+
+    def validate(self) -> None:
+        """Check every name (estimators, interval, reward model, learners and their params,
+        heads) against the registries; raise one ``InputError`` listing all problems."""
+        problems = _name_problems(self.world, list(self.policies), self.ope)
+        if problems:
+            raise InputError(_joined(problems))
 
     @classmethod
     def from_file(cls, path: str | Path) -> PipelineConfig:
@@ -301,3 +394,46 @@ class PipelineConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=list)
+
+
+def _joined(problems: list[str]) -> str:
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problems in the pipeline: " + " | ".join(problems)
+
+
+def _name_problems(
+    world: WorldConfig, policies: list[PolicySpec], ope: OPESpec | None
+) -> list[str]:
+    """Every unknown name in a pipeline, checked against the owning package's registry."""
+    problems: list[str] = []
+    for spec in policies:
+        where = f"[[policies]] '{spec.name}'"
+        try:
+            check_params(spec.learner, spec.params, f"{where} params")
+        except InputError as exc:
+            problems.append(str(exc))
+        try:
+            check_head(spec.head, where)
+        except InputError as exc:
+            problems.append(str(exc))
+    if ope is None:
+        return problems
+    from offrec.ope.estimators import ESTIMATORS
+    from offrec.ope.evaluate import SESSION_ESTIMATORS
+    from offrec.ope.intervals import METHODS
+    from offrec.reward import KINDS
+
+    session = world.horizon > 1
+    valid = list(SESSION_ESTIMATORS if session else ESTIMATORS)
+    mode = "session mode (horizon > 1)" if session else "bandit mode (horizon 1)"
+    bad = [e for e in ope.estimators if e not in valid]
+    if bad:
+        problems.append(f"[ope] estimators {bad} do not apply in {mode}; valid: {', '.join(valid)}")
+    if ope.interval not in METHODS:
+        problems.append(f"[ope] interval must be one of {list(METHODS)}; got {ope.interval!r}")
+    if ope.reward_model not in KINDS:
+        problems.append(
+            f"[ope] reward_model must be one of {list(KINDS)}; got {ope.reward_model!r}"
+        )
+    return problems

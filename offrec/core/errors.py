@@ -12,7 +12,9 @@ Each class also derives from the built-in exception a Python user would expect, 
     ├── InputError(ValueError)            a value breaks a rule (names field, rule, value)
     │   └── InputTypeError(TypeError)     a value has the wrong type
     ├── MissingInputError(FileNotFoundError)   an input file or folder is not there
-    └── OutputExistsError(FileExistsError)     the output exists and may not be replaced
+    ├── OutputExistsError(FileExistsError)     the output exists and may not be replaced
+    ├── OutputBusyError(BlockingIOError)       another process is writing the same output
+    └── NoSpaceError(OSError)                  the write would not fit on the disk
 """
 
 from __future__ import annotations
@@ -36,3 +38,11 @@ class MissingInputError(OffrecError, FileNotFoundError):
 
 class OutputExistsError(OffrecError, FileExistsError):
     """The output exists and the caller did not allow replacing it."""
+
+
+class OutputBusyError(OffrecError, BlockingIOError):
+    """Another process is writing the same output (it holds the output's lock)."""
+
+
+class NoSpaceError(OffrecError, OSError):
+    """The estimated size of a write does not fit in the free disk space."""

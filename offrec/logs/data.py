@@ -30,6 +30,10 @@ class LoggedData:
         true_ctr: optional (n,) float64, the true click probability of the logged action
             (simulated data only).
         metadata: dict of file metadata (world config, logging policy spec, seed, version...).
+        reward_domain: what the reward is: ``{"kind": "binary"}`` (clicks in {0, 1}, the
+            default) or ``{"kind": "continuous", "low": a, "high": b}`` (declared at
+            import, e.g. watch time). Estimators and learners that assume clicks call
+            :meth:`check_binary_reward`.
     """
 
     context: np.ndarray
@@ -46,6 +50,29 @@ class LoggedData:
     logging_dist: np.ndarray | None = None
     true_ctr: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    reward_domain: dict[str, Any] = field(default_factory=lambda: {"kind": "binary"})
+
+    @property
+    def binary_reward(self) -> bool:
+        """True when the reward is declared binary (clicks)."""
+        return self.reward_domain.get("kind", "binary") == "binary"
+
+    @property
+    def value_label(self) -> str:
+        """What the mean reward is called in tables: ``"CTR"`` only for clicks."""
+        return "CTR" if self.binary_reward else "mean reward"
+
+    def check_binary_reward(self, what: str) -> None:
+        """Raise ``InputError`` unless the reward is binary; ``what`` names the caller
+        (e.g. ``"LinUCB"``, ``"the IPW learner"``) in the message."""
+        if not self.binary_reward:
+            from offrec.core.errors import InputError
+
+            d = self.reward_domain
+            raise InputError(
+                f"{what} needs a binary (0/1 click) reward; this log's reward is "
+                f"{d.get('kind')} in [{d.get('low')}, {d.get('high')}]"
+            )
 
     @classmethod
     def from_arrays(
@@ -165,44 +192,70 @@ class LoggedData:
             logging_dist=pick(self.logging_dist),
             true_ctr=pick(self.true_ctr),
             metadata=dict(self.metadata),
+            reward_domain=dict(self.reward_domain),
         )
 
 
 def validate_logged_data(data: LoggedData) -> None:
-    """Check the value rules of a ``LoggedData`` (see :func:`read_logs`)."""
-    _check_rows(
-        "pscore", ~((data.pscore > 0) & (data.pscore <= 1)), data.pscore, "must be in (0, 1]"
-    )
-    _check_rows("reward", ~np.isfinite(data.reward), data.reward, "must be finite")
+    """Check the value rules of a ``LoggedData`` (see :func:`offrec.logs.read_logs`); raise the first
+    problem as an ``InputError``."""
+    problems = value_problems(data)
+    if problems:
+        raise InputError(problems[0])
+
+
+def value_problems(data: LoggedData) -> list[str]:
+    """Every value rule of :func:`read_logs` a ``LoggedData`` breaks, one message each
+    (column, rule, first offending row and value); empty when the log is valid."""
+    out: list[str] = []
+
+    def check(name: str, bad: np.ndarray, values: np.ndarray, rule: str) -> None:
+        msg = _check_rows(name, bad, values, rule)
+        if msg:
+            out.append(msg)
+
+    check("pscore", ~((data.pscore > 0) & (data.pscore <= 1)), data.pscore, "must be in (0, 1]")
+    check("reward", ~np.isfinite(data.reward), data.reward, "must be finite")
+    dom = data.reward_domain
+    finite = np.isfinite(data.reward)
+    if dom.get("kind", "binary") == "binary":
+        check("reward", finite & (data.reward != 0) & (data.reward != 1), data.reward,
+              "must be 0 or 1 (the log declares a binary reward; import a continuous reward "
+              "with its bounds)")  # fmt: skip
+    else:
+        lo, hi = dom["low"], dom["high"]
+        check("reward", finite & ((data.reward < lo) | (data.reward > hi)), data.reward,
+              f"must be in the declared domain [{lo}, {hi}]")  # fmt: skip
     bad_ctx = ~np.isfinite(data.context).all(axis=1)
     if bad_ctx.any():
         i = int(np.flatnonzero(bad_ctx)[0])
-        raise InputError(f"column 'context' must be finite; row {i} has {data.context[i].tolist()}")
-    _check_rows(
-        "action",
-        (data.action < 0) | (data.action >= data.n_actions),
-        data.action,
-        f"must be in [0, {data.n_actions})",
-    )
-    _check_rows("step", data.step < 0, data.step, "must be >= 0")
-    _check_rows("position", data.position < 0, data.position, "must be >= 0")
+        out.append(f"column 'context' must be finite; row {i} has {data.context[i].tolist()}")
+    check("action", (data.action < 0) | (data.action >= data.n_actions), data.action,
+          f"must be in [0, {data.n_actions})")  # fmt: skip
+    check("step", data.step < 0, data.step, "must be >= 0")
+    check("position", data.position < 0, data.position, "must be >= 0")
     if data.logging_dist is not None:
         if data.logging_dist.shape[1] != data.n_actions:
-            raise InputError(
+            out.append(
                 f"column 'logging_dist' must have n_actions={data.n_actions} entries per row; "
                 f"got {data.logging_dist.shape[1]}"
             )
-        sums = data.logging_dist.sum(axis=1, dtype=np.float64)
-        _check_rows(
-            "logging_dist", np.abs(sums - 1) > 1e-4, sums, "rows must sum to 1 (row sum shown)"
-        )
+        else:
+            sums = data.logging_dist.sum(axis=1, dtype=np.float64)
+            check(
+                "logging_dist", np.abs(sums - 1) > 1e-4, sums, "rows must sum to 1 (row sum shown)"
+            )
     if data.true_ctr is not None:
         bad = ~((data.true_ctr >= 0) & (data.true_ctr <= 1))
-        _check_rows("true_ctr", bad, data.true_ctr, "must be in [0, 1]")
+        check("true_ctr", bad, data.true_ctr, "must be in [0, 1]")
+    return out
 
 
-def _check_rows(name: str, bad: np.ndarray, values: np.ndarray, rule: str) -> None:
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        value = values[i].item() if hasattr(values[i], "item") else values[i]
-        raise InputError(f"column '{name}' {rule}; row {i} has {value!r}")
+def _check_rows(name: str, bad: np.ndarray, values: np.ndarray, rule: str) -> str | None:
+    if not bad.any():
+        return None
+    rows = np.flatnonzero(bad)
+    i = int(rows[0])
+    value = values[i].item() if hasattr(values[i], "item") else values[i]
+    more = f" ({rows.size} rows in all)" if rows.size > 1 else ""
+    return f"column '{name}' {rule}; row {i} has {value!r}{more}"

@@ -103,16 +103,54 @@ class ImportResult:
     n_source_rows: int = 0
     action_map: list[Any] = field(default_factory=list)
 
+    def line(self, out: str | Path) -> str:
+        """One line saying what was imported (what ``offrec import`` prints)."""
+        d = self.data
+        dropped = self.n_source_rows - d.n_rows
+        dom = d.reward_domain
+        reward = (
+            "binary reward"
+            if d.binary_reward
+            else f"continuous reward in [{dom['low']}, {dom['high']}]"
+        )
+        return (
+            f"imported {d.n_rows:,} rows ({d.n_actions} actions, context width {d.context_dim}, "
+            f"{d.n_positions} position(s), {reward}) to {out}"
+            + (f"; dropped {dropped:,} problem rows" if dropped else "")
+        )
 
-def read_table(src: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file into a DataFrame (no type coercion beyond the reader's)."""
+
+def read_table(src: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
+    """Read a CSV or Parquet file into a DataFrame (no type coercion beyond the reader's).
+
+    A CSV that does not decode with ``encoding`` is an ``InputError`` naming the file,
+    the byte offset and the encoding to try; an unreadable Parquet file names the file."""
     p = Path(src)
     if not p.is_file():
         raise MissingInputError(f"no such file: {p}")
     if p.suffix.lower() in (".parquet", ".pq"):
-        return pq.read_table(p).to_pandas()
+        try:
+            return pq.read_table(p).to_pandas()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"{p} is not readable Parquet: {str(exc).splitlines()[0]}") from None
     if p.suffix.lower() in (".csv", ".txt", ".gz"):
-        return pd.read_csv(p, low_memory=False)
+        import codecs
+
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise InputError(f"unknown encoding {encoding!r}") from None
+        try:
+            return pd.read_csv(p, low_memory=False, encoding=encoding)
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"{p}: cannot decode byte {exc.object[exc.start : exc.start + 1]!r} at offset "
+                f"{exc.start} as {encoding}; pass encoding='latin-1' (or the file's encoding)"
+            ) from None
+        except pd.errors.EmptyDataError:
+            raise InputError(f"{p} is empty: no header and no rows") from None
+        except pd.errors.ParserError as exc:
+            raise InputError(f"{p}: malformed CSV: {str(exc).splitlines()[0]}") from None
     raise InputError(f"source must be a .csv or .parquet file; got {p.name}")
 
 
@@ -132,6 +170,15 @@ def _numeric(df: pd.DataFrame, col: str, problems: list[Problem]) -> np.ndarray:
             f"{rows[0]} has {s.iloc[rows[0]]!r}"
         )
     return values.to_numpy(dtype=np.float64)
+
+
+def names_used(df: pd.DataFrame, cmap: ColumnMap) -> list[str]:
+    """The source columns the map uses as context."""
+    if cmap.context is not None:
+        return list(cmap.context)
+    if cmap.context_prefix is not None:
+        return [c for c in df.columns if str(c).startswith(cmap.context_prefix)]
+    return []
 
 
 def _context(df: pd.DataFrame, cmap: ColumnMap) -> tuple[np.ndarray, list[str]]:
@@ -190,10 +237,18 @@ def import_frame(
     repair: str | None = None,
     claimed_policy: str | None = None,
     pscore_tolerance: float = 1e-6,
+    reward_domain: dict[str, Any] | None = None,
 ) -> ImportResult:
     """Check and convert a DataFrame of logged rows into a ``LoggedData``.
 
+    Item ids may be any hashable values (strings, sparse or negative integers): they are
+    sorted and mapped to dense actions ``0..K-1`` (the map is kept in the metadata).
+    Without context columns the log is context-free (context width 0).
+
     Args:
+        reward_domain: the declared reward domain (see
+            :func:`offrec.logs.schema.reward_domain`); binary (0/1) by default. Rewards
+            outside it are a problem (``out_of_range``).
         repair: None (any problem raises :class:`ImportError_`) or ``"drop"`` (apply the
             repairs in :data:`REPAIRS`, log a warning per problem).
         claimed_policy: ``"uniform"`` to check that every propensity equals
@@ -242,6 +297,14 @@ def import_frame(
         ~np.isnan(pscore) & ~((pscore > 0) & (pscore <= 1)),
     )
     add(cmap.reward, "reward must be present and finite", "not_finite", ~np.isfinite(reward))
+    domain = S.reward_domain(**(reward_domain or {"kind": "binary"}))
+    fin = np.isfinite(reward)
+    if domain["kind"] == "binary":
+        add(cmap.reward, "reward must be 0 or 1 (binary; declare a continuous reward with its bounds)",
+            "out_of_range", fin & (reward != 0) & (reward != 1))  # fmt: skip
+    else:
+        add(cmap.reward, f"reward must be in the declared domain [{domain['low']}, {domain['high']}]",
+            "out_of_range", fin & ((reward < domain["low"]) | (reward > domain["high"])))  # fmt: skip
     if context.shape[1]:
         add(
             "context",
@@ -278,7 +341,13 @@ def import_frame(
         add(cmap.position, "position must be a non-negative integer", "out_of_range",
             ~(pos >= 0) | (pos != np.round(pos)))  # fmt: skip
         position = np.nan_to_num(pos, nan=-1).astype(np.int64)
-    dup = df.duplicated(keep="first").to_numpy()
+    # A duplicate repeats an earlier row in every column. It is evidence of a row logged
+    # twice only when the source has a column identifying the event (session, step, user,
+    # or any column the map does not use, such as a timestamp): without one, identical
+    # rows (same context, item, click and propensity) are distinct decisions and are kept.
+    described = {cmap.action, cmap.reward, cmap.pscore, cmap.position, *names_used(df, cmap)}
+    identifying = [c for c in df.columns if c not in described]
+    dup = df.duplicated(keep="first").to_numpy() if identifying else np.zeros(n, bool)
     add("*", "duplicated row (identical in every column)", "duplicate", dup)
     if cmap.session and cmap.step:
         order = np.lexsort((step, session))
@@ -321,6 +390,7 @@ def import_frame(
         truncated=last,
         n_actions=len(ids),
         metadata={"action_map": [_jsonable(v) for v in ids], "context_columns": names},
+        reward_domain=domain,
     )
     return ImportResult(data, problems, n, list(data.metadata["action_map"]))
 
@@ -337,7 +407,7 @@ def write_logged_data(
     extra_metadata: dict[str, Any] | None = None,
 ) -> Path:
     """Write a ``LoggedData`` as a log dataset (one part file), atomically."""
-    meta = {S.META_VERSION: __version__}
+    meta = {S.META_VERSION: __version__, S.META_REWARD_DOMAIN: json.dumps(data.reward_domain)}
     if "action_map" in data.metadata:
         meta[S.META_ACTION_MAP] = json.dumps(data.metadata["action_map"])
     for k, v in (extra_metadata or {}).items():
@@ -345,13 +415,17 @@ def write_logged_data(
     schema = S.log_schema(data.context_dim, data.n_actions, logging_dist=data.logging_dist is not None,
                           true_ctr=data.true_ctr is not None, metadata=meta)  # fmt: skip
     d = data.context_dim
+    flat = pa.array(data.context.astype(np.float32).reshape(-1), pa.float32())
+    context = (
+        pa.FixedSizeListArray.from_arrays(flat, d)
+        if d
+        else pa.ListArray.from_arrays(pa.array(np.zeros(data.n_rows + 1, np.int32)), flat)
+    )
     cols: dict[str, pa.Array] = {
         "session_id": pa.array(data.session_id, pa.int64()),
         "step": pa.array(data.step.astype(np.int32)),
         "user_id": pa.array(data.user_id, pa.int64()),
-        "context": pa.FixedSizeListArray.from_arrays(
-            pa.array(data.context.astype(np.float32).reshape(-1)), d
-        ),
+        "context": context,
         "action": pa.array(data.action.astype(np.int32)),
         "position": pa.array(data.position.astype(np.int32)),
         "reward": pa.array(data.reward.astype(np.float32)),
@@ -366,7 +440,7 @@ def write_logged_data(
     if data.true_ctr is not None:
         cols["true_ctr"] = pa.array(data.true_ctr.astype(np.float32))
     table = pa.Table.from_arrays([cols[f] for f in schema.names], schema=schema)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, kind="dataset", expected_bytes=table.nbytes) as tmp:
         pq.write_table(table, tmp / "part-00000.parquet", compression="lz4")
     return Path(out)
 
@@ -379,12 +453,15 @@ def import_logs(
     repair: str | None = None,
     claimed_policy: str | None = None,
     overwrite: bool = False,
+    encoding: str = "utf-8",
+    reward_domain: dict[str, Any] | None = None,
 ) -> ImportResult:
     """Import a CSV/Parquet file into an offrec log dataset at ``out`` (atomic; nothing is
     written when the import fails)."""
     if Path(out).exists() and not overwrite:
-        raise OutputExistsError(f"output {out} already exists; pass --overwrite to replace it")
-    result = import_frame(read_table(src), cmap, repair=repair, claimed_policy=claimed_policy)
+        raise OutputExistsError(f"output {out} already exists; pass overwrite=True to replace it")
+    result = import_frame(read_table(src, encoding=encoding), cmap, repair=repair,
+                          claimed_policy=claimed_policy, reward_domain=reward_domain)  # fmt: skip
     write_logged_data(result.data, out, overwrite=overwrite,
                       extra_metadata={"context_columns": result.data.metadata["context_columns"]})  # fmt: skip
     return result
@@ -417,6 +494,7 @@ def import_obd(
     categorical: str = "onehot",
     repair: str | None = None,
     overwrite: bool = False,
+    encoding: str = "utf-8",
 ) -> ImportResult:
     """Import an Open Bandit Dataset campaign CSV (e.g. ``random/all/all.csv``).
 
@@ -427,8 +505,8 @@ def import_obd(
     metadata as the action context.
     """
     if Path(out).exists() and not overwrite:
-        raise OutputExistsError(f"output {out} already exists; pass --overwrite to replace it")
-    df = read_table(campaign_csv)
+        raise OutputExistsError(f"output {out} already exists; pass overwrite=True to replace it")
+    df = read_table(campaign_csv, encoding=encoding)
     cmap = obd_column_map(df, categorical)
     if df["position"].notna().all():
         df = df.assign(position=pd.factorize(df["position"], sort=True)[0])
@@ -447,6 +525,76 @@ def import_obd(
         result.data.metadata["action_context"] = extra["action_context"]
     write_logged_data(result.data, out, overwrite=overwrite, extra_metadata=extra)
     return result
+
+
+def is_offrec_log(src: str | Path) -> bool:
+    """True when ``src`` (a Parquet file or dataset folder) carries offrec's log metadata."""
+    p = Path(src)
+    first = (
+        p if p.is_file() else next(iter(sorted(p.glob("*.parquet"))), None) if p.is_dir() else None
+    )
+    if first is None or first.suffix.lower() not in (".parquet", ".pq"):
+        return False
+    try:
+        return S.META_SCHEMA_VERSION.encode() in (pq.read_schema(first).metadata or {})
+    except (pa.ArrowInvalid, OSError):
+        return False
+
+
+def import_offrec_log(
+    src: str | Path, out: str | Path, *, repair: str | None = None, overwrite: bool = False
+) -> ImportResult:
+    """Re-import a log offrec wrote (e.g. copied from elsewhere): read and validate it
+    like :func:`~offrec.logs.reader.read_logs` (same duplicate rule, ``repair="drop"``
+    keeps the first), then write it with its metadata and reward domain."""
+    from offrec.logs.reader import read_logs
+
+    if Path(out).exists() and not overwrite:
+        raise OutputExistsError(f"output {out} already exists; pass overwrite=True to replace it")
+    n_source = read_logs(src, validate=False).n_rows
+    data = read_logs(src, repair=repair)
+    keep = {k: v for k, v in data.metadata.items()
+            if k not in ("schema_version", "version", "n_actions", "reward_domain", "item_topics", "topics")}  # fmt: skip
+    write_logged_data(data, out, overwrite=overwrite, extra_metadata=keep)
+    side = Path(src) / S.DATASET_FILE
+    if side.is_file():  # dataset-level item metadata of simulated logs
+        from offrec.core.atomic import atomic_write_bytes
+
+        atomic_write_bytes(Path(out) / S.DATASET_FILE, side.read_bytes())
+    return ImportResult(data, [], n_source, list(data.metadata.get("action_map", [])))
+
+
+def import_any(
+    flavour: str, src: str | Path, out: str | Path, cmap: ColumnMap, *, given: set[str] | frozenset[str] = frozenset(),
+    encoding: str = "utf-8", reward: tuple[str, float | None, float | None] = ("binary", None, None),
+    item_context_csv: str | Path | None = None, repair: str | None = None,
+    claimed_policy: str | None = None, overwrite: bool = False,
+) -> ImportResult:  # fmt: skip
+    """One entry point for every import: ``flavour`` ``"csv"``/``"parquet"`` (a column map,
+    or, for a Parquet log offrec wrote, the log as it is) or ``"obd"``.
+
+    ``given`` names the options the caller set explicitly; an option that does not apply
+    to the flavour (a column map for OBD or for offrec's own Parquet, an item context for
+    a CSV) is an ``InputError`` that says what applies."""
+    domain = S.reward_domain(*reward)
+    if flavour == "obd":
+        wrong = sorted(set(given) - {"categorical", "item_context"})
+        if wrong or domain["kind"] != "binary":
+            raise InputError(f"option(s) {wrong or ['reward domain']} do not apply to the Open Bandit "
+                             "Dataset (its columns and binary clicks are fixed); it takes: categorical, item_context")  # fmt: skip
+        return import_obd(src, out, item_context_csv=item_context_csv, categorical=cmap.categorical,
+                          repair=repair, overwrite=overwrite, encoding=encoding)  # fmt: skip
+    if flavour not in ("csv", "parquet"):
+        raise InputError(f"flavour must be 'csv', 'parquet' or 'obd'; got {flavour!r}")
+    if "item_context" in given:
+        raise InputError("item_context applies only to the Open Bandit Dataset (flavour 'obd')")
+    if flavour == "parquet" and is_offrec_log(src):
+        if given or domain["kind"] != "binary":
+            raise InputError(f"{src} is a log offrec wrote: its columns, propensities and reward domain "
+                             f"are known; option(s) {sorted(given) or ['reward domain']} do not apply")  # fmt: skip
+        return import_offrec_log(src, out, repair=repair, overwrite=overwrite)
+    return import_logs(src, out, cmap, repair=repair, claimed_policy=claimed_policy,
+                       overwrite=overwrite, encoding=encoding, reward_domain=domain)  # fmt: skip
 
 
 def to_obp_bandit_feedback(data: LoggedData) -> dict[str, Any]:

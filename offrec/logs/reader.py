@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,10 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from offrec.core.errors import InputError, MissingInputError
-from offrec.logs.data import LoggedData, validate_logged_data
+from offrec.logs.data import LoggedData, validate_logged_data, value_problems
+from offrec.logs.schema import DATASET_FILE, reward_domain
+
+log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("session_id", "step", "context", "action", "reward", "pscore")
 
@@ -32,8 +36,18 @@ def log_files(path: str | Path) -> list[Path]:
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """Decoded offrec metadata of a log (JSON values parsed; absent keys omitted)."""
-    raw = pq.read_schema(log_files(path)[0]).metadata or {}
+    first = log_files(path)[0]
+    try:
+        raw = pq.read_schema(first).metadata or {}
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"cannot read log file {first}: {_first_line(exc)}") from None
     out: dict[str, Any] = {}
+    side = Path(path) / DATASET_FILE
+    if side.is_file():  # dataset-level metadata (item topics...), stored once per dataset
+        try:
+            out.update(json.loads(side.read_text()))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read {side}: {exc}") from None
     for k, v in raw.items():
         key = k.decode()
         if not key.startswith("offrec."):
@@ -46,22 +60,63 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return out
 
 
-def read_logs(path: str | Path, *, validate: bool = True) -> LoggedData:
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_table_checked(path: str | Path) -> pa.Table:
+    """The rows of every part file of a log as one Arrow table; a file that is not
+    readable Parquet (empty, truncated, text) is an ``InputError`` naming the file."""
+    tables = []
+    for f in log_files(path):
+        if f.stat().st_size == 0:
+            raise InputError(f"log file {f} is empty (0 bytes): not a Parquet file")
+        try:
+            tables.append(pq.read_table(f))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(
+                f"log file {f} is not readable Parquet (truncated or not Parquet): {_first_line(exc)}"
+            ) from None
+    try:
+        return pa.concat_tables(tables)
+    except pa.ArrowInvalid as exc:
+        raise InputError(
+            f"log {path}: part files have different schemas: {_first_line(exc)}"
+        ) from None
+
+
+def read_logs(path: str | Path, *, validate: bool = True, repair: str | None = None) -> LoggedData:
     """Read a log into a ``LoggedData``, checking it on the way.
 
     Checks (each failure is a ``ValueError`` naming the column, the rule and the first
-    offending row): required columns present with the right kinds of type; at least one
-    row; no nulls; ``0 < pscore <= 1``; finite rewards, pscores and contexts; ``action``
-    in ``[0, n_actions)``; one context width; ``logging_dist`` rows summing to 1.
+    offending row): readable Parquet; required columns present with the right kinds of
+    type; at least one row; no nulls; ``0 < pscore <= 1``; finite rewards, pscores and
+    contexts; rewards in the declared reward domain (binary by default, see
+    :func:`offrec.logs.schema.reward_domain`); ``action`` in ``[0, n_actions)``; one
+    context width; ``logging_dist`` rows summing to 1; no duplicated rows (see
+    :func:`duplicate_rows`).
+
+    Args:
+        repair: ``None`` (every problem is an error) or ``"drop"``: duplicated rows are
+            dropped (the first of each group kept) with a warning; other problems stay
+            errors. The same rule as :func:`offrec.logs.importers.import_frame`.
     """
-    files = log_files(path)
-    try:
-        table = pa.concat_tables([pq.read_table(f) for f in files])
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"cannot read log {path}: {exc}") from exc
+    if repair not in (None, "drop"):
+        raise InputError(f"repair must be None or 'drop'; got {repair!r}")
+    table = read_table_checked(path)
     data = table_to_logged(table, read_metadata(path), str(path))
     if validate:
         validate_logged_data(data)
+        dup = duplicate_rows(data)
+        if dup.size:
+            msg = _dup_message(dup)
+            if repair is None:
+                raise InputError(f"{msg}; pass repair='drop' to keep the first of each")
+            log.warning("%s; dropped (the first of each kept)", msg)
+            keep = np.ones(data.n_rows, bool)
+            keep[dup] = False
+            data = data.subset(keep)
     return data
 
 
@@ -114,8 +169,103 @@ def table_to_logged(table: pa.Table, meta: dict[str, Any], where: str) -> Logged
         logging_dist=logging_dist,
         true_ctr=true_ctr,
         metadata=meta,
+        reward_domain=_domain(meta, path),
     )  # fmt: skip
     return data
+
+
+def _domain(meta: dict[str, Any], path: Any) -> dict[str, Any]:
+    raw = meta.get("reward_domain")
+    if raw is None:
+        return {"kind": "binary"}
+    if not isinstance(raw, dict):
+        raise InputError(f"log {path}: metadata reward_domain must be an object; got {raw!r}")
+    return reward_domain(raw.get("kind", "binary"), raw.get("low"), raw.get("high"))
+
+
+def duplicate_rows(data: LoggedData) -> np.ndarray:
+    """Rows (sorted indices) that repeat an earlier row in every logged field (session,
+    step, position, user, action, reward, pscore, context): a log counted twice. The
+    first of each group is not listed. One ``lexsort`` on the row key; full rows are
+    compared only where keys collide, so a clean log costs one sort."""
+    n = data.n_rows
+    if n < 2:
+        return np.zeros(0, np.int64)
+    order = np.lexsort((data.position, data.step, data.session_id))
+    s, t, p = data.session_id[order], data.step[order], data.position[order]
+    same = (s[1:] == s[:-1]) & (t[1:] == t[:-1]) & (p[1:] == p[:-1])
+    if not same.any():
+        return np.zeros(0, np.int64)
+    a, b = order[1:][same], order[:-1][same]  # candidate pairs with equal keys
+    eq = (
+        (data.action[a] == data.action[b])
+        & (data.user_id[a] == data.user_id[b])
+        & (data.reward[a] == data.reward[b])
+        & (data.pscore[a] == data.pscore[b])
+        & (data.context[a] == data.context[b]).all(axis=1)
+    )
+    later = np.maximum(a[eq], b[eq])  # the later row of each equal pair is the repeat
+    return np.unique(later)
+
+
+DUP_CHECK_MAX_ROWS = 20_000_000
+"""Logs up to this size are checked for duplicated rows by :func:`duplicate_rows_on_disk`
+(seven scalar columns, about 45 bytes a row: 0.9 GB at the limit)."""
+
+
+def duplicate_rows_on_disk(
+    path: str | Path, max_rows: int = DUP_CHECK_MAX_ROWS
+) -> np.ndarray | None:
+    """:func:`duplicate_rows` of a log on disk without loading its contexts: rows equal to
+    an earlier row in session, step, position, user, action, reward and pscore (a row
+    logged twice has the same context too). ``None`` (not checked, logged) when the log
+    has more than ``max_rows`` rows: streamed readers keep their memory bound."""
+    files = log_files(path)
+    n = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    if n > max_rows:
+        log.info("duplicate check skipped: %s has %d rows (> %d)", path, n, max_rows)
+        return None
+    cols = [c for c in ("session_id", "step", "position", "user_id", "action", "reward", "pscore")
+            if c in pq.read_schema(files[0]).names]  # fmt: skip
+    table = pa.concat_tables([pq.read_table(f, columns=cols) for f in files])
+    get = {c: table.column(c).to_numpy() for c in cols}
+    zeros = np.zeros(table.num_rows, np.int64)
+    session, step, pos = get["session_id"], get["step"], get.get("position", zeros)
+    order = np.lexsort((pos, step, session))
+    same = np.ones(order.size - 1, bool) if order.size > 1 else np.zeros(0, bool)
+    for c in cols:
+        v = get[c][order]
+        same &= v[1:] == v[:-1]
+    a, b = order[1:][same], order[:-1][same]
+    return np.unique(np.maximum(a, b))
+
+
+def _dup_message(rows: np.ndarray) -> str:
+    first = ", ".join(str(int(r)) for r in rows[:5]) + (", ..." if rows.size > 5 else "")
+    return (
+        f"{rows.size} duplicated row(s) (identical to an earlier row in every column); rows {first}"
+    )
+
+
+def log_problems(path: str | Path) -> list[str]:
+    """Every problem :func:`read_logs` would raise for the log at ``path`` (unreadable
+    files, missing columns, value rules, duplicated rows), as messages; empty when valid.
+    Used by ``offrec summary`` to list them all instead of stopping at the first."""
+    return check_log(path)[1]
+
+
+def check_log(path: str | Path) -> tuple[bool, list[str]]:
+    """``(readable, problems)``: whether the log's files and columns can be read at all
+    (else ``problems`` holds the one reason), and every problem :func:`read_logs` finds."""
+    try:
+        data = read_logs(path, validate=False)
+    except InputError as exc:
+        return False, [str(exc)]
+    problems = value_problems(data)
+    dup = duplicate_rows(data)
+    if dup.size:
+        problems.append(_dup_message(dup))
+    return True, problems
 
 
 def _is_number(t: pa.DataType) -> bool:

@@ -17,6 +17,44 @@ META_N_ACTIONS = "offrec.n_actions"
 META_ITEM_TOPICS = "offrec.item_topics"  # JSON list: topic index of each item
 META_TOPICS = "offrec.topics"  # JSON list of topic names
 META_ACTION_MAP = "offrec.action_map"  # JSON list: original item id of each action (imports)
+META_REWARD_DOMAIN = "offrec.reward_domain"  # JSON: {"kind": "binary"} or {"kind": "continuous", "low": a, "high": b}
+
+DATASET_FILE = "dataset.json"
+"""Dataset-level metadata stored once per dataset directory (not in every part file):
+item topics and topic names of simulated logs, which grow with the number of items."""
+
+BINARY: dict = {"kind": "binary"}
+"""The default reward domain: clicks in {0, 1}."""
+
+
+def reward_domain(
+    kind: str = "binary", low: float | None = None, high: float | None = None
+) -> dict:
+    """A validated reward domain: ``binary`` (0/1, the default) or ``continuous`` with
+    finite bounds ``low < high`` (e.g. watch time in seconds)."""
+    import math
+
+    from offrec.core.errors import InputError
+
+    if kind == "binary":
+        if low is not None or high is not None:
+            raise InputError(
+                "reward bounds apply only to a continuous reward; the binary domain is {0, 1}"
+            )
+        return {"kind": "binary"}
+    if kind != "continuous":
+        raise InputError(f"reward domain must be 'binary' or 'continuous'; got {kind!r}")
+    if (
+        low is None
+        or high is None
+        or not (math.isfinite(low) and math.isfinite(high))
+        or not low < high
+    ):
+        raise InputError(
+            f"a continuous reward needs finite bounds low < high; got low={low!r}, high={high!r}"
+        )
+    return {"kind": "continuous", "low": float(low), "high": float(high)}
+
 
 REQUIRED = {
     "session_id": pa.int64(),
@@ -45,7 +83,12 @@ def log_schema(
         pa.field("session_id", pa.int64(), nullable=False),
         pa.field("step", pa.int32(), nullable=False),
         pa.field("user_id", pa.int64(), nullable=False),
-        pa.field("context", pa.list_(pa.float32(), context_dim), nullable=False),
+        # a context-free log (width 0) stores empty variable-size lists
+        pa.field(
+            "context",
+            pa.list_(pa.float32(), context_dim) if context_dim else pa.list_(pa.float32()),
+            nullable=False,
+        ),
         pa.field("action", pa.int32(), nullable=False),
         pa.field("position", pa.int32(), nullable=False),
         pa.field("reward", pa.float32(), nullable=False),

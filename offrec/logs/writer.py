@@ -19,6 +19,7 @@ from offrec.core.errors import InputError
 from offrec.core.validation import SeedLike, as_seed_sequence, check_scalar
 from offrec.core.version import __version__
 from offrec.logs import schema as S
+from offrec.logs.schema import BINARY
 from offrec.sim.world import Trajectories, World
 
 
@@ -102,9 +103,9 @@ def collect(
         S.META_WORLD_SEED: json.dumps(world.seed),
         S.META_POLICY: json.dumps(policy_spec(policy)),
         S.META_SEED: json.dumps(seed if isinstance(seed, int) else None),
-        S.META_ITEM_TOPICS: json.dumps(world.item_topic.tolist()),
-        S.META_TOPICS: json.dumps(list(world.topics)),
+        S.META_REWARD_DOMAIN: json.dumps(BINARY),
     }
+    items = {"item_topics": world.item_topic.tolist(), "topics": list(world.topics)}
     schema = S.log_schema(
         world.obs_dim,
         world.n_items,
@@ -120,7 +121,14 @@ def collect(
     # while a worker thread encodes and compresses the previous one (Arrow, no GIL).
     # Simulation stays in this thread, in order, so the random stream does not change.
     pending: Future[None] | None = None
-    with atomic_dir(out, overwrite=overwrite) as tmp, ThreadPoolExecutor(1) as pool:
+    n_rows = n_decisions if n_decisions is not None else expected_rows(world, budget)
+    size = estimated_bytes(n_rows, world.obs_dim, world.n_items, logging_dist=logging_dist,
+                           true_ctr=true_ctr)  # fmt: skip
+    with (
+        atomic_dir(out, overwrite=overwrite, kind="dataset", expected_bytes=size) as tmp,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        (tmp / S.DATASET_FILE).write_text(json.dumps(items))
         try:
             while (sessions if n_sessions is not None else rows) < budget:
                 if n_sessions is not None:
@@ -130,7 +138,7 @@ def collect(
                 traj = world.run_sessions(policy, n, rng, record_dist=logging_dist)
                 if n_decisions is not None and rows + len(traj.action) > budget:
                     traj = _cut(traj, budget - rows)
-                table = _to_table(traj, schema, session_offset=sessions)
+                table = _to_table(traj, schema, session_offset=sessions, bandit=cfg.horizon == 1)
                 if pending is not None:
                     pending.result()
                 if overlap:
@@ -178,6 +186,21 @@ class _PartWriter:
             self.writer = None
 
 
+def estimated_bytes(
+    n_rows: int,
+    context_dim: int,
+    n_actions: int,
+    *,
+    logging_dist: bool = False,
+    true_ctr: bool = True,
+) -> int:
+    """Upper estimate of a log's size on disk: the uncompressed bytes of its columns
+    (8+4+8+4 d+4+4+4+8+2 bytes per row, plus 4 K with ``logging_dist`` and 4 with
+    ``true_ctr``); lz4 barely compresses the float columns, so the estimate is close."""
+    per_row = 46 + 4 * context_dim + (4 * n_actions if logging_dist else 0) + (4 if true_ctr else 0)
+    return int(n_rows) * per_row
+
+
 def _cut(traj: Trajectories, n_rows: int) -> Trajectories:
     """First ``n_rows`` rows of a cohort; the cut session's last row becomes truncated."""
     keep = slice(0, n_rows)
@@ -189,7 +212,11 @@ def _cut(traj: Trajectories, n_rows: int) -> Trajectories:
     return out
 
 
-def _to_table(traj: Trajectories, schema: pa.Schema, session_offset: int) -> pa.Table:
+def _to_table(
+    traj: Trajectories, schema: pa.Schema, session_offset: int, bandit: bool = False
+) -> pa.Table:
+    """Arrow table of a cohort. In bandit mode (``bandit``: horizon 1) the one-step
+    episode is marked ``terminated`` (nothing follows a decision), as the env does."""
     n, d = traj.obs.shape
     cols: dict[str, pa.Array] = {
         "session_id": pa.array(traj.session + session_offset, pa.int64()),
@@ -200,8 +227,8 @@ def _to_table(traj: Trajectories, schema: pa.Schema, session_offset: int) -> pa.
         "position": pa.array(np.zeros(n, np.int32)),
         "reward": pa.array(traj.reward.astype(np.float32)),
         "pscore": pa.array(traj.pscore.astype(np.float64)),
-        "terminated": pa.array(traj.terminated),
-        "truncated": pa.array(traj.truncated),
+        "terminated": pa.array(traj.terminated | bandit),
+        "truncated": pa.array(traj.truncated & ~bandit),
     }
     if "logging_dist" in schema.names:
         if traj.dist is None:
@@ -220,4 +247,4 @@ def expected_rows(world: World, n_sessions: int) -> int:
     return n_sessions * world.config.horizon if world.config.horizon > 1 else n_sessions
 
 
-__all__ = ["CollectSummary", "collect", "expected_rows", "policy_spec"]
+__all__ = ["CollectSummary", "collect", "estimated_bytes", "expected_rows", "policy_spec"]

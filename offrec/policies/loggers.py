@@ -104,11 +104,40 @@ def logging_policy(
     return ScorePolicy(model, world.n_items, head, support=sup, spec=spec)
 
 
+LOGGER_OPTIONS: dict[str, tuple[str, ...]] = {
+    "uniform": ("support",),
+    "softmax": ("beta", "noise", "model_seed", "support"),
+    "epsilon_greedy": ("epsilon", "noise", "model_seed", "support"),
+}
+"""The options each logger kind takes (the others do not apply to it)."""
+
+
+def logging_policy_kwargs(kind: str, *, strict: bool = True, **options: Any) -> dict[str, Any]:
+    """The keyword arguments of :func:`logging_policy` for ``kind`` from ``options``
+    (``None`` = not given, the default applies).
+
+    With ``strict`` an option given for a kind it does not apply to (``beta`` for the
+    uniform logger) is an ``InputError`` that lists what applies; without it (configs
+    whose dataclass carries every field) such options are left out.
+    """
+    if kind not in LOGGER_OPTIONS:
+        raise InputError(f"logging policy kind must be one of {list(LOGGER_OPTIONS)}; got {kind!r}")
+    valid = set().union(*LOGGER_OPTIONS.values())
+    unknown = sorted(set(options) - valid)
+    if unknown and strict:
+        raise InputError(f"unknown logging policy option(s) {unknown}; valid: {sorted(valid)}")
+    given = {k: v for k, v in options.items() if v is not None}
+    wrong = sorted(set(given) - set(LOGGER_OPTIONS[kind]))
+    if wrong and strict:
+        raise InputError(
+            f"option(s) {wrong} do not apply to the {kind} logger; it takes: "
+            f"{', '.join(LOGGER_OPTIONS[kind])}"
+        )
+    return {k: v for k, v in given.items() if k in LOGGER_OPTIONS[kind]}
+
+
 def logging_policy_from_spec(world: World, spec: dict[str, Any]) -> BasePolicy:
     """Rebuild a logging policy from the ``spec()`` stored in a log's metadata."""
-    kind = spec.get("type")
-    kwargs: dict[str, Any] = {"support": spec.get("support")}
-    if kind in ("epsilon_greedy", "softmax"):
-        kwargs.update(noise=spec["noise"], model_seed=spec["model_seed"])
-        kwargs.update({"beta": spec["beta"]} if kind == "softmax" else {"epsilon": spec["epsilon"]})
-    return logging_policy(world, str(kind), **kwargs)
+    kind = str(spec.get("type"))
+    options = {k: v for k, v in spec.items() if k != "type"}
+    return logging_policy(world, kind, **logging_policy_kwargs(kind, strict=False, **options))

@@ -1,6 +1,8 @@
 """Gymnasium wrappers over the world's batch core: one env, and a vector env.
 
-``gymnasium.make("offrec/Recommender-v0", horizon=10)`` builds :class:`RecommenderEnv`;
+``gymnasium.make("offrec/Recommender-v0")`` builds :class:`RecommenderEnv`: by default a
+session env of :data:`DEFAULT_HORIZON` steps (pass ``horizon=1`` for bandit mode, where the
+one-step episode ends with ``terminated=True``, as the logs mark it);
 ``gymnasium.make_vec("offrec/Recommender-v0", num_envs=64, vectorization_mode="vector_entry_point")``
 builds :class:`RecommenderVectorEnv`. Both call :meth:`World.step`; neither holds dynamics.
 """
@@ -19,13 +21,22 @@ from offrec.core.errors import InputError
 from offrec.sim.config import WorldConfig
 from offrec.sim.world import SessionBatch, World
 
+DEFAULT_HORIZON = 10
+"""Steps per session of the env when neither a config nor ``horizon`` is given."""
+
 
 def _make_world(
     config: WorldConfig | dict[str, Any] | None, world_seed: int, overrides: dict[str, Any]
 ) -> World:
+    from offrec.sim.limits import check_world_size
+
     if isinstance(config, dict):
         config = WorldConfig.from_dict(config)
+    if config is None and "horizon" not in overrides:
+        overrides = {"horizon": DEFAULT_HORIZON, **overrides}
     config = (config or WorldConfig()).replace(**overrides) if overrides else config
+    assert config is not None
+    check_world_size(config)
     return World(config, seed=world_seed)
 
 
@@ -82,7 +93,10 @@ class RecommenderEnv(gym.Env[np.ndarray, np.int64]):
         res = self.world.step(self._batch, self._one, self.np_random, validate=False)
         obs = self.world.observe(self._batch)[0]
         info = {"click_prob": float(res.click_prob[0])}
-        return obs, float(res.reward[0]), bool(res.terminated[0]), bool(res.truncated[0]), info
+        terminated, truncated = bool(res.terminated[0]), bool(res.truncated[0])
+        if self.world.config.horizon == 1:  # bandit mode: nothing follows the one decision
+            terminated, truncated = True, False
+        return obs, float(res.reward[0]), terminated, truncated, info
 
 
 class RecommenderVectorEnv(VectorEnv):
@@ -132,6 +146,8 @@ class RecommenderVectorEnv(VectorEnv):
         batch, fresh = self._batch, self._needs_reset
         res = self.world.step(batch, a, self._rng, validate=False)
         reward, term, trunc = res.reward, res.terminated, res.truncated
+        if self.world.config.horizon == 1:  # bandit mode: the decision terminates the episode
+            term, trunc = term | trunc, np.zeros_like(trunc)
         if fresh.any():  # sessions that ended last step start anew; their step is discarded
             idx = np.flatnonzero(fresh)
             self.world.restart(batch, idx, self._rng)

@@ -130,7 +130,7 @@ def test_failing_collection_leaves_nothing_and_keeps_existing(tmp_path, world):
         collect(world, Boom(2), out=tmp_path / "x", n_decisions=10_000, seed=0, chunk_rows=1000)
     assert list(tmp_path.iterdir()) == []
     collect(world, UniformPolicy(100), out=tmp_path / "x", n_decisions=100, seed=0)
-    with pytest.raises(FileExistsError, match="already exists; pass --overwrite"):
+    with pytest.raises(FileExistsError, match="already exists; pass overwrite=True"):
         collect(world, UniformPolicy(100), out=tmp_path / "x", n_decisions=50, seed=0)
     with pytest.raises(RuntimeError):
         collect(

@@ -200,7 +200,7 @@ def test_save_load_round_trip_gives_identical_action_dist(log, dqn, tmp_path, al
 
 def test_load_rejects_mismatched_sizes_and_tampering(dqn, tmp_path):
     folder = dqn.save(tmp_path / "model", plot=plot_training_curve)
-    assert {p.name for p in folder.iterdir()} == {
+    assert {p.name for p in folder.iterdir() if not p.name.startswith(".")} == {
         "qpolicy.json", "weights.npz", "training.json", "training_curve.png",
     }  # fmt: skip
     with pytest.raises(

@@ -1,0 +1,5 @@
+"""``python -m offrec.cli``."""
+
+from offrec.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""``offrec evaluate``: estimate a policy's value from a log (off-policy), through the one
+OPE entry point :func:`offrec.ope.evaluate`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from offrec.cli._common import LazyChoices, add_global_options, progress
+from offrec.core.errors import InputError, MissingInputError
+
+
+def add_parser(sub: Any) -> None:
+    e = sub.add_parser("evaluate", help="estimate a policy's value from a log (off-policy)",
+                       description="Estimate a target policy's value from a log. Bandit logs use the bandit "
+                       "estimators, session logs the sequential ones (pdis, tis, wpdis, wtis, dr, fqe).")  # fmt: skip
+    e.add_argument("logs", type=Path, help="log directory")
+    e.add_argument("--policy", help="a saved model folder (offrec train ...)")
+    e.add_argument(
+        "--probs",
+        help="target probabilities aligned with the log rows (.npy or .parquet, n x n_actions)",
+    )
+    e.add_argument(
+        "--estimators", help="comma-separated (default ips,snips,dr; session logs pdis,wpdis,dr)"
+    )
+    e.add_argument("--reward-model", default="logistic", choices=LazyChoices("offrec.reward", "KINDS"), metavar="KIND",
+                   help="reward model of the DM/DR-type bandit estimators (default %(default)s)")  # fmt: skip
+    e.add_argument("--interval", default="bootstrap", choices=["bootstrap", "normal", "bernstein", "none"],
+                   help="confidence interval method (default %(default)s)")  # fmt: skip
+    e.add_argument(
+        "--n-bootstrap", type=int, default=1000, help="bootstrap resamples (default %(default)s)"
+    )
+    e.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the bootstrap, folds and fitting sample (default %(default)s)",
+    )
+    e.add_argument("--mode", default="auto", choices=["auto", "bandit", "session"],
+                   help="auto: session estimators on session logs; bandit: every decision as a bandit round (default %(default)s)")  # fmt: skip
+    e.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local: batches on this machine; ray: Ray Data, local or --ray-address (default %(default)s)")  # fmt: skip
+    e.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)",
+    )
+    e.add_argument(
+        "--batch-size",
+        type=int,
+        default=65_536,
+        help="rows per batch: sets peak memory (default %(default)s)",
+    )
+    e.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="batches at once on the local engine (default %(default)s)",
+    )
+    e.add_argument(
+        "--fit-rows",
+        type=int,
+        default=200_000,
+        help="rows sampled to fit reward/Q models (default %(default)s)",
+    )
+    e.add_argument("--json", type=Path, help="also write the estimates and warnings as JSON")
+    add_global_options(e)
+    e.set_defaults(func=run)
+
+
+def _target_from_args(
+    args: argparse.Namespace, n_rows: int, n_actions: int, obs_dim: int
+) -> tuple[str, Any]:
+    import numpy as np
+
+    if args.policy:
+        from offrec.models import load_model
+
+        return Path(args.policy).name, load_model(args.policy, n_actions=n_actions, obs_dim=obs_dim)
+    from offrec.ope import FixedProbs
+
+    path = Path(args.probs)
+    if not path.is_file():
+        raise MissingInputError(f"no such file: {path}")
+    if path.suffix == ".npy":
+        probs = np.load(path, allow_pickle=False, mmap_mode="r")  # streamed: rows read per batch
+    else:
+        import pyarrow.parquet as pq
+
+        probs = np.asarray(pq.read_table(path).to_pandas().to_numpy(), dtype=np.float64)
+    if probs.shape != (n_rows, n_actions):
+        raise InputError(
+            f"--probs must have one row per log row and one column per action, "
+            f"shape ({n_rows}, {n_actions}); got {probs.shape}"
+        )
+    return path.stem, FixedProbs(probs)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from offrec.logs.scan import open_log
+    from offrec.ope import evaluate
+    from offrec.reward import RewardModel
+
+    if (args.policy is None) == (args.probs is None):
+        raise InputError("give exactly one of --policy MODEL_DIR or --probs FILE")
+    source = open_log(args.logs)
+    name, target = _target_from_args(args, source.n_rows, source.n_actions or 0, source.context_dim)
+    estimators = (
+        [e.strip() for e in args.estimators.split(",") if e.strip()] if args.estimators else None
+    )
+    with progress(args, source.n_rows, "evaluate") as bar:
+        done = [0]
+
+        def tick(rows: int) -> None:  # one bar per pass over the log
+            bar.update(rows - done[0] if rows >= done[0] else rows)
+            done[0] = rows
+
+        result = evaluate(
+            source.path, {name: target}, estimators=estimators,
+            reward_model=RewardModel(kind=args.reward_model, seed=args.seed),
+            interval=None if args.interval == "none" else args.interval,
+            n_bootstrap=args.n_bootstrap, seed=args.seed, mode=args.mode, engine=args.engine,
+            batch_size=args.batch_size, workers=args.workers, ray_address=args.ray_address,
+            fit_rows=args.fit_rows, progress=tick,
+        )  # fmt: skip
+    table = result.table
+    shown = table.drop(columns=["warnings"]).assign(
+        recommended=(table["estimator"] == result.recommended).map({True: "*", False: ""})
+    )
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"recommended estimator for this {result.mode} log: {result.recommended}")
+    for w in result.warnings():
+        print(f"WARNING: {w}", file=sys.stderr)
+    if args.json:
+        from offrec.core.atomic import atomic_write_text
+
+        out = {
+            "mode": result.mode, "recommended": result.recommended,
+            "estimates": json.loads(table.to_json(orient="records")),
+            "warnings": result.warnings(),
+        }  # fmt: skip
+        atomic_write_text(args.json, json.dumps(out, indent=2))
+    return 0

@@ -1,0 +1,43 @@
+"""``offrec recommend``: the demo, top-k items for a user profile."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from offrec.cli._common import WORLD_OVERRIDES, add_global_options, world_from_args, world_options
+
+
+def add_parser(sub: Any) -> None:
+    rc = sub.add_parser(
+        "recommend", help="the demo: top-k items for a user profile from a trained model"
+    )
+    rc.add_argument("model", type=Path, help="model folder")
+    rc.add_argument(
+        "--profile", required=True, help='topic preferences, e.g. "sports=0.9,news=0.1"'
+    )
+    rc.add_argument("--k", type=int, default=5, help="items to show")
+    rc.add_argument("--steps", type=int, default=3, help="session mode: simulated steps to show")
+    world_options(rc)
+    add_global_options(rc)
+    rc.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from offrec.models import load_model
+    from offrec.recommend import read_world, recommend
+
+    custom = args.world or any(getattr(args, k) is not None for k in WORLD_OVERRIDES)
+    world = world_from_args(args) if custom else read_world(args.model)
+    policy = load_model(args.model, n_actions=world.n_items, obs_dim=world.obs_dim)
+    tables = recommend(policy, world, args.profile, k=args.k, steps=args.steps)
+    for t, table in enumerate(tables):
+        title = (
+            "start of the session"
+            if t == 0
+            else f"after {t} step(s) showing the top item (no click)"
+        )
+        print(f"\n{title}")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
