@@ -62,6 +62,9 @@ def test_every_option_has_help_with_its_default():
     for where, action in _actions(parser):
         if not action.option_strings or action.dest in ("help", "version"):
             continue
+        if action.required:  # no default to show
+            assert action.help, f"{where} {action.option_strings} has no help"
+            continue
         assert action.help, f"{where} {action.option_strings} has no help"
         text = parser.formatter_class("x")._get_help_string(action)  # type: ignore[attr-defined]
         assert "default" in text, f"{where} {action.option_strings}: no default shown in {text!r}"

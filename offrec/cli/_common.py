@@ -53,7 +53,12 @@ class HelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if not action.option_strings or action.default is argparse.SUPPRESS or "default" in text:
+        if (
+            not action.option_strings
+            or action.required
+            or action.default is argparse.SUPPRESS
+            or "default" in text
+        ):
             return text
         if isinstance(
             action, argparse._StoreTrueAction | argparse._HelpAction | argparse._VersionAction
