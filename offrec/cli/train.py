@@ -20,7 +20,6 @@ from offrec.cli._common import (
 # names from the registries of the packages that own them, loaded on first use
 OFFLINE_TRAINABLE = LazyChoices("offrec.pipeline_config", "OFFLINE_TRAINABLE")
 RL_ALGOS = LazyChoices("offrec.rl.algos", "ALGOS.names")
-ONLINE_LEARNERS = LazyChoices("offrec.rl.online_baseline", "ONLINE_LEARNERS")
 
 
 def add_parser(sub: Any) -> None:
@@ -79,8 +78,9 @@ def add_parser(sub: Any) -> None:
         "learners against interactions, on one figure), learning_curves.png (bandits' windowed "
         "CTR and regret) and the trained models.",
     )  # fmt: skip
-    to.add_argument("--learner", action="append", required=True, choices=ONLINE_LEARNERS, metavar="LEARNER",
-                    help="learner (repeatable): %(choices)s")  # fmt: skip
+    to.add_argument("--learner", action="append", required=True, metavar="LEARNER",
+                    help="learner (repeatable): a bandit learner (see `offrec train bandit --help`), "
+                    "ppo or dqn")  # fmt: skip
     to.add_argument("--param", action="append", metavar="[LEARNER.]KEY=VALUE",
                     help="learner parameter (repeatable); 'ppo.n_envs=4' sets it for one learner")  # fmt: skip
     to.add_argument(

@@ -110,7 +110,7 @@ def test_train_online_ppo_cli_round_trip(tmp_path, capsys):
     assert again.value == ppo.value[-1]
     # an existing output is refused before any training
     assert main(argv) == 2
-    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert "already exists; use --overwrite" in capsys.readouterr().err
 
 
 def test_train_online_without_sb3_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
@@ -131,7 +131,7 @@ def test_train_online_without_sb3_is_one_line_exit_2(tmp_path, capsys, monkeypat
     [
         (["--learner", "sac"], r"online learner must be one of \[.*\]; got 'sac'"),
         (["--learner", "linucb", "--param", "ppo.n_envs=2"],
-         r"--param names \['ppo'\], which are not among the --learner values"),
+         r"params name \['ppo'\], which are not among the learners \['linucb'\]"),
         (["--learner", "linucb", "--param", "alpha=-1"], "alpha must be >= 0"),
     ],
 )  # fmt: skip
