@@ -152,7 +152,9 @@ class SessionModel:
     ) -> np.ndarray:
         """Next context (n, d): the learned linear update, noise where not deterministic."""
         d = x.shape[1]
-        out = x @ self.trans[:d] + self.trans[d : d + self.n_actions][a] + np.outer(r, self.trans[-1])
+        out = (
+            x @ self.trans[:d] + self.trans[d : d + self.n_actions][a] + np.outer(r, self.trans[-1])
+        )
         noisy = self.noise_std > 0
         if noisy.any():
             out[:, noisy] += rng.normal(size=(x.shape[0], int(noisy.sum()))) * self.noise_std[noisy]
@@ -192,7 +194,9 @@ def _fit_click(
 
     def loss() -> torch.Tensor:
         logit = b[A_] + Z @ beta + (Z * W[A_]).sum(1) + S * g[0] + R @ g[1:]
-        nll = torch.nn.functional.binary_cross_entropy_with_logits(logit, Y, weight=Wt, reduction="sum")
+        nll = torch.nn.functional.binary_cross_entropy_with_logits(
+            logit, Y, weight=Wt, reduction="sum"
+        )
         pen = l2 * (W * W).sum() + 1.0 * ((b - b.mean()) ** 2).sum()
         return (nll + pen) / total
 
@@ -210,7 +214,9 @@ def _fit_leave(
     total = float(w.sum())
 
     def loss() -> torch.Tensor:
-        nll = torch.nn.functional.binary_cross_entropy_with_logits(Xt @ theta, Y, weight=Wt, reduction="sum")
+        nll = torch.nn.functional.binary_cross_entropy_with_logits(
+            Xt @ theta, Y, weight=Wt, reduction="sum"
+        )
         return (nll + 1e-3 * (theta[1:] ** 2).sum()) / total
 
     _lbfgs([theta], loss, iters)

@@ -26,24 +26,46 @@ by :func:`fit_fqe` unless ``q_hat`` is given.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from offrec.core.errors import InputError
-from offrec.core.hashing import row_keys, seed_int
-from offrec.core.validation import SeedLike, check_scalar
+from offrec.core.validation import SeedLike, as_generator, check_scalar
 from offrec.logs.data import LoggedData
-from offrec.ope.intervals import Form, Interval, check_interval_options, interval
-from offrec.ope.stats import Moments
+from offrec.ope.fqe import fit_neural_fqe, range_report
+from offrec.ope.intervals import Interval
+from offrec.ope.marginal import mis_contributions
+from offrec.ope.model_based import SessionModel, fit_session_model, rollout_values
+from offrec.ope.session_data import (
+    SessionStructure,
+    session_folds,
+    session_structure,
+    session_weights,
+)
 
 if TYPE_CHECKING:
-    pass
+    import pandas as pd
 
-SEQUENTIAL_ESTIMATORS: tuple[str, ...] = ("pdis", "tis", "wpdis", "wtis", "dr", "fqe")
+SEQUENTIAL_ESTIMATORS: tuple[str, ...] = (
+    "pdis", "tis", "wpdis", "wtis", "dr", "fqe",
+    "fqe-nn", "dr-nn", "wdr-nn", "sndr-nn", "mb", "mb-dr", "mis",
+)  # fmt: skip
+NEURAL = frozenset({"fqe-nn", "dr-nn", "wdr-nn", "sndr-nn"})
+_DR_FORMS = frozenset({"wdr-nn", "sndr-nn"})
+IS_BASED = frozenset(
+    {"pdis", "tis", "wpdis", "wtis", "dr", "dr-nn", "wdr-nn", "sndr-nn", "mb-dr", "mis"}
+)
+INTERVAL_METHODS: tuple[str, ...] = ("normal", "bootstrap", "bernstein")
+RECOMMENDED_SEQUENTIAL = "mb"
+"""The estimator offrec recommends on session logs (see the study in
+``benchmarks/session_ope_study.py``; reasons filled in from its measurements)."""
+MIN_ESS = 30.0  # cumulative-weight ESS below this at some step: "tiny ESS" warning
+SUPPORT_ESS_FRACTION = 0.05  # single-step weight ESS below this share of rows: "far from support"
 
 
 @dataclass(frozen=True)
@@ -65,13 +87,8 @@ class EpisodeIndex:
         return self.pad(np.ones(self.episode.shape[0]), 0.0) > 0
 
 
-def episode_index(
-    session_id: np.ndarray, step: np.ndarray, horizon: int | None = None
-) -> EpisodeIndex:
-    """Index rows by episode; steps must run 0, 1, 2, ... within each session.
-
-    ``horizon`` pads the episode matrices to that width (default: the longest session),
-    so batches of one log share one layout."""
+def episode_index(session_id: np.ndarray, step: np.ndarray) -> EpisodeIndex:
+    """Index rows by episode; steps must run 0, 1, 2, ... within each session."""
     session_id = np.asarray(session_id)
     step = np.asarray(step, dtype=np.int64)
     if session_id.shape != step.shape or session_id.ndim != 1:
@@ -92,10 +109,7 @@ def episode_index(
         raise InputError(
             "step must not repeat within a session (duplicated (session_id, step) rows)"
         )
-    width = int(counts.max()) if horizon is None else horizon
-    if counts.max() > width:
-        raise InputError(f"a session has {int(counts.max())} steps, more than horizon {width}")
-    return EpisodeIndex(episode, step, int(uniq.size), width)
+    return EpisodeIndex(episode, step, int(uniq.size), int(counts.max()))
 
 
 # ------------------------------------------------------------------------------ FQE
@@ -185,14 +199,6 @@ class _EpisodeTerms:
     b: np.ndarray | None  # (m, H) self-normalized numerators
     c: np.ndarray | None  # (m, H) self-normalized denominators
 
-    def columns(self) -> tuple[np.ndarray, Form]:
-        """Per-episode columns ``(m, k)`` and the :class:`~offrec.ope.intervals.Form` over them."""
-        if self.b is None or self.c is None:
-            return self.a[:, None], Form(0)
-        h = self.b.shape[1]
-        cols = np.column_stack([self.a, self.b, self.c])
-        return cols, Form(0, tuple(range(1, 1 + h)), tuple(range(1 + h, 1 + 2 * h)))
-
     def value(self) -> float:
         v = float(self.a.mean())
         if self.b is not None and self.c is not None:
@@ -209,42 +215,375 @@ def _terms(
     dist: np.ndarray,
     q_hat: np.ndarray | None,
     gamma: float,
-    horizon: int | None = None,
+    *,
+    q_logged: np.ndarray | None = None,
+    v_hat_rows: np.ndarray | None = None,
 ) -> _EpisodeTerms:
+    r"""Per-episode terms of the IS/DR family. The Q-model comes as ``q_hat`` (n, A) or as
+    its values at the logged actions ``q_logged`` (n,) and ``v_hat_rows`` (n,)
+    :math:`\hat V(x) = \sum_a \pi(a|x) \hat Q(x, a)`."""
+    base = estimator.split("-")[0] if estimator in _DR_FORMS else estimator
     if estimator not in SEQUENTIAL_ESTIMATORS:
-        raise InputError(
+        raise ValueError(
             f"sequential estimator must be one of {list(SEQUENTIAL_ESTIMATORS)}; got {estimator!r}"
         )
-    idx = episode_index(data.session_id, data.step, horizon)
+    idx = episode_index(data.session_id, data.step)
     n = data.n_rows
     if dist.shape != (n, data.n_actions):
-        raise InputError(f"action_dist must have shape ({n}, {data.n_actions}); got {dist.shape}")
+        raise ValueError(f"action_dist must have shape ({n}, {data.n_actions}); got {dist.shape}")
     rows = np.arange(n)
-    w = idx.pad(dist[rows, data.action] / data.pscore, fill=1.0)
+    w_rows = dist[rows, data.action] / data.pscore
+    w = idx.pad(w_rows, fill=1.0)
     r = idx.pad(data.reward)
     mask = idx.mask
     disc = gamma ** np.arange(idx.horizon)
     rho = np.cumprod(w, axis=1)  # padding weights are 1: an ended episode keeps its last rho
     zeros = np.zeros(idx.n_episodes)
-    if estimator == "pdis":
+    if base == "pdis":
         return _EpisodeTerms((rho * r) @ disc, None, None)
-    if estimator == "tis":
+    if base == "tis":
         return _EpisodeTerms(rho[:, -1] * (r @ disc), None, None)
-    if estimator == "wpdis":
+    if base == "wpdis":
         return _EpisodeTerms(zeros, rho * r * disc, rho)
-    if estimator == "wtis":
+    if base == "wtis":
         return _EpisodeTerms(zeros, (rho[:, -1] * (r @ disc))[:, None], rho[:, -1:])
-    if q_hat is None:
-        raise InputError(
-            f"estimator {estimator!r} needs q_hat (n, n_actions) or a fitted FQE model"
-        )
-    v_hat = idx.pad(np.einsum("na,na->n", dist, q_hat))
-    if estimator == "fqe":
+    if q_logged is None or v_hat_rows is None:
+        if q_hat is None:
+            raise ValueError(
+                f"estimator {estimator!r} needs q_hat (n, n_actions) or a fitted FQE model"
+            )
+        q_logged = q_hat[rows, data.action]
+        v_hat_rows = np.einsum("na,na->n", dist, q_hat)
+    v_hat = idx.pad(v_hat_rows)
+    if base == "fqe":
         return _EpisodeTerms(v_hat[:, 0], None, None)
-    q_logged = idx.pad(q_hat[rows, data.action])
+    q_log = idx.pad(q_logged)
+    if base == "sndr":
+        # per-step self-normalised single-step ratios, then their product
+        counts = mask.sum(axis=0)
+        w_bar = np.divide(
+            (w * mask).sum(axis=0), counts, out=np.ones(idx.horizon), where=counts > 0
+        )
+        rho = np.cumprod(np.where(mask, w / w_bar, 1.0), axis=1)
     rho_prev = np.hstack([np.ones((idx.n_episodes, 1)), rho[:, :-1]])
-    contrib = (rho * (r - q_logged) + rho_prev * v_hat) * mask
+    if base == "wdr":
+        # Thomas & Brunskill (2016): both weights normalised per step over all episodes
+        b = np.hstack([rho * (r - q_log) * mask * disc, rho_prev * v_hat * mask * disc])
+        return _EpisodeTerms(zeros, b, np.hstack([rho, rho_prev]))
+    contrib = (rho * (r - q_log) + rho_prev * v_hat) * mask
     return _EpisodeTerms(contrib @ disc, None, None)
+
+
+# ------------------------------------------------------------- fitted session models
+@dataclass
+class SessionFits:
+    """Models shared by the learned estimators of one log, fitted lazily and cached: the
+    session index, the model-based :class:`~offrec.ope.model_based.SessionModel` (all
+    sessions, per cross-fitting fold, per bootstrap replicate).
+
+    ``n_folds`` folds of sessions (a seeded hash of ``session_id``) cross-fit the Q-models
+    of the DR estimators; ``n_refits`` Poisson-bootstrap replicates of the session model
+    give the ``"mb"`` interval; ``n_rollouts`` rollouts per start.
+    """
+
+    data: LoggedData
+    seed: int = 0
+    n_folds: int = 2
+    n_refits: int = 20
+    n_rollouts: int = 4
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def structure(self) -> SessionStructure:
+        if "st" not in self._cache:
+            self._cache["st"] = session_structure(self.data)
+        return self._cache["st"]  # type: ignore[no-any-return]
+
+    @property
+    def folds(self) -> np.ndarray:
+        """(n,) fold of each row (its session's)."""
+        if "folds" not in self._cache:
+            self._cache["folds"] = session_folds(self.data.session_id, self.n_folds, self.seed)
+        return self._cache["folds"]  # type: ignore[no-any-return]
+
+    def session_model(self) -> SessionModel:
+        if "mb" not in self._cache:
+            _check_binary(self.data)
+            self._cache["mb"] = fit_session_model(
+                self.data, structure=self.structure, seed=self.seed
+            )
+        return self._cache["mb"]  # type: ignore[no-any-return]
+
+    def fold_models(self) -> list[SessionModel]:
+        if "mb_folds" not in self._cache:
+            st, lam = self.structure, self.session_model().click_l2
+            sess_fold = session_folds(st.sessions, self.n_folds, self.seed)
+            self._cache["mb_folds"] = [
+                fit_session_model(
+                    self.data, weights=(sess_fold != k).astype(float), structure=st, click_l2=lam
+                )  # fmt: skip
+                for k in range(self.n_folds)
+            ]
+        return self._cache["mb_folds"]  # type: ignore[no-any-return]
+
+    def refit_models(self) -> tuple[np.ndarray, list[SessionModel]]:
+        """Poisson bootstrap weights (B, m) and the session model refitted on each."""
+        if "mb_boot" not in self._cache:
+            st, lam = self.structure, self.session_model().click_l2
+            W = session_weights(st.n_sessions, self.n_refits, self.seed)
+            models = [
+                fit_session_model(self.data, weights=w, structure=st, click_l2=lam) for w in W
+            ]
+            self._cache["mb_boot"] = (W, models)
+        return self._cache["mb_boot"]  # type: ignore[no-any-return]
+
+    def rng(self, *key: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([self.seed, *key]))
+
+
+def _check_binary(data: LoggedData) -> None:
+    r = np.asarray(data.reward)
+    bad = (r != 0) & (r != 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"reward must be 0/1 clicks for the model-based estimators (logistic click model); "
+            f"row {i} has {r[i]}"
+        )
+
+
+def _dist_fn(policy: Any) -> Callable[[np.ndarray], np.ndarray]:
+    if isinstance(policy, np.ndarray):
+        raise InputError(
+            "the model-based estimators roll the target out in a learned model, so they need "
+            "the policy itself (an object with action_dist), not its probabilities on the log"
+        )
+    return policy.action_dist  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class SequentialResult:
+    """One estimate: the interval, per-session contributions where they exist, and the
+    warnings (plain strings) a caller should print beside the number."""
+
+    interval: Interval
+    warnings: tuple[str, ...]
+    contributions: np.ndarray | None = None
+
+
+def _interval_from_contributions(
+    value: float, psi: np.ndarray, method: str, alpha: float, n_bootstrap: int, seed: SeedLike,
+    label: str = "",
+) -> Interval:  # fmt: skip
+    """t, empirical-Bernstein or bootstrap interval from per-session contributions (m,)."""
+    m = psi.shape[0]
+    if m < 2:
+        return Interval(value, -np.inf, np.inf, method + label, alpha)
+    sd = float(psi.std(ddof=1))
+    if method == "normal":
+        half = float(stats.t.ppf(1 - alpha / 2, m - 1)) * sd / np.sqrt(m)
+        return Interval(value, value - half, value + half, "normal" + label, alpha)
+    if method == "bernstein":
+        # Maurer & Pontil (2009), Thm 4, two-sided; range plugged in from the data
+        rng_ = float(psi.max() - psi.min())
+        lg = np.log(4 / alpha)
+        half = np.sqrt(2 * sd**2 * lg / m) + 7 * rng_ * lg / (3 * (m - 1))
+        return Interval(value, value - half, value + half, "bernstein" + label, alpha)
+    rng = as_generator(seed)
+    values = np.zeros(n_bootstrap)
+    chunk = max(1, (1 << 22) // max(m, 1))
+    for s in range(0, n_bootstrap, chunk):
+        k = min(chunk, n_bootstrap - s)
+        counts = rng.multinomial(m, np.full(m, 1.0 / m), size=k).astype(np.float64)
+        values[s : s + k] = counts @ psi / m
+    shift = value - float(psi.mean())  # centre on the estimate (normalised forms)
+    low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2]) + shift
+    return Interval(value, float(low), float(high), "bootstrap" + label, alpha, n_bootstrap)
+
+
+def _ess_warnings(data: LoggedData, dist: np.ndarray, st: SessionStructure) -> list[str]:
+    """Support and effective-sample-size warnings for the IS-based estimators."""
+    out = []
+    w = dist[np.arange(data.n_rows), data.action] / data.pscore
+    ess1 = w.sum() ** 2 / max(float((w * w).sum()), 1e-300)
+    if ess1 < SUPPORT_ESS_FRACTION * data.n_rows:
+        out.append(
+            f"target far from the logger's support: single-step weight ESS is {ess1:.0f} of "
+            f"{data.n_rows} rows ({100 * ess1 / data.n_rows:.1f}%)"
+        )
+    idx = episode_index(data.session_id, data.step)
+    rho = np.cumprod(idx.pad(w, 1.0), axis=1)
+    ess = rho.sum(axis=0) ** 2 / np.maximum((rho * rho).sum(axis=0), 1e-300)
+    low = np.flatnonzero(ess < MIN_ESS)
+    if low.size:
+        out.append(
+            f"tiny ESS: cumulative-weight ESS is {ess[low[0]]:.1f} of {idx.n_episodes} sessions "
+            f"at step {int(low[0])} (min {ess.min():.1f}); IS/DR terms from that step on rest on "
+            "a handful of sessions"
+        )
+    return out
+
+
+def _range_warning(what: str, values: np.ndarray, value_max: float) -> list[str]:
+    frac, lo, hi = range_report(values, value_max)
+    if frac == 0:
+        return []
+    return [
+        f"{what} outside the feasible range [0, {value_max:g}] on {100 * frac:.1f}% of rows "
+        f"(min {lo:.3g}, max {hi:.3g})"
+    ]
+
+
+def _value_max(data: LoggedData, st: SessionStructure) -> float:
+    return float(st.horizon * max(float(np.max(data.reward, initial=0.0)), 0.0))
+
+
+def _neural_q(
+    fits: SessionFits, key: str, dist: np.ndarray, gamma: float
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Cross-fitted neural FQE: (q_logged, v_hat) at every row and range warnings."""
+    ck = f"nq:{key}"
+    if ck not in fits._cache:
+        data, st = fits.data, fits.structure
+        q = np.zeros((data.n_rows, data.n_actions))
+        for k in range(fits.n_folds):
+            model = fit_neural_fqe(data, dist, structure=st, rows=fits.folds != k, gamma=gamma,
+                                   seed=fits.seed + 97 * k)  # fmt: skip
+            te = fits.folds == k
+            q[te] = model.predict(data.context[te], st.recent[te])
+        rows = np.arange(data.n_rows)
+        warn = _range_warning("neural FQE Q-values", q, _value_max(data, st))
+        fits._cache[ck] = (q[rows, data.action], np.einsum("na,na->n", dist, q), warn)
+    return fits._cache[ck]  # type: ignore[no-any-return]
+
+
+def _mb_q(fits: SessionFits, key: str, policy: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-fitted model-based Q(x_t, a_t) and V(x_t) at every logged row, by rollouts."""
+    ck = f"mbq:{key}"
+    if ck not in fits._cache:
+        data, st = fits.data, fits.structure
+        fn = _dist_fn(policy)
+        q_log, v = np.zeros(data.n_rows), np.zeros(data.n_rows)
+        for k, model in enumerate(fits.fold_models()):
+            te = np.flatnonzero(fits.folds == k)
+            args = (data.context[te], st.recent[te], st.step[te])
+            q_log[te] = rollout_values(model, fn, *args, first_action=data.action[te],
+                                       n_rollouts=2, rng=fits.rng(1, k))  # fmt: skip
+            v[te] = rollout_values(model, fn, *args, n_rollouts=2, rng=fits.rng(2, k))
+        fits._cache[ck] = (q_log, v)
+    return fits._cache[ck]  # type: ignore[no-any-return]
+
+
+def estimate_sequential_full(
+    estimator: str,
+    data: LoggedData,
+    policy: Any,
+    *,
+    gamma: float = 1.0,
+    q_hat: np.ndarray | None = None,
+    method: str = "normal",
+    n_bootstrap: int = 1000,
+    alpha: float = 0.05,
+    seed: SeedLike = 0,
+    fits: SessionFits | None = None,
+    key: str = "target",
+    dist: np.ndarray | None = None,
+) -> SequentialResult:
+    """:func:`estimate_sequential` with its warnings and per-session contributions.
+
+    ``fits`` shares fitted models across estimators and targets of one log (``key`` names
+    the target in its cache); ``dist`` (n, A) is the target's probabilities on the log
+    when already computed.
+    """
+    check_scalar(gamma, "gamma", float, min=0.0, max=1.0)
+    check_scalar(alpha, "alpha", float, min=0.0, max=1.0, min_inclusive=False, max_inclusive=False)
+    if method not in INTERVAL_METHODS:
+        raise InputError(f"method must be one of {list(INTERVAL_METHODS)}; got {method!r}")
+    if estimator not in SEQUENTIAL_ESTIMATORS:
+        raise InputError(
+            f"sequential estimator must be one of {list(SEQUENTIAL_ESTIMATORS)}; got {estimator!r}"
+        )
+    if dist is None:
+        dist = np.asarray(
+            policy if isinstance(policy, np.ndarray) else policy.action_dist(data.context)
+        )
+    if fits is None:
+        fits = SessionFits(data, seed=int(seed) if isinstance(seed, int | np.integer) else 0)
+    st = fits.structure
+    vmax = _value_max(data, st)
+    warnings: list[str] = []
+    if estimator in IS_BASED:
+        warnings += _ess_warnings(data, dist, st)
+    q_log = v_rows = None
+    if estimator == "mb":
+        model = fits.session_model()
+        fn = _dist_fn(policy)
+        f0 = st.first_row
+        start = (data.context[f0], st.recent[f0], st.step[f0])
+        v0 = rollout_values(model, fn, *start, n_rollouts=fits.n_rollouts, rng=fits.rng(3))
+        value = float(v0.mean())
+        W, models = fits.refit_models()
+        reps = np.array([
+            float(W[b] @ rollout_values(mb, fn, *start, n_rollouts=2, rng=fits.rng(4, b))) / W[b].sum()
+            for b, mb in enumerate(models)
+        ])  # fmt: skip
+        B = reps.size
+        half = float(stats.t.ppf(1 - alpha / 2, B - 1)) * float(reps.std(ddof=1))
+        iv = Interval(value, value - half, value + half, f"refit-bootstrap({B})", alpha, B)
+        warnings += _range_warning("model-based value", np.array([value]), vmax)
+        warnings += _range_warning("model-based bootstrap replicates", reps, vmax)
+        return SequentialResult(iv, tuple(warnings), v0)
+    if estimator == "mis":
+        w = dist[np.arange(data.n_rows), data.action] / data.pscore
+        psi, _ = mis_contributions(data, w, dist, structure=st, gamma=gamma)
+    else:
+        if estimator in NEURAL:
+            q_log, v_rows, rw = _neural_q(fits, key, dist, gamma)
+            warnings += rw
+        elif estimator == "mb-dr":
+            q_log, v_rows = _mb_q(fits, key, policy)
+        elif estimator in ("dr", "fqe") and q_hat is None:
+            q_hat = fit_fqe(data, dist, gamma=gamma).predict(data.context)
+            warnings += _range_warning("linear FQE Q-values", q_hat, vmax)
+        name = {"fqe-nn": "fqe", "dr-nn": "dr", "mb-dr": "dr"}.get(estimator, estimator)
+        t = _terms(name, data, dist, q_hat, gamma, q_logged=q_log, v_hat_rows=v_rows)
+        value = t.value()
+        psi = t.a.copy()
+        if t.b is not None and t.c is not None:  # delta-method linearisation
+            den = t.c.mean(axis=0)
+            ratio = np.divide(t.b.mean(axis=0), den, out=np.zeros_like(den), where=den > 0)
+            psi += np.sum(
+                np.divide(t.b - ratio * t.c, den, out=np.zeros_like(t.b), where=den > 0), axis=1
+            )
+            psi += value - psi.mean()
+            if method == "bootstrap":  # resample the ratio form itself
+                iv = _ratio_bootstrap(t, value, alpha, n_bootstrap, seed)
+                warnings += _range_warning("estimate", np.array([value]), vmax)
+                return SequentialResult(iv, tuple(warnings), psi)
+    value = float(psi.mean()) if estimator == "mis" else value
+    iv = _interval_from_contributions(value, psi, method, alpha, n_bootstrap, seed)
+    warnings += _range_warning("estimate", np.array([value]), vmax)
+    return SequentialResult(iv, tuple(warnings), psi)
+
+
+def _ratio_bootstrap(
+    t: _EpisodeTerms, value: float, alpha: float, n_bootstrap: int, seed: SeedLike
+) -> Interval:
+    check_scalar(n_bootstrap, "n_bootstrap", int, min=1)
+    rng = as_generator(seed)
+    m = t.a.shape[0]
+    values = np.zeros(n_bootstrap)
+    chunk = max(1, (1 << 22) // max(m, 1))  # resamples per block: bounded memory
+    for s in range(0, n_bootstrap, chunk):
+        k = min(chunk, n_bootstrap - s)
+        counts = rng.multinomial(m, np.full(m, 1.0 / m), size=k).astype(np.float64)  # (k, m)
+        v = counts @ t.a / m
+        if t.b is not None and t.c is not None:
+            num, den = counts @ t.b, counts @ t.c  # (k, H)
+            v += np.sum(np.divide(num, den, out=np.zeros_like(num), where=den > 0), axis=1)
+        values[s : s + k] = v
+    low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    return Interval(value, float(low), float(high), "bootstrap", alpha, n_bootstrap)
 
 
 def estimate_sequential(
@@ -258,34 +597,99 @@ def estimate_sequential(
     n_bootstrap: int = 1000,
     alpha: float = 0.05,
     seed: SeedLike = 0,
+    fits: SessionFits | None = None,
 ) -> Interval:
     """Estimate ``policy``'s expected discounted clicks per session from session logs.
 
     Args:
         estimator: one of :data:`SEQUENTIAL_ESTIMATORS` (module docstring has the formulas).
         data: a session log; ``policy``: anything with ``action_dist(obs)`` (or an
-            (n, n_actions) array of its probabilities on ``data.context``).
+            (n, n_actions) array of its probabilities on ``data.context``; the model-based
+            estimators need the policy itself, to act in rolled-out states).
         q_hat: (n, n_actions) Q estimates on ``data.context`` for ``dr``/``fqe``; by
             default :func:`fit_fqe` is run for the policy.
-        method: ``"bootstrap"``, ``"normal"`` or ``"bernstein"``, by the one interval
-            engine (:mod:`offrec.ope.intervals`) on per-session columns; the bootstrap
-            resamples whole sessions (keyed by ``session_id``).
+        method: interval from per-session contributions: ``"bootstrap"`` (percentile,
+            resampling whole sessions, vectorized), ``"normal"`` (t interval; delta method
+            for the self-normalized forms) or ``"bernstein"`` (empirical Bernstein,
+            Maurer & Pontil 2009, with the observed range). ``"mb"`` always uses its
+            refit bootstrap (:class:`SessionFits`).
+        fits: models shared across calls on the same log.
 
     Returns:
-        :class:`~offrec.ope.intervals.Interval`.
+        :class:`~offrec.ope.intervals.Interval`; :func:`estimate_sequential_full` also
+        returns the warnings.
     """
-    check_scalar(gamma, "gamma", float, min=0.0, max=1.0)
-    check_scalar(alpha, "alpha", float, min=0.0, max=1.0, min_inclusive=False, max_inclusive=False)
-    check_interval_options(method, n_bootstrap, alpha)
-    dist = np.asarray(
-        policy if isinstance(policy, np.ndarray) else policy.action_dist(data.context)
-    )
-    if estimator in ("dr", "fqe") and q_hat is None:
-        q_hat = fit_fqe(data, dist, gamma=gamma).predict(data.context)
-    t = _terms(estimator, data, dist, q_hat, gamma)
-    cols, form = t.columns()
-    n_boot = n_bootstrap if method == "bootstrap" else 0
-    moments = Moments.of(
-        cols, keys=row_keys(np.unique(data.session_id)), n_bootstrap=n_boot, seed=seed_int(seed)
-    )
-    return interval(moments, form, method=method, alpha=alpha)
+    return estimate_sequential_full(
+        estimator, data, policy, gamma=gamma, q_hat=q_hat, method=method,
+        n_bootstrap=n_bootstrap, alpha=alpha, seed=seed, fits=fits,
+    ).interval  # fmt: skip
+
+
+def evaluate_sequential(
+    data: LoggedData,
+    targets: dict[str, Any],
+    estimators: Sequence[str],
+    *,
+    method: str = "normal",
+    n_bootstrap: int = 1000,
+    alpha: float = 0.05,
+    seed: SeedLike = 0,
+    fits: SessionFits | None = None,
+) -> pd.DataFrame:
+    """Every target (a policy or its (n, n_actions) probabilities) x every estimator, as a
+    table: policy, estimator, value, low, high, interval_method, recommended (bool: the
+    row of :data:`RECOMMENDED_SEQUENTIAL`), warnings (a list of strings per row, empty when
+    nothing is doubtful). Models are fitted once per log and shared (:class:`SessionFits`).
+    Oracles (which need the hidden session state) are refused.
+
+    Warnings: tiny ESS / far from support (IS-based rows), Q-values or values outside
+    :math:`[0, H r_{max}]`, and *disagreement*: a row whose interval does not overlap the
+    recommended estimator's interval says so, and the recommended row lists them.
+    """
+    import pandas as pd
+
+    if fits is None:
+        fits = SessionFits(data, seed=int(seed) if isinstance(seed, int | np.integer) else 0)
+    rows = []
+    for name, target in targets.items():
+        if hasattr(target, "action_dist_state"):
+            raise InputError(
+                f"target {name!r} is an oracle: it needs the hidden session state, so it "
+                "cannot be scored off-policy in session mode"
+            )
+        dist = np.asarray(
+            target if isinstance(target, np.ndarray) else target.action_dist(data.context)
+        )
+        q_hat = (
+            fit_fqe(data, dist).predict(data.context) if {"dr", "fqe"} & set(estimators) else None
+        )
+        block = []
+        for est in estimators:
+            res = estimate_sequential_full(est, data, target, q_hat=q_hat, method=method,
+                                           n_bootstrap=n_bootstrap, alpha=alpha, seed=seed,
+                                           fits=fits, key=name, dist=dist)  # fmt: skip
+            if est in ("dr", "fqe"):
+                res = SequentialResult(res.interval, res.warnings + tuple(
+                    _range_warning("linear FQE Q-values", q_hat, _value_max(data, fits.structure))
+                    if q_hat is not None else ()), res.contributions)  # fmt: skip
+            iv = res.interval
+            block.append({"policy": name, "estimator": est, "value": iv.value, "low": iv.low,
+                          "high": iv.high, "interval_method": iv.method,
+                          "recommended": est == RECOMMENDED_SEQUENTIAL,
+                          "warnings": list(res.warnings)})  # fmt: skip
+        rec = next((r for r in block if r["recommended"]), None)
+        if rec is not None:
+            off = [r for r in block if not r["recommended"]
+                   and (r["high"] < rec["low"] or r["low"] > rec["high"])]  # fmt: skip
+            for r in off:
+                r["warnings"].append(
+                    f"disagrees with the recommended {RECOMMENDED_SEQUENTIAL!r} beyond both "
+                    f"intervals ({r['value']:.3g} vs {rec['value']:.3g})"
+                )
+            if off:
+                rec["warnings"].append(
+                    "other estimators disagree beyond both intervals: "
+                    + ", ".join(f"{r['estimator']} {r['value']:.3g}" for r in off)
+                )
+        rows += block
+    return pd.DataFrame(rows)
