@@ -180,8 +180,10 @@ def _lbfgs(params: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor], iter
 def _fit_click(
     z: np.ndarray, s: np.ndarray, rep: np.ndarray, a: np.ndarray, y: np.ndarray,
     w: np.ndarray, n_actions: int, l2: float, iters: int = 300,
+    init: tuple[np.ndarray, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Weighted logistic fit of the click model; returns (b, beta, W, g)."""
+    """Weighted logistic fit of the click model; returns (b, beta, W, g). ``init``
+    warm-starts from earlier parameters."""
     d = z.shape[1]
     Z, S, R = (torch.as_tensor(v, dtype=torch.float64) for v in (z, s, rep))
     A_, Y, Wt = torch.as_tensor(a), torch.as_tensor(y, dtype=torch.float64), torch.as_tensor(w)
@@ -190,6 +192,10 @@ def _fit_click(
     beta = torch.zeros(d, dtype=torch.float64, requires_grad=True)
     W = torch.zeros((n_actions, d), dtype=torch.float64, requires_grad=True)
     g = torch.zeros(1 + R.shape[1], dtype=torch.float64, requires_grad=True)
+    if init is not None:
+        with torch.no_grad():
+            for t, v in zip((b, beta, W, g), init, strict=True):
+                t.copy_(torch.as_tensor(v))
     total = float(w.sum())
 
     def loss() -> torch.Tensor:
@@ -206,11 +212,14 @@ def _fit_click(
 
 def _fit_leave(
     z: np.ndarray, s: np.ndarray, rep: np.ndarray, r: np.ndarray, y: np.ndarray,
-    w: np.ndarray, iters: int = 200,
+    w: np.ndarray, iters: int = 200, init: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray, float, np.ndarray]:  # fmt: skip
     X = np.hstack([np.ones((z.shape[0], 1)), z, r[:, None], s[:, None], rep])
     Xt, Y, Wt = (torch.as_tensor(v, dtype=torch.float64) for v in (X, y, w))
-    theta = torch.zeros(X.shape[1], dtype=torch.float64, requires_grad=True)
+    theta = torch.zeros(X.shape[1], dtype=torch.float64)
+    if init is not None:
+        theta += torch.as_tensor(init)
+    theta.requires_grad_(True)
     total = float(w.sum())
 
     def loss() -> torch.Tensor:
@@ -238,6 +247,8 @@ def fit_session_model(
     structure: SessionStructure | None = None,
     click_l2: float | None = None,
     seed: int = 0,
+    warm_start: SessionModel | None = None,
+    iters: int = 300,
 ) -> SessionModel:
     """Learn a :class:`SessionModel` from ``data`` (module docstring).
 
@@ -247,6 +258,9 @@ def fit_session_model(
         click_l2: ridge strength on the per-action click slopes; ``None`` picks it from
             ``L2_GRID`` by held-out log-likelihood on a seeded half of the sessions.
         seed: seeds the held-out split for ``click_l2``.
+        warm_start: start the click and leave fits from this model's parameters (and take
+            its ``click_l2``), running at most ``iters`` L-BFGS iterations: the cheap refits
+            of the bootstrap replicates.
     """
     st = structure or session_structure(data)
     x = np.asarray(data.context, np.float64)
@@ -275,6 +289,8 @@ def fit_session_model(
         s = np.einsum("nd,nd->n", x, effect[a])
         rep = (st.recent == a[:, None]).astype(np.float64)
         # 2. click model, ridge strength by held-out sessions
+        if warm_start is not None:
+            click_l2 = warm_start.click_l2
         if click_l2 is None:
             fold = session_folds(data.session_id, 2, seed)
             tr, te = fold == 0, fold == 1
@@ -286,12 +302,18 @@ def fit_session_model(
                 ),
             )  # fmt: skip
             click_l2 = float(best)
-        b, beta, W, g = _fit_click(z, s, rep, a, r, w, A, click_l2)
+        ws = warm_start
+        b, beta, W, g = _fit_click(
+            z, s, rep, a, r, w, A, click_l2, iters=iters,
+            init=None if ws is None else (ws.click_b, ws.click_beta, ws.click_W, ws.click_g),
+        )  # fmt: skip
         # 3. leave model on rows that could end by the user's choice
         nt = ~np.asarray(data.truncated, bool)
         lc, eta, kappa, lg = _fit_leave(
-            z[nt], s[nt], rep[nt], r[nt], np.asarray(data.terminated, np.float64)[nt], w[nt]
-        )
+            z[nt], s[nt], rep[nt], r[nt], np.asarray(data.terminated, np.float64)[nt], w[nt],
+            iters=min(iters, 200), init=None if ws is None else np.r_[
+                ws.leave_c, ws.leave_eta, ws.leave_kappa, ws.leave_g],
+        )  # fmt: skip
     # 4. truncation rate per step
     H = st.horizon
     rows_at = np.bincount(st.step, weights=w, minlength=H)
