@@ -91,10 +91,10 @@ def part1(seeds: list[int], out: Path, estimators: tuple[str, ...]) -> pd.DataFr
 def part2(estimators: tuple[str, ...], n_sessions: int, out: Path) -> pd.DataFrame:
     import torch
 
+    from offrec.core.policy import Head
     from offrec.ope.evaluation import simulate_logged_data
     from offrec.ope.sequential import SessionFits, evaluate_sequential
     from offrec.pipeline import _logs_stage, _models_stage, split_sessions
-    from offrec.policies.base import Head
     from offrec.policies.loggers import logging_policy
     from offrec.sim import World
 
@@ -107,7 +107,9 @@ def part2(estimators: tuple[str, ...], n_sessions: int, out: Path) -> pd.DataFra
     pols, _, _ = _models_stage(cfg, train, key, world, cache, lambda m: None)
     targets = dict(pols)
     for name in ("DQN", "CQL"):
-        targets[f"{name} eps-greedy 0.3"] = pols[name].with_head(Head("epsilon_greedy", epsilon=0.3))
+        targets[f"{name} eps-greedy 0.3"] = pols[name].with_head(
+            Head("epsilon_greedy", epsilon=0.3)
+        )
     truth = {n: world.true_value(p, n_sessions=20_000, seed=1).value for n, p in targets.items()}
     loggers = {
         "softmax beta 0.5": logging_policy(world, "softmax", beta=0.5),

@@ -234,7 +234,10 @@ def _fit_leave(
     return float(th[0]), th[1 : 1 + d].copy(), float(th[1 + d]), th[2 + d :].copy()
 
 
-def _held_out_loglik(z, s, rep, a, y, params) -> float:  # type: ignore[no-untyped-def]
+def _held_out_loglik(
+    z: np.ndarray, s: np.ndarray, rep: np.ndarray, a: np.ndarray, y: np.ndarray,
+    params: tuple[np.ndarray, ...],
+) -> float:  # fmt: skip
     b, beta, W, g = params
     logit = b[a] + z @ beta + np.einsum("nd,nd->n", z, W[a]) + s * g[0] + rep @ g[1:]
     return float(np.mean(y * logit - np.logaddexp(0.0, logit)))
@@ -372,7 +375,7 @@ def rollout_values(
                 dist = np.asarray(policy(x.astype(np.float32)), np.float64)
                 q_all = expit(model.click_logits_all(x, h))
                 v = np.einsum("na,na->n", dist, q_all)
-                a = _sample(dist, rng.random(x.shape[0]))
+                a = _sample(dist, np.asarray(rng.random(x.shape[0])))
                 q = q_all[np.arange(x.shape[0]), a]
             first = False
             total[slot] += v

@@ -311,14 +311,14 @@ class SessionFits:
     def structure(self) -> SessionStructure:
         if "st" not in self._cache:
             self._cache["st"] = session_structure(self.data)
-        return self._cache["st"]  # type: ignore[no-any-return]
+        return self._cache["st"]
 
     @property
     def folds(self) -> np.ndarray:
         """(n,) fold of each row (its session's)."""
         if "folds" not in self._cache:
             self._cache["folds"] = session_folds(self.data.session_id, self.n_folds, self.seed)
-        return self._cache["folds"]  # type: ignore[no-any-return]
+        return self._cache["folds"]
 
     def session_model(self) -> SessionModel:
         if "mb" not in self._cache:
@@ -326,7 +326,7 @@ class SessionFits:
             self._cache["mb"] = fit_session_model(
                 self.data, structure=self.structure, seed=self.seed
             )
-        return self._cache["mb"]  # type: ignore[no-any-return]
+        return self._cache["mb"]
 
     def fold_models(self) -> list[SessionModel]:
         if "mb_folds" not in self._cache:
@@ -338,7 +338,7 @@ class SessionFits:
                 )  # fmt: skip
                 for k in range(self.n_folds)
             ]
-        return self._cache["mb_folds"]  # type: ignore[no-any-return]
+        return self._cache["mb_folds"]
 
     def refit_models(self) -> tuple[np.ndarray, list[SessionModel]]:
         """Poisson bootstrap weights (B, m) and the session model refitted on each."""
@@ -349,7 +349,7 @@ class SessionFits:
                 fit_session_model(self.data, weights=w, structure=st, click_l2=lam) for w in W
             ]
             self._cache["mb_boot"] = (W, models)
-        return self._cache["mb_boot"]  # type: ignore[no-any-return]
+        return self._cache["mb_boot"]
 
     def rng(self, *key: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence([self.seed, *key]))
@@ -372,7 +372,7 @@ def _dist_fn(policy: Any) -> Callable[[np.ndarray], np.ndarray]:
             "the model-based estimators roll the target out in a learned model, so they need "
             "the policy itself (an object with action_dist), not its probabilities on the log"
         )
-    return policy.action_dist  # type: ignore[no-any-return]
+    return policy.action_dist
 
 
 @dataclass(frozen=True)
@@ -470,7 +470,7 @@ def _neural_q(
         rows = np.arange(data.n_rows)
         warn = _range_warning("neural FQE Q-values", q, _value_max(data, st))
         fits._cache[ck] = (q[rows, data.action], np.einsum("na,na->n", dist, q), warn)
-    return fits._cache[ck]  # type: ignore[no-any-return]
+    return fits._cache[ck]
 
 
 def _mb_q(fits: SessionFits, key: str, policy: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -487,7 +487,7 @@ def _mb_q(fits: SessionFits, key: str, policy: Any) -> tuple[np.ndarray, np.ndar
                                        n_rollouts=2, rng=fits.rng(1, k))  # fmt: skip
             v[te] = rollout_values(model, fn, *args, n_rollouts=2, rng=fits.rng(2, k))
         fits._cache[ck] = (q_log, v)
-    return fits._cache[ck]  # type: ignore[no-any-return]
+    return fits._cache[ck]
 
 
 def estimate_sequential_full(
@@ -686,7 +686,7 @@ def evaluate_sequential(
         q_hat = (
             fit_fqe(data, dist).predict(data.context) if {"dr", "fqe"} & set(estimators) else None
         )
-        block = []
+        block: list[dict[str, Any]] = []
         for est in estimators:
             res = estimate_sequential_full(est, data, target, q_hat=q_hat, method=method,
                                            n_bootstrap=n_bootstrap, alpha=alpha, seed=seed,

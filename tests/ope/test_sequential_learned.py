@@ -160,7 +160,9 @@ def test_ess_and_support_warnings_on_a_far_target():
             return np.tile([0.0, 1.0], (len(obs), 1))
 
     res = estimate_sequential_full("pdis", data, _Always1(), method="normal")
-    assert any("tiny ESS" in s for s in res.warnings)  # 100 sessions, weights up to 8: ~12 sessions carry step 2
+    assert any(
+        "tiny ESS" in s for s in res.warnings
+    )  # 100 sessions, weights up to 8: ~12 sessions carry step 2
 
 
 def test_intervals_methods_and_bad_method():
