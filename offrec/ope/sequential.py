@@ -16,7 +16,33 @@ and the cumulative weight :math:`\rho_{i,t} = \prod_{k \le t} w_{i,k}`:
   + \rho_{i,t-1} \hat V(x_{i,t})\big]`, :math:`\rho_{i,-1} = 1`,
   :math:`\hat V(x) = \sum_a \pi_e(a|x) \hat Q(x, a)`;
 - ``"fqe"`` fitted-Q evaluation: :math:`\frac1m \sum_i \hat V(x_{i,0})` with
-  :math:`\hat Q` from :func:`fit_fqe` (any target policy, stochastic or greedy).
+  :math:`\hat Q` from :func:`fit_fqe` (any target policy, stochastic or greedy);
+
+learned session models (fitted once per log and shared, :class:`SessionFits`):
+
+- ``"fqe-nn"`` neural FQE (:mod:`offrec.ope.fqe`), :math:`\frac1m \sum_i \hat V(x_{i,0})`
+  with :math:`\hat Q` cross-fitted over ``n_folds`` session folds;
+- ``"dr-nn"`` the DR above on that cross-fitted neural :math:`\hat Q`;
+- ``"wdr-nn"`` weighted DR (Thomas & Brunskill, 2016, *Data-efficient off-policy policy
+  evaluation for RL*, ICML): :math:`\sum_t \gamma^t \big[\frac{\sum_i \rho_{i,t}(r_{i,t} -
+  \hat Q_{i,t})}{\sum_i \rho_{i,t}} + \frac{\sum_i \rho_{i,t-1} \hat V_{i,t}}{\sum_i
+  \rho_{i,t-1}}\big]`, ended episodes keeping their last :math:`\rho`;
+- ``"sndr-nn"`` self-normalised DR: DR with :math:`\rho` replaced by the product of the
+  per-step self-normalised ratios :math:`\tilde w_{i,k} = w_{i,k} / \bar w_k`
+  (:math:`\bar w_k` the mean ratio over the rows at step :math:`k`); with one step it is
+  the bandit SNDR;
+- ``"mb"`` model-based: roll the target out in a model of the log's observable dynamics
+  (:mod:`offrec.ope.model_based`); ``"mb-dr"`` the DR above with the model's
+  cross-fitted :math:`\hat Q, \hat V`, computed by rollouts from every logged row;
+- ``"mis"`` marginalized IS with horizon-indexed state-marginal ratios
+  (:mod:`offrec.ope.marginal`).
+
+Intervals: ``"normal"`` (t), ``"bernstein"`` (empirical Bernstein) or ``"bootstrap"``
+(sessions resampled) on the per-session contributions, for every estimator that has
+them; these treat fitted models as fixed (cross-fitting keeps the DR forms honest, the
+study measures the rest). ``"mb"`` has its own refit bootstrap (:class:`SessionFits`).
+
+Warnings: every result carries a list of strings (:func:`evaluate_sequential`).
 
 Assumptions: the logger's propensities are right and cover the target's actions
 (IS, DR), the session ends are logged (``terminated`` or ``truncated``) and the
@@ -716,3 +742,19 @@ def evaluate_sequential(
                 )
         rows += block
     return pd.DataFrame(rows)
+
+
+def select_policy(
+    table: pd.DataFrame, estimator: str = RECOMMENDED_SEQUENTIAL, *, by: str = "low"
+) -> str:
+    """Off-policy selection from an :func:`evaluate_sequential` table: the policy with the
+    best lower confidence bound (``by="low"``, safe selection: deploy what is good with
+    high confidence) or the best point estimate (``by="value"``) under ``estimator``."""
+    if by not in ("low", "value"):
+        raise InputError(f"by must be 'low' or 'value'; got {by!r}")
+    sub = table[table["estimator"] == estimator]
+    if sub.empty:
+        raise InputError(
+            f"estimator {estimator!r} is not in the table; it has {sorted(set(table['estimator']))}"
+        )
+    return str(sub["policy"].iloc[int(np.argmax(sub[by].to_numpy()))])

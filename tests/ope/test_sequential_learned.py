@@ -185,3 +185,16 @@ def test_model_based_needs_the_policy_and_binary_rewards():
     data.reward = data.reward * 2.0
     with pytest.raises(ValueError, match="reward must be 0/1 clicks .* row"):
         estimate_sequential_full("mb", data, _Stochastic())
+
+
+def test_safe_selection_picks_by_lower_bound():
+    import pandas as pd
+
+    from offrec.ope.sequential import select_policy
+
+    t = pd.DataFrame({"policy": ["a", "b"], "estimator": ["mb", "mb"], "value": [1.0, 1.2],
+                      "low": [0.9, 0.5], "high": [1.1, 1.9]})  # fmt: skip
+    assert select_policy(t, "mb", by="value") == "b"
+    assert select_policy(t, "mb", by="low") == "a"
+    with pytest.raises(ValueError, match="estimator 'pdis' is not in the table"):
+        select_policy(t, "pdis")
