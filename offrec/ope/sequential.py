@@ -82,6 +82,10 @@ SEQUENTIAL_ESTIMATORS: tuple[str, ...] = (
     "fqe-nn", "dr-nn", "wdr-nn", "sndr-nn", "mb", "mb-dr", "mis",
 )  # fmt: skip
 NEURAL = frozenset({"fqe-nn", "dr-nn", "wdr-nn", "sndr-nn"})
+LEARNED_SEQUENTIAL = NEURAL | {"mb", "mb-dr", "mis"}
+"""Estimators that fit models on the whole log (neural Q, session model, marginal ratios)
+before averaging: :func:`evaluate_sequential` / :func:`estimate_sequential_full` run them;
+they are not per-batch sums."""
 _DR_FORMS = frozenset({"wdr-nn", "sndr-nn"})
 IS_BASED = frozenset(
     {"pdis", "tis", "wpdis", "wtis", "dr", "dr-nn", "wdr-nn", "sndr-nn", "mb-dr", "mis"}
