@@ -92,8 +92,26 @@ IS_BASED = frozenset(
 )
 INTERVAL_METHODS: tuple[str, ...] = ("normal", "bootstrap", "bernstein")
 RECOMMENDED_SEQUENTIAL = "mb"
-"""The estimator offrec recommends on session logs (see the study in
-``benchmarks/session_ope_study.py``; reasons filled in from its measurements)."""
+"""The estimator offrec recommends on session logs: ``"mb"`` (model-based).
+
+Why, measured by ``benchmarks/session_ope_study.py`` on ``pipelines/session_rl.toml``
+(softmax logger, beta 1; myopic bandit, DQN and CQL trained on 70% of the sessions,
+scored on the held-out 30%; seeds 0-4): mean relative error 3.99% over the 15 (learned
+policy, seed) pairs (max 9.97%), 95% intervals covering the truth for 14 of 15 pairs
+(19 of 20 with the logger), Spearman 1.0 in 5 of 5 seeds, zero selection regret. Every
+estimator that leans on the importance weights collapses there (the greedy targets agree
+with the logger on 2-5% of steps; cumulative-weight ESS of a few sessions from step 1 on):
+PDIS/WPDIS 48-50% mean error and negative rank correlation; DR on linear or neural
+FQE 25-41%; neural FQE 20% (optimistic: bootstrapping through rarely logged actions);
+marginalized IS 46%. The model-based estimator needs no weights: it learns what can be
+learned on-support (click and leave probabilities per action, the deterministic
+observation update) and composes it for the target.
+
+When not to trust it: when its model class is wrong (a non-logistic click law, a
+non-linear observation update: :mod:`offrec.ope.model_based`), or when the target picks
+actions the logger never showed in some region (the shared slope extrapolates); its
+rows then disagree with the IS estimators and carry warnings; read them.
+"""
 REFIT_ITERS = 40  # L-BFGS iterations of a warm-started bootstrap refit
 MIN_ESS = 30.0  # cumulative-weight ESS below this at some step: "tiny ESS" warning
 SUPPORT_ESS_FRACTION = 0.05  # single-step weight ESS below this share of rows: "far from support"
