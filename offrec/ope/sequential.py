@@ -101,9 +101,9 @@ policy, seed) pairs (max 9.97%), 95% intervals covering the truth for 14 of 15 p
 (19 of 20 with the logger), Spearman 1.0 in 5 of 5 seeds, zero selection regret. Every
 estimator that leans on the importance weights collapses there (the greedy targets agree
 with the logger on 2-5% of steps; cumulative-weight ESS of a few sessions from step 1 on):
-PDIS/WPDIS 48-50% mean error and negative rank correlation; DR on linear or neural
-FQE 25-41%; neural FQE 20% (optimistic: bootstrapping through rarely logged actions);
-marginalized IS 46%. The model-based estimator needs no weights: it learns what can be
+PDIS/WPDIS 50.1/47.6% mean error and negative rank correlation; DR on linear or neural
+FQE 25.3-40.9%; neural FQE 20.1% (optimistic: bootstrapping through rarely logged actions);
+marginalized IS 45.5%. The model-based estimator needs no weights: it learns what can be
 learned on-support (click and leave probabilities per action, the deterministic
 observation update) and composes it for the target.
 
