@@ -61,18 +61,21 @@ from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from offrec.core.errors import InputError
+from offrec.core.hashing import row_keys, seed_int
 from offrec.core.validation import SeedLike, as_generator, check_scalar
 from offrec.logs.data import LoggedData
 from offrec.ope.fqe import fit_neural_fqe, range_report
-from offrec.ope.intervals import Interval
+from offrec.ope.intervals import Form, Interval, check_interval_options, interval
 from offrec.ope.marginal import mis_contributions
 from offrec.ope.model_based import SessionModel, fit_session_model, rollout_values
-from offrec.ope.session_data import (
+from offrec.ope.session_data import (  # episode_index: re-exported (evaluate.py, tests)
     SessionStructure,
+    episode_index,
     session_folds,
     session_structure,
     session_weights,
 )
+from offrec.ope.stats import Moments
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -115,50 +118,6 @@ rows then disagree with the IS estimators and carry warnings; read them.
 REFIT_ITERS = 40  # L-BFGS iterations of a warm-started bootstrap refit
 MIN_ESS = 30.0  # cumulative-weight ESS below this at some step: "tiny ESS" warning
 SUPPORT_ESS_FRACTION = 0.05  # single-step weight ESS below this share of rows: "far from support"
-
-
-@dataclass(frozen=True)
-class EpisodeIndex:
-    """Where each row sits in the padded (m, H) episode matrices."""
-
-    episode: np.ndarray  # (n,) episode index of each row
-    step: np.ndarray  # (n,) position within the episode
-    n_episodes: int
-    horizon: int
-
-    def pad(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
-        out = np.full((self.n_episodes, self.horizon), fill, dtype=np.float64)
-        out[self.episode, self.step] = values
-        return out
-
-    @property
-    def mask(self) -> np.ndarray:
-        return self.pad(np.ones(self.episode.shape[0]), 0.0) > 0
-
-
-def episode_index(session_id: np.ndarray, step: np.ndarray) -> EpisodeIndex:
-    """Index rows by episode; steps must run 0, 1, 2, ... within each session."""
-    session_id = np.asarray(session_id)
-    step = np.asarray(step, dtype=np.int64)
-    if session_id.shape != step.shape or session_id.ndim != 1:
-        raise InputError(
-            f"session_id and step must be 1-D of one length; got {session_id.shape}, {step.shape}"
-        )
-    uniq, episode = np.unique(session_id, return_inverse=True)
-    counts = np.bincount(episode)
-    if (step < 0).any() or (step >= counts[episode]).any():
-        i = int(np.flatnonzero((step < 0) | (step >= counts[episode]))[0])
-        raise InputError(
-            f"step must run 0..len-1 within each session; row {i} (session {session_id[i]}) "
-            f"has step {step[i]} in a session of {counts[episode[i]]} rows"
-        )
-    seen = np.zeros((uniq.size, int(counts.max())), bool)
-    seen[episode, step] = True
-    if seen.sum() != step.size:
-        raise InputError(
-            "step must not repeat within a session (duplicated (session_id, step) rows)"
-        )
-    return EpisodeIndex(episode, step, int(uniq.size), int(counts.max()))
 
 
 # ------------------------------------------------------------------------------ FQE
@@ -248,6 +207,14 @@ class _EpisodeTerms:
     b: np.ndarray | None  # (m, H) self-normalized numerators
     c: np.ndarray | None  # (m, H) self-normalized denominators
 
+    def columns(self) -> tuple[np.ndarray, Form]:
+        """Per-episode columns ``(m, k)`` and the :class:`~offrec.ope.intervals.Form` over them."""
+        if self.b is None or self.c is None:
+            return self.a[:, None], Form(0)
+        h = self.b.shape[1]
+        cols = np.column_stack([self.a, self.b, self.c])
+        return cols, Form(0, tuple(range(1, 1 + h)), tuple(range(1 + h, 1 + 2 * h)))
+
     def value(self) -> float:
         v = float(self.a.mean())
         if self.b is not None and self.c is not None:
@@ -264,6 +231,7 @@ def _terms(
     dist: np.ndarray,
     q_hat: np.ndarray | None,
     gamma: float,
+    horizon: int | None = None,
     *,
     q_logged: np.ndarray | None = None,
     v_hat_rows: np.ndarray | None = None,
@@ -276,7 +244,7 @@ def _terms(
         raise ValueError(
             f"sequential estimator must be one of {list(SEQUENTIAL_ESTIMATORS)}; got {estimator!r}"
         )
-    idx = episode_index(data.session_id, data.step)
+    idx = episode_index(data.session_id, data.step, horizon)
     n = data.n_rows
     if dist.shape != (n, data.n_actions):
         raise ValueError(f"action_dist must have shape ({n}, {data.n_actions}); got {dist.shape}")
@@ -321,6 +289,55 @@ def _terms(
         return _EpisodeTerms(zeros, b, np.hstack([rho, rho_prev]))
     contrib = (rho * (r - q_log) + rho_prev * v_hat) * mask
     return _EpisodeTerms(contrib @ disc, None, None)
+
+
+def estimate_sequential(
+    estimator: str,
+    data: LoggedData,
+    policy: Any,
+    *,
+    gamma: float = 1.0,
+    q_hat: np.ndarray | None = None,
+    method: str = "bootstrap",
+    n_bootstrap: int = 1000,
+    alpha: float = 0.05,
+    seed: SeedLike = 0,
+) -> Interval:
+    """Estimate ``policy``'s expected discounted clicks per session from session logs.
+
+    Args:
+        estimator: one of :data:`SEQUENTIAL_ESTIMATORS` (module docstring has the formulas).
+        data: a session log; ``policy``: anything with ``action_dist(obs)`` (or an
+            (n, n_actions) array of its probabilities on ``data.context``).
+        q_hat: (n, n_actions) Q estimates on ``data.context`` for ``dr``/``fqe``; by
+            default :func:`fit_fqe` is run for the policy.
+        method: ``"bootstrap"``, ``"normal"`` or ``"bernstein"``, by the one interval
+            engine (:mod:`offrec.ope.intervals`) on per-session columns; the bootstrap
+            resamples whole sessions (keyed by ``session_id``).
+
+    Returns:
+        :class:`~offrec.ope.intervals.Interval`.
+    """
+    check_scalar(gamma, "gamma", float, min=0.0, max=1.0)
+    check_scalar(alpha, "alpha", float, min=0.0, max=1.0, min_inclusive=False, max_inclusive=False)
+    check_interval_options(method, n_bootstrap, alpha)
+    if estimator in LEARNED_SEQUENTIAL:
+        return estimate_sequential_full(
+            estimator, data, policy, gamma=gamma, method=method, n_bootstrap=n_bootstrap,
+            alpha=alpha, seed=seed,
+        ).interval  # fmt: skip
+    dist = np.asarray(
+        policy if isinstance(policy, np.ndarray) else policy.action_dist(data.context)
+    )
+    if estimator in ("dr", "fqe") and q_hat is None:
+        q_hat = fit_fqe(data, dist, gamma=gamma).predict(data.context)
+    t = _terms(estimator, data, dist, q_hat, gamma)
+    cols, form = t.columns()
+    n_boot = n_bootstrap if method == "bootstrap" else 0
+    moments = Moments.of(
+        cols, keys=row_keys(np.unique(data.session_id)), n_bootstrap=n_boot, seed=seed_int(seed)
+    )
+    return interval(moments, form, method=method, alpha=alpha)
 
 
 # ------------------------------------------------------------- fitted session models
@@ -655,45 +672,6 @@ def _ratio_bootstrap(
         values[s : s + k] = v
     low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return Interval(value, float(low), float(high), "bootstrap", alpha, n_bootstrap)
-
-
-def estimate_sequential(
-    estimator: str,
-    data: LoggedData,
-    policy: Any,
-    *,
-    gamma: float = 1.0,
-    q_hat: np.ndarray | None = None,
-    method: str = "bootstrap",
-    n_bootstrap: int = 1000,
-    alpha: float = 0.05,
-    seed: SeedLike = 0,
-    fits: SessionFits | None = None,
-) -> Interval:
-    """Estimate ``policy``'s expected discounted clicks per session from session logs.
-
-    Args:
-        estimator: one of :data:`SEQUENTIAL_ESTIMATORS` (module docstring has the formulas).
-        data: a session log; ``policy``: anything with ``action_dist(obs)`` (or an
-            (n, n_actions) array of its probabilities on ``data.context``; the model-based
-            estimators need the policy itself, to act in rolled-out states).
-        q_hat: (n, n_actions) Q estimates on ``data.context`` for ``dr``/``fqe``; by
-            default :func:`fit_fqe` is run for the policy.
-        method: interval from per-session contributions: ``"bootstrap"`` (percentile,
-            resampling whole sessions, vectorized), ``"normal"`` (t interval; delta method
-            for the self-normalized forms) or ``"bernstein"`` (empirical Bernstein,
-            Maurer & Pontil 2009, with the observed range). ``"mb"`` always uses its
-            refit bootstrap (:class:`SessionFits`).
-        fits: models shared across calls on the same log.
-
-    Returns:
-        :class:`~offrec.ope.intervals.Interval`; :func:`estimate_sequential_full` also
-        returns the warnings.
-    """
-    return estimate_sequential_full(
-        estimator, data, policy, gamma=gamma, q_hat=q_hat, method=method,
-        n_bootstrap=n_bootstrap, alpha=alpha, seed=seed, fits=fits,
-    ).interval  # fmt: skip
 
 
 def evaluate_sequential(

@@ -24,9 +24,62 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from offrec.core.errors import InputError
 from offrec.logs.data import LoggedData
 
 RECENT = 4  # actions remembered per row (the world's repeat window is 3; learned weights tell)
+
+
+@dataclass(frozen=True)
+class EpisodeIndex:
+    """Where each row sits in the padded (m, H) episode matrices."""
+
+    episode: np.ndarray  # (n,) episode index of each row
+    step: np.ndarray  # (n,) position within the episode
+    n_episodes: int
+    horizon: int
+
+    def pad(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        out = np.full((self.n_episodes, self.horizon), fill, dtype=np.float64)
+        out[self.episode, self.step] = values
+        return out
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.pad(np.ones(self.episode.shape[0]), 0.0) > 0
+
+
+def episode_index(
+    session_id: np.ndarray, step: np.ndarray, horizon: int | None = None
+) -> EpisodeIndex:
+    """Index rows by episode; steps must run 0, 1, 2, ... within each session.
+
+    ``horizon`` pads the episode matrices to that width (default: the longest session),
+    so batches of one log share one layout."""
+    session_id = np.asarray(session_id)
+    step = np.asarray(step, dtype=np.int64)
+    if session_id.shape != step.shape or session_id.ndim != 1:
+        raise InputError(
+            f"session_id and step must be 1-D of one length; got {session_id.shape}, {step.shape}"
+        )
+    uniq, episode = np.unique(session_id, return_inverse=True)
+    counts = np.bincount(episode)
+    if (step < 0).any() or (step >= counts[episode]).any():
+        i = int(np.flatnonzero((step < 0) | (step >= counts[episode]))[0])
+        raise InputError(
+            f"step must run 0..len-1 within each session; row {i} (session {session_id[i]}) "
+            f"has step {step[i]} in a session of {counts[episode[i]]} rows"
+        )
+    seen = np.zeros((uniq.size, int(counts.max())), bool)
+    seen[episode, step] = True
+    if seen.sum() != step.size:
+        raise InputError(
+            "step must not repeat within a session (duplicated (session_id, step) rows)"
+        )
+    width = int(counts.max()) if horizon is None else horizon
+    if counts.max() > width:
+        raise InputError(f"a session has {int(counts.max())} steps, more than horizon {width}")
+    return EpisodeIndex(episode, step, int(uniq.size), width)
 
 
 @dataclass(frozen=True)
@@ -48,8 +101,6 @@ class SessionStructure:
 
 def session_structure(data: LoggedData, recent: int = RECENT) -> SessionStructure:
     """Index ``data`` by session (see the module docstring); steps must run 0..len-1."""
-    from offrec.ope.sequential import episode_index
-
     idx = episode_index(data.session_id, data.step)
     n = data.n_rows
     row_of = np.full((idx.n_episodes, idx.horizon + 1), -1, np.int64)
