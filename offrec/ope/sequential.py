@@ -684,6 +684,7 @@ def evaluate_sequential(
     alpha: float = 0.05,
     seed: SeedLike = 0,
     fits: SessionFits | None = None,
+    gamma: float = 1.0,
 ) -> pd.DataFrame:
     """Every target (a policy or its (n, n_actions) probabilities) x every estimator, as a
     table: policy, estimator, value, low, high, interval_method, recommended (bool: the
@@ -710,11 +711,13 @@ def evaluate_sequential(
             target if isinstance(target, np.ndarray) else target.action_dist(data.context)
         )
         q_hat = (
-            fit_fqe(data, dist).predict(data.context) if {"dr", "fqe"} & set(estimators) else None
+            fit_fqe(data, dist, gamma=gamma).predict(data.context)
+            if {"dr", "fqe"} & set(estimators)
+            else None
         )
         block: list[dict[str, Any]] = []
         for est in estimators:
-            res = estimate_sequential_full(est, data, target, q_hat=q_hat, method=method,
+            res = estimate_sequential_full(est, data, target, q_hat=q_hat, method=method, gamma=gamma,
                                            n_bootstrap=n_bootstrap, alpha=alpha, seed=seed,
                                            fits=fits, key=name, dist=dist)  # fmt: skip
             if est in ("dr", "fqe"):
