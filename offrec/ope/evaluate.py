@@ -50,7 +50,7 @@ from offrec.logs.data import LoggedData
 from offrec.logs.scan import Batch, LogSource, open_log
 from offrec.ope.estimators import ESTIMATORS, Estimator, make_estimator
 from offrec.ope.intervals import Contrast, Form, Interval, check_interval_options, interval
-from offrec.ope.sequential import SEQUENTIAL_ESTIMATORS
+from offrec.ope.sequential import LEARNED_SEQUENTIAL, SEQUENTIAL_ESTIMATORS
 from offrec.ope.stats import Moments
 from offrec.ope.terms import round_terms
 from offrec.reward.model import FittedRewardModel, RewardModel
@@ -65,17 +65,15 @@ SESSION_ESTIMATORS: tuple[str, ...] = SEQUENTIAL_ESTIMATORS
 """Session (sequential) estimators by name (:mod:`offrec.ope.sequential` owns them); ``dr``
 on a session log is sequential DR."""
 SESSION_NEEDS_MODEL = frozenset({"dr", "fqe"})
-RECOMMENDED = {"bandit": "dr", "session": "dr"}
+RECOMMENDED = {"bandit": "dr", "session": "mb"}
 """The estimator offrec recommends per kind of log, and the reason:
 
 - bandit logs: ``dr`` with a cross-fitted logistic reward model; unbiased when either
   the propensities or the model are right, and in the README's accuracy study its error
   is the lowest or within noise of the lowest for targets near and far from the logger
   (``snips`` when no reward model is wanted).
-- session logs: sequential ``dr`` on the FQE model ranks policies best in the
-  session study (the per-decision IS estimators collapse when the target leaves the
-  logger's support); its intervals are too narrow when the Q-model is biased: read
-  the warnings.
+- session logs: ``mb``, the model-based estimator (see
+  :data:`offrec.ope.sequential.RECOMMENDED_SEQUENTIAL` for the study's figures).
 """
 
 LOW_ESS_SHARE = 0.01
@@ -159,6 +157,11 @@ class OPEResult:
         the difference's variance counts their covariance (usually far narrower than
         the two intervals suggest)."""
         est = estimator or self.recommended
+        if est in LEARNED_SEQUENTIAL:  # fitted on the whole log: no per-session sums to pair
+            t = self.table
+            v = [float(t[(t["policy"] == p) & (t["estimator"] == est)]["value"].iloc[0])
+                 for p in (policy, baseline)]  # fmt: skip
+            return Interval(v[0] - v[1], math.nan, math.nan, "none", self.alpha)
         for key in ((policy, est), (baseline, est)):
             if key not in self.forms:
                 raise InputError(f"no estimate for policy {key[0]!r} by {key[1]!r} in this result")
@@ -502,9 +505,13 @@ def _evaluate_session(
 ) -> OPEResult:  # fmt: skip
     from offrec.ope import sequential as seq
 
-    names = [
-        e if isinstance(e, str) else e.name for e in estimators or ("pdis", "wpdis", "dr", "fqe")
+    asked = [
+        e if isinstance(e, str) else e.name
+        for e in estimators or ("mb", "pdis", "wpdis", "dr", "fqe")
     ]
+    learned = [e for e in asked if e in seq.LEARNED_SEQUENTIAL]
+    names = [e for e in asked if e not in seq.LEARNED_SEQUENTIAL] or ["pdis"]  # weights, ESS
+    only_learned = len(learned) == len(asked)
     for name, t in named.items():
         if hasattr(t, "action_dist_state"):
             raise InputError(
@@ -563,10 +570,42 @@ def _evaluate_session(
 
     moments = eng.map_reduce(source, kernel, sessions=True, progress=progress)
     ests = [_SessionName(e) for e in names]
-    return _finish(
+    result = _finish(
         moments, forms, weight, {}, ests, "session", method, alpha,
         (0.0, float(horizon)), moments.n,
     )  # fmt: skip
+    if learned:  # whole-log estimators: fitted on the log in memory, then added as rows
+        import pandas as pd
+
+        # fitted on the log itself when it has at most fit_rows rows, else on a seeded
+        # sample of whole sessions of about that size (bounded memory)
+        if isinstance(source, LoggedData) and source.n_rows <= fit_rows:
+            data = source
+        else:
+            drawn = draw_sample(source, eng, fit_rows, seed, sessions=True, progress=progress)
+            assert drawn.data is not None
+            data = drawn.data.subset(np.lexsort((drawn.data.step, drawn.data.session_id)))
+        policies = {p: (t.probs if isinstance(t, FixedProbs) else t) for p, t in named.items()}
+        extra = seq.evaluate_sequential(
+            data, policies, learned, method=method or "normal", n_bootstrap=max(n_boot, 1),
+            alpha=alpha, seed=seed, gamma=gamma,
+        )  # fmt: skip
+        extra["warnings"] = extra["warnings"].map(
+            lambda ws: "; ".join(w for w in ws if "disagree" not in w)  # re-flagged below
+        )
+        base = (
+            result.table[~result.table["estimator"].isin(["pdis"])]
+            if only_learned
+            else result.table
+        )
+        table = pd.concat([base, extra], ignore_index=True).reindex(columns=list(COLUMNS))
+        rank = {p: i for i, p in enumerate(named)}
+        table = table.sort_values("policy", key=lambda c: c.map(rank), kind="stable")
+        result.table = table.reset_index(drop=True)
+        if seq.RECOMMENDED_SEQUENTIAL in learned:
+            result.recommended = seq.RECOMMENDED_SEQUENTIAL
+        _flag_disagreement(result.table, result.recommended)
+    return result
 
 
 @dataclass(frozen=True)
