@@ -454,30 +454,21 @@ def _interval_from_contributions(
     value: float, psi: np.ndarray, method: str, alpha: float, n_bootstrap: int, seed: SeedLike,
     label: str = "",
 ) -> Interval:  # fmt: skip
-    """t, empirical-Bernstein or bootstrap interval from per-session contributions (m,)."""
+    """t, empirical-Bernstein or bootstrap interval from per-session contributions (m,),
+    by the one interval engine (:mod:`offrec.ope.intervals`), centred on ``value`` (the
+    normalised forms' estimate differs from the contributions' mean by a constant)."""
     m = psi.shape[0]
     if m < 2:
         return Interval(value, -np.inf, np.inf, method + label, alpha)
-    sd = float(psi.std(ddof=1))
-    if method == "normal":
-        half = float(stats.t.ppf(1 - alpha / 2, m - 1)) * sd / np.sqrt(m)
-        return Interval(value, value - half, value + half, "normal" + label, alpha)
-    if method == "bernstein":
-        # Maurer & Pontil (2009), Thm 4, two-sided; range plugged in from the data
-        rng_ = float(psi.max() - psi.min())
-        lg = np.log(4 / alpha)
-        half = np.sqrt(2 * sd**2 * lg / m) + 7 * rng_ * lg / (3 * (m - 1))
-        return Interval(value, value - half, value + half, "bernstein" + label, alpha)
-    rng = as_generator(seed)
-    values = np.zeros(n_bootstrap)
-    chunk = max(1, (1 << 22) // max(m, 1))
-    for s in range(0, n_bootstrap, chunk):
-        k = min(chunk, n_bootstrap - s)
-        counts = rng.multinomial(m, np.full(m, 1.0 / m), size=k).astype(np.float64)
-        values[s : s + k] = counts @ psi / m
-    shift = value - float(psi.mean())  # centre on the estimate (normalised forms)
-    low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2]) + shift
-    return Interval(value, float(low), float(high), "bootstrap" + label, alpha, n_bootstrap)
+    n_boot = n_bootstrap if method == "bootstrap" else 0
+    moments = Moments.of(
+        psi[:, None], keys=row_keys(np.arange(m)), n_bootstrap=n_boot, seed=seed_int(seed)
+    )
+    iv = interval(moments, Form(0), method=method, alpha=alpha)
+    shift = value - iv.value
+    return Interval(
+        value, iv.low + shift, iv.high + shift, iv.method + label, alpha, iv.n_bootstrap
+    )
 
 
 def _ess_warnings(data: LoggedData, dist: np.ndarray, st: SessionStructure) -> list[str]:
