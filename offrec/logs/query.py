@@ -12,7 +12,8 @@ import pandas as pd
 
 from offrec.core.errors import InputError
 from offrec.core.fmt import format_text_table
-from offrec.logs.reader import check_log, log_files, log_problems, read_metadata
+from offrec.logs.reader import log_files, read_metadata
+from offrec.logs.scan import check_log, log_problems
 
 
 def connect(path: str | Path, *, external_access: bool = False) -> duckdb.DuckDBPyConnection:

@@ -13,7 +13,7 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from offrec.core.errors import InputError, MissingInputError
-from offrec.logs.data import LoggedData, validate_logged_data, value_problems
+from offrec.logs.data import LoggedData, validate_logged_data
 from offrec.logs.schema import DATASET_FILE, reward_domain
 
 log = logging.getLogger(__name__)
@@ -245,27 +245,6 @@ def _dup_message(rows: np.ndarray) -> str:
     return (
         f"{rows.size} duplicated row(s) (identical to an earlier row in every column); rows {first}"
     )
-
-
-def log_problems(path: str | Path) -> list[str]:
-    """Every problem :func:`read_logs` would raise for the log at ``path`` (unreadable
-    files, missing columns, value rules, duplicated rows), as messages; empty when valid.
-    Used by ``offrec summary`` to list them all instead of stopping at the first."""
-    return check_log(path)[1]
-
-
-def check_log(path: str | Path) -> tuple[bool, list[str]]:
-    """``(readable, problems)``: whether the log's files and columns can be read at all
-    (else ``problems`` holds the one reason), and every problem :func:`read_logs` finds."""
-    try:
-        data = read_logs(path, validate=False)
-    except InputError as exc:
-        return False, [str(exc)]
-    problems = value_problems(data)
-    dup = duplicate_rows(data)
-    if dup.size:
-        problems.append(_dup_message(dup))
-    return True, problems
 
 
 def _is_number(t: pa.DataType) -> bool:

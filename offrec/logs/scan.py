@@ -26,9 +26,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from offrec.core.errors import InputError
-from offrec.logs.data import LoggedData
+from offrec.logs.data import LoggedData, value_problems
 from offrec.logs.reader import (
     REQUIRED_COLUMNS,
+    _dup_message,
+    duplicate_rows_on_disk,
     log_files,
     read_metadata,
     table_to_logged,
@@ -79,10 +81,15 @@ def open_log(path: str | Path) -> LogSource:
     files = log_files(path)
     rows, max_step, columns = [], -1, None
     for f in files:
+        if f.stat().st_size == 0:
+            raise InputError(f"log file {f} is empty (0 bytes): not a Parquet file")
         try:
             meta = pq.ParquetFile(f).metadata
         except (pa.ArrowInvalid, OSError) as exc:
-            raise InputError(f"cannot read log file {f}: {exc}") from None
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(
+                f"log file {f} is not readable Parquet (truncated or not Parquet): {first}"
+            ) from None
         rows.append(meta.num_rows)
         names = [meta.schema.column(i).path.split(".")[0] for i in range(meta.num_columns)]
         if columns is None:
@@ -128,7 +135,7 @@ def locate(message: str, where: str, file_offset: int, log_offset: int) -> str:
 
     def sub(m: re.Match[str]) -> str:
         i = int(m.group(1))
-        if log_offset == 0 and not where:
+        if log_offset == 0:  # the first file: its rows are the log's rows
             return f"row {i + file_offset}"
         return f"row {i + file_offset:,} (row {i + file_offset + log_offset:,} of the log)"
 
@@ -282,3 +289,47 @@ def read_columns(source: LogSource, columns: Sequence[str] | None = None) -> lis
             raise InputError(f"log {source.path}: missing column(s) {unknown}")
         want = list(dict.fromkeys(list(REQUIRED_COLUMNS) + required + list(columns)))
     return [c for c in want if c in source.columns]
+
+
+def log_problems(path: str | Path) -> list[str]:
+    """Every problem :func:`~offrec.logs.read_logs` would raise for the log at ``path``
+    (unreadable files, missing columns, value rules, duplicated rows), as messages; empty
+    when valid. Used by ``offrec summary`` to list them all instead of stopping at the
+    first."""
+    return check_log(path)[1]
+
+
+def check_log(path: str | Path, batch_size: int = 65_536) -> tuple[bool, list[str]]:
+    """``(readable, problems)``: whether the log's files and columns can be read at all
+    (else ``problems`` holds the one reason), and every rule a row breaks (the first
+    offending row of each, named by file and row). Streams the log batch by batch, so
+    memory is bounded at any size; duplicated rows are checked on the key columns up to
+    :data:`~offrec.logs.reader.DUP_CHECK_MAX_ROWS` rows."""
+    try:
+        source = open_log(path)
+    except InputError as exc:
+        return False, [str(exc)]
+    found: dict[str, str] = {}
+    starts = np.concatenate([[0], np.cumsum(source.file_rows)])
+    wanted = read_columns(source)
+    for i, f in enumerate(source.files):
+        where = f"log file {Path(f).name}" if len(source.files) > 1 else ""
+        offset = 0
+        try:
+            for rb in pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=wanted):
+                table = pa.Table.from_batches([rb])
+                try:
+                    data = table_to_logged(table, source.metadata, where)
+                except InputError as exc:
+                    return False, [str(exc)]
+                for msg in value_problems(data):
+                    rule = msg.split(";")[0]  # one message per rule: its first offending row
+                    found.setdefault(rule, locate(msg, where, offset, int(starts[i])))
+                offset += table.num_rows
+        except (pa.ArrowInvalid, OSError) as exc:
+            return False, [f"cannot read log file {f}: {exc}"]
+    problems = list(found.values())
+    dup = duplicate_rows_on_disk(path)
+    if dup is not None and dup.size:
+        problems.append(_dup_message(dup))
+    return True, problems
