@@ -218,8 +218,10 @@ def duplicate_rows_on_disk(
 ) -> np.ndarray | None:
     """:func:`duplicate_rows` of a log on disk without loading its contexts: rows equal to
     an earlier row in session, step, position, user, action, reward and pscore (a row
-    logged twice has the same context too). ``None`` (not checked, logged) when the log
-    has more than ``max_rows`` rows: streamed readers keep their memory bound."""
+    logged twice has the same context too). Memory: 8 bytes a row (a 64-bit hash of those
+    columns, read batch by batch), then only the rows whose hashes collide are read and
+    compared exactly. ``None`` (not checked, logged) when the log has more than
+    ``max_rows`` rows."""
     files = log_files(path)
     n = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     if n > max_rows:
@@ -227,16 +229,41 @@ def duplicate_rows_on_disk(
         return None
     cols = [c for c in ("session_id", "step", "position", "user_id", "action", "reward", "pscore")
             if c in pq.read_schema(files[0]).names]  # fmt: skip
-    table = pa.concat_tables([pq.read_table(f, columns=cols) for f in files])
+    # pass 1: one 64-bit hash of the key columns per row, batch by batch (8 bytes a row)
+    from offrec.core.hashing import row_keys
+
+    hashes = np.empty(n, np.uint64)
+    done = 0
+    for f in files:
+        for rb in pq.ParquetFile(f).iter_batches(batch_size=65_536, columns=cols):
+            values = [rb.column(c).to_numpy(zero_copy_only=False) for c in cols]
+            as_int = [v.view(np.int64) if v.dtype == np.float64 else
+                      (v.astype(np.float64).view(np.int64) if v.dtype.kind == "f" else v)
+                      for v in values]  # fmt: skip
+            hashes[done : done + rb.num_rows] = row_keys(*as_int)
+            done += rb.num_rows
+    order = np.argsort(hashes, kind="stable")
+    same = hashes[order][1:] == hashes[order][:-1]
+    if not same.any():
+        return np.zeros(0, np.int64)
+    # pass 2: compare the (rare) rows whose hashes collide on their actual values
+    cand = np.unique(np.concatenate([order[1:][same], order[:-1][same]]))
+    starts = np.concatenate([[0], np.cumsum([pq.ParquetFile(f).metadata.num_rows for f in files])])
+    parts = []
+    for i, f in enumerate(files):
+        local = cand[(cand >= starts[i]) & (cand < starts[i + 1])] - starts[i]
+        if local.size:
+            parts.append(pq.read_table(f, columns=cols).take(pa.array(local)))
+    table = pa.concat_tables(parts)
     get = {c: table.column(c).to_numpy() for c in cols}
     zeros = np.zeros(table.num_rows, np.int64)
     session, step, pos = get["session_id"], get["step"], get.get("position", zeros)
-    order = np.lexsort((pos, step, session))
-    same = np.ones(order.size - 1, bool) if order.size > 1 else np.zeros(0, bool)
+    sub = np.lexsort((pos, step, session))
+    eq = np.ones(sub.size - 1, bool) if sub.size > 1 else np.zeros(0, bool)
     for c in cols:
-        v = get[c][order]
-        same &= v[1:] == v[:-1]
-    a, b = order[1:][same], order[:-1][same]
+        v = get[c][sub]
+        eq &= v[1:] == v[:-1]
+    a, b = cand[sub[1:][eq]], cand[sub[:-1][eq]]
     return np.unique(np.maximum(a, b))
 
 
