@@ -28,7 +28,8 @@ def connect(path: str | Path, *, external_access: bool = False) -> duckdb.DuckDB
     """
     paths = [str(f.resolve()) for f in log_files(path)]
     files = ", ".join("'" + f.replace("'", "''") + "'" for f in paths)
-    con = duckdb.connect(":memory:")
+    # bounded memory: DuckDB streams the scans; its hash tables stay under 1 GB
+    con = duckdb.connect(":memory:", config={"memory_limit": "1GB", "threads": 2})
     try:
         _setup(con, path, paths, files, external_access)
     except duckdb.Error as exc:
@@ -159,7 +160,9 @@ def _as_count(column: str, value: Any) -> Any:
 
 
 def summary(path: str | Path) -> LogSummary:
-    """Rows, sessions, CTR overall / by topic / by step, pscore range, and effective
+    """Rows, sessions (counted as the rows with step 0: every session starts there, which
+    keeps the count a streaming sum instead of a distinct-count over session ids), CTR
+    overall / by topic / by step, pscore range, and effective
     sample size hints for a log, with every problem :func:`read_logs` would raise in
     ``problems`` (a log that cannot be read at all has only ``problems``). The reward
     column is called ``ctr`` only for binary rewards (``mean_reward`` otherwise).
@@ -181,8 +184,9 @@ def summary(path: str | Path) -> LogSummary:
     try:
         overall = con.execute(
             f"""
-            SELECT count(*) AS rows, count(DISTINCT session_id) AS sessions,
-                   avg(reward) AS {label}, sum(reward) / count(DISTINCT session_id) AS clicks_per_session,
+            SELECT count(*) AS rows, count(*) FILTER (WHERE step = 0) AS sessions,
+                   avg(reward) AS {label},
+                   sum(reward) / count(*) FILTER (WHERE step = 0) AS clicks_per_session,
                    min(pscore) AS pscore_min, max(pscore) AS pscore_max,
                    count(DISTINCT action) AS distinct_actions,
                    power(sum(1.0 / ({k} * pscore)), 2) / sum(power(1.0 / ({k} * pscore), 2)) AS ess_uniform
