@@ -56,8 +56,8 @@ def add_parser(sub: Any) -> None:
     e.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="batches at once on the local engine (default %(default)s)",
+        default=2,
+        help="batches at once on the local engine, threads (default %(default)s)",
     )
     e.add_argument(
         "--fit-rows",

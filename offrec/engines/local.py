@@ -29,12 +29,15 @@ class LocalEngine:
 
     Args:
         batch_size: rows per batch (memory is about ``(workers + 1)`` batches).
-        workers: batches processed at once (threads); 1 runs in the calling thread.
+        workers: batches processed at once (threads); 1 runs in the calling thread. Default
+            2: numpy and BLAS release the GIL in the kernel's heavy parts, so two threads
+            use both cores (measured: ``offrec evaluate`` on 10M rows, 17.7 s with 2
+            workers against 28.3 s with 1, the same table; peak RSS 1.33 GB vs 1.03 GB).
     """
 
     name = "local"
 
-    def __init__(self, batch_size: int = 65_536, workers: int = 1) -> None:
+    def __init__(self, batch_size: int = 65_536, workers: int = 2) -> None:
         check_scalar(batch_size, "batch_size", int, min=1)
         check_scalar(workers, "workers", int, min=1)
         self.batch_size = batch_size

@@ -184,7 +184,7 @@ def evaluate(
     gamma: float = 1.0,
     engine: str = "local",
     batch_size: int = 65_536,
-    workers: int = 1,
+    workers: int = 2,
     ray_address: str | None = None,
     fit_rows: int = 200_000,
     progress: Callable[[int], None] | None = None,
