@@ -67,9 +67,13 @@ class PipelineResult:
         sel = ", ".join(
             f"{s['estimator']}: spearman {s['spearman']:.2f}" for s in self.metrics["selection"]
         )
+        decision = self.metrics.get("decision") or {}
+        headline = "\n".join(decision.get("sentences") or [])
         return (
-            f"{table}\n\noff-policy selection: {sel}\nreport: {self.out / 'report.html'} "
-            f"(and report.md, metrics.json) in {self.seconds:.0f}s"
+            f"{table}\n\noff-policy selection: {sel}\n"
+            + (f"\ndecision: {headline}\n" if headline else "")
+            + f"report: {self.out / 'report.html'} (and report.md, metrics.json) in "
+            f"{self.seconds:.0f}s"
         )
 
 
