@@ -477,7 +477,7 @@ def _evaluate_bandit(
     moments = eng.map_reduce(source, kernel, progress=progress)
     return _finish(
         moments, layout.forms, layout.weight, layout.support, ests, "bandit", method, alpha,
-        (0.0, 1.0), moments.n,
+        _reward_range(source), moments.n,
     )  # fmt: skip
 
 
@@ -490,6 +490,25 @@ def _sn_parts(e: Estimator, terms: Any) -> Any:
     if e.needs_model:
         return Parts(terms.q_target, w * (terms.reward - terms.q_logged), w)
     return Parts(None, w * terms.reward, w)
+
+
+def _reward_range(source: Any) -> tuple[float, float]:
+    """The feasible range of one reward: [0, 1] for clicks, the declared bounds of a
+    continuous reward (the log's ``reward_domain``)."""
+    dom = (
+        source.reward_domain
+        if isinstance(source, LoggedData)
+        else source.metadata.get("reward_domain") or {"kind": "binary"}
+    )
+    if dom.get("kind", "binary") == "binary":
+        return (0.0, 1.0)
+    return (float(dom["low"]), float(dom["high"]))
+
+
+def _per_session(reward_range: tuple[float, float], horizon: int) -> tuple[float, float]:
+    """Feasible clicks (rewards) per session: at most ``horizon`` rewards."""
+    low, high = reward_range
+    return (min(0.0, horizon * low), horizon * high)
 
 
 def _has_logging_dist(source: Any) -> bool:
@@ -572,7 +591,7 @@ def _evaluate_session(
     ests = [_SessionName(e) for e in names]
     result = _finish(
         moments, forms, weight, {}, ests, "session", method, alpha,
-        (0.0, float(horizon)), moments.n,
+        _per_session(_reward_range(source), horizon), moments.n,
     )  # fmt: skip
     if learned:  # whole-log estimators: fitted on the log in memory, then added as rows
         import pandas as pd

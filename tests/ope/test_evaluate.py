@@ -312,3 +312,17 @@ def test_bad_targets() -> None:
 
     with pytest.raises(ValueError, match=r"policy 'bad': action_dist rows must sum to 1 .* row 0"):
         evaluate(data, {"bad": Broken(W)}, estimators=["ips"])
+
+
+def test_the_feasible_range_follows_the_declared_reward_domain() -> None:
+    """Watch time in [0, 300]: a value of 150 is feasible there, and infeasible for clicks."""
+    b = make_bandit(2000, seed=9)
+    data = logged(b)
+    data.reward = data.reward * 150.0 + 50.0 * (data.reward == 0)  # 50 or 150 seconds
+    soft = {"soft": POLICIES["soft"]}
+    clicks = evaluate(data, soft, estimators=["snips"], interval="normal")
+    assert "outside the feasible range [0, 1]" in clicks.table.iloc[0].warnings
+    data.reward_domain = {"kind": "continuous", "low": 0.0, "high": 300.0}
+    watch = evaluate(data, soft, estimators=["snips"], interval="normal")
+    assert watch.value_range == (0.0, 300.0)
+    assert "feasible range" not in watch.table.iloc[0].warnings
