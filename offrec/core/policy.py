@@ -104,13 +104,22 @@ class Head:
             np.exp(z, out=z)
             z /= z.sum(axis=1, keepdims=True)
             return z
+        # greedy / epsilon-greedy: the exploration floor everywhere, then the argmax set's
+        # share written at its (few) entries; the same arithmetic as the dense form
+        # (1 - eps) * top / |top| + eps * allowed / |allowed|, so the values are identical
         top = s == s.max(axis=1, keepdims=True)
-        greedy = top / top.sum(axis=1, keepdims=True)
+        n_top = top.sum(axis=1)
+        rows, cols = np.nonzero(top)
+        share = 1.0 / n_top[rows]
+        out = np.zeros(s.shape)
         if self.kind == "greedy" or self.epsilon == 0.0:
-            return greedy
+            out[rows, cols] = share
+            return out
         allowed = np.ones(s.shape[1], bool) if support is None else support
-        explore = allowed / allowed.sum()
-        return (1.0 - self.epsilon) * greedy + self.epsilon * explore[None, :]
+        floor = self.epsilon * (allowed / allowed.sum())
+        out[:] = floor[None, :]
+        out[rows, cols] = (1.0 - self.epsilon) * share + floor[cols]
+        return out
 
     def sample(
         self,
