@@ -197,9 +197,11 @@ def evaluate(
             ``action_dist(obs) -> (n, n_actions)``; :class:`FixedProbs` gives
             probabilities aligned with the log's rows.
         estimators: names (bandit: ``ips, snips, dm, dr, sndr, switch-dr, dr-os``;
-            session: ``pdis, tis, wpdis, wtis, dr, fqe``) or bandit estimator instances
+            session: :data:`SESSION_ESTIMATORS`, e.g. ``mb, pdis, wpdis, dr, mis``) or bandit
+            estimator instances
             (``IPS(lambda_=10)``). Default: ``ips, snips, dr`` (bandit) or
-            ``pdis, wpdis, dr, fqe`` (session).
+            ``mb, pdis, wpdis, dr, fqe`` (session; ``mb`` and the other whole-log estimators
+            are fitted on the log, or on a sample of whole sessions above ``fit_rows``).
         reward_model: the reward model DM/DR-type bandit estimators use (default a
             cross-fitted logistic model).
         interval: ``"bootstrap"``, ``"normal"``, ``"bernstein"`` or None (no interval).
