@@ -104,9 +104,8 @@ def round_terms(
                 f"got {q.shape}"
             )
     _check_finite(reward, "reward")
-    bad = ~((pscore > 0.0) & (pscore <= 1.0))
-    if bad.any():
-        i = first_bad(bad)
+    if not (pscore.min() > 0.0 and pscore.max() <= 1.0):  # two reductions; nan fails both
+        i = first_bad(~((pscore > 0.0) & (pscore <= 1.0)))
         raise InputError(f"pscore must be in (0, 1]; row {i} has {float(pscore[i])!r}")
     _check_range(action, "action", n_actions, "")
     if pos is not None:
