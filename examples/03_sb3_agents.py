@@ -31,6 +31,7 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True) -> dict[str, 
     torch.set_num_threads(1)  # one thread: faster than two on a shared 2-core machine
     sb3 = require_sb3()  # a one-line ImportError saying how to install it, if missing
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.logger import Logger
 
     budget = {"ppo": 2_048, "dqn": 2_000} if small else {"ppo": 60_000, "dqn": 20_000}
     n_eval = 1_000 if small else 5_000
@@ -51,6 +52,7 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True) -> dict[str, 
             model = sb3.DQN("MlpPolicy", env, learning_starts=1_000, batch_size=256, gamma=0.9,
                             target_update_interval=1_000, exploration_fraction=0.3, seed=seed,
                             device="cpu", verbose=0)  # fmt: skip
+        model.set_logger(Logger(folder=None, output_formats=[]))  # no SB3-* temp folders
         model.learn(total_timesteps=steps)
         seconds = time.perf_counter() - tic
         policy = SB3Policy(model, world.n_items)  # PPO: its stochastic policy; DQN: greedy

@@ -233,6 +233,11 @@ def train_online(
                 target_update_interval=1_000, exploration_fraction=0.3,
                 policy_kwargs={"net_arch": arch}, **common,
             )  # fmt: skip
+        # a logger with no outputs: SB3's default makes an "SB3-<date>" folder in the
+        # system temp directory on every run (quiet library: nothing written unasked)
+        from stable_baselines3.common.logger import Logger
+
+        model.set_logger(Logger(folder=None, output_formats=[]))
         policy = SB3Policy(model, world.n_actions)
         every = config.eval_every
         next_eval = [every]

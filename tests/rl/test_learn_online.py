@@ -79,14 +79,21 @@ def test_session_stats_clicks_are_the_true_value_and_ctr_is_unbiased():
 TINY_WORLD = ["--n-items", "8", "--n-users", "200", "--horizon", "4"]
 
 
-def test_train_online_ppo_cli_round_trip(tmp_path, capsys):
+def test_train_online_ppo_cli_round_trip(tmp_path, capsys, monkeypatch):
     pytest.importorskip("stable_baselines3")
+    import tempfile
+
+    scratch = tmp_path / "tmp"  # SB3's default logger would make SB3-<date> folders here
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     out = tmp_path / "run"
     argv = ["-q", "train", "online", "--learner", "ppo", "--learner", "epsilon_greedy",
             "--n-steps", "1500", "--eval-every", "500", "--eval-sessions", "300",
             "--param", "ppo.n_envs=2", "--param", "ppo.hidden_units=[16]",
             "--out", str(out), *TINY_WORLD]  # fmt: skip
     assert main(argv) == 0
+    # no SB3 log folders outside --out (torch may keep its own kernel cache there)
+    assert [f.name for f in scratch.iterdir() if f.name.startswith("SB3-")] == []
     printed = capsys.readouterr().out
     assert re.search(r"ppo: true clicks per session \d\.\d{4} ± \d\.\d{4} after", printed)
     data = json.loads((out / "curves.json").read_text())
