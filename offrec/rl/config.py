@@ -52,6 +52,11 @@ class RLConfig(ConfigCodec):
             Q-values) always runs at ``"highest"``.
         fused_adam: Adam as one fused kernel over all parameters
             (``torch.optim.Adam(fused=True)``) instead of a Python loop over tensors.
+        lean_q_function: d3rlpy's default Q-network and loss computed with less work
+            (:mod:`offrec.rl.qfunction`): discrete CQL's two forward (and backward) passes
+            of ``Q(s, .)`` on the same batch share one, and ``Q(s, a)`` is read with
+            ``gather`` instead of a one-hot product. Same parameters, so saved models load
+            either way. LEAN_FIGURES
         sampler: ``"vectorized"`` (offrec's) or ``"default"`` (d3rlpy's per-transition).
         log_every: steps per point of the loss curve (mean loss over the chunk).
         eval_every: steps between online evaluations in the world (0: only at the end);
@@ -75,6 +80,7 @@ class RLConfig(ConfigCodec):
     n_threads: int = 1
     matmul_precision: str = "medium"
     fused_adam: bool = True
+    lean_q_function: bool = True
     sampler: str = "vectorized"
     log_every: int = 500
     eval_every: int = 0
@@ -97,8 +103,11 @@ class RLConfig(ConfigCodec):
                 f"RLConfig.matmul_precision must be one of {list(MATMUL_PRECISIONS)}; "
                 f"got {self.matmul_precision!r}"
             )
-        if not isinstance(self.fused_adam, bool):
-            raise InputError(f"RLConfig.fused_adam must be true or false; got {self.fused_adam!r}")
+        for name in ("fused_adam", "lean_q_function"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(
+                    f"RLConfig.{name} must be true or false; got {getattr(self, name)!r}"
+                )
         ints = {
             "n_steps": 1, "batch_size": 1, "target_update_interval": 1, "n_critics": 1,
             "seed": 0, "n_threads": 1, "log_every": 1, "eval_every": 0, "eval_sessions": 2,
@@ -217,6 +226,10 @@ def build_algo(config: RLConfig) -> Any:
     }
     if config.fused_adam:
         common["optim_factory"] = fused_adam_factory_class()()
+    if config.lean_q_function:
+        from offrec.rl.qfunction import lean_q_func_factory_class
+
+        common["q_func_factory"] = lean_q_func_factory_class()()
     if config.algo == "cql":
         common["alpha"] = config.alpha
     elif config.algo == "bcq":

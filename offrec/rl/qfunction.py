@@ -1,0 +1,142 @@
+"""A leaner discrete Q-function for d3rlpy, plugged in through its public extension point
+(``d3rlpy.models.QFunctionFactory``, the ``q_func_factory`` of every algorithm config).
+
+The network, its initialisation, its parameter names and the loss are d3rlpy's default
+(``MeanQFunctionFactory``: ``DiscreteMeanQFunction`` = encoder + linear head, Huber TD
+error); two pieces of work per gradient step go away:
+
+- **one forward, shared**: discrete CQL evaluates ``Q(s, .)`` on the batch twice with
+  gradients on (for the TD error, then for ``logsumexp_a Q(s, a)``), so d3rlpy runs the
+  network forward twice and backward twice. The Q-function here returns its previous
+  output when it is called again, with gradients on, on the very same input tensor and
+  unchanged weights (the input's and every parameter's ``Tensor._version`` counter, the
+  train/eval mode, grad mode and float32 matmul precision all equal): the two losses
+  then share one graph and autograd sums their gradients before a single backward pass.
+  The gradient is the same sum, up to float rounding. Any in-place change of a weight
+  (an optimiser step) or of the input, or another input, computes afresh; with gradients
+  off (targets, inference) it always computes.
+- **gather, not one-hot**: d3rlpy picks ``Q(s, a)`` as ``(Q * one_hot(a)).sum(1)``,
+  which builds a (batch, n_actions) one-hot matrix and multiplies it; here
+  ``Q.gather(1, a)`` reads the same values (adding exact zeros changes no bit) and its
+  gradient puts the same values in the same places.
+
+Measured by ``benchmarks/bench_rl.py`` (batch 256, (128, 128) MLP, 100 actions, one
+thread, medians of interleaved runs): see :class:`~offrec.rl.config.RLConfig`
+(``lean_q_function``). ``tests/rl/test_qfunction.py`` checks the loss and every gradient
+against d3rlpy's own Q-function on the same weights and batch, and the bound on the
+version counters (an in-place weight update must recompute).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import torch
+
+from offrec.rl._d3rlpy import d3rlpy_module
+
+__all__ = ["lean_q_func_factory_class"]
+
+
+def _huber(y: torch.Tensor, target: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """d3rlpy's ``compute_huber_loss``, element-wise (same formula, same gradient)."""
+    diff = target - y
+    cond = diff.detach().abs() < beta
+    return torch.where(cond, 0.5 * diff**2, beta * (diff.abs() - 0.5 * beta))
+
+
+@functools.cache
+def lean_q_func_factory_class() -> type:
+    """The d3rlpy ``QFunctionFactory`` subclass making the lean Q-function (module doc).
+    Made on first use, as d3rlpy is imported lazily; discrete action spaces only."""
+    d3rlpy = d3rlpy_module()
+    from d3rlpy.models.torch import (
+        DiscreteMeanQFunction,
+        DiscreteMeanQFunctionForwarder,
+        QFunctionOutput,
+    )
+
+    class LeanDiscreteMeanQFunction(DiscreteMeanQFunction):
+        """d3rlpy's ``DiscreteMeanQFunction`` (same parameters) that hands back its last
+        output when called again, with gradients on, on the same unchanged input."""
+
+        def __init__(self, encoder: Any, hidden_size: int, action_size: int) -> None:
+            super().__init__(encoder, hidden_size, action_size)
+            self._last: tuple[torch.Tensor, tuple[Any, ...], Any] | None = None
+            self._params: list[torch.Tensor] | None = None
+
+        def _key(self, x: torch.Tensor) -> tuple[Any, ...]:
+            if self._params is None:
+                self._params = list(self.parameters())
+            return (
+                x._version, self.training, torch.get_float32_matmul_precision(),
+                *(p._version for p in self._params),
+            )  # fmt: skip
+
+        def forward(self, x: Any) -> Any:
+            if not (torch.is_grad_enabled() and isinstance(x, torch.Tensor)):
+                return super().forward(x)
+            key = self._key(x)
+            last = self._last
+            if last is not None and last[0] is x and last[1] == key:
+                return last[2]
+            h = self._encoder(x)
+            out = QFunctionOutput(q_value=self._fc(h), quantiles=None, taus=None)
+            self._last = (x, key, out)
+            return out
+
+        def __getstate__(self) -> dict[str, Any]:  # copy / pickle without the cache
+            state = self.__dict__.copy()
+            state["_last"] = None
+            state["_params"] = None
+            return state
+
+    class LeanDiscreteMeanQFunctionForwarder(DiscreteMeanQFunctionForwarder):
+        """d3rlpy's forwarder with ``Q(s, a)`` read by ``gather``."""
+
+        def compute_error(
+            self,
+            observations: Any,
+            actions: torch.Tensor,
+            rewards: torch.Tensor,
+            target: torch.Tensor,
+            terminals: torch.Tensor,
+            gamma: float | torch.Tensor = 0.99,
+            reduction: str = "mean",
+        ) -> torch.Tensor:
+            q = self._q_func(observations).q_value
+            value = q.gather(1, actions.reshape(-1, 1).long())
+            y = rewards + gamma * target * (1 - terminals)
+            loss = _huber(value, y)
+            if reduction == "mean":
+                return loss.mean()
+            if reduction == "sum":
+                return loss.sum()
+            if reduction == "none":
+                return loss.view(-1, 1)
+            raise ValueError(f"reduction must be 'mean', 'sum' or 'none'; got {reduction!r}")
+
+        def compute_target(self, x: Any, action: torch.Tensor | None = None) -> torch.Tensor:
+            q = self._q_func(x).q_value
+            if action is None:
+                return q
+            return q.gather(1, action.reshape(-1, 1).long())
+
+    @dataclasses.dataclass()
+    class LeanMeanQFunctionFactory(d3rlpy.models.QFunctionFactory):  # type: ignore[name-defined]
+        """d3rlpy's mean Q-function with a shared repeated forward and gather picks."""
+
+        def create_discrete(self, encoder: Any, hidden_size: int, action_size: int) -> Any:
+            q_func = LeanDiscreteMeanQFunction(encoder, hidden_size, action_size)
+            return q_func, LeanDiscreteMeanQFunctionForwarder(q_func, action_size)
+
+        def create_continuous(self, encoder: Any, hidden_size: int) -> Any:
+            raise NotImplementedError("offrec's lean Q-function is for discrete actions only")
+
+        @staticmethod
+        def get_type() -> str:
+            return "offrec_lean_mean"
+
+    return LeanMeanQFunctionFactory
