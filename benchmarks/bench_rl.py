@@ -86,26 +86,44 @@ def _measure(runs: dict[str, Run], steps: int, batch_size: int) -> dict[str, dic
     return {n: {k: np.asarray(v) for k, v in d.items()} for n, d in out.items()}
 
 
-def _sampler_table(tr: Any, steps: int, batch: int) -> None:
+def _compile_q_functions(algo: Any) -> None:
+    """``torch.compile`` every Q-network (online and target) in place (``nn.Module.compile``,
+    parameter names unchanged): the only route to inductor on CPU, as d3rlpy 2.8.1's
+    ``compile_graph=True`` applies on CUDA devices only (``algo.compiled`` is False on CPU)."""
+    for module in [*algo.impl.q_function, *algo.impl.modules.targ_q_funcs]:
+        module.compile()
+
+
+def _sampler_table(tr: Any, steps: int, batch: int, compile_row: bool = False) -> None:
     from offrec.rl import RLConfig, VectorizedReplayBuffer, to_replay_buffer
-    from offrec.rl.config import build_algo
+    from offrec.rl.config import build_algo, matmul_precision
 
     t = time.perf_counter()
     default_buf = to_replay_buffer(tr)
     t_d3 = time.perf_counter() - t
     vec_buf = VectorizedReplayBuffer(tr, seed=0)
     runs: dict[str, Run] = {}
-    plain = {"matmul_precision": "highest", "fused_adam": False}
+    plain = {"matmul_precision": "highest", "fused_adam": False, "lean_q_function": False}
     variants = {  # name -> (buffer, RLConfig overrides)
         "d3rlpy default": (default_buf, plain),
         "offrec sampler": (vec_buf, plain),
+        "+ bf16 matmul, fused Adam": (vec_buf, {"lean_q_function": False}),
         "offrec (default RLConfig)": (vec_buf, {}),
     }
+    if compile_row:
+        variants["+ torch.compile Q-nets"] = (vec_buf, {})
+    compile_s: dict[str, float] = {}
     for algo_name in ("dqn", "cql"):
         for variant, (buf, overrides) in variants.items():
             cfg = RLConfig(algo=algo_name, **overrides)  # type: ignore[arg-type]
             algo = build_algo(cfg)
             algo.create_impl((tr.observation_dim,), tr.n_actions)
+            if variant.startswith("+ torch.compile"):
+                _compile_q_functions(algo)
+                t = time.perf_counter()
+                with matmul_precision(cfg.matmul_precision):  # compiles on first call
+                    algo.update(buf.sample_transition_batch(batch))
+                compile_s[algo_name] = time.perf_counter() - t
             runs[f"{algo_name}/{variant}"] = (algo, buf, 1, cfg.matmul_precision)
     res = _measure(runs, steps, batch)
     rows = []
@@ -117,6 +135,8 @@ def _sampler_table(tr: Any, steps: int, batch: int) -> None:
             float(np.median(step_ms)), 1e3 * step_ms.size / step_ms.sum(),
         ])  # fmt: skip
     print(f"\nd3rlpy ReplayBuffer from the log's episodes: {t_d3:.2f} s")
+    for algo_name, seconds in compile_s.items():
+        print(f"{algo_name}: torch.compile of the Q-nets, first update: {seconds:.1f} s")
     print_table(
         f"Training steps/s, batch {batch}, 100 items, context dim 18, default RLConfig "
         f"network, 1 thread ({steps // BLOCK * BLOCK} steps each, interleaved)",
@@ -130,11 +150,10 @@ def _sampler_table(tr: Any, steps: int, batch: int) -> None:
 
     for algo_name in ("dqn", "cql"):
         base = total(res[f"{algo_name}/d3rlpy default"])
-        ratios = [base / total(res[f"{algo_name}/{v}"]) for v in list(variants)[1:]]
-        print(
-            f"{algo_name}: steps/s vs d3rlpy default: offrec sampler {ratios[0]:.2f}x, "
-            f"offrec default RLConfig (+ bf16 matmul, fused Adam) {ratios[1]:.2f}x"
+        ratios = ", ".join(
+            f"{v} {base / total(res[f'{algo_name}/{v}']):.2f}x" for v in list(variants)[1:]
         )
+        print(f"{algo_name}: steps/s vs d3rlpy default: {ratios}")
 
 
 def _threads_table(tr: Any, steps: int, batch: int) -> None:
@@ -166,7 +185,11 @@ def _threads_table(tr: Any, steps: int, batch: int) -> None:
 
 
 def main(
-    steps: int = 600, n_rows: int = 100_000, threads: bool = False, samplers: bool = True
+    steps: int = 600,
+    n_rows: int = 100_000,
+    threads: bool = False,
+    samplers: bool = True,
+    compile_row: bool = False,
 ) -> None:
     from offrec.rl import to_transitions
 
@@ -180,7 +203,7 @@ def main(
             f"{time.perf_counter() - t:.4f} s"
         )
         if samplers:
-            _sampler_table(tr, steps, 256)
+            _sampler_table(tr, steps, 256, compile_row)
         if threads:
             _threads_table(tr, steps, 256)
     finally:
@@ -193,5 +216,12 @@ if __name__ == "__main__":
     parser.add_argument("--rows", type=int, default=100_000, help="logged decisions")
     parser.add_argument("--threads", action="store_true", help="also compare 1 vs 2 torch threads")
     parser.add_argument("--threads-only", action="store_true", help="only the threads table")
+    parser.add_argument(
+        "--compile", action="store_true",
+        help="add a row with torch.compile'd Q-networks (and print the compile time)",
+    )  # fmt: skip
     args = parser.parse_args()
-    main(args.steps, args.rows, args.threads or args.threads_only, not args.threads_only)
+    main(
+        args.steps, args.rows, args.threads or args.threads_only, not args.threads_only,
+        args.compile,
+    )  # fmt: skip

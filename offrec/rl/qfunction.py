@@ -5,16 +5,20 @@ The network, its initialisation, its parameter names and the loss are d3rlpy's d
 (``MeanQFunctionFactory``: ``DiscreteMeanQFunction`` = encoder + linear head, Huber TD
 error); two pieces of work per gradient step go away:
 
-- **one forward, shared**: discrete CQL evaluates ``Q(s, .)`` on the batch twice with
-  gradients on (for the TD error, then for ``logsumexp_a Q(s, a)``), so d3rlpy runs the
-  network forward twice and backward twice. The Q-function here returns its previous
-  output when it is called again, with gradients on, on the very same input tensor and
-  unchanged weights (the input's and every parameter's ``Tensor._version`` counter, the
-  train/eval mode, grad mode and float32 matmul precision all equal): the two losses
-  then share one graph and autograd sums their gradients before a single backward pass.
-  The gradient is the same sum, up to float rounding. Any in-place change of a weight
-  (an optimiser step) or of the input, or another input, computes afresh; with gradients
-  off (targets, inference) it always computes.
+- **one forward per input**: d3rlpy evaluates some Q-network twice on the same batch in
+  one step: discrete CQL computes ``Q(s, .)`` with gradients for the TD error and again
+  for ``logsumexp_a Q(s, a)`` (two forward and two backward passes), and DQN's target
+  network scores ``s'`` once for the greedy action and once for its value. The
+  Q-function here returns its previous output when it is called again on the very same
+  input tensor with nothing changed in between (the ``Tensor._version`` counters of the
+  input, of every parameter and of the output itself, grad mode and float32 matmul
+  precision all equal): CQL's two losses then share one graph, and
+  autograd sums their gradients before a single backward pass (the same sum, up to
+  float rounding); DQN's second target forward is skipped. An optimiser step (which
+  changes the weights in place), a write into the input or the output, or another input
+  object computes afresh. Only in train mode (d3rlpy's updates; its predictions and
+  :class:`~offrec.rl.policy.QPolicy` run in eval / inference mode and always compute),
+  so the cache holds at most one training batch and its output.
 - **gather, not one-hot**: d3rlpy picks ``Q(s, a)`` as ``(Q * one_hot(a)).sum(1)``,
   which builds a (batch, n_actions) one-hot matrix and multiplies it; here
   ``Q.gather(1, a)`` reads the same values (adding exact zeros changes no bit) and its
@@ -60,31 +64,37 @@ def lean_q_func_factory_class() -> type:
 
     class LeanDiscreteMeanQFunction(DiscreteMeanQFunction):
         """d3rlpy's ``DiscreteMeanQFunction`` (same parameters) that hands back its last
-        output when called again, with gradients on, on the same unchanged input."""
+        output when called again on the same unchanged input with unchanged weights."""
 
         def __init__(self, encoder: Any, hidden_size: int, action_size: int) -> None:
             super().__init__(encoder, hidden_size, action_size)
-            self._last: tuple[torch.Tensor, tuple[Any, ...], Any] | None = None
+            self._last: tuple[torch.Tensor, tuple[Any, ...], tuple[Any, int]] | None = None
             self._params: list[torch.Tensor] | None = None
 
         def _key(self, x: torch.Tensor) -> tuple[Any, ...]:
             if self._params is None:
                 self._params = list(self.parameters())
             return (
-                x._version, self.training, torch.get_float32_matmul_precision(),
+                x._version, torch.is_grad_enabled(), torch.get_float32_matmul_precision(),
                 *(p._version for p in self._params),
             )  # fmt: skip
 
         def forward(self, x: Any) -> Any:
-            if not (torch.is_grad_enabled() and isinstance(x, torch.Tensor)):
+            if (
+                not self.training  # d3rlpy's updates run in train mode, its predictions not
+                or not isinstance(x, torch.Tensor)
+                or x.is_inference()
+                or torch.is_inference_mode_enabled()  # no version counters there
+            ):
                 return super().forward(x)
             key = self._key(x)
             last = self._last
             if last is not None and last[0] is x and last[1] == key:
-                return last[2]
-            h = self._encoder(x)
-            out = QFunctionOutput(q_value=self._fc(h), quantiles=None, taus=None)
-            self._last = (x, key, out)
+                out, version = last[2]
+                if out.q_value._version == version:  # nobody wrote into it
+                    return out
+            out = QFunctionOutput(q_value=self._fc(self._encoder(x)), quantiles=None, taus=None)
+            self._last = (x, key, (out, out.q_value._version))
             return out
 
         def __getstate__(self) -> dict[str, Any]:  # copy / pickle without the cache
@@ -126,7 +136,7 @@ def lean_q_func_factory_class() -> type:
 
     @dataclasses.dataclass()
     class LeanMeanQFunctionFactory(d3rlpy.models.QFunctionFactory):  # type: ignore[name-defined]
-        """d3rlpy's mean Q-function with a shared repeated forward and gather picks."""
+        """d3rlpy's mean Q-function with repeated forwards shared and gather picks."""
 
         def create_discrete(self, encoder: Any, hidden_size: int, action_size: int) -> Any:
             q_func = LeanDiscreteMeanQFunction(encoder, hidden_size, action_size)

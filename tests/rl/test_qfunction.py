@@ -41,11 +41,12 @@ def test_lean_q_function_takes_the_same_steps_as_d3rlpys(algo):
         torch.testing.assert_close(lean_w[name], w, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_repeated_forward_is_shared_only_while_input_and_weights_are_unchanged():
+def test_repeated_forward_is_shared_only_while_nothing_changed():
     cfg = RLConfig(algo="cql", hidden_units=(8,))
     algo = build_algo(cfg)
     algo.create_impl((3,), 5)
     q = algo.impl.q_function[0]
+    q.train()  # as during d3rlpy's updates
     x = torch.randn(4, 3)
     first = q(x)
     assert q(x) is first  # the second call on the same tensor shares the first's graph
@@ -58,9 +59,19 @@ def test_repeated_forward_is_shared_only_while_input_and_weights_are_unchanged()
     assert not torch.equal(after_step.q_value, again.q_value)
     with torch.no_grad():
         x.add_(1.0)  # the input changed in place
-    assert q(x) is not after_step
-    with torch.no_grad():  # targets and inference never reuse
+    fresh = q(x)
+    assert fresh is not after_step
+    with torch.no_grad():  # grad mode is part of the key: no graph-less output for a loss
+        target = q(x)
+        assert target is not fresh and q(x) is target  # a target network's second look
+        target.q_value.mul_(2.0)  # somebody wrote into the output
+        assert q(x) is not target
+        torch.testing.assert_close(q(x).q_value, fresh.q_value.detach())
+    with torch.inference_mode():  # no version counters: never shared
         assert q(x) is not q(x)
+    q.eval()  # predictions (and QPolicy) run in eval mode: never shared
+    assert q(x) is not q(x)
+    q.train()
     assert torch.equal(copy.deepcopy(q)(x).q_value, q(x).q_value)  # copies drop the cache
 
 
