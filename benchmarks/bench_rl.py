@@ -3,18 +3,33 @@ torch's thread count.
 
 Run: ``.venv/bin/python -m benchmarks.bench_rl`` (add ``--threads`` for the 1-vs-2 thread
 table, ``--threads-only`` for that table alone, ``--steps N`` to change the measured steps
-per configuration).
+per configuration, ``--compile`` for a row with ``torch.compile``'d Q-networks).
 
 Data: a softmax-logger log of 100,000 decisions in the default session world
 (``WorldConfig(horizon=10)``: 100 items, context dim 18). Training: batch 256, the
-default ``RLConfig`` network (a (128, 128) MLP), one torch thread. Per algorithm, three
-setups:
+default ``RLConfig`` network (a (128, 128) MLP), one torch thread. Per algorithm:
 
 - ``d3rlpy default``: d3rlpy's own ``ReplayBuffer`` sampler, float32 matmuls, d3rlpy's
-  Adam (``RLConfig(matmul_precision="highest", fused_adam=False, sampler="default")``);
+  Adam and Q-function (``RLConfig(matmul_precision="highest", fused_adam=False,
+  lean_q_function=False, sampler="default")``): the reference of the ratios;
 - ``offrec sampler``: the same with offrec's vectorized sampler;
-- ``offrec (default RLConfig)``: the vectorized sampler, bfloat16 matmuls during the
-  update (``matmul_precision="medium"``) and a fused Adam (``fused_adam=True``).
+- ``+ bf16 matmul, fused Adam``: also bfloat16 matmuls during the update
+  (``matmul_precision="medium"``) and a fused Adam (``fused_adam=True``);
+- ``offrec (default RLConfig)``: also the lean Q-function (``lean_q_function=True``,
+  :mod:`offrec.rl.qfunction`: a repeated forward on the same batch shared, ``gather``
+  for ``Q(s, a)``);
+- with ``--compile``, ``+ torch.compile Q-nets``: the default ``RLConfig`` with every
+  Q-network compiled in place (``nn.Module.compile``, inductor, CPU); the first update's
+  time (the compilation) is printed.
+
+d3rlpy's own ``compile_graph=True`` is not a row: in d3rlpy 2.8.1 it applies only on a
+CUDA device (``algo.compiled`` is ``compile_graph and "cuda" in device``), so on CPU it
+changes nothing. Compiling the Q-networks ourselves was slower than not in both runs
+(before the lean Q-function, load 2.3: DQN 1.61 ms vs 1.44 ms median step, CQL 2.31 vs
+2.11 ms, 23 s of compilation first; float32 matmuls compiled 1.72 / 2.52 ms; with it,
+load 5.4: 1.85 vs 1.38 ms and 2.16 vs 1.58 ms, 20 s). Each compiled call pays guard
+checks and a runtime wrapper, which eat what fusing the bias and ReLU saves; the matrix
+products (extern kernels either way) are over half of an update's CPU time.
 
 The setups are measured in interleaved blocks of 50 steps inside one process, so a
 change of load on the (shared) machine hits all of them alike. "sample" is the time to
