@@ -3,7 +3,7 @@
 
 The network, its initialisation, its parameter names and the loss are d3rlpy's default
 (``MeanQFunctionFactory``: ``DiscreteMeanQFunction`` = encoder + linear head, Huber TD
-error); two pieces of work per gradient step go away:
+error); some work per gradient step goes away:
 
 - **one forward per input**: d3rlpy evaluates some Q-network twice on the same batch in
   one step: discrete CQL computes ``Q(s, .)`` with gradients for the TD error and again
@@ -12,9 +12,9 @@ error); two pieces of work per gradient step go away:
   Q-function here returns its previous output when it is called again on the very same
   input tensor with nothing changed in between (the ``Tensor._version`` counters of the
   input, of every parameter and of the output itself, grad mode and float32 matmul
-  precision all equal): CQL's two losses then share one graph, and
-  autograd sums their gradients before a single backward pass (the same sum, up to
-  float rounding); DQN's second target forward is skipped. An optimiser step (which
+  precision all equal): CQL's two losses then share one graph, and autograd sums their
+  gradients before a single backward pass (the same sum, up to float rounding); DQN's
+  second target forward is skipped. An optimiser step (which
   changes the weights in place), a write into the input or the output, or another input
   object computes afresh. Only in train mode (d3rlpy's updates; its predictions and
   :class:`~offrec.rl.policy.QPolicy` run in eval / inference mode and always compute),
@@ -23,12 +23,16 @@ error); two pieces of work per gradient step go away:
   which builds a (batch, n_actions) one-hot matrix and multiplies it; here
   ``Q.gather(1, a)`` reads the same values (adding exact zeros changes no bit) and its
   gradient puts the same values in the same places.
+- **one Huber op**: d3rlpy writes the Huber loss as eight tensor ops
+  (``where(|d| < 1, 0.5 d**2, |d| - 0.5)``); ``torch.nn.functional.huber_loss`` is the
+  same formula (and gradient) in one op forward and one backward.
 
 Measured by ``benchmarks/bench_rl.py`` (batch 256, (128, 128) MLP, 100 actions, one
 thread, medians of interleaved runs): see :class:`~offrec.rl.config.RLConfig`
-(``lean_q_function``). ``tests/rl/test_qfunction.py`` checks the loss and every gradient
-against d3rlpy's own Q-function on the same weights and batch, and the bound on the
-version counters (an in-place weight update must recompute).
+(``lean_q_function``). ``tests/rl/test_qfunction.py`` checks the losses and weights of
+six updates against d3rlpy's own Q-function from the same initial weights and batches
+(DQN, DoubleDQN, CQL, BCQ), and the bound on the version counters (an in-place write to
+a weight, the input or the output must recompute).
 """
 
 from __future__ import annotations
@@ -42,13 +46,6 @@ import torch
 from offrec.rl._d3rlpy import d3rlpy_module
 
 __all__ = ["lean_q_func_factory_class"]
-
-
-def _huber(y: torch.Tensor, target: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
-    """d3rlpy's ``compute_huber_loss``, element-wise (same formula, same gradient)."""
-    diff = target - y
-    cond = diff.detach().abs() < beta
-    return torch.where(cond, 0.5 * diff**2, beta * (diff.abs() - 0.5 * beta))
 
 
 @functools.cache
@@ -119,7 +116,8 @@ def lean_q_func_factory_class() -> type:
             q = self._q_func(observations).q_value
             value = q.gather(1, actions.reshape(-1, 1).long())
             y = rewards + gamma * target * (1 - terminals)
-            loss = _huber(value, y)
+            # d3rlpy's compute_huber_loss, as one op: same formula, same gradient
+            loss = torch.nn.functional.huber_loss(value, y, reduction="none", delta=1.0)
             if reduction == "mean":
                 return loss.mean()
             if reduction == "sum":
