@@ -118,14 +118,21 @@ class VectorizedReplayBuffer(ReplayBufferBase):
             )
         self._tr = transitions
         self._rng = as_generator(seed)
-        n = transitions.n_transitions
-        self._obs = transitions.observations
-        self._actions = transitions.actions.astype(np.float32).reshape(-1, 1)
-        self._rewards = transitions.rewards.astype(np.float32).reshape(-1, 1)
-        self._terminals = transitions.terminals.astype(np.float32).reshape(-1, 1)
-        # row of s' for every row (itself when terminal; zeroed through the mask below)
-        self._next_row = np.where(transitions.terminals > 0, np.arange(n), np.arange(1, n + 1))
-        self._alive = (1.0 - self._terminals).astype(np.float32)  # (n, 1)
+        n, d = transitions.n_transitions, transitions.observation_dim
+        terminal = transitions.terminals > 0
+        # s' is the next row's observation (the row itself when terminal, then zeroed)
+        self._next_row = np.where(terminal, np.arange(n), np.arange(1, n + 1))
+        # one row per transition, everything but s': a mini-batch is two gathers from it
+        # (its rows, and the next rows' observations, mostly adjacent in memory) instead
+        # of one per field: each gather is a cache miss per row on a large log
+        table = np.empty((n, d + 5), np.float32)
+        table[:, :d] = transitions.observations
+        table[:, d] = transitions.actions
+        table[:, d + 1] = transitions.rewards
+        table[:, d + 2] = terminal
+        table[:, d + 3] = ~terminal  # alive: 0 zeroes s' on terminal rows
+        table[:, d + 4] = transitions.next_actions()  # 0 on terminal rows
+        self._table, self._d = table, d
         self._info = dataset_info(transitions)
         self._episodes: list[EpisodeBase] | None = None
         self._picker = BasicTransitionPicker()
@@ -139,17 +146,17 @@ class VectorizedReplayBuffer(ReplayBufferBase):
     def batch_at(self, rows: np.ndarray) -> TransitionMiniBatch:
         """The mini-batch of the given row indices (deterministic; what sampling gathers)."""
         rows = np.asarray(rows, dtype=np.int64)
-        nxt = self._next_row[rows]
-        alive = self._alive[rows]
-        next_obs = self._obs[nxt]
-        next_obs *= alive
+        d = self._d
+        cur = self._table[rows]
+        next_obs = self._table[self._next_row[rows], :d]
+        next_obs *= cur[:, d + 3 : d + 4]
         return TransitionMiniBatch(
-            observations=self._obs[rows],
-            actions=self._actions[rows],
-            rewards=self._rewards[rows],
+            observations=cur[:, :d],
+            actions=cur[:, d : d + 1],
+            rewards=cur[:, d + 1 : d + 2],
             next_observations=next_obs,
-            next_actions=self._actions[nxt] * alive,
-            terminals=self._terminals[rows],
+            next_actions=cur[:, d + 4 : d + 5],
+            terminals=cur[:, d + 2 : d + 3],
             intervals=np.ones((rows.shape[0], 1), np.float32),
             transitions=_LazyTransitions(self, rows),
         )

@@ -313,3 +313,19 @@ def test_vectorized_sampler_draws_logged_transitions(log):
     again = VectorizedReplayBuffer(tr, seed=3).sample_transition_batch(512)
     np.testing.assert_array_equal(again.observations, batch.observations)
     assert abs(batch.terminals.mean() - 0.5) < 4 * np.sqrt(0.25 / 512)
+
+
+def test_vectorized_batch_matches_d3rlpys_picker_row_by_row(log):
+    tr = to_transitions(log)
+    buf = VectorizedReplayBuffer(tr, seed=0)
+    rows = np.r_[0, 1, 2, 3, np.random.default_rng(1).integers(0, tr.n_transitions, 60)]
+    batch = buf.batch_at(rows)
+    for i, row in enumerate(rows):
+        t = buf.transition_at(int(row))  # d3rlpy's own BasicTransitionPicker
+        np.testing.assert_array_equal(batch.observations[i], t.observation)
+        np.testing.assert_array_equal(batch.actions[i], t.action)
+        np.testing.assert_array_equal(batch.rewards[i], t.reward)
+        np.testing.assert_array_equal(batch.next_observations[i], t.next_observation)
+        np.testing.assert_array_equal(batch.next_actions[i], t.next_action)
+        np.testing.assert_array_equal(batch.terminals[i], t.terminal)
+        np.testing.assert_array_equal(batch.intervals[i], t.interval)
