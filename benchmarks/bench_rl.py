@@ -79,7 +79,7 @@ def _measure(runs: dict[str, Run], steps: int, batch_size: int) -> dict[str, dic
 
     from offrec.rl.config import matmul_precision
 
-    out = {name: {"sample": [], "update": []} for name in runs}
+    out: dict[str, dict[str, list[float]]] = {n: {"sample": [], "update": []} for n in runs}
     for algo, buf, n_threads, precision in runs.values():  # warm-up
         torch.set_num_threads(n_threads)
         for _ in range(10):
@@ -185,10 +185,10 @@ def _threads_table(tr: Any, steps: int, batch: int) -> None:
     res = _measure(runs, steps, batch)
     rows = []
     for name, d in res.items():
-        algo_name, n_threads = name.split("/")
+        algo_name, threads_text = name.split("/")
         step_ms = d["sample"] + d["update"]
         rows.append([
-            algo_name, int(n_threads), float(np.median(step_ms)),
+            algo_name, int(threads_text), float(np.median(step_ms)),
             float(np.percentile(step_ms, 90)), float(np.percentile(step_ms, 99)),
             float(step_ms.max()), 1e3 * step_ms.size / step_ms.sum(),
         ])  # fmt: skip
