@@ -15,9 +15,12 @@ default ``RLConfig`` network (a (128, 128) MLP), one torch thread. Per algorithm
 - ``offrec sampler``: the same with offrec's vectorized sampler;
 - ``+ bf16 matmul, fused Adam``: also bfloat16 matmuls during the update
   (``matmul_precision="medium"``) and a fused Adam (``fused_adam=True``);
-- ``offrec (default RLConfig)``: also the lean Q-function (``lean_q_function=True``,
+- ``+ lean Q-function``: also the lean Q-function (``lean_q_function=True``,
   :mod:`offrec.rl.qfunction`: a repeated forward on the same batch shared, ``gather``
-  for ``Q(s, a)``);
+  for ``Q(s, a)``, one Huber op);
+- ``offrec (default RLConfig)``: all of it, run as ``train_rl`` runs it: the batch
+  handed to d3rlpy as tensors (``VectorizedReplayBuffer.sample_torch_batch``, then
+  :func:`offrec.rl.train.gradient_step`), without d3rlpy's per-step conversion;
 - with ``--compile``, ``+ torch.compile Q-nets``: the default ``RLConfig`` with every
   Q-network compiled in place (``nn.Module.compile``, inductor, CPU); the first update's
   time (the compilation) is printed.
@@ -33,8 +36,10 @@ products (extern kernels either way) are over half of an update's CPU time.
 
 The setups are measured in interleaved blocks of 50 steps inside one process, so a
 change of load on the (shared) machine hits all of them alike. "sample" is the time to
-draw a batch of 256 transitions, "update" the time of ``algo.update(batch)`` (forward,
-backward, Adam); steps/s is the number of steps over their total time.
+draw a batch of 256 transitions (as numpy arrays, or as tensors for the last row),
+"update" the time of ``gradient_step(algo, batch)`` (``algo.update(batch)`` for numpy
+batches: conversion, forward, backward, Adam); steps/s is the number of steps over their
+total time.
 
 Two torch threads on this 2-core machine, while other jobs ran, made each step 30-40x
 slower than one (the two OpenMP threads wait for each other at every barrier while the
@@ -69,31 +74,39 @@ def _data(tmp: Path, n_rows: int) -> Any:
     return read_logs(tmp / "log")
 
 
-Run = tuple[Any, Any, int, str]  # algo, buffer, torch threads, float32 matmul precision
+# algo, buffer, torch threads, float32 matmul precision, torch batches (as train_rl) or not
+Run = tuple[Any, Any, int, str, bool]
 
 
 def _measure(runs: dict[str, Run], steps: int, batch_size: int) -> dict[str, dict[str, np.ndarray]]:
-    """Interleaved blocks: for each name, (algo, buffer, threads, precision) -> per-step
-    timings (ms). The precision is set around ``algo.update`` only, as ``train_rl`` does."""
+    """Interleaved blocks: for each name, (algo, buffer, threads, precision, torch batches)
+    -> per-step timings (ms). The precision is set around the update only, as ``train_rl``
+    does; with torch batches the step is ``train_rl``'s (``buffer.sample_torch_batch``, then
+    ``gradient_step``), else ``algo.update(buffer.sample_transition_batch(...))``."""
     import torch
 
     from offrec.rl.config import matmul_precision
+    from offrec.rl.train import gradient_step
+
+    def sampler(buf: Any, torch_batches: bool) -> Any:
+        return buf.sample_torch_batch if torch_batches else buf.sample_transition_batch
 
     out: dict[str, dict[str, list[float]]] = {n: {"sample": [], "update": []} for n in runs}
-    for algo, buf, n_threads, precision in runs.values():  # warm-up
+    for algo, buf, n_threads, precision, torch_batches in runs.values():  # warm-up
         torch.set_num_threads(n_threads)
         for _ in range(10):
             with matmul_precision(precision):
-                algo.update(buf.sample_transition_batch(batch_size))
+                gradient_step(algo, sampler(buf, torch_batches)(batch_size))
     for _ in range(max(1, steps // BLOCK)):
-        for name, (algo, buf, n_threads, precision) in runs.items():
+        for name, (algo, buf, n_threads, precision, torch_batches) in runs.items():
             torch.set_num_threads(n_threads)
+            sample = sampler(buf, torch_batches)
             for _ in range(BLOCK):
                 t0 = time.perf_counter()
-                batch = buf.sample_transition_batch(batch_size)
+                batch = sample(batch_size)
                 t1 = time.perf_counter()
                 with matmul_precision(precision):
-                    algo.update(batch)
+                    gradient_step(algo, batch)
                 t2 = time.perf_counter()
                 out[name]["sample"].append((t1 - t0) * 1e3)
                 out[name]["update"].append((t2 - t1) * 1e3)
@@ -112,6 +125,7 @@ def _compile_q_functions(algo: Any) -> None:
 def _sampler_table(tr: Any, steps: int, batch: int, compile_row: bool = False) -> None:
     from offrec.rl import RLConfig, VectorizedReplayBuffer, to_replay_buffer
     from offrec.rl.config import build_algo, matmul_precision
+    from offrec.rl.train import gradient_step
 
     t = time.perf_counter()
     default_buf = to_replay_buffer(tr)
@@ -119,17 +133,18 @@ def _sampler_table(tr: Any, steps: int, batch: int, compile_row: bool = False) -
     vec_buf = VectorizedReplayBuffer(tr, seed=0)
     runs: dict[str, Run] = {}
     plain = {"matmul_precision": "highest", "fused_adam": False, "lean_q_function": False}
-    variants = {  # name -> (buffer, RLConfig overrides)
-        "d3rlpy default": (default_buf, plain),
-        "offrec sampler": (vec_buf, plain),
-        "+ bf16 matmul, fused Adam": (vec_buf, {"lean_q_function": False}),
-        "offrec (default RLConfig)": (vec_buf, {}),
+    variants = {  # name -> (buffer, RLConfig overrides, torch batches)
+        "d3rlpy default": (default_buf, plain, False),
+        "offrec sampler": (vec_buf, plain, False),
+        "+ bf16 matmul, fused Adam": (vec_buf, {"lean_q_function": False}, False),
+        "+ lean Q-function": (vec_buf, {}, False),
+        "offrec (default RLConfig)": (vec_buf, {}, True),
     }
     if compile_row:
-        variants["+ torch.compile Q-nets"] = (vec_buf, {})
+        variants["+ torch.compile Q-nets"] = (vec_buf, {}, True)
     compile_s: dict[str, float] = {}
     for algo_name in ("dqn", "cql"):
-        for variant, (buf, overrides) in variants.items():
+        for variant, (buf, overrides, torch_batches) in variants.items():
             cfg = RLConfig(algo=algo_name, **overrides)  # type: ignore[arg-type]
             algo = build_algo(cfg)
             algo.create_impl((tr.observation_dim,), tr.n_actions)
@@ -137,9 +152,11 @@ def _sampler_table(tr: Any, steps: int, batch: int, compile_row: bool = False) -
                 _compile_q_functions(algo)
                 t = time.perf_counter()
                 with matmul_precision(cfg.matmul_precision):  # compiles on first call
-                    algo.update(buf.sample_transition_batch(batch))
+                    gradient_step(algo, buf.sample_torch_batch(batch))
                 compile_s[algo_name] = time.perf_counter() - t
-            runs[f"{algo_name}/{variant}"] = (algo, buf, 1, cfg.matmul_precision)
+            runs[f"{algo_name}/{variant}"] = (
+                algo, buf, 1, cfg.matmul_precision, torch_batches,
+            )  # fmt: skip
     res = _measure(runs, steps, batch)
     rows = []
     for name, d in res.items():
@@ -181,7 +198,7 @@ def _threads_table(tr: Any, steps: int, batch: int) -> None:
         algo = build_algo(RLConfig(algo=algo_name))
         algo.create_impl((tr.observation_dim,), tr.n_actions)
         for n_threads in (1, 2):
-            runs[f"{algo_name}/{n_threads}"] = (algo, vec_buf, n_threads, "medium")
+            runs[f"{algo_name}/{n_threads}"] = (algo, vec_buf, n_threads, "medium", True)
     res = _measure(runs, steps, batch)
     rows = []
     for name, d in res.items():

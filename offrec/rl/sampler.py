@@ -165,6 +165,33 @@ class VectorizedReplayBuffer(ReplayBufferBase):
         check_scalar(batch_size, "batch_size", int, min=1)
         return self.batch_at(self._rng.integers(0, self.transition_count, size=batch_size))
 
+    def sample_torch_batch(self, batch_size: int) -> Any:
+        """The next :meth:`sample_transition_batch` as d3rlpy's ``TorchMiniBatch`` (CPU):
+        what ``algo.update`` would hand ``algo.impl.update``, built with
+        ``torch.from_numpy`` from the batch's fresh arrays (no scalers, zero
+        returns-to-go, which is what d3rlpy's Q-learning algorithms here use)."""
+        import torch
+        from d3rlpy.torch_utility import TorchMiniBatch
+
+        b = self.sample_transition_batch(batch_size)
+
+        def t(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a))
+
+        rewards = t(b.rewards)
+        return TorchMiniBatch(
+            observations=t(b.observations),
+            actions=t(b.actions),
+            rewards=rewards,
+            next_observations=t(b.next_observations),
+            next_actions=t(b.next_actions),
+            returns_to_go=torch.zeros_like(rewards),
+            terminals=t(b.terminals),
+            intervals=t(b.intervals),
+            device="cpu:0",
+            numpy_batch=b,
+        )
+
     def sample_transition(self) -> Transition:
         return self.transition_at(int(self._rng.integers(0, self.transition_count)))
 
