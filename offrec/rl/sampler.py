@@ -3,9 +3,12 @@
 d3rlpy's ``ReplayBuffer.sample_transition_batch`` calls its transition picker once per
 sampled transition (a Python loop building one ``Transition`` object each, then stacking
 them); on this machine that costs about as much as the gradient step itself. A
-:class:`VectorizedReplayBuffer` draws the batch's row indices at once and gathers
-``observations[idx]``, ``observations[idx + 1]`` (zeroed where terminal), actions,
-rewards and terminals with numpy fancy indexing.
+:class:`VectorizedReplayBuffer` draws the batch's row indices at once and gathers them
+with numpy fancy indexing from one float32 table (a row per transition: ``s``, ``a``,
+``r``, terminal, alive, ``a'``), plus the next rows' observations for ``s'`` (zeroed
+where terminal): two gathers a batch. :meth:`~VectorizedReplayBuffer.sample_torch_batch`
+hands the same batch over as d3rlpy's torch batch, for
+:func:`offrec.rl.train.gradient_step`.
 
 It plugs into d3rlpy through its public extension point, the abstract
 :class:`d3rlpy.dataset.ReplayBufferBase` that ``algo.fit(dataset, ...)`` and
@@ -13,9 +16,9 @@ It plugs into d3rlpy through its public extension point, the abstract
 (composition), and changes nothing inside d3rlpy. Its batches have the same semantics as
 d3rlpy's default :class:`~d3rlpy.dataset.BasicTransitionPicker` over the episodes of
 :func:`offrec.rl.dataset.to_replay_buffer`: the same ``(s, a, r, s', a', terminal,
-interval=1)`` for a given row, ``s'`` and ``a'`` zero on terminal rows; the
-``transitions`` field of a batch is a lazy sequence that builds the full d3rlpy
-``Transition`` objects (with ``rewards_to_go``) only if an algorithm asks for them.
+interval=1)`` for a given row (tested row by row), ``s'`` and ``a'`` zero on terminal
+rows; the ``transitions`` field of a batch is a lazy sequence that builds the full
+d3rlpy ``Transition`` objects (with ``rewards_to_go``) only if an algorithm asks for them.
 
 Sampling is uniform over rows (as d3rlpy's is uniform over transitions) and draws from
 the buffer's own ``numpy.random.Generator`` (``seed``), never from global state.
