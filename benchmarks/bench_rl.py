@@ -27,12 +27,14 @@ default ``RLConfig`` network (a (128, 128) MLP), one torch thread. Per algorithm
 
 d3rlpy's own ``compile_graph=True`` is not a row: in d3rlpy 2.8.1 it applies only on a
 CUDA device (``algo.compiled`` is ``compile_graph and "cuda" in device``), so on CPU it
-changes nothing. Compiling the Q-networks ourselves was slower than not in both runs
+changes nothing. Compiling the Q-networks ourselves was slower than not in every run
 (before the lean Q-function, load 2.3: DQN 1.61 ms vs 1.44 ms median step, CQL 2.31 vs
 2.11 ms, 23 s of compilation first; float32 matmuls compiled 1.72 / 2.52 ms; with it,
-load 5.4: 1.85 vs 1.38 ms and 2.16 vs 1.58 ms, 20 s). Each compiled call pays guard
-checks and a runtime wrapper, which eat what fusing the bias and ReLU saves; the matrix
-products (extern kernels either way) are over half of an update's CPU time.
+load 5.4: 1.85 vs 1.38 ms and 2.16 vs 1.58 ms, 20 s; with tensor batches too, load 3:
+1.48 vs 1.16 ms and 2.67 vs 1.63 ms, 15 s cold for the first algorithm, 0.4 s for the
+second). Each compiled call pays guard checks and a runtime wrapper, which eat what
+fusing the bias and ReLU saves; the matrix products (extern kernels either way) are over
+half of an update's CPU time.
 
 The setups are measured in interleaved blocks of 50 steps inside one process, so a
 change of load on the (shared) machine hits all of them alike. "sample" is the time to
