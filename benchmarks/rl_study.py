@@ -18,7 +18,9 @@ lookahead oracles (which see the true state) are printed once, for scale.
 
 Run: ``nice .venv/bin/python -m benchmarks.rl_study`` (about 10 minutes on 2 busy cores;
 ``--seeds 0`` for one seed, ``--json PATH`` to keep the numbers, ``--compare-plain`` to
-train each algo a second time with ``matmul_precision="highest", fused_adam=False``).
+train each algo a second time with offrec's speed-ups off, ``matmul_precision="highest",
+fused_adam=False, lean_q_function=False``, and print the differences: same seed, so the
+same initial weights and mini-batches; only the arithmetic differs).
 """
 
 from __future__ import annotations
@@ -106,14 +108,19 @@ def main(
             record("bandit", bandit, time.perf_counter() - t, bandit_note, seed, value_seed)
             for algo in algos:
                 variants = {algo: RLConfig(algo=algo, seed=seed)}
-                if compare_plain:  # the same run at float32 matmul precision, plain Adam
+                if compare_plain:  # the same run with offrec's speed-ups off
                     variants[f"{algo}-plain"] = RLConfig(
-                        algo=algo, seed=seed, matmul_precision="highest", fused_adam=False
-                    )
+                        algo=algo, seed=seed, matmul_precision="highest", fused_adam=False,
+                        lean_q_function=False,
+                    )  # fmt: skip
                 for name, cfg in variants.items():
                     t = time.perf_counter()
                     res = train_rl(data, cfg)
-                    note = f"{cfg.n_steps} steps, matmul {cfg.matmul_precision}"
+                    note = (
+                        f"{cfg.n_steps} steps, matmul {cfg.matmul_precision}, fused Adam "
+                        f"{cfg.fused_adam}, lean Q {cfg.lean_q_function}, "
+                        f"{res.steps_per_second:.0f} steps/s"
+                    )
                     record(name, res.policy, time.perf_counter() - t, note, seed, value_seed)
         oracles = []
         for name, policy in (
@@ -158,6 +165,24 @@ def main(
         ["comparison", "seed", "difference", "se", "ratio", "rule", "holds"],
         checks,
     )
+    if compare_plain:
+        same = []
+        for algo in algos:
+            for seed in seeds:
+                a, b = by[(algo, seed)], by[(f"{algo}-plain", seed)]
+                diff = a["value"] - b["value"]
+                se = math.hypot(a["stderr"], b["stderr"])
+                same.append([
+                    algo, seed, f"{a['value']:.3f}", f"{b['value']:.3f}", f"{diff:+.4f}",
+                    f"{se:.4f}", "yes" if abs(diff) <= se else "NO",
+                    f"{b['train_seconds'] / a['train_seconds']:.2f}x",
+                ])  # fmt: skip
+        print_table(
+            "Default RLConfig vs the same run with the speed-ups off (-plain)",
+            ["algo", "seed", "default", "plain", "difference", "se", "|diff| <= se",
+             "train time plain/default"],
+            same,
+        )  # fmt: skip
     summary = {"results": results, "n_rows": n_rows, "n_sessions": n_sessions}
     if json_path:
         Path(json_path).write_text(json.dumps(summary, indent=2) + "\n")

@@ -3,9 +3,12 @@
 d3rlpy's ``ReplayBuffer.sample_transition_batch`` calls its transition picker once per
 sampled transition (a Python loop building one ``Transition`` object each, then stacking
 them); on this machine that costs about as much as the gradient step itself. A
-:class:`VectorizedReplayBuffer` draws the batch's row indices at once and gathers
-``observations[idx]``, ``observations[idx + 1]`` (zeroed where terminal), actions,
-rewards and terminals with numpy fancy indexing.
+:class:`VectorizedReplayBuffer` draws the batch's row indices at once and gathers them
+with numpy fancy indexing from one float32 table (a row per transition: ``s``, ``a``,
+``r``, terminal, alive, ``a'``), plus the next rows' observations for ``s'`` (zeroed
+where terminal): two gathers a batch. :meth:`~VectorizedReplayBuffer.sample_torch_batch`
+hands the same batch over as d3rlpy's torch batch, for
+:func:`offrec.rl.train.gradient_step`.
 
 It plugs into d3rlpy through its public extension point, the abstract
 :class:`d3rlpy.dataset.ReplayBufferBase` that ``algo.fit(dataset, ...)`` and
@@ -13,9 +16,9 @@ It plugs into d3rlpy through its public extension point, the abstract
 (composition), and changes nothing inside d3rlpy. Its batches have the same semantics as
 d3rlpy's default :class:`~d3rlpy.dataset.BasicTransitionPicker` over the episodes of
 :func:`offrec.rl.dataset.to_replay_buffer`: the same ``(s, a, r, s', a', terminal,
-interval=1)`` for a given row, ``s'`` and ``a'`` zero on terminal rows; the
-``transitions`` field of a batch is a lazy sequence that builds the full d3rlpy
-``Transition`` objects (with ``rewards_to_go``) only if an algorithm asks for them.
+interval=1)`` for a given row (tested row by row), ``s'`` and ``a'`` zero on terminal
+rows; the ``transitions`` field of a batch is a lazy sequence that builds the full
+d3rlpy ``Transition`` objects (with ``rewards_to_go``) only if an algorithm asks for them.
 
 Sampling is uniform over rows (as d3rlpy's is uniform over transitions) and draws from
 the buffer's own ``numpy.random.Generator`` (``seed``), never from global state.
@@ -118,14 +121,21 @@ class VectorizedReplayBuffer(ReplayBufferBase):
             )
         self._tr = transitions
         self._rng = as_generator(seed)
-        n = transitions.n_transitions
-        self._obs = transitions.observations
-        self._actions = transitions.actions.astype(np.float32).reshape(-1, 1)
-        self._rewards = transitions.rewards.astype(np.float32).reshape(-1, 1)
-        self._terminals = transitions.terminals.astype(np.float32).reshape(-1, 1)
-        # row of s' for every row (itself when terminal; zeroed through the mask below)
-        self._next_row = np.where(transitions.terminals > 0, np.arange(n), np.arange(1, n + 1))
-        self._alive = (1.0 - self._terminals).astype(np.float32)  # (n, 1)
+        n, d = transitions.n_transitions, transitions.observation_dim
+        terminal = transitions.terminals > 0
+        # s' is the next row's observation (the row itself when terminal, then zeroed)
+        self._next_row = np.where(terminal, np.arange(n), np.arange(1, n + 1))
+        # one row per transition, everything but s': a mini-batch is two gathers from it
+        # (its rows, and the next rows' observations, mostly adjacent in memory) instead
+        # of one per field: each gather is a cache miss per row on a large log
+        table = np.empty((n, d + 5), np.float32)
+        table[:, :d] = transitions.observations
+        table[:, d] = transitions.actions
+        table[:, d + 1] = transitions.rewards
+        table[:, d + 2] = terminal
+        table[:, d + 3] = ~terminal  # alive: 0 zeroes s' on terminal rows
+        table[:, d + 4] = transitions.next_actions()  # 0 on terminal rows
+        self._table, self._d = table, d
         self._info = dataset_info(transitions)
         self._episodes: list[EpisodeBase] | None = None
         self._picker = BasicTransitionPicker()
@@ -139,17 +149,17 @@ class VectorizedReplayBuffer(ReplayBufferBase):
     def batch_at(self, rows: np.ndarray) -> TransitionMiniBatch:
         """The mini-batch of the given row indices (deterministic; what sampling gathers)."""
         rows = np.asarray(rows, dtype=np.int64)
-        nxt = self._next_row[rows]
-        alive = self._alive[rows]
-        next_obs = self._obs[nxt]
-        next_obs *= alive
+        d = self._d
+        cur = self._table[rows]
+        next_obs = self._table[self._next_row[rows], :d]
+        next_obs *= cur[:, d + 3 : d + 4]
         return TransitionMiniBatch(
-            observations=self._obs[rows],
-            actions=self._actions[rows],
-            rewards=self._rewards[rows],
+            observations=cur[:, :d],
+            actions=cur[:, d : d + 1],
+            rewards=cur[:, d + 1 : d + 2],
             next_observations=next_obs,
-            next_actions=self._actions[nxt] * alive,
-            terminals=self._terminals[rows],
+            next_actions=cur[:, d + 4 : d + 5],
+            terminals=cur[:, d + 2 : d + 3],
             intervals=np.ones((rows.shape[0], 1), np.float32),
             transitions=_LazyTransitions(self, rows),
         )
@@ -157,6 +167,33 @@ class VectorizedReplayBuffer(ReplayBufferBase):
     def sample_transition_batch(self, batch_size: int) -> TransitionMiniBatch:
         check_scalar(batch_size, "batch_size", int, min=1)
         return self.batch_at(self._rng.integers(0, self.transition_count, size=batch_size))
+
+    def sample_torch_batch(self, batch_size: int) -> Any:
+        """The next :meth:`sample_transition_batch` as d3rlpy's ``TorchMiniBatch`` (CPU):
+        what ``algo.update`` would hand ``algo.impl.update``, built with
+        ``torch.from_numpy`` from the batch's fresh arrays (no scalers, zero
+        returns-to-go, which is what d3rlpy's Q-learning algorithms here use)."""
+        import torch
+        from d3rlpy.torch_utility import TorchMiniBatch
+
+        b = self.sample_transition_batch(batch_size)
+
+        def t(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a))
+
+        rewards = t(b.rewards)
+        return TorchMiniBatch(
+            observations=t(b.observations),
+            actions=t(b.actions),
+            rewards=rewards,
+            next_observations=t(b.next_observations),
+            next_actions=t(b.next_actions),
+            returns_to_go=torch.zeros_like(rewards),
+            terminals=t(b.terminals),
+            intervals=t(b.intervals),
+            device="cpu:0",
+            numpy_batch=b,
+        )
 
     def sample_transition(self) -> Transition:
         return self.transition_at(int(self._rng.integers(0, self.transition_count)))

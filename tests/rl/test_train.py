@@ -313,3 +313,63 @@ def test_vectorized_sampler_draws_logged_transitions(log):
     again = VectorizedReplayBuffer(tr, seed=3).sample_transition_batch(512)
     np.testing.assert_array_equal(again.observations, batch.observations)
     assert abs(batch.terminals.mean() - 0.5) < 4 * np.sqrt(0.25 / 512)
+
+
+def test_vectorized_batch_matches_d3rlpys_picker_row_by_row(log):
+    tr = to_transitions(log)
+    buf = VectorizedReplayBuffer(tr, seed=0)
+    rows = np.r_[0, 1, 2, 3, np.random.default_rng(1).integers(0, tr.n_transitions, 60)]
+    batch = buf.batch_at(rows)
+    for i, row in enumerate(rows):
+        t = buf.transition_at(int(row))  # d3rlpy's own BasicTransitionPicker
+        np.testing.assert_array_equal(batch.observations[i], t.observation)
+        np.testing.assert_array_equal(batch.actions[i], t.action)
+        np.testing.assert_array_equal(batch.rewards[i], t.reward)
+        np.testing.assert_array_equal(batch.next_observations[i], t.next_observation)
+        np.testing.assert_array_equal(batch.next_actions[i], t.next_action)
+        np.testing.assert_array_equal(batch.terminals[i], t.terminal)
+        np.testing.assert_array_equal(batch.intervals[i], t.interval)
+
+
+@pytest.mark.parametrize("algo", ["dqn", "cql"])
+def test_gradient_step_gives_d3rlpy_the_update_algo_update_would(log, algo):
+    import torch
+
+    from offrec.rl.config import build_algo, seeded
+    from offrec.rl.train import gradient_step
+
+    tr = to_transitions(log)
+    cfg = tiny(algo, target_update_interval=3)  # the step counter drives the target sync
+    runs = []
+    for direct in (True, False):
+        with seeded(0):
+            a = build_algo(cfg)
+            a.create_impl((tr.observation_dim,), tr.n_actions)
+        buf = VectorizedReplayBuffer(tr, seed=5)
+        losses = [
+            gradient_step(a, buf.sample_torch_batch(64))
+            if direct
+            else a.update(buf.sample_transition_batch(64))
+            for _ in range(10)
+        ]
+        targets = a.impl.modules.targ_q_funcs.state_dict()
+        runs.append((losses, a.grad_step, a.impl.q_function.state_dict(), targets))
+    (l1, g1, w1, t1), (l2, g2, w2, t2) = runs
+    assert l1 == l2 and g1 == g2 == 10
+    for name in w2:
+        assert torch.equal(w1[name], w2[name]) and torch.equal(t1[name], t2[name]), name
+
+
+def test_a_torch_batch_is_refused_when_d3rlpy_would_scale_it(log):
+    import d3rlpy
+
+    from offrec.rl.train import gradient_step
+
+    tr = to_transitions(log)
+    scaler = d3rlpy.preprocessing.StandardObservationScaler(mean=np.zeros(2), std=np.ones(2))
+    algo = d3rlpy.algos.DQNConfig(observation_scaler=scaler).create(device="cpu:0")
+    algo.create_impl((tr.observation_dim,), tr.n_actions)
+    buf = VectorizedReplayBuffer(tr, seed=0)
+    with pytest.raises(ValueError, match="skips d3rlpy's scalers and returns-to-go"):
+        gradient_step(algo, buf.sample_torch_batch(8))
+    assert set(gradient_step(algo, buf.sample_transition_batch(8))) == {"loss"}
