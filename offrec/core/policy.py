@@ -272,18 +272,14 @@ class GreedyDist:
 
     def expect(self, values: np.ndarray) -> np.ndarray:
         """:math:`\\sum_a \\pi(a|x_i) v_{ia}` (n,) float64 for ``values`` (n, n_actions):
-        ``v @ f + (1 - epsilon) v[i, best_i]`` (the odd rows: the mean of ``v`` over
-        :math:`T_i`). One matrix-vector product; no ``(n, n_actions)`` temporary."""
+        ``v @ f + (1 - epsilon) v[i, best_i]``, one matrix-vector product and no
+        ``(n, n_actions)`` temporary (the odd rows: their :meth:`dense` rows times ``v``)."""
         n = self.shape[0]
         v = np.asarray(values)
         out = v @ self.floor if self.epsilon > 0.0 else np.zeros(n)
         out += (1.0 - self.epsilon) * v[np.arange(n), self.best]
         if self.odd.size:
-            vo = v[self.odd].astype(np.float64)
-            with np.errstate(invalid="ignore"):  # 0 * inf for an empty set, zeroed below
-                greedy = np.einsum("ma,ma->m", vo, self.odd_top) * self._odd_share()
-            greedy[~self.odd_top.any(axis=1)] = 0.0  # an empty argmax set has no mass
-            out[self.odd] = vo @ self.floor + (1.0 - self.epsilon) * greedy
+            out[self.odd] = np.einsum("ma,ma->m", self.dense(self.odd), v[self.odd])
         return out
 
     def dense(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:

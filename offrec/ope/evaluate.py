@@ -54,7 +54,7 @@ from offrec.ope.intervals import Contrast, Form, Interval, check_interval_option
 from offrec.ope.sequential import LEARNED_SEQUENTIAL, SEQUENTIAL_ESTIMATORS
 from offrec.ope.stats import Moments
 from offrec.ope.terms import round_terms
-from offrec.reward.model import FittedRewardModel, RewardModel
+from offrec.reward.model import FittedRewardModel, RewardModel, predict_by_fold
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -365,18 +365,10 @@ class FoldModels:
         return np.minimum((hash_uniform(keys, self.seed, _FOLD_SALT) * k).astype(np.int64), k - 1)
 
     def predict(self, data: LoggedData) -> np.ndarray:
-        """:math:`\\hat q(x_i, a)` at each row's own position, ``(n, n_actions)``."""
-        fold = self.folds(_keys(data))
-        out = np.empty((data.n_rows, data.n_actions))
-        for k, model in enumerate(self.models):
-            rows = np.flatnonzero(fold == k)
-            if not rows.size:
-                continue
-            q = model.predict(data.context[rows])
-            if q.ndim == 3:
-                q = q[np.arange(rows.size), :, data.position[rows]]
-            out[rows] = q
-        return out
+        """:math:`\\hat q(x_i, a)` at each row's own position, ``(n, n_actions)``
+        (:func:`~offrec.reward.model.predict_by_fold`)."""
+        position = data.position if self.n_positions > 1 else None
+        return predict_by_fold(self.models, self.folds(_keys(data)), data.context, position)
 
 
 def fit_fold_models(sample: LoggedData, rm: RewardModel, seed: int, n_positions: int) -> FoldModels:

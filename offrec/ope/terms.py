@@ -173,7 +173,7 @@ def _greedy_terms(
     if check and not (dist.epsilon > 0.0 and dist.floor.min() > 0.0):
         _check_finite_2d(q)
     q_target = dist.expect(q)
-    if check and not np.isfinite(q_target.sum()):
+    if check and not np.isfinite(q_target).all():
         _raise_non_finite(q, q_target, 0)
     return RoundTerms(reward=reward, weight=weight, q_logged=_gather(q, action, None),
                       q_target=q_target)  # fmt: skip
