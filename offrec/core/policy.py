@@ -128,7 +128,9 @@ class Head:
         The argmax set of row ``i`` is ``{a : s_ia == max_a s_ia}`` (after ``support``
         masks the other items to ``-inf``), as in the dense formula; rows where it is not
         the single first argmax (ties, or a nan maximum, whose set is empty) keep their
-        argmax set as a boolean row.
+        argmax set as a boolean row. A row has a tie when its second-largest score (the
+        maximum once the first argmax is set to ``-inf``, in a cache-sized copy of a
+        block of rows) equals its maximum.
         """
         if self.kind == "softmax":
             raise InputError("greedy() needs a greedy or epsilon_greedy head; got softmax")
@@ -140,8 +142,16 @@ class Head:
         n, k = s.shape
         best = s.argmax(axis=1)
         top = s[np.arange(n), best]
-        # ties or a nan maximum (nan != nan): at most a few rows, kept as boolean rows
-        odd = np.flatnonzero(np.count_nonzero(s == top[:, None], axis=1) != 1)
+        odd_mask = top != top  # a nan maximum: an empty argmax set
+        step = max(1, _BLOCK_ELEMS // max(k, 1))
+        buf = np.empty((min(step, n), k), s.dtype)
+        for lo in range(0, n, step):  # ties: the second-largest score equals the largest
+            rest = buf[: min(step, n - lo)]
+            rest[...] = s[lo : lo + step]
+            rows = np.arange(rest.shape[0])
+            rest[rows, best[lo : lo + step]] = -np.inf
+            odd_mask[lo : lo + step] |= rest[rows, rest.argmax(axis=1)] == top[lo : lo + step]
+        odd = np.flatnonzero(odd_mask)
         eps = 0.0 if self.kind == "greedy" else self.epsilon
         allowed = np.ones(k, bool) if support is None else support
         floor = eps * (allowed / allowed.sum()) if eps > 0.0 else np.zeros(k)
@@ -374,6 +384,9 @@ class ScorePolicy(BasePolicy):
     def spec(self) -> dict[str, Any]:
         support = None if self.support is None else np.flatnonzero(self.support).tolist()
         return {**self._spec, "head": self.head.to_dict(), "support": support}
+
+
+_BLOCK_ELEMS = 1 << 17  # Head.greedy scans scores in blocks of ~1 MB (cache-resident)
 
 
 def _block_size(k: int) -> int:
