@@ -139,23 +139,53 @@ class Head:
             s = s.astype(np.float64)
         if support is not None:
             s = np.where(support[None, :], s, -np.inf)
-        n, k = s.shape
-        best = s.argmax(axis=1)
-        top = s[np.arange(n), best]
-        odd_mask = top != top  # a nan maximum: an empty argmax set
-        step = max(1, _BLOCK_ELEMS // max(k, 1))
-        buf = np.empty((min(step, n), k), s.dtype)
-        for lo in range(0, n, step):  # ties: the second-largest score equals the largest
-            rest = buf[: min(step, n - lo)]
-            rest[...] = s[lo : lo + step]
-            rows = np.arange(rest.shape[0])
-            rest[rows, best[lo : lo + step]] = -np.inf
-            odd_mask[lo : lo + step] |= rest[rows, rest.argmax(axis=1)] == top[lo : lo + step]
-        odd = np.flatnonzero(odd_mask)
+        best, top, second = _top_two(s)
+        odd = np.flatnonzero((second == top) | (top != top))  # ties; nan: an empty set
+        return self._greedy_dist(best, odd, s[odd] == top[odd, None], s.shape[1], support)
+
+    def greedy_linear(self, phi: np.ndarray, weights: np.ndarray) -> GreedyDist:
+        r"""``self.greedy(phi @ weights)`` for linear scores (``phi`` (n, p) and ``weights``
+        (p, n_actions), float64), mostly from float32 scores: half the bytes and a faster
+        product, with provably the same argmax sets.
+
+        Float32 scores are within
+        :math:`B_i = ((p + 3) u + (p + 1) 2^{-53}) \sum_j |\phi_{ij}| \max_a |w_{ja}|`
+        (:math:`u = 2^{-24}`) of the float64 ones, whatever the summation order (the
+        rounding of the inputs and of the ``p``-term sums, both ways). A row whose two
+        largest float32 scores differ by more than :math:`2 B_i` (the bound doubled again
+        as a margin) therefore has a unique float64 argmax, the float32 one. The other
+        rows (ties, near-ties, non-finite scores) are scored in float64 as usual and go
+        through :meth:`greedy` (padded to at least 16 rows, so the product is the same
+        matrix-matrix kernel as for a whole batch).
+        """
+        if self.kind == "softmax":
+            raise InputError("greedy_linear() needs a greedy or epsilon_greedy head; got softmax")
+        phi, weights = np.asarray(phi, np.float64), np.asarray(weights, np.float64)
+        if not np.isfinite(weights).all():
+            return self.greedy(phi @ weights)
+        p = phi.shape[1]
+        s32 = phi.astype(np.float32) @ weights.astype(np.float32)
+        best, top, second = _top_two(s32)
+        margin = 2.0 * ((p + 3) * 2.0**-24 + (p + 1) * 2.0**-53)
+        bound = np.abs(phi) @ (np.abs(weights).max(axis=1) * margin)
+        with np.errstate(invalid="ignore"):  # inf - inf for overflowed rows: unsure
+            sure = np.isfinite(top) & (top.astype(np.float64) - second > 2.0 * bound)
+        unsure = np.flatnonzero(~sure)
+        if not unsure.size:
+            return self._greedy_dist(best, unsure, np.zeros((0, s32.shape[1]), bool), s32.shape[1])
+        rows = np.concatenate([unsure, np.full(max(0, 16 - unsure.size), unsure[0])])
+        g = self.greedy(phi[rows] @ weights).subset(np.arange(unsure.size))
+        best[unsure] = g.best
+        return self._greedy_dist(best, unsure[g.odd], g.odd_top, s32.shape[1])
+
+    def _greedy_dist(
+        self, best: np.ndarray, odd: np.ndarray, odd_top: np.ndarray, k: int,
+        support: np.ndarray | None = None,
+    ) -> GreedyDist:  # fmt: skip
         eps = 0.0 if self.kind == "greedy" else self.epsilon
         allowed = np.ones(k, bool) if support is None else support
         floor = eps * (allowed / allowed.sum()) if eps > 0.0 else np.zeros(k)
-        return GreedyDist(best, eps, floor, odd, s[odd] == top[odd, None])
+        return GreedyDist(best, eps, floor, odd, odd_top)
 
     def sample(
         self,
@@ -292,6 +322,12 @@ class GreedyDist:
             out[self.odd] = np.einsum("ma,ma->m", self.dense(self.odd), v[self.odd])
         return out
 
+    def subset(self, rows: np.ndarray) -> GreedyDist:
+        """The distribution of ``rows`` (m,) (ascending indices), as a ``GreedyDist``."""
+        keep = np.isin(self.odd, rows)
+        return GreedyDist(self.best[rows], self.epsilon, self.floor,
+                          np.searchsorted(rows, self.odd[keep]), self.odd_top[keep])  # fmt: skip
+
     def dense(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """The distribution (m, n_actions) float64 of ``rows``, as :meth:`Head.apply` has
         always built it: the floor everywhere, ``(1 - epsilon) / |T_i| + f_a`` on
@@ -387,6 +423,25 @@ class ScorePolicy(BasePolicy):
 
 
 _BLOCK_ELEMS = 1 << 17  # Head.greedy scans scores in blocks of ~1 MB (cache-resident)
+
+
+def _top_two(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``s`` (n, k): the first argmax (n,) intp, the maximum and the second-largest
+    score (the maximum once the first argmax is set to ``-inf``; ``-inf`` when k = 1),
+    both (n,) of ``s``'s dtype. The second is found in cache-sized copies of blocks of rows."""
+    n, k = s.shape
+    best = s.argmax(axis=1)
+    top = s[np.arange(n), best]
+    second = np.empty(n, s.dtype)
+    step = max(1, _BLOCK_ELEMS // max(k, 1))
+    buf = np.empty((min(step, n), k), s.dtype)
+    for lo in range(0, n, step):
+        rest = buf[: min(step, n - lo)]
+        rest[...] = s[lo : lo + step]
+        rows = np.arange(rest.shape[0])
+        rest[rows, best[lo : lo + step]] = -np.inf
+        second[lo : lo + step] = rest[rows, rest.argmax(axis=1)]
+    return best, top, second
 
 
 def _block_size(k: int) -> int:

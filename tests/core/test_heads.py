@@ -102,3 +102,47 @@ def test_compact_is_greedy_or_dense() -> None:
     np.testing.assert_array_equal(soft.compact(s), soft.apply(s))
     with pytest.raises(ValueError, match="greedy or epsilon_greedy head; got softmax"):
         soft.greedy(s)
+
+
+@pytest.mark.parametrize("head", [Head(), Head("epsilon_greedy", epsilon=0.2)])
+def test_linear_scores_from_float32_keep_the_float64_argmax_sets(
+    head: Head, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """greedy_linear(phi, w) against greedy(phi @ w) in float64: the same GreedyDist, with
+    exact ties (equal columns), near-ties below float32 resolution, integer features that
+    tie exactly, and scores far from 1; most rows are settled in float32, the near-ties
+    in float64."""
+    rng = np.random.default_rng(3)
+    n, p, k = 5000, 7, 30
+    phi = np.concatenate([np.ones((n, 1)), rng.normal(size=(n, p - 1))], axis=1)
+    phi[:200, 1:] = rng.integers(-2, 3, size=(200, p - 1))  # small integers: exact sums
+    w = rng.normal(size=(p, k))
+    w[:, 5] = w[:, 9]  # an exact tie wherever they lead
+    w[:, 11] = w[:, 12] * (1 + 1e-12)  # near-ties float32 cannot resolve
+    w[:, 0] = w[:, 1] + 1e-7  # near-ties of about the float32 bound
+    w[0, [0, 1, 5, 9, 11, 12]] += 1.5  # the special columns lead often
+    fallback: list[int] = []
+    greedy = Head.greedy
+
+    def spy(self: Head, s: np.ndarray, support: np.ndarray | None = None) -> GreedyDist:
+        fallback.append(s.shape[0])
+        return greedy(self, s, support)
+
+    for weights in (w, 1e30 * w, 1e-30 * w):
+        truth = head.greedy(phi @ weights)
+        assert truth.odd.size > 0  # ties are exercised
+        monkeypatch.setattr(Head, "greedy", spy)
+        got = head.greedy_linear(phi, weights)
+        monkeypatch.setattr(Head, "greedy", greedy)
+        np.testing.assert_array_equal(got.best, truth.best)
+        np.testing.assert_array_equal(got.odd, truth.odd)
+        np.testing.assert_array_equal(got.odd_top, truth.odd_top)
+        np.testing.assert_array_equal(got.dense(), truth.dense())
+        assert truth.odd.size <= fallback[-1] < n / 2  # the ties and near-ties only
+    bad = w.copy()
+    bad[2, 3] = np.nan  # non-finite weights: the float64 path, nan rows and all
+    np.testing.assert_array_equal(
+        head.greedy_linear(phi, bad).dense(), head.greedy(phi @ bad).dense()
+    )
+    one = head.greedy_linear(phi, w[:, :1])  # one action: always it
+    assert (one.best == 0).all() and one.odd.size == 0

@@ -204,6 +204,10 @@ class BanditLearner(BasePolicy):
         x = self._check_obs(obs)
         if self.explore:
             return self._explore_dist(x)
+        return self._exploit_compact(x)
+
+    def _exploit_compact(self, x: np.ndarray) -> GreedyDist | np.ndarray:
+        """The head on the point estimates, in its compact form (validated ``x``)."""
         return self.head.compact(self._predict(x))
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
