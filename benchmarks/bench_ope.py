@@ -7,11 +7,19 @@ machine). "peak MB" is the memory the operation allocates on top of its inputs
 (tracemalloc, a separate run). ``check_dist=False`` rows skip reading the whole
 ``(n, n_actions)`` arrays for validation (rows summing to 1, finiteness), as the
 runner does after checking a policy once; the per-row arrays are still checked.
+
+When an OBP environment is found (``OBP_PYTHON``, default ``/tmp/venv-obp/bin/python``,
+built by ``shared/reference/setup_obp.sh``; OBP is never a dependency of offrec), OBP's
+``InverseProbabilityWeighting.estimate_policy_value`` runs on the same arrays (saved to
+``.npy`` and loaded into memory before timing) in its own process, in rounds alternated
+with offrec's IPS, so both see the same load; the table gives each side's median.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -58,6 +66,55 @@ def make_data(n: int, n_actions: int, seed: int = 0) -> dict[str, np.ndarray]:
     )
 
 
+OBP_IPW = """
+import json, sys, time, warnings
+import numpy as np
+warnings.filterwarnings("ignore")
+from obp.ope import InverseProbabilityWeighting
+d = {k: np.load(f"{sys.argv[1]}/{k}.npy") for k in ("reward", "action", "pscore", "action_dist")}
+d["action_dist"] = d["action_dist"][:, :, None]  # OBP's (n, n_actions, len_list)
+ipw, times = InverseProbabilityWeighting(), []
+for _ in range(int(sys.argv[2])):
+    t = time.perf_counter()
+    v = ipw.estimate_policy_value(**d)
+    times.append(time.perf_counter() - t)
+print(json.dumps({"times": times, "value": float(v)}))
+"""
+
+
+def obp_ipw_rows(data: dict[str, np.ndarray], rounds: int = 3, repeat: int = 5) -> list[list[Any]]:
+    """OBP's IPW against offrec's IPS on the same arrays, alternated in ``rounds``."""
+    import json
+
+    from offrec.ope import estimate_policy_value
+
+    python = os.environ.get("OBP_PYTHON", "/tmp/venv-obp/bin/python")
+    if not os.path.exists(python):
+        print(f"(OBP not found at {python}: set OBP_PYTHON to compare with OBP's IPW)")
+        return []
+    arrays = {k: data[k] for k in ("reward", "action", "pscore", "action_dist")}
+    obp: list[float] = []
+    ours: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, v in arrays.items():
+            np.save(f"{tmp}/{k}.npy", v)
+        for _ in range(rounds):
+            out = subprocess.run([python, "-c", OBP_IPW, tmp, str(repeat)], check=True,
+                                 capture_output=True, text=True).stdout  # fmt: skip
+            res = json.loads(out.strip().splitlines()[-1])
+            obp += res["times"]
+            for _ in range(repeat):
+                t = time.perf_counter()
+                mine = estimate_policy_value("ips", **arrays)
+                ours.append(time.perf_counter() - t)
+    if abs(mine - res["value"]) > 1e-9 * abs(mine):
+        raise AssertionError(f"OBP's IPW {res['value']!r} differs from offrec's IPS {mine!r}")
+    return [
+        ["OBP IPW (its own process, alternated)", float(np.median(obp)), "same value as ips"],
+        ["ips (alternated with OBP)", float(np.median(ours)), "faster than OBP's IPW"],
+    ]
+
+
 def main(n: int = 1_000_000, n_actions: int = 100, repeat: int = 3) -> None:
     from offrec.ope import estimate_interval, estimate_policy_value
 
@@ -95,6 +152,8 @@ def main(n: int = 1_000_000, n_actions: int = 100, repeat: int = 3) -> None:
         seconds = best_time(fn, repeat=repeat)
         floor = floor or seconds
         rows.append([name, n, n_actions, seconds, seconds / floor, _peak_mb(fn), target])
+    for name, seconds, target in obp_ipw_rows(data):
+        rows.append([name, n, n_actions, seconds, seconds / floor, "", target])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print_table(
         f"Bandit OPE core, float64 inputs (data set-up {setup:.1f} s; best of {repeat}; "

@@ -21,7 +21,7 @@ from __future__ import annotations
 import atexit
 import os
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,18 +86,18 @@ class RayEngine:
                 parts = self._per_file(ray, source, kernel, columns)
             else:
                 parts = self._ray_data(ray, source, kernel, columns)
+            total = None
+            for p in parts:  # merged as they arrive: one partial held at a time
+                total = p if total is None else total.merge(p)
         except Exception as exc:  # errors raised in workers come back wrapped
             raise _unwrap(exc) from None
         if progress is not None:
             progress(source.n_rows)
-        total = parts[0]
-        for p in parts[1:]:
-            total = total.merge(p)
         return total
 
     def _ray_data(
         self, ray: Any, source: LogSource, kernel: Callable[[Batch], Any], columns: Any
-    ) -> list[Any]:
+    ) -> Iterator[Any]:
         from offrec.logs.scan import read_columns
 
         ctx = ray.data.DataContext.get_current()
@@ -122,11 +122,11 @@ class RayEngine:
         out = ds.map_batches(
             run, batch_format="pyarrow", batch_size=self.batch_size, zero_copy_batch=True
         )
-        return [pickle.loads(row["partial"]) for row in out.iter_rows()]
+        return (pickle.loads(row["partial"]) for row in out.iter_rows())
 
     def _per_file(
         self, ray: Any, source: LogSource, kernel: Callable[[Batch], Any], columns: Any
-    ) -> list[Any]:
+    ) -> Iterator[Any]:
         batch_size = self.batch_size
 
         @ray.remote(num_cpus=1)
@@ -138,7 +138,8 @@ class RayEngine:
             return pickle.dumps(partial)
 
         refs = [run.remote(i) for i in range(len(source.files))]
-        return [p for p in (pickle.loads(r) for r in ray.get(refs)) if p is not None]
+        parts = (pickle.loads(ray.get(ref)) for ref in refs)  # in file order
+        return (p for p in parts if p is not None)
 
 
 _STARTED = False

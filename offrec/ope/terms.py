@@ -23,6 +23,9 @@ one matrix-vector product instead of a pass over a dense ``(n, n_actions)`` arra
 
 from __future__ import annotations
 
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +39,8 @@ SUM_TOL = 1e-6
 """Tolerance on ``|sum_a action_dist[i, a] - 1|``."""
 
 _CHUNK_ELEMS = 1 << 17  # rows of action_dist are scanned in ~1 MB blocks (cache-resident)
+_PARALLEL_ELEMS = 1 << 22  # from 32 MB of float64 on, the scan is split across threads
+_SCAN_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -277,15 +282,38 @@ def _scan_rows(
     Blocks of ~1 MB stay in cache, so validation and the DM term share one read of
     ``dist`` from memory. Non-finite entries of ``dist`` make a row sum non-finite,
     and non-finite entries of ``q`` (at the row's position) make the DM term
-    non-finite (``0 * inf`` is nan), so finiteness needs no separate pass.
+    non-finite (``0 * inf`` is nan), so finiteness needs no separate pass. Arrays of
+    at least :data:`_PARALLEL_ELEMS` entries are split into contiguous row ranges
+    scanned by up to :data:`_SCAN_THREADS` threads (numpy's reductions release the
+    GIL); the ranges' errors are raised in row order, so the first bad row is named.
     """
     if not check and q is None:
         return None
     n = dist.shape[0]
-    step = max(1, _CHUNK_ELEMS // (dist.size // n))
     q_target = None if q is None else np.empty(n)
-    for start in range(0, n, step):
-        stop = min(start + step, n)
+    parts = _SCAN_THREADS if dist.size >= _PARALLEL_ELEMS else 1
+    cuts = [n * j // parts for j in range(parts + 1)]
+    if parts == 1:
+        _scan_range(dist, q, position, check, q_target, 0, n)
+        return q_target
+    with ThreadPoolExecutor(parts) as pool:
+        futures = [
+            pool.submit(_scan_range, dist, q, position, check, q_target, lo, hi)
+            for lo, hi in itertools.pairwise(cuts)
+        ]
+    for future in futures:  # row order: the lowest range's error wins
+        future.result()
+    return q_target
+
+
+def _scan_range(
+    dist: np.ndarray, q: np.ndarray | None, position: np.ndarray | None, check: bool,
+    q_target: np.ndarray | None, lo: int, hi: int,
+) -> None:  # fmt: skip
+    """:func:`_scan_rows` over rows ``[lo, hi)``, writing ``q_target[lo:hi]``."""
+    step = max(1, _CHUNK_ELEMS // (dist.size // dist.shape[0]))
+    for start in range(lo, hi, step):
+        stop = min(start + step, hi)
         block = dist[start:stop]
         if check:
             _check_dist_block(block, start)
@@ -300,7 +328,6 @@ def _scan_rows(
         if check and not np.isfinite(out.sum()):
             _raise_non_finite(qb, out, start)
         q_target[start:stop] = out
-    return q_target
 
 
 def _raise_non_finite(qb: np.ndarray, out: np.ndarray, start: int) -> None:

@@ -414,6 +414,24 @@ def test_error_names_the_row_in_a_later_block() -> None:
         estimate_policy_value("ips", **{**b.arrays(), "action_dist": dist})
 
 
+def test_threaded_scan_names_the_first_bad_row() -> None:
+    """An action_dist of >= 4M entries is scanned by threads over row ranges; with bad
+    rows in several ranges, the error still names the first one."""
+    from offrec.ope import terms
+
+    n = terms._PARALLEL_ELEMS // 100 + 1000
+    b = make_bandit(n, seed=9, n_actions=100, pool=50)
+    dist = b.target_dist.copy()
+    dist[n - 10] = -dist[n - 10]  # last range
+    dist[n // 3] *= 0.5  # an earlier range
+    with pytest.raises(ValueError, match=rf"row {n // 3} sums to 0.5"):
+        estimate_policy_value("ips", **{**b.arrays(), "action_dist": dist})
+    arrays = b.arrays(estimated_rewards=np.clip(b.q + 0.1, 0, 1))
+    q_target = np.einsum("na,na->n", b.target_dist, arrays["estimated_rewards"])
+    dm = estimate_policy_value("dm", **arrays)
+    assert dm == pytest.approx(q_target.mean(), rel=1e-12)
+
+
 def test_class_params_are_checked_at_construction() -> None:
     with pytest.raises(ValueError, match=r"lambda_ must be >= 0.0; got -2.0"):
         SwitchDR(lambda_=-2.0)
