@@ -378,3 +378,16 @@ def test_logistic_newton_uncapped_steps_are_plain_newton():
     # the new precision is the Hessian at the new mode: prior + sum p (1 - p)
     p = 1 / (1 + np.exp(-iterates[-1]))
     np.testing.assert_allclose(learner.precision[0][0, 0], 0.5 + 50 * p * (1 - p), rtol=1e-10)
+
+
+def test_check_policy_rejects_a_compact_form_that_disagrees():
+    """The conformance checker holds action_dist_compact to action_dist's numbers."""
+
+    class Wrong(LinUCB):
+        def _exploit_compact(self, x):
+            return Head("epsilon_greedy", epsilon=0.3).greedy(self._predict(x))  # not its head
+
+    x, a, r = feedback(500)
+    policy = Wrong(5, 4).partial_fit(x, a, r).exploit(Head("epsilon_greedy", epsilon=0.1))
+    with pytest.raises(AssertionError, match="action_dist_compact must hold the numbers"):
+        check_policy(policy, obs_dim=4)
