@@ -466,7 +466,7 @@ def _evaluate_bandit(
                 raise _relocate(err, batch, p) from None
             x[:, layout.weight[p]] = terms.weight
             if has_support:  # the target's mass on actions the logger never takes
-                outside = data.logging_dist <= 0  # type: ignore[operator]
+                outside = np.asarray(data.logging_dist) <= 0
                 x[:, layout.support[p]] = (
                     dist.expect(outside)
                     if isinstance(dist, GreedyDist)

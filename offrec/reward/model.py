@@ -281,13 +281,12 @@ def predict_by_fold(
         xb = x[lo : lo + step]
         pb = None if position is None or first.n_positions == 1 else position[lo : lo + step]
         for j, m in enumerate(models):
-            rows: np.ndarray | slice = np.flatnonzero(fb == j)
-            if not rows.size:  # type: ignore[union-attr]
+            idx = np.flatnonzero(fb == j)
+            if not idx.size:
                 continue
-            if rows.size == block.shape[0]:  # type: ignore[union-attr]
-                rows = slice(None)  # the whole block: no gather
-            xs = (xb[rows] - m.mean) / m.scale
-            block[rows] = m._neg_logits(xs, None if pb is None else pb[rows])
+            sel = slice(None) if idx.size == block.shape[0] else idx  # whole block: no gather
+            xs = (xb[sel] - m.mean) / m.scale
+            block[sel] = m._neg_logits(xs, None if pb is None else pb[sel])
         _sigmoid_of_neg(block)
     return out
 
