@@ -231,15 +231,19 @@ class Head:
         if support is not None:
             s = np.where(support[None, :], s, -np.inf)
         rows = np.arange(n)
-        best = s.argmax(axis=1)
-        top_val = s[rows, best]
-        ties = np.count_nonzero(s == top_val[:, None], axis=1)
+        best, top_val, second = _top_two(s)
+        # the argmax sets' sizes: 1, except where the second-largest score ties (or nan: 0)
+        odd = np.flatnonzero((second == top_val) | (top_val != top_val))
+        is_max = s[odd] == top_val[odd, None]
+        ties = np.ones(n, np.intp)
+        ties[odd] = np.count_nonzero(is_max, axis=1)
         actions = best.astype(np.int64)
-        tied = np.flatnonzero(ties > 1)
+        several = ties[odd] > 1
+        tied = odd[several]
         if tied.size:  # uniform among the tied maxima, for those rows only
             pick = (rng.random(tied.size) * ties[tied]).astype(np.int64)
-            rank = np.cumsum(s[tied] == top_val[tied, None], axis=1) - 1
-            is_max = s[tied] == top_val[tied, None]
+            is_max = is_max[several]
+            rank = np.cumsum(is_max, axis=1) - 1
             actions[tied] = np.argmax(is_max & (rank == pick[:, None]), axis=1)
         eps = 0.0 if self.kind == "greedy" else self.epsilon
         allowed = np.arange(k) if support is None else np.flatnonzero(support)
