@@ -24,7 +24,9 @@ def check_policy(policy: Any, obs: np.ndarray | None = None, *, obs_dim: int | N
     ``obs``; ``sample(obs, rng)`` returns int actions in range and float pscores equal
     to ``action_dist(obs)[i, action_i]`` (up to 1e-6), positive; the same seed gives
     the same sample; and over many draws the empirical action frequencies agree with
-    ``action_dist`` (within 5 standard errors).
+    ``action_dist`` (within 5 standard errors). A policy with ``action_dist_compact``
+    must give exactly the numbers of ``action_dist`` through it (dense, or a
+    ``GreedyDist``'s ``dense()``).
     """
     n_actions: Any = getattr(policy, "n_actions", None)
     _require(
@@ -47,6 +49,14 @@ def check_policy(policy: Any, obs: np.ndarray | None = None, *, obs_dim: int | N
     _require(bool((dist >= 0).all()), "action_dist must be non-negative")
     _require(bool(np.allclose(dist.sum(axis=1), 1.0, atol=1e-6)), "action_dist rows must sum to 1")
     _require(bool(np.array_equal(obs, before)), "action_dist must not modify obs")
+    compact = getattr(policy, "action_dist_compact", None)
+    if callable(compact):
+        c = compact(obs)
+        same = np.asarray(c.dense() if hasattr(c, "dense") else c)
+        _require(
+            same.shape == dist.shape and bool(np.array_equal(same, dist)),
+            "action_dist_compact must hold the numbers of action_dist",
+        )
 
     actions, pscores = policy.sample(obs, np.random.default_rng(123))
     actions, pscores = np.asarray(actions), np.asarray(pscores)

@@ -10,6 +10,7 @@ size, file layout or engine, and memory stays at about ``1.25 * max_rows`` rows.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,22 +29,51 @@ _SAMPLE_SALT = 0x5A3B
 class Sample:
     """Sampled rows (those with the smallest hashes, at most ``limit``); mergeable.
 
-    ``max_position`` is the largest position over the whole log (not only the sample).
+    The rows stay in the batches' parts they were drawn from, with the indices of each
+    part's rows still in the sample (``keep``); a merge concatenates and trims only the
+    hashes ``u`` (8 bytes a row) and :attr:`data` concatenates the kept rows once, in
+    order: the rows a merge of whole copies would keep, without copying the sample on
+    every batch. ``max_position`` is the largest position over the whole log (not only
+    the sample).
     """
 
     limit: int
     u: np.ndarray
-    data: LoggedData | None
+    parts: tuple[LoggedData, ...] = ()
+    keep: tuple[np.ndarray, ...] = ()
     max_position: int = 0
 
+    @classmethod
+    def of(cls, limit: int, u: np.ndarray, data: LoggedData | None, max_position: int) -> Sample:
+        """All of ``data``'s rows (hashes ``u``), not yet trimmed to ``limit``."""
+        if data is None:
+            return cls(limit, u, (), (), max_position)
+        return cls(limit, u, (data,), (np.arange(data.n_rows),), max_position)
+
+    @functools.cached_property
+    def data(self) -> LoggedData | None:
+        """The sampled rows, in the order they were drawn (None when there are none)."""
+        rows = [
+            p if k.size == p.n_rows else p.subset(k)
+            for p, k in zip(self.parts, self.keep, strict=True)
+        ]
+        return None if not rows else rows[0] if len(rows) == 1 else concat(rows)
+
     def merge(self, other: Sample) -> Sample:
-        parts = [d for d in (self.data, other.data) if d is not None]
         u = np.concatenate([self.u, other.u])
-        data = concat(parts) if parts else None
-        if data is not None and u.size > self.limit:
-            keep = np.sort(np.argpartition(u, self.limit - 1)[: self.limit])
-            u, data = u[keep], data.subset(keep)
-        return Sample(self.limit, u, data, max(self.max_position, other.max_position))
+        parts, keep = self.parts + other.parts, self.keep + other.keep
+        if u.size > self.limit:  # the limit smallest hashes, in order
+            sel = np.sort(np.argpartition(u, self.limit - 1)[: self.limit])
+            u = u[sel]
+            starts = np.cumsum([0] + [k.size for k in keep])
+            cuts = np.searchsorted(sel, starts)
+            trimmed = [
+                k[sel[lo:hi] - s]
+                for k, s, lo, hi in zip(keep, starts[:-1], cuts[:-1], cuts[1:], strict=True)
+            ]
+            pairs = [(p, k) for p, k in zip(parts, trimmed, strict=True) if k.size]
+            parts, keep = tuple(p for p, _ in pairs), tuple(k for _, k in pairs)
+        return Sample(self.limit, u, parts, keep, max(self.max_position, other.max_position))
 
 
 def sampler(limit: int, rate: float, seed: int, sessions: bool) -> Callable[[Batch], Sample]:
@@ -59,8 +89,8 @@ def sampler(limit: int, rate: float, seed: int, sessions: bool) -> Callable[[Bat
         u = hash_uniform(key, seed, _SAMPLE_SALT)
         rows = np.flatnonzero(u < rate)
         pos = int(data.position.max()) if data.n_rows else 0
-        sample = Sample(limit, u[rows], data.subset(rows) if rows.size else None, pos)
-        return sample.merge(Sample(limit, np.zeros(0), None))  # trims to the limit
+        sample = Sample.of(limit, u[rows], data.subset(rows) if rows.size else None, pos)
+        return sample.merge(Sample(limit, np.zeros(0)))  # trims to the limit
 
     return kernel
 

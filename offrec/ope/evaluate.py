@@ -44,6 +44,7 @@ import numpy as np
 
 from offrec.core.errors import InputError
 from offrec.core.hashing import hash_uniform, row_keys
+from offrec.core.policy import GreedyDist
 from offrec.core.validation import check_scalar
 from offrec.engines.sample import draw_sample
 from offrec.logs.data import LoggedData
@@ -53,7 +54,7 @@ from offrec.ope.intervals import Contrast, Form, Interval, check_interval_option
 from offrec.ope.sequential import LEARNED_SEQUENTIAL, SEQUENTIAL_ESTIMATORS
 from offrec.ope.stats import Moments
 from offrec.ope.terms import round_terms
-from offrec.reward.model import FittedRewardModel, RewardModel
+from offrec.reward.model import FittedRewardModel, RewardModel, predict_by_fold
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -310,7 +311,11 @@ def _pick_mode(mode: str, session_log: bool, estimators: Sequence[Any] | None) -
     return True
 
 
-def _dist(target: Any, batch: Batch, name: str) -> np.ndarray:
+def _dist(target: Any, batch: Batch, name: str, compact: bool = False) -> Any:
+    """The target's distribution on the batch's contexts, ``(n, n_actions)``: dense, or
+    with ``compact`` in the factored form of a greedy head when the target offers
+    ``action_dist_compact`` (:class:`~offrec.core.policy.GreedyDist`, the same numbers
+    without the dense array; :func:`~offrec.ope.terms.round_terms` reads either)."""
     data = batch.data
     if isinstance(target, FixedProbs):
         stop = batch.row + data.n_rows
@@ -320,7 +325,10 @@ def _dist(target: Any, batch: Batch, name: str) -> np.ndarray:
                 f"the log has more (row {stop - 1})"
             )
         return np.asarray(target.probs[batch.row : stop])
-    dist = np.asarray(target.action_dist(data.context))
+    method = getattr(target, "action_dist_compact", None) if compact else None
+    dist = method(data.context) if callable(method) else target.action_dist(data.context)
+    if not isinstance(dist, GreedyDist):
+        dist = np.asarray(dist)
     if dist.shape != (data.n_rows, data.n_actions):
         raise InputError(
             f"policy {name!r}: action_dist must return shape (n, {data.n_actions}); "
@@ -357,18 +365,10 @@ class FoldModels:
         return np.minimum((hash_uniform(keys, self.seed, _FOLD_SALT) * k).astype(np.int64), k - 1)
 
     def predict(self, data: LoggedData) -> np.ndarray:
-        """:math:`\\hat q(x_i, a)` at each row's own position, ``(n, n_actions)``."""
-        fold = self.folds(_keys(data))
-        out = np.empty((data.n_rows, data.n_actions))
-        for k, model in enumerate(self.models):
-            rows = np.flatnonzero(fold == k)
-            if not rows.size:
-                continue
-            q = model.predict(data.context[rows])
-            if q.ndim == 3:
-                q = q[np.arange(rows.size), :, data.position[rows]]
-            out[rows] = q
-        return out
+        """:math:`\\hat q(x_i, a)` at each row's own position, ``(n, n_actions)``
+        (:func:`~offrec.reward.model.predict_by_fold`)."""
+        position = data.position if self.n_positions > 1 else None
+        return predict_by_fold(self.models, self.folds(_keys(data)), data.context, position)
 
 
 def fit_fold_models(sample: LoggedData, rm: RewardModel, seed: int, n_positions: int) -> FoldModels:
@@ -456,7 +456,7 @@ def _evaluate_bandit(
         q = None if models is None else models.predict(data)
         x = np.empty((data.n_rows, layout.width))
         for p, target in named.items():
-            dist = _dist(target, batch, p)
+            dist = _dist(target, batch, p, compact=True)
             try:
                 terms = round_terms(
                     reward=data.reward, action=data.action, pscore=data.pscore,
@@ -465,8 +465,13 @@ def _evaluate_bandit(
             except InputError as err:
                 raise _relocate(err, batch, p) from None
             x[:, layout.weight[p]] = terms.weight
-            if has_support:
-                x[:, layout.support[p]] = np.einsum("na,na->n", dist, data.logging_dist <= 0)  # type: ignore[operator]
+            if has_support:  # the target's mass on actions the logger never takes
+                outside = np.asarray(data.logging_dist) <= 0
+                x[:, layout.support[p]] = (
+                    dist.expect(outside)
+                    if isinstance(dist, GreedyDist)
+                    else np.einsum("na,na->n", dist, outside)
+                )
             for e in ests:
                 parts = e.parts(terms) if not e.self_normalized else _sn_parts(e, terms)
                 form = layout.forms[p, e.label]

@@ -64,10 +64,8 @@ from offrec.core.errors import InputError
 from offrec.core.hashing import row_keys, seed_int
 from offrec.core.validation import SeedLike, as_generator, check_scalar
 from offrec.logs.data import LoggedData
-from offrec.ope.fqe import fit_neural_fqe, range_report
 from offrec.ope.intervals import Form, Interval, check_interval_options, interval
 from offrec.ope.marginal import mis_contributions
-from offrec.ope.model_based import SessionModel, fit_session_model, rollout_values
 from offrec.ope.session_data import (  # episode_index: re-exported (evaluate.py, tests)
     SessionStructure,
     episode_index,
@@ -79,6 +77,12 @@ from offrec.ope.stats import Moments
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from offrec.ope.model_based import SessionModel
+
+# offrec.ope.fqe and offrec.ope.model_based (torch, about 1.5 s to import) are imported
+# where they are used, so bandit OPE (which imports this module for its registry) does
+# not pay for them
 
 SEQUENTIAL_ESTIMATORS: tuple[str, ...] = (
     "pdis", "tis", "wpdis", "wtis", "dr", "fqe",
@@ -386,6 +390,8 @@ class SessionFits:
         return self._cache["folds"]
 
     def session_model(self) -> SessionModel:
+        from offrec.ope.model_based import fit_session_model
+
         if "mb" not in self._cache:
             _check_binary(self.data)
             self._cache["mb"] = fit_session_model(
@@ -394,6 +400,8 @@ class SessionFits:
         return self._cache["mb"]
 
     def fold_models(self) -> list[SessionModel]:
+        from offrec.ope.model_based import fit_session_model
+
         if "mb_folds" not in self._cache:
             st, lam = self.structure, self.session_model().click_l2
             sess_fold = session_folds(st.sessions, self.n_folds, self.seed)
@@ -407,6 +415,8 @@ class SessionFits:
 
     def refit_models(self) -> tuple[np.ndarray, list[SessionModel]]:
         """Poisson bootstrap weights (B, m) and the session model refitted on each."""
+        from offrec.ope.model_based import fit_session_model
+
         if "mb_boot" not in self._cache:
             st, lam = self.structure, self.session_model().click_l2
             W = session_weights(st.n_sessions, self.n_refits, self.seed)
@@ -495,6 +505,8 @@ def _ess_warnings(data: LoggedData, dist: np.ndarray, st: SessionStructure) -> l
 
 
 def _range_warning(what: str, values: np.ndarray, value_max: float) -> list[str]:
+    from offrec.ope.fqe import range_report
+
     frac, lo, hi = range_report(values, value_max)
     if frac == 0:
         return []
@@ -514,6 +526,8 @@ def _neural_q(
     fits: SessionFits, key: str, dist: np.ndarray, gamma: float
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Cross-fitted neural FQE: (q_logged, v_hat) at every row and range warnings."""
+    from offrec.ope.fqe import fit_neural_fqe
+
     ck = f"nq:{key}"
     if ck not in fits._cache:
         data, st = fits.data, fits.structure
@@ -531,6 +545,8 @@ def _neural_q(
 
 def _mb_q(fits: SessionFits, key: str, policy: Any) -> tuple[np.ndarray, np.ndarray]:
     """Cross-fitted model-based Q(x_t, a_t) and V(x_t) at every logged row, by rollouts."""
+    from offrec.ope.model_based import rollout_values
+
     ck = f"mbq:{key}"
     if ck not in fits._cache:
         data, st = fits.data, fits.structure
@@ -567,6 +583,8 @@ def estimate_sequential_full(
     the target in its cache); ``dist`` (n, A) is the target's probabilities on the log
     when already computed.
     """
+    from offrec.ope.model_based import rollout_values
+
     check_scalar(gamma, "gamma", float, min=0.0, max=1.0)
     check_scalar(alpha, "alpha", float, min=0.0, max=1.0, min_inclusive=False, max_inclusive=False)
     if method not in INTERVAL_METHODS:

@@ -14,7 +14,11 @@ per-row quantities (:class:`RoundTerms`).
 
 Shapes: ``reward``, ``action``, ``pscore``, ``position`` are ``(n,)``;
 ``action_dist`` and ``estimated_rewards`` are ``(n, n_actions)`` or
-``(n, n_actions, n_positions)``.
+``(n, n_actions, n_positions)``. ``action_dist`` may also be a greedy / epsilon-greedy
+distribution in factored form (:class:`~offrec.core.policy.GreedyDist`, shape
+``(n, n_actions)``): then :math:`w_i` is read at the logged action and
+:math:`\hat q_i^{\pi} = \sum_a f_a \hat q(x_i, a) + (1 - \epsilon) \hat q(x_i, \arg\max_i)`,
+one matrix-vector product instead of a pass over a dense ``(n, n_actions)`` array.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from offrec.core.errors import InputError
+from offrec.core.policy import GreedyDist
 from offrec.core.validation import first_bad
 
 SUM_TOL = 1e-6
@@ -76,7 +81,8 @@ def round_terms(
         action: (n,) integer actions in ``[0, n_actions)``.
         pscore: (n,) logging propensities of ``action``, in (0, 1].
         action_dist: (n, n_actions) or (n, n_actions, n_positions), the target
-            policy's probabilities; non-negative, summing to 1 over actions.
+            policy's probabilities; non-negative, summing to 1 over actions. Or a
+            :class:`~offrec.core.policy.GreedyDist` of shape (n, n_actions).
         position: (n,) integer positions in ``[0, n_positions)``; None means 0.
         estimated_rewards: None or the same shape as ``action_dist``, finite.
         check_dist: check every entry of ``action_dist`` (non-negative, finite, rows
@@ -85,6 +91,9 @@ def round_terms(
             costs more than IPS itself (about 150 ms for 1M x 100 float64);
             ``False`` skips them for arrays already checked once (the runner checks
             each policy once). Shapes and the per-row arrays are always checked.
+            A ``GreedyDist`` is checked by :func:`check_greedy` (its rows hold
+            non-negative finite numbers summing to 1 by construction, except the rows
+            whose argmax set is empty) and its ``estimated_rewards`` are checked finite.
 
     Raises:
         ValueError: naming the argument, the rule and the first offending row,
@@ -96,6 +105,9 @@ def round_terms(
         raise InputError("reward must have at least one row; got 0 rows")
     pscore = _as_1d(pscore, "pscore", n)
     action = _as_index(action, "action", n)
+    if isinstance(action_dist, GreedyDist):
+        return _greedy_terms(reward, action, pscore, action_dist, position, estimated_rewards,
+                             check_dist)  # fmt: skip
     dist = as_action_dist(action_dist, "action_dist", n)
     n_actions = dist.shape[1]
     n_positions = 1 if dist.ndim == 2 else dist.shape[2]
@@ -108,11 +120,7 @@ def round_terms(
                 f"estimated_rewards must have the same shape as action_dist {dist.shape}; "
                 f"got {q.shape}"
             )
-    _check_finite(reward, "reward")
-    if not (pscore.min() > 0.0 and pscore.max() <= 1.0):  # two reductions; nan fails both
-        i = first_bad(~((pscore > 0.0) & (pscore <= 1.0)))
-        raise InputError(f"pscore must be in (0, 1]; row {i} has {float(pscore[i])!r}")
-    _check_range(action, "action", n_actions, "")
+    _check_rows(reward, pscore, action, n_actions)
     if pos is not None:
         _check_range(pos, "position", n_positions, " (positions are axis 2 of action_dist)")
     if dist.ndim == 2 and pos is not None:
@@ -123,6 +131,85 @@ def round_terms(
     q_logged = None if q is None else _gather(q, action, pos)
     q_target = _scan_rows(dist, q, pos, check_dist)
     return RoundTerms(reward=reward, weight=weight, q_logged=q_logged, q_target=q_target)
+
+
+def _check_rows(reward: np.ndarray, pscore: np.ndarray, action: np.ndarray, k: int) -> None:
+    """Finite rewards, pscores in (0, 1], actions in ``[0, k)``; errors name the first bad row."""
+    _check_finite(reward, "reward")
+    if not (pscore.min() > 0.0 and pscore.max() <= 1.0):  # two reductions; nan fails both
+        i = first_bad(~((pscore > 0.0) & (pscore <= 1.0)))
+        raise InputError(f"pscore must be in (0, 1]; row {i} has {float(pscore[i])!r}")
+    _check_range(action, "action", k, "")
+
+
+def _greedy_terms(
+    reward: np.ndarray, action: np.ndarray, pscore: np.ndarray, dist: GreedyDist,
+    position: Any, estimated_rewards: Any, check: bool,
+) -> RoundTerms:  # fmt: skip
+    """:func:`round_terms` for a :class:`~offrec.core.policy.GreedyDist` (one position):
+    ``w_i = dist.at(a_i) / p_i``, ``q_logged = q[i, a_i]``, ``q_target = dist.expect(q)``."""
+    n, n_actions = dist.shape
+    if n != reward.shape[0]:
+        raise InputError(
+            f"action_dist must have shape (n, n_actions) or (n, n_actions, n_positions) "
+            f"with n = {reward.shape[0]}; got {dist.shape}"
+        )
+    q = None
+    if estimated_rewards is not None:
+        q = np.asarray(estimated_rewards)
+        if q.shape != dist.shape:
+            raise InputError(
+                f"estimated_rewards must have the same shape as action_dist {dist.shape}; "
+                f"got {q.shape}"
+            )
+    pos = None if position is None else _as_index(position, "position", n)
+    _check_rows(reward, pscore, action, n_actions)
+    if pos is not None:
+        _check_range(pos, "position", 1, " (positions are axis 2 of action_dist)")
+    if check:
+        check_greedy(dist)
+    weight = dist.at(action)
+    weight /= pscore
+    if q is None:
+        return RoundTerms(reward=reward, weight=weight)
+    # every entry of q must be finite, as in the dense scan (which sees them all through
+    # 0 * inf = nan): with a positive floor on every action, q @ floor is non-finite
+    # exactly when a row of q has a non-finite entry (or overflows); else a pass over q
+    if check and not (dist.epsilon > 0.0 and dist.floor.min() > 0.0):
+        _check_finite_2d(q)
+    q_target = dist.expect(q)
+    if check and not np.isfinite(q_target).all():
+        _raise_non_finite(q, q_target, 0)
+    return RoundTerms(reward=reward, weight=weight, q_logged=_gather(q, action, None),
+                      q_target=q_target)  # fmt: skip
+
+
+def check_greedy(dist: GreedyDist) -> None:
+    """The dense checks of ``action_dist`` (non-negative, finite, rows summing to 1), run on
+    the rows that can fail them, with the same errors.
+
+    A row whose argmax set is ``{best}`` holds ``f_a >= 0`` and ``(1 - epsilon) + f_best``,
+    finite, summing to ``sum_a f_a + 1 - epsilon = 1`` (``f`` sums to ``epsilon``) up to
+    rounding, so it passes by construction; only the ``odd`` rows (ties, or a nan
+    maximum whose argmax set is empty) are built densely and scanned.
+    """
+    if not dist.odd.size:
+        return
+    block = dist.dense(dist.odd)
+    bad = ~(np.abs(block.sum(axis=1) - 1.0) <= SUM_TOL) | ~(block >= 0).all(axis=1)
+    if bad.any():
+        j = first_bad(bad)
+        _check_dist_block(block[j : j + 1], int(dist.odd[j]))
+
+
+def _check_finite_2d(q: np.ndarray) -> None:
+    """``q`` (n, k) finite; the error names the first row with a non-finite entry."""
+    if not np.isfinite(q.sum()) and not np.isfinite(q).all():
+        bad = ~np.isfinite(q)
+        i = first_bad(bad)
+        raise InputError(
+            f"estimated_rewards must be finite; row {i} has {float(q[i][bad[i]][0])!r}"
+        )
 
 
 def _as_1d(x: Any, name: str, n: int | None = None) -> np.ndarray:

@@ -38,7 +38,7 @@ import numpy as np
 from scipy.special import expit, log_softmax
 
 from offrec.core.errors import InputError
-from offrec.core.policy import BasePolicy, Head
+from offrec.core.policy import BasePolicy, GreedyDist, Head
 from offrec.core.validation import check_scalar
 from offrec.policies.bandits.base import as_head, check_context, check_feedback
 from offrec.policies.logged import check_pscore, fit_logged, ipw_weights, logged_arrays
@@ -90,6 +90,10 @@ class _OfflinePolicy(BasePolicy):
     def action_dist(self, obs: np.ndarray) -> np.ndarray:
         """The head applied to :meth:`scores`, (n, n_actions) float64."""
         return self.head.apply(self.scores(obs))
+
+    def action_dist_compact(self, obs: np.ndarray) -> GreedyDist | np.ndarray:
+        """:meth:`action_dist` in the head's cheapest exact form (:meth:`Head.compact`)."""
+        return self.head.compact(self.scores(obs))
 
     def scores(self, obs: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

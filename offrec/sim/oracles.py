@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from offrec.core.errors import InputError, InputTypeError
-from offrec.core.policy import BasePolicy, Head
+from offrec.core.policy import BasePolicy, GreedyDist, Head
 from offrec.core.validation import check_scalar
 from offrec.sim.world import SessionBatch, World, sigmoid
 
@@ -35,13 +35,22 @@ class _Oracle(BasePolicy):
         return self.head.apply(self.scores(batch))
 
     def action_dist(self, obs: np.ndarray) -> np.ndarray:
+        return self.head.apply(self.obs_scores(obs))
+
+    def action_dist_compact(self, obs: np.ndarray) -> GreedyDist | np.ndarray:
+        """:meth:`action_dist` in the head's cheapest exact form (:meth:`Head.compact`)."""
+        return self.head.compact(self.obs_scores(obs))
+
+    def obs_scores(self, obs: np.ndarray) -> np.ndarray:
+        """Scores (n, n_actions) of logged contexts (bandit mode: the user is recovered
+        from the observed profile)."""
         if self.world.config.horizon > 1:
             raise InputError(
                 f"{type(self).__name__}.action_dist(obs) needs the hidden session state in "
                 "session mode; use World.true_value / run_sessions, which pass it"
             )
         users = self.world.user_from_obs(obs)
-        return self.action_dist_state(self.world.new_sessions(0, np.random.default_rng(0), users))
+        return self.scores(self.world.new_sessions(0, np.random.default_rng(0), users))
 
     def spec(self) -> dict[str, Any]:
         return {"type": self.kind, "head": self.head.to_dict()}
@@ -61,8 +70,8 @@ class BestItemOracle(_Oracle):
     def scores(self, batch: SessionBatch) -> np.ndarray:
         return np.broadcast_to(self.item_ctr, (len(batch), self.n_actions))
 
-    def action_dist(self, obs: np.ndarray) -> np.ndarray:
-        return self.head.apply(np.broadcast_to(self.item_ctr, (len(obs), self.n_actions)))
+    def obs_scores(self, obs: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.item_ctr, (len(obs), self.n_actions))
 
 
 class MyopicOracle(_Oracle):

@@ -437,3 +437,84 @@ def test_class_params_are_checked_at_construction() -> None:
         SwitchDR(lambda_=-2.0)
     with pytest.raises(TypeError, match=r"lambda_ must be float"):
         IPS(lambda_="big")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------- greedy targets in factored form (GreedyDist)
+def _eps_greedy_dense(scores: np.ndarray, eps: float, allowed: np.ndarray) -> np.ndarray:
+    """The epsilon-greedy distribution written out: (1 - eps) [a = argmax] + eps [a allowed]
+    / |allowed| (scores without ties)."""
+    s = np.where(allowed[None, :], scores, -np.inf)
+    onehot = (s == s.max(axis=1, keepdims=True)).astype(float)
+    return (1.0 - eps) * onehot + eps * (allowed / allowed.sum())[None, :]
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 1.0])
+@pytest.mark.parametrize("with_support", [False, True])
+def test_greedy_targets_in_factored_form_equal_the_dense_distribution(
+    eps: float, with_support: bool
+) -> None:
+    """Every estimator on a Head's GreedyDist equals the same estimator on the explicitly
+    built dense array: weights bit for bit, values to rounding."""
+    from offrec.core.policy import Head
+
+    b = make_bandit(3000, seed=4, n_actions=6)
+    scores = b.context @ np.random.default_rng(5).normal(size=(3, 6))
+    allowed = np.array([1, 1, 0, 1, 1, 1], bool) if with_support else np.ones(6, bool)
+    head = Head("epsilon_greedy", epsilon=eps)
+    compact = head.greedy(scores, allowed if with_support else None)
+    truth = _eps_greedy_dense(scores, eps, allowed)
+    arrays = dict(reward=b.reward, action=b.action, pscore=b.pscore, estimated_rewards=b.q)
+    np.testing.assert_array_equal(
+        importance_weights(action=b.action, pscore=b.pscore, action_dist=compact),
+        importance_weights(action=b.action, pscore=b.pscore, action_dist=truth),
+    )
+    for name in ESTIMATORS:
+        got = estimate_policy_value(name, **arrays, action_dist=compact)
+        assert got == pytest.approx(estimate_policy_value(name, **arrays, action_dist=truth),
+                                    rel=1e-12), name  # fmt: skip
+    got = estimate_round_rewards("dm", **arrays, action_dist=compact)
+    np.testing.assert_allclose(got, (truth * b.q).sum(axis=1), rtol=1e-13)
+
+
+def _greedy_bad(**override: object) -> dict[str, object]:
+    from offrec.core.policy import Head
+
+    scores = np.array([[0.0, 1.0, 2.0], [3.0, 1.0, 2.0], [0.0, 5.0, 2.0],
+                       [0.0, 1.0, 2.0], [1.0, 1.0, 0.0]])  # fmt: skip
+    head = Head("epsilon_greedy", epsilon=override.pop("eps", 0.3))  # type: ignore[arg-type]
+    if "scores" in override:
+        scores = override.pop("scores")  # type: ignore[assignment]
+    return {
+        "reward": REWARD, "action": ACTION, "pscore": PSCORE, "estimated_rewards": QHAT,
+        "action_dist": head.greedy(scores), **override,
+    }  # fmt: skip
+
+
+_NAN_ROW = np.array([[0.0, 1.0, 2.0], [3.0, 1.0, 2.0], [0.0, 5.0, 2.0],
+                     [0.0, np.nan, 2.0], [1.0, 1.0, 0.0]])  # fmt: skip
+_QINF = QHAT.copy()
+_QINF[3, 0] = -np.inf
+
+GREEDY_BAD = [
+    ("ips", _greedy_bad(scores=_NAN_ROW), r"action_dist rows must sum to 1 \(tolerance 1e-06\); row 3 sums to 0.3"),
+    ("ips", _greedy_bad(scores=_NAN_ROW, eps=0.0), r"action_dist rows must sum to 1 \(tolerance 1e-06\); row 3 sums to 0.0"),
+    ("dr", _greedy_bad(estimated_rewards=_QINF), r"estimated_rewards must be finite; row 3 has -inf"),
+    ("dr", _greedy_bad(estimated_rewards=_QINF, eps=0.0), r"estimated_rewards must be finite; row 3 has -inf"),
+    ("dr", _greedy_bad(estimated_rewards=QHAT[:, :2]), r"estimated_rewards must have the same shape as action_dist \(5, 3\); got \(5, 2\)"),
+    ("ips", _greedy_bad(reward=REWARD[:4], action=ACTION[:4], pscore=PSCORE[:4], estimated_rewards=None), r"action_dist must have shape .* with n = 4; got \(5, 3\)"),
+    ("ips", _greedy_bad(action=np.array([0, 1, 3, 0, 1])), r"action must be in \[0, 3\); row 2 has 3"),
+    ("ips", _greedy_bad(position=np.array([0, 1, 0, 0, 0])), r"position must be in \[0, 1\) \(positions are axis 2 of action_dist\); row 1 has 1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "arrays", "message"), GREEDY_BAD)
+def test_greedy_targets_get_the_dense_errors(
+    name: str, arrays: dict[str, object], message: str
+) -> None:
+    """The factored form is checked like the dense one, with the same messages (the dense
+    array of each case gets the same error: checked alongside)."""
+    with pytest.raises(ValueError, match=message):
+        estimate_policy_value(name, **arrays)  # type: ignore[arg-type]
+    dense = {**arrays, "action_dist": arrays["action_dist"].dense()}  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match=message):
+        estimate_policy_value(name, **dense)  # type: ignore[arg-type]

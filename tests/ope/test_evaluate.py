@@ -4,6 +4,7 @@ session logs, and bad input named by file and row."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from offrec.core.policy import Head
+from offrec.core.policy import Head, ScorePolicy
 from offrec.logs import collect
 from offrec.logs.data import LoggedData
 from offrec.ope import (
@@ -228,6 +229,44 @@ def test_fixed_probabilities_stream_by_row(parquet_log: tuple[Path, World]) -> N
         "ips", reward=data.reward, action=data.action, pscore=data.pscore, action_dist=probs
     )
     assert a.value.iloc[0] == pytest.approx(expected, rel=1e-12)
+
+
+class _NoDense(ScorePolicy):
+    """A greedy-head policy whose dense action_dist must not be called."""
+
+    def action_dist(self, obs: np.ndarray) -> np.ndarray:
+        raise AssertionError("the dense distribution was built")
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.2])
+def test_greedy_targets_stream_without_the_dense_distribution(
+    parquet_log: tuple[Path, World], eps: float
+) -> None:
+    """A greedy / epsilon-greedy policy is scored from its factored form (its dense
+    action_dist is never called) and gets the table of the same distribution written out
+    as fixed probabilities: (1 - eps) [a = argmax x @ theta] + eps [a allowed] / |allowed|."""
+    from offrec.logs import read_logs
+
+    path, world = parquet_log
+    data = read_logs(path)
+    theta = np.random.default_rng(3).normal(size=(data.context.shape[1], data.n_actions))
+    support = np.arange(data.n_actions) != 4
+    target = _NoDense(lambda x: np.asarray(x, np.float64) @ theta, data.n_actions,
+                      Head("epsilon_greedy", epsilon=eps), support)  # fmt: skip
+    s = np.where(support, np.asarray(data.context, np.float64) @ theta, -np.inf)
+    probs = (1 - eps) * (s == s.max(axis=1, keepdims=True)) + eps * support / support.sum()
+    kw = dict(estimators=["ips", "snips", "dm", "dr", "sndr"], interval="normal", seed=2,
+              fit_rows=20_000, batch_size=4096)  # fmt: skip
+    got = evaluate(path, {"t": target}, **kw).table  # type: ignore[arg-type]
+    expected = evaluate(path, {"t": FixedProbs(probs)}, **kw).table  # type: ignore[arg-type]
+    for col in ("value", "low", "high", "stderr", "ess", "max_weight"):
+        np.testing.assert_allclose(got[col], expected[col], rtol=1e-12, err_msg=col)
+    # the support diagnostic: the target's mass on actions the logger never takes
+    logging = np.full((data.n_rows, data.n_actions), 1.0 / (data.n_actions - 1), np.float32)
+    logging[:, 7] = 0.0
+    with_dist = dataclasses.replace(data, logging_dist=logging)
+    got = evaluate(with_dist, {"t": target}, estimators=["ips"], interval="normal").table
+    assert got.support_violation.iloc[0] == pytest.approx(probs[:, 7].mean(), rel=1e-12)
 
 
 def test_session_logs_use_the_sequential_estimators(tmp_path: Path) -> None:

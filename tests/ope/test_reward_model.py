@@ -141,6 +141,54 @@ def test_positions_add_an_axis_and_a_position_effect() -> None:
     assert fitted.predict(data["context"][:5]).shape == (5, 6, 2)
 
 
+@pytest.mark.parametrize("positions", [1, 3])
+def test_logistic_predictions_equal_the_classifier_on_every_design_row(positions: int) -> None:
+    """predict (folded coefficients, 1 / (1 + exp(z))) against scikit-learn's own
+    predict_proba on the explicit (row, action[, position]) design: the same probabilities."""
+    data = logistic_world(4000, seed=3)
+    rng = np.random.default_rng(1)
+    position = rng.integers(0, positions, 4000) if positions > 1 else None
+    fitted = RewardModel(seed=0).fit(data["context"], data["action"], data["reward"],
+                                     position=position)  # fmt: skip
+    x = data["context"][:300]
+    k = 6
+    rows, act = (
+        np.repeat(np.arange(300), k * positions),
+        np.tile(np.repeat(np.arange(k), positions), 300),
+    )
+    pos = np.tile(np.arange(positions), 300 * k) if positions > 1 else None
+    design = fitted.design((x[rows] - fitted.mean) / fitted.scale, act, pos)
+    truth = fitted.clf.predict_proba(design)[:, 1].reshape(300, k, positions)
+    got = fitted.predict(x).reshape(300, k, positions)
+    np.testing.assert_allclose(got, truth, rtol=1e-13, atol=1e-300)
+
+
+@pytest.mark.parametrize("positions", [1, 3])
+def test_predict_by_fold_is_each_rows_own_fold_model(positions: int) -> None:
+    """The blocked cross-fitted prediction: row i by models[fold[i]] (at its own position when
+    given), as each model predicts on its own; blocks cut across fold runs."""
+    from offrec.reward.model import _BLOCK_CELLS, predict_by_fold
+
+    data = logistic_world(3000, seed=4)
+    rng = np.random.default_rng(2)
+    position = rng.integers(0, positions, 3000) if positions > 1 else None
+    models = [
+        RewardModel(seed=s).fit(data["context"][s::3], data["action"][s::3], data["reward"][s::3],
+                                position=None if position is None else position[s::3])
+        for s in range(3)
+    ]  # fmt: skip
+    n = 3 * _BLOCK_CELLS // 6 + 17  # several blocks of rows, the last one partial
+    x = rng.normal(size=(n, 4))
+    fold = rng.integers(0, 3, n)
+    fold[: _BLOCK_CELLS // 6] = 1  # one whole block of a single fold
+    truth = np.stack([m.predict(x) for m in models])[fold, np.arange(n)]
+    np.testing.assert_allclose(predict_by_fold(models, fold, x), truth, rtol=1e-14)
+    if positions > 1:
+        pos = rng.integers(0, positions, n)
+        own = predict_by_fold(models, fold, x, pos)
+        np.testing.assert_allclose(own, truth[np.arange(n), :, pos], rtol=1e-14)
+
+
 def test_fit_predicts_every_action_and_ipw_weighting_runs() -> None:
     data = logistic_world(3000, seed=6)
     fitted = RewardModel(seed=0).fit(data["context"], data["action"], data["reward"], n_actions=8)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from offrec.logs.data import LoggedData
-from offrec.ope import sequential
+from offrec.ope import fqe
 from offrec.ope.sequential import SessionFits, estimate_sequential_full, evaluate_sequential
 
 H = 3
@@ -132,7 +132,7 @@ def test_out_of_range_q_values_carry_a_warning(log, monkeypatch):
         def predict(self, context, recent):
             return np.full((context.shape[0], 2), -1.0)
 
-    monkeypatch.setattr(sequential, "fit_neural_fqe", lambda *a, **k: _Bad())
+    monkeypatch.setattr(fqe, "fit_neural_fqe", lambda *a, **k: _Bad())  # imported when used
     table = evaluate_sequential(log, {"t": _Stochastic()}, ["fqe-nn", "dr-nn", "pdis"],
                                 fits=SessionFits(log, seed=1))  # fmt: skip
     w = dict(zip(table["estimator"], table["warnings"], strict=True))

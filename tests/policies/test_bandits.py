@@ -246,6 +246,24 @@ def test_predict_is_point_estimate_and_exploit_uses_it():
     assert learner.explore and not greedy.explore  # the original is untouched
 
 
+@pytest.mark.parametrize("name", list(all_learners()))
+@pytest.mark.parametrize("explore", [True, False])
+def test_compact_distribution_is_the_dense_one(name, explore):
+    """action_dist_compact: the head's factored form when exploiting (float32 scores for the
+    linear learners, checked against the float64 dense distribution), the dense array when
+    exploring; either way the numbers of action_dist, bit for bit."""
+    x, a, r = feedback(3000, seed=2)
+    learner = all_learners()[name]
+    learner.partial_fit(None if not learner.contextual else x, a, r)
+    for head in (Head(), Head("epsilon_greedy", epsilon=0.2), Head("softmax", temperature=0.5)):
+        policy = learner if explore else learner.exploit(head)
+        obs = np.vstack([x, np.repeat(x[:3], 2, axis=0)])  # repeated rows: identical scores
+        got = policy.action_dist_compact(obs)
+        dense = got if isinstance(got, np.ndarray) else got.dense()
+        np.testing.assert_array_equal(dense, policy.action_dist(obs))
+        assert isinstance(got, np.ndarray) == (explore or head.kind == "softmax")
+
+
 # -- bad input ---------------------------------------------------------------------------------
 BAD_FEEDBACK = [
     ("action out of range", {"action": np.array([0, 5, 1])}, r"action must be in \[0, 5\); row 1 has 5"),
@@ -360,3 +378,16 @@ def test_logistic_newton_uncapped_steps_are_plain_newton():
     # the new precision is the Hessian at the new mode: prior + sum p (1 - p)
     p = 1 / (1 + np.exp(-iterates[-1]))
     np.testing.assert_allclose(learner.precision[0][0, 0], 0.5 + 50 * p * (1 - p), rtol=1e-10)
+
+
+def test_check_policy_rejects_a_compact_form_that_disagrees():
+    """The conformance checker holds action_dist_compact to action_dist's numbers."""
+
+    class Wrong(LinUCB):
+        def _exploit_compact(self, x):
+            return Head("epsilon_greedy", epsilon=0.3).greedy(self._predict(x))  # not its head
+
+    x, a, r = feedback(500)
+    policy = Wrong(5, 4).partial_fit(x, a, r).exploit(Head("epsilon_greedy", epsilon=0.1))
+    with pytest.raises(AssertionError, match="action_dist_compact must hold the numbers"):
+        check_policy(policy, obs_dim=4)

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from offrec.core.errors import InputError, InputTypeError
-from offrec.core.policy import BasePolicy, Head
+from offrec.core.policy import BasePolicy, GreedyDist, Head
 from offrec.core.validation import SeedLike, as_seed_sequence, check_scalar, first_bad
 
 __all__ = [
@@ -197,6 +197,18 @@ class BanditLearner(BasePolicy):
         if self.explore:
             return self._explore_dist(x)
         return self.head.apply(self._predict(x))
+
+    def action_dist_compact(self, obs: np.ndarray) -> GreedyDist | np.ndarray:
+        """:meth:`action_dist` in its cheapest exact form: the head's
+        (:meth:`~offrec.core.policy.Head.compact`) when not exploring, else dense."""
+        x = self._check_obs(obs)
+        if self.explore:
+            return self._explore_dist(x)
+        return self._exploit_compact(x)
+
+    def _exploit_compact(self, x: np.ndarray) -> GreedyDist | np.ndarray:
+        """The head on the point estimates, in its compact form (validated ``x``)."""
+        return self.head.compact(self._predict(x))
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
         """Point estimate of the expected reward of every arm, (n, n_actions) float64."""

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from offrec.core.errors import InputTypeError
-from offrec.core.policy import Head
+from offrec.core.policy import GreedyDist, Head
 from offrec.core.validation import SeedLike, check_scalar
 from offrec.policies.bandits.base import BanditLearner, as_head, block_rows, seed_int
 from offrec.reward.newton import ArmGroups
@@ -93,6 +93,13 @@ class _Ridge(_Linear):
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
         return self.features(x) @ self.theta.T
+
+    def _exploit_compact(self, x: np.ndarray) -> GreedyDist | np.ndarray:
+        """Greedy heads: :meth:`~offrec.core.policy.Head.greedy_linear` of the linear
+        scores ``phi(x) @ theta^T`` (float32 where it provably keeps the argmax sets)."""
+        if self.head.kind == "softmax":
+            return super()._exploit_compact(x)
+        return self.head.greedy_linear(self.features(x), self.theta.T)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"A": self.A.copy(), "b": self.b.copy()}
