@@ -325,7 +325,7 @@ def _scan_range(
             k = 0 if position is None else position[start:stop]
             block, qb = block[rows, :, k], qb[rows, :, k]
         out = np.einsum("ij,ij->i", block, qb)
-        if check and not np.isfinite(out.sum()):
+        if check and not np.isfinite(out).all():
             _raise_non_finite(qb, out, start)
         q_target[start:stop] = out
 
