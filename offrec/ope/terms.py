@@ -112,14 +112,7 @@ def round_terms(
     n_actions = dist.shape[1]
     n_positions = 1 if dist.ndim == 2 else dist.shape[2]
     pos = None if position is None else _as_index(position, "position", n)
-    q = None
-    if estimated_rewards is not None:
-        q = np.asarray(estimated_rewards)
-        if q.shape != dist.shape:
-            raise InputError(
-                f"estimated_rewards must have the same shape as action_dist {dist.shape}; "
-                f"got {q.shape}"
-            )
+    q = _as_estimates(estimated_rewards, dist.shape)
     _check_rows(reward, pscore, action, n_actions)
     if pos is not None:
         _check_range(pos, "position", n_positions, " (positions are axis 2 of action_dist)")
@@ -131,6 +124,18 @@ def round_terms(
     q_logged = None if q is None else _gather(q, action, pos)
     q_target = _scan_rows(dist, q, pos, check_dist)
     return RoundTerms(reward=reward, weight=weight, q_logged=q_logged, q_target=q_target)
+
+
+def _as_estimates(estimated_rewards: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``estimated_rewards`` as an array of ``action_dist``'s shape, or None."""
+    if estimated_rewards is None:
+        return None
+    q = np.asarray(estimated_rewards)
+    if q.shape != shape:
+        raise InputError(
+            f"estimated_rewards must have the same shape as action_dist {shape}; got {q.shape}"
+        )
+    return q
 
 
 def _check_rows(reward: np.ndarray, pscore: np.ndarray, action: np.ndarray, k: int) -> None:
@@ -154,14 +159,7 @@ def _greedy_terms(
             f"action_dist must have shape (n, n_actions) or (n, n_actions, n_positions) "
             f"with n = {reward.shape[0]}; got {dist.shape}"
         )
-    q = None
-    if estimated_rewards is not None:
-        q = np.asarray(estimated_rewards)
-        if q.shape != dist.shape:
-            raise InputError(
-                f"estimated_rewards must have the same shape as action_dist {dist.shape}; "
-                f"got {q.shape}"
-            )
+    q = _as_estimates(estimated_rewards, dist.shape)
     pos = None if position is None else _as_index(position, "position", n)
     _check_rows(reward, pscore, action, n_actions)
     if pos is not None:
