@@ -149,7 +149,9 @@ class Moments:
         if self._resampled is None:
             assert self.buckets is not None
             used = np.flatnonzero(self.buckets[-1])  # empty buckets add nothing
-            sums = _boot_sums(self.buckets[:, used].T, used.astype(np.uint64), self.n_bootstrap, self.seed)
+            sums = _boot_sums(
+                self.buckets[:, used].T, used.astype(np.uint64), self.n_bootstrap, self.seed
+            )
             self._resampled = (np.ascontiguousarray(sums[:, :-1].T), sums[:, -1].copy())
         return self._resampled
 
@@ -158,7 +160,8 @@ class Moments:
         if other.k != self.k:
             raise ValueError(f"cannot merge moments of {self.k} and {other.k} columns")
         if (self.buckets is None) != (other.buckets is None) or (
-            self.buckets is not None and (self.n_bootstrap, self.seed) != (other.n_bootstrap, other.seed)
+            self.buckets is not None
+            and (self.n_bootstrap, self.seed) != (other.n_bootstrap, other.seed)
         ):
             raise ValueError("cannot merge moments of different bootstraps")
         if other.n == 0:
