@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from offrec.core.errors import InputError
+from offrec.core.threads import over_row_ranges
 from offrec.core.validation import check_scalar
 
 
@@ -221,7 +222,7 @@ class Head:
         if self.kind == "softmax":
             if s.dtype != np.float32:  # the dense float64 distribution, as apply() gives
                 return sample_from_dist(self.apply(s, support), rng)
-            return _sample_softmax(_softmax_weights(s, self.temperature, support), rng)
+            return _sample_softmax(s, self.temperature, support, rng)
         return self._sample_greedy(s, rng, support)
 
     def _sample_greedy(
@@ -432,19 +433,28 @@ _BLOCK_ELEMS = 1 << 17  # Head.greedy scans scores in blocks of ~1 MB (cache-res
 def _top_two(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row of ``s`` (n, k): the first argmax (n,) intp, the maximum and the second-largest
     score (the maximum once the first argmax is set to ``-inf``; ``-inf`` when k = 1),
-    both (n,) of ``s``'s dtype. The second is found in cache-sized copies of blocks of rows."""
+    both (n,) of ``s``'s dtype. Rows are read in cache-sized copies of blocks, over row
+    ranges on several threads for a large ``s`` (:func:`over_row_ranges`)."""
     n, k = s.shape
-    best = s.argmax(axis=1)
-    top = s[np.arange(n), best]
+    best = np.empty(n, np.intp)
+    top = np.empty(n, s.dtype)
     second = np.empty(n, s.dtype)
     step = max(1, _BLOCK_ELEMS // max(k, 1))
-    buf = np.empty((min(step, n), k), s.dtype)
-    for lo in range(0, n, step):
-        rest = buf[: min(step, n - lo)]
-        rest[...] = s[lo : lo + step]
-        rows = np.arange(rest.shape[0])
-        rest[rows, best[lo : lo + step]] = -np.inf
-        second[lo : lo + step] = rest[rows, rest.argmax(axis=1)]
+
+    def scan(lo: int, hi: int) -> None:
+        buf = np.empty((min(step, hi - lo), k), s.dtype)
+        for a in range(lo, hi, step):
+            b = min(a + step, hi)
+            rest = buf[: b - a]
+            rest[...] = s[a:b]
+            rows = np.arange(b - a)
+            first = rest.argmax(axis=1)
+            best[a:b] = first
+            top[a:b] = rest[rows, first]
+            rest[rows, first] = -np.inf
+            second[a:b] = rest[rows, rest.argmax(axis=1)]
+
+    over_row_ranges(scan, n, s.size)
     return best, top, second
 
 
@@ -516,23 +526,47 @@ def _softmax_weights(
 
 
 def _sample_softmax(
-    parts: _SoftmaxParts, rng: np.random.Generator
+    scores: np.ndarray, temperature: float, support: np.ndarray | None, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Two-level inverse CDF: block ``b`` with probability ``B_b / Z`` (float64 running
-    sums of the float32 block sums), then item ``a`` of that block with probability
-    ``e_a / S_b`` (float64 running sums of its weights). Returns actions and their exact
-    draw probabilities ``(e_a / S_b) * (B_b / Z)``.
+    """Actions and pscores of the softmax of float32 ``scores`` (n, k) (:meth:`Head.sample`):
+    one uniform per row from ``rng``, then :func:`_softmax_weights` and :func:`_draw_softmax`
+    over row ranges, on several threads for a large ``scores``
+    (:func:`~offrec.core.threads.over_row_ranges`: each row's numbers are the same either
+    way). Rows that float64 rounding would land on a zero weight (a measure-zero edge) are
+    then redrawn from their dense distribution, in row order."""
+    n = scores.shape[0]
+    u = rng.random((n,))
+    actions, pscores = np.empty(n, np.int64), np.empty(n)
+
+    def draw(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        parts = _softmax_weights(scores[lo:hi], temperature, support)
+        actions[lo:hi], pscores[lo:hi], bad = _draw_softmax(parts, u[lo:hi])
+        return lo + bad, parts.dense(bad) if bad.size else np.zeros((0, parts.k))
+
+    redraw = over_row_ranges(draw, n, scores.size)
+    bad = np.concatenate([rows for rows, _ in redraw])
+    if bad.size:
+        dist = np.concatenate([d for _, d in redraw])
+        actions[bad], pscores[bad] = sample_from_dist(dist, rng)
+    return actions, pscores
+
+
+def _draw_softmax(parts: _SoftmaxParts, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two-level inverse CDF with uniforms ``u`` (n,): block ``b`` with probability
+    ``B_b / Z`` (float64 running sums of the float32 block sums), then item ``a`` of that
+    block with probability ``e_a / S_b`` (float64 running sums of its weights). Returns
+    actions, their exact draw probabilities ``(e_a / S_b) * (B_b / Z)``, and the rows
+    that landed on a zero weight (to redraw).
 
     Loops run over the blocks and over the items of one block, each step a vector
     operation over all rows; the chosen blocks are read with one ``take`` of contiguous
-    runs. Rows that float64 rounding would land on a zero weight (a measure-zero edge)
-    are redrawn from their dense distribution.
+    runs.
     """
     e, blocks, z = parts.e, parts.blocks, parts.z
     n, nb = blocks.shape
     bs = e.shape[1] // nb
     rows = np.arange(n)
-    t = rng.random(n) * z
+    t = u * z
     acc = np.zeros(n)
     before = np.zeros(n)  # mass of the blocks before the chosen one
     block = np.zeros(n, np.int64)
@@ -558,11 +592,7 @@ def _sample_softmax(
     weight = vals[item, rows]
     with np.errstate(invalid="ignore", divide="ignore"):
         pscores = (weight / within_sum) * (chosen / z)
-    bad = np.flatnonzero(~(weight > 0))
-    if bad.size:
-        dist = parts.dense(bad)
-        actions[bad], pscores[bad] = sample_from_dist(dist, rng)
-    return actions, pscores
+    return actions, pscores, np.flatnonzero(~(weight > 0))
 
 
 def _check_support(support: np.ndarray, n_actions: int) -> np.ndarray:

@@ -23,9 +23,6 @@ one matrix-vector product instead of a pass over a dense ``(n, n_actions)`` arra
 
 from __future__ import annotations
 
-import itertools
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,14 +30,13 @@ import numpy as np
 
 from offrec.core.errors import InputError
 from offrec.core.policy import GreedyDist
+from offrec.core.threads import over_row_ranges
 from offrec.core.validation import first_bad
 
 SUM_TOL = 1e-6
 """Tolerance on ``|sum_a action_dist[i, a] - 1|``."""
 
 _CHUNK_ELEMS = 1 << 17  # rows of action_dist are scanned in ~1 MB blocks (cache-resident)
-_PARALLEL_ELEMS = 1 << 22  # from 32 MB of float64 on, the scan is split across threads
-_SCAN_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -280,27 +276,18 @@ def _scan_rows(
     Blocks of ~1 MB stay in cache, so validation and the DM term share one read of
     ``dist`` from memory. Non-finite entries of ``dist`` make a row sum non-finite,
     and non-finite entries of ``q`` (at the row's position) make the DM term
-    non-finite (``0 * inf`` is nan), so finiteness needs no separate pass. Arrays of
-    at least :data:`_PARALLEL_ELEMS` entries are split into contiguous row ranges
-    scanned by up to :data:`_SCAN_THREADS` threads (numpy's reductions release the
-    GIL); the ranges' errors are raised in row order, so the first bad row is named.
+    non-finite (``0 * inf`` is nan), so finiteness needs no separate pass. Large arrays
+    are scanned in row ranges on several threads (:func:`~offrec.core.threads.over_row_ranges`);
+    the first failing range's error is raised, so the first bad row is named.
     """
     if not check and q is None:
         return None
-    n = dist.shape[0]
-    q_target = None if q is None else np.empty(n)
-    parts = _SCAN_THREADS if dist.size >= _PARALLEL_ELEMS else 1
-    cuts = [n * j // parts for j in range(parts + 1)]
-    if parts == 1:
-        _scan_range(dist, q, position, check, q_target, 0, n)
-        return q_target
-    with ThreadPoolExecutor(parts) as pool:
-        futures = [
-            pool.submit(_scan_range, dist, q, position, check, q_target, lo, hi)
-            for lo, hi in itertools.pairwise(cuts)
-        ]
-    for future in futures:  # row order: the lowest range's error wins
-        future.result()
+    q_target = None if q is None else np.empty(dist.shape[0])
+
+    def scan(lo: int, hi: int) -> None:
+        _scan_range(dist, q, position, check, q_target, lo, hi)
+
+    over_row_ranges(scan, dist.shape[0], dist.size)
     return q_target
 
 

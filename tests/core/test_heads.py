@@ -146,3 +146,28 @@ def test_linear_scores_from_float32_keep_the_float64_argmax_sets(
     )
     one = head.greedy_linear(phi, w[:, :1])  # one action: always it
     assert (one.best == 0).all() and one.odd.size == 0
+
+
+@pytest.mark.parametrize("kind", ["softmax", "epsilon_greedy", "greedy"])
+def test_row_ranges_on_threads_give_the_numbers_of_one_range(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Large score arrays are sampled over row ranges on threads: the actions, pscores,
+    distributions and the generator's state after are those of a single range."""
+    from offrec.core import threads
+
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(20_000, 100)).astype(np.float32)
+    s[::7] = np.round(s[::7], 1)  # ties in every 7th row
+    head = Head(kind, epsilon=0.2 if kind == "epsilon_greedy" else 0.0, temperature=0.7)
+    runs = []
+    for n_threads, min_elems in ((1, 1 << 62), (3, 1)):
+        monkeypatch.setattr(threads, "ROW_THREADS", n_threads)
+        monkeypatch.setattr(threads, "PARALLEL_ELEMS", min_elems)
+        r = np.random.default_rng(9)
+        a, p = head.sample(s, r)
+        runs.append((a, p, r.random(2), head.apply(s)))
+    for one, split in zip(*runs, strict=True):
+        np.testing.assert_array_equal(split, one)
+    a, p, _, dist = runs[0]
+    np.testing.assert_array_equal(p, dist[np.arange(len(a)), a])

@@ -417,9 +417,9 @@ def test_error_names_the_row_in_a_later_block() -> None:
 def test_threaded_scan_names_the_first_bad_row() -> None:
     """An action_dist of >= 4M entries is scanned by threads over row ranges; with bad
     rows in several ranges, the error still names the first one."""
-    from offrec.ope import terms
+    from offrec.core.threads import PARALLEL_ELEMS
 
-    n = terms._PARALLEL_ELEMS // 100 + 1000
+    n = PARALLEL_ELEMS // 100 + 1000
     b = make_bandit(n, seed=9, n_actions=100, pool=50)
     dist = b.target_dist.copy()
     dist[n - 10] = -dist[n - 10]  # last range
