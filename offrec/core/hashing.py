@@ -53,8 +53,12 @@ def seed_key(seed: int, salt: int) -> np.uint64:
     return np.uint64(state[0])
 
 
+def hash_keys(keys: np.ndarray, seed: int, salt: int) -> np.ndarray:
+    """A uint64 hash per key, a pure function of ``(seed, salt, key)``, (n,)."""
+    with np.errstate(over="ignore"):
+        return mix(keys ^ seed_key(seed, salt))
+
+
 def hash_uniform(keys: np.ndarray, seed: int, salt: int) -> np.ndarray:
     """A uniform in [0, 1) per key, a pure function of ``(seed, salt, key)``, (n,)."""
-    with np.errstate(over="ignore"):
-        h = mix(keys ^ seed_key(seed, salt))
-    return (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+    return (hash_keys(keys, seed, salt) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))

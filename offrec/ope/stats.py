@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from offrec.core.hashing import GOLDEN, mix, row_keys, seed_key
+from offrec.core.hashing import GOLDEN, hash_keys, mix, row_keys, seed_key
 from offrec.core.threads import one_blas_thread
 
 __all__ = ["N_BUCKETS", "Moments", "bucket_of", "merge_all", "resample_bits", "row_keys"]
@@ -60,9 +60,7 @@ _BOOT_ROWS = 512  # buckets per product: H (512, B) float32 is 2 MB at B = 1000,
 
 def bucket_of(keys: np.ndarray, seed: int) -> np.ndarray:
     """The bootstrap bucket of each row key, ``(n,)`` intp in ``[0, N_BUCKETS)``."""
-    with np.errstate(over="ignore"):
-        h = mix(keys ^ seed_key(seed, _BUCKET_SALT))
-    return (h >> np.uint64(64 - _BUCKET_BITS)).astype(np.intp)
+    return (hash_keys(keys, seed, _BUCKET_SALT) >> np.uint64(64 - _BUCKET_BITS)).astype(np.intp)
 
 
 def resample_bits(keys: np.ndarray, n_bootstrap: int, seed: int) -> np.ndarray:
