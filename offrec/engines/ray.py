@@ -91,6 +91,8 @@ class RayEngine:
                 total = p if total is None else total.merge(p)
         except Exception as exc:  # errors raised in workers come back wrapped
             raise _unwrap(exc) from None
+        if total is None:
+            raise ValueError("the log has no rows")
         if progress is not None:
             progress(source.n_rows)
         return total
