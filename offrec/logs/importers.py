@@ -405,8 +405,10 @@ def write_logged_data(
     *,
     overwrite: bool = False,
     extra_metadata: dict[str, Any] | None = None,
+    dataset_meta: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a ``LoggedData`` as a log dataset (one part file), atomically."""
+    """Write a ``LoggedData`` as a log dataset (one part file), atomically; ``dataset_meta``
+    (when given) becomes its dataset-level sidecar (:func:`~offrec.logs.schema.write_dataset_meta`)."""
     meta = {S.META_VERSION: __version__, S.META_REWARD_DOMAIN: json.dumps(data.reward_domain)}
     if "action_map" in data.metadata:
         meta[S.META_ACTION_MAP] = json.dumps(data.metadata["action_map"])
@@ -442,6 +444,8 @@ def write_logged_data(
     table = pa.Table.from_arrays([cols[f] for f in schema.names], schema=schema)
     with atomic_dir(out, overwrite=overwrite, kind="dataset", expected_bytes=table.nbytes) as tmp:
         pq.write_table(table, tmp / "part-00000.parquet", compression="lz4")
+        if dataset_meta:
+            S.write_dataset_meta(tmp, dataset_meta)
     return Path(out)
 
 
@@ -555,12 +559,8 @@ def import_offrec_log(
     data = read_logs(src, repair=repair)
     keep = {k: v for k, v in data.metadata.items()
             if k not in ("schema_version", "version", "n_actions", "reward_domain", "item_topics", "topics")}  # fmt: skip
-    write_logged_data(data, out, overwrite=overwrite, extra_metadata=keep)
-    side = Path(src) / S.DATASET_FILE
-    if side.is_file():  # dataset-level item metadata of simulated logs
-        from offrec.core.atomic import atomic_write_bytes
-
-        atomic_write_bytes(Path(out) / S.DATASET_FILE, side.read_bytes())
+    side = S.read_dataset_meta(src) if Path(src).is_dir() else {}  # item topics of simulated logs
+    write_logged_data(data, out, overwrite=overwrite, extra_metadata=keep, dataset_meta=side)
     return ImportResult(data, [], n_source, list(data.metadata.get("action_map", [])))
 
 

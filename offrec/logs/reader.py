@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from offrec.core.errors import InputError, MissingInputError
 from offrec.logs.data import LoggedData, validate_logged_data
-from offrec.logs.schema import DATASET_FILE, reward_domain
+from offrec.logs.schema import read_dataset_meta, reward_domain
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"cannot read log file {first}: {_first_line(exc)}") from None
     out: dict[str, Any] = {}
-    side = Path(path) / DATASET_FILE
-    if side.is_file():  # dataset-level metadata (item topics...), stored once per dataset
-        try:
-            out.update(json.loads(side.read_text()))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read {side}: {exc}") from None
+    if Path(path).is_dir():  # dataset-level metadata (item topics...), stored once per dataset
+        out.update(read_dataset_meta(path))
     for k, v in raw.items():
         key = k.decode()
         if not key.startswith("offrec."):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pyarrow as pa
 
 SCHEMA_VERSION = "1"
@@ -19,9 +23,55 @@ META_TOPICS = "offrec.topics"  # JSON list of topic names
 META_ACTION_MAP = "offrec.action_map"  # JSON list: original item id of each action (imports)
 META_REWARD_DOMAIN = "offrec.reward_domain"  # JSON: {"kind": "binary"} or {"kind": "continuous", "low": a, "high": b}
 
-DATASET_FILE = "dataset.json"
+DATASET_FILE = "_offrec_dataset.json"
 """Dataset-level metadata stored once per dataset directory (not in every part file):
-item topics and topic names of simulated logs, which grow with the number of items."""
+item topics and topic names of simulated logs, which grow with the number of items.
+The name starts with ``_`` so that Parquet readers that list the directory (pandas,
+pyarrow, Spark, Hive, Polars, DuckDB's directory form) skip it. Read and write it only
+through :func:`read_dataset_meta` / :func:`write_dataset_meta`."""
+LEGACY_DATASET_FILE = "dataset.json"
+"""The sidecar's name before it started with ``_`` (read as a fallback, never written)."""
+
+
+def dataset_meta_file(folder: str | Path) -> Path | None:
+    """The sidecar file of the dataset ``folder`` (the current name, else the legacy
+    ``dataset.json``), or ``None`` when it has none (a single-file log has none)."""
+    p = Path(folder)
+    for name in (DATASET_FILE, LEGACY_DATASET_FILE):
+        if (p / name).is_file():
+            return p / name
+    return None
+
+
+def read_dataset_meta(folder: str | Path) -> dict[str, Any]:
+    """The dataset-level metadata of the log ``folder`` as a dict (empty when there is no
+    sidecar). A sidecar that is unreadable, not UTF-8 JSON or not a JSON object is an
+    ``InputError`` naming the file."""
+    from offrec.core.errors import InputError
+
+    side = dataset_meta_file(folder)
+    if side is None:
+        return {}
+    try:
+        value = json.loads(side.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"cannot read the dataset metadata {side}: {first}") from None
+    if not isinstance(value, dict):
+        raise InputError(
+            f"the dataset metadata {side} must hold a JSON object; got {type(value).__name__}"
+        )
+    return value
+
+
+def write_dataset_meta(folder: str | Path, meta: dict[str, Any]) -> Path:
+    """Write ``meta`` (JSON-serialisable) as the sidecar of the dataset being built in
+    ``folder`` (a temporary folder of :func:`offrec.core.atomic.atomic_dir`, published
+    with the part files). Returns the file written."""
+    path = Path(folder) / DATASET_FILE
+    path.write_text(json.dumps(meta), encoding="utf-8")
+    return path
+
 
 BINARY: dict = {"kind": "binary"}
 """The default reward domain: clicks in {0, 1}."""

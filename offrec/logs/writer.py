@@ -128,7 +128,7 @@ def collect(
         atomic_dir(out, overwrite=overwrite, kind="dataset", expected_bytes=size) as tmp,
         ThreadPoolExecutor(1) as pool,
     ):
-        (tmp / S.DATASET_FILE).write_text(json.dumps(items))
+        S.write_dataset_meta(tmp, items)
         try:
             while (sessions if n_sessions is not None else rows) < budget:
                 if n_sessions is not None:
