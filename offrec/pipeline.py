@@ -353,19 +353,14 @@ def _read_for_training(logs: str | Path, repair: str | None) -> LoggedData:
 
 
 def _training_source(logs: str | Path, repair: str | None) -> Any:
-    """The log to train on: streamed (:func:`~offrec.logs.scan.open_log`, every batch
-    validated) after the duplicate-row rule of :func:`~offrec.logs.read_logs`; with
-    ``repair="drop"`` the log is read into memory without its duplicated rows."""
-    from offrec.logs.reader import _dup_message, duplicate_rows_on_disk
+    """The log to train on: streamed (:func:`~offrec.logs.scan.open_log`: the rules every
+    reader applies, then every batch validated); with ``repair="drop"`` the log is read
+    into memory without its duplicated rows."""
     from offrec.logs.scan import open_log
 
     if repair is not None:
         return _read_for_training(logs, repair)
-    source = open_log(logs)
-    dup = duplicate_rows_on_disk(logs)
-    if dup is not None and dup.size:
-        raise InputError(f"{_dup_message(dup)}; pass repair='drop' to keep the first of each")
-    return source
+    return open_log(logs)
 
 
 def train_and_save(

@@ -13,12 +13,21 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from offrec.core.errors import InputError, MissingInputError
+from offrec.logs.checks import (
+    REQUIRED_COLUMNS,
+    KeyPass,
+    KeyReport,
+    canonical_table,
+    duplicates_message,
+    key_columns_of,
+    schema_problems,
+)
 from offrec.logs.data import LoggedData, validate_logged_data
-from offrec.logs.schema import read_dataset_meta, reward_domain
+from offrec.logs.schema import META_N_ACTIONS, read_dataset_meta, reward_domain
 
 log = logging.getLogger(__name__)
 
-REQUIRED_COLUMNS = ("session_id", "step", "context", "action", "reward", "pscore")
+__all__ = ["REQUIRED_COLUMNS", "file_schemas", "read_logs", "read_metadata", "read_table_checked"]
 
 
 def log_files(path: str | Path) -> list[Path]:
@@ -61,25 +70,128 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def read_table_checked(path: str | Path) -> pa.Table:
-    """The rows of every part file of a log as one Arrow table; a file that is not
-    readable Parquet (empty, truncated, text) is an ``InputError`` naming the file."""
-    tables = []
-    for f in log_files(path):
+def file_schemas(path: str | Path) -> tuple[list[Path], list[pa.Schema]]:
+    """The part files of a log and their Arrow schemas (from the Parquet footers, no row
+    read), after the type gate and the rules across part files (:func:`schema_problems_of`):
+    the first problem is an ``InputError`` naming the file, the column, the type found and
+    the type expected."""
+    files = log_files(path)
+    schemas = []
+    for f in files:
         if f.stat().st_size == 0:
             raise InputError(f"log file {f} is empty (0 bytes): not a Parquet file")
         try:
-            tables.append(pq.read_table(f))
+            schemas.append(pq.read_schema(f))
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(
                 f"log file {f} is not readable Parquet (truncated or not Parquet): {_first_line(exc)}"
             ) from None
+    problems = schema_problems_of(files, schemas, path)
+    if problems:
+        more = f" (+{len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise InputError(problems[0] + more)
+    return files, schemas
+
+
+def schema_problems_of(files: list[Path], schemas: list[pa.Schema], path: str | Path) -> list[str]:
+    """Every rule the part files' schemas break: each column's type (the type gate of
+    :func:`~offrec.logs.checks.schema_problems`), the same columns in every part file,
+    one context width, one ``n_actions``, a ``logging_dist`` of ``n_actions`` entries, and
+    the dataset sidecar's item topics matching ``n_actions``."""
+    out: list[str] = []
+    name = (lambda f: f"log file {f.name}") if len(files) > 1 else (lambda f: f"log {f}")
+    for f, schema in zip(files, schemas, strict=True):
+        out += [f"{name(f)}: {p}" for p in schema_problems(schema)]
+    if out:
+        return out
+    first, s0 = files[0], schemas[0]
+    width0 = _fixed_width(s0, "context")
+    n0 = (s0.metadata or {}).get(META_N_ACTIONS.encode())
+    for f, schema in zip(files[1:], schemas[1:], strict=True):
+        if set(schema.names) != set(s0.names):
+            extra = sorted(set(schema.names) - set(s0.names))
+            lack = sorted(set(s0.names) - set(schema.names))
+            out.append(
+                f"log file {f.name} has other columns than {first.name}: "
+                f"{'extra ' + str(extra) if extra else ''}{' ' if extra and lack else ''}"
+                f"{'missing ' + str(lack) if lack else ''}; every part file must have the same columns"
+            )
+        width = _fixed_width(schema, "context")
+        if width is not None and width0 is not None and width != width0:
+            out.append(
+                f"log file {f.name} has context width {width} but {first.name} has {width0}; "
+                "every part file must have one context width"
+            )
+        n = (schema.metadata or {}).get(META_N_ACTIONS.encode())
+        if n is not None and n0 is not None and n != n0:
+            out.append(
+                f"log file {f.name} declares n_actions={n.decode()} but {first.name} declares "
+                f"{n0.decode()}; every part file must declare the same n_actions"
+            )
+    n_actions = int(n0) if n0 is not None and n0.decode().isdigit() else None
+    for f, schema in zip(files, schemas, strict=True):
+        w = _fixed_width(schema, "logging_dist")
+        if w is not None and n_actions is not None and w != n_actions:
+            out.append(
+                f"{name(f)}: column 'logging_dist' has {w} entries per row; expected "
+                f"n_actions={n_actions}"
+            )
+            break
+    p = Path(path)
+    if p.is_dir() and n_actions is not None:
+        side = read_dataset_meta(p)
+        topics = side.get("item_topics")
+        if topics is not None and (not isinstance(topics, list) or len(topics) != n_actions):
+            got = len(topics) if isinstance(topics, list) else type(topics).__name__
+            out.append(
+                f"log {p}: the dataset metadata's item_topics has {got} entries; expected "
+                f"n_actions={n_actions} (one topic per item)"
+            )
+    return out
+
+
+def _fixed_width(schema: pa.Schema, name: str) -> int | None:
+    if name not in schema.names:
+        return None
+    t = schema.field(name).type
+    return int(t.list_size) if pa.types.is_fixed_size_list(t) else None
+
+
+def read_table_checked(path: str | Path) -> pa.Table:
+    """The rows of every part file of a log as one Arrow table, each column cast to the
+    log schema's type. Unreadable files (empty, truncated, text), columns of the wrong
+    type and part files that disagree (:func:`file_schemas`) are ``InputError`` s naming
+    the file and the column."""
+    return _read_tables(path)[0]
+
+
+def _read_tables(path: str | Path) -> tuple[pa.Table, list[tuple[str, int]]]:
+    files, _ = file_schemas(path)
+    tables, parts = [], []
+    for f in files:
+        try:
+            table = pq.read_table(f)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(
+                f"log file {f} is not readable Parquet (truncated or not Parquet): {_first_line(exc)}"
+            ) from None
+        tables.append(canonical_table(table, f"log file {f.name}"))
+        parts.append((f.name, table.num_rows))
+    if len(tables) > 1 and len({t.schema.field("context").type for t in tables}) > 1:
+        # fixed-size and variable-size contexts of one width: the variable form for all
+        tables = [_var_context(t) for t in tables]
     try:
-        return pa.concat_tables(tables)
-    except pa.ArrowInvalid as exc:
+        return pa.concat_tables(tables, promote_options="none"), parts
+    except pa.ArrowInvalid as exc:  # kept as a guard: file_schemas checks the schemas first
         raise InputError(
             f"log {path}: part files have different schemas: {_first_line(exc)}"
         ) from None
+
+
+def _var_context(table: pa.Table) -> pa.Table:
+    i = table.schema.get_field_index("context")
+    col = table.column(i).cast(pa.list_(pa.float32()))
+    return table.set_column(i, "context", col)
 
 
 def read_logs(path: str | Path, *, validate: bool = True, repair: str | None = None) -> LoggedData:
@@ -90,8 +202,11 @@ def read_logs(path: str | Path, *, validate: bool = True, repair: str | None = N
     type; at least one row; no nulls; ``0 < pscore <= 1``; finite rewards, pscores and
     contexts; rewards in the declared reward domain (binary by default, see
     :func:`offrec.logs.schema.reward_domain`); ``action`` in ``[0, n_actions)``; one
-    context width; ``logging_dist`` rows summing to 1; no duplicated rows (see
-    :func:`duplicate_rows`).
+    context width; ``logging_dist`` rows summing to 1; and the row-key rules of
+    :class:`~offrec.logs.checks.KeyPass` (no duplicated rows, no key collisions, the
+    session contract in session logs). Column types are checked first, from the footers
+    (:func:`file_schemas`): same kind, any width (int32 or int64 ``action``), cast to the
+    schema's types.
 
     Args:
         repair: ``None`` (every problem is an error) or ``"drop"``: duplicated rows are
@@ -100,30 +215,56 @@ def read_logs(path: str | Path, *, validate: bool = True, repair: str | None = N
     """
     if repair not in (None, "drop"):
         raise InputError(f"repair must be None or 'drop'; got {repair!r}")
-    table = read_table_checked(path)
+    table, parts = _read_tables(path)
     data = table_to_logged(table, read_metadata(path), str(path))
     if validate:
         validate_logged_data(data)
-        dup = duplicate_rows(data)
-        if dup.size:
-            msg = _dup_message(dup)
-            if repair is None:
-                raise InputError(f"{msg}; pass repair='drop' to keep the first of each")
-            log.warning("%s; dropped (the first of each kept)", msg)
+        report = key_report(data, parts)
+        if report.duplicates.size and repair == "drop":
+            log.warning(
+                "%s; dropped (the first of each kept)", duplicates_message(report.duplicates)
+            )
             keep = np.ones(data.n_rows, bool)
-            keep[dup] = False
+            keep[report.duplicates] = False
             data = data.subset(keep)
+            parts = _parts_after(parts, keep)
+            report = key_report(data, parts)
+        problems = report.messages()
+        if problems:
+            raise InputError(problems[0])
     return data
+
+
+def key_report(data: LoggedData, parts: list[tuple[str, int]] | None = None) -> KeyReport:
+    """The row-key rules (:class:`~offrec.logs.checks.KeyPass`: duplicates, key collisions,
+    session contract) over an in-memory log whose rows came from the part files ``parts``
+    (name, rows) in order (one part when not given)."""
+    parts = parts or [("", data.n_rows)]
+    arrays = {"session_id": data.session_id, "step": data.step, "position": data.position,
+              "user_id": data.user_id, "action": data.action, "reward": data.reward,
+              "pscore": data.pscore}  # fmt: skip
+    kp = KeyPass(session_log=bool(data.n_rows and data.step.max() > 0))
+    start = 0
+    for name, rows in parts:
+        kp.add({k: v[start : start + rows] for k, v in arrays.items()}, name)
+        start += rows
+    return kp.finish(
+        lambda rows: {k: v[rows] for k, v in key_columns_of(arrays, data.n_rows).items()}
+    )
+
+
+def _parts_after(parts: list[tuple[str, int]], keep: np.ndarray) -> list[tuple[str, int]]:
+    bounds = np.concatenate([[0], np.cumsum([r for _, r in parts])])
+    return [(name, int(keep[bounds[i] : bounds[i + 1]].sum())) for i, (name, _) in enumerate(parts)]
 
 
 def table_to_logged(table: pa.Table, meta: dict[str, Any], where: str) -> LoggedData:
     """Columns of an Arrow table as a ``LoggedData`` (types checked; values not yet)."""
     path = where
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
-    if missing:
-        raise InputError(
-            f"log {path}: missing required column(s) {missing}; found {table.column_names}"
-        )
+    problems = schema_problems(table.schema)
+    if problems:
+        missing = problems[0].startswith("missing")
+        raise InputError(f"log {path}: {problems[0]}" if missing else problems[0])
     if table.num_rows == 0:
         raise InputError(f"log {path} has no rows")
     for name in table.column_names:
@@ -131,17 +272,6 @@ def table_to_logged(table: pa.Table, meta: dict[str, Any], where: str) -> Logged
         if col.null_count:
             first = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
             raise InputError(f"column '{name}' must not contain nulls; row {first} is null")
-    ints = ("session_id", "step", "action", "position", "user_id")
-    for name in ints:
-        if name in table.column_names and not pa.types.is_integer(table.schema.field(name).type):
-            raise InputError(
-                f"column '{name}' must have an integer type; got {table.schema.field(name).type}"
-            )
-    for name in ("reward", "pscore", "true_ctr"):
-        if name in table.column_names and not _is_number(table.schema.field(name).type):
-            raise InputError(
-                f"column '{name}' must have a numeric type; got {table.schema.field(name).type}"
-            )
     n = table.num_rows
     context = _matrix(table, "context")
     action = _np(table, "action", np.int64)
@@ -177,97 +307,6 @@ def _domain(meta: dict[str, Any], path: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise InputError(f"log {path}: metadata reward_domain must be an object; got {raw!r}")
     return reward_domain(raw.get("kind", "binary"), raw.get("low"), raw.get("high"))
-
-
-def duplicate_rows(data: LoggedData) -> np.ndarray:
-    """Rows (sorted indices) that repeat an earlier row in every logged field (session,
-    step, position, user, action, reward, pscore, context): a log counted twice. The
-    first of each group is not listed. One ``lexsort`` on the row key; full rows are
-    compared only where keys collide, so a clean log costs one sort."""
-    n = data.n_rows
-    if n < 2:
-        return np.zeros(0, np.int64)
-    order = np.lexsort((data.position, data.step, data.session_id))
-    s, t, p = data.session_id[order], data.step[order], data.position[order]
-    same = (s[1:] == s[:-1]) & (t[1:] == t[:-1]) & (p[1:] == p[:-1])
-    if not same.any():
-        return np.zeros(0, np.int64)
-    a, b = order[1:][same], order[:-1][same]  # candidate pairs with equal keys
-    eq = (
-        (data.action[a] == data.action[b])
-        & (data.user_id[a] == data.user_id[b])
-        & (data.reward[a] == data.reward[b])
-        & (data.pscore[a] == data.pscore[b])
-        & (data.context[a] == data.context[b]).all(axis=1)
-    )
-    later = np.maximum(a[eq], b[eq])  # the later row of each equal pair is the repeat
-    return np.unique(later)
-
-
-DUP_CHECK_MAX_ROWS = 20_000_000
-"""Logs up to this size are checked for duplicated rows by :func:`duplicate_rows_on_disk`
-(seven scalar columns, about 45 bytes a row: 0.9 GB at the limit)."""
-
-
-def duplicate_rows_on_disk(
-    path: str | Path, max_rows: int = DUP_CHECK_MAX_ROWS
-) -> np.ndarray | None:
-    """:func:`duplicate_rows` of a log on disk without loading its contexts: rows equal to
-    an earlier row in session, step, position, user, action, reward and pscore (a row
-    logged twice has the same context too). Memory: 8 bytes a row (a 64-bit hash of those
-    columns, read batch by batch), then only the rows whose hashes collide are read and
-    compared exactly. ``None`` (not checked, logged) when the log has more than
-    ``max_rows`` rows."""
-    files = log_files(path)
-    n = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    if n > max_rows:
-        log.info("duplicate check skipped: %s has %d rows (> %d)", path, n, max_rows)
-        return None
-    cols = [c for c in ("session_id", "step", "position", "user_id", "action", "reward", "pscore")
-            if c in pq.read_schema(files[0]).names]  # fmt: skip
-    # pass 1: one 64-bit hash of the key columns per row, batch by batch (8 bytes a row)
-    from offrec.core.hashing import row_keys
-
-    hashes = np.empty(n, np.uint64)
-    done = 0
-    for f in files:
-        for rb in pq.ParquetFile(f).iter_batches(batch_size=65_536, columns=cols):
-            values = [rb.column(c).to_numpy(zero_copy_only=False) for c in cols]
-            as_int = [v.view(np.int64) if v.dtype == np.float64 else
-                      (v.astype(np.float64).view(np.int64) if v.dtype.kind == "f" else v)
-                      for v in values]  # fmt: skip
-            hashes[done : done + rb.num_rows] = row_keys(*as_int)
-            done += rb.num_rows
-    order = np.argsort(hashes, kind="stable")
-    same = hashes[order][1:] == hashes[order][:-1]
-    if not same.any():
-        return np.zeros(0, np.int64)
-    # pass 2: compare the (rare) rows whose hashes collide on their actual values
-    cand = np.unique(np.concatenate([order[1:][same], order[:-1][same]]))
-    starts = np.concatenate([[0], np.cumsum([pq.ParquetFile(f).metadata.num_rows for f in files])])
-    parts = []
-    for i, f in enumerate(files):
-        local = cand[(cand >= starts[i]) & (cand < starts[i + 1])] - starts[i]
-        if local.size:
-            parts.append(pq.read_table(f, columns=cols).take(pa.array(local)))
-    table = pa.concat_tables(parts)
-    get = {c: table.column(c).to_numpy() for c in cols}
-    zeros = np.zeros(table.num_rows, np.int64)
-    session, step, pos = get["session_id"], get["step"], get.get("position", zeros)
-    sub = np.lexsort((pos, step, session))
-    eq = np.ones(sub.size - 1, bool) if sub.size > 1 else np.zeros(0, bool)
-    for c in cols:
-        v = get[c][sub]
-        eq &= v[1:] == v[:-1]
-    a, b = cand[sub[1:][eq]], cand[sub[:-1][eq]]
-    return np.unique(np.maximum(a, b))
-
-
-def _dup_message(rows: np.ndarray) -> str:
-    first = ", ".join(str(int(r)) for r in rows[:5]) + (", ..." if rows.size > 5 else "")
-    return (
-        f"{rows.size} duplicated row(s) (identical to an earlier row in every column); rows {first}"
-    )
 
 
 def _is_number(t: pa.DataType) -> bool:

@@ -26,12 +26,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from offrec.core.errors import InputError
+from offrec.logs.checks import REQUIRED_COLUMNS, KeyPass, KeyReport
 from offrec.logs.data import LoggedData, value_problems
 from offrec.logs.reader import (
-    REQUIRED_COLUMNS,
-    _dup_message,
-    duplicate_rows_on_disk,
-    log_files,
+    file_schemas,
     read_metadata,
     table_to_logged,
     validate_logged_data,
@@ -75,14 +73,23 @@ class LogSource:
         return self.max_step > 0
 
 
-def open_log(path: str | Path) -> LogSource:
-    """Inspect a log's files; an unreadable file (empty, truncated, not Parquet) is an
-    :class:`~offrec.core.errors.InputError` naming it."""
-    files = log_files(path)
-    rows, max_step, columns = [], -1, None
+def open_log(path: str | Path, *, check_rows: bool = True) -> LogSource:
+    """Inspect a log's files and apply the log rules that span rows, so that a log that
+    passes is one every reader accepts (the same verdict as
+    :func:`~offrec.logs.read_logs` and ``offrec summary``).
+
+    From the footers: readable Parquet, every column's type (:func:`~offrec.logs.reader.
+    file_schemas`: the error names the column, the type found and the type expected), the
+    same columns, context width and ``n_actions`` in every part file, and the dataset
+    sidecar. With ``check_rows`` (default), one streamed pass over the key columns applies
+    the row-key rules (:class:`~offrec.logs.checks.KeyPass`: duplicated rows, key
+    collisions, the session contract); a log seen clean is remembered (by its files'
+    sizes and modification times) so a second open in the same process costs no pass.
+    Value rules (pscore range, finite values...) are checked batch by batch by
+    :func:`iter_batches`. Every problem is an :class:`~offrec.core.errors.InputError`."""
+    files, schemas = file_schemas(path)
+    rows, max_step = [], -1
     for f in files:
-        if f.stat().st_size == 0:
-            raise InputError(f"log file {f} is empty (0 bytes): not a Parquet file")
         try:
             meta = pq.ParquetFile(f).metadata
         except (pa.ArrowInvalid, OSError) as exc:
@@ -91,20 +98,80 @@ def open_log(path: str | Path) -> LogSource:
                 f"log file {f} is not readable Parquet (truncated or not Parquet): {first}"
             ) from None
         rows.append(meta.num_rows)
-        names = [meta.schema.column(i).path.split(".")[0] for i in range(meta.num_columns)]
-        if columns is None:
-            columns = tuple(dict.fromkeys(names))
         max_step = max(max_step, _column_max(meta, "step"))
-    assert columns is not None  # log_files never returns an empty list
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-    if missing:
-        raise InputError(f"log {path}: missing required column(s) {missing}; found {list(columns)}")
+    columns = tuple(schemas[0].names)
     if sum(rows) == 0:
         raise InputError(f"log {path} has no rows")
-    return LogSource(
+    source = LogSource(
         str(path), tuple(str(f) for f in files), tuple(rows), columns, max_step,
         read_metadata(path), _context_dim(files[0]),
     )  # fmt: skip
+    if check_rows:
+        stamp = _stamp(files)
+        if stamp not in _CLEAN:
+            problems = key_report(source).messages()
+            if problems:
+                raise InputError(problems[0])
+            if len(_CLEAN) > 64:
+                _CLEAN.clear()
+            _CLEAN.add(stamp)
+    return source
+
+
+_CLEAN: set[tuple[tuple[str, int, int], ...]] = set()
+"""Logs whose row-key rules passed in this process, by (file, size, mtime) of each file."""
+
+
+def _stamp(files: list[Path]) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for f in files:
+        st = f.stat()
+        out.append((str(f.resolve()), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+KEY_COLUMNS = ("session_id", "step", "position", "user_id", "action", "reward", "pscore")
+"""The columns the row-key pass reads (the context is not: a row logged twice has the
+same context too)."""
+
+
+def key_report(source: LogSource, batch_size: int = 1 << 20) -> KeyReport:
+    """The row-key rules over a log on disk, streamed (:class:`~offrec.logs.checks.KeyPass`):
+    memory is one batch of the seven key columns for a log sorted by key, plus 8 bytes a
+    row otherwise."""
+    cols = [c for c in KEY_COLUMNS if c in source.columns]
+    kp = KeyPass(session_log=source.is_session_log)
+    for f in source.files:
+        try:
+            for rb in pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=cols):
+                kp.add(_key_arrays(rb, cols), Path(f).name)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"cannot read log file {f}: {exc}") from None
+    return kp.finish(_rereader(source, cols))
+
+
+def _key_arrays(rb: pa.RecordBatch | pa.Table, cols: Sequence[str]) -> dict[str, np.ndarray]:
+    out = {c: rb.column(c).to_numpy(zero_copy_only=False) for c in cols}
+    if "position" not in out:
+        out["position"] = np.zeros(rb.num_rows, np.int32)
+    return out
+
+
+def _rereader(source: LogSource, cols: list[str]) -> Any:
+    starts = np.concatenate([[0], np.cumsum(source.file_rows)])
+
+    def reread(rows: np.ndarray) -> dict[str, np.ndarray]:
+        parts = []
+        for i, f in enumerate(source.files):
+            local = rows[(rows >= starts[i]) & (rows < starts[i + 1])] - starts[i]
+            if local.size:
+                parts.append(pq.read_table(f, columns=cols).take(pa.array(local)))
+        from offrec.logs.checks import canonical_table
+
+        table = pa.concat_tables([canonical_table(t, source.path) for t in parts])
+        return _key_arrays(table, cols)
+
+    return reread
 
 
 def _context_dim(file: Path) -> int:
@@ -178,10 +245,19 @@ def iter_batches(
                 table = pa.Table.from_batches([rb])
                 where = f"log file {Path(f).name}"
                 data = validate_batch(table, source.metadata, where, (offset, int(starts[i])))
+                _check_width(data, source, where, offset)
                 yield Batch(data, f, offset, int(starts[i]) + offset)
                 offset += table.num_rows
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"cannot read log file {f}: {exc}") from None
+
+
+def _check_width(data: LoggedData, source: LogSource, where: str, offset: int) -> None:
+    if data.context_dim != source.context_dim:
+        raise InputError(
+            f"{where}: rows from row {offset:,} have context width {data.context_dim}, but the "
+            f"log's first file has {source.context_dim}; every row must have one context width"
+        )
 
 
 def validate_batch(
@@ -235,29 +311,14 @@ def iter_sessions(
 
 
 def _check_sessions(data: LoggedData, batch: Batch) -> None:
-    sid, step = data.session_id, data.step
-    new = np.concatenate([[True], sid[1:] != sid[:-1]])
-    starts = np.flatnonzero(new)
-    if (step[starts] != 0).any():
-        j = int(starts[np.flatnonzero(step[starts] != 0)[0]])
-        raise InputError(
-            f"log file {Path(batch.file).name}: session {int(sid[j])} does not start at step 0 "
-            f"(row {batch.row + j:,} has step {int(step[j])}); a session's rows must be together "
-            "and in step order (sort the log by session_id, step)"
-        )
-    expected = np.arange(len(step)) - np.maximum.accumulate(np.where(new, np.arange(len(step)), 0))
-    if (step != expected).any():
-        j = int(np.flatnonzero(step != expected)[0])
-        raise InputError(
-            f"log file {Path(batch.file).name}: session {int(sid[j])} has steps out of order or "
-            f"repeated (row {batch.row + j:,} has step {int(step[j])}, expected {int(expected[j])})"
-        )
-    if np.unique(sid[starts]).size != starts.size:
-        raise InputError(
-            f"log file {Path(batch.file).name}: a session's rows are split into several runs "
-            f"(session ids repeat after other sessions, from row {batch.row:,}); sort the log "
-            "by session_id, step"
-        )
+    """The session contract (:class:`~offrec.logs.checks.KeyPass`) on one batch of whole
+    sessions: the same rule and message as every other reader."""
+    kp = KeyPass(session_log=True, first_row=batch.row)
+    kp.add({"session_id": data.session_id, "step": data.step, "position": data.position},
+           Path(batch.file).name)  # fmt: skip
+    problems = kp.finish().session
+    if problems:
+        raise InputError(f"log file {Path(batch.file).name}: {problems[0]}")
 
 
 def concat(parts: list[LoggedData]) -> LoggedData:
@@ -302,16 +363,19 @@ def log_problems(path: str | Path) -> list[str]:
 def check_log(path: str | Path, batch_size: int = 65_536) -> tuple[bool, list[str]]:
     """``(readable, problems)``: whether the log's files and columns can be read at all
     (else ``problems`` holds the one reason), and every rule a row breaks (the first
-    offending row of each, named by file and row). Streams the log batch by batch, so
-    memory is bounded at any size; duplicated rows are checked on the key columns up to
-    :data:`~offrec.logs.reader.DUP_CHECK_MAX_ROWS` rows."""
+    offending row of each, named by file and row). The rules are those of
+    :func:`open_log` + :func:`iter_batches` (what ``train`` and ``evaluate`` apply) and of
+    :func:`~offrec.logs.read_logs`, with the same messages: a log with no problem here is
+    accepted by all of them. One streamed pass: memory is bounded at any size (plus 8
+    bytes a row for a log not sorted by key)."""
     try:
-        source = open_log(path)
+        source = open_log(path, check_rows=False)
     except InputError as exc:
         return False, [str(exc)]
     found: dict[str, str] = {}
     starts = np.concatenate([[0], np.cumsum(source.file_rows)])
     wanted = read_columns(source)
+    kp = KeyPass(session_log=source.is_session_log)
     for i, f in enumerate(source.files):
         where = f"log file {Path(f).name}" if len(source.files) > 1 else ""
         offset = 0
@@ -320,16 +384,20 @@ def check_log(path: str | Path, batch_size: int = 65_536) -> tuple[bool, list[st
                 table = pa.Table.from_batches([rb])
                 try:
                     data = table_to_logged(table, source.metadata, where)
+                    _check_width(data, source, where or f"log file {Path(f).name}", offset)
                 except InputError as exc:
-                    return False, [str(exc)]
+                    return False, [locate(str(exc), "", offset, int(starts[i]))]
                 for msg in value_problems(data):
                     rule = msg.split(";")[0]  # one message per rule: its first offending row
                     found.setdefault(rule, locate(msg, where, offset, int(starts[i])))
+                kp.add({"session_id": data.session_id, "step": data.step,
+                        "position": data.position, "user_id": data.user_id,
+                        "action": data.action, "reward": data.reward, "pscore": data.pscore},
+                       Path(f).name)  # fmt: skip
                 offset += table.num_rows
         except (pa.ArrowInvalid, OSError) as exc:
             return False, [f"cannot read log file {f}: {exc}"]
     problems = list(found.values())
-    dup = duplicate_rows_on_disk(path)
-    if dup is not None and dup.size:
-        problems.append(_dup_message(dup))
+    cols = [c for c in KEY_COLUMNS if c in source.columns]
+    problems += kp.finish(_rereader(source, cols)).messages()
     return True, problems

@@ -212,7 +212,7 @@ def _write(path, **overrides):
         ({"drop": "reward"}, r"missing required column\(s\) \['reward'\]"),
         (
             {"action": pa.array(["a", "b", "c", "d"])},
-            "column 'action' must have an integer type; got string",
+            r"column 'action' has type string; expected int32 \(any integer type\)",
         ),
         (
             {"reward": pa.array([1.0, None, 0.0, 1.0])},
