@@ -24,7 +24,7 @@ Python readers give one verdict:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -179,12 +179,13 @@ def duplicates_message(rows: np.ndarray) -> str:
 class KeyPass:
     """The row-key rules over a log fed batch by batch in file and row order.
 
-    Feed each batch's key columns with :meth:`add` (``session_id``, ``step``,
-    ``position`` and :data:`KEY_VALUE_COLUMNS`, as 1-D arrays); :meth:`finish` returns a
-    :class:`KeyReport`. While the rows arrive sorted by key (offrec's writer sorts them),
-    duplicates and collisions can only be neighbours and are found with O(batch)
-    memory; otherwise :meth:`finish` needs ``reread(rows) -> columns`` to compare the
-    rows whose 64-bit key hashes (kept for every row, 8 bytes each) collide.
+    Feed each batch's ``session_id``, ``step`` and ``position`` (1-D arrays) with
+    :meth:`add`; :meth:`finish` returns a :class:`KeyReport`. While the rows arrive sorted
+    by key (offrec's writer sorts them), rows sharing a key are neighbours: the pass keeps
+    nothing but their row numbers. A log not sorted by key costs a second pass
+    (``rescan``: one 64-bit hash of the key a row, 8 bytes each, and a sort). Either way
+    the (rare) rows sharing a key are then read back (``reread``) and compared on
+    :data:`KEY_VALUE_COLUMNS`: equal values make a duplicate, others a collision.
 
     Session contract (``session_log``): a session's rows are one run, in one file,
     starting at step 0, steps increasing by at most one (slots of one step share it).
@@ -193,52 +194,45 @@ class KeyPass:
     def __init__(self, session_log: bool, first_row: int = 0) -> None:
         self.session_log = session_log
         self.sorted = True
+        self.first_row = first_row  # row number of the first row fed (in the whole log)
+        self.n_rows = 0
         self._prev: dict[str, np.ndarray] | None = None  # last row of the previous batch
         self._prev_file: str | None = None
-        self._dups: list[np.ndarray] = []
-        self._coll: list[np.ndarray] = []
-        self._example: tuple[int, int] | None = None
-        self._hashes: list[np.ndarray] = []
+        self._cand: list[np.ndarray] = []  # rows sharing a key with their predecessor
         self._run_sids: list[np.ndarray] = []
         self._run_rows: list[np.ndarray] = []
         self._session: dict[str, str] = {}
-        self._file_ends: dict[str, tuple[int, str]] = {}  # last session id of each file
-        self.n_rows = 0
-        self.first_row = first_row  # row number of the first row fed (in the whole log)
 
     def add(self, cols: dict[str, np.ndarray], file: str) -> None:
-        from offrec.core.hashing import row_keys
-
         n = len(cols["session_id"])
         if n == 0:
             return
         start = self.first_row + self.n_rows
         new_file = file != self._prev_file
+        keys = ("session_id", "step", "position")
         prev = self._prev
-        full = {k: np.concatenate([prev[k], v]) if prev is not None else v for k, v in cols.items()}
+        full = {
+            k: np.concatenate([prev[k], cols[k]]) if prev is not None else cols[k] for k in keys
+        }
         off = 1 if prev is not None else 0  # full[off + i] is row start + i
         sid, step, pos = full["session_id"], full["step"], full["position"]
-        # key order across the whole log (a new file continues the order)
-        if self.sorted and len(sid) > 1:
-            s0, s1, t0, t1, p0, p1 = sid[:-1], sid[1:], step[:-1], step[1:], pos[:-1], pos[1:]
-            ordered = (s0 < s1) | ((s0 == s1) & ((t0 < t1) | ((t0 == t1) & (p0 <= p1))))
-            self.sorted = bool(ordered.all())
-        same_key = (sid[1:] == sid[:-1]) & (step[1:] == step[:-1]) & (pos[1:] == pos[:-1])
-        if same_key.any():
-            eq = same_key.copy()
-            for c in KEY_VALUE_COLUMNS:
-                if c in full:
-                    eq &= full[c][1:] == full[c][:-1]
-            rows = np.flatnonzero(same_key) + 1 - off + start  # the later row of each pair
-            self._dups.append(rows[eq[same_key]])
-            coll = rows[~eq[same_key]]
-            if coll.size and self._example is None:
-                self._example = (int(coll[0]) - 1, int(coll[0]))
-            self._coll.append(coll)
-        self._hashes.append(row_keys(cols["session_id"], cols["step"], cols["position"]))
+        if len(sid) > 1:
+            d = np.diff(sid)
+            if self.sorted and (d < 0).any():
+                self.sorted = False
+            eq = np.flatnonzero(d == 0)  # neighbours in one session: compare step, position
+            if eq.size:
+                t0, t1, p0, p1 = step[eq], step[eq + 1], pos[eq], pos[eq + 1]
+                same_step = t0 == t1
+                same = same_step & (p0 == p1)
+                if self.sorted and not ((t0 < t1) | (same_step & (p0 <= p1))).all():
+                    self.sorted = False
+                if same.any():
+                    later = eq[same] + 1 - off + start
+                    self._cand.append(np.concatenate([later - 1, later]))
         if self.session_log:
             self._sessions(full, off, start, file, new_file)
-        self._prev = {k: v[-1:] for k, v in cols.items()}
+        self._prev = {k: cols[k][-1:] for k in keys}
         self._prev_file = file
         self.n_rows += n
 
@@ -276,16 +270,27 @@ class KeyPass:
         self._run_rows.append(rows[starts])
 
     def finish(
-        self, reread: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None
+        self,
+        reread: Callable[[np.ndarray], dict[str, np.ndarray]],
+        rescan: Callable[[], Iterable[dict[str, np.ndarray]]] | None = None,
     ) -> KeyReport:
-        """The report; ``reread(rows)`` returns the key columns of the given rows (sorted
-        row numbers of the whole log), needed only when the rows were not sorted by key."""
-        dups = np.concatenate(self._dups) if self._dups else np.zeros(0, np.int64)
-        coll = np.concatenate(self._coll) if self._coll else np.zeros(0, np.int64)
-        example = self._example
-        if not self.sorted and reread is not None and self._hashes:
-            hashes = np.concatenate(self._hashes)
-            dups, coll, example = _unsorted_matches(hashes, reread, self.first_row)
+        """The report. ``reread(rows)`` returns the key and value columns of the given
+        rows (sorted row numbers of the whole log); ``rescan()`` yields the key columns
+        batch by batch again, in the same order, needed only when the rows were not
+        sorted by key (without it, such a log is compared on neighbours only)."""
+        cand = np.unique(np.concatenate(self._cand)) if self._cand else np.zeros(0, np.int64)
+        if not self.sorted and rescan is not None:
+            from offrec.core.hashing import row_keys
+
+            hashes = np.concatenate(
+                [row_keys(c["session_id"], c["step"], c["position"]) for c in rescan()]
+            )
+            order = np.argsort(hashes, kind="stable")
+            same = hashes[order][1:] == hashes[order][:-1]
+            if same.any():
+                more = np.concatenate([order[1:][same], order[:-1][same]]) + self.first_row
+                cand = np.unique(np.concatenate([cand, more]))
+        dups, coll, example = _classify(cand, reread) if cand.size else (cand, cand, None)
         session: list[str] = []
         if self.session_log and self._run_sids:
             sids = np.concatenate(self._run_sids)
@@ -302,20 +307,15 @@ class KeyPass:
                     "log by session_id, step)"
                 )
         session += list(self._session.values())
-        return KeyReport(np.unique(dups), np.unique(coll), example, session)
+        return KeyReport(dups, coll, example, session)
 
 
-def _unsorted_matches(
-    hashes: np.ndarray, reread: Callable[[np.ndarray], dict[str, np.ndarray]], first_row: int
+def _classify(
+    cand: np.ndarray, reread: Callable[[np.ndarray], dict[str, np.ndarray]]
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int] | None]:
-    """Duplicates and collisions of a log not sorted by key: sort the key hashes, reread
-    the (rare) rows whose hashes collide and compare their actual values."""
-    order = np.argsort(hashes, kind="stable")
-    same = hashes[order][1:] == hashes[order][:-1]
-    empty = np.zeros(0, np.int64)
-    if not same.any():
-        return empty, empty, None
-    cand = np.unique(np.concatenate([order[1:][same], order[:-1][same]])) + first_row
+    """Duplicates and collisions among the rows ``cand`` (sorted; rows that may share a
+    key): read them back, group them by exact key (row order kept within a key) and
+    compare each with the row before it on :data:`KEY_VALUE_COLUMNS`."""
     got = reread(cand)
     sub = np.lexsort((cand, got["position"], got["step"], got["session_id"]))
     key_eq = np.ones(sub.size - 1, bool)
@@ -327,27 +327,10 @@ def _unsorted_matches(
         if c in got:
             v = got[c][sub]
             val_eq &= v[1:] == v[:-1]
-    later = cand[sub[1:]]  # within equal keys, lexsort kept row order: the later row
-    dups = later[val_eq]
+    later = cand[sub[1:]]
     coll_mask = key_eq & ~val_eq
-    coll = later[coll_mask]
     example = None
-    if coll.size:
+    if coll_mask.any():
         i = int(np.flatnonzero(coll_mask)[0])
         example = (int(cand[sub[i]]), int(cand[sub[i + 1]]))
-    return dups, coll, example
-
-
-def key_columns_of(arrays: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-    """The columns :class:`KeyPass` reads, from a dict of arrays (``position`` 0 and
-    ``user_id`` -1 when absent)."""
-    out: dict[str, np.ndarray] = {
-        c: np.asarray(arrays[c]) for c in ("session_id", "step") if c in arrays
-    }
-    out["position"] = (
-        np.asarray(arrays["position"]) if "position" in arrays else np.zeros(n, np.int64)
-    )
-    for c in KEY_VALUE_COLUMNS:
-        if c in arrays:
-            out[c] = np.asarray(arrays[c])
-    return out
+    return np.unique(later[val_eq]), np.unique(later[coll_mask]), example

@@ -19,7 +19,6 @@ from offrec.logs.checks import (
     KeyReport,
     canonical_table,
     duplicates_message,
-    key_columns_of,
     schema_problems,
 )
 from offrec.logs.data import LoggedData, validate_logged_data
@@ -248,9 +247,7 @@ def key_report(data: LoggedData, parts: list[tuple[str, int]] | None = None) -> 
     for name, rows in parts:
         kp.add({k: v[start : start + rows] for k, v in arrays.items()}, name)
         start += rows
-    return kp.finish(
-        lambda rows: {k: v[rows] for k, v in key_columns_of(arrays, data.n_rows).items()}
-    )
+    return kp.finish(lambda rows: {k: v[rows] for k, v in arrays.items()}, lambda: [arrays])
 
 
 def _parts_after(parts: list[tuple[str, int]], keep: np.ndarray) -> list[tuple[str, int]]:

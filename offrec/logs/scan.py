@@ -130,24 +130,31 @@ def _stamp(files: list[Path]) -> tuple[tuple[str, int, int], ...]:
     return tuple(out)
 
 
-KEY_COLUMNS = ("session_id", "step", "position", "user_id", "action", "reward", "pscore")
-"""The columns the row-key pass reads (the context is not: a row logged twice has the
-same context too)."""
+KEY_COLUMNS = ("session_id", "step", "position")
+"""The columns the row-key pass reads."""
+VALUE_COLUMNS = ("user_id", "action", "reward", "pscore")
+"""The columns read back for rows that share a key (a duplicate repeats them all; the
+context is not compared: a row logged twice has the same context too)."""
 
 
 def key_report(source: LogSource, batch_size: int = 1 << 20) -> KeyReport:
     """The row-key rules over a log on disk, streamed (:class:`~offrec.logs.checks.KeyPass`):
-    memory is one batch of the seven key columns for a log sorted by key, plus 8 bytes a
-    row otherwise."""
-    cols = [c for c in KEY_COLUMNS if c in source.columns]
+    one pass over ``session_id``, ``step`` and ``position`` (16 bytes a row per batch) for a
+    log sorted by key; a second pass and 8 bytes a row otherwise."""
     kp = KeyPass(session_log=source.is_session_log)
+    for name, cols in _key_batches(source, batch_size):
+        kp.add(cols, name)
+    return kp.finish(_rereader(source), lambda: (c for _, c in _key_batches(source, batch_size)))
+
+
+def _key_batches(source: LogSource, batch_size: int) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    cols = [c for c in KEY_COLUMNS if c in source.columns]
     for f in source.files:
         try:
             for rb in pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=cols):
-                kp.add(_key_arrays(rb, cols), Path(f).name)
+                yield Path(f).name, _key_arrays(rb, cols)
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"cannot read log file {f}: {exc}") from None
-    return kp.finish(_rereader(source, cols))
 
 
 def _key_arrays(rb: pa.RecordBatch | pa.Table, cols: Sequence[str]) -> dict[str, np.ndarray]:
@@ -157,19 +164,21 @@ def _key_arrays(rb: pa.RecordBatch | pa.Table, cols: Sequence[str]) -> dict[str,
     return out
 
 
-def _rereader(source: LogSource, cols: list[str]) -> Any:
+def _rereader(source: LogSource) -> Any:
+    """``reread(rows)``: the key and value columns of the given rows of the log."""
+    cols = [c for c in (*KEY_COLUMNS, *VALUE_COLUMNS) if c in source.columns]
     starts = np.concatenate([[0], np.cumsum(source.file_rows)])
 
     def reread(rows: np.ndarray) -> dict[str, np.ndarray]:
+        from offrec.logs.checks import canonical_table
+
         parts = []
         for i, f in enumerate(source.files):
             local = rows[(rows >= starts[i]) & (rows < starts[i + 1])] - starts[i]
             if local.size:
-                parts.append(pq.read_table(f, columns=cols).take(pa.array(local)))
-        from offrec.logs.checks import canonical_table
-
-        table = pa.concat_tables([canonical_table(t, source.path) for t in parts])
-        return _key_arrays(table, cols)
+                table = pq.read_table(f, columns=cols).take(pa.array(local))
+                parts.append(canonical_table(table, source.path))
+        return _key_arrays(pa.concat_tables(parts), cols)
 
     return reread
 
@@ -314,9 +323,9 @@ def _check_sessions(data: LoggedData, batch: Batch) -> None:
     """The session contract (:class:`~offrec.logs.checks.KeyPass`) on one batch of whole
     sessions: the same rule and message as every other reader."""
     kp = KeyPass(session_log=True, first_row=batch.row)
-    kp.add({"session_id": data.session_id, "step": data.step, "position": data.position},
-           Path(batch.file).name)  # fmt: skip
-    problems = kp.finish().session
+    arrays = {"session_id": data.session_id, "step": data.step, "position": data.position}
+    kp.add(arrays, Path(batch.file).name)
+    problems = kp.finish(lambda rows: {k: v[rows - batch.row] for k, v in arrays.items()}).session
     if problems:
         raise InputError(f"log file {Path(batch.file).name}: {problems[0]}")
 
@@ -391,13 +400,11 @@ def check_log(path: str | Path, batch_size: int = 65_536) -> tuple[bool, list[st
                     rule = msg.split(";")[0]  # one message per rule: its first offending row
                     found.setdefault(rule, locate(msg, where, offset, int(starts[i])))
                 kp.add({"session_id": data.session_id, "step": data.step,
-                        "position": data.position, "user_id": data.user_id,
-                        "action": data.action, "reward": data.reward, "pscore": data.pscore},
-                       Path(f).name)  # fmt: skip
+                        "position": data.position}, Path(f).name)  # fmt: skip
                 offset += table.num_rows
         except (pa.ArrowInvalid, OSError) as exc:
             return False, [f"cannot read log file {f}: {exc}"]
     problems = list(found.values())
-    cols = [c for c in KEY_COLUMNS if c in source.columns]
-    problems += kp.finish(_rereader(source, cols)).messages()
+    rescan = lambda: (c for _, c in _key_batches(source, 1 << 20))  # noqa: E731
+    problems += kp.finish(_rereader(source), rescan).messages()
     return True, problems

@@ -17,7 +17,7 @@ from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from offrec.core.errors import InputError
+from offrec.core.errors import InputError, InputTypeError
 from offrec.sim.config import WorldConfig
 from offrec.sim.world import SessionBatch, World
 
@@ -49,6 +49,23 @@ def _observation_space(world: World) -> spaces.Box:
     return spaces.Box(low, high, dtype=np.float32)
 
 
+def check_action(action: Any, n_items: int) -> int:
+    """``action`` as an int item index: a Python or numpy integer (a 0-d integer array too)
+    in ``[0, n_items)``. A float (``3.7``, even ``3.0``), a bool, a string or an array of
+    several values is an :class:`~offrec.core.errors.InputTypeError`, never truncated."""
+    value = action
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise InputTypeError(
+            f"action must be an integer item index in [0, {n_items}); got {action!r} "
+            f"({type(action).__name__})"
+        )
+    if not 0 <= int(value) < n_items:
+        raise InputError(f"action must be in [0, {n_items}); got {action!r}")
+    return int(value)
+
+
 class RecommenderEnv(gym.Env[np.ndarray, np.int64]):
     """One user session at a time. Action: item index; observation: ``World.observe``.
 
@@ -72,6 +89,7 @@ class RecommenderEnv(gym.Env[np.ndarray, np.int64]):
         self.observation_space = _observation_space(self.world)
         self._batch: SessionBatch | None = None
         self._one = np.zeros(1, np.int64)
+        self._done = False  # the episode ended (terminated or truncated): reset() is due
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -81,14 +99,17 @@ class RecommenderEnv(gym.Env[np.ndarray, np.int64]):
             self._batch = self.world.new_sessions(1, self.np_random)
         else:
             self.world.restart(self._batch, slice(None), self.np_random)
+        self._done = False
         return self.world.observe(self._batch)[0], {"user": int(self._batch.user[0])}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._batch is None:
             raise RuntimeError("call reset() before step()")
-        a = int(action)
-        if not 0 <= a < self.world.n_items:
-            raise InputError(f"action must be in [0, {self.world.n_items}); got {action!r}")
+        if self._done:
+            raise gym.error.ResetNeeded(
+                "the episode has ended (terminated or truncated); call reset() before step()"
+            )
+        a = check_action(action, self.world.n_items)
         self._one[0] = a
         res = self.world.step(self._batch, self._one, self.np_random, validate=False)
         obs = self.world.observe(self._batch)[0]
@@ -96,6 +117,7 @@ class RecommenderEnv(gym.Env[np.ndarray, np.int64]):
         terminated, truncated = bool(res.terminated[0]), bool(res.truncated[0])
         if self.world.config.horizon == 1:  # bandit mode: nothing follows the one decision
             terminated, truncated = True, False
+        self._done = terminated or truncated
         return obs, float(res.reward[0]), terminated, truncated, info
 
 

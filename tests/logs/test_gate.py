@@ -301,3 +301,33 @@ def test_evaluate_refuses_exact_duplicates_it_used_to_count(good, tmp_path, caps
         in err
     )
     assert not (tmp_path / "o.json").exists()
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_key_pass_is_the_same_at_any_batch_size_sorted_or_not(good, tmp_path, shuffle):
+    """Duplicates and collisions found by the streamed pass do not depend on the batch
+    size, on whether the log is sorted (neighbour path vs hash path) or on the reader."""
+    from offrec.logs.reader import key_report as memory_report
+    from offrec.logs.scan import key_report
+
+    t = _table(good)
+    n = t.num_rows
+    rng = np.random.default_rng(5)
+    extra = rng.choice(n, 6, replace=False)
+    changed = _rows(t, extra[3:])
+    j = changed.schema.get_field_index("reward")
+    changed = changed.set_column(
+        j, "reward", pa.compute.subtract(pa.scalar(1.0, pa.float32()), changed.column(j))
+    )
+    full = pa.concat_tables([t, _rows(t, extra[:3]), changed.cast(t.schema)])
+    keys = [full.column(c).to_numpy() for c in ("step", "session_id")]
+    order = rng.permutation(full.num_rows) if shuffle else np.lexsort(keys)  # stable
+    log = _write_parts(tmp_path / "log", _rows(full, order))
+    source = open_log(log, check_rows=False)
+    reports = [key_report(source, batch_size=b) for b in (1, 7, 64, 1 << 20)]
+    dups = {tuple(r.duplicates) for r in reports}
+    colls = {tuple(r.collisions) for r in reports}
+    assert len(dups) == 1 and len(colls) == 1
+    assert len(reports[0].duplicates) == 3 and len(reports[0].collisions) == 3
+    mem = memory_report(read_logs(log, validate=False))
+    assert tuple(mem.duplicates) in dups and tuple(mem.collisions) in colls
