@@ -377,11 +377,13 @@ class PipelineConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> PipelineConfig:
+        from offrec.core.codec import read_text_file
+
         p = Path(path)
-        if not p.is_file():
+        if not p.exists():
             raise MissingInputError(f"pipeline file not found: {p}")
         try:
-            raw = tomllib.loads(p.read_text())
+            raw = tomllib.loads(read_text_file(p, "pipeline file"))
         except tomllib.TOMLDecodeError as exc:
             raise InputError(f"{p}: invalid TOML: {exc}") from None
         return cls.from_dict(raw)

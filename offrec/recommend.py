@@ -31,7 +31,11 @@ def read_world(folder: str | Path) -> World:
         raise MissingInputError(
             f"{path} not found: pass --world (the world config the model was trained in)"
         )
-    raw = json.loads(path.read_text())
+    from offrec.core.codec import read_json_file
+
+    raw = read_json_file(path, "model file")
+    if not isinstance(raw, dict) or "config" not in raw or "seed" not in raw:
+        raise InputError(f"model file {path} must hold an object with 'config' and 'seed'")
     return World(WorldConfig.from_dict(raw["config"]), seed=raw["seed"])
 
 

@@ -80,6 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `offrec summary DIR | head`
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a read-only or full disk met outside offrec's writers
+        from offrec.core.atomic import write_error
+
+        err = write_error(exc, getattr(exc, "filename", None) or "the output")
+        if err is None:
+            raise
+        print(f"offrec: error: {cli_message(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a write (offrec.core.atomic)
         signum = getattr(exc, "signum", None)
         print("offrec: interrupted" + (f" (signal {signum})" if signum else ""), file=sys.stderr)

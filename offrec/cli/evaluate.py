@@ -107,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.policy is None) == (args.probs is None):
         raise InputError("give exactly one of --policy MODEL_DIR or --probs FILE")
+    if args.json:
+        from offrec.core.atomic import check_writable
+
+        check_writable(args.json)  # before the work, not after it
     source = open_log(args.logs)
     name, target = _target_from_args(args, source.n_rows, source.n_actions or 0, source.context_dim)
     estimators = (

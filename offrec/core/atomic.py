@@ -42,7 +42,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from offrec.core.errors import InputError, NoSpaceError, OutputBusyError, OutputExistsError
+from offrec.core.errors import (
+    InputError,
+    NoSpaceError,
+    NotWritableError,
+    OffrecError,
+    OutputBusyError,
+    OutputExistsError,
+)
 
 MANIFEST = ".offrec-manifest.json"
 """File in every output folder offrec publishes: what it wrote there."""
@@ -159,6 +166,78 @@ def format_bytes(n: float) -> str:
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
         n /= 1000
     return f"{n} PB"  # pragma: no cover
+
+
+# ------------------------------------------------------------------------------ OS errors
+_NOT_WRITABLE = {
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+_NO_SPACE = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}
+
+
+def os_errno(exc: BaseException) -> int | None:
+    """The errno of an ``OSError`` (also when Arrow only writes it in the message,
+    ``"... [errno 28] No space left on device"``)."""
+    if not isinstance(exc, OSError):
+        return None
+    if exc.errno is not None:
+        return int(exc.errno)
+    import re
+
+    m = re.search(r"\[errno (\d+)\]", str(exc), re.IGNORECASE)
+    return int(m.group(1)) if m else None
+
+
+def write_error(exc: BaseException, target: str | Path) -> OffrecError | None:
+    """The one-line offrec error for an OS error met while writing ``target`` (a read-only
+    file system, no permission, a full disk), or ``None`` when ``exc`` is not one of them.
+    The message says that nothing was published and any previous output is intact."""
+    no = os_errno(exc)
+    if no in _NO_SPACE:
+        return NoSpaceError(
+            f"cannot write {target}: {_NO_SPACE[no]} ([Errno {no}]); nothing was written and "
+            "any previous output is intact: free space or choose another disk"
+        )
+    if no in _NOT_WRITABLE:
+        where = getattr(exc, "filename", None) or target
+        if ".tmp-" in str(where):  # a temporary name means nothing to the user
+            where = Path(target).parent
+        return NotWritableError(
+            f"cannot write {target}: {_NOT_WRITABLE[no]} ([Errno {no}] at {where}); nothing was "
+            "written: choose a writable folder"
+        )
+    return None
+
+
+def check_writable(target: str | Path) -> None:
+    """Refuse up front (before any work) a ``target`` whose folder cannot be written: the
+    nearest existing folder above it is on a read-only file system or not writable."""
+    p = Path(target).absolute().parent
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if os.access(p, os.W_OK):
+        return
+    readonly = bool(os.statvfs(p).f_flag & os.ST_RDONLY)
+    no = errno.EROFS if readonly else errno.EACCES
+    err = write_error(OSError(no, os.strerror(no), str(p)), target)
+    assert err is not None
+    raise err
+
+
+@contextmanager
+def os_write_errors(target: str | Path) -> Iterator[None]:
+    """Within the block, OS errors of writing (:func:`write_error`) become offrec errors."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, OffrecError):
+            raise
+        err = write_error(exc, target)
+        if err is None:
+            raise
+        raise err from None
 
 
 # ------------------------------------------------------------------------------ lock
@@ -365,18 +444,19 @@ def atomic_dir(
     ``InputError`` when ``out`` is the current directory or a parent of it.
     """
     out = check_output_path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with output_lock(out):
+    with os_write_errors(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+    with os_write_errors(out), output_lock(out):
         remove_stale_temps(out)
         _check_replaceable(out, overwrite)
         if expected_bytes is not None:
             check_free_space(out.parent, expected_bytes, what=str(out))
         tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
-        owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-        (tmp / OWNER).write_text(json.dumps(owner))
         with terminate_as_interrupt():
             try:
+                owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+                (tmp / OWNER).write_text(json.dumps(owner))
                 yield tmp
                 write_manifest(tmp, kind=kind)
                 (tmp / OWNER).unlink()
@@ -414,20 +494,49 @@ def _publish(tmp: Path, out: Path) -> None:
 def owned_dir(out: str | Path, *, kind: str) -> Iterator[Path]:
     """Lock an output folder that is written in place over time (a pipeline run with its
     cache): create it with a manifest if absent, refuse it if it holds anything offrec
-    did not write, and hold :func:`output_lock` until the block ends."""
+    did not write or is another kind of offrec output (a log dataset or a model folder
+    is not merged into: its manifest's ``kind`` must be ``kind``), and hold
+    :func:`output_lock` until the block ends."""
     out = check_output_path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with output_lock(out), terminate_as_interrupt():
+    with os_write_errors(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+    with os_write_errors(out), output_lock(out), terminate_as_interrupt():
         if out.exists() or out.is_symlink():
             foreign = foreign_content(out)
             if foreign is not None and not (out / MANIFEST).is_file():
                 raise OutputExistsError(
                     f"refusing to write into {out}: {foreign}; choose a new folder"
                 )
+            other = _other_kind(out, kind)
+            if other is not None:
+                raise OutputExistsError(
+                    f"refusing to write a {kind} into {out}: it is {other}, not a {kind} "
+                    f"folder; choose a new folder"
+                )
         out.mkdir(exist_ok=True)
         if not (out / MANIFEST).is_file():
             write_manifest(out, kind=kind)
         yield out
+
+
+def _other_kind(out: Path, kind: str) -> str | None:
+    """None when the existing folder ``out`` may hold a ``kind`` output (empty, or its
+    manifest says ``kind``, or a legacy run folder for ``"run"``), else what it is."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return None
+    if (out / MANIFEST).is_file():
+        try:
+            found = read_manifest(out).get("kind")
+        except (OSError, ValueError):
+            return f"a folder whose {MANIFEST} is unreadable"
+        if found == kind:
+            return None
+        names = {"dataset": "a log dataset", "output": "a model or output folder"}
+        return f"{names.get(str(found), f'an offrec {found} folder')} offrec wrote"
+    names_in = {p.name for p in out.iterdir()}
+    if kind == "run" and "pipeline.resolved.json" in names_in:
+        return None
+    return "a folder offrec wrote for something else (a log dataset or a model)"
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -447,11 +556,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     in the manifest, so a later ``overwrite`` still recognises the folder as offrec's.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_dir():
-        raise OutputExistsError(f"cannot write the file {path}: a folder is there")
-    _write_file(path, data)
-    record_in_manifest(path)
+    with os_write_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise OutputExistsError(f"cannot write the file {path}: a folder is there")
+        _write_file(path, data)
+        record_in_manifest(path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -459,8 +569,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 __all__ = [
-    "MANIFEST", "OWNER", "Terminated", "atomic_dir", "atomic_write_bytes", "atomic_write_text",
+    "MANIFEST", "OWNER", "Terminated", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "check_writable",
     "check_free_space", "check_output_path", "file_sha256", "foreign_content", "format_bytes",
-    "output_lock", "owned_dir", "read_manifest", "record_in_manifest", "remove_stale_temps", "terminate_as_interrupt",
+    "os_write_errors", "output_lock", "owned_dir", "write_error", "read_manifest", "record_in_manifest", "remove_stale_temps", "terminate_as_interrupt",
     "verify_manifest", "write_manifest",
 ]  # fmt: skip

@@ -45,7 +45,48 @@ from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin
 
 from offrec.core.errors import InputError, InputTypeError
 
-__all__ = ["ConfigCodec"]
+__all__ = ["ConfigCodec", "read_json_file", "read_text_file"]
+
+
+def read_text_file(path: Any, what: str) -> str:
+    """The UTF-8 text of the file ``path``; ``what`` names it in errors (``"pipeline
+    file"``, ``"model file"``). A missing file is a ``MissingInputError``; a folder, an
+    unreadable file (permissions, I/O error) or text that is not UTF-8 is an
+    ``InputError`` of one line naming the file (and, for bad UTF-8, the byte and where)."""
+    from pathlib import Path
+
+    from offrec.core.errors import MissingInputError
+
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise MissingInputError(f"{what} not found: {p}") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} {p} is a folder, not a file") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{what} {p} is not UTF-8 text: byte 0x{data[exc.start]:02x} at position "
+            f"{exc.start}; save it as UTF-8"
+        ) from None
+
+
+def read_json_file(path: Any, what: str) -> Any:
+    """The JSON value in the file ``path`` (see :func:`read_text_file`); truncated or
+    corrupt JSON is an ``InputError`` naming the file and where the JSON breaks."""
+    text = read_text_file(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{what} {path} is not valid JSON (truncated or corrupt): {exc}; "
+            "write it again (e.g. retrain the model)"
+        ) from None
+
 
 C = TypeVar("C", bound="ConfigCodec")
 

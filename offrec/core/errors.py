@@ -14,7 +14,8 @@ Each class also derives from the built-in exception a Python user would expect, 
     ├── MissingInputError(FileNotFoundError)   an input file or folder is not there
     ├── OutputExistsError(FileExistsError)     the output exists and may not be replaced
     ├── OutputBusyError(BlockingIOError)       another process is writing the same output
-    └── NoSpaceError(OSError)                  the write would not fit on the disk
+    ├── NoSpaceError(OSError)                  the write would not fit on the disk
+    └── NotWritableError(PermissionError)      the output's place is read-only or forbidden
 """
 
 from __future__ import annotations
@@ -45,4 +46,9 @@ class OutputBusyError(OffrecError, BlockingIOError):
 
 
 class NoSpaceError(OffrecError, OSError):
-    """The estimated size of a write does not fit in the free disk space."""
+    """The estimated size of a write does not fit in the free disk space, or the disk
+    filled during the write (nothing was published)."""
+
+
+class NotWritableError(OffrecError, PermissionError):
+    """The output's folder cannot be written: a read-only file system, no permission."""

@@ -114,10 +114,9 @@ def load_policy(
     cfg_path = folder / CONFIG_FILE
     if not cfg_path.is_file():
         raise MissingInputError(f"no saved policy in {folder}: {CONFIG_FILE} not found")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{cfg_path} is not valid JSON: {exc}") from None
+    from offrec.core.codec import read_json_file
+
+    config = read_json_file(cfg_path, "model file")
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise InputError(f"{cfg_path} is not an offrec policy file (format must be {FORMAT!r})")
     if config.get("format_version") != FORMAT_VERSION:

@@ -272,10 +272,9 @@ def load_q_policy(
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise MissingInputError(f"no saved Q-policy in {folder}: {CONFIG_FILE} not found")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path} is not valid JSON: {exc}") from None
+    from offrec.core.codec import read_json_file
+
+    meta = read_json_file(path, "model file")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise InputError(f"{path} is not an offrec Q-policy file (format must be {FORMAT!r})")
     if meta.get("format_version") != FORMAT_VERSION:

@@ -244,12 +244,15 @@ class WorldConfig(ConfigCodec):
     @classmethod
     def from_file(cls, path: str | Path) -> WorldConfig:
         """Read a JSON (``.json``) or TOML (``.toml``) world config file."""
+        from offrec.core.codec import read_text_file
+
         p = Path(path)
-        if not p.is_file():
+        if not p.exists():
             raise MissingInputError(f"world config file not found: {p}")
+        text = read_text_file(p, "world config file")
         if p.suffix == ".toml":
-            return cls.from_toml(p.read_text(), table="world")
-        return cls.from_json(p.read_text())
+            return cls.from_toml(text, table="world")
+        return cls.from_json(text)
 
     def replace(self, **changes: Any) -> WorldConfig:
         """A copy with ``changes`` applied (validated; unknown keys rejected)."""
