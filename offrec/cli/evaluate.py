@@ -70,8 +70,36 @@ def add_parser(sub: Any) -> None:
     e.set_defaults(func=run)
 
 
+def _aligned_by_key(table: Any, source: Any) -> Any:
+    """The probability columns of ``table`` (every column but session_id, step, position)
+    in the log's row order, matched on the row key (session_id, step, position): every
+    log row must have exactly one row in ``table``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    keys = [c for c in ("session_id", "step", "position") if c in table.column_names]
+    log = pa.concat_tables([pq.read_table(f, columns=keys) for f in source.files])
+    mine = [np.asarray(log.column(c).to_numpy(), np.int64) for c in keys]
+    theirs = [np.asarray(table.column(c).to_numpy(zero_copy_only=False), np.int64) for c in keys]
+    if len(theirs[0]) != len(mine[0]):
+        raise InputError(f"--probs has {len(theirs[0]):,} rows; the log has {len(mine[0]):,}")
+    a, b = np.lexsort(mine[::-1]), np.lexsort(theirs[::-1])
+    differ = np.zeros(len(a), bool)
+    for m, t in zip(mine, theirs, strict=True):
+        differ |= m[a] != t[b]
+    if differ.any():
+        i = int(a[np.flatnonzero(differ)[0]])
+        key = ", ".join(f"{c}={int(m[i])}" for c, m in zip(keys, mine, strict=True))
+        raise InputError(f"--probs has no row (or several) for the log's row {i:,} ({key})")
+    values = table.drop(keys).to_pandas().to_numpy(dtype=np.float64)
+    out = np.empty_like(values)
+    out[a] = values[b]
+    return out
+
+
 def _target_from_args(
-    args: argparse.Namespace, n_rows: int, n_actions: int, obs_dim: int
+    args: argparse.Namespace, source: Any, n_rows: int, n_actions: int, obs_dim: int
 ) -> tuple[str, Any]:
     import numpy as np
 
@@ -86,10 +114,24 @@ def _target_from_args(
         raise MissingInputError(f"no such file: {path}")
     if path.suffix == ".npy":
         probs = np.load(path, allow_pickle=False, mmap_mode="r")  # streamed: rows read per batch
+        keyed = False
     else:
         import pyarrow.parquet as pq
 
-        probs = np.asarray(pq.read_table(path).to_pandas().to_numpy(), dtype=np.float64)
+        table = pq.read_table(path)
+        keyed = {"session_id", "step"} <= set(table.column_names)
+        probs = (
+            _aligned_by_key(table, source)
+            if keyed
+            else np.asarray(table.to_pandas().to_numpy(), dtype=np.float64)
+        )
+    if not keyed and source.metadata.get("rows_reordered"):
+        raise InputError(
+            f"--probs {path} gives probabilities by row position, but the rows of {source.path} "
+            "were reordered when it was imported (grouped by session, or problem rows "
+            "dropped): row i of the log is not row i of the source file. Give --probs as a "
+            "Parquet file with session_id and step (and position) columns to align by key"
+        )
     if probs.shape != (n_rows, n_actions):
         raise InputError(
             f"--probs must have one row per log row and one column per action, "
@@ -112,7 +154,9 @@ def run(args: argparse.Namespace) -> int:
 
         check_writable(args.json)  # before the work, not after it
     source = open_log(args.logs)
-    name, target = _target_from_args(args, source.n_rows, source.n_actions or 0, source.context_dim)
+    name, target = _target_from_args(
+        args, source, source.n_rows, source.n_actions or 0, source.context_dim
+    )
     estimators = (
         [e.strip() for e in args.estimators.split(",") if e.strip()] if args.estimators else None
     )

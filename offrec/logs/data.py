@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from offrec.core.errors import InputError
+from offrec.logs.schema import MIN_PSCORE, PSCORE_FLOOR_RULE
 
 __all__ = ["LoggedData", "validate_logged_data"]
 
@@ -215,6 +216,7 @@ def value_problems(data: LoggedData) -> list[str]:
             out.append(msg)
 
     check("pscore", ~((data.pscore > 0) & (data.pscore <= 1)), data.pscore, "must be in (0, 1]")
+    check("pscore", (data.pscore > 0) & (data.pscore < MIN_PSCORE), data.pscore, PSCORE_FLOOR_RULE)
     check("reward", ~np.isfinite(data.reward), data.reward, "must be finite")
     dom = data.reward_domain
     finite = np.isfinite(data.reward)

@@ -296,6 +296,8 @@ def import_frame(
         "out_of_range",
         ~np.isnan(pscore) & ~((pscore > 0) & (pscore <= 1)),
     )
+    add(cmap.pscore, f"propensity {S.PSCORE_FLOOR_RULE}", "out_of_range",
+        (pscore > 0) & (pscore < S.MIN_PSCORE))  # fmt: skip
     add(cmap.reward, "reward must be present and finite", "not_finite", ~np.isfinite(reward))
     domain = S.reward_domain(**(reward_domain or {"kind": "binary"}))
     fin = np.isfinite(reward)
@@ -389,9 +391,12 @@ def import_frame(
         terminated=np.zeros(idx.size, bool),
         truncated=last,
         n_actions=len(ids),
-        metadata={"action_map": [_jsonable(v) for v in ids], "context_columns": names},
+        metadata={"action_map": [_jsonable(v) for v in ids], "context_columns": names,
+                  # row i of the log is not row i of the source (regrouped by session or
+                  # problem rows dropped): probabilities aligned by position are refused
+                  "rows_reordered": not np.array_equal(idx, np.arange(n))},
         reward_domain=domain,
-    )
+    )  # fmt: skip
     return ImportResult(data, problems, n, list(data.metadata["action_map"]))
 
 
@@ -412,6 +417,8 @@ def write_logged_data(
     meta = {S.META_VERSION: __version__, S.META_REWARD_DOMAIN: json.dumps(data.reward_domain)}
     if "action_map" in data.metadata:
         meta[S.META_ACTION_MAP] = json.dumps(data.metadata["action_map"])
+    if "rows_reordered" in data.metadata:
+        meta[S.META_ROWS_REORDERED] = json.dumps(bool(data.metadata["rows_reordered"]))
     for k, v in (extra_metadata or {}).items():
         meta[f"offrec.{k}"] = json.dumps(v)
     schema = S.log_schema(data.context_dim, data.n_actions, logging_dist=data.logging_dist is not None,

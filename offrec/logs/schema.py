@@ -21,6 +21,9 @@ META_N_ACTIONS = "offrec.n_actions"
 META_ITEM_TOPICS = "offrec.item_topics"  # JSON list: topic index of each item
 META_TOPICS = "offrec.topics"  # JSON list of topic names
 META_ACTION_MAP = "offrec.action_map"  # JSON list: original item id of each action (imports)
+META_ROWS_REORDERED = (
+    "offrec.rows_reordered"  # JSON bool: the importer reordered or dropped source rows
+)
 META_REWARD_DOMAIN = "offrec.reward_domain"  # JSON: {"kind": "binary"} or {"kind": "continuous", "low": a, "high": b}
 
 DATASET_FILE = "_offrec_dataset.json"
@@ -72,6 +75,20 @@ def write_dataset_meta(folder: str | Path, meta: dict[str, Any]) -> Path:
     path.write_text(json.dumps(meta), encoding="utf-8")
     return path
 
+
+MIN_PSCORE = 1e-12
+"""The smallest propensity a log may hold. A row's importance weight is up to
+``1 / pscore``: below ``1e-12`` one row outweighs a trillion others, so it alone decides
+IPS, SNIPS and DR for any log that fits on a disk, and their sums lose the other rows in
+float64's 16 digits (at ``1e-300`` they overflow: SNIPS 1.8e-295, DR -5.9e292). Such
+propensities are logging bugs (an underflowed softmax, a log-propensity stored as one);
+every reader refuses them with the row."""
+
+PSCORE_FLOOR_RULE = (
+    f"must be >= {MIN_PSCORE:g} (a smaller propensity gives one row an importance weight "
+    f"above {1 / MIN_PSCORE:g}, which alone decides every weighted estimate)"
+)
+"""The message of the :data:`MIN_PSCORE` rule (readers and importers)."""
 
 BINARY: dict = {"kind": "binary"}
 """The default reward domain: clicks in {0, 1}."""

@@ -554,13 +554,17 @@ def _evaluate_session(
         for p, t in named.items():
             probs = _sample_probs(t, sample, source)
             q_models[p] = seq.fit_fqe(sample, probs, gamma=gamma)
-    # layout: per policy, a whole-session weight column, then each estimator's columns
+    # layout: per policy, a whole-session weight column and three per-decision weight
+    # columns (diagnostics), then each estimator's columns; last, the decisions per session
     col = 0
     weight: dict[str, int] = {}
+    decision: dict[str, tuple[int, int, int, int]] = {}
     forms: dict[tuple[str, str], Form] = {}
     for p in named:
         weight[p] = col
         col += 1
+        decision[p] = (col, col + 1, col + 2, -1)
+        col += 3
         for e in names:
             if e in ("wpdis", "wtis"):
                 k = horizon if e == "wpdis" else 1
@@ -571,7 +575,9 @@ def _evaluate_session(
             else:
                 forms[p, e] = Form(col)
                 col += 1
-    width = col
+    steps_col = col
+    decision = {p: (a, b, c, steps_col) for p, (a, b, c, _) in decision.items()}
+    width = col + 1
 
     def kernel(batch: Batch) -> Moments:
         data = batch.data
@@ -585,6 +591,8 @@ def _evaluate_session(
             except InputError as err:
                 raise _relocate(err, batch, p) from None
             x[:, weight[p]] = _trajectory_weight(data, dist, horizon)
+            a, b, c, _ = decision[p]
+            x[:, a], x[:, b], x[:, c] = _decision_weights(data, dist, horizon)
             for e in names:
                 t_e, form = terms[e], forms[p, e]
                 if form.a is not None:
@@ -592,13 +600,14 @@ def _evaluate_session(
                 if form.b:
                     x[:, list(form.b)] = t_e.b
                     x[:, list(form.c)] = t_e.c
+        x[:, steps_col] = np.bincount(np.searchsorted(sids, data.session_id), minlength=sids.size)
         return Moments.of(x, keys=row_keys(sids), n_bootstrap=n_boot, seed=seed)
 
     moments = eng.map_reduce(source, kernel, sessions=True, progress=progress)
     ests = [_SessionName(e) for e in names]
     result = _finish(
         moments, forms, weight, {}, ests, "session", method, alpha,
-        _per_session(_reward_range(source), horizon), moments.n,
+        _per_session(_reward_range(source), horizon), moments.n, decision,
     )  # fmt: skip
     if learned:  # whole-log estimators: fitted on the log in memory, then added as rows
         import pandas as pd
@@ -662,6 +671,27 @@ def _trajectory_weight(data: LoggedData, dist: np.ndarray, horizon: int) -> np.n
     return np.where(zero, 0.0, np.exp(logw))
 
 
+def _decision_weights(
+    data: LoggedData, dist: np.ndarray, horizon: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per session, the sum, the sum of squares and the largest of its per-decision
+    (prefix) weights :math:`w_{0:t} = \\prod_{s \\le t} w_s`, each (m,): the weights the
+    per-decision estimators (PDIS, WPDIS, DR) put on its decisions, for their diagnostics
+    (Kish's ESS over decisions, the largest weight)."""
+    from offrec.ope.sequential import episode_index
+
+    idx = episode_index(data.session_id, data.step, horizon)
+    w = dist[np.arange(data.n_rows), data.action] / data.pscore
+    with np.errstate(over="ignore"):
+        prefix = np.cumprod(idx.pad(w, 1.0), axis=1) * idx.mask
+    return prefix.sum(axis=1), (prefix**2).sum(axis=1), prefix.max(axis=1)
+
+
+TRAJECTORY_ESTIMATORS = frozenset({"tis", "wtis"})
+"""Session estimators that weight whole trajectories (their diagnostics use the
+trajectory weight; the others use the per-decision weights)."""
+
+
 def _horizon(source: Any) -> int:
     if isinstance(source, LoggedData):
         return int(source.step.max()) + 1
@@ -683,7 +713,13 @@ def _finish(
     moments: Moments, forms: dict[tuple[str, str], Form], weight: dict[str, int],
     support: dict[str, int], ests: Sequence[Any], mode: str, method: str | None, alpha: float,
     value_range: tuple[float, float], n_units: int,
+    decision: dict[str, tuple[int, int, int, int]] | None = None,
 ) -> OPEResult:  # fmt: skip
+    """The table of estimates. ``decision`` (session mode): per policy, the columns of
+    the per-decision weight sums, squares, maxima and the decision count per session;
+    the per-decision estimators report their ESS (Kish's, over decisions), share of the
+    decisions and largest weight from them, so the diagnostics describe the weights the
+    estimate used."""
     import pandas as pd
 
     from offrec.ope.intervals import standard_error
@@ -699,8 +735,22 @@ def _finish(
         ess = w_sum**2 / w_sq if w_sq > 0 else 0.0
         max_w = float(moments.high[wcol])
         sv = float(moments.mean[support[p]]) if p in support else math.nan
+        per_decision = None
+        if decision is not None and p in decision:
+            a, b, c, d = decision[p]
+            d_sum, d_sq = moments.mean[a] * moments.n, moments.mean[b] * moments.n
+            n_dec = moments.mean[d] * moments.n
+            per_decision = (
+                d_sum**2 / d_sq if d_sq > 0 else 0.0,
+                float(moments.high[c]),
+                d_sum,
+                n_dec,
+            )
         for e in ests:
             form = forms[p, e.label]
+            e_ess, e_max, e_sum, e_n = ess, max_w, w_sum, moments.n
+            if per_decision is not None and e.label not in TRAJECTORY_ESTIMATORS:
+                e_ess, e_max, e_sum, e_n = per_decision
             if getattr(e, "self_normalized", False) and not w_sum > 0:
                 raise InputError(
                     f"{e.label} is undefined for policy {p!r}: every importance weight is 0 "
@@ -710,12 +760,12 @@ def _finish(
                 iv = Interval(form.value(moments.mean), math.nan, math.nan, "none", alpha)
             else:
                 iv = interval(moments, form, method=method, alpha=alpha)
-            warn = _warnings(e, iv, ess, moments.n, max_w, w_sum, sv, value_range)
+            warn = _warnings(e, iv, e_ess, int(round(e_n)), e_max, e_sum, sv, value_range)
             rows.append({
                 "policy": p, "estimator": e.label, "value": iv.value, "low": iv.low,
                 "high": iv.high, "interval_method": iv.method,
-                "stderr": standard_error(moments, form), "ess": ess,
-                "ess_share": ess / max(moments.n, 1), "max_weight": max_w,
+                "stderr": standard_error(moments, form), "ess": e_ess,
+                "ess_share": e_ess / max(e_n, 1), "max_weight": e_max,
                 "support_violation": sv, "warnings": warn,
             })  # fmt: skip
     table = pd.DataFrame(rows, columns=list(COLUMNS))

@@ -114,6 +114,18 @@ class Contrast:
         )
 
 
+def min_bootstrap(alpha: float) -> int:
+    """The fewest resamples that can form a ``1 - alpha`` percentile bootstrap interval:
+    each tail beyond an endpoint must hold at least one resample, ``B * alpha / 2 >= 1``,
+    so ``B >= ceil(2 / alpha)`` (40 for a 95% interval). Fewer resamples give endpoints
+    interpolated inside the resamples' range, which can exclude the estimate itself.
+
+    >>> min_bootstrap(0.05), min_bootstrap(0.1)
+    (40, 20)
+    """
+    return math.ceil(2 / alpha - 1e-9)
+
+
 def check_interval_options(
     method: str, n_bootstrap: int, alpha: float, bound: float | None = None
 ) -> None:
@@ -122,6 +134,12 @@ def check_interval_options(
         raise InputError(f"interval method must be one of {list(METHODS)}; got {method!r}")
     check_scalar(n_bootstrap, "n_bootstrap", int, min=1)
     check_scalar(alpha, "alpha", float, min=0.0, max=1.0, min_inclusive=False, max_inclusive=False)
+    if method == "bootstrap" and n_bootstrap < min_bootstrap(alpha):
+        raise InputError(
+            f"n_bootstrap must be >= {min_bootstrap(alpha)} for a {100 * (1 - alpha):g}% bootstrap "
+            f"interval (each tail beyond an endpoint needs a resample: n_bootstrap * alpha / 2 "
+            f">= 1); got {n_bootstrap}"
+        )
     if bound is not None:
         check_scalar(bound, "bound", float, min=0.0)
 
