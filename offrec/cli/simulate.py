@@ -45,6 +45,8 @@ def add_parser(sub: Any) -> None:
     s.add_argument(
         "--logging-dist", action="store_true", help="also store the logger's full distribution"
     )
+    s.add_argument("--batch-size", type=int, default=65_536,
+                   help="rows simulated at once: sets peak memory (the log depends on it: keep it to reproduce a log)")  # fmt: skip
     s.add_argument("--overwrite", action="store_true",
                    help="replace an existing dataset at --out (only one offrec wrote)")  # fmt: skip
     add_global_options(s)
@@ -90,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         result = collect(
             world, policy, out=args.out, n_sessions=args.n_sessions, n_decisions=args.n_decisions,
             seed=args.seed, overwrite=args.overwrite, logging_dist=args.logging_dist, progress=tick,
+            chunk_rows=args.batch_size,
         )  # fmt: skip
     print(result.line())
     return 0

@@ -114,6 +114,7 @@ def collect(
         metadata=metadata,
     )
     per_cohort = max(1, chunk_rows // cfg.horizon)
+    check_collect_memory(world, policy, min(per_cohort, budget), logging_dist=logging_dist)
     start = time.perf_counter()
     rows = sessions = clicks = 0
     files = _PartWriter(schema, rows_per_file)
@@ -186,6 +187,28 @@ class _PartWriter:
             self.writer = None
 
 
+def check_collect_memory(
+    world: World, policy: Any, per_cohort: int, *, logging_dist: bool = False
+) -> None:
+    """Refuse (``InputError``, before anything is simulated) a cohort whose peak memory
+    would not fit: the peak of ``world.run_sessions`` is measured on 8 and 32 sessions of
+    this policy (:func:`~offrec.sim.limits.measured_bytes`, a private random stream: the
+    log is unchanged) and scaled to ``per_cohort`` sessions; two cohorts are in memory
+    when encoding overlaps simulation."""
+    from offrec.sim.limits import check_memory, measured_bytes
+
+    probe = np.random.default_rng(0)
+    fixed, per_session = measured_bytes(
+        lambda n: world.run_sessions(policy, n, probe, record_dist=logging_dist)
+    )
+    need = int(fixed + per_session * per_cohort * 2)
+    check_memory(
+        need,
+        f"simulating {per_cohort * world.config.horizon:,} rows at once with {world.n_items:,} items",
+        "use a smaller --batch-size (rows simulated at once) or fewer items",
+    )
+
+
 def estimated_bytes(
     n_rows: int,
     context_dim: int,
@@ -247,4 +270,7 @@ def expected_rows(world: World, n_sessions: int) -> int:
     return n_sessions * world.config.horizon if world.config.horizon > 1 else n_sessions
 
 
-__all__ = ["CollectSummary", "collect", "estimated_bytes", "expected_rows", "policy_spec"]
+__all__ = [
+    "CollectSummary", "check_collect_memory", "collect", "estimated_bytes", "expected_rows",
+    "policy_spec",
+]  # fmt: skip
