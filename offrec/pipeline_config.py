@@ -434,6 +434,13 @@ def _name_problems(
         problems.append(f"[ope] estimators {bad} do not apply in {mode}; valid: {', '.join(valid)}")
     if ope.interval not in METHODS:
         problems.append(f"[ope] interval must be one of {list(METHODS)}; got {ope.interval!r}")
+    else:
+        from offrec.ope.intervals import check_interval_options
+
+        try:  # the one rule for n_bootstrap and alpha (e.g. enough resamples for an interval)
+            check_interval_options(ope.interval, ope.n_bootstrap, ope.alpha)
+        except InputError as exc:
+            problems.append(f"[ope] {exc}")
     if ope.reward_model not in KINDS:
         problems.append(
             f"[ope] reward_model must be one of {list(KINDS)}; got {ope.reward_model!r}"

@@ -66,6 +66,8 @@ def add_parser(sub: Any) -> None:
         help="rows sampled to fit reward/Q models (default %(default)s)",
     )
     e.add_argument("--json", type=Path, help="also write the estimates and warnings as JSON")
+    e.add_argument("--repair", choices=["drop"],
+                   help="drop duplicated log rows instead of failing (reads the log into memory; not with --probs)")  # fmt: skip
     add_global_options(e)
     e.set_defaults(func=run)
 
@@ -153,7 +155,15 @@ def run(args: argparse.Namespace) -> int:
         from offrec.core.atomic import check_writable
 
         check_writable(args.json)  # before the work, not after it
-    source = open_log(args.logs)
+    if args.repair is not None and args.probs is not None:
+        raise InputError("--repair drop changes the log's rows; --probs are aligned with them: "
+                         "use --policy, or write the probabilities for a repaired copy")  # fmt: skip
+    source = open_log(args.logs, check_rows=args.repair is None)
+    logs: Any = source.path
+    if args.repair is not None:
+        from offrec.logs import read_logs
+
+        logs = read_logs(args.logs, repair=args.repair)  # the reader's rule and warning
     name, target = _target_from_args(
         args, source, source.n_rows, source.n_actions or 0, source.context_dim
     )
@@ -168,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
             done[0] = rows
 
         result = evaluate(
-            source.path, {name: target}, estimators=estimators,
+            logs, {name: target}, estimators=estimators,
             reward_model=RewardModel(kind=args.reward_model, seed=args.seed),
             interval=None if args.interval == "none" else args.interval,
             n_bootstrap=args.n_bootstrap, seed=args.seed, mode=args.mode, engine=args.engine,

@@ -243,6 +243,8 @@ def evaluate(
         )
     session = _pick_mode(mode, session_log, estimators)
     n_boot = n_bootstrap if interval == "bootstrap" else 0
+    check_evaluate_memory(n_actions, batch_size, workers if engine == "local" else 1, n_boot,
+                          min(fit_rows, source.n_rows))  # fmt: skip
     if session:
         return _evaluate_session(
             source, eng, named, estimators, interval, n_boot, alpha, seed, gamma, fit_rows, progress
@@ -254,6 +256,45 @@ def evaluate(
 
 
 # ------------------------------------------------------------------------------ setup
+DENSE_CELL_BYTES = 24
+"""Bytes per (row, action) cell a batch holds at once: the target's distribution, the
+reward model's predictions for every action (DM/DR) and one float64 temporary."""
+
+
+def evaluate_bytes(
+    n_actions: int, batch_size: int, workers: int, n_bootstrap: int, fit_rows: int
+) -> dict[str, int]:
+    """Upper estimate of :func:`evaluate`'s peak memory by what scales with a user-given
+    size: ``batch_size x n_actions`` dense arrays per worker, the fitting sample's
+    predictions (``fit_rows x n_actions``), and the bootstrap's per-batch buffers
+    (``n_bootstrap`` x (resample bits of :data:`~offrec.ope.stats._BITS_ROWS` units, the
+    float32 block of :data:`~offrec.ope.stats._BOOT_ROWS`, the resample sums)) per worker."""
+    from offrec.ope.stats import _BITS_ROWS, _BOOT_ROWS
+
+    return {
+        "--batch-size x items": DENSE_CELL_BYTES * batch_size * n_actions * workers,
+        "--fit-rows x items": 2 * 8 * fit_rows * n_actions,
+        "--n-bootstrap": n_bootstrap * (2 * _BITS_ROWS + 4 * _BOOT_ROWS + 64 * 12) * workers,
+    }
+
+
+def check_evaluate_memory(
+    n_actions: int, batch_size: int, workers: int, n_bootstrap: int, fit_rows: int
+) -> None:
+    """Refuse before reading the log when :func:`evaluate_bytes` does not fit in memory;
+    the message names the largest part and what to lower."""
+    from offrec.sim.limits import check_memory
+
+    parts = evaluate_bytes(n_actions, batch_size, workers, n_bootstrap, fit_rows)
+    big = max(parts, key=lambda k: parts[k])
+    check_memory(
+        sum(parts.values()),
+        f"evaluate ({n_actions:,} items, --batch-size {batch_size:,}, --workers {workers}, "
+        f"--n-bootstrap {n_bootstrap:,}, --fit-rows {fit_rows:,})",
+        f"lower {big.split(' x ')[0]} (the largest part)",
+    )
+
+
 def _shape(source: LogSource | LoggedData) -> tuple[int, bool]:
     if isinstance(source, LoggedData):
         return source.n_actions, bool(source.n_rows and source.step.max() > 0)

@@ -290,7 +290,7 @@ def test_every_reader_gives_the_same_verdict(good, tmp_path, capsys, case):
     assert len({c[c.index(expected) - 40 :] if len(c) > 60 else c for c in core}) >= 1
 
 
-def test_evaluate_refuses_exact_duplicates_it_used_to_count(good, tmp_path, capsys):
+def test_evaluate_refuses_exact_duplicates_it_used_to_count(good, tmp_path, capsys, caplog):
     t = _table(good)
     log = _write_parts(tmp_path / "dups", pa.concat_tables([t, t.slice(0, 1)]))
     code = main(commands(log, good, tmp_path / "o.json")["evaluate"])
@@ -300,7 +300,11 @@ def test_evaluate_refuses_exact_duplicates_it_used_to_count(good, tmp_path, caps
         and f"1 duplicated row(s) (identical to an earlier row in every column); rows {t.num_rows}"
         in err
     )
+    assert "use --repair drop to keep the first of each" in err
     assert not (tmp_path / "o.json").exists()
+    # the same explicit leniency as train and read_logs: the first of each kept
+    assert main([*commands(log, good, tmp_path / "o.json")["evaluate"], "--repair", "drop"]) == 0
+    assert "1 duplicated row(s)" in caplog.text and "dropped (the first of each kept)" in caplog.text
 
 
 @pytest.mark.parametrize("shuffle", [False, True])

@@ -30,7 +30,7 @@ def tiny(raw: dict) -> dict:
             spec["params"] = {**spec.get("params", {}), **RL_BUDGET}
     ope = raw.setdefault("ope", {})
     if ope.get("interval", "bootstrap") == "bootstrap":
-        ope["n_bootstrap"] = 20
+        ope["n_bootstrap"] = 40  # the fewest that form a 95% interval (min_bootstrap)
     raw["online"] = {**raw.get("online", {}), "n_sessions": 200}
     return raw
 
