@@ -304,7 +304,9 @@ def test_evaluate_refuses_exact_duplicates_it_used_to_count(good, tmp_path, caps
     assert not (tmp_path / "o.json").exists()
     # the same explicit leniency as train and read_logs: the first of each kept
     assert main([*commands(log, good, tmp_path / "o.json")["evaluate"], "--repair", "drop"]) == 0
-    assert "1 duplicated row(s)" in caplog.text and "dropped (the first of each kept)" in caplog.text
+    assert (
+        "1 duplicated row(s)" in caplog.text and "dropped (the first of each kept)" in caplog.text
+    )
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
