@@ -148,6 +148,7 @@ class KeyReport:
     collisions: np.ndarray
     collision_example: tuple[int, int] | None = None
     session: list[str] = field(default_factory=list)
+    max_step: int = -1
 
     def messages(self, *, repair_hint: bool = True) -> list[str]:
         """One message per broken rule; the session contract is reported only when the
@@ -196,6 +197,7 @@ class KeyPass:
         self.sorted = True
         self.first_row = first_row  # row number of the first row fed (in the whole log)
         self.n_rows = 0
+        self.max_step = -1
         self._prev: dict[str, np.ndarray] | None = None  # last row of the previous batch
         self._prev_file: str | None = None
         self._cand: list[np.ndarray] = []  # rows sharing a key with their predecessor
@@ -235,6 +237,7 @@ class KeyPass:
         self._prev = {k: cols[k][-1:] for k in keys}
         self._prev_file = file
         self.n_rows += n
+        self.max_step = max(self.max_step, int(cols["step"].max()))
 
     def _sessions(self, full: dict[str, np.ndarray], off: int, start: int, file: str,
                   new_file: bool) -> None:  # fmt: skip
@@ -307,7 +310,7 @@ class KeyPass:
                     "log by session_id, step)"
                 )
         session += list(self._session.values())
-        return KeyReport(dups, coll, example, session)
+        return KeyReport(dups, coll, example, session, self.max_step)
 
 
 def _classify(

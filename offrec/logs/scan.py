@@ -17,7 +17,7 @@ report a session that breaks it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,17 +109,23 @@ def open_log(path: str | Path, *, check_rows: bool = True) -> LogSource:
     if check_rows:
         stamp = _stamp(files)
         if stamp not in _CLEAN:
-            problems = key_report(source).messages()
+            report = key_report(source)
+            problems = report.messages()
             if problems:
                 raise InputError(problems[0])
             if len(_CLEAN) > 64:
                 _CLEAN.clear()
-            _CLEAN.add(stamp)
+            _CLEAN[stamp] = report.max_step
+        if max_step >= _UNKNOWN:  # no step statistics in the footers: the pass measured it
+            source = replace(source, max_step=_CLEAN[stamp])
     return source
 
 
-_CLEAN: set[tuple[tuple[str, int, int], ...]] = set()
-"""Logs whose row-key rules passed in this process, by (file, size, mtime) of each file."""
+_CLEAN: dict[tuple[tuple[str, int, int], ...], int] = {}
+"""Logs whose row-key rules passed in this process, by (file, size, mtime) of each file,
+with their largest step."""
+_UNKNOWN = 1 << 30
+"""``max_step`` of a log whose footers have no step statistics (until a pass reads it)."""
 
 
 def _stamp(files: list[Path]) -> tuple[tuple[str, int, int], ...]:
@@ -199,7 +205,7 @@ def _column_max(meta: pq.FileMetaData, name: str) -> int:
     for g in range(meta.num_row_groups):
         stats = meta.row_group(g).column(idx[0]).statistics
         if stats is None or not stats.has_min_max:
-            return 1 << 30  # unknown: assume sessions (readers check steps anyway)
+            return _UNKNOWN  # unknown: assume sessions (readers check steps anyway)
         best = max(best, int(stats.max))
     return best
 
