@@ -412,5 +412,5 @@ def check_log(path: str | Path, batch_size: int = 65_536) -> tuple[bool, list[st
             return False, [f"cannot read log file {f}: {exc}"]
     problems = list(found.values())
     rescan = lambda: (c for _, c in _key_batches(source, 1 << 20))  # noqa: E731
-    problems += kp.finish(_rereader(source), rescan).messages()
+    problems += kp.finish(_rereader(source), rescan).messages(repair_hint=False)
     return True, problems
