@@ -192,14 +192,16 @@ def check_collect_memory(
 ) -> None:
     """Refuse (``InputError``, before anything is simulated) a cohort whose peak memory
     would not fit: the peak of ``world.run_sessions`` is measured on 8 and 32 sessions of
-    this policy (:func:`~offrec.sim.limits.measured_bytes`, a private random stream: the
+    this policy (fewer when a cohort has fewer) (:func:`~offrec.sim.limits.measured_bytes`, a private random stream: the
     log is unchanged) and scaled to ``per_cohort`` sessions; two cohorts are in memory
     when encoding overlaps simulation."""
     from offrec.sim.limits import check_memory, measured_bytes
 
     probe = np.random.default_rng(0)
+    big = min(32, max(2, per_cohort))  # never more sessions than a cohort (long horizons)
     fixed, per_session = measured_bytes(
-        lambda n: world.run_sessions(policy, n, probe, record_dist=logging_dist)
+        lambda n: world.run_sessions(policy, n, probe, record_dist=logging_dist),
+        sizes=(max(1, big // 4), big),
     )
     need = int(fixed + per_session * per_cohort * 2)
     check_memory(
