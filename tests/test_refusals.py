@@ -117,3 +117,11 @@ def test_probs_by_position_are_refused_when_the_import_reordered_rows(tmp_path, 
     order = np.lexsort((src["t"], src["sess"]))  # the log's rows, in source row numbers
     want = evaluate(data, {"p": FixedProbs(probs[order])}, estimators=["ips"], interval=None)
     assert got == pytest.approx(float(want.table["value"].iloc[0]), rel=1e-9)  # JSON: 10 digits
+
+
+def test_the_array_api_applies_the_same_floor():
+    from offrec.ope import estimate_interval
+
+    with pytest.raises(InputError, match=r"pscore must be >= 1e-12 .*row 1 has 1e-300"):
+        estimate_interval("snips", reward=[1.0, 0.0], action=[0, 1], pscore=[0.5, 1e-300],
+                          action_dist=[[0.5, 0.5], [0.5, 0.5]], method="normal")  # fmt: skip

@@ -32,6 +32,7 @@ from offrec.core.errors import InputError
 from offrec.core.policy import GreedyDist
 from offrec.core.threads import over_row_ranges
 from offrec.core.validation import first_bad
+from offrec.logs.schema import MIN_PSCORE, PSCORE_FLOOR_RULE
 
 SUM_TOL = 1e-6
 """Tolerance on ``|sum_a action_dist[i, a] - 1|``."""
@@ -135,11 +136,16 @@ def _as_estimates(estimated_rewards: Any, shape: tuple[int, ...]) -> np.ndarray 
 
 
 def _check_rows(reward: np.ndarray, pscore: np.ndarray, action: np.ndarray, k: int) -> None:
-    """Finite rewards, pscores in (0, 1], actions in ``[0, k)``; errors name the first bad row."""
+    """Finite rewards, pscores in [MIN_PSCORE, 1], actions in ``[0, k)``; errors name the
+    first bad row."""
     _check_finite(reward, "reward")
-    if not (pscore.min() > 0.0 and pscore.max() <= 1.0):  # two reductions; nan fails both
+    low = pscore.min()
+    if not (low > 0.0 and pscore.max() <= 1.0):  # two reductions; nan fails both
         i = first_bad(~((pscore > 0.0) & (pscore <= 1.0)))
         raise InputError(f"pscore must be in (0, 1]; row {i} has {float(pscore[i])!r}")
+    if low < MIN_PSCORE:  # the log readers' floor: weights above 1 / MIN_PSCORE
+        i = first_bad(pscore < MIN_PSCORE)
+        raise InputError(f"pscore {PSCORE_FLOOR_RULE}; row {i} has {float(pscore[i])!r}")
     _check_range(action, "action", k, "")
 
 
