@@ -78,7 +78,8 @@ def _target_from_args(
     if args.policy:
         from offrec.models import load_model
 
-        return Path(args.policy).name, load_model(args.policy, n_actions=n_actions, obs_dim=obs_dim)
+        # sizes checked by evaluate(), after laying the model's item map onto the log's
+        return Path(args.policy).name, load_model(args.policy, obs_dim=obs_dim)
     from offrec.ope import FixedProbs
 
     path = Path(args.probs)

@@ -70,8 +70,9 @@ class LoggedData:
         """What the mean reward is called in tables: ``"CTR"`` only for clicks."""
         return "CTR" if self.binary_reward else "mean reward"
 
-    def check_binary_reward(self, what: str, fits: str = "a learner or estimator that takes "
-                            "continuous rewards") -> None:
+    def check_binary_reward(
+        self, what: str, fits: str = "a learner or estimator that takes continuous rewards"
+    ) -> None:
         """Raise ``InputError`` unless the reward is binary; ``what`` names the caller and
         ``fits`` what takes this reward instead (:func:`offrec.core.domain.require_binary`)."""
         from offrec.core.domain import require_binary

@@ -287,7 +287,9 @@ def import_frame(
     else:
         unknown = items.unknown(raw_action.dropna().to_numpy())
         if unknown and not extend_items:
-            shown = ", ".join(repr(u) for u in unknown[:10]) + (", ..." if len(unknown) > 10 else "")
+            shown = ", ".join(repr(u) for u in unknown[:10]) + (
+                ", ..." if len(unknown) > 10 else ""
+            )
             raise InputError(
                 f"column '{cmap.action}': {len(unknown)} item id(s) are not in the item map "
                 f"({items.n_items} items): {shown}; pass extend_items=True (--extend-items) "
@@ -564,6 +566,10 @@ def import_any(
     to the flavour (a column map for OBD or for offrec's own Parquet, an item context for
     a CSV) is an ``InputError`` that says what applies."""
     domain = S.reward_domain(*reward)
+    if extend_items and items is None:
+        raise InputError(
+            "extend_items (--extend-items) applies only with items (--items LOG_OR_CATALOG)"
+        )
     if flavour == "obd":
         wrong = sorted(set(given) - {"categorical", "item_context", "items", "extend_items"})
         if wrong or domain["kind"] != "binary":

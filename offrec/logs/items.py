@@ -181,7 +181,9 @@ class ItemMap:
             return cls.identity(raw[SIDECAR_SIZE_KEY])
         m = cls(tuple(ids))
         if m.n_items != raw[SIDECAR_SIZE_KEY]:
-            raise InputError(f"{where}: n_items={raw[SIDECAR_SIZE_KEY]} but it lists {m.n_items} ids")
+            raise InputError(
+                f"{where}: n_items={raw[SIDECAR_SIZE_KEY]} but it lists {m.n_items} ids"
+            )
         return m
 
     @classmethod
@@ -214,7 +216,10 @@ def read_item_map(folder: str | Path) -> ItemMap | None:
     if not isinstance(raw, dict) or SIDECAR_KEY not in raw:
         return None
     return ItemMap.from_json(
-        {SIDECAR_SIZE_KEY: raw.get(SIDECAR_SIZE_KEY, len(raw[SIDECAR_KEY])), "ids": raw[SIDECAR_KEY]},
+        {
+            SIDECAR_SIZE_KEY: raw.get(SIDECAR_SIZE_KEY, len(raw[SIDECAR_KEY])),
+            "ids": raw[SIDECAR_KEY],
+        },
         str(side),
     )
 
@@ -259,7 +264,9 @@ def item_map_from(src: str | Path) -> ItemMap:
                 raise InputError(f"log {p} does not record n_actions; cannot take its item map")
             return ItemMap.of_metadata(meta, n)
         if p.is_dir():
-            raise InputError(f"{p} is not an offrec log (no offrec metadata); give a log or a catalog file")
+            raise InputError(
+                f"{p} is not an offrec log (no offrec metadata); give a log or a catalog file"
+            )
     from offrec.logs.importers import read_table
 
     table = read_table(p)
@@ -306,7 +313,11 @@ class TranslatedPolicy:
     """
 
     def __init__(self, policy: Any, index: np.ndarray, n_actions: int) -> None:
-        self.policy, self.index, self.n_actions = policy, np.asarray(index, np.int64), int(n_actions)
+        self.policy, self.index, self.n_actions = (
+            policy,
+            np.asarray(index, np.int64),
+            int(n_actions),
+        )
         self.name = getattr(policy, "name", type(policy).__name__)
 
     def action_dist(self, obs: np.ndarray) -> np.ndarray:

@@ -48,6 +48,7 @@ from offrec.core.policy import GreedyDist
 from offrec.core.validation import check_scalar
 from offrec.engines.sample import draw_sample
 from offrec.logs.data import LoggedData
+from offrec.logs.items import ItemMap, translate_target
 from offrec.logs.scan import Batch, LogSource, open_log
 from offrec.ope.estimators import ESTIMATORS, Estimator, make_estimator
 from offrec.ope.intervals import Contrast, Form, Interval, check_interval_options, interval
@@ -235,7 +236,7 @@ def evaluate(
     eng = make_engine(engine, **options)
     source: LogSource | LoggedData = logs if isinstance(logs, LoggedData) else open_log(logs)
     n_actions, session_log = _shape(source)
-    named = _named_targets(targets, n_actions)
+    named = _named_targets(targets, n_actions, ItemMap.of_metadata(source.metadata, n_actions))
     if engine == "ray" and any(isinstance(t, FixedProbs) for t in named.values()):
         raise InputError(
             "fixed probabilities are aligned with row numbers, which the ray engine does not "
@@ -263,13 +264,21 @@ def _shape(source: LogSource | LoggedData) -> tuple[int, bool]:
     return n, source.is_session_log
 
 
-def _named_targets(targets: Mapping[str, Any] | Any, n_actions: int) -> dict[str, Any]:
+def _named_targets(
+    targets: Mapping[str, Any] | Any, n_actions: int, items: ItemMap | None = None
+) -> dict[str, Any]:
+    """``{name: target}``, each checked against the log: a target that carries the item
+    map it was trained with (``item_map``) is laid onto the log's map through the source
+    ids (:func:`~offrec.logs.items.translate_target`; a model item the log lacks is an
+    error), so no target is ever scored against the wrong items."""
     named = dict(targets) if isinstance(targets, Mapping) else {_name(targets): targets}
     if not named:
         raise InputError("targets must name at least one policy; got none")
     for name, t in named.items():
         if isinstance(t, np.ndarray):
             named[name] = t = FixedProbs(t)
+        if items is not None:
+            named[name] = t = translate_target(t, items, f"target {name!r}")
         if not isinstance(t, FixedProbs) and not callable(getattr(t, "action_dist", None)):
             raise InputError(f"target {name!r} must have an action_dist(obs) method")
         if getattr(t, "n_actions", None) != n_actions:
