@@ -65,6 +65,9 @@ def add_parser(sub: Any) -> None:
         default=200_000,
         help="rows sampled to fit reward/Q models (default %(default)s)",
     )
+    e.add_argument("--strict", action="store_true",
+                   help="an estimator named in --estimators that cannot apply to the log is an error "
+                   "(default: it is skipped, the others are reported, and the reason is listed)")  # fmt: skip
     e.add_argument("--json", type=Path, help="also write the estimates and warnings as JSON")
     add_global_options(e)
     e.set_defaults(func=run)
@@ -126,13 +129,15 @@ def run(args: argparse.Namespace) -> int:
             interval=None if args.interval == "none" else args.interval,
             n_bootstrap=args.n_bootstrap, seed=args.seed, mode=args.mode, engine=args.engine,
             batch_size=args.batch_size, workers=args.workers, ray_address=args.ray_address,
-            fit_rows=args.fit_rows, progress=tick,
+            fit_rows=args.fit_rows, progress=tick, strict=args.strict,
         )  # fmt: skip
     table = result.table
     shown = table.drop(columns=["warnings"]).assign(
         recommended=(table["estimator"] == result.recommended).map({True: "*", False: ""})
     )
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for est, reason in result.skipped.items():
+        print(f"skipped {est}: {reason}")
     print(f"recommended estimator for this {result.mode} log: {result.recommended}")
     for w in result.warnings():
         print(f"WARNING: {w}", file=sys.stderr)
@@ -143,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
             "mode": result.mode, "recommended": result.recommended,
             "estimates": json.loads(table.to_json(orient="records")),
             "warnings": result.warnings(),
+            "skipped": [{"estimator": k, "reason": v} for k, v in result.skipped.items()],
         }  # fmt: skip
         atomic_write_text(args.json, json.dumps(out, indent=2))
     return 0

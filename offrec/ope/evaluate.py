@@ -129,6 +129,7 @@ class OPEResult:
             or sessions (session mode).
         value_range: the feasible range of the value (clicks in [0, 1] per decision;
             [0, horizon] per session).
+        skipped: ``{estimator: reason}`` for the estimators that could not apply.
     """
 
     table: pd.DataFrame
@@ -141,6 +142,9 @@ class OPEResult:
     forms: dict[tuple[str, str], Form] = field(repr=False)
     method: str | None = None
     alpha: float = 0.05
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Estimators asked for (or defaults) that could not apply to the log: ``{name:
+    reason}`` (see ``strict`` in :func:`evaluate`); the table has the others."""
 
     def warnings(self) -> list[str]:
         """Every warning, prefixed by its policy and estimator."""
@@ -190,6 +194,7 @@ def evaluate(
     ray_address: str | None = None,
     fit_rows: int = 200_000,
     progress: Callable[[int], None] | None = None,
+    strict: bool = False,
 ) -> OPEResult:
     """Estimate the value of ``targets`` from ``logs`` (module docstring: how).
 
@@ -215,6 +220,10 @@ def evaluate(
             ``ray_address`` (a Ray cluster; default ``RAY_ADDRESS`` or a local Ray).
         fit_rows: the bounded sample the models are fitted on.
         progress: called with the rows done so far (per pass over the log).
+        strict: an estimator named in ``estimators`` that cannot apply to the log (e.g.
+            ``mb``, which needs clicks, on a continuous reward) is an ``InputError``. By
+            default (and always for the default estimators) it is left out, the others
+            are reported, and :attr:`OPEResult.skipped` says which and why.
 
     Returns:
         :class:`OPEResult`.
@@ -244,14 +253,67 @@ def evaluate(
         )
     session = _pick_mode(mode, session_log, estimators)
     n_boot = n_bootstrap if interval == "bootstrap" else 0
+    asked = estimators or (DEFAULT_SESSION if session else DEFAULT_BANDIT)
+    kept, skipped = _applicable(asked, _reward_domain(source), strict and estimators is not None)
     if session:
-        return _evaluate_session(
-            source, eng, named, estimators, interval, n_boot, alpha, seed, gamma, fit_rows, progress
+        result = _evaluate_session(
+            source, eng, named, kept, interval, n_boot, alpha, seed, gamma, fit_rows, progress
         )
-    return _evaluate_bandit(
-        source, eng, named, estimators, reward_model, interval, n_boot, alpha, seed, fit_rows,
-        progress,
-    )  # fmt: skip
+    else:
+        result = _evaluate_bandit(
+            source, eng, named, kept, reward_model, interval, n_boot, alpha, seed, fit_rows,
+            progress,
+        )  # fmt: skip
+    result.skipped = skipped
+    return result
+
+
+DEFAULT_BANDIT: tuple[str, ...] = ("ips", "snips", "dr")
+"""The bandit estimators :func:`evaluate` runs when none are named."""
+DEFAULT_SESSION: tuple[str, ...] = ("mb", "pdis", "wpdis", "dr", "fqe")
+"""The session estimators :func:`evaluate` runs when none are named."""
+
+
+def why_not(estimator: str, domain: dict[str, Any]) -> str | None:
+    """Why ``estimator`` (a name) cannot apply to a log with the declared reward
+    ``domain``, or None when it can. Owned by the estimators' modules: the session
+    estimators with a click model (:data:`offrec.ope.sequential.NEEDS_CLICKS`) need a
+    binary reward; every other estimator takes bounded continuous rewards (the reward
+    models fit them as a fractional response, :mod:`offrec.reward.model`)."""
+    from offrec.core.domain import describe, is_binary
+    from offrec.ope.sequential import NEEDS_CLICKS
+
+    if estimator in NEEDS_CLICKS and not is_binary(domain):
+        return (
+            f"needs a binary (0/1 click) reward (its session model is a logistic click model); "
+            f"this log's reward is {describe(domain)}"
+        )
+    return None
+
+
+def _applicable(
+    asked: Sequence[str | Estimator], domain: dict[str, Any], strict: bool
+) -> tuple[list[str | Estimator], dict[str, str]]:
+    """The estimators of ``asked`` that apply to the log, and ``{name: reason}`` for the
+    others (an ``InputError`` for the first of those when ``strict``). When none is left
+    the reasons are the error."""
+    kept: list[str | Estimator] = []
+    skipped: dict[str, str] = {}
+    for e in asked:
+        name = e if isinstance(e, str) else e.name
+        reason = why_not(name, domain) if isinstance(name, str) else None
+        if reason is None:
+            kept.append(e)
+        elif strict:
+            raise InputError(f"estimator {name!r} cannot apply to this log: {reason}")
+        else:
+            skipped[name] = reason
+    if not kept:
+        raise InputError(
+            "no estimator asked for applies to this log: "
+            + "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        )
+    return kept, skipped
 
 
 # ------------------------------------------------------------------------------ setup
@@ -400,6 +462,7 @@ def fit_fold_models(sample: LoggedData, rm: RewardModel, seed: int, n_positions:
                 sample.pscore[rows],
                 None if position is None else position[rows],
                 n_actions=sample.n_actions,
+                reward_domain=sample.reward_domain,
             )  # fmt: skip
         )
         if n_positions > 1 and models[-1].n_positions < n_positions:
@@ -446,8 +509,7 @@ def _evaluate_bandit(
     method: str | None, n_boot: int, alpha: float, seed: int, fit_rows: int, progress: Any,
 ) -> OPEResult:  # fmt: skip
     ests = [
-        e if isinstance(e, Estimator) else make_estimator(e)
-        for e in estimators or ("ips", "snips", "dr")
+        e if isinstance(e, Estimator) else make_estimator(e) for e in estimators or DEFAULT_BANDIT
     ]
     if not ests:
         raise InputError("estimators must name at least one estimator; got none")
@@ -508,17 +570,19 @@ def _sn_parts(e: Estimator, terms: Any) -> Any:
     return Parts(None, w * terms.reward, w)
 
 
+def _reward_domain(source: Any) -> dict[str, Any]:
+    """The log's declared reward domain (clicks when it declares none)."""
+    if isinstance(source, LoggedData):
+        return source.reward_domain
+    return source.metadata.get("reward_domain") or {"kind": "binary"}
+
+
 def _reward_range(source: Any) -> tuple[float, float]:
     """The feasible range of one reward: [0, 1] for clicks, the declared bounds of a
     continuous reward (the log's ``reward_domain``)."""
-    dom = (
-        source.reward_domain
-        if isinstance(source, LoggedData)
-        else source.metadata.get("reward_domain") or {"kind": "binary"}
-    )
-    if dom.get("kind", "binary") == "binary":
-        return (0.0, 1.0)
-    return (float(dom["low"]), float(dom["high"]))
+    from offrec.core.domain import bounds
+
+    return bounds(_reward_domain(source))
 
 
 def _per_session(reward_range: tuple[float, float], horizon: int) -> tuple[float, float]:
@@ -540,10 +604,7 @@ def _evaluate_session(
 ) -> OPEResult:  # fmt: skip
     from offrec.ope import sequential as seq
 
-    asked = [
-        e if isinstance(e, str) else e.name
-        for e in estimators or ("mb", "pdis", "wpdis", "dr", "fqe")
-    ]
+    asked = [e if isinstance(e, str) else e.name for e in estimators or DEFAULT_SESSION]
     learned = [e for e in asked if e in seq.LEARNED_SEQUENTIAL]
     names = [e for e in asked if e not in seq.LEARNED_SEQUENTIAL] or ["pdis"]  # weights, ESS
     only_learned = len(learned) == len(asked)
