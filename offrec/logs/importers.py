@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from offrec.core.errors import InputError, MissingInputError, OutputExistsError
 from offrec.logs import schema as S
 from offrec.logs.data import LoggedData
-from offrec.logs.items import ItemMap, item_map_from
+from offrec.logs.items import ItemMap
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,39 @@ def read_table(src: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
         except pd.errors.ParserError as exc:
             raise InputError(f"{p}: malformed CSV: {str(exc).splitlines()[0]}") from None
     raise InputError(f"source must be a .csv or .parquet file; got {p.name}")
+
+
+def item_map_from(src: str | Path) -> ItemMap:
+    """The item map to import against: an offrec log (its map; the identity for a
+    simulated log) or a catalog file (CSV/Parquet with an ``item_id`` column: items in
+    file order, unique)."""
+    from offrec.logs.reader import log_files, read_metadata
+
+    p = Path(src)
+    if not p.exists():
+        raise MissingInputError(f"no item map source at {p}: not a log folder or catalog file")
+    if p.is_dir() or p.suffix.lower() in (".parquet", ".pq"):
+        files = log_files(p)
+        if S.META_SCHEMA_VERSION.encode() in (pq.read_schema(files[0]).metadata or {}):
+            meta = read_metadata(p)
+            n = meta.get("n_actions")
+            if not isinstance(n, int):
+                raise InputError(f"log {p} does not record n_actions; cannot take its item map")
+            return ItemMap.of_metadata(meta, n)
+        if p.is_dir():
+            raise InputError(
+                f"{p} is not an offrec log (no offrec metadata); give a log or a catalog file"
+            )
+    table = read_table(p)
+    if "item_id" not in table.columns:
+        raise InputError(
+            f"catalog {p} must have an 'item_id' column; columns: {list(table.columns)}"
+        )
+    col = table["item_id"]
+    if col.isna().any():
+        row = int(np.flatnonzero(col.isna().to_numpy())[0])
+        raise InputError(f"catalog {p}: column 'item_id' must not be empty; row {row} is")
+    return ItemMap(tuple(col.tolist()))
 
 
 def _rows(mask: np.ndarray) -> np.ndarray:
@@ -443,7 +476,7 @@ def import_logs(
     """Import a CSV/Parquet file into an offrec log dataset at ``out`` (atomic; nothing is
     written when the import fails). ``items``: an item map to import against (an
     :class:`~offrec.logs.items.ItemMap`, or the path of a log or catalog file, see
-    :func:`~offrec.logs.items.item_map_from`), ``extend_items`` to add unknown items
+    :func:`item_map_from`), ``extend_items`` to add unknown items
     (:func:`import_frame`)."""
     if Path(out).exists() and not overwrite:
         raise OutputExistsError(f"output {out} already exists; pass overwrite=True to replace it")

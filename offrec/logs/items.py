@@ -34,12 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from offrec.core.errors import InputError, MissingInputError
+from offrec.core.errors import InputError
 
 __all__ = [
     "ItemMap",
     "TranslatedPolicy",
-    "item_map_from",
     "read_item_map",
     "translate_target",
     "translation",
@@ -240,45 +239,6 @@ def write_item_map(folder: str | Path, items: ItemMap) -> None:
         raw[SIDECAR_SIZE_KEY] = items.n_items
     if raw:
         atomic_write_text(side, json.dumps(raw))
-
-
-def item_map_from(src: str | Path) -> ItemMap:
-    """The item map to import against: an offrec log (its map; the identity for a
-    simulated log) or a catalog file (CSV/Parquet with an ``item_id`` column: items in
-    file order, unique)."""
-    from offrec.logs.reader import log_files, read_metadata
-
-    p = Path(src)
-    if not p.exists():
-        raise MissingInputError(f"no item map source at {p}: not a log folder or catalog file")
-    if p.is_dir() or p.suffix.lower() in (".parquet", ".pq"):
-        files = log_files(p)
-        import pyarrow.parquet as pq
-
-        from offrec.logs import schema as S
-
-        if S.META_SCHEMA_VERSION.encode() in (pq.read_schema(files[0]).metadata or {}):
-            meta = read_metadata(p)
-            n = meta.get("n_actions")
-            if not isinstance(n, int):
-                raise InputError(f"log {p} does not record n_actions; cannot take its item map")
-            return ItemMap.of_metadata(meta, n)
-        if p.is_dir():
-            raise InputError(
-                f"{p} is not an offrec log (no offrec metadata); give a log or a catalog file"
-            )
-    from offrec.logs.importers import read_table
-
-    table = read_table(p)
-    if "item_id" not in table.columns:
-        raise InputError(
-            f"catalog {p} must have an 'item_id' column; columns: {list(table.columns)}"
-        )
-    col = table["item_id"]
-    if col.isna().any():
-        row = int(np.flatnonzero(col.isna().to_numpy())[0])
-        raise InputError(f"catalog {p}: column 'item_id' must not be empty; row {row} is")
-    return ItemMap(tuple(col.tolist()))
 
 
 # ---------------------------------------------------------------------- models vs logs
