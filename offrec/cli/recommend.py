@@ -19,7 +19,7 @@ def add_parser(sub: Any) -> None:
     who = rc.add_mutually_exclusive_group(required=True)
     who.add_argument("--profile", help='topic preferences, e.g. "sports=0.9,news=0.1"')
     who.add_argument(
-        "--context", help='a context row, comma-separated, e.g. "0.5,1.2" (imported logs)'
+        "--context", help="a context row, comma-separated, e.g. --context=-0.5,1.2 (imported logs)"
     )
     rc.add_argument("--k", type=int, default=5, help="items to show")
     rc.add_argument("--steps", type=int, default=3, help="session mode: simulated steps to show")
