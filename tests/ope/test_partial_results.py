@@ -49,7 +49,9 @@ def test_named_estimators_skip_or_fail_as_asked():
     data, target = _session_log(), {"u": UniformPolicy(3)}
     res = evaluate(data, target, estimators=["mb", "pdis"], interval=None)
     assert list(res.table["estimator"]) == ["pdis"] and list(res.skipped) == ["mb"]
-    with pytest.raises(InputError, match=r"estimator 'mb' cannot apply to this log: needs a binary"):
+    with pytest.raises(
+        InputError, match=r"estimator 'mb' cannot apply to this log: needs a binary"
+    ):
         evaluate(data, target, estimators=["mb", "pdis"], interval=None, strict=True)
     with pytest.raises(InputError, match=r"no estimator asked for applies to this log: mb: needs"):
         evaluate(data, target, estimators=["mb"], interval=None)
