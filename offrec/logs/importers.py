@@ -543,10 +543,10 @@ def import_obd(
         "source": "obd",
     }
     if item_context_csv is not None:
-        items = read_table(item_context_csv)
-        if "item_id" not in items.columns:
+        item_table = read_table(item_context_csv)
+        if "item_id" not in item_table.columns:
             raise InputError(f"{item_context_csv}: missing column 'item_id'")
-        feats = items.set_index("item_id").reindex(result.action_map)
+        feats = item_table.set_index("item_id").reindex(result.action_map)
         feats = feats.drop(columns=[c for c in feats.columns if not c.startswith("item_feature_")])
         extra["action_context"] = pd.get_dummies(feats, dtype=float).to_numpy().tolist()
         result.data.metadata["action_context"] = extra["action_context"]
