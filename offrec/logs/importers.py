@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from offrec.core.errors import InputError, MissingInputError, OutputExistsError
 from offrec.logs import schema as S
 from offrec.logs.data import LoggedData
-from offrec.logs.items import ItemMap
+from offrec.logs.items import ItemMap, encode
 
 log = logging.getLogger(__name__)
 
@@ -315,22 +315,16 @@ def import_frame(
         problems.append(
             Problem(cmap.action, "missing item id", "missing", _rows(raw_action.isna().to_numpy()))
         )
-    if items is None:
-        item_map = ItemMap.of_ids(raw_action.to_numpy())
-    else:
-        unknown = items.unknown(raw_action.dropna().to_numpy())
-        if unknown and not extend_items:
-            shown = ", ".join(repr(u) for u in unknown[:10]) + (
-                ", ..." if len(unknown) > 10 else ""
-            )
-            raise InputError(
-                f"column '{cmap.action}': {len(unknown)} item id(s) are not in the item map "
-                f"({items.n_items} items): {shown}; pass extend_items=True (--extend-items) "
-                "to add them"
-            )
-        item_map = items.extended(unknown) if unknown else items
+    item_map, action, unknown = encode(raw_action.to_numpy(), items, extend_items)
+    if unknown and not extend_items:
+        assert items is not None
+        shown = ", ".join(repr(u) for u in unknown[:10]) + (", ..." if len(unknown) > 10 else "")
+        raise InputError(
+            f"column '{cmap.action}': {len(unknown)} item id(s) are not in the item map "
+            f"({items.n_items} items): {shown}; pass extend_items=True (--extend-items) "
+            "to add them"
+        )
     ids = item_map.id_list()
-    action = item_map.lookup(raw_action.to_numpy())
 
     def add(col: str, rule: str, kind: str, mask: np.ndarray) -> None:
         if mask.any():

@@ -38,6 +38,7 @@ from offrec.core.errors import InputError
 
 __all__ = [
     "ItemMap",
+    "encode",
     "TranslatedPolicy",
     "read_item_map",
     "translate_target",
@@ -68,6 +69,46 @@ def _sorted(values: Iterable[Any]) -> list[Any]:
         return sorted(vals)
     except TypeError:  # mixed types (ints and strings): by their text
         return sorted(vals, key=str)
+
+
+def _factorize(values: Any) -> tuple[np.ndarray, list[Any]]:
+    """``(codes (n,), distinct)``: one hash pass over the rows; ``distinct`` holds each
+    distinct id once, normalized (:func:`normalize_id`), ``codes[i]`` its position for
+    row ``i`` (-1 for a missing value)."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object).ravel())
+    return codes, [normalize_id(v) for v in uniques]  # a loop over items, not rows
+
+
+def encode(
+    values: Any, items: ItemMap | None = None, extend: bool = False
+) -> tuple[ItemMap, np.ndarray, list[Any]]:
+    """Number the source ids of a column in one hash pass: ``(map, actions (n,), unknown)``.
+
+    Without ``items`` the map is the distinct ids, sorted; with it, known ids keep its
+    indices and ``unknown`` lists (sorted) the ids it lacks, appended to the map when
+    ``extend`` (else their rows get -1). Missing values get -1.
+
+    >>> m, a, new = encode(["b", "a", None, "b"])
+    >>> m.ids, a.tolist(), new
+    (('a', 'b'), [1, 0, -1, 1], [])
+    >>> m, a, new = encode(["c", "a"], ItemMap(("b", "a")), extend=True)
+    >>> m.ids, a.tolist(), new
+    (('b', 'a', 'c'), [2, 1], ['c'])
+    """
+    codes, distinct = _factorize(values)
+    unknown: list[Any] = []
+    if items is None:
+        items = ItemMap(tuple(_sorted(set(distinct))))
+        found = items._find(distinct)
+    else:
+        found = items._find(distinct)
+        unknown = _sorted({v for v, f in zip(distinct, found, strict=True) if f < 0})
+        if unknown and extend:
+            items = ItemMap(tuple(items.id_list()) + tuple(unknown))
+            found = items._find(distinct)
+    return items, np.append(found, -1)[codes], unknown
 
 
 def _show(ids: Sequence[Any]) -> str:
@@ -110,10 +151,7 @@ class ItemMap:
     def of_ids(cls, values: Any) -> ItemMap:
         """The distinct ids in ``values``, sorted (missing values skipped): a first
         import's map."""
-        import pandas as pd
-
-        vals = pd.unique(np.asarray(values, dtype=object).ravel())
-        return cls(tuple(_sorted({normalize_id(v) for v in vals if not pd.isna(v)})))
+        return cls(tuple(_sorted(set(_factorize(values)[1]))))
 
     @property
     def n_items(self) -> int:
@@ -133,29 +171,26 @@ class ItemMap:
         """Action index of each source id in ``values`` (n,), int64; ``-1`` where the map
         does not know the id (or the value is missing). Vectorized: the distinct values are
         looked up once in a hash index over the map, then spread back to the rows."""
+        codes, distinct = _factorize(values)
+        return np.append(self._find(distinct), -1)[codes]  # code -1 (missing) reads the -1
+
+    def _find(self, distinct: list[Any]) -> np.ndarray:
+        """Action index of each of ``distinct`` (normalized ids), -1 when unknown."""
         import pandas as pd
 
-        codes, uniques = pd.factorize(np.asarray(values, dtype=object).ravel())
-        distinct = [normalize_id(v) for v in uniques]  # one per distinct item, not per row
         if self.ids is None:
-            found = np.array(
+            return np.array(
                 [v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < self.size
                  else -1 for v in distinct], np.int64,
             )  # fmt: skip
-        else:
-            index = pd.Index(np.array(self.ids, dtype=object))
-            found = np.asarray(index.get_indexer(np.array(distinct, dtype=object)), np.int64)
-        found = np.append(found, -1)  # code -1 (a missing value) reads the last entry
-        return found[codes]
+        index = pd.Index(np.array(self.ids, dtype=object))
+        return np.asarray(index.get_indexer(np.array(distinct, dtype=object)), np.int64)
 
     def unknown(self, values: Any) -> list[Any]:
         """The distinct ids in ``values`` the map does not know, sorted (missing values
         are not ids and are not listed)."""
-        import pandas as pd
-
-        vals = pd.unique(np.asarray(values, dtype=object).ravel())
-        vals = np.array([v for v in vals if not pd.isna(v)], dtype=object)
-        return _sorted({normalize_id(v) for v in vals[self.lookup(vals) < 0]}) if vals.size else []
+        _, distinct = _factorize(values)
+        return _sorted({v for v, f in zip(distinct, self._find(distinct), strict=True) if f < 0})
 
     def extended(self, new_ids: Iterable[Any]) -> ItemMap:
         """This map with the unknown ids of ``new_ids`` appended (sorted): known items
