@@ -126,6 +126,12 @@ def recommend(
     Returns one DataFrame per step: rank, item (its source id, :func:`item_ids`), name,
     topic, score, probability.
     """
+    items = getattr(policy, "item_map", None)
+    if items is not None and not (items.is_identity and items.n_items == world.n_items):
+        raise InputError(
+            f"this model was trained on a log whose items are not the world's 0..{world.n_items - 1} "
+            f"(e.g. {items.id_list()[:3]}); recommend with a context row (--context) instead"
+        )
     if isinstance(profile, str):
         profile = parse_profile(profile, world.topics)
     if not 1 <= k <= world.n_items:

@@ -100,6 +100,7 @@ class ImportResult:
     problems: list[Problem] = field(default_factory=list)
     n_source_rows: int = 0
     action_map: list[Any] = field(default_factory=list)
+    new_items: list[Any] = field(default_factory=list)  # ids added to a given item map
 
     def line(self, out: str | Path) -> str:
         """One line saying what was imported (what ``offrec import`` prints)."""
@@ -115,6 +116,11 @@ class ImportResult:
             f"imported {d.n_rows:,} rows ({d.n_actions} actions, context width {d.context_dim}, "
             f"{d.n_positions} position(s), {reward}) to {out}"
             + (f"; dropped {dropped:,} problem rows" if dropped else "")
+            + (
+                f"; {len(self.new_items)} new item(s) added to the item map"
+                if self.new_items
+                else ""
+            )
         )
 
 
@@ -433,7 +439,7 @@ def import_frame(
         metadata={"action_map": [_jsonable(v) for v in ids], "context_columns": names},
         reward_domain=domain,
     )
-    return ImportResult(data, problems, n, list(data.metadata["action_map"]))
+    return ImportResult(data, problems, n, list(data.metadata["action_map"]), unknown)
 
 
 def _jsonable(v: Any) -> Any:

@@ -159,6 +159,8 @@ def fit_logged(
         )
     context, a, r, p = logged_arrays(data, action, reward, pscore)
     r = domain_rewards(learner, r, getattr(data, "reward_domain", None))
+    if getattr(data, "item_map", None) is not None:  # a LoggedData: its items travel along
+        learner.item_map = data.item_map
     if ipw is None:
         ipw = not learner.contextual
     a_arr = np.asarray(a)

@@ -62,6 +62,7 @@ class _OfflinePolicy(BasePolicy):
     """Sizes, head, spec and persistence hooks shared by the offline learners."""
 
     kind: ClassVar[str] = "offline"
+    item_map: Any = None  # the item map of the LoggedData it was fitted on (offrec.logs.items)
     n_actions: int
     context_dim: int | None
     head: Head
@@ -212,6 +213,7 @@ class RewardModelGreedy(_OfflinePolicy):
         context, a, r, p = logged_arrays(data, action, reward, pscore)
         domain = getattr(data, "reward_domain", None)
         r = domain_rewards(self, r, domain)
+        self.item_map = getattr(data, "item_map", None)  # a LoggedData's items travel along
         self._sizes_from(context, a)
         x, a_arr, r_arr, _ = check_feedback(
             context, a, r, None, n_actions=self.n_actions, context_dim=self.context_dim,
@@ -361,6 +363,7 @@ class IPWLearner(_OfflinePolicy):
 
         context, a, r, p = logged_arrays(data, action, reward, pscore)
         r = domain_rewards(self, r, getattr(data, "reward_domain", None))
+        self.item_map = getattr(data, "item_map", None)
         self._sizes_from(context, a)
         x, a_arr, r_arr, _ = check_feedback(
             context, a, r, None, n_actions=self.n_actions, context_dim=self.context_dim,

@@ -132,6 +132,7 @@ def test_a_catalog_file_numbers_the_items_in_its_order(tmp_path):
     grown = import_frame(_frame(["tie", "zip"], 20, 4), CMAP, items=data.item_map,
                          extend_items=True)  # fmt: skip
     assert grown.data.metadata["action_map"] == ["zip", "sock", "shoe", "tie"]
+    assert grown.new_items == ["tie"] and "1 new item(s) added to the item map" in grown.line("o")
 
 
 def test_a_model_whose_items_the_log_lacks_is_refused(tmp_path, capsys):
@@ -215,3 +216,30 @@ def test_item_map_lookup_and_json_round_trip():
     np.testing.assert_array_equal(ItemMap.identity(3).lookup([2, 3, "2", -1]), [2, -1, -1, -1])
     with pytest.raises(InputError, match=r"item ids must be unique; repeated: \['a'\]"):
         ItemMap(("a", "b", "a"))
+
+
+def test_a_fitted_model_saves_and_loads_its_map_and_world_recommend_refuses_it(tmp_path):
+    from offrec.policies.bandits import LinUCB
+    from offrec.policies.logged import fit_logged
+    from offrec.policies.persist import load_policy, save_policy
+    from offrec.recommend import recommend
+    from offrec.sim import World, WorldConfig
+
+    world = World(WorldConfig(n_items=3), seed=0)
+    rng = np.random.default_rng(0)
+    n = 60
+    data = LoggedData.from_arrays(rng.normal(size=(n, world.obs_dim)), rng.integers(0, 3, n),
+                                  rng.integers(0, 2, n), np.full(n, 1 / 3),
+                                  item_ids=["tea", "cake", "jam"])  # fmt: skip
+    learner = fit_logged(LinUCB(3, world.obs_dim), data)
+    assert learner.item_map == ItemMap(("tea", "cake", "jam"))
+    loaded = load_policy(save_policy(learner.exploit(), tmp_path / "m"))
+    assert loaded.item_map == learner.item_map
+    np.testing.assert_array_equal(
+        loaded.action_dist(data.context), learner.exploit().action_dist(data.context)
+    )
+    profile = ",".join(f"{t}=1" for t in world.topics[:1])
+    with pytest.raises(InputError, match=r"not the world's 0..2 .*--context"):
+        recommend(loaded, world, profile)
+    loaded.item_map = ItemMap.identity(3)  # a model of the world's own items
+    assert recommend(loaded, world, profile, k=2)[0]["item"].tolist()[0] in (0, 1, 2)

@@ -230,6 +230,9 @@ class BanditLearner(BasePolicy):
     ``(r - low) / (high - low)``) or ``"binary"`` (clicks only; :attr:`fits_instead` names
     what to use for other rewards). Read by :func:`offrec.policies.logged.domain_rewards`."""
     fits_instead: ClassVar[str] = ""
+    item_map: Any = None
+    """The item map it learned with (an :class:`~offrec.logs.items.ItemMap`, set when fitted
+    on a ``LoggedData``; saved with it), or None: indexed like whatever log it meets."""
 
     def partial_fit(
         self,
