@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from offrec.core.errors import InputError, MissingInputError, OutputExistsError
 from offrec.logs import schema as S
 from offrec.logs.data import LoggedData
-from offrec.logs.items import ItemMap, encode
+from offrec.logs.items import ItemMap, encode, read_item_map
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,9 @@ def item_map_from(src: str | Path) -> ItemMap:
             n = meta.get("n_actions")
             if not isinstance(n, int):
                 raise InputError(f"log {p} does not record n_actions; cannot take its item map")
-            return ItemMap.of_metadata(meta, n)
+            stored = read_item_map(p) if p.is_dir() else None
+            # logs imported before the sidecar kept the map in their part files' metadata
+            return stored if stored is not None else ItemMap.of_metadata(meta, n)
         if p.is_dir():
             raise InputError(
                 f"{p} is not an offrec log (no offrec metadata); give a log or a catalog file"

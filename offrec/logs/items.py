@@ -38,8 +38,8 @@ from offrec.core.errors import InputError
 
 __all__ = [
     "ItemMap",
-    "encode",
     "TranslatedPolicy",
+    "encode",
     "read_item_map",
     "translate_target",
     "translation",
@@ -146,12 +146,6 @@ class ItemMap:
     def identity(cls, n_items: int) -> ItemMap:
         """Items ``0..n_items-1`` (a simulated log's catalog)."""
         return cls(None, int(n_items))
-
-    @classmethod
-    def of_ids(cls, values: Any) -> ItemMap:
-        """The distinct ids in ``values``, sorted (missing values skipped): a first
-        import's map."""
-        return cls(tuple(_sorted(set(_factorize(values)[1]))))
 
     @property
     def n_items(self) -> int:
