@@ -243,3 +243,37 @@ def test_a_fitted_model_saves_and_loads_its_map_and_world_recommend_refuses_it(t
         recommend(loaded, world, profile)
     loaded.item_map = ItemMap.identity(3)  # a model of the world's own items
     assert recommend(loaded, world, profile, k=2)[0]["item"].tolist()[0] in (0, 1, 2)
+
+
+@pytest.mark.slow
+def test_an_rl_model_keeps_its_map_and_is_translated(tmp_path):
+    """d3rlpy training (about 6 s of CPU): the Q-policy's folder stores the map."""
+
+    def session_log(items, seed):
+        r = np.random.default_rng(seed)
+        n = 120
+        return pd.DataFrame({"sid": np.repeat(np.arange(n // 3), 3), "t": np.tile([0, 1, 2], n // 3),
+                             "item": r.choice(items, n), "x0": r.normal(size=n),
+                             "x1": r.normal(size=n), "click": r.integers(0, 2, n),
+                             "p": 1 / len(items)})  # fmt: skip
+
+    session_log(["shoe", "sock"], 1).to_csv(tmp_path / "a.csv", index=False)
+    session_log(["hat", "sock", "shoe"], 2).to_csv(tmp_path / "b.csv", index=False)
+    sess = ["--session", "sid", "--step", "t"]
+    _run("import", "csv", str(tmp_path / "a.csv"), "--out", str(tmp_path / "A"), *IMPORT, *sess)
+    _run("import", "csv", str(tmp_path / "b.csv"), "--out", str(tmp_path / "B"), *IMPORT, *sess,
+         "--items", str(tmp_path / "A"), "--extend-items")  # fmt: skip
+    _run("train", "rl", str(tmp_path / "A"), "--algo", "dqn", "--n-steps", "20", "--param",
+         "hidden_units=[8]", "--out", str(tmp_path / "q"))  # fmt: skip
+    q = load_model(tmp_path / "q")
+    assert q.item_map == ItemMap(("shoe", "sock"))
+    b = read_logs(tmp_path / "B")
+    assert b.metadata["action_map"] == ["shoe", "sock", "hat"]
+    res = evaluate(b, {"q": q}, estimators=["pdis"], interval=None)
+    x = b.context[:5]
+    seen = np.zeros((5, 3))
+    seen[:, :2] = q.action_dist(x)  # shoe, sock keep their indices; hat gets no mass
+    np.testing.assert_array_equal(res.table["estimator"], ["pdis"])
+    from offrec.logs.items import translate_target
+
+    np.testing.assert_array_equal(translate_target(q, b.item_map, "q").action_dist(x), seen)
