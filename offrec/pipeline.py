@@ -424,6 +424,7 @@ def train_rl_and_save(
             "evaluate=True needs a simulated log (its world config is in the metadata)"
         )
     result = train_rl(data, cfg, world=world if evaluate else None, progress=progress)
+    result.policy.item_map = data.item_map  # saved with the model (offrec.logs.items)
     from offrec.report.training import plot_training_curve
 
     result.save(out, overwrite=overwrite, plot=plot_training_curve)  # weights, config, curve

@@ -29,7 +29,8 @@ def read_world(folder: str | Path) -> World:
     path = Path(folder) / WORLD_FILE
     if not path.is_file():
         raise MissingInputError(
-            f"{path} not found: pass --world (the world config the model was trained in)"
+            f"{path} not found: pass --world (the world config the model was trained in), or "
+            "--context for a model trained on an imported log"
         )
     from offrec.core.codec import read_json_file
 
@@ -73,6 +74,52 @@ def _scores(policy: Any, obs: np.ndarray) -> np.ndarray:
     return np.asarray(policy.action_dist(obs))
 
 
+def item_ids(policy: Any) -> list[Any]:
+    """The source item id of each of the policy's actions: its item map's ids (a model
+    trained on an imported log, :mod:`offrec.logs.items`), else ``0..n_actions-1``."""
+    items = getattr(policy, "item_map", None)
+    return items.id_list() if items is not None else list(range(int(policy.n_actions)))
+
+
+def recommend_for_context(policy: Any, context: Any, k: int = 5) -> pd.DataFrame:
+    """Top-``k`` items for one context (a row of the log's context columns, (d,)), in
+    the source's item ids: rank, item, score (the model's own, else its probability),
+    probability. For models trained on imported logs, which have no world to build a
+    profile in.
+
+    >>> import numpy as np
+    >>> from offrec.logs import LoggedData, ItemMap
+    >>> from offrec.policies.bandits import LinUCB
+    >>> m = LinUCB(3, 1).fit(np.array([[1.0], [1.0]]), np.array([2, 0]), np.array([1.0, 0.0]))
+    >>> m.item_map = ItemMap(("tea", "cake", "jam"))
+    >>> recommend_for_context(m.exploit(), [1.0], k=2)["item"].tolist()
+    ['jam', 'tea']
+    """
+    x = np.asarray(context, dtype=np.float64).reshape(1, -1)
+    n = int(policy.n_actions)
+    if not 1 <= k <= n:
+        raise InputError(f"k must be in [1, {n}]; got {k}")
+    scores = _scores(policy, x)[0]
+    probs = np.asarray(policy.action_dist(x))[0]
+    top = np.argsort(-scores, kind="stable")[:k]
+    ids = item_ids(policy)
+    return pd.DataFrame({
+        "rank": np.arange(1, k + 1), "item": [ids[i] for i in top], "score": scores[top],
+        "probability": probs[top],
+    })  # fmt: skip
+
+
+def parse_context(text: str) -> np.ndarray:
+    """``"0.5,1,-2"`` -> a context row (d,); every entry must be a finite number."""
+    try:
+        x = np.array([float(v) for v in text.split(",") if v.strip()], dtype=np.float64)
+    except ValueError:
+        raise InputError(f"context must be comma-separated numbers; got {text!r}") from None
+    if not x.size or not np.isfinite(x).all():
+        raise InputError(f"context must be one or more finite numbers; got {text!r}")
+    return x
+
+
 def recommend(
     policy: Any, world: World, profile: np.ndarray | str, k: int = 5, steps: int = 0
 ) -> list[pd.DataFrame]:
@@ -80,8 +127,15 @@ def recommend(
     and, for ``steps`` more steps, after being shown the top item each step (fatigue and
     step counter updated as the world does; no click assumed).
 
-    Returns one DataFrame per step: rank, item, name, topic, score, probability.
+    Returns one DataFrame per step: rank, item (its source id, :func:`item_ids`), name,
+    topic, score, probability.
     """
+    items = getattr(policy, "item_map", None)
+    if items is not None and not (items.is_identity and items.n_items == world.n_items):
+        raise InputError(
+            f"this model was trained on a log whose items are not the world's 0..{world.n_items - 1} "
+            f"(e.g. {items.id_list()[:3]}); recommend with a context row (--context) instead"
+        )
     if isinstance(profile, str):
         profile = parse_profile(profile, world.topics)
     if not 1 <= k <= world.n_items:
@@ -90,13 +144,14 @@ def recommend(
     obs = np.zeros((1, world.obs_dim), np.float32)
     obs[0, sl["profile"]] = profile
     names = world.item_names()
+    ids = item_ids(policy)
     out = []
     for t in range(steps + 1):
         scores = _scores(policy, obs)[0]
         probs = np.asarray(policy.action_dist(obs))[0]
         top = np.argsort(-scores, kind="stable")[:k]
         out.append(pd.DataFrame({
-            "rank": np.arange(1, k + 1), "item": top, "name": [names[i] for i in top],
+            "rank": np.arange(1, k + 1), "item": [ids[i] for i in top], "name": [names[i] for i in top],
             "topic": [world.topics[world.item_topic[i]] for i in top],
             "score": scores[top], "probability": probs[top],
         }))  # fmt: skip

@@ -28,6 +28,7 @@ from offrec.core.policy import Head
 from offrec.engines import make_engine
 from offrec.engines.sample import draw_sample
 from offrec.logs.data import LoggedData
+from offrec.logs.items import ItemMap
 from offrec.logs.scan import Batch, LogSource, open_log
 
 STREAMED = ("linucb", "lints")
@@ -47,9 +48,21 @@ def train_policy(
 ) -> tuple[Any, dict[str, Any] | None]:
     """Train the policy ``spec`` (a ``PolicySpec``) describes; return it with its
     training curve (RL) or None. ``logs`` is a log in memory or on disk (module docstring:
-    which learners read all of it)."""
+    which learners read all of it). The policy carries the log's item map (attribute
+    ``item_map``, :mod:`offrec.logs.items`), which saving stores with it."""
     source: LoggedData | LogSource
     source = logs if isinstance(logs, LoggedData | LogSource) else open_log(logs)
+    policy, curve = _train(spec, source, world, seed, engine, batch_size, fit_rows, progress)
+    policy.item_map = ItemMap.of_metadata(
+        source.metadata, int(source.n_actions or policy.n_actions)
+    )
+    return policy, curve
+
+
+def _train(
+    spec: Any, source: LoggedData | LogSource, world: Any, seed: int, engine: str,
+    batch_size: int, fit_rows: int, progress: Callable[[int], None] | None,
+) -> tuple[Any, dict[str, Any] | None]:  # fmt: skip
     head = Head(**spec.head)
     params = dict(spec.params)
     eng = make_engine(engine, batch_size=batch_size)

@@ -65,6 +65,9 @@ def add_parser(sub: Any) -> None:
         default=200_000,
         help="rows sampled to fit reward/Q models (default %(default)s)",
     )
+    e.add_argument("--strict", action="store_true",
+                   help="an estimator named in --estimators that cannot apply to the log is an error "
+                   "(default: it is skipped, the others are reported, and the reason is listed)")  # fmt: skip
     e.add_argument("--json", type=Path, help="also write the estimates and warnings as JSON")
     e.add_argument("--repair", choices=["drop"],
                    help="drop duplicated log rows instead of failing (reads the log into memory; not with --probs)")  # fmt: skip
@@ -108,7 +111,8 @@ def _target_from_args(
     if args.policy:
         from offrec.models import load_model
 
-        return Path(args.policy).name, load_model(args.policy, n_actions=n_actions, obs_dim=obs_dim)
+        # sizes checked by evaluate(), after laying the model's item map onto the log's
+        return Path(args.policy).name, load_model(args.policy, obs_dim=obs_dim)
     from offrec.ope import FixedProbs
 
     path = Path(args.probs)
@@ -183,13 +187,15 @@ def run(args: argparse.Namespace) -> int:
             interval=None if args.interval == "none" else args.interval,
             n_bootstrap=args.n_bootstrap, seed=args.seed, mode=args.mode, engine=args.engine,
             batch_size=args.batch_size, workers=args.workers, ray_address=args.ray_address,
-            fit_rows=args.fit_rows, progress=tick,
+            fit_rows=args.fit_rows, progress=tick, strict=args.strict,
         )  # fmt: skip
     table = result.table
     shown = table.drop(columns=["warnings"]).assign(
         recommended=(table["estimator"] == result.recommended).map({True: "*", False: ""})
     )
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for est, reason in result.skipped.items():
+        print(f"skipped {est}: {reason}")
     print(f"recommended estimator for this {result.mode} log: {result.recommended}")
     for w in result.warnings():
         print(f"WARNING: {w}", file=sys.stderr)
@@ -200,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
             "mode": result.mode, "recommended": result.recommended,
             "estimates": json.loads(table.to_json(orient="records")),
             "warnings": result.warnings(),
+            "skipped": [{"estimator": k, "reason": v} for k, v in result.skipped.items()],
         }  # fmt: skip
         atomic_write_text(args.json, json.dumps(out, indent=2))
     return 0

@@ -26,7 +26,7 @@ def add_parser(sub: Any) -> None:
     i.add_argument(
         "--action",
         default="action",
-        help="item column (any ids, sparse or negative; mapped to 0..K-1)",
+        help="item column (any ids, sparse or negative; mapped to 0..K-1, the map kept with the log)",
     )
     i.add_argument("--reward", default="reward", help="reward column")
     i.add_argument("--reward-domain", default="binary", choices=["binary", "continuous"],
@@ -58,6 +58,11 @@ def add_parser(sub: Any) -> None:
     i.add_argument(
         "--repair", choices=["drop"], help="drop problem rows instead of failing (reported)"
     )
+    i.add_argument("--items", type=Path, metavar="LOG_OR_CATALOG",
+                   help="number items as this item map does: an offrec log (e.g. an earlier import) or a "
+                   "catalog file (CSV/Parquet with an item_id column); ids it lacks are refused, listed")  # fmt: skip
+    i.add_argument("--extend-items", action="store_true",
+                   help="with --items: add the ids the map lacks (after its items) instead of refusing")  # fmt: skip
     i.add_argument("--item-context", type=Path, help="OBD item_context.csv")
     i.add_argument("--overwrite", action="store_true", help="replace a log offrec wrote at --out")
     add_global_options(i)
@@ -77,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         args.flavour, args.src, args.out, cmap, given=_given(args), encoding=args.encoding,
         reward=(args.reward_domain, args.reward_low, args.reward_high),
         item_context_csv=args.item_context, repair=args.repair,
-        claimed_policy=args.claimed_policy, overwrite=args.overwrite,
+        claimed_policy=args.claimed_policy, overwrite=args.overwrite, items=args.items,
+        extend_items=args.extend_items,
     )  # fmt: skip
     print(res.line(args.out))
     return 0

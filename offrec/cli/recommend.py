@@ -11,11 +11,15 @@ from offrec.cli._common import WORLD_OVERRIDES, add_global_options, world_from_a
 
 def add_parser(sub: Any) -> None:
     rc = sub.add_parser(
-        "recommend", help="the demo: top-k items for a user profile from a trained model"
-    )
+        "recommend", help="the demo: top-k items for a user profile (or a context) from a trained model",
+        description="Top-k items, in the source's item ids. A model trained on a simulated log takes a "
+        "--profile; one trained on an imported log takes a --context row (its context columns).",
+    )  # fmt: skip
     rc.add_argument("model", type=Path, help="model folder")
-    rc.add_argument(
-        "--profile", required=True, help='topic preferences, e.g. "sports=0.9,news=0.1"'
+    who = rc.add_mutually_exclusive_group(required=True)
+    who.add_argument("--profile", help='topic preferences, e.g. "sports=0.9,news=0.1"')
+    who.add_argument(
+        "--context", help="a context row, comma-separated, e.g. --context=-0.5,1.2 (imported logs)"
     )
     rc.add_argument("--k", type=int, default=5, help="items to show")
     rc.add_argument("--steps", type=int, default=3, help="session mode: simulated steps to show")
@@ -26,8 +30,14 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from offrec.models import load_model
-    from offrec.recommend import read_world, recommend
+    from offrec.recommend import parse_context, read_world, recommend, recommend_for_context
 
+    if args.context is not None:
+        x = parse_context(args.context)
+        policy = load_model(args.model, obs_dim=x.size)
+        table = recommend_for_context(policy, x, k=args.k)
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        return 0
     custom = args.world or any(getattr(args, k) is not None for k in WORLD_OVERRIDES)
     world = world_from_args(args) if custom else read_world(args.model)
     policy = load_model(args.model, n_actions=world.n_items, obs_dim=world.obs_dim)

@@ -3,9 +3,10 @@
 from typing import TYPE_CHECKING, Any
 
 from offrec.logs.data import LoggedData
+from offrec.logs.items import ItemMap
 from offrec.logs.reader import read_logs, read_metadata, validate_logged_data
 from offrec.logs.schema import SCHEMA_VERSION, log_schema
-from offrec.logs.writer import CollectSummary, collect
+from offrec.logs.writer import CollectSummary, collect, write_log
 
 if TYPE_CHECKING:
     from offrec.logs.query import LogSummary, connect, query, summary
@@ -28,6 +29,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "SCHEMA_VERSION", "CollectSummary", "LogSummary", "LoggedData", "collect", "connect",
+    "SCHEMA_VERSION", "CollectSummary", "ItemMap", "LogSummary", "LoggedData", "collect", "connect",
     "log_schema", "query", "read_logs", "read_metadata", "summary", "validate_logged_data",
+    "write_log",
 ]  # fmt: skip

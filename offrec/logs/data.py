@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from offrec.core.errors import InputError
+from offrec.logs.items import ItemMap
 from offrec.logs.schema import MIN_PSCORE, PSCORE_FLOOR_RULE
 
 __all__ = ["LoggedData", "validate_logged_data"]
@@ -33,8 +34,15 @@ class LoggedData:
         metadata: dict of file metadata (world config, logging policy spec, seed, version...).
         reward_domain: what the reward is: ``{"kind": "binary"}`` (clicks in {0, 1}, the
             default) or ``{"kind": "continuous", "low": a, "high": b}`` (declared at
-            import, e.g. watch time). Estimators and learners that assume clicks call
-            :meth:`check_binary_reward`.
+            import, e.g. watch time; see :func:`offrec.logs.schema.reward_domain`). It is
+            the contract every consumer reads: the reader checks the rewards against it,
+            learners and estimators that need clicks refuse other domains naming one that
+            fits, and those that take bounded rewards use its bounds
+            (:mod:`offrec.core.domain`).
+
+    The item map (source item id of each action) is ``metadata["action_map"]`` when the
+    log was imported or built with ``item_ids``; :attr:`item_map` gives it (the identity
+    map for simulated logs). See :mod:`offrec.logs.items`.
     """
 
     context: np.ndarray
@@ -63,17 +71,20 @@ class LoggedData:
         """What the mean reward is called in tables: ``"CTR"`` only for clicks."""
         return "CTR" if self.binary_reward else "mean reward"
 
-    def check_binary_reward(self, what: str) -> None:
-        """Raise ``InputError`` unless the reward is binary; ``what`` names the caller
-        (e.g. ``"LinUCB"``, ``"the IPW learner"``) in the message."""
-        if not self.binary_reward:
-            from offrec.core.errors import InputError
+    def check_binary_reward(
+        self, what: str, fits: str = "a learner or estimator that takes continuous rewards"
+    ) -> None:
+        """Raise ``InputError`` unless the reward is binary; ``what`` names the caller and
+        ``fits`` what takes this reward instead (:func:`offrec.core.domain.require_binary`)."""
+        from offrec.core.domain import require_binary
 
-            d = self.reward_domain
-            raise InputError(
-                f"{what} needs a binary (0/1 click) reward; this log's reward is "
-                f"{d.get('kind')} in [{d.get('low')}, {d.get('high')}]"
-            )
+        require_binary(self.reward_domain, what, fits)
+
+    @property
+    def item_map(self) -> ItemMap:
+        """Source item id of each action (:class:`~offrec.logs.items.ItemMap`): the stored
+        map of an imported log, the identity over ``n_actions`` otherwise."""
+        return ItemMap.of_metadata(self.metadata, self.n_actions)
 
     @classmethod
     def from_arrays(
@@ -93,6 +104,8 @@ class LoggedData:
         logging_dist: Any = None,
         true_ctr: Any = None,
         metadata: dict[str, Any] | None = None,
+        reward_domain: dict[str, Any] | None = None,
+        item_ids: Any = None,
     ) -> LoggedData:
         """A validated ``LoggedData`` from arrays, the columns a caller does not have filled in.
 
@@ -102,8 +115,13 @@ class LoggedData:
         (a bandit log: ``step`` 0, ended by the horizon); with it, rows of a session must be
         contiguous and in order, ``step`` counts from 0 within each and its last row is
         ``truncated`` unless ``terminated`` is given; ``position`` 0, ``user_id`` -1.
-        The value rules of :func:`validate_logged_data` are checked (errors name the column
-        and the first bad row).
+        ``reward_domain`` (see :func:`offrec.logs.schema.reward_domain`; binary clicks by
+        default, or ``{"kind": "continuous", "low": a, "high": b}``) is checked against the
+        rewards. ``item_ids`` (n_actions,) gives the source id of each action index (the
+        item map, :mod:`offrec.logs.items`; ``n_actions`` defaults to its length); without
+        it the items are ``0..n_actions-1``. The value rules of
+        :func:`validate_logged_data` are checked (errors name the column and the first bad
+        row). :func:`offrec.logs.write_log` puts the result on disk.
 
         >>> data = LoggedData.from_arrays(
         ...     [[0.0], [1.0], [2.0]], [0, 2, 1], [1, 0, 0], [0.5, 0.25, 0.25],
@@ -146,6 +164,19 @@ class LoggedData:
             step_arr = column(step, "step", np.int64, 0)
         term = column(terminated, "terminated", bool, False)
         trunc = last & ~term if truncated is None else column(truncated, "truncated", bool, False)
+        from offrec.logs.schema import reward_domain as make_domain
+
+        domain = make_domain(**(reward_domain or {"kind": "binary"}))
+        meta = dict(metadata or {})
+        if item_ids is not None:
+            items = ItemMap(tuple(np.asarray(item_ids, dtype=object).ravel().tolist()))
+            if n_actions is not None and n_actions != items.n_items:
+                raise InputError(
+                    f"item_ids must list n_actions={n_actions} ids (one per action); "
+                    f"got {items.n_items}"
+                )
+            n_actions = items.n_items
+            meta["action_map"] = list(items.id_list())
         k = int(a.max()) + 1 if n_actions is None and n else int(n_actions or 1)
         data = cls(
             context=x, action=a, reward=column(reward, "reward", np.float64, 0.0),
@@ -155,7 +186,7 @@ class LoggedData:
             n_actions=k,
             logging_dist=None if logging_dist is None else np.asarray(logging_dist, np.float32),
             true_ctr=None if true_ctr is None else column(true_ctr, "true_ctr", np.float64, 0.0),
-            metadata=dict(metadata or {}),
+            metadata=meta, reward_domain=domain,
         )  # fmt: skip
         validate_logged_data(data)
         return data
@@ -225,7 +256,9 @@ def value_problems(data: LoggedData) -> list[str]:
               "must be 0 or 1 (the log declares a binary reward; import a continuous reward "
               "with its bounds)")  # fmt: skip
     else:
-        lo, hi = dom["low"], dom["high"]
+        # bounds widened to their float32 roundings: the log stores rewards as float32
+        lo = min(dom["low"], float(np.float32(dom["low"])))
+        hi = max(dom["high"], float(np.float32(dom["high"])))
         check("reward", finite & ((data.reward < lo) | (data.reward > hi)), data.reward,
               f"must be in the declared domain [{lo}, {hi}]")  # fmt: skip
     bad_ctx = ~np.isfinite(data.context).all(axis=1)

@@ -9,7 +9,6 @@ problem is applied (see :data:`REPAIRS`) and reported as a warning.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +19,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from offrec.core.atomic import atomic_dir
 from offrec.core.errors import InputError, MissingInputError, OutputExistsError
-from offrec.core.version import __version__
 from offrec.logs import schema as S
 from offrec.logs.data import LoggedData
+from offrec.logs.items import ItemMap, encode, read_item_map
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +100,7 @@ class ImportResult:
     problems: list[Problem] = field(default_factory=list)
     n_source_rows: int = 0
     action_map: list[Any] = field(default_factory=list)
+    new_items: list[Any] = field(default_factory=list)  # ids added to a given item map
 
     def line(self, out: str | Path) -> str:
         """One line saying what was imported (what ``offrec import`` prints)."""
@@ -117,6 +116,11 @@ class ImportResult:
             f"imported {d.n_rows:,} rows ({d.n_actions} actions, context width {d.context_dim}, "
             f"{d.n_positions} position(s), {reward}) to {out}"
             + (f"; dropped {dropped:,} problem rows" if dropped else "")
+            + (
+                f"; {len(self.new_items)} new item(s) added to the item map"
+                if self.new_items
+                else ""
+            )
         )
 
 
@@ -152,6 +156,41 @@ def read_table(src: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
         except pd.errors.ParserError as exc:
             raise InputError(f"{p}: malformed CSV: {str(exc).splitlines()[0]}") from None
     raise InputError(f"source must be a .csv or .parquet file; got {p.name}")
+
+
+def item_map_from(src: str | Path) -> ItemMap:
+    """The item map to import against: an offrec log (its map; the identity for a
+    simulated log) or a catalog file (CSV/Parquet with an ``item_id`` column: items in
+    file order, unique)."""
+    from offrec.logs.reader import log_files, read_metadata
+
+    p = Path(src)
+    if not p.exists():
+        raise MissingInputError(f"no item map source at {p}: not a log folder or catalog file")
+    if p.is_dir() or p.suffix.lower() in (".parquet", ".pq"):
+        files = log_files(p)
+        if S.META_SCHEMA_VERSION.encode() in (pq.read_schema(files[0]).metadata or {}):
+            meta = read_metadata(p)
+            n = meta.get("n_actions")
+            if not isinstance(n, int):
+                raise InputError(f"log {p} does not record n_actions; cannot take its item map")
+            stored = read_item_map(p) if p.is_dir() else None
+            # logs imported before the sidecar kept the map in their part files' metadata
+            return stored if stored is not None else ItemMap.of_metadata(meta, n)
+        if p.is_dir():
+            raise InputError(
+                f"{p} is not an offrec log (no offrec metadata); give a log or a catalog file"
+            )
+    table = read_table(p)
+    if "item_id" not in table.columns:
+        raise InputError(
+            f"catalog {p} must have an 'item_id' column; columns: {list(table.columns)}"
+        )
+    col = table["item_id"]
+    if col.isna().any():
+        row = int(np.flatnonzero(col.isna().to_numpy())[0])
+        raise InputError(f"catalog {p}: column 'item_id' must not be empty; row {row} is")
+    return ItemMap(tuple(col.tolist()))
 
 
 def _rows(mask: np.ndarray) -> np.ndarray:
@@ -238,11 +277,17 @@ def import_frame(
     claimed_policy: str | None = None,
     pscore_tolerance: float = 1e-6,
     reward_domain: dict[str, Any] | None = None,
+    items: ItemMap | None = None,
+    extend_items: bool = False,
 ) -> ImportResult:
     """Check and convert a DataFrame of logged rows into a ``LoggedData``.
 
-    Item ids may be any hashable values (strings, sparse or negative integers): they are
-    sorted and mapped to dense actions ``0..K-1`` (the map is kept in the metadata).
+    Item ids may be any hashable values (strings, sparse or negative integers). Without
+    ``items`` they are sorted and mapped to dense actions ``0..K-1``; with ``items`` (an
+    existing :class:`~offrec.logs.items.ItemMap`: another import's, or a catalog's) every
+    known id keeps its index, and ids the map does not know are an ``InputError`` listing
+    them, unless ``extend_items`` (they are appended, sorted). The map is kept with the
+    log (``metadata["action_map"]``, stored in the dataset sidecar by the writer).
     Without context columns the log is context-free (context width 0).
 
     Args:
@@ -278,12 +323,16 @@ def import_frame(
         problems.append(
             Problem(cmap.action, "missing item id", "missing", _rows(raw_action.isna().to_numpy()))
         )
-    ids = raw_action.dropna().unique()
-    try:
-        ids = np.sort(ids)
-    except TypeError:
-        ids = np.array(sorted(ids, key=str), dtype=object)
-    action = pd.Categorical(raw_action, categories=ids).codes.astype(np.int64)
+    item_map, action, unknown = encode(raw_action.to_numpy(), items, extend_items)
+    if unknown and not extend_items:
+        assert items is not None
+        shown = ", ".join(repr(u) for u in unknown[:10]) + (", ..." if len(unknown) > 10 else "")
+        raise InputError(
+            f"column '{cmap.action}': {len(unknown)} item id(s) are not in the item map "
+            f"({items.n_items} items): {shown}; pass extend_items=True (--extend-items) "
+            "to add them"
+        )
+    ids = item_map.id_list()
 
     def add(col: str, rule: str, kind: str, mask: np.ndarray) -> None:
         if mask.any():
@@ -391,13 +440,16 @@ def import_frame(
         terminated=np.zeros(idx.size, bool),
         truncated=last,
         n_actions=len(ids),
-        metadata={"action_map": [_jsonable(v) for v in ids], "context_columns": names,
-                  # row i of the log is not row i of the source (regrouped by session or
-                  # problem rows dropped): probabilities aligned by position are refused
-                  "rows_reordered": not np.array_equal(idx, np.arange(n))},
+        metadata={
+            "action_map": [_jsonable(v) for v in ids],
+            "context_columns": names,
+            # row i of the log is not row i of the source (regrouped by session or
+            # problem rows dropped): probabilities aligned by position are refused
+            "rows_reordered": not np.array_equal(idx, np.arange(n)),
+        },
         reward_domain=domain,
-    )  # fmt: skip
-    return ImportResult(data, problems, n, list(data.metadata["action_map"]))
+    )
+    return ImportResult(data, problems, n, list(data.metadata["action_map"]), unknown)
 
 
 def _jsonable(v: Any) -> Any:
@@ -410,50 +462,12 @@ def write_logged_data(
     *,
     overwrite: bool = False,
     extra_metadata: dict[str, Any] | None = None,
-    dataset_meta: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a ``LoggedData`` as a log dataset (one part file), atomically; ``dataset_meta``
-    (when given) becomes its dataset-level sidecar (:func:`~offrec.logs.schema.write_dataset_meta`)."""
-    meta = {S.META_VERSION: __version__, S.META_REWARD_DOMAIN: json.dumps(data.reward_domain)}
-    if "action_map" in data.metadata:
-        meta[S.META_ACTION_MAP] = json.dumps(data.metadata["action_map"])
-    if "rows_reordered" in data.metadata:
-        meta[S.META_ROWS_REORDERED] = json.dumps(bool(data.metadata["rows_reordered"]))
-    for k, v in (extra_metadata or {}).items():
-        meta[f"offrec.{k}"] = json.dumps(v)
-    schema = S.log_schema(data.context_dim, data.n_actions, logging_dist=data.logging_dist is not None,
-                          true_ctr=data.true_ctr is not None, metadata=meta)  # fmt: skip
-    d = data.context_dim
-    flat = pa.array(data.context.astype(np.float32).reshape(-1), pa.float32())
-    context = (
-        pa.FixedSizeListArray.from_arrays(flat, d)
-        if d
-        else pa.ListArray.from_arrays(pa.array(np.zeros(data.n_rows + 1, np.int32)), flat)
-    )
-    cols: dict[str, pa.Array] = {
-        "session_id": pa.array(data.session_id, pa.int64()),
-        "step": pa.array(data.step.astype(np.int32)),
-        "user_id": pa.array(data.user_id, pa.int64()),
-        "context": context,
-        "action": pa.array(data.action.astype(np.int32)),
-        "position": pa.array(data.position.astype(np.int32)),
-        "reward": pa.array(data.reward.astype(np.float32)),
-        "pscore": pa.array(data.pscore.astype(np.float64)),
-        "terminated": pa.array(data.terminated),
-        "truncated": pa.array(data.truncated),
-    }
-    if data.logging_dist is not None:
-        cols["logging_dist"] = pa.FixedSizeListArray.from_arrays(
-            pa.array(data.logging_dist.astype(np.float32).reshape(-1)), data.n_actions
-        )
-    if data.true_ctr is not None:
-        cols["true_ctr"] = pa.array(data.true_ctr.astype(np.float32))
-    table = pa.Table.from_arrays([cols[f] for f in schema.names], schema=schema)
-    with atomic_dir(out, overwrite=overwrite, kind="dataset", expected_bytes=table.nbytes) as tmp:
-        pq.write_table(table, tmp / "part-00000.parquet", compression="lz4")
-        if dataset_meta:
-            S.write_dataset_meta(tmp, dataset_meta)
-    return Path(out)
+    """Write an imported ``LoggedData`` with its metadata: :func:`offrec.logs.write_log`
+    (the one writer: atomic, locked, owned; the item map in the dataset sidecar)."""
+    from offrec.logs.writer import write_log
+
+    return write_log(data, out, overwrite=overwrite, metadata=extra_metadata)
 
 
 def import_logs(
@@ -466,13 +480,21 @@ def import_logs(
     overwrite: bool = False,
     encoding: str = "utf-8",
     reward_domain: dict[str, Any] | None = None,
+    items: ItemMap | str | Path | None = None,
+    extend_items: bool = False,
 ) -> ImportResult:
     """Import a CSV/Parquet file into an offrec log dataset at ``out`` (atomic; nothing is
-    written when the import fails)."""
+    written when the import fails). ``items``: an item map to import against (an
+    :class:`~offrec.logs.items.ItemMap`, or the path of a log or catalog file, see
+    :func:`item_map_from`), ``extend_items`` to add unknown items
+    (:func:`import_frame`)."""
     if Path(out).exists() and not overwrite:
         raise OutputExistsError(f"output {out} already exists; pass overwrite=True to replace it")
+    if items is not None and not isinstance(items, ItemMap):
+        items = item_map_from(items)
     result = import_frame(read_table(src, encoding=encoding), cmap, repair=repair,
-                          claimed_policy=claimed_policy, reward_domain=reward_domain)  # fmt: skip
+                          claimed_policy=claimed_policy, reward_domain=reward_domain,
+                          items=items, extend_items=extend_items)  # fmt: skip
     write_logged_data(result.data, out, overwrite=overwrite,
                       extra_metadata={"context_columns": result.data.metadata["context_columns"]})  # fmt: skip
     return result
@@ -506,6 +528,8 @@ def import_obd(
     repair: str | None = None,
     overwrite: bool = False,
     encoding: str = "utf-8",
+    items: ItemMap | str | Path | None = None,
+    extend_items: bool = False,
 ) -> ImportResult:
     """Import an Open Bandit Dataset campaign CSV (e.g. ``random/all/all.csv``).
 
@@ -521,16 +545,18 @@ def import_obd(
     cmap = obd_column_map(df, categorical)
     if df["position"].notna().all():
         df = df.assign(position=pd.factorize(df["position"], sort=True)[0])
-    result = import_frame(df, cmap, repair=repair)
+    if items is not None and not isinstance(items, ItemMap):
+        items = item_map_from(items)
+    result = import_frame(df, cmap, repair=repair, items=items, extend_items=extend_items)
     extra: dict[str, Any] = {
         "context_columns": result.data.metadata["context_columns"],
         "source": "obd",
     }
     if item_context_csv is not None:
-        items = read_table(item_context_csv)
-        if "item_id" not in items.columns:
+        item_table = read_table(item_context_csv)
+        if "item_id" not in item_table.columns:
             raise InputError(f"{item_context_csv}: missing column 'item_id'")
-        feats = items.set_index("item_id").reindex(result.action_map)
+        feats = item_table.set_index("item_id").reindex(result.action_map)
         feats = feats.drop(columns=[c for c in feats.columns if not c.startswith("item_feature_")])
         extra["action_context"] = pd.get_dummies(feats, dtype=float).to_numpy().tolist()
         result.data.metadata["action_context"] = extra["action_context"]
@@ -564,10 +590,7 @@ def import_offrec_log(
         raise OutputExistsError(f"output {out} already exists; pass overwrite=True to replace it")
     n_source = read_logs(src, validate=False).n_rows
     data = read_logs(src, repair=repair)
-    keep = {k: v for k, v in data.metadata.items()
-            if k not in ("schema_version", "version", "n_actions", "reward_domain", "item_topics", "topics")}  # fmt: skip
-    side = S.read_dataset_meta(src) if Path(src).is_dir() else {}  # item topics of simulated logs
-    write_logged_data(data, out, overwrite=overwrite, extra_metadata=keep, dataset_meta=side)
+    write_logged_data(data, out, overwrite=overwrite)  # metadata, item map, sidecar kept
     return ImportResult(data, [], n_source, list(data.metadata.get("action_map", [])))
 
 
@@ -576,32 +599,42 @@ def import_any(
     encoding: str = "utf-8", reward: tuple[str, float | None, float | None] = ("binary", None, None),
     item_context_csv: str | Path | None = None, repair: str | None = None,
     claimed_policy: str | None = None, overwrite: bool = False,
+    items: ItemMap | str | Path | None = None, extend_items: bool = False,
 ) -> ImportResult:  # fmt: skip
     """One entry point for every import: ``flavour`` ``"csv"``/``"parquet"`` (a column map,
-    or, for a Parquet log offrec wrote, the log as it is) or ``"obd"``.
+    or, for a Parquet log offrec wrote, the log as it is) or ``"obd"``. ``items`` /
+    ``extend_items``: the item map to import against (:func:`import_logs`).
 
     ``given`` names the options the caller set explicitly; an option that does not apply
     to the flavour (a column map for OBD or for offrec's own Parquet, an item context for
     a CSV) is an ``InputError`` that says what applies."""
     domain = S.reward_domain(*reward)
+    if extend_items and items is None:
+        raise InputError(
+            "extend_items (--extend-items) applies only with items (--items LOG_OR_CATALOG)"
+        )
     if flavour == "obd":
-        wrong = sorted(set(given) - {"categorical", "item_context"})
+        wrong = sorted(set(given) - {"categorical", "item_context", "items", "extend_items"})
         if wrong or domain["kind"] != "binary":
             raise InputError(f"option(s) {wrong or ['reward domain']} do not apply to the Open Bandit "
                              "Dataset (its columns and binary clicks are fixed); it takes: categorical, item_context")  # fmt: skip
         return import_obd(src, out, item_context_csv=item_context_csv, categorical=cmap.categorical,
-                          repair=repair, overwrite=overwrite, encoding=encoding)  # fmt: skip
+                          repair=repair, overwrite=overwrite, encoding=encoding, items=items,
+                          extend_items=extend_items)  # fmt: skip
     if flavour not in ("csv", "parquet"):
         raise InputError(f"flavour must be 'csv', 'parquet' or 'obd'; got {flavour!r}")
     if "item_context" in given:
         raise InputError("item_context applies only to the Open Bandit Dataset (flavour 'obd')")
     if flavour == "parquet" and is_offrec_log(src):
+        if items is not None or extend_items:
+            given = {*given, "items"}
         if given or domain["kind"] != "binary":
             raise InputError(f"{src} is a log offrec wrote: its columns, propensities and reward domain "
                              f"are known; option(s) {sorted(given) or ['reward domain']} do not apply")  # fmt: skip
         return import_offrec_log(src, out, repair=repair, overwrite=overwrite)
     return import_logs(src, out, cmap, repair=repair, claimed_policy=claimed_policy,
-                       overwrite=overwrite, encoding=encoding, reward_domain=domain)  # fmt: skip
+                       overwrite=overwrite, encoding=encoding, reward_domain=domain,
+                       items=items, extend_items=extend_items)  # fmt: skip
 
 
 def to_obp_bandit_feedback(data: LoggedData) -> dict[str, Any]:

@@ -350,6 +350,7 @@ def concat(parts: list[LoggedData]) -> LoggedData:
         position=cat("position"), user_id=cat("user_id"), terminated=cat("terminated"),
         truncated=cat("truncated"), n_actions=first.n_actions,
         logging_dist=cat("logging_dist"), true_ctr=cat("true_ctr"), metadata=first.metadata,
+        reward_domain=first.reward_domain,
     )  # fmt: skip
 
 

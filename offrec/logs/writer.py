@@ -19,6 +19,7 @@ from offrec.core.errors import InputError
 from offrec.core.validation import SeedLike, as_seed_sequence, check_scalar
 from offrec.core.version import __version__
 from offrec.logs import schema as S
+from offrec.logs.data import LoggedData, validate_logged_data
 from offrec.logs.schema import BINARY
 from offrec.sim.world import Trajectories, World
 
@@ -267,6 +268,126 @@ def _to_table(
     return pa.Table.from_arrays([cols[name] for name in schema.names], schema=schema)
 
 
+SIDECAR_KEYS = ("item_topics", "topics")
+"""Metadata keys :func:`write_log` stores in the dataset sidecar (:data:`DATASET_FILE`,
+once per dataset) rather than in every part file; the item map is stored there too
+(:func:`offrec.logs.items.write_item_map`)."""
+_DERIVED_KEYS = ("schema_version", "version", "n_actions", "reward_domain", "action_map", "n_items")
+# rows_reordered is kept (as offrec.rows_reordered): --probs aligned by position is refused
+
+
+def write_log(
+    data: LoggedData,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    metadata: dict[str, Any] | None = None,
+    chunk_rows: int = 65_536,
+    rows_per_file: int = 4_194_304,
+) -> Path:
+    """Write a ``LoggedData`` as a log dataset at ``out``; return ``out``.
+
+    The same safety as every offrec writer: ``data`` is validated first
+    (:func:`~offrec.logs.data.validate_logged_data`, errors name the column and row);
+    the dataset is built in a temporary folder and renamed into place
+    (:func:`~offrec.core.atomic.atomic_dir`): locked against a second writer, and
+    ``overwrite`` replaces only a folder offrec wrote. Rows are written ``chunk_rows``
+    at a time as row groups (part files of up to ``rows_per_file`` rows), like
+    :func:`collect`. Stored with the rows: the reward domain, the item map
+    (``data.metadata["action_map"]``, see :mod:`offrec.logs.items`), and the other keys
+    of ``data.metadata`` plus ``metadata`` (JSON values, under ``offrec.<key>``), so
+    :func:`~offrec.logs.read_logs` gives back the same rows and metadata.
+
+    >>> import tempfile
+    >>> from offrec.logs import LoggedData, read_logs
+    >>> data = LoggedData.from_arrays([[0.5], [1.5]], [1, 0], [1, 0], [0.5, 0.5],
+    ...                               item_ids=["tea", "cake"])
+    >>> back = read_logs(write_log(data, tempfile.mkdtemp() + "/log"))
+    >>> back.action.tolist(), back.metadata["action_map"]
+    ([1, 0], ['tea', 'cake'])
+    """
+    from offrec.logs.items import ItemMap, write_item_map
+
+    check_scalar(chunk_rows, "chunk_rows", int, min=1)
+    check_scalar(rows_per_file, "rows_per_file", int, min=1)
+    validate_logged_data(data)
+    items = ItemMap.of_metadata(data.metadata, data.n_actions)
+    extra = {**data.metadata, **(metadata or {})}
+    meta = {S.META_VERSION: __version__, S.META_REWARD_DOMAIN: json.dumps(data.reward_domain)}
+    side = {k: extra[k] for k in SIDECAR_KEYS if k in extra}
+    for k, v in extra.items():
+        if k not in _DERIVED_KEYS and k not in side:
+            meta[f"offrec.{k}"] = json.dumps(v)
+    schema = S.log_schema(data.context_dim, data.n_actions, logging_dist=data.logging_dist is not None,
+                          true_ctr=data.true_ctr is not None, metadata=meta)  # fmt: skip
+    size = estimated_bytes(data.n_rows, data.context_dim, data.n_actions,
+                           logging_dist=data.logging_dist is not None, true_ctr=data.true_ctr is not None)  # fmt: skip
+    files = _PartWriter(schema, rows_per_file)
+    with atomic_dir(out, overwrite=overwrite, kind="dataset", expected_bytes=size) as tmp:
+        if side:
+            S.write_dataset_meta(tmp, side)
+        write_item_map(tmp, items)
+        try:
+            for lo, hi in _session_chunks(data.session_id, chunk_rows):
+                files.write(tmp, _logged_table(data, slice(lo, hi), schema))
+        finally:
+            files.close()
+    return Path(out)
+
+
+def _session_chunks(session_id: np.ndarray, chunk_rows: int) -> list[tuple[int, int]]:
+    """Row ranges ``[lo, hi)`` of about ``chunk_rows`` rows that cut only between
+    sessions (a part file rolls over between chunks, and a session lives in one file):
+    each chunk ends at the last session start at or before ``lo + chunk_rows``, or at the
+    next one when a single session is longer than that."""
+    n = session_id.size
+    starts = np.flatnonzero(np.r_[True, session_id[1:] != session_id[:-1]])
+    starts = np.r_[starts, n]
+    out, lo = [], 0
+    while lo < n:
+        i = int(np.searchsorted(starts, lo + chunk_rows, side="right")) - 1
+        hi = (
+            int(starts[i])
+            if starts[i] > lo
+            else int(starts[np.searchsorted(starts, lo, side="right")])
+        )
+        out.append((lo, hi))
+        lo = hi
+    return out
+
+
+def _logged_table(data: LoggedData, rows: slice, schema: pa.Schema) -> pa.Table:
+    """Rows ``rows`` of ``data`` as an Arrow table of the log schema ``schema``."""
+    d = data.context_dim
+    ctx = data.context[rows]
+    n = ctx.shape[0]
+    flat = pa.array(ctx.astype(np.float32).reshape(-1), pa.float32())
+    context = (
+        pa.FixedSizeListArray.from_arrays(flat, d)
+        if d
+        else pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), flat)
+    )
+    cols: dict[str, pa.Array] = {
+        "session_id": pa.array(data.session_id[rows], pa.int64()),
+        "step": pa.array(data.step[rows].astype(np.int32)),
+        "user_id": pa.array(data.user_id[rows], pa.int64()),
+        "context": context,
+        "action": pa.array(data.action[rows].astype(np.int32)),
+        "position": pa.array(data.position[rows].astype(np.int32)),
+        "reward": pa.array(data.reward[rows].astype(np.float32)),
+        "pscore": pa.array(data.pscore[rows].astype(np.float64)),
+        "terminated": pa.array(data.terminated[rows]),
+        "truncated": pa.array(data.truncated[rows]),
+    }
+    if data.logging_dist is not None:
+        cols["logging_dist"] = pa.FixedSizeListArray.from_arrays(
+            pa.array(data.logging_dist[rows].astype(np.float32).reshape(-1)), data.n_actions
+        )
+    if data.true_ctr is not None:
+        cols["true_ctr"] = pa.array(data.true_ctr[rows].astype(np.float32))
+    return pa.Table.from_arrays([cols[f] for f in schema.names], schema=schema)
+
+
 def expected_rows(world: World, n_sessions: int) -> int:
     """Upper bound on rows for ``n_sessions`` sessions (for progress bars)."""
     return n_sessions * world.config.horizon if world.config.horizon > 1 else n_sessions
@@ -274,5 +395,5 @@ def expected_rows(world: World, n_sessions: int) -> int:
 
 __all__ = [
     "CollectSummary", "check_collect_memory", "collect", "estimated_bytes", "expected_rows",
-    "policy_spec",
+    "policy_spec", "write_log",
 ]  # fmt: skip

@@ -48,6 +48,7 @@ from offrec.core.policy import GreedyDist
 from offrec.core.validation import check_scalar
 from offrec.engines.sample import draw_sample
 from offrec.logs.data import LoggedData
+from offrec.logs.items import ItemMap, translate_target
 from offrec.logs.scan import Batch, LogSource, open_log
 from offrec.ope.estimators import ESTIMATORS, Estimator, make_estimator
 from offrec.ope.intervals import Contrast, Form, Interval, check_interval_options, interval
@@ -128,6 +129,7 @@ class OPEResult:
             or sessions (session mode).
         value_range: the feasible range of the value (clicks in [0, 1] per decision;
             [0, horizon] per session).
+        skipped: ``{estimator: reason}`` for the estimators that could not apply.
     """
 
     table: pd.DataFrame
@@ -140,6 +142,9 @@ class OPEResult:
     forms: dict[tuple[str, str], Form] = field(repr=False)
     method: str | None = None
     alpha: float = 0.05
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Estimators asked for (or defaults) that could not apply to the log: ``{name:
+    reason}`` (see ``strict`` in :func:`evaluate`); the table has the others."""
 
     def warnings(self) -> list[str]:
         """Every warning, prefixed by its policy and estimator."""
@@ -189,6 +194,7 @@ def evaluate(
     ray_address: str | None = None,
     fit_rows: int = 200_000,
     progress: Callable[[int], None] | None = None,
+    strict: bool = False,
 ) -> OPEResult:
     """Estimate the value of ``targets`` from ``logs`` (module docstring: how).
 
@@ -214,6 +220,10 @@ def evaluate(
             ``ray_address`` (a Ray cluster; default ``RAY_ADDRESS`` or a local Ray).
         fit_rows: the bounded sample the models are fitted on.
         progress: called with the rows done so far (per pass over the log).
+        strict: an estimator named in ``estimators`` that cannot apply to the log (e.g.
+            ``mb``, which needs clicks, on a continuous reward) is an ``InputError``. By
+            default (and always for the default estimators) it is left out, the others
+            are reported, and :attr:`OPEResult.skipped` says which and why.
 
     Returns:
         :class:`OPEResult`.
@@ -235,7 +245,7 @@ def evaluate(
     eng = make_engine(engine, **options)
     source: LogSource | LoggedData = logs if isinstance(logs, LoggedData) else open_log(logs)
     n_actions, session_log = _shape(source)
-    named = _named_targets(targets, n_actions)
+    named = _named_targets(targets, n_actions, ItemMap.of_metadata(source.metadata, n_actions))
     if engine == "ray" and any(isinstance(t, FixedProbs) for t in named.values()):
         raise InputError(
             "fixed probabilities are aligned with row numbers, which the ray engine does not "
@@ -245,14 +255,67 @@ def evaluate(
     n_boot = n_bootstrap if interval == "bootstrap" else 0
     check_evaluate_memory(n_actions, batch_size, workers if engine == "local" else 1, n_boot,
                           min(fit_rows, source.n_rows))  # fmt: skip
+    asked = estimators or (DEFAULT_SESSION if session else DEFAULT_BANDIT)
+    kept, skipped = _applicable(asked, _reward_domain(source), strict and estimators is not None)
     if session:
-        return _evaluate_session(
-            source, eng, named, estimators, interval, n_boot, alpha, seed, gamma, fit_rows, progress
+        result = _evaluate_session(
+            source, eng, named, kept, interval, n_boot, alpha, seed, gamma, fit_rows, progress
         )
-    return _evaluate_bandit(
-        source, eng, named, estimators, reward_model, interval, n_boot, alpha, seed, fit_rows,
-        progress,
-    )  # fmt: skip
+    else:
+        result = _evaluate_bandit(
+            source, eng, named, kept, reward_model, interval, n_boot, alpha, seed, fit_rows,
+            progress,
+        )  # fmt: skip
+    result.skipped = skipped
+    return result
+
+
+DEFAULT_BANDIT: tuple[str, ...] = ("ips", "snips", "dr")
+"""The bandit estimators :func:`evaluate` runs when none are named."""
+DEFAULT_SESSION: tuple[str, ...] = ("mb", "pdis", "wpdis", "dr", "fqe")
+"""The session estimators :func:`evaluate` runs when none are named."""
+
+
+def why_not(estimator: str, domain: dict[str, Any]) -> str | None:
+    """Why ``estimator`` (a name) cannot apply to a log with the declared reward
+    ``domain``, or None when it can. Owned by the estimators' modules: the session
+    estimators with a click model (:data:`offrec.ope.sequential.NEEDS_CLICKS`) need a
+    binary reward; every other estimator takes bounded continuous rewards (the reward
+    models fit them as a fractional response, :mod:`offrec.reward.model`)."""
+    from offrec.core.domain import describe, is_binary
+    from offrec.ope.sequential import NEEDS_CLICKS
+
+    if estimator in NEEDS_CLICKS and not is_binary(domain):
+        return (
+            f"needs a binary (0/1 click) reward (its session model is a logistic click model); "
+            f"this log's reward is {describe(domain)}"
+        )
+    return None
+
+
+def _applicable(
+    asked: Sequence[str | Estimator], domain: dict[str, Any], strict: bool
+) -> tuple[list[str | Estimator], dict[str, str]]:
+    """The estimators of ``asked`` that apply to the log, and ``{name: reason}`` for the
+    others (an ``InputError`` for the first of those when ``strict``). When none is left
+    the reasons are the error."""
+    kept: list[str | Estimator] = []
+    skipped: dict[str, str] = {}
+    for e in asked:
+        name = e if isinstance(e, str) else e.name
+        reason = why_not(name, domain) if isinstance(name, str) else None
+        if reason is None:
+            kept.append(e)
+        elif strict:
+            raise InputError(f"estimator {name!r} cannot apply to this log: {reason}")
+        else:
+            skipped[name] = reason
+    if not kept:
+        raise InputError(
+            "no estimator asked for applies to this log: "
+            + "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        )
+    return kept, skipped
 
 
 # ------------------------------------------------------------------------------ setup
@@ -304,13 +367,21 @@ def _shape(source: LogSource | LoggedData) -> tuple[int, bool]:
     return n, source.is_session_log
 
 
-def _named_targets(targets: Mapping[str, Any] | Any, n_actions: int) -> dict[str, Any]:
+def _named_targets(
+    targets: Mapping[str, Any] | Any, n_actions: int, items: ItemMap | None = None
+) -> dict[str, Any]:
+    """``{name: target}``, each checked against the log: a target that carries the item
+    map it was trained with (``item_map``) is laid onto the log's map through the source
+    ids (:func:`~offrec.logs.items.translate_target`; a model item the log lacks is an
+    error), so no target is ever scored against the wrong items."""
     named = dict(targets) if isinstance(targets, Mapping) else {_name(targets): targets}
     if not named:
         raise InputError("targets must name at least one policy; got none")
     for name, t in named.items():
         if isinstance(t, np.ndarray):
             named[name] = t = FixedProbs(t)
+        if items is not None:
+            named[name] = t = translate_target(t, items, f"target {name!r}")
         if not isinstance(t, FixedProbs) and not callable(getattr(t, "action_dist", None)):
             raise InputError(f"target {name!r} must have an action_dist(obs) method")
         if getattr(t, "n_actions", None) != n_actions:
@@ -432,6 +503,7 @@ def fit_fold_models(sample: LoggedData, rm: RewardModel, seed: int, n_positions:
                 sample.pscore[rows],
                 None if position is None else position[rows],
                 n_actions=sample.n_actions,
+                reward_domain=sample.reward_domain,
             )  # fmt: skip
         )
         if n_positions > 1 and models[-1].n_positions < n_positions:
@@ -478,8 +550,7 @@ def _evaluate_bandit(
     method: str | None, n_boot: int, alpha: float, seed: int, fit_rows: int, progress: Any,
 ) -> OPEResult:  # fmt: skip
     ests = [
-        e if isinstance(e, Estimator) else make_estimator(e)
-        for e in estimators or ("ips", "snips", "dr")
+        e if isinstance(e, Estimator) else make_estimator(e) for e in estimators or DEFAULT_BANDIT
     ]
     if not ests:
         raise InputError("estimators must name at least one estimator; got none")
@@ -540,17 +611,19 @@ def _sn_parts(e: Estimator, terms: Any) -> Any:
     return Parts(None, w * terms.reward, w)
 
 
+def _reward_domain(source: Any) -> dict[str, Any]:
+    """The log's declared reward domain (clicks when it declares none)."""
+    if isinstance(source, LoggedData):
+        return source.reward_domain
+    return source.metadata.get("reward_domain") or {"kind": "binary"}
+
+
 def _reward_range(source: Any) -> tuple[float, float]:
     """The feasible range of one reward: [0, 1] for clicks, the declared bounds of a
     continuous reward (the log's ``reward_domain``)."""
-    dom = (
-        source.reward_domain
-        if isinstance(source, LoggedData)
-        else source.metadata.get("reward_domain") or {"kind": "binary"}
-    )
-    if dom.get("kind", "binary") == "binary":
-        return (0.0, 1.0)
-    return (float(dom["low"]), float(dom["high"]))
+    from offrec.core.domain import bounds
+
+    return bounds(_reward_domain(source))
 
 
 def _per_session(reward_range: tuple[float, float], horizon: int) -> tuple[float, float]:
@@ -572,10 +645,7 @@ def _evaluate_session(
 ) -> OPEResult:  # fmt: skip
     from offrec.ope import sequential as seq
 
-    asked = [
-        e if isinstance(e, str) else e.name
-        for e in estimators or ("mb", "pdis", "wpdis", "dr", "fqe")
-    ]
+    asked = [e if isinstance(e, str) else e.name for e in estimators or DEFAULT_SESSION]
     learned = [e for e in asked if e in seq.LEARNED_SEQUENTIAL]
     names = [e for e in asked if e not in seq.LEARNED_SEQUENTIAL] or ["pdis"]  # weights, ESS
     only_learned = len(learned) == len(asked)

@@ -93,6 +93,9 @@ LEARNED_SEQUENTIAL = NEURAL | {"mb", "mb-dr", "mis"}
 """Estimators that fit models on the whole log (neural Q, session model, marginal ratios)
 before averaging: :func:`evaluate_sequential` / :func:`estimate_sequential_full` run them;
 they are not per-batch sums."""
+NEEDS_CLICKS = frozenset({"mb", "mb-dr"})
+"""Estimators whose session model has a logistic click model: they need a log whose
+declared reward domain is binary (:mod:`offrec.core.domain`)."""
 _DR_FORMS = frozenset({"wdr-nn", "sndr-nn"})
 IS_BASED = frozenset(
     {"pdis", "tis", "wpdis", "wtis", "dr", "dr-nn", "wdr-nn", "sndr-nn", "mb-dr", "mis"}
@@ -431,6 +434,10 @@ class SessionFits:
 
 
 def _check_binary(data: LoggedData) -> None:
+    from offrec.core.domain import require_binary
+
+    require_binary(data.reward_domain, "the model-based estimators (mb, mb-dr: a logistic click "
+                   "model)", "pdis, wpdis, dr or fqe")  # fmt: skip
     r = np.asarray(data.reward)
     bad = (r != 0) & (r != 1)
     if bad.any():

@@ -39,7 +39,41 @@ from offrec.core.errors import InputError, InputTypeError
 from offrec.core.validation import check_scalar, first_bad
 from offrec.policies.bandits.base import BanditLearner, check_feedback
 
-__all__ = ["check_pscore", "fit_logged", "ipw_weights", "logged_arrays"]
+__all__ = ["check_pscore", "domain_rewards", "fit_logged", "ipw_weights", "logged_arrays"]
+
+
+def domain_rewards(learner: Any, reward: Any, domain: dict[str, Any] | None) -> Any:
+    """The rewards ``learner`` (an instance or class) learns from a log with the declared
+    reward ``domain`` (None: not declared, the rewards as given), by its
+    ``reward_support`` (:mod:`offrec.core.domain`):
+
+    - ``"any"``: the rewards as logged;
+    - ``"unit"``: :math:`(r - low) / (high - low)` in [0, 1] (clicks unchanged), so
+      confidence widths, logistic links and non-negative weights keep their meaning;
+    - ``"binary"``: the rewards, if the log declares clicks; else ``InputError`` naming
+      the learner and ``fits_instead``.
+
+    >>> from offrec.policies.bandits import UCB1, BernoulliTS
+    >>> domain_rewards(UCB1, [-1.0, 1.0], {"kind": "continuous", "low": -1, "high": 1}).tolist()
+    [0.0, 1.0]
+    >>> domain_rewards(BernoulliTS, [0.5], {"kind": "continuous", "low": 0, "high": 1})
+    Traceback (most recent call last):
+    ...
+    offrec.core.errors.InputError: bernoulli_ts needs a binary (0/1 click) reward; this log's reward is continuous in [0.0, 1.0]; use ucb1 or epsilon_greedy (linucb or lints with contexts)
+    """
+    from offrec.core.domain import require_binary, to_unit
+
+    if domain is None:
+        return reward
+    support = getattr(learner, "reward_support", "any")
+    if support == "binary":
+        require_binary(
+            domain, str(learner.kind), getattr(learner, "fits_instead", "") or "another learner"
+        )
+        return reward
+    if support == "unit":
+        return to_unit(reward, domain)
+    return reward
 
 
 def logged_arrays(
@@ -110,7 +144,8 @@ def fit_logged(
     Args:
         learner: a learner from :mod:`offrec.policies.bandits` sized for the log.
         data: a ``LoggedData`` / ``Trajectories``, or the context array (then pass
-            ``action``, ``reward`` and, for IPW, ``pscore``).
+            ``action``, ``reward`` and, for IPW, ``pscore``). A ``LoggedData``'s declared
+            reward domain is honoured (:func:`domain_rewards`).
         ipw: weight rows by ``1 / pscore`` (normalized within each arm, see the module
             docstring). ``None`` = on for non-contextual learners, off for contextual ones.
         clip: cap on ``1 / pscore`` before normalizing (``None`` = no cap).
@@ -123,6 +158,9 @@ def fit_logged(
             f"learner must be an offrec bandit learner; got {type(learner).__name__}"
         )
     context, a, r, p = logged_arrays(data, action, reward, pscore)
+    r = domain_rewards(learner, r, getattr(data, "reward_domain", None))
+    if getattr(data, "item_map", None) is not None:  # a LoggedData: its items travel along
+        learner.item_map = data.item_map
     if ipw is None:
         ipw = not learner.contextual
     a_arr = np.asarray(a)

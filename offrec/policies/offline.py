@@ -37,11 +37,18 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.special import expit, log_softmax
 
+from offrec.core.domain import is_binary
 from offrec.core.errors import InputError
 from offrec.core.policy import BasePolicy, GreedyDist, Head
 from offrec.core.validation import check_scalar
 from offrec.policies.bandits.base import as_head, check_context, check_feedback
-from offrec.policies.logged import check_pscore, fit_logged, ipw_weights, logged_arrays
+from offrec.policies.logged import (
+    check_pscore,
+    domain_rewards,
+    fit_logged,
+    ipw_weights,
+    logged_arrays,
+)
 from offrec.reward.model import KINDS as REWARD_MODEL_KINDS
 from offrec.reward.model import FittedRewardModel
 from offrec.reward.persist import dump_gbm, load_gbm
@@ -55,6 +62,7 @@ class _OfflinePolicy(BasePolicy):
     """Sizes, head, spec and persistence hooks shared by the offline learners."""
 
     kind: ClassVar[str] = "offline"
+    item_map: Any = None  # the item map of the LoggedData it was fitted on (offrec.logs.items)
     n_actions: int
     context_dim: int | None
     head: Head
@@ -149,7 +157,10 @@ class RewardModelGreedy(_OfflinePolicy):
     normalized to mean 1 for ``per_item_logistic``), moving a misspecified model's fit
     from the logger's users to all users. The model is fitted once on all rows
     (cross-fitting is for OPE, where a row must not be predicted by a model that saw
-    it). Rewards must be in [0, 1] (0/1 for ``"logistic"`` and ``"gbm"``).
+    it). Rewards must be in [0, 1]; a log with a bounded continuous reward is learned on
+    the unit scale (:func:`~offrec.policies.logged.domain_rewards`), as a fraction of a
+    success (a quasi-binomial fit; for ``"logistic"`` and ``"gbm"`` the reward model's
+    fractional form, :class:`~offrec.reward.model.RewardModel`).
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -162,6 +173,7 @@ class RewardModelGreedy(_OfflinePolicy):
     """
 
     kind = "reward_model"
+    reward_support: ClassVar[str] = "unit"
     #: the per-item logistic model, then the reward-model kinds of :mod:`offrec.reward`
     MODELS: ClassVar[tuple[str, ...]] = ("per_item_logistic", *REWARD_MODEL_KINDS)
 
@@ -199,11 +211,16 @@ class RewardModelGreedy(_OfflinePolicy):
         from offrec.reward.model import RewardModel
 
         context, a, r, p = logged_arrays(data, action, reward, pscore)
+        domain = getattr(data, "reward_domain", None)
+        r = domain_rewards(self, r, domain)
+        self.item_map = getattr(data, "item_map", None)  # a LoggedData's items travel along
         self._sizes_from(context, a)
         x, a_arr, r_arr, _ = check_feedback(
             context, a, r, None, n_actions=self.n_actions, context_dim=self.context_dim,
             reward_range=(0.0, 1.0), who=" for a reward model",
         )  # fmt: skip
+        # rewards are clicks, or a bounded reward now on the unit scale
+        unit = None if is_binary(domain) else {"kind": "continuous", "low": 0.0, "high": 1.0}
         assert x is not None and self.context_dim is not None
         p_arr = check_pscore(p, a_arr.shape[0]) if self.weighting == "ipw" else None
         if self.model == "per_item_logistic":
@@ -215,7 +232,7 @@ class RewardModelGreedy(_OfflinePolicy):
             self._fitted = True
             return self
         rm = RewardModel(kind=self.model, seed=self.seed, weighting=self.weighting, C=self.C)
-        fitted = rm.fit(x, a_arr, r_arr, p_arr, n_actions=self.n_actions)
+        fitted = rm.fit(x, a_arr, r_arr, p_arr, n_actions=self.n_actions, reward_domain=unit)
         self._gbm = None
         if fitted.constant is not None:  # one reward value in the log: a constant model
             k, d = self.n_actions, self.context_dim
@@ -314,6 +331,7 @@ class IPWLearner(_OfflinePolicy):
     """
 
     kind = "ipw"
+    reward_support: ClassVar[str] = "unit"  # weights r / p need r >= 0: the unit scale
 
     def __init__(
         self,
@@ -344,6 +362,8 @@ class IPWLearner(_OfflinePolicy):
         from sklearn.linear_model import LogisticRegression
 
         context, a, r, p = logged_arrays(data, action, reward, pscore)
+        r = domain_rewards(self, r, getattr(data, "reward_domain", None))
+        self.item_map = getattr(data, "item_map", None)
         self._sizes_from(context, a)
         x, a_arr, r_arr, _ = check_feedback(
             context, a, r, None, n_actions=self.n_actions, context_dim=self.context_dim,

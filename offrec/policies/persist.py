@@ -5,6 +5,7 @@ Layout of a saved policy folder::
     policy.json   {"format": "offrec.policy", "format_version": 1, "offrec_version": ...,
                    "spec": {"type": ..., constructor parameters...},
                    "sizes": {"n_actions": ..., "context_dim": ...},
+                   "items": {"n_items": ..., "ids": [...]},   (when trained on a log)
                    "arrays": {"file": "arrays.npz", "sha256": ...}}
     arrays.npz    what the policy learned (numpy arrays only; read with allow_pickle=False)
 
@@ -12,6 +13,11 @@ No pickle and no code is stored: loading looks the ``type`` up in
 :data:`offrec.policies.registry.LEARNERS` (whose deprecated aliases keep folders saved
 under older type names loadable), builds it from the stored parameters and restores the arrays (shapes
 checked). The folder is published atomically (written next to it, then renamed).
+
+``items`` is the item map the policy was trained with (its attribute ``item_map``, an
+:class:`~offrec.logs.items.ItemMap`: the source id of each action, see
+:mod:`offrec.logs.items`); loading sets it back, so evaluating or recommending with the
+model can check it against a log's map and translate through the ids.
 
 >>> import tempfile, numpy as np
 >>> from offrec.policies.bandits import LinUCB
@@ -36,6 +42,7 @@ import numpy as np
 from offrec.core.atomic import atomic_dir
 from offrec.core.errors import InputError, InputTypeError, MissingInputError
 from offrec.core.policy import UniformPolicy
+from offrec.logs.items import ItemMap
 from offrec.policies.registry import LEARNERS
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_policy", "save_policy", "saveable_types"]
@@ -68,6 +75,7 @@ def save_policy(policy: Any, folder: str | Path, *, overwrite: bool = False) -> 
     :mod:`offrec.policies.offline`, and :class:`UniformPolicy`. Other policies (e.g. a
     :class:`ScorePolicy` around arbitrary code) raise ``TypeError``. An existing
     ``folder`` is replaced only with ``overwrite=True`` (else ``FileExistsError``).
+    The policy's ``item_map`` (set by :func:`offrec.training.train_policy`) is stored.
     """
     if isinstance(policy, UniformPolicy):
         spec: dict[str, Any] = policy.spec()
@@ -93,6 +101,9 @@ def save_policy(policy: Any, folder: str | Path, *, overwrite: bool = False) -> 
         "sizes": sizes,
         "arrays": {"file": ARRAYS_FILE, "sha256": hashlib.sha256(blob).hexdigest()},
     }
+    items = getattr(policy, "item_map", None)
+    if isinstance(items, ItemMap):
+        config["items"] = items.to_json()
     text = json.dumps(config, indent=2, sort_keys=True, allow_nan=True)
     folder = Path(folder)
     with atomic_dir(folder, overwrite=overwrite) as tmp:
@@ -156,4 +167,6 @@ def load_policy(
         state = {k: npz[k] for k in npz.files}
     policy = LEARNERS[kind].from_params(spec)  # an old type name resolves with a warning
     policy.set_state(state)
+    if "items" in config:
+        policy.item_map = ItemMap.from_json(config["items"], f"{cfg_path} items")
     return policy

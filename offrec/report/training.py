@@ -205,6 +205,7 @@ def save_online_runs(
     import json
 
     from offrec.core.atomic import atomic_dir
+    from offrec.logs.items import ItemMap
     from offrec.policies.persist import save_policy
     from offrec.rl.online_baseline import SB3Policy
 
@@ -220,6 +221,8 @@ def save_online_runs(
             (tmp / "models").mkdir(exist_ok=True)
             if isinstance(run.policy, SB3Policy):
                 run.policy.save(tmp / "models" / f"{name}.zip")
-            else:
+            else:  # learned in the simulated world: its items are the world's 0..n-1
+                if getattr(run.policy, "item_map", None) is None:
+                    run.policy.item_map = ItemMap.identity(run.policy.n_actions)
                 save_policy(run.policy, tmp / "models" / name)
     return Path(out)

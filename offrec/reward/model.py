@@ -23,6 +23,17 @@ for 0/1 rewards (clicks):
 Cross-fitting: rows are split into ``n_folds`` folds by a seeded permutation; the
 model for fold ``k`` is trained on the other folds and predicts fold ``k`` only.
 Same ``seed``, same folds, same predictions.
+
+Continuous rewards: given a log's declared ``reward_domain`` with bounds ``[a, b]``
+(:mod:`offrec.core.domain`), both kinds become regression models of the bounded reward,
+fitted as a fractional response (quasi-binomial; Papke & Wooldridge 1996): the reward
+on the unit scale :math:`y = (r - a) / (b - a)` is the probability of a success, and
+each row enters the classifier twice, as a success with weight :math:`y` and as a
+failure with weight :math:`1 - y`. That maximises
+:math:`\sum_i y_i \log \hat p_i + (1 - y_i) \log(1 - \hat p_i)`, consistent for
+:math:`E[y \mid x, a]` whatever the reward's distribution. Predictions are mapped back,
+:math:`\hat q = a + (b - a) \hat p`, so they stay inside the declared bounds. Clicks (the
+binary domain) are fitted as before.
 """
 
 from __future__ import annotations
@@ -87,13 +98,17 @@ class RewardModel:
         position: Any = None,
         *,
         n_actions: int | None = None,
+        reward_domain: dict[str, Any] | None = None,
     ) -> FittedRewardModel:
         """Fit on all rows (no cross-fitting), e.g. for a reward-model-greedy policy.
 
         Shapes: ``context`` (n, d), ``action``/``reward``/``pscore``/``position`` (n,).
-        ``n_actions`` defaults to ``action.max() + 1``.
+        ``n_actions`` defaults to ``action.max() + 1``. ``reward_domain``: the log's
+        declared domain (default clicks; a continuous one is fitted as a fractional
+        response, module docstring).
         """
-        data = _Data.make(context, action, reward, pscore, position, n_actions, self.weighting)
+        data = _Data.make(context, action, reward, pscore, position, n_actions, self.weighting,
+                          reward_domain)  # fmt: skip
         return self._fit_rows(data, np.arange(data.n), self._seeds()[0])
 
     def fit_predict(
@@ -105,15 +120,18 @@ class RewardModel:
         position: Any = None,
         *,
         n_actions: int | None = None,
+        reward_domain: dict[str, Any] | None = None,
     ) -> np.ndarray:
-        """Cross-fitted :math:`\\hat q` for every row and action.
+        """Cross-fitted :math:`\\hat q` for every row and action (``reward_domain`` as in
+        :meth:`fit`).
 
         Returns ``(n, n_actions)`` float64, or ``(n, n_actions, n_positions)`` when
         ``position`` is given and has more than one value (``n_positions =
         position.max() + 1``); row ``i`` is predicted by the model of its fold,
         trained without it.
         """
-        data = _Data.make(context, action, reward, pscore, position, n_actions, self.weighting)
+        data = _Data.make(context, action, reward, pscore, position, n_actions, self.weighting,
+                          reward_domain)  # fmt: skip
         if data.n < self.n_folds:
             raise InputError(
                 f"cross-fitting needs at least n_folds={self.n_folds} rows; got {data.n}"
@@ -133,9 +151,15 @@ class RewardModel:
         y = data.reward[rows]
         weight = None if data.weight is None else data.weight[rows]
         fitted = FittedRewardModel(self.kind, data.n_actions, data.n_positions)
+        fitted.low, fitted.high = data.low, data.high
         if y.min() == y.max():  # one class only: a constant model
             fitted.constant = float(y[0])
             return fitted
+        if ((y != 0) & (y != 1)).any():  # fractional: a success (weight y), a failure (1 - y)
+            base = np.ones(rows.size) if weight is None else weight
+            weight = np.concatenate([base * y, base * (1.0 - y)])
+            y = np.concatenate([np.ones(rows.size), np.zeros(rows.size)])
+            rows = np.concatenate([rows, rows])
         from sklearn.ensemble import HistGradientBoostingClassifier  # imported when used: slow
         from sklearn.linear_model import LogisticRegression
 
@@ -161,7 +185,8 @@ class FittedRewardModel:
         self.n_actions = n_actions
         self.n_positions = n_positions
         self.clf: Any = None
-        self.constant: float | None = None
+        self.constant: float | None = None  # on the unit scale
+        self.low, self.high = 0.0, 1.0  # declared reward bounds: q = low + (high - low) p
         self.mean = np.zeros(0)
         self.scale = np.ones(0)
 
@@ -171,10 +196,20 @@ class FittedRewardModel:
         x = _as_context(context)
         shape = (x.shape[0], self.n_actions) + ((self.n_positions,) if self.n_positions > 1 else ())
         if self.constant is not None:
-            return np.full(shape, self.constant)
-        if self.kind == "logistic":
-            return self._predict_logistic((x - self.mean) / self.scale).reshape(shape)
-        return self._predict_gbm(x).reshape(shape)
+            p = np.full(shape, self.constant)
+        elif self.kind == "logistic":
+            p = self._predict_logistic((x - self.mean) / self.scale).reshape(shape)
+        else:
+            p = self._predict_gbm(x).reshape(shape)
+        return self.from_unit(p)
+
+    def from_unit(self, p: np.ndarray) -> np.ndarray:
+        """Unit-scale predictions in the declared bounds, in place: ``low + (high - low) p``
+        (nothing to do for clicks)."""
+        if (self.low, self.high) != (0.0, 1.0):
+            p *= self.high - self.low
+            p += self.low
+        return p
 
     def design(self, x: np.ndarray, action: np.ndarray, position: np.ndarray | None) -> Any:
         """Feature matrix of (context, action[, position]) rows for this kind."""
@@ -287,7 +322,7 @@ def predict_by_fold(
             sel = slice(None) if idx.size == block.shape[0] else idx  # whole block: no gather
             xs = (xb[sel] - m.mean) / m.scale
             block[sel] = m._neg_logits(xs, None if pb is None else pb[sel])
-        _sigmoid_of_neg(block)
+        first.from_unit(_sigmoid_of_neg(block))  # the folds share the declared bounds
     return out
 
 
@@ -320,6 +355,8 @@ class _Data:
     weight: np.ndarray | None
     n_actions: int
     n_positions: int
+    low: float = 0.0  # declared reward bounds; ``reward`` is on the unit scale
+    high: float = 1.0
 
     @property
     def n(self) -> int:
@@ -335,7 +372,10 @@ class _Data:
         position: Any,
         n_actions: int | None,
         weighting: str,
+        domain: dict[str, Any] | None = None,
     ) -> _Data:
+        from offrec.core.domain import bounds, is_binary, to_unit
+
         x = _as_context(context)
         n = x.shape[0]
         if n < 2:
@@ -344,10 +384,18 @@ class _Data:
         r = np.asarray(reward, dtype=np.float64)
         if r.shape != (n,):
             raise InputError(f"reward must have shape ({n},) like context rows; got {r.shape}")
-        bad = (r != 0) & (r != 1)
+        low, high = bounds(domain)
+        if is_binary(domain):
+            bad = (r != 0) & (r != 1)
+            rule = "must be 0 or 1 for a classifier"
+        else:  # bounds widened to their float32 roundings (logs store float32 rewards)
+            lo32, hi32 = min(low, float(np.float32(low))), max(high, float(np.float32(high)))
+            bad = ~np.isfinite(r) | (r < lo32) | (r > hi32)
+            rule = f"must be in the declared reward domain [{low}, {high}]"
         if bad.any():
             i = first_bad(bad)
-            raise InputError(f"reward must be 0 or 1 for a classifier; row {i} has {float(r[i])!r}")
+            raise InputError(f"reward {rule}; row {i} has {float(r[i])!r}")
+        r = to_unit(r, domain)
         k = int(a.max()) + 1 if n_actions is None else n_actions
         check_scalar(k, "n_actions", int, min=1)
         if a.min() < 0 or a.max() >= k:
@@ -370,7 +418,7 @@ class _Data:
                 i = first_bad(bad)
                 raise InputError(f"pscore must be in (0, 1]; row {i} has {float(p[i])!r}")
             weight = (1.0 / p) / float(np.mean(1.0 / p))  # mean 1: C keeps its meaning
-        return cls(x, a, r, pos if n_pos > 1 else None, weight, k, n_pos)
+        return cls(x, a, r, pos if n_pos > 1 else None, weight, k, n_pos, low, high)
 
 
 def _int_column(x: Any, name: str, n: int) -> np.ndarray:

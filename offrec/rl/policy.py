@@ -41,6 +41,7 @@ from offrec.core.atomic import atomic_dir
 from offrec.core.errors import InputError, InputTypeError, MissingInputError
 from offrec.core.policy import BasePolicy, GreedyDist, Head
 from offrec.core.validation import check_scalar
+from offrec.logs.items import ItemMap
 from offrec.rl.config import RLConfig, build_algo, threads
 
 __all__ = ["QPolicy", "load_q_policy"]
@@ -93,7 +94,12 @@ class QPolicy(BasePolicy):
             :meth:`save`).
         obs_dim: observation width (read from a d3rlpy model; required for a module).
         batch_rows: rows per forward pass (bounds memory on huge inputs).
+
+    ``item_map``: the item map it was trained with (:mod:`offrec.logs.items`), saved and
+    loaded with it; None when unknown.
     """
+
+    item_map: ItemMap | None = None
 
     def __init__(
         self,
@@ -233,6 +239,9 @@ class QPolicy(BasePolicy):
             "obs_dim": self.obs_dim,
             "weights": {"file": WEIGHTS_FILE, "sha256": hashlib.sha256(blob).hexdigest()},
         }
+        items = getattr(self, "item_map", None)
+        if isinstance(items, ItemMap):  # the item map it was trained with (offrec.logs.items)
+            meta["items"] = items.to_json()
         (directory / WEIGHTS_FILE).write_bytes(blob)
         (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
@@ -315,4 +324,7 @@ def load_q_policy(
         except RuntimeError as exc:
             raise InputError(f"{weights} does not fit the saved config: {exc}") from None
     saved_head = Head(**meta["head"])
-    return QPolicy(algo, saved_n, head or saved_head, config=config)
+    policy = QPolicy(algo, saved_n, head or saved_head, config=config)
+    if "items" in meta:
+        policy.item_map = ItemMap.from_json(meta["items"], f"{path} items")
+    return policy

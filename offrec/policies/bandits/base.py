@@ -224,6 +224,15 @@ class BanditLearner(BasePolicy):
 
     # -- learning --------------------------------------------------------------------------
     _reward_range: ClassVar[tuple[float, float] | None] = None
+    reward_support: ClassVar[str] = "any"
+    """Which declared reward domains the learner takes (:mod:`offrec.core.domain`):
+    ``"any"`` (raw rewards), ``"unit"`` (bounded rewards, learned on the unit scale
+    ``(r - low) / (high - low)``) or ``"binary"`` (clicks only; :attr:`fits_instead` names
+    what to use for other rewards). Read by :func:`offrec.policies.logged.domain_rewards`."""
+    fits_instead: ClassVar[str] = ""
+    item_map: Any = None
+    """The item map it learned with (an :class:`~offrec.logs.items.ItemMap`, set when fitted
+    on a ``LoggedData``; saved with it), or None: indexed like whatever log it meets."""
 
     def partial_fit(
         self,

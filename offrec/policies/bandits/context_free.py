@@ -124,10 +124,12 @@ class UCB1(_ArmStats):
     Arms never pulled get :data:`UNTRIED_SCORE` (tried first, ties split evenly). With
     batches of size > 1 every row of a batch sees the same indices; the head (default
     greedy) decides how to spread them. Rewards are assumed in [0, 1] (``c = 2`` is the
-    textbook constant for that range).
+    textbook constant for that range); a bounded continuous reward is learned on that
+    scale (:func:`offrec.policies.logged.domain_rewards`).
     """
 
     kind = "ucb1"
+    reward_support = "unit"  # c = 2 is calibrated for rewards in [0, 1]
 
     def __init__(
         self,
@@ -180,11 +182,15 @@ class BernoulliTS(_ArmStats):
     ``action_dist`` is the probability that each arm has the largest of ``n_draws``
     posterior draws (shared by all rows; seeded by ``(seed, n_updates)``, see the module
     docstring). Rewards must be in [0, 1] (a fractional reward counts as that fraction
-    of a success). ``predict`` gives posterior means.
+    of a success); fitted on a log it needs the log to declare clicks (binary), and
+    refuses another domain naming the learners that take it. ``predict`` gives
+    posterior means.
     """
 
     kind = "bernoulli_ts"
     _reward_range = (0.0, 1.0)
+    reward_support = "binary"  # a Beta-Bernoulli posterior is a click model
+    fits_instead = "ucb1 or epsilon_greedy (linucb or lints with contexts)"
 
     def __init__(
         self,

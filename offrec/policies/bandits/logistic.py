@@ -38,11 +38,13 @@ class LogisticEpsilonGreedy(_Linear):
     then sets ``m_a`` to the result and ``P_a`` to the Hessian there. :meth:`fit` on all
     rows at once iterates to convergence: the exact per-arm ridge logistic regression.
     ``predict`` is ``sigma(phi^T m_a)``, the head acts on those click probabilities.
-    Rewards must be in [0, 1].
+    Rewards must be in [0, 1]; from a log with a bounded continuous reward it learns
+    on the unit scale (:func:`offrec.policies.logged.domain_rewards`).
     """
 
     kind = "logistic"
     _reward_range = (0.0, 1.0)
+    reward_support = "unit"  # a bounded reward is fitted as a fraction of a success
 
     def __init__(
         self,
