@@ -214,9 +214,11 @@ def _models_stage(
 
 
 def _online_learners_stage(
-    cfg: PipelineConfig, world: World, cache: Path, say: Progress
+    cfg: PipelineConfig, world: World, cache: Path, say: Progress, fresh: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, bool]]:
-    """Learn each ``[[online_learners]]`` entry by interacting with ``world`` (cached).
+    """Learn each ``[[online_learners]]`` entry by interacting with ``world``, cached like
+    every other stage (:func:`_cached`: manifest checksums and configuration; ``fresh``
+    recomputes).
 
     Returns policies, their :class:`~offrec.policies.online.ValueCurve` and cache hits.
     """
@@ -230,9 +232,9 @@ def _online_learners_stage(
     curves: dict[str, Any] = {}
     hits: dict[str, bool] = {}
     for spec in cfg.online_learners:
-        key = _key("online", cfg.world.to_dict(), cfg.world_seed, asdict(spec), cfg.seed)
-        path = cache / f"online-{_slug(spec.name)}-{key}"
-        hits[spec.name] = path.exists()
+        key_config = ["online", cfg.world.to_dict(), cfg.world_seed, asdict(spec), cfg.seed]
+        path = cache / f"online-{_slug(spec.name)}-{_key(*key_config)}"
+        hits[spec.name] = _cached(path, key_config, say, f"online learner '{spec.name}'", fresh)
         if not hits[spec.name]:
             say(f"learning '{spec.name}' online ({spec.learner}, {spec.n_steps:,} interactions)")
             run = learn_online(
@@ -245,6 +247,7 @@ def _online_learners_stage(
                     run.policy.save(tmp / "model.zip")
                 else:
                     save_model(run.policy, tmp / "model")
+            _seal(path, key_config, "model")
         else:
             say(f"online learner '{spec.name}': cached")
         curves[spec.name] = ValueCurve.from_dict(
@@ -597,20 +600,27 @@ def _report_stage(
     data: LoggedData, train_data: LoggedData, eval_data: LoggedData, curves: dict[str, Any],
     extra_sections: list[tuple[str, Any]] | None = None,
 ) -> Any:  # fmt: skip
+    from offrec.ope.gate import decide
     from offrec.report.build import ReportInput, build_report
 
     mode = "bandit" if cfg.world.horizon == 1 else "session"
+    value_label = "CTR" if mode == "bandit" else "clicks per session"
 
     def paired(a: str, b: str, estimator: str) -> tuple[float, float, float]:
         iv = result.compare(a, b, estimator)
         return iv.value, iv.low, iv.high
 
+    decision = decide(
+        ope, roles(cfg), mode=mode, alpha=cfg.ope.alpha, paired=paired,
+        value_label=value_label, choice=result.choice,
+    )  # fmt: skip
     return build_report(out, ReportInput(
         name=cfg.name, description=cfg.description, mode=mode,
-        value_label="CTR" if mode == "bandit" else "clicks per session", ope=ope, truth=truth,
+        value_label=value_label, ope=ope, truth=truth,
         roles=roles(cfg), data=data, train_rows=train_data.n_rows, eval_rows=eval_data.n_rows,
         seed=cfg.seed, alpha=cfg.ope.alpha, interval=cfg.ope.interval, holdout=cfg.ope.holdout,
         curves=curves, paired=paired, extra_sections=tuple(extra_sections or ()),
+        choice=result.choice, decision=decision,
     ))  # fmt: skip
 
 
@@ -653,7 +663,9 @@ def _run(cfg: PipelineConfig, out: Path, progress: Progress | None, fresh: bool)
     train_data, eval_data = split_sessions(data, cfg.ope.holdout, seed=cfg.seed)
     split_key = _key(logs_key, cfg.ope.holdout, cfg.seed)
     policies, curves, hits = _models_stage(cfg, train_data, split_key, world, cache, say, fresh)
-    online_policies, online_curves, online_hits = _online_learners_stage(cfg, world, cache, say)
+    online_policies, online_curves, online_hits = _online_learners_stage(
+        cfg, world, cache, say, fresh
+    )
     hits.update(online_hits)
     policies.update(online_policies)
     targets = {**policies, **{r.name: _reference(r, cfg, world) for r in cfg.references}}
