@@ -57,6 +57,7 @@ from offrec.ope.sequential import (
     SESSION_CLASSES,
     episode_index,
 )
+from offrec.ope.selection import Choice, choose_estimator
 from offrec.ope.stats import Moments
 from offrec.ope.terms import round_terms
 from offrec.ope.trust import (
@@ -74,8 +75,6 @@ from offrec.reward.model import FittedRewardModel, RewardModel, predict_by_fold
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from offrec.ope.selection import Choice
 
 log = logging.getLogger(__name__)
 
@@ -805,8 +804,6 @@ def _choose(result: OPEResult) -> OPEResult:
     make it the recommended one when one passed its checks, and flag, once, the estimates
     that disagree with it (:func:`~offrec.ope.trust.disagreement_warnings`)."""
     import pandas as pd
-
-    from offrec.ope.selection import choose_estimator
 
     result.choice = choose_estimator(result)
     if result.choice.estimator is not None:

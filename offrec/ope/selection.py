@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from scipy import stats
@@ -15,8 +15,23 @@ from offrec.core.errors import InputError
 from offrec.ope.intervals import Interval
 from offrec.ope.trust import GATE_MIN_ESS, SLOPE_WIDTH, Estimate, range_warning
 
-if TYPE_CHECKING:
-    from offrec.ope.evaluate import OPEResult
+
+class ScoredLog(Protocol):
+    """What :func:`choose_estimator` reads of an evaluation
+    (:class:`offrec.ope.evaluate.OPEResult` is one)."""
+
+    mode: str
+    method: str | None
+    value_range: tuple[float, float]
+
+    @property
+    def estimates(self) -> list[Estimate]: ...
+
+    def on_policy_targets(self) -> list[str]: ...
+
+    def on_policy(self, method: str | None = None) -> Interval | None: ...
+
+    def check_against_on_policy(self, policy: str, estimator: str) -> Interval: ...
 
 
 def spearman(estimates: np.ndarray, truths: np.ndarray) -> float:
@@ -211,7 +226,7 @@ def slope(
     return chosen, order, why
 
 
-def choose_estimator(result: OPEResult) -> Choice:
+def choose_estimator(result: ScoredLog) -> Choice:
     """The estimator for this log, chosen from the log alone: :func:`check_estimators`
     (the logging policy is recognised as the target whose weights are all 1), then
     :func:`slope` over those that passed."""
