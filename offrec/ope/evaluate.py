@@ -51,19 +51,18 @@ from offrec.logs.data import LoggedData
 from offrec.logs.scan import Batch, LogSource, open_log
 from offrec.ope.estimators import ESTIMATORS, Estimator, make_estimator
 from offrec.ope.intervals import Contrast, Form, Interval, check_interval_options, interval
+from offrec.ope.selection import Choice, choose_estimator
 from offrec.ope.sequential import (
     LEARNED_SEQUENTIAL,
     SEQUENTIAL_ESTIMATORS,
     SESSION_CLASSES,
     episode_index,
 )
-from offrec.ope.selection import Choice, choose_estimator
 from offrec.ope.stats import Moments
 from offrec.ope.terms import round_terms
 from offrec.ope.trust import (
     ESTIMATE_COLUMNS,
     Q_MODEL,
-    RECOMMENDED,
     Estimate,
     EstimatorMeta,
     disagreement_warnings,

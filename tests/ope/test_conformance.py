@@ -81,7 +81,7 @@ def test_weight_diagnostics_go_exactly_to_the_estimators_that_use_weights() -> N
     from offrec.ope import evaluate
     from offrec.ope.sequential import IS_BASED, SESSION_CLASSES
 
-    assert IS_BASED == {n for n, c in SESSION_CLASSES.items() if c.uses_weights()}
+    assert {n for n, c in SESSION_CLASSES.items() if c.uses_weights()} == IS_BASED
     assert {"fqe", "fqe-nn", "mb"}.isdisjoint(IS_BASED) and {"mb-dr", "mis"} <= IS_BASED
     rng = np.random.default_rng(0)
     n = 500

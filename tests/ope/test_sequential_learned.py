@@ -198,3 +198,25 @@ def test_safe_selection_picks_by_lower_bound():
     assert select_policy(t, "mb", by="low") == "a"
     with pytest.raises(ValueError, match="estimator 'pdis' is not in the table"):
         select_policy(t, "pdis")
+
+
+def test_fitting_leaves_torch_threads_as_they_were():
+    """The neural FQE and the session model run on one torch thread and restore the
+    caller's setting (global torch state is not left changed)."""
+    import torch
+
+    from offrec.ope.fqe import fit_neural_fqe
+    from offrec.ope.model_based import fit_session_model
+
+    log = simulate(400, seed=3)
+    before = torch.get_num_threads()
+    want = 2 if before != 2 else 3
+    torch.set_num_threads(want)
+    try:
+        dist = np.full((log.n_rows, 2), 0.5)
+        fit_neural_fqe(log, dist, max_epochs=1, n_iterations=1)
+        assert torch.get_num_threads() == want
+        fit_session_model(log)
+        assert torch.get_num_threads() == want
+    finally:
+        torch.set_num_threads(before)
