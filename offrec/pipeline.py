@@ -28,7 +28,7 @@ from offrec.core.atomic import (
     record_in_manifest,
     verify_manifest,
     write_manifest,
-)  # fmt: skip
+)
 from offrec.core.errors import InputError, OutputExistsError
 from offrec.core.policy import Head
 from offrec.logs import collect, read_logs
@@ -114,8 +114,12 @@ def _discard(path: Path) -> None:
 
 def _seal(path: Path, key_config: Any, kind: str) -> None:
     """Rewrite the stage's manifest with SHA-256 checksums of its files and its config."""
-    write_manifest(path, kind=kind, checksums=True,
-                   extra={"config": json.loads(json.dumps(key_config, sort_keys=True, default=str))})  # fmt: skip
+    write_manifest(
+        path,
+        kind=kind,
+        checksums=True,
+        extra={"config": json.loads(json.dumps(key_config, sort_keys=True, default=str))},
+    )
 
 
 def split_sessions(data: LoggedData, holdout: float, seed: int) -> tuple[LoggedData, LoggedData]:
@@ -144,9 +148,13 @@ def _logs_stage(
     if not hit:
         say(f"simulating logs ({cfg.logging.policy} logger)")
         collect(
-            world, _logger(cfg, world), out=path, n_decisions=cfg.logging.n_decisions,
-            n_sessions=cfg.logging.n_sessions, seed=cfg.seed,
-        )  # fmt: skip
+            world,
+            _logger(cfg, world),
+            out=path,
+            n_decisions=cfg.logging.n_decisions,
+            n_sessions=cfg.logging.n_sessions,
+            seed=cfg.seed,
+        )
         _seal(path, key_config, "dataset")
     else:
         say(f"logs: cached ({path.name})")
@@ -156,9 +164,14 @@ def _logs_stage(
 def _logger(cfg: PipelineConfig, world: World) -> Any:
     lg = cfg.logging
     kw = logging_policy_kwargs(
-        lg.policy, strict=False, beta=lg.beta, epsilon=lg.epsilon, noise=lg.noise,
-        model_seed=lg.model_seed, support=None if lg.support is None else list(lg.support),
-    )  # fmt: skip
+        lg.policy,
+        strict=False,
+        beta=lg.beta,
+        epsilon=lg.epsilon,
+        noise=lg.noise,
+        model_seed=lg.model_seed,
+        support=None if lg.support is None else list(lg.support),
+    )
     return logging_policy(world, lg.policy, **kw)
 
 
@@ -238,9 +251,15 @@ def _online_learners_stage(
         if not hits[spec.name]:
             say(f"learning '{spec.name}' online ({spec.learner}, {spec.n_steps:,} interactions)")
             run = learn_online(
-                world, spec.learner, spec.n_steps, params=spec.params, batch_size=spec.batch_size,
-                seed=cfg.seed, eval_every=spec.eval_every, eval_sessions=spec.eval_sessions,
-            )  # fmt: skip
+                world,
+                spec.learner,
+                spec.n_steps,
+                params=spec.params,
+                batch_size=spec.batch_size,
+                seed=cfg.seed,
+                eval_every=spec.eval_every,
+                eval_sessions=spec.eval_sessions,
+            )
             with atomic_dir(path) as tmp:
                 (tmp / "value_curve.json").write_text(json.dumps(run.curve.to_dict()))
                 if isinstance(run.policy, SB3Policy):
@@ -256,8 +275,9 @@ def _online_learners_stage(
         if (path / "model.zip").is_file():
             policies[spec.name] = load_sb3_policy(path / "model.zip", world.n_items)
         else:
-            policies[spec.name] = load_model(path / "model", n_actions=world.n_items,
-                                             obs_dim=world.obs_dim)  # fmt: skip
+            policies[spec.name] = load_model(
+                path / "model", n_actions=world.n_items, obs_dim=world.obs_dim
+            )
     return policies, curves, hits
 
 
@@ -288,8 +308,15 @@ def _online_vs_offline(
             approach, live, logged = "offline", 0, train_rows
         else:
             approach, live, logged = "reference", 0, 0
-        rows.append({"policy": name, "approach": approach, "live interactions": live,
-                     "logged interactions": logged, **{k: v for k, v in st.items() if k != "exact"}})  # fmt: skip
+        rows.append(
+            {
+                "policy": name,
+                "approach": approach,
+                "live interactions": live,
+                "logged interactions": logged,
+                **{k: v for k, v in st.items() if k != "exact"},
+            }
+        )
     table = pd.DataFrame(rows)
     metric = "clicks_per_session" if cfg.world.horizon > 1 else "ctr"
     label = "clicks per session" if cfg.world.horizon > 1 else "CTR"
@@ -297,13 +324,20 @@ def _online_vs_offline(
     best_ref = refs.loc[refs[metric].idxmax()] if len(refs) else None
     lines = []
     for d in table[table["approach"] != "reference"].to_dict("records"):
-        cost = (f"{d['live interactions']:,} live interactions with users"
-                if d["approach"] == "online"
-                else f"no live interaction: trained on {d['logged interactions']:,} logged decisions")  # fmt: skip
-        share = (f", {d[metric] / best_ref[metric]:.0%} of the {best_ref['policy']}"
-                 if best_ref is not None and best_ref[metric] > 0 else "")  # fmt: skip
-        lines.append(f"- **{d['policy']}**: costs {cost}; earns "
-                     f"{d[metric]:.3f} ± {d[metric + '_se']:.3f} {label}{share}.")  # fmt: skip
+        cost = (
+            f"{d['live interactions']:,} live interactions with users"
+            if d["approach"] == "online"
+            else f"no live interaction: trained on {d['logged interactions']:,} logged decisions"
+        )
+        share = (
+            f", {d[metric] / best_ref[metric]:.0%} of the {best_ref['policy']}"
+            if best_ref is not None and best_ref[metric] > 0
+            else ""
+        )
+        lines.append(
+            f"- **{d['policy']}**: costs {cost}; earns "
+            f"{d[metric]:.3f} ± {d[metric + '_se']:.3f} {label}{share}."
+        )
     note = (
         "Online learners pay for what they learn with live traffic (their curve shows the "
         "policy they would deploy after each number of interactions); offline learners use "
@@ -318,9 +352,12 @@ def _online_vs_offline(
     }
     references = {str(r["policy"]): float(r[metric]) for r in refs.to_dict("records")}
     path = plot_value_curves(
-        online_curves, plot_path, points=points, references=references,
+        online_curves,
+        plot_path,
+        points=points,
+        references=references,
         title=f"{cfg.name}: true {label} against interactions with users",
-    )  # fmt: skip
+    )
     return table, note, path
 
 
@@ -328,14 +365,20 @@ def _online_vs_offline_section(note: str, plot: Path, table: pd.DataFrame) -> tu
     """The report section of :func:`_online_vs_offline`: the note, the plot, the table."""
     from offrec.report.render import Plot, Table
 
-    return ("Online vs offline: what each approach costs and earns", [
-        note,
-        Plot(plot, "True value against interactions with users",
-             "Online learners: the policy each would deploy after that many live interactions "
-             "(band: ±2 standard errors). Offline learners: one point at the number of logged "
-             "decisions they were trained on. Lines: the logger and the oracles."),
-        Table(table, caption="True values from the simulator (± one standard error)."),
-    ])  # fmt: skip
+    return (
+        "Online vs offline: what each approach costs and earns",
+        [
+            note,
+            Plot(
+                plot,
+                "True value against interactions with users",
+                "Online learners: the policy each would deploy after that many live interactions "
+                "(band: ±2 standard errors). Offline learners: one point at the number of logged "
+                "decisions they were trained on. Lines: the logger and the oracles.",
+            ),
+            Table(table, caption="True values from the simulator (± one standard error)."),
+        ],
+    )
 
 
 # ------------------------------------------------------------------------------ one-off training
@@ -372,10 +415,18 @@ def _training_source(logs: str | Path, repair: str | None) -> Any:
 
 
 def train_and_save(
-    logs: str | Path, learner: str, out: str | Path, *, params: dict[str, Any] | None = None,
-    head: Head | None = None, seed: int = 0, repair: str | None = None, overwrite: bool = False,
-    engine: str = "local", progress: Callable[[int], None] | None = None,
-) -> TrainSummary:  # fmt: skip
+    logs: str | Path,
+    learner: str,
+    out: str | Path,
+    *,
+    params: dict[str, Any] | None = None,
+    head: Head | None = None,
+    seed: int = 0,
+    repair: str | None = None,
+    overwrite: bool = False,
+    engine: str = "local",
+    progress: Callable[[int], None] | None = None,
+) -> TrainSummary:
     """Train a bandit or offline ``learner`` on the log at ``logs`` (through
     :func:`offrec.training.train_policy`: streamed on ``engine``) and save it, with the
     log's world when simulated, to the model folder ``out``.
@@ -393,8 +444,7 @@ def train_and_save(
     params = dict(params or {})
     check_params(learner, params)
     source = _training_source(logs, repair)
-    spec = PolicySpec(name=learner, learner=learner, params=params,
-                      head=(head or Head()).to_dict())  # fmt: skip
+    spec = PolicySpec(name=learner, learner=learner, params=params, head=(head or Head()).to_dict())
     world = world_of_metadata(source.metadata)
     policy, _ = train_policy(spec, source, world, seed, engine=engine, progress=progress)
     save_model(policy, out, overwrite=overwrite)
@@ -409,10 +459,17 @@ def train_and_save(
 
 
 def train_rl_and_save(
-    logs: str | Path, algo: str, out: str | Path, *, params: dict[str, Any] | None = None,
-    seed: int = 0, evaluate: bool = False, repair: str | None = None, overwrite: bool = False,
+    logs: str | Path,
+    algo: str,
+    out: str | Path,
+    *,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    evaluate: bool = False,
+    repair: str | None = None,
+    overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
-) -> TrainSummary:  # fmt: skip
+) -> TrainSummary:
     """Train an offline RL ``algo`` on a session log and save it to ``out``; with
     ``evaluate`` the true online value is measured during training (the log must be
     simulated) and the last measurement returned."""
@@ -445,10 +502,13 @@ def train_rl_and_save(
     )
     label = data.value_label if world is None or world.config.horizon == 1 else "clicks per session"
     return TrainSummary(
-        n_rows=data.n_rows, n_steps=cfg.n_steps, steps_per_second=result.steps_per_second,
-        eval_value=None if last is None else last[0], eval_stderr=0.0 if last is None else last[1],
+        n_rows=data.n_rows,
+        n_steps=cfg.n_steps,
+        steps_per_second=result.steps_per_second,
+        eval_value=None if last is None else last[0],
+        eval_stderr=0.0 if last is None else last[1],
         value_label=label,
-    )  # fmt: skip
+    )
 
 
 def check_network_size(cfg: Any, obs_dim: int, n_actions: int, limit: int | None = None) -> None:
@@ -486,11 +546,19 @@ def world_of_metadata(meta: dict[str, Any]) -> World | None:
 
 
 def run_online_study(
-    world: World, learners: list[str], out: str | Path, *, params: dict[str, Any] | None = None,
-    n_steps: int = 100_000, batch_size: int = 1000, seed: int = 0,
-    eval_every: int | None = None, eval_sessions: int = 2000, overwrite: bool = False,
+    world: World,
+    learners: list[str],
+    out: str | Path,
+    *,
+    params: dict[str, Any] | None = None,
+    n_steps: int = 100_000,
+    batch_size: int = 1000,
+    seed: int = 0,
+    eval_every: int | None = None,
+    eval_sessions: int = 2000,
+    overwrite: bool = False,
     progress: Callable[[str, int], None] | None = None,
-) -> tuple[dict[str, Any], dict[str, float]]:  # fmt: skip
+) -> tuple[dict[str, Any], dict[str, float]]:
     """Let each learner (bandit learners, or SB3 ``ppo`` / ``dqn``) learn by interacting
     with ``world``, measuring the true value of the policy it would deploy, and write
     ``curves.json``, the plots and the models to ``out`` (atomically).
@@ -516,9 +584,16 @@ def run_online_study(
             f"params name {sorted(scoped)}, which are not among the learners {learners}"
         )
     runs = compare_online(
-        world, learners, n_steps, params=per_learner, batch_size=batch_size, seed=seed,
-        eval_every=eval_every, eval_sessions=eval_sessions, progress=progress,
-    )  # fmt: skip
+        world,
+        learners,
+        n_steps,
+        params=per_learner,
+        batch_size=batch_size,
+        seed=seed,
+        eval_every=eval_every,
+        eval_sessions=eval_sessions,
+        progress=progress,
+    )
     refs = online_references(world, n_sessions=eval_sessions)
     save_online_runs(runs, out, references=refs, overwrite=overwrite)
     return runs, refs
@@ -530,9 +605,13 @@ def _reference(spec: ReferenceSpec, cfg: PipelineConfig, world: World) -> Any:
         return _logger(cfg, world)
     if spec.policy in LOGGER_KINDS:
         kw = logging_policy_kwargs(
-            spec.policy, strict=False, noise=spec.noise, model_seed=cfg.logging.model_seed,
-            beta=spec.beta, epsilon=spec.epsilon,
-        )  # fmt: skip
+            spec.policy,
+            strict=False,
+            noise=spec.noise,
+            model_seed=cfg.logging.model_seed,
+            beta=spec.beta,
+            epsilon=spec.epsilon,
+        )
         return logging_policy(world, spec.policy, **kw)
     if spec.policy == "best_item":
         return BestItemOracle(world, head)
@@ -557,11 +636,16 @@ def _ope_stage(
             log.info("skipping OPE of %s: an oracle needs the hidden session state", name)
     say(f"off-policy evaluation: {len(estimable)} policies x {len(o.estimators)} estimators")
     result = evaluate(
-        data, estimable, estimators=list(o.estimators),
+        data,
+        estimable,
+        estimators=list(o.estimators),
         reward_model=RewardModel(kind=o.reward_model, n_folds=o.n_folds, seed=cfg.seed),
-        interval=o.interval, n_bootstrap=o.n_bootstrap, alpha=o.alpha, seed=cfg.seed,
+        interval=o.interval,
+        n_bootstrap=o.n_bootstrap,
+        alpha=o.alpha,
+        seed=cfg.seed,
         mode="session" if cfg.world.horizon > 1 else "bandit",
-    )  # fmt: skip
+    )
     table = result.table
     table["recommended"] = table["estimator"] == result.recommended
     return table, result
@@ -596,10 +680,17 @@ def roles(cfg: PipelineConfig) -> dict[str, str]:
 
 
 def _report_stage(
-    cfg: PipelineConfig, out: Path, ope: pd.DataFrame, result: Any, truth: dict[str, Any],
-    data: LoggedData, train_data: LoggedData, eval_data: LoggedData, curves: dict[str, Any],
+    cfg: PipelineConfig,
+    out: Path,
+    ope: pd.DataFrame,
+    result: Any,
+    truth: dict[str, Any],
+    data: LoggedData,
+    train_data: LoggedData,
+    eval_data: LoggedData,
+    curves: dict[str, Any],
     extra_sections: list[tuple[str, Any]] | None = None,
-) -> Any:  # fmt: skip
+) -> Any:
     from offrec.ope.gate import decide
     from offrec.report.build import ReportInput, build_report
 
@@ -611,17 +702,38 @@ def _report_stage(
         return iv.value, iv.low, iv.high
 
     decision = decide(
-        ope, roles(cfg), mode=mode, alpha=cfg.ope.alpha, paired=paired,
-        value_label=value_label, choice=result.choice,
-    )  # fmt: skip
-    return build_report(out, ReportInput(
-        name=cfg.name, description=cfg.description, mode=mode,
-        value_label=value_label, ope=ope, truth=truth,
-        roles=roles(cfg), data=data, train_rows=train_data.n_rows, eval_rows=eval_data.n_rows,
-        seed=cfg.seed, alpha=cfg.ope.alpha, interval=cfg.ope.interval, holdout=cfg.ope.holdout,
-        curves=curves, paired=paired, extra_sections=tuple(extra_sections or ()),
-        choice=result.choice, decision=decision,
-    ))  # fmt: skip
+        ope,
+        roles(cfg),
+        mode=mode,
+        alpha=cfg.ope.alpha,
+        paired=paired,
+        value_label=value_label,
+        choice=result.choice,
+    )
+    return build_report(
+        out,
+        ReportInput(
+            name=cfg.name,
+            description=cfg.description,
+            mode=mode,
+            value_label=value_label,
+            ope=ope,
+            truth=truth,
+            roles=roles(cfg),
+            data=data,
+            train_rows=train_data.n_rows,
+            eval_rows=eval_data.n_rows,
+            seed=cfg.seed,
+            alpha=cfg.ope.alpha,
+            interval=cfg.ope.interval,
+            holdout=cfg.ope.holdout,
+            curves=curves,
+            paired=paired,
+            extra_sections=tuple(extra_sections or ()),
+            choice=result.choice,
+            decision=decision,
+        ),
+    )
 
 
 # ------------------------------------------------------------------------------ runner
@@ -676,8 +788,14 @@ def _run(cfg: PipelineConfig, out: Path, progress: Progress | None, fresh: bool)
     comparison = None
     if online_curves:
         comparison, note, path = _online_vs_offline(
-            cfg, world, targets, online_curves, train_data.n_rows, out / "plots" / "online_vs_offline.png", say
-        )  # fmt: skip
+            cfg,
+            world,
+            targets,
+            online_curves,
+            train_data.n_rows,
+            out / "plots" / "online_vs_offline.png",
+            say,
+        )
         extra = [_online_vs_offline_section(note, path, comparison)]
     report = _report_stage(
         cfg, out, ope, ope_result, truth, data, train_data, eval_data, curves, extra

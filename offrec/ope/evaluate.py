@@ -217,8 +217,10 @@ class OPEResult:
         est = estimator or self.recommended
         if est in LEARNED_SEQUENTIAL:  # fitted on the whole log: no per-session sums to pair
             t = self.table
-            v = [float(t[(t["policy"] == p) & (t["estimator"] == est)]["value"].iloc[0])
-                 for p in (policy, baseline)]  # fmt: skip
+            v = [
+                float(t[(t["policy"] == p) & (t["estimator"] == est)]["value"].iloc[0])
+                for p in (policy, baseline)
+            ]
             return Interval(v[0] - v[1], math.nan, math.nan, "none", self.alpha)
         for key in ((policy, est), (baseline, est)):
             if key not in self.forms:
@@ -305,9 +307,18 @@ def evaluate(
             source, eng, named, estimators, interval, n_boot, alpha, seed, gamma, fit_rows, progress
         )
     return _evaluate_bandit(
-        source, eng, named, estimators, reward_model, interval, n_boot, alpha, seed, fit_rows,
+        source,
+        eng,
+        named,
+        estimators,
+        reward_model,
+        interval,
+        n_boot,
+        alpha,
+        seed,
+        fit_rows,
         progress,
-    )  # fmt: skip
+    )
 
 
 # ------------------------------------------------------------------------------ setup
@@ -448,7 +459,7 @@ def fit_fold_models(sample: LoggedData, rm: RewardModel, seed: int, n_positions:
                 sample.pscore[rows],
                 None if position is None else position[rows],
                 n_actions=sample.n_actions,
-            )  # fmt: skip
+            )
         )
         if n_positions > 1 and models[-1].n_positions < n_positions:
             models[-1].n_positions = n_positions  # constant models: broadcast positions
@@ -490,9 +501,18 @@ def _bandit_layout(names: Sequence[str], ests: Sequence[Estimator], support: boo
 
 
 def _evaluate_bandit(
-    source: Any, eng: Any, named: dict[str, Any], estimators: Any, reward_model: Any,
-    method: str | None, n_boot: int, alpha: float, seed: int, fit_rows: int, progress: Any,
-) -> OPEResult:  # fmt: skip
+    source: Any,
+    eng: Any,
+    named: dict[str, Any],
+    estimators: Any,
+    reward_model: Any,
+    method: str | None,
+    n_boot: int,
+    alpha: float,
+    seed: int,
+    fit_rows: int,
+    progress: Any,
+) -> OPEResult:
     ests = [
         e if isinstance(e, Estimator) else make_estimator(e)
         for e in estimators or ("ips", "snips", "dr")
@@ -517,9 +537,12 @@ def _evaluate_bandit(
             dist = _dist(target, batch, p, compact=True)
             try:
                 terms = round_terms(
-                    reward=data.reward, action=data.action, pscore=data.pscore,
-                    action_dist=dist, estimated_rewards=q,
-                )  # fmt: skip
+                    reward=data.reward,
+                    action=data.action,
+                    pscore=data.pscore,
+                    action_dist=dist,
+                    estimated_rewards=q,
+                )
             except InputError as err:
                 raise _relocate(err, batch, p) from None
             x[:, layout.weight[p]] = terms.weight
@@ -541,9 +564,18 @@ def _evaluate_bandit(
 
     moments = eng.map_reduce(source, kernel, progress=progress)
     result = _finish(
-        moments, layout.forms, layout.weight, layout.support, ests, "bandit", method, alpha,
-        _reward_range(source), moments.n, layout.width - 1,
-    )  # fmt: skip
+        moments,
+        layout.forms,
+        layout.weight,
+        layout.support,
+        ests,
+        "bandit",
+        method,
+        alpha,
+        _reward_range(source),
+        moments.n,
+        layout.width - 1,
+    )
     return _choose(result)
 
 
@@ -585,9 +617,18 @@ def _has_logging_dist(source: Any) -> bool:
 
 # --------------------------------------------------------------------------- session
 def _evaluate_session(
-    source: Any, eng: Any, named: dict[str, Any], estimators: Any, method: str | None,
-    n_boot: int, alpha: float, seed: int, gamma: float, fit_rows: int, progress: Any,
-) -> OPEResult:  # fmt: skip
+    source: Any,
+    eng: Any,
+    named: dict[str, Any],
+    estimators: Any,
+    method: str | None,
+    n_boot: int,
+    alpha: float,
+    seed: int,
+    gamma: float,
+    fit_rows: int,
+    progress: Any,
+) -> OPEResult:
     from offrec.ope import sequential as seq
 
     asked = [
@@ -660,9 +701,18 @@ def _evaluate_session(
     ests = [SESSION_CLASSES[e] for e in names]
     value_range = _per_session(_reward_range(source), horizon)
     result = _finish(
-        moments, forms, weight, {}, ests, "session", method, alpha, value_range, moments.n,
+        moments,
+        forms,
+        weight,
+        {},
+        ests,
+        "session",
+        method,
+        alpha,
+        value_range,
+        moments.n,
         on_policy,
-    )  # fmt: skip
+    )
     if learned:  # whole-log estimators: fitted on the log in memory, then added as rows
         import pandas as pd
 
@@ -676,9 +726,16 @@ def _evaluate_session(
             data = drawn.data.subset(np.lexsort((drawn.data.step, drawn.data.session_id)))
         policies = {p: (t.probs if isinstance(t, FixedProbs) else t) for p, t in named.items()}
         extra = seq.evaluate_sequential(
-            data, policies, learned, method=method or "normal", n_bootstrap=max(n_boot, 1),
-            alpha=alpha, seed=seed, gamma=gamma, flag_disagreement=False,
-        )  # fmt: skip
+            data,
+            policies,
+            learned,
+            method=method or "normal",
+            n_bootstrap=max(n_boot, 1),
+            alpha=alpha,
+            seed=seed,
+            gamma=gamma,
+            flag_disagreement=False,
+        )
         base = [
             Estimate.from_row(r)
             for r in result.table.to_dict("records")
@@ -688,16 +745,27 @@ def _evaluate_session(
         n = moments.n
         added = [
             _estimate(
-                str(r["policy"]), str(r["estimator"]),
+                str(r["policy"]),
+                str(r["estimator"]),
                 SESSION_CLASSES[str(r["estimator"])].uses_weights(),
-                Interval(float(r["value"]), float(r["low"]), float(r["high"]),
-                         str(r["interval_method"]), alpha),
-                ess[str(r["policy"])], n, result.weight_max(str(r["policy"])),
-                result.weight_sum(str(r["policy"])), math.nan, value_range, math.nan,
+                Interval(
+                    float(r["value"]),
+                    float(r["low"]),
+                    float(r["high"]),
+                    str(r["interval_method"]),
+                    alpha,
+                ),
+                ess[str(r["policy"])],
+                n,
+                result.weight_max(str(r["policy"])),
+                result.weight_sum(str(r["policy"])),
+                math.nan,
+                value_range,
+                math.nan,
                 warnings=r["warnings"],
             )
             for r in extra.to_dict("records")
-        ]  # fmt: skip
+        ]
         rank = {p: i for i, p in enumerate(named)}
         rows = sorted(base + added, key=lambda r: rank[r.policy])  # stable: policy order
         labels = list(dict.fromkeys(r.estimator for r in rows))
@@ -739,11 +807,18 @@ def _label(e: Estimator | type[EstimatorMeta]) -> str:
 
 
 def _finish(
-    moments: Moments, forms: dict[tuple[str, str], Form], weight: dict[str, int],
-    support: dict[str, int], ests: Sequence[Estimator | type[EstimatorMeta]], mode: str,
-    method: str | None, alpha: float, value_range: tuple[float, float], n_units: int,
+    moments: Moments,
+    forms: dict[tuple[str, str], Form],
+    weight: dict[str, int],
+    support: dict[str, int],
+    ests: Sequence[Estimator | type[EstimatorMeta]],
+    mode: str,
+    method: str | None,
+    alpha: float,
+    value_range: tuple[float, float],
+    n_units: int,
     on_policy: int,
-) -> OPEResult:  # fmt: skip
+) -> OPEResult:
     import pandas as pd
 
     from offrec.ope.intervals import standard_error
@@ -769,21 +844,51 @@ def _finish(
             else:
                 iv = interval(moments, form, method=method, alpha=alpha)
             rows.append(
-                _estimate(p, _label(e), e.uses_weights(), iv, ess, moments.n, max_w, w_sum, sv,
-                          value_range, standard_error(moments, form))
-            )  # fmt: skip
+                _estimate(
+                    p,
+                    _label(e),
+                    e.uses_weights(),
+                    iv,
+                    ess,
+                    moments.n,
+                    max_w,
+                    w_sum,
+                    sv,
+                    value_range,
+                    standard_error(moments, form),
+                )
+            )
     table = pd.DataFrame([r.row() for r in rows], columns=list(COLUMNS))
     return OPEResult(
-        table, recommended, mode, moments.n if mode == "bandit" else -1, n_units, value_range,
-        moments, forms, method, alpha, weights=dict(weight), on_policy_column=on_policy,
-    )  # fmt: skip
+        table,
+        recommended,
+        mode,
+        moments.n if mode == "bandit" else -1,
+        n_units,
+        value_range,
+        moments,
+        forms,
+        method,
+        alpha,
+        weights=dict(weight),
+        on_policy_column=on_policy,
+    )
 
 
 def _estimate(
-    policy: str, label: str, uses_weights: bool, iv: Interval, ess: float, n: int,
-    max_w: float, w_sum: float, sv: float, value_range: tuple[float, float], stderr: float,
+    policy: str,
+    label: str,
+    uses_weights: bool,
+    iv: Interval,
+    ess: float,
+    n: int,
+    max_w: float,
+    w_sum: float,
+    sv: float,
+    value_range: tuple[float, float],
+    stderr: float,
     warnings: Sequence[str] = (),
-) -> Estimate:  # fmt: skip
+) -> Estimate:
     """The typed row; weight diagnostics and their warnings only for estimators that use
     importance weights (:meth:`~offrec.ope.trust.EstimatorMeta.uses_weights`)."""
     out = list(warnings)
@@ -792,10 +897,19 @@ def _estimate(
     out += range_warning(iv.value, value_range)
     nan = math.nan
     return Estimate(
-        policy, label, iv.value, iv.low, iv.high, iv.method, stderr,
-        ess if uses_weights else nan, ess / max(n, 1) if uses_weights else nan,
-        max_w if uses_weights else nan, sv if uses_weights else nan, tuple(out),
-    )  # fmt: skip
+        policy,
+        label,
+        iv.value,
+        iv.low,
+        iv.high,
+        iv.method,
+        stderr,
+        ess if uses_weights else nan,
+        ess / max(n, 1) if uses_weights else nan,
+        max_w if uses_weights else nan,
+        sv if uses_weights else nan,
+        tuple(out),
+    )
 
 
 def _choose(result: OPEResult) -> OPEResult:

@@ -283,7 +283,12 @@ def decide(
         return dec
     best = candidates[0]
     r = rows[best]
-    dec.best, dec.value, dec.low, dec.high = best, float(r["value"]), float(r["low"]), float(r["high"])
+    dec.best, dec.value, dec.low, dec.high = (
+        best,
+        float(r["value"]),
+        float(r["low"]),
+        float(r["high"]),
+    )
     said = (
         f"{best}, estimated {value_label} {f(dec.value)} ({level} interval {f(dec.low)} to "
         f"{f(dec.high)}) by {est}"
@@ -302,9 +307,14 @@ def decide(
         lv = float(rows[logger]["value"])
         dec.logger_value = lv
         lift = dec.lift = compare(
-            best, logger, rows, alpha=alpha, estimator=est, paired=paired,
+            best,
+            logger,
+            rows,
+            alpha=alpha,
+            estimator=est,
+            paired=paired,
             contributions=contributions,
-        )  # fmt: skip
+        )
         rel = f" ({lift.diff / lv:+.1%})" if lv else ""
         if lift.low > 0:
             how = (
@@ -338,9 +348,7 @@ def decide(
         dec.verdict = CANNOT_TELL
         dec.sentences.append(
             f"Cannot tell: run an online test. The best candidate ({roles[best]} policy) is "
-            f"{said}, but "
-            + "; ".join(dec.reasons)
-            + "."
+            f"{said}, but " + "; ".join(dec.reasons) + "."
         )
     dec.sentences.append(lift_sentence)
     top = candidates[: max(2, n_compare)]
@@ -379,9 +387,11 @@ def _sign_disagreement(
         v = {str(p): float(x) for p, x in zip(g["policy"], g["value"], strict=True)}
         if best in v and logger in v and np.sign(v[best] - v[logger]) != np.sign(diff):
             out.append(f"{e} puts the lift at {v[best] - v[logger]:+.4g} (other sign)")
-    return [
-        "the estimators that pass the checks disagree on the sign of the lift: " + ", ".join(out)
-    ] if out else []  # fmt: skip
+    return (
+        ["the estimators that pass the checks disagree on the sign of the lift: " + ", ".join(out)]
+        if out
+        else []
+    )
 
 
 def _cautions(table: pd.DataFrame, best: str, est: str) -> list[str]:

@@ -169,9 +169,11 @@ def check_estimators(
         notes = [] if d is not None else ["not checked against the logger's on-policy value"]
         out.append(
             Check(
-                name, not reasons, tuple(reasons + notes),
+                name,
+                not reasons,
+                tuple(reasons + notes),
                 *((d.value, d.low, d.high) if d is not None else (math.nan,) * 3),
-            )  # fmt: skip
+            )
         )
     return out
 
@@ -245,19 +247,26 @@ def choose_estimator(result: ScoredLog) -> Choice:
     on = result.on_policy()
     if result.method is None:
         checks = tuple(Check(e, False, ("no interval computed",)) for e in _labels(estimates))
-        return Choice(None, "none", (), checks, ("no intervals were computed: no choice",),
-                      logger, math.nan if on is None else on.value)  # fmt: skip
+        return Choice(
+            None,
+            "none",
+            (),
+            checks,
+            ("no intervals were computed: no choice",),
+            logger,
+            math.nan if on is None else on.value,
+        )
     checks = tuple(
         check_estimators(
-            estimates, uses_weights=uses_weights, value_range=result.value_range,
+            estimates,
+            uses_weights=uses_weights,
+            value_range=result.value_range,
             logger=logger,
             logger_diff=(lambda e: result.check_against_on_policy(logger, e)) if logger else None,
         )
-    )  # fmt: skip
+    )
     passed = [c.estimator for c in checks if c.passed]
-    reasons = [
-        f"{c.estimator} fails: {'; '.join(c.reasons)}" for c in checks if not c.passed
-    ]
+    reasons = [f"{c.estimator} fails: {'; '.join(c.reasons)}" for c in checks if not c.passed]
     if logger is None:
         reasons.append(
             "no target is the logging policy (every weight 1): the estimators were not "
@@ -270,8 +279,9 @@ def choose_estimator(result: ScoredLog) -> Choice:
         )
     if not passed:
         reasons.append("no estimator passed its checks: nothing can be trusted on this log")
-        return Choice(None, "none", (), checks, tuple(reasons), logger,
-                      math.nan if on is None else on.value)  # fmt: skip
+        return Choice(
+            None, "none", (), checks, tuple(reasons), logger, math.nan if on is None else on.value
+        )
     chosen, order, why = slope(passed, [e for e in estimates if e.policy != logger])
     if chosen is None:  # only the logger was scored
         chosen, order, why = passed[0], tuple(passed), "only the logging policy was scored"
@@ -282,8 +292,9 @@ def choose_estimator(result: ScoredLog) -> Choice:
         if len(order) > 1
         else f"chosen: {chosen}, the only estimator that passed"
     )
-    return Choice(chosen, method, order, checks, tuple(reasons), logger,
-                  math.nan if on is None else on.value)  # fmt: skip
+    return Choice(
+        chosen, method, order, checks, tuple(reasons), logger, math.nan if on is None else on.value
+    )
 
 
 def _labels(estimates: Sequence[Estimate]) -> list[str]:

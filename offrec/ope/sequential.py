@@ -100,6 +100,7 @@ if TYPE_CHECKING:
 # where they are used, so bandit OPE (which imports this module for its registry) does
 # not pay for them
 
+
 class SessionEstimator(EstimatorMeta):
     """Metadata of a session (sequential) estimator (:class:`~offrec.ope.trust.EstimatorMeta`);
     its formula is in the module docstring and :func:`estimate_sequential_full`.
@@ -120,15 +121,24 @@ _SEQ_DR = (UNCONFOUNDED, SUPPORT, MARKOV)
 
 
 def _session(
-    name: str, reads: frozenset[str], reference: str, assumptions: tuple[str, ...],
+    name: str,
+    reads: frozenset[str],
+    reference: str,
+    assumptions: tuple[str, ...],
     fitted: bool = False,
-) -> type[SessionEstimator]:  # fmt: skip
+) -> type[SessionEstimator]:
     cls = type(
         name.upper().replace("-", "_"),
         (SessionEstimator,),
-        {"name": name, "reads": reads, "reference": reference, "assumptions": assumptions,
-         "fitted_on_log": fitted, "needs_model": bool(reads - {WEIGHTS})},
-    )  # fmt: skip
+        {
+            "name": name,
+            "reads": reads,
+            "reference": reference,
+            "assumptions": assumptions,
+            "fitted_on_log": fitted,
+            "needs_model": bool(reads - {WEIGHTS}),
+        },
+    )
     return cls
 
 
@@ -146,25 +156,31 @@ SESSION_CLASSES: dict[str, type[SessionEstimator]] = {
         _session("fqe-nn", frozenset({Q_MODEL}), _FQE_REF, _FIT_ASSUMES, True),
         _session("dr-nn", _WQ, _DR_REF, _SEQ_DR, True),
         _session(
-            "wdr-nn", _WQ,
+            "wdr-nn",
+            _WQ,
             "Thomas & Brunskill (2016), Data-efficient off-policy policy evaluation for RL, ICML",
-            _SEQ_DR, True,
+            _SEQ_DR,
+            True,
         ),
         _session("sndr-nn", _WQ, _DR_REF + "; self-normalised per step", _SEQ_DR, True),
         _session(
-            "mb", frozenset({WORLD_MODEL}),
+            "mb",
+            frozenset({WORLD_MODEL}),
             "model-based OPE, e.g. Paduraru (2013); Voloshin et al. (2021), Empirical study of "
             "off-policy policy evaluation for RL, NeurIPS Datasets",
-            (MARKOV, "the click, leave and observation-update models are right"), True,
+            (MARKOV, "the click, leave and observation-update models are right"),
+            True,
         ),
         _session("mb-dr", frozenset({WEIGHTS, WORLD_MODEL}), _DR_REF, _SEQ_DR, True),
         _session(
-            "mis", frozenset({WEIGHTS, STATE_RATIOS}),
+            "mis",
+            frozenset({WEIGHTS, STATE_RATIOS}),
             "Xie, Ma & Wang (2019), Towards optimal off-policy evaluation for RL with "
             "marginalized importance sampling, NeurIPS",
-            _SEQ_DR, True,
+            _SEQ_DR,
+            True,
         ),
-    )  # fmt: skip
+    )
 }
 """The session estimator registry: metadata class by name. A new session estimator
 registers its class here (its formula lives in :func:`estimate_sequential_full`)."""
@@ -387,9 +403,15 @@ def estimate_sequential(
     check_interval_options(method, n_bootstrap, alpha)
     if estimator in LEARNED_SEQUENTIAL:
         return estimate_sequential_full(
-            estimator, data, policy, gamma=gamma, method=method, n_bootstrap=n_bootstrap,
-            alpha=alpha, seed=seed,
-        ).interval  # fmt: skip
+            estimator,
+            data,
+            policy,
+            gamma=gamma,
+            method=method,
+            n_bootstrap=n_bootstrap,
+            alpha=alpha,
+            seed=seed,
+        ).interval
     dist = np.asarray(
         policy if isinstance(policy, np.ndarray) else policy.action_dist(data.context)
     )
@@ -468,7 +490,7 @@ class SessionFits:
             self._cache["mb_folds"] = [
                 fit_session_model(
                     self.data, weights=(sess_fold != k).astype(float), structure=st, click_l2=lam
-                )  # fmt: skip
+                )
                 for k in range(self.n_folds)
             ]
         return self._cache["mb_folds"]
@@ -521,9 +543,14 @@ class SequentialResult:
 
 
 def _interval_from_contributions(
-    value: float, psi: np.ndarray, method: str, alpha: float, n_bootstrap: int, seed: SeedLike,
+    value: float,
+    psi: np.ndarray,
+    method: str,
+    alpha: float,
+    n_bootstrap: int,
+    seed: SeedLike,
     label: str = "",
-) -> Interval:  # fmt: skip
+) -> Interval:
     """t, empirical-Bernstein or bootstrap interval from per-session contributions (m,),
     by the one interval engine (:mod:`offrec.ope.intervals`), centred on ``value`` (the
     normalised forms' estimate differs from the contributions' mean by a constant)."""
@@ -593,8 +620,9 @@ def _neural_q(
         data, st = fits.data, fits.structure
         q = np.zeros((data.n_rows, data.n_actions))
         for k in range(fits.n_folds):
-            model = fit_neural_fqe(data, dist, structure=st, rows=fits.folds != k, gamma=gamma,
-                                   seed=fits.seed + 97 * k)  # fmt: skip
+            model = fit_neural_fqe(
+                data, dist, structure=st, rows=fits.folds != k, gamma=gamma, seed=fits.seed + 97 * k
+            )
             te = fits.folds == k
             q[te] = model.predict(data.context[te], st.recent[te])
         rows = np.arange(data.n_rows)
@@ -615,8 +643,9 @@ def _mb_q(fits: SessionFits, key: str, policy: Any) -> tuple[np.ndarray, np.ndar
         for k, model in enumerate(fits.fold_models()):
             te = np.flatnonzero(fits.folds == k)
             args = (data.context[te], st.recent[te], st.step[te])
-            q_log[te] = rollout_values(model, fn, *args, first_action=data.action[te],
-                                       n_rollouts=2, rng=fits.rng(1, k))  # fmt: skip
+            q_log[te] = rollout_values(
+                model, fn, *args, first_action=data.action[te], n_rollouts=2, rng=fits.rng(1, k)
+            )
             v[te] = rollout_values(model, fn, *args, n_rollouts=2, rng=fits.rng(2, k))
         fits._cache[ck] = (q_log, v)
     return fits._cache[ck]
@@ -678,10 +707,12 @@ def estimate_sequential_full(
         s_start = tuple(v[sub] for v in start)
         base = rollout_values(model, fn, *s_start, n_rollouts=1, rng=fits.rng(4)).mean()
         _, models = fits.refit_models()
-        diffs = np.array([
-            rollout_values(mb, fn, *s_start, n_rollouts=1, rng=fits.rng(4)).mean() - base
-            for mb in models
-        ])  # fmt: skip
+        diffs = np.array(
+            [
+                rollout_values(mb, fn, *s_start, n_rollouts=1, rng=fits.rng(4)).mean() - base
+                for mb in models
+            ]
+        )
         m = v0.size
         se = float(np.sqrt(v0.var(ddof=1) / m + np.mean(diffs**2)))
         half = float(stats.t.ppf(1 - alpha / 2, diffs.size)) * se
@@ -787,24 +818,65 @@ def evaluate_sequential(
         )
         block: list[dict[str, Any]] = []
         for est in estimators:
-            res = estimate_sequential_full(est, data, target, q_hat=q_hat, method=method, gamma=gamma,
-                                           n_bootstrap=n_bootstrap, alpha=alpha, seed=seed,
-                                           fits=fits, key=name, dist=dist)  # fmt: skip
+            res = estimate_sequential_full(
+                est,
+                data,
+                target,
+                q_hat=q_hat,
+                method=method,
+                gamma=gamma,
+                n_bootstrap=n_bootstrap,
+                alpha=alpha,
+                seed=seed,
+                fits=fits,
+                key=name,
+                dist=dist,
+            )
             if est in ("dr", "fqe"):
-                res = SequentialResult(res.interval, res.warnings + tuple(
-                    _range_warning("linear FQE Q-values", q_hat, _value_max(data, fits.structure))
-                    if q_hat is not None else ()), res.contributions)  # fmt: skip
+                res = SequentialResult(
+                    res.interval,
+                    res.warnings
+                    + tuple(
+                        _range_warning(
+                            "linear FQE Q-values", q_hat, _value_max(data, fits.structure)
+                        )
+                        if q_hat is not None
+                        else ()
+                    ),
+                    res.contributions,
+                )
             iv = res.interval
-            block.append({"policy": name, "estimator": est, "value": iv.value, "low": iv.low,
-                          "high": iv.high, "interval_method": iv.method,
-                          "recommended": est == RECOMMENDED_SEQUENTIAL,
-                          "warnings": list(res.warnings)})  # fmt: skip
+            block.append(
+                {
+                    "policy": name,
+                    "estimator": est,
+                    "value": iv.value,
+                    "low": iv.low,
+                    "high": iv.high,
+                    "interval_method": iv.method,
+                    "recommended": est == RECOMMENDED_SEQUENTIAL,
+                    "warnings": list(res.warnings),
+                }
+            )
         flagged = [tuple(r["warnings"]) for r in block]
-        flagged = flagged if not flag_disagreement else disagreement_warnings(
-            [Estimate(r["policy"], r["estimator"], r["value"], r["low"], r["high"],
-                      warnings=tuple(r["warnings"])) for r in block],
-            RECOMMENDED_SEQUENTIAL,
-        )  # fmt: skip
+        flagged = (
+            flagged
+            if not flag_disagreement
+            else disagreement_warnings(
+                [
+                    Estimate(
+                        r["policy"],
+                        r["estimator"],
+                        r["value"],
+                        r["low"],
+                        r["high"],
+                        warnings=tuple(r["warnings"]),
+                    )
+                    for r in block
+                ],
+                RECOMMENDED_SEQUENTIAL,
+            )
+        )
         for r, ws in zip(block, flagged, strict=True):
             r["warnings"] = list(ws)
         rows += block

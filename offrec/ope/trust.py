@@ -275,29 +275,30 @@ def disagree(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return a[1] < b[0] or b[1] < a[0]
 
 
-def disagreement_warnings(
-    estimates: Sequence[Estimate], reference: str
-) -> list[tuple[str, ...]]:
+def disagreement_warnings(estimates: Sequence[Estimate], reference: str) -> list[tuple[str, ...]]:
     """Per estimate, its warnings plus one naming a :func:`disagree` ment with the
     ``reference`` estimator's estimate of the same policy (the reference's own row lists
     the estimators that disagree with it)."""
-    by_policy: dict[str, Estimate] = {
-        e.policy: e for e in estimates if e.estimator == reference
-    }
+    by_policy: dict[str, Estimate] = {e.policy: e for e in estimates if e.estimator == reference}
     out: list[tuple[str, ...]] = []
     others: dict[str, list[Estimate]] = {}
     for e in estimates:
         ref = by_policy.get(e.policy)
-        if ref is None or e.estimator == reference or not disagree(
-            (e.low, e.high), (ref.low, ref.high)
+        if (
+            ref is None
+            or e.estimator == reference
+            or not disagree((e.low, e.high), (ref.low, ref.high))
         ):
             out.append(e.warnings)
             continue
         others.setdefault(e.policy, []).append(e)
         out.append(
-            (*e.warnings, f"disagrees with {reference} beyond both intervals "
-                          f"({e.value:.4g} vs {ref.value:.4g})")
-        )  # fmt: skip
+            (
+                *e.warnings,
+                f"disagrees with {reference} beyond both intervals "
+                f"({e.value:.4g} vs {ref.value:.4g})",
+            )
+        )
     for i, e in enumerate(estimates):
         if e.estimator == reference and others.get(e.policy):
             names = ", ".join(f"{o.estimator} {o.value:.4g}" for o in others[e.policy])

@@ -187,9 +187,14 @@ def build_report(out: str | Path, inp: ReportInput) -> ReportOutput:
     summary = data_summary(inp.data, inp.train_rows, inp.eval_rows)
     selection = selection_table(table, roles) if len(table) else []
     decision = inp.decision or decide(
-        inp.ope, roles, mode=inp.mode, alpha=inp.alpha, paired=inp.paired,
-        value_label=inp.value_label, choice=inp.choice,
-    )  # fmt: skip
+        inp.ope,
+        roles,
+        mode=inp.mode,
+        alpha=inp.alpha,
+        paired=inp.paired,
+        value_label=inp.value_label,
+        choice=inp.choice,
+    )
     headline = [*decision.sentences, *_truth_check(decision, inp.truth, inp.value_label)]
     trust = trust_table(table, roles) if len(table) else pd.DataFrame()
     clash = disagreements(inp.ope) if len(table) else []
@@ -205,22 +210,52 @@ def build_report(out: str | Path, inp: ReportInput) -> ReportOutput:
             table, plots_dir / "estimate_vs_truth.png", value_label=inp.value_label
         )
         result_blocks += [
-            Plot(plots["values"], "Estimates vs truth by policy",
-                 f"Each marker is an estimator's estimate with its {level} interval; the grey "
-                 "bar is the true online value (with its 95% Monte-Carlo interval when "
-                 "simulated)."),
-            Plot(plots["estimate_vs_truth"], "Estimate vs truth",
-                 "Points above the dashed line over-estimate the policy, below it "
-                 "under-estimate; an interval that does not cross the line misses the truth."),
-        ]  # fmt: skip
+            Plot(
+                plots["values"],
+                "Estimates vs truth by policy",
+                f"Each marker is an estimator's estimate with its {level} interval; the grey "
+                "bar is the true online value (with its 95% Monte-Carlo interval when "
+                "simulated).",
+            ),
+            Plot(
+                plots["estimate_vs_truth"],
+                "Estimate vs truth",
+                "Points above the dashed line over-estimate the policy, below it "
+                "under-estimate; an interval that does not cross the line misses the truth.",
+            ),
+        ]
     training_blocks = _training_plots(inp, plots_dir, plots, summary)
 
-    main = table[[c for c in ("policy", "estimator", "value", "low", "high", "truth", "rel_error",
-                              "covered", "rank_ope", "rank_true") if c in table.columns]]  # fmt: skip
+    main = table[
+        [
+            c
+            for c in (
+                "policy",
+                "estimator",
+                "value",
+                "low",
+                "high",
+                "truth",
+                "rel_error",
+                "covered",
+                "rank_ope",
+                "rank_true",
+            )
+            if c in table.columns
+        ]
+    ]
     truth_df = pd.DataFrame(
-        [{"policy": p, "role": roles[p], "true value": v["value"], "stderr": v["stderr"],
-          "exact": bool(v["exact"])} for p, v in inp.truth.items()]
-    )  # fmt: skip
+        [
+            {
+                "policy": p,
+                "role": roles[p],
+                "true value": v["value"],
+                "stderr": v["stderr"],
+                "exact": bool(v["exact"]),
+            }
+            for p, v in inp.truth.items()
+        ]
+    )
     truth_df = truth_df.sort_values("true value", ascending=False, kind="stable")
     truth_df.insert(2, "rank", np.arange(1, len(truth_df) + 1))
     about = (
@@ -238,24 +273,30 @@ def build_report(out: str | Path, inp: ReportInput) -> ReportOutput:
         ("Decision", _decision_blocks(decision, level)),
         *inp.extra_sections,
         ("Can these estimates be trusted?", _trust_blocks(trust, table, clash, inp)),
-        ("Results: off-policy estimates vs true online value", [
-            Table(main, caption="One row per policy and estimator; the truth comes from running "
-                  "every policy online in the simulator, which a real team cannot do."),
-            *result_blocks,
-        ]),
+        (
+            "Results: off-policy estimates vs true online value",
+            [
+                Table(
+                    main,
+                    caption="One row per policy and estimator; the truth comes from running "
+                    "every policy online in the simulator, which a real team cannot do.",
+                ),
+                *result_blocks,
+            ],
+        ),
         ("True online value of every policy", Table(truth_df)),
-        ("Off-policy selection (would each estimator pick the best deployable policy?)",
-         Table(pd.DataFrame(selection))),
+        (
+            "Off-policy selection (would each estimator pick the best deployable policy?)",
+            Table(pd.DataFrame(selection)),
+        ),
         *([("Training", training_blocks)] if training_blocks else []),
         ("Data", Table(pd.DataFrame([summary]))),
         ("About this run", about),
-    ]  # fmt: skip
+    ]
     files = write_report(
         out, title=f"offrec report: {inp.name}", sections=sections, headline=headline
     )
-    return ReportOutput(
-        table, summary, selection, decision, trust, clash, plots, files, inp.choice
-    )
+    return ReportOutput(table, summary, selection, decision, trust, clash, plots, files, inp.choice)
 
 
 def _truth_check(
@@ -337,10 +378,13 @@ def _trust_blocks(
     else:
         blocks.append("No estimate carries a warning.")
     blocks.append(
-        Table(trust, caption="Per policy and estimator: how many logged rows the estimate "
-              "is really worth (ESS), the largest importance weight, how much of the target's "
-              "choices the logger ever made (support), and the evaluation's warnings.")
-    )  # fmt: skip
+        Table(
+            trust,
+            caption="Per policy and estimator: how many logged rows the estimate "
+            "is really worth (ESS), the largest importance weight, how much of the target's "
+            "choices the logger ever made (support), and the evaluation's warnings.",
+        )
+    )
     if clash:
         shown = clash[:12]
         more = f"\n- ... and {len(clash) - len(shown)} more pairs" if len(clash) > 12 else ""
@@ -373,23 +417,36 @@ def _choice_blocks(choice: Choice | None) -> list[Body]:
         else "No estimator was chosen from the log: none passed its checks."
     )
     checks = pd.DataFrame(
-        [{"estimator": c.estimator, "passed": c.passed, "logger_error": c.logger_error,
-          "logger_low": c.logger_low, "logger_high": c.logger_high,
-          "reasons": "; ".join(c.reasons)} for c in choice.checks]
-    )  # fmt: skip
+        [
+            {
+                "estimator": c.estimator,
+                "passed": c.passed,
+                "logger_error": c.logger_error,
+                "logger_low": c.logger_low,
+                "logger_high": c.logger_high,
+                "reasons": "; ".join(c.reasons),
+            }
+            for c in choice.checks
+        ]
+    )
     return [
         head + "\n\n" + "\n".join(f"- {r}" for r in choice.reasons),
-        Table(checks, caption="The checks every estimator must pass before it may be chosen "
-              "(an informative interval, values in the feasible range, an ESS not in single "
-              "digits, and the logging policy's own value, which the log reveals on-policy); "
-              "SLOPE then takes the narrowest passing estimator consistent with the wider ones.",
-              legend={"passed": "✓ when every check passed",
-                      "logger_error": "its estimate of the logging policy minus the value "
-                      "observed on-policy",
-                      "logger_low": "lower end of that difference's interval",
-                      "logger_high": "upper end of that difference's interval",
-                      "reasons": "why it failed, or what could not be checked"}),
-    ]  # fmt: skip
+        Table(
+            checks,
+            caption="The checks every estimator must pass before it may be chosen "
+            "(an informative interval, values in the feasible range, an ESS not in single "
+            "digits, and the logging policy's own value, which the log reveals on-policy); "
+            "SLOPE then takes the narrowest passing estimator consistent with the wider ones.",
+            legend={
+                "passed": "✓ when every check passed",
+                "logger_error": "its estimate of the logging policy minus the value "
+                "observed on-policy",
+                "logger_low": "lower end of that difference's interval",
+                "logger_high": "upper end of that difference's interval",
+                "reasons": "why it failed, or what could not be checked",
+            },
+        ),
+    ]
 
 
 def _training_plots(
@@ -405,10 +462,12 @@ def _training_plots(
             key = "loss" if "loss" in losses else next(iter(losses))
             path = plots_dir / f"loss-{slug(name)}.png"
             plots[f"loss-{name}"] = plot_curves(
-                {name: (c["steps"], losses[key])}, path, xlabel="gradient steps",
+                {name: (c["steps"], losses[key])},
+                path,
+                xlabel="gradient steps",
                 ylabel=f"{key}: TD error² (reward units²), chunk mean",
                 title=f"{name}: training loss",
-            )  # fmt: skip
+            )
             blocks.append(Plot(path, f"Training loss: {name}", LOSS_NOTE))
         if len(c.get("eval_steps") or []):
             path = plots_dir / f"online-{slug(name)}.png"
@@ -417,10 +476,14 @@ def _training_plots(
                 {name: 1.96 * np.asarray(stderr)} if stderr is not None and len(stderr) else None
             )
             plots[f"online-{name}"] = plot_curves(
-                {name: (c["eval_steps"], c["eval_value"])}, path, xlabel="gradient steps",
-                ylabel=inp.value_label, title=f"{name}: true online value while training",
-                hlines={"logging policy (observed in the log)": baseline}, bands=bands,
-            )  # fmt: skip
+                {name: (c["eval_steps"], c["eval_value"])},
+                path,
+                xlabel="gradient steps",
+                ylabel=inp.value_label,
+                title=f"{name}: true online value while training",
+                hlines={"logging policy (observed in the log)": baseline},
+                bands=bands,
+            )
             n = len(c["eval_steps"])
             note = (
                 f"{n} online evaluation{'s' if n > 1 else ''} in the simulator"

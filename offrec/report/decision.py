@@ -55,6 +55,17 @@ def trust_table(table: pd.DataFrame, roles: Mapping[str, str]) -> pd.DataFrame:
     if "warnings" not in t.columns:
         t["warnings"] = ""
     t["warnings"] = t["warnings"].fillna("").astype(str)
-    cols = ["policy", "role", "estimator", "value", "low", "high", "ess", "ess_share",
-            "max_weight", "support", "warnings"]  # fmt: skip
+    cols = [
+        "policy",
+        "role",
+        "estimator",
+        "value",
+        "low",
+        "high",
+        "ess",
+        "ess_share",
+        "max_weight",
+        "support",
+        "warnings",
+    ]
     return t[[c for c in cols if c in t.columns]].reset_index(drop=True)

@@ -59,7 +59,10 @@ def test_checks_refuse_missed_logger_values_empty_intervals_and_single_digit_ess
     checks = {
         c.estimator: c
         for c in check_estimators(
-            rows, uses_weights=lambda e: e != "dm", value_range=(0.0, 1.0), logger="logger",
+            rows,
+            uses_weights=lambda e: e != "dm",
+            value_range=(0.0, 1.0),
+            logger="logger",
             logger_diff=diff,
         )  # fmt: skip
     }
@@ -89,8 +92,10 @@ def _nonlinear_log(n: int = 20_000, seed: int = 0) -> tuple[LoggedData, dict, fl
     data = LoggedData.from_arrays(x, action, reward, np.full(n, 0.5), n_actions=2)
     target = np.column_stack([~far, far]).astype(np.float64)
     p_far = math.erfc(1 / math.sqrt(2))
-    return data, {"logger": FixedProbs(np.full((n, 2), 0.5)), "t": FixedProbs(target)}, (
-        0.9 * p_far + 0.2 * (1 - p_far)
+    return (
+        data,
+        {"logger": FixedProbs(np.full((n, 2), 0.5)), "t": FixedProbs(target)},
+        (0.9 * p_far + 0.2 * (1 - p_far)),
     )
 
 
