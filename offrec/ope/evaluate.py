@@ -38,7 +38,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -90,6 +90,36 @@ COLUMNS: tuple[str, ...] = ESTIMATE_COLUMNS
 """Columns of :attr:`OPEResult.table`, in order (:class:`~offrec.ope.trust.Estimate`)."""
 
 _FOLD_SALT = 0xF01D
+
+Source = LogSource | LoggedData
+"""A log: a Parquet dataset opened for streaming, or one in memory."""
+Progress = Callable[[int], None] | None
+"""Called with the rows done so far (per pass over the log)."""
+EstimatorNames = Sequence[str | Estimator] | None
+"""Estimators by name (or bandit estimator instances); None: the defaults."""
+
+
+class Target(Protocol):
+    """A target policy as OPE reads it: its number of actions and its distribution
+    ``(n, n_actions)`` on the logged contexts."""
+
+    n_actions: int
+
+    def action_dist(self, obs: np.ndarray) -> Any: ...
+
+
+class Engine(Protocol):
+    """How batches of a log reach a kernel (:mod:`offrec.engines`: local or ray): map the
+    kernel over the batches and merge the partial :class:`~offrec.ope.stats.Moments`."""
+
+    def map_reduce(
+        self,
+        source: Source,
+        kernel: Callable[[Batch], Moments],
+        *,
+        sessions: bool = False,
+        progress: Progress = None,
+    ) -> Moments: ...
 
 
 @dataclass(frozen=True)
@@ -379,7 +409,7 @@ def _pick_mode(mode: str, session_log: bool, estimators: Sequence[Any] | None) -
     return True
 
 
-def _dist(target: Any, batch: Batch, name: str, compact: bool = False) -> Any:
+def _dist(target: Target | FixedProbs, batch: Batch, name: str, compact: bool = False) -> Any:
     """The target's distribution on the batch's contexts, ``(n, n_actions)``: dense, or
     with ``compact`` in the factored form of a greedy head when the target offers
     ``action_dist_compact`` (:class:`~offrec.core.policy.GreedyDist`, the same numbers
@@ -501,17 +531,17 @@ def _bandit_layout(names: Sequence[str], ests: Sequence[Estimator], support: boo
 
 
 def _evaluate_bandit(
-    source: Any,
-    eng: Any,
-    named: dict[str, Any],
-    estimators: Any,
-    reward_model: Any,
+    source: Source,
+    eng: Engine,
+    named: dict[str, Target | FixedProbs],
+    estimators: EstimatorNames,
+    reward_model: RewardModel | None,
     method: str | None,
     n_boot: int,
     alpha: float,
     seed: int,
     fit_rows: int,
-    progress: Any,
+    progress: Progress,
 ) -> OPEResult:
     ests = [
         e if isinstance(e, Estimator) else make_estimator(e)
@@ -590,7 +620,7 @@ def _sn_parts(e: Estimator, terms: Any) -> Any:
     return Parts(None, w * terms.reward, w)
 
 
-def _reward_range(source: Any) -> tuple[float, float]:
+def _reward_range(source: Source) -> tuple[float, float]:
     """The feasible range of one reward: [0, 1] for clicks, the declared bounds of a
     continuous reward (the log's ``reward_domain``)."""
     dom = (
@@ -609,7 +639,7 @@ def _per_session(reward_range: tuple[float, float], horizon: int) -> tuple[float
     return (min(0.0, horizon * low), horizon * high)
 
 
-def _has_logging_dist(source: Any) -> bool:
+def _has_logging_dist(source: Source) -> bool:
     if isinstance(source, LoggedData):
         return source.logging_dist is not None
     return "logging_dist" in source.columns
@@ -617,17 +647,17 @@ def _has_logging_dist(source: Any) -> bool:
 
 # --------------------------------------------------------------------------- session
 def _evaluate_session(
-    source: Any,
-    eng: Any,
-    named: dict[str, Any],
-    estimators: Any,
+    source: Source,
+    eng: Engine,
+    named: dict[str, Target | FixedProbs],
+    estimators: EstimatorNames,
     method: str | None,
     n_boot: int,
     alpha: float,
     seed: int,
     gamma: float,
     fit_rows: int,
-    progress: Any,
+    progress: Progress,
 ) -> OPEResult:
     from offrec.ope import sequential as seq
 
@@ -652,7 +682,7 @@ def _evaluate_session(
         order = np.lexsort((sample.step, sample.session_id))
         sample = sample.subset(order)
         for p, t in named.items():
-            probs = _sample_probs(t, sample, source)
+            probs = _sample_probs(t)
             q_models[p] = seq.fit_fqe(sample, probs, gamma=gamma)
     # layout: per policy, a whole-session weight column, then each estimator's columns
     col = 0
@@ -785,7 +815,7 @@ def _trajectory_weight(data: LoggedData, dist: np.ndarray, horizon: int) -> np.n
     return np.where(zero, 0.0, np.exp(logw))
 
 
-def _horizon(source: Any) -> int:
+def _horizon(source: Source) -> int:
     if isinstance(source, LoggedData):
         return int(source.step.max()) + 1
     if source.max_step >= 1 << 30:
@@ -793,7 +823,7 @@ def _horizon(source: Any) -> int:
     return source.max_step + 1
 
 
-def _sample_probs(target: Any, sample: LoggedData, source: Any) -> Any:
+def _sample_probs(target: Target | FixedProbs) -> Callable[[np.ndarray], Any]:
     if isinstance(target, FixedProbs):
         raise InputError(
             "estimators that fit a Q-model (dr, fqe) need a policy, not fixed probabilities"
