@@ -36,7 +36,7 @@ def main() -> None:
 
     from benchmarks.session_ope_study import _config, load_seed
     from offrec.ope.gate import decide
-    from offrec.pipeline import _ope_stage, roles
+    from offrec.pipeline import ope_stage, roles
 
     torch.set_num_threads(1)
     rows = []
@@ -44,7 +44,7 @@ def main() -> None:
         cfg = dataclasses.replace(_config(("mb", "pdis", "wpdis", "dr", "mis")), seed=s)
         _, held, targets, truth = load_seed(s, args.out)
         t = time.perf_counter()
-        table, res = _ope_stage(cfg, held, targets, lambda m: None)
+        table, res = ope_stage(cfg, held, targets, lambda m: None)
         role = roles(cfg)
 
         def paired(a: str, b: str, e: str, res=res) -> tuple[float, float, float]:

@@ -620,7 +620,7 @@ def _reference(spec: ReferenceSpec, cfg: PipelineConfig, world: World) -> Any:
     return LookaheadOracle(world, head, gamma=spec.gamma)
 
 
-def _ope_stage(
+def ope_stage(
     cfg: PipelineConfig, data: LoggedData, targets: dict[str, Any], say: Progress
 ) -> tuple[pd.DataFrame, Any]:
     """Every estimable target x every estimator through the one OPE entry point: the
@@ -781,7 +781,7 @@ def _run(cfg: PipelineConfig, out: Path, progress: Progress | None, fresh: bool)
     hits.update(online_hits)
     policies.update(online_policies)
     targets = {**policies, **{r.name: _reference(r, cfg, world) for r in cfg.references}}
-    ope, ope_result = _ope_stage(cfg, eval_data, targets, say)
+    ope, ope_result = ope_stage(cfg, eval_data, targets, say)
     truth = _truth_stage(cfg, world, targets, say)
 
     extra: list[tuple[str, Any]] = []
