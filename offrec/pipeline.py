@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,9 @@ from offrec.pipeline_config import PipelineConfig, PolicySpec, ReferenceSpec
 from offrec.policies.loggers import LOGGER_KINDS, logging_policy, logging_policy_kwargs
 from offrec.sim import BestItemOracle, LookaheadOracle, MyopicOracle, World
 from offrec.training import train_policy
+
+if TYPE_CHECKING:
+    from offrec.ope import OPEResult
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -622,7 +625,7 @@ def _reference(spec: ReferenceSpec, cfg: PipelineConfig, world: World) -> Any:
 
 def ope_stage(
     cfg: PipelineConfig, data: LoggedData, targets: dict[str, Any], say: Progress
-) -> tuple[pd.DataFrame, Any]:
+) -> tuple[pd.DataFrame, OPEResult]:
     """Every estimable target x every estimator through the one OPE entry point: the
     table, and the :class:`~offrec.ope.OPEResult` (for paired comparisons in the report)."""
     from offrec.ope import evaluate
@@ -683,7 +686,7 @@ def _report_stage(
     cfg: PipelineConfig,
     out: Path,
     ope: pd.DataFrame,
-    result: Any,
+    result: OPEResult,
     truth: dict[str, Any],
     data: LoggedData,
     train_data: LoggedData,
