@@ -56,7 +56,9 @@ from offrec.ope.sequential import (
     LEARNED_SEQUENTIAL,
     SEQUENTIAL_ESTIMATORS,
     SESSION_CLASSES,
+    SequentialResult,
     episode_index,
+    paired_difference,
 )
 from offrec.ope.stats import Moments
 from offrec.ope.terms import round_terms
@@ -170,6 +172,7 @@ class OPEResult:
     weights: dict[str, int] = field(default_factory=dict, repr=False)
     on_policy_column: int | None = field(default=None, repr=False)
     choice: Choice | None = None
+    fitted: dict[tuple[str, str], SequentialResult] = field(default_factory=dict, repr=False)
 
     @property
     def estimates(self) -> list[Estimate]:
@@ -245,7 +248,11 @@ class OPEResult:
         the difference's variance counts their covariance (usually far narrower than
         the two intervals suggest)."""
         est = estimator or self.recommended
-        if est in LEARNED_SEQUENTIAL:  # fitted on the whole log: no per-session sums to pair
+        if est in LEARNED_SEQUENTIAL:  # fitted on the whole log: paired per session
+            a, b = self.fitted.get((policy, est)), self.fitted.get((baseline, est))
+            iv = None if a is None or b is None else paired_difference(a, b, self.alpha)
+            if iv is not None:
+                return iv
             t = self.table
             v = [
                 float(t[(t["policy"] == p) & (t["estimator"] == est)]["value"].iloc[0])
@@ -765,6 +772,7 @@ def _evaluate_session(
             seed=seed,
             gamma=gamma,
             flag_disagreement=False,
+            keep=result.fitted,
         )
         base = [
             Estimate.from_row(r)

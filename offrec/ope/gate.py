@@ -28,7 +28,8 @@ estimates share most of their noise and the difference
 
 is known more precisely than the two intervals suggest (:math:`\psi_{\cdot,i}` are the
 per-row (per-session) contributions, linearized for the self-normalized estimators).
-The interval comes from the OPE itself (:meth:`offrec.ope.OPEResult.compare`) or from
+The interval comes from the OPE itself (:meth:`offrec.ope.OPEResult.compare`; for the
+estimators fitted on the whole log, :func:`offrec.ope.sequential.paired_difference`) or from
 per-row contributions; only when neither is available is the difference approximated as
 if the estimates were independent, :math:`\widehat{se}^2 \approx se_a^2 + se_b^2` (``se``
 from the ``stderr`` column, else :math:`(high - low) / (2 z)`): conservative when, as

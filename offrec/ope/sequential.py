@@ -535,11 +535,48 @@ def _dist_fn(policy: Any) -> Callable[[np.ndarray], np.ndarray]:
 @dataclass(frozen=True)
 class SequentialResult:
     """One estimate: the interval, per-session contributions where they exist, and the
-    warnings (plain strings) a caller should print beside the number."""
+    warnings (plain strings) a caller should print beside the number.
+
+    ``replicates`` (``"mb"`` only): the refitted models' value differences :math:`D_b`
+    (:class:`SessionFits`), in the same refit order for every target of one log, so two
+    targets' estimates can be compared paired (:func:`paired_difference`).
+    """
 
     interval: Interval
     warnings: tuple[str, ...]
     contributions: np.ndarray | None = None
+    replicates: np.ndarray | None = None
+
+
+def paired_difference(
+    a: SequentialResult, b: SequentialResult, alpha: float = 0.05
+) -> Interval | None:
+    r"""``a - b`` for two targets scored by one fitted estimator on one log, paired: their
+    per-session contributions share the sessions (and, for ``"mb"``, the start states and
+    random numbers), and their refits the bootstrap weights, so
+
+    .. math::
+
+        \widehat{se}^2 = rac{s^2(\psi_a - \psi_b)}{m} + rac1B \sum_b (D_{a,b} - D_{b,b})^2
+
+    (the second term for ``"mb"`` only), with a t quantile on :math:`B` (else
+    :math:`m - 1`) degrees of freedom. None when the two cannot be paired."""
+    ca, cb = a.contributions, b.contributions
+    if ca is None or cb is None or ca.shape != cb.shape or ca.size < 2:
+        return None
+    if (a.replicates is None) != (b.replicates is None):
+        return None
+    d = np.asarray(ca, np.float64) - np.asarray(cb, np.float64)
+    var = float(d.var(ddof=1)) / d.size
+    df = d.size - 1
+    if a.replicates is not None and b.replicates is not None:
+        if a.replicates.shape != b.replicates.shape:
+            return None
+        var += float(np.mean((a.replicates - b.replicates) ** 2))
+        df = a.replicates.size
+    diff = a.interval.value - b.interval.value
+    half = float(stats.t.ppf(1 - alpha / 2, df)) * float(np.sqrt(var))
+    return Interval(diff, diff - half, diff + half, "paired", alpha)
 
 
 def _interval_from_contributions(
@@ -720,7 +757,7 @@ def estimate_sequential_full(
             value, value - half, value + half, f"refit-bootstrap({diffs.size})", alpha, diffs.size
         )
         warnings += _range_warning("model-based value", np.array([value]), vmax)
-        return SequentialResult(iv, tuple(warnings), v0)
+        return SequentialResult(iv, tuple(warnings), v0, diffs)
     if estimator == "mis":
         w = dist[np.arange(data.n_rows), data.action] / data.pscore
         psi, _ = mis_contributions(data, w, dist, structure=st, gamma=gamma)
@@ -786,6 +823,7 @@ def evaluate_sequential(
     fits: SessionFits | None = None,
     gamma: float = 1.0,
     flag_disagreement: bool = True,
+    keep: dict[tuple[str, str], SequentialResult] | None = None,
 ) -> pd.DataFrame:
     """Every target (a policy or its (n, n_actions) probabilities) x every estimator, as a
     table: policy, estimator, value, low, high, interval_method, recommended (bool: the
@@ -796,6 +834,9 @@ def evaluate_sequential(
     Warnings: tiny ESS / far from support (IS-based rows), Q-values or values outside
     :math:`[0, H r_{max}]`, and *disagreement*: a row whose interval does not overlap the
     recommended estimator's interval says so, and the recommended row lists them.
+
+    ``keep``: filled with each (policy, estimator)'s :class:`SequentialResult` (for
+    :func:`paired_difference`).
     """
     import pandas as pd
 
@@ -845,6 +886,8 @@ def evaluate_sequential(
                     ),
                     res.contributions,
                 )
+            if keep is not None:
+                keep[name, est] = res
             iv = res.interval
             block.append(
                 {

@@ -251,6 +251,17 @@ def test_session_choice_checks_every_estimator_against_the_logger():
     assert checks["mb"].logger_low < checks["mb"].logger_error < checks["mb"].logger_high
     assert all(isinstance(e.warnings, tuple) for e in res.estimates)
     assert choice.estimator in choice.passed and res.recommended == choice.estimator
+    # the fitted estimators compare two targets paired: the same start states, random
+    # numbers and refits, so the difference is known better than the two intervals say
+    d = res.compare("greedy", "logger", "mb")
+    assert d.method == "paired"
+    assert d.value == pytest.approx(
+        t.loc[("greedy", "mb"), "value"] - t.loc[("logger", "mb"), "value"]
+    )
+    half = lambda p: (t.loc[(p, "mb"), "high"] - t.loc[(p, "mb"), "low"]) / 2  # noqa: E731
+    assert 0 < (d.high - d.low) / 2 < np.hypot(half("greedy"), half("logger"))
+    truth = true_value(targets["greedy"]) - true_value(targets["logger"])
+    assert d.low - TOL < truth < d.high + TOL
     for name, policy in targets.items():
         row = t.loc[(name, choice.estimator)]
         half = (row["high"] - row["low"]) / 2
