@@ -8,7 +8,7 @@ else the table's recommended one), and **recommends it only when**
 1. the logging policy was scored, and the pick's **paired** lower bound of the lift
    :math:`V(\pi) - V(\pi_b)` is above 0;
 2. the estimators that passed the checks agree on the sign of that lift (each one's
-   point difference is positive);
+   point difference is positive; estimates resting on a single-digit ESS do not vote);
 3. the estimate does not rest on an effective sample size in single digits
    (:data:`~offrec.ope.trust.GATE_MIN_ESS`), for estimators that use importance weights;
 4. some estimator passed the checks (when they were run).
@@ -379,9 +379,12 @@ def _sign_disagreement(
     table: pd.DataFrame, best: str, logger: str, diff: float, choice: Choice | None
 ) -> list[str]:
     """Estimators that passed the checks (every estimator without a ``choice``) whose
-    point estimate of the lift has another sign than the headline's."""
+    point estimate of the lift has another sign than the headline's; estimates with an
+    ESS below :data:`~offrec.ope.trust.GATE_MIN_ESS` are left out."""
     passed = set(choice.passed) if choice is not None else None
     out = []
+    if "ess" in table.columns:  # estimates resting on a single-digit ESS do not vote
+        table = table[~(table["ess"].to_numpy(np.float64) < GATE_MIN_ESS)]
     for e, g in table.groupby("estimator", sort=False):
         if passed is not None and e not in passed:
             continue

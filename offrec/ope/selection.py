@@ -136,8 +136,11 @@ def check_estimators(
     1. an informative interval for every policy (finite, of positive width: an IS
        estimate of a greedy target that is exactly 0 with [0, 0] is not one);
     2. every value inside the feasible ``value_range``;
-    3. for estimators that use importance weights, an ESS of at least ``min_ess`` for
-       every policy (:data:`~offrec.ope.trust.GATE_MIN_ESS`: never single digits);
+    3. for estimators that use importance weights, an ESS of at least ``min_ess``
+       (:data:`~offrec.ope.trust.GATE_MIN_ESS`: never single digits) for some policy
+       other than the logger; its estimates of the policies below it are not used
+       (:func:`usable`: SLOPE skips them and the gate never rests on them), and the
+       check says so;
     4. the logging policy's own value, which the log reveals on-policy: the interval of
        ``logger_diff(estimator)`` (its estimate of ``logger`` minus the on-policy value)
        must contain 0. Not run without a ``logger`` (the check then says so).
@@ -156,8 +159,17 @@ def check_estimators(
                 )
             if r.value == r.value and range_warning(r.value, value_range):
                 reasons.append(f"value for {r.policy} outside the feasible range: {r.value:.4g}")
-            if uses_weights(name) and r.policy != logger and r.ess == r.ess and r.ess < min_ess:
-                reasons.append(f"effective sample size {r.ess:.1f} for {r.policy} (< {min_ess:g})")
+        scored = [r for r in rows if r.policy != logger]
+        low = [r for r in scored if not usable(r, uses_weights(name), min_ess)]
+        if low and len(low) == len(scored):
+            reasons.append(
+                "effective sample size below "
+                f"{min_ess:g} for every policy ({', '.join(f'{r.ess:.1f}' for r in low)})"
+            )
+        notes = [
+            f"effective sample size {r.ess:.1f} for {r.policy} (< {min_ess:g}): not used"
+            for r in (low if len(low) < len(scored) else [])
+        ]
         d = None
         if logger is not None and logger_diff is not None and logger in {r.policy for r in rows}:
             d = logger_diff(name)
@@ -166,7 +178,8 @@ def check_estimators(
                     f"misses the logging policy's own value: off by {d.value:+.4g} "
                     f"(interval {d.low:+.4g} to {d.high:+.4g} excludes 0)"
                 )
-        notes = [] if d is not None else ["not checked against the logger's on-policy value"]
+        if d is None:
+            notes.append("not checked against the logger's on-policy value")
         out.append(
             Check(
                 name,
@@ -178,8 +191,18 @@ def check_estimators(
     return out
 
 
+def usable(estimate: Estimate, uses_weights: bool, min_ess: float = GATE_MIN_ESS) -> bool:
+    """Whether an estimate may inform a choice or a decision: not one that rests on
+    importance weights with an ESS below ``min_ess``."""
+    return not (uses_weights and estimate.ess == estimate.ess and estimate.ess < min_ess)
+
+
 def slope(
-    candidates: Sequence[str], estimates: Sequence[Estimate], *, width: float = SLOPE_WIDTH
+    candidates: Sequence[str],
+    estimates: Sequence[Estimate],
+    *,
+    width: float = SLOPE_WIDTH,
+    use: Callable[[Estimate], bool] | None = None,
 ) -> tuple[str | None, tuple[str, ...], str]:
     r"""SLOPE (Su, Srinath & Krishnamurthy, 2020, *Adaptive estimator selection for
     off-policy evaluation*, ICML), over several target policies at once.
@@ -195,27 +218,33 @@ def slope(
 
     (``w`` = :data:`~offrec.ope.trust.SLOPE_WIDTH` = 2 as in the paper, with the
     policy's own half-widths): the narrowest estimator still consistent with every wider,
-    less biased one. Returns the chosen label (None without candidates), the order, and
-    why the walk stopped.
+    less biased one. Estimates that ``use`` rejects (e.g. an ESS in single digits) are
+    left out: they neither constrain nor are constrained. Returns the chosen label (None
+    without candidates), the order, and why the walk stopped.
     """
-    rows = {(e.estimator, e.policy): e for e in estimates}
+    ok = use or (lambda e: True)
+    rows = {(e.estimator, e.policy): e for e in estimates if ok(e)}
     policies = list(dict.fromkeys(e.policy for e in estimates))
-    cands = [c for c in candidates if all((c, p) in rows for p in policies)]
+    cands = [c for c in candidates if any((c, p) in rows for p in policies)]
     if not cands:
-        return None, (), "no candidate scored every policy"
+        return None, (), "no candidate has a usable estimate"
 
     def half(c: str) -> float:
-        return float(np.mean([(rows[c, p].high - rows[c, p].low) / 2 for p in policies]))
+        return float(
+            np.mean([(rows[c, p].high - rows[c, p].low) / 2 for p in policies if (c, p) in rows])
+        )
 
     order = tuple(sorted(cands, key=lambda c: -half(c)))  # stable: ties keep table order
     lo = np.full(len(policies), -np.inf)
     hi = np.full(len(policies), np.inf)
     chosen, why = order[0], "every candidate is consistent with the wider ones"
-    for i, c in enumerate(order):
-        r = [rows[c, p] for p in policies]
-        h = np.array([(x.high - x.low) / 2 for x in r])
-        v = np.array([x.value for x in r])
-        lo, hi = np.maximum(lo, v - width * h), np.minimum(hi, v + width * h)
+    for c in order:
+        has = np.array([(c, p) in rows for p in policies])
+        r = [rows.get((c, p)) for p in policies]
+        h = np.array([(x.high - x.low) / 2 if x is not None else np.inf for x in r])
+        v = np.array([x.value if x is not None else 0.0 for x in r])
+        lo = np.where(has, np.maximum(lo, v - width * h), lo)
+        hi = np.where(has, np.minimum(hi, v + width * h), hi)
         if (lo > hi).any():
             p = policies[int(np.argmax(lo - hi))]
             why = (
@@ -224,7 +253,6 @@ def slope(
             )
             break
         chosen = c
-        del i
     return chosen, order, why
 
 
@@ -282,7 +310,11 @@ def choose_estimator(result: ScoredLog) -> Choice:
         return Choice(
             None, "none", (), checks, tuple(reasons), logger, math.nan if on is None else on.value
         )
-    chosen, order, why = slope(passed, [e for e in estimates if e.policy != logger])
+    chosen, order, why = slope(
+        passed,
+        [e for e in estimates if e.policy != logger],
+        use=lambda e: usable(e, uses_weights(e.estimator)),
+    )
     if chosen is None:  # only the logger was scored
         chosen, order, why = passed[0], tuple(passed), "only the logging policy was scored"
     method = "slope" if len(order) > 1 else "only candidate"

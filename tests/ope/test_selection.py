@@ -66,8 +66,8 @@ def test_checks_refuse_missed_logger_values_empty_intervals_and_single_digit_ess
             logger_diff=diff,
         )  # fmt: skip
     }
-    assert not checks["ips"].passed
-    assert checks["ips"].reasons == ("effective sample size 9.5 for t (< 10)",)
+    assert not checks["ips"].passed  # t, the only policy besides the logger, is below 10
+    assert checks["ips"].reasons == ("effective sample size below 10 for every policy (9.5)",)
     # dm uses no weights: its ESS column does not bear on it; it misses the logger's value
     assert not checks["dm"].passed and len(checks["dm"].reasons) == 1
     assert "misses the logging policy's own value: off by +0.07" in checks["dm"].reasons[0]
@@ -122,3 +122,27 @@ def test_without_the_logger_among_the_targets_the_checks_say_so():
     res = evaluate(data, {"t": targets["t"]}, estimators=["ips", "dr"], interval="normal")
     assert res.choice is not None and res.choice.logger is None
     assert any("no target is the logging policy" in r for r in res.choice.reasons)
+
+
+def test_single_digit_ess_estimates_neither_count_nor_block():
+    """An IS estimator with a usable ESS for one policy passes (with a note) and SLOPE
+    ignores its estimate of the policy it cannot see: that garbage does not veto a
+    narrower estimator, nor can it be the reason one is chosen."""
+    rows = [
+        _e("ips", "near", 0.50, 0.05, ess=500), _e("ips", "far", 0.05, 0.01, ess=2.0),
+        _e("mb", "near", 0.51, 0.01), _e("mb", "far", 0.40, 0.01),
+    ]  # fmt: skip
+    checks = {
+        c.estimator: c
+        for c in check_estimators(rows, uses_weights=lambda e: e == "ips", value_range=(0, 1))
+    }
+    assert checks["ips"].passed
+    assert "effective sample size 2.0 for far (< 10): not used" in checks["ips"].reasons
+    from offrec.ope.selection import usable
+
+    def use(e: Estimate) -> bool:
+        return usable(e, e.estimator == "ips")
+
+    # with the far estimate ips would be the narrower one and veto mb; without it, mb wins
+    assert slope(["ips", "mb"], rows)[0] == "ips"
+    assert slope(["ips", "mb"], rows, use=use)[0] == "mb"

@@ -220,3 +220,17 @@ def test_gate_needs_the_logger_to_recommend():
     d = decide(t, ROLES)
     assert d.pick is None and d.best == "learned A"
     assert "the logging policy was not scored" in d.sentences[0]
+
+
+def test_an_estimate_on_a_single_digit_ess_does_not_vote_on_the_sign():
+    from offrec.ope.selection import Check, Choice
+
+    t = _table([
+        ("logger", "mb", 0.50, 0.49, 0.51), ("learned A", "mb", 0.60, 0.58, 0.62),
+        ("logger", "pdis", 0.50, 0.45, 0.55), ("learned A", "pdis", 0.10, 0.0, 0.3),
+    ])  # fmt: skip
+    t["ess"] = [np.nan, np.nan, 1000.0, 3.0]
+    both = Choice("mb", "slope", ("pdis", "mb"), (Check("pdis", True), Check("mb", True)), ())
+    assert decide(t, ROLES, choice=both).pick == "learned A"
+    t.loc[3, "ess"] = 10.0  # now it counts, and its sign disagrees
+    assert decide(t, ROLES, choice=both).pick is None
