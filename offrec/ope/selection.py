@@ -265,7 +265,7 @@ def choose_estimator(result: ScoredLog) -> Choice:
 
     registry: Mapping[str, Any] = ESTIMATORS if result.mode == "bandit" else SESSION_CLASSES
 
-    def uses_weights(label: str) -> bool:
+    def weighted(label: str) -> bool:
         cls = registry.get(label.split("(")[0])
         return True if cls is None else bool(cls.uses_weights())
 
@@ -287,7 +287,7 @@ def choose_estimator(result: ScoredLog) -> Choice:
     checks = tuple(
         check_estimators(
             estimates,
-            uses_weights=uses_weights,
+            uses_weights=weighted,
             value_range=result.value_range,
             logger=logger,
             logger_diff=(lambda e: result.check_against_on_policy(logger, e)) if logger else None,
@@ -313,7 +313,7 @@ def choose_estimator(result: ScoredLog) -> Choice:
     chosen, order, why = slope(
         passed,
         [e for e in estimates if e.policy != logger],
-        use=lambda e: usable(e, uses_weights(e.estimator)),
+        use=lambda e: usable(e, weighted(e.estimator)),
     )
     if chosen is None:  # only the logger was scored
         chosen, order, why = passed[0], tuple(passed), "only the logging policy was scored"

@@ -117,6 +117,12 @@ def recommended_for(mode: str, present: Sequence[str]) -> str:
 
 
 # -------------------------------------------------------------------------- metadata
+def reads_weights(reads: Iterable[str]) -> bool:
+    """The one definition of "uses importance weights": :data:`WEIGHTS` is among what the
+    estimator reads."""
+    return WEIGHTS in set(reads)
+
+
 class EstimatorMeta:
     """Metadata every estimator class declares (module docstring)."""
 
@@ -137,8 +143,8 @@ class EstimatorMeta:
 
     @classmethod
     def uses_weights(cls) -> bool:
-        """The one definition of "uses importance weights"."""
-        return WEIGHTS in cls.inputs()
+        """Whether the estimator uses importance weights (:func:`reads_weights`)."""
+        return reads_weights(cls.inputs())
 
     @classmethod
     def info(cls) -> EstimatorInfo:
@@ -172,7 +178,8 @@ class EstimatorInfo:
 
     @property
     def uses_weights(self) -> bool:
-        return WEIGHTS in self.reads
+        """Whether the estimator uses importance weights (:func:`reads_weights`)."""
+        return reads_weights(self.reads)
 
 
 # ---------------------------------------------------------------------- result rows
