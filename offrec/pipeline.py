@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,7 @@ from offrec.core.atomic import (
     record_in_manifest,
     verify_manifest,
     write_manifest,
-)  # fmt: skip
+)
 from offrec.core.errors import InputError, OutputExistsError
 from offrec.core.policy import Head
 from offrec.logs import collect, read_logs
@@ -38,6 +38,9 @@ from offrec.pipeline_config import PipelineConfig, PolicySpec, ReferenceSpec
 from offrec.policies.loggers import LOGGER_KINDS, logging_policy, logging_policy_kwargs
 from offrec.sim import BestItemOracle, LookaheadOracle, MyopicOracle, World
 from offrec.training import train_policy
+
+if TYPE_CHECKING:
+    from offrec.ope import OPEResult
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -114,8 +117,12 @@ def _discard(path: Path) -> None:
 
 def _seal(path: Path, key_config: Any, kind: str) -> None:
     """Rewrite the stage's manifest with SHA-256 checksums of its files and its config."""
-    write_manifest(path, kind=kind, checksums=True,
-                   extra={"config": json.loads(json.dumps(key_config, sort_keys=True, default=str))})  # fmt: skip
+    write_manifest(
+        path,
+        kind=kind,
+        checksums=True,
+        extra={"config": json.loads(json.dumps(key_config, sort_keys=True, default=str))},
+    )
 
 
 def split_sessions(data: LoggedData, holdout: float, seed: int) -> tuple[LoggedData, LoggedData]:
@@ -144,9 +151,13 @@ def _logs_stage(
     if not hit:
         say(f"simulating logs ({cfg.logging.policy} logger)")
         collect(
-            world, _logger(cfg, world), out=path, n_decisions=cfg.logging.n_decisions,
-            n_sessions=cfg.logging.n_sessions, seed=cfg.seed,
-        )  # fmt: skip
+            world,
+            _logger(cfg, world),
+            out=path,
+            n_decisions=cfg.logging.n_decisions,
+            n_sessions=cfg.logging.n_sessions,
+            seed=cfg.seed,
+        )
         _seal(path, key_config, "dataset")
     else:
         say(f"logs: cached ({path.name})")
@@ -156,9 +167,14 @@ def _logs_stage(
 def _logger(cfg: PipelineConfig, world: World) -> Any:
     lg = cfg.logging
     kw = logging_policy_kwargs(
-        lg.policy, strict=False, beta=lg.beta, epsilon=lg.epsilon, noise=lg.noise,
-        model_seed=lg.model_seed, support=None if lg.support is None else list(lg.support),
-    )  # fmt: skip
+        lg.policy,
+        strict=False,
+        beta=lg.beta,
+        epsilon=lg.epsilon,
+        noise=lg.noise,
+        model_seed=lg.model_seed,
+        support=None if lg.support is None else list(lg.support),
+    )
     return logging_policy(world, lg.policy, **kw)
 
 
@@ -214,9 +230,11 @@ def _models_stage(
 
 
 def _online_learners_stage(
-    cfg: PipelineConfig, world: World, cache: Path, say: Progress
+    cfg: PipelineConfig, world: World, cache: Path, say: Progress, fresh: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, bool]]:
-    """Learn each ``[[online_learners]]`` entry by interacting with ``world`` (cached).
+    """Learn each ``[[online_learners]]`` entry by interacting with ``world``, cached like
+    every other stage (:func:`_cached`: manifest checksums and configuration; ``fresh``
+    recomputes).
 
     Returns policies, their :class:`~offrec.policies.online.ValueCurve` and cache hits.
     """
@@ -230,21 +248,28 @@ def _online_learners_stage(
     curves: dict[str, Any] = {}
     hits: dict[str, bool] = {}
     for spec in cfg.online_learners:
-        key = _key("online", cfg.world.to_dict(), cfg.world_seed, asdict(spec), cfg.seed)
-        path = cache / f"online-{_slug(spec.name)}-{key}"
-        hits[spec.name] = path.exists()
+        key_config = ["online", cfg.world.to_dict(), cfg.world_seed, asdict(spec), cfg.seed]
+        path = cache / f"online-{_slug(spec.name)}-{_key(*key_config)}"
+        hits[spec.name] = _cached(path, key_config, say, f"online learner '{spec.name}'", fresh)
         if not hits[spec.name]:
             say(f"learning '{spec.name}' online ({spec.learner}, {spec.n_steps:,} interactions)")
             run = learn_online(
-                world, spec.learner, spec.n_steps, params=spec.params, batch_size=spec.batch_size,
-                seed=cfg.seed, eval_every=spec.eval_every, eval_sessions=spec.eval_sessions,
-            )  # fmt: skip
+                world,
+                spec.learner,
+                spec.n_steps,
+                params=spec.params,
+                batch_size=spec.batch_size,
+                seed=cfg.seed,
+                eval_every=spec.eval_every,
+                eval_sessions=spec.eval_sessions,
+            )
             with atomic_dir(path) as tmp:
                 (tmp / "value_curve.json").write_text(json.dumps(run.curve.to_dict()))
                 if isinstance(run.policy, SB3Policy):
                     run.policy.save(tmp / "model.zip")
                 else:
                     save_model(run.policy, tmp / "model")
+            _seal(path, key_config, "model")
         else:
             say(f"online learner '{spec.name}': cached")
         curves[spec.name] = ValueCurve.from_dict(
@@ -253,8 +278,9 @@ def _online_learners_stage(
         if (path / "model.zip").is_file():
             policies[spec.name] = load_sb3_policy(path / "model.zip", world.n_items)
         else:
-            policies[spec.name] = load_model(path / "model", n_actions=world.n_items,
-                                             obs_dim=world.obs_dim)  # fmt: skip
+            policies[spec.name] = load_model(
+                path / "model", n_actions=world.n_items, obs_dim=world.obs_dim
+            )
     return policies, curves, hits
 
 
@@ -285,8 +311,15 @@ def _online_vs_offline(
             approach, live, logged = "offline", 0, train_rows
         else:
             approach, live, logged = "reference", 0, 0
-        rows.append({"policy": name, "approach": approach, "live interactions": live,
-                     "logged interactions": logged, **{k: v for k, v in st.items() if k != "exact"}})  # fmt: skip
+        rows.append(
+            {
+                "policy": name,
+                "approach": approach,
+                "live interactions": live,
+                "logged interactions": logged,
+                **{k: v for k, v in st.items() if k != "exact"},
+            }
+        )
     table = pd.DataFrame(rows)
     metric = "clicks_per_session" if cfg.world.horizon > 1 else "ctr"
     label = "clicks per session" if cfg.world.horizon > 1 else "CTR"
@@ -294,13 +327,20 @@ def _online_vs_offline(
     best_ref = refs.loc[refs[metric].idxmax()] if len(refs) else None
     lines = []
     for d in table[table["approach"] != "reference"].to_dict("records"):
-        cost = (f"{d['live interactions']:,} live interactions with users"
-                if d["approach"] == "online"
-                else f"no live interaction: trained on {d['logged interactions']:,} logged decisions")  # fmt: skip
-        share = (f", {d[metric] / best_ref[metric]:.0%} of the {best_ref['policy']}"
-                 if best_ref is not None and best_ref[metric] > 0 else "")  # fmt: skip
-        lines.append(f"- **{d['policy']}**: costs {cost}; earns "
-                     f"{d[metric]:.3f} ± {d[metric + '_se']:.3f} {label}{share}.")  # fmt: skip
+        cost = (
+            f"{d['live interactions']:,} live interactions with users"
+            if d["approach"] == "online"
+            else f"no live interaction: trained on {d['logged interactions']:,} logged decisions"
+        )
+        share = (
+            f", {d[metric] / best_ref[metric]:.0%} of the {best_ref['policy']}"
+            if best_ref is not None and best_ref[metric] > 0
+            else ""
+        )
+        lines.append(
+            f"- **{d['policy']}**: costs {cost}; earns "
+            f"{d[metric]:.3f} ± {d[metric + '_se']:.3f} {label}{share}."
+        )
     note = (
         "Online learners pay for what they learn with live traffic (their curve shows the "
         "policy they would deploy after each number of interactions); offline learners use "
@@ -315,9 +355,12 @@ def _online_vs_offline(
     }
     references = {str(r["policy"]): float(r[metric]) for r in refs.to_dict("records")}
     path = plot_value_curves(
-        online_curves, plot_path, points=points, references=references,
+        online_curves,
+        plot_path,
+        points=points,
+        references=references,
         title=f"{cfg.name}: true {label} against interactions with users",
-    )  # fmt: skip
+    )
     return table, note, path
 
 
@@ -325,14 +368,20 @@ def _online_vs_offline_section(note: str, plot: Path, table: pd.DataFrame) -> tu
     """The report section of :func:`_online_vs_offline`: the note, the plot, the table."""
     from offrec.report.render import Plot, Table
 
-    return ("Online vs offline: what each approach costs and earns", [
-        note,
-        Plot(plot, "True value against interactions with users",
-             "Online learners: the policy each would deploy after that many live interactions "
-             "(band: ±2 standard errors). Offline learners: one point at the number of logged "
-             "decisions they were trained on. Lines: the logger and the oracles."),
-        Table(table, caption="True values from the simulator (± one standard error)."),
-    ])  # fmt: skip
+    return (
+        "Online vs offline: what each approach costs and earns",
+        [
+            note,
+            Plot(
+                plot,
+                "True value against interactions with users",
+                "Online learners: the policy each would deploy after that many live interactions "
+                "(band: ±2 standard errors). Offline learners: one point at the number of logged "
+                "decisions they were trained on. Lines: the logger and the oracles.",
+            ),
+            Table(table, caption="True values from the simulator (± one standard error)."),
+        ],
+    )
 
 
 # ------------------------------------------------------------------------------ one-off training
@@ -364,10 +413,18 @@ def _training_source(logs: str | Path, repair: str | None) -> Any:
 
 
 def train_and_save(
-    logs: str | Path, learner: str, out: str | Path, *, params: dict[str, Any] | None = None,
-    head: Head | None = None, seed: int = 0, repair: str | None = None, overwrite: bool = False,
-    engine: str = "local", progress: Callable[[int], None] | None = None,
-) -> TrainSummary:  # fmt: skip
+    logs: str | Path,
+    learner: str,
+    out: str | Path,
+    *,
+    params: dict[str, Any] | None = None,
+    head: Head | None = None,
+    seed: int = 0,
+    repair: str | None = None,
+    overwrite: bool = False,
+    engine: str = "local",
+    progress: Callable[[int], None] | None = None,
+) -> TrainSummary:
     """Train a bandit or offline ``learner`` on the log at ``logs`` (through
     :func:`offrec.training.train_policy`: streamed on ``engine``) and save it, with the
     log's world when simulated, to the model folder ``out``.
@@ -385,8 +442,7 @@ def train_and_save(
     params = dict(params or {})
     check_params(learner, params)
     source = _training_source(logs, repair)
-    spec = PolicySpec(name=learner, learner=learner, params=params,
-                      head=(head or Head()).to_dict())  # fmt: skip
+    spec = PolicySpec(name=learner, learner=learner, params=params, head=(head or Head()).to_dict())
     world = world_of_metadata(source.metadata)
     policy, _ = train_policy(spec, source, world, seed, engine=engine, progress=progress)
     save_model(policy, out, overwrite=overwrite)
@@ -401,10 +457,17 @@ def train_and_save(
 
 
 def train_rl_and_save(
-    logs: str | Path, algo: str, out: str | Path, *, params: dict[str, Any] | None = None,
-    seed: int = 0, evaluate: bool = False, repair: str | None = None, overwrite: bool = False,
+    logs: str | Path,
+    algo: str,
+    out: str | Path,
+    *,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    evaluate: bool = False,
+    repair: str | None = None,
+    overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
-) -> TrainSummary:  # fmt: skip
+) -> TrainSummary:
     """Train an offline RL ``algo`` on a session log and save it to ``out``; with
     ``evaluate`` the true online value is measured during training (the log must be
     simulated) and the last measurement returned."""
@@ -438,10 +501,13 @@ def train_rl_and_save(
     )
     label = data.value_label if world is None or world.config.horizon == 1 else "clicks per session"
     return TrainSummary(
-        n_rows=data.n_rows, n_steps=cfg.n_steps, steps_per_second=result.steps_per_second,
-        eval_value=None if last is None else last[0], eval_stderr=0.0 if last is None else last[1],
+        n_rows=data.n_rows,
+        n_steps=cfg.n_steps,
+        steps_per_second=result.steps_per_second,
+        eval_value=None if last is None else last[0],
+        eval_stderr=0.0 if last is None else last[1],
         value_label=label,
-    )  # fmt: skip
+    )
 
 
 def check_network_size(cfg: Any, obs_dim: int, n_actions: int, limit: int | None = None) -> None:
@@ -479,11 +545,19 @@ def world_of_metadata(meta: dict[str, Any]) -> World | None:
 
 
 def run_online_study(
-    world: World, learners: list[str], out: str | Path, *, params: dict[str, Any] | None = None,
-    n_steps: int = 100_000, batch_size: int = 1000, seed: int = 0,
-    eval_every: int | None = None, eval_sessions: int = 2000, overwrite: bool = False,
+    world: World,
+    learners: list[str],
+    out: str | Path,
+    *,
+    params: dict[str, Any] | None = None,
+    n_steps: int = 100_000,
+    batch_size: int = 1000,
+    seed: int = 0,
+    eval_every: int | None = None,
+    eval_sessions: int = 2000,
+    overwrite: bool = False,
     progress: Callable[[str, int], None] | None = None,
-) -> tuple[dict[str, Any], dict[str, float]]:  # fmt: skip
+) -> tuple[dict[str, Any], dict[str, float]]:
     """Let each learner (bandit learners, or SB3 ``ppo`` / ``dqn``) learn by interacting
     with ``world``, measuring the true value of the policy it would deploy, and write
     ``curves.json``, the plots and the models to ``out`` (atomically).
@@ -509,9 +583,16 @@ def run_online_study(
             f"params name {sorted(scoped)}, which are not among the learners {learners}"
         )
     runs = compare_online(
-        world, learners, n_steps, params=per_learner, batch_size=batch_size, seed=seed,
-        eval_every=eval_every, eval_sessions=eval_sessions, progress=progress,
-    )  # fmt: skip
+        world,
+        learners,
+        n_steps,
+        params=per_learner,
+        batch_size=batch_size,
+        seed=seed,
+        eval_every=eval_every,
+        eval_sessions=eval_sessions,
+        progress=progress,
+    )
     refs = online_references(world, n_sessions=eval_sessions)
     save_online_runs(runs, out, references=refs, overwrite=overwrite)
     return runs, refs
@@ -523,9 +604,13 @@ def _reference(spec: ReferenceSpec, cfg: PipelineConfig, world: World) -> Any:
         return _logger(cfg, world)
     if spec.policy in LOGGER_KINDS:
         kw = logging_policy_kwargs(
-            spec.policy, strict=False, noise=spec.noise, model_seed=cfg.logging.model_seed,
-            beta=spec.beta, epsilon=spec.epsilon,
-        )  # fmt: skip
+            spec.policy,
+            strict=False,
+            noise=spec.noise,
+            model_seed=cfg.logging.model_seed,
+            beta=spec.beta,
+            epsilon=spec.epsilon,
+        )
         return logging_policy(world, spec.policy, **kw)
     if spec.policy == "best_item":
         return BestItemOracle(world, head)
@@ -534,9 +619,9 @@ def _reference(spec: ReferenceSpec, cfg: PipelineConfig, world: World) -> Any:
     return LookaheadOracle(world, head, gamma=spec.gamma)
 
 
-def _ope_stage(
+def ope_stage(
     cfg: PipelineConfig, data: LoggedData, targets: dict[str, Any], say: Progress
-) -> tuple[pd.DataFrame, Any]:
+) -> tuple[pd.DataFrame, OPEResult]:
     """Every estimable target x every estimator through the one OPE entry point: the
     table, and the :class:`~offrec.ope.OPEResult` (for paired comparisons in the report)."""
     from offrec.ope import evaluate
@@ -550,11 +635,16 @@ def _ope_stage(
             log.info("skipping OPE of %s: an oracle needs the hidden session state", name)
     say(f"off-policy evaluation: {len(estimable)} policies x {len(o.estimators)} estimators")
     result = evaluate(
-        data, estimable, estimators=list(o.estimators),
+        data,
+        estimable,
+        estimators=list(o.estimators),
         reward_model=RewardModel(kind=o.reward_model, n_folds=o.n_folds, seed=cfg.seed),
-        interval=o.interval, n_bootstrap=o.n_bootstrap, alpha=o.alpha, seed=cfg.seed,
+        interval=o.interval,
+        n_bootstrap=o.n_bootstrap,
+        alpha=o.alpha,
+        seed=cfg.seed,
         mode="session" if cfg.world.horizon > 1 else "bandit",
-    )  # fmt: skip
+    )
     table = result.table
     table["recommended"] = table["estimator"] == result.recommended
     return table, result
@@ -589,25 +679,60 @@ def roles(cfg: PipelineConfig) -> dict[str, str]:
 
 
 def _report_stage(
-    cfg: PipelineConfig, out: Path, ope: pd.DataFrame, result: Any, truth: dict[str, Any],
-    data: LoggedData, train_data: LoggedData, eval_data: LoggedData, curves: dict[str, Any],
+    cfg: PipelineConfig,
+    out: Path,
+    ope: pd.DataFrame,
+    result: OPEResult,
+    truth: dict[str, Any],
+    data: LoggedData,
+    train_data: LoggedData,
+    eval_data: LoggedData,
+    curves: dict[str, Any],
     extra_sections: list[tuple[str, Any]] | None = None,
-) -> Any:  # fmt: skip
+) -> Any:
+    from offrec.ope.gate import decide
     from offrec.report.build import ReportInput, build_report
 
     mode = "bandit" if cfg.world.horizon == 1 else "session"
+    value_label = "CTR" if mode == "bandit" else "clicks per session"
 
     def paired(a: str, b: str, estimator: str) -> tuple[float, float, float]:
         iv = result.compare(a, b, estimator)
         return iv.value, iv.low, iv.high
 
-    return build_report(out, ReportInput(
-        name=cfg.name, description=cfg.description, mode=mode,
-        value_label="CTR" if mode == "bandit" else "clicks per session", ope=ope, truth=truth,
-        roles=roles(cfg), data=data, train_rows=train_data.n_rows, eval_rows=eval_data.n_rows,
-        seed=cfg.seed, alpha=cfg.ope.alpha, interval=cfg.ope.interval, holdout=cfg.ope.holdout,
-        curves=curves, paired=paired, extra_sections=tuple(extra_sections or ()),
-    ))  # fmt: skip
+    decision = decide(
+        ope,
+        roles(cfg),
+        mode=mode,
+        alpha=cfg.ope.alpha,
+        paired=paired,
+        value_label=value_label,
+        choice=result.choice,
+    )
+    return build_report(
+        out,
+        ReportInput(
+            name=cfg.name,
+            description=cfg.description,
+            mode=mode,
+            value_label=value_label,
+            ope=ope,
+            truth=truth,
+            roles=roles(cfg),
+            data=data,
+            train_rows=train_data.n_rows,
+            eval_rows=eval_data.n_rows,
+            seed=cfg.seed,
+            alpha=cfg.ope.alpha,
+            interval=cfg.ope.interval,
+            holdout=cfg.ope.holdout,
+            curves=curves,
+            paired=paired,
+            extra_sections=tuple(extra_sections or ()),
+            choice=result.choice,
+            decision=decision,
+        ),
+    )
 
 
 # ------------------------------------------------------------------------------ runner
@@ -649,19 +774,27 @@ def _run(cfg: PipelineConfig, out: Path, progress: Progress | None, fresh: bool)
     train_data, eval_data = split_sessions(data, cfg.ope.holdout, seed=cfg.seed)
     split_key = _key(logs_key, cfg.ope.holdout, cfg.seed)
     policies, curves, hits = _models_stage(cfg, train_data, split_key, world, cache, say, fresh)
-    online_policies, online_curves, online_hits = _online_learners_stage(cfg, world, cache, say)
+    online_policies, online_curves, online_hits = _online_learners_stage(
+        cfg, world, cache, say, fresh
+    )
     hits.update(online_hits)
     policies.update(online_policies)
     targets = {**policies, **{r.name: _reference(r, cfg, world) for r in cfg.references}}
-    ope, ope_result = _ope_stage(cfg, eval_data, targets, say)
+    ope, ope_result = ope_stage(cfg, eval_data, targets, say)
     truth = _truth_stage(cfg, world, targets, say)
 
     extra: list[tuple[str, Any]] = []
     comparison = None
     if online_curves:
         comparison, note, path = _online_vs_offline(
-            cfg, world, targets, online_curves, train_data.n_rows, out / "plots" / "online_vs_offline.png", say
-        )  # fmt: skip
+            cfg,
+            world,
+            targets,
+            online_curves,
+            train_data.n_rows,
+            out / "plots" / "online_vs_offline.png",
+            say,
+        )
         extra = [_online_vs_offline_section(note, path, comparison)]
     report = _report_stage(
         cfg, out, ope, ope_result, truth, data, train_data, eval_data, curves, extra

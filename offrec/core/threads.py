@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -53,3 +54,18 @@ def over_row_ranges(fn: Callable[[int, int], T], n_rows: int, n_elems: int) -> l
     with ThreadPoolExecutor(parts) as pool:
         futures = [pool.submit(fn, lo, hi) for lo, hi in itertools.pairwise(cuts)]
     return [f.result() for f in futures]  # in row order: the lowest range's error wins
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run a block (or, as a decorator, a function) with ``torch.set_num_threads(n)``,
+    restoring the previous count after: global torch state is left as it was found.
+    torch is imported only when the block runs."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

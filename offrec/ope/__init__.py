@@ -43,7 +43,6 @@ from offrec.ope.estimators import (
     make_estimator,
 )
 from offrec.ope.evaluate import (
-    RECOMMENDED,
     SESSION_ESTIMATORS,
     FixedProbs,
     OPEResult,
@@ -51,6 +50,7 @@ from offrec.ope.evaluate import (
 )
 from offrec.ope.intervals import METHODS, Interval
 from offrec.ope.terms import RoundTerms, round_terms
+from offrec.ope.trust import RECOMMENDED, Estimate, EstimatorInfo
 
 __all__ = [
     "DM",
@@ -63,7 +63,9 @@ __all__ = [
     "SNDR",
     "SNIPS",
     "DRos",
+    "Estimate",
     "Estimator",
+    "EstimatorInfo",
     "FixedProbs",
     "Interval",
     "OPEResult",

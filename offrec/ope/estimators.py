@@ -32,6 +32,21 @@ from offrec.core.validation import SeedLike, check_scalar
 from offrec.ope.intervals import Form, Interval, check_interval_options, interval
 from offrec.ope.stats import Moments
 from offrec.ope.terms import RoundTerms, round_terms
+from offrec.ope.trust import (
+    REWARD_MODEL,
+    SUPPORT,
+    UNCONFOUNDED,
+    WEIGHTS,
+    EstimatorMeta,
+)
+
+_IS_ASSUMES = (UNCONFOUNDED, SUPPORT)
+_DR_ASSUMES = (
+    UNCONFOUNDED,
+    SUPPORT,
+    "unbiased when either the propensities or the reward model are right",
+)
+_DR_REF = "Dudik, Langford & Li (2011), Doubly robust policy evaluation and learning, ICML"
 
 
 @dataclass(frozen=True)
@@ -69,8 +84,10 @@ class Parts:
 
 
 @dataclass(frozen=True)
-class Estimator:
-    """Base of the bandit estimator classes: a name, parameters and a formula (:meth:`parts`).
+class Estimator(EstimatorMeta):
+    """Base of the bandit estimator classes: a name, parameters, a formula (:meth:`parts`)
+    and metadata (:class:`~offrec.ope.trust.EstimatorMeta`: ``reads``, ``assumptions``,
+    ``reference``, ``diagnostics``; a new class sets at least ``name`` and ``reference``).
 
     ``estimate_policy_value(**arrays)``, ``estimate_round_rewards(**arrays)`` and
     ``estimate_interval(**arrays, method=..., ...)`` take the keyword arrays of
@@ -78,7 +95,6 @@ class Estimator:
     estimated_rewards``).
     """
 
-    name: ClassVar[str] = ""
     needs_model: ClassVar[bool] = False
     """Whether the estimator reads a reward model's ``estimated_rewards``."""
     self_normalized: ClassVar[bool] = False
@@ -193,6 +209,12 @@ class IPS(Estimator):
     """
 
     name: ClassVar[str] = "ips"
+    reads: ClassVar[frozenset[str]] = frozenset({WEIGHTS})
+    assumptions: ClassVar[tuple[str, ...]] = _IS_ASSUMES
+    reference: ClassVar[str] = (
+        "Horvitz & Thompson (1952); Strehl et al. (2010), Learning from logged implicit "
+        "exploration data, NeurIPS"
+    )
     lambda_: float = math.inf
 
     def parts(self, terms: RoundTerms) -> Parts:
@@ -220,6 +242,12 @@ class SNIPS(Estimator):
     """
 
     name: ClassVar[str] = "snips"
+    reads: ClassVar[frozenset[str]] = frozenset({WEIGHTS})
+    assumptions: ClassVar[tuple[str, ...]] = _IS_ASSUMES
+    reference: ClassVar[str] = (
+        "Swaminathan & Joachims (2015), The self-normalized estimator for counterfactual "
+        "learning, NeurIPS"
+    )
     self_normalized: ClassVar[bool] = True
 
     def parts(self, terms: RoundTerms) -> Parts:
@@ -248,6 +276,9 @@ class DM(Estimator):
     """
 
     name: ClassVar[str] = "dm"
+    reads: ClassVar[frozenset[str]] = frozenset({REWARD_MODEL})
+    assumptions: ClassVar[tuple[str, ...]] = ("the reward model is right (q-hat = q)",)
+    reference: ClassVar[str] = "Beygelzimer & Langford (2009), The offset tree, KDD"
     needs_model: ClassVar[bool] = True
 
     def parts(self, terms: RoundTerms) -> Parts:
@@ -277,6 +308,9 @@ class DR(Estimator):
     """
 
     name: ClassVar[str] = "dr"
+    reads: ClassVar[frozenset[str]] = frozenset({WEIGHTS, REWARD_MODEL})
+    assumptions: ClassVar[tuple[str, ...]] = _DR_ASSUMES
+    reference: ClassVar[str] = _DR_REF
     needs_model: ClassVar[bool] = True
     lambda_: float = math.inf
 
@@ -305,6 +339,9 @@ class SNDR(Estimator):
     """
 
     name: ClassVar[str] = "sndr"
+    reads: ClassVar[frozenset[str]] = frozenset({WEIGHTS, REWARD_MODEL})
+    assumptions: ClassVar[tuple[str, ...]] = _DR_ASSUMES
+    reference: ClassVar[str] = _DR_REF + "; self-normalized as Swaminathan & Joachims (2015)"
     needs_model: ClassVar[bool] = True
     self_normalized: ClassVar[bool] = True
 
@@ -336,6 +373,12 @@ class SwitchDR(Estimator):
     """
 
     name: ClassVar[str] = "switch-dr"
+    reads: ClassVar[frozenset[str]] = frozenset({WEIGHTS, REWARD_MODEL})
+    assumptions: ClassVar[tuple[str, ...]] = _DR_ASSUMES
+    reference: ClassVar[str] = (
+        "Wang, Agarwal & Dudik (2017), Optimal and adaptive off-policy evaluation in "
+        "contextual bandits, ICML"
+    )
     needs_model: ClassVar[bool] = True
     lambda_: float = math.inf
 
@@ -366,6 +409,12 @@ class DRos(Estimator):
     """
 
     name: ClassVar[str] = "dr-os"
+    reads: ClassVar[frozenset[str]] = frozenset({WEIGHTS, REWARD_MODEL})
+    assumptions: ClassVar[tuple[str, ...]] = _DR_ASSUMES
+    reference: ClassVar[str] = (
+        "Su, Dimakopoulou, Krishnamurthy & Dudik (2020), Doubly robust off-policy "
+        "evaluation with shrinkage, ICML"
+    )
     needs_model: ClassVar[bool] = True
     lambda_: float = math.inf
 
@@ -381,7 +430,9 @@ class DRos(Estimator):
 ESTIMATORS: dict[str, type[Estimator]] = {
     cls.name: cls for cls in (IPS, SNIPS, DM, DR, SNDR, SwitchDR, DRos)
 }
-"""The bandit estimator registry: class by name (the CLI's and pipelines' names)."""
+"""The bandit estimator registry: class by name (the CLI's and pipelines' names). A new
+estimator registers with ``ESTIMATORS[MyEstimator.name] = MyEstimator`` and declares its
+metadata (:class:`~offrec.ope.trust.EstimatorMeta`)."""
 
 
 def make_estimator(name: str, **params: Any) -> Estimator:

@@ -36,9 +36,9 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -52,9 +52,27 @@ from offrec.logs.items import ItemMap, translate_target
 from offrec.logs.scan import Batch, LogSource, open_log
 from offrec.ope.estimators import ESTIMATORS, Estimator, make_estimator
 from offrec.ope.intervals import Contrast, Form, Interval, check_interval_options, interval
-from offrec.ope.sequential import LEARNED_SEQUENTIAL, SEQUENTIAL_ESTIMATORS
+from offrec.ope.selection import Choice, choose_estimator
+from offrec.ope.sequential import (
+    LEARNED_SEQUENTIAL,
+    SEQUENTIAL_ESTIMATORS,
+    SESSION_CLASSES,
+    SequentialResult,
+    episode_index,
+    paired_difference,
+)
 from offrec.ope.stats import Moments
 from offrec.ope.terms import round_terms
+from offrec.ope.trust import (
+    ESTIMATE_COLUMNS,
+    Q_MODEL,
+    Estimate,
+    EstimatorMeta,
+    disagreement_warnings,
+    range_warning,
+    recommended_for,
+    weight_warnings,
+)
 from offrec.reward.model import FittedRewardModel, RewardModel, predict_by_fold
 
 if TYPE_CHECKING:
@@ -66,37 +84,45 @@ MODES: tuple[str, ...] = ("auto", "bandit", "session")
 SESSION_ESTIMATORS: tuple[str, ...] = SEQUENTIAL_ESTIMATORS
 """Session (sequential) estimators by name (:mod:`offrec.ope.sequential` owns them); ``dr``
 on a session log is sequential DR."""
-SESSION_NEEDS_MODEL = frozenset({"dr", "fqe"})
-RECOMMENDED = {"bandit": "dr", "session": "mb"}
-"""The estimator offrec recommends per kind of log, and the reason:
+SESSION_NEEDS_MODEL = frozenset(
+    n for n, c in SESSION_CLASSES.items() if Q_MODEL in c.inputs() and not c.fitted_on_log
+)
+"""Streamed session estimators that read the linear FQE Q-model fitted per target."""
 
-- bandit logs: ``dr`` with a cross-fitted logistic reward model; unbiased when either
-  the propensities or the model are right, and in the README's accuracy study its error
-  is the lowest or within noise of the lowest for targets near and far from the logger
-  (``snips`` when no reward model is wanted).
-- session logs: ``mb``, the model-based estimator (see
-  :data:`offrec.ope.sequential.RECOMMENDED_SEQUENTIAL` for the study's figures).
-"""
-
-LOW_ESS_SHARE = 0.01
-"""Warn when the effective sample size is below 1% of the rows (or sessions): the
-estimate then rests on a handful of rows and its interval is itself unreliable."""
-LOW_ESS = 100.0
-"""Warn when the effective sample size is below 100 whatever the share (an interval
-from fewer effective rows than that is not trustworthy)."""
-MAX_WEIGHT_SHARE = 0.05
-"""Warn when one row carries more than 5% of the total importance weight."""
-SUPPORT_MASS = 0.01
-"""Warn when the target puts more than 1% of its mass on actions the logger never takes
-(importance weighting cannot see that mass)."""
-
-COLUMNS: tuple[str, ...] = (
-    "policy", "estimator", "value", "low", "high", "interval_method", "stderr", "ess",
-    "ess_share", "max_weight", "support_violation", "warnings",
-)  # fmt: skip
-"""Columns of :attr:`OPEResult.table`, in order."""
+COLUMNS: tuple[str, ...] = ESTIMATE_COLUMNS
+"""Columns of :attr:`OPEResult.table`, in order (:class:`~offrec.ope.trust.Estimate`)."""
 
 _FOLD_SALT = 0xF01D
+
+Source = LogSource | LoggedData
+"""A log: a Parquet dataset opened for streaming, or one in memory."""
+Progress = Callable[[int], None] | None
+"""Called with the rows done so far (per pass over the log)."""
+EstimatorNames = Sequence[str | Estimator] | None
+"""Estimators by name (or bandit estimator instances); None: the defaults."""
+
+
+class Target(Protocol):
+    """A target policy as OPE reads it: its number of actions and its distribution
+    ``(n, n_actions)`` on the logged contexts."""
+
+    n_actions: int
+
+    def action_dist(self, obs: np.ndarray) -> Any: ...
+
+
+class Engine(Protocol):
+    """How batches of a log reach a kernel (:mod:`offrec.engines`: local or ray): map the
+    kernel over the batches and merge the partial :class:`~offrec.ope.stats.Moments`."""
+
+    def map_reduce(
+        self,
+        source: Source,
+        kernel: Callable[[Batch], Moments],
+        *,
+        sessions: bool = False,
+        progress: Progress = None,
+    ) -> Moments: ...
 
 
 @dataclass(frozen=True)
@@ -130,6 +156,9 @@ class OPEResult:
         value_range: the feasible range of the value (clicks in [0, 1] per decision;
             [0, horizon] per session).
         skipped: ``{estimator: reason}`` for the estimators that could not apply.
+        choice: the data-driven estimator choice (:class:`~offrec.ope.selection.Choice`:
+            the checks every estimator had to pass, the SLOPE order and the reasons);
+            ``recommended`` is its pick when one passed.
     """
 
     table: pd.DataFrame
@@ -145,6 +174,67 @@ class OPEResult:
     skipped: dict[str, str] = field(default_factory=dict)
     """Estimators asked for (or defaults) that could not apply to the log: ``{name:
     reason}`` (see ``strict`` in :func:`evaluate`); the table has the others."""
+    weights: dict[str, int] = field(default_factory=dict, repr=False)
+    on_policy_column: int | None = field(default=None, repr=False)
+    choice: Choice | None = None
+    fitted: dict[tuple[str, str], SequentialResult] = field(default_factory=dict, repr=False)
+
+    @property
+    def estimates(self) -> list[Estimate]:
+        """The table as typed rows (:class:`~offrec.ope.trust.Estimate`)."""
+        return [Estimate.from_row(r) for r in self.table.to_dict("records")]
+
+    def weight_sum(self, policy: str) -> float:
+        r""":math:`\sum w` of ``policy``'s (whole-session) importance weights."""
+        return float(self.moments.mean[self.weights[policy]] * self.moments.n)
+
+    def weight_max(self, policy: str) -> float:
+        """The largest (whole-session) importance weight of ``policy``."""
+        return float(self.moments.high[self.weights[policy]])
+
+    def weight_ess(self, policy: str) -> float:
+        r"""Kish's ESS :math:`(\sum w)^2 / \sum w^2` of ``policy's`` weights."""
+        m, c = self.moments, self.weights[policy]
+        w_sq = m.m2[c, c] + m.n * m.mean[c] ** 2
+        return float(self.weight_sum(policy) ** 2 / w_sq) if w_sq > 0 else 0.0
+
+    def on_policy_targets(self) -> list[str]:
+        """Targets whose every importance weight is 1: the logging policy itself (its value
+        is observed in the log, so it checks the estimators)."""
+        m = self.moments
+        return [
+            p
+            for p, c in self.weights.items()
+            if abs(m.low[c] - 1.0) < 1e-9 and abs(m.high[c] - 1.0) < 1e-9
+        ]
+
+    def on_policy(self, method: str | None = None) -> Interval | None:
+        """The logging policy's value observed on-policy (mean reward per row or return
+        per session) with its interval; None when not recorded."""
+        if self.on_policy_column is None:
+            return None
+        m = method or self.method or "normal"
+        return interval(self.moments, Form(self.on_policy_column), method=m, alpha=self.alpha)
+
+    def check_against_on_policy(self, policy: str, estimator: str) -> Interval:
+        """``V_est(policy) - V_on-policy`` with an interval: paired (one contrast on the
+        same sessions) for the streamed estimators, the independent approximation from the
+        two intervals for those fitted on the whole log."""
+        on = self.on_policy()
+        if on is None or self.on_policy_column is None:
+            raise InputError("this result has no on-policy value to check against")
+        if (policy, estimator) in self.forms:
+            contrast = Contrast(
+                ((self.forms[policy, estimator], 1.0), (Form(self.on_policy_column), -1.0))
+            )
+            return interval(
+                self.moments, contrast, method=self.method or "normal", alpha=self.alpha
+            )
+        t = self.table
+        r = t[(t["policy"] == policy) & (t["estimator"] == estimator)].iloc[0]
+        half = math.hypot((float(r["high"]) - float(r["low"])) / 2, (on.high - on.low) / 2)
+        d = float(r["value"]) - on.value
+        return Interval(d, d - half, d + half, "independent approximation", self.alpha)
 
     def warnings(self) -> list[str]:
         """Every warning, prefixed by its policy and estimator."""
@@ -163,10 +253,16 @@ class OPEResult:
         the difference's variance counts their covariance (usually far narrower than
         the two intervals suggest)."""
         est = estimator or self.recommended
-        if est in LEARNED_SEQUENTIAL:  # fitted on the whole log: no per-session sums to pair
+        if est in LEARNED_SEQUENTIAL:  # fitted on the whole log: paired per session
+            a, b = self.fitted.get((policy, est)), self.fitted.get((baseline, est))
+            iv = None if a is None or b is None else paired_difference(a, b, self.alpha)
+            if iv is not None:
+                return iv
             t = self.table
-            v = [float(t[(t["policy"] == p) & (t["estimator"] == est)]["value"].iloc[0])
-                 for p in (policy, baseline)]  # fmt: skip
+            v = [
+                float(t[(t["policy"] == p) & (t["estimator"] == est)]["value"].iloc[0])
+                for p in (policy, baseline)
+            ]
             return Interval(v[0] - v[1], math.nan, math.nan, "none", self.alpha)
         for key in ((policy, est), (baseline, est)):
             if key not in self.forms:
@@ -423,7 +519,7 @@ def _pick_mode(mode: str, session_log: bool, estimators: Sequence[Any] | None) -
     return True
 
 
-def _dist(target: Any, batch: Batch, name: str, compact: bool = False) -> Any:
+def _dist(target: Target | FixedProbs, batch: Batch, name: str, compact: bool = False) -> Any:
     """The target's distribution on the batch's contexts, ``(n, n_actions)``: dense, or
     with ``compact`` in the factored form of a greedy head when the target offers
     ``action_dist_compact`` (:class:`~offrec.core.policy.GreedyDist`, the same numbers
@@ -504,7 +600,7 @@ def fit_fold_models(sample: LoggedData, rm: RewardModel, seed: int, n_positions:
                 None if position is None else position[rows],
                 n_actions=sample.n_actions,
                 reward_domain=sample.reward_domain,
-            )  # fmt: skip
+            )
         )
         if n_positions > 1 and models[-1].n_positions < n_positions:
             models[-1].n_positions = n_positions  # constant models: broadcast positions
@@ -542,13 +638,22 @@ def _bandit_layout(names: Sequence[str], ests: Sequence[Estimator], support: boo
             else:
                 forms[p, e.label] = Form(a)
                 col += 1
-    return _Layout(tuple(names), tuple(ests), weight, supp, forms, col)
+    return _Layout(tuple(names), tuple(ests), weight, supp, forms, col + 1)
 
 
 def _evaluate_bandit(
-    source: Any, eng: Any, named: dict[str, Any], estimators: Any, reward_model: Any,
-    method: str | None, n_boot: int, alpha: float, seed: int, fit_rows: int, progress: Any,
-) -> OPEResult:  # fmt: skip
+    source: Source,
+    eng: Engine,
+    named: dict[str, Target | FixedProbs],
+    estimators: EstimatorNames,
+    reward_model: RewardModel | None,
+    method: str | None,
+    n_boot: int,
+    alpha: float,
+    seed: int,
+    fit_rows: int,
+    progress: Progress,
+) -> OPEResult:
     ests = [
         e if isinstance(e, Estimator) else make_estimator(e) for e in estimators or DEFAULT_BANDIT
     ]
@@ -567,13 +672,17 @@ def _evaluate_bandit(
         data = batch.data
         q = None if models is None else models.predict(data)
         x = np.empty((data.n_rows, layout.width))
+        x[:, layout.width - 1] = data.reward  # the logger's value, observed on-policy
         for p, target in named.items():
             dist = _dist(target, batch, p, compact=True)
             try:
                 terms = round_terms(
-                    reward=data.reward, action=data.action, pscore=data.pscore,
-                    action_dist=dist, estimated_rewards=q,
-                )  # fmt: skip
+                    reward=data.reward,
+                    action=data.action,
+                    pscore=data.pscore,
+                    action_dist=dist,
+                    estimated_rewards=q,
+                )
             except InputError as err:
                 raise _relocate(err, batch, p) from None
             x[:, layout.weight[p]] = terms.weight
@@ -594,10 +703,20 @@ def _evaluate_bandit(
         return Moments.of(x, keys=_keys(data), n_bootstrap=n_boot, seed=seed)
 
     moments = eng.map_reduce(source, kernel, progress=progress)
-    return _finish(
-        moments, layout.forms, layout.weight, layout.support, ests, "bandit", method, alpha,
-        _reward_range(source), moments.n,
-    )  # fmt: skip
+    result = _finish(
+        moments,
+        layout.forms,
+        layout.weight,
+        layout.support,
+        ests,
+        "bandit",
+        method,
+        alpha,
+        _reward_range(source),
+        moments.n,
+        layout.width - 1,
+    )
+    return _choose(result)
 
 
 def _sn_parts(e: Estimator, terms: Any) -> Any:
@@ -611,14 +730,14 @@ def _sn_parts(e: Estimator, terms: Any) -> Any:
     return Parts(None, w * terms.reward, w)
 
 
-def _reward_domain(source: Any) -> dict[str, Any]:
+def _reward_domain(source: Source) -> dict[str, Any]:
     """The log's declared reward domain (clicks when it declares none)."""
     if isinstance(source, LoggedData):
         return source.reward_domain
     return source.metadata.get("reward_domain") or {"kind": "binary"}
 
 
-def _reward_range(source: Any) -> tuple[float, float]:
+def _reward_range(source: Source) -> tuple[float, float]:
     """The feasible range of one reward: [0, 1] for clicks, the declared bounds of a
     continuous reward (the log's ``reward_domain``)."""
     from offrec.core.domain import bounds
@@ -632,7 +751,7 @@ def _per_session(reward_range: tuple[float, float], horizon: int) -> tuple[float
     return (min(0.0, horizon * low), horizon * high)
 
 
-def _has_logging_dist(source: Any) -> bool:
+def _has_logging_dist(source: Source) -> bool:
     if isinstance(source, LoggedData):
         return source.logging_dist is not None
     return "logging_dist" in source.columns
@@ -640,9 +759,18 @@ def _has_logging_dist(source: Any) -> bool:
 
 # --------------------------------------------------------------------------- session
 def _evaluate_session(
-    source: Any, eng: Any, named: dict[str, Any], estimators: Any, method: str | None,
-    n_boot: int, alpha: float, seed: int, gamma: float, fit_rows: int, progress: Any,
-) -> OPEResult:  # fmt: skip
+    source: Source,
+    eng: Engine,
+    named: dict[str, Target | FixedProbs],
+    estimators: EstimatorNames,
+    method: str | None,
+    n_boot: int,
+    alpha: float,
+    seed: int,
+    gamma: float,
+    fit_rows: int,
+    progress: Progress,
+) -> OPEResult:
     from offrec.ope import sequential as seq
 
     asked = [e if isinstance(e, str) else e.name for e in estimators or DEFAULT_SESSION]
@@ -663,7 +791,7 @@ def _evaluate_session(
         order = np.lexsort((sample.step, sample.session_id))
         sample = sample.subset(order)
         for p, t in named.items():
-            probs = _sample_probs(t, sample, source)
+            probs = _sample_probs(t)
             q_models[p] = seq.fit_fqe(sample, probs, gamma=gamma)
     # layout: per policy, a whole-session weight column and three per-decision weight
     # columns (diagnostics), then each estimator's columns; last, the decisions per session
@@ -688,17 +816,20 @@ def _evaluate_session(
                 col += 1
     steps_col = col
     decision = {p: (a, b, c, steps_col) for p, (a, b, c, _) in decision.items()}
-    width = col + 1
+    on_policy = col + 1  # the logger's value (discounted return per session), observed on-policy
+    width = col + 2
+    disc = gamma ** np.arange(horizon)
 
     def kernel(batch: Batch) -> Moments:
         data = batch.data
         sids = np.unique(data.session_id)
         x = np.empty((sids.size, width))
+        x[:, on_policy] = episode_index(data.session_id, data.step, horizon).pad(data.reward) @ disc
         for p, t in named.items():
             dist = _dist(t, batch, p)
             q_hat = q_models[p].predict(data.context) if p in q_models else None
             try:
-                terms = {e: seq._terms(e, data, dist, q_hat, gamma, horizon) for e in names}
+                terms = {e: seq.episode_terms(e, data, dist, q_hat, gamma, horizon) for e in names}
             except InputError as err:
                 raise _relocate(err, batch, p) from None
             x[:, weight[p]] = _trajectory_weight(data, dist, horizon)
@@ -715,11 +846,22 @@ def _evaluate_session(
         return Moments.of(x, keys=row_keys(sids), n_bootstrap=n_boot, seed=seed)
 
     moments = eng.map_reduce(source, kernel, sessions=True, progress=progress)
-    ests = [_SessionName(e) for e in names]
+    ests = [SESSION_CLASSES[e] for e in names]
+    value_range = _per_session(_reward_range(source), horizon)
     result = _finish(
-        moments, forms, weight, {}, ests, "session", method, alpha,
-        _per_session(_reward_range(source), horizon), moments.n, decision,
-    )  # fmt: skip
+        moments,
+        forms,
+        weight,
+        {},
+        ests,
+        "session",
+        method,
+        alpha,
+        value_range,
+        moments.n,
+        on_policy,
+        decision,
+    )
     if learned:  # whole-log estimators: fitted on the log in memory, then added as rows
         import pandas as pd
 
@@ -733,42 +875,53 @@ def _evaluate_session(
             data = drawn.data.subset(np.lexsort((drawn.data.step, drawn.data.session_id)))
         policies = {p: (t.probs if isinstance(t, FixedProbs) else t) for p, t in named.items()}
         extra = seq.evaluate_sequential(
-            data, policies, learned, method=method or "normal", n_bootstrap=max(n_boot, 1),
-            alpha=alpha, seed=seed, gamma=gamma,
-        )  # fmt: skip
-        extra["warnings"] = extra["warnings"].map(
-            lambda ws: "; ".join(w for w in ws if "disagree" not in w)  # re-flagged below
+            data,
+            policies,
+            learned,
+            method=method or "normal",
+            n_bootstrap=max(n_boot, 1),
+            alpha=alpha,
+            seed=seed,
+            gamma=gamma,
+            flag_disagreement=False,
+            keep=result.fitted,
         )
-        base = (
-            result.table[~result.table["estimator"].isin(["pdis"])]
-            if only_learned
-            else result.table
-        )
-        table = pd.concat([base, extra], ignore_index=True).reindex(columns=list(COLUMNS))
+        base = [
+            Estimate.from_row(r)
+            for r in result.table.to_dict("records")
+            if not (only_learned and r["estimator"] == "pdis")
+        ]
+        ess = {p: result.weight_ess(p) for p in named}
+        n = moments.n
+        added = [
+            _estimate(
+                str(r["policy"]),
+                str(r["estimator"]),
+                SESSION_CLASSES[str(r["estimator"])].uses_weights(),
+                Interval(
+                    float(r["value"]),
+                    float(r["low"]),
+                    float(r["high"]),
+                    str(r["interval_method"]),
+                    alpha,
+                ),
+                ess[str(r["policy"])],
+                n,
+                result.weight_max(str(r["policy"])),
+                result.weight_sum(str(r["policy"])),
+                math.nan,
+                value_range,
+                math.nan,
+                warnings=r["warnings"],
+            )
+            for r in extra.to_dict("records")
+        ]
         rank = {p: i for i, p in enumerate(named)}
-        table = table.sort_values("policy", key=lambda c: c.map(rank), kind="stable")
-        result.table = table.reset_index(drop=True)
-        if seq.RECOMMENDED_SEQUENTIAL in learned:
-            result.recommended = seq.RECOMMENDED_SEQUENTIAL
-        _flag_disagreement(result.table, result.recommended)
-    return result
-
-
-@dataclass(frozen=True)
-class _SessionName:
-    name: str
-
-    @property
-    def label(self) -> str:
-        return self.name
-
-    @property
-    def needs_model(self) -> bool:
-        return self.name in SESSION_NEEDS_MODEL
-
-    @property
-    def uses_weights(self) -> bool:
-        return self.name != "fqe"
+        rows = sorted(base + added, key=lambda r: rank[r.policy])  # stable: policy order
+        labels = list(dict.fromkeys(r.estimator for r in rows))
+        result.recommended = recommended_for("session", labels)
+        result.table = pd.DataFrame([r.row() for r in rows], columns=list(COLUMNS))
+    return _choose(result)
 
 
 def _trajectory_weight(data: LoggedData, dist: np.ndarray, horizon: int) -> np.ndarray:
@@ -803,7 +956,7 @@ TRAJECTORY_ESTIMATORS = frozenset({"tis", "wtis"})
 trajectory weight; the others use the per-decision weights)."""
 
 
-def _horizon(source: Any) -> int:
+def _horizon(source: Source) -> int:
     if isinstance(source, LoggedData):
         return int(source.step.max()) + 1
     if source.max_step >= 1 << 30:
@@ -811,7 +964,7 @@ def _horizon(source: Any) -> int:
     return source.max_step + 1
 
 
-def _sample_probs(target: Any, sample: LoggedData, source: Any) -> Any:
+def _sample_probs(target: Target | FixedProbs) -> Callable[[np.ndarray], Any]:
     if isinstance(target, FixedProbs):
         raise InputError(
             "estimators that fit a Q-model (dr, fqe) need a policy, not fixed probabilities"
@@ -820,26 +973,36 @@ def _sample_probs(target: Any, sample: LoggedData, source: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- finish
+def _label(e: Estimator | type[EstimatorMeta]) -> str:
+    return e.label if isinstance(e, Estimator) else e.name
+
+
 def _finish(
-    moments: Moments, forms: dict[tuple[str, str], Form], weight: dict[str, int],
-    support: dict[str, int], ests: Sequence[Any], mode: str, method: str | None, alpha: float,
-    value_range: tuple[float, float], n_units: int,
+    moments: Moments,
+    forms: dict[tuple[str, str], Form],
+    weight: dict[str, int],
+    support: dict[str, int],
+    ests: Sequence[Estimator | type[EstimatorMeta]],
+    mode: str,
+    method: str | None,
+    alpha: float,
+    value_range: tuple[float, float],
+    n_units: int,
+    on_policy: int,
     decision: dict[str, tuple[int, int, int, int]] | None = None,
-) -> OPEResult:  # fmt: skip
-    """The table of estimates. ``decision`` (session mode): per policy, the columns of
-    the per-decision weight sums, squares, maxima and the decision count per session;
-    the per-decision estimators report their ESS (Kish's, over decisions), share of the
-    decisions and largest weight from them, so the diagnostics describe the weights the
-    estimate used."""
+) -> OPEResult:
+    """The table of estimates. ``on_policy``: the column of the logger's on-policy value.
+    ``decision`` (session mode): per policy, the columns of the per-decision weight sums,
+    squares, maxima and the decision count per session; the per-decision estimators
+    report their ESS (Kish's, over decisions), share of the decisions and largest weight
+    from them, so the diagnostics describe the weights the estimate used."""
     import pandas as pd
 
     from offrec.ope.intervals import standard_error
 
-    rows = []
-    recommended = RECOMMENDED[mode]
-    labels = [e.label for e in ests]
-    if recommended not in labels:
-        recommended = "snips" if mode == "bandit" and "snips" in labels else labels[0]
+    rows: list[Estimate] = []
+    labels = [_label(e) for e in ests]
+    recommended = recommended_for(mode, labels)
     for p, wcol in weight.items():
         w_sum = moments.mean[wcol] * moments.n
         w_sq = moments.m2[wcol, wcol] + moments.n * moments.mean[wcol] ** 2
@@ -858,72 +1021,99 @@ def _finish(
                 n_dec,
             )
         for e in ests:
-            form = forms[p, e.label]
+            form = forms[p, _label(e)]
             e_ess, e_max, e_sum, e_n = ess, max_w, w_sum, moments.n
-            if per_decision is not None and e.label not in TRAJECTORY_ESTIMATORS:
+            if per_decision is not None and _label(e) not in TRAJECTORY_ESTIMATORS:
                 e_ess, e_max, e_sum, e_n = per_decision
             if getattr(e, "self_normalized", False) and not w_sum > 0:
                 raise InputError(
-                    f"{e.label} is undefined for policy {p!r}: every importance weight is 0 "
+                    f"{_label(e)} is undefined for policy {p!r}: every importance weight is 0 "
                     "(the target puts no mass on any logged action)"
                 )
             if method is None:
                 iv = Interval(form.value(moments.mean), math.nan, math.nan, "none", alpha)
             else:
                 iv = interval(moments, form, method=method, alpha=alpha)
-            warn = _warnings(e, iv, e_ess, int(round(e_n)), e_max, e_sum, sv, value_range)
-            rows.append({
-                "policy": p, "estimator": e.label, "value": iv.value, "low": iv.low,
-                "high": iv.high, "interval_method": iv.method,
-                "stderr": standard_error(moments, form), "ess": e_ess,
-                "ess_share": e_ess / max(e_n, 1), "max_weight": e_max,
-                "support_violation": sv, "warnings": warn,
-            })  # fmt: skip
-    table = pd.DataFrame(rows, columns=list(COLUMNS))
-    _flag_disagreement(table, recommended)
-    return OPEResult(
-        table, recommended, mode, moments.n if mode == "bandit" else -1, n_units, value_range,
-        moments, forms, method, alpha,
-    )  # fmt: skip
-
-
-def _uses_weights(e: Any) -> bool:
-    if hasattr(e, "uses_weights"):
-        return bool(e.uses_weights)
-    return e.name != "dm"
-
-
-def _warnings(
-    e: Any, iv: Interval, ess: float, n: int, max_w: float, w_sum: float, sv: float,
-    value_range: tuple[float, float],
-) -> str:  # fmt: skip
-    out = []
-    if _uses_weights(e):
-        if ess < LOW_ESS or ess < LOW_ESS_SHARE * n:
-            out.append(
-                f"low effective sample size {ess:.0f} ({100 * ess / max(n, 1):.2g}% of {n:,})"
+            rows.append(
+                _estimate(
+                    p,
+                    _label(e),
+                    e.uses_weights(),
+                    iv,
+                    e_ess,
+                    int(round(e_n)),
+                    e_max,
+                    e_sum,
+                    sv,
+                    value_range,
+                    standard_error(moments, form),
+                )
             )
-        if w_sum > 0 and max_w / w_sum > MAX_WEIGHT_SHARE:
-            out.append(f"one unit carries {100 * max_w / w_sum:.0f}% of the importance weight")
-    if sv == sv and sv > SUPPORT_MASS:
-        out.append(f"{100 * sv:.1f}% of the target's mass is outside the logger's support")
-    low, high = value_range
-    if not low - 1e-9 <= iv.value <= high + 1e-9:
-        out.append(f"value {iv.value:.4g} is outside the feasible range [{low:g}, {high:g}]")
-    return "; ".join(out)
+    table = pd.DataFrame([r.row() for r in rows], columns=list(COLUMNS))
+    return OPEResult(
+        table,
+        recommended,
+        mode,
+        moments.n if mode == "bandit" else -1,
+        n_units,
+        value_range,
+        moments,
+        forms,
+        method,
+        alpha,
+        weights=dict(weight),
+        on_policy_column=on_policy,
+    )
 
 
-def _flag_disagreement(table: Any, recommended: str) -> None:
-    """Estimators whose interval does not overlap the recommended estimator's."""
-    for p, sub in table.groupby("policy", sort=False):
-        ref = sub[sub["estimator"] == recommended]
-        if ref.empty or not np.isfinite(ref["low"].iloc[0]):
-            continue
-        lo, hi = float(ref["low"].iloc[0]), float(ref["high"].iloc[0])
-        for i, row in sub.iterrows():
-            if row["estimator"] == recommended:
-                continue
-            if row["high"] < lo or row["low"] > hi:
-                msg = f"disagrees with {recommended} beyond both intervals"
-                table.at[i, "warnings"] = "; ".join(x for x in (row["warnings"], msg) if x)
-        del p
+def _estimate(
+    policy: str,
+    label: str,
+    uses_weights: bool,
+    iv: Interval,
+    ess: float,
+    n: int,
+    max_w: float,
+    w_sum: float,
+    sv: float,
+    value_range: tuple[float, float],
+    stderr: float,
+    warnings: Sequence[str] = (),
+) -> Estimate:
+    """The typed row; weight diagnostics and their warnings only for estimators that use
+    importance weights (:meth:`~offrec.ope.trust.EstimatorMeta.uses_weights`)."""
+    out = list(warnings)
+    if uses_weights:
+        out += weight_warnings(ess, n, max_w, w_sum, sv)
+    out += range_warning(iv.value, value_range)
+    nan = math.nan
+    return Estimate(
+        policy,
+        label,
+        iv.value,
+        iv.low,
+        iv.high,
+        iv.method,
+        stderr,
+        ess if uses_weights else nan,
+        ess / max(n, 1) if uses_weights else nan,
+        max_w if uses_weights else nan,
+        sv if uses_weights else nan,
+        tuple(out),
+    )
+
+
+def _choose(result: OPEResult) -> OPEResult:
+    """Choose the estimator from the data (:func:`~offrec.ope.selection.choose_estimator`),
+    make it the recommended one when one passed its checks, and flag, once, the estimates
+    that disagree with it (:func:`~offrec.ope.trust.disagreement_warnings`)."""
+    import pandas as pd
+
+    result.choice = choose_estimator(result)
+    if result.choice.estimator is not None:
+        result.recommended = result.choice.estimator
+    rows = result.estimates
+    flagged = disagreement_warnings(rows, result.recommended)
+    rows = [replace(r, warnings=w) for r, w in zip(rows, flagged, strict=True)]
+    result.table = pd.DataFrame([r.row() for r in rows], columns=list(COLUMNS))
+    return result

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from offrec.core.threads import torch_threads
 from offrec.logs.data import LoggedData
 from offrec.ope.session_data import SessionStructure, session_folds, session_structure
 
@@ -88,6 +89,7 @@ class NeuralQ:
         return np.concatenate(out).astype(np.float64) if out else np.zeros((0, self.net.n_actions))
 
 
+@torch_threads(1)  # one thread for the small networks; restored after
 def fit_neural_fqe(
     data: LoggedData,
     target_dist: np.ndarray,
@@ -110,7 +112,6 @@ def fit_neural_fqe(
     if target_dist.shape != (n, A):
         raise ValueError(f"target_dist must have shape ({n}, {A}); got {target_dist.shape}")
     use = np.ones(n, bool) if rows is None else np.asarray(rows, bool)
-    torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(
         int(np.random.SeedSequence([seed, 0xF0E]).generate_state(1)[0])
     )

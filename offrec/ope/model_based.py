@@ -64,6 +64,7 @@ import torch
 from scipy.special import expit
 from threadpoolctl import threadpool_limits
 
+from offrec.core.threads import torch_threads
 from offrec.logs.data import LoggedData
 from offrec.ope.session_data import SessionStructure, session_folds, session_structure
 
@@ -251,6 +252,7 @@ def _held_out_loglik(
     return float(np.mean(y * logit - np.logaddexp(0.0, logit)))
 
 
+@torch_threads(1)  # one thread for the small networks; restored after
 def fit_session_model(
     data: LoggedData,
     *,
@@ -280,7 +282,6 @@ def fit_session_model(
     r = np.asarray(data.reward, np.float64)
     A, d = data.n_actions, x.shape[1]
     w = np.ones(data.n_rows) if weights is None else np.asarray(weights, np.float64)[st.episode]
-    torch.set_num_threads(1)
     with threadpool_limits(1):
         # 1. observation update from consecutive contexts
         has = st.next_row >= 0

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from scipy import stats
@@ -74,6 +74,22 @@ from offrec.ope.session_data import (  # episode_index: re-exported (evaluate.py
     session_weights,
 )
 from offrec.ope.stats import Moments
+from offrec.ope.trust import (
+    MARKOV,
+    MIN_STEP_ESS,
+    MODEL_RIGHT,
+    Q_MODEL,
+    RECOMMENDED,
+    STATE_RATIOS,
+    SUPPORT,
+    SUPPORT_ESS_FRACTION,
+    UNCONFOUNDED,
+    WEIGHTS,
+    WORLD_MODEL,
+    Estimate,
+    EstimatorMeta,
+    disagreement_warnings,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -84,12 +100,93 @@ if TYPE_CHECKING:
 # where they are used, so bandit OPE (which imports this module for its registry) does
 # not pay for them
 
-SEQUENTIAL_ESTIMATORS: tuple[str, ...] = (
-    "pdis", "tis", "wpdis", "wtis", "dr", "fqe",
-    "fqe-nn", "dr-nn", "wdr-nn", "sndr-nn", "mb", "mb-dr", "mis",
-)  # fmt: skip
+
+class SessionEstimator(EstimatorMeta):
+    """Metadata of a session (sequential) estimator (:class:`~offrec.ope.trust.EstimatorMeta`);
+    its formula is in the module docstring and :func:`estimate_sequential_full`.
+
+    ``fitted_on_log``: the estimator fits models on the whole log (or a bounded sample of
+    whole sessions) before averaging, so it is not a per-batch sum.
+    """
+
+    kind: ClassVar[str] = "session"
+    fitted_on_log: ClassVar[bool] = False
+
+
+_PD_REF = "Precup, Sutton & Singh (2000), Eligibility traces for off-policy policy evaluation, ICML"
+_DR_REF = "Jiang & Li (2016), Doubly robust off-policy value evaluation for RL, ICML"
+_FQE_REF = "Le, Voloshin & Yue (2019), Batch policy learning under constraints, ICML"
+_SEQ_IS = (UNCONFOUNDED, SUPPORT)
+_SEQ_DR = (UNCONFOUNDED, SUPPORT, MARKOV)
+
+
+def _session(
+    name: str,
+    reads: frozenset[str],
+    reference: str,
+    assumptions: tuple[str, ...],
+    fitted: bool = False,
+) -> type[SessionEstimator]:
+    cls = type(
+        name.upper().replace("-", "_"),
+        (SessionEstimator,),
+        {
+            "name": name,
+            "reads": reads,
+            "reference": reference,
+            "assumptions": assumptions,
+            "fitted_on_log": fitted,
+            "needs_model": bool(reads - {WEIGHTS}),
+        },
+    )
+    return cls
+
+
+_W, _WQ = frozenset({WEIGHTS}), frozenset({WEIGHTS, Q_MODEL})
+_FIT_ASSUMES = (MARKOV, MODEL_RIGHT)
+SESSION_CLASSES: dict[str, type[SessionEstimator]] = {
+    c.name: c
+    for c in (
+        _session("pdis", _W, _PD_REF, _SEQ_IS),
+        _session("tis", _W, _PD_REF, _SEQ_IS),
+        _session("wpdis", _W, _PD_REF, _SEQ_IS),
+        _session("wtis", _W, _PD_REF, _SEQ_IS),
+        _session("dr", _WQ, _DR_REF, _SEQ_DR),
+        _session("fqe", frozenset({Q_MODEL}), _FQE_REF, _FIT_ASSUMES),
+        _session("fqe-nn", frozenset({Q_MODEL}), _FQE_REF, _FIT_ASSUMES, True),
+        _session("dr-nn", _WQ, _DR_REF, _SEQ_DR, True),
+        _session(
+            "wdr-nn",
+            _WQ,
+            "Thomas & Brunskill (2016), Data-efficient off-policy policy evaluation for RL, ICML",
+            _SEQ_DR,
+            True,
+        ),
+        _session("sndr-nn", _WQ, _DR_REF + "; self-normalised per step", _SEQ_DR, True),
+        _session(
+            "mb",
+            frozenset({WORLD_MODEL}),
+            "model-based OPE, e.g. Paduraru (2013); Voloshin et al. (2021), Empirical study of "
+            "off-policy policy evaluation for RL, NeurIPS Datasets",
+            (MARKOV, "the click, leave and observation-update models are right"),
+            True,
+        ),
+        _session("mb-dr", frozenset({WEIGHTS, WORLD_MODEL}), _DR_REF, _SEQ_DR, True),
+        _session(
+            "mis",
+            frozenset({WEIGHTS, STATE_RATIOS}),
+            "Xie, Ma & Wang (2019), Towards optimal off-policy evaluation for RL with "
+            "marginalized importance sampling, NeurIPS",
+            _SEQ_DR,
+            True,
+        ),
+    )
+}
+"""The session estimator registry: metadata class by name. A new session estimator
+registers its class here (its formula lives in :func:`estimate_sequential_full`)."""
+SEQUENTIAL_ESTIMATORS: tuple[str, ...] = tuple(SESSION_CLASSES)
 NEURAL = frozenset({"fqe-nn", "dr-nn", "wdr-nn", "sndr-nn"})
-LEARNED_SEQUENTIAL = NEURAL | {"mb", "mb-dr", "mis"}
+LEARNED_SEQUENTIAL = frozenset(n for n, c in SESSION_CLASSES.items() if c.fitted_on_log)
 """Estimators that fit models on the whole log (neural Q, session model, marginal ratios)
 before averaging: :func:`evaluate_sequential` / :func:`estimate_sequential_full` run them;
 they are not per-batch sums."""
@@ -97,34 +194,13 @@ NEEDS_CLICKS = frozenset({"mb", "mb-dr"})
 """Estimators whose session model has a logistic click model: they need a log whose
 declared reward domain is binary (:mod:`offrec.core.domain`)."""
 _DR_FORMS = frozenset({"wdr-nn", "sndr-nn"})
-IS_BASED = frozenset(
-    {"pdis", "tis", "wpdis", "wtis", "dr", "dr-nn", "wdr-nn", "sndr-nn", "mb-dr", "mis"}
-)
+IS_BASED = frozenset(n for n, c in SESSION_CLASSES.items() if c.uses_weights())
+"""Session estimators that use importance weights (:meth:`EstimatorMeta.uses_weights`)."""
 INTERVAL_METHODS: tuple[str, ...] = ("normal", "bootstrap", "bernstein")
-RECOMMENDED_SEQUENTIAL = "mb"
-"""The estimator offrec recommends on session logs: ``"mb"`` (model-based).
+RECOMMENDED_SEQUENTIAL = RECOMMENDED["session"]
+"""Deprecated alias: :data:`offrec.ope.trust.RECOMMENDED` ``["session"]``."""
 
-Why, measured by ``benchmarks/session_ope_study.py`` on ``pipelines/session_rl.toml``
-(softmax logger, beta 1; myopic bandit, DQN and CQL trained on 70% of the sessions,
-scored on the held-out 30%; seeds 0-4): mean relative error 3.99% over the 15 (learned
-policy, seed) pairs (max 9.97%), 95% intervals covering the truth for 14 of 15 pairs
-(19 of 20 with the logger), Spearman 1.0 in 5 of 5 seeds, zero selection regret. Every
-estimator that leans on the importance weights collapses there (the greedy targets agree
-with the logger on 2-5% of steps; cumulative-weight ESS of a few sessions from step 1 on):
-PDIS/WPDIS 50.1/47.6% mean error and negative rank correlation; DR on linear or neural
-FQE 25.3-40.9%; neural FQE 20.1% (optimistic: bootstrapping through rarely logged actions);
-marginalized IS 45.5%. The model-based estimator needs no weights: it learns what can be
-learned on-support (click and leave probabilities per action, the deterministic
-observation update) and composes it for the target.
-
-When not to trust it: when its model class is wrong (a non-logistic click law, a
-non-linear observation update: :mod:`offrec.ope.model_based`), or when the target picks
-actions the logger never showed in some region (the shared slope extrapolates); its
-rows then disagree with the IS estimators and carry warnings; read them.
-"""
 REFIT_ITERS = 40  # L-BFGS iterations of a warm-started bootstrap refit
-MIN_ESS = 30.0  # cumulative-weight ESS below this at some step: "tiny ESS" warning
-SUPPORT_ESS_FRACTION = 0.05  # single-step weight ESS below this share of rows: "far from support"
 
 
 # ------------------------------------------------------------------------------ FQE
@@ -232,7 +308,7 @@ class _EpisodeTerms:
         return v
 
 
-def _terms(
+def episode_terms(
     estimator: str,
     data: LoggedData,
     dist: np.ndarray,
@@ -330,15 +406,21 @@ def estimate_sequential(
     check_interval_options(method, n_bootstrap, alpha)
     if estimator in LEARNED_SEQUENTIAL:
         return estimate_sequential_full(
-            estimator, data, policy, gamma=gamma, method=method, n_bootstrap=n_bootstrap,
-            alpha=alpha, seed=seed,
-        ).interval  # fmt: skip
+            estimator,
+            data,
+            policy,
+            gamma=gamma,
+            method=method,
+            n_bootstrap=n_bootstrap,
+            alpha=alpha,
+            seed=seed,
+        ).interval
     dist = np.asarray(
         policy if isinstance(policy, np.ndarray) else policy.action_dist(data.context)
     )
     if estimator in ("dr", "fqe") and q_hat is None:
         q_hat = fit_fqe(data, dist, gamma=gamma).predict(data.context)
-    t = _terms(estimator, data, dist, q_hat, gamma)
+    t = episode_terms(estimator, data, dist, q_hat, gamma)
     cols, form = t.columns()
     n_boot = n_bootstrap if method == "bootstrap" else 0
     moments = Moments.of(
@@ -411,7 +493,7 @@ class SessionFits:
             self._cache["mb_folds"] = [
                 fit_session_model(
                     self.data, weights=(sess_fold != k).astype(float), structure=st, click_l2=lam
-                )  # fmt: skip
+                )
                 for k in range(self.n_folds)
             ]
         return self._cache["mb_folds"]
@@ -460,17 +542,59 @@ def _dist_fn(policy: Any) -> Callable[[np.ndarray], np.ndarray]:
 @dataclass(frozen=True)
 class SequentialResult:
     """One estimate: the interval, per-session contributions where they exist, and the
-    warnings (plain strings) a caller should print beside the number."""
+    warnings (plain strings) a caller should print beside the number.
+
+    ``replicates`` (``"mb"`` only): the refitted models' value differences :math:`D_b`
+    (:class:`SessionFits`), in the same refit order for every target of one log, so two
+    targets' estimates can be compared paired (:func:`paired_difference`).
+    """
 
     interval: Interval
     warnings: tuple[str, ...]
     contributions: np.ndarray | None = None
+    replicates: np.ndarray | None = None
+
+
+def paired_difference(
+    a: SequentialResult, b: SequentialResult, alpha: float = 0.05
+) -> Interval | None:
+    r"""``a - b`` for two targets scored by one fitted estimator on one log, paired: their
+    per-session contributions share the sessions (and, for ``"mb"``, the start states and
+    random numbers), and their refits the bootstrap weights, so
+
+    .. math::
+
+        \widehat{se}^2 = rac{s^2(\psi_a - \psi_b)}{m} + rac1B \sum_b (D_{a,b} - D_{b,b})^2
+
+    (the second term for ``"mb"`` only), with a t quantile on :math:`B` (else
+    :math:`m - 1`) degrees of freedom. None when the two cannot be paired."""
+    ca, cb = a.contributions, b.contributions
+    if ca is None or cb is None or ca.shape != cb.shape or ca.size < 2:
+        return None
+    if (a.replicates is None) != (b.replicates is None):
+        return None
+    d = np.asarray(ca, np.float64) - np.asarray(cb, np.float64)
+    var = float(d.var(ddof=1)) / d.size
+    df = d.size - 1
+    if a.replicates is not None and b.replicates is not None:
+        if a.replicates.shape != b.replicates.shape:
+            return None
+        var += float(np.mean((a.replicates - b.replicates) ** 2))
+        df = a.replicates.size
+    diff = a.interval.value - b.interval.value
+    half = float(stats.t.ppf(1 - alpha / 2, df)) * float(np.sqrt(var))
+    return Interval(diff, diff - half, diff + half, "paired", alpha)
 
 
 def _interval_from_contributions(
-    value: float, psi: np.ndarray, method: str, alpha: float, n_bootstrap: int, seed: SeedLike,
+    value: float,
+    psi: np.ndarray,
+    method: str,
+    alpha: float,
+    n_bootstrap: int,
+    seed: SeedLike,
     label: str = "",
-) -> Interval:  # fmt: skip
+) -> Interval:
     """t, empirical-Bernstein or bootstrap interval from per-session contributions (m,),
     by the one interval engine (:mod:`offrec.ope.intervals`), centred on ``value`` (the
     normalised forms' estimate differs from the contributions' mean by a constant)."""
@@ -501,7 +625,7 @@ def _ess_warnings(data: LoggedData, dist: np.ndarray, st: SessionStructure) -> l
     idx = episode_index(data.session_id, data.step)
     rho = np.cumprod(idx.pad(w, 1.0), axis=1)
     ess = rho.sum(axis=0) ** 2 / np.maximum((rho * rho).sum(axis=0), 1e-300)
-    low = np.flatnonzero(ess < MIN_ESS)
+    low = np.flatnonzero(ess < MIN_STEP_ESS)
     if low.size:
         out.append(
             f"tiny ESS: cumulative-weight ESS is {ess[low[0]]:.1f} of {idx.n_episodes} sessions "
@@ -540,8 +664,9 @@ def _neural_q(
         data, st = fits.data, fits.structure
         q = np.zeros((data.n_rows, data.n_actions))
         for k in range(fits.n_folds):
-            model = fit_neural_fqe(data, dist, structure=st, rows=fits.folds != k, gamma=gamma,
-                                   seed=fits.seed + 97 * k)  # fmt: skip
+            model = fit_neural_fqe(
+                data, dist, structure=st, rows=fits.folds != k, gamma=gamma, seed=fits.seed + 97 * k
+            )
             te = fits.folds == k
             q[te] = model.predict(data.context[te], st.recent[te])
         rows = np.arange(data.n_rows)
@@ -562,8 +687,9 @@ def _mb_q(fits: SessionFits, key: str, policy: Any) -> tuple[np.ndarray, np.ndar
         for k, model in enumerate(fits.fold_models()):
             te = np.flatnonzero(fits.folds == k)
             args = (data.context[te], st.recent[te], st.step[te])
-            q_log[te] = rollout_values(model, fn, *args, first_action=data.action[te],
-                                       n_rollouts=2, rng=fits.rng(1, k))  # fmt: skip
+            q_log[te] = rollout_values(
+                model, fn, *args, first_action=data.action[te], n_rollouts=2, rng=fits.rng(1, k)
+            )
             v[te] = rollout_values(model, fn, *args, n_rollouts=2, rng=fits.rng(2, k))
         fits._cache[ck] = (q_log, v)
     return fits._cache[ck]
@@ -625,10 +751,12 @@ def estimate_sequential_full(
         s_start = tuple(v[sub] for v in start)
         base = rollout_values(model, fn, *s_start, n_rollouts=1, rng=fits.rng(4)).mean()
         _, models = fits.refit_models()
-        diffs = np.array([
-            rollout_values(mb, fn, *s_start, n_rollouts=1, rng=fits.rng(4)).mean() - base
-            for mb in models
-        ])  # fmt: skip
+        diffs = np.array(
+            [
+                rollout_values(mb, fn, *s_start, n_rollouts=1, rng=fits.rng(4)).mean() - base
+                for mb in models
+            ]
+        )
         m = v0.size
         se = float(np.sqrt(v0.var(ddof=1) / m + np.mean(diffs**2)))
         half = float(stats.t.ppf(1 - alpha / 2, diffs.size)) * se
@@ -636,7 +764,7 @@ def estimate_sequential_full(
             value, value - half, value + half, f"refit-bootstrap({diffs.size})", alpha, diffs.size
         )
         warnings += _range_warning("model-based value", np.array([value]), vmax)
-        return SequentialResult(iv, tuple(warnings), v0)
+        return SequentialResult(iv, tuple(warnings), v0, diffs)
     if estimator == "mis":
         w = dist[np.arange(data.n_rows), data.action] / data.pscore
         psi, _ = mis_contributions(data, w, dist, structure=st, gamma=gamma)
@@ -650,7 +778,7 @@ def estimate_sequential_full(
             q_hat = fit_fqe(data, dist, gamma=gamma).predict(data.context)
             warnings += _range_warning("linear FQE Q-values", q_hat, vmax)
         name = {"fqe-nn": "fqe", "dr-nn": "dr", "mb-dr": "dr"}.get(estimator, estimator)
-        t = _terms(name, data, dist, q_hat, gamma, q_logged=q_log, v_hat_rows=v_rows)
+        t = episode_terms(name, data, dist, q_hat, gamma, q_logged=q_log, v_hat_rows=v_rows)
         value = t.value()
         psi = t.a.copy()
         if t.b is not None and t.c is not None:  # delta-method linearisation
@@ -701,6 +829,8 @@ def evaluate_sequential(
     seed: SeedLike = 0,
     fits: SessionFits | None = None,
     gamma: float = 1.0,
+    flag_disagreement: bool = True,
+    keep: dict[tuple[str, str], SequentialResult] | None = None,
 ) -> pd.DataFrame:
     """Every target (a policy or its (n, n_actions) probabilities) x every estimator, as a
     table: policy, estimator, value, low, high, interval_method, recommended (bool: the
@@ -711,6 +841,9 @@ def evaluate_sequential(
     Warnings: tiny ESS / far from support (IS-based rows), Q-values or values outside
     :math:`[0, H r_{max}]`, and *disagreement*: a row whose interval does not overlap the
     recommended estimator's interval says so, and the recommended row lists them.
+
+    ``keep``: filled with each (policy, estimator)'s :class:`SequentialResult` (for
+    :func:`paired_difference`).
     """
     import pandas as pd
 
@@ -733,32 +866,69 @@ def evaluate_sequential(
         )
         block: list[dict[str, Any]] = []
         for est in estimators:
-            res = estimate_sequential_full(est, data, target, q_hat=q_hat, method=method, gamma=gamma,
-                                           n_bootstrap=n_bootstrap, alpha=alpha, seed=seed,
-                                           fits=fits, key=name, dist=dist)  # fmt: skip
+            res = estimate_sequential_full(
+                est,
+                data,
+                target,
+                q_hat=q_hat,
+                method=method,
+                gamma=gamma,
+                n_bootstrap=n_bootstrap,
+                alpha=alpha,
+                seed=seed,
+                fits=fits,
+                key=name,
+                dist=dist,
+            )
             if est in ("dr", "fqe"):
-                res = SequentialResult(res.interval, res.warnings + tuple(
-                    _range_warning("linear FQE Q-values", q_hat, _value_max(data, fits.structure))
-                    if q_hat is not None else ()), res.contributions)  # fmt: skip
+                res = SequentialResult(
+                    res.interval,
+                    res.warnings
+                    + tuple(
+                        _range_warning(
+                            "linear FQE Q-values", q_hat, _value_max(data, fits.structure)
+                        )
+                        if q_hat is not None
+                        else ()
+                    ),
+                    res.contributions,
+                )
+            if keep is not None:
+                keep[name, est] = res
             iv = res.interval
-            block.append({"policy": name, "estimator": est, "value": iv.value, "low": iv.low,
-                          "high": iv.high, "interval_method": iv.method,
-                          "recommended": est == RECOMMENDED_SEQUENTIAL,
-                          "warnings": list(res.warnings)})  # fmt: skip
-        rec = next((r for r in block if r["recommended"]), None)
-        if rec is not None:
-            off = [r for r in block if not r["recommended"]
-                   and (r["high"] < rec["low"] or r["low"] > rec["high"])]  # fmt: skip
-            for r in off:
-                r["warnings"].append(
-                    f"disagrees with the recommended {RECOMMENDED_SEQUENTIAL!r} beyond both "
-                    f"intervals ({r['value']:.3g} vs {rec['value']:.3g})"
-                )
-            if off:
-                rec["warnings"].append(
-                    "other estimators disagree beyond both intervals: "
-                    + ", ".join(f"{r['estimator']} {r['value']:.3g}" for r in off)
-                )
+            block.append(
+                {
+                    "policy": name,
+                    "estimator": est,
+                    "value": iv.value,
+                    "low": iv.low,
+                    "high": iv.high,
+                    "interval_method": iv.method,
+                    "recommended": est == RECOMMENDED_SEQUENTIAL,
+                    "warnings": list(res.warnings),
+                }
+            )
+        flagged = [tuple(r["warnings"]) for r in block]
+        flagged = (
+            flagged
+            if not flag_disagreement
+            else disagreement_warnings(
+                [
+                    Estimate(
+                        r["policy"],
+                        r["estimator"],
+                        r["value"],
+                        r["low"],
+                        r["high"],
+                        warnings=tuple(r["warnings"]),
+                    )
+                    for r in block
+                ],
+                RECOMMENDED_SEQUENTIAL,
+            )
+        )
+        for r, ws in zip(block, flagged, strict=True):
+            r["warnings"] = list(ws)
         rows += block
     return pd.DataFrame(rows)
 

@@ -20,15 +20,9 @@ import numpy as np
 import pandas as pd
 
 from offrec.core.fmt import format_number
-from offrec.report.decision import (
-    DEPLOYABLE,
-    PAIRED,
-    Decision,
-    Paired,
-    decide,
-    disagreements,
-    trust_table,
-)
+from offrec.ope.gate import DEPLOYABLE, PAIRED, Decision, Paired, decide, disagreements
+from offrec.ope.selection import Choice
+from offrec.report.decision import trust_table
 from offrec.report.plots import plot_curves, plot_estimate_vs_truth, plot_value_bars
 from offrec.report.render import Body, Plot, Table, write_report
 
@@ -63,6 +57,10 @@ class ReportInput:
             approximated as independent, and the report says so.
         extra_sections: ``(title, body)`` sections placed after the decision (e.g. the
             online-vs-offline comparison of a pipeline with online learners).
+        choice: the OPE's data-driven estimator choice (:attr:`offrec.ope.OPEResult.choice`),
+            shown in the trust section and used by the gate.
+        decision: the gate's decision (:func:`offrec.ope.gate.decide`); None: the gate is
+            run here on ``ope`` with ``paired`` and ``choice``.
     """
 
     name: str
@@ -82,6 +80,8 @@ class ReportInput:
     curves: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     paired: Paired | None = None
     extra_sections: tuple[tuple[str, Body], ...] = ()
+    choice: Choice | None = None
+    decision: Decision | None = None
 
 
 @dataclass
@@ -97,6 +97,7 @@ class ReportOutput:
     disagreements: list[str]
     plots: dict[str, Path]
     files: tuple[Path, Path]
+    choice: Choice | None = None
 
     def metrics(self) -> dict[str, Any]:
         """The report's part of ``metrics.json`` (JSON-ready)."""
@@ -109,6 +110,7 @@ class ReportOutput:
             "decision": self.decision.to_dict(),
             "trust": json.loads(self.trust.to_json(orient="records")),
             "disagreements": self.disagreements,
+            "estimator_choice": None if self.choice is None else self.choice.to_dict(),
         }
 
 
@@ -184,13 +186,18 @@ def build_report(out: str | Path, inp: ReportInput) -> ReportOutput:
     level = f"{100 * (1 - inp.alpha):.0f}%"
     summary = data_summary(inp.data, inp.train_rows, inp.eval_rows)
     selection = selection_table(table, roles) if len(table) else []
-    decision = decide(
-        table, roles, mode=inp.mode, alpha=inp.alpha, paired=inp.paired,
+    decision = inp.decision or decide(
+        inp.ope,
+        roles,
+        mode=inp.mode,
+        alpha=inp.alpha,
+        paired=inp.paired,
         value_label=inp.value_label,
-    )  # fmt: skip
-    trust = trust_table(table, roles, n_rows=inp.eval_rows) if len(table) else pd.DataFrame()
-    clash = disagreements(table)
-    decision.sentences += _cautions(decision, trust, clash)
+        choice=inp.choice,
+    )
+    headline = [*decision.sentences, *_truth_check(decision, inp.truth, inp.value_label)]
+    trust = trust_table(table, roles) if len(table) else pd.DataFrame()
+    clash = disagreements(inp.ope) if len(table) else []
 
     plots_dir = out / "plots"
     plots: dict[str, Path] = {}
@@ -203,22 +210,52 @@ def build_report(out: str | Path, inp: ReportInput) -> ReportOutput:
             table, plots_dir / "estimate_vs_truth.png", value_label=inp.value_label
         )
         result_blocks += [
-            Plot(plots["values"], "Estimates vs truth by policy",
-                 f"Each marker is an estimator's estimate with its {level} interval; the grey "
-                 "bar is the true online value (with its 95% Monte-Carlo interval when "
-                 "simulated)."),
-            Plot(plots["estimate_vs_truth"], "Estimate vs truth",
-                 "Points above the dashed line over-estimate the policy, below it "
-                 "under-estimate; an interval that does not cross the line misses the truth."),
-        ]  # fmt: skip
+            Plot(
+                plots["values"],
+                "Estimates vs truth by policy",
+                f"Each marker is an estimator's estimate with its {level} interval; the grey "
+                "bar is the true online value (with its 95% Monte-Carlo interval when "
+                "simulated).",
+            ),
+            Plot(
+                plots["estimate_vs_truth"],
+                "Estimate vs truth",
+                "Points above the dashed line over-estimate the policy, below it "
+                "under-estimate; an interval that does not cross the line misses the truth.",
+            ),
+        ]
     training_blocks = _training_plots(inp, plots_dir, plots, summary)
 
-    main = table[[c for c in ("policy", "estimator", "value", "low", "high", "truth", "rel_error",
-                              "covered", "rank_ope", "rank_true") if c in table.columns]]  # fmt: skip
+    main = table[
+        [
+            c
+            for c in (
+                "policy",
+                "estimator",
+                "value",
+                "low",
+                "high",
+                "truth",
+                "rel_error",
+                "covered",
+                "rank_ope",
+                "rank_true",
+            )
+            if c in table.columns
+        ]
+    ]
     truth_df = pd.DataFrame(
-        [{"policy": p, "role": roles[p], "true value": v["value"], "stderr": v["stderr"],
-          "exact": bool(v["exact"])} for p, v in inp.truth.items()]
-    )  # fmt: skip
+        [
+            {
+                "policy": p,
+                "role": roles[p],
+                "true value": v["value"],
+                "stderr": v["stderr"],
+                "exact": bool(v["exact"]),
+            }
+            for p, v in inp.truth.items()
+        ]
+    )
     truth_df = truth_df.sort_values("true value", ascending=False, kind="stable")
     truth_df.insert(2, "rank", np.arange(1, len(truth_df) + 1))
     about = (
@@ -236,44 +273,49 @@ def build_report(out: str | Path, inp: ReportInput) -> ReportOutput:
         ("Decision", _decision_blocks(decision, level)),
         *inp.extra_sections,
         ("Can these estimates be trusted?", _trust_blocks(trust, table, clash, inp)),
-        ("Results: off-policy estimates vs true online value", [
-            Table(main, caption="One row per policy and estimator; the truth comes from running "
-                  "every policy online in the simulator, which a real team cannot do."),
-            *result_blocks,
-        ]),
+        (
+            "Results: off-policy estimates vs true online value",
+            [
+                Table(
+                    main,
+                    caption="One row per policy and estimator; the truth comes from running "
+                    "every policy online in the simulator, which a real team cannot do.",
+                ),
+                *result_blocks,
+            ],
+        ),
         ("True online value of every policy", Table(truth_df)),
-        ("Off-policy selection (would each estimator pick the best deployable policy?)",
-         Table(pd.DataFrame(selection))),
+        (
+            "Off-policy selection (would each estimator pick the best deployable policy?)",
+            Table(pd.DataFrame(selection)),
+        ),
         *([("Training", training_blocks)] if training_blocks else []),
         ("Data", Table(pd.DataFrame([summary]))),
         ("About this run", about),
-    ]  # fmt: skip
+    ]
     files = write_report(
-        out, title=f"offrec report: {inp.name}", sections=sections, headline=decision.sentences
+        out, title=f"offrec report: {inp.name}", sections=sections, headline=headline
     )
-    return ReportOutput(table, summary, selection, decision, trust, clash, plots, files)
+    return ReportOutput(table, summary, selection, decision, trust, clash, plots, files, inp.choice)
 
 
-def _cautions(decision: Decision, trust: pd.DataFrame, clash: list[str]) -> list[str]:
-    """Sentences for the headline when the pick's own estimate is shaky."""
-    if decision.pick is None:
+def _truth_check(
+    decision: Decision, truth: Mapping[str, Mapping[str, Any]], value_label: str
+) -> list[str]:
+    """A simulation-only sentence: the candidate's true value against the logger's and the
+    truly best deployable policy's (what a real team cannot know)."""
+    best = decision.best
+    if best is None or best not in truth:
         return []
-    out = []
-    if len(trust) and "warnings" in trust.columns:
-        mine = trust[
-            (trust["policy"] == decision.pick) & (trust["estimator"] == decision.estimator)
-        ]
-        warns = [w for w in mine["warnings"] if w]
-        if warns:
-            out.append(f"Caution: the {decision.estimator} estimate of {decision.pick} is "
-                       f"flagged: {warns[0]}.")  # fmt: skip
-    n = sum(s.startswith(f"{decision.pick}: ") for s in clash)
-    if n:
-        out.append(
-            f"Caution: for {decision.pick}, estimators disagree beyond their intervals "
-            "(see the trust section): treat the value as uncertain and confirm online."
-        )
-    return out
+    f = format_number
+    tv = {p: float(v["value"]) for p, v in truth.items()}
+    logger = decision.logger
+    return [
+        f"Simulation check: the {'pick' if decision.pick else 'best candidate'}'s true "
+        f"{value_label} is {f(tv[best])}"
+        + (f" (logger {f(tv[logger])})" if logger in tv else "")
+        + "."
+    ]
 
 
 def _decision_blocks(decision: Decision, level: str) -> list[Body]:
@@ -313,6 +355,7 @@ def _trust_blocks(
     blocks: list[Body] = []
     if not len(trust):
         return ["No estimates were made."]
+    blocks += _choice_blocks(inp.choice)
     missing = [c for c in ("ess", "max_weight", "support") if c not in trust.columns]
     if missing:
         blocks.append(
@@ -335,10 +378,13 @@ def _trust_blocks(
     else:
         blocks.append("No estimate carries a warning.")
     blocks.append(
-        Table(trust, caption="Per policy and estimator: how many logged rows the estimate "
-              "is really worth (ESS), the largest importance weight, how much of the target's "
-              "choices the logger ever made (support), and the evaluation's warnings.")
-    )  # fmt: skip
+        Table(
+            trust,
+            caption="Per policy and estimator: how many logged rows the estimate "
+            "is really worth (ESS), the largest importance weight, how much of the target's "
+            "choices the logger ever made (support), and the evaluation's warnings.",
+        )
+    )
     if clash:
         shown = clash[:12]
         more = f"\n- ... and {len(clash) - len(shown)} more pairs" if len(clash) > 12 else ""
@@ -361,6 +407,48 @@ def _trust_blocks(
     return blocks
 
 
+def _choice_blocks(choice: Choice | None) -> list[Body]:
+    """The estimator the OPE chose from the log, the checks and the reasons, as told."""
+    if choice is None:
+        return []
+    head = (
+        f"Estimator chosen from the log: {choice.estimator} ({choice.method})."
+        if choice.estimator is not None
+        else "No estimator was chosen from the log: none passed its checks."
+    )
+    checks = pd.DataFrame(
+        [
+            {
+                "estimator": c.estimator,
+                "passed": c.passed,
+                "logger_error": c.logger_error,
+                "logger_low": c.logger_low,
+                "logger_high": c.logger_high,
+                "reasons": "; ".join(c.reasons),
+            }
+            for c in choice.checks
+        ]
+    )
+    return [
+        head + "\n\n" + "\n".join(f"- {r}" for r in choice.reasons),
+        Table(
+            checks,
+            caption="The checks every estimator must pass before it may be chosen "
+            "(an informative interval, values in the feasible range, an ESS not in single "
+            "digits, and the logging policy's own value, which the log reveals on-policy); "
+            "SLOPE then takes the narrowest passing estimator consistent with the wider ones.",
+            legend={
+                "passed": "✓ when every check passed",
+                "logger_error": "its estimate of the logging policy minus the value "
+                "observed on-policy",
+                "logger_low": "lower end of that difference's interval",
+                "logger_high": "upper end of that difference's interval",
+                "reasons": "why it failed, or what could not be checked",
+            },
+        ),
+    ]
+
+
 def _training_plots(
     inp: ReportInput, plots_dir: Path, plots: dict[str, Path], summary: dict[str, Any]
 ) -> list[Body]:
@@ -374,10 +462,12 @@ def _training_plots(
             key = "loss" if "loss" in losses else next(iter(losses))
             path = plots_dir / f"loss-{slug(name)}.png"
             plots[f"loss-{name}"] = plot_curves(
-                {name: (c["steps"], losses[key])}, path, xlabel="gradient steps",
+                {name: (c["steps"], losses[key])},
+                path,
+                xlabel="gradient steps",
                 ylabel=f"{key}: TD error² (reward units²), chunk mean",
                 title=f"{name}: training loss",
-            )  # fmt: skip
+            )
             blocks.append(Plot(path, f"Training loss: {name}", LOSS_NOTE))
         if len(c.get("eval_steps") or []):
             path = plots_dir / f"online-{slug(name)}.png"
@@ -386,10 +476,14 @@ def _training_plots(
                 {name: 1.96 * np.asarray(stderr)} if stderr is not None and len(stderr) else None
             )
             plots[f"online-{name}"] = plot_curves(
-                {name: (c["eval_steps"], c["eval_value"])}, path, xlabel="gradient steps",
-                ylabel=inp.value_label, title=f"{name}: true online value while training",
-                hlines={"logging policy (observed in the log)": baseline}, bands=bands,
-            )  # fmt: skip
+                {name: (c["eval_steps"], c["eval_value"])},
+                path,
+                xlabel="gradient steps",
+                ylabel=inp.value_label,
+                title=f"{name}: true online value while training",
+                hlines={"logging policy (observed in the log)": baseline},
+                bands=bands,
+            )
             n = len(c["eval_steps"])
             note = (
                 f"{n} online evaluation{'s' if n > 1 else ''} in the simulator"

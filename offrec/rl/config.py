@@ -16,6 +16,7 @@ import torch
 
 from offrec.core.codec import ConfigCodec
 from offrec.core.errors import InputError
+from offrec.core.threads import torch_threads
 from offrec.core.validation import check_scalar
 from offrec.rl.algos import ALGOS
 
@@ -139,15 +140,9 @@ class RLConfig(ConfigCodec):
             check_scalar(h, f"RLConfig.hidden_units[{i}]", int, min=1)
 
 
-@contextlib.contextmanager
-def threads(n: int) -> Iterator[None]:
-    """Run a block with ``torch.set_num_threads(n)``, restoring the previous count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+threads = torch_threads
+"""Run a block with ``torch.set_num_threads(n)``, restoring the previous count
+(:func:`offrec.core.threads.torch_threads`)."""
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from offrec.engines.local import LocalEngine
 from offrec.logs import collect, read_logs
 from offrec.pipeline_config import PolicySpec
 from offrec.policies import registry
@@ -57,9 +58,25 @@ def test_the_fitting_sample_is_bounded_and_independent_of_batching(log: tuple[Pa
 
 
 def test_sampled_learners_train(log: tuple[Path, World]) -> None:
+    """A learner that reads a bounded sample is trained on exactly that sample (whatever
+    the batch size) and learns: it beats the uniform policy in the world's exact truth."""
+    from offrec.engines.sample import draw_sample
+    from offrec.logs.scan import open_log
+    from offrec.policies import UniformPolicy
+
     path, world = log
-    policy, _ = train_policy(
-        PolicySpec(name="rm", learner="reward_model"), path, world, 0, fit_rows=3000
-    )
-    dist = policy.action_dist(read_logs(path).context[:10])
-    assert dist.shape == (10, 15) and np.allclose(dist.sum(axis=1), 1)
+    spec = PolicySpec(name="rm", learner="reward_model")
+    policy, _ = train_policy(spec, path, world, 0, fit_rows=3000)
+    again, _ = train_policy(spec, path, world, 0, fit_rows=3000, batch_size=1000)
+    sample = draw_sample(open_log(path), LocalEngine(), 3000, 0).data
+    assert sample is not None and sample.n_rows < 12_000
+    direct, _ = train_policy(spec, sample, world, 0, fit_rows=3000)
+    x = read_logs(path).context[:500]
+    dist = policy.action_dist(x)
+    assert dist.shape == (500, 15) and np.allclose(dist.sum(axis=1), 1)
+    np.testing.assert_array_equal(again.action_dist(x), dist)
+    np.testing.assert_array_equal(direct.action_dist(x), dist)
+    learned = world.true_value(policy)
+    uniform = world.true_value(UniformPolicy(15))
+    assert learned.exact and uniform.exact
+    assert learned.value > 1.5 * uniform.value

@@ -158,10 +158,17 @@ def test_mixed_type_context_and_claimed_policy_mismatch():
 
 
 def test_repair_drop_removes_problem_rows_and_warns(caplog):
-    df = pd.DataFrame({**BASE, "p": [0.5, None, 0.5, 0.5]})
+    df = pd.DataFrame({**BASE, "p": [0.5, None, 0.5, 0.25], "r": [1, 0, 0, 1]})
     res = import_frame(df, CMAP, repair="drop")
     assert res.data.n_rows == 3 and len(res.problems) == 1
     assert "missing propensity" in caplog.text and "repaired: drop the rows" in caplog.text
+    # exactly row 1 went (x = 0.2), and the kept rows keep their own values, in order
+    np.testing.assert_allclose(res.data.context[:, 0], [0.1, 0.3, 0.4], rtol=1e-6)
+    np.testing.assert_allclose(res.data.pscore, [0.5, 0.5, 0.25])
+    np.testing.assert_array_equal(res.data.reward, [1, 0, 1])
+    np.testing.assert_array_equal(res.data.session_id, [0, 1, 1])
+    np.testing.assert_array_equal(res.data.step, [0, 0, 1])
+    assert res.problems[0].rows.tolist() == [1] and res.problems[0].column == "p"
 
 
 def test_estimators_on_imported_obd_with_positions_match_hand_computation(tmp_path):

@@ -52,3 +52,46 @@ class NoShift(IPS):
 def test_the_checker_catches_broken_estimators(estimator: object, message: str) -> None:
     with pytest.raises(AssertionError, match=message):
         check_estimator(estimator)
+
+
+def _registered() -> list[type]:
+    from offrec.ope.sequential import SESSION_CLASSES
+
+    return [*ESTIMATORS.values(), *SESSION_CLASSES.values()]
+
+
+@pytest.mark.parametrize("cls", _registered(), ids=lambda c: f"{c.kind}:{c.name}")
+def test_every_registered_estimator_declares_its_metadata(cls: type) -> None:
+    """Each class, bandit and session, says what it reads, assumes, comes from and reports;
+    "uses importance weights" is read from that declaration only."""
+    from offrec.ope.trust import READS, REWARD_MODEL, WEIGHT_DIAGNOSTICS, WEIGHTS
+
+    info = cls.info()
+    assert info.name == cls.name and info.kind in ("bandit", "session")
+    assert info.reads and set(info.reads) <= set(READS), info.reads
+    assert info.assumptions and all(isinstance(a, str) and a for a in info.assumptions)
+    assert info.reference.strip(), f"{cls.name} declares no reference"
+    assert info.uses_weights == (WEIGHTS in info.reads) == cls.uses_weights()
+    assert (set(WEIGHT_DIAGNOSTICS) <= set(info.diagnostics)) == info.uses_weights
+    if info.kind == "bandit":
+        assert cls.needs_model == (REWARD_MODEL in info.reads)
+
+
+def test_weight_diagnostics_go_exactly_to_the_estimators_that_use_weights() -> None:
+    from offrec.ope import evaluate
+    from offrec.ope.sequential import IS_BASED, SESSION_CLASSES
+
+    assert {n for n, c in SESSION_CLASSES.items() if c.uses_weights()} == IS_BASED
+    assert {"fqe", "fqe-nn", "mb"}.isdisjoint(IS_BASED) and {"mb-dr", "mis"} <= IS_BASED
+    rng = np.random.default_rng(0)
+    n = 500
+    x = rng.normal(size=(n, 2)).astype(np.float32)
+    a = rng.integers(0, 3, n)
+    from offrec.logs.data import LoggedData
+
+    data = LoggedData.from_arrays(x, a, (rng.random(n) < 0.3).astype(float), np.full(n, 1 / 3),
+                                  n_actions=3)  # fmt: skip
+    target = np.tile([0.6, 0.2, 0.2], (n, 1))
+    res = evaluate(data, {"t": target}, estimators=list(ESTIMATORS), interval="normal")
+    for row in res.table.itertuples():
+        assert np.isfinite(row.ess) == ESTIMATORS[row.estimator].uses_weights(), row.estimator

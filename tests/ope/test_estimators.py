@@ -208,23 +208,32 @@ def test_positions_broadcast_view_matches_copy() -> None:
 
 
 def test_classes_call_the_core_and_run_their_examples() -> None:
+    """Each class against its formula written out here in numpy (an implementation
+    independent of offrec's), through the class and through the functional core."""
     arrays = dict(
         reward=REWARD, action=ACTION, pscore=PSCORE, action_dist=DIST, estimated_rewards=QHAT
     )
-    for cls, name, params in [
-        (IPS, "ips", {"lambda_": 1.5}),
-        (SNIPS, "snips", {}),
-        (DM, "dm", {}),
-        (DR, "dr", {}),
-        (SNDR, "sndr", {}),
-        (SwitchDR, "switch-dr", {"lambda_": 2.0}),
-        (DRos, "dr-os", {"lambda_": 2.0}),
-    ]:
-        est = cls(**params)
-        assert est.name == name
-        assert est.estimate_policy_value(**arrays) == estimate_policy_value(
-            name, **arrays, **params
-        )
+    rows = np.arange(REWARD.size)
+    w = DIST[rows, ACTION] / PSCORE
+    q_log, q_pi, r = QHAT[rows, ACTION], (DIST * QHAT).sum(axis=1), REWARD
+    by_hand = {
+        ("ips", 1.5): np.mean(np.minimum(w, 1.5) * r),
+        ("snips", None): np.sum(w * r) / np.sum(w),
+        ("dm", None): np.mean(q_pi),
+        ("dr", None): np.mean(q_pi + w * (r - q_log)),
+        ("sndr", None): np.mean(q_pi) + np.sum(w * (r - q_log)) / np.sum(w),
+        ("switch-dr", 2.0): np.mean(q_pi + np.where(w <= 2.0, w, 0.0) * (r - q_log)),
+        ("dr-os", 2.0): np.mean(q_pi + 2.0 * w / (w * w + 2.0) * (r - q_log)),
+    }
+    classes = {"ips": IPS, "snips": SNIPS, "dm": DM, "dr": DR, "sndr": SNDR,
+               "switch-dr": SwitchDR, "dr-os": DRos}  # fmt: skip
+    assert len(set(by_hand.values())) == len(by_hand)  # the formulas tell them apart here
+    for (name, lam), expected in by_hand.items():
+        params = {} if lam is None else {"lambda_": lam}
+        est = classes[name](**params)
+        assert est.name == name and ESTIMATORS[name] is classes[name]
+        assert est.estimate_policy_value(**arrays) == pytest.approx(expected, rel=1e-12)
+        assert estimate_policy_value(name, **arrays, **params) == pytest.approx(expected, rel=1e-12)
     assert IPS(lambda_=10).label == "ips(lambda_=10)" and DR().label == "dr"
     iv = SwitchDR(lambda_=2.0).estimate_interval(**arrays, method="normal")
     assert iv.value == estimate_policy_value("switch-dr", **arrays, lambda_=2.0)

@@ -156,15 +156,37 @@ def test_paired_difference_by_hand() -> None:
 
 
 def test_reward_model_estimators_are_cross_fitted() -> None:
+    """Row i's reward prediction comes from the model of the other folds, never from one
+    that saw row i: DM's value equals the average of those out-of-fold predictions under
+    the target, and differs from what an in-sample fit gives."""
+    from offrec.core.hashing import row_keys
+    from offrec.ope.evaluate import fit_fold_models
+
     b = make_bandit(3000, seed=3)
-    table = evaluate(
-        logged(b), POLICIES, estimators=["dm", "dr", "sndr"], reward_model=RewardModel(seed=0),
-        interval="normal",
-    ).table  # fmt: skip
-    dist = POLICIES["soft"].action_dist(logged(b).context)
-    truth_on_sample = float((dist * b.q).sum(axis=1).mean())
-    dr = table[(table.policy == "soft") & (table.estimator == "dr")].iloc[0]
-    assert abs(dr.value - truth_on_sample) < 4 * dr.stderr
+    data = logged(b)
+    rm = RewardModel(seed=0)
+    res = evaluate(data, POLICIES, estimators=["dm", "dr"], reward_model=rm, interval="normal")
+    folds = fit_fold_models(data, rm, 0, 1)  # evaluate's seed is 0, as here
+    fold = folds.folds(row_keys(data.session_id, data.step, data.position))
+    assert set(np.unique(fold)) == set(range(rm.n_folds))
+    out_of_fold = np.empty((data.n_rows, data.n_actions))
+    for k in range(rm.n_folds):
+        train, test = fold != k, fold == k
+        model = rm.fit(data.context[train], data.action[train], data.reward[train],
+                       data.pscore[train], n_actions=data.n_actions)  # fmt: skip
+        out_of_fold[test] = model.predict(data.context[test])
+    in_sample = rm.fit(data.context, data.action, data.reward, data.pscore,
+                       n_actions=data.n_actions).predict(data.context)  # fmt: skip
+    t = res.table.set_index(["policy", "estimator"])
+    for p, policy in POLICIES.items():
+        dist = policy.action_dist(data.context)
+        dm = t.loc[(p, "dm"), "value"]
+        assert dm == pytest.approx(float((dist * out_of_fold).sum(axis=1).mean()), rel=1e-9)
+        # an in-sample fit would give another value, by far more than rounding
+        assert abs(dm - float((dist * in_sample).sum(axis=1).mean())) > 1e-6
+        # and DR stays unbiased for the value on this sample (the propensities are right)
+        truth_on_sample = float((dist * b.q).sum(axis=1).mean())
+        assert abs(t.loc[(p, "dr"), "value"] - truth_on_sample) < 4 * t.loc[(p, "dr"), "stderr"]
 
 
 def test_support_violations_are_reported_and_warned() -> None:

@@ -198,3 +198,71 @@ def test_safe_selection_picks_by_lower_bound():
     assert select_policy(t, "mb", by="low") == "a"
     with pytest.raises(ValueError, match="estimator 'pdis' is not in the table"):
         select_policy(t, "pdis")
+
+
+def test_fitting_leaves_torch_threads_as_they_were():
+    """The neural FQE and the session model run on one torch thread and restore the
+    caller's setting (global torch state is not left changed)."""
+    import torch
+
+    from offrec.ope.fqe import fit_neural_fqe
+    from offrec.ope.model_based import fit_session_model
+
+    log = simulate(400, seed=3)
+    before = torch.get_num_threads()
+    want = 2 if before != 2 else 3
+    torch.set_num_threads(want)
+    try:
+        dist = np.full((log.n_rows, 2), 0.5)
+        fit_neural_fqe(log, dist, max_epochs=1, n_iterations=1)
+        assert torch.get_num_threads() == want
+        fit_session_model(log)
+        assert torch.get_num_threads() == want
+    finally:
+        torch.set_num_threads(before)
+
+
+class _Uniform:
+    n_actions = 2
+
+    def action_dist(self, obs: np.ndarray) -> np.ndarray:
+        return np.full((np.asarray(obs).shape[0], 2), 0.5)
+
+
+def test_session_choice_checks_every_estimator_against_the_logger():
+    """On a session log the logger (every weight 1) checks each estimator, the fitted
+    ones included, against the value observed on-policy; the chosen estimate of every
+    target is near the exact (dynamic-programming) truth."""
+    from offrec.ope import evaluate
+
+    log = simulate(M // 4, seed=5)  # a quarter of the sessions: tolerance TOL * 2
+
+    targets = {"logger": _Uniform(), "greedy": _Greedy(), "stochastic": _Stochastic()}
+    res = evaluate(log, targets, estimators=["pdis", "wpdis", "mb"], interval="normal")
+    choice = res.choice
+    assert choice is not None and choice.logger == "logger"
+    on_policy = log.reward.sum() / np.unique(log.session_id).size
+    assert choice.on_policy == pytest.approx(on_policy, rel=1e-12)
+    checks = {c.estimator: c for c in choice.checks}
+    t = res.table.set_index(["policy", "estimator"])
+    # importance weighting recovers the logger exactly; mb by its model, and is checked
+    assert checks["pdis"].logger_error == pytest.approx(0.0, abs=1e-12)
+    assert checks["mb"].logger_error == pytest.approx(t.loc[("logger", "mb"), "value"] - on_policy)
+    assert checks["mb"].logger_low < checks["mb"].logger_error < checks["mb"].logger_high
+    assert all(isinstance(e.warnings, tuple) for e in res.estimates)
+    assert choice.estimator in choice.passed and res.recommended == choice.estimator
+    # the fitted estimators compare two targets paired: the same start states, random
+    # numbers and refits, so the difference is known better than the two intervals say
+    d = res.compare("greedy", "logger", "mb")
+    assert d.method == "paired"
+    assert d.value == pytest.approx(
+        t.loc[("greedy", "mb"), "value"] - t.loc[("logger", "mb"), "value"]
+    )
+    half = lambda p: (t.loc[(p, "mb"), "high"] - t.loc[(p, "mb"), "low"]) / 2  # noqa: E731
+    assert 0 < (d.high - d.low) / 2 < np.hypot(half("greedy"), half("logger"))
+    truth = true_value(targets["greedy"]) - true_value(targets["logger"])
+    assert d.low - TOL < truth < d.high + TOL
+    for name, policy in targets.items():
+        row = t.loc[(name, choice.estimator)]
+        half = (row["high"] - row["low"]) / 2
+        assert abs(row["value"] - true_value(policy)) < 2 * half + 2 * TOL, name

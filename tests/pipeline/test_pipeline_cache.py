@@ -68,12 +68,37 @@ def test_corrupt_or_swapped_stage_is_reported_and_recomputed(tmp_path, caplog):
     assert swapped.table["value"].tolist() == pytest.approx(first.table["value"].tolist())
 
 
+ONLINE = """
+[[online_learners]]
+name = "linucb (online)"
+learner = "linucb"
+n_steps = 1500
+batch_size = 500
+"""
+
+
 def test_fresh_recomputes_everything(tmp_path):
+    """Every stage, online learners included, is served from the cache on a re-run and
+    recomputed (a new folder) with ``fresh``."""
     cfg = tmp_path / "t.toml"
-    cfg.write_text(TINY)
-    run_pipeline(cfg, tmp_path / "run")
+    cfg.write_text(TINY + ONLINE)
+    every = {"logs", "ucb", "linucb (online)"}
+    first = run_pipeline(cfg, tmp_path / "run")
+    assert first.cache_hits == dict.fromkeys(every, False)
+    made = {p.name: p.stat().st_ino for p in _stages(tmp_path / "run")}
+    assert any(n.startswith("online-") for n in made) and len(made) == 3
+    again = run_pipeline(cfg, tmp_path / "run")
+    assert again.cache_hits == dict.fromkeys(every, True)
+    assert {p.name: p.stat().st_ino for p in _stages(tmp_path / "run")} == made
+    for stage in _stages(tmp_path / "run"):  # a mark that only a recomputation removes
+        (stage / "old-mark").write_text("")
     res = run_pipeline(cfg, tmp_path / "run", fresh=True)
-    assert res.cache_hits == {"logs": False, "ucb": False}
+    assert res.cache_hits == dict.fromkeys(every, False)
+    remade = _stages(tmp_path / "run")
+    assert [p.name for p in remade] == sorted(made)
+    served = [p.name for p in remade if (p / "old-mark").exists()]
+    assert not served, f"served despite fresh: {served}"
+    assert res.table["value"].tolist() == pytest.approx(first.table["value"].tolist())
     assert main(["-q", "run", str(cfg), "--out", str(tmp_path / "run"), "--fresh"]) == 0
 
 

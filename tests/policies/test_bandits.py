@@ -32,14 +32,17 @@ def run_bernoulli(learner, n_steps, seed, batch_size=1):
 
 
 def all_learners(n_actions=5, context_dim=4):
-    return {
-        "epsilon_greedy": EpsilonGreedy(n_actions, 0.1),
-        "ucb1": UCB1(n_actions),
-        "bernoulli_ts": BernoulliTS(n_actions, seed=1),
-        "lin_ucb": LinUCB(n_actions, context_dim),
-        "lin_ts": LinTS(n_actions, context_dim, seed=1),
-        "logistic_eg": LogisticEpsilonGreedy(n_actions, context_dim, 0.1),
-    }
+    """Every registered bandit learner (the registry, not a hand-written list: a new
+    learner cannot escape the conformance tests), seeded where it draws."""
+    import inspect
+
+    from offrec.policies.registry import BANDIT_LEARNERS, LEARNERS, make_learner
+
+    out = {}
+    for name in BANDIT_LEARNERS:
+        seeded = "seed" in inspect.signature(LEARNERS[name]).parameters
+        out[name] = make_learner(name, n_actions, context_dim, **({"seed": 1} if seeded else {}))
+    return out
 
 
 def feedback(n, n_actions=5, context_dim=4, seed=0):

@@ -50,9 +50,12 @@ def test_lift_sentence_says_whether_the_interval_excludes_the_logger():
     t2 = t.copy()
     t2.loc[t2["policy"] == "learned A", ["value", "low", "high"]] = (0.51, 0.45, 0.57)
     d2 = decide(t2, ROLES)
-    assert d2.pick == "rule B"
+    # the best candidate cannot be told apart from the logger: the gate declines
+    assert d2.pick is None and d2.best == "rule B" and d2.verdict == "cannot tell"
+    assert d2.sentences[0].startswith("Cannot tell: run an online test. The best candidate")
     assert "cannot tell rule B apart from the logging policy" in d2.sentences[1]
     assert "Cannot tell rule B apart from learned A" in d2.sentences[2]
+    assert not any(s.startswith("Recommended") for s in d2.sentences)
 
 
 def test_independent_approximation_is_the_two_standard_errors_in_quadrature():
@@ -123,7 +126,9 @@ def test_recommended_estimator_reads_the_table_then_falls_back_by_log_type():
     assert recommended_estimator(t_attr, "bandit") == "snips"
     s = _table([("a", "fqe", 1, 0, 2), ("a", "pdis", 1, 0, 2), ("a", "wpdis", 1, 0, 2)])
     assert recommended_estimator(s, "session") == "fqe"
-    assert recommended_estimator(s[s["estimator"] != "fqe"], "session") == "wpdis"
+    # no recommended estimator among them: the first of the table (ope.trust.recommended_for)
+    assert recommended_estimator(s[s["estimator"] != "fqe"], "session") == "pdis"
+    assert recommended_estimator(s.assign(estimator=["mb", "pdis", "wpdis"]), "session") == "mb"
     with pytest.raises(InputError, match="at least one row"):
         recommended_estimator(_table([]), "bandit")
 
@@ -136,21 +141,18 @@ def test_decide_rejects_unknown_roles_and_missing_columns():
         decide(t.drop(columns="high"), {"a": "learned"})
 
 
-def test_trust_table_derives_share_and_warnings_when_the_table_has_none():
-    t = _table([("a", "ips", 0.5, 0.4, 0.6), ("b", "ips", 0.5, 0.4, 0.6)])
-    t["ess"] = [5.0, 500.0]
-    t["max_weight"] = [80.0, 2.0]
+def test_trust_table_shows_the_evaluations_diagnostics_and_derives_none():
+    t = _table([("a", "ips", 0.5, 0.4, 0.6), ("b", "dm", 0.5, 0.4, 0.6)])
+    t["ess"] = [5.0, np.nan]
+    t["ess_share"] = [0.005, np.nan]
     t["support_violation"] = [0.0, 0.05]
-    tr = trust_table(t, {"a": "learned", "b": "hand-made"}, n_rows=1000)
-    assert tr["ess_share"].tolist() == [0.005, 0.5]
-    assert tr["support"].tolist() == [1.0, 0.95]
-    assert tr["warnings"].tolist() == [
-        "ESS is 0.50% of the rows",
-        "5.0% of the target's mass is on actions the logger never takes",
-    ]
-    # warnings given by the evaluation are kept as they are
     t["warnings"] = ["huge weights", None]
-    assert trust_table(t, {}, n_rows=1000)["warnings"].tolist() == ["huge weights", ""]
+    tr = trust_table(t, {"a": "learned", "b": "hand-made"})
+    assert tr["support"].tolist() == [1.0, 0.95]
+    assert tr["role"].tolist() == ["learned", "hand-made"]
+    # warnings are the evaluation's, as they are: nothing is derived here
+    assert tr["warnings"].tolist() == ["huge weights", ""]
+    assert trust_table(t.drop(columns="warnings"), {})["warnings"].tolist() == ["", ""]
 
 
 def test_disagreements_name_non_overlapping_intervals_only_grouped_by_outlier():
@@ -171,8 +173,64 @@ def test_disagreements_name_non_overlapping_intervals_only_grouped_by_outlier():
     assert disagreements(t, policies=["b"]) == []
 
 
-def test_model_only_estimators_get_no_weight_warnings():
-    t = _table([("a", "dm", 0.5, 0.4, 0.6), ("a", "ips", 0.5, 0.4, 0.6)])
-    t["ess"] = 5.0
-    tr = trust_table(t, {"a": "learned"}, n_rows=1000)
-    assert tr["warnings"].tolist() == ["", "ESS is 0.50% of the rows"]
+def test_gate_refuses_a_lift_resting_on_a_single_digit_ess():
+    t = _table([("logger", "ips", 0.50, 0.49, 0.51), ("learned A", "ips", 0.70, 0.65, 0.75)])
+    t["ess"] = [1000.0, 9.5]
+    d = decide(t, ROLES)
+    assert d.verdict == "cannot tell" and d.pick is None and d.best == "learned A"
+    assert "effective sample size of 9.5" in d.sentences[0]
+    t["ess"] = [1000.0, 10.0]  # the threshold itself passes
+    assert decide(t, ROLES).pick == "learned A"
+
+
+def test_gate_keeps_the_logger_when_the_best_candidate_is_worse_and_never_contradicts():
+    t = _table([("logger", "dr", 0.60, 0.59, 0.61), ("learned A", "dr", 0.50, 0.48, 0.52)])
+    d = decide(t, ROLES)
+    assert d.verdict == "keep the logger" and d.pick is None
+    assert d.sentences[0].startswith("Keep the logging policy: the best candidate")
+    assert not any("Recommended" in s for s in d.sentences)
+
+
+def test_gate_needs_the_passing_estimators_to_agree_on_the_sign_of_the_lift():
+    from offrec.ope.selection import Check, Choice
+
+    t = _table([
+        ("logger", "dr", 0.50, 0.49, 0.51), ("learned A", "dr", 0.60, 0.58, 0.62),
+        ("logger", "ips", 0.50, 0.40, 0.60), ("learned A", "ips", 0.45, 0.30, 0.60),
+        ("logger", "dm", 0.50, 0.49, 0.51), ("learned A", "dm", 0.40, 0.39, 0.41),
+    ])  # fmt: skip
+    both = Choice("dr", "slope", ("ips", "dr"), (Check("ips", True), Check("dr", True),
+                  Check("dm", False)), ())  # fmt: skip
+    d = decide(t, ROLES, choice=both)
+    assert d.estimator == "dr" and d.pick is None and d.verdict == "cannot tell"
+    assert "disagree on the sign of the lift: ips puts the lift at -0.05" in d.sentences[0]
+    # dm (failed its checks) disagrees too, but only the passing estimators count
+    only_dr = Choice("dr", "only candidate", ("dr",), (Check("ips", False), Check("dr", True),
+                     Check("dm", False)), ())  # fmt: skip
+    d2 = decide(t, ROLES, choice=only_dr)
+    assert d2.pick == "learned A" and d2.verdict == "recommend"
+    # nothing passed: the gate declines whatever the estimate says
+    none = Choice(None, "none", (), (Check("dr", False),), ())
+    d3 = decide(t, ROLES, choice=none, estimator="dr")
+    assert d3.pick is None and "no estimator passed the checks" in d3.sentences[0]
+
+
+def test_gate_needs_the_logger_to_recommend():
+    t = _table([("learned A", "dr", 0.60, 0.58, 0.62), ("rule B", "dr", 0.40, 0.38, 0.42)])
+    d = decide(t, ROLES)
+    assert d.pick is None and d.best == "learned A"
+    assert "the logging policy was not scored" in d.sentences[0]
+
+
+def test_an_estimate_on_a_single_digit_ess_does_not_vote_on_the_sign():
+    from offrec.ope.selection import Check, Choice
+
+    t = _table([
+        ("logger", "mb", 0.50, 0.49, 0.51), ("learned A", "mb", 0.60, 0.58, 0.62),
+        ("logger", "pdis", 0.50, 0.45, 0.55), ("learned A", "pdis", 0.10, 0.0, 0.3),
+    ])  # fmt: skip
+    t["ess"] = [np.nan, np.nan, 1000.0, 3.0]
+    both = Choice("mb", "slope", ("pdis", "mb"), (Check("pdis", True), Check("mb", True)), ())
+    assert decide(t, ROLES, choice=both).pick == "learned A"
+    t.loc[3, "ess"] = 10.0  # now it counts, and its sign disagrees
+    assert decide(t, ROLES, choice=both).pick is None

@@ -147,3 +147,25 @@ def test_vector_env_autoresets_and_matches_core():
         done_prev = term | trunc
         n_ends += int(done_prev.sum())
     assert n_ends >= 8  # horizon 3: every env ends at least twice in 10 steps
+    # the same seed through the batch core by hand (new_sessions, step, restart of the
+    # sessions that ended on the step before): identical observations, rewards and ends
+    world = venv.world
+    rng = np.random.default_rng(0)
+    obs, _ = venv.reset(seed=0)
+    batch = world.new_sessions(4, rng)
+    np.testing.assert_array_equal(obs, world.observe(batch))
+    ended = np.zeros(4, bool)
+    actions = np.random.default_rng(9).integers(0, world.n_items, (10, 4))
+    for a in actions:
+        obs, rew, term, trunc, info = venv.step(a)
+        res = world.step(batch, a, rng, validate=False)
+        r, t, u = res.reward.copy(), res.terminated.copy(), res.truncated.copy()
+        if ended.any():
+            world.restart(batch, np.flatnonzero(ended), rng)
+            r[ended], t[ended], u[ended] = 0.0, False, False
+        ended = t | u
+        np.testing.assert_array_equal(obs, world.observe(batch))
+        np.testing.assert_array_equal(rew, r)
+        np.testing.assert_array_equal(term, t)
+        np.testing.assert_array_equal(trunc, u)
+        np.testing.assert_array_equal(info["click_prob"], res.click_prob)
