@@ -129,8 +129,10 @@ def slate_terms(**arrays: Any) -> SlateTerms:
         pos_sorted.reshape(-1, K) != np.arange(K)
     ).any():  # reshape is safe once every size is K
         bad = np.flatnonzero(sizes != K)
-        j = int(bad[0]) if bad.size else int(
-            np.flatnonzero((pos_sorted.reshape(-1, K) != np.arange(K)).any(axis=1))[0]
+        j = (
+            int(bad[0])
+            if bad.size
+            else int(np.flatnonzero((pos_sorted.reshape(-1, K) != np.arange(K)).any(axis=1))[0])
         )
         got = pos_sorted[starts[j] : starts[j] + sizes[j]].tolist()
         raise InputError(
@@ -149,7 +151,9 @@ def slate_terms(**arrays: Any) -> SlateTerms:
             continue
         if base is None or target is None:
             missing = base_name if base is None else target_name
-            raise InputError(f"{missing} is required with {base_name if base is not None else target_name}")
+            raise InputError(
+                f"{missing} is required with {base_name if base is not None else target_name}"
+            )
         b = _vec(base, base_name, n_rows, float)
         t = _vec(target, target_name, n_rows, float)
         if not (b.min() > 0.0 and b.max() <= 1.0):
@@ -425,7 +429,9 @@ class IIPS(SlateEstimator):
 
     name: ClassVar[str] = "iips"
     kind: ClassVar[str] = "item_position"
-    assumption: ClassVar[str] = "item-position model: a slot's reward depends on its item and rank only"
+    assumption: ClassVar[str] = (
+        "item-position model: a slot's reward depends on its item and rank only"
+    )
 
     def parts(self, terms: SlateTerms) -> SlateParts:
         return SlateParts((self.weights(terms) * terms.reward).sum(axis=1))

@@ -180,7 +180,9 @@ class PlackettLuce:
         self.temperature = float(temperature)
 
     def spec(self) -> dict[str, Any]:
-        base = self.base.spec() if hasattr(self.base, "spec") else {"type": type(self.base).__name__}
+        base = (
+            self.base.spec() if hasattr(self.base, "spec") else {"type": type(self.base).__name__}
+        )
         return {
             "type": "plackett-luce", "slate_size": self.slate_size,
             "temperature": self.temperature, "base": base,
@@ -237,8 +239,10 @@ class PlackettLuce:
 def _gumbel_top_k(v: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     with np.errstate(divide="ignore"):
         keys = np.log(v) + rng.gumbel(size=v.shape)
-    top = np.argpartition(-keys, k - 1, axis=1)[:, :k] if k < v.shape[1] else np.tile(
-        np.arange(v.shape[1]), (len(v), 1)
+    top = (
+        np.argpartition(-keys, k - 1, axis=1)[:, :k]
+        if k < v.shape[1]
+        else np.tile(np.arange(v.shape[1]), (len(v), 1))
     )
     order = np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1, kind="stable")
     return np.take_along_axis(top, order, axis=1).astype(np.int64)
@@ -311,7 +315,9 @@ class TopKEpsilon:
         self.epsilon = float(epsilon)
 
     def spec(self) -> dict[str, Any]:
-        base = self.base.spec() if hasattr(self.base, "spec") else {"type": type(self.base).__name__}
+        base = (
+            self.base.spec() if hasattr(self.base, "spec") else {"type": type(self.base).__name__}
+        )
         return {
             "type": "top-k-epsilon", "slate_size": self.slate_size,
             "epsilon": self.epsilon, "base": base,
@@ -549,7 +555,9 @@ class SlateWorld:
             if self.click_model.kind != "cascade":
                 marg, is_exact = policy.marginals(obs, seed=rng)
                 if is_exact:
-                    q_all = self.world.pair_click_probs(users, np.tile(np.arange(m), (len(users), 1)))
+                    q_all = self.world.pair_click_probs(
+                        users, np.tile(np.arange(m), (len(users), 1))
+                    )
                     exam = self.click_model.examination(np.zeros((1, K)))[0]
                     total += float(np.einsum("k,nkm,nm->", exam, marg, q_all))
                     continue

@@ -29,7 +29,9 @@ def _obp_available() -> bool:
     if not OBP_PYTHON.exists():
         return False
     try:
-        done = subprocess.run([str(OBP_PYTHON), "-c", "import obp"], capture_output=True, timeout=120)
+        done = subprocess.run(
+            [str(OBP_PYTHON), "-c", "import obp"], capture_output=True, timeout=120
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
