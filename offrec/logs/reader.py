@@ -108,6 +108,9 @@ def read_logs(path: str | Path, *, validate: bool = True, repair: str | None = N
     data = table_to_logged(table, read_metadata(path), str(path))
     if validate:
         validate_logged_data(data)
+        from offrec.logs.slate import slate_rules_from_metadata  # here: it imports this module
+
+        slate_rules_from_metadata(data)  # slate logs: every slot once, no item twice
         dup = duplicate_rows(data)
         if dup.size:
             msg = _dup_message(dup)
