@@ -77,10 +77,10 @@ SLATE_COLUMNS = {
 """Optional columns of a slate log (one row per slot, keyed by (session_id, step,
 position); ``position`` is the rank from 0, ``action`` the item shown there):
 
-- ``pscore``: the per-slot marginal :math:`\pi_b(a_k \text{ at } k | x)` (so every
+- ``pscore``: the per-slot marginal ``pi_b(a_k at rank k | x)`` (so every
   per-position reader, OBD-style, keeps its meaning);
-- ``pscore_slate``: the joint slate propensity :math:`\pi_b(s | x)`, equal in every slot;
-- ``pscore_cascade``: the prefix propensity :math:`\pi_b(a_{\le k} | x)`.
+- ``pscore_slate``: the joint slate propensity ``pi_b(slate | x)``, equal in every slot;
+- ``pscore_cascade``: the prefix propensity ``pi_b(a_1..a_k | x)``.
 
 The metadata key :data:`META_SLATE` holds ``{"slate_size": K, "click_model": {...},
 "marginals": "exact" | {"monte_carlo_samples": S}}``: whether ``pscore`` is exact or a

@@ -232,10 +232,10 @@ def evaluate_slates(
             max_w[j] = max(max_w[j], float(w.max()))
     out = []
     for j, est in enumerate(ests):
-        m, form = moments[j], forms[j]
-        if m is None or form is None:
+        mj, form = moments[j], forms[j]
+        if mj is None or form is None:
             raise InputError(f"log {path} has no slates")
-        iv: Interval = interval(m, form, method=method, alpha=alpha)
+        iv: Interval = interval(mj, form, method=method, alpha=alpha)
         ess = float(
             np.min(np.where(ess_den[j] > 0, ess_num[j] ** 2 / np.maximum(ess_den[j], 1e-300), 0))
         )
