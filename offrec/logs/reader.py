@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from offrec.core.errors import InputError, MissingInputError
 from offrec.logs.data import LoggedData, validate_logged_data
 from offrec.logs.schema import DATASET_FILE, reward_domain
+from offrec.logs.slate_rules import slate_rules_from_metadata
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,6 @@ def read_logs(path: str | Path, *, validate: bool = True, repair: str | None = N
     data = table_to_logged(table, read_metadata(path), str(path))
     if validate:
         validate_logged_data(data)
-        from offrec.logs.slate import slate_rules_from_metadata  # here: it imports this module
-
         slate_rules_from_metadata(data)  # slate logs: every slot once, no item twice
         dup = duplicate_rows(data)
         if dup.size:

@@ -21,47 +21,9 @@ from offrec.core.version import __version__
 from offrec.logs import schema as S
 from offrec.logs.data import LoggedData
 from offrec.logs.reader import read_logs
+from offrec.logs.slate_rules import check_slate_rows, slate_rules_from_metadata
 from offrec.logs.writer import CollectSummary, policy_spec
-from offrec.sim.slate import MARGINAL_SAMPLES, SlatePolicy, SlateWorld
-
-
-def check_slate_rows(
-    session_id: np.ndarray, step: np.ndarray, position: np.ndarray, action: np.ndarray,
-    slate_size: int,
-) -> None:  # fmt: skip
-    """The slate rules: every slate (``session_id``, ``step``) holds positions
-    ``0..slate_size-1`` exactly once, and no item twice. Errors name the slate and rule.
-    One ``lexsort``; no loop over slates."""
-    K = slate_size
-    n = len(position)
-    if position.min() < 0 or position.max() >= K:
-        i = first_bad((position < 0) | (position >= K))
-        raise InputError(
-            f"position must be in [0, {K}) (slate_size); row {i} has {int(position[i])}"
-        )
-    order = np.lexsort((position, step, session_id))
-    s, t = session_id[order], step[order]
-    starts = np.flatnonzero(np.r_[True, (s[1:] != s[:-1]) | (t[1:] != t[:-1])])
-    sizes = np.diff(np.r_[starts, n])
-    bad = sizes != K
-    if not bad.any():
-        grid = position[order].reshape(-1, K)
-        bad = (grid != np.arange(K)).any(axis=1)
-    if bad.any():
-        j = int(np.flatnonzero(bad)[0])
-        got = position[order][starts[j] : starts[j] + sizes[j]].tolist()
-        raise InputError(
-            f"every slate must hold positions 0..{K - 1} exactly once; slate (session_id "
-            f"{int(s[starts[j]])}, step {int(t[starts[j]])}) has positions {got}"
-        )
-    items = np.sort(action[order].reshape(-1, K), axis=1)
-    twice = (items[:, 1:] == items[:, :-1]).any(axis=1)
-    if twice.any():
-        j = int(np.flatnonzero(twice)[0])
-        raise InputError(
-            f"a slate must not show an item twice; slate (session_id {int(s[starts[j]])}, "
-            f"step {int(t[starts[j]])}) shows {action[order][starts[j] : starts[j] + K].tolist()}"
-        )
+from offrec.sim.slate import MARGINAL_SAMPLES, MarginalCache, SlatePolicy, SlateWorld
 
 
 @dataclass
@@ -110,18 +72,6 @@ def _files(path: str | Path) -> list[str]:
     return [str(f) for f in log_files(path)]
 
 
-def slate_rules_from_metadata(data: LoggedData) -> None:
-    """Check the slate rules on a log whose metadata declares a slate layout (a no-op
-    otherwise); :func:`~offrec.logs.reader.read_logs` calls it."""
-    meta = data.metadata.get("slate")
-    if not isinstance(meta, dict):
-        return
-    size = meta.get("slate_size")
-    if not isinstance(size, int) or size < 1:
-        raise InputError(f"slate metadata slate_size must be an int >= 1; got {size!r}")
-    check_slate_rows(data.session_id, data.step, data.position, data.action, size)
-
-
 def collect_slates(
     sw: SlateWorld,
     policy: SlatePolicy,
@@ -132,13 +82,15 @@ def collect_slates(
     overwrite: bool = False,
     chunk_slates: int = 16_384,
     marginal_samples: int = MARGINAL_SAMPLES,
+    marginals: MarginalCache | None = None,
 ) -> CollectSummary:
     """Log ``policy`` acting in the slate world ``sw`` into a Parquet dataset ``out``, one
     row per slot (:data:`~offrec.logs.schema.SLATE_COLUMNS`), ``chunk_slates`` slates per
     row group (memory bounded by one chunk), published atomically.
 
     Chunk ``c`` draws from the ``c``-th child of ``seed``'s ``SeedSequence``: same seed and
-    chunk size, identical files."""
+    chunk size, identical files. ``marginals`` (a :class:`~offrec.sim.slate.MarginalCache`
+    of ``policy``) reuses the logger's per-context marginals across calls."""
     check_scalar(n_slates, "n_slates", int, min=1)
     check_scalar(chunk_slates, "chunk_slates", int, min=1)
     world, K = sw.world, sw.slate_size
@@ -146,10 +98,9 @@ def collect_slates(
     root = as_seed_sequence(seed)
     n_chunks = -(-n_slates // chunk_slates)
     first = sw.log(policy, min(chunk_slates, n_slates), seed=_child(root, 0),
-                   marginal_samples=marginal_samples)  # fmt: skip
-    marginals: Any = (
-        "exact" if first.propensities.exact else {"monte_carlo_samples": marginal_samples}
-    )
+                   marginal_samples=marginal_samples, marginals=marginals)  # fmt: skip
+    samples = first.propensities.n_samples
+    how: Any = "exact" if first.propensities.exact else {"monte_carlo_samples": samples}
     metadata = {
         S.META_VERSION: __version__,
         S.META_WORLD: world.config.to_json(),
@@ -158,7 +109,7 @@ def collect_slates(
         S.META_SEED: json.dumps(seed if isinstance(seed, int) else None),
         S.META_REWARD_DOMAIN: json.dumps(S.BINARY),
         S.META_SLATE: json.dumps(
-            {"slate_size": K, "click_model": sw.click_model.to_dict(), "marginals": marginals}
+            {"slate_size": K, "click_model": sw.click_model.to_dict(), "marginals": how}
         ),
     }
     schema = S.log_schema(

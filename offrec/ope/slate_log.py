@@ -37,7 +37,7 @@ from offrec.logs.slate import check_slate_rows
 from offrec.ope.intervals import Form, Interval, check_interval_options, interval
 from offrec.ope.slate import SLATE_ESTIMATORS, SlateParts, make_slate_estimator, slate_terms
 from offrec.ope.stats import Moments
-from offrec.sim.slate import MARGINAL_SAMPLES, SlatePolicy
+from offrec.sim.slate import MARGINAL_SAMPLES, MarginalCache, SlatePolicy
 
 _FOLD_SALT = 0x51A7E
 _COLUMNS = ("session_id", "step", "position", "action", "reward", "pscore", "pscore_slate",
@@ -56,44 +56,6 @@ class SlateEstimate:
     ess: float
     max_weight: float
     n_slates: int
-
-
-class MarginalCache:
-    """A target's per-context marginals :math:`\\pi(a \\text{ at } k|x)` (n_ctx, K, m),
-    computed once per distinct context in order of first appearance (see the module
-    docstring); contexts are matched by a 64-bit hash of their float32 bits."""
-
-    def __init__(self, policy: SlatePolicy, n_samples: int, seed: int) -> None:
-        self.policy, self.n_samples = policy, n_samples
-        self.rng = np.random.default_rng(seed)
-        self.keys = np.zeros(0, np.uint64)  # sorted
-        self.slot = np.zeros(0, np.int64)  # row of self.table for each sorted key
-        self.table = np.zeros((0, policy.slate_size, policy.n_items))
-        self.exact = True
-
-    def get(self, obs: np.ndarray) -> np.ndarray:
-        obs = np.ascontiguousarray(obs, dtype=np.float32)
-        h = row_keys(*obs.view(np.int32).T) if obs.shape[1] else np.zeros(len(obs), np.uint64)
-        pos = np.searchsorted(self.keys, h)
-        if len(self.keys):
-            known = (pos < len(self.keys)) & (self.keys[np.minimum(pos, len(self.keys) - 1)] == h)
-        else:
-            known = np.zeros(len(h), bool)
-        if not known.all():
-            new_h, first = np.unique(h[~known], return_index=True)
-            rows = np.flatnonzero(~known)[first]
-            order = np.argsort(rows, kind="stable")  # first appearance order
-            new_h, rows = new_h[order], rows[order]
-            marg, exact = self.policy.marginals(obs[rows], n_samples=self.n_samples, seed=self.rng)
-            self.exact &= exact
-            base = len(self.table)
-            self.table = np.concatenate([self.table, marg])
-            keys = np.concatenate([self.keys, new_h])
-            slot = np.concatenate([self.slot, base + np.arange(len(new_h))])
-            o = np.argsort(keys, kind="stable")
-            self.keys, self.slot = keys[o], slot[o]
-            pos = np.searchsorted(self.keys, h)
-        return self.table[self.slot[pos]]
 
 
 def _batches(path: str | Path, batch_rows: int, K: int) -> Any:
@@ -190,11 +152,14 @@ def evaluate_slates(
     seed: int = 0,
     batch_rows: int = 1 << 18,
     marginal_samples: int = MARGINAL_SAMPLES,
+    marginals: MarginalCache | None = None,
 ) -> list[SlateEstimate]:
     """Estimate the value (expected clicks per slate) of ``target`` on the slate log at
     ``path`` with each of ``estimators`` (default: all of
     :data:`~offrec.ope.slate.SLATE_ESTIMATORS`), streamed in batches of about
-    ``batch_rows`` rows. Returns one :class:`SlateEstimate` per estimator."""
+    ``batch_rows`` rows. ``marginals``: a :class:`~offrec.sim.slate.MarginalCache` of the
+    target to reuse across logs (default: a new one from ``marginal_samples`` and
+    ``seed``). Returns one :class:`SlateEstimate` per estimator."""
     names = list(SLATE_ESTIMATORS) if estimators is None else list(estimators)
     ests = [make_slate_estimator(n) for n in names]
     check_interval_options(method, n_bootstrap, alpha)
@@ -209,7 +174,9 @@ def evaluate_slates(
     q_table = None
     if any(e.needs_model for e in ests):
         q_table = fit_position_item_table(path, K, n_items, batch_rows)
-    cache = MarginalCache(target, marginal_samples, seed)
+    cache = marginals if marginals is not None else MarginalCache(target, marginal_samples, seed)
+    if cache.policy is not target:
+        raise InputError("marginals must be a MarginalCache of the target policy")
     boot = n_bootstrap if method == "bootstrap" else 0
     moments: list[Moments | None] = [None] * len(ests)
     forms: list[Form | None] = [None] * len(ests)

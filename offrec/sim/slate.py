@@ -44,6 +44,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from offrec.core.errors import InputError
+from offrec.core.hashing import row_keys
 from offrec.core.validation import SeedLike, as_generator, check_scalar
 from offrec.sim.world import World
 
@@ -374,6 +375,46 @@ class TopKEpsilon:
         return out, True
 
 
+class MarginalCache:
+    """A target's per-context marginals :math:`\\pi(a \\text{ at } k|x)` (n_ctx, K, m),
+    computed once per distinct context in order of first appearance (see the module
+    docstring); contexts are matched by a 64-bit hash of their float32 bits."""
+
+    def __init__(
+        self, policy: SlatePolicy, n_samples: int = MARGINAL_SAMPLES, seed: int = 0
+    ) -> None:
+        self.policy, self.n_samples = policy, n_samples
+        self.rng = np.random.default_rng(seed)
+        self.keys = np.zeros(0, np.uint64)  # sorted
+        self.slot = np.zeros(0, np.int64)  # row of self.table for each sorted key
+        self.table = np.zeros((0, policy.slate_size, policy.n_items))
+        self.exact = True
+
+    def get(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.ascontiguousarray(obs, dtype=np.float32)
+        h = row_keys(*obs.view(np.int32).T) if obs.shape[1] else np.zeros(len(obs), np.uint64)
+        pos = np.searchsorted(self.keys, h)
+        if len(self.keys):
+            known = (pos < len(self.keys)) & (self.keys[np.minimum(pos, len(self.keys) - 1)] == h)
+        else:
+            known = np.zeros(len(h), bool)
+        if not known.all():
+            new_h, first = np.unique(h[~known], return_index=True)
+            rows = np.flatnonzero(~known)[first]
+            order = np.argsort(rows, kind="stable")  # first appearance order
+            new_h, rows = new_h[order], rows[order]
+            marg, exact = self.policy.marginals(obs[rows], n_samples=self.n_samples, seed=self.rng)
+            self.exact &= exact
+            base = len(self.table)
+            self.table = np.concatenate([self.table, marg])
+            keys = np.concatenate([self.keys, new_h])
+            slot = np.concatenate([self.slot, base + np.arange(len(new_h))])
+            o = np.argsort(keys, kind="stable")
+            self.keys, self.slot = keys[o], slot[o]
+            pos = np.searchsorted(self.keys, h)
+        return self.table[self.slot[pos]]
+
+
 # -- propensities of logged slates ------------------------------------------------------------
 @dataclass(frozen=True)
 class SlatePropensities:
@@ -401,19 +442,28 @@ def slate_propensities(
     *,
     n_samples: int = MARGINAL_SAMPLES,
     seed: SeedLike = 0,
+    marginals: MarginalCache | None = None,
 ) -> SlatePropensities:
     """The joint, per-slot marginal and prefix propensities of ``slates`` (n, K) under
     ``policy``. Marginals are computed once per distinct observation row (in bandit mode,
-    once per user), so their cost grows with the users, not the slates."""
+    once per user), so their cost grows with the users, not the slates; ``marginals``, a
+    :class:`MarginalCache` of ``policy``, reuses them across calls."""
     obs = np.asarray(obs)
     slates = np.asarray(slates, dtype=np.int64)
     cascade = np.cumprod(policy.conditional(obs, slates), axis=1)
     joint = np.repeat(cascade[:, -1:], slates.shape[1], axis=1)
+    K = slates.shape[1]
+    if marginals is not None:
+        if marginals.policy is not policy:
+            raise InputError("marginals must be a MarginalCache of the same policy")
+        m = marginals.get(obs)
+        item = m[np.arange(len(slates))[:, None], np.arange(K)[None, :], slates]
+        return SlatePropensities(joint, item, cascade, marginals.exact,
+                                 0 if marginals.exact else marginals.n_samples)  # fmt: skip
     uniq, inverse = np.unique(obs.reshape(len(obs), -1), axis=0, return_inverse=True)
     marg, exact = policy.marginals(uniq.reshape((-1,) + obs.shape[1:]), n_samples=n_samples,
                                    seed=seed)  # fmt: skip
     inverse = inverse.reshape(-1)
-    K = slates.shape[1]
     item = marg[inverse[:, None], np.arange(K)[None, :], slates]
     return SlatePropensities(joint, item, cascade, exact, 0 if exact else n_samples)
 
@@ -504,9 +554,11 @@ class SlateWorld:
         seed: SeedLike = 0,
         *,
         marginal_samples: int = MARGINAL_SAMPLES,
+        marginals: MarginalCache | None = None,
     ) -> SlateRounds:
         """Show ``n_slates`` slates drawn from ``policy`` to users drawn uniformly; clicks from
-        the click model. ``seed`` fixes users, slates, clicks and (when estimated) marginals."""
+        the click model. ``seed`` fixes users, slates, clicks and (when estimated) marginals;
+        ``marginals`` (a :class:`MarginalCache` of ``policy``) reuses marginals across calls."""
         self._check(policy)
         check_scalar(n_slates, "n_slates", int, min=1)
         users_rng, slate_rng, click_rng, marg_rng = (
@@ -517,7 +569,8 @@ class SlateWorld:
         slates = policy.sample(obs, slate_rng)
         q = self.world.pair_click_probs(users, slates)
         clicks = self.click_model.sample_clicks(q, click_rng)
-        props = slate_propensities(policy, obs, slates, n_samples=marginal_samples, seed=marg_rng)
+        props = slate_propensities(policy, obs, slates, n_samples=marginal_samples, seed=marg_rng,
+                                   marginals=marginals)  # fmt: skip
         return SlateRounds(users, obs, slates, clicks, self.click_model.slot_click_probs(q), props)
 
     def true_value(
