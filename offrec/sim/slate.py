@@ -123,7 +123,14 @@ class SlatePolicy(Protocol):
     n_items: int
     slate_size: int
 
+    @property
+    def exact_marginals(self) -> bool: ...
+
     def sample(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
+
+    def sample_repeated(
+        self, obs: np.ndarray, n_samples: int, rng: np.random.Generator
+    ) -> np.ndarray: ...
 
     def conditional(self, obs: np.ndarray, slates: np.ndarray) -> np.ndarray: ...
 
@@ -225,13 +232,26 @@ class PlackettLuce:
         dist = np.where(taken, 0.0, v[:, None, :])
         return dist / dist.sum(axis=2, keepdims=True)
 
+    @property
+    def exact_marginals(self) -> bool:
+        """Whether :meth:`marginals` is exact (few enough prefixes to enumerate)."""
+        return math.perm(self.n_items, self.slate_size - 1) <= MAX_ENUMERATED
+
+    def sample_repeated(
+        self, obs: np.ndarray, n_samples: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """``n_samples`` slates per row of ``obs``, (n * n_samples, K), rows grouped by
+        context; the weights are computed once per context."""
+        v = np.repeat(self.weights(obs), n_samples, axis=0)
+        return _gumbel_top_k(v, self.slate_size, rng)
+
     def marginals(
         self, obs: np.ndarray, *, n_samples: int = MARGINAL_SAMPLES, seed: SeedLike = 0
     ) -> tuple[np.ndarray, bool]:
         """:math:`\\pi(a \\text{ at } k | x)`, (n, K, n_items), and whether it is exact."""
         v = self.weights(obs)
-        K, m = self.slate_size, self.n_items
-        if math.perm(m, K - 1) <= MAX_ENUMERATED:
+        K = self.slate_size
+        if self.exact_marginals:
             return _pl_marginals_exact(v, K), True
         check_scalar(n_samples, "n_samples", int, min=1)
         return _pl_marginals_mc(v, K, n_samples, as_generator(seed)), False
@@ -288,7 +308,8 @@ def _pl_marginals_mc(v: np.ndarray, K: int, S: int, rng: np.random.Generator) ->
             base = inv[:, k - 1].reshape(b, S).mean(axis=1)  # mean_s 1/(1 - v(p_s))
             flat = (ctx[:, None] * m + pre[:, :k]).ravel()
             hit = np.bincount(flat, weights=np.repeat(inv[:, k - 1], k), minlength=b * m)
-            out[lo : lo + b, k] = vb * (base[:, None] - hit.reshape(b, m) / S)
+            # >= 0 up to rounding (the hits are a part of the base sum): clip the -1e-17s
+            out[lo : lo + b, k] = vb * np.maximum(base[:, None] - hit.reshape(b, m) / S, 0.0)
     return out
 
 
@@ -364,6 +385,15 @@ class TopKEpsilon:
         joint[rows, np.arange(K)[None, :], top] += (1.0 - self.epsilon) * same_before
         den = np.broadcast_to(prev[:, :, None], joint.shape)
         return np.divide(joint, den, out=np.zeros_like(joint), where=den > 0)
+
+    exact_marginals: bool = True
+    """:meth:`marginals` is always exact."""
+
+    def sample_repeated(
+        self, obs: np.ndarray, n_samples: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """``n_samples`` slates per row of ``obs``, (n * n_samples, K), rows grouped by context."""
+        return self.sample(np.repeat(np.asarray(obs), n_samples, axis=0), rng)
 
     def marginals(
         self, obs: np.ndarray, *, n_samples: int = MARGINAL_SAMPLES, seed: SeedLike = 0
@@ -605,18 +635,15 @@ class SlateWorld:
                     prob = np.prod(policy.conditional(obs, tile), axis=1)
                     total += float(prob @ self.expected_clicks(users, tile).sum(axis=1))
                 continue
-            if self.click_model.kind != "cascade":
-                marg, is_exact = policy.marginals(obs, seed=rng)
-                if is_exact:
-                    q_all = self.world.pair_click_probs(
-                        users, np.tile(np.arange(m), (len(users), 1))
-                    )
-                    exam = self.click_model.examination(np.zeros((1, K)))[0]
-                    total += float(np.einsum("k,nkm,nm->", exam, marg, q_all))
-                    continue
+            if self.click_model.kind != "cascade" and policy.exact_marginals:
+                marg, _ = policy.marginals(obs, seed=rng)
+                q_all = self.world.pair_click_probs(users, np.tile(np.arange(m), (len(users), 1)))
+                exam = self.click_model.examination(np.zeros((1, K)))[0]
+                total += float(np.einsum("k,nkm,nm->", exam, marg, q_all))
+                continue
             exact = False
             rep_users = np.repeat(users, n_samples)
-            slates = policy.sample(np.repeat(obs, n_samples, axis=0), rng)
+            slates = policy.sample_repeated(obs, n_samples, rng)
             clicks = self.expected_clicks(rep_users, slates).sum(axis=1).reshape(-1, n_samples)
             total += float(clicks.mean(axis=1).sum())
             var += float((clicks.var(axis=1, ddof=1) / n_samples).sum())
