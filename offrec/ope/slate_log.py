@@ -56,6 +56,7 @@ class SlateEstimate:
     ess: float
     max_weight: float
     n_slates: int
+    warnings: tuple[str, ...] = ()
 
 
 def _batches(path: str | Path, batch_rows: int, K: int) -> Any:
@@ -210,3 +211,16 @@ def evaluate_slates(
             SlateEstimate(est.name, iv.value, iv.low, iv.high, method, ess, max_w[j], n_slates)
         )
     return out
+
+
+def _warnings(name: str, ess: float, n_slates: int) -> tuple[str, ...]:
+    """The bandit evaluator's low-ESS rule (:data:`offrec.ope.evaluate.LOW_ESS`,
+    :data:`~offrec.ope.evaluate.LOW_ESS_SHARE`), applied to slates."""
+    from offrec.ope.evaluate import LOW_ESS, LOW_ESS_SHARE
+
+    if ess < LOW_ESS or ess < LOW_ESS_SHARE * n_slates:
+        return (
+            f"{name}: effective sample size {ess:.3g} of {n_slates:,} slates is too low to "
+            "trust the estimate or its interval",
+        )
+    return ()
