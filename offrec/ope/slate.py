@@ -91,7 +91,9 @@ class SlateTerms:
         return self.weights[kind]
 
 
-def slate_terms(**arrays: Any) -> SlateTerms:
+def slate_terms(
+    *, kinds: tuple[str, ...] | None = None, model: bool = True, **arrays: Any
+) -> SlateTerms:
     """Validate one-row-per-slot arrays (OBP's names, see :data:`ARRAYS`) and group them by
     slate into :class:`SlateTerms`.
 
@@ -99,7 +101,9 @@ def slate_terms(**arrays: Any) -> SlateTerms:
     or slate): equal lengths; integer ``position`` >= 0; every slate holds every position
     ``0..K-1`` exactly once (``K`` = the largest position + 1); rewards finite; logging
     propensities in (0, 1]; target propensities in [0, 1]; the joint propensities equal
-    within a slate.
+    within a slate. ``kinds`` limits the weights computed (and checked) to those kinds
+    (default: every pair given); ``model=False`` skips ``q_hat`` and its companions.
+    Rows already ordered by slate and position (the usual case) are grouped without a sort.
     """
     unknown = [k for k in arrays if k not in ARRAYS]
     if unknown:
@@ -120,11 +124,13 @@ def slate_terms(**arrays: Any) -> SlateTerms:
         i = first_bad(~np.isfinite(reward))
         raise InputError(f"reward must be finite; row {i} has {float(reward[i])!r}")
     K = int(position.max()) + 1
-    order = np.lexsort((position, slate_id))
-    sid = slate_id[order]
+    order: np.ndarray | None = None
+    if not _grouped(slate_id, position, K):
+        order = np.lexsort((position, slate_id))
+    sid = slate_id if order is None else slate_id[order]
     starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
     sizes = np.diff(np.r_[starts, n_rows])
-    pos_sorted = position[order]
+    pos_sorted = position if order is None else position[order]
     if (sizes != K).any() or (
         pos_sorted.reshape(-1, K) != np.arange(K)
     ).any():  # reshape is safe once every size is K
@@ -142,10 +148,12 @@ def slate_terms(**arrays: Any) -> SlateTerms:
     n = starts.shape[0]
 
     def grid(x: np.ndarray) -> np.ndarray:
-        return x[order].reshape(n, K)
+        return (x if order is None else x[order]).reshape(n, K)
 
     weights = {}
     for kind, (base_name, target_name) in _PAIRS.items():
+        if kinds is not None and kind not in kinds:
+            continue
         base, target = arrays.get(base_name), arrays.get(target_name)
         if base is None and target is None:
             continue
@@ -174,14 +182,26 @@ def slate_terms(**arrays: Any) -> SlateTerms:
                     )
         weights[kind] = tg / bg
     q_logged = q_target = None
-    if arrays.get("q_hat") is not None:
-        q_logged, q_target = _model_terms(arrays, n_rows, order, n, K)
-    keys = _slate_keys(arrays, order, starts, n_rows)
+    if model and arrays.get("q_hat") is not None:
+        q_logged, q_target = _model_terms(arrays, n_rows, grid, n, K)
+    keys = _slate_keys(arrays, starts if order is None else order[starts], n_rows)
     return SlateTerms(grid(reward), weights, q_logged, q_target, keys)
 
 
+def _grouped(slate_id: np.ndarray, position: np.ndarray, K: int) -> bool:
+    """Rows already hold whole slates in increasing ``slate_id``, slots in order."""
+    n_rows = len(position)
+    if n_rows % K:
+        return False
+    pos = position.reshape(-1, K)
+    sid = slate_id.reshape(-1, K)
+    return bool(
+        (pos == np.arange(K)).all() and (sid == sid[:, :1]).all() and (np.diff(sid[:, 0]) > 0).all()
+    )
+
+
 def _model_terms(
-    arrays: dict[str, Any], n_rows: int, order: np.ndarray, n: int, K: int
+    arrays: dict[str, Any], n_rows: int, grid: Any, n: int, K: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """``q_hat`` at the logged action and its expectation under the target's next-item
     distribution, both (n, K)."""
@@ -218,14 +238,12 @@ def _model_terms(
         )
     logged = q[np.arange(n_rows), action]
     expected = np.einsum("ij,ij->i", dist, q)
-    return logged[order].reshape(n, K), expected[order].reshape(n, K)
+    return grid(logged), grid(expected)
 
 
-def _slate_keys(
-    arrays: dict[str, Any], order: np.ndarray, starts: np.ndarray, n_rows: int
-) -> np.ndarray:
-    """The bootstrap key of each slate: (session_id, step) when given, else slate_id."""
-    first = order[starts]
+def _slate_keys(arrays: dict[str, Any], first: np.ndarray, n_rows: int) -> np.ndarray:
+    """The bootstrap key of each slate (``first``: a row of each slate): (session_id, step)
+    when given, else slate_id."""
     if arrays.get("session_id") is not None and arrays.get("step") is not None:
         session = _vec(arrays["session_id"], "session_id", n_rows, int)
         step = _vec(arrays["step"], "step", n_rows, int)
@@ -318,12 +336,16 @@ class SlateEstimator:
         """The importance weights the estimator uses, (n, K)."""
         return terms.weight(self.kind, self.name)
 
+    def terms(self, **arrays: Any) -> SlateTerms:
+        """:func:`slate_terms` of ``arrays``, limited to what this estimator reads."""
+        return slate_terms(kinds=(self.kind,), model=self.needs_model, **arrays)
+
     def estimate_policy_value(self, **arrays: Any) -> float:
-        return self.parts(slate_terms(**arrays)).value()
+        return self.parts(self.terms(**arrays)).value()
 
     def estimate_round_rewards(self, **arrays: Any) -> np.ndarray:
         """Per-slate contributions (n_slates,), slates in ``slate_id`` order."""
-        return self.parts(slate_terms(**arrays)).round_rewards()
+        return self.parts(self.terms(**arrays)).round_rewards()
 
     def estimate_interval(
         self,
@@ -338,7 +360,7 @@ class SlateEstimator:
         """The estimate with a ``1 - alpha`` interval; the bootstrap resamples whole slates
         (keyed by ``(session_id, step)`` when given, else by ``slate_id``)."""
         check_interval_options(method, n_bootstrap, alpha, bound)
-        terms = slate_terms(**arrays)
+        terms = self.terms(**arrays)
         return slate_interval(self.parts(terms), terms.keys, method=method,
                               n_bootstrap=n_bootstrap, alpha=alpha, seed=seed, bound=bound)  # fmt: skip
 
