@@ -47,6 +47,7 @@ from offrec.core.hashing import row_keys, seed_int
 from offrec.core.validation import SeedLike, first_bad
 from offrec.ope.intervals import Form, Interval, check_interval_options, interval
 from offrec.ope.stats import Moments
+from offrec.ope.terms import _scan_rows
 
 _PAIRS = {
     "joint": ("pscore", "evaluation_policy_pscore"),
@@ -226,18 +227,19 @@ def _model_terms(
     if action.min() < 0 or action.max() >= q.shape[1]:
         i = first_bad((action < 0) | (action >= q.shape[1]))
         raise InputError(f"action must be in [0, {q.shape[1]}); row {i} has {int(action[i])}")
-    if not np.isfinite(q).all():
-        i = first_bad(~np.isfinite(q))
-        raise InputError(f"q_hat must be finite; row {i} is not")
-    sums = dist.sum(axis=1)
-    if not (np.abs(sums - 1.0) <= 1e-6).all() or dist.min() < 0:
-        i = first_bad(~(np.abs(sums - 1.0) <= 1e-6) | (dist < 0).any(axis=1))
-        raise InputError(
-            f"evaluation_policy_action_dist rows must be non-negative and sum to 1; row {i} "
-            f"sums to {float(sums[i])!r}"
+    # the bandit kernel's blocked scan: checks every row of dist and computes sum_a dist * q
+    # in one cache-resident pass (a non-finite q makes its row's sum non-finite)
+    try:
+        expected = _scan_rows(dist, q, None, True)
+    except InputError as exc:  # the same rules, named with the slate arrays' names
+        msg = (
+            str(exc)
+            .replace("estimated_rewards", "q_hat")
+            .replace("sum_a pi * q", "sum_a dist * q_hat")
         )
+        raise InputError(msg.replace("action_dist", "evaluation_policy_action_dist")) from None
+    assert expected is not None
     logged = q[np.arange(n_rows), action]
-    expected = np.einsum("ij,ij->i", dist, q)
     return grid(logged), grid(expected)
 
 

@@ -219,3 +219,22 @@ def test_missing_propensities_and_unknown_name() -> None:
         "snrips",
         "cascade-dr",
     }
+
+
+def test_cascade_dr_model_input_errors() -> None:
+    a = {**_hand(), "action": np.array([0, 1, 1, 0])}
+    q = np.array([[0.5, 0.0], [0.0, 0.25], [1.0, np.inf], [0.5, 0.5]])
+    dist = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
+    with pytest.raises(InputError, match="q_hat must be finite; row 2 has inf"):
+        CascadeDR().estimate_policy_value(**a, q_hat=q, evaluation_policy_action_dist=dist)
+    bad = dist.copy()
+    bad[1] = [0.5, 0.25]
+    with pytest.raises(InputError, match="evaluation_policy_action_dist .*row 1"):
+        CascadeDR().estimate_policy_value(
+            **a, q_hat=np.zeros((4, 2)), evaluation_policy_action_dist=bad
+        )
+    with pytest.raises(InputError, match=r"action must be in \[0, 2\); row 0 has 5"):
+        CascadeDR().estimate_policy_value(
+            **{**a, "action": np.array([5, 1, 1, 0])}, q_hat=np.zeros((4, 2)),
+            evaluation_policy_action_dist=dist,
+        )  # fmt: skip
