@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._table import best_time, print_table
+from benchmarks._table import best_time, peak_rss_mb_of, print_table
 
 ASSUMPTION_HOLDS = {
     "independent": ("iips", "rips", "sips", "cascade-dr"),
@@ -211,6 +211,50 @@ def speed(n_slates: int = 200_000, n_items: int = 100, slate_size: int = 5,
     )  # fmt: skip
 
 
+def scale(n_slates: int = 2_000_000, slate_size: int = 5, batch_rows: int = 65_536) -> None:
+    """Streamed slate OPE on a log of ``n_slates * slate_size`` slots (10M by default): write
+    the log, then evaluate a Plackett-Luce target with all seven estimators in a fresh
+    process, reporting its peak RSS and wall time."""
+    from offrec.logs.slate import collect_slates
+    from offrec.policies.loggers import logging_policy
+    from offrec.sim.config import WorldConfig
+    from offrec.sim.slate import ClickModel, MarginalCache, PlackettLuce, SlateWorld
+    from offrec.sim.world import World
+
+    world = World(WorldConfig(n_items=100, n_users=1000), seed=0)
+    logger = PlackettLuce(logging_policy(world, "softmax", beta=0.5), slate_size)
+    sw = SlateWorld(world, slate_size, ClickModel("cascade"))
+    with tempfile.TemporaryDirectory(dir=os.environ.get("SLATE_BENCH_DIR")) as tmp:
+        path = Path(tmp) / "log"
+        t = time.perf_counter()
+        collect_slates(sw, logger, out=path, n_slates=n_slates, seed=0, chunk_slates=65_536,
+                       marginals=MarginalCache(logger, 1000, seed=1))  # fmt: skip
+        t_write = time.perf_counter() - t
+        size = sum(f.stat().st_size for f in path.iterdir())
+        code = f"""
+import time
+from offrec.policies.loggers import logging_policy
+from offrec.sim.config import WorldConfig
+from offrec.sim.slate import PlackettLuce
+from offrec.sim.world import World
+from offrec.ope.slate_log import evaluate_slates
+world = World(WorldConfig(n_items=100, n_users=1000), seed=0)
+target = PlackettLuce(logging_policy(world, "softmax", beta=1.0), {slate_size})
+t = time.perf_counter()
+res = evaluate_slates({str(path)!r}, target, n_bootstrap=1000, batch_rows={batch_rows},
+                      marginal_samples=1000)
+OUT = {{"seconds": time.perf_counter() - t, "values": {{r.estimator: r.value for r in res}}}}
+"""
+        peak, out = peak_rss_mb_of(code)
+    print_table(
+        f"Streamed slate OPE, {n_slates * slate_size:,} slots ({n_slates:,} slates of {slate_size}, "
+        f"100 items), batches of {batch_rows:,} rows, 7 estimators + 1000 bootstrap resamples, "
+        f"load {os.getloadavg()[0]:.1f}",
+        ["write log s", "log MB", "evaluate s", "peak RSS MB (evaluating process)"],
+        [[f"{t_write:.0f}", f"{size / 2**20:.0f}", f"{out['seconds']:.0f}", f"{peak:.0f}"]],
+    )  # fmt: skip
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20)
@@ -222,7 +266,12 @@ if __name__ == "__main__":
     ap.add_argument("--out", default=None, help="write the rows as JSON here")
     ap.add_argument("--speed", action="store_true",
                     help="instead: time offrec's slate estimators against OBP's on the same arrays")  # fmt: skip
+    ap.add_argument("--scale", type=int, default=None, metavar="N_SLATES",
+                    help="instead: streamed OPE on a log of N_SLATES slates, peak memory")  # fmt: skip
     a = ap.parse_args()
+    if a.scale:
+        scale(a.scale, a.slate_size)
+        raise SystemExit(0)
     if a.speed:
         speed(a.slates)
         raise SystemExit(0)

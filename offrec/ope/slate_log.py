@@ -151,7 +151,7 @@ def evaluate_slates(
     n_bootstrap: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
-    batch_rows: int = 1 << 18,
+    batch_rows: int = 65_536,
     marginal_samples: int = MARGINAL_SAMPLES,
     marginals: MarginalCache | None = None,
 ) -> list[SlateEstimate]:
