@@ -29,18 +29,20 @@ def _obp_available() -> bool:
     if not OBP_PYTHON.exists():
         return False
     try:
-        done = subprocess.run(
-            [str(OBP_PYTHON), "-c", "import obp"], capture_output=True, timeout=120
-        )
+        find = "import importlib.util, sys; sys.exit(importlib.util.find_spec('obp') is None)"
+        done = subprocess.run([str(OBP_PYTHON), "-c", find], capture_output=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
 
 
-pytestmark = pytest.mark.skipif(
-    not _obp_available(),
-    reason=f"OBP 0.5.7 venv not found at {OBP_PYTHON} (build it with ../shared/reference/setup_obp.sh)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not _obp_available(),
+        reason=f"OBP 0.5.7 venv not found at {OBP_PYTHON} (build it with ../shared/reference/setup_obp.sh)",
+    ),
+    pytest.mark.slow,  # importing OBP (and its torch) takes ~10-50 s per subprocess
+]
 
 OBP_SCRIPT = textwrap.dedent(
     """
