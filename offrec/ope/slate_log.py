@@ -90,7 +90,7 @@ def _batches(path: str | Path, batch_rows: int, K: int) -> Any:
 def _batch_arrays(
     cols: dict[str, np.ndarray], K: int, target: SlatePolicy, cache: MarginalCache,
     q_table: np.ndarray | None,
-) -> dict[str, np.ndarray]:  # fmt: skip
+) -> dict[str, Any]:  # fmt: skip
     """OBP-named arrays (see :mod:`offrec.ope.slate`) of one batch of whole slates."""
     check_slate_rows(cols["session_id"], cols["step"], cols["position"], cols["action"], K)
     order = np.lexsort((cols["position"], cols["step"], cols["session_id"]))
