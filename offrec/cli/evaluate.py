@@ -71,6 +71,14 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--json", type=Path, help="also write the estimates and warnings as JSON")
     e.add_argument("--repair", choices=["drop"],
                    help="drop duplicated log rows instead of failing (reads the log into memory; not with --probs)")  # fmt: skip
+    sl = e.add_argument_group("slate logs (offrec simulate --slate-size)")
+    sl.add_argument("--slate-ranker", default="pl", choices=["pl", "top-k"],
+                    help="how --policy ranks: pl = Plackett-Luce over its probabilities, top-k = its "
+                    "top items with probability 1 - --slate-epsilon (default %(default)s)")  # fmt: skip
+    sl.add_argument("--slate-temperature", type=float, default=1.0,
+                    help="Plackett-Luce temperature (default %(default)s)")  # fmt: skip
+    sl.add_argument("--slate-epsilon", type=float, default=0.1,
+                    help="top-k: probability of a uniformly random list (default %(default)s)")  # fmt: skip
     add_global_options(e)
     e.set_defaults(func=run)
 
@@ -163,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--repair drop changes the log's rows; --probs are aligned with them: "
                          "use --policy, or write the probabilities for a repaired copy")  # fmt: skip
     source = open_log(args.logs, check_rows=args.repair is None)
+    if _is_slate_log(args.logs):
+        return _run_slates(args, source)
     logs: Any = source.path
     if args.repair is not None:
         from offrec.logs import read_logs
@@ -208,5 +218,61 @@ def run(args: argparse.Namespace) -> int:
             "warnings": result.warnings(),
             "skipped": [{"estimator": k, "reason": v} for k, v in result.skipped.items()],
         }  # fmt: skip
+        atomic_write_text(args.json, json.dumps(out, indent=2))
+    return 0
+
+
+def _is_slate_log(path: Path) -> bool:
+    from offrec.logs.reader import read_metadata
+
+    return isinstance(read_metadata(path).get("slate"), dict)
+
+
+def _run_slates(args: argparse.Namespace, source: Any) -> int:
+    """A slate log: the slate estimators (:mod:`offrec.ope.slate`) on a ranker over --policy."""
+    import json
+
+    from offrec.logs.reader import read_metadata
+    from offrec.models import load_model
+    from offrec.ope.slate_log import evaluate_slates
+    from offrec.sim.slate import PlackettLuce, TopKEpsilon
+
+    if args.policy is None:
+        raise InputError(
+            "a slate log is evaluated with --policy MODEL_DIR (--probs holds one item per row)"
+        )
+    size = int(read_metadata(args.logs)["slate"]["slate_size"])
+    base = load_model(args.policy, n_actions=source.n_actions, obs_dim=source.context_dim)
+    ranker: Any = (
+        PlackettLuce(base, size, temperature=args.slate_temperature)
+        if args.slate_ranker == "pl"
+        else TopKEpsilon(base, size, epsilon=args.slate_epsilon)
+    )
+    estimators = (
+        [e.strip() for e in args.estimators.split(",") if e.strip()] if args.estimators else None
+    )
+    method = "normal" if args.interval == "none" else args.interval
+    results = evaluate_slates(
+        args.logs, ranker, estimators, method=method, n_bootstrap=args.n_bootstrap,
+        seed=args.seed, batch_rows=args.batch_size,
+    )  # fmt: skip
+    name = Path(args.policy).name
+    print(
+        f"{'policy':<12} {'estimator':<11} {'value':>8} {'low':>8} {'high':>8} {'ess':>9} {'max_weight':>11}"
+    )
+    for r in results:
+        print(
+            f"{name:<12} {r.estimator:<11} {r.value:8.4g} {r.low:8.4g} {r.high:8.4g} {r.ess:9.4g} {r.max_weight:11.4g}"
+        )
+    print(f"slate log: {results[0].n_slates:,} slates of {size}; value = expected clicks per slate")
+    for r in results:
+        for w in r.warnings:
+            print(f"WARNING: {w}", file=sys.stderr)
+    if args.json:
+        from dataclasses import asdict
+
+        from offrec.core.atomic import atomic_write_text
+
+        out = {"mode": "slate", "estimates": [asdict(r) for r in results]}
         atomic_write_text(args.json, json.dumps(out, indent=2))
     return 0

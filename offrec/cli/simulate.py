@@ -49,6 +49,15 @@ def add_parser(sub: Any) -> None:
                    help="rows simulated at once: sets peak memory (the log depends on it: keep it to reproduce a log)")  # fmt: skip
     s.add_argument("--overwrite", action="store_true",
                    help="replace an existing dataset at --out (only one offrec wrote)")  # fmt: skip
+    sl = s.add_argument_group("slates (ranked lists; bandit mode)")
+    sl.add_argument("--slate-size", type=int,
+                    help="show ranked lists of this many items, ranked by Plackett-Luce over --policy; "
+                    "one row per slot, --n-sessions slates")  # fmt: skip
+    sl.add_argument("--click-model", default="cascade", choices=["independent", "pbm", "cascade"],
+                    help="how users click a list (with --slate-size; default %(default)s)")  # fmt: skip
+    sl.add_argument("--marginal-samples", type=int, default=2000,
+                    help="Monte-Carlo prefixes per user for the per-slot marginal propensities when "
+                    "they cannot be enumerated (default %(default)s)")  # fmt: skip
     add_global_options(s)
     s.set_defaults(func=run)
 
@@ -81,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         model_seed=args.model_seed, support=parse_support(args.support, world.n_items),
     )  # fmt: skip
     policy = logging_policy(world, args.policy, **kwargs)
+    if args.slate_size is not None:
+        return _run_slates(args, world, policy)
     total = args.n_decisions or expected_rows(world, args.n_sessions)
     with progress(args, total, "simulate") as bar:
         done = [0]
@@ -95,4 +106,21 @@ def run(args: argparse.Namespace) -> int:
             chunk_rows=args.batch_size,
         )  # fmt: skip
     print(result.line())
+    return 0
+
+
+def _run_slates(args: argparse.Namespace, world: Any, policy: Any) -> int:
+    """``--slate-size``: a Plackett-Luce ranker over ``policy``, logged one row per slot."""
+    from offrec.logs.slate import collect_slates
+    from offrec.sim.slate import ClickModel, PlackettLuce, SlateWorld
+
+    if args.n_sessions is None:
+        raise InputError("with --slate-size give --n-sessions (the number of slates)")
+    sw = SlateWorld(world, args.slate_size, ClickModel(args.click_model))
+    ranker = PlackettLuce(policy, args.slate_size)
+    result = collect_slates(
+        sw, ranker, out=args.out, n_slates=args.n_sessions, seed=args.seed,
+        overwrite=args.overwrite, marginal_samples=args.marginal_samples,
+    )  # fmt: skip
+    print(result.line().replace("sessions", "slates"))
     return 0

@@ -23,6 +23,7 @@ from offrec.logs.checks import (
 )
 from offrec.logs.data import LoggedData, validate_logged_data
 from offrec.logs.schema import META_N_ACTIONS, read_dataset_meta, reward_domain
+from offrec.logs.slate_rules import slate_rules_from_metadata
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +219,7 @@ def read_logs(path: str | Path, *, validate: bool = True, repair: str | None = N
     data = table_to_logged(table, read_metadata(path), str(path))
     if validate:
         validate_logged_data(data)
+        slate_rules_from_metadata(data)  # slate logs: every slot once, no item twice
         report = key_report(data, parts)
         if report.duplicates.size and repair == "drop":
             log.warning(

@@ -25,6 +25,7 @@ META_ROWS_REORDERED = (
     "offrec.rows_reordered"  # JSON bool: the importer reordered or dropped source rows
 )
 META_REWARD_DOMAIN = "offrec.reward_domain"  # JSON: {"kind": "binary"} or {"kind": "continuous", "low": a, "high": b}
+META_SLATE = "offrec.slate"  # JSON, slate logs only: see SLATE_COLUMNS
 
 DATASET_FILE = "_offrec_dataset.json"
 """Dataset-level metadata stored once per dataset directory (not in every part file):
@@ -136,6 +137,30 @@ REQUIRED = {
 }
 
 
+SLATE_COLUMNS = {
+    "pscore_slate": pa.float64(),
+    "pscore_cascade": pa.float64(),
+}
+"""Optional columns of a slate log (one row per slot, keyed by (session_id, step,
+position); ``position`` is the rank from 0, ``action`` the item shown there):
+
+- ``pscore``: the per-slot marginal ``pi_b(a_k at rank k | x)`` (so every
+  per-position reader, OBD-style, keeps its meaning);
+- ``pscore_slate``: the joint slate propensity ``pi_b(slate | x)``, equal in every slot;
+- ``pscore_cascade``: the prefix propensity ``pi_b(a_1..a_k | x)``.
+
+The metadata key :data:`META_SLATE` holds ``{"slate_size": K, "click_model": {...},
+"marginals": "exact" | {"monte_carlo_samples": S}}``: whether ``pscore`` is exact or a
+Monte-Carlo estimate, and from how many sampled prefixes per context.
+
+Why an optional-column extension and not a schema version bump: a slate log is a valid
+version-1 log read one slot at a time (every required column keeps its meaning, ``pscore``
+included), so existing readers and per-position estimators stay correct on it; the new
+columns and the metadata key only add what the slate estimators need, and the reader
+checks the slate rules (every slot present once, no item twice in a slate) whenever
+:data:`META_SLATE` is present."""
+
+
 def log_schema(
     context_dim: int,
     n_actions: int,
@@ -143,6 +168,7 @@ def log_schema(
     logging_dist: bool = False,
     true_ctr: bool = False,
     metadata: dict[str, str] | None = None,
+    slate: bool = False,
 ) -> pa.Schema:
     """Arrow schema of a log: the required columns, ``context`` as
     ``fixed_size_list<float32>[context_dim]``, and the optional columns asked for."""
@@ -167,6 +193,8 @@ def log_schema(
         fields.append(pa.field("logging_dist", pa.list_(pa.float32(), n_actions)))
     if true_ctr:
         fields.append(pa.field("true_ctr", pa.float32()))
+    if slate:  # the slate layout's optional columns (SLATE_COLUMNS)
+        fields += [pa.field(name, t, nullable=False) for name, t in SLATE_COLUMNS.items()]
     meta = {META_SCHEMA_VERSION: SCHEMA_VERSION, META_N_ACTIONS: str(n_actions)}
     meta.update(metadata or {})
     return pa.schema(fields, metadata=meta)

@@ -270,6 +270,20 @@ class World:
         logits[rows, batch.recent[rows, cols]] -= cfg.repeat_penalty
         return logits
 
+    def pair_click_probs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """State-free click probability ``q(u, i) = sigmoid(theta0 + theta1 <w_u, v_i> + b_i)``
+        of each (user, item) pair: ``users`` (n,), ``items`` (n, k) -> (n, k) float64.
+
+        Bandit mode's ``q`` (no fatigue, no repeat penalty), computed for the given pairs
+        only (never a row over the whole catalog); the slate worlds read it."""
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        if self._logit_table is not None:
+            return sigmoid(self._logit_table[users[:, None], items])
+        cfg = self.config
+        affinity = np.einsum("nk,nsk->ns", self.user_vec[users], self.item_vec[items])
+        return sigmoid(cfg.theta0 + cfg.theta1 * affinity + self.item_quality[items])
+
     def click_prob(self, batch: SessionBatch, actions: np.ndarray) -> np.ndarray:
         """True click probability of ``actions`` (n,) in the current state, (n,)."""
         return sigmoid(self._action_logits(batch, actions)[0])
