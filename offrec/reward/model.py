@@ -203,14 +203,14 @@ class FittedRewardModel:
     def _neg_logits(self, x: np.ndarray, position: np.ndarray | None = None) -> np.ndarray:
         r"""Minus the logits, ``z = x @ u - c`` (n, k) for standardized ``x`` (n, d), with the
         folded coefficients :math:`u_a = -(\beta + \delta_a)` (d, k) and
-        :math:`c_a = \beta_0 + \gamma_a`: one matrix product. With several positions, minus
-        their effect :math:`\eta_p` too: ``(n, k, n_positions)``, or ``(n, k)`` at each
-        row's own ``position`` (n,) when given."""
+        :math:`c_a = \beta_0 + \gamma_a` (:meth:`_folded`): one matrix product. With several
+        positions, minus their effect :math:`\eta_p` too: ``(n, k, n_positions)``, or
+        ``(n, k)`` at each row's own ``position`` (n,) when given."""
         d, k = x.shape[1], self.n_actions
-        coef = self.clf.coef_[0]
-        u = -(coef[d + k : d + k + d * k].reshape(k, d).T + coef[:d, None])  # (d, k)
+        u, c = self._folded(d)
         z = x @ u
-        z -= self.clf.intercept_[0] + coef[d : d + k]
+        z -= c
+        coef = self.clf.coef_[0]
         if self.n_positions > 1:
             eta = coef[d + k + d * k :]
             if position is not None:
@@ -218,6 +218,14 @@ class FittedRewardModel:
             else:
                 z = z[:, :, None] - eta[None, None, :]
         return z
+
+    def _folded(self, d: int) -> tuple[np.ndarray, np.ndarray]:
+        r"""The logistic model's folded coefficients for ``d`` context columns:
+        :math:`u = -(\beta + \delta_a)_a` (d, k) and :math:`c = (\beta_0 + \gamma_a)_a` (k,)."""
+        k = self.n_actions
+        coef = self.clf.coef_[0]
+        u = -(coef[d + k : d + k + d * k].reshape(k, d).T + coef[:d, None])
+        return u, self.clf.intercept_[0] + coef[d : d + k]
 
     def _predict_gbm(self, x: np.ndarray) -> np.ndarray:
         n, k, n_pos = x.shape[0], self.n_actions, self.n_positions
@@ -289,6 +297,71 @@ def predict_by_fold(
             block[sel] = m._neg_logits(xs, None if pb is None else pb[sel])
         _sigmoid_of_neg(block)
     return out
+
+
+def predict_reduced_by_fold(
+    models: Sequence[FittedRewardModel],
+    fold: np.ndarray,
+    context: Any,
+    weights: np.ndarray,
+    columns: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Two reductions of the cross-fitted :math:`\hat q` of :func:`predict_by_fold`
+    (one position), without its ``(n, n_actions)`` array:
+
+    .. math::
+
+        S_{ip} = \sum_a \hat q(x_i, a)\, W_{ap}, \qquad
+        G_{ij} = \hat q(x_i, c_{ij}).
+
+    This is what DM / DR need of an epsilon-greedy target, whose expected reward
+    :math:`\sum_a f_a \hat q(x_i, a) + (1 - \epsilon) \hat q(x_i, b_i)` is one column of
+    ``S`` (``W`` the floors :math:`f`) plus a gathered entry (``c`` the greedy actions
+    :math:`b_i`, and the logged actions for :math:`\hat q(x_i, a_i)`).
+
+    Shapes: ``fold`` (n,) ints in ``[0, len(models))``, ``context`` (n, d), ``weights``
+    (n_actions, P), ``columns`` (n, m) ints in ``[0, n_actions)``. Returns ``S`` (n, P)
+    and ``G`` (n, m), float64.
+
+    Logistic models are evaluated fold by fold on blocks of rows of about 1 MB
+    (:data:`_BLOCK_CELLS` numbers): the block's logits, sigmoid and both reductions stay
+    in cache, and nothing of size ``n * n_actions`` is written. Each :math:`\hat q`
+    entry is computed by the same operations as in :func:`predict_by_fold` (the same
+    numbers up to the summation order of the products, ~1e-16 relative). Other models
+    (gbm, constant, several positions): :func:`predict_by_fold`, then the reductions.
+    """
+    x = _as_context(context)
+    fold = np.asarray(fold)
+    weights = np.asarray(weights, dtype=np.float64)
+    columns = np.asarray(columns)
+    first = models[0]
+    n, k = x.shape[0], first.n_actions
+    if weights.ndim != 2 or weights.shape[0] != k:
+        raise InputError(f"weights must have shape ({k}, P); got {weights.shape}")
+    if columns.shape[:1] != (n,) or columns.ndim != 2:
+        raise InputError(f"columns must have shape ({n}, m); got {columns.shape}")
+    fast = first.n_positions == 1 and all(
+        m.kind == "logistic" and m.constant is None for m in models
+    )
+    if not fast:
+        q = predict_by_fold(models, fold, x)
+        return q @ weights, np.take_along_axis(q, columns, axis=1)
+    sums = np.empty((n, weights.shape[1]))
+    picked = np.empty(columns.shape)
+    order = np.argsort(fold, kind="stable")  # the rows of each fold, ascending
+    bounds = np.searchsorted(fold[order], np.arange(len(models) + 1))
+    step = max(1, _BLOCK_CELLS // k)
+    for j, m in enumerate(models):
+        u, c = m._folded(x.shape[1])
+        rows_j = order[bounds[j] : bounds[j + 1]]
+        for lo in range(0, rows_j.size, step):
+            rows = rows_j[lo : lo + step]
+            z = ((x[rows] - m.mean) / m.scale) @ u
+            z -= c
+            q = _sigmoid_of_neg(z)
+            sums[rows] = q @ weights
+            picked[rows] = np.take_along_axis(q, columns[rows], axis=1)
+    return sums, picked
 
 
 def _sigmoid_of_neg(z: np.ndarray) -> np.ndarray:
