@@ -20,7 +20,7 @@ from offrec.core.validation import check_scalar
 from offrec.rl.algos import ALGOS
 
 __all__ = [
-    "ALGOS", "MATMUL_PRECISIONS", "SAMPLERS", "RLConfig", "build_algo",
+    "ALGOS", "MATMUL_PRECISIONS", "SAMPLERS", "RLConfig", "build_algo", "deterministic",
     "fused_adam_factory_class", "matmul_precision", "seeded", "threads",
 ]  # fmt: skip
 
@@ -172,6 +172,26 @@ def seeded(seed: int) -> Iterator[None]:
         random.setstate(saved[0])
         np.random.set_state(saved[1])  # noqa: NPY002
         torch.random.set_rng_state(saved[2])
+
+
+@contextlib.contextmanager
+def deterministic() -> Iterator[None]:
+    """Run a block with ``torch.use_deterministic_algorithms(True)``, then restore the
+    caller's setting (and its ``warn_only``).
+
+    Torch then uses its deterministic kernels where it has a choice and raises on an op
+    that has none, so the same data, config and machine give the same weights run after
+    run. It does not make different CPUs agree: matrix kernels differ by instruction set
+    (AVX2, AVX-512, AMX), and ``matmul_precision="medium"`` multiplies in bfloat16 only on
+    CPUs with bfloat16 units (README, "Same seed, same numbers").
+    """
+    before = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 
 @contextlib.contextmanager
