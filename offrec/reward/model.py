@@ -346,21 +346,27 @@ def predict_reduced_by_fold(
     if not fast:
         q = predict_by_fold(models, fold, x)
         return q @ weights, np.take_along_axis(q, columns, axis=1)
-    sums = np.empty((n, weights.shape[1]))
-    picked = np.empty(columns.shape)
-    order = np.argsort(fold, kind="stable")  # the rows of each fold, ascending
+    # rows grouped by fold (one gather of x and columns), blocks of contiguous rows, one
+    # scatter back at the end
+    order = np.argsort(fold, kind="stable")
     bounds = np.searchsorted(fold[order], np.arange(len(models) + 1))
+    xs_all, cols_all = x[order], columns[order]
+    sums_sorted = np.empty((n, weights.shape[1]))
+    picked_sorted = np.empty(columns.shape)
     step = max(1, _BLOCK_CELLS // k)
     for j, m in enumerate(models):
         u, c = m._folded(x.shape[1])
-        rows_j = order[bounds[j] : bounds[j + 1]]
-        for lo in range(0, rows_j.size, step):
-            rows = rows_j[lo : lo + step]
-            z = ((x[rows] - m.mean) / m.scale) @ u
+        for lo in range(int(bounds[j]), int(bounds[j + 1]), step):
+            hi = min(lo + step, int(bounds[j + 1]))
+            z = ((xs_all[lo:hi] - m.mean) / m.scale) @ u
             z -= c
             q = _sigmoid_of_neg(z)
-            sums[rows] = q @ weights
-            picked[rows] = np.take_along_axis(q, columns[rows], axis=1)
+            np.matmul(q, weights, out=sums_sorted[lo:hi])
+            picked_sorted[lo:hi] = np.take_along_axis(q, cols_all[lo:hi], axis=1)
+    sums = np.empty_like(sums_sorted)
+    picked = np.empty_like(picked_sorted)
+    sums[order] = sums_sorted
+    picked[order] = picked_sorted
     return sums, picked
 
 
