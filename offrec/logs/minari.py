@@ -269,7 +269,7 @@ def resolve_dataset(src: str | Path, root: str | Path | None = None) -> Path:
         return by_id
     raise InputError(
         f"no Minari dataset at {src}: neither a dataset folder (with data/metadata.json) nor "
-        f"a dataset id under {datasets_root(root)} (set MINARI_DATASETS_PATH or --root)"
+        f"a dataset id under {datasets_root(root)}; set MINARI_DATASETS_PATH to look elsewhere"
     )
 
 
