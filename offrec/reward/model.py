@@ -325,9 +325,10 @@ def predict_reduced_by_fold(
 
     Logistic models are evaluated fold by fold on blocks of rows of about 1 MB
     (:data:`_BLOCK_CELLS` numbers): the block's logits, sigmoid and both reductions stay
-    in cache, and nothing of size ``n * n_actions`` is written. Each :math:`\hat q`
-    entry is computed by the same operations as in :func:`predict_by_fold` (the same
-    numbers up to the summation order of the products, ~1e-16 relative). Other models
+    in cache, and nothing of size ``n * n_actions`` is written. The context's
+    standardization and the intercepts are folded into the coefficients (one product with
+    a column of ones), so each :math:`\hat q` entry equals :func:`predict_by_fold`'s up to
+    rounding (~1e-15 relative). Other models
     (gbm, constant, several positions): :func:`predict_by_fold`, then the reductions.
     """
     x = _as_context(context)
@@ -347,20 +348,23 @@ def predict_reduced_by_fold(
         q = predict_by_fold(models, fold, x)
         return q @ weights, np.take_along_axis(q, columns, axis=1)
     # rows grouped by fold (one gather of x and columns), blocks of contiguous rows, one
-    # scatter back at the end
+    # scatter back at the end; the standardization and intercepts folded into one product
+    # with a column of ones: z = [x, 1] @ [u / s; -(c + (m / s) @ u)] (rounding ~1e-16)
     order = np.argsort(fold, kind="stable")
     bounds = np.searchsorted(fold[order], np.arange(len(models) + 1))
-    xs_all, cols_all = x[order], columns[order]
+    d = x.shape[1]
+    xs_all = np.ones((n, d + 1))
+    xs_all[:, :d] = x[order]
+    cols_all = columns[order]
     sums_sorted = np.empty((n, weights.shape[1]))
     picked_sorted = np.empty(columns.shape)
     step = max(1, _BLOCK_CELLS // k)
     for j, m in enumerate(models):
-        u, c = m._folded(x.shape[1])
+        u, c = m._folded(d)
+        ua = np.vstack([u / m.scale[:, None], -(c + (m.mean / m.scale) @ u)])  # (d + 1, k)
         for lo in range(int(bounds[j]), int(bounds[j + 1]), step):
             hi = min(lo + step, int(bounds[j + 1]))
-            z = ((xs_all[lo:hi] - m.mean) / m.scale) @ u
-            z -= c
-            q = _sigmoid_of_neg(z)
+            q = _sigmoid_of_neg(xs_all[lo:hi] @ ua)
             np.matmul(q, weights, out=sums_sorted[lo:hi])
             picked_sorted[lo:hi] = np.take_along_axis(q, cols_all[lo:hi], axis=1)
     sums = np.empty_like(sums_sorted)

@@ -214,7 +214,7 @@ def test_predict_reduced_by_fold_equals_the_reductions_of_the_dense_predictions(
     q = predict_by_fold(models, fold, x)
     sums, picked = predict_reduced_by_fold(models, fold, x, weights, cols)
     np.testing.assert_allclose(sums, q @ weights, rtol=1e-13)
-    np.testing.assert_array_equal(picked, np.take_along_axis(q, cols, axis=1))
+    np.testing.assert_allclose(picked, np.take_along_axis(q, cols, axis=1), rtol=1e-13)
     with pytest.raises(InputError, match=r"weights must have shape \(6, P\); got \(5, 2\)"):
         predict_reduced_by_fold(models, fold, x, weights[:5], cols)
 
