@@ -482,18 +482,25 @@ def _evaluate_bandit(
 
     def kernel(batch: Batch) -> Moments:
         data = batch.data
-        dists = {p: _dist(target, batch, p, compact=True) for p, target in named.items()}
         # greedy targets on one position: the reward model's reductions they need (no
-        # (n, n_actions) array of predictions); others: the dense predictions
+        # (n, n_actions) array of predictions); else the dense predictions. The targets'
+        # factored forms are made first (small); at most one dense one waits for its turn.
+        dists: dict[str, Any] = {}
+        for p, target in named.items():
+            dists[p] = _dist(target, batch, p, compact=True)
+            if not isinstance(dists[p], GreedyDist):
+                break
         reduced = (
             models is not None
             and models.n_positions == 1
+            and len(dists) == len(named)
             and all(isinstance(d, GreedyDist) for d in dists.values())
         )
         q = None if models is None or reduced else models.predict(data)
         q_logged, q_targets = models.greedy_terms(data, dists) if reduced else (None, {})  # type: ignore[union-attr]
         x = np.empty((data.n_rows, layout.width))
-        for p, dist in dists.items():
+        for p, target in named.items():
+            dist = dists.pop(p) if p in dists else _dist(target, batch, p, compact=True)
             try:
                 terms = round_terms(
                     reward=data.reward, action=data.action, pscore=data.pscore,

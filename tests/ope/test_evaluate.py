@@ -304,6 +304,11 @@ def test_several_greedy_targets_with_ties_share_the_reduced_predictions(
     expected = evaluate(path, fixed, **kw).table  # type: ignore[arg-type]
     for col in ("value", "low", "high", "stderr"):
         np.testing.assert_allclose(got[col], expected[col], rtol=1e-12, err_msg=col)
+    # with a dense target among them (the dense predictions for all): the same rows
+    mixed = evaluate(path, {"a": targets["a"], "d": fixed["b"], "b": targets["b"]}, **kw).table  # type: ignore[arg-type]
+    for name in ("a", "b"):
+        rows = mixed.policy == name
+        np.testing.assert_allclose(mixed[rows].value, got[got.policy == name].value, rtol=1e-12)
 
 
 def test_session_logs_use_the_sequential_estimators(tmp_path: Path) -> None:
