@@ -175,6 +175,9 @@ def test_two_node_cluster_gives_the_local_numbers(cluster: Cluster) -> None:
             np.testing.assert_allclose(b[col], a[col], rtol=1e-9, err_msg=col)
         for col in ("low", "high"):  # bootstrap: float32 block products round ~1e-7
             np.testing.assert_allclose(b[col], a[col], rtol=1e-6, err_msg=col)
+    print("\n2 nodes alive; ray cluster vs local engine (value):",  # shown with pytest -s
+          ", ".join(f"{b['estimator']} {b['value']!r} vs {a['value']!r}"
+                    for a, b in zip(local, remote, strict=True)))  # fmt: skip
     ran = cluster.sh(f"{RECIPE['train']} -q --head epsilon_greedy:0.1", **env)
     assert ran.returncode == 0, ran.stderr
     files = sorted(f for f in model.iterdir() if not f.name.startswith("."))  # not the manifest
