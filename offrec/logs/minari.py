@@ -21,8 +21,9 @@ Minari field           offrec log
                        ``true_ctr``; their entry ``T`` repeats entry ``T - 1``
 =====================  ===================================================================
 
-The dataset's metadata carries offrec's log metadata (``offrec_metadata``: world config,
-logging policy, seed, reward domain, as JSON) in its ``description``-free fields.
+The dataset's metadata (``data/metadata.json``) carries the log's offrec metadata (world
+config, logging policy, seed, reward domain) as JSON under ``offrec_metadata``; an
+import restores it.
 
 Where datasets live: Minari keeps dataset ``ID`` (``[namespace/]name-v<k>``) at
 ``ROOT/ID`` with ``ROOT`` the ``MINARI_DATASETS_PATH`` environment variable, else
@@ -37,6 +38,7 @@ imported log in memory, as the other importers do.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -78,7 +80,7 @@ def datasets_root(root: str | Path | None = None) -> Path:
 
 def check_dataset_id(dataset_id: str) -> str:
     """``dataset_id`` if Minari accepts it (``[namespace/]name-v<k>``), else InputError."""
-    minari = require_minari()
+    require_minari()
     from minari.dataset.minari_dataset import parse_dataset_id
 
     try:
@@ -89,7 +91,6 @@ def check_dataset_id(dataset_id: str) -> str:
         raise InputError(
             f"Minari dataset id must look like [namespace/]name-v0; got {dataset_id!r} ({exc})"
         ) from None
-    del minari
     return dataset_id
 
 
@@ -374,16 +375,10 @@ def import_minari(
     if isinstance(domain, str):
         domain = json.loads(domain)
     if isinstance(domain, dict):
-        data = dataclass_replace(data, reward_domain=domain)
+        data = dataclasses.replace(data, reward_domain=domain)
     extra = {**_carried(meta), "source": f"minari:{ds.spec.dataset_id}"}
     write_logged_data(data, out, overwrite=overwrite, extra_metadata=extra)
     return MinariSummary(str(ds.spec.dataset_id), Path(out), ds.total_episodes, n, bool(has_pscore))
-
-
-def dataclass_replace(data: LoggedData, **changes: Any) -> LoggedData:
-    import dataclasses
-
-    return dataclasses.replace(data, **changes)
 
 
 def _carried(meta: dict[str, Any]) -> dict[str, Any]:
