@@ -103,8 +103,9 @@ def main() -> None:
             if engine == "local":
                 rows[-1][0] += f" [{dt / floor:.1f}x the read]"
             print(rows[-1], flush=True)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print_table(
-        "Logs of any size (whole processes; peak RSS of the process)",
+        f"Logs of any size (whole processes; peak RSS of the process; load average {load})",
         ["command", "rows", "engine", "wall s", "rows/s", "peak RSS MB"], rows,
     )  # fmt: skip
 

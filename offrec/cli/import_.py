@@ -18,8 +18,8 @@ def add_parser(sub: Any) -> None:
                        "recognised and re-imported as it is.")  # fmt: skip
     i.add_argument(
         "flavour",
-        choices=["csv", "parquet", "obd"],
-        help="generic file, or the Open Bandit Dataset",
+        choices=["csv", "parquet", "obd", "minari"],
+        help="generic file, the Open Bandit Dataset, or a Minari dataset (id or folder)",
     )
     i.add_argument("src", type=Path, help="source file (OBD: the campaign CSV)")
     i.add_argument("--out", type=Path, required=True, help="log directory to write")
@@ -65,12 +65,22 @@ def add_parser(sub: Any) -> None:
                    help="with --items: add the ids the map lacks (after its items) instead of refusing")  # fmt: skip
     i.add_argument("--item-context", type=Path, help="OBD item_context.csv")
     i.add_argument("--overwrite", action="store_true", help="replace a log offrec wrote at --out")
+    i.add_argument("--uniform-pscore", action="store_true",
+                   help="minari: the data was logged uniformly at random (pscore 1/n_actions)")  # fmt: skip
     add_global_options(i)
     i.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from offrec.logs.importers import ColumnMap, import_any
+
+    if args.flavour == "minari":  # SRC: a dataset id (under MINARI_DATASETS_PATH) or folder
+        from offrec.logs.minari import import_minari
+
+        got = import_minari(args.src, args.out, uniform_pscore=args.uniform_pscore,
+                            overwrite=args.overwrite)  # fmt: skip
+        print(f"imported {got.line()} from Minari dataset {got.dataset} to {args.out}")
+        return 0
 
     cmap = ColumnMap(
         action=args.action, reward=args.reward, pscore=args.pscore, session=args.session, step=args.step,

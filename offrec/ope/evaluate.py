@@ -62,7 +62,7 @@ from offrec.ope.sequential import (
     paired_difference,
 )
 from offrec.ope.stats import Moments
-from offrec.ope.terms import round_terms
+from offrec.ope.terms import greedy_q_target, round_terms
 from offrec.ope.trust import (
     ESTIMATE_COLUMNS,
     Q_MODEL,
@@ -73,7 +73,12 @@ from offrec.ope.trust import (
     recommended_for,
     weight_warnings,
 )
-from offrec.reward.model import FittedRewardModel, RewardModel, predict_by_fold
+from offrec.reward.model import (
+    FittedRewardModel,
+    RewardModel,
+    predict_by_fold,
+    predict_reduced_by_fold,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -578,6 +583,30 @@ class FoldModels:
         position = data.position if self.n_positions > 1 else None
         return predict_by_fold(self.models, self.folds(_keys(data)), data.context, position)
 
+    def greedy_terms(
+        self, data: LoggedData, dists: Mapping[str, GreedyDist]
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """:math:`\\hat q(x_i, a_i)` (n,) and, per greedy / epsilon-greedy target, its
+        :math:`\\sum_a \\pi(a|x_i) \\hat q(x_i, a)` (n,), from reductions of the
+        predictions (:func:`~offrec.reward.model.predict_reduced_by_fold`; one position):
+        the numbers of :meth:`predict` followed by ``GreedyDist.expect``, without the
+        ``(n, n_actions)`` array. Only the tied rows of a target are predicted densely."""
+        fold = self.folds(_keys(data))
+        names = list(dists)
+        floors = np.stack([dists[p].floor for p in names], axis=1)  # (n_actions, P)
+        cols = np.stack([data.action] + [dists[p].best for p in names], axis=1)
+        sums, picked = predict_reduced_by_fold(self.models, fold, data.context, floors, cols)
+        odd = np.unique(np.concatenate([dists[p].odd for p in names]))
+        dense = predict_by_fold(self.models, fold[odd], data.context[odd]) if odd.size else None
+        targets = {}
+        for j, p in enumerate(names):
+            d = dists[p]
+            odd_q = (
+                np.zeros((0, d.shape[1])) if dense is None else dense[np.searchsorted(odd, d.odd)]
+            )
+            targets[p] = greedy_q_target(d, sums[:, j], picked[:, 1 + j], odd_q)
+        return picked[:, 0].copy(), targets
+
 
 def fit_fold_models(sample: LoggedData, rm: RewardModel, seed: int, n_positions: int) -> FoldModels:
     """Fit one reward model per fold on ``sample`` (rows of the other folds)."""
@@ -670,11 +699,26 @@ def _evaluate_bandit(
 
     def kernel(batch: Batch) -> Moments:
         data = batch.data
-        q = None if models is None else models.predict(data)
+        # greedy targets on one position: the reward model's reductions they need (no
+        # (n, n_actions) array of predictions); else the dense predictions. The targets'
+        # factored forms are made first (small); at most one dense one waits for its turn.
+        dists: dict[str, Any] = {}
+        for p, target in named.items():
+            dists[p] = _dist(target, batch, p, compact=True)
+            if not isinstance(dists[p], GreedyDist):
+                break
+        reduced = (
+            models is not None
+            and models.n_positions == 1
+            and len(dists) == len(named)
+            and all(isinstance(d, GreedyDist) for d in dists.values())
+        )
+        q = None if models is None or reduced else models.predict(data)
+        q_logged, q_targets = models.greedy_terms(data, dists) if reduced else (None, {})  # type: ignore[union-attr]
         x = np.empty((data.n_rows, layout.width))
         x[:, layout.width - 1] = data.reward  # the logger's value, observed on-policy
         for p, target in named.items():
-            dist = _dist(target, batch, p, compact=True)
+            dist = dists.pop(p) if p in dists else _dist(target, batch, p, compact=True)
             try:
                 terms = round_terms(
                     reward=data.reward,
@@ -685,6 +729,8 @@ def _evaluate_bandit(
                 )
             except InputError as err:
                 raise _relocate(err, batch, p) from None
+            if reduced:
+                terms = replace(terms, q_logged=q_logged, q_target=q_targets[p])
             x[:, layout.weight[p]] = terms.weight
             if has_support:  # the target's mass on actions the logger never takes
                 outside = np.asarray(data.logging_dist) <= 0

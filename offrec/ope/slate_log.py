@@ -214,9 +214,9 @@ def evaluate_slates(
 
 
 def _warnings(name: str, ess: float, n_slates: int) -> tuple[str, ...]:
-    """The bandit evaluator's low-ESS rule (:data:`offrec.ope.evaluate.LOW_ESS`,
-    :data:`~offrec.ope.evaluate.LOW_ESS_SHARE`), applied to slates."""
-    from offrec.ope.evaluate import LOW_ESS, LOW_ESS_SHARE
+    """The one low-ESS rule (:data:`offrec.ope.trust.LOW_ESS`,
+    :data:`~offrec.ope.trust.LOW_ESS_SHARE`), applied to slates."""
+    from offrec.ope.trust import LOW_ESS, LOW_ESS_SHARE
 
     if ess < LOW_ESS or ess < LOW_ESS_SHARE * n_slates:
         return (

@@ -184,6 +184,26 @@ def _greedy_terms(
                       q_target=q_target)  # fmt: skip
 
 
+def greedy_q_target(
+    dist: GreedyDist, floor_sum: np.ndarray, at_best: np.ndarray, odd_q: np.ndarray
+) -> np.ndarray:
+    r""":math:`\hat q_i^{\pi} = \sum_a \pi(a|x_i) \hat q(x_i, a)` of a greedy /
+    epsilon-greedy ``dist`` from reductions of :math:`\hat q` (what
+    :func:`~offrec.reward.model.predict_reduced_by_fold` gives without the dense array):
+    ``floor_sum`` (n,) :math:`\sum_a f_a \hat q(x_i, a)`, ``at_best`` (n,)
+    :math:`\hat q(x_i, b_i)`, and ``odd_q`` (m, n_actions), the dense rows of ``dist.odd``.
+
+    The same arithmetic as :meth:`GreedyDist.expect <offrec.core.policy.GreedyDist.expect>`:
+    ``floor_sum + (1 - epsilon) * at_best``, the odd rows (ties) from their dense rows.
+    """
+    n = dist.shape[0]
+    out = np.array(floor_sum, dtype=np.float64) if dist.epsilon > 0.0 else np.zeros(n)
+    out += (1.0 - dist.epsilon) * at_best
+    if dist.odd.size:
+        out[dist.odd] = np.einsum("ma,ma->m", dist.dense(dist.odd), odd_q)
+    return out
+
+
 def check_greedy(dist: GreedyDist) -> None:
     """The dense checks of ``action_dist`` (non-negative, finite, rows summing to 1), run on
     the rows that can fail them, with the same errors.

@@ -58,7 +58,14 @@ from offrec.core.atomic import atomic_dir
 from offrec.core.errors import InputError, InputTypeError
 from offrec.core.policy import Head
 from offrec.logs.data import LoggedData
-from offrec.rl.config import RLConfig, build_algo, matmul_precision, seeded, threads
+from offrec.rl.config import (
+    RLConfig,
+    build_algo,
+    deterministic,
+    matmul_precision,
+    seeded,
+    threads,
+)
 from offrec.rl.dataset import Transitions, to_replay_buffer, to_transitions
 from offrec.rl.policy import QPolicy
 from offrec.rl.sampler import VectorizedReplayBuffer
@@ -231,7 +238,7 @@ def train_rl(
             f"the log has {tr.n_actions} and {tr.observation_dim}"
         )
     probe = tr.observations[tr.episode_starts[:-1][:1024]]
-    with threads(config.n_threads), seeded(config.seed):
+    with threads(config.n_threads), seeded(config.seed), deterministic():
         algo = build_algo(config)
         algo.create_impl((tr.observation_dim,), tr.n_actions)
         sample: Callable[[int], Any]

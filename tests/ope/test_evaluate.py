@@ -291,6 +291,48 @@ def test_greedy_targets_stream_without_the_dense_distribution(
     assert got.support_violation.iloc[0] == pytest.approx(probs[:, 7].mean(), rel=1e-12)
 
 
+def test_several_greedy_targets_with_ties_share_the_reduced_predictions(
+    parquet_log: tuple[Path, World],
+) -> None:
+    """Two epsilon-greedy targets scored together from the reward model's reductions
+    (no dense predictions), one whose scores tie on about half of the rows (its odd rows are
+    predicted densely): the table of the same distributions as fixed probabilities."""
+    from offrec.logs import read_logs
+
+    path, _ = parquet_log
+    data = read_logs(path)
+    k = data.n_actions
+    rng = np.random.default_rng(5)
+    theta = [rng.normal(size=(data.context.shape[1], k)) for _ in range(2)]
+
+    def tied(x: np.ndarray) -> np.ndarray:
+        s = np.asarray(x, np.float64) @ theta[1]
+        rows = s[:, 0] > s[:, 1]  # a tie between action 3 and the argmax (row-wise: batches)
+        s[rows, 3] = s[rows].max(axis=1)
+        return s
+
+    scorers = {"a": lambda x: np.asarray(x, np.float64) @ theta[0], "b": tied}
+    eps = {"a": 0.1, "b": 0.3}
+    targets, fixed = {}, {}
+    for name, score in scorers.items():
+        targets[name] = _NoDense(score, k, Head("epsilon_greedy", epsilon=eps[name]), None)
+        s = score(data.context)
+        top = s == s.max(axis=1, keepdims=True)
+        fixed[name] = FixedProbs((1 - eps[name]) * top / top.sum(1, keepdims=True) + eps[name] / k)
+    assert (top.sum(1) > 1).sum() > data.n_rows // 4  # ties are exercised
+    kw = dict(estimators=["dm", "dr", "sndr"], interval="normal", seed=2, fit_rows=20_000,
+              batch_size=4096)  # fmt: skip
+    got = evaluate(path, targets, **kw).table  # type: ignore[arg-type]
+    expected = evaluate(path, fixed, **kw).table  # type: ignore[arg-type]
+    for col in ("value", "low", "high", "stderr"):
+        np.testing.assert_allclose(got[col], expected[col], rtol=1e-12, err_msg=col)
+    # with a dense target among them (the dense predictions for all): the same rows
+    mixed = evaluate(path, {"a": targets["a"], "d": fixed["b"], "b": targets["b"]}, **kw).table  # type: ignore[arg-type]
+    for name in ("a", "b"):
+        rows = mixed.policy == name
+        np.testing.assert_allclose(mixed[rows].value, got[got.policy == name].value, rtol=1e-12)
+
+
 def test_session_logs_use_the_sequential_estimators(tmp_path: Path) -> None:
     from offrec.logs import read_logs
 

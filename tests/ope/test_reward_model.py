@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from offrec.core.errors import InputError
 from offrec.ope import estimate_policy_value, estimate_round_rewards
 from offrec.reward import RewardModel
 
@@ -187,6 +188,35 @@ def test_predict_by_fold_is_each_rows_own_fold_model(positions: int) -> None:
         pos = rng.integers(0, positions, n)
         own = predict_by_fold(models, fold, x, pos)
         np.testing.assert_allclose(own, truth[np.arange(n), :, pos], rtol=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["logistic", "gbm"])
+def test_predict_reduced_by_fold_equals_the_reductions_of_the_dense_predictions(
+    kind: str,
+) -> None:
+    """q @ W and q at given columns, without the dense q: equal to reducing
+    predict_by_fold's array (blocks cut across folds; gbm takes the dense route)."""
+    from offrec.reward.model import _BLOCK_CELLS, predict_by_fold, predict_reduced_by_fold
+
+    data = logistic_world(3000, seed=4)
+    models = [
+        RewardModel(kind=kind, seed=s).fit(
+            data["context"][s::3], data["action"][s::3], data["reward"][s::3]
+        )
+        for s in range(3)
+    ]
+    rng = np.random.default_rng(8)
+    n = 2 * _BLOCK_CELLS // 6 + 5 if kind == "logistic" else 500
+    x = rng.normal(size=(n, 4))
+    fold = rng.integers(0, 3, n)
+    weights = rng.random((6, 2))
+    cols = rng.integers(0, 6, (n, 3))
+    q = predict_by_fold(models, fold, x)
+    sums, picked = predict_reduced_by_fold(models, fold, x, weights, cols)
+    np.testing.assert_allclose(sums, q @ weights, rtol=1e-13)
+    np.testing.assert_allclose(picked, np.take_along_axis(q, cols, axis=1), rtol=1e-13)
+    with pytest.raises(InputError, match=r"weights must have shape \(6, P\); got \(5, 2\)"):
+        predict_reduced_by_fold(models, fold, x, weights[:5], cols)
 
 
 def test_fit_predicts_every_action_and_ipw_weighting_runs() -> None:

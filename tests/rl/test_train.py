@@ -130,6 +130,35 @@ def test_training_leaves_the_global_random_state_unchanged(log, sampler):
     assert torch.equal(torch.random.get_rng_state(), torch_before)
 
 
+@pytest.mark.parametrize("caller", [(False, False), (True, True)])
+def test_training_is_deterministic_and_restores_the_callers_setting(log, caller):
+    """Training runs under torch.use_deterministic_algorithms(True) (a spy on the flag
+    inside an update) and leaves the caller's setting, warn_only included, as it was."""
+    import torch
+
+    from offrec.rl import train as train_module
+
+    seen = []
+    step = train_module.gradient_step
+
+    def spy(algo, batch):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        return step(algo, batch)
+
+    before = torch.are_deterministic_algorithms_enabled()
+    before_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(caller[0], warn_only=caller[1])
+    try:
+        train_module.gradient_step = spy
+        train_rl(log, tiny("cql", n_steps=20, log_every=10))
+        assert seen == [True] * 20
+        assert torch.are_deterministic_algorithms_enabled() is caller[0]
+        assert torch.is_deterministic_algorithms_warn_only_enabled() is caller[1]
+    finally:
+        train_module.gradient_step = step
+        torch.use_deterministic_algorithms(before, warn_only=before_warn)
+
+
 def test_default_sampler_trains_too(log):
     result = train_rl(log, tiny("dqn", sampler="default", n_steps=1000))
     assert result.policy.action_dist(S1).argmax() == GOOD
