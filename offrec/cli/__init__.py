@@ -16,7 +16,18 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 
-from offrec.cli import evaluate, import_, ope_study, query, recommend, run, simulate, summary, train
+from offrec.cli import (
+    evaluate,
+    import_,
+    ope_study,
+    query,
+    recommend,
+    run,
+    serve,
+    simulate,
+    summary,
+    train,
+)
 from offrec.cli._common import Parser, add_global_options
 from offrec.core.errors import OffrecError
 from offrec.core.version import __version__
@@ -24,7 +35,7 @@ from offrec.core.version import __version__
 USER_ERRORS = (OffrecError,)
 """What the CLI reports as one line (exit 2); anything else is a bug and keeps its traceback."""
 
-SUBCOMMANDS = (simulate, query, summary, run, train, evaluate, ope_study, import_, recommend)
+SUBCOMMANDS = (simulate, query, summary, run, train, evaluate, ope_study, import_, recommend, serve)
 
 # the library's keyword spelling -> the command's flag
 FLAG_HINTS: tuple[tuple[str, str], ...] = (
