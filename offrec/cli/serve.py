@@ -34,6 +34,8 @@ def add_parser(sub: Any) -> None:
         "also enables the admin endpoints",
     )
     sv.add_argument("--window", type=float, default=30.0, help="attribution window, seconds")
+    sv.add_argument("--grace", type=float, default=2.0,
+                    help="extra seconds before a segment whose window closed is compacted")  # fmt: skip
     sv.add_argument("--compact-every", type=float, default=5.0, help="seconds between compactions")
     sv.add_argument("--max-k", type=int, default=100, help="largest k a request may ask for")
     sv.add_argument("--max-body", type=int, default=64 * 1024, help="request size limit, bytes")
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from offrec.serve.service import ServiceConfig
 
     config = ServiceConfig(
-        window_s=args.window, compact_every_s=args.compact_every, max_k=args.max_k,
+        window_s=args.window, grace_s=args.grace, compact_every_s=args.compact_every, max_k=args.max_k,
         seed=args.seed,
     )  # fmt: skip
 

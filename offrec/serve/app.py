@@ -51,7 +51,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -135,6 +135,8 @@ def make_app(
                 return _json({"error": str(exc).splitlines()[0]}, 400)
             except WALUnavailable as exc:
                 return _json({"error": str(exc)}, 503, {"Retry-After": "1"})
+            except ClientDisconnect:  # the client hung up mid-body: nobody to answer
+                return Response(status_code=400)
 
         return handle
 

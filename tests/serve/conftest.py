@@ -57,15 +57,18 @@ class Server:
     def __init__(self, model: Path, log: Path, *args: str) -> None:
         self.ready = log.parent / f"ready-{time.monotonic_ns()}.json"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        # stderr to a file: a pipe nobody reads fills up (uvicorn warns on each bad request)
+        self.stderr_path = self.ready.with_suffix(".stderr")
+        self._stderr = open(self.stderr_path, "w")  # noqa: SIM115 - closed in stop()/kill()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "offrec.cli", "serve", str(model), "--log", str(log),
              "--port", "0", "--ready-file", str(self.ready), *args],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env, stdout=subprocess.DEVNULL, stderr=self._stderr, text=True,
         )  # fmt: skip
         deadline = time.monotonic() + 60
         while not self.ready.is_file():
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.communicate()[1]}")
+                raise RuntimeError(f"server exited: {self.stderr_path.read_text()}")
             if time.monotonic() > deadline:
                 self.proc.kill()
                 raise RuntimeError("server did not start in 60 s")
@@ -76,11 +79,14 @@ class Server:
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
+        self._stderr.close()
 
     def stop(self) -> str:
+        """SIGTERM, wait; the server's stderr."""
         self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=60)
-        return err
+        self.proc.wait(timeout=60)
+        self._stderr.close()
+        return self.stderr_path.read_text()
 
 
 def context(world: World, n: int, seed: int = 0) -> np.ndarray:
