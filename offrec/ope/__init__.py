@@ -50,7 +50,10 @@ from offrec.ope.evaluate import (
     evaluate,
 )
 from offrec.ope.intervals import METHODS, Interval
+from offrec.ope.multi_logger import MULTI_LOGGER_ESTIMATORS
 from offrec.ope.terms import RoundTerms, round_terms
+
+ESTIMATORS.update(MULTI_LOGGER_ESTIMATORS)  # one registry: the multiple-logger forms too
 
 __all__ = [
     "DM",
