@@ -46,6 +46,43 @@ def add_parser(sub: Any) -> None:
                     help="write the URL and pid here (JSON) once serving")  # fmt: skip
     add_global_options(sv)
     sv.set_defaults(func=run)
+    add_loop_parser(sub)
+
+
+def add_loop_parser(sub: Any) -> None:
+    lp = sub.add_parser(
+        "loop",
+        help="the closed loop: simulated users call offrec serve over HTTP; learn, estimate, "
+        "deploy only when the lift's lower bound is > 0",
+    )
+    lp.add_argument("config", type=Path, nargs="?", default=None,
+                    help="loop file (e.g. pipelines/closed_loop.toml); default: built-in defaults")  # fmt: skip
+    lp.add_argument("--out", type=Path, required=True, help="output folder")
+    lp.add_argument("--seed", type=int, default=None, help="override the file's seed")
+    lp.add_argument("--rounds", type=int, default=None, help="override the file's rounds")
+    add_global_options(lp)
+    lp.set_defaults(func=run_loop)
+
+
+def run_loop(args: argparse.Namespace) -> int:
+    from offrec.serve.loop import LoopConfig, report, run_loop
+
+    overrides = {k: v for k, v in (("seed", args.seed), ("rounds", args.rounds)) if v is not None}
+    if args.config is not None:
+        config = LoopConfig.from_toml(args.config, **overrides)
+    else:
+        config = LoopConfig.from_dict(overrides)
+
+    def show(row: Any) -> None:
+        if not args.quiet:
+            print(f"round {row.round}: true CTR {row.true_ctr:.4f}, lift {row.estimate:+.4f} "
+                  f"[{row.low:+.4f}, {row.high:+.4f}] -> {'deploy' if row.deployed else 'keep'}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+    rounds = run_loop(config, args.out, progress=show)
+    final = __import__("json").loads((args.out / "loop.json").read_text())["serving_true_ctr"]
+    print(report(config, rounds, final))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
