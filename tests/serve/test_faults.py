@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -201,3 +202,23 @@ def test_a_malformed_request_storm_leaves_the_service_serving(
     )
     assert bad == [400, 400, 400, 413] and ok.status_code == 200
     assert health["served"]["decisions"] == 1 and "Traceback" not in err
+
+
+def test_sighup_redeploys_the_model_folder_without_a_restart(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(models["a"], folder)
+    server = Server(folder, tmp_path / "log")
+    before = server.info["model_version"]
+    with httpx.Client(base_url=server.url) as client:
+        first = client.post("/v1/recommend", json={"context": CONTEXTS[0].tolist()}).json()
+        shutil.rmtree(folder)
+        shutil.copytree(models["b"], folder)  # a new model under the same name
+        server.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: client.get("/v1/health").json()["model_version"] != before)
+        second = client.post("/v1/recommend", json={"context": CONTEXTS[0].tolist()}).json()
+    assert server.proc.poll() is None
+    server.stop()
+    assert first["model_version"] == before and second["model_version"].startswith("model@")
+    assert second["model_version"] != before
