@@ -5,8 +5,9 @@ A LinUCB model (epsilon-greedy head) over a ``--items`` catalog is served by a r
 client processes, each an asyncio loop of ``--connections`` keep-alive httpx connections,
 send ``POST /v1/recommend`` with ``k = --k`` for ``--seconds`` after a warm-up. Printed:
 requests/s over the measured window, p50/p95/p99 latency (client side, request sent to
-answer read), the write-ahead log's records per fsync, and the machine's load average
-(the machine is shared: read figures together with it).
+answer read), the write-ahead log's records per fsync, and the server's CPU time per
+request (warm-up included), and the machine's load average (the machine is shared: read
+figures together with it).
 
     python -m benchmarks.bench_serve --items 100 --k 10 --seconds 10
 """
@@ -85,6 +86,15 @@ def _client_proc(args: tuple) -> tuple[list[float], int]:
     return asyncio.run(_client(*args))
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=100)
@@ -113,6 +123,7 @@ def main() -> None:
             while not ready.is_file():
                 time.sleep(0.05)
             url = json.loads(ready.read_text())["url"]
+            cpu0 = _cpu_seconds(server.pid)
             job = (url, contexts, a.k, a.connections, a.warmup, a.seconds)
             if a.procs == 1:
                 results = [_client_proc(job)]
@@ -122,6 +133,8 @@ def main() -> None:
             import httpx
 
             wal = httpx.get(url + "/v1/health").json()["wal"]
+            served = wal["records"]
+            server_cpu = _cpu_seconds(server.pid) - cpu0
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
@@ -135,6 +148,7 @@ def main() -> None:
     print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---|")
     print(f"| {a.items} | {a.k} | {a.procs} proc x {a.connections} conn | {lat.size / a.seconds:,.0f} | "
           f"{p50:.1f} | {p95:.1f} | {p99:.1f} | {errors} | {wal['records_per_batch']:.1f} | "
+          f"{1000 * server_cpu / max(served, 1):.2f} | "
           f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} |")  # fmt: skip
 
 
