@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
     {"report", "testing", "models", "recommend", "training"},
     {"pipeline_config"},
     {"pipeline"},
+    {"serve"},
     {"cli"},
 ]
 

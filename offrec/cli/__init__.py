@@ -24,6 +24,7 @@ from offrec.cli import (
     query,
     recommend,
     run,
+    serve,
     simulate,
     summary,
     train,
@@ -46,6 +47,7 @@ SUBCOMMANDS = (
     import_,
     export,
     recommend,
+    serve,
 )
 
 # the library's keyword spelling -> the command's flag

@@ -27,6 +27,11 @@ META_ROWS_REORDERED = (
 META_REWARD_DOMAIN = "offrec.reward_domain"  # JSON: {"kind": "binary"} or {"kind": "continuous", "low": a, "high": b}
 META_SLATE = "offrec.slate"  # JSON, slate logs only: see SLATE_COLUMNS
 
+MODEL_VERSION = "model_version"
+"""Optional column (string): the version of the model that made the row's decision
+(written by ``offrec serve``, e.g. ``"linucb@3f2a9c01b4d2"``). Readers ignore it; it tells
+the loggers of a log written by successive deployments apart (multiple-logger OPE)."""
+
 DATASET_FILE = "_offrec_dataset.json"
 """Dataset-level metadata stored once per dataset directory (not in every part file):
 item topics and topic names of simulated logs, which grow with the number of items.

@@ -118,7 +118,7 @@ def collect(
     check_collect_memory(world, policy, min(per_cohort, budget), logging_dist=logging_dist)
     start = time.perf_counter()
     rows = sessions = clicks = 0
-    files = _PartWriter(schema, rows_per_file)
+    files = PartWriter(schema, rows_per_file)
     # Two cohorts in flight: the next one is simulated (numpy, no GIL in the big kernels)
     # while a worker thread encodes and compresses the previous one (Arrow, no GIL).
     # Simulation stays in this thread, in order, so the random stream does not change.
@@ -162,7 +162,7 @@ def collect(
     return CollectSummary(Path(out), rows, sessions, files.n_files, clicks / max(rows, 1), seconds)
 
 
-class _PartWriter:
+class PartWriter:
     """Part files of up to ``rows_per_file`` rows, one row group per table written."""
 
     def __init__(self, schema: pa.Schema, rows_per_file: int) -> None:
@@ -322,7 +322,7 @@ def write_log(
                           true_ctr=data.true_ctr is not None, metadata=meta)  # fmt: skip
     size = estimated_bytes(data.n_rows, data.context_dim, data.n_actions,
                            logging_dist=data.logging_dist is not None, true_ctr=data.true_ctr is not None)  # fmt: skip
-    files = _PartWriter(schema, rows_per_file)
+    files = PartWriter(schema, rows_per_file)
     with atomic_dir(out, overwrite=overwrite, kind="dataset", expected_bytes=size) as tmp:
         if side:
             S.write_dataset_meta(tmp, side)

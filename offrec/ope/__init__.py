@@ -49,8 +49,11 @@ from offrec.ope.evaluate import (
     evaluate,
 )
 from offrec.ope.intervals import METHODS, Interval
+from offrec.ope.multi_logger import MULTI_LOGGER_ESTIMATORS
 from offrec.ope.terms import RoundTerms, round_terms
 from offrec.ope.trust import RECOMMENDED, Estimate, EstimatorInfo
+
+ESTIMATORS.update(MULTI_LOGGER_ESTIMATORS)  # one registry: the multiple-logger forms too
 
 __all__ = [
     "DM",

@@ -498,6 +498,8 @@ _ARRAYS = (
     "position",
     "estimated_rewards",
     "check_dist",
+    "stratum_idx",  # the multiple-logger estimators (offrec.ope.multi_logger)
+    "pscore_avg",
 )
 
 

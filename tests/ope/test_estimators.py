@@ -400,7 +400,7 @@ BAD_INPUTS = [
     ("dr", _bad(estimated_rewards=None), r"estimator 'dr' needs estimated_rewards with the shape of action_dist"),
     ("ips", _bad(position=np.array([0, 1, 0, 0, 0])), r"position must be in \[0, 1\) \(positions are axis 2 of action_dist\); row 1 has 1"),
     ("ips", _bad(reward=np.zeros(0), action=ACTION[:0], pscore=PSCORE[:0], action_dist=DIST[:0]), r"reward must have at least one row; got 0 rows"),
-    ("ipw", _bad(), r"estimator must be one of \['ips', 'snips', 'dm', 'dr', 'sndr', 'switch-dr', 'dr-os'\]; got 'ipw'"),
+    ("ipw", _bad(), r"estimator must be one of \['ips', 'snips', 'dm', 'dr', 'sndr', 'switch-dr', 'dr-os', 'multi-balanced-ips', 'multi-balanced-dr', 'multi-weighted-ips', 'multi-weighted-dr'\]; got 'ipw'"),
     ("ips", _bad(clip=3.0), r"unknown parameter 'clip' for estimator 'ips'; valid parameters: \['lambda_'\]"),
     ("snips", _bad(lambda_=3.0), r"unknown parameter 'lambda_' for estimator 'snips'; valid parameters: none"),
     ("dr", _bad(lambda_=-1.0), r"lambda_ must be >= 0.0; got -1.0"),
