@@ -26,7 +26,10 @@ def check_policy(policy: Any, obs: np.ndarray | None = None, *, obs_dim: int | N
     the same sample; and over many draws the empirical action frequencies agree with
     ``action_dist`` (within 5 standard errors). A policy with ``action_dist_compact``
     must give exactly the numbers of ``action_dist`` through it (dense, or a
-    ``GreedyDist``'s ``dense()``).
+    ``GreedyDist``'s or ``SparseDist``'s ``dense()``); a ``SparseDist`` (or a
+    ``GreedyDist`` through its ``sparse()`` form) must also agree with the dense rows on
+    propensities (``at``), item-group probabilities (``group_probs``, ``group_at``) and
+    expectations (``expect``), to 1e-12.
     """
     n_actions: Any = getattr(policy, "n_actions", None)
     _require(
@@ -57,6 +60,7 @@ def check_policy(policy: Any, obs: np.ndarray | None = None, *, obs_dim: int | N
             same.shape == dist.shape and bool(np.array_equal(same, dist)),
             "action_dist_compact must hold the numbers of action_dist",
         )
+        _check_sparse(c.sparse() if hasattr(c, "sparse") else c, dist)
 
     actions, pscores = policy.sample(obs, np.random.default_rng(123))
     actions, pscores = np.asarray(actions), np.asarray(pscores)
@@ -87,6 +91,36 @@ def check_policy(policy: Any, obs: np.ndarray | None = None, *, obs_dim: int | N
         bool((np.abs(freq - p) <= tol).all()),
         f"sampled frequency of action {worst} is {freq[worst]:.4f}, action_dist says {p[worst]:.4f}",
     )
+
+
+def _check_sparse(sparse: Any, dist: np.ndarray) -> None:
+    """The operations of a :class:`~offrec.core.policy.SparseDist` against its dense rows."""
+    from offrec.core.policy import SparseDist
+
+    if not isinstance(sparse, SparseDist):
+        return
+    n, k = dist.shape
+    rng = np.random.default_rng(5)
+    _require(bool(np.allclose(sparse.dense(), dist, rtol=0, atol=1e-12)),
+             "SparseDist.dense() must equal action_dist")  # fmt: skip
+    a = np.asarray(rng.integers(0, k, size=n))
+    _require(bool(np.allclose(sparse.at(a), dist[np.arange(n), a], rtol=0, atol=1e-12)),
+             "SparseDist.at must equal action_dist at the item")  # fmt: skip
+    n_groups = max(1, min(k, 4))
+    groups = rng.integers(0, n_groups, size=k)
+    by_group = np.stack([dist[:, groups == g].sum(axis=1) for g in range(n_groups)], axis=1)
+    _require(bool(np.allclose(sparse.group_probs(groups, n_groups), by_group, atol=1e-12)),
+             "SparseDist.group_probs must equal the dense rows summed by group")  # fmt: skip
+    g = rng.integers(0, n_groups, size=n)
+    at_g = sparse.group_at(groups, g, sparse.group_sizes(groups, n_groups))
+    _require(bool(np.allclose(at_g, by_group[np.arange(n), g], atol=1e-12)),
+             "SparseDist.group_at must equal the dense group probability")  # fmt: skip
+    values = rng.random((n, k))
+    allowed = np.ones(k, bool) if sparse.support is None else sparse.support
+    mean = values[:, allowed].mean(axis=1)
+    got = sparse.expect(np.take_along_axis(values, sparse.items, axis=1), mean)
+    _require(bool(np.allclose(got, np.einsum("na,na->n", dist, values), atol=1e-12)),
+             "SparseDist.expect must equal sum_a pi(a|x) v(x, a)")  # fmt: skip
 
 
 def _require(ok: bool, message: str) -> None:

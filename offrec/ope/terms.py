@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from offrec.core.errors import InputError
-from offrec.core.policy import GreedyDist
+from offrec.core.policy import GreedyDist, SparseDist
 from offrec.core.threads import over_row_ranges
 from offrec.core.validation import first_bad
 
@@ -101,6 +101,9 @@ def round_terms(
         raise InputError("reward must have at least one row; got 0 rows")
     pscore = _as_1d(pscore, "pscore", n)
     action = _as_index(action, "action", n)
+    if isinstance(action_dist, SparseDist):
+        return sparse_terms(reward, action, pscore, action_dist, position, estimated_rewards,
+                            check_dist)  # fmt: skip
     if isinstance(action_dist, GreedyDist):
         return _greedy_terms(reward, action, pscore, action_dist, position, estimated_rewards,
                              check_dist)  # fmt: skip
@@ -176,6 +179,72 @@ def _greedy_terms(
         _raise_non_finite(q, q_target, 0)
     return RoundTerms(reward=reward, weight=weight, q_logged=_gather(q, action, None),
                       q_target=q_target)  # fmt: skip
+
+
+def sparse_terms(
+    reward: np.ndarray, action: np.ndarray, pscore: np.ndarray, dist: SparseDist,
+    position: Any, estimated_rewards: Any, check: bool,
+) -> RoundTerms:  # fmt: skip
+    r""":func:`round_terms` for a :class:`~offrec.core.policy.SparseDist` (one position):
+    :math:`w_i = \pi_e(a_i|x_i) / p_i` from the candidates and the floor (``dist.at``),
+    in ``O(n M)``.
+
+    ``estimated_rewards`` is None, a dense ``(n, n_actions)`` array (small catalogs), or
+    a :class:`PairRewards`: :math:`\hat q` at the logged items and at the candidates,
+    plus the mean of :math:`\hat q` over the floor's items (exact, or an unbiased
+    estimate from a sample of the catalog, whose noise then enters each row's term and
+    hence the interval). :math:`\hat q^{\pi}_i = \sum_m p_{im} \hat q(x_i, c_{im}) +
+    \epsilon\, \overline{\hat q}_S(x_i)` (``dist.expect``).
+    """
+    n, n_actions = dist.shape
+    if n != reward.shape[0]:
+        raise InputError(
+            f"action_dist must have shape (n, n_actions) with n = {reward.shape[0]}; "
+            f"got {dist.shape}"
+        )
+    pos = None if position is None else _as_index(position, "position", n)
+    _check_rows(reward, pscore, action, n_actions)
+    if pos is not None:
+        _check_range(pos, "position", 1, " (positions are axis 2 of action_dist)")
+    if check:
+        dist.check()
+    weight = dist.at(action)
+    weight /= pscore
+    if estimated_rewards is None:
+        return RoundTerms(reward=reward, weight=weight)
+    if isinstance(estimated_rewards, PairRewards):
+        pr = estimated_rewards
+        if pr.at_items.shape != dist.items.shape or pr.logged.shape != (n,):
+            raise InputError(
+                f"estimated_rewards (PairRewards) must hold (n,) logged and {dist.items.shape} "
+                f"candidate values; got {pr.logged.shape} and {pr.at_items.shape}"
+            )
+        q_logged, at_items, mean = pr.logged, pr.at_items, pr.support_mean
+    else:
+        q = _as_estimates(estimated_rewards, dist.shape)
+        assert q is not None
+        q_logged = _gather(q, action, None)
+        at_items = np.take_along_axis(q, dist.items, axis=1)
+        allowed = slice(None) if dist.support is None else dist.support
+        mean = q[:, allowed].mean(axis=1) if dist.floor > 0 else 0.0
+    q_target = dist.expect(at_items, mean)
+    if check and not (np.isfinite(q_target).all() and np.isfinite(q_logged).all()):
+        i = first_bad(~(np.isfinite(q_target) & np.isfinite(q_logged)))
+        raise InputError(f"estimated_rewards must be finite; row {i} has a non-finite value")
+    return RoundTerms(reward=reward, weight=weight, q_logged=np.asarray(q_logged, np.float64),
+                      q_target=q_target)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PairRewards:
+    r"""A reward model's predictions for a sparse target without the ``(n, n_actions)``
+    table: ``logged`` (n,) :math:`\hat q(x_i, a_i)`, ``at_items`` (n, M)
+    :math:`\hat q(x_i, c_{im})` at the target's candidates, ``support_mean`` (n,) the mean
+    of :math:`\hat q(x_i, \cdot)` over the target's floor items (or an unbiased estimate)."""
+
+    logged: np.ndarray
+    at_items: np.ndarray
+    support_mean: np.ndarray | float = 0.0
 
 
 def check_greedy(dist: GreedyDist) -> None:
