@@ -160,6 +160,10 @@ def check_estimator(estimator: Any, *, seed: int = 0) -> None:
     model = q if estimator.needs_model else None
     arrays = dict(reward=reward, action=action, pscore=pscore, action_dist=logger,
                   estimated_rewards=model)  # fmt: skip
+    groups = np.array([0, 0, 1, 1, 2])  # item groups, for the estimators that read them
+    if getattr(estimator, "needs_groups", False):
+        by_group = np.stack([logger[:, groups == g].sum(axis=1) for g in range(3)], axis=1)
+        arrays.update(item_groups=groups, pscore_group=by_group[np.arange(n), groups[action]])
     value = estimator.estimate_policy_value(**arrays)
     _require_est(value == estimator.estimate_policy_value(**arrays), "same inputs, same value")
     iv = estimator.estimate_interval(**arrays, method="normal")
@@ -182,7 +186,7 @@ def check_estimator(estimator: Any, *, seed: int = 0) -> None:
         context=context, action=action, reward=reward, pscore=pscore,
         session_id=np.arange(n), step=np.zeros(n, np.int64), position=np.zeros(n, np.int64),
         user_id=np.arange(n), terminated=np.ones(n, bool), truncated=np.zeros(n, bool),
-        n_actions=k,
+        n_actions=k, logging_dist=logger, metadata={"item_topics": groups.tolist()},
     )  # fmt: skip
     if not estimator.needs_model:  # the streamed path fits its own model: compare model-free
         for batch_size in (n, 97):

@@ -26,6 +26,7 @@ from offrec.ope.diagnostics import (
     support_violation,
     weight_stats,
 )
+from offrec.ope.embedding import MIPS, SNMIPS, OffCEM
 from offrec.ope.estimators import (
     DM,
     DR,
@@ -53,6 +54,9 @@ from offrec.ope.intervals import METHODS, Interval
 from offrec.ope.terms import RoundTerms, round_terms
 
 __all__ = [
+    "MIPS",
+    "SNMIPS",
+    "OffCEM",
     "DM",
     "DR",
     "ESTIMATORS",

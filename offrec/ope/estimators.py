@@ -82,6 +82,12 @@ class Estimator:
     needs_model: ClassVar[bool] = False
     """Whether the estimator reads a reward model's ``estimated_rewards``."""
     self_normalized: ClassVar[bool] = False
+    needs_groups: ClassVar[bool] = False
+    """Whether the estimator reads item groups (``item_groups``, ``pscore_group``: MIPS)."""
+
+    def weights(self, terms: RoundTerms) -> np.ndarray:
+        """The importance weights the estimator averages with (item-level by default)."""
+        return terms.weight
 
     def __post_init__(self) -> None:
         for key, value in self.params().items():
@@ -447,6 +453,8 @@ _ARRAYS = (
     "position",
     "estimated_rewards",
     "check_dist",
+    "item_groups",
+    "pscore_group",
 )
 
 

@@ -44,7 +44,7 @@ import numpy as np
 
 from offrec.core.errors import InputError
 from offrec.core.hashing import hash_uniform, row_keys
-from offrec.core.policy import GreedyDist
+from offrec.core.policy import GreedyDist, SparseDist
 from offrec.core.validation import check_scalar
 from offrec.engines.sample import draw_sample
 from offrec.logs.data import LoggedData
@@ -327,7 +327,7 @@ def _dist(target: Any, batch: Batch, name: str, compact: bool = False) -> Any:
         return np.asarray(target.probs[batch.row : stop])
     method = getattr(target, "action_dist_compact", None) if compact else None
     dist = method(data.context) if callable(method) else target.action_dist(data.context)
-    if not isinstance(dist, GreedyDist):
+    if not isinstance(dist, GreedyDist | SparseDist):
         dist = np.asarray(dist)
     if dist.shape != (data.n_rows, data.n_actions):
         raise InputError(
@@ -450,17 +450,30 @@ def _evaluate_bandit(
         models = fit_fold_models(sample.data, rm, seed, sample.max_position + 1)  # type: ignore[arg-type]
     has_support = _has_logging_dist(source)
     layout = _bandit_layout(list(named), ests, has_support)
+    groups = None
+    if any(e.needs_groups for e in ests):  # MIPS & co: the logger's group propensities
+        from offrec.ope.embedding import LoggerGroups
+
+        groups = LoggerGroups(source.metadata, has_support)
 
     def kernel(batch: Batch) -> Moments:
         data = batch.data
         q = None if models is None else models.predict(data)
+        marginal: dict[str, Any] = {}
+        if groups is not None:
+            try:
+                pg = groups.pscore_group(data.context, data.action, data.pscore,
+                                         data.logging_dist)  # fmt: skip
+            except InputError as err:
+                raise _relocate(err, batch, "logger") from None
+            marginal = {"item_groups": groups.item_groups, "pscore_group": pg}
         x = np.empty((data.n_rows, layout.width))
         for p, target in named.items():
             dist = _dist(target, batch, p, compact=True)
             try:
                 terms = round_terms(
                     reward=data.reward, action=data.action, pscore=data.pscore,
-                    action_dist=dist, estimated_rewards=q,
+                    action_dist=dist, estimated_rewards=q, **marginal,
                 )  # fmt: skip
             except InputError as err:
                 raise _relocate(err, batch, p) from None
@@ -470,7 +483,9 @@ def _evaluate_bandit(
                 x[:, layout.support[p]] = (
                     dist.expect(outside)
                     if isinstance(dist, GreedyDist)
-                    else np.einsum("na,na->n", dist, outside)
+                    else np.einsum(
+                        "na,na->n", dist.dense() if isinstance(dist, SparseDist) else dist, outside
+                    )
                 )
             for e in ests:
                 parts = e.parts(terms) if not e.self_normalized else _sn_parts(e, terms)
@@ -493,7 +508,7 @@ def _sn_parts(e: Estimator, terms: Any) -> Any:
     may legitimately have no weight; the check runs on the merged sums)."""
     from offrec.ope.estimators import Parts
 
-    w = terms.weight
+    w = e.weights(terms)
     if e.needs_model:
         return Parts(terms.q_target, w * (terms.reward - terms.q_logged), w)
     return Parts(None, w * terms.reward, w)

@@ -54,6 +54,9 @@ class RoundTerms:
     weight: np.ndarray
     q_logged: np.ndarray | None = None
     q_target: np.ndarray | None = None
+    group_weight: np.ndarray | None = None
+    r""":math:`\pi_e(g_i|x_i) / \pi_b(g_i|x_i)`, the marginal weight of the logged item's group
+    (MIPS, :mod:`offrec.ope.embedding`), when ``item_groups`` and ``pscore_group`` are given."""
 
     @property
     def n(self) -> int:
@@ -69,8 +72,10 @@ def round_terms(
     position: Any = None,
     estimated_rewards: Any = None,
     check_dist: bool = True,
+    item_groups: Any = None,
+    pscore_group: Any = None,
 ) -> RoundTerms:
-    """Validate the inputs and compute :class:`RoundTerms` in one pass over ``action_dist``.
+    r"""Validate the inputs and compute :class:`RoundTerms` in one pass over ``action_dist``.
 
     Args:
         reward: (n,) observed rewards, finite.
@@ -91,10 +96,73 @@ def round_terms(
             non-negative finite numbers summing to 1 by construction, except the rows
             whose argmax set is empty) and its ``estimated_rewards`` are checked finite.
 
+        item_groups: None or (n_actions,) integers >= 0, the group (topic, cluster) of
+            each item; with ``pscore_group`` it adds the marginal weights
+            :attr:`RoundTerms.group_weight` (:func:`group_probability`).
+        pscore_group: (n,) the logger's probability of the logged item's group,
+            :math:`\pi_b(g(a_i)|x_i)`, in (0, 1].
+
     Raises:
         ValueError: naming the argument, the rule and the first offending row,
             e.g. ``"pscore must be in (0, 1]; row 3 has 0.0"``.
     """
+    terms = _round_terms(reward, action, pscore, action_dist, position, estimated_rewards,
+                         check_dist)  # fmt: skip
+    if item_groups is None and pscore_group is None:
+        return terms
+    if item_groups is None or pscore_group is None:
+        raise InputError("item_groups and pscore_group go together (marginal weights); got one")
+    n = terms.n
+    pg = _as_1d(pscore_group, "pscore_group", n)
+    if not (pg.min() > 0.0 and pg.max() <= 1.0 + 1e-12):
+        i = first_bad(~((pg > 0.0) & (pg <= 1.0 + 1e-12)))
+        raise InputError(f"pscore_group must be in (0, 1]; row {i} has {float(pg[i])!r}")
+    groups = np.asarray(item_groups)
+    if groups.dtype.kind not in "iu" or groups.ndim != 1 or (groups.size and groups.min() < 0):
+        raise InputError(
+            f"item_groups must be (n_actions,) integers >= 0; got shape {groups.shape}, "
+            f"dtype {groups.dtype}"
+        )
+    act = _as_index(action, "action", n)
+    g = groups[act]
+    gw = group_probability(action_dist, groups, g) / pg
+    return RoundTerms(terms.reward, terms.weight, terms.q_logged, terms.q_target, gw)
+
+
+def group_probability(action_dist: Any, item_groups: np.ndarray, group: np.ndarray) -> np.ndarray:
+    r""":math:`\pi(g_i|x_i) = \sum_{a: g(a) = g_i} \pi(a|x_i)` (n,) float64, the probability
+    of group ``group`` (n,) under ``action_dist``: a dense ``(n, n_actions)`` array (blocks of
+    rows; ``O(n n_actions)``), a :class:`~offrec.core.policy.GreedyDist` or a
+    :class:`~offrec.core.policy.SparseDist` (``O(n M)``)."""
+    groups = np.asarray(item_groups)
+    g = np.asarray(group)
+    if isinstance(action_dist, GreedyDist):
+        action_dist = action_dist.sparse()
+    if isinstance(action_dist, SparseDist):
+        if groups.shape != (action_dist.n_actions,):
+            raise InputError(
+                f"item_groups must have shape ({action_dist.n_actions},); got {groups.shape}"
+            )
+        sizes = action_dist.group_sizes(groups, int(groups.max()) + 1)
+        return action_dist.group_at(groups, g, sizes)
+    dist = np.asarray(action_dist)
+    if dist.ndim != 2:
+        raise InputError(f"group weights need a 2-D action_dist (one position); got {dist.shape}")
+    if groups.shape != (dist.shape[1],):
+        raise InputError(f"item_groups must have shape ({dist.shape[1]},); got {groups.shape}")
+    out = np.empty(dist.shape[0])
+    step = max(1, _CHUNK_ELEMS // max(1, dist.shape[1]))
+    for lo in range(0, dist.shape[0], step):
+        hi = min(lo + step, dist.shape[0])
+        same = groups[None, :] == g[lo:hi, None]
+        out[lo:hi] = np.einsum("na,na->n", dist[lo:hi], same)
+    return out
+
+
+def _round_terms(
+    reward: Any, action: Any, pscore: Any, action_dist: Any, position: Any,
+    estimated_rewards: Any, check_dist: bool,
+) -> RoundTerms:  # fmt: skip
     reward = _as_1d(reward, "reward")
     n = reward.shape[0]
     if n == 0:
