@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 
 from offrec.core.errors import InputError
-from offrec.core.hashing import row_keys
 from offrec.core.policy import BasePolicy, Head, ScorePolicy, SparseDist, UniformPolicy
-from offrec.core.threads import one_blas_thread
 from offrec.core.validation import check_scalar
+from offrec.policies.retrieval import Retriever
 from offrec.sim.world import World
 
 DENSE_LIMIT_BYTES = 1 << 30
@@ -135,104 +134,13 @@ class TwoStagePolicy(BasePolicy):
         if self.support is not None:
             bias[~self.support] = -np.inf
         self._bias = bias
-        per_row = candidates * 8 + 4 * t + 8
-        self.cache_rows = (
-            cache_rows if cache_rows is not None else max(1024, (128 << 20) // per_row)
-        )
-        self._keys = np.zeros(0, np.uint64)
-        self._prof = np.zeros((0, t), np.float32)
-        self._items = np.zeros((0, candidates), np.int32)
-        self._scores = np.zeros((0, candidates), np.float32)
+        self.retriever = Retriever(self._w_ret, bias, candidates, cache_rows=cache_rows)
 
-    # -- retrieval ---------------------------------------------------------------------
     def retrieve(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Candidates (n, M) int32, ascending item ids, and their retrieval scores (n, M)
-        float32, through the per-profile cache."""
-        prof = np.ascontiguousarray(np.asarray(obs, np.float32)[:, : self._w_ret.shape[0]])
-        n = prof.shape[0]
-        keys = row_keys(*prof.view(np.uint32).T) if n else np.zeros(0, np.uint64)
-        uniq, first, inv = np.unique(keys, return_index=True, return_inverse=True)
-        ok = (prof == prof[first][inv]).all(axis=1)  # a 64-bit hash collision: no cache
-        pos = np.minimum(np.searchsorted(self._keys, uniq), max(self._keys.size - 1, 0))
-        hit = np.zeros(uniq.size, bool)
-        if self._keys.size:
-            hit = (self._keys[pos] == uniq) & (self._prof[pos] == prof[first]).all(axis=1)
-        miss = np.flatnonzero(~hit)
-        items = np.empty((uniq.size, self.candidates), np.int32)
-        scores = np.empty((uniq.size, self.candidates), np.float32)
-        items[hit], scores[hit] = self._items[pos[hit]], self._scores[pos[hit]]
-        if miss.size:
-            items[miss], scores[miss] = self._top_m(prof[first[miss]])
-            self._remember(uniq[miss], prof[first[miss]], items[miss], scores[miss])
-        out_items, out_scores = items[inv], scores[inv]
-        bad = np.flatnonzero(~ok)
-        if bad.size:
-            out_items[bad], out_scores[bad] = self._top_m(prof[bad])
-        return out_items, out_scores
-
-    def _remember(self, keys: np.ndarray, prof: np.ndarray, items: np.ndarray,
-                  scores: np.ndarray) -> None:  # fmt: skip
-        room = self.cache_rows - self._keys.size
-        if room <= 0:
-            return
-        keys, prof, items, scores = keys[:room], prof[:room], items[:room], scores[:room]
-        all_keys = np.concatenate([self._keys, keys])
-        order = np.argsort(all_keys, kind="stable")
-        self._keys = all_keys[order]
-        self._prof = np.concatenate([self._prof, prof])[order]
-        self._items = np.concatenate([self._items, items])[order]
-        self._scores = np.concatenate([self._scores, scores])[order]
-
-    _USERS_PER_BLOCK = 64
-    _ITEMS_PER_BLOCK = 16_384
-
-    def _top_m(self, prof: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-``M`` items (ascending ids) and scores of each profile (U, T); ties at
-        the boundary go to the smaller item id.
-
-        Per block of users, the catalog is scored block by block; the first (small) item
-        block is ranked by a sort, later ones only contribute the scores above the running
-        ``M``-th best (one comparison per (user, item); few pass once the top is filled),
-        which are merged by a sort of the ``M`` + new entries of each row.
-        """
-        u_total, m = prof.shape[0], self.candidates
-        ub, ib, n_items = self._USERS_PER_BLOCK, self._ITEMS_PER_BLOCK, self.n_actions
-        out_items = np.empty((u_total, m), np.int32)
-        out_scores = np.empty((u_total, m), np.float32)
-        with one_blas_thread():
-            for u0 in range(0, u_total, ub):
-                x = np.zeros((ub, prof.shape[1]), np.float32)  # a fixed shape per block
-                rows = min(ub, u_total - u0)
-                x[:rows] = prof[u0 : u0 + rows]
-                best_i = best_s = tau = None
-                first = min(n_items, max(4 * m, 2048))  # a small first block, sorted
-                for a0 in [0, *range(first, n_items, ib)]:
-                    a1 = min(a0 + ib, n_items) if a0 else first
-                    s = (x @ self._w_ret[:, a0:a1])[:rows]
-                    s += self._bias[a0:a1]
-                    if best_i is None:
-                        ids = np.broadcast_to(np.arange(a0, a1), s.shape)
-                        best_i, best_s = _top_by_score(ids, s, m)
-                    else:
-                        above = s > tau[:, None]  # type: ignore[index]
-                        if not np.count_nonzero(above):
-                            continue
-                        r, c = np.divmod(np.flatnonzero(above), a1 - a0)
-                        k = int(np.bincount(r, minlength=rows).max())
-                        new_i = np.zeros((rows, k), np.int64)
-                        new_s = np.full((rows, k), -np.inf, np.float32)
-                        slot = np.arange(r.size) - np.searchsorted(r, r)
-                        new_i[r, slot], new_s[r, slot] = c + a0, s[r, c]
-                        best_i, best_s = _top_by_score(
-                            np.concatenate([best_i, new_i], axis=1),
-                            np.concatenate([best_s, new_s], axis=1), m,
-                        )  # fmt: skip
-                    tau = best_s[:, -1]
-                assert best_i is not None and best_s is not None
-                by_id = np.argsort(best_i, axis=1)
-                out_items[u0 : u0 + rows] = np.take_along_axis(best_i, by_id, axis=1)
-                out_scores[u0 : u0 + rows] = np.take_along_axis(best_s, by_id, axis=1)
-        return out_items, out_scores
+        float32 (:class:`~offrec.policies.retrieval.Retriever`, cached per profile)."""
+        prof = np.asarray(obs, np.float32)[:, : self._w_ret.shape[0]]
+        return self.retriever.retrieve(prof)
 
     # -- the distribution ----------------------------------------------------------------
     def action_dist_compact(self, obs: np.ndarray) -> SparseDist:
@@ -268,14 +176,6 @@ class TwoStagePolicy(BasePolicy):
     def spec(self) -> dict[str, Any]:
         support = None if self.support is None else np.flatnonzero(self.support).tolist()
         return {**self._spec, "head": self.head.to_dict(), "support": support}
-
-
-def _top_by_score(ids: np.ndarray, scores: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the ``m`` entries of highest score (ties: smaller id first), in that order:
-    ids (r, m) int64 and scores (r, m) float32."""
-    order = np.lexsort((ids, -scores), axis=1)[:, :m]
-    return (np.take_along_axis(np.asarray(ids, np.int64), order, axis=1),
-            np.take_along_axis(scores, order, axis=1))  # fmt: skip
 
 
 def logging_policy(
