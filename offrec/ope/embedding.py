@@ -129,6 +129,34 @@ EMBEDDING_ESTIMATORS: tuple[type[Estimator], ...] = (MIPS, SNMIPS, OffCEM)
 ESTIMATORS.update({cls.name: cls for cls in EMBEDDING_ESTIMATORS})
 
 
+def cluster_items(
+    embedding: np.ndarray, n_clusters: int, *, seed: int = 0, n_iter: int = 20
+) -> np.ndarray:
+    """Item groups (n_items,) int64 from a k-means clustering of item embeddings
+    (n_items, k) (Lloyd's algorithm, ``n_iter`` rounds from ``n_clusters`` distinct items
+    drawn by ``seed``; an emptied cluster keeps its centre): finer groups than topics, for
+    MIPS / OffCEM when the topic leaves too much of the item's effect out. Vectorized over
+    items, blocked over them (``O(n_items n_clusters)`` time per round, bounded memory)."""
+    x = np.asarray(embedding, np.float64)
+    n = x.shape[0]
+    if not 1 <= n_clusters <= n:
+        raise InputError(f"n_clusters must be in [1, {n}]; got {n_clusters}")
+    rng = np.random.default_rng(seed)
+    centres = x[rng.choice(n, size=n_clusters, replace=False)]
+    label = np.zeros(n, np.int64)
+    step = max(1, (1 << 21) // n_clusters)
+    for _ in range(n_iter):
+        c2 = (centres**2).sum(axis=1)
+        for lo in range(0, n, step):  # nearest centre, in blocks of items
+            label[lo : lo + step] = np.argmin(c2 - 2.0 * x[lo : lo + step] @ centres.T, axis=1)
+        counts = np.bincount(label, minlength=n_clusters)
+        sums = np.zeros_like(centres)
+        np.add.at(sums, label, x)
+        keep = counts > 0
+        centres[keep] = sums[keep] / counts[keep, None]
+    return label
+
+
 def logging_group_pscore(
     logging_dist: Any, item_groups: np.ndarray, action: np.ndarray
 ) -> np.ndarray:
@@ -198,4 +226,4 @@ def _rebuild_logger(metadata: dict[str, Any]) -> Any:
 
 
 __all__ = ["EMBEDDING_ESTIMATORS", "MIPS", "SNMIPS", "LoggerGroups", "OffCEM",
-           "logging_group_pscore"]  # fmt: skip
+           "cluster_items", "logging_group_pscore"]  # fmt: skip

@@ -217,10 +217,11 @@ class HybridLinear(BasePolicy):
 
 
 def catalog_features(world: Any) -> np.ndarray:
-    """The item features a catalog export holds: embedding and topic one-hot, (n_items, k + T)."""
+    """The item features a catalog export holds: embedding, topic one-hot and quality,
+    (n_items, k + T + 1)."""
     onehot = np.zeros((world.n_items, world.config.n_topics))
     onehot[np.arange(world.n_items), world.item_topic] = 1.0
-    return np.hstack([world.item_vec, onehot])
+    return np.hstack([world.item_vec, onehot, world.item_quality[:, None]])
 
 
 __all__ = ["HEADS", "HybridLinear", "catalog_features"]
