@@ -204,7 +204,11 @@ def evaluate(
             ``mb, pdis, wpdis, dr, fqe`` (session; ``mb`` and the other whole-log estimators
             are fitted on the log, or on a sample of whole sessions above ``fit_rows``).
         reward_model: the reward model DM/DR-type bandit estimators use (default a
-            cross-fitted logistic model).
+            cross-fitted logistic model). Large catalogs: an already fitted model of
+            (context, item) pairs with ``predict_pairs(context, items (n, M))`` and
+            ``predict_mean(context)`` (e.g. :class:`~offrec.policies.bandits.hybrid.HybridLinear`,
+            fitted on other rows than the evaluated ones), read at the logged items and
+            the target's candidates only (no ``(n, n_items)`` table, no cross-fitting).
         interval: ``"bootstrap"``, ``"normal"``, ``"bernstein"`` or None (no interval).
         n_bootstrap, alpha, seed: resamples, 1 - coverage, and the seed of everything
             random (bootstrap, folds, fitting sample).
@@ -443,7 +447,8 @@ def _evaluate_bandit(
     if not ests:
         raise InputError("estimators must name at least one estimator; got none")
     models = None
-    if any(e.needs_model for e in ests):
+    pair_model = reward_model if hasattr(reward_model, "predict_pairs") else None
+    if any(e.needs_model for e in ests) and pair_model is None:
         rm = reward_model or RewardModel(kind="logistic", seed=seed)
         log.info("fitting the reward model on a sample of at most %d rows", fit_rows)
         sample = draw_sample(source, eng, fit_rows, seed, progress=progress)
@@ -470,6 +475,8 @@ def _evaluate_bandit(
         x = np.empty((data.n_rows, layout.width))
         for p, target in named.items():
             dist = _dist(target, batch, p, compact=True)
+            if pair_model is not None:
+                q = _pair_rewards(pair_model, data, dist)
             try:
                 terms = round_terms(
                     reward=data.reward, action=data.action, pscore=data.pscore,
@@ -501,6 +508,28 @@ def _evaluate_bandit(
         moments, layout.forms, layout.weight, layout.support, ests, "bandit", method, alpha,
         _reward_range(source), moments.n,
     )  # fmt: skip
+
+
+def _pair_rewards(model: Any, data: LoggedData, dist: Any) -> Any:
+    """A fitted (context, item) reward model's predictions for one batch and target: at the
+    logged items, at the target's candidates and its catalog mean
+    (:class:`~offrec.ope.terms.PairRewards`; a dense target gets the dense table)."""
+    from offrec.ope.terms import PairRewards
+
+    x = data.context
+    if isinstance(dist, GreedyDist):
+        dist = dist.sparse()
+    if not isinstance(dist, SparseDist):
+        rows = np.broadcast_to(np.arange(data.n_actions), (data.n_rows, data.n_actions))
+        return model.predict_pairs(x, rows)
+    mean = model.predict_mean(x) if dist.support is None else model.predict_pairs(
+        x, np.broadcast_to(np.flatnonzero(dist.support), (data.n_rows, dist.n_support))
+    ).mean(axis=1)  # fmt: skip
+    return PairRewards(
+        logged=model.predict_pairs(x, data.action[:, None])[:, 0],
+        at_items=model.predict_pairs(x, dist.items),
+        support_mean=mean,
+    )
 
 
 def _sn_parts(e: Estimator, terms: Any) -> Any:

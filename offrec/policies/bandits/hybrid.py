@@ -104,7 +104,7 @@ class HybridLinear(BasePolicy):
         """:math:`\\phi(x_i, a_{ij})` (n, M, p) for items (n, M)."""
         x = np.hstack([np.asarray(context, np.float64), np.ones((len(context), 1))])
         e = self.items[items]  # (n, M, d_e + 1)
-        return np.einsum("ni,nmj->nmij", x, e).reshape(e.shape[0], e.shape[1], -1)
+        return (x[:, None, :, None] * e[:, :, None, :]).reshape(e.shape[0], e.shape[1], -1)
 
     def partial_fit(
         self, context: np.ndarray, action: np.ndarray, reward: np.ndarray,
@@ -125,7 +125,11 @@ class HybridLinear(BasePolicy):
         w = np.ones(len(a)) if weight is None else np.asarray(weight, np.float64)
         step = 8192
         for lo in range(0, len(a), step):
-            phi = self.features(x[lo : lo + step], a[lo : lo + step, None])[:, 0]
+            xt = np.hstack(
+                [np.asarray(x[lo : lo + step], np.float64), np.ones((len(a[lo : lo + step]), 1))]
+            )
+            e = self.items[a[lo : lo + step]]
+            phi = (xt[:, :, None] * e[:, None, :]).reshape(len(e), -1)
             ww = w[lo : lo + step]
             self.A += (phi * ww[:, None]).T @ phi
             self.b += phi.T @ (ww * r[lo : lo + step])
