@@ -133,8 +133,8 @@ def cluster_items(
     embedding: np.ndarray, n_clusters: int, *, seed: int = 0, n_iter: int = 20
 ) -> np.ndarray:
     """Item groups (n_items,) int64 from a k-means clustering of item embeddings
-    (n_items, k) (Lloyd's algorithm, ``n_iter`` rounds from ``n_clusters`` distinct items
-    drawn by ``seed``; an emptied cluster keeps its centre): finer groups than topics, for
+    (n_items, k) (Lloyd's algorithm, ``n_iter`` rounds from a k-means++ start drawn by
+    ``seed``, Arthur & Vassilvitskii 2007; an emptied cluster keeps its centre): finer groups than topics, for
     MIPS / OffCEM when the topic leaves too much of the item's effect out. Vectorized over
     items, blocked over them (``O(n_items n_clusters)`` time per round, bounded memory)."""
     x = np.asarray(embedding, np.float64)
@@ -142,7 +142,14 @@ def cluster_items(
     if not 1 <= n_clusters <= n:
         raise InputError(f"n_clusters must be in [1, {n}]; got {n_clusters}")
     rng = np.random.default_rng(seed)
-    centres = x[rng.choice(n, size=n_clusters, replace=False)]
+    chosen = [int(rng.integers(n))]
+    d2 = ((x - x[chosen[0]]) ** 2).sum(axis=1)
+    for _ in range(n_clusters - 1):  # k-means++: the next centre with probability ~ D^2
+        total = d2.sum()
+        nxt = int(rng.choice(n, p=d2 / total)) if total > 0 else int(rng.integers(n))
+        chosen.append(nxt)
+        d2 = np.minimum(d2, ((x - x[nxt]) ** 2).sum(axis=1))
+    centres = x[chosen].copy()
     label = np.zeros(n, np.int64)
     step = max(1, (1 << 21) // n_clusters)
     for _ in range(n_iter):

@@ -183,3 +183,17 @@ def test_streamed_evaluate_on_a_large_catalog_log(tmp_path) -> None:
             want = est.estimate_policy_value(**kw)
             got = float(res.loc[res.estimator == name, "value"].iloc[0])
             assert got == pytest.approx(want, rel=1e-9), (name, batch_size)
+
+
+def test_cluster_items_recovers_separated_groups() -> None:
+    from offrec.ope.embedding import cluster_items
+
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(5), 40)
+    x = 10.0 * np.eye(5)[truth] + 0.1 * rng.normal(size=(200, 5))
+    labels = cluster_items(x, 5, seed=3)
+    # the same partition up to renaming: each true group maps to one label, all distinct
+    pairs = {(int(t), int(lab)) for t, lab in zip(truth, labels, strict=True)}
+    assert len(pairs) == 5 and len({lab for _, lab in pairs}) == 5
+    with pytest.raises(InputError, match=r"n_clusters must be in \[1, 200\]; got 0"):
+        cluster_items(x, 0)
