@@ -17,6 +17,9 @@ scanned once per user, not once per row.
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import numpy as np
 
 from offrec.core.errors import InputError
@@ -58,10 +61,20 @@ class Retriever:
         self.cache_rows = (
             cache_rows if cache_rows is not None else max(1024, CACHE_BYTES // per_row)
         )
-        self._keys = np.zeros(0, np.uint64)
-        self._query = np.zeros((0, p), np.float32)
-        self._items = np.zeros((0, m), np.int32)
-        self._scores = np.zeros((0, m), np.float32)
+        # the cache: sorted keys, queries, items, scores; replaced as one tuple under the
+        # lock, so a reader (another engine thread) always sees one consistent snapshot
+        self._cache = (np.zeros(0, np.uint64), np.zeros((0, p), np.float32),
+                       np.zeros((0, m), np.int32), np.zeros((0, m), np.float32))  # fmt: skip
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:  # picklable (Ray): the lock is not
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def retrieve(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Candidates (n, m) int32 in ascending item id and their scores (n, m) float32 for
@@ -71,14 +84,15 @@ class Retriever:
         keys = row_keys(*q.view(np.uint32).T) if n else np.zeros(0, np.uint64)
         uniq, first, inv = np.unique(keys, return_index=True, return_inverse=True)
         ok = (q == q[first][inv]).all(axis=1)  # a 64-bit hash collision: no cache
-        pos = np.minimum(np.searchsorted(self._keys, uniq), max(self._keys.size - 1, 0))
+        c_keys, c_query, c_items, c_scores = self._cache  # one consistent snapshot
+        pos = np.minimum(np.searchsorted(c_keys, uniq), max(c_keys.size - 1, 0))
         hit = np.zeros(uniq.size, bool)
-        if self._keys.size:
-            hit = (self._keys[pos] == uniq) & (self._query[pos] == q[first]).all(axis=1)
+        if c_keys.size:
+            hit = (c_keys[pos] == uniq) & (c_query[pos] == q[first]).all(axis=1)
         miss = np.flatnonzero(~hit)
         items = np.empty((uniq.size, self.m), np.int32)
         scores = np.empty((uniq.size, self.m), np.float32)
-        items[hit], scores[hit] = self._items[pos[hit]], self._scores[pos[hit]]
+        items[hit], scores[hit] = c_items[pos[hit]], c_scores[pos[hit]]
         if miss.size:
             items[miss], scores[miss] = self.top_m(q[first[miss]])
             self._remember(uniq[miss], q[first[miss]], items[miss], scores[miss])
@@ -91,16 +105,21 @@ class Retriever:
     def _remember(
         self, keys: np.ndarray, query: np.ndarray, items: np.ndarray, scores: np.ndarray
     ) -> None:
-        room = self.cache_rows - self._keys.size
-        if room <= 0:
-            return
-        keys, query, items, scores = keys[:room], query[:room], items[:room], scores[:room]
-        all_keys = np.concatenate([self._keys, keys])
-        order = np.argsort(all_keys, kind="stable")
-        self._keys = all_keys[order]
-        self._query = np.concatenate([self._query, query])[order]
-        self._items = np.concatenate([self._items, items])[order]
-        self._scores = np.concatenate([self._scores, scores])[order]
+        with self._lock:
+            c_keys, c_query, c_items, c_scores = self._cache
+            new = ~np.isin(keys, c_keys)  # another thread may have added them meanwhile
+            room = self.cache_rows - c_keys.size
+            if room <= 0 or not new.any():
+                return
+            take = np.flatnonzero(new)[:room]
+            all_keys = np.concatenate([c_keys, keys[take]])
+            order = np.argsort(all_keys, kind="stable")
+            self._cache = (
+                all_keys[order],
+                np.concatenate([c_query, query[take]])[order],
+                np.concatenate([c_items, items[take]])[order],
+                np.concatenate([c_scores, scores[take]])[order],
+            )
 
     def top_m(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-``m`` items (ascending ids) and scores of each query (U, p), no cache."""

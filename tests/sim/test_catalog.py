@@ -201,3 +201,24 @@ def test_cli_simulates_a_million_items(tmp_path, capsys) -> None:
     data = read_logs(out)
     assert data.n_rows == 300 and data.n_actions == 1_000_000
     assert data.metadata["logging_policy"]["candidates"] == 200
+
+
+def test_retriever_is_consistent_across_threads_and_pickles() -> None:
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    from offrec.policies.retrieval import Retriever
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(4, 5000)).astype(np.float32)
+    queries = rng.normal(size=(400, 4)).astype(np.float32)
+    ref = Retriever(w, np.zeros(5000, np.float32), 8, cache_rows=0).top_m(queries)[0]
+    r = Retriever(w, np.zeros(5000, np.float32), 8)
+    parts = [queries[(np.arange(400) * 7 + k) % 400][:150] for k in range(8)]  # overlapping
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda q: r.retrieve(q)[0], parts))
+    for q, items in zip(parts, got, strict=True):
+        rows = [int(np.flatnonzero((queries == row).all(axis=1))[0]) for row in q]
+        assert np.array_equal(items, ref[rows])
+    again = pickle.loads(pickle.dumps(r))
+    assert np.array_equal(again.retrieve(queries)[0], ref)
