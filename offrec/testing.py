@@ -26,7 +26,10 @@ def check_policy(policy: Any, obs: np.ndarray | None = None, *, obs_dim: int | N
     the same sample; and over many draws the empirical action frequencies agree with
     ``action_dist`` (within 5 standard errors). A policy with ``action_dist_compact``
     must give exactly the numbers of ``action_dist`` through it (dense, or a
-    ``GreedyDist``'s ``dense()``).
+    ``GreedyDist``'s or ``SparseDist``'s ``dense()``); a ``SparseDist`` (or a
+    ``GreedyDist`` through its ``sparse()`` form) must also agree with the dense rows on
+    propensities (``at``), item-group probabilities (``group_probs``, ``group_at``) and
+    expectations (``expect``), to 1e-12.
     """
     n_actions: Any = getattr(policy, "n_actions", None)
     _require(
@@ -57,6 +60,7 @@ def check_policy(policy: Any, obs: np.ndarray | None = None, *, obs_dim: int | N
             same.shape == dist.shape and bool(np.array_equal(same, dist)),
             "action_dist_compact must hold the numbers of action_dist",
         )
+        _check_sparse(c.sparse() if hasattr(c, "sparse") else c, dist)
 
     actions, pscores = policy.sample(obs, np.random.default_rng(123))
     actions, pscores = np.asarray(actions), np.asarray(pscores)
@@ -87,6 +91,36 @@ def check_policy(policy: Any, obs: np.ndarray | None = None, *, obs_dim: int | N
         bool((np.abs(freq - p) <= tol).all()),
         f"sampled frequency of action {worst} is {freq[worst]:.4f}, action_dist says {p[worst]:.4f}",
     )
+
+
+def _check_sparse(sparse: Any, dist: np.ndarray) -> None:
+    """The operations of a :class:`~offrec.core.policy.SparseDist` against its dense rows."""
+    from offrec.core.policy import SparseDist
+
+    if not isinstance(sparse, SparseDist):
+        return
+    n, k = dist.shape
+    rng = np.random.default_rng(5)
+    _require(bool(np.allclose(sparse.dense(), dist, rtol=0, atol=1e-12)),
+             "SparseDist.dense() must equal action_dist")  # fmt: skip
+    a = np.asarray(rng.integers(0, k, size=n))
+    _require(bool(np.allclose(sparse.at(a), dist[np.arange(n), a], rtol=0, atol=1e-12)),
+             "SparseDist.at must equal action_dist at the item")  # fmt: skip
+    n_groups = max(1, min(k, 4))
+    groups = rng.integers(0, n_groups, size=k)
+    by_group = np.stack([dist[:, groups == g].sum(axis=1) for g in range(n_groups)], axis=1)
+    _require(bool(np.allclose(sparse.group_probs(groups, n_groups), by_group, atol=1e-12)),
+             "SparseDist.group_probs must equal the dense rows summed by group")  # fmt: skip
+    g = rng.integers(0, n_groups, size=n)
+    at_g = sparse.group_at(groups, g, sparse.group_sizes(groups, n_groups))
+    _require(bool(np.allclose(at_g, by_group[np.arange(n), g], atol=1e-12)),
+             "SparseDist.group_at must equal the dense group probability")  # fmt: skip
+    values = rng.random((n, k))
+    allowed = np.ones(k, bool) if sparse.support is None else sparse.support
+    mean = values[:, allowed].mean(axis=1)
+    got = sparse.expect(np.take_along_axis(values, sparse.items, axis=1), mean)
+    _require(bool(np.allclose(got, np.einsum("na,na->n", dist, values), atol=1e-12)),
+             "SparseDist.expect must equal sum_a pi(a|x) v(x, a)")  # fmt: skip
 
 
 def _require(ok: bool, message: str) -> None:
@@ -126,6 +160,10 @@ def check_estimator(estimator: Any, *, seed: int = 0) -> None:
     model = q if estimator.needs_model else None
     arrays = dict(reward=reward, action=action, pscore=pscore, action_dist=logger,
                   estimated_rewards=model)  # fmt: skip
+    groups = np.array([0, 0, 1, 1, 2])  # item groups, for the estimators that read them
+    if getattr(estimator, "needs_groups", False):
+        by_group = np.stack([logger[:, groups == g].sum(axis=1) for g in range(3)], axis=1)
+        arrays.update(item_groups=groups, pscore_group=by_group[np.arange(n), groups[action]])
     value = estimator.estimate_policy_value(**arrays)
     _require_est(value == estimator.estimate_policy_value(**arrays), "same inputs, same value")
     iv = estimator.estimate_interval(**arrays, method="normal")
@@ -148,7 +186,7 @@ def check_estimator(estimator: Any, *, seed: int = 0) -> None:
         context=context, action=action, reward=reward, pscore=pscore,
         session_id=np.arange(n), step=np.zeros(n, np.int64), position=np.zeros(n, np.int64),
         user_id=np.arange(n), terminated=np.ones(n, bool), truncated=np.zeros(n, bool),
-        n_actions=k,
+        n_actions=k, logging_dist=logger, metadata={"item_topics": groups.tolist()},
     )  # fmt: skip
     if not estimator.needs_model:  # the streamed path fits its own model: compare model-free
         for batch_size in (n, 97):

@@ -38,6 +38,12 @@ def add_parser(sub: Any) -> None:
     s.add_argument(
         "--support", help="only these items may be shown, e.g. '0,1,2' (deficient support)"
     )
+    s.add_argument("--candidates", type=int, metavar="M",
+                   help="two-stage logger for large catalogs: retrieve the top M items, then rank "
+                   "them with the softmax / epsilon-greedy head (not uniform)")  # fmt: skip
+    s.add_argument("--floor", type=float,
+                   help="two-stage logger: uniform mass over the whole catalog, so every item "
+                   "can be shown (with --candidates; 0 when unset)")  # fmt: skip
     world_options(s)
     s.add_argument(
         "--seed", type=int, default=0, help="seed of the sessions and the policy's draws"
@@ -88,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     kwargs = logging_policy_kwargs(
         args.policy, beta=args.beta, epsilon=args.epsilon, noise=args.noise,
         model_seed=args.model_seed, support=parse_support(args.support, world.n_items),
+        candidates=args.candidates, floor=args.floor,
     )  # fmt: skip
     policy = logging_policy(world, args.policy, **kwargs)
     if args.slate_size is not None:

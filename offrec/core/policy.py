@@ -13,6 +13,12 @@ A policy whose distribution comes from a greedy or epsilon-greedy :class:`Head` 
 offer ``action_dist_compact(obs) -> GreedyDist | ndarray``: the same distribution in the
 factored form :class:`GreedyDist` (two numbers per row instead of ``n_actions``), which
 off-policy evaluation reads without ever building the dense ``(n, n_actions)`` array.
+
+Large catalogs (10^5 to 10^6 items) use the general factored form :class:`SparseDist`:
+per row ``M`` candidate items with their probabilities, plus a uniform floor over the
+catalog (or a support mask). ``action_dist_compact`` may return it; sampling, the
+propensity of an item, the probability of an item group and expected rewards are read
+from it in ``O(n M)``. A :class:`GreedyDist` converts to it exactly (:meth:`GreedyDist.sparse`).
 """
 
 from __future__ import annotations
@@ -333,6 +339,28 @@ class GreedyDist:
         return GreedyDist(self.best[rows], self.epsilon, self.floor,
                           np.searchsorted(rows, self.odd[keep]), self.odd_top[keep])  # fmt: skip
 
+    def sparse(self) -> SparseDist:
+        """The same distribution as a :class:`SparseDist`: candidates ``best_i`` with mass
+        ``1 - epsilon`` (the odd rows: their argmax sets, ``(1 - epsilon) / |T_i|`` each;
+        rows padded with repeats of mass 0), floor ``epsilon`` over the allowed items."""
+        n, k = self.shape
+        width = 1 if not self.odd.size else max(1, int(self.odd_top.sum(axis=1).max()))
+        items = np.repeat(self.best[:, None], width, axis=1).astype(np.intp)
+        probs = np.zeros((n, width))
+        probs[:, 0] = 1.0 - self.epsilon
+        if self.odd.size:
+            share = (1.0 - self.epsilon) * self._odd_share()
+            r, c = np.nonzero(self.odd_top)
+            rank = np.arange(r.size) - np.searchsorted(r, r)  # position within its row
+            probs[self.odd] = 0.0
+            items[self.odd] = self.best[self.odd, None]
+            items[self.odd[r], rank] = c
+            probs[self.odd[r], rank] = share[r]
+        support = None
+        if self.epsilon > 0.0 and not (self.floor > 0).all():
+            support = self.floor > 0
+        return SparseDist(items, probs, k, self.epsilon, support)
+
     def dense(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """The distribution (m, n_actions) float64 of ``rows``, as :meth:`Head.apply` has
         always built it: the floor everywhere, ``(1 - epsilon) / |T_i| + f_a`` on
@@ -353,6 +381,192 @@ class GreedyDist:
             sub[r, c] = head * self._odd_share()[j][r] + self.floor[c]
             out[is_odd] = sub
         return out
+
+
+@dataclass(frozen=True)
+class SparseDist:
+    r"""A distribution over a (possibly huge) catalog in factored form: per row ``i``,
+    ``M`` candidate items :math:`c_{i1..iM}` with masses :math:`p_{im}`, plus a uniform
+    floor of total mass :math:`\epsilon` over the allowed items :math:`S` (the whole
+    catalog, or ``support``):
+
+    .. math::
+
+        \pi(a|x_i) = \sum_m p_{im} [c_{im} = a] + \epsilon [a \in S] / |S|,
+        \qquad \sum_m p_{im} + \epsilon = 1.
+
+    A candidate may repeat within a row (its masses add; padding uses mass 0). Memory:
+    ``2 n M`` numbers instead of ``n * n_actions``; every operation below costs
+    ``O(n M)`` (plus ``O(n_actions)`` once for the support), never ``O(n * n_actions)``.
+
+    Operations (all exact): :meth:`at` (the propensity of a given item), :meth:`sample`,
+    :meth:`group_probs` / :meth:`group_at` (the probability of an item group, e.g. a
+    topic: what MIPS weights by), :meth:`expect` (the expected value of a function of
+    the item, from its values at the candidates and its mean over ``S``), and
+    :meth:`dense` for small catalogs (tests, ``check_policy``).
+
+    Attributes:
+        items: (n, M) intp, candidate items in ``[0, n_actions)``.
+        probs: (n, M) float64, their masses (the floor excluded), non-negative.
+        n_actions: catalog size.
+        floor: :math:`\epsilon` in [0, 1], the total uniform mass.
+        support: None (all items) or (n_actions,) bool, the items the floor covers.
+
+    >>> d = SparseDist(np.array([[2, 0]]), np.array([[0.6, 0.2]]), 4, floor=0.2)
+    >>> d.dense()
+    array([[0.25, 0.05, 0.65, 0.05]])
+    >>> d.at(np.array([1])), d.group_probs(np.array([0, 0, 1, 1]), 2)
+    (array([0.05]), array([[0.3, 0.7]]))
+    """
+
+    items: np.ndarray
+    probs: np.ndarray
+    n_actions: int
+    floor: float = 0.0
+    support: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        items, probs = np.asarray(self.items), np.asarray(self.probs, np.float64)
+        if items.ndim != 2 or probs.shape != items.shape:
+            raise InputError(
+                f"SparseDist items and probs must be (n, M) arrays of one shape; got "
+                f"{items.shape} and {probs.shape}"
+            )
+        if items.dtype.kind not in "iu":
+            raise InputError(f"SparseDist items must be integers; got dtype {items.dtype}")
+        if not 0.0 <= self.floor <= 1.0:
+            raise InputError(f"SparseDist floor must be in [0, 1]; got {self.floor!r}")
+        if items.size and (items.min() < 0 or items.max() >= self.n_actions):
+            i = int(np.flatnonzero(((items < 0) | (items >= self.n_actions)).any(axis=1))[0])
+            raise InputError(
+                f"SparseDist items must be in [0, {self.n_actions}); row {i} has "
+                f"{items[i].tolist()}"
+            )
+        if self.support is not None:
+            object.__setattr__(self, "support", _check_support(self.support, self.n_actions))
+        object.__setattr__(self, "items", items.astype(np.intp, copy=False))
+        object.__setattr__(self, "probs", probs)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n, n_actions)``, the shape of :meth:`dense`."""
+        return (int(self.items.shape[0]), int(self.n_actions))
+
+    @property
+    def n_support(self) -> int:
+        """:math:`|S|`, the number of items the floor covers."""
+        return self.n_actions if self.support is None else int(self.support.sum())
+
+    @property
+    def floor_share(self) -> float:
+        """:math:`\\epsilon / |S|`, the floor's mass on each allowed item."""
+        return self.floor * (1.0 / self.n_support) if self.floor > 0.0 else 0.0
+
+    def floor_at(self, action: np.ndarray) -> np.ndarray:
+        """The floor's mass (n,) float64 on ``action`` (n,)."""
+        a = np.asarray(action)
+        if self.support is None:
+            return np.full(a.shape, self.floor_share)
+        return np.where(self.support[a], self.floor_share, 0.0)
+
+    def at(self, action: np.ndarray) -> np.ndarray:
+        """:math:`\\pi(a_i|x_i)` (n,) float64 for ``action`` (n,) in ``[0, n_actions)``."""
+        a = np.asarray(action)
+        hit = self.items == a[:, None]
+        return np.einsum("nm,nm->n", self.probs, hit) + self.floor_at(a)
+
+    def group_sizes(self, groups: np.ndarray, n_groups: int) -> np.ndarray:
+        """(n_groups,) number of allowed items in each group (``groups`` (n_actions,))."""
+        g = np.asarray(groups)
+        allowed = None if self.support is None else self.support.astype(np.float64)
+        return np.bincount(g, weights=allowed, minlength=n_groups)
+
+    def group_probs(self, groups: np.ndarray, n_groups: int) -> np.ndarray:
+        """:math:`\\pi(g|x_i) = \\sum_{a: g_a = g} \\pi(a|x_i)` (n, n_groups) float64, for
+        item groups ``groups`` (n_actions,) in ``[0, n_groups)``: the candidates' masses
+        added into their groups, plus the floor times each group's share of ``S``."""
+        n = self.shape[0]
+        g = np.asarray(groups)[self.items]  # (n, M)
+        flat = g + (np.arange(n) * n_groups)[:, None]
+        out: np.ndarray = np.bincount(
+            flat.ravel(), weights=self.probs.ravel(), minlength=n * n_groups
+        ).reshape(n, n_groups)
+        if self.floor > 0.0:
+            out += self.floor_share * self.group_sizes(groups, n_groups)[None, :]
+        return out
+
+    def group_at(self, groups: np.ndarray, group: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        """:math:`\\pi(g_i|x_i)` (n,) for the groups ``group`` (n,), with ``sizes`` from
+        :meth:`group_sizes`: ``O(n M)``, without the ``(n, n_groups)`` table."""
+        g = np.asarray(group)
+        same = np.asarray(groups)[self.items] == g[:, None]
+        out = np.einsum("nm,nm->n", self.probs, same)
+        if self.floor > 0.0:
+            out += self.floor_share * np.asarray(sizes, np.float64)[g]
+        return out
+
+    def expect(self, at_items: np.ndarray, support_mean: np.ndarray | float = 0.0) -> np.ndarray:
+        """:math:`\\sum_a \\pi(a|x_i) v_{ia}` (n,) float64 from ``at_items`` (n, M), the
+        values at the candidates, and ``support_mean`` (n,) (or a scalar),
+        :math:`\\frac{1}{|S|} \\sum_{a \\in S} v_{ia}` (an unbiased estimate of it makes an
+        unbiased estimate of the expectation): ``sum_m p v + epsilon * mean_S v``."""
+        out = np.einsum("nm,nm->n", self.probs, np.asarray(at_items, np.float64))
+        if self.floor > 0.0:
+            out += self.floor * np.asarray(support_mean, np.float64)
+        return out
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One item per row: ``(actions (n,) int64, pscores (n,) float64)`` with
+        ``pscores == at(actions)``.
+
+        One uniform ``u_i`` per row picks the candidate by inverse CDF over
+        ``probs[i]`` when ``u_i (sum_m p_im + epsilon) < sum_m p_im``, else the floor; the
+        floor's rows then draw a uniform item of ``S`` (a second draw for those rows only).
+        """
+        n, m = self.items.shape
+        if n == 0:
+            return np.zeros(0, np.int64), np.zeros(0)
+        cdf = np.cumsum(self.probs, axis=1) if m else np.zeros((n, 0))
+        head = cdf[:, -1] if m else np.zeros(n)
+        t = rng.random(n) * (head + self.floor)
+        cand = t < head
+        pick = np.minimum((cdf <= t[:, None]).sum(axis=1), max(m - 1, 0))
+        actions = np.zeros(n, np.int64)
+        rows = np.flatnonzero(cand)
+        actions[rows] = self.items[rows, pick[rows]]
+        rest = np.flatnonzero(~cand)
+        if rest.size:
+            allowed = self.n_support
+            draw = rng.integers(0, allowed, size=rest.size)
+            actions[rest] = draw if self.support is None else np.flatnonzero(self.support)[draw]
+        return actions, self.at(actions)
+
+    def subset(self, rows: np.ndarray | slice) -> SparseDist:
+        """The distribution of ``rows`` only."""
+        return SparseDist(self.items[rows], self.probs[rows], self.n_actions, self.floor,
+                          self.support)  # fmt: skip
+
+    def dense(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """The distribution (m, n_actions) float64 of ``rows`` (small catalogs only)."""
+        items, probs = self.items[rows], self.probs[rows]
+        out = np.zeros((items.shape[0], self.n_actions))
+        if self.floor > 0.0:
+            out[:] = self.floor_at(np.arange(self.n_actions))[None, :]
+        r = np.repeat(np.arange(items.shape[0]), items.shape[1])
+        np.add.at(out, (r, items.ravel()), probs.ravel())
+        return out
+
+    def check(self) -> None:
+        """Masses non-negative and finite, each row summing to 1 (within 1e-6); the
+        error names the first bad row."""
+        total = self.probs.sum(axis=1) + self.floor
+        bad = ~((self.probs >= 0).all(axis=1) & (np.abs(total - 1.0) <= 1e-6))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"SparseDist rows must hold non-negative masses summing to 1 with the floor; "
+                f"row {i} has probs {self.probs[i].tolist()} and floor {self.floor!r}"
+            )
 
 
 class UniformPolicy(BasePolicy):

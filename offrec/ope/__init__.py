@@ -26,6 +26,7 @@ from offrec.ope.diagnostics import (
     support_violation,
     weight_stats,
 )
+from offrec.ope.embedding import MIPS, SNMIPS, OffCEM
 from offrec.ope.estimators import (
     DM,
     DR,
@@ -56,6 +57,9 @@ from offrec.ope.trust import RECOMMENDED, Estimate, EstimatorInfo
 ESTIMATORS.update(MULTI_LOGGER_ESTIMATORS)  # one registry: the multiple-logger forms too
 
 __all__ = [
+    "MIPS",
+    "SNMIPS",
+    "OffCEM",
     "DM",
     "DR",
     "ESTIMATORS",

@@ -98,6 +98,12 @@ class Estimator(EstimatorMeta):
     needs_model: ClassVar[bool] = False
     """Whether the estimator reads a reward model's ``estimated_rewards``."""
     self_normalized: ClassVar[bool] = False
+    needs_groups: ClassVar[bool] = False
+    """Whether the estimator reads item groups (``item_groups``, ``pscore_group``: MIPS)."""
+
+    def weights(self, terms: RoundTerms) -> np.ndarray:
+        """The importance weights the estimator averages with (item-level by default)."""
+        return terms.weight
 
     def __post_init__(self) -> None:
         for key, value in self.params().items():
@@ -500,6 +506,8 @@ _ARRAYS = (
     "check_dist",
     "stratum_idx",  # the multiple-logger estimators (offrec.ope.multi_logger)
     "pscore_avg",
+    "item_groups",
+    "pscore_group",
 )
 
 

@@ -44,7 +44,7 @@ import numpy as np
 
 from offrec.core.errors import InputError
 from offrec.core.hashing import hash_uniform, row_keys
-from offrec.core.policy import GreedyDist
+from offrec.core.policy import GreedyDist, SparseDist
 from offrec.core.validation import check_scalar
 from offrec.engines.sample import draw_sample
 from offrec.logs.data import LoggedData
@@ -311,7 +311,11 @@ def evaluate(
             ``mb, pdis, wpdis, dr, fqe`` (session; ``mb`` and the other whole-log estimators
             are fitted on the log, or on a sample of whole sessions above ``fit_rows``).
         reward_model: the reward model DM/DR-type bandit estimators use (default a
-            cross-fitted logistic model).
+            cross-fitted logistic model). Large catalogs: an already fitted model of
+            (context, item) pairs with ``predict_pairs(context, items (n, M))`` and
+            ``predict_mean(context)`` (e.g. :class:`~offrec.policies.bandits.hybrid.HybridLinear`,
+            fitted on other rows than the evaluated ones), read at the logged items and
+            the target's candidates only (no ``(n, n_items)`` table, no cross-fitting).
         interval: ``"bootstrap"``, ``"normal"``, ``"bernstein"`` or None (no interval).
         n_bootstrap, alpha, seed: resamples, 1 - coverage, and the seed of everything
             random (bootstrap, folds, fitting sample).
@@ -540,7 +544,7 @@ def _dist(target: Target | FixedProbs, batch: Batch, name: str, compact: bool = 
         return np.asarray(target.probs[batch.row : stop])
     method = getattr(target, "action_dist_compact", None) if compact else None
     dist = method(data.context) if callable(method) else target.action_dist(data.context)
-    if not isinstance(dist, GreedyDist):
+    if not isinstance(dist, GreedyDist | SparseDist):
         dist = np.asarray(dist)
     if dist.shape != (data.n_rows, data.n_actions):
         raise InputError(
@@ -689,13 +693,19 @@ def _evaluate_bandit(
     if not ests:
         raise InputError("estimators must name at least one estimator; got none")
     models = None
-    if any(e.needs_model for e in ests):
+    pair_model = reward_model if hasattr(reward_model, "predict_pairs") else None
+    if any(e.needs_model for e in ests) and pair_model is None:
         rm = reward_model or RewardModel(kind="logistic", seed=seed)
         log.info("fitting the reward model on a sample of at most %d rows", fit_rows)
         sample = draw_sample(source, eng, fit_rows, seed, progress=progress)
         models = fit_fold_models(sample.data, rm, seed, sample.max_position + 1)  # type: ignore[arg-type]
     has_support = _has_logging_dist(source)
     layout = _bandit_layout(list(named), ests, has_support)
+    groups = None
+    if any(e.needs_groups for e in ests):  # MIPS & co: the logger's group propensities
+        from offrec.ope.embedding import LoggerGroups
+
+        groups = LoggerGroups(source.metadata, has_support)
 
     def kernel(batch: Batch) -> Moments:
         data = batch.data
@@ -715,10 +725,19 @@ def _evaluate_bandit(
         )
         q = None if models is None or reduced else models.predict(data)
         q_logged, q_targets = models.greedy_terms(data, dists) if reduced else (None, {})  # type: ignore[union-attr]
+        marginal: dict[str, Any] = {}
+        if groups is not None:  # MIPS & co: the logger's probability of the logged group
+            try:
+                pg = groups.pscore_group(data.context, data.action, data.pscore, data.logging_dist)
+            except InputError as err:
+                raise _relocate(err, batch, "logger") from None
+            marginal = {"item_groups": groups.item_groups, "pscore_group": pg}
         x = np.empty((data.n_rows, layout.width))
         x[:, layout.width - 1] = data.reward  # the logger's value, observed on-policy
         for p, target in named.items():
             dist = dists.pop(p) if p in dists else _dist(target, batch, p, compact=True)
+            if pair_model is not None:  # (user, item) reward model: no (n, n_actions) table
+                q = _pair_rewards(pair_model, data, dist)
             try:
                 terms = round_terms(
                     reward=data.reward,
@@ -726,6 +745,7 @@ def _evaluate_bandit(
                     pscore=data.pscore,
                     action_dist=dist,
                     estimated_rewards=q,
+                    **marginal,
                 )
             except InputError as err:
                 raise _relocate(err, batch, p) from None
@@ -737,7 +757,9 @@ def _evaluate_bandit(
                 x[:, layout.support[p]] = (
                     dist.expect(outside)
                     if isinstance(dist, GreedyDist)
-                    else np.einsum("na,na->n", dist, outside)
+                    else np.einsum(
+                        "na,na->n", dist.dense() if isinstance(dist, SparseDist) else dist, outside
+                    )
                 )
             for e in ests:
                 parts = e.parts(terms) if not e.self_normalized else _sn_parts(e, terms)
@@ -765,12 +787,34 @@ def _evaluate_bandit(
     return _choose(result)
 
 
+def _pair_rewards(model: Any, data: LoggedData, dist: Any) -> Any:
+    """A fitted (context, item) reward model's predictions for one batch and target: at the
+    logged items, at the target's candidates and its catalog mean
+    (:class:`~offrec.ope.terms.PairRewards`; a dense target gets the dense table)."""
+    from offrec.ope.terms import PairRewards
+
+    x = data.context
+    if isinstance(dist, GreedyDist):
+        dist = dist.sparse()
+    if not isinstance(dist, SparseDist):
+        rows = np.broadcast_to(np.arange(data.n_actions), (data.n_rows, data.n_actions))
+        return model.predict_pairs(x, rows)
+    mean = model.predict_mean(x) if dist.support is None else model.predict_pairs(
+        x, np.broadcast_to(np.flatnonzero(dist.support), (data.n_rows, dist.n_support))
+    ).mean(axis=1)  # fmt: skip
+    return PairRewards(
+        logged=model.predict_pairs(x, data.action[:, None])[:, 0],
+        at_items=model.predict_pairs(x, dist.items),
+        support_mean=mean,
+    )
+
+
 def _sn_parts(e: Estimator, terms: Any) -> Any:
     """Parts of a self-normalized estimator without the all-zero-weights check (a batch
     may legitimately have no weight; the check runs on the merged sums)."""
     from offrec.ope.estimators import Parts
 
-    w = terms.weight
+    w = e.weights(terms)
     if e.needs_model:
         return Parts(terms.q_target, w * (terms.reward - terms.q_logged), w)
     return Parts(None, w * terms.reward, w)

@@ -104,6 +104,16 @@ class _MultiLogger(Estimator):
     """Reads ``stratum_idx`` / ``pscore_avg`` next to the usual arrays."""
 
     uses: ClassVar[str] = ""
+    assumptions: ClassVar[tuple[str, ...]] = (
+        "each row's propensity is that of the logger that served it (or, balanced forms, "
+        "the average logger's)",
+        "together the loggers cover every action the target takes",
+    )
+    reference: ClassVar[str] = (
+        "Agarwal, Basu, Schnabel & Joachims (2017), Effective evaluation using logged bandit "
+        "feedback from multiple loggers, KDD; Kallus, Saito & Uehara (2021), Optimal "
+        "off-policy evaluation from multiple logging policies, ICML"
+    )
 
     def _parts(self, arrays: dict[str, Any]) -> Parts:
         arrays = dict(arrays)

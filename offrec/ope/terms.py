@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from offrec.core.errors import InputError
-from offrec.core.policy import GreedyDist
+from offrec.core.policy import GreedyDist, SparseDist
 from offrec.core.threads import over_row_ranges
 from offrec.core.validation import first_bad
 from offrec.logs.schema import MIN_PSCORE, PSCORE_FLOOR_RULE
@@ -55,6 +55,9 @@ class RoundTerms:
     weight: np.ndarray
     q_logged: np.ndarray | None = None
     q_target: np.ndarray | None = None
+    group_weight: np.ndarray | None = None
+    r""":math:`\pi_e(g_i|x_i) / \pi_b(g_i|x_i)`, the marginal weight of the logged item's group
+    (MIPS, :mod:`offrec.ope.embedding`), when ``item_groups`` and ``pscore_group`` are given."""
 
     @property
     def n(self) -> int:
@@ -70,8 +73,10 @@ def round_terms(
     position: Any = None,
     estimated_rewards: Any = None,
     check_dist: bool = True,
+    item_groups: Any = None,
+    pscore_group: Any = None,
 ) -> RoundTerms:
-    """Validate the inputs and compute :class:`RoundTerms` in one pass over ``action_dist``.
+    r"""Validate the inputs and compute :class:`RoundTerms` in one pass over ``action_dist``.
 
     Args:
         reward: (n,) observed rewards, finite.
@@ -92,16 +97,82 @@ def round_terms(
             non-negative finite numbers summing to 1 by construction, except the rows
             whose argmax set is empty) and its ``estimated_rewards`` are checked finite.
 
+        item_groups: None or (n_actions,) integers >= 0, the group (topic, cluster) of
+            each item; with ``pscore_group`` it adds the marginal weights
+            :attr:`RoundTerms.group_weight` (:func:`group_probability`).
+        pscore_group: (n,) the logger's probability of the logged item's group,
+            :math:`\pi_b(g(a_i)|x_i)`, in (0, 1].
+
     Raises:
         ValueError: naming the argument, the rule and the first offending row,
             e.g. ``"pscore must be in (0, 1]; row 3 has 0.0"``.
     """
+    terms = _round_terms(reward, action, pscore, action_dist, position, estimated_rewards,
+                         check_dist)  # fmt: skip
+    if item_groups is None and pscore_group is None:
+        return terms
+    if item_groups is None or pscore_group is None:
+        raise InputError("item_groups and pscore_group go together (marginal weights); got one")
+    n = terms.n
+    pg = _as_1d(pscore_group, "pscore_group", n)
+    if not (pg.min() > 0.0 and pg.max() <= 1.0 + 1e-12):
+        i = first_bad(~((pg > 0.0) & (pg <= 1.0 + 1e-12)))
+        raise InputError(f"pscore_group must be in (0, 1]; row {i} has {float(pg[i])!r}")
+    groups = np.asarray(item_groups)
+    if groups.dtype.kind not in "iu" or groups.ndim != 1 or (groups.size and groups.min() < 0):
+        raise InputError(
+            f"item_groups must be (n_actions,) integers >= 0; got shape {groups.shape}, "
+            f"dtype {groups.dtype}"
+        )
+    act = _as_index(action, "action", n)
+    g = groups[act]
+    gw = group_probability(action_dist, groups, g) / pg
+    return RoundTerms(terms.reward, terms.weight, terms.q_logged, terms.q_target, gw)
+
+
+def group_probability(action_dist: Any, item_groups: np.ndarray, group: np.ndarray) -> np.ndarray:
+    r""":math:`\pi(g_i|x_i) = \sum_{a: g(a) = g_i} \pi(a|x_i)` (n,) float64, the probability
+    of group ``group`` (n,) under ``action_dist``: a dense ``(n, n_actions)`` array (blocks of
+    rows; ``O(n n_actions)``), a :class:`~offrec.core.policy.GreedyDist` or a
+    :class:`~offrec.core.policy.SparseDist` (``O(n M)``)."""
+    groups = np.asarray(item_groups)
+    g = np.asarray(group)
+    if isinstance(action_dist, GreedyDist):
+        action_dist = action_dist.sparse()
+    if isinstance(action_dist, SparseDist):
+        if groups.shape != (action_dist.n_actions,):
+            raise InputError(
+                f"item_groups must have shape ({action_dist.n_actions},); got {groups.shape}"
+            )
+        sizes = action_dist.group_sizes(groups, int(groups.max()) + 1)
+        return action_dist.group_at(groups, g, sizes)
+    dist = np.asarray(action_dist)
+    if dist.ndim != 2:
+        raise InputError(f"group weights need a 2-D action_dist (one position); got {dist.shape}")
+    if groups.shape != (dist.shape[1],):
+        raise InputError(f"item_groups must have shape ({dist.shape[1]},); got {groups.shape}")
+    out = np.empty(dist.shape[0])
+    step = max(1, _CHUNK_ELEMS // max(1, dist.shape[1]))
+    for lo in range(0, dist.shape[0], step):
+        hi = min(lo + step, dist.shape[0])
+        same = groups[None, :] == g[lo:hi, None]
+        out[lo:hi] = np.einsum("na,na->n", dist[lo:hi], same)
+    return out
+
+
+def _round_terms(
+    reward: Any, action: Any, pscore: Any, action_dist: Any, position: Any,
+    estimated_rewards: Any, check_dist: bool,
+) -> RoundTerms:  # fmt: skip
     reward = _as_1d(reward, "reward")
     n = reward.shape[0]
     if n == 0:
         raise InputError("reward must have at least one row; got 0 rows")
     pscore = _as_1d(pscore, "pscore", n)
     action = _as_index(action, "action", n)
+    if isinstance(action_dist, SparseDist):
+        return sparse_terms(reward, action, pscore, action_dist, position, estimated_rewards,
+                            check_dist)  # fmt: skip
     if isinstance(action_dist, GreedyDist):
         return _greedy_terms(reward, action, pscore, action_dist, position, estimated_rewards,
                              check_dist)  # fmt: skip
@@ -202,6 +273,72 @@ def greedy_q_target(
     if dist.odd.size:
         out[dist.odd] = np.einsum("ma,ma->m", dist.dense(dist.odd), odd_q)
     return out
+
+
+def sparse_terms(
+    reward: np.ndarray, action: np.ndarray, pscore: np.ndarray, dist: SparseDist,
+    position: Any, estimated_rewards: Any, check: bool,
+) -> RoundTerms:  # fmt: skip
+    r""":func:`round_terms` for a :class:`~offrec.core.policy.SparseDist` (one position):
+    :math:`w_i = \pi_e(a_i|x_i) / p_i` from the candidates and the floor (``dist.at``),
+    in ``O(n M)``.
+
+    ``estimated_rewards`` is None, a dense ``(n, n_actions)`` array (small catalogs), or
+    a :class:`PairRewards`: :math:`\hat q` at the logged items and at the candidates,
+    plus the mean of :math:`\hat q` over the floor's items (exact, or an unbiased
+    estimate from a sample of the catalog, whose noise then enters each row's term and
+    hence the interval). :math:`\hat q^{\pi}_i = \sum_m p_{im} \hat q(x_i, c_{im}) +
+    \epsilon\, \overline{\hat q}_S(x_i)` (``dist.expect``).
+    """
+    n, n_actions = dist.shape
+    if n != reward.shape[0]:
+        raise InputError(
+            f"action_dist must have shape (n, n_actions) with n = {reward.shape[0]}; "
+            f"got {dist.shape}"
+        )
+    pos = None if position is None else _as_index(position, "position", n)
+    _check_rows(reward, pscore, action, n_actions)
+    if pos is not None:
+        _check_range(pos, "position", 1, " (positions are axis 2 of action_dist)")
+    if check:
+        dist.check()
+    weight = dist.at(action)
+    weight /= pscore
+    if estimated_rewards is None:
+        return RoundTerms(reward=reward, weight=weight)
+    if isinstance(estimated_rewards, PairRewards):
+        pr = estimated_rewards
+        if pr.at_items.shape != dist.items.shape or pr.logged.shape != (n,):
+            raise InputError(
+                f"estimated_rewards (PairRewards) must hold (n,) logged and {dist.items.shape} "
+                f"candidate values; got {pr.logged.shape} and {pr.at_items.shape}"
+            )
+        q_logged, at_items, mean = pr.logged, pr.at_items, pr.support_mean
+    else:
+        q = _as_estimates(estimated_rewards, dist.shape)
+        assert q is not None
+        q_logged = _gather(q, action, None)
+        at_items = np.take_along_axis(q, dist.items, axis=1)
+        allowed = slice(None) if dist.support is None else dist.support
+        mean = q[:, allowed].mean(axis=1) if dist.floor > 0 else 0.0
+    q_target = dist.expect(at_items, mean)
+    if check and not (np.isfinite(q_target).all() and np.isfinite(q_logged).all()):
+        i = first_bad(~(np.isfinite(q_target) & np.isfinite(q_logged)))
+        raise InputError(f"estimated_rewards must be finite; row {i} has a non-finite value")
+    return RoundTerms(reward=reward, weight=weight, q_logged=np.asarray(q_logged, np.float64),
+                      q_target=q_target)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PairRewards:
+    r"""A reward model's predictions for a sparse target without the ``(n, n_actions)``
+    table: ``logged`` (n,) :math:`\hat q(x_i, a_i)`, ``at_items`` (n, M)
+    :math:`\hat q(x_i, c_{im})` at the target's candidates, ``support_mean`` (n,) the mean
+    of :math:`\hat q(x_i, \cdot)` over the target's floor items (or an unbiased estimate)."""
+
+    logged: np.ndarray
+    at_items: np.ndarray
+    support_mean: np.ndarray | float = 0.0
 
 
 def check_greedy(dist: GreedyDist) -> None:

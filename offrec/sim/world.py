@@ -13,11 +13,16 @@ from typing import Any
 import numpy as np
 
 from offrec.core.errors import InputError, InputTypeError
-from offrec.core.policy import Policy, sample_from_dist
+from offrec.core.policy import GreedyDist, Policy, SparseDist, sample_from_dist
 from offrec.core.validation import SeedLike, as_generator, as_seed_sequence
 from offrec.sim.config import WorldConfig
 
 MAX_TABLE_CELLS = 32_000_000
+BLOCK_CELLS = 1 << 21
+"""(user, item) pairs scored at once by the blocked catalog passes (16 MB of float64)."""
+SPARSE_TRUTH_ITEMS = 10_000
+"""Above this many items, :meth:`World.true_value` reads a greedy target's factored form
+as a :class:`~offrec.core.policy.SparseDist` instead of its dense rows."""
 
 
 def sigmoid(x: Any) -> Any:
@@ -137,6 +142,7 @@ class World:
         self._leave_slope = cfg.leave_fatigue * cfg.fatigue_decay
         # (n_users, n_items) table of state-free logits when it is small (<= 256 MB)
         self._logit_table: np.ndarray | None = None
+        self._mean_q: np.ndarray | None = None  # per-user mean q over the catalog (lazy)
         if cfg.n_users * cfg.n_items <= MAX_TABLE_CELLS:
             self._logit_table = self._compute_logits(np.arange(cfg.n_users))
         if cfg.click_probs is not None:
@@ -284,6 +290,68 @@ class World:
         affinity = np.einsum("nk,nsk->ns", self.user_vec[users], self.item_vec[items])
         return sigmoid(cfg.theta0 + cfg.theta1 * affinity + self.item_quality[items])
 
+    def click_probs_at(self, batch: SessionBatch, items: np.ndarray) -> np.ndarray:
+        """True click probabilities (n, M) of the items ``items`` (n, M) in each session's
+        current state: ``q(u_i, items[i, m], s_i)``, the formula of :meth:`click_probs`
+        for the given (user, item) pairs only. Rows are scored in blocks of about
+        :data:`BLOCK_CELLS` latent products, so memory stays ``O(n M)``."""
+        a = np.asarray(items)
+        if a.ndim != 2 or a.shape[0] != len(batch):
+            raise InputError(f"items must have shape ({len(batch)}, M); got {a.shape}")
+        cfg = self.config
+        out = np.empty(a.shape)
+        step = max(1, BLOCK_CELLS // max(1, a.shape[1] * cfg.latent_dim))
+        for lo in range(0, a.shape[0], step):
+            hi = min(lo + step, a.shape[0])
+            ab, users = a[lo:hi], batch.user[lo:hi]
+            if self._logit_table is not None:
+                logit = self._logit_table[users[:, None], ab]
+            else:
+                affinity = np.einsum("nk,nmk->nm", self.user_vec[users], self.item_vec[ab])
+                logit = cfg.theta0 + cfg.theta1 * affinity + self.item_quality[ab]
+            if cfg.horizon > 1:
+                rows = np.arange(lo, hi)[:, None]
+                fatigue = batch.fatigue[rows, self.item_topic[ab]]
+                repeat = (batch.recent[lo:hi, None, :] == ab[:, :, None]).any(axis=2)
+                logit = self._click_logit(logit, fatigue, repeat)
+            out[lo:hi] = sigmoid(logit)
+        return out
+
+    def mean_click_prob(self, users: np.ndarray, support: np.ndarray | None = None) -> np.ndarray:
+        """State-free mean click probability over the catalog (or the items of ``support``,
+        (n_items,) bool), per user: ``(1/|S|) sum_{a in S} sigmoid(theta0 + theta1 <w_u, v_a>
+        + b_a)`` (n,) float64, what a uniform floor over ``S`` earns in bandit mode.
+
+        Computed exactly in blocks of users x items (``O(BLOCK_CELLS)`` memory), once per
+        world for the whole population when ``support`` is None (cached: ``n_users``
+        numbers), else for the given users.
+        """
+        users = np.asarray(users, np.int64)
+        if support is None:
+            if self._mean_q is None:
+                self._mean_q = self._catalog_mean(np.arange(self.config.n_users), None)
+            return self._mean_q[users]
+        return self._catalog_mean(users, np.asarray(support, bool))
+
+    def _catalog_mean(self, users: np.ndarray, support: np.ndarray | None) -> np.ndarray:
+        cfg = self.config
+        idx = np.arange(self.n_items) if support is None else np.flatnonzero(support)
+        total = np.zeros(users.shape[0])
+        ib = min(idx.size, max(1, BLOCK_CELLS // 256))
+        ub = max(1, BLOCK_CELLS // ib)
+        for lo in range(0, users.shape[0], ub):
+            u = users[lo : lo + ub]
+            for a0 in range(0, idx.size, ib):
+                items = idx[a0 : a0 + ib]
+                if self._logit_table is not None:
+                    logit = self._logit_table[u[:, None], items[None, :]]
+                else:
+                    logit = self.user_vec[u] @ self.item_vec[items].T
+                    logit *= cfg.theta1
+                    logit += cfg.theta0 + self.item_quality[items]
+                total[lo : lo + ub] += sigmoid(logit).sum(axis=1)
+        return total / idx.size
+
     def click_prob(self, batch: SessionBatch, actions: np.ndarray) -> np.ndarray:
         """True click probability of ``actions`` (n,) in the current state, (n,)."""
         return sigmoid(self._action_logits(batch, actions)[0])
@@ -418,6 +486,28 @@ class World:
             )
         return dist
 
+    def _sparse_dist(self, policy: Any, obs: np.ndarray) -> SparseDist | None:
+        """``policy``'s distribution as a :class:`SparseDist` when it offers one (its
+        ``sparse_form`` attribute is true and ``action_dist_compact`` returns a
+        :class:`SparseDist`, or a :class:`GreedyDist` on a catalog of more
+        than :data:`SPARSE_TRUTH_ITEMS` items); None otherwise (the dense path)."""
+        compact = getattr(policy, "action_dist_compact", None)
+        if hasattr(policy, "action_dist_state") or not callable(compact):
+            return None
+        if not getattr(policy, "sparse_form", False) and self.n_items <= SPARSE_TRUTH_ITEMS:
+            return None
+        dist = compact(obs)
+        if isinstance(dist, GreedyDist):
+            dist = dist.sparse()
+        if not isinstance(dist, SparseDist):
+            return None
+        if dist.shape != (obs.shape[0], self.n_items):
+            raise InputError(
+                f"policy.action_dist_compact must have shape ({obs.shape[0]}, {self.n_items}); "
+                f"got {dist.shape}"
+            )
+        return dist
+
     def user_from_obs(self, obs: np.ndarray) -> np.ndarray:
         """Recover user ids (n,) from observations via the observed profile (exact match).
 
@@ -522,7 +612,16 @@ class World:
             for start in range(0, cfg.n_users, chunk_size):
                 users = np.arange(start, min(start + chunk_size, cfg.n_users))
                 batch = self.new_sessions(0, np.random.default_rng(0), users)
-                dist = self.policy_dist(policy, batch, self.observe(batch))
+                obs = self.observe(batch)
+                sparse = self._sparse_dist(policy, obs)
+                if sparse is not None:
+                    q_floor = (
+                        self.mean_click_prob(users, sparse.support) if sparse.floor > 0 else 0.0
+                    )
+                    q_items = self.click_probs_at(batch, sparse.items)
+                    total += float(sparse.expect(q_items, q_floor).sum())
+                    continue
+                dist = self.policy_dist(policy, batch, obs)
                 total += float(np.einsum("na,na->", dist, self.click_probs(batch)))
             return ValueEstimate(total / cfg.n_users, 0.0, True, cfg.n_users)
         rng = as_generator(seed)

@@ -27,6 +27,7 @@ from offrec.ope import (
     importance_weights,
     weight_stats,
 )
+from offrec.ope.embedding import logging_group_pscore
 
 # ----------------------------------------------------------------------------- a synthetic bandit
 
@@ -57,6 +58,15 @@ class Bandit:
             action_dist=self.target_dist,
             **extra,
         )
+
+    def groups_for(self, name: str) -> dict[str, object]:
+        """Item groups (items 0, 2, ... and 1, 3, ...) and the logger's group propensities,
+        for the estimators that read them (MIPS & co); nothing for the others."""
+        if not ESTIMATORS[name].needs_groups:
+            return {}
+        groups = np.arange(self.logging_dist.shape[1]) % 2
+        return {"item_groups": groups,
+                "pscore_group": logging_group_pscore(self.logging_dist, groups, self.action)}  # fmt: skip
 
 
 def make_bandit(n: int, seed: int, n_actions: int = 4, d: int = 3, pool: int = 400) -> Bandit:
@@ -246,9 +256,10 @@ def test_round_rewards_average_to_the_value_and_check_dist_off_agrees() -> None:
     b = make_bandit(3000, seed=1)
     arrays = b.arrays(estimated_rewards=np.clip(b.q + 0.1, 0, 1))
     for name in ESTIMATORS:
-        value = estimate_policy_value(name, **arrays)
-        assert estimate_round_rewards(name, **arrays).mean() == pytest.approx(value, rel=1e-12)
-        assert estimate_policy_value(name, check_dist=False, **arrays) == value
+        kw = {**arrays, **b.groups_for(name)}
+        value = estimate_policy_value(name, **kw)
+        assert estimate_round_rewards(name, **kw).mean() == pytest.approx(value, rel=1e-12)
+        assert estimate_policy_value(name, check_dist=False, **kw) == value
 
 
 # ----------------------------------------------------------------------------- properties
@@ -400,7 +411,7 @@ BAD_INPUTS = [
     ("dr", _bad(estimated_rewards=None), r"estimator 'dr' needs estimated_rewards with the shape of action_dist"),
     ("ips", _bad(position=np.array([0, 1, 0, 0, 0])), r"position must be in \[0, 1\) \(positions are axis 2 of action_dist\); row 1 has 1"),
     ("ips", _bad(reward=np.zeros(0), action=ACTION[:0], pscore=PSCORE[:0], action_dist=DIST[:0]), r"reward must have at least one row; got 0 rows"),
-    ("ipw", _bad(), r"estimator must be one of \['ips', 'snips', 'dm', 'dr', 'sndr', 'switch-dr', 'dr-os', 'multi-balanced-ips', 'multi-balanced-dr', 'multi-weighted-ips', 'multi-weighted-dr'\]; got 'ipw'"),
+    ("ipw", _bad(), r"estimator must be one of \['ips', 'snips', 'dm', 'dr', 'sndr', 'switch-dr', 'dr-os', 'mips', 'snmips', 'offcem', 'multi-balanced-ips', 'multi-balanced-dr', 'multi-weighted-ips', 'multi-weighted-dr'\]; got 'ipw'"),
     ("ips", _bad(clip=3.0), r"unknown parameter 'clip' for estimator 'ips'; valid parameters: \['lambda_'\]"),
     ("snips", _bad(lambda_=3.0), r"unknown parameter 'lambda_' for estimator 'snips'; valid parameters: none"),
     ("dr", _bad(lambda_=-1.0), r"lambda_ must be >= 0.0; got -1.0"),
@@ -478,8 +489,9 @@ def test_greedy_targets_in_factored_form_equal_the_dense_distribution(
         importance_weights(action=b.action, pscore=b.pscore, action_dist=truth),
     )
     for name in ESTIMATORS:
-        got = estimate_policy_value(name, **arrays, action_dist=compact)
-        assert got == pytest.approx(estimate_policy_value(name, **arrays, action_dist=truth),
+        kw = {**arrays, **b.groups_for(name)}
+        got = estimate_policy_value(name, **kw, action_dist=compact)
+        assert got == pytest.approx(estimate_policy_value(name, **kw, action_dist=truth),
                                     rel=1e-12), name  # fmt: skip
     got = estimate_round_rewards("dm", **arrays, action_dist=compact)
     np.testing.assert_allclose(got, (truth * b.q).sum(axis=1), rtol=1e-13)

@@ -98,7 +98,7 @@ def test_bootstrap_is_deterministic_by_seed() -> None:
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_interval_contains_the_point_estimate(name: str, method: str) -> None:
     b = make_bandit(3000, seed=4)
-    arrays = b.arrays(estimated_rewards=np.clip(b.q + 0.1, 0, 1))
+    arrays = b.arrays(estimated_rewards=np.clip(b.q + 0.1, 0, 1), **b.groups_for(name))
     iv = estimate_interval(name, **arrays, method=method, seed=0)
     assert iv.value == pytest.approx(estimate_policy_value(name, **arrays), rel=1e-12)
     assert iv.low < iv.value < iv.high
