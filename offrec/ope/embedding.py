@@ -74,6 +74,16 @@ def _group_weight(terms: RoundTerms, name: str) -> np.ndarray:
     return terms.group_weight
 
 
+_MIPS_ASSUMES = (
+    "no direct effect: given the context, the reward depends on the item only through its "
+    "group (else MIPS is biased by the within-group differences)",
+    "the logger puts mass on every group the target chooses (group-level support)",
+)
+_MIPS_REF = (
+    "Saito & Joachims (2022), Off-policy evaluation for large action spaces via embeddings, ICML"
+)
+
+
 @dataclass(frozen=True)
 class MIPS(Estimator):
     r"""Marginalized IPS over item groups: :math:`\frac1n \sum_i w(x_i, g_i) r_i` (module
@@ -81,15 +91,8 @@ class MIPS(Estimator):
 
     name: ClassVar[str] = "mips"
     needs_groups: ClassVar[bool] = True
-    assumptions: ClassVar[tuple[str, ...]] = (
-        "no direct effect: given the context, the reward depends on the item only through "
-        "its group (else MIPS is biased by the within-group differences)",
-        "the logger puts mass on every group the target chooses (group-level support)",
-    )
-    reference: ClassVar[str] = (
-        "Saito & Joachims (2022), Off-policy evaluation for large action spaces via "
-        "embeddings, ICML"
-    )
+    assumptions: ClassVar[tuple[str, ...]] = _MIPS_ASSUMES
+    reference: ClassVar[str] = _MIPS_REF
 
     def weights(self, terms: RoundTerms) -> np.ndarray:
         return _group_weight(terms, self.name)
@@ -104,15 +107,8 @@ class SNMIPS(Estimator):
 
     name: ClassVar[str] = "snmips"
     needs_groups: ClassVar[bool] = True
-    assumptions: ClassVar[tuple[str, ...]] = (
-        "no direct effect: given the context, the reward depends on the item only through "
-        "its group (else MIPS is biased by the within-group differences)",
-        "the logger puts mass on every group the target chooses (group-level support)",
-    )
-    reference: ClassVar[str] = (
-        "Saito & Joachims (2022), Off-policy evaluation for large action spaces via "
-        "embeddings, ICML"
-    )
+    assumptions: ClassVar[tuple[str, ...]] = _MIPS_ASSUMES
+    reference: ClassVar[str] = _MIPS_REF
     self_normalized: ClassVar[bool] = True
 
     def weights(self, terms: RoundTerms) -> np.ndarray:
