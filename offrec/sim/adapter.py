@@ -197,10 +197,7 @@ def rollout(world: GymWorld, policy: Any, n_episodes: int, seed: SeedLike = 0) -
             states = [children[e].generate_state(2) for e in ids]
             rngs = [np.random.default_rng(int(s[1])) for s in states]
             obs = np.stack(
-                [
-                    world.context(envs[j].reset(seed=int(states[j][0]))[0])
-                    for j in range(ids.size)
-                ]
+                [world.context(envs[j].reset(seed=int(states[j][0]))[0]) for j in range(ids.size)]
             )
             live = np.arange(ids.size)
             for t in range(max_steps):

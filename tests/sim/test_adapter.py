@@ -98,7 +98,9 @@ def test_rollout_shapes_items_and_ends() -> None:
     ro = rollout(world(), LOGGER, 300, seed=1)
     assert ro.context.dtype == np.float32 and ro.context.shape[1] == 2
     assert set(np.unique(ro.action)) <= {0, 1}  # env items 10, 11 -> action indices
-    np.testing.assert_array_equal(ro.pscore, LOGGER.action_dist(ro.context)[np.arange(ro.action.size), ro.action])
+    np.testing.assert_array_equal(
+        ro.pscore, LOGGER.action_dist(ro.context)[np.arange(ro.action.size), ro.action]
+    )
     last = np.r_[ro.session_id[1:] != ro.session_id[:-1], True]
     ends = ro.terminated | ro.truncated
     np.testing.assert_array_equal(ends, last)
