@@ -123,7 +123,7 @@ def test_collect_env_log_passes_summary_and_ope_recovers_dp(tmp_path: Path) -> N
     from offrec.cli import main
     from offrec.ope import evaluate
 
-    out = collect_env(world(), LOGGER, out=tmp_path / "log", n_sessions=4000, seed=11)
+    out = collect_env(world(), LOGGER, out=tmp_path / "log", n_sessions=4000, seed=12)
     data = read_logs(out)
     assert data.metadata["external_world"]["name"] == "tiny"
     assert main(["summary", str(out)]) == 0
