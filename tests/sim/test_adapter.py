@@ -165,3 +165,75 @@ def test_bad_inputs_name_the_field() -> None:
 
     with pytest.raises(InputError, match="summing to 1; row 0"):
         rollout(world(), Bad([[1, 0], [0, 1]]), 2)
+
+
+# --- SCOPE-RL's RECEnv (optional: recgym from the scope-rl wheel) --------------------
+
+
+class ItemPolicy(BasePolicy):
+    """Always item ``item`` of ``n_actions``."""
+
+    def __init__(self, item: int, n_actions: int) -> None:
+        self.item, self.n_actions = item, n_actions
+
+    def action_dist(self, obs: np.ndarray) -> np.ndarray:
+        return np.tile(np.eye(self.n_actions)[self.item], (obs.shape[0], 1))
+
+
+class UniformPolicy(BasePolicy):
+    def __init__(self, n_actions: int) -> None:
+        self.n_actions = n_actions
+
+    def action_dist(self, obs: np.ndarray) -> np.ndarray:
+        return np.full((obs.shape[0], self.n_actions), 1.0 / self.n_actions)
+
+
+def recenv_exact_value(world: GymWorld, item: int, binary: bool) -> float:
+    """Exact value of always showing ``item`` in RECEnv (noise-free state): users uniform,
+    ``r_t = <s_t, v>`` (or its sigmoid, the click probability), ``s_{t+1} =
+    normalize(s_t + <s_t, v> v)``; all users at once."""
+    env = world.make_env().env
+    s = np.asarray(env.user_feature_vector, np.float64)
+    v = np.asarray(env.item_feature_vector, np.float64)[item]
+    total = np.zeros(s.shape[0])
+    for _ in range(int(world.max_steps or 0)):
+        logit = s @ v
+        total += 1 / (1 + np.exp(-logit)) if binary else logit
+        s = s + logit[:, None] * v
+        s /= np.linalg.norm(s, axis=1, keepdims=True)
+    return float(total.mean())
+
+
+@pytest.mark.parametrize("reward_type", ["continuous", "binary"])
+def test_recenv_mc_value_matches_exact(reward_type: str) -> None:
+    pytest.importorskip("recgym", reason="recgym (pip install scope-rl==0.2.1 --no-deps) absent")
+    from offrec.sim.recgym_world import recgym_world
+
+    w = recgym_world(step_per_episode=5, n_items=10, n_users=30, reward_type=reward_type)
+    binary = reward_type == "binary"
+    for item in (0, 7):
+        mc = mc_value(w, ItemPolicy(item, 10), 1500, seed=4)
+        truth = recenv_exact_value(w, item, binary)
+        assert mc.se > 0
+        assert abs(mc.value - truth) <= 4 * mc.se, (item, mc, truth)
+
+
+def test_recenv_log_ends_truncated_seeded_and_ope_covers_exact(tmp_path: Path) -> None:
+    pytest.importorskip("recgym", reason="recgym (pip install scope-rl==0.2.1 --no-deps) absent")
+    from offrec.ope import evaluate
+    from offrec.sim.recgym_world import recgym_world
+
+    w = recgym_world(step_per_episode=3, n_items=3, n_users=20, reward_type="binary")
+    a = rollout(w, UniformPolicy(3), 30, seed=2)
+    b = rollout(recgym_world(step_per_episode=3, n_items=3, n_users=20, reward_type="binary",
+                             n_envs=1), UniformPolicy(3), 30, seed=2)  # fmt: skip
+    np.testing.assert_array_equal(a.reward, b.reward)
+    np.testing.assert_array_equal(a.context, b.context)
+    assert not a.terminated.any() and a.truncated.sum() == 30
+    assert (a.step[a.truncated] == 2).all()
+    out = collect_env(w, UniformPolicy(3), out=tmp_path / "rec", n_sessions=3000, seed=9)
+    assert read_logs(out).n_rows == 9000
+    res = evaluate(out, {"item1": ItemPolicy(1, 3)}, estimators=["pdis"], seed=0, n_bootstrap=400)
+    truth = recenv_exact_value(w, 1, binary=True)
+    (est,) = res.estimates
+    assert est.low <= truth <= est.high, (est, truth)
