@@ -44,8 +44,7 @@ def collect_env(
         reward_domain=world.reward_domain,
         metadata={
             "external_world": world.describe(),
-            "collect_seed": [int(v) for v in ss.entropy] if isinstance(ss.entropy, list)
-            else ss.entropy,
+            "collect_seed": ss.entropy,
             "logging_policy": type(policy).__name__,
         },
     )  # fmt: skip

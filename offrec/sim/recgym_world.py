@@ -112,7 +112,7 @@ def recgym_world(
 
     def make_env() -> _RecEnvAsWorld:
         with warnings.catch_warnings():  # gym's Box warns that int bounds become float64
-            warnings.filterwarnings("ignore", "Box bound precision", UserWarning)
+            warnings.filterwarnings("ignore", ".*Box bound precision", UserWarning)
             env = recgym.RECEnv(
                 step_per_episode=step_per_episode, n_items=n_items, n_users=n_users,
                 reward_type=reward_type, reward_std=float(reward_std), obs_std=float(obs_std),
