@@ -136,6 +136,19 @@ def test_collect_env_log_passes_summary_and_ope_recovers_dp(tmp_path: Path) -> N
     assert abs(truth - dp_value(LOGGER.table)) > max(e.high - e.low for e in res.estimates) / 2
 
 
+def test_horizon_one_is_a_bandit_log_and_ips_covers_exact(tmp_path: Path) -> None:
+    from offrec.ope import evaluate
+
+    w = GymWorld(TinyRec, max_steps=1, name="tiny-bandit")
+    out = collect_env(w, LOGGER, out=tmp_path / "b", n_sessions=6000, seed=21)
+    res = evaluate(out, {"target": TARGET}, estimators=["ips", "snips"], seed=0, n_bootstrap=400)
+    truth = float(MU @ (TARGET.table * R).sum(axis=1))  # V = sum_s mu(s) sum_a pi(a|s) R[s, a]
+    assert res.mode == "bandit"
+    for est in res.estimates:
+        assert est.low <= truth <= est.high, (est, truth)
+    assert abs(truth - float(MU @ (LOGGER.table * R).sum(axis=1))) > 0.1
+
+
 def test_same_seed_same_log(tmp_path: Path) -> None:
     a = collect_env(world(), LOGGER, out=tmp_path / "a", n_sessions=50, seed=5)
     b = collect_env(world(n_envs=3), LOGGER, out=tmp_path / "b", n_sessions=50, seed=5)
@@ -165,6 +178,8 @@ def test_bad_inputs_name_the_field() -> None:
 
     with pytest.raises(InputError, match="summing to 1; row 0"):
         rollout(world(), Bad([[1, 0], [0, 1]]), 2)
+    with pytest.raises(InputError, match="n_envs must be"):
+        GymWorld(TinyRec, max_steps=3, n_envs=0)
 
 
 # --- SCOPE-RL's RECEnv (optional: recgym from the scope-rl wheel) --------------------
@@ -237,3 +252,15 @@ def test_recenv_log_ends_truncated_seeded_and_ope_covers_exact(tmp_path: Path) -
     truth = recenv_exact_value(w, 1, binary=True)
     (est,) = res.estimates
     assert est.low <= truth <= est.high, (est, truth)
+
+
+def test_recenv_continuous_log_and_bounds(tmp_path: Path) -> None:
+    pytest.importorskip("recgym", reason="recgym (pip install scope-rl==0.2.1 --no-deps) absent")
+    from offrec.sim.recgym_world import recgym_world
+
+    with pytest.raises(InputError, match="reward_bounds must be given"):
+        recgym_world(reward_std=0.5)
+    w = recgym_world(step_per_episode=4, n_items=5, n_users=10)
+    data = read_logs(collect_env(w, UniformPolicy(5), out=tmp_path / "c", n_sessions=20, seed=0))
+    assert data.reward_domain == {"kind": "continuous", "low": -1.0, "high": 1.0}
+    assert data.n_rows == 80 and len(np.unique(data.reward)) > 2
