@@ -76,6 +76,8 @@ class HybridLinear(BanditLearner):
     kind: ClassVar[str] = "hybrid"
     contextual: ClassVar[bool] = True
     sparse_form = True
+    context_dim: int
+    head: str  # type: ignore[assignment]  # a head of HEADS (over candidates), not a Head
 
     def __init__(
         self,
