@@ -168,3 +168,33 @@ def test_cli_train_evaluate_recommend_on_a_5000_item_log(tmp_path, capsys) -> No
     assert main(["recommend", str(model), "--profile", "sports=0.9,news=0.1", "--k", "3"]) == 0
     out = capsys.readouterr().out
     assert out.count("sports-") >= 1, out
+
+
+def test_evaluate_takes_a_sparse_target_at_a_million_items(tmp_path) -> None:
+    """The memory guard counts no (batch x n_items) table for a sparse-form target, and no
+    (fit_rows x n_items) one when no dense reward model is fitted: the same sizes with a
+    dense target, or with DR's dense reward model, are refused up front."""
+    from offrec.cli import main
+    from offrec.logs import read_logs
+    from offrec.ope.evaluate import check_evaluate_memory, evaluate
+    from offrec.policies.logged import fit_logged
+
+    log = tmp_path / "log"
+    assert main(["simulate", "--out", str(log), "--n-items", "1000000", "--n-users", "50",
+                 "--candidates", "200", "--floor", "0.05", "--n-decisions", "300", "-q"]) == 0  # fmt: skip
+    data = read_logs(log)
+    world = World(WorldConfig.from_dict(data.metadata["world_config"]),
+                  seed=data.metadata.get("world_seed") or 0)  # fmt: skip
+    learner = make_learner("hybrid", world.n_items, world.obs_dim, world=world, floor=0.05)
+    target = fit_logged(learner, data)  # the floor: weight on every logged item
+    res = evaluate(log, {"hybrid": target.exploit()}, estimators=["ips", "snips", "mips"],
+                   n_bootstrap=50)  # fmt: skip
+    assert {e.estimator for e in res.estimates} == {"ips", "snips", "mips"}
+    with pytest.raises(
+        InputError, match=r"would need about .*: lower --batch-size \(the largest part\)"
+    ):
+        check_evaluate_memory(world.n_items, 65_536, 2, 50, 300)  # a dense target
+    with pytest.raises(InputError, match=r"lower --fit-rows \(the largest part\)"):
+        check_evaluate_memory(world.n_items, 65_536, 2, 50, 200_000, dense_rows=False)
+    check_evaluate_memory(world.n_items, 65_536, 2, 50, 200_000, dense_rows=False,
+                          dense_model=False)  # fmt: skip
