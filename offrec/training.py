@@ -95,7 +95,9 @@ def _train(
         params.setdefault("n_actions", data.n_actions)
         params.setdefault("context_dim", data.context_dim)
         return cls(head=head, **params).fit(data), None
-    learner = registry.make_learner(spec.learner, data.n_actions, data.context_dim, **params)
+    learner = registry.make_learner(
+        spec.learner, data.n_actions, data.context_dim, world=world, **params
+    )
     fit_logged(learner, data)
     return learner.exploit(head), None
 

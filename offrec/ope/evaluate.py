@@ -358,10 +358,16 @@ def evaluate(
         )
     session = _pick_mode(mode, session_log, estimators)
     n_boot = n_bootstrap if interval == "bootstrap" else 0
-    check_evaluate_memory(n_actions, batch_size, workers if engine == "local" else 1, n_boot,
-                          min(fit_rows, source.n_rows))  # fmt: skip
     asked = estimators or (DEFAULT_SESSION if session else DEFAULT_BANDIT)
     kept, skipped = _applicable(asked, _reward_domain(source), strict and estimators is not None)
+    sparse = not session and all(getattr(t, "sparse_form", False) for t in named.values())
+    dense_model = session or (
+        not hasattr(reward_model, "predict_pairs")
+        and any((e if isinstance(e, Estimator) else make_estimator(e)).needs_model for e in kept)
+    )
+    check_evaluate_memory(n_actions, batch_size, workers if engine == "local" else 1, n_boot,
+                          min(fit_rows, source.n_rows), dense_rows=not sparse,
+                          dense_model=dense_model)  # fmt: skip
     if session:
         result = _evaluate_session(
             source, eng, named, kept, interval, n_boot, alpha, seed, gamma, fit_rows, progress
@@ -430,30 +436,56 @@ reward model's predictions for every action (DM/DR) and one float64 temporary.""
 
 
 def evaluate_bytes(
-    n_actions: int, batch_size: int, workers: int, n_bootstrap: int, fit_rows: int
+    n_actions: int,
+    batch_size: int,
+    workers: int,
+    n_bootstrap: int,
+    fit_rows: int,
+    *,
+    dense_rows: bool = True,
+    dense_model: bool = True,
 ) -> dict[str, int]:
     """Upper estimate of :func:`evaluate`'s peak memory by what scales with a user-given
     size: ``batch_size x n_actions`` dense arrays per worker, the fitting sample's
     predictions (``fit_rows x n_actions``), and the bootstrap's per-batch buffers
     (``n_bootstrap`` x (resample bits of :data:`~offrec.ope.stats._BITS_ROWS` units, the
-    float32 block of :data:`~offrec.ope.stats._BOOT_ROWS`, the resample sums)) per worker."""
+    float32 block of :data:`~offrec.ope.stats._BOOT_ROWS`, the resample sums)) per worker.
+
+    ``dense_rows=False``: every target's compact form is a
+    :class:`~offrec.core.policy.SparseDist` (``sparse_form = True``), so no batch holds
+    ``(batch_size, n_actions)``; ``dense_model=False``: no estimator fits the dense
+    (per-item) reward model (none needs one, or a pairwise model was given). The parts
+    not held are left out."""
     from offrec.ope.stats import _BITS_ROWS, _BOOT_ROWS
 
-    return {
+    parts = {
         "--batch-size x items": DENSE_CELL_BYTES * batch_size * n_actions * workers,
         "--fit-rows x items": 2 * 8 * fit_rows * n_actions,
         "--n-bootstrap": n_bootstrap * (2 * _BITS_ROWS + 4 * _BOOT_ROWS + 64 * 12) * workers,
     }
+    if not dense_rows:
+        del parts["--batch-size x items"]
+    if not dense_model:
+        del parts["--fit-rows x items"]
+    return parts
 
 
 def check_evaluate_memory(
-    n_actions: int, batch_size: int, workers: int, n_bootstrap: int, fit_rows: int
+    n_actions: int,
+    batch_size: int,
+    workers: int,
+    n_bootstrap: int,
+    fit_rows: int,
+    *,
+    dense_rows: bool = True,
+    dense_model: bool = True,
 ) -> None:
     """Refuse before reading the log when :func:`evaluate_bytes` does not fit in memory;
     the message names the largest part and what to lower."""
     from offrec.sim.limits import check_memory
 
-    parts = evaluate_bytes(n_actions, batch_size, workers, n_bootstrap, fit_rows)
+    parts = evaluate_bytes(n_actions, batch_size, workers, n_bootstrap, fit_rows,
+                           dense_rows=dense_rows, dense_model=dense_model)  # fmt: skip
     big = max(parts, key=lambda k: parts[k])
     check_memory(
         sum(parts.values()),

@@ -13,7 +13,7 @@ Deprecated aliases (resolve with a ``DeprecationWarning``; never listed as choic
   ``"ipw"``: the ``type`` in model folders saved before that change, so they still load.
 
 >>> LEARNERS.names
-('epsilon_greedy', 'ucb1', 'bernoulli_ts', 'linucb', 'lints', 'logistic', 'reward_model', 'ipw')
+('epsilon_greedy', 'ucb1', 'bernoulli_ts', 'linucb', 'lints', 'logistic', 'hybrid', 'reward_model', 'ipw')
 >>> make_learner("linucb", n_actions=4, context_dim=3).kind
 'linucb'
 """
@@ -33,12 +33,13 @@ from offrec.policies.bandits import (
     LinUCB,
     LogisticEpsilonGreedy,
 )
+from offrec.policies.bandits.hybrid import HybridLinear, catalog_features
 from offrec.policies.offline import IPWLearner, RewardModelGreedy
 
 __all__ = ["BANDIT_LEARNERS", "LEARNERS", "OFFLINE_LEARNERS", "make_learner"]
 
 _BANDITS: tuple[type[BanditLearner], ...] = (
-    EpsilonGreedy, UCB1, BernoulliTS, LinUCB, LinTS, LogisticEpsilonGreedy,
+    EpsilonGreedy, UCB1, BernoulliTS, LinUCB, LinTS, LogisticEpsilonGreedy, HybridLinear,
 )  # fmt: skip
 _OFFLINE: tuple[type[Any], ...] = (RewardModelGreedy, IPWLearner)
 
@@ -61,15 +62,31 @@ BANDIT_LEARNERS: tuple[str, ...] = tuple(cls.kind for cls in _BANDITS)
 OFFLINE_LEARNERS: tuple[str, ...] = tuple(cls.kind for cls in _OFFLINE)
 
 
-def make_learner(name: str, n_actions: int, context_dim: int, **params: Any) -> BanditLearner:
+def make_learner(
+    name: str, n_actions: int, context_dim: int, *, world: Any = None, **params: Any
+) -> BanditLearner:
     """The bandit learner called ``name`` (:data:`BANDIT_LEARNERS`), sized for ``n_actions``
-    items and (contextual learners) ``context_dim`` features; ``params`` go to its class."""
+    items and (contextual learners) ``context_dim`` features; ``params`` go to its class.
+
+    ``world``: the simulated world the log came from (or None). The shared-parameter
+    learner ``"hybrid"`` takes its item features from the world's item table
+    (:func:`~offrec.policies.bandits.hybrid.catalog_features`) unless ``params`` hold
+    ``item_features``; without either it uses one-hot items (small catalogs only)."""
     canonical = LEARNERS.resolve(name)
     if canonical not in BANDIT_LEARNERS:
         raise InputError(
             f"learner must be one of the bandit learners {list(BANDIT_LEARNERS)}; got {name!r}"
         )
     cls = LEARNERS[canonical]
+    if cls is HybridLinear:
+        if world is not None and params.get("item_features") is None:
+            if int(world.n_items) != n_actions:
+                raise InputError(
+                    f"the world has {world.n_items} items; the hybrid learner was asked for "
+                    f"n_actions={n_actions}"
+                )
+            params["item_features"] = catalog_features(world)
+        return HybridLinear.from_sizes(n_actions, context_dim, **params)
     learner: BanditLearner = (
         cls(n_actions, context_dim, **params) if cls.contextual else cls(n_actions, **params)
     )

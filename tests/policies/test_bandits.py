@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from offrec.core.policy import SparseDist
 from offrec.policies import Head
 from offrec.policies.bandits import (
     UCB1,
@@ -264,7 +265,10 @@ def test_compact_distribution_is_the_dense_one(name, explore):
         got = policy.action_dist_compact(obs)
         dense = got if isinstance(got, np.ndarray) else got.dense()
         np.testing.assert_array_equal(dense, policy.action_dist(obs))
-        assert isinstance(got, np.ndarray) == (explore or head.kind == "softmax")
+        if getattr(policy, "sparse_form", False):  # candidates + floor, never dense
+            assert isinstance(got, SparseDist)
+        else:
+            assert isinstance(got, np.ndarray) == (explore or head.kind == "softmax")
 
 
 # -- bad input ---------------------------------------------------------------------------------

@@ -21,43 +21,63 @@ ranks them:
 - ``ucb``: the best candidate by :math:`\hat q + \alpha \sqrt{\phi^\top A^{-1} \phi}`
   (the bonus among the ``candidates`` best by mean; an approximation of catalog-wide UCB
   that is exact when the bonus cannot lift an item past the top ``candidates``);
+- ``softmax``: :math:`\\propto \\exp(\\hat q / T)` over the candidates;
 - ``ts``: the share of ``n_draws`` posterior draws :math:`\theta \sim N(\hat\theta, s^2 A^{-1})`
   (shared by all rows, seeded by ``(seed, n_updates)``) in which each candidate is best.
 
 then ``epsilon`` spreads mass uniformly over the candidates and ``floor`` over the whole
 catalog. The distribution is a :class:`~offrec.core.policy.SparseDist`; memory is
 ``O(n_items d_e)`` for the catalog and ``O(p^2)`` for the model, never ``O(n n_items)``.
+
+It is the registered learner ``"hybrid"`` (:mod:`offrec.policies.registry`): built by
+:func:`~offrec.policies.registry.make_learner` from the world's item table
+(:func:`catalog_features`) when trained on a simulated log, or from one-hot items (a
+model per item, small catalogs only) when no item table is given; saved by
+:func:`~offrec.policies.persist.save_policy` with its item features, so a saved model
+scores and recommends without the world. ``exploit(head)`` deploys the greedy head
+(``epsilon_greedy`` sets ``epsilon``; ``softmax`` is not offered).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import Any, ClassVar
 
 import numpy as np
 
 from offrec.core.errors import InputError
-from offrec.core.policy import BasePolicy, SparseDist
+from offrec.core.policy import Head, SparseDist
 from offrec.core.validation import check_scalar
+from offrec.policies.bandits.base import BanditLearner
 from offrec.policies.retrieval import Retriever
 
-HEADS = ("greedy", "ucb", "ts")
+HEADS = ("greedy", "ucb", "ts", "softmax")
 
 
-class HybridLinear(BasePolicy):
+#: the most parameters ``p`` the one-hot default item features may give (A is p x p)
+MAX_ONEHOT_PARAMS = 4096
+
+
+class HybridLinear(BanditLearner):
     """The shared-parameter linear learner of the module docstring.
 
     Args:
         item_features: (n_items, d_e) item features (embedding, topic one-hot, ...).
         context_dim: ``d``, the width of the observations.
         head: ``"greedy"``, ``"ucb"`` or ``"ts"``.
-        alpha: UCB width; scale: TS posterior scale ``s``; n_draws: TS draws.
+        alpha: UCB width; scale: TS posterior scale ``s``; n_draws: TS draws;
+            temperature: ``softmax`` over the candidates' :math:`\\hat q / T`.
         l2: ridge penalty :math:`\\lambda`.
-        candidates: items retrieved per row before the head.
+        candidates: items retrieved per row before the head (None: ``min(50, n_items)``).
         epsilon: uniform mass over the candidates; floor: uniform mass over the catalog.
         seed: seeds the TS draws.
     """
 
+    kind: ClassVar[str] = "hybrid"
+    contextual: ClassVar[bool] = True
     sparse_form = True
+    context_dim: int
+    head: str  # type: ignore[assignment]  # a head of HEADS (over candidates), not a Head
 
     def __init__(
         self,
@@ -68,8 +88,9 @@ class HybridLinear(BasePolicy):
         alpha: float = 1.0,
         scale: float = 0.1,
         n_draws: int = 16,
+        temperature: float = 1.0,
         l2: float = 1.0,
-        candidates: int = 50,
+        candidates: int | None = None,
         epsilon: float = 0.0,
         floor: float = 0.0,
         seed: int = 0,
@@ -83,21 +104,117 @@ class HybridLinear(BasePolicy):
         for name, v in (("alpha", alpha), ("scale", scale), ("l2", l2)):
             check_scalar(v, name, float, min=0.0)
         check_scalar(n_draws, "n_draws", int, min=1)
+        check_scalar(temperature, "temperature", float, min=0.0, min_inclusive=False)
+        self.temperature = float(temperature)
         check_scalar(epsilon, "epsilon", float, min=0.0, max=1.0)
         check_scalar(floor, "floor", float, min=0.0, max=1.0)
+        if candidates is None:
+            candidates = min(50, e.shape[0])
         if not 1 <= candidates <= e.shape[0]:
             raise InputError(f"candidates must be in [1, {e.shape[0]}]; got {candidates}")
         self.n_actions, self.context_dim = int(e.shape[0]), int(context_dim)
+        self.explore, self.item_map = False, None
         self.items = np.hstack([e, np.ones((e.shape[0], 1))])  # (n_items, d_e + 1)
         self.head, self.alpha, self.scale, self.n_draws = head, alpha, scale, n_draws
         self.l2, self.candidates, self.epsilon, self.floor = l2, candidates, epsilon, floor
         self.seed = seed
-        p = (context_dim + 1) * self.items.shape[1]
-        self.A = l2 * np.eye(p)
-        self.b = np.zeros(p)
-        self.n_updates = 0
         self._items_t = np.ascontiguousarray(self.items.T, np.float32)
+        self.reset()
+        self.n_updates = 0
+
+    @classmethod
+    def from_sizes(
+        cls, n_actions: int, context_dim: int, item_features: Any = None, **params: Any
+    ) -> HybridLinear:
+        """The learner for ``n_actions`` items: on ``item_features`` (n_actions, d_e), or
+        on one-hot items when None (refused when ``p`` would exceed
+        :data:`MAX_ONEHOT_PARAMS`: a large catalog must bring its item table)."""
+        check_scalar(n_actions, "n_actions", int, min=1)
+        check_scalar(context_dim, "context_dim", int, min=1)
+        if item_features is None:
+            p = (context_dim + 1) * (n_actions + 1)
+            if p > MAX_ONEHOT_PARAMS:
+                raise InputError(
+                    f"item_features is required by the hybrid learner at n_actions={n_actions} "
+                    f"(one-hot items would need {p} parameters > {MAX_ONEHOT_PARAMS}); train it "
+                    "on a simulated log (its world's item table) or pass item_features"
+                )
+            item_features = np.eye(n_actions)
+        e = np.asarray(item_features)
+        if e.ndim != 2 or e.shape[0] != n_actions:
+            raise InputError(
+                f"item_features must have one row per item ({n_actions}); got shape {e.shape}"
+            )
+        return cls(e, context_dim, **params)
+
+    # -- BanditLearner hooks ----------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "context_dim": self.context_dim, "head": self.head, "alpha": self.alpha,
+            "scale": self.scale, "n_draws": self.n_draws, "temperature": self.temperature, "l2": self.l2,
+            "candidates": self.candidates, "epsilon": self.epsilon, "floor": self.floor,
+            "seed": self.seed, "n_actions": self.n_actions, "item_dim": self.items.shape[1] - 1,
+        }  # fmt: skip
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> HybridLinear:
+        """An unfitted learner from :meth:`get_params` (zero item features of the stored
+        shape, replaced by :meth:`set_state`)."""
+        params = dict(params)
+        try:
+            n, k = int(params.pop("n_actions")), int(params.pop("item_dim"))
+        except (KeyError, TypeError, ValueError):
+            raise InputError("hybrid params must hold integers n_actions and item_dim") from None
+        return cls(np.zeros((n, k)), **params)
+
+    def reset(self) -> None:
+        p = (self.context_dim + 1) * self.items.shape[1]
+        self.A = self.l2 * np.eye(p)
+        self.b = np.zeros(p)
         self._refresh()
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"A": self.A, "b": self.b, "item_features": self.items[:, :-1]}
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        e = state["item_features"]
+        if not np.isfinite(e).all():
+            raise InputError("hybrid state array 'item_features' must be finite")
+        self.items = np.hstack([e, np.ones((e.shape[0], 1))])
+        self._items_t = np.ascontiguousarray(self.items.T, np.float32)
+        self.A, self.b = state["A"], state["b"]
+        self._refresh()
+
+    def _update(self, x: Any, a: np.ndarray, r: np.ndarray, w: np.ndarray) -> None:
+        self._accumulate(x, a, r, w)
+        self._refresh()
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        """Dense :math:`\\hat q` (n, n_items) (small catalogs only)."""
+        self._check_dense(len(x))
+        q = x @ self.Theta[:-1] + self.Theta[-1]
+        return np.asarray(q @ self.items.T)
+
+    def _check_dense(self, n: int) -> None:
+        if 8 * n * self.n_actions > 1 << 30:
+            raise InputError(
+                f"a dense action_dist of {n} rows x {self.n_actions} items would need "
+                f"{8 * n * self.n_actions / 2**30:.1f} GiB; use action_dist_compact (sparse)"
+            )
+
+    def exploit(self, head: Head | None = None) -> HybridLinear:
+        """A copy that acts on :math:`\\hat q` with ``head`` over the candidates: greedy,
+        ``epsilon_greedy`` (sets ``epsilon``) or ``softmax`` (sets ``temperature``). The item table is shared
+        with ``self`` (read-only), the ridge statistics are copied."""
+        h = head or Head()
+        other = copy.copy(self)
+        other.A, other.b = self.A.copy(), self.b.copy()
+        other.head = "softmax" if h.kind == "softmax" else "greedy"
+        other.temperature = h.temperature
+        if h.kind == "epsilon_greedy":
+            other.epsilon = h.epsilon
+        other._refresh()
+        return other
 
     # -- learning ------------------------------------------------------------------------
     def features(self, context: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -106,23 +223,8 @@ class HybridLinear(BasePolicy):
         e = self.items[items]  # (n, M, d_e + 1)
         return (x[:, None, :, None] * e[:, :, None, :]).reshape(e.shape[0], e.shape[1], -1)
 
-    def partial_fit(
-        self, context: np.ndarray, action: np.ndarray, reward: np.ndarray,
-        weight: np.ndarray | None = None,
-    ) -> HybridLinear:  # fmt: skip
-        """Add rows ``(context (n, d), action (n,), reward (n,))`` (optionally weighted) to the
-        ridge statistics, in blocks of rows; then refit :math:`\\theta`."""
-        x = np.asarray(context)
-        a, r = np.asarray(action), np.asarray(reward, np.float64)
-        if x.shape != (len(a), self.context_dim) or r.shape != a.shape:
-            raise InputError(
-                f"context must be (n, {self.context_dim}) with action and reward (n,); got "
-                f"{x.shape}, {a.shape}, {r.shape}"
-            )
-        if a.size and (a.min() < 0 or a.max() >= self.n_actions):
-            i = int(np.flatnonzero((a < 0) | (a >= self.n_actions))[0])
-            raise InputError(f"action must be in [0, {self.n_actions}); row {i} has {int(a[i])}")
-        w = np.ones(len(a)) if weight is None else np.asarray(weight, np.float64)
+    def _accumulate(self, x: Any, a: np.ndarray, r: np.ndarray, w: np.ndarray) -> None:
+        """Add validated rows to the ridge statistics, in blocks of 8192 rows."""
         step = 8192
         for lo in range(0, len(a), step):
             xt = np.hstack(
@@ -133,9 +235,6 @@ class HybridLinear(BasePolicy):
             ww = w[lo : lo + step]
             self.A += (phi * ww[:, None]).T @ phi
             self.b += phi.T @ (ww * r[lo : lo + step])
-        self.n_updates += 1
-        self._refresh()
-        return self
 
     def _refresh(self) -> None:
         self.A_inv = np.linalg.inv(self.A)
@@ -161,16 +260,17 @@ class HybridLinear(BasePolicy):
         q = np.asarray(context, np.float64) @ self.Theta[:-1] + self.Theta[-1]
         return q @ self.items.mean(axis=0)
 
-    def action_dist_compact(self, obs: np.ndarray) -> SparseDist:
+    def action_dist_compact(self, obs: np.ndarray) -> SparseDist:  # type: ignore[override]
         """The policy over the catalog as a :class:`~offrec.core.policy.SparseDist`."""
-        x = np.asarray(obs)
-        if x.ndim != 2 or x.shape[1] != self.context_dim:
-            raise InputError(f"obs must have shape (n, {self.context_dim}); got {x.shape}")
+        x = self._check_obs(obs)
         items, _ = self.retriever.retrieve(self.query(x))
         n, m = items.shape
         mean = self.predict_pairs(x, items)
         if self.head == "ts":
             probs = self._ts_probs(x, items)
+        elif self.head == "softmax":
+            z = np.exp((mean - mean.max(axis=1, keepdims=True)) / self.temperature)
+            probs = z / z.sum(axis=1, keepdims=True)
         else:
             score = mean if self.head == "greedy" else mean + self.alpha * self._bonus(x, items)
             probs = np.zeros((n, m))
@@ -208,12 +308,7 @@ class HybridLinear(BasePolicy):
 
     def action_dist(self, obs: np.ndarray) -> np.ndarray:
         """Dense (n, n_items) rows (small catalogs; a large one: :meth:`action_dist_compact`)."""
-        n = np.asarray(obs).shape[0]
-        if 8 * n * self.n_actions > 1 << 30:
-            raise InputError(
-                f"a dense action_dist of {n} rows x {self.n_actions} items would need "
-                f"{8 * n * self.n_actions / 2**30:.1f} GiB; use action_dist_compact (sparse)"
-            )
+        self._check_dense(np.asarray(obs).shape[0])
         return self.action_dist_compact(obs).dense()
 
     def sample(self, obs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -228,4 +323,4 @@ def catalog_features(world: Any) -> np.ndarray:
     return np.hstack([world.item_vec, onehot, world.item_quality[:, None]])
 
 
-__all__ = ["HEADS", "HybridLinear", "catalog_features"]
+__all__ = ["HEADS", "MAX_ONEHOT_PARAMS", "HybridLinear", "catalog_features"]
