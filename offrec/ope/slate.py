@@ -48,6 +48,7 @@ from offrec.core.validation import SeedLike, first_bad
 from offrec.ope.intervals import Form, Interval, check_interval_options, interval
 from offrec.ope.stats import Moments
 from offrec.ope.terms import _scan_rows
+from offrec.ope.trust import READS, REWARD_MODEL, UNCONFOUNDED, WEIGHTS, EstimatorInfo
 
 _PAIRS = {
     "joint": ("pscore", "evaluation_policy_pscore"),
@@ -60,6 +61,45 @@ ARRAYS: tuple[str, ...] = (
 )  # fmt: skip
 """The keyword arrays the slate estimators read (OBP's names, plus ``session_id`` and
 ``step`` for the bootstrap key of logged slates)."""
+
+# what the slate estimators assume (their ``assumptions``; the README's "when to trust it")
+SLATE_SUPPORT = (
+    "slate support: the logger gives positive probability to every slate the target shows"
+)
+ITEM_POSITION_SUPPORT = (
+    "item-position support: the logger puts every item the target shows at slot k at slot k "
+    "with positive probability"
+)
+PREFIX_SUPPORT = (
+    "prefix support: the logger shows every top-k prefix the target shows with positive probability"
+)
+ITEM_POSITION_MODEL = (
+    "item-position click model: a slot's expected reward depends on its item and rank only "
+    "(independent or position-based clicks; not cascade)"
+)
+CASCADE_MODEL = (
+    "cascade (reward-interaction) model: a slot's expected reward depends on the items at "
+    "and above it only"
+)
+ADDITIVE_REWARD = (
+    "additive slate reward: the expected slate reward is a sum over (slot, item) pairs "
+    "(independent or position-based clicks; not cascade)"
+)
+FACTORED_LOGGER = (
+    "the logger draws its slots independently given the context (else the per-slot "
+    "marginal form is an approximation, biased for loggers that rank without replacement)"
+)
+SLATE_DIAGNOSTICS: tuple[str, ...] = ("ess", "max_weight")
+"""What :meth:`SlateEstimator.diagnostics` reports for every slate estimator."""
+_MCINERNEY = (
+    "McInerney, Brost, Chandar, Mehrotra, Carterette (2020), Counterfactual evaluation of "
+    "slate recommendations with sequential reward interactions, KDD"
+)
+_LI = (
+    "Li, Abbasi-Yadkori, Kveton, Muthukrishnan, Vinay, Wen (2018), Offline evaluation of "
+    "ranking policies with click models, KDD"
+)
+_SN = "; self-normalized per position as OBP 0.5.7 (Saito, Aihara, Matsutani, Narita 2021, Open Bandit Dataset and Pipeline)"
 
 
 @dataclass(frozen=True)
@@ -323,6 +363,28 @@ class SlateEstimator:
     self_normalized: ClassVar[bool] = False
     assumption: ClassVar[str] = ""
     """When the estimator is unbiased, in a sentence (the README's "when to trust it")."""
+    # the metadata of :class:`offrec.ope.trust.EstimatorMeta`, mirrored (not inherited: its
+    # ``kind`` and ``diagnostics`` mean other things here); :meth:`info` is the one record
+    reads: ClassVar[frozenset[str]] = frozenset({WEIGHTS})
+    """Inputs the estimator leans on, from :data:`offrec.ope.trust.READS`."""
+    assumptions: ClassVar[tuple[str, ...]] = ()
+    """What must hold for the estimator to be right (each a sentence)."""
+    reference: ClassVar[str] = ""
+    """Where its formula comes from."""
+    reports: ClassVar[tuple[str, ...]] = SLATE_DIAGNOSTICS
+    """The keys of :meth:`diagnostics` (``EstimatorMeta.diagnostics``)."""
+
+    @classmethod
+    def info(cls) -> EstimatorInfo:
+        """The metadata as :class:`offrec.ope.trust.EstimatorInfo` (``kind`` ``"slate"``)."""
+        return EstimatorInfo(
+            name=cls.name,
+            kind="slate",
+            reads=tuple(r for r in READS if r in cls.reads),
+            assumptions=cls.assumptions,
+            reference=cls.reference,
+            diagnostics=cls.reports,
+        )
 
     def params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -424,6 +486,8 @@ class SIPS(SlateEstimator):
     name: ClassVar[str] = "sips"
     kind: ClassVar[str] = "joint"
     assumption: ClassVar[str] = "none beyond slate support (unbiased; high variance)"
+    assumptions: ClassVar[tuple[str, ...]] = (UNCONFOUNDED, SLATE_SUPPORT)
+    reference: ClassVar[str] = _MCINERNEY + " (SIPS, eq. 1)"
 
     def parts(self, terms: SlateTerms) -> SlateParts:
         w = self.weights(terms)
@@ -453,6 +517,12 @@ class IIPS(SlateEstimator):
 
     name: ClassVar[str] = "iips"
     kind: ClassVar[str] = "item_position"
+    assumptions: ClassVar[tuple[str, ...]] = (
+        UNCONFOUNDED,
+        ITEM_POSITION_SUPPORT,
+        ITEM_POSITION_MODEL,
+    )
+    reference: ClassVar[str] = _LI
     assumption: ClassVar[str] = (
         "item-position model: a slot's reward depends on its item and rank only"
     )
@@ -478,6 +548,8 @@ class RIPS(SlateEstimator):
 
     name: ClassVar[str] = "rips"
     kind: ClassVar[str] = "cascade"
+    assumptions: ClassVar[tuple[str, ...]] = (UNCONFOUNDED, PREFIX_SUPPORT, CASCADE_MODEL)
+    reference: ClassVar[str] = _MCINERNEY + " (RIPS, eqs. 3-4)"
     assumption: ClassVar[str] = "cascade model: a slot's reward depends on the items above it only"
 
     def parts(self, terms: SlateTerms) -> SlateParts:
@@ -493,6 +565,7 @@ class SNSIPS(SIPS):
 
     name: ClassVar[str] = "snsips"
     self_normalized: ClassVar[bool] = True
+    reference: ClassVar[str] = SIPS.reference + _SN
 
     def parts(self, terms: SlateTerms) -> SlateParts:
         w = self.weights(terms)
@@ -510,6 +583,7 @@ class SNIIPS(IIPS):
 
     name: ClassVar[str] = "sniips"
     self_normalized: ClassVar[bool] = True
+    reference: ClassVar[str] = IIPS.reference + _SN
 
     def parts(self, terms: SlateTerms) -> SlateParts:
         w = self.weights(terms)
@@ -527,6 +601,7 @@ class SNRIPS(RIPS):
 
     name: ClassVar[str] = "snrips"
     self_normalized: ClassVar[bool] = True
+    reference: ClassVar[str] = RIPS.reference + _SN
 
     def parts(self, terms: SlateTerms) -> SlateParts:
         w = self.weights(terms)
@@ -557,6 +632,12 @@ class CascadeDR(SlateEstimator):
     kind: ClassVar[str] = "cascade"
     needs_model: ClassVar[bool] = True
     assumption: ClassVar[str] = "cascade model (as RIPS); a good Q-model lowers the variance"
+    reads: ClassVar[frozenset[str]] = frozenset({WEIGHTS, REWARD_MODEL})
+    assumptions: ClassVar[tuple[str, ...]] = (UNCONFOUNDED, PREFIX_SUPPORT, CASCADE_MODEL)
+    reference: ClassVar[str] = (
+        "Kiyohara, Saito, Matsuhiro, Narita, Shimizu, Yamamoto (2022), Doubly robust "
+        "off-policy evaluation for ranking policies under the cascade behavior model, WSDM"
+    )
 
     def parts(self, terms: SlateTerms) -> SlateParts:
         w = self.weights(terms)
@@ -613,6 +694,16 @@ class PI(SlateEstimator):
     kind: ClassVar[str] = "item_position"
     assumption: ClassVar[str] = (
         "additive reward over (slot, item) pairs and a logger whose slots are independent"
+    )
+    assumptions: ClassVar[tuple[str, ...]] = (
+        UNCONFOUNDED,
+        ITEM_POSITION_SUPPORT,
+        ADDITIVE_REWARD,
+        FACTORED_LOGGER,
+    )
+    reference: ClassVar[str] = (
+        "Swaminathan, Krishnamurthy, Agarwal, Dudik, Langford, Jose, Zitouni (2017), "
+        "Off-policy evaluation for slate recommendation, NeurIPS"
     )
 
     def parts(self, terms: SlateTerms) -> SlateParts:

@@ -12,11 +12,13 @@ import pytest
 from offrec.core.errors import InputError
 from offrec.core.policy import Head, ScorePolicy, UniformPolicy
 from offrec.ope.slate import (
+    SLATE_DIAGNOSTICS,
     SLATE_ESTIMATORS,
     CascadeDR,
     make_slate_estimator,
     slate_terms,
 )
+from offrec.ope.trust import READS, REWARD_MODEL, WEIGHTS
 from offrec.sim.config import WorldConfig
 from offrec.sim.slate import CLICK_MODELS, ClickModel, PlackettLuce, SlateWorld, TopKEpsilon
 from offrec.sim.world import World
@@ -303,3 +305,35 @@ def test_pi_hand_computed() -> None:
     assert make_slate_estimator("pi").estimate_policy_value(**a) == pytest.approx((1.5 + 4) / 2)
     rr = make_slate_estimator("pi").estimate_round_rewards(**a)
     np.testing.assert_allclose(rr, [4.0, 1.5])
+
+
+@pytest.mark.parametrize("name", list(SLATE_ESTIMATORS))
+def test_every_slate_estimator_declares_its_metadata(name: str) -> None:
+    """Conformance over the registry (a new class cannot escape): a reference, non-empty
+    assumptions, reads drawn from READS and consistent with what it computes, and
+    diagnostics whose keys are the declared ones."""
+    cls = SLATE_ESTIMATORS[name]
+    info = cls.info()
+    assert info.name == name and info.kind == "slate"
+    assert info.reference.strip() and len(info.reference) > 20
+    assert info.assumptions and all(a.strip() for a in info.assumptions)
+    assert len(set(info.assumptions)) == len(info.assumptions)
+    assert set(info.reads) <= set(READS) and WEIGHTS in info.reads and info.uses_weights
+    assert (REWARD_MODEL in info.reads) == cls.needs_model
+    assert info.diagnostics == SLATE_DIAGNOSTICS
+    assert set(cls().diagnostics(slate_terms(**_hand()))) == set(info.diagnostics)
+
+
+def test_metadata_states_where_each_estimator_is_right() -> None:
+    """The assumptions separate the estimators as the enumeration tests measure: IIPS and PI
+    need an item-position (additive) reward, RIPS and cascade-DR the cascade model, SIPS no
+    click model at all; the self-normalized forms inherit their base's assumptions."""
+    text = {n: " ".join(c.info().assumptions) for n, c in SLATE_ESTIMATORS.items()}
+    assert "click model" not in text["sips"] and "cascade" not in text["sips"]
+    assert "not cascade" in text["iips"] and "not cascade" in text["pi"]
+    assert "cascade (reward-interaction) model" in text["rips"]
+    assert text["cascade-dr"] == text["rips"]
+    assert "independently" in text["pi"]
+    for sn, base in (("snsips", "sips"), ("sniips", "iips"), ("snrips", "rips")):
+        assert text[sn] == text[base]
+        assert SLATE_ESTIMATORS[sn].reference.startswith(SLATE_ESTIMATORS[base].reference)
