@@ -35,7 +35,9 @@ ASSUMPTION_HOLDS = {
     "pbm": ("iips", "rips", "sips", "cascade-dr"),
     "cascade": ("rips", "sips", "cascade-dr"),
 }
-"""Unbiased estimators under each click model (the self-normalized forms are consistent)."""
+"""Unbiased estimators under each click model (the self-normalized forms are consistent).
+PI is in none: its per-slot-marginal form assumes a logger whose slots are independent,
+and this study's Plackett-Luce logger ranks without replacement (PI's docstring)."""
 
 
 def main(

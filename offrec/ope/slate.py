@@ -22,7 +22,9 @@ Inputs follow OBP's slate API (``obp.ope.estimators_slate``) one row per slot:
 ``slate_id, position, reward`` and the propensity pairs ``pscore`` /
 ``evaluation_policy_pscore`` (joint), ``pscore_item_position`` /
 ``evaluation_policy_pscore_item_position`` and ``pscore_cascade`` /
-``evaluation_policy_pscore_cascade``, plus for cascade-DR ``action``, ``q_hat`` and
+``evaluation_policy_pscore_cascade``, the probability that the slot's item is shown
+anywhere in the slate ``pscore_item`` / ``evaluation_policy_pscore_item`` (offrec's, for
+:class:`PI` with a uniform ranking logger), plus for cascade-DR ``action``, ``q_hat`` and
 ``evaluation_policy_action_dist`` (``(n_rows, n_actions)`` or OBP's flat
 ``(n_rows * n_actions,)``). Values equal OBP 0.5.7's on the same arrays (tested).
 
@@ -44,7 +46,7 @@ import numpy as np
 
 from offrec.core.errors import InputError
 from offrec.core.hashing import row_keys, seed_int
-from offrec.core.validation import SeedLike, first_bad
+from offrec.core.validation import SeedLike, check_scalar, first_bad
 from offrec.ope.intervals import Form, Interval, check_interval_options, interval
 from offrec.ope.stats import Moments
 from offrec.ope.terms import _scan_rows
@@ -54,6 +56,7 @@ _PAIRS = {
     "joint": ("pscore", "evaluation_policy_pscore"),
     "item_position": ("pscore_item_position", "evaluation_policy_pscore_item_position"),
     "cascade": ("pscore_cascade", "evaluation_policy_pscore_cascade"),
+    "item": ("pscore_item", "evaluation_policy_pscore_item"),
 }
 ARRAYS: tuple[str, ...] = (
     "slate_id", "position", "reward", "action", "q_hat", "evaluation_policy_action_dist",
@@ -108,7 +111,7 @@ class SlateTerms:
 
     Attributes:
         reward: (n, K) slot rewards :math:`r_{ik}`.
-        weights: kind (``"joint"``, ``"item_position"``, ``"cascade"``) -> (n, K)
+        weights: kind (``"joint"``, ``"item_position"``, ``"cascade"``, ``"item"``) -> (n, K)
             importance weights, for the kinds whose two propensities were given.
         q_logged: (n, K) :math:`\\hat Q_k(x_i, a_{i,\\le k})` or None.
         q_target: (n, K) :math:`\\sum_a \\pi_e(a|x_i, a_{i,<k}) \\hat Q_k(x_i, a_{i,<k}, a)` or None.
@@ -675,7 +678,20 @@ class PI(SlateEstimator):
     slots dependent: the formula is then the usual marginal approximation, and it is
     biased even under additive rewards (measured in ``tests/ope/test_slate.py``); the
     exact :math:`\Gamma_b^\dagger` would need the logger's pairwise (slot, item)
-    marginals, which the log does not carry. Unlike IIPS it weighs the whole slate reward
+    marginals, which the log does not carry. The one ranking logger whose pseudo-inverse
+    has a closed form in the slot marginals is the uniform one (every ordered list of
+    ``K`` distinct items out of ``m`` equally likely; ``n_items=m``). Solving
+    :math:`\Gamma_b h = q_e` there gives
+
+    .. math::
+
+        \hat V_{\mathrm{PI}} = \frac{1}{n} \sum_i R_i \Big((m - 1) \sum_k q_e(k, a_{ik})
+            + \frac{m - 1}{m - K} \sum_k Q_e(a_{ik}) - \frac{(K - 1)\, m}{m - K}\Big),
+        \qquad Q_e(a) = \sum_j q_e(j, a)
+
+    (:math:`Q_e(a)`, the target's probability of showing ``a`` anywhere, is
+    ``evaluation_policy_pscore_item``; ``pscore_item`` = K/m), unbiased under additive
+    rewards (tested by enumeration). Unlike IIPS it weighs the whole slate reward
     by one slate-level weight, so the slots' rewards may be correlated arbitrarily.
 
     Reference: A. Swaminathan, A. Krishnamurthy, A. Agarwal, M. Dudik, J. Langford,
@@ -689,6 +705,11 @@ class PI(SlateEstimator):
     ...     evaluation_policy_pscore_item_position=np.array([0.25, 0.5]))
     3.0
     """
+
+    n_items: int | None = None
+    """None: the product-logging form above. An integer ``m``: the logger is uniform over
+    the ordered lists of ``K`` distinct items out of ``m`` (``pscore_item_position`` =
+    1/m, checked), and PI uses that logger's exact pseudo-inverse (below)."""
 
     name: ClassVar[str] = "pi"
     kind: ClassVar[str] = "item_position"
@@ -706,9 +727,41 @@ class PI(SlateEstimator):
         "Off-policy evaluation for slate recommendation, NeurIPS"
     )
 
+    def __post_init__(self) -> None:
+        if self.n_items is not None:
+            check_scalar(self.n_items, "n_items", int, min=2)
+
+    def terms(self, **arrays: Any) -> SlateTerms:
+        if self.n_items is None:
+            return super().terms(**arrays)
+        b = arrays.get("pscore_item_position")
+        if b is not None:
+            b = _vec(b, "pscore_item_position", None, float)
+            off = np.abs(b * self.n_items - 1.0) > 1e-9
+            if off.any():
+                i = first_bad(off)
+                raise InputError(
+                    f"pscore_item_position must be 1/n_items = {1.0 / self.n_items!r} for PI "
+                    f"with a uniform ranking logger; row {i} has {float(b[i])!r}"
+                )
+        return slate_terms(kinds=("item_position", "item"), model=False, **arrays)
+
     def parts(self, terms: SlateTerms) -> SlateParts:
         w = self.weights(terms)
-        g = w.sum(axis=1) - (w.shape[1] - 1)
+        K = w.shape[1]
+        if self.n_items is None:
+            g = w.sum(axis=1) - (K - 1)
+        else:
+            m = self.n_items
+            if m <= K:
+                raise InputError(
+                    f"n_items must exceed the slate size ({K}) for PI with a uniform ranking "
+                    f"logger; got {m}"
+                )
+            # q_k = w_k / m, Q_k = w_in_k K / m (the logger's marginals are 1/m and K/m)
+            w_in = terms.weight("item", self.name)
+            g = (m - 1) / m * w.sum(axis=1) + (m - 1) * K / (m * (m - K)) * w_in.sum(axis=1)
+            g -= (K - 1) * m / (m - K)
         return SlateParts(g * terms.reward.sum(axis=1))
 
 

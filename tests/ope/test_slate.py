@@ -12,6 +12,7 @@ import pytest
 from offrec.core.errors import InputError
 from offrec.core.policy import Head, ScorePolicy, UniformPolicy
 from offrec.ope.slate import (
+    PI,
     SLATE_DIAGNOSTICS,
     SLATE_ESTIMATORS,
     CascadeDR,
@@ -99,6 +100,8 @@ def _enumerated_arrays(
     e_marg, _ = target.marginals(obs)
     idx = np.arange(len(slates))[:, None], np.arange(K)[None, :], slates
     n = len(slates)
+    shown = np.arange(n)[:, None], slates  # P(item anywhere in the slate) = sum over slots
+    b_in, e_in = b_marg.sum(axis=1)[shown], e_marg.sum(axis=1)[shown]
     # q_hat_k is a function of (user, k, prefix, candidate) only, as cascade-DR requires
     table = np.random.default_rng(0).uniform(size=(U, K, (M + 1) ** (K - 1), M))
     code = np.zeros((n, K), np.int64)
@@ -112,6 +115,7 @@ def _enumerated_arrays(
         "pscore_item_position": b_marg[idx].ravel(),
         "evaluation_policy_pscore_item_position": e_marg[idx].ravel(),
         "pscore_cascade": b_casc.ravel(), "evaluation_policy_pscore_cascade": e_casc.ravel(),
+        "pscore_item": b_in.ravel(), "evaluation_policy_pscore_item": e_in.ravel(),
         "q_hat": q_hat, "evaluation_policy_action_dist": target.next_item_dist(obs, slates).reshape(n * K, M),
     }  # fmt: skip
     truth = float((e_casc[:, -1] * er.sum(axis=1)).sum() / U)
@@ -125,12 +129,17 @@ def test_expectations_equal_truth_by_enumeration(click: str, target: str) -> Non
     """E[estimate] = sum over every (user, slate) of P_logger(user, slate) times the
     per-slate contribution with rewards replaced by their expectations (the linear
     estimators are linear in the rewards). SIPS, RIPS and cascade-DR are unbiased under
-    every click model here; IIPS under independent and position-based clicks only."""
+    every click model here; IIPS and PI (with the uniform ranking logger's exact
+    pseudo-inverse) under independent and position-based clicks only."""
     arrays, prob, truth = _enumerated_arrays(click, target)
-    for name in ("sips", "iips", "rips", "cascade-dr"):
-        expectation = float(prob @ make_slate_estimator(name).estimate_round_rewards(**arrays))
-        if name == "iips" and click == "cascade":
-            assert abs(expectation - truth) > 1e-3 * truth  # the assumption fails: biased
+    assert np.allclose(arrays["pscore_item"], K / M)  # the logger is uniform
+    for name in ("sips", "iips", "rips", "cascade-dr", "pi"):
+        est = PI(n_items=M) if name == "pi" else make_slate_estimator(name)
+        expectation = float(prob @ est.estimate_round_rewards(**arrays))
+        if name in ("iips", "pi") and click == "cascade":
+            # the assumption fails: biased (exact enumeration: rounding is ~1e-15, and
+            # PI's bias here is small, 0.09% of the truth for the top-k target)
+            assert abs(expectation - truth) > 1e-6 * truth, name
         else:
             assert expectation == pytest.approx(truth, rel=1e-10), name
 
@@ -293,10 +302,34 @@ def test_pi_marginal_form_is_biased_when_the_logger_ranks_without_replacement(
 ) -> None:
     """With a uniform Plackett-Luce logger (no item twice) the slots are dependent, the
     product-case pseudo-inverse is not the logger's, and PI is biased even under
-    independent clicks (the limitation its docstring states), while IIPS is not."""
+    independent clicks (the limitation its docstring states); the uniform logger's exact
+    pseudo-inverse (``n_items``) is not."""
     arrays, prob, truth = _enumerated_arrays("independent", target)
     pi = float(prob @ make_slate_estimator("pi").estimate_round_rewards(**arrays))
     assert abs(pi - truth) > 1e-2 * truth
+    exact = float(prob @ PI(n_items=M).estimate_round_rewards(**arrays))
+    assert exact == pytest.approx(truth, rel=1e-10)
+
+
+def test_pi_uniform_ranking_form_checks_its_logger() -> None:
+    arrays, _, _ = _enumerated_arrays("pbm", "pl")
+    bad = arrays["pscore_item_position"].copy()
+    bad[4] = 0.25
+    with pytest.raises(
+        InputError, match=r"pscore_item_position must be 1/n_items = 0.1666.* row 4 has 0.25"
+    ):
+        PI(n_items=M).estimate_policy_value(**{**arrays, "pscore_item_position": bad})
+    with pytest.raises(InputError, match="n_items must exceed the slate size \\(3\\).*got 3"):
+        PI(n_items=3).estimate_policy_value(
+            **{**arrays, "pscore_item_position": np.full_like(bad, 1 / 3)}
+        )
+    no_item = {k: v for k, v in arrays.items() if k != "evaluation_policy_pscore_item"}
+    with pytest.raises(
+        InputError, match="evaluation_policy_pscore_item is required with pscore_item"
+    ):
+        PI(n_items=M).estimate_policy_value(**no_item)
+    with pytest.raises(InputError, match="n_items"):
+        PI(n_items=1)
 
 
 def test_pi_hand_computed() -> None:
