@@ -376,6 +376,9 @@ class SlateEstimator:
     """Where its formula comes from."""
     reports: ClassVar[tuple[str, ...]] = SLATE_DIAGNOSTICS
     """The keys of :meth:`diagnostics` (``EstimatorMeta.diagnostics``)."""
+    in_obp: ClassVar[bool] = True
+    """Whether OBP 0.5.7 ships the estimator (the equality tests and the speed benchmark
+    compare those)."""
 
     @classmethod
     def info(cls) -> EstimatorInfo:
@@ -713,6 +716,7 @@ class PI(SlateEstimator):
 
     name: ClassVar[str] = "pi"
     kind: ClassVar[str] = "item_position"
+    in_obp: ClassVar[bool] = False
     assumption: ClassVar[str] = (
         "additive reward over (slot, item) pairs and a logger whose slots are independent"
     )

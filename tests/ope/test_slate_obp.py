@@ -119,7 +119,7 @@ def _run_obp(tmp_path: Path, mode: str, arrays: dict[str, np.ndarray] | None = N
     return dict(np.load(out))
 
 
-OBP_NAMES = [n for n in SLATE_ESTIMATORS if n != "pi"]
+OBP_NAMES = [n for n, cls in SLATE_ESTIMATORS.items() if cls.in_obp]
 """The slate estimators OBP 0.5.7 ships (it has no pseudo-inverse estimator)."""
 
 
