@@ -1,4 +1,4 @@
-r"""Slate off-policy estimators: SIPS, IIPS, RIPS, their self-normalized forms, cascade-DR.
+r"""Slate off-policy estimators: SIPS, IIPS, RIPS, their self-normalized forms, cascade-DR, PI.
 
 A logged slate ``i`` (context :math:`x_i`) shows items :math:`a_{i1}, \dots, a_{iK}` and
 earns slot rewards :math:`r_{ik}`; the value of a slate policy is the expected sum
@@ -34,7 +34,9 @@ interactions", KDD 2020 (SIPS, RIPS). S. Li, Y. Abbasi-Yadkori, B. Kveton,
 S. Muthukrishnan, V. Vinay, Z. Wen, "Offline evaluation of ranking policies with click
 models", KDD 2018 (IIPS). H. Kiyohara, Y. Saito, T. Matsuhiro, Y. Narita, N. Shimizu,
 Y. Yamamoto, "Doubly robust off-policy evaluation for ranking policies under the cascade
-behavior model", WSDM 2022 (cascade-DR).
+behavior model", WSDM 2022 (cascade-DR). A. Swaminathan, A. Krishnamurthy, A. Agarwal,
+M. Dudik, J. Langford, D. Jose, I. Zitouni, "Off-policy evaluation for slate
+recommendation", NeurIPS 2017 (PI).
 """
 
 from __future__ import annotations
