@@ -696,12 +696,11 @@ class PI(SlateEstimator):
 
     (:math:`Q_e(a)`, the target's probability of showing ``a`` anywhere, is
     ``evaluation_policy_pscore_item``; ``pscore_item`` = K/m), unbiased under additive
-    rewards (tested by enumeration). Unlike IIPS it weighs the whole slate reward
-    by one slate-level weight, so the slots' rewards may be correlated arbitrarily.
+    rewards (tested by enumeration; this closed form is derived here, not quoted).
 
     Reference: A. Swaminathan, A. Krishnamurthy, A. Agarwal, M. Dudik, J. Langford,
     D. Jose, I. Zitouni, "Off-policy evaluation for slate recommendation", NeurIPS 2017
-    (eq. 3 and the product-logging example).
+    (the estimator, and its closed form for product logging policies).
 
     >>> import numpy as np
     >>> PI().estimate_policy_value(
@@ -737,6 +736,15 @@ class PI(SlateEstimator):
         if self.n_items is not None:
             check_scalar(self.n_items, "n_items", int, min=2)
 
+    def _check_n_items(self, K: int) -> int:
+        m = int(self.n_items or 0)
+        if m <= K:
+            raise InputError(
+                f"n_items must exceed the slate size ({K}) for PI with a uniform ranking "
+                f"logger; got {m}"
+            )
+        return m
+
     def terms(self, **arrays: Any) -> SlateTerms:
         if self.n_items is None:
             return super().terms(**arrays)
@@ -750,7 +758,19 @@ class PI(SlateEstimator):
                     f"pscore_item_position must be 1/n_items = {1.0 / self.n_items!r} for PI "
                     f"with a uniform ranking logger; row {i} has {float(b[i])!r}"
                 )
-        return slate_terms(kinds=("item_position", "item"), model=False, **arrays)
+        terms = slate_terms(kinds=("item_position", "item"), model=False, **arrays)
+        b_in = arrays.get("pscore_item")
+        K = terms.reward.shape[1]
+        self._check_n_items(K)
+        if b_in is not None:  # the weights assume the uniform logger's K/m
+            off = np.abs(np.asarray(b_in, dtype=np.float64) * self.n_items / K - 1.0) > 1e-9
+            if off.any():
+                i = first_bad(off)
+                raise InputError(
+                    f"pscore_item must be slate_size/n_items = {K / self.n_items!r} for PI with "
+                    f"a uniform ranking logger; row {i} has {float(b_in[i])!r}"
+                )
+        return terms
 
     def parts(self, terms: SlateTerms) -> SlateParts:
         w = self.weights(terms)
@@ -758,12 +778,7 @@ class PI(SlateEstimator):
         if self.n_items is None:
             g = w.sum(axis=1) - (K - 1)
         else:
-            m = self.n_items
-            if m <= K:
-                raise InputError(
-                    f"n_items must exceed the slate size ({K}) for PI with a uniform ranking "
-                    f"logger; got {m}"
-                )
+            m = self._check_n_items(K)
             # q_k = w_k / m, Q_k = w_in_k K / m (the logger's marginals are 1/m and K/m)
             w_in = terms.weight("item", self.name)
             g = (m - 1) / m * w.sum(axis=1) + (m - 1) * K / (m * (m - K)) * w_in.sum(axis=1)

@@ -323,6 +323,12 @@ def test_pi_uniform_ranking_form_checks_its_logger() -> None:
         PI(n_items=3).estimate_policy_value(
             **{**arrays, "pscore_item_position": np.full_like(bad, 1 / 3)}
         )
+    bad_in = arrays["pscore_item"].copy()
+    bad_in[7] = 0.75
+    with pytest.raises(
+        InputError, match=r"pscore_item must be slate_size/n_items = 0.5 .* row 7 has 0.75"
+    ):
+        PI(n_items=M).estimate_policy_value(**{**arrays, "pscore_item": bad_in})
     no_item = {k: v for k, v in arrays.items() if k != "evaluation_policy_pscore_item"}
     with pytest.raises(
         InputError, match="evaluation_policy_pscore_item is required with pscore_item"
