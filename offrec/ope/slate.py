@@ -1,4 +1,4 @@
-r"""Slate off-policy estimators: SIPS, IIPS, RIPS, their self-normalized forms, cascade-DR.
+r"""Slate off-policy estimators: SIPS, IIPS, RIPS, their self-normalized forms, cascade-DR, PI.
 
 A logged slate ``i`` (context :math:`x_i`) shows items :math:`a_{i1}, \dots, a_{iK}` and
 earns slot rewards :math:`r_{ik}`; the value of a slate policy is the expected sum
@@ -22,7 +22,9 @@ Inputs follow OBP's slate API (``obp.ope.estimators_slate``) one row per slot:
 ``slate_id, position, reward`` and the propensity pairs ``pscore`` /
 ``evaluation_policy_pscore`` (joint), ``pscore_item_position`` /
 ``evaluation_policy_pscore_item_position`` and ``pscore_cascade`` /
-``evaluation_policy_pscore_cascade``, plus for cascade-DR ``action``, ``q_hat`` and
+``evaluation_policy_pscore_cascade``, the probability that the slot's item is shown
+anywhere in the slate ``pscore_item`` / ``evaluation_policy_pscore_item`` (offrec's, for
+:class:`PI` with a uniform ranking logger), plus for cascade-DR ``action``, ``q_hat`` and
 ``evaluation_policy_action_dist`` (``(n_rows, n_actions)`` or OBP's flat
 ``(n_rows * n_actions,)``). Values equal OBP 0.5.7's on the same arrays (tested).
 
@@ -32,7 +34,9 @@ interactions", KDD 2020 (SIPS, RIPS). S. Li, Y. Abbasi-Yadkori, B. Kveton,
 S. Muthukrishnan, V. Vinay, Z. Wen, "Offline evaluation of ranking policies with click
 models", KDD 2018 (IIPS). H. Kiyohara, Y. Saito, T. Matsuhiro, Y. Narita, N. Shimizu,
 Y. Yamamoto, "Doubly robust off-policy evaluation for ranking policies under the cascade
-behavior model", WSDM 2022 (cascade-DR).
+behavior model", WSDM 2022 (cascade-DR). A. Swaminathan, A. Krishnamurthy, A. Agarwal,
+M. Dudik, J. Langford, D. Jose, I. Zitouni, "Off-policy evaluation for slate
+recommendation", NeurIPS 2017 (PI).
 """
 
 from __future__ import annotations
@@ -44,15 +48,17 @@ import numpy as np
 
 from offrec.core.errors import InputError
 from offrec.core.hashing import row_keys, seed_int
-from offrec.core.validation import SeedLike, first_bad
+from offrec.core.validation import SeedLike, check_scalar, first_bad
 from offrec.ope.intervals import Form, Interval, check_interval_options, interval
 from offrec.ope.stats import Moments
 from offrec.ope.terms import _scan_rows
+from offrec.ope.trust import READS, REWARD_MODEL, UNCONFOUNDED, WEIGHTS, EstimatorInfo
 
 _PAIRS = {
     "joint": ("pscore", "evaluation_policy_pscore"),
     "item_position": ("pscore_item_position", "evaluation_policy_pscore_item_position"),
     "cascade": ("pscore_cascade", "evaluation_policy_pscore_cascade"),
+    "item": ("pscore_item", "evaluation_policy_pscore_item"),
 }
 ARRAYS: tuple[str, ...] = (
     "slate_id", "position", "reward", "action", "q_hat", "evaluation_policy_action_dist",
@@ -61,6 +67,45 @@ ARRAYS: tuple[str, ...] = (
 """The keyword arrays the slate estimators read (OBP's names, plus ``session_id`` and
 ``step`` for the bootstrap key of logged slates)."""
 
+# what the slate estimators assume (their ``assumptions``; the README's "when to trust it")
+SLATE_SUPPORT = (
+    "slate support: the logger gives positive probability to every slate the target shows"
+)
+ITEM_POSITION_SUPPORT = (
+    "item-position support: the logger puts every item the target shows at slot k at slot k "
+    "with positive probability"
+)
+PREFIX_SUPPORT = (
+    "prefix support: the logger shows every top-k prefix the target shows with positive probability"
+)
+ITEM_POSITION_MODEL = (
+    "item-position click model: a slot's expected reward depends on its item and rank only "
+    "(independent or position-based clicks; not cascade)"
+)
+CASCADE_MODEL = (
+    "cascade (reward-interaction) model: a slot's expected reward depends on the items at "
+    "and above it only"
+)
+ADDITIVE_REWARD = (
+    "additive slate reward: the expected slate reward is a sum over (slot, item) pairs "
+    "(independent or position-based clicks; not cascade)"
+)
+FACTORED_LOGGER = (
+    "the logger draws its slots independently given the context (else the per-slot "
+    "marginal form is an approximation, biased for loggers that rank without replacement)"
+)
+SLATE_DIAGNOSTICS: tuple[str, ...] = ("ess", "max_weight")
+"""What :meth:`SlateEstimator.diagnostics` reports for every slate estimator."""
+_MCINERNEY = (
+    "McInerney, Brost, Chandar, Mehrotra, Carterette (2020), Counterfactual evaluation of "
+    "slate recommendations with sequential reward interactions, KDD"
+)
+_LI = (
+    "Li, Abbasi-Yadkori, Kveton, Muthukrishnan, Vinay, Wen (2018), Offline evaluation of "
+    "ranking policies with click models, KDD"
+)
+_SN = "; self-normalized per position as OBP 0.5.7 (Saito, Aihara, Matsutani, Narita 2021, Open Bandit Dataset and Pipeline)"
+
 
 @dataclass(frozen=True)
 class SlateTerms:
@@ -68,7 +113,7 @@ class SlateTerms:
 
     Attributes:
         reward: (n, K) slot rewards :math:`r_{ik}`.
-        weights: kind (``"joint"``, ``"item_position"``, ``"cascade"``) -> (n, K)
+        weights: kind (``"joint"``, ``"item_position"``, ``"cascade"``, ``"item"``) -> (n, K)
             importance weights, for the kinds whose two propensities were given.
         q_logged: (n, K) :math:`\\hat Q_k(x_i, a_{i,\\le k})` or None.
         q_target: (n, K) :math:`\\sum_a \\pi_e(a|x_i, a_{i,<k}) \\hat Q_k(x_i, a_{i,<k}, a)` or None.
@@ -323,6 +368,31 @@ class SlateEstimator:
     self_normalized: ClassVar[bool] = False
     assumption: ClassVar[str] = ""
     """When the estimator is unbiased, in a sentence (the README's "when to trust it")."""
+    # the metadata of :class:`offrec.ope.trust.EstimatorMeta`, mirrored (not inherited: its
+    # ``kind`` and ``diagnostics`` mean other things here); :meth:`info` is the one record
+    reads: ClassVar[frozenset[str]] = frozenset({WEIGHTS})
+    """Inputs the estimator leans on, from :data:`offrec.ope.trust.READS`."""
+    assumptions: ClassVar[tuple[str, ...]] = ()
+    """What must hold for the estimator to be right (each a sentence)."""
+    reference: ClassVar[str] = ""
+    """Where its formula comes from."""
+    reports: ClassVar[tuple[str, ...]] = SLATE_DIAGNOSTICS
+    """The keys of :meth:`diagnostics` (``EstimatorMeta.diagnostics``)."""
+    in_obp: ClassVar[bool] = True
+    """Whether OBP 0.5.7 ships the estimator (the equality tests and the speed benchmark
+    compare those)."""
+
+    @classmethod
+    def info(cls) -> EstimatorInfo:
+        """The metadata as :class:`offrec.ope.trust.EstimatorInfo` (``kind`` ``"slate"``)."""
+        return EstimatorInfo(
+            name=cls.name,
+            kind="slate",
+            reads=tuple(r for r in READS if r in cls.reads),
+            assumptions=cls.assumptions,
+            reference=cls.reference,
+            diagnostics=cls.reports,
+        )
 
     def params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -424,6 +494,8 @@ class SIPS(SlateEstimator):
     name: ClassVar[str] = "sips"
     kind: ClassVar[str] = "joint"
     assumption: ClassVar[str] = "none beyond slate support (unbiased; high variance)"
+    assumptions: ClassVar[tuple[str, ...]] = (UNCONFOUNDED, SLATE_SUPPORT)
+    reference: ClassVar[str] = _MCINERNEY + " (SIPS, eq. 1)"
 
     def parts(self, terms: SlateTerms) -> SlateParts:
         w = self.weights(terms)
@@ -453,6 +525,12 @@ class IIPS(SlateEstimator):
 
     name: ClassVar[str] = "iips"
     kind: ClassVar[str] = "item_position"
+    assumptions: ClassVar[tuple[str, ...]] = (
+        UNCONFOUNDED,
+        ITEM_POSITION_SUPPORT,
+        ITEM_POSITION_MODEL,
+    )
+    reference: ClassVar[str] = _LI
     assumption: ClassVar[str] = (
         "item-position model: a slot's reward depends on its item and rank only"
     )
@@ -478,6 +556,8 @@ class RIPS(SlateEstimator):
 
     name: ClassVar[str] = "rips"
     kind: ClassVar[str] = "cascade"
+    assumptions: ClassVar[tuple[str, ...]] = (UNCONFOUNDED, PREFIX_SUPPORT, CASCADE_MODEL)
+    reference: ClassVar[str] = _MCINERNEY + " (RIPS, eqs. 3-4)"
     assumption: ClassVar[str] = "cascade model: a slot's reward depends on the items above it only"
 
     def parts(self, terms: SlateTerms) -> SlateParts:
@@ -493,6 +573,7 @@ class SNSIPS(SIPS):
 
     name: ClassVar[str] = "snsips"
     self_normalized: ClassVar[bool] = True
+    reference: ClassVar[str] = SIPS.reference + _SN
 
     def parts(self, terms: SlateTerms) -> SlateParts:
         w = self.weights(terms)
@@ -510,6 +591,7 @@ class SNIIPS(IIPS):
 
     name: ClassVar[str] = "sniips"
     self_normalized: ClassVar[bool] = True
+    reference: ClassVar[str] = IIPS.reference + _SN
 
     def parts(self, terms: SlateTerms) -> SlateParts:
         w = self.weights(terms)
@@ -527,6 +609,7 @@ class SNRIPS(RIPS):
 
     name: ClassVar[str] = "snrips"
     self_normalized: ClassVar[bool] = True
+    reference: ClassVar[str] = RIPS.reference + _SN
 
     def parts(self, terms: SlateTerms) -> SlateParts:
         w = self.weights(terms)
@@ -557,6 +640,12 @@ class CascadeDR(SlateEstimator):
     kind: ClassVar[str] = "cascade"
     needs_model: ClassVar[bool] = True
     assumption: ClassVar[str] = "cascade model (as RIPS); a good Q-model lowers the variance"
+    reads: ClassVar[frozenset[str]] = frozenset({WEIGHTS, REWARD_MODEL})
+    assumptions: ClassVar[tuple[str, ...]] = (UNCONFOUNDED, PREFIX_SUPPORT, CASCADE_MODEL)
+    reference: ClassVar[str] = (
+        "Kiyohara, Saito, Matsuhiro, Narita, Shimizu, Yamamoto (2022), Doubly robust "
+        "off-policy evaluation for ranking policies under the cascade behavior model, WSDM"
+    )
 
     def parts(self, terms: SlateTerms) -> SlateParts:
         w = self.weights(terms)
@@ -568,8 +657,137 @@ class CascadeDR(SlateEstimator):
         return SlateParts((w * (terms.reward - terms.q_logged) + prev * terms.q_target).sum(axis=1))
 
 
+@dataclass(frozen=True)
+class PI(SlateEstimator):
+    r"""Pseudo-inverse estimator (Swaminathan et al. 2017) in its per-slot-marginal form.
+
+    With :math:`\mathbb 1_s \in \{0, 1\}^{K m}` the indicator of the (slot, item) pairs of
+    slate :math:`s`, :math:`\Gamma_b(x) = E_{s \sim \pi_b}[\mathbb 1_s \mathbb 1_s^\top]` and
+    :math:`q_e(x) = E_{s \sim \pi_e}[\mathbb 1_s]` (the target's marginals), PI is
+    :math:`\frac1n \sum_i R_i\, q_e(x_i)^\top \Gamma_b(x_i)^\dagger \mathbb 1_{s_i}`,
+    :math:`R_i = \sum_k r_{ik}`. When the logger draws the slots independently
+    (:math:`\pi_b(s|x) = \prod_k \pi_b(a_k \text{ at } k|x)`, the paper's product case) the
+    pseudo-inverse has the closed form used here, which needs only the per-slot marginals:
+
+    .. math::
+
+        \hat V_{\mathrm{PI}} = \frac{1}{n} \sum_i \Big(\sum_k r_{ik}\Big)
+            \Big(\sum_{k=1}^{K} w^{\mathrm{item}}_{ik} - K + 1\Big), \qquad
+        w^{\mathrm{item}}_{ik} = \frac{\pi_e(a_{ik} \text{ at } k|x_i)}
+            {\pi_b(a_{ik} \text{ at } k|x_i)}
+
+    Assumptions: the slate reward is additive over (slot, item) pairs,
+    :math:`E[R | x, s] = \sum_k \phi_x(k, a_k)` (independent and position-based clicks;
+    not cascade), and the logger's slots are independent given ``x`` (then it is
+    unbiased). A logger that ranks without replacement (Plackett-Luce, top-k) makes the
+    slots dependent: the formula is then the usual marginal approximation, and it is
+    biased even under additive rewards (measured in ``tests/ope/test_slate.py``); the
+    exact :math:`\Gamma_b^\dagger` would need the logger's pairwise (slot, item)
+    marginals, which the log does not carry. The one ranking logger whose pseudo-inverse
+    has a closed form in the slot marginals is the uniform one (every ordered list of
+    ``K`` distinct items out of ``m`` equally likely; ``n_items=m``). Solving
+    :math:`\Gamma_b h = q_e` there gives
+
+    .. math::
+
+        \hat V_{\mathrm{PI}} = \frac{1}{n} \sum_i R_i \Big((m - 1) \sum_k q_e(k, a_{ik})
+            + \frac{m - 1}{m - K} \sum_k Q_e(a_{ik}) - \frac{(K - 1)\, m}{m - K}\Big),
+        \qquad Q_e(a) = \sum_j q_e(j, a)
+
+    (:math:`Q_e(a)`, the target's probability of showing ``a`` anywhere, is
+    ``evaluation_policy_pscore_item``; ``pscore_item`` = K/m), unbiased under additive
+    rewards (tested by enumeration; this closed form is derived here, not quoted).
+
+    Reference: A. Swaminathan, A. Krishnamurthy, A. Agarwal, M. Dudik, J. Langford,
+    D. Jose, I. Zitouni, "Off-policy evaluation for slate recommendation", NeurIPS 2017
+    (the estimator, and its closed form for product logging policies).
+
+    >>> import numpy as np
+    >>> PI().estimate_policy_value(
+    ...     slate_id=np.array([0, 0]), position=np.array([0, 1]), reward=np.array([1.0, 1.0]),
+    ...     pscore_item_position=np.array([0.5, 0.25]),
+    ...     evaluation_policy_pscore_item_position=np.array([0.25, 0.5]))
+    3.0
+    """
+
+    n_items: int | None = None
+    """None: the product-logging form above. An integer ``m``: the logger is uniform over
+    the ordered lists of ``K`` distinct items out of ``m`` (``pscore_item_position`` =
+    1/m, checked), and PI uses that logger's exact pseudo-inverse (below)."""
+
+    name: ClassVar[str] = "pi"
+    kind: ClassVar[str] = "item_position"
+    in_obp: ClassVar[bool] = False
+    assumption: ClassVar[str] = (
+        "additive reward over (slot, item) pairs and a logger whose slots are independent"
+    )
+    assumptions: ClassVar[tuple[str, ...]] = (
+        UNCONFOUNDED,
+        ITEM_POSITION_SUPPORT,
+        ADDITIVE_REWARD,
+        FACTORED_LOGGER,
+    )
+    reference: ClassVar[str] = (
+        "Swaminathan, Krishnamurthy, Agarwal, Dudik, Langford, Jose, Zitouni (2017), "
+        "Off-policy evaluation for slate recommendation, NeurIPS"
+    )
+
+    def __post_init__(self) -> None:
+        if self.n_items is not None:
+            check_scalar(self.n_items, "n_items", int, min=2)
+
+    def _check_n_items(self, K: int) -> int:
+        m = int(self.n_items or 0)
+        if m <= K:
+            raise InputError(
+                f"n_items must exceed the slate size ({K}) for PI with a uniform ranking "
+                f"logger; got {m}"
+            )
+        return m
+
+    def terms(self, **arrays: Any) -> SlateTerms:
+        if self.n_items is None:
+            return super().terms(**arrays)
+        b = arrays.get("pscore_item_position")
+        if b is not None:
+            b = _vec(b, "pscore_item_position", None, float)
+            off = np.abs(b * self.n_items - 1.0) > 1e-9
+            if off.any():
+                i = first_bad(off)
+                raise InputError(
+                    f"pscore_item_position must be 1/n_items = {1.0 / self.n_items!r} for PI "
+                    f"with a uniform ranking logger; row {i} has {float(b[i])!r}"
+                )
+        terms = slate_terms(kinds=("item_position", "item"), model=False, **arrays)
+        b_in = arrays.get("pscore_item")
+        K = terms.reward.shape[1]
+        self._check_n_items(K)
+        if b_in is not None:  # the weights assume the uniform logger's K/m
+            off = np.abs(np.asarray(b_in, dtype=np.float64) * self.n_items / K - 1.0) > 1e-9
+            if off.any():
+                i = first_bad(off)
+                raise InputError(
+                    f"pscore_item must be slate_size/n_items = {K / self.n_items!r} for PI with "
+                    f"a uniform ranking logger; row {i} has {float(b_in[i])!r}"
+                )
+        return terms
+
+    def parts(self, terms: SlateTerms) -> SlateParts:
+        w = self.weights(terms)
+        K = w.shape[1]
+        if self.n_items is None:
+            g = w.sum(axis=1) - (K - 1)
+        else:
+            m = self._check_n_items(K)
+            # q_k = w_k / m, Q_k = w_in_k K / m (the logger's marginals are 1/m and K/m)
+            w_in = terms.weight("item", self.name)
+            g = (m - 1) / m * w.sum(axis=1) + (m - 1) * K / (m * (m - K)) * w_in.sum(axis=1)
+            g -= (K - 1) * m / (m - K)
+        return SlateParts(g * terms.reward.sum(axis=1))
+
+
 SLATE_ESTIMATORS: dict[str, type[SlateEstimator]] = {
-    cls.name: cls for cls in (SIPS, IIPS, RIPS, SNSIPS, SNIIPS, SNRIPS, CascadeDR)
+    cls.name: cls for cls in (SIPS, IIPS, RIPS, SNSIPS, SNIIPS, SNRIPS, CascadeDR, PI)
 }
 """The slate estimator registry: class by name (the CLI's and pipelines' names)."""
 

@@ -34,7 +34,7 @@ def setting(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SlateWorld,
 def test_streamed_equals_in_memory(setting: tuple) -> None:
     out, _, base = setting
     target = TopKEpsilon(base, K, epsilon=0.4)
-    names = ["sips", "iips", "rips", "snsips", "sniips", "snrips"]
+    names = ["sips", "iips", "rips", "snsips", "sniips", "snrips", "pi"]
     got = {r.estimator: r for r in evaluate_slates(out, target, names, batch_rows=1000,
                                                    n_bootstrap=100)}  # fmt: skip
     log = read_slate_log(out).sorted()

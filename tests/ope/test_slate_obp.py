@@ -119,9 +119,13 @@ def _run_obp(tmp_path: Path, mode: str, arrays: dict[str, np.ndarray] | None = N
     return dict(np.load(out))
 
 
+OBP_NAMES = [n for n, cls in SLATE_ESTIMATORS.items() if cls.in_obp]
+"""The slate estimators OBP 0.5.7 ships (it has no pseudo-inverse estimator)."""
+
+
 def _check_equal(res: dict) -> None:
     arrays = {k: res[k] for k in ARRAY_KEYS}
-    for name in SLATE_ESTIMATORS:
+    for name in OBP_NAMES:
         ours = make_slate_estimator(name).estimate_policy_value(**arrays)
         theirs = float(res["obp_" + name])
         assert abs(ours - theirs) <= 1e-12 * max(1.0, abs(theirs)), (name, ours, theirs)
@@ -132,7 +136,7 @@ def test_equal_to_obp_on_obp_synthetic_slates(tmp_path: Path) -> None:
     _check_equal(res)
     # the weights are not trivial: the estimators disagree with one another
     values = {n: make_slate_estimator(n).estimate_policy_value(**{k: res[k] for k in ARRAY_KEYS})
-              for n in SLATE_ESTIMATORS}  # fmt: skip
+              for n in OBP_NAMES}  # fmt: skip
     assert len({round(v, 9) for v in values.values()}) == len(values)
 
 
