@@ -22,24 +22,14 @@ import pytest
 
 from offrec.logs import collect, read_logs, read_metadata
 from offrec.logs.importers import ColumnMap, import_logs
-from offrec.logs.schema import DATASET_FILE, LEGACY_DATASET_FILE, read_dataset_meta
+from offrec.logs.schema import DATASET_FILE, LEGACY_DATASET_FILE, REQUIRED, read_dataset_meta
 from offrec.policies.loggers import logging_policy
 from offrec.sim import World, WorldConfig
 
 KINDS = ("bandit", "session", "imported", "trained_from")
 
-# the Arrow type of each scalar column of the log schema (offrec.logs.schema.log_schema)
-SCALAR_TYPES = {
-    "session_id": pa.int64(),
-    "step": pa.int32(),
-    "user_id": pa.int64(),
-    "action": pa.int32(),
-    "position": pa.int32(),
-    "reward": pa.float32(),
-    "pscore": pa.float64(),
-    "terminated": pa.bool_(),
-    "truncated": pa.bool_(),
-}
+# the Arrow type of each scalar column of the log schema
+SCALAR_TYPES = REQUIRED
 
 
 @pytest.fixture(scope="module")
