@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from offrec.core.errors import InputError
 from offrec.logs.items import ItemMap
@@ -89,23 +90,23 @@ class LoggedData:
     @classmethod
     def from_arrays(
         cls,
-        context: Any,
-        action: Any,
-        reward: Any,
-        pscore: Any,
+        context: ArrayLike,
+        action: ArrayLike,
+        reward: ArrayLike,
+        pscore: ArrayLike,
         *,
         n_actions: int | None = None,
-        session_id: Any = None,
-        step: Any = None,
-        position: Any = None,
-        user_id: Any = None,
-        terminated: Any = None,
-        truncated: Any = None,
-        logging_dist: Any = None,
-        true_ctr: Any = None,
+        session_id: ArrayLike | None = None,
+        step: ArrayLike | None = None,
+        position: ArrayLike | None = None,
+        user_id: ArrayLike | None = None,
+        terminated: ArrayLike | None = None,
+        truncated: ArrayLike | None = None,
+        logging_dist: ArrayLike | None = None,
+        true_ctr: ArrayLike | None = None,
         metadata: dict[str, Any] | None = None,
         reward_domain: dict[str, Any] | None = None,
-        item_ids: Any = None,
+        item_ids: ArrayLike | None = None,
     ) -> LoggedData:
         """A validated ``LoggedData`` from arrays, the columns a caller does not have filled in.
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from offrec.core.errors import InputError, InputTypeError
 from offrec.core.validation import check_scalar, first_bad
@@ -42,7 +43,7 @@ from offrec.policies.bandits.base import BanditLearner, check_feedback
 __all__ = ["check_pscore", "domain_rewards", "fit_logged", "ipw_weights", "logged_arrays"]
 
 
-def domain_rewards(learner: Any, reward: Any, domain: dict[str, Any] | None) -> Any:
+def domain_rewards(learner: Any, reward: ArrayLike, domain: dict[str, Any] | None) -> Any:
     """The rewards ``learner`` (an instance or class) learns from a log with the declared
     reward ``domain`` (None: not declared, the rewards as given), by its
     ``reward_support`` (:mod:`offrec.core.domain`):
@@ -78,9 +79,9 @@ def domain_rewards(learner: Any, reward: Any, domain: dict[str, Any] | None) -> 
 
 def logged_arrays(
     data: Any,
-    action: Any = None,
-    reward: Any = None,
-    pscore: Any = None,
+    action: ArrayLike | None = None,
+    reward: ArrayLike | None = None,
+    pscore: ArrayLike | None = None,
 ) -> tuple[Any, Any, Any, Any]:
     """``(context, action, reward, pscore)`` from a ``LoggedData``, ``Trajectories`` or arrays.
 
@@ -98,7 +99,7 @@ def logged_arrays(
     return data, action, reward, pscore
 
 
-def check_pscore(pscore: Any, n: int) -> np.ndarray:
+def check_pscore(pscore: ArrayLike, n: int) -> np.ndarray:
     """``pscore`` as float64 (n,), every value in (0, 1]; errors name the first bad row."""
     if pscore is None:
         raise InputError("pscore is required for importance weighting; got None")
@@ -131,9 +132,9 @@ def ipw_weights(
 def fit_logged(
     learner: BanditLearner,
     data: Any,
-    action: Any = None,
-    reward: Any = None,
-    pscore: Any = None,
+    action: ArrayLike | None = None,
+    reward: ArrayLike | None = None,
+    pscore: ArrayLike | None = None,
     *,
     ipw: bool | None = None,
     clip: float | None = None,

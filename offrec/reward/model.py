@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from offrec.core.errors import InputError
 from offrec.core.validation import check_scalar, first_bad
@@ -91,11 +92,11 @@ class RewardModel:
 
     def fit(
         self,
-        context: Any,
-        action: Any,
-        reward: Any,
-        pscore: Any = None,
-        position: Any = None,
+        context: ArrayLike,
+        action: ArrayLike,
+        reward: ArrayLike,
+        pscore: ArrayLike | None = None,
+        position: ArrayLike | None = None,
         *,
         n_actions: int | None = None,
         reward_domain: dict[str, Any] | None = None,
@@ -113,11 +114,11 @@ class RewardModel:
 
     def fit_predict(
         self,
-        context: Any,
-        action: Any,
-        reward: Any,
-        pscore: Any = None,
-        position: Any = None,
+        context: ArrayLike,
+        action: ArrayLike,
+        reward: ArrayLike,
+        pscore: ArrayLike | None = None,
+        position: ArrayLike | None = None,
         *,
         n_actions: int | None = None,
         reward_domain: dict[str, Any] | None = None,
@@ -190,7 +191,7 @@ class FittedRewardModel:
         self.mean = np.zeros(0)
         self.scale = np.ones(0)
 
-    def predict(self, context: Any) -> np.ndarray:
+    def predict(self, context: ArrayLike) -> np.ndarray:
         """:math:`\\hat q(x_i, a)` as ``(n, n_actions)``, or ``(n, n_actions, n_positions)``
         when the model was fitted with several positions."""
         x = _as_context(context)
@@ -283,7 +284,7 @@ class FittedRewardModel:
 def predict_by_fold(
     models: Sequence[FittedRewardModel],
     fold: np.ndarray,
-    context: Any,
+    context: ArrayLike,
     position: np.ndarray | None = None,
 ) -> np.ndarray:
     r"""Cross-fitted :math:`\hat q(x_i, a)`: row ``i`` predicted by ``models[fold[i]]``.
@@ -337,7 +338,7 @@ def predict_by_fold(
 def predict_reduced_by_fold(
     models: Sequence[FittedRewardModel],
     fold: np.ndarray,
-    context: Any,
+    context: ArrayLike,
     weights: np.ndarray,
     columns: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -419,7 +420,7 @@ def _sigmoid_of_neg(z: np.ndarray) -> np.ndarray:
     return np.reciprocal(z, out=z)
 
 
-def _as_context(context: Any) -> np.ndarray:
+def _as_context(context: ArrayLike) -> np.ndarray:
     x = np.asarray(context, dtype=np.float64)
     if x.ndim != 2:
         raise InputError(f"context must be 2-D with shape (n, d); got shape {x.shape}")
@@ -448,11 +449,11 @@ class _Data:
     @classmethod
     def make(
         cls,
-        context: Any,
-        action: Any,
-        reward: Any,
-        pscore: Any,
-        position: Any,
+        context: ArrayLike,
+        action: ArrayLike,
+        reward: ArrayLike,
+        pscore: ArrayLike | None,
+        position: ArrayLike | None,
         n_actions: int | None,
         weighting: str,
         domain: dict[str, Any] | None = None,
@@ -504,7 +505,7 @@ class _Data:
         return cls(x, a, r, pos if n_pos > 1 else None, weight, k, n_pos, low, high)
 
 
-def _int_column(x: Any, name: str, n: int) -> np.ndarray:
+def _int_column(x: ArrayLike, name: str, n: int) -> np.ndarray:
     arr = np.asarray(x)
     if arr.shape != (n,):
         raise InputError(f"{name} must have shape ({n},) like context rows; got {arr.shape}")
