@@ -51,10 +51,16 @@ _DR_REF = "Dudik, Langford & Li (2011), Doubly robust policy evaluation and lear
 
 @dataclass(frozen=True)
 class Parts:
-    r"""An estimate as per-row columns: :math:`\hat V = \bar A + \sum_i B_i / \sum_i C_i`.
+    r"""An estimate as per-unit columns (rows of a bandit log, sessions of a session log):
 
-    ``a`` (n,) is averaged; ``b`` and ``c`` (n,) (self-normalized estimators only) form
-    a ratio. Absent parts are None.
+    .. math::
+
+        \hat V = \bar A + \sum_{k=1}^{K} \frac{\sum_i B_{ik}}{\sum_i C_{ik}}
+
+    ``a`` (n,) is averaged; ``b`` and ``c`` form the ratio pairs: (n,) for one pair (the
+    bandit self-normalized estimators), (n, K) for ``K`` pairs (the session ones: one per
+    step for WPDIS, two per step for WDR). A pair whose denominator sums to 0 contributes 0
+    when ``b`` is 2-D. Absent parts are None.
     """
 
     a: np.ndarray | None
@@ -63,17 +69,43 @@ class Parts:
 
     def columns(self) -> tuple[list[np.ndarray], Form]:
         """The columns, in order, and the :class:`~offrec.ope.intervals.Form` over them."""
-        cols = [x for x in (self.a, self.b, self.c) if x is not None]
-        if self.b is None:
-            return cols, Form(0)
+        if self.b is None or self.c is None:
+            return [x for x in (self.a,) if x is not None], Form(None if self.a is None else 0)
+        b, c = np.asarray(self.b), np.asarray(self.c)
+        b2 = b[:, None] if b.ndim == 1 else b
+        c2 = c[:, None] if c.ndim == 1 else c
+        k = b2.shape[1]
         first = 0 if self.a is None else 1
-        return cols, Form(None if self.a is None else 0, (first,), (first + 1,))
+        cols = ([] if self.a is None else [self.a]) + list(b2.T) + list(c2.T)
+        form = Form(
+            None if self.a is None else 0,
+            tuple(range(first, first + k)),
+            tuple(range(first + k, first + 2 * k)),
+        )
+        return cols, form
 
     def value(self) -> float:
         v = 0.0 if self.a is None else float(self.a.mean())
         if self.b is not None and self.c is not None:
-            v += float(self.b.sum()) / float(self.c.sum())
+            if np.ndim(self.b) == 1:
+                v += float(self.b.sum()) / float(self.c.sum())
+            else:
+                num, den = self.b.sum(axis=0), self.c.sum(axis=0)
+                v += float(np.sum(np.divide(num, den, out=np.zeros_like(den), where=den != 0)))
         return v
+
+    def influence(self) -> np.ndarray:
+        r"""Per-unit contributions :math:`\psi_i` whose mean is :meth:`value` and whose sample
+        variance over ``n`` is the delta-method variance:
+        :math:`\psi_i = A_i + \sum_k (B_{ik} - R_k C_{ik}) / \bar C_k` (:math:`R_k = \bar B_k /
+        \bar C_k`), shifted by a constant so that :math:`\bar\psi = \hat V`. Shape (n,).
+        Used to pair two estimates on the same units
+        (:func:`~offrec.ope.sequential.paired_difference`)."""
+        cols, form = self.columns()
+        x = np.column_stack(cols)
+        mean = x.mean(axis=0)
+        psi = (x - mean) @ form.grad(mean)
+        return psi + self.value()
 
     def round_rewards(self) -> np.ndarray:
         """Per-round contributions whose mean is :meth:`value` (OBP's convention)."""

@@ -57,15 +57,20 @@ from offrec.ope.sequential import (
     LEARNED_SEQUENTIAL,
     SEQUENTIAL_ESTIMATORS,
     SESSION_CLASSES,
+    RowQ,
+    SampleContext,
     SequentialResult,
+    SessionFits,
+    SessionTerms,
     episode_index,
     paired_difference,
 )
 from offrec.ope.stats import Moments
 from offrec.ope.terms import greedy_q_target, round_terms
 from offrec.ope.trust import (
+    DEFAULT_BANDIT,
+    DEFAULT_SESSION,
     ESTIMATE_COLUMNS,
-    Q_MODEL,
     Estimate,
     EstimatorMeta,
     disagreement_warnings,
@@ -89,9 +94,7 @@ MODES: tuple[str, ...] = ("auto", "bandit", "session")
 SESSION_ESTIMATORS: tuple[str, ...] = SEQUENTIAL_ESTIMATORS
 """Session (sequential) estimators by name (:mod:`offrec.ope.sequential` owns them); ``dr``
 on a session log is sequential DR."""
-SESSION_NEEDS_MODEL = frozenset(
-    n for n, c in SESSION_CLASSES.items() if Q_MODEL in c.inputs() and not c.fitted_on_log
-)
+SESSION_NEEDS_MODEL = frozenset(n for n, c in SESSION_CLASSES.items() if c.q_model == "linear")
 """Streamed session estimators that read the linear FQE Q-model fitted per target."""
 
 COLUMNS: tuple[str, ...] = ESTIMATE_COLUMNS
@@ -296,6 +299,7 @@ def evaluate(
     fit_rows: int = 200_000,
     progress: Callable[[int], None] | None = None,
     strict: bool = False,
+    fits: SessionFits | None = None,
 ) -> OPEResult:
     """Estimate the value of ``targets`` from ``logs`` (module docstring: how).
 
@@ -329,6 +333,9 @@ def evaluate(
             ``mb``, which needs clicks, on a continuous reward) is an ``InputError``. By
             default (and always for the default estimators) it is left out, the others
             are reported, and :attr:`OPEResult.skipped` says which and why.
+
+        fits: session mode, models already fitted on a sample of this log (e.g. the log
+            itself, in memory), shared across calls; by default they are fitted here.
 
     Returns:
         :class:`OPEResult`.
@@ -370,7 +377,18 @@ def evaluate(
                           dense_model=dense_model)  # fmt: skip
     if session:
         result = _evaluate_session(
-            source, eng, named, kept, interval, n_boot, alpha, seed, gamma, fit_rows, progress
+            source,
+            eng,
+            named,
+            kept,
+            interval,
+            n_boot,
+            alpha,
+            seed,
+            gamma,
+            fit_rows,
+            progress,
+            fits,
         )
     else:
         result = _evaluate_bandit(
@@ -379,12 +397,6 @@ def evaluate(
         )  # fmt: skip
     result.skipped = skipped
     return result
-
-
-DEFAULT_BANDIT: tuple[str, ...] = ("ips", "snips", "dr")
-"""The bandit estimators :func:`evaluate` runs when none are named."""
-DEFAULT_SESSION: tuple[str, ...] = ("mb", "pdis", "wpdis", "dr", "fqe")
-"""The session estimators :func:`evaluate` runs when none are named."""
 
 
 def why_not(estimator: str, domain: dict[str, Any]) -> str | None:
@@ -892,13 +904,19 @@ def _evaluate_session(
     gamma: float,
     fit_rows: int,
     progress: Progress,
+    fits: SessionFits | None = None,
 ) -> OPEResult:
-    from offrec.ope import sequential as seq
-
-    asked = [e if isinstance(e, str) else e.name for e in estimators or DEFAULT_SESSION]
-    learned = [e for e in asked if e in seq.LEARNED_SEQUENTIAL]
-    names = [e for e in asked if e not in seq.LEARNED_SEQUENTIAL] or ["pdis"]  # weights, ESS
-    only_learned = len(learned) == len(asked)
+    """Session mode: one bounded sample of whole sessions fits every model the estimators
+    read (:class:`~offrec.ope.sequential.SessionFits`, shared by the estimators and cached
+    per target); the streamed estimators' kernel (:meth:`SessionEstimator.parts
+    <offrec.ope.sequential.SessionEstimator.parts>` with the fitted models) maps over the
+    log's batches; the others are computed on the sample
+    (:meth:`~offrec.ope.sequential.SessionEstimator.estimate_on_sample`)."""
+    classes = [
+        SESSION_CLASSES[e if isinstance(e, str) else e.name] for e in estimators or DEFAULT_SESSION
+    ]
+    streamed = [c for c in classes if c.streamed]
+    on_sample = [c for c in classes if not c.streamed]
     for name, t in named.items():
         if hasattr(t, "action_dist_state"):
             raise InputError(
@@ -906,35 +924,45 @@ def _evaluate_session(
                 "cannot be scored off-policy in session mode"
             )
     horizon = _horizon(source)
-    q_models: dict[str, Any] = {}
-    if SESSION_NEEDS_MODEL & set(names):
-        sample = draw_sample(source, eng, fit_rows, seed, sessions=True, progress=progress).data
-        assert sample is not None
-        order = np.lexsort((sample.step, sample.session_id))
-        sample = sample.subset(order)
+    if fits is None and any(c.q_model or not c.streamed for c in classes):
+        # the log itself when it has at most fit_rows rows, else a seeded sample of whole
+        # sessions of about that size (bounded memory): drawn once, for every model
+        if isinstance(source, LoggedData) and source.n_rows <= fit_rows:
+            sample = source
+        else:
+            drawn = draw_sample(source, eng, fit_rows, seed, sessions=True, progress=progress)
+            assert drawn.data is not None
+            sample = drawn.data.subset(np.lexsort((drawn.data.step, drawn.data.session_id)))
+        fits = SessionFits(sample, seed=seed)
+    sample_dist: dict[str, np.ndarray] = {}
+    row_q: dict[tuple[str, str], RowQ] = {}
+    kinds = sorted({c.q_model for c in streamed})
+    if fits is not None:
         for p, t in named.items():
-            probs = _sample_probs(t)
-            q_models[p] = seq.fit_fqe(sample, probs, gamma=gamma)
+            sample_dist[p] = _sample_dist(t, fits.data, fits.data is source, p)
+            for kind in kinds:
+                if kind:
+                    row_q[p, kind] = fits.row_q(kind, p, _policy(t), sample_dist[p], gamma)
     # layout: per policy, a whole-session weight column and three per-decision weight
-    # columns (diagnostics), then each estimator's columns; last, the decisions per session
+    # columns (diagnostics), then each streamed estimator's columns; last, the decisions
+    # per session and the logger's on-policy return
     col = 0
     weight: dict[str, int] = {}
     decision: dict[str, tuple[int, int, int, int]] = {}
     forms: dict[tuple[str, str], Form] = {}
     for p in named:
         weight[p] = col
-        col += 1
-        decision[p] = (col, col + 1, col + 2, -1)
-        col += 3
-        for e in names:
-            if e in ("wpdis", "wtis"):
-                k = horizon if e == "wpdis" else 1
-                forms[p, e] = Form(
+        decision[p] = (col + 1, col + 2, col + 3, -1)
+        col += 4
+        for c in streamed:
+            k = c.ratio_pairs(horizon)
+            if k:
+                forms[p, c.name] = Form(
                     None, tuple(range(col, col + k)), tuple(range(col + k, col + 2 * k))
                 )
                 col += 2 * k
             else:
-                forms[p, e] = Form(col)
+                forms[p, c.name] = Form(col)
                 col += 1
     steps_col = col
     decision = {p: (a, b, c, steps_col) for p, (a, b, c, _) in decision.items()}
@@ -949,33 +977,43 @@ def _evaluate_session(
         x[:, on_policy] = episode_index(data.session_id, data.step, horizon).pad(data.reward) @ disc
         for p, t in named.items():
             dist = _dist(t, batch, p)
-            q_hat = q_models[p].predict(data.context) if p in q_models else None
             try:
-                terms = {e: seq.episode_terms(e, data, dist, q_hat, gamma, horizon) for e in names}
+                terms = {
+                    kind: SessionTerms.of(
+                        data,
+                        dist,
+                        gamma,
+                        horizon,
+                        *(row_q[p, kind].rows(data, dist) if kind else ()),
+                    )
+                    for kind in kinds
+                }
+                parts = {c.name: c.parts(terms[c.q_model]) for c in streamed}
             except InputError as err:
                 raise _relocate(err, batch, p) from None
             x[:, weight[p]] = _trajectory_weight(data, dist, horizon)
             a, b, c, _ = decision[p]
             x[:, a], x[:, b], x[:, c] = _decision_weights(data, dist, horizon)
-            for e in names:
-                t_e, form = terms[e], forms[p, e]
-                if form.a is not None:
-                    x[:, form.a] = t_e.a
-                if form.b:
-                    x[:, list(form.b)] = t_e.b
-                    x[:, list(form.c)] = t_e.c
+            for name, part in parts.items():
+                form = forms[p, name]
+                cols, _ = part.columns()
+                idx = [i for i in (form.a, *form.b, *form.c) if i is not None]
+                for i, column in zip(idx, cols, strict=True):
+                    x[:, i] = column
         x[:, steps_col] = np.bincount(np.searchsorted(sids, data.session_id), minlength=sids.size)
         return Moments.of(x, keys=row_keys(sids), n_bootstrap=n_boot, seed=seed)
 
     moments = eng.map_reduce(source, kernel, sessions=True, progress=progress)
-    ests = [SESSION_CLASSES[e] for e in names]
     value_range = _per_session(_reward_range(source), horizon)
+    model_warnings = {
+        (p, c.name): row_q[p, c.q_model].warnings for p in named for c in streamed if c.q_model
+    }
     result = _finish(
         moments,
         forms,
         weight,
         {},
-        ests,
+        streamed,
         "session",
         method,
         alpha,
@@ -983,73 +1021,75 @@ def _evaluate_session(
         moments.n,
         on_policy,
         decision,
+        model_warnings,
     )
-    if learned:  # whole-log estimators: fitted on the log in memory, then added as rows
+    if on_sample:  # estimators that need the whole sample at once, added as rows
         import pandas as pd
 
-        # fitted on the log itself when it has at most fit_rows rows, else on a seeded
-        # sample of whole sessions of about that size (bounded memory)
-        if isinstance(source, LoggedData) and source.n_rows <= fit_rows:
-            data = source
-        else:
-            drawn = draw_sample(source, eng, fit_rows, seed, sessions=True, progress=progress)
-            assert drawn.data is not None
-            data = drawn.data.subset(np.lexsort((drawn.data.step, drawn.data.session_id)))
-        policies = {p: (t.probs if isinstance(t, FixedProbs) else t) for p, t in named.items()}
-        extra = seq.evaluate_sequential(
-            data,
-            policies,
-            learned,
-            method=method or "normal",
-            n_bootstrap=max(n_boot, 1),
-            alpha=alpha,
-            seed=seed,
-            gamma=gamma,
-            flag_disagreement=False,
-            keep=result.fitted,
-        )
-        base = [
-            Estimate.from_row(r)
-            for r in result.table.to_dict("records")
-            if not (only_learned and r["estimator"] == "pdis")
-        ]
-        ess = {p: result.weight_ess(p) for p in named}
+        assert fits is not None
+        added: list[Estimate] = []
         n = moments.n
-        added = [
-            _estimate(
-                str(r["policy"]),
-                str(r["estimator"]),
-                SESSION_CLASSES[str(r["estimator"])].uses_weights(),
-                Interval(
-                    float(r["value"]),
-                    float(r["low"]),
-                    float(r["high"]),
-                    str(r["interval_method"]),
+        for p, t in named.items():
+            for c in on_sample:
+                ctx = SampleContext(
+                    c,
+                    fits,
+                    _policy(t),
+                    sample_dist[p],
+                    p,
+                    gamma,
+                    method or "normal",
+                    max(n_boot, 1),
                     alpha,
-                ),
-                ess[str(r["policy"])],
-                n,
-                result.weight_max(str(r["policy"])),
-                result.weight_sum(str(r["policy"])),
-                math.nan,
-                value_range,
-                math.nan,
-                warnings=r["warnings"],
-            )
-            for r in extra.to_dict("records")
-        ]
+                    seed,
+                )
+                res = c.estimate_on_sample(ctx)
+                result.fitted[p, c.name] = res
+                added.append(
+                    _estimate(
+                        p,
+                        c.name,
+                        c.uses_weights(),
+                        res.interval,
+                        result.weight_ess(p),
+                        n,
+                        result.weight_max(p),
+                        result.weight_sum(p),
+                        math.nan,
+                        value_range,
+                        math.nan,
+                        warnings=res.warnings,
+                    )
+                )
         rank = {p: i for i, p in enumerate(named)}
-        rows = sorted(base + added, key=lambda r: rank[r.policy])  # stable: policy order
-        labels = list(dict.fromkeys(r.estimator for r in rows))
-        result.recommended = recommended_for("session", labels)
+        order = {c.name: i for i, c in enumerate(classes)}
+        rows = sorted(result.estimates + added, key=lambda r: (rank[r.policy], order[r.estimator]))
+        result.recommended = recommended_for("session", [c.name for c in classes])
         result.table = pd.DataFrame([r.row() for r in rows], columns=list(COLUMNS))
     return _choose(result)
 
 
+def _policy(target: Target | FixedProbs) -> Any:
+    """What a fitted model reads of a target: the policy, or its probabilities."""
+    return target.probs if isinstance(target, FixedProbs) else target
+
+
+def _sample_dist(
+    target: Target | FixedProbs, sample: LoggedData, is_source: bool, name: str
+) -> np.ndarray:
+    """The target's probabilities on the fitting sample's rows ``(n, n_actions)``."""
+    if isinstance(target, FixedProbs):
+        if not is_source or target.probs.shape[0] != sample.n_rows:
+            raise InputError(
+                f"target {name!r}: estimators that fit a model (dr, fqe, the learned ones) need "
+                "a policy, not fixed probabilities (the fitting sample is not the log's rows)"
+            )
+        return np.asarray(target.probs)
+    return np.asarray(target.action_dist(sample.context))
+
+
 def _trajectory_weight(data: LoggedData, dist: np.ndarray, horizon: int) -> np.ndarray:
     """Whole-session importance weight :math:`\\prod_t w_t` per session, (m,)."""
-    from offrec.ope.sequential import episode_index
-
     idx = episode_index(data.session_id, data.step, horizon)
     w = dist[np.arange(data.n_rows), data.action] / data.pscore
     logw = idx.pad(np.log(np.maximum(w, 1e-300)), 0.0).sum(axis=1)
@@ -1064,8 +1104,6 @@ def _decision_weights(
     (prefix) weights :math:`w_{0:t} = \\prod_{s \\le t} w_s`, each (m,): the weights the
     per-decision estimators (PDIS, WPDIS, DR) put on its decisions, for their diagnostics
     (Kish's ESS over decisions, the largest weight)."""
-    from offrec.ope.sequential import episode_index
-
     idx = episode_index(data.session_id, data.step, horizon)
     w = dist[np.arange(data.n_rows), data.action] / data.pscore
     with np.errstate(over="ignore"):
@@ -1073,7 +1111,7 @@ def _decision_weights(
     return prefix.sum(axis=1), (prefix**2).sum(axis=1), prefix.max(axis=1)
 
 
-TRAJECTORY_ESTIMATORS = frozenset({"tis", "wtis"})
+TRAJECTORY_ESTIMATORS = frozenset(n for n, c in SESSION_CLASSES.items() if c.trajectory)
 """Session estimators that weight whole trajectories (their diagnostics use the
 trajectory weight; the others use the per-decision weights)."""
 
@@ -1084,14 +1122,6 @@ def _horizon(source: Source) -> int:
     if source.max_step >= 1 << 30:
         raise InputError(f"log {source.path}: its step column has no statistics; rewrite it")
     return source.max_step + 1
-
-
-def _sample_probs(target: Target | FixedProbs) -> Callable[[np.ndarray], Any]:
-    if isinstance(target, FixedProbs):
-        raise InputError(
-            "estimators that fit a Q-model (dr, fqe) need a policy, not fixed probabilities"
-        )
-    return target.action_dist
 
 
 # ---------------------------------------------------------------------------- finish
@@ -1112,6 +1142,7 @@ def _finish(
     n_units: int,
     on_policy: int,
     decision: dict[str, tuple[int, int, int, int]] | None = None,
+    extra: Mapping[tuple[str, str], Sequence[str]] | None = None,
 ) -> OPEResult:
     """The table of estimates. ``on_policy``: the column of the logger's on-policy value.
     ``decision`` (session mode): per policy, the columns of the per-decision weight sums,
@@ -1124,7 +1155,7 @@ def _finish(
 
     rows: list[Estimate] = []
     labels = [_label(e) for e in ests]
-    recommended = recommended_for(mode, labels)
+    recommended = recommended_for(mode, labels) if labels else ""
     for p, wcol in weight.items():
         w_sum = moments.mean[wcol] * moments.n
         w_sq = moments.m2[wcol, wcol] + moments.n * moments.mean[wcol] ** 2
@@ -1145,7 +1176,7 @@ def _finish(
         for e in ests:
             form = forms[p, _label(e)]
             e_ess, e_max, e_sum, e_n = ess, max_w, w_sum, moments.n
-            if per_decision is not None and _label(e) not in TRAJECTORY_ESTIMATORS:
+            if per_decision is not None and not getattr(e, "trajectory", False):
                 e_ess, e_max, e_sum, e_n = per_decision
             if getattr(e, "self_normalized", False) and not w_sum > 0:
                 raise InputError(
@@ -1169,6 +1200,7 @@ def _finish(
                     sv,
                     value_range,
                     standard_error(moments, form),
+                    warnings=(extra or {}).get((p, _label(e)), ()),
                 )
             )
     table = pd.DataFrame([r.row() for r in rows], columns=list(COLUMNS))

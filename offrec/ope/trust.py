@@ -100,6 +100,14 @@ checks. Why:
   observation update: :mod:`offrec.ope.model_based`); issue 26 measured such worlds, which
   is why the choice is made from the data when the log allows.
 """
+RECOMMENDED_SEQUENTIAL = RECOMMENDED["session"]
+"""Deprecated alias: :data:`RECOMMENDED` ``["session"]``."""
+DEFAULT_BANDIT: tuple[str, ...] = ("ips", "snips", "dr")
+"""The bandit estimators :func:`~offrec.ope.evaluate.evaluate` runs when none are named."""
+DEFAULT_SESSION: tuple[str, ...] = ("mb", "pdis", "wpdis", "dr", "fqe")
+"""The session estimators :func:`~offrec.ope.evaluate.evaluate` runs when none are named
+(the recommended ``mb``, the weight-based forms whose diagnostics tell how far the targets
+are from the logger, and the linear-Q forms)."""
 FALLBACK: dict[str, tuple[str, ...]] = {"bandit": ("snips",), "session": ()}
 """Next choices when :data:`RECOMMENDED` was not computed: the first present, else the
 first estimator of the table."""
