@@ -30,7 +30,7 @@ from offrec.core.errors import InputError
 from offrec.core.hashing import row_keys, seed_int
 from offrec.core.validation import SeedLike, check_scalar
 from offrec.ope.intervals import Form, Interval, check_interval_options, interval
-from offrec.ope.stats import Moments
+from offrec.ope.moments import Moments
 from offrec.ope.terms import RoundTerms, round_terms
 from offrec.ope.trust import (
     REWARD_MODEL,

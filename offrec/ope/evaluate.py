@@ -21,7 +21,7 @@ How it works (DESIGN.md, "Engines: one kernel, any size"):
    when the reward model is the bottleneck (DR's bias is the model's error times the
    weights' error).
 3. **Map** the kernel over batches: the target's distribution for that batch only, the
-   per-row (or per-session) terms, and :class:`~offrec.ope.stats.Moments` of every
+   per-row (or per-session) terms, and :class:`~offrec.ope.moments.Moments` of every
    column every estimator needs, with bootstrap sums from hashed resample weights.
 4. **Merge** the partials by addition and **finish**: estimates, intervals from one
    engine (:mod:`offrec.ope.intervals`), diagnostics and warnings.
@@ -52,6 +52,7 @@ from offrec.logs.items import ItemMap, translate_target
 from offrec.logs.scan import Batch, LogSource, open_log
 from offrec.ope.estimators import ESTIMATORS, Estimator, make_estimator
 from offrec.ope.intervals import Contrast, Form, Interval, check_interval_options, interval
+from offrec.ope.moments import Moments
 from offrec.ope.selection import Choice, choose_estimator
 from offrec.ope.sequential import (
     LEARNED_SEQUENTIAL,
@@ -65,12 +66,12 @@ from offrec.ope.sequential import (
     episode_index,
     paired_difference,
 )
-from offrec.ope.stats import Moments
 from offrec.ope.terms import greedy_q_target, round_terms
 from offrec.ope.trust import (
     DEFAULT_BANDIT,
     DEFAULT_SESSION,
     ESTIMATE_COLUMNS,
+    RECOMMENDED,
     Estimate,
     EstimatorMeta,
     disagreement_warnings,
@@ -121,7 +122,7 @@ class Target(Protocol):
 
 class Engine(Protocol):
     """How batches of a log reach a kernel (:mod:`offrec.engines`: local or ray): map the
-    kernel over the batches and merge the partial :class:`~offrec.ope.stats.Moments`."""
+    kernel over the batches and merge the partial :class:`~offrec.ope.moments.Moments`."""
 
     def map_reduce(
         self,
@@ -399,6 +400,47 @@ def evaluate(
     return result
 
 
+def evaluate_sequential(
+    data: LoggedData,
+    targets: Mapping[str, Target | np.ndarray],
+    estimators: Sequence[str],
+    *,
+    method: str = "normal",
+    n_bootstrap: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    fits: SessionFits | None = None,
+    gamma: float = 1.0,
+) -> pd.DataFrame:
+    """Every target x every estimator on a session log in memory, as a table: policy,
+    estimator, value, low, high, interval_method, recommended (bool: the row of
+    :data:`~offrec.ope.trust.RECOMMENDED` ``["session"]``), warnings (a list of strings per row).
+
+    The in-memory form of :func:`evaluate` (``mode="session"``, the log itself as the
+    fitting sample, ``fits`` shared when given): one engine, the same numbers and warnings
+    (weight diagnostics, feasible range, disagreement with the chosen estimator);
+    :func:`evaluate`'s :class:`OPEResult` has the rest.
+    """
+    res = evaluate(
+        data,
+        dict(targets),
+        estimators=list(estimators),
+        mode="session",
+        interval=method,
+        n_bootstrap=n_bootstrap,
+        alpha=alpha,
+        seed=seed,
+        gamma=gamma,
+        fit_rows=max(data.n_rows, 10),
+        fits=fits,
+        strict=True,
+    )
+    table = res.table[["policy", "estimator", "value", "low", "high", "interval_method"]].copy()
+    table["recommended"] = table["estimator"] == RECOMMENDED["session"]
+    table["warnings"] = [list(e.warnings) for e in res.estimates]
+    return table.reset_index(drop=True)
+
+
 def why_not(estimator: str, domain: dict[str, Any]) -> str | None:
     """Why ``estimator`` (a name) cannot apply to a log with the declared reward
     ``domain``, or None when it can. Owned by the estimators' modules: the session
@@ -460,20 +502,20 @@ def evaluate_bytes(
     """Upper estimate of :func:`evaluate`'s peak memory by what scales with a user-given
     size: ``batch_size x n_actions`` dense arrays per worker, the fitting sample's
     predictions (``fit_rows x n_actions``), and the bootstrap's per-batch buffers
-    (``n_bootstrap`` x (resample bits of :data:`~offrec.ope.stats._BITS_ROWS` units, the
-    float32 block of :data:`~offrec.ope.stats._BOOT_ROWS`, the resample sums)) per worker.
+    (``n_bootstrap`` x (resample bits of :data:`~offrec.ope.moments.BITS_ROWS` units, the
+    float32 block of :data:`~offrec.ope.moments.BOOT_ROWS`, the resample sums)) per worker.
 
     ``dense_rows=False``: every target's compact form is a
     :class:`~offrec.core.policy.SparseDist` (``sparse_form = True``), so no batch holds
     ``(batch_size, n_actions)``; ``dense_model=False``: no estimator fits the dense
     (per-item) reward model (none needs one, or a pairwise model was given). The parts
     not held are left out."""
-    from offrec.ope.stats import _BITS_ROWS, _BOOT_ROWS
+    from offrec.ope.moments import BITS_ROWS, BOOT_ROWS
 
     parts = {
         "--batch-size x items": DENSE_CELL_BYTES * batch_size * n_actions * workers,
         "--fit-rows x items": 2 * 8 * fit_rows * n_actions,
-        "--n-bootstrap": n_bootstrap * (2 * _BITS_ROWS + 4 * _BOOT_ROWS + 64 * 12) * workers,
+        "--n-bootstrap": n_bootstrap * (2 * BITS_ROWS + 4 * BOOT_ROWS + 64 * 12) * workers,
     }
     if not dense_rows:
         del parts["--batch-size x items"]

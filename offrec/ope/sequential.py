@@ -70,7 +70,7 @@ from __future__ import annotations
 
 import math
 import warnings as _warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -83,8 +83,9 @@ from offrec.core.hashing import row_keys, seed_int
 from offrec.core.validation import SeedLike, check_scalar
 from offrec.logs.data import LoggedData
 from offrec.ope.estimators import Parts
-from offrec.ope.intervals import METHODS, Interval, check_interval_options, interval
+from offrec.ope.intervals import Interval, check_interval_options, interval
 from offrec.ope.marginal import mis_contributions
+from offrec.ope.moments import Moments
 from offrec.ope.session_data import (  # episode_index: re-exported (evaluate.py, tests)
     SessionStructure,
     episode_index,
@@ -92,7 +93,6 @@ from offrec.ope.session_data import (  # episode_index: re-exported (evaluate.py
     session_structure,
     session_weights,
 )
-from offrec.ope.stats import Moments
 from offrec.ope.trust import (
     MARKOV,
     MIN_STEP_ESS,
@@ -130,7 +130,6 @@ __all__ = [
     "SessionTerms",
     "episode_index",
     "estimate_sequential",
-    "evaluate_sequential",
     "fit_fqe",
     "paired_difference",
     "select_policy",
@@ -518,8 +517,6 @@ NEEDS_CLICKS = frozenset(n for n, c in SESSION_CLASSES.items() if c.needs_clicks
 declared reward domain is binary (:mod:`offrec.core.domain`)."""
 IS_BASED = frozenset(n for n, c in SESSION_CLASSES.items() if c.uses_weights())
 """Session estimators that use importance weights (:meth:`EstimatorMeta.uses_weights`)."""
-INTERVAL_METHODS: tuple[str, ...] = METHODS
-"""Deprecated alias: :data:`offrec.ope.intervals.METHODS`."""
 
 REFIT_ITERS = 40  # L-BFGS iterations of a warm-started bootstrap refit
 
@@ -1081,72 +1078,6 @@ def estimate_sequential_full(*args: Any, **kwargs: Any) -> SequentialResult:
     )
     kwargs.setdefault("method", "normal")  # its old default
     return estimate_sequential(*args, **kwargs)
-
-
-def episode_terms(
-    estimator: str,
-    data: LoggedData,
-    dist: np.ndarray,
-    q_hat: np.ndarray | None,
-    gamma: float,
-    horizon: int | None = None,
-) -> Parts:
-    """Deprecated: ``SESSION_CLASSES[estimator].parts(SessionTerms.of(...))``, the
-    per-session :class:`~offrec.ope.estimators.Parts` of a streamed estimator."""
-    if estimator not in SESSION_CLASSES:
-        raise ValueError(
-            f"sequential estimator must be one of {list(SEQUENTIAL_ESTIMATORS)}; got {estimator!r}"
-        )
-    q_log = v_hat = None
-    if q_hat is not None:
-        q_log, v_hat = _q_rows(q_hat, data, dist)
-    return SESSION_CLASSES[estimator].parts(
-        SessionTerms.of(data, dist, gamma, horizon, q_log, v_hat)
-    )
-
-
-def evaluate_sequential(
-    data: LoggedData,
-    targets: Mapping[str, Target],
-    estimators: Sequence[str],
-    *,
-    method: str = "normal",
-    n_bootstrap: int = 1000,
-    alpha: float = 0.05,
-    seed: int = 0,
-    fits: SessionFits | None = None,
-    gamma: float = 1.0,
-) -> pd.DataFrame:
-    """Every target x every estimator on a session log in memory, as a table: policy,
-    estimator, value, low, high, interval_method, recommended (bool: the row of
-    :data:`RECOMMENDED_SEQUENTIAL`), warnings (a list of strings per row).
-
-    The in-memory form of :func:`offrec.ope.evaluate.evaluate` (``mode="session"``, the log
-    itself as the fitting sample, ``fits`` shared when given): one engine, the same numbers
-    and warnings (weight diagnostics, feasible range, disagreement with the chosen
-    estimator); :func:`~offrec.ope.evaluate.evaluate` 's :class:`~offrec.ope.evaluate.OPEResult`
-    has the rest.
-    """
-    from offrec.ope.evaluate import evaluate
-
-    res = evaluate(
-        data,
-        dict(targets),
-        estimators=list(estimators),
-        mode="session",
-        interval=method,
-        n_bootstrap=n_bootstrap,
-        alpha=alpha,
-        seed=seed,
-        gamma=gamma,
-        fit_rows=max(data.n_rows, 10),
-        fits=fits,
-        strict=True,
-    )
-    table = res.table[["policy", "estimator", "value", "low", "high", "interval_method"]].copy()
-    table["recommended"] = table["estimator"] == RECOMMENDED_SEQUENTIAL
-    table["warnings"] = [list(e.warnings) for e in res.estimates]
-    return table.reset_index(drop=True)
 
 
 def select_policy(

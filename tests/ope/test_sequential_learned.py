@@ -15,7 +15,8 @@ import pytest
 
 from offrec.logs.data import LoggedData
 from offrec.ope import fqe
-from offrec.ope.sequential import SessionFits, estimate_sequential, evaluate_sequential
+from offrec.ope.evaluate import evaluate_sequential
+from offrec.ope.sequential import SessionFits, estimate_sequential
 
 H = 3
 LEAVE = 0.2
