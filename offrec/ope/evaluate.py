@@ -432,6 +432,8 @@ def evaluate_sequential(
         seed=seed,
         gamma=gamma,
         fit_rows=max(data.n_rows, 10),
+        batch_size=max(data.n_rows, 1),  # the kernel on one batch: any row order
+        workers=1,
         fits=fits,
         strict=True,
     )
