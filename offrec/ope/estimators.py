@@ -200,11 +200,14 @@ def _model_error(estimator: str) -> InputError:
     )
 
 
-def _clip(w: np.ndarray, lam: float) -> np.ndarray:
+def clip_weights(w: np.ndarray, lam: float) -> np.ndarray:
+    r""":math:`\min(w, \lambda)` (``w`` itself when ``lam`` is inf), shape of ``w``."""
     return w if lam == math.inf else np.minimum(w, lam)
 
 
-def _check_weight_mass(w: np.ndarray, estimator: str) -> None:
+def check_weight_mass(w: np.ndarray, estimator: str) -> None:
+    """An ``InputError`` naming ``estimator`` when every weight is 0 (a self-normalized
+    estimate is then undefined)."""
     if not w.sum() > 0:
         raise InputError(
             f"{estimator} is undefined: every importance weight is 0 "
@@ -212,7 +215,9 @@ def _check_weight_mass(w: np.ndarray, estimator: str) -> None:
         )
 
 
-def _residual(terms: RoundTerms, estimator: str) -> np.ndarray:
+def residual(terms: RoundTerms, estimator: str) -> np.ndarray:
+    r"""The reward model's residual at the logged actions :math:`r_i - \hat q(x_i, a_i)`,
+    (n,); an ``InputError`` naming ``estimator`` when there is no reward model."""
     if terms.q_target is None or terms.q_logged is None:
         raise _model_error(estimator)
     return terms.reward - terms.q_logged
@@ -256,7 +261,7 @@ class IPS(Estimator):
     lambda_: float = math.inf
 
     def parts(self, terms: RoundTerms) -> Parts:
-        return Parts(_clip(terms.weight, self.lambda_) * terms.reward)
+        return Parts(clip_weights(terms.weight, self.lambda_) * terms.reward)
 
 
 @dataclass(frozen=True)
@@ -289,7 +294,7 @@ class SNIPS(Estimator):
     self_normalized: ClassVar[bool] = True
 
     def parts(self, terms: RoundTerms) -> Parts:
-        _check_weight_mass(terms.weight, self.name)
+        check_weight_mass(terms.weight, self.name)
         return Parts(None, terms.weight * terms.reward, terms.weight)
 
 
@@ -320,7 +325,7 @@ class DM(Estimator):
     needs_model: ClassVar[bool] = True
 
     def parts(self, terms: RoundTerms) -> Parts:
-        _residual(terms, self.name)
+        residual(terms, self.name)
         return Parts(terms.q_target)
 
 
@@ -353,8 +358,8 @@ class DR(Estimator):
     lambda_: float = math.inf
 
     def parts(self, terms: RoundTerms) -> Parts:
-        res = _residual(terms, self.name)
-        return Parts(terms.q_target + _clip(terms.weight, self.lambda_) * res)
+        res = residual(terms, self.name)
+        return Parts(terms.q_target + clip_weights(terms.weight, self.lambda_) * res)
 
 
 @dataclass(frozen=True)
@@ -384,8 +389,8 @@ class SNDR(Estimator):
     self_normalized: ClassVar[bool] = True
 
     def parts(self, terms: RoundTerms) -> Parts:
-        res = _residual(terms, self.name)
-        _check_weight_mass(terms.weight, self.name)
+        res = residual(terms, self.name)
+        check_weight_mass(terms.weight, self.name)
         return Parts(terms.q_target, terms.weight * res, terms.weight)
 
 
@@ -421,7 +426,7 @@ class SwitchDR(Estimator):
     lambda_: float = math.inf
 
     def parts(self, terms: RoundTerms) -> Parts:
-        res = _residual(terms, self.name)
+        res = residual(terms, self.name)
         w = terms.weight
         return Parts(terms.q_target + np.where(w <= self.lambda_, w, 0.0) * res)
 
@@ -457,7 +462,7 @@ class DRos(Estimator):
     lambda_: float = math.inf
 
     def parts(self, terms: RoundTerms) -> Parts:
-        res = _residual(terms, self.name)
+        res = residual(terms, self.name)
         w, lam = terms.weight, self.lambda_
         if lam != math.inf:  # optimistic shrinkage lambda * w / (w^2 + lambda), 0 where 0/0
             den = w * w + lam
@@ -547,3 +552,8 @@ def _split(name: str, kwargs: dict[str, Any]) -> tuple[Estimator, dict[str, Any]
     params = {k: v for k, v in kwargs.items() if k not in _ARRAYS}
     arrays = {k: v for k, v in kwargs.items() if k in _ARRAYS}
     return make_estimator(name, **params), arrays
+
+
+_clip = clip_weights  # old private names, still imported by sibling modules
+_check_weight_mass = check_weight_mass
+_residual = residual

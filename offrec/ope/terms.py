@@ -190,7 +190,7 @@ def _round_terms(
     weight = _gather(dist, action, pos)
     weight /= pscore
     q_logged = None if q is None else _gather(q, action, pos)
-    q_target = _scan_rows(dist, q, pos, check_dist)
+    q_target = scan_rows(dist, q, pos, check_dist)
     return RoundTerms(reward=reward, weight=weight, q_logged=q_logged, q_target=q_target)
 
 
@@ -431,7 +431,7 @@ def _gather(x: np.ndarray, action: np.ndarray, position: np.ndarray | None) -> n
     return x[rows, action, 0 if position is None else position].astype(np.float64, copy=False)
 
 
-def _scan_rows(
+def scan_rows(
     dist: np.ndarray, q: np.ndarray | None, position: np.ndarray | None, check: bool
 ) -> np.ndarray | None:
     """One blocked pass over the rows: check ``dist`` and compute ``sum_a dist * q``.
@@ -458,7 +458,7 @@ def _scan_range(
     dist: np.ndarray, q: np.ndarray | None, position: np.ndarray | None, check: bool,
     q_target: np.ndarray | None, lo: int, hi: int,
 ) -> None:  # fmt: skip
-    """:func:`_scan_rows` over rows ``[lo, hi)``, writing ``q_target[lo:hi]``."""
+    """:func:`scan_rows` over rows ``[lo, hi)``, writing ``q_target[lo:hi]``."""
     step = max(1, _CHUNK_ELEMS // (dist.size // dist.shape[0]))
     for start in range(lo, hi, step):
         stop = min(start + step, hi)
@@ -511,3 +511,6 @@ def _check_dist_block(block: np.ndarray, start: int) -> None:
     raise InputError(
         f"action_dist rows must sum to 1 (tolerance {SUM_TOL:g}); {where} sums to {total!r}"
     )
+
+
+_scan_rows = scan_rows  # old private name, still imported by a sibling module

@@ -19,6 +19,14 @@ session: :class:`offrec.ope.sequential.SessionEstimator`) derives from
 - ``reference``: where its formula comes from;
 - ``diagnostics``: what :func:`~offrec.ope.evaluate.evaluate` reports beside it.
 
+**Result types.** :class:`Estimate` is *the* result row (DESIGN.md's ``Estimate``): one
+(policy, estimator) with its interval, diagnostics and warnings. The others do different
+jobs: :class:`~offrec.ope.intervals.Interval` is a number with its interval (what the
+interval engine returns, and a paired difference); :class:`~offrec.ope.evaluate.OPEResult`
+is a whole evaluation (the table of ``Estimate`` rows, the recommended estimator, the
+mergeable sums that make further contrasts); :class:`~offrec.ope.sequential.SequentialResult`
+is one in-memory session estimate with its per-session contributions (to pair two targets).
+
 A class that declares nothing gets conservative defaults: ``reads`` is the weights (plus
 the reward model when ``needs_model``), ``assumptions`` unconfoundedness and support,
 ``diagnostics`` the weight diagnostics; ``reference`` has no default and the conformance
