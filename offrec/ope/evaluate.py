@@ -95,9 +95,6 @@ MODES: tuple[str, ...] = ("auto", "bandit", "session")
 SESSION_ESTIMATORS: tuple[str, ...] = SEQUENTIAL_ESTIMATORS
 """Session (sequential) estimators by name (:mod:`offrec.ope.sequential` owns them); ``dr``
 on a session log is sequential DR."""
-SESSION_NEEDS_MODEL = frozenset(n for n, c in SESSION_CLASSES.items() if c.q_model == "linear")
-"""Streamed session estimators that read the linear FQE Q-model fitted per target."""
-
 COLUMNS: tuple[str, ...] = ESTIMATE_COLUMNS
 """Columns of :attr:`OPEResult.table`, in order (:class:`~offrec.ope.trust.Estimate`)."""
 
@@ -1153,11 +1150,6 @@ def _decision_weights(
     with np.errstate(over="ignore"):
         prefix = np.cumprod(idx.pad(w, 1.0), axis=1) * idx.mask
     return prefix.sum(axis=1), (prefix**2).sum(axis=1), prefix.max(axis=1)
-
-
-TRAJECTORY_ESTIMATORS = frozenset(n for n, c in SESSION_CLASSES.items() if c.trajectory)
-"""Session estimators that weight whole trajectories (their diagnostics use the
-trajectory weight; the others use the per-decision weights)."""
 
 
 def _horizon(source: Source) -> int:

@@ -517,6 +517,9 @@ NEEDS_CLICKS = frozenset(n for n, c in SESSION_CLASSES.items() if c.needs_clicks
 declared reward domain is binary (:mod:`offrec.core.domain`)."""
 IS_BASED = frozenset(n for n, c in SESSION_CLASSES.items() if c.uses_weights())
 """Session estimators that use importance weights (:meth:`EstimatorMeta.uses_weights`)."""
+TRAJECTORY_ESTIMATORS = frozenset(n for n, c in SESSION_CLASSES.items() if c.trajectory)
+"""Session estimators that weight whole trajectories (their diagnostics use the
+trajectory weight; the others the per-decision weights)."""
 
 REFIT_ITERS = 40  # L-BFGS iterations of a warm-started bootstrap refit
 

@@ -9,7 +9,7 @@ import pytest
 
 from offrec.ope import evaluate, fqe
 from offrec.ope.estimators import Parts
-from offrec.ope.evaluate import TRAJECTORY_ESTIMATORS, evaluate_sequential
+from offrec.ope.evaluate import evaluate_sequential
 from offrec.ope.intervals import interval
 from offrec.ope.moments import Moments, row_keys
 from offrec.ope.sequential import (
@@ -18,6 +18,7 @@ from offrec.ope.sequential import (
     NEEDS_CLICKS,
     NEURAL,
     SESSION_CLASSES,
+    TRAJECTORY_ESTIMATORS,
     SessionFits,
     estimate_sequential,
     estimate_sequential_full,
