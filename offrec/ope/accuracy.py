@@ -36,11 +36,19 @@ def simulate_logged_data(world: Any, logger: Any, n_rows: int, seed: int) -> Log
     )
     n = traj.action.shape[0]
     return LoggedData(
-        context=traj.obs, action=traj.action, reward=traj.reward, pscore=traj.pscore,
-        session_id=traj.session, step=traj.step, position=np.zeros(n, np.int64), user_id=traj.user,
-        terminated=traj.terminated, truncated=traj.truncated, n_actions=world.n_items,
+        context=traj.obs,
+        action=traj.action,
+        reward=traj.reward,
+        pscore=traj.pscore,
+        session_id=traj.session,
+        step=traj.step,
+        position=np.zeros(n, np.int64),
+        user_id=traj.user,
+        terminated=traj.terminated,
+        truncated=traj.truncated,
+        n_actions=world.n_items,
         true_ctr=traj.click_prob,
-    )  # fmt: skip
+    )
 
 
 @dataclass
@@ -70,8 +78,14 @@ class EstimatorEvaluation:
         x = np.arange(len(estimators))
         for j, pol in enumerate(policies):
             sub = s[s["policy"] == pol].set_index("estimator").reindex(estimators)
-            ax1.bar(x - 0.4 + (j + 0.5) * width, 100 * sub["rel_error_mean"], width,
-                    yerr=100 * sub["rel_error_std"], capsize=2, label=pol)  # fmt: skip
+            ax1.bar(
+                x - 0.4 + (j + 0.5) * width,
+                100 * sub["rel_error_mean"],
+                width,
+                yerr=100 * sub["rel_error_std"],
+                capsize=2,
+                label=pol,
+            )
         ax1.set_xticks(x, estimators)
         ax1.set_ylabel("relative error |V̂ - V| / V (%)")
         ax1.set_title(f"Mean relative error over {self.runs['seed'].nunique()} seeds (bars: std)")
@@ -138,9 +152,15 @@ def evaluate_estimators(
             else RewardModel(**{**reward_model.__dict__, "seed": int(seed)})
         )
         table = evaluate(
-            data, dict(targets), estimators=list(estimators), reward_model=rm, interval=interval,
-            n_bootstrap=n_bootstrap, alpha=alpha, seed=int(seed),
-        ).table  # fmt: skip
+            data,
+            dict(targets),
+            estimators=list(estimators),
+            reward_model=rm,
+            interval=interval,
+            n_bootstrap=n_bootstrap,
+            alpha=alpha,
+            seed=int(seed),
+        ).table
         table["seed"] = seed
         rows.append(table)
         if progress is not None:
@@ -153,14 +173,16 @@ def evaluate_estimators(
     runs["width"] = runs["high"] - runs["low"]
     g = runs.groupby(["policy", "estimator"], sort=False)
     n = g.size()
-    summary = pd.DataFrame({
-        "truth": g["truth"].first(),
-        "rel_error_mean": g["rel_error"].mean(),
-        "rel_error_std": g["rel_error"].std(ddof=1).fillna(0.0),
-        "bias": g["error"].mean(),
-        "bias_stderr": (g["error"].std(ddof=1) / np.sqrt(n)).fillna(0.0),
-        "coverage": g["covered"].mean(),
-        "mean_width": g["width"].mean(),
-        "n_seeds": n,
-    }).reset_index()  # fmt: skip
+    summary = pd.DataFrame(
+        {
+            "truth": g["truth"].first(),
+            "rel_error_mean": g["rel_error"].mean(),
+            "rel_error_std": g["rel_error"].std(ddof=1).fillna(0.0),
+            "bias": g["error"].mean(),
+            "bias_stderr": (g["error"].std(ddof=1) / np.sqrt(n)).fillna(0.0),
+            "coverage": g["covered"].mean(),
+            "mean_width": g["width"].mean(),
+            "n_seeds": n,
+        }
+    ).reset_index()
     return EstimatorEvaluation(runs=runs, summary=summary)

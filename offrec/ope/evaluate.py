@@ -370,9 +370,15 @@ def evaluate(
         not hasattr(reward_model, "predict_pairs")
         and any((e if isinstance(e, Estimator) else make_estimator(e)).needs_model for e in kept)
     )
-    check_evaluate_memory(n_actions, batch_size, workers if engine == "local" else 1, n_boot,
-                          min(fit_rows, source.n_rows), dense_rows=not sparse,
-                          dense_model=dense_model)  # fmt: skip
+    check_evaluate_memory(
+        n_actions,
+        batch_size,
+        workers if engine == "local" else 1,
+        n_boot,
+        min(fit_rows, source.n_rows),
+        dense_rows=not sparse,
+        dense_model=dense_model,
+    )
     if session:
         result = _evaluate_session(
             source,
@@ -390,9 +396,18 @@ def evaluate(
         )
     else:
         result = _evaluate_bandit(
-            source, eng, named, kept, reward_model, interval, n_boot, alpha, seed, fit_rows,
+            source,
+            eng,
+            named,
+            kept,
+            reward_model,
+            interval,
+            n_boot,
+            alpha,
+            seed,
+            fit_rows,
             progress,
-        )  # fmt: skip
+        )
     result.skipped = skipped
     return result
 
@@ -537,8 +552,15 @@ def check_evaluate_memory(
     the message names the largest part and what to lower."""
     from offrec.sim.limits import check_memory
 
-    parts = evaluate_bytes(n_actions, batch_size, workers, n_bootstrap, fit_rows,
-                           dense_rows=dense_rows, dense_model=dense_model)  # fmt: skip
+    parts = evaluate_bytes(
+        n_actions,
+        batch_size,
+        workers,
+        n_bootstrap,
+        fit_rows,
+        dense_rows=dense_rows,
+        dense_model=dense_model,
+    )
     big = max(parts, key=lambda k: parts[k])
     check_memory(
         sum(parts.values()),
@@ -884,9 +906,13 @@ def _pair_rewards(model: Any, data: LoggedData, dist: Any) -> Any:
     if not isinstance(dist, SparseDist):
         rows = np.broadcast_to(np.arange(data.n_actions), (data.n_rows, data.n_actions))
         return model.predict_pairs(x, rows)
-    mean = model.predict_mean(x) if dist.support is None else model.predict_pairs(
-        x, np.broadcast_to(np.flatnonzero(dist.support), (data.n_rows, dist.n_support))
-    ).mean(axis=1)  # fmt: skip
+    mean = (
+        model.predict_mean(x)
+        if dist.support is None
+        else model.predict_pairs(
+            x, np.broadcast_to(np.flatnonzero(dist.support), (data.n_rows, dist.n_support))
+        ).mean(axis=1)
+    )
     return PairRewards(
         logged=model.predict_pairs(x, data.action[:, None])[:, 0],
         at_items=model.predict_pairs(x, dist.items),

@@ -700,8 +700,11 @@ class SessionFits:
 def _check_binary(data: LoggedData) -> None:
     from offrec.core.domain import require_binary
 
-    require_binary(data.reward_domain, "the model-based estimators (mb, mb-dr: a logistic click "
-                   "model)", "pdis, wpdis, dr or fqe")  # fmt: skip
+    require_binary(
+        data.reward_domain,
+        "the model-based estimators (mb, mb-dr: a logistic click model)",
+        "pdis, wpdis, dr or fqe",
+    )
     r = np.asarray(data.reward)
     bad = (r != 0) & (r != 1)
     if bad.any():

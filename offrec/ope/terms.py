@@ -107,8 +107,9 @@ def round_terms(
         ValueError: naming the argument, the rule and the first offending row,
             e.g. ``"pscore must be in (0, 1]; row 3 has 0.0"``.
     """
-    terms = _round_terms(reward, action, pscore, action_dist, position, estimated_rewards,
-                         check_dist)  # fmt: skip
+    terms = _round_terms(
+        reward, action, pscore, action_dist, position, estimated_rewards, check_dist
+    )
     if item_groups is None and pscore_group is None:
         return terms
     if item_groups is None or pscore_group is None:
@@ -161,9 +162,14 @@ def group_probability(action_dist: Any, item_groups: np.ndarray, group: np.ndarr
 
 
 def _round_terms(
-    reward: Any, action: Any, pscore: Any, action_dist: Any, position: Any,
-    estimated_rewards: Any, check_dist: bool,
-) -> RoundTerms:  # fmt: skip
+    reward: Any,
+    action: Any,
+    pscore: Any,
+    action_dist: Any,
+    position: Any,
+    estimated_rewards: Any,
+    check_dist: bool,
+) -> RoundTerms:
     reward = _as_1d(reward, "reward")
     n = reward.shape[0]
     if n == 0:
@@ -171,11 +177,13 @@ def _round_terms(
     pscore = _as_1d(pscore, "pscore", n)
     action = _as_index(action, "action", n)
     if isinstance(action_dist, SparseDist):
-        return sparse_terms(reward, action, pscore, action_dist, position, estimated_rewards,
-                            check_dist)  # fmt: skip
+        return sparse_terms(
+            reward, action, pscore, action_dist, position, estimated_rewards, check_dist
+        )
     if isinstance(action_dist, GreedyDist):
-        return _greedy_terms(reward, action, pscore, action_dist, position, estimated_rewards,
-                             check_dist)  # fmt: skip
+        return _greedy_terms(
+            reward, action, pscore, action_dist, position, estimated_rewards, check_dist
+        )
     dist = as_action_dist(action_dist, "action_dist", n)
     n_actions = dist.shape[1]
     n_positions = 1 if dist.ndim == 2 else dist.shape[2]
@@ -221,9 +229,14 @@ def _check_rows(reward: np.ndarray, pscore: np.ndarray, action: np.ndarray, k: i
 
 
 def _greedy_terms(
-    reward: np.ndarray, action: np.ndarray, pscore: np.ndarray, dist: GreedyDist,
-    position: Any, estimated_rewards: Any, check: bool,
-) -> RoundTerms:  # fmt: skip
+    reward: np.ndarray,
+    action: np.ndarray,
+    pscore: np.ndarray,
+    dist: GreedyDist,
+    position: Any,
+    estimated_rewards: Any,
+    check: bool,
+) -> RoundTerms:
     """:func:`round_terms` for a :class:`~offrec.core.policy.GreedyDist` (one position):
     ``w_i = dist.at(a_i) / p_i``, ``q_logged = q[i, a_i]``, ``q_target = dist.expect(q)``."""
     n, n_actions = dist.shape
@@ -251,8 +264,9 @@ def _greedy_terms(
     q_target = dist.expect(q)
     if check and not np.isfinite(q_target).all():
         _raise_non_finite(q, q_target, 0)
-    return RoundTerms(reward=reward, weight=weight, q_logged=_gather(q, action, None),
-                      q_target=q_target)  # fmt: skip
+    return RoundTerms(
+        reward=reward, weight=weight, q_logged=_gather(q, action, None), q_target=q_target
+    )
 
 
 def greedy_q_target(
@@ -276,9 +290,14 @@ def greedy_q_target(
 
 
 def sparse_terms(
-    reward: np.ndarray, action: np.ndarray, pscore: np.ndarray, dist: SparseDist,
-    position: Any, estimated_rewards: Any, check: bool,
-) -> RoundTerms:  # fmt: skip
+    reward: np.ndarray,
+    action: np.ndarray,
+    pscore: np.ndarray,
+    dist: SparseDist,
+    position: Any,
+    estimated_rewards: Any,
+    check: bool,
+) -> RoundTerms:
     r""":func:`round_terms` for a :class:`~offrec.core.policy.SparseDist` (one position):
     :math:`w_i = \pi_e(a_i|x_i) / p_i` from the candidates and the floor (``dist.at``),
     in ``O(n M)``.
@@ -325,8 +344,9 @@ def sparse_terms(
     if check and not (np.isfinite(q_target).all() and np.isfinite(q_logged).all()):
         i = first_bad(~(np.isfinite(q_target) & np.isfinite(q_logged)))
         raise InputError(f"estimated_rewards must be finite; row {i} has a non-finite value")
-    return RoundTerms(reward=reward, weight=weight, q_logged=np.asarray(q_logged, np.float64),
-                      q_target=q_target)  # fmt: skip
+    return RoundTerms(
+        reward=reward, weight=weight, q_logged=np.asarray(q_logged, np.float64), q_target=q_target
+    )
 
 
 @dataclass(frozen=True)
@@ -455,9 +475,14 @@ def scan_rows(
 
 
 def _scan_range(
-    dist: np.ndarray, q: np.ndarray | None, position: np.ndarray | None, check: bool,
-    q_target: np.ndarray | None, lo: int, hi: int,
-) -> None:  # fmt: skip
+    dist: np.ndarray,
+    q: np.ndarray | None,
+    position: np.ndarray | None,
+    check: bool,
+    q_target: np.ndarray | None,
+    lo: int,
+    hi: int,
+) -> None:
     """:func:`scan_rows` over rows ``[lo, hi)``, writing ``q_target[lo:hi]``."""
     step = max(1, _CHUNK_ELEMS // (dist.size // dist.shape[0]))
     for start in range(lo, hi, step):
