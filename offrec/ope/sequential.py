@@ -820,7 +820,7 @@ def _ess_warnings(data: LoggedData, dist: np.ndarray, st: SessionStructure) -> l
     if low.size:
         out.append(
             f"tiny ESS: cumulative-weight ESS is {ess[low[0]]:.1f} of {idx.n_episodes} sessions "
-            f"at step {int(low[0])} (min {ess.min():.1f}); IS/DR terms from that step on rest on "
+            f"at step {int(low[0])} (min {ess.min():.1f}): IS/DR terms from that step on rest on "
             "a handful of sessions"
         )
     return out

@@ -163,3 +163,17 @@ def test_in_memory_table_and_deprecated_alias(small_log) -> None:
     with pytest.warns(DeprecationWarning, match="estimate_sequential"):
         old = estimate_sequential_full("pdis", small_log, _Stochastic())
     assert old == pdis
+
+
+def test_sample_estimators_keep_their_warnings_whole_in_the_table() -> None:
+    """A warning of an estimator computed on the sample reaches evaluate's table as one
+    sentence (the table joins warnings with '; ', so none may contain it)."""
+    from tests.ope.test_sequential_learned import _Greedy
+
+    log = _by_session(simulate(100, seed=2))
+    res = evaluate(log, {"g": _Greedy()}, estimators=["mis", "pdis"], interval="normal")
+    row = next(e for e in res.estimates if e.estimator == "mis")
+    own = estimate_sequential("mis", log, _Greedy(), method="normal").warnings
+    assert any("tiny ESS" in w for w in own)
+    assert all("; " not in w for w in own)
+    assert {w for w in own if "feasible range" not in w} <= set(row.warnings)
