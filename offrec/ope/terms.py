@@ -24,15 +24,23 @@ one matrix-vector product instead of a pass over a dense ``(n, n_actions)`` arra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
 from offrec.core.errors import InputError
 from offrec.core.policy import GreedyDist, SparseDist
 from offrec.core.threads import over_row_ranges
 from offrec.core.validation import first_bad
 from offrec.logs.schema import MIN_PSCORE, PSCORE_FLOOR_RULE
+
+DistLike: TypeAlias = "npt.ArrayLike | GreedyDist | SparseDist"
+"""A target's distribution over actions, ``(n, n_actions)``: an array (dense, or
+``(n, n_actions, n_positions)``) or the factored form of a greedy / sparse head."""
+RewardsLike: TypeAlias = "npt.ArrayLike | PairRewards | None"
+"""A reward model's predictions: ``(n, n_actions)`` (per position), or read at the logged
+items and the target's candidates only (:class:`PairRewards`); None without a model."""
 
 SUM_TOL = 1e-6
 """Tolerance on ``|sum_a action_dist[i, a] - 1|``."""
@@ -66,15 +74,15 @@ class RoundTerms:
 
 def round_terms(
     *,
-    reward: Any,
-    action: Any,
-    pscore: Any,
-    action_dist: Any,
-    position: Any = None,
-    estimated_rewards: Any = None,
+    reward: npt.ArrayLike,
+    action: npt.ArrayLike,
+    pscore: npt.ArrayLike,
+    action_dist: DistLike,
+    position: npt.ArrayLike | None = None,
+    estimated_rewards: RewardsLike = None,
     check_dist: bool = True,
-    item_groups: Any = None,
-    pscore_group: Any = None,
+    item_groups: npt.ArrayLike | None = None,
+    pscore_group: npt.ArrayLike | None = None,
 ) -> RoundTerms:
     r"""Validate the inputs and compute :class:`RoundTerms` in one pass over ``action_dist``.
 
@@ -131,7 +139,9 @@ def round_terms(
     return RoundTerms(terms.reward, terms.weight, terms.q_logged, terms.q_target, gw)
 
 
-def group_probability(action_dist: Any, item_groups: np.ndarray, group: np.ndarray) -> np.ndarray:
+def group_probability(
+    action_dist: DistLike, item_groups: np.ndarray, group: np.ndarray
+) -> np.ndarray:
     r""":math:`\pi(g_i|x_i) = \sum_{a: g(a) = g_i} \pi(a|x_i)` (n,) float64, the probability
     of group ``group`` (n,) under ``action_dist``: a dense ``(n, n_actions)`` array (blocks of
     rows; ``O(n n_actions)``), a :class:`~offrec.core.policy.GreedyDist` or a
@@ -162,12 +172,12 @@ def group_probability(action_dist: Any, item_groups: np.ndarray, group: np.ndarr
 
 
 def _round_terms(
-    reward: Any,
-    action: Any,
-    pscore: Any,
-    action_dist: Any,
-    position: Any,
-    estimated_rewards: Any,
+    reward: npt.ArrayLike,
+    action: npt.ArrayLike,
+    pscore: npt.ArrayLike,
+    action_dist: DistLike,
+    position: npt.ArrayLike | None,
+    estimated_rewards: RewardsLike,
     check_dist: bool,
 ) -> RoundTerms:
     reward = _as_1d(reward, "reward")
@@ -202,7 +212,7 @@ def _round_terms(
     return RoundTerms(reward=reward, weight=weight, q_logged=q_logged, q_target=q_target)
 
 
-def _as_estimates(estimated_rewards: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+def _as_estimates(estimated_rewards: RewardsLike, shape: tuple[int, ...]) -> np.ndarray | None:
     """``estimated_rewards`` as an array of ``action_dist``'s shape, or None."""
     if estimated_rewards is None:
         return None
@@ -233,8 +243,8 @@ def _greedy_terms(
     action: np.ndarray,
     pscore: np.ndarray,
     dist: GreedyDist,
-    position: Any,
-    estimated_rewards: Any,
+    position: npt.ArrayLike | None,
+    estimated_rewards: RewardsLike,
     check: bool,
 ) -> RoundTerms:
     """:func:`round_terms` for a :class:`~offrec.core.policy.GreedyDist` (one position):
@@ -294,8 +304,8 @@ def sparse_terms(
     action: np.ndarray,
     pscore: np.ndarray,
     dist: SparseDist,
-    position: Any,
-    estimated_rewards: Any,
+    position: npt.ArrayLike | None,
+    estimated_rewards: RewardsLike,
     check: bool,
 ) -> RoundTerms:
     r""":func:`round_terms` for a :class:`~offrec.core.policy.SparseDist` (one position):
@@ -389,7 +399,7 @@ def _check_finite_2d(q: np.ndarray) -> None:
         )
 
 
-def _as_1d(x: Any, name: str, n: int | None = None) -> np.ndarray:
+def _as_1d(x: npt.ArrayLike, name: str, n: int | None = None) -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 1:
         raise InputError(f"{name} must be 1-D with shape (n,); got shape {arr.shape}")
@@ -398,7 +408,7 @@ def _as_1d(x: Any, name: str, n: int | None = None) -> np.ndarray:
     return arr
 
 
-def _as_index(x: Any, name: str, n: int) -> np.ndarray:
+def _as_index(x: npt.ArrayLike, name: str, n: int) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim != 1:
         raise InputError(f"{name} must be 1-D with shape (n,); got shape {arr.shape}")
@@ -409,7 +419,7 @@ def _as_index(x: Any, name: str, n: int) -> np.ndarray:
     return arr.astype(np.intp, copy=False)
 
 
-def as_action_dist(x: Any, name: str, n: int) -> np.ndarray:
+def as_action_dist(x: npt.ArrayLike, name: str, n: int) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim not in (2, 3) or arr.shape[0] != n or 0 in arr.shape:
         raise InputError(
