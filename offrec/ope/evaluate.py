@@ -112,7 +112,8 @@ class Target(Protocol):
     """A target policy as OPE reads it: its number of actions and its distribution
     ``(n, n_actions)`` on the logged contexts."""
 
-    n_actions: int
+    @property
+    def n_actions(self) -> int: ...
 
     def action_dist(self, obs: np.ndarray) -> Any: ...
 
@@ -141,6 +142,11 @@ class FixedProbs:
     @property
     def n_actions(self) -> int:
         return int(self.probs.shape[1])
+
+
+TargetLike = Target | FixedProbs | np.ndarray
+"""A target as :func:`evaluate` takes it: a policy, or its probabilities on the log's rows
+(:class:`FixedProbs`, or the bare ``(n_rows, n_actions)`` array)."""
 
 
 @dataclass
@@ -280,7 +286,7 @@ class OPEResult:
 
 def evaluate(
     logs: str | Path | LoggedData,
-    targets: Mapping[str, Any] | Any,
+    targets: Mapping[str, TargetLike] | Target,
     *,
     estimators: Sequence[str | Estimator] | None = None,
     reward_model: RewardModel | None = None,
@@ -414,7 +420,7 @@ def evaluate(
 
 def evaluate_sequential(
     data: LoggedData,
-    targets: Mapping[str, Target | np.ndarray],
+    targets: Mapping[str, TargetLike],
     estimators: Sequence[str],
     *,
     method: str = "normal",
@@ -580,20 +586,25 @@ def _shape(source: LogSource | LoggedData) -> tuple[int, bool]:
 
 
 def _named_targets(
-    targets: Mapping[str, Any] | Any, n_actions: int, items: ItemMap | None = None
-) -> dict[str, Any]:
+    targets: Mapping[str, TargetLike] | Target,
+    n_actions: int,
+    items: ItemMap | None = None,
+) -> dict[str, Target | FixedProbs]:
     """``{name: target}``, each checked against the log: a target that carries the item
     map it was trained with (``item_map``) is laid onto the log's map through the source
     ids (:func:`~offrec.logs.items.translate_target`; a model item the log lacks is an
     error), so no target is ever scored against the wrong items."""
-    named = dict(targets) if isinstance(targets, Mapping) else {_name(targets): targets}
-    if not named:
+    given: dict[str, TargetLike] = (
+        dict(targets) if isinstance(targets, Mapping) else {_name(targets): targets}
+    )
+    if not given:
         raise InputError("targets must name at least one policy; got none")
-    for name, t in named.items():
-        if isinstance(t, np.ndarray):
-            named[name] = t = FixedProbs(t)
+    named: dict[str, Target | FixedProbs] = {}
+    for name, g in given.items():
+        t = FixedProbs(g) if isinstance(g, np.ndarray) else g
         if items is not None:
-            named[name] = t = translate_target(t, items, f"target {name!r}")
+            t = translate_target(t, items, f"target {name!r}")
+        named[name] = t
         if not isinstance(t, FixedProbs) and not callable(getattr(t, "action_dist", None)):
             raise InputError(f"target {name!r} must have an action_dist(obs) method")
         if getattr(t, "n_actions", None) != n_actions:
@@ -604,12 +615,12 @@ def _named_targets(
     return named
 
 
-def _name(policy: Any) -> str:
+def _name(policy: object) -> str:
     name = getattr(policy, "name", None)
     return name if isinstance(name, str) else type(policy).__name__
 
 
-def _pick_mode(mode: str, session_log: bool, estimators: Sequence[Any] | None) -> bool:
+def _pick_mode(mode: str, session_log: bool, estimators: Sequence[str | Estimator] | None) -> bool:
     names = [e if isinstance(e, str) else e.name for e in estimators or ()]
     if mode == "bandit" or (mode == "auto" and not session_log):
         bad = [n for n in names if n not in ESTIMATORS]
