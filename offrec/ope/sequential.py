@@ -605,9 +605,11 @@ def fit_fqe(
 # ------------------------------------------------------------- fitted session models
 @dataclass
 class SessionFits:
-    r"""Models shared by the learned estimators of one log, fitted lazily and cached: the
-    session index, the model-based :class:`~offrec.ope.model_based.SessionModel` (all
-    sessions, per cross-fitting fold, per bootstrap replicate).
+    r"""Models shared by the fitted estimators of one log (or of its bounded sample of
+    whole sessions, :attr:`data`), fitted lazily and cached: the session index, the
+    Q-models per target (:meth:`row_q`), the model-based
+    :class:`~offrec.ope.model_based.SessionModel` (all sessions, per cross-fitting fold,
+    per bootstrap replicate).
 
     ``n_folds`` folds of sessions (a seeded hash of ``session_id``) cross-fit the Q-models
     of the DR estimators; ``n_rollouts`` rollouts per start.
@@ -1089,7 +1091,7 @@ def estimate_sequential_full(*args: Any, **kwargs: Any) -> SequentialResult:
 def select_policy(
     table: pd.DataFrame, estimator: str = RECOMMENDED_SEQUENTIAL, *, by: str = "low"
 ) -> str:
-    """Off-policy selection from an :func:`evaluate_sequential` table: the policy with the
+    """Off-policy selection from an :func:`~offrec.ope.evaluate.evaluate_sequential` table: the policy with the
     best lower confidence bound (``by="low"``, safe selection: deploy what is good with
     high confidence) or the best point estimate (``by="value"``) under ``estimator``."""
     if by not in ("low", "value"):
