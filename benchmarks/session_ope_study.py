@@ -73,8 +73,9 @@ def part1(seeds: list[int], out: Path, estimators: tuple[str, ...]) -> pd.DataFr
     all estimators), against the pipeline's online truth."""
     import torch
 
+    from offrec.ope.evaluate import evaluate_sequential
     from offrec.ope.selection import selection_regret, spearman
-    from offrec.ope.sequential import SessionFits, evaluate_sequential
+    from offrec.ope.sequential import SessionFits
 
     torch.set_num_threads(1)
     tables, times = [], []
@@ -123,8 +124,9 @@ def part2(estimators: tuple[str, ...], n_sessions: int, out: Path) -> pd.DataFra
     import torch
 
     from offrec.core.policy import Head
+    from offrec.ope.evaluate import evaluate_sequential
     from offrec.ope.evaluation import simulate_logged_data
-    from offrec.ope.sequential import SessionFits, evaluate_sequential
+    from offrec.ope.sequential import SessionFits
     from offrec.policies.loggers import logging_policy
 
     torch.set_num_threads(1)

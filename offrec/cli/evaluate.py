@@ -13,9 +13,13 @@ from offrec.core.errors import InputError, MissingInputError
 
 
 def add_parser(sub: Any) -> None:
-    e = sub.add_parser("evaluate", help="estimate a policy's value from a log (off-policy)",
-                       description="Estimate a target policy's value from a log. Bandit logs use the bandit "
-                       "estimators, session logs the sequential ones (pdis, tis, wpdis, wtis, dr, fqe).")  # fmt: skip
+    e = sub.add_parser(
+        "evaluate",
+        help="estimate a policy's value from a log (off-policy)",
+        description="Estimate a target policy's value from a log. Bandit logs use the bandit "
+        "estimators, session logs the session ones (offrec.ope.SESSION_CLASSES: "
+        "pdis, tis, wpdis, wtis, dr, fqe, mb, mis, the neural forms ...).",
+    )
     e.add_argument("logs", type=Path, help="log directory")
     e.add_argument("--policy", help="a saved model folder (offrec train ...)")
     e.add_argument(
@@ -23,12 +27,23 @@ def add_parser(sub: Any) -> None:
         help="target probabilities aligned with the log rows (.npy or .parquet, n x n_actions)",
     )
     e.add_argument(
-        "--estimators", help="comma-separated (default ips,snips,dr; session logs pdis,wpdis,dr)"
+        "--estimators",
+        help="comma-separated (default: offrec.ope.trust.DEFAULT_BANDIT on bandit logs, "
+        "DEFAULT_SESSION on session logs)",
     )
-    e.add_argument("--reward-model", default="logistic", choices=LazyChoices("offrec.reward", "KINDS"), metavar="KIND",
-                   help="reward model of the DM/DR-type bandit estimators (default %(default)s)")  # fmt: skip
-    e.add_argument("--interval", default="bootstrap", choices=["bootstrap", "normal", "bernstein", "none"],
-                   help="confidence interval method (default %(default)s)")  # fmt: skip
+    e.add_argument(
+        "--reward-model",
+        default="logistic",
+        choices=LazyChoices("offrec.reward", "KINDS"),
+        metavar="KIND",
+        help="reward model of the DM/DR-type bandit estimators (default %(default)s)",
+    )
+    e.add_argument(
+        "--interval",
+        default="bootstrap",
+        choices=["bootstrap", "normal", "bernstein", "none"],
+        help="confidence interval method (default %(default)s)",
+    )
     e.add_argument(
         "--n-bootstrap", type=int, default=1000, help="bootstrap resamples (default %(default)s)"
     )
@@ -38,10 +53,18 @@ def add_parser(sub: Any) -> None:
         default=0,
         help="seed of the bootstrap, folds and fitting sample (default %(default)s)",
     )
-    e.add_argument("--mode", default="auto", choices=["auto", "bandit", "session"],
-                   help="auto: session estimators on session logs; bandit: every decision as a bandit round (default %(default)s)")  # fmt: skip
-    e.add_argument("--engine", default="local", choices=["local", "ray"],
-                   help="local: batches on this machine; ray: Ray Data, local or --ray-address (default %(default)s)")  # fmt: skip
+    e.add_argument(
+        "--mode",
+        default="auto",
+        choices=["auto", "bandit", "session"],
+        help="auto: session estimators on session logs; bandit: every decision as a bandit round (default %(default)s)",
+    )
+    e.add_argument(
+        "--engine",
+        default="local",
+        choices=["local", "ray"],
+        help="local: batches on this machine; ray: Ray Data, local or --ray-address (default %(default)s)",
+    )
     e.add_argument(
         "--ray-address",
         default=None,
@@ -65,20 +88,38 @@ def add_parser(sub: Any) -> None:
         default=200_000,
         help="rows sampled to fit reward/Q models (default %(default)s)",
     )
-    e.add_argument("--strict", action="store_true",
-                   help="an estimator named in --estimators that cannot apply to the log is an error "
-                   "(default: it is skipped, the others are reported, and the reason is listed)")  # fmt: skip
+    e.add_argument(
+        "--strict",
+        action="store_true",
+        help="an estimator named in --estimators that cannot apply to the log is an error "
+        "(default: it is skipped, the others are reported, and the reason is listed)",
+    )
     e.add_argument("--json", type=Path, help="also write the estimates and warnings as JSON")
-    e.add_argument("--repair", choices=["drop"],
-                   help="drop duplicated log rows instead of failing (reads the log into memory; not with --probs)")  # fmt: skip
+    e.add_argument(
+        "--repair",
+        choices=["drop"],
+        help="drop duplicated log rows instead of failing (reads the log into memory; not with --probs)",
+    )
     sl = e.add_argument_group("slate logs (offrec simulate --slate-size)")
-    sl.add_argument("--slate-ranker", default="pl", choices=["pl", "top-k"],
-                    help="how --policy ranks: pl = Plackett-Luce over its probabilities, top-k = its "
-                    "top items with probability 1 - --slate-epsilon (default %(default)s)")  # fmt: skip
-    sl.add_argument("--slate-temperature", type=float, default=1.0,
-                    help="Plackett-Luce temperature (default %(default)s)")  # fmt: skip
-    sl.add_argument("--slate-epsilon", type=float, default=0.1,
-                    help="top-k: probability of a uniformly random list (default %(default)s)")  # fmt: skip
+    sl.add_argument(
+        "--slate-ranker",
+        default="pl",
+        choices=["pl", "top-k"],
+        help="how --policy ranks: pl = Plackett-Luce over its probabilities, top-k = its "
+        "top items with probability 1 - --slate-epsilon (default %(default)s)",
+    )
+    sl.add_argument(
+        "--slate-temperature",
+        type=float,
+        default=1.0,
+        help="Plackett-Luce temperature (default %(default)s)",
+    )
+    sl.add_argument(
+        "--slate-epsilon",
+        type=float,
+        default=0.1,
+        help="top-k: probability of a uniformly random list (default %(default)s)",
+    )
     add_global_options(e)
     e.set_defaults(func=run)
 
@@ -168,8 +209,10 @@ def run(args: argparse.Namespace) -> int:
 
         check_writable(args.json)  # before the work, not after it
     if args.repair is not None and args.probs is not None:
-        raise InputError("--repair drop changes the log's rows; --probs are aligned with them: "
-                         "use --policy, or write the probabilities for a repaired copy")  # fmt: skip
+        raise InputError(
+            "--repair drop changes the log's rows; --probs are aligned with them: "
+            "use --policy, or write the probabilities for a repaired copy"
+        )
     source = open_log(args.logs, check_rows=args.repair is None)
     if _is_slate_log(args.logs):
         return _run_slates(args, source)
@@ -192,13 +235,22 @@ def run(args: argparse.Namespace) -> int:
             done[0] = rows
 
         result = evaluate(
-            logs, {name: target}, estimators=estimators,
+            logs,
+            {name: target},
+            estimators=estimators,
             reward_model=RewardModel(kind=args.reward_model, seed=args.seed),
             interval=None if args.interval == "none" else args.interval,
-            n_bootstrap=args.n_bootstrap, seed=args.seed, mode=args.mode, engine=args.engine,
-            batch_size=args.batch_size, workers=args.workers, ray_address=args.ray_address,
-            fit_rows=args.fit_rows, progress=tick, strict=args.strict,
-        )  # fmt: skip
+            n_bootstrap=args.n_bootstrap,
+            seed=args.seed,
+            mode=args.mode,
+            engine=args.engine,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            ray_address=args.ray_address,
+            fit_rows=args.fit_rows,
+            progress=tick,
+            strict=args.strict,
+        )
     table = result.table
     shown = table.drop(columns=["warnings"]).assign(
         recommended=(table["estimator"] == result.recommended).map({True: "*", False: ""})
@@ -213,11 +265,12 @@ def run(args: argparse.Namespace) -> int:
         from offrec.core.atomic import atomic_write_text
 
         out = {
-            "mode": result.mode, "recommended": result.recommended,
+            "mode": result.mode,
+            "recommended": result.recommended,
             "estimates": json.loads(table.to_json(orient="records")),
             "warnings": result.warnings(),
             "skipped": [{"estimator": k, "reason": v} for k, v in result.skipped.items()],
-        }  # fmt: skip
+        }
         atomic_write_text(args.json, json.dumps(out, indent=2))
     return 0
 
@@ -253,9 +306,14 @@ def _run_slates(args: argparse.Namespace, source: Any) -> int:
     )
     method = "normal" if args.interval == "none" else args.interval
     results = evaluate_slates(
-        args.logs, ranker, estimators, method=method, n_bootstrap=args.n_bootstrap,
-        seed=args.seed, batch_rows=args.batch_size,
-    )  # fmt: skip
+        args.logs,
+        ranker,
+        estimators,
+        method=method,
+        n_bootstrap=args.n_bootstrap,
+        seed=args.seed,
+        batch_rows=args.batch_size,
+    )
     name = Path(args.policy).name
     print(
         f"{'policy':<12} {'estimator':<11} {'value':>8} {'low':>8} {'high':>8} {'ess':>9} {'max_weight':>11}"

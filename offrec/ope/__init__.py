@@ -48,9 +48,16 @@ from offrec.ope.evaluate import (
     FixedProbs,
     OPEResult,
     evaluate,
+    evaluate_sequential,
 )
 from offrec.ope.intervals import METHODS, Interval
 from offrec.ope.multi_logger import MULTI_LOGGER_ESTIMATORS
+from offrec.ope.sequential import (
+    SESSION_CLASSES,
+    SequentialResult,
+    SessionEstimator,
+    estimate_sequential,
+)
 from offrec.ope.terms import RoundTerms, round_terms
 from offrec.ope.trust import RECOMMENDED, Estimate, EstimatorInfo
 
@@ -66,8 +73,11 @@ __all__ = [
     "IPS",
     "METHODS",
     "RECOMMENDED",
+    "SESSION_CLASSES",
     "SESSION_ESTIMATORS",
     "SNDR",
+    "SequentialResult",
+    "SessionEstimator",
     "SNIPS",
     "DRos",
     "Estimate",
@@ -85,7 +95,9 @@ __all__ = [
     "estimate_interval",
     "estimate_policy_value",
     "estimate_round_rewards",
+    "estimate_sequential",
     "evaluate",
+    "evaluate_sequential",
     "importance_weights",
     "make_estimator",
     "round_terms",

@@ -14,18 +14,23 @@ r"""What to look at before trusting an off-policy estimate.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from offrec.core.errors import InputError
-from offrec.ope.terms import as_action_dist, round_terms
+from offrec.ope.terms import DistLike, as_action_dist, round_terms
 
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
 
 
 def importance_weights(
-    *, action: Any, pscore: Any, action_dist: Any, position: Any = None, check_dist: bool = True
+    *,
+    action: npt.ArrayLike,
+    pscore: npt.ArrayLike,
+    action_dist: DistLike,
+    position: npt.ArrayLike | None = None,
+    check_dist: bool = True,
 ) -> np.ndarray:
     """Importance weights ``(n,)``: ``action_dist[i, action[i](, position[i])] / pscore[i]``.
 
@@ -100,7 +105,10 @@ class SupportViolation:
 
 
 def support_violation(
-    *, action_dist: Any, logging_dist: Any, position: Any = None
+    *,
+    action_dist: npt.ArrayLike,
+    logging_dist: npt.ArrayLike,
+    position: npt.ArrayLike | None = None,
 ) -> SupportViolation:
     """Measure :class:`SupportViolation` of ``action_dist`` against ``logging_dist`` (n, n_actions).
 

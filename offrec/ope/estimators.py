@@ -30,7 +30,7 @@ from offrec.core.errors import InputError
 from offrec.core.hashing import row_keys, seed_int
 from offrec.core.validation import SeedLike, check_scalar
 from offrec.ope.intervals import Form, Interval, check_interval_options, interval
-from offrec.ope.stats import Moments
+from offrec.ope.moments import Moments
 from offrec.ope.terms import RoundTerms, round_terms
 from offrec.ope.trust import (
     REWARD_MODEL,
@@ -51,10 +51,16 @@ _DR_REF = "Dudik, Langford & Li (2011), Doubly robust policy evaluation and lear
 
 @dataclass(frozen=True)
 class Parts:
-    r"""An estimate as per-row columns: :math:`\hat V = \bar A + \sum_i B_i / \sum_i C_i`.
+    r"""An estimate as per-unit columns (rows of a bandit log, sessions of a session log):
 
-    ``a`` (n,) is averaged; ``b`` and ``c`` (n,) (self-normalized estimators only) form
-    a ratio. Absent parts are None.
+    .. math::
+
+        \hat V = \bar A + \sum_{k=1}^{K} \frac{\sum_i B_{ik}}{\sum_i C_{ik}}
+
+    ``a`` (n,) is averaged; ``b`` and ``c`` form the ratio pairs: (n,) for one pair (the
+    bandit self-normalized estimators), (n, K) for ``K`` pairs (the session ones: one per
+    step for WPDIS, two per step for WDR). A pair whose denominator sums to 0 contributes 0
+    when ``b`` is 2-D. Absent parts are None.
     """
 
     a: np.ndarray | None
@@ -63,17 +69,43 @@ class Parts:
 
     def columns(self) -> tuple[list[np.ndarray], Form]:
         """The columns, in order, and the :class:`~offrec.ope.intervals.Form` over them."""
-        cols = [x for x in (self.a, self.b, self.c) if x is not None]
-        if self.b is None:
-            return cols, Form(0)
+        if self.b is None or self.c is None:
+            return [x for x in (self.a,) if x is not None], Form(None if self.a is None else 0)
+        b, c = np.asarray(self.b), np.asarray(self.c)
+        b2 = b[:, None] if b.ndim == 1 else b
+        c2 = c[:, None] if c.ndim == 1 else c
+        k = b2.shape[1]
         first = 0 if self.a is None else 1
-        return cols, Form(None if self.a is None else 0, (first,), (first + 1,))
+        cols = ([] if self.a is None else [self.a]) + list(b2.T) + list(c2.T)
+        form = Form(
+            None if self.a is None else 0,
+            tuple(range(first, first + k)),
+            tuple(range(first + k, first + 2 * k)),
+        )
+        return cols, form
 
     def value(self) -> float:
         v = 0.0 if self.a is None else float(self.a.mean())
         if self.b is not None and self.c is not None:
-            v += float(self.b.sum()) / float(self.c.sum())
+            if np.ndim(self.b) == 1:
+                v += float(self.b.sum()) / float(self.c.sum())
+            else:
+                num, den = self.b.sum(axis=0), self.c.sum(axis=0)
+                v += float(np.sum(np.divide(num, den, out=np.zeros_like(den), where=den != 0)))
         return v
+
+    def influence(self) -> np.ndarray:
+        r"""Per-unit contributions :math:`\psi_i` whose mean is :meth:`value` and whose sample
+        variance over ``n`` is the delta-method variance:
+        :math:`\psi_i = A_i + \sum_k (B_{ik} - R_k C_{ik}) / \bar C_k` (:math:`R_k = \bar B_k /
+        \bar C_k`), shifted by a constant so that :math:`\bar\psi = \hat V`. Shape (n,).
+        Used to pair two estimates on the same units
+        (:func:`~offrec.ope.sequential.paired_difference`)."""
+        cols, form = self.columns()
+        x = np.column_stack(cols)
+        mean = x.mean(axis=0)
+        psi = (x - mean) @ form.grad(mean)
+        return psi + self.value()
 
     def round_rewards(self) -> np.ndarray:
         """Per-round contributions whose mean is :meth:`value` (OBP's convention)."""
@@ -168,11 +200,14 @@ def _model_error(estimator: str) -> InputError:
     )
 
 
-def _clip(w: np.ndarray, lam: float) -> np.ndarray:
+def clip_weights(w: np.ndarray, lam: float) -> np.ndarray:
+    r""":math:`\min(w, \lambda)` (``w`` itself when ``lam`` is inf), shape of ``w``."""
     return w if lam == math.inf else np.minimum(w, lam)
 
 
-def _check_weight_mass(w: np.ndarray, estimator: str) -> None:
+def check_weight_mass(w: np.ndarray, estimator: str) -> None:
+    """An ``InputError`` naming ``estimator`` when every weight is 0 (a self-normalized
+    estimate is then undefined)."""
     if not w.sum() > 0:
         raise InputError(
             f"{estimator} is undefined: every importance weight is 0 "
@@ -180,7 +215,9 @@ def _check_weight_mass(w: np.ndarray, estimator: str) -> None:
         )
 
 
-def _residual(terms: RoundTerms, estimator: str) -> np.ndarray:
+def residual(terms: RoundTerms, estimator: str) -> np.ndarray:
+    r"""The reward model's residual at the logged actions :math:`r_i - \hat q(x_i, a_i)`,
+    (n,); an ``InputError`` naming ``estimator`` when there is no reward model."""
     if terms.q_target is None or terms.q_logged is None:
         raise _model_error(estimator)
     return terms.reward - terms.q_logged
@@ -224,7 +261,7 @@ class IPS(Estimator):
     lambda_: float = math.inf
 
     def parts(self, terms: RoundTerms) -> Parts:
-        return Parts(_clip(terms.weight, self.lambda_) * terms.reward)
+        return Parts(clip_weights(terms.weight, self.lambda_) * terms.reward)
 
 
 @dataclass(frozen=True)
@@ -257,7 +294,7 @@ class SNIPS(Estimator):
     self_normalized: ClassVar[bool] = True
 
     def parts(self, terms: RoundTerms) -> Parts:
-        _check_weight_mass(terms.weight, self.name)
+        check_weight_mass(terms.weight, self.name)
         return Parts(None, terms.weight * terms.reward, terms.weight)
 
 
@@ -288,7 +325,7 @@ class DM(Estimator):
     needs_model: ClassVar[bool] = True
 
     def parts(self, terms: RoundTerms) -> Parts:
-        _residual(terms, self.name)
+        residual(terms, self.name)
         return Parts(terms.q_target)
 
 
@@ -321,8 +358,8 @@ class DR(Estimator):
     lambda_: float = math.inf
 
     def parts(self, terms: RoundTerms) -> Parts:
-        res = _residual(terms, self.name)
-        return Parts(terms.q_target + _clip(terms.weight, self.lambda_) * res)
+        res = residual(terms, self.name)
+        return Parts(terms.q_target + clip_weights(terms.weight, self.lambda_) * res)
 
 
 @dataclass(frozen=True)
@@ -352,8 +389,8 @@ class SNDR(Estimator):
     self_normalized: ClassVar[bool] = True
 
     def parts(self, terms: RoundTerms) -> Parts:
-        res = _residual(terms, self.name)
-        _check_weight_mass(terms.weight, self.name)
+        res = residual(terms, self.name)
+        check_weight_mass(terms.weight, self.name)
         return Parts(terms.q_target, terms.weight * res, terms.weight)
 
 
@@ -389,7 +426,7 @@ class SwitchDR(Estimator):
     lambda_: float = math.inf
 
     def parts(self, terms: RoundTerms) -> Parts:
-        res = _residual(terms, self.name)
+        res = residual(terms, self.name)
         w = terms.weight
         return Parts(terms.q_target + np.where(w <= self.lambda_, w, 0.0) * res)
 
@@ -425,7 +462,7 @@ class DRos(Estimator):
     lambda_: float = math.inf
 
     def parts(self, terms: RoundTerms) -> Parts:
-        res = _residual(terms, self.name)
+        res = residual(terms, self.name)
         w, lam = terms.weight, self.lambda_
         if lam != math.inf:  # optimistic shrinkage lambda * w / (w^2 + lambda), 0 where 0/0
             den = w * w + lam
@@ -515,3 +552,8 @@ def _split(name: str, kwargs: dict[str, Any]) -> tuple[Estimator, dict[str, Any]
     params = {k: v for k, v in kwargs.items() if k not in _ARRAYS}
     arrays = {k: v for k, v in kwargs.items() if k in _ARRAYS}
     return make_estimator(name, **params), arrays
+
+
+_clip = clip_weights  # old private names, still imported by sibling modules
+_check_weight_mass = check_weight_mass
+_residual = residual

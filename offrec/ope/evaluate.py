@@ -21,7 +21,7 @@ How it works (DESIGN.md, "Engines: one kernel, any size"):
    when the reward model is the bottleneck (DR's bias is the model's error times the
    weights' error).
 3. **Map** the kernel over batches: the target's distribution for that batch only, the
-   per-row (or per-session) terms, and :class:`~offrec.ope.stats.Moments` of every
+   per-row (or per-session) terms, and :class:`~offrec.ope.moments.Moments` of every
    column every estimator needs, with bootstrap sums from hashed resample weights.
 4. **Merge** the partials by addition and **finish**: estimates, intervals from one
    engine (:mod:`offrec.ope.intervals`), diagnostics and warnings.
@@ -52,20 +52,26 @@ from offrec.logs.items import ItemMap, translate_target
 from offrec.logs.scan import Batch, LogSource, open_log
 from offrec.ope.estimators import ESTIMATORS, Estimator, make_estimator
 from offrec.ope.intervals import Contrast, Form, Interval, check_interval_options, interval
+from offrec.ope.moments import Moments
 from offrec.ope.selection import Choice, choose_estimator
 from offrec.ope.sequential import (
     LEARNED_SEQUENTIAL,
     SEQUENTIAL_ESTIMATORS,
     SESSION_CLASSES,
+    RowQ,
+    SampleContext,
     SequentialResult,
+    SessionFits,
+    SessionTerms,
     episode_index,
     paired_difference,
 )
-from offrec.ope.stats import Moments
 from offrec.ope.terms import greedy_q_target, round_terms
 from offrec.ope.trust import (
+    DEFAULT_BANDIT,
+    DEFAULT_SESSION,
     ESTIMATE_COLUMNS,
-    Q_MODEL,
+    RECOMMENDED,
     Estimate,
     EstimatorMeta,
     disagreement_warnings,
@@ -89,11 +95,6 @@ MODES: tuple[str, ...] = ("auto", "bandit", "session")
 SESSION_ESTIMATORS: tuple[str, ...] = SEQUENTIAL_ESTIMATORS
 """Session (sequential) estimators by name (:mod:`offrec.ope.sequential` owns them); ``dr``
 on a session log is sequential DR."""
-SESSION_NEEDS_MODEL = frozenset(
-    n for n, c in SESSION_CLASSES.items() if Q_MODEL in c.inputs() and not c.fitted_on_log
-)
-"""Streamed session estimators that read the linear FQE Q-model fitted per target."""
-
 COLUMNS: tuple[str, ...] = ESTIMATE_COLUMNS
 """Columns of :attr:`OPEResult.table`, in order (:class:`~offrec.ope.trust.Estimate`)."""
 
@@ -111,14 +112,15 @@ class Target(Protocol):
     """A target policy as OPE reads it: its number of actions and its distribution
     ``(n, n_actions)`` on the logged contexts."""
 
-    n_actions: int
+    @property
+    def n_actions(self) -> int: ...
 
     def action_dist(self, obs: np.ndarray) -> Any: ...
 
 
 class Engine(Protocol):
     """How batches of a log reach a kernel (:mod:`offrec.engines`: local or ray): map the
-    kernel over the batches and merge the partial :class:`~offrec.ope.stats.Moments`."""
+    kernel over the batches and merge the partial :class:`~offrec.ope.moments.Moments`."""
 
     def map_reduce(
         self,
@@ -140,6 +142,11 @@ class FixedProbs:
     @property
     def n_actions(self) -> int:
         return int(self.probs.shape[1])
+
+
+TargetLike = Target | FixedProbs | np.ndarray
+"""A target as :func:`evaluate` takes it: a policy, or its probabilities on the log's rows
+(:class:`FixedProbs`, or the bare ``(n_rows, n_actions)`` array)."""
 
 
 @dataclass
@@ -279,7 +286,7 @@ class OPEResult:
 
 def evaluate(
     logs: str | Path | LoggedData,
-    targets: Mapping[str, Any] | Any,
+    targets: Mapping[str, TargetLike] | Target,
     *,
     estimators: Sequence[str | Estimator] | None = None,
     reward_model: RewardModel | None = None,
@@ -296,6 +303,7 @@ def evaluate(
     fit_rows: int = 200_000,
     progress: Callable[[int], None] | None = None,
     strict: bool = False,
+    fits: SessionFits | None = None,
 ) -> OPEResult:
     """Estimate the value of ``targets`` from ``logs`` (module docstring: how).
 
@@ -329,6 +337,9 @@ def evaluate(
             ``mb``, which needs clicks, on a continuous reward) is an ``InputError``. By
             default (and always for the default estimators) it is left out, the others
             are reported, and :attr:`OPEResult.skipped` says which and why.
+
+        fits: session mode, models already fitted on a sample of this log (e.g. the log
+            itself, in memory), shared across calls; by default they are fitted here.
 
     Returns:
         :class:`OPEResult`.
@@ -365,26 +376,89 @@ def evaluate(
         not hasattr(reward_model, "predict_pairs")
         and any((e if isinstance(e, Estimator) else make_estimator(e)).needs_model for e in kept)
     )
-    check_evaluate_memory(n_actions, batch_size, workers if engine == "local" else 1, n_boot,
-                          min(fit_rows, source.n_rows), dense_rows=not sparse,
-                          dense_model=dense_model)  # fmt: skip
+    check_evaluate_memory(
+        n_actions,
+        batch_size,
+        workers if engine == "local" else 1,
+        n_boot,
+        min(fit_rows, source.n_rows),
+        dense_rows=not sparse,
+        dense_model=dense_model,
+    )
     if session:
         result = _evaluate_session(
-            source, eng, named, kept, interval, n_boot, alpha, seed, gamma, fit_rows, progress
+            source,
+            eng,
+            named,
+            kept,
+            interval,
+            n_boot,
+            alpha,
+            seed,
+            gamma,
+            fit_rows,
+            progress,
+            fits,
         )
     else:
         result = _evaluate_bandit(
-            source, eng, named, kept, reward_model, interval, n_boot, alpha, seed, fit_rows,
+            source,
+            eng,
+            named,
+            kept,
+            reward_model,
+            interval,
+            n_boot,
+            alpha,
+            seed,
+            fit_rows,
             progress,
-        )  # fmt: skip
+        )
     result.skipped = skipped
     return result
 
 
-DEFAULT_BANDIT: tuple[str, ...] = ("ips", "snips", "dr")
-"""The bandit estimators :func:`evaluate` runs when none are named."""
-DEFAULT_SESSION: tuple[str, ...] = ("mb", "pdis", "wpdis", "dr", "fqe")
-"""The session estimators :func:`evaluate` runs when none are named."""
+def evaluate_sequential(
+    data: LoggedData,
+    targets: Mapping[str, TargetLike],
+    estimators: Sequence[str],
+    *,
+    method: str = "normal",
+    n_bootstrap: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    fits: SessionFits | None = None,
+    gamma: float = 1.0,
+) -> pd.DataFrame:
+    """Every target x every estimator on a session log in memory, as a table: policy,
+    estimator, value, low, high, interval_method, recommended (bool: the row of
+    :data:`~offrec.ope.trust.RECOMMENDED` ``["session"]``), warnings (a list of strings per row).
+
+    The in-memory form of :func:`evaluate` (``mode="session"``, the log itself as the
+    fitting sample, ``fits`` shared when given): one engine, the same numbers and warnings
+    (weight diagnostics, feasible range, disagreement with the chosen estimator);
+    :func:`evaluate`'s :class:`OPEResult` has the rest.
+    """
+    res = evaluate(
+        data,
+        dict(targets),
+        estimators=list(estimators),
+        mode="session",
+        interval=method,
+        n_bootstrap=n_bootstrap,
+        alpha=alpha,
+        seed=seed,
+        gamma=gamma,
+        fit_rows=max(data.n_rows, 10),
+        batch_size=max(data.n_rows, 1),  # the kernel on one batch: any row order
+        workers=1,
+        fits=fits,
+        strict=True,
+    )
+    table = res.table[["policy", "estimator", "value", "low", "high", "interval_method"]].copy()
+    table["recommended"] = table["estimator"] == RECOMMENDED["session"]
+    table["warnings"] = [list(e.warnings) for e in res.estimates]
+    return table.reset_index(drop=True)
 
 
 def why_not(estimator: str, domain: dict[str, Any]) -> str | None:
@@ -448,20 +522,20 @@ def evaluate_bytes(
     """Upper estimate of :func:`evaluate`'s peak memory by what scales with a user-given
     size: ``batch_size x n_actions`` dense arrays per worker, the fitting sample's
     predictions (``fit_rows x n_actions``), and the bootstrap's per-batch buffers
-    (``n_bootstrap`` x (resample bits of :data:`~offrec.ope.stats._BITS_ROWS` units, the
-    float32 block of :data:`~offrec.ope.stats._BOOT_ROWS`, the resample sums)) per worker.
+    (``n_bootstrap`` x (resample bits of :data:`~offrec.ope.moments.BITS_ROWS` units, the
+    float32 block of :data:`~offrec.ope.moments.BOOT_ROWS`, the resample sums)) per worker.
 
     ``dense_rows=False``: every target's compact form is a
     :class:`~offrec.core.policy.SparseDist` (``sparse_form = True``), so no batch holds
     ``(batch_size, n_actions)``; ``dense_model=False``: no estimator fits the dense
     (per-item) reward model (none needs one, or a pairwise model was given). The parts
     not held are left out."""
-    from offrec.ope.stats import _BITS_ROWS, _BOOT_ROWS
+    from offrec.ope.moments import BITS_ROWS, BOOT_ROWS
 
     parts = {
         "--batch-size x items": DENSE_CELL_BYTES * batch_size * n_actions * workers,
         "--fit-rows x items": 2 * 8 * fit_rows * n_actions,
-        "--n-bootstrap": n_bootstrap * (2 * _BITS_ROWS + 4 * _BOOT_ROWS + 64 * 12) * workers,
+        "--n-bootstrap": n_bootstrap * (2 * BITS_ROWS + 4 * BOOT_ROWS + 64 * 12) * workers,
     }
     if not dense_rows:
         del parts["--batch-size x items"]
@@ -484,8 +558,15 @@ def check_evaluate_memory(
     the message names the largest part and what to lower."""
     from offrec.sim.limits import check_memory
 
-    parts = evaluate_bytes(n_actions, batch_size, workers, n_bootstrap, fit_rows,
-                           dense_rows=dense_rows, dense_model=dense_model)  # fmt: skip
+    parts = evaluate_bytes(
+        n_actions,
+        batch_size,
+        workers,
+        n_bootstrap,
+        fit_rows,
+        dense_rows=dense_rows,
+        dense_model=dense_model,
+    )
     big = max(parts, key=lambda k: parts[k])
     check_memory(
         sum(parts.values()),
@@ -505,20 +586,25 @@ def _shape(source: LogSource | LoggedData) -> tuple[int, bool]:
 
 
 def _named_targets(
-    targets: Mapping[str, Any] | Any, n_actions: int, items: ItemMap | None = None
-) -> dict[str, Any]:
+    targets: Mapping[str, TargetLike] | Target,
+    n_actions: int,
+    items: ItemMap | None = None,
+) -> dict[str, Target | FixedProbs]:
     """``{name: target}``, each checked against the log: a target that carries the item
     map it was trained with (``item_map``) is laid onto the log's map through the source
     ids (:func:`~offrec.logs.items.translate_target`; a model item the log lacks is an
     error), so no target is ever scored against the wrong items."""
-    named = dict(targets) if isinstance(targets, Mapping) else {_name(targets): targets}
-    if not named:
+    given: dict[str, TargetLike] = (
+        dict(targets) if isinstance(targets, Mapping) else {_name(targets): targets}
+    )
+    if not given:
         raise InputError("targets must name at least one policy; got none")
-    for name, t in named.items():
-        if isinstance(t, np.ndarray):
-            named[name] = t = FixedProbs(t)
+    named: dict[str, Target | FixedProbs] = {}
+    for name, g in given.items():
+        t = FixedProbs(g) if isinstance(g, np.ndarray) else g
         if items is not None:
-            named[name] = t = translate_target(t, items, f"target {name!r}")
+            t = translate_target(t, items, f"target {name!r}")
+        named[name] = t
         if not isinstance(t, FixedProbs) and not callable(getattr(t, "action_dist", None)):
             raise InputError(f"target {name!r} must have an action_dist(obs) method")
         if getattr(t, "n_actions", None) != n_actions:
@@ -529,12 +615,12 @@ def _named_targets(
     return named
 
 
-def _name(policy: Any) -> str:
+def _name(policy: object) -> str:
     name = getattr(policy, "name", None)
     return name if isinstance(name, str) else type(policy).__name__
 
 
-def _pick_mode(mode: str, session_log: bool, estimators: Sequence[Any] | None) -> bool:
+def _pick_mode(mode: str, session_log: bool, estimators: Sequence[str | Estimator] | None) -> bool:
     names = [e if isinstance(e, str) else e.name for e in estimators or ()]
     if mode == "bandit" or (mode == "auto" and not session_log):
         bad = [n for n in names if n not in ESTIMATORS]
@@ -831,9 +917,13 @@ def _pair_rewards(model: Any, data: LoggedData, dist: Any) -> Any:
     if not isinstance(dist, SparseDist):
         rows = np.broadcast_to(np.arange(data.n_actions), (data.n_rows, data.n_actions))
         return model.predict_pairs(x, rows)
-    mean = model.predict_mean(x) if dist.support is None else model.predict_pairs(
-        x, np.broadcast_to(np.flatnonzero(dist.support), (data.n_rows, dist.n_support))
-    ).mean(axis=1)  # fmt: skip
+    mean = (
+        model.predict_mean(x)
+        if dist.support is None
+        else model.predict_pairs(
+            x, np.broadcast_to(np.flatnonzero(dist.support), (data.n_rows, dist.n_support))
+        ).mean(axis=1)
+    )
     return PairRewards(
         logged=model.predict_pairs(x, data.action[:, None])[:, 0],
         at_items=model.predict_pairs(x, dist.items),
@@ -892,13 +982,19 @@ def _evaluate_session(
     gamma: float,
     fit_rows: int,
     progress: Progress,
+    fits: SessionFits | None = None,
 ) -> OPEResult:
-    from offrec.ope import sequential as seq
-
-    asked = [e if isinstance(e, str) else e.name for e in estimators or DEFAULT_SESSION]
-    learned = [e for e in asked if e in seq.LEARNED_SEQUENTIAL]
-    names = [e for e in asked if e not in seq.LEARNED_SEQUENTIAL] or ["pdis"]  # weights, ESS
-    only_learned = len(learned) == len(asked)
+    """Session mode: one bounded sample of whole sessions fits every model the estimators
+    read (:class:`~offrec.ope.sequential.SessionFits`, shared by the estimators and cached
+    per target); the streamed estimators' kernel (:meth:`SessionEstimator.parts
+    <offrec.ope.sequential.SessionEstimator.parts>` with the fitted models) maps over the
+    log's batches; the others are computed on the sample
+    (:meth:`~offrec.ope.sequential.SessionEstimator.estimate_on_sample`)."""
+    classes = [
+        SESSION_CLASSES[e if isinstance(e, str) else e.name] for e in estimators or DEFAULT_SESSION
+    ]
+    streamed = [c for c in classes if c.streamed]
+    on_sample = [c for c in classes if not c.streamed]
     for name, t in named.items():
         if hasattr(t, "action_dist_state"):
             raise InputError(
@@ -906,35 +1002,45 @@ def _evaluate_session(
                 "cannot be scored off-policy in session mode"
             )
     horizon = _horizon(source)
-    q_models: dict[str, Any] = {}
-    if SESSION_NEEDS_MODEL & set(names):
-        sample = draw_sample(source, eng, fit_rows, seed, sessions=True, progress=progress).data
-        assert sample is not None
-        order = np.lexsort((sample.step, sample.session_id))
-        sample = sample.subset(order)
+    if fits is None and any(c.q_model or not c.streamed for c in classes):
+        # the log itself when it has at most fit_rows rows, else a seeded sample of whole
+        # sessions of about that size (bounded memory): drawn once, for every model
+        if isinstance(source, LoggedData) and source.n_rows <= fit_rows:
+            sample = source
+        else:
+            drawn = draw_sample(source, eng, fit_rows, seed, sessions=True, progress=progress)
+            assert drawn.data is not None
+            sample = drawn.data.subset(np.lexsort((drawn.data.step, drawn.data.session_id)))
+        fits = SessionFits(sample, seed=seed)
+    sample_dist: dict[str, np.ndarray] = {}
+    row_q: dict[tuple[str, str], RowQ] = {}
+    kinds = sorted({c.q_model for c in streamed})
+    if fits is not None:
         for p, t in named.items():
-            probs = _sample_probs(t)
-            q_models[p] = seq.fit_fqe(sample, probs, gamma=gamma)
+            sample_dist[p] = _sample_dist(t, fits.data, fits.data is source, p)
+            for kind in kinds:
+                if kind:
+                    row_q[p, kind] = fits.row_q(kind, p, _policy(t), sample_dist[p], gamma)
     # layout: per policy, a whole-session weight column and three per-decision weight
-    # columns (diagnostics), then each estimator's columns; last, the decisions per session
+    # columns (diagnostics), then each streamed estimator's columns; last, the decisions
+    # per session and the logger's on-policy return
     col = 0
     weight: dict[str, int] = {}
     decision: dict[str, tuple[int, int, int, int]] = {}
     forms: dict[tuple[str, str], Form] = {}
     for p in named:
         weight[p] = col
-        col += 1
-        decision[p] = (col, col + 1, col + 2, -1)
-        col += 3
-        for e in names:
-            if e in ("wpdis", "wtis"):
-                k = horizon if e == "wpdis" else 1
-                forms[p, e] = Form(
+        decision[p] = (col + 1, col + 2, col + 3, -1)
+        col += 4
+        for c in streamed:
+            k = c.ratio_pairs(horizon)
+            if k:
+                forms[p, c.name] = Form(
                     None, tuple(range(col, col + k)), tuple(range(col + k, col + 2 * k))
                 )
                 col += 2 * k
             else:
-                forms[p, e] = Form(col)
+                forms[p, c.name] = Form(col)
                 col += 1
     steps_col = col
     decision = {p: (a, b, c, steps_col) for p, (a, b, c, _) in decision.items()}
@@ -949,33 +1055,43 @@ def _evaluate_session(
         x[:, on_policy] = episode_index(data.session_id, data.step, horizon).pad(data.reward) @ disc
         for p, t in named.items():
             dist = _dist(t, batch, p)
-            q_hat = q_models[p].predict(data.context) if p in q_models else None
             try:
-                terms = {e: seq.episode_terms(e, data, dist, q_hat, gamma, horizon) for e in names}
+                terms = {
+                    kind: SessionTerms.of(
+                        data,
+                        dist,
+                        gamma,
+                        horizon,
+                        *(row_q[p, kind].rows(data, dist) if kind else ()),
+                    )
+                    for kind in kinds
+                }
+                parts = {c.name: c.parts(terms[c.q_model]) for c in streamed}
             except InputError as err:
                 raise _relocate(err, batch, p) from None
             x[:, weight[p]] = _trajectory_weight(data, dist, horizon)
             a, b, c, _ = decision[p]
             x[:, a], x[:, b], x[:, c] = _decision_weights(data, dist, horizon)
-            for e in names:
-                t_e, form = terms[e], forms[p, e]
-                if form.a is not None:
-                    x[:, form.a] = t_e.a
-                if form.b:
-                    x[:, list(form.b)] = t_e.b
-                    x[:, list(form.c)] = t_e.c
+            for name, part in parts.items():
+                form = forms[p, name]
+                cols, _ = part.columns()
+                idx = [i for i in (form.a, *form.b, *form.c) if i is not None]
+                for i, column in zip(idx, cols, strict=True):
+                    x[:, i] = column
         x[:, steps_col] = np.bincount(np.searchsorted(sids, data.session_id), minlength=sids.size)
         return Moments.of(x, keys=row_keys(sids), n_bootstrap=n_boot, seed=seed)
 
     moments = eng.map_reduce(source, kernel, sessions=True, progress=progress)
-    ests = [SESSION_CLASSES[e] for e in names]
     value_range = _per_session(_reward_range(source), horizon)
+    model_warnings = {
+        (p, c.name): row_q[p, c.q_model].warnings for p in named for c in streamed if c.q_model
+    }
     result = _finish(
         moments,
         forms,
         weight,
         {},
-        ests,
+        streamed,
         "session",
         method,
         alpha,
@@ -983,73 +1099,75 @@ def _evaluate_session(
         moments.n,
         on_policy,
         decision,
+        model_warnings,
     )
-    if learned:  # whole-log estimators: fitted on the log in memory, then added as rows
+    if on_sample:  # estimators that need the whole sample at once, added as rows
         import pandas as pd
 
-        # fitted on the log itself when it has at most fit_rows rows, else on a seeded
-        # sample of whole sessions of about that size (bounded memory)
-        if isinstance(source, LoggedData) and source.n_rows <= fit_rows:
-            data = source
-        else:
-            drawn = draw_sample(source, eng, fit_rows, seed, sessions=True, progress=progress)
-            assert drawn.data is not None
-            data = drawn.data.subset(np.lexsort((drawn.data.step, drawn.data.session_id)))
-        policies = {p: (t.probs if isinstance(t, FixedProbs) else t) for p, t in named.items()}
-        extra = seq.evaluate_sequential(
-            data,
-            policies,
-            learned,
-            method=method or "normal",
-            n_bootstrap=max(n_boot, 1),
-            alpha=alpha,
-            seed=seed,
-            gamma=gamma,
-            flag_disagreement=False,
-            keep=result.fitted,
-        )
-        base = [
-            Estimate.from_row(r)
-            for r in result.table.to_dict("records")
-            if not (only_learned and r["estimator"] == "pdis")
-        ]
-        ess = {p: result.weight_ess(p) for p in named}
+        assert fits is not None
+        added: list[Estimate] = []
         n = moments.n
-        added = [
-            _estimate(
-                str(r["policy"]),
-                str(r["estimator"]),
-                SESSION_CLASSES[str(r["estimator"])].uses_weights(),
-                Interval(
-                    float(r["value"]),
-                    float(r["low"]),
-                    float(r["high"]),
-                    str(r["interval_method"]),
+        for p, t in named.items():
+            for c in on_sample:
+                ctx = SampleContext(
+                    c,
+                    fits,
+                    _policy(t),
+                    sample_dist[p],
+                    p,
+                    gamma,
+                    method or "normal",
+                    max(n_boot, 1),
                     alpha,
-                ),
-                ess[str(r["policy"])],
-                n,
-                result.weight_max(str(r["policy"])),
-                result.weight_sum(str(r["policy"])),
-                math.nan,
-                value_range,
-                math.nan,
-                warnings=r["warnings"],
-            )
-            for r in extra.to_dict("records")
-        ]
+                    seed,
+                )
+                res = c.estimate_on_sample(ctx)
+                result.fitted[p, c.name] = res
+                added.append(
+                    _estimate(
+                        p,
+                        c.name,
+                        c.uses_weights(),
+                        res.interval,
+                        result.weight_ess(p),
+                        n,
+                        result.weight_max(p),
+                        result.weight_sum(p),
+                        math.nan,
+                        value_range,
+                        math.nan,
+                        warnings=res.warnings,
+                    )
+                )
         rank = {p: i for i, p in enumerate(named)}
-        rows = sorted(base + added, key=lambda r: rank[r.policy])  # stable: policy order
-        labels = list(dict.fromkeys(r.estimator for r in rows))
-        result.recommended = recommended_for("session", labels)
+        order = {c.name: i for i, c in enumerate(classes)}
+        rows = sorted(result.estimates + added, key=lambda r: (rank[r.policy], order[r.estimator]))
+        result.recommended = recommended_for("session", [c.name for c in classes])
         result.table = pd.DataFrame([r.row() for r in rows], columns=list(COLUMNS))
     return _choose(result)
 
 
+def _policy(target: Target | FixedProbs) -> Any:
+    """What a fitted model reads of a target: the policy, or its probabilities."""
+    return target.probs if isinstance(target, FixedProbs) else target
+
+
+def _sample_dist(
+    target: Target | FixedProbs, sample: LoggedData, is_source: bool, name: str
+) -> np.ndarray:
+    """The target's probabilities on the fitting sample's rows ``(n, n_actions)``."""
+    if isinstance(target, FixedProbs):
+        if not is_source or target.probs.shape[0] != sample.n_rows:
+            raise InputError(
+                f"target {name!r}: estimators that fit a model (dr, fqe, the learned ones) need "
+                "a policy, not fixed probabilities (the fitting sample is not the log's rows)"
+            )
+        return np.asarray(target.probs)
+    return np.asarray(target.action_dist(sample.context))
+
+
 def _trajectory_weight(data: LoggedData, dist: np.ndarray, horizon: int) -> np.ndarray:
     """Whole-session importance weight :math:`\\prod_t w_t` per session, (m,)."""
-    from offrec.ope.sequential import episode_index
-
     idx = episode_index(data.session_id, data.step, horizon)
     w = dist[np.arange(data.n_rows), data.action] / data.pscore
     logw = idx.pad(np.log(np.maximum(w, 1e-300)), 0.0).sum(axis=1)
@@ -1064,18 +1182,11 @@ def _decision_weights(
     (prefix) weights :math:`w_{0:t} = \\prod_{s \\le t} w_s`, each (m,): the weights the
     per-decision estimators (PDIS, WPDIS, DR) put on its decisions, for their diagnostics
     (Kish's ESS over decisions, the largest weight)."""
-    from offrec.ope.sequential import episode_index
-
     idx = episode_index(data.session_id, data.step, horizon)
     w = dist[np.arange(data.n_rows), data.action] / data.pscore
     with np.errstate(over="ignore"):
         prefix = np.cumprod(idx.pad(w, 1.0), axis=1) * idx.mask
     return prefix.sum(axis=1), (prefix**2).sum(axis=1), prefix.max(axis=1)
-
-
-TRAJECTORY_ESTIMATORS = frozenset({"tis", "wtis"})
-"""Session estimators that weight whole trajectories (their diagnostics use the
-trajectory weight; the others use the per-decision weights)."""
 
 
 def _horizon(source: Source) -> int:
@@ -1084,14 +1195,6 @@ def _horizon(source: Source) -> int:
     if source.max_step >= 1 << 30:
         raise InputError(f"log {source.path}: its step column has no statistics; rewrite it")
     return source.max_step + 1
-
-
-def _sample_probs(target: Target | FixedProbs) -> Callable[[np.ndarray], Any]:
-    if isinstance(target, FixedProbs):
-        raise InputError(
-            "estimators that fit a Q-model (dr, fqe) need a policy, not fixed probabilities"
-        )
-    return target.action_dist
 
 
 # ---------------------------------------------------------------------------- finish
@@ -1112,6 +1215,7 @@ def _finish(
     n_units: int,
     on_policy: int,
     decision: dict[str, tuple[int, int, int, int]] | None = None,
+    extra: Mapping[tuple[str, str], Sequence[str]] | None = None,
 ) -> OPEResult:
     """The table of estimates. ``on_policy``: the column of the logger's on-policy value.
     ``decision`` (session mode): per policy, the columns of the per-decision weight sums,
@@ -1124,7 +1228,7 @@ def _finish(
 
     rows: list[Estimate] = []
     labels = [_label(e) for e in ests]
-    recommended = recommended_for(mode, labels)
+    recommended = recommended_for(mode, labels) if labels else ""
     for p, wcol in weight.items():
         w_sum = moments.mean[wcol] * moments.n
         w_sq = moments.m2[wcol, wcol] + moments.n * moments.mean[wcol] ** 2
@@ -1145,7 +1249,7 @@ def _finish(
         for e in ests:
             form = forms[p, _label(e)]
             e_ess, e_max, e_sum, e_n = ess, max_w, w_sum, moments.n
-            if per_decision is not None and _label(e) not in TRAJECTORY_ESTIMATORS:
+            if per_decision is not None and not getattr(e, "trajectory", False):
                 e_ess, e_max, e_sum, e_n = per_decision
             if getattr(e, "self_normalized", False) and not w_sum > 0:
                 raise InputError(
@@ -1169,6 +1273,7 @@ def _finish(
                     sv,
                     value_range,
                     standard_error(moments, form),
+                    warnings=(extra or {}).get((p, _label(e)), ()),
                 )
             )
     table = pd.DataFrame([r.row() for r in rows], columns=list(COLUMNS))

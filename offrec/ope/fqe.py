@@ -78,8 +78,9 @@ class NeuralQ:
     val_error: list[float] = field(default_factory=list)  # held-out Bellman MSE per iteration
 
     def predict(self, context: np.ndarray, recent: np.ndarray) -> np.ndarray:
-        z = torch.as_tensor((np.asarray(context, np.float64) - self.x_mean) / self.x_scale,
-                            dtype=torch.float32)  # fmt: skip
+        z = torch.as_tensor(
+            (np.asarray(context, np.float64) - self.x_mean) / self.x_scale, dtype=torch.float32
+        )
         out = []
         with torch.no_grad():
             for s in range(0, z.shape[0], 65536):

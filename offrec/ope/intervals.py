@@ -9,7 +9,7 @@ columns: a plain-mean column :math:`A` and ``K`` ratio pairs :math:`(B_t, C_t)`,
 
 (``K = 0`` for IPS / DM / DR / PDIS, ``K = 1`` for SNIPS / SNDR / WTIS, ``K = H`` for
 WPDIS; a ratio whose denominator mean is 0 contributes 0). The engine reads only the
-mergeable :class:`~offrec.ope.stats.Moments` of those columns, so the same code serves
+mergeable :class:`~offrec.ope.moments.Moments` of those columns, so the same code serves
 an array in memory, a stream of batches and a cluster:
 
 - ``"normal"``: :math:`\hat V \pm t_{1-\alpha/2,\,n-1}\, s_\psi / \sqrt n` with
@@ -25,7 +25,7 @@ an array in memory, a stream of batches and a cluster:
   is plugged in: the observed range of :math:`\psi` for the plain estimators, a
   conservative cover of it for the self-normalized ones, and not a bound in general.
 - ``"bootstrap"``: the percentile interval of :math:`\hat V` recomputed on
-  double-or-nothing resamples (:mod:`offrec.ope.stats`), self-normalized estimators
+  double-or-nothing resamples (:mod:`offrec.ope.moments`), self-normalized estimators
   re-normalized in every resample:
   :math:`\hat V_b = S_{A b}/N_b + \sum_t S_{B_t b}/S_{C_t b}`. Resamples whose ratio is
   undefined (all resampled weights 0) are left out of the quantiles.
@@ -44,7 +44,7 @@ import numpy as np
 
 from offrec.core.errors import InputError
 from offrec.core.validation import check_scalar
-from offrec.ope.stats import Moments
+from offrec.ope.moments import Moments
 
 METHODS: tuple[str, ...] = ("bootstrap", "normal", "bernstein")
 """Interval methods, by name."""
@@ -64,7 +64,7 @@ class Interval:
 
 @dataclass(frozen=True)
 class Form:
-    r"""Where an estimator's columns sit in a :class:`~offrec.ope.stats.Moments`:
+    r"""Where an estimator's columns sit in a :class:`~offrec.ope.moments.Moments`:
     ``a`` the plain-mean column (or None), ``b``/``c`` the ratio pairs' columns."""
 
     a: int | None

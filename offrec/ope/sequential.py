@@ -1,9 +1,19 @@
 r"""Off-policy evaluation on session logs: the expected (discounted) clicks per session.
 
-Rows are grouped into episodes by ``session_id`` and ordered by ``step``; everything
-is computed on padded ``(m, H)`` matrices (m episodes, H = longest episode), with no
-Python loop over rows or episodes. With :math:`w_{i,t} = \pi_e(a_{i,t}|x_{i,t}) / p_{i,t}`
-and the cumulative weight :math:`\rho_{i,t} = \prod_{k \le t} w_{i,k}`:
+Every session estimator is a class (:class:`SessionEstimator`) registered in
+:data:`SESSION_CLASSES`, on the same protocol as the bandit ones
+(:mod:`offrec.ope.estimators`): its :meth:`~SessionEstimator.parts` writes the estimate as
+per-session columns (:class:`~offrec.ope.estimators.Parts`)
+
+.. math:: \hat V = \bar A + \sum_k \frac{\sum_i B_{ik}}{\sum_i C_{ik}},
+
+so one kernel serves a batch in memory, a stream of batches and a cluster
+(:func:`offrec.ope.evaluate.evaluate`), and the one interval engine
+(:mod:`offrec.ope.intervals`) serves them all. Rows are grouped into sessions by
+``session_id`` and ordered by ``step`` into padded ``(m, H)`` matrices
+(:class:`SessionTerms`: m sessions, H the log's horizon), with no Python loop over rows
+or sessions. With :math:`w_{i,t} = \pi_e(a_{i,t}|x_{i,t}) / p_{i,t}` and the cumulative
+weight :math:`\rho_{i,t} = \prod_{k \le t} w_{i,k}`:
 
 - ``"pdis"`` per-decision IS: :math:`\frac1m \sum_i \sum_t \gamma^t \rho_{i,t} r_{i,t}`;
 - ``"tis"`` trajectory-wise IS: :math:`\frac1m \sum_i \rho_{i,T_i} \sum_t \gamma^t r_{i,t}`;
@@ -17,12 +27,8 @@ and the cumulative weight :math:`\rho_{i,t} = \prod_{k \le t} w_{i,k}`:
   :math:`\hat V(x) = \sum_a \pi_e(a|x) \hat Q(x, a)`;
 - ``"fqe"`` fitted-Q evaluation: :math:`\frac1m \sum_i \hat V(x_{i,0})` with
   :math:`\hat Q` from :func:`fit_fqe` (any target policy, stochastic or greedy);
-
-learned session models (fitted once per log and shared, :class:`SessionFits`):
-
-- ``"fqe-nn"`` neural FQE (:mod:`offrec.ope.fqe`), :math:`\frac1m \sum_i \hat V(x_{i,0})`
-  with :math:`\hat Q` cross-fitted over ``n_folds`` session folds;
-- ``"dr-nn"`` the DR above on that cross-fitted neural :math:`\hat Q`;
+- ``"fqe-nn"``, ``"dr-nn"``: the same on a neural :math:`\hat Q` (:mod:`offrec.ope.fqe`)
+  cross-fitted over ``n_folds`` session folds;
 - ``"wdr-nn"`` weighted DR (Thomas & Brunskill, 2016, *Data-efficient off-policy policy
   evaluation for RL*, ICML): :math:`\sum_t \gamma^t \big[\frac{\sum_i \rho_{i,t}(r_{i,t} -
   \hat Q_{i,t})}{\sum_i \rho_{i,t}} + \frac{\sum_i \rho_{i,t-1} \hat V_{i,t}}{\sum_i
@@ -37,24 +43,36 @@ learned session models (fitted once per log and shared, :class:`SessionFits`):
 - ``"mis"`` marginalized IS with horizon-indexed state-marginal ratios
   (:mod:`offrec.ope.marginal`).
 
-Intervals: ``"normal"`` (t), ``"bernstein"`` (empirical Bernstein) or ``"bootstrap"``
-(sessions resampled) on the per-session contributions, for every estimator that has
-them; these treat fitted models as fixed (cross-fitting keeps the DR forms honest, the
-study measures the rest). ``"mb"`` has its own refit bootstrap (:class:`SessionFits`).
+**Fitted estimators.** An estimator that reads a fitted model (``q_model``: a linear or
+neural Q, or the world model) is *fitted* first on a bounded sample of whole sessions
+(:class:`SessionFits`: the models are fitted once per log and target and shared by the
+estimators), then:
 
-Warnings: every result carries a list of strings (:func:`evaluate_sequential`).
+- ``streamed`` ones (every estimator above except ``sndr-nn``, ``mb``, ``mb-dr``, ``mis``)
+  carry the fitted model (:class:`RowQ`: :math:`\hat Q(x_t, a_t)` and :math:`\hat V(x_t)` of
+  any row of any batch, cross-fitting folds by a seeded hash of the session id) to the
+  kernel, which streams over the whole log;
+- the others need the whole sample at once (a per-step normaliser over all sessions,
+  rollouts from every row, state-marginal ratios) and are computed on the sample
+  (:meth:`SessionEstimator.estimate_on_sample`).
+
+Intervals: ``"normal"`` (t), ``"bernstein"`` (empirical Bernstein) or ``"bootstrap"``
+(sessions resampled by their hashed id) by the one interval engine on the per-session
+columns; these treat fitted models as fixed (cross-fitting keeps the DR forms honest, the
+study measures the rest). ``"mb"`` has its own refit bootstrap (:class:`SessionFits`).
 
 Assumptions: the logger's propensities are right and cover the target's actions
 (IS, DR), the session ends are logged (``terminated`` or ``truncated``) and the
-observation is (close to) Markov (FQE, DR). ``dr`` and ``fqe`` use the Q-model fitted
-by :func:`fit_fqe` unless ``q_hat`` is given.
+observation is (close to) Markov (FQE, DR); each class lists its own (``assumptions``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+import math
+import warnings as _warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 from scipy import stats
@@ -62,10 +80,12 @@ from threadpoolctl import threadpool_limits
 
 from offrec.core.errors import InputError
 from offrec.core.hashing import row_keys, seed_int
-from offrec.core.validation import SeedLike, as_generator, check_scalar
+from offrec.core.validation import SeedLike, check_scalar
 from offrec.logs.data import LoggedData
-from offrec.ope.intervals import Form, Interval, check_interval_options, interval
+from offrec.ope.estimators import Parts
+from offrec.ope.intervals import Interval, check_interval_options, interval
 from offrec.ope.marginal import mis_contributions
+from offrec.ope.moments import Moments
 from offrec.ope.session_data import (  # episode_index: re-exported (evaluate.py, tests)
     SessionStructure,
     episode_index,
@@ -73,22 +93,20 @@ from offrec.ope.session_data import (  # episode_index: re-exported (evaluate.py
     session_structure,
     session_weights,
 )
-from offrec.ope.stats import Moments
 from offrec.ope.trust import (
     MARKOV,
     MIN_STEP_ESS,
     MODEL_RIGHT,
     Q_MODEL,
-    RECOMMENDED,
+    RECOMMENDED_SEQUENTIAL,
     STATE_RATIOS,
     SUPPORT,
     SUPPORT_ESS_FRACTION,
     UNCONFOUNDED,
     WEIGHTS,
     WORLD_MODEL,
-    Estimate,
     EstimatorMeta,
-    disagreement_warnings,
+    range_warning,
 )
 
 if TYPE_CHECKING:
@@ -100,17 +118,145 @@ if TYPE_CHECKING:
 # where they are used, so bandit OPE (which imports this module for its registry) does
 # not pay for them
 
+__all__ = [
+    "RECOMMENDED_SEQUENTIAL",
+    "SESSION_CLASSES",
+    "SEQUENTIAL_ESTIMATORS",
+    "LinearQ",
+    "RowQ",
+    "SequentialResult",
+    "SessionEstimator",
+    "SessionFits",
+    "SessionTerms",
+    "episode_index",
+    "estimate_sequential",
+    "fit_fqe",
+    "paired_difference",
+    "select_policy",
+]
 
+
+class Policy(Protocol):
+    """A target as the session estimators read it: its distribution ``(n, n_actions)``
+    over actions on contexts ``(n, d)``."""
+
+    def action_dist(self, obs: np.ndarray) -> Any: ...
+
+
+Target = Policy | np.ndarray
+"""A target policy, or its ``(n, n_actions)`` probabilities on the log's rows."""
+
+
+# ---------------------------------------------------------------------------- terms
+@dataclass(frozen=True)
+class SessionTerms:
+    r"""One target's per-step quantities on a batch of whole sessions, as padded ``(m, H)``
+    matrices (m sessions in sorted ``session_id`` order, H the log's horizon; a session
+    that ended is padded with weight 1 and reward 0: an absorbing state).
+
+    Attributes:
+        w: the single-step ratios :math:`w_{i,t} = \pi_e(a_{i,t}|x_{i,t}) / p_{i,t}`.
+        reward: :math:`r_{i,t}`. mask: the real (not padded) steps. disc: :math:`\gamma^t`, (H,).
+        q_logged, v_hat: :math:`\hat Q(x_{i,t}, a_{i,t})` and :math:`\hat V(x_{i,t})` of the
+            fitted model the estimator reads (None for the pure IS forms).
+    """
+
+    w: np.ndarray
+    reward: np.ndarray
+    mask: np.ndarray
+    disc: np.ndarray
+    q_logged: np.ndarray | None = None
+    v_hat: np.ndarray | None = None
+
+    @classmethod
+    def of(
+        cls,
+        data: LoggedData,
+        dist: np.ndarray,
+        gamma: float,
+        horizon: int | None = None,
+        q_logged: np.ndarray | None = None,
+        v_hat: np.ndarray | None = None,
+    ) -> SessionTerms:
+        """The terms of ``data`` (whole sessions) for a target with probabilities ``dist``
+        (n, n_actions) on its rows; ``q_logged``, ``v_hat`` (n,) per row when a model is read."""
+        idx = episode_index(data.session_id, data.step, horizon)
+        n = data.n_rows
+        if dist.shape != (n, data.n_actions):
+            raise ValueError(
+                f"action_dist must have shape ({n}, {data.n_actions}); got {dist.shape}"
+            )
+        w = dist[np.arange(n), data.action] / data.pscore
+        return cls(
+            idx.pad(w, fill=1.0),
+            idx.pad(data.reward),
+            idx.mask,
+            gamma ** np.arange(idx.horizon),
+            None if q_logged is None else idx.pad(q_logged),
+            None if v_hat is None else idx.pad(v_hat),
+        )
+
+    @property
+    def rho(self) -> np.ndarray:
+        """Cumulative weights :math:`\\rho_{i,t}` (m, H); an ended session keeps its last."""
+        return np.cumprod(self.w, axis=1)
+
+    def model(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(q_logged, v_hat)``, or an error naming the estimator that needs them."""
+        if self.q_logged is None or self.v_hat is None:
+            raise ValueError(f"estimator {name!r} needs q_hat (n, n_actions) or a fitted model")
+        return self.q_logged, self.v_hat
+
+
+# ----------------------------------------------------------------------- estimators
 class SessionEstimator(EstimatorMeta):
-    """Metadata of a session (sequential) estimator (:class:`~offrec.ope.trust.EstimatorMeta`);
-    its formula is in the module docstring and :func:`estimate_sequential_full`.
+    """A session (sequential) estimator: metadata (:class:`~offrec.ope.trust.EstimatorMeta`)
+    and its formula, :meth:`parts` (module docstring).
 
-    ``fitted_on_log``: the estimator fits models on the whole log (or a bounded sample of
-    whole sessions) before averaging, so it is not a per-batch sum.
+    Class attributes beyond the metadata:
+
+    - ``q_model``: the fitted model it reads: ``""`` (none), ``"linear"`` (:func:`fit_fqe`),
+      ``"neural"`` (:func:`offrec.ope.fqe.fit_neural_fqe`, cross-fitted) or ``"world"``
+      (:mod:`offrec.ope.model_based`);
+    - ``streamed``: its :meth:`parts` are per-session sums that merge across batches, so it
+      streams over the whole log; else it runs on the fitting sample
+      (:meth:`estimate_on_sample`);
+    - ``trajectory``: it weights whole trajectories (its diagnostics use the whole-session
+      weight; the others the per-decision weights);
+    - ``needs_clicks``: its model has a logistic click model, so the log's reward must be
+      binary (:mod:`offrec.core.domain`).
+
+    A new session estimator is a subclass with these and ``name``, ``reads``,
+    ``assumptions``, ``reference``, registered in :data:`SESSION_CLASSES`.
     """
 
     kind: ClassVar[str] = "session"
-    fitted_on_log: ClassVar[bool] = False
+    q_model: ClassVar[str] = ""
+    streamed: ClassVar[bool] = True
+    trajectory: ClassVar[bool] = False
+    needs_clicks: ClassVar[bool] = False
+
+    @classmethod
+    def ratio_pairs(cls, horizon: int) -> int:
+        """How many ratio pairs :math:`(B_k, C_k)` its :meth:`parts` have on a log of
+        ``horizon`` steps (0: a plain mean)."""
+        return 0
+
+    @classmethod
+    def parts(cls, t: SessionTerms) -> Parts:  # pragma: no cover - abstract
+        """The estimate on ``t`` as per-session :class:`~offrec.ope.estimators.Parts`."""
+        raise NotImplementedError
+
+    @classmethod
+    def estimate_on_sample(cls, ctx: SampleContext) -> SequentialResult:
+        """The estimate computed on the whole fitting sample at once (the estimators that
+        are not ``streamed``): by default :meth:`parts` on the sample as one batch, the
+        interval by the one engine on its per-session columns."""
+        q_log = v_hat = None
+        if cls.q_model:
+            q_log, v_hat = ctx.row_q(cls.q_model).rows(ctx.fits.data, ctx.dist)
+        t = SessionTerms.of(ctx.fits.data, ctx.dist, ctx.gamma, None, q_log, v_hat)
+        return ctx.result(cls.parts(t))
 
 
 _PD_REF = "Precup, Sutton & Singh (2000), Eligibility traces for off-policy policy evaluation, ICML"
@@ -118,87 +264,262 @@ _DR_REF = "Jiang & Li (2016), Doubly robust off-policy value evaluation for RL, 
 _FQE_REF = "Le, Voloshin & Yue (2019), Batch policy learning under constraints, ICML"
 _SEQ_IS = (UNCONFOUNDED, SUPPORT)
 _SEQ_DR = (UNCONFOUNDED, SUPPORT, MARKOV)
-
-
-def _session(
-    name: str,
-    reads: frozenset[str],
-    reference: str,
-    assumptions: tuple[str, ...],
-    fitted: bool = False,
-) -> type[SessionEstimator]:
-    cls = type(
-        name.upper().replace("-", "_"),
-        (SessionEstimator,),
-        {
-            "name": name,
-            "reads": reads,
-            "reference": reference,
-            "assumptions": assumptions,
-            "fitted_on_log": fitted,
-            "needs_model": bool(reads - {WEIGHTS}),
-        },
-    )
-    return cls
-
-
-_W, _WQ = frozenset({WEIGHTS}), frozenset({WEIGHTS, Q_MODEL})
 _FIT_ASSUMES = (MARKOV, MODEL_RIGHT)
+_W, _WQ = frozenset({WEIGHTS}), frozenset({WEIGHTS, Q_MODEL})
+
+
+class PDIS(SessionEstimator):
+    """Per-decision importance sampling (module docstring)."""
+
+    name: ClassVar[str] = "pdis"
+    reads: ClassVar[frozenset[str]] = _W
+    assumptions: ClassVar[tuple[str, ...]] = _SEQ_IS
+    reference: ClassVar[str] = _PD_REF
+
+    @classmethod
+    def parts(cls, t: SessionTerms) -> Parts:
+        return Parts((t.rho * t.reward) @ t.disc)
+
+
+class TIS(PDIS):
+    """Trajectory-wise importance sampling."""
+
+    name: ClassVar[str] = "tis"
+    trajectory: ClassVar[bool] = True
+
+    @classmethod
+    def parts(cls, t: SessionTerms) -> Parts:
+        return Parts(t.rho[:, -1] * (t.reward @ t.disc))
+
+
+class WPDIS(PDIS):
+    """Self-normalized per-decision IS: one ratio pair per step."""
+
+    name: ClassVar[str] = "wpdis"
+
+    @classmethod
+    def ratio_pairs(cls, horizon: int) -> int:
+        return horizon
+
+    @classmethod
+    def parts(cls, t: SessionTerms) -> Parts:
+        rho = t.rho
+        return Parts(None, rho * t.reward * t.disc, rho)
+
+
+class WTIS(PDIS):
+    """Self-normalized trajectory-wise IS: one ratio pair."""
+
+    name: ClassVar[str] = "wtis"
+    trajectory: ClassVar[bool] = True
+
+    @classmethod
+    def ratio_pairs(cls, horizon: int) -> int:
+        return 1
+
+    @classmethod
+    def parts(cls, t: SessionTerms) -> Parts:
+        rho_end = t.rho[:, -1]
+        return Parts(None, (rho_end * (t.reward @ t.disc))[:, None], rho_end[:, None])
+
+
+def _dr_contributions(t: SessionTerms, rho: np.ndarray, name: str) -> np.ndarray:
+    q_log, v_hat = t.model(name)
+    rho_prev = np.hstack([np.ones((rho.shape[0], 1)), rho[:, :-1]])
+    return ((rho * (t.reward - q_log) + rho_prev * v_hat) * t.mask) @ t.disc
+
+
+class DR(SessionEstimator):
+    """Sequential doubly robust, per-decision form, on the linear FQE Q-model."""
+
+    name: ClassVar[str] = "dr"
+    reads: ClassVar[frozenset[str]] = _WQ
+    assumptions: ClassVar[tuple[str, ...]] = _SEQ_DR
+    reference: ClassVar[str] = _DR_REF
+    q_model: ClassVar[str] = "linear"
+
+    @classmethod
+    def parts(cls, t: SessionTerms) -> Parts:
+        return Parts(_dr_contributions(t, t.rho, cls.name))
+
+
+class FQE(SessionEstimator):
+    r"""Fitted-Q evaluation: :math:`\frac1m \sum_i \hat V(x_{i,0})` (linear Q-model)."""
+
+    name: ClassVar[str] = "fqe"
+    reads: ClassVar[frozenset[str]] = frozenset({Q_MODEL})
+    assumptions: ClassVar[tuple[str, ...]] = _FIT_ASSUMES
+    reference: ClassVar[str] = _FQE_REF
+    q_model: ClassVar[str] = "linear"
+
+    @classmethod
+    def parts(cls, t: SessionTerms) -> Parts:
+        return Parts(t.model(cls.name)[1][:, 0])
+
+
+class FQE_NN(FQE):  # noqa: N801 - the estimator's name, fqe-nn
+    """FQE on a cross-fitted neural Q-model."""
+
+    name: ClassVar[str] = "fqe-nn"
+    q_model: ClassVar[str] = "neural"
+
+
+class DR_NN(DR):  # noqa: N801
+    """Sequential DR on a cross-fitted neural Q-model."""
+
+    name: ClassVar[str] = "dr-nn"
+    q_model: ClassVar[str] = "neural"
+
+
+class WDR_NN(DR_NN):  # noqa: N801
+    """Weighted DR: both weights normalised per step over all sessions (2H ratio pairs)."""
+
+    name: ClassVar[str] = "wdr-nn"
+    reference: ClassVar[str] = (
+        "Thomas & Brunskill (2016), Data-efficient off-policy policy evaluation for RL, ICML"
+    )
+
+    @classmethod
+    def ratio_pairs(cls, horizon: int) -> int:
+        return 2 * horizon
+
+    @classmethod
+    def parts(cls, t: SessionTerms) -> Parts:
+        q_log, v_hat = t.model(cls.name)
+        rho = t.rho
+        rho_prev = np.hstack([np.ones((rho.shape[0], 1)), rho[:, :-1]])
+        b = np.hstack(
+            [rho * (t.reward - q_log) * t.mask * t.disc, rho_prev * v_hat * t.mask * t.disc]
+        )
+        return Parts(None, b, np.hstack([rho, rho_prev]))
+
+
+class SNDR_NN(DR_NN):  # noqa: N801
+    """Self-normalised DR: the per-step normaliser is a mean over all sessions, so it runs
+    on the fitting sample at once."""
+
+    name: ClassVar[str] = "sndr-nn"
+    reference: ClassVar[str] = _DR_REF + "; self-normalised per step"
+    streamed: ClassVar[bool] = False
+
+    @classmethod
+    def parts(cls, t: SessionTerms) -> Parts:
+        counts = t.mask.sum(axis=0)
+        w_bar = np.divide(
+            (t.w * t.mask).sum(axis=0), counts, out=np.ones(t.w.shape[1]), where=counts > 0
+        )
+        rho = np.cumprod(np.where(t.mask, t.w / w_bar, 1.0), axis=1)
+        return Parts(_dr_contributions(t, rho, cls.name))
+
+
+class MB_DR(DR):  # noqa: N801
+    r"""Sequential DR with the world model's cross-fitted :math:`\hat Q, \hat V`, by
+    rollouts from every logged row of the sample."""
+
+    name: ClassVar[str] = "mb-dr"
+    reads: ClassVar[frozenset[str]] = frozenset({WEIGHTS, WORLD_MODEL})
+    q_model: ClassVar[str] = "world"
+    streamed: ClassVar[bool] = False
+    needs_clicks: ClassVar[bool] = True
+
+
+class MIS(SessionEstimator):
+    """Marginalized IS with state-marginal ratios fitted on the whole sample."""
+
+    name: ClassVar[str] = "mis"
+    reads: ClassVar[frozenset[str]] = frozenset({WEIGHTS, STATE_RATIOS})
+    assumptions: ClassVar[tuple[str, ...]] = _SEQ_DR
+    reference: ClassVar[str] = (
+        "Xie, Ma & Wang (2019), Towards optimal off-policy evaluation for RL with "
+        "marginalized importance sampling, NeurIPS"
+    )
+    streamed: ClassVar[bool] = False
+
+    @classmethod
+    def estimate_on_sample(cls, ctx: SampleContext) -> SequentialResult:
+        data = ctx.fits.data
+        w = ctx.dist[np.arange(data.n_rows), data.action] / data.pscore
+        psi, _ = mis_contributions(data, w, ctx.dist, structure=ctx.fits.structure, gamma=ctx.gamma)
+        return ctx.result(Parts(psi))
+
+
+class MB(SessionEstimator):
+    r"""Model-based: the mean over the sample's start states of the target's rolled-out
+    return in the fitted world model; the interval adds the start states' variance and the
+    model's (refits on Poisson-bootstrap weights, :class:`SessionFits`):
+    :math:`\hat V \pm t_{B} \sqrt{s^2_v/m + \frac1B\sum_b D_b^2}`."""
+
+    name: ClassVar[str] = "mb"
+    reads: ClassVar[frozenset[str]] = frozenset({WORLD_MODEL})
+    assumptions: ClassVar[tuple[str, ...]] = (
+        MARKOV,
+        "the click, leave and observation-update models are right",
+    )
+    reference: ClassVar[str] = (
+        "model-based OPE, e.g. Paduraru (2013); Voloshin et al. (2021), Empirical study of "
+        "off-policy policy evaluation for RL, NeurIPS Datasets"
+    )
+    q_model: ClassVar[str] = "world"
+    streamed: ClassVar[bool] = False
+    needs_clicks: ClassVar[bool] = True
+
+    @classmethod
+    def estimate_on_sample(cls, ctx: SampleContext) -> SequentialResult:
+        from offrec.ope.model_based import rollout_values
+
+        fits, data = ctx.fits, ctx.fits.data
+        st = fits.structure
+        model = fits.session_model()
+        fn = _dist_fn(ctx.policy)
+        f0 = st.first_row
+        start = (data.context[f0], st.recent[f0], st.step[f0])
+        v0 = rollout_values(model, fn, *start, n_rollouts=fits.n_rollouts, rng=fits.rng(3))
+        value = float(v0.mean())
+        # model part: refits on Poisson-bootstrap weights, each rolled out from one fixed
+        # subset of starts with common random numbers, minus the full model on the same
+        sub = fits.rng(5).permutation(f0.size)[: fits.n_model_starts]
+        s_start = tuple(v[sub] for v in start)
+        base = rollout_values(model, fn, *s_start, n_rollouts=1, rng=fits.rng(4)).mean()
+        _, models = fits.refit_models()
+        diffs = np.array(
+            [
+                rollout_values(mb, fn, *s_start, n_rollouts=1, rng=fits.rng(4)).mean() - base
+                for mb in models
+            ]
+        )
+        se = float(np.sqrt(v0.var(ddof=1) / v0.size + np.mean(diffs**2)))
+        half = float(stats.t.ppf(1 - ctx.alpha / 2, diffs.size)) * se
+        iv = Interval(
+            value,
+            value - half,
+            value + half,
+            f"refit-bootstrap({diffs.size})",
+            ctx.alpha,
+            diffs.size,
+        )
+        return SequentialResult(iv, (), v0, diffs)
+
+
 SESSION_CLASSES: dict[str, type[SessionEstimator]] = {
     c.name: c
-    for c in (
-        _session("pdis", _W, _PD_REF, _SEQ_IS),
-        _session("tis", _W, _PD_REF, _SEQ_IS),
-        _session("wpdis", _W, _PD_REF, _SEQ_IS),
-        _session("wtis", _W, _PD_REF, _SEQ_IS),
-        _session("dr", _WQ, _DR_REF, _SEQ_DR),
-        _session("fqe", frozenset({Q_MODEL}), _FQE_REF, _FIT_ASSUMES),
-        _session("fqe-nn", frozenset({Q_MODEL}), _FQE_REF, _FIT_ASSUMES, True),
-        _session("dr-nn", _WQ, _DR_REF, _SEQ_DR, True),
-        _session(
-            "wdr-nn",
-            _WQ,
-            "Thomas & Brunskill (2016), Data-efficient off-policy policy evaluation for RL, ICML",
-            _SEQ_DR,
-            True,
-        ),
-        _session("sndr-nn", _WQ, _DR_REF + "; self-normalised per step", _SEQ_DR, True),
-        _session(
-            "mb",
-            frozenset({WORLD_MODEL}),
-            "model-based OPE, e.g. Paduraru (2013); Voloshin et al. (2021), Empirical study of "
-            "off-policy policy evaluation for RL, NeurIPS Datasets",
-            (MARKOV, "the click, leave and observation-update models are right"),
-            True,
-        ),
-        _session("mb-dr", frozenset({WEIGHTS, WORLD_MODEL}), _DR_REF, _SEQ_DR, True),
-        _session(
-            "mis",
-            frozenset({WEIGHTS, STATE_RATIOS}),
-            "Xie, Ma & Wang (2019), Towards optimal off-policy evaluation for RL with "
-            "marginalized importance sampling, NeurIPS",
-            _SEQ_DR,
-            True,
-        ),
-    )
+    for c in (PDIS, TIS, WPDIS, WTIS, DR, FQE, FQE_NN, DR_NN, WDR_NN, SNDR_NN, MB, MB_DR, MIS)
 }
-"""The session estimator registry: metadata class by name. A new session estimator
-registers its class here (its formula lives in :func:`estimate_sequential_full`)."""
+"""The session estimator registry: class by name. A new session estimator registers its
+class here; everything below is derived from the classes' metadata."""
 SEQUENTIAL_ESTIMATORS: tuple[str, ...] = tuple(SESSION_CLASSES)
-NEURAL = frozenset({"fqe-nn", "dr-nn", "wdr-nn", "sndr-nn"})
-LEARNED_SEQUENTIAL = frozenset(n for n, c in SESSION_CLASSES.items() if c.fitted_on_log)
-"""Estimators that fit models on the whole log (neural Q, session model, marginal ratios)
-before averaging: :func:`evaluate_sequential` / :func:`estimate_sequential_full` run them;
-they are not per-batch sums."""
-NEEDS_CLICKS = frozenset({"mb", "mb-dr"})
+NEURAL = frozenset(n for n, c in SESSION_CLASSES.items() if c.q_model == "neural")
+"""Estimators on the cross-fitted neural Q-model."""
+LEARNED_SEQUENTIAL = frozenset(n for n, c in SESSION_CLASSES.items() if not c.streamed)
+"""Estimators computed on the whole fitting sample at once (not per-batch sums):
+:meth:`SessionEstimator.estimate_on_sample`."""
+NEEDS_CLICKS = frozenset(n for n, c in SESSION_CLASSES.items() if c.needs_clicks)
 """Estimators whose session model has a logistic click model: they need a log whose
 declared reward domain is binary (:mod:`offrec.core.domain`)."""
-_DR_FORMS = frozenset({"wdr-nn", "sndr-nn"})
 IS_BASED = frozenset(n for n, c in SESSION_CLASSES.items() if c.uses_weights())
 """Session estimators that use importance weights (:meth:`EstimatorMeta.uses_weights`)."""
-INTERVAL_METHODS: tuple[str, ...] = ("normal", "bootstrap", "bernstein")
-RECOMMENDED_SEQUENTIAL = RECOMMENDED["session"]
-"""Deprecated alias: :data:`offrec.ope.trust.RECOMMENDED` ``["session"]``."""
+TRAJECTORY_ESTIMATORS = frozenset(n for n, c in SESSION_CLASSES.items() if c.trajectory)
+"""Session estimators that weight whole trajectories (their diagnostics use the
+trajectory weight; the others the per-decision weights)."""
 
 REFIT_ITERS = 40  # L-BFGS iterations of a warm-started bootstrap refit
 
@@ -281,160 +602,14 @@ def fit_fqe(
     return q
 
 
-# ------------------------------------------------------------------------ estimators
-@dataclass(frozen=True)
-class _EpisodeTerms:
-    """Per-episode numerators/denominators: V = mean(a) + sum_t sum_i b / sum_i c."""
-
-    a: np.ndarray  # (m,) plain-mean part
-    b: np.ndarray | None  # (m, H) self-normalized numerators
-    c: np.ndarray | None  # (m, H) self-normalized denominators
-
-    def columns(self) -> tuple[np.ndarray, Form]:
-        """Per-episode columns ``(m, k)`` and the :class:`~offrec.ope.intervals.Form` over them."""
-        if self.b is None or self.c is None:
-            return self.a[:, None], Form(0)
-        h = self.b.shape[1]
-        cols = np.column_stack([self.a, self.b, self.c])
-        return cols, Form(0, tuple(range(1, 1 + h)), tuple(range(1 + h, 1 + 2 * h)))
-
-    def value(self) -> float:
-        v = float(self.a.mean())
-        if self.b is not None and self.c is not None:
-            den = self.c.sum(axis=0)
-            v += float(
-                np.sum(np.divide(self.b.sum(axis=0), den, out=np.zeros_like(den), where=den > 0))
-            )
-        return v
-
-
-def episode_terms(
-    estimator: str,
-    data: LoggedData,
-    dist: np.ndarray,
-    q_hat: np.ndarray | None,
-    gamma: float,
-    horizon: int | None = None,
-    *,
-    q_logged: np.ndarray | None = None,
-    v_hat_rows: np.ndarray | None = None,
-) -> _EpisodeTerms:
-    r"""Per-episode terms of the IS/DR family. The Q-model comes as ``q_hat`` (n, A) or as
-    its values at the logged actions ``q_logged`` (n,) and ``v_hat_rows`` (n,)
-    :math:`\hat V(x) = \sum_a \pi(a|x) \hat Q(x, a)`."""
-    base = estimator.split("-")[0] if estimator in _DR_FORMS else estimator
-    if estimator not in SEQUENTIAL_ESTIMATORS:
-        raise ValueError(
-            f"sequential estimator must be one of {list(SEQUENTIAL_ESTIMATORS)}; got {estimator!r}"
-        )
-    idx = episode_index(data.session_id, data.step, horizon)
-    n = data.n_rows
-    if dist.shape != (n, data.n_actions):
-        raise ValueError(f"action_dist must have shape ({n}, {data.n_actions}); got {dist.shape}")
-    rows = np.arange(n)
-    w_rows = dist[rows, data.action] / data.pscore
-    w = idx.pad(w_rows, fill=1.0)
-    r = idx.pad(data.reward)
-    mask = idx.mask
-    disc = gamma ** np.arange(idx.horizon)
-    rho = np.cumprod(w, axis=1)  # padding weights are 1: an ended episode keeps its last rho
-    zeros = np.zeros(idx.n_episodes)
-    if base == "pdis":
-        return _EpisodeTerms((rho * r) @ disc, None, None)
-    if base == "tis":
-        return _EpisodeTerms(rho[:, -1] * (r @ disc), None, None)
-    if base == "wpdis":
-        return _EpisodeTerms(zeros, rho * r * disc, rho)
-    if base == "wtis":
-        return _EpisodeTerms(zeros, (rho[:, -1] * (r @ disc))[:, None], rho[:, -1:])
-    if q_logged is None or v_hat_rows is None:
-        if q_hat is None:
-            raise ValueError(
-                f"estimator {estimator!r} needs q_hat (n, n_actions) or a fitted FQE model"
-            )
-        q_logged = q_hat[rows, data.action]
-        v_hat_rows = np.einsum("na,na->n", dist, q_hat)
-    v_hat = idx.pad(v_hat_rows)
-    if base == "fqe":
-        return _EpisodeTerms(v_hat[:, 0], None, None)
-    q_log = idx.pad(q_logged)
-    if base == "sndr":
-        # per-step self-normalised single-step ratios, then their product
-        counts = mask.sum(axis=0)
-        w_bar = np.divide(
-            (w * mask).sum(axis=0), counts, out=np.ones(idx.horizon), where=counts > 0
-        )
-        rho = np.cumprod(np.where(mask, w / w_bar, 1.0), axis=1)
-    rho_prev = np.hstack([np.ones((idx.n_episodes, 1)), rho[:, :-1]])
-    if base == "wdr":
-        # Thomas & Brunskill (2016): both weights normalised per step over all episodes
-        b = np.hstack([rho * (r - q_log) * mask * disc, rho_prev * v_hat * mask * disc])
-        return _EpisodeTerms(zeros, b, np.hstack([rho, rho_prev]))
-    contrib = (rho * (r - q_log) + rho_prev * v_hat) * mask
-    return _EpisodeTerms(contrib @ disc, None, None)
-
-
-def estimate_sequential(
-    estimator: str,
-    data: LoggedData,
-    policy: Any,
-    *,
-    gamma: float = 1.0,
-    q_hat: np.ndarray | None = None,
-    method: str = "bootstrap",
-    n_bootstrap: int = 1000,
-    alpha: float = 0.05,
-    seed: SeedLike = 0,
-) -> Interval:
-    """Estimate ``policy``'s expected discounted clicks per session from session logs.
-
-    Args:
-        estimator: one of :data:`SEQUENTIAL_ESTIMATORS` (module docstring has the formulas).
-        data: a session log; ``policy``: anything with ``action_dist(obs)`` (or an
-            (n, n_actions) array of its probabilities on ``data.context``).
-        q_hat: (n, n_actions) Q estimates on ``data.context`` for ``dr``/``fqe``; by
-            default :func:`fit_fqe` is run for the policy.
-        method: ``"bootstrap"``, ``"normal"`` or ``"bernstein"``, by the one interval
-            engine (:mod:`offrec.ope.intervals`) on per-session columns; the bootstrap
-            resamples whole sessions (keyed by ``session_id``).
-
-    Returns:
-        :class:`~offrec.ope.intervals.Interval`.
-    """
-    check_scalar(gamma, "gamma", float, min=0.0, max=1.0)
-    check_scalar(alpha, "alpha", float, min=0.0, max=1.0, min_inclusive=False, max_inclusive=False)
-    check_interval_options(method, n_bootstrap, alpha)
-    if estimator in LEARNED_SEQUENTIAL:
-        return estimate_sequential_full(
-            estimator,
-            data,
-            policy,
-            gamma=gamma,
-            method=method,
-            n_bootstrap=n_bootstrap,
-            alpha=alpha,
-            seed=seed,
-        ).interval
-    dist = np.asarray(
-        policy if isinstance(policy, np.ndarray) else policy.action_dist(data.context)
-    )
-    if estimator in ("dr", "fqe") and q_hat is None:
-        q_hat = fit_fqe(data, dist, gamma=gamma).predict(data.context)
-    t = episode_terms(estimator, data, dist, q_hat, gamma)
-    cols, form = t.columns()
-    n_boot = n_bootstrap if method == "bootstrap" else 0
-    moments = Moments.of(
-        cols, keys=row_keys(np.unique(data.session_id)), n_bootstrap=n_boot, seed=seed_int(seed)
-    )
-    return interval(moments, form, method=method, alpha=alpha)
-
-
 # ------------------------------------------------------------- fitted session models
 @dataclass
 class SessionFits:
-    r"""Models shared by the learned estimators of one log, fitted lazily and cached: the
-    session index, the model-based :class:`~offrec.ope.model_based.SessionModel` (all
-    sessions, per cross-fitting fold, per bootstrap replicate).
+    r"""Models shared by the fitted estimators of one log (or of its bounded sample of
+    whole sessions, :attr:`data`), fitted lazily and cached: the session index, the
+    Q-models per target (:meth:`row_q`), the model-based
+    :class:`~offrec.ope.model_based.SessionModel` (all sessions, per cross-fitting fold,
+    per bootstrap replicate).
 
     ``n_folds`` folds of sessions (a seeded hash of ``session_id``) cross-fit the Q-models
     of the DR estimators; ``n_rollouts`` rollouts per start.
@@ -511,6 +686,15 @@ class SessionFits:
             self._cache["mb_boot"] = (W, models)
         return self._cache["mb_boot"]
 
+    def row_q(self, kind: str, key: str, policy: Target, dist: np.ndarray, gamma: float) -> RowQ:
+        """The fitted model of ``kind`` (``"linear"``, ``"neural"``, ``"world"``) for the
+        target ``key`` (``policy``, with probabilities ``dist`` on :attr:`data`), fitted
+        once and cached."""
+        ck = f"{kind}:{key}"
+        if ck not in self._cache:
+            self._cache[ck] = _fit_row_q(self, kind, key, policy, dist, gamma)
+        return self._cache[ck]
+
     def rng(self, *key: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence([self.seed, *key]))
 
@@ -518,8 +702,11 @@ class SessionFits:
 def _check_binary(data: LoggedData) -> None:
     from offrec.core.domain import require_binary
 
-    require_binary(data.reward_domain, "the model-based estimators (mb, mb-dr: a logistic click "
-                   "model)", "pdis, wpdis, dr or fqe")  # fmt: skip
+    require_binary(
+        data.reward_domain,
+        "the model-based estimators (mb, mb-dr: a logistic click model)",
+        "pdis, wpdis, dr or fqe",
+    )
     r = np.asarray(data.reward)
     bad = (r != 0) & (r != 1)
     if bad.any():
@@ -530,16 +717,17 @@ def _check_binary(data: LoggedData) -> None:
         )
 
 
-def _dist_fn(policy: Any) -> Callable[[np.ndarray], np.ndarray]:
-    if isinstance(policy, np.ndarray):
+def _dist_fn(policy: Target) -> Callable[[np.ndarray], np.ndarray]:
+    fn = getattr(policy, "action_dist", None)
+    if not callable(fn):
         raise InputError(
             "the model-based estimators roll the target out in a learned model, so they need "
             "the policy itself (an object with action_dist), not its probabilities on the log"
         )
-    return policy.action_dist
+    return fn
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SequentialResult:
     """One estimate: the interval, per-session contributions where they exist, and the
     warnings (plain strings) a caller should print beside the number.
@@ -553,6 +741,37 @@ class SequentialResult:
     warnings: tuple[str, ...]
     contributions: np.ndarray | None = None
     replicates: np.ndarray | None = None
+
+    def __eq__(self, other: object) -> bool:
+        """Equal intervals, warnings and (array-equal) contributions and replicates."""
+        if not isinstance(other, SequentialResult):
+            return NotImplemented
+        same = self.interval == other.interval and self.warnings == other.warnings
+        return same and all(
+            (x is None and y is None) or (x is not None and y is not None and np.array_equal(x, y))
+            for x, y in (
+                (self.contributions, other.contributions),
+                (self.replicates, other.replicates),
+            )
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def value(self) -> float:
+        return self.interval.value
+
+    @property
+    def low(self) -> float:
+        return self.interval.low
+
+    @property
+    def high(self) -> float:
+        return self.interval.high
+
+    @property
+    def method(self) -> str:
+        return self.interval.method
 
 
 def paired_difference(
@@ -586,32 +805,6 @@ def paired_difference(
     return Interval(diff, diff - half, diff + half, "paired", alpha)
 
 
-def _interval_from_contributions(
-    value: float,
-    psi: np.ndarray,
-    method: str,
-    alpha: float,
-    n_bootstrap: int,
-    seed: SeedLike,
-    label: str = "",
-) -> Interval:
-    """t, empirical-Bernstein or bootstrap interval from per-session contributions (m,),
-    by the one interval engine (:mod:`offrec.ope.intervals`), centred on ``value`` (the
-    normalised forms' estimate differs from the contributions' mean by a constant)."""
-    m = psi.shape[0]
-    if m < 2:
-        return Interval(value, -np.inf, np.inf, method + label, alpha)
-    n_boot = n_bootstrap if method == "bootstrap" else 0
-    moments = Moments.of(
-        psi[:, None], keys=row_keys(np.arange(m)), n_bootstrap=n_boot, seed=seed_int(seed)
-    )
-    iv = interval(moments, Form(0), method=method, alpha=alpha)
-    shift = value - iv.value
-    return Interval(
-        value, iv.low + shift, iv.high + shift, iv.method + label, alpha, iv.n_bootstrap
-    )
-
-
 def _ess_warnings(data: LoggedData, dist: np.ndarray, st: SessionStructure) -> list[str]:
     """Support and effective-sample-size warnings for the IS-based estimators."""
     out = []
@@ -629,7 +822,7 @@ def _ess_warnings(data: LoggedData, dist: np.ndarray, st: SessionStructure) -> l
     if low.size:
         out.append(
             f"tiny ESS: cumulative-weight ESS is {ess[low[0]]:.1f} of {idx.n_episodes} sessions "
-            f"at step {int(low[0])} (min {ess.min():.1f}); IS/DR terms from that step on rest on "
+            f"at step {int(low[0])} (min {ess.min():.1f}): IS/DR terms from that step on rest on "
             "a handful of sessions"
         )
     return out
@@ -653,56 +846,188 @@ def _value_max(data: LoggedData, st: SessionStructure) -> float:
     return float(st.horizon * max(float(np.max(data.reward, initial=0.0)), 0.0))
 
 
-def _neural_q(
-    fits: SessionFits, key: str, dist: np.ndarray, gamma: float
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Cross-fitted neural FQE: (q_logged, v_hat) at every row and range warnings."""
-    from offrec.ope.fqe import fit_neural_fqe
+# ------------------------------------------------------------------- fitted models
+class RowQ(Protocol):
+    r"""A fitted model as the kernel reads it: :math:`\hat Q(x_t, a_t)` and
+    :math:`\hat V(x_t) = \sum_a \pi_e(a|x_t) \hat Q(x_t, a)` at every row of a batch of whole
+    sessions, and the warnings its fit raised (Q-values outside the feasible range)."""
 
-    ck = f"nq:{key}"
-    if ck not in fits._cache:
-        data, st = fits.data, fits.structure
+    @property
+    def warnings(self) -> tuple[str, ...]: ...
+
+    def rows(self, data: LoggedData, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(q_logged, v_hat)``, each (n,), for the target with probabilities ``dist``."""
+        ...
+
+
+def _q_rows(q: np.ndarray, data: LoggedData, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return q[np.arange(data.n_rows), data.action], np.einsum("na,na->n", dist, q)
+
+
+@dataclass(frozen=True)
+class TableQ:
+    """A Q-table given on the rows of one log, ``(n, n_actions)`` (e.g. ``q_hat``)."""
+
+    q: np.ndarray
+    warnings: tuple[str, ...] = ()
+
+    def rows(self, data: LoggedData, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.q.shape != dist.shape:
+            raise ValueError(f"q_hat must have shape {dist.shape}; got {self.q.shape}")
+        return _q_rows(self.q, data, dist)
+
+
+@dataclass(frozen=True)
+class LinearRowQ:
+    """:class:`LinearQ` from :func:`fit_fqe`, predicted on any batch."""
+
+    model: LinearQ
+    warnings: tuple[str, ...] = ()
+
+    def rows(self, data: LoggedData, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _q_rows(self.model.predict(data.context), data, dist)
+
+
+@dataclass(frozen=True)
+class NeuralRowQ:
+    """Cross-fitted neural FQE: one model per session fold (a seeded hash of the session
+    id, :func:`~offrec.ope.session_data.session_folds`), each predicting the sessions of
+    its own fold, so a row is never predicted by a model fitted on it."""
+
+    models: tuple[Any, ...]
+    seed: int
+    warnings: tuple[str, ...] = ()
+
+    def rows(self, data: LoggedData, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        recent = session_structure(data).recent
+        fold = session_folds(data.session_id, len(self.models), self.seed)
         q = np.zeros((data.n_rows, data.n_actions))
-        for k in range(fits.n_folds):
-            model = fit_neural_fqe(
+        for k, model in enumerate(self.models):  # one loop over the folds
+            te = fold == k
+            q[te] = model.predict(data.context[te], recent[te])
+        return _q_rows(q, data, dist)
+
+
+@dataclass(frozen=True)
+class SampleRowQ:
+    """Values computed for the rows of the fitting sample only (the world model's
+    rollouts from every logged row): the estimators reading it run on the sample."""
+
+    q_logged: np.ndarray
+    v_hat: np.ndarray
+    warnings: tuple[str, ...] = ()
+
+    def rows(self, data: LoggedData, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if data.n_rows != self.q_logged.shape[0]:
+            raise ValueError("these values were computed on the fitting sample's rows only")
+        return self.q_logged, self.v_hat
+
+
+def _fit_row_q(
+    fits: SessionFits, kind: str, key: str, policy: Target, dist: np.ndarray, gamma: float
+) -> RowQ:
+    """Fit the model of ``kind`` for one target on ``fits.data`` (see :meth:`SessionFits.row_q`)."""
+    data, st = fits.data, fits.structure
+    vmax = _value_max(data, st)
+    if kind == "linear":
+        linear = fit_fqe(data, dist, gamma=gamma)
+        warn = _range_warning("linear FQE Q-values", linear.predict(data.context), vmax)
+        return LinearRowQ(linear, tuple(warn))
+    if kind == "neural":
+        from offrec.ope.fqe import fit_neural_fqe
+
+        models = tuple(
+            fit_neural_fqe(
                 data, dist, structure=st, rows=fits.folds != k, gamma=gamma, seed=fits.seed + 97 * k
             )
+            for k in range(fits.n_folds)
+        )
+        q = np.zeros((data.n_rows, data.n_actions))
+        for k, neural in enumerate(models):  # the sample's cross-fitted Q-values, checked
             te = fits.folds == k
-            q[te] = model.predict(data.context[te], st.recent[te])
-        rows = np.arange(data.n_rows)
-        warn = _range_warning("neural FQE Q-values", q, _value_max(data, st))
-        fits._cache[ck] = (q[rows, data.action], np.einsum("na,na->n", dist, q), warn)
-    return fits._cache[ck]
+            q[te] = neural.predict(data.context[te], st.recent[te])
+        warn = _range_warning("neural FQE Q-values", q, vmax)
+        return NeuralRowQ(models, fits.seed, tuple(warn))
+    if kind == "world":
+        from offrec.ope.model_based import rollout_values
 
-
-def _mb_q(fits: SessionFits, key: str, policy: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Cross-fitted model-based Q(x_t, a_t) and V(x_t) at every logged row, by rollouts."""
-    from offrec.ope.model_based import rollout_values
-
-    ck = f"mbq:{key}"
-    if ck not in fits._cache:
-        data, st = fits.data, fits.structure
         fn = _dist_fn(policy)
         q_log, v = np.zeros(data.n_rows), np.zeros(data.n_rows)
-        for k, model in enumerate(fits.fold_models()):
+        for k, world in enumerate(fits.fold_models()):
             te = np.flatnonzero(fits.folds == k)
             args = (data.context[te], st.recent[te], st.step[te])
             q_log[te] = rollout_values(
-                model, fn, *args, first_action=data.action[te], n_rollouts=2, rng=fits.rng(1, k)
+                world, fn, *args, first_action=data.action[te], n_rollouts=2, rng=fits.rng(1, k)
             )
-            v[te] = rollout_values(model, fn, *args, n_rollouts=2, rng=fits.rng(2, k))
-        fits._cache[ck] = (q_log, v)
-    return fits._cache[ck]
+            v[te] = rollout_values(world, fn, *args, n_rollouts=2, rng=fits.rng(2, k))
+        return SampleRowQ(q_log, v)
+    raise ValueError(f"q_model must be 'linear', 'neural' or 'world'; got {kind!r}")
 
 
-def estimate_sequential_full(
+@dataclass
+class SampleContext:
+    """What an estimator computed on the fitting sample reads
+    (:meth:`SessionEstimator.estimate_on_sample`): the fits (``fits.data`` is the sample),
+    the target (``policy``, its probabilities ``dist`` on the sample, its cache ``key``)
+    and the interval options. ``q_hat``: a Q-table on the sample given by the caller
+    instead of the linear FQE fit."""
+
+    estimator: type[SessionEstimator]
+    fits: SessionFits
+    policy: Target
+    dist: np.ndarray
+    key: str = "target"
+    gamma: float = 1.0
+    method: str = "normal"
+    n_bootstrap: int = 1000
+    alpha: float = 0.05
+    seed: int = 0
+    q_hat: np.ndarray | None = None
+    _model_warnings: list[str] = field(default_factory=list)
+
+    def row_q(self, kind: str) -> RowQ:
+        """The fitted model of ``kind`` for this target (its warnings join the result's)."""
+        if kind == "linear" and self.q_hat is not None:
+            return TableQ(np.asarray(self.q_hat))
+        rq = self.fits.row_q(kind, self.key, self.policy, self.dist, self.gamma)
+        self._model_warnings += rq.warnings
+        return rq
+
+    def result(self, parts: Parts) -> SequentialResult:
+        """The estimate of ``parts`` (per-session columns of the sample) with its interval
+        by the one engine (sessions resampled by hashed id for the bootstrap), its warnings
+        and per-session contributions (:meth:`~offrec.ope.estimators.Parts.influence`)."""
+        data, st = self.fits.data, self.fits.structure
+        value = parts.value()
+        psi = parts.influence()
+        warnings: list[str] = []
+        if self.estimator.uses_weights():
+            warnings += _ess_warnings(data, self.dist, st)
+        warnings += self._model_warnings
+        if psi.shape[0] < 2:
+            iv = Interval(value, -math.inf, math.inf, self.method, self.alpha)
+        else:
+            cols, form = parts.columns()
+            n_boot = self.n_bootstrap if self.method == "bootstrap" else 0
+            moments = Moments.of(
+                np.column_stack(cols),
+                keys=row_keys(st.sessions),
+                n_bootstrap=n_boot,
+                seed=self.seed,
+            )
+            iv = interval(moments, form, method=self.method, alpha=self.alpha)
+        return SequentialResult(iv, tuple(warnings), psi)
+
+
+# --------------------------------------------------------------- in-memory functions
+def estimate_sequential(
     estimator: str,
     data: LoggedData,
-    policy: Any,
+    policy: Target,
     *,
     gamma: float = 1.0,
     q_hat: np.ndarray | None = None,
-    method: str = "normal",
+    method: str = "bootstrap",
     n_bootstrap: int = 1000,
     alpha: float = 0.05,
     seed: SeedLike = 0,
@@ -710,19 +1035,30 @@ def estimate_sequential_full(
     key: str = "target",
     dist: np.ndarray | None = None,
 ) -> SequentialResult:
-    """:func:`estimate_sequential` with its warnings and per-session contributions.
+    """Estimate ``policy``'s expected discounted clicks per session from a session log in
+    memory: the estimator's kernel on the log as one batch (the streamed
+    :func:`~offrec.ope.evaluate.evaluate` gives the same numbers).
 
-    ``fits`` shares fitted models across estimators and targets of one log (``key`` names
-    the target in its cache); ``dist`` (n, A) is the target's probabilities on the log
-    when already computed.
+    Args:
+        estimator: one of :data:`SEQUENTIAL_ESTIMATORS` (module docstring has the formulas).
+        data: a session log; ``policy``: anything with ``action_dist(obs)`` (or an
+            (n, n_actions) array of its probabilities on ``data.context``).
+        q_hat: (n, n_actions) Q estimates on ``data.context`` for ``dr``/``fqe``; by
+            default :func:`fit_fqe` is run for the policy.
+        method: ``"bootstrap"``, ``"normal"`` or ``"bernstein"``, by the one interval
+            engine (:mod:`offrec.ope.intervals`) on per-session columns; the bootstrap
+            resamples whole sessions (keyed by ``session_id``).
+        fits: models shared across estimators and targets of this log (``key`` names the
+            target in its cache); ``dist`` (n, A): the target's probabilities on the log
+            when already computed.
+
+    Returns:
+        :class:`SequentialResult`: the interval (also as ``.value``, ``.low``, ``.high``),
+        warnings and per-session contributions (:func:`paired_difference`).
     """
-    from offrec.ope.model_based import rollout_values
-
     check_scalar(gamma, "gamma", float, min=0.0, max=1.0)
-    check_scalar(alpha, "alpha", float, min=0.0, max=1.0, min_inclusive=False, max_inclusive=False)
-    if method not in INTERVAL_METHODS:
-        raise InputError(f"method must be one of {list(INTERVAL_METHODS)}; got {method!r}")
-    if estimator not in SEQUENTIAL_ESTIMATORS:
+    check_interval_options(method, n_bootstrap, alpha)
+    if estimator not in SESSION_CLASSES:
         raise InputError(
             f"sequential estimator must be one of {list(SEQUENTIAL_ESTIMATORS)}; got {estimator!r}"
         )
@@ -730,213 +1066,32 @@ def estimate_sequential_full(
         dist = np.asarray(
             policy if isinstance(policy, np.ndarray) else policy.action_dist(data.context)
         )
+    s = seed_int(seed)
     if fits is None:
-        fits = SessionFits(data, seed=int(seed) if isinstance(seed, int | np.integer) else 0)
-    st = fits.structure
-    vmax = _value_max(data, st)
-    warnings: list[str] = []
-    if estimator in IS_BASED:
-        warnings += _ess_warnings(data, dist, st)
-    q_log = v_rows = None
-    if estimator == "mb":
-        model = fits.session_model()
-        fn = _dist_fn(policy)
-        f0 = st.first_row
-        start = (data.context[f0], st.recent[f0], st.step[f0])
-        v0 = rollout_values(model, fn, *start, n_rollouts=fits.n_rollouts, rng=fits.rng(3))
-        value = float(v0.mean())
-        # model part: refits on Poisson-bootstrap weights, each rolled out from one fixed
-        # subset of starts with common random numbers, minus the full model on the same
-        sub = fits.rng(5).permutation(f0.size)[: fits.n_model_starts]
-        s_start = tuple(v[sub] for v in start)
-        base = rollout_values(model, fn, *s_start, n_rollouts=1, rng=fits.rng(4)).mean()
-        _, models = fits.refit_models()
-        diffs = np.array(
-            [
-                rollout_values(mb, fn, *s_start, n_rollouts=1, rng=fits.rng(4)).mean() - base
-                for mb in models
-            ]
-        )
-        m = v0.size
-        se = float(np.sqrt(v0.var(ddof=1) / m + np.mean(diffs**2)))
-        half = float(stats.t.ppf(1 - alpha / 2, diffs.size)) * se
-        iv = Interval(
-            value, value - half, value + half, f"refit-bootstrap({diffs.size})", alpha, diffs.size
-        )
-        warnings += _range_warning("model-based value", np.array([value]), vmax)
-        return SequentialResult(iv, tuple(warnings), v0, diffs)
-    if estimator == "mis":
-        w = dist[np.arange(data.n_rows), data.action] / data.pscore
-        psi, _ = mis_contributions(data, w, dist, structure=st, gamma=gamma)
-    else:
-        if estimator in NEURAL:
-            q_log, v_rows, rw = _neural_q(fits, key, dist, gamma)
-            warnings += rw
-        elif estimator == "mb-dr":
-            q_log, v_rows = _mb_q(fits, key, policy)
-        elif estimator in ("dr", "fqe") and q_hat is None:
-            q_hat = fit_fqe(data, dist, gamma=gamma).predict(data.context)
-            warnings += _range_warning("linear FQE Q-values", q_hat, vmax)
-        name = {"fqe-nn": "fqe", "dr-nn": "dr", "mb-dr": "dr"}.get(estimator, estimator)
-        t = episode_terms(name, data, dist, q_hat, gamma, q_logged=q_log, v_hat_rows=v_rows)
-        value = t.value()
-        psi = t.a.copy()
-        if t.b is not None and t.c is not None:  # delta-method linearisation
-            den = t.c.mean(axis=0)
-            ratio = np.divide(t.b.mean(axis=0), den, out=np.zeros_like(den), where=den > 0)
-            psi += np.sum(
-                np.divide(t.b - ratio * t.c, den, out=np.zeros_like(t.b), where=den > 0), axis=1
-            )
-            psi += value - psi.mean()
-            if method == "bootstrap":  # resample the ratio form itself
-                iv = _ratio_bootstrap(t, value, alpha, n_bootstrap, seed)
-                warnings += _range_warning("estimate", np.array([value]), vmax)
-                return SequentialResult(iv, tuple(warnings), psi)
-    value = float(psi.mean()) if estimator == "mis" else value
-    iv = _interval_from_contributions(value, psi, method, alpha, n_bootstrap, seed)
-    warnings += _range_warning("estimate", np.array([value]), vmax)
-    return SequentialResult(iv, tuple(warnings), psi)
+        fits = SessionFits(data, seed=s)
+    cls = SESSION_CLASSES[estimator]
+    ctx = SampleContext(cls, fits, policy, dist, key, gamma, method, n_bootstrap, alpha, s, q_hat)
+    res = cls.estimate_on_sample(ctx)
+    feasible = (0.0, _value_max(data, fits.structure))
+    return replace(res, warnings=(*res.warnings, *range_warning(res.value, feasible)))
 
 
-def _ratio_bootstrap(
-    t: _EpisodeTerms, value: float, alpha: float, n_bootstrap: int, seed: SeedLike
-) -> Interval:
-    check_scalar(n_bootstrap, "n_bootstrap", int, min=1)
-    rng = as_generator(seed)
-    m = t.a.shape[0]
-    values = np.zeros(n_bootstrap)
-    chunk = max(1, (1 << 22) // max(m, 1))  # resamples per block: bounded memory
-    for s in range(0, n_bootstrap, chunk):
-        k = min(chunk, n_bootstrap - s)
-        counts = rng.multinomial(m, np.full(m, 1.0 / m), size=k).astype(np.float64)  # (k, m)
-        v = counts @ t.a / m
-        if t.b is not None and t.c is not None:
-            num, den = counts @ t.b, counts @ t.c  # (k, H)
-            v += np.sum(np.divide(num, den, out=np.zeros_like(num), where=den > 0), axis=1)
-        values[s : s + k] = v
-    low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
-    return Interval(value, float(low), float(high), "bootstrap", alpha, n_bootstrap)
-
-
-def evaluate_sequential(
-    data: LoggedData,
-    targets: dict[str, Any],
-    estimators: Sequence[str],
-    *,
-    method: str = "normal",
-    n_bootstrap: int = 1000,
-    alpha: float = 0.05,
-    seed: SeedLike = 0,
-    fits: SessionFits | None = None,
-    gamma: float = 1.0,
-    flag_disagreement: bool = True,
-    keep: dict[tuple[str, str], SequentialResult] | None = None,
-) -> pd.DataFrame:
-    """Every target (a policy or its (n, n_actions) probabilities) x every estimator, as a
-    table: policy, estimator, value, low, high, interval_method, recommended (bool: the
-    row of :data:`RECOMMENDED_SEQUENTIAL`), warnings (a list of strings per row, empty when
-    nothing is doubtful). Models are fitted once per log and shared (:class:`SessionFits`).
-    Oracles (which need the hidden session state) are refused.
-
-    Warnings: tiny ESS / far from support (IS-based rows), Q-values or values outside
-    :math:`[0, H r_{max}]`, and *disagreement*: a row whose interval does not overlap the
-    recommended estimator's interval says so, and the recommended row lists them.
-
-    ``keep``: filled with each (policy, estimator)'s :class:`SequentialResult` (for
-    :func:`paired_difference`).
-    """
-    import pandas as pd
-
-    if fits is None:
-        fits = SessionFits(data, seed=int(seed) if isinstance(seed, int | np.integer) else 0)
-    rows = []
-    for name, target in targets.items():
-        if hasattr(target, "action_dist_state"):
-            raise InputError(
-                f"target {name!r} is an oracle: it needs the hidden session state, so it "
-                "cannot be scored off-policy in session mode"
-            )
-        dist = np.asarray(
-            target if isinstance(target, np.ndarray) else target.action_dist(data.context)
-        )
-        q_hat = (
-            fit_fqe(data, dist, gamma=gamma).predict(data.context)
-            if {"dr", "fqe"} & set(estimators)
-            else None
-        )
-        block: list[dict[str, Any]] = []
-        for est in estimators:
-            res = estimate_sequential_full(
-                est,
-                data,
-                target,
-                q_hat=q_hat,
-                method=method,
-                gamma=gamma,
-                n_bootstrap=n_bootstrap,
-                alpha=alpha,
-                seed=seed,
-                fits=fits,
-                key=name,
-                dist=dist,
-            )
-            if est in ("dr", "fqe"):
-                res = SequentialResult(
-                    res.interval,
-                    res.warnings
-                    + tuple(
-                        _range_warning(
-                            "linear FQE Q-values", q_hat, _value_max(data, fits.structure)
-                        )
-                        if q_hat is not None
-                        else ()
-                    ),
-                    res.contributions,
-                )
-            if keep is not None:
-                keep[name, est] = res
-            iv = res.interval
-            block.append(
-                {
-                    "policy": name,
-                    "estimator": est,
-                    "value": iv.value,
-                    "low": iv.low,
-                    "high": iv.high,
-                    "interval_method": iv.method,
-                    "recommended": est == RECOMMENDED_SEQUENTIAL,
-                    "warnings": list(res.warnings),
-                }
-            )
-        flagged = [tuple(r["warnings"]) for r in block]
-        flagged = (
-            flagged
-            if not flag_disagreement
-            else disagreement_warnings(
-                [
-                    Estimate(
-                        r["policy"],
-                        r["estimator"],
-                        r["value"],
-                        r["low"],
-                        r["high"],
-                        warnings=tuple(r["warnings"]),
-                    )
-                    for r in block
-                ],
-                RECOMMENDED_SEQUENTIAL,
-            )
-        )
-        for r, ws in zip(block, flagged, strict=True):
-            r["warnings"] = list(ws)
-        rows += block
-    return pd.DataFrame(rows)
+def estimate_sequential_full(*args: Any, **kwargs: Any) -> SequentialResult:
+    """Deprecated alias of :func:`estimate_sequential` (which now returns the full
+    :class:`SequentialResult`)."""
+    _warnings.warn(
+        "estimate_sequential_full is deprecated; use estimate_sequential",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    kwargs.setdefault("method", "normal")  # its old default
+    return estimate_sequential(*args, **kwargs)
 
 
 def select_policy(
     table: pd.DataFrame, estimator: str = RECOMMENDED_SEQUENTIAL, *, by: str = "low"
 ) -> str:
-    """Off-policy selection from an :func:`evaluate_sequential` table: the policy with the
+    """Off-policy selection from an :func:`~offrec.ope.evaluate.evaluate_sequential` table: the policy with the
     best lower confidence bound (``by="low"``, safe selection: deploy what is good with
     high confidence) or the best point estimate (``by="value"``) under ``estimator``."""
     if by not in ("low", "value"):

@@ -24,15 +24,23 @@ one matrix-vector product instead of a pass over a dense ``(n, n_actions)`` arra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
 from offrec.core.errors import InputError
 from offrec.core.policy import GreedyDist, SparseDist
 from offrec.core.threads import over_row_ranges
 from offrec.core.validation import first_bad
 from offrec.logs.schema import MIN_PSCORE, PSCORE_FLOOR_RULE
+
+DistLike: TypeAlias = "npt.ArrayLike | GreedyDist | SparseDist"
+"""A target's distribution over actions, ``(n, n_actions)``: an array (dense, or
+``(n, n_actions, n_positions)``) or the factored form of a greedy / sparse head."""
+RewardsLike: TypeAlias = "npt.ArrayLike | PairRewards | None"
+"""A reward model's predictions: ``(n, n_actions)`` (per position), or read at the logged
+items and the target's candidates only (:class:`PairRewards`); None without a model."""
 
 SUM_TOL = 1e-6
 """Tolerance on ``|sum_a action_dist[i, a] - 1|``."""
@@ -66,15 +74,15 @@ class RoundTerms:
 
 def round_terms(
     *,
-    reward: Any,
-    action: Any,
-    pscore: Any,
-    action_dist: Any,
-    position: Any = None,
-    estimated_rewards: Any = None,
+    reward: npt.ArrayLike,
+    action: npt.ArrayLike,
+    pscore: npt.ArrayLike,
+    action_dist: DistLike,
+    position: npt.ArrayLike | None = None,
+    estimated_rewards: RewardsLike = None,
     check_dist: bool = True,
-    item_groups: Any = None,
-    pscore_group: Any = None,
+    item_groups: npt.ArrayLike | None = None,
+    pscore_group: npt.ArrayLike | None = None,
 ) -> RoundTerms:
     r"""Validate the inputs and compute :class:`RoundTerms` in one pass over ``action_dist``.
 
@@ -107,8 +115,9 @@ def round_terms(
         ValueError: naming the argument, the rule and the first offending row,
             e.g. ``"pscore must be in (0, 1]; row 3 has 0.0"``.
     """
-    terms = _round_terms(reward, action, pscore, action_dist, position, estimated_rewards,
-                         check_dist)  # fmt: skip
+    terms = _round_terms(
+        reward, action, pscore, action_dist, position, estimated_rewards, check_dist
+    )
     if item_groups is None and pscore_group is None:
         return terms
     if item_groups is None or pscore_group is None:
@@ -130,7 +139,9 @@ def round_terms(
     return RoundTerms(terms.reward, terms.weight, terms.q_logged, terms.q_target, gw)
 
 
-def group_probability(action_dist: Any, item_groups: np.ndarray, group: np.ndarray) -> np.ndarray:
+def group_probability(
+    action_dist: DistLike, item_groups: np.ndarray, group: np.ndarray
+) -> np.ndarray:
     r""":math:`\pi(g_i|x_i) = \sum_{a: g(a) = g_i} \pi(a|x_i)` (n,) float64, the probability
     of group ``group`` (n,) under ``action_dist``: a dense ``(n, n_actions)`` array (blocks of
     rows; ``O(n n_actions)``), a :class:`~offrec.core.policy.GreedyDist` or a
@@ -161,9 +172,14 @@ def group_probability(action_dist: Any, item_groups: np.ndarray, group: np.ndarr
 
 
 def _round_terms(
-    reward: Any, action: Any, pscore: Any, action_dist: Any, position: Any,
-    estimated_rewards: Any, check_dist: bool,
-) -> RoundTerms:  # fmt: skip
+    reward: npt.ArrayLike,
+    action: npt.ArrayLike,
+    pscore: npt.ArrayLike,
+    action_dist: DistLike,
+    position: npt.ArrayLike | None,
+    estimated_rewards: RewardsLike,
+    check_dist: bool,
+) -> RoundTerms:
     reward = _as_1d(reward, "reward")
     n = reward.shape[0]
     if n == 0:
@@ -171,11 +187,13 @@ def _round_terms(
     pscore = _as_1d(pscore, "pscore", n)
     action = _as_index(action, "action", n)
     if isinstance(action_dist, SparseDist):
-        return sparse_terms(reward, action, pscore, action_dist, position, estimated_rewards,
-                            check_dist)  # fmt: skip
+        return sparse_terms(
+            reward, action, pscore, action_dist, position, estimated_rewards, check_dist
+        )
     if isinstance(action_dist, GreedyDist):
-        return _greedy_terms(reward, action, pscore, action_dist, position, estimated_rewards,
-                             check_dist)  # fmt: skip
+        return _greedy_terms(
+            reward, action, pscore, action_dist, position, estimated_rewards, check_dist
+        )
     dist = as_action_dist(action_dist, "action_dist", n)
     n_actions = dist.shape[1]
     n_positions = 1 if dist.ndim == 2 else dist.shape[2]
@@ -190,11 +208,11 @@ def _round_terms(
     weight = _gather(dist, action, pos)
     weight /= pscore
     q_logged = None if q is None else _gather(q, action, pos)
-    q_target = _scan_rows(dist, q, pos, check_dist)
+    q_target = scan_rows(dist, q, pos, check_dist)
     return RoundTerms(reward=reward, weight=weight, q_logged=q_logged, q_target=q_target)
 
 
-def _as_estimates(estimated_rewards: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+def _as_estimates(estimated_rewards: RewardsLike, shape: tuple[int, ...]) -> np.ndarray | None:
     """``estimated_rewards`` as an array of ``action_dist``'s shape, or None."""
     if estimated_rewards is None:
         return None
@@ -221,9 +239,14 @@ def _check_rows(reward: np.ndarray, pscore: np.ndarray, action: np.ndarray, k: i
 
 
 def _greedy_terms(
-    reward: np.ndarray, action: np.ndarray, pscore: np.ndarray, dist: GreedyDist,
-    position: Any, estimated_rewards: Any, check: bool,
-) -> RoundTerms:  # fmt: skip
+    reward: np.ndarray,
+    action: np.ndarray,
+    pscore: np.ndarray,
+    dist: GreedyDist,
+    position: npt.ArrayLike | None,
+    estimated_rewards: RewardsLike,
+    check: bool,
+) -> RoundTerms:
     """:func:`round_terms` for a :class:`~offrec.core.policy.GreedyDist` (one position):
     ``w_i = dist.at(a_i) / p_i``, ``q_logged = q[i, a_i]``, ``q_target = dist.expect(q)``."""
     n, n_actions = dist.shape
@@ -251,8 +274,9 @@ def _greedy_terms(
     q_target = dist.expect(q)
     if check and not np.isfinite(q_target).all():
         _raise_non_finite(q, q_target, 0)
-    return RoundTerms(reward=reward, weight=weight, q_logged=_gather(q, action, None),
-                      q_target=q_target)  # fmt: skip
+    return RoundTerms(
+        reward=reward, weight=weight, q_logged=_gather(q, action, None), q_target=q_target
+    )
 
 
 def greedy_q_target(
@@ -276,9 +300,14 @@ def greedy_q_target(
 
 
 def sparse_terms(
-    reward: np.ndarray, action: np.ndarray, pscore: np.ndarray, dist: SparseDist,
-    position: Any, estimated_rewards: Any, check: bool,
-) -> RoundTerms:  # fmt: skip
+    reward: np.ndarray,
+    action: np.ndarray,
+    pscore: np.ndarray,
+    dist: SparseDist,
+    position: npt.ArrayLike | None,
+    estimated_rewards: RewardsLike,
+    check: bool,
+) -> RoundTerms:
     r""":func:`round_terms` for a :class:`~offrec.core.policy.SparseDist` (one position):
     :math:`w_i = \pi_e(a_i|x_i) / p_i` from the candidates and the floor (``dist.at``),
     in ``O(n M)``.
@@ -325,8 +354,9 @@ def sparse_terms(
     if check and not (np.isfinite(q_target).all() and np.isfinite(q_logged).all()):
         i = first_bad(~(np.isfinite(q_target) & np.isfinite(q_logged)))
         raise InputError(f"estimated_rewards must be finite; row {i} has a non-finite value")
-    return RoundTerms(reward=reward, weight=weight, q_logged=np.asarray(q_logged, np.float64),
-                      q_target=q_target)  # fmt: skip
+    return RoundTerms(
+        reward=reward, weight=weight, q_logged=np.asarray(q_logged, np.float64), q_target=q_target
+    )
 
 
 @dataclass(frozen=True)
@@ -369,7 +399,7 @@ def _check_finite_2d(q: np.ndarray) -> None:
         )
 
 
-def _as_1d(x: Any, name: str, n: int | None = None) -> np.ndarray:
+def _as_1d(x: npt.ArrayLike, name: str, n: int | None = None) -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 1:
         raise InputError(f"{name} must be 1-D with shape (n,); got shape {arr.shape}")
@@ -378,7 +408,7 @@ def _as_1d(x: Any, name: str, n: int | None = None) -> np.ndarray:
     return arr
 
 
-def _as_index(x: Any, name: str, n: int) -> np.ndarray:
+def _as_index(x: npt.ArrayLike, name: str, n: int) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim != 1:
         raise InputError(f"{name} must be 1-D with shape (n,); got shape {arr.shape}")
@@ -389,7 +419,7 @@ def _as_index(x: Any, name: str, n: int) -> np.ndarray:
     return arr.astype(np.intp, copy=False)
 
 
-def as_action_dist(x: Any, name: str, n: int) -> np.ndarray:
+def as_action_dist(x: npt.ArrayLike, name: str, n: int) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim not in (2, 3) or arr.shape[0] != n or 0 in arr.shape:
         raise InputError(
@@ -431,7 +461,7 @@ def _gather(x: np.ndarray, action: np.ndarray, position: np.ndarray | None) -> n
     return x[rows, action, 0 if position is None else position].astype(np.float64, copy=False)
 
 
-def _scan_rows(
+def scan_rows(
     dist: np.ndarray, q: np.ndarray | None, position: np.ndarray | None, check: bool
 ) -> np.ndarray | None:
     """One blocked pass over the rows: check ``dist`` and compute ``sum_a dist * q``.
@@ -455,10 +485,15 @@ def _scan_rows(
 
 
 def _scan_range(
-    dist: np.ndarray, q: np.ndarray | None, position: np.ndarray | None, check: bool,
-    q_target: np.ndarray | None, lo: int, hi: int,
-) -> None:  # fmt: skip
-    """:func:`_scan_rows` over rows ``[lo, hi)``, writing ``q_target[lo:hi]``."""
+    dist: np.ndarray,
+    q: np.ndarray | None,
+    position: np.ndarray | None,
+    check: bool,
+    q_target: np.ndarray | None,
+    lo: int,
+    hi: int,
+) -> None:
+    """:func:`scan_rows` over rows ``[lo, hi)``, writing ``q_target[lo:hi]``."""
     step = max(1, _CHUNK_ELEMS // (dist.size // dist.shape[0]))
     for start in range(lo, hi, step):
         stop = min(start + step, hi)
@@ -511,3 +546,6 @@ def _check_dist_block(block: np.ndarray, start: int) -> None:
     raise InputError(
         f"action_dist rows must sum to 1 (tolerance {SUM_TOL:g}); {where} sums to {total!r}"
     )
+
+
+_scan_rows = scan_rows  # old private name, still imported by a sibling module

@@ -19,6 +19,14 @@ session: :class:`offrec.ope.sequential.SessionEstimator`) derives from
 - ``reference``: where its formula comes from;
 - ``diagnostics``: what :func:`~offrec.ope.evaluate.evaluate` reports beside it.
 
+**Result types.** :class:`Estimate` is *the* result row (DESIGN.md's ``Estimate``): one
+(policy, estimator) with its interval, diagnostics and warnings. The others do different
+jobs: :class:`~offrec.ope.intervals.Interval` is a number with its interval (what the
+interval engine returns, and a paired difference); :class:`~offrec.ope.evaluate.OPEResult`
+is a whole evaluation (the table of ``Estimate`` rows, the recommended estimator, the
+mergeable sums that make further contrasts); :class:`~offrec.ope.sequential.SequentialResult`
+is one in-memory session estimate with its per-session contributions (to pair two targets).
+
 A class that declares nothing gets conservative defaults: ``reads`` is the weights (plus
 the reward model when ``needs_model``), ``assumptions`` unconfoundedness and support,
 ``diagnostics`` the weight diagnostics; ``reference`` has no default and the conformance
@@ -100,6 +108,14 @@ checks. Why:
   observation update: :mod:`offrec.ope.model_based`); issue 26 measured such worlds, which
   is why the choice is made from the data when the log allows.
 """
+RECOMMENDED_SEQUENTIAL = RECOMMENDED["session"]
+"""Deprecated alias: :data:`RECOMMENDED` ``["session"]``."""
+DEFAULT_BANDIT: tuple[str, ...] = ("ips", "snips", "dr")
+"""The bandit estimators :func:`~offrec.ope.evaluate.evaluate` runs when none are named."""
+DEFAULT_SESSION: tuple[str, ...] = ("mb", "pdis", "wpdis", "dr", "fqe")
+"""The session estimators :func:`~offrec.ope.evaluate.evaluate` runs when none are named
+(the recommended ``mb``, the weight-based forms whose diagnostics tell how far the targets
+are from the logger, and the linear-Q forms)."""
 FALLBACK: dict[str, tuple[str, ...]] = {"bandit": ("snips",), "session": ()}
 """Next choices when :data:`RECOMMENDED` was not computed: the first present, else the
 first estimator of the table."""

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from offrec.ope import ESTIMATORS, estimate_interval, estimate_policy_value
-from offrec.ope.stats import N_BUCKETS, Moments, bucket_of, resample_bits, row_keys
+from offrec.ope.moments import N_BUCKETS, Moments, bucket_of, resample_bits, row_keys
 
 from .test_estimators import ACTION, DIST, PSCORE, REWARD, make_bandit
 

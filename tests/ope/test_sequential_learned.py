@@ -15,7 +15,8 @@ import pytest
 
 from offrec.logs.data import LoggedData
 from offrec.ope import fqe
-from offrec.ope.sequential import SessionFits, estimate_sequential_full, evaluate_sequential
+from offrec.ope.evaluate import evaluate_sequential
+from offrec.ope.sequential import SessionFits, estimate_sequential
 
 H = 3
 LEAVE = 0.2
@@ -103,7 +104,7 @@ def test_the_dp_truth_matches_a_monte_carlo_of_the_same_mdp():
 @pytest.mark.parametrize("estimator", ["mb", "fqe-nn", "mis", "mb-dr", "dr-nn"])
 def test_learned_estimators_recover_the_exact_value(log, fits, target, estimator):
     truth = true_value(target)
-    res = estimate_sequential_full(
+    res = estimate_sequential(
         estimator, log, target, method="normal", fits=fits, key=type(target).__name__
     )
     assert abs(res.interval.value - truth) < TOL, (estimator, res.interval.value, truth, TOL)
@@ -137,7 +138,7 @@ def test_out_of_range_q_values_carry_a_warning(log, monkeypatch):
                                 fits=SessionFits(log, seed=1))  # fmt: skip
     w = dict(zip(table["estimator"], table["warnings"], strict=True))
     assert any("Q-values outside the feasible range [0, 3]" in s for s in w["fqe-nn"])
-    assert any("estimate -1 outside the feasible range" in s for s in w["fqe-nn"])
+    assert any("value -1 is outside the feasible range" in s for s in w["fqe-nn"])
     assert not any("feasible range" in s for s in w["pdis"])
 
 
@@ -145,7 +146,7 @@ def test_every_value_outside_the_range_is_warned(log):
     """Property over the table: a value outside [0, H r_max] never comes without a warning
     (a linear FQE given a negative Q-model here)."""
     q = np.full((log.n_rows, 2), -0.5)
-    res = estimate_sequential_full("fqe", log, _Stochastic(), q_hat=q, method="normal")
+    res = estimate_sequential("fqe", log, _Stochastic(), q_hat=q, method="normal")
     assert res.interval.value < 0
     assert any("feasible range" in s for s in res.warnings)
 
@@ -159,7 +160,7 @@ def test_ess_and_support_warnings_on_a_far_target():
         def action_dist(self, obs):
             return np.tile([0.0, 1.0], (len(obs), 1))
 
-    res = estimate_sequential_full("pdis", data, _Always1(), method="normal")
+    res = estimate_sequential("pdis", data, _Always1(), method="normal")
     assert any(
         "tiny ESS" in s for s in res.warnings
     )  # 100 sessions, weights up to 8: ~12 sessions carry step 2
@@ -168,23 +169,23 @@ def test_ess_and_support_warnings_on_a_far_target():
 def test_intervals_methods_and_bad_method():
     data = simulate(500, seed=5)
     for method in ("normal", "bernstein", "bootstrap"):
-        iv = estimate_sequential_full("pdis", data, _Stochastic(), method=method).interval
+        iv = estimate_sequential("pdis", data, _Stochastic(), method=method).interval
         assert iv.low < iv.value < iv.high
         assert iv.method == method
-    nb = estimate_sequential_full("pdis", data, _Stochastic(), method="normal").interval
-    eb = estimate_sequential_full("pdis", data, _Stochastic(), method="bernstein").interval
+    nb = estimate_sequential("pdis", data, _Stochastic(), method="normal").interval
+    eb = estimate_sequential("pdis", data, _Stochastic(), method="bernstein").interval
     assert eb.high - eb.low > nb.high - nb.low  # Bernstein is the conservative one
     with pytest.raises(ValueError, match="method must be one of"):
-        estimate_sequential_full("pdis", data, _Stochastic(), method="wald")
+        estimate_sequential("pdis", data, _Stochastic(), method="wald")
 
 
 def test_model_based_needs_the_policy_and_binary_rewards():
     data = simulate(200, seed=6)
     with pytest.raises(ValueError, match="need the policy itself"):
-        estimate_sequential_full("mb", data, np.full((data.n_rows, 2), 0.5))
+        estimate_sequential("mb", data, np.full((data.n_rows, 2), 0.5))
     data.reward = data.reward * 2.0
     with pytest.raises(ValueError, match="reward must be 0/1 clicks .* row"):
-        estimate_sequential_full("mb", data, _Stochastic())
+        estimate_sequential("mb", data, _Stochastic())
 
 
 def test_safe_selection_picks_by_lower_bound():
