@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from offrec.cli._common import (
 )  # fmt: skip
 
 # names from the registries of the packages that own them, loaded on first use
-OFFLINE_TRAINABLE = LazyChoices("offrec.pipeline_config", "OFFLINE_TRAINABLE")
+OFFLINE_TRAINABLE = LazyChoices("offrec.training", "OFFLINE_TRAINABLE")
 RL_ALGOS = LazyChoices("offrec.rl.algos", "ALGOS.names")
 
 
@@ -101,50 +102,68 @@ def add_parser(sub: Any) -> None:
     to.set_defaults(func=run_online)
 
 
+def _tick(bar: Any) -> Callable[[int], None]:
+    """A progress callback taking a running count (rows read, gradient steps done)."""
+    done = [0]
+
+    def tick(count: int) -> None:
+        bar.update(count - done[0] if count >= done[0] else count)
+        done[0] = count
+
+    return tick
+
+
 def run_bandit(args: argparse.Namespace) -> int:
-    from offrec.pipeline import train_and_save
+    from offrec.training import LearnerSpec, train
 
+    spec = LearnerSpec(args.learner, parse_params(args.param), parse_head(args.head).to_dict())
     with progress(args, None, "train") as bar:
-        done = [0]
-
-        def tick(rows: int) -> None:
-            bar.update(rows - done[0] if rows >= done[0] else rows)
-            done[0] = rows
-
-        res = train_and_save(args.logs, args.learner, args.out, params=parse_params(args.param),
-                             head=parse_head(args.head), seed=args.seed, repair=args.repair,
-                             overwrite=args.overwrite, engine=args.engine, progress=tick)  # fmt: skip
+        res = train(
+            spec,
+            args.logs,
+            args.out,
+            seed=args.seed,
+            repair=args.repair,
+            overwrite=args.overwrite,
+            engine=args.engine,
+            progress=_tick(bar),
+        ).summary
     print(f"trained {args.learner} on {res.n_rows:,} rows; saved to {args.out}")
     return 0
 
 
 def run_rl(args: argparse.Namespace) -> int:
-    from offrec.pipeline import train_rl_and_save
+    from offrec.training import LearnerSpec, train
 
     params = parse_params(args.param)
     if args.n_steps is not None:
         params["n_steps"] = args.n_steps
     with progress(args, None, f"train {args.algo}") as bar:
-        done = [0]
-
-        def tick(step: int) -> None:
-            bar.update(step - done[0])
-            done[0] = step
-
-        res = train_rl_and_save(args.logs, args.algo, args.out, params=params, seed=args.seed,
-                                evaluate=args.eval, repair=args.repair, overwrite=args.overwrite,
-                                progress=tick)  # fmt: skip
-    print(f"trained {args.algo} for {res.n_steps:,} steps ({res.steps_per_second:,.0f} steps/s); "
-          f"saved to {args.out}")  # fmt: skip
+        res = train(
+            LearnerSpec(args.algo, params),
+            args.logs,
+            args.out,
+            seed=args.seed,
+            evaluate=args.eval,
+            repair=args.repair,
+            overwrite=args.overwrite,
+            progress=_tick(bar),
+        ).summary
+    print(
+        f"trained {args.algo} for {res.n_steps:,} steps ({res.steps_per_second:,.0f} steps/s); "
+        f"saved to {args.out}"
+    )
     if res.eval_value is not None:
-        print(f"true online value of the trained policy: {res.eval_value:.4f} ± "
-              f"{1.96 * res.eval_stderr:.4f} {res.value_label} (95%, last evaluation)")  # fmt: skip
+        print(
+            f"true online value of the trained policy: {res.eval_value:.4f} ± "
+            f"{1.96 * res.eval_stderr:.4f} {res.value_label} (95%, last evaluation)"
+        )
     return 0
 
 
 def run_online(args: argparse.Namespace) -> int:
     from offrec.cli.run import say
-    from offrec.pipeline import run_online_study
+    from offrec.training import run_online_study
 
     world = world_from_args(args)
     tell = say(args)

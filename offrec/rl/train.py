@@ -70,7 +70,7 @@ from offrec.rl.dataset import Transitions, to_replay_buffer, to_transitions
 from offrec.rl.policy import QPolicy
 from offrec.rl.sampler import VectorizedReplayBuffer
 
-__all__ = ["TrainResult", "TrainingCurve", "gradient_step", "train_rl"]
+__all__ = ["TrainResult", "TrainingCurve", "check_network_size", "gradient_step", "train_rl"]
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +209,32 @@ def gradient_step(algo: Any, batch: Any) -> dict[str, float]:
     return dict(losses)
 
 
+def check_network_size(
+    cfg: RLConfig, obs_dim: int, n_actions: int, limit: int | None = None
+) -> None:
+    """Raise ``InputError`` before d3rlpy allocates a Q-network that cannot fit.
+
+    The MLP ``obs_dim -> hidden_units... -> n_actions`` has
+    :math:`\\sum_i (w_i w_{i+1} + w_{i+1})` parameters, held as float32 four times per
+    critic (weights, target copy, two Adam moments), plus one batch of activations
+    (``batch_size * sum(w_i)`` floats). ``limit`` defaults to
+    :data:`offrec.sim.limits.MEMORY_SHARE` of the physical memory. :func:`train_rl` calls
+    it first, so every caller of the RL trainer gets the guard.
+    """
+    from offrec.core.atomic import format_bytes
+    from offrec.sim.limits import MEMORY_SHARE, physical_memory
+
+    widths = [int(obs_dim), *map(int, cfg.hidden_units), int(n_actions)]
+    weights = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    need = 4 * (4 * weights * int(cfg.n_critics) + int(cfg.batch_size) * sum(widths))
+    limit = int(MEMORY_SHARE * physical_memory()) if limit is None else limit
+    if need > limit:
+        raise InputError(
+            f"hidden_units={list(cfg.hidden_units)} is too large: the Q-network would need about "
+            f"{format_bytes(need)} of memory (limit {format_bytes(limit)})"
+        )
+
+
 def train_rl(
     data: LoggedData | Transitions,
     config: RLConfig | None = None,
@@ -237,6 +263,7 @@ def train_rl(
             f"world has {world.n_actions} items and observations of width {world.obs_dim}; "
             f"the log has {tr.n_actions} and {tr.observation_dim}"
         )
+    check_network_size(config, tr.observation_dim, tr.n_actions)  # before d3rlpy allocates
     probe = tr.observations[tr.episode_starts[:-1][:1024]]
     with threads(config.n_threads), seeded(config.seed), deterministic():
         algo = build_algo(config)

@@ -1,0 +1,180 @@
+"""Saved models: one registry of formats, one ``load_model`` and one ``save_model``.
+
+A model folder holds one policy in one of the formats of :data:`FORMATS`, told apart by
+the file that marks it, and optionally the world it was trained in (``world.json``,
+:mod:`offrec.models.world`):
+
+========================  ==============  =================================================
+format                    marker file     written by
+========================  ==============  =================================================
+``offrec.policy``         policy.json     bandit and offline learners, the uniform policy
+                                          (:mod:`offrec.policies.persist`)
+``offrec.qpolicy``        qpolicy.json    offline RL Q-policies (:mod:`offrec.rl.policy`)
+``sb3``                   model.zip       stable-baselines3 PPO / DQN (their own zip)
+========================  ==============  =================================================
+
+The JSON formats carry a versioned header read by one checked reader
+(:func:`offrec.core.formats.read_versioned_json`); no format stores pickled code
+(the SB3 zip is SB3's own format and is loaded only from folders you made). Folders
+saved by earlier offrec versions load unchanged (``tests/models`` keeps one of each).
+
+>>> import tempfile, numpy as np
+>>> from offrec.policies.bandits import LinUCB
+>>> folder = save_model(LinUCB(n_actions=3, context_dim=2), tempfile.mkdtemp() + "/m")
+>>> model_format(folder).name, load_model(folder).n_actions
+('offrec.policy', 3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from offrec.core.errors import InputTypeError, MissingInputError
+from offrec.core.registry import Registry
+
+if TYPE_CHECKING:
+    from offrec.sim import World
+
+__all__ = ["FORMATS", "ModelFormat", "load_model", "model_format", "save_model"]
+
+Loader = Callable[[Path, "int | None", "int | None"], Any]
+
+
+@dataclass(frozen=True)
+class ModelFormat:
+    """One way a policy is stored: the file that marks a folder as this format, how to
+    load it (``load(folder, n_actions, obs_dim)``, sizes checked when given), which
+    policies it saves (``saves(policy)``) and how (``save(policy, folder, overwrite)``,
+    atomic)."""
+
+    name: str
+    marker: str
+    load: Loader
+    saves: Callable[[Any], bool]
+    save: Callable[[Any, Path, bool], Path]
+
+
+def _load_policy(folder: Path, n_actions: int | None, obs_dim: int | None) -> Any:
+    from offrec.policies.persist import load_policy
+
+    return load_policy(folder, n_actions=n_actions, context_dim=obs_dim)
+
+
+def _saves_policy(policy: Any) -> bool:
+    from offrec.core.policy import UniformPolicy
+    from offrec.policies.registry import LEARNERS
+
+    return isinstance(policy, UniformPolicy) or type(policy) in LEARNERS.values()
+
+
+def _save_policy(policy: Any, folder: Path, overwrite: bool) -> Path:
+    from offrec.policies.persist import save_policy
+
+    return save_policy(policy, folder, overwrite=overwrite)
+
+
+def _load_q_policy(folder: Path, n_actions: int | None, obs_dim: int | None) -> Any:
+    from offrec.rl.policy import load_q_policy
+
+    return load_q_policy(folder, n_actions=n_actions, obs_dim=obs_dim)
+
+
+def _saves_q_policy(policy: Any) -> bool:
+    return type(policy).__name__ == "QPolicy" and hasattr(policy, "write_to")
+
+
+def _save_q_policy(policy: Any, folder: Path, overwrite: bool) -> Path:
+    return Path(policy.save(folder, overwrite=overwrite))
+
+
+def _load_sb3(folder: Path, n_actions: int | None, obs_dim: int | None) -> Any:
+    from offrec.models.world import WORLD_FILE, read_world
+    from offrec.rl.online_baseline import load_sb3_policy
+
+    if n_actions is None and (folder / WORLD_FILE).is_file():
+        n_actions = read_world(folder).n_actions
+    return load_sb3_policy(folder / "model.zip", n_actions)
+
+
+def _saves_sb3(policy: Any) -> bool:
+    return type(policy).__name__ == "SB3Policy"
+
+
+def _save_sb3(policy: Any, folder: Path, overwrite: bool) -> Path:
+    from offrec.core.atomic import atomic_dir
+
+    with atomic_dir(folder, overwrite=overwrite) as tmp:
+        policy.save(tmp / "model.zip")
+    return folder
+
+
+#: every format a model folder can be in, looked up by its marker file (first match wins)
+FORMATS: Registry[ModelFormat] = Registry(
+    "model format",
+    {
+        f.name: f
+        for f in (
+            ModelFormat("offrec.policy", "policy.json", _load_policy, _saves_policy, _save_policy),
+            ModelFormat(
+                "offrec.qpolicy", "qpolicy.json", _load_q_policy, _saves_q_policy, _save_q_policy
+            ),
+            ModelFormat("sb3", "model.zip", _load_sb3, _saves_sb3, _save_sb3),
+        )
+    },
+)
+
+
+def model_format(folder: str | Path) -> ModelFormat:
+    """The format of the model saved in ``folder`` (by its marker file)."""
+    folder = Path(folder)
+    for fmt in FORMATS.values():
+        if (folder / fmt.marker).is_file():
+            return fmt
+    if not folder.exists():
+        raise MissingInputError(f"no model at {folder}")
+    markers = " or ".join(f.marker for f in FORMATS.values())
+    raise MissingInputError(f"no saved model in {folder}: expected {markers}")
+
+
+def load_model(
+    folder: str | Path, *, n_actions: int | None = None, obs_dim: int | None = None
+) -> Any:
+    """Load the policy saved in ``folder``, whatever its format (:data:`FORMATS`).
+
+    ``n_actions`` / ``obs_dim``, when given, are the sizes the caller will use (the
+    world's items, the log's context width); a model saved for other sizes raises
+    ``InputError`` naming both. A folder made by an older offrec loads the same way.
+    """
+    folder = Path(folder)
+    return model_format(folder).load(folder, n_actions, obs_dim)
+
+
+def save_model(
+    policy: Any, folder: str | Path, *, overwrite: bool = False, world: World | None = None
+) -> Path:
+    """Save ``policy`` to ``folder`` (atomic) in the format that saves its type, with the
+    ``world`` it was trained in (``world.json``) when given; return the folder.
+
+    Raises ``TypeError`` (``InputTypeError``) for a policy no format can save (e.g. a
+    ``ScorePolicy`` around arbitrary code: offrec never pickles code).
+    """
+    folder = Path(folder)
+    for fmt in FORMATS.values():
+        if fmt.saves(policy):
+            fmt.save(policy, folder, overwrite)
+            break
+    else:
+        from offrec.policies.persist import saveable_types
+
+        raise InputTypeError(
+            f"cannot save a {type(policy).__name__}: only these policy types can be saved "
+            f"without pickling code: {', '.join([*saveable_types(), 'q_policy', 'sb3'])}"
+        )
+    if world is not None:
+        from offrec.models.world import write_world
+
+        write_world(folder, world)
+    return folder
