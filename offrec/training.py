@@ -36,7 +36,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
@@ -129,9 +129,14 @@ class OfflineSpec(Protocol):
     def head(self) -> dict[str, Any]: ...
 
 
-class OnlineSpec(OfflineSpec, Protocol):
-    """What to learn by interacting with the world (``[[online_learners]]``)."""
+class OnlineSpec(Protocol):
+    """What to learn by interacting with the world (``[[online_learners]]``,
+    :class:`OnlineLearnerSpec`)."""
 
+    @property
+    def learner(self) -> str: ...
+    @property
+    def params(self) -> dict[str, Any]: ...
     @property
     def n_steps(self) -> int: ...
     @property
@@ -160,7 +165,6 @@ class OnlineLearnerSpec:
     learner: str
     n_steps: int
     params: dict[str, Any] = field(default_factory=dict)
-    head: dict[str, Any] = field(default_factory=lambda: {"kind": "greedy"})
     batch_size: int = 1000
     eval_every: int | None = None
     eval_sessions: int = 2000
@@ -193,7 +197,7 @@ class Trained:
 
 # ------------------------------------------------------------------------------ the entry point
 def train(
-    spec: str | OfflineSpec,
+    spec: str | OfflineSpec | OnlineSpec,
     logs: LoggedData | LogSource | str | Path | None = None,
     out: str | Path | None = None,
     *,
@@ -234,6 +238,11 @@ def train(
         raise OutputExistsError(f"output {out} already exists; pass overwrite=True to replace it")
     if logs is None:
         return _train_online(spec, world, seed, out, overwrite)
+    if not hasattr(spec, "head"):
+        raise InputError(
+            f"{spec.learner!r} is an online learner spec: train it without logs, in a world"
+        )
+    spec = cast(OfflineSpec, spec)
     learner = spec.learner
     if learner in policy_registry.LEARNERS.aliases:
         learner = policy_registry.LEARNERS.resolve(learner)
@@ -314,7 +323,11 @@ def _save(
 
 
 def _train_online(
-    spec: OfflineSpec, world: World | None, seed: int, out: str | Path | None, overwrite: bool
+    spec: OfflineSpec | OnlineSpec,
+    world: World | None,
+    seed: int,
+    out: str | Path | None,
+    overwrite: bool,
 ) -> Trained:
     """An online learner (module docstring): ``value_curve.json`` and the model in ``out``."""
     if world is None:
@@ -326,7 +339,7 @@ def _train_online(
         )
     from offrec.rl.online_baseline import learn_online
 
-    online: Any = spec
+    online = cast(OnlineSpec, spec)
     run = learn_online(
         world,
         online.learner,
