@@ -426,7 +426,7 @@ _MOVED = {
     "TrainSummary": "offrec.training",
     "world_of_log": "offrec.training",
     "world_of_metadata": "offrec.models.world",
-    "check_network_size": "offrec.rl.train",
+    "check_network_size": "offrec.rl.q_learning",
 }
 
 

@@ -20,7 +20,7 @@ How much of the log each offline learner reads:
   seeded sample of at most ``fit_rows`` rows (:mod:`offrec.engines.sample`); past that
   size a sample estimates their parameters about as well as the whole log.
 - offline RL (DQN, CQL, ...): d3rlpy trains from a replay buffer in memory; a log larger
-  than ``fit_rows`` rows is sampled by whole sessions. :func:`offrec.rl.train.train_rl`
+  than ``fit_rows`` rows is sampled by whole sessions. :func:`offrec.rl.q_learning.train_rl`
   refuses a Q-network that cannot fit in memory before allocating it.
 
 Also here: :func:`run_online_study` (several online learners against each other, with
@@ -54,7 +54,7 @@ from offrec.rl.algos import ALGOS
 if TYPE_CHECKING:
     from offrec.policies.online import ValueCurve
     from offrec.rl.online_baseline import OnlineRun
-    from offrec.rl.train import TrainResult
+    from offrec.rl.q_learning import TrainResult
     from offrec.sim import World
 
 __all__ = [
@@ -186,7 +186,7 @@ class TrainSummary:
 @dataclass
 class Trained:
     """A trained policy with its record: ``curve`` is the RL training curve (a dict,
-    :meth:`offrec.rl.train.TrainingCurve.to_dict`), the online learner's
+    :meth:`offrec.rl.q_learning.TrainingCurve.to_dict`), the online learner's
     :class:`~offrec.policies.online.ValueCurve`, or None; ``out`` is where it was saved."""
 
     policy: Any
@@ -312,7 +312,7 @@ def _save(
         save_model(policy, out, overwrite=overwrite, world=world)
         return out
     from offrec.models.world import write_world
-    from offrec.report.training import plot_training_curve
+    from offrec.report.learning_curves import plot_training_curve
 
     dataclasses.replace(result, policy=policy).save(
         out, overwrite=overwrite, plot=plot_training_curve
@@ -412,7 +412,7 @@ def _fit(
     progress: Progress | None,
 ) -> tuple[Any, TrainResult | None]:
     """Fit ``learner`` on ``source`` (module docstring: streamed sums, or a bounded
-    sample); RL returns its :class:`~offrec.rl.train.TrainResult` too."""
+    sample); RL returns its :class:`~offrec.rl.q_learning.TrainResult` too."""
     eng = make_engine(engine, batch_size=batch_size)
     if learner in STREAMED:
         return _streamed_ridge(learner, params, source, eng, progress).exploit(head), None
@@ -428,7 +428,7 @@ def _fit(
             data = data.subset(np.lexsort((data.step, data.session_id)))
     if is_rl:
         from offrec.rl.config import RLConfig
-        from offrec.rl.train import train_rl
+        from offrec.rl.q_learning import train_rl
 
         rl_cfg = RLConfig.from_dict({"seed": seed, **params, "algo": learner})
         result = train_rl(data, rl_cfg, world=world, progress=progress)
@@ -507,7 +507,7 @@ def run_online_study(
     checked (exists without ``overwrite``) before any training. Returns the runs by name
     and the reference values (logger, oracles)."""
     from offrec.core.atomic import check_output_path
-    from offrec.report.training import save_online_runs
+    from offrec.report.learning_curves import save_online_runs
     from offrec.rl.online_baseline import compare_online, online_references
 
     if Path(out).exists() and not overwrite:  # fail before training, not after

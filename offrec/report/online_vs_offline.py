@@ -36,7 +36,7 @@ def online_vs_offline(
     logged rows they used; references as lines). ``mode`` (``"bandit"`` / ``"session"``)
     picks the metric: CTR or clicks per session."""
     from offrec.policies.online import session_stats
-    from offrec.report.training import plot_value_curves
+    from offrec.report.learning_curves import plot_value_curves
 
     rows = []
     for name, policy in targets.items():

@@ -64,7 +64,7 @@ class OnlineConfig(ConfigCodec):
     ``algo`` is ``"ppo"`` or ``"dqn"``; ``total_timesteps`` counts environment steps
     (decisions); ``n_envs`` parallel envs feed PPO's rollouts (DQN uses one);
     ``eval_every`` timesteps between online evaluations (``eval_sessions`` sessions,
-    seed ``eval_seed``); ``n_threads`` torch threads (1: see :mod:`offrec.rl.train`).
+    seed ``eval_seed``); ``n_threads`` torch threads (1: see :mod:`offrec.rl.q_learning`).
     """
 
     CODEC_NAME = "online config"
