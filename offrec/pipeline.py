@@ -39,9 +39,7 @@ from offrec.core.policy import BasePolicy, Head
 from offrec.logs import collect, read_logs
 from offrec.logs.data import LoggedData
 from offrec.models import load_model
-from offrec.pipeline_config import PipelineConfig, ReferenceSpec
-from offrec.policies.loggers import logging_policy, logging_policy_kwargs
-from offrec.policies.references import REFERENCES, make_reference
+from offrec.pipeline_config import PipelineConfig
 from offrec.report.online_vs_offline import online_vs_offline, online_vs_offline_section
 from offrec.sim import World
 from offrec.training import split_sessions, train
@@ -87,9 +85,10 @@ class PipelineResult:
 
 # ------------------------------------------------------------------------------ stages
 def logs_stage(
-    cfg: PipelineConfig, world: World, cache: StageCache, say: Progress
+    cfg: PipelineConfig, world: World, logger: BasePolicy, cache: StageCache, say: Progress
 ) -> tuple[LoggedData, str, bool]:
-    """The ``[logging]`` log of ``world``: ``(data, cache key, served from the cache)``."""
+    """The log of ``logger`` (the ``[logging]`` policy) in ``world``: ``(data, cache key,
+    served from the cache)``."""
     entry = cache.lookup(
         "logs", ["logs", cfg.world.to_dict(), cfg.world_seed, asdict(cfg.logging), cfg.seed], "logs"
     )
@@ -97,7 +96,7 @@ def logs_stage(
         say(f"simulating logs ({cfg.logging.policy} logger)")
         collect(
             world,
-            logger(cfg, world),
+            logger,
             out=entry.path,
             n_decisions=cfg.logging.n_decisions,
             n_sessions=cfg.logging.n_sessions,
@@ -107,36 +106,6 @@ def logs_stage(
     else:
         say(f"logs: cached ({entry.path.name})")
     return read_logs(entry.path), entry.key, entry.hit
-
-
-def logger(cfg: PipelineConfig, world: World) -> BasePolicy:
-    """The ``[logging]`` policy in ``world``."""
-    lg = cfg.logging
-    kw = logging_policy_kwargs(
-        lg.policy,
-        strict=False,
-        beta=lg.beta,
-        epsilon=lg.epsilon,
-        noise=lg.noise,
-        model_seed=lg.model_seed,
-        support=None if lg.support is None else list(lg.support),
-    )
-    return logging_policy(world, lg.policy, **kw)
-
-
-def reference(spec: ReferenceSpec, cfg: PipelineConfig, world: World) -> BasePolicy:
-    """The ``[[references]]`` target ``spec`` (:data:`offrec.policies.references.REFERENCES`)."""
-    if spec.policy == "logger":
-        return logger(cfg, world)
-    return make_reference(
-        spec.policy,
-        world,
-        epsilon=spec.epsilon,
-        beta=spec.beta,
-        noise=spec.noise,
-        gamma=spec.gamma,
-        model_seed=cfg.logging.model_seed,
-    )
 
 
 def models_stage(
@@ -162,7 +131,7 @@ def models_stage(
         hits[spec.name] = entry.hit
         if entry.hit:
             say(f"model '{spec.name}': cached")
-            policy = load_model(entry.path, n_actions=data.n_actions, obs_dim=data.context_dim)
+            policy = load_model(entry.path, n_actions=data.n_actions, context_dim=data.context_dim)
             policies[spec.name] = policy.with_head(Head(**spec.head)) if spec.is_rl else policy
             curve = _training_curve(entry.path)
             if curve is not None:
@@ -209,16 +178,20 @@ def online_learners_stage(
         hits[spec.name] = entry.hit
         if not entry.hit:
             say(f"learning '{spec.name}' online ({spec.learner}, {spec.n_steps:,} interactions)")
-            train(spec, None, entry.path, world=world, seed=cfg.seed)
+            policies[spec.name] = train(spec, None, entry.path, world=world, seed=cfg.seed).policy
             cache.seal(entry, "model")
         else:
             say(f"online learner '{spec.name}': cached")
+            # caches made before train() saved online learners keep a bandit model in model/
+            old = entry.path / "model"
+            policies[spec.name] = load_model(
+                old if old.is_dir() else entry.path,
+                n_actions=world.n_actions,
+                context_dim=world.context_dim,
+            )
         curves[spec.name] = ValueCurve.from_dict(
             json.loads((entry.path / "value_curve.json").read_text())
         )
-        # caches made before train() saved online learners keep a bandit model in model/
-        folder = entry.path / "model" if (entry.path / "model").is_dir() else entry.path
-        policies[spec.name] = load_model(folder, n_actions=world.n_actions, obs_dim=world.obs_dim)
     return policies, curves, hits
 
 
@@ -265,14 +238,8 @@ def _truth_stage(
 
 
 def roles(cfg: PipelineConfig) -> dict[str, str]:
-    """``{policy: role}``: trained policies are ``learned``; references take their kind's
-    role (:data:`offrec.policies.references.REFERENCES`): the ``logger``, ``oracle``s
-    (best_item, myopic, lookahead: they know the true click model) or ``hand-made``
-    rules (uniform, softmax, epsilon_greedy)."""
-    out = {p.name: "learned" for p in cfg.policies}
-    out.update({o.name: "learned" for o in cfg.online_learners})
-    out.update({r.name: REFERENCES[r.policy].role for r in cfg.references})
-    return out
+    """``{policy: role}`` (:attr:`PipelineConfig.roles`; kept for scripts)."""
+    return cfg.roles
 
 
 def _report_stage(
@@ -290,7 +257,7 @@ def _report_stage(
     from offrec.ope.gate import decide
     from offrec.report.build import ReportInput, build_report
 
-    mode, value_label = cfg.mode, cfg.value_label
+    mode, value_label, roles = cfg.mode, cfg.value_label, cfg.roles
 
     def paired(a: str, b: str, estimator: str) -> tuple[float, float, float]:
         iv = result.compare(a, b, estimator)
@@ -298,7 +265,7 @@ def _report_stage(
 
     decision = decide(
         ope,
-        roles(cfg),
+        roles,
         mode=mode,
         alpha=cfg.ope.alpha,
         paired=paired,
@@ -314,7 +281,7 @@ def _report_stage(
             value_label=value_label,
             ope=ope,
             truth=truth,
-            roles=roles(cfg),
+            roles=roles,
             data=data,
             train_rows=train_data.n_rows,
             eval_rows=eval_data.n_rows,
@@ -367,14 +334,17 @@ def _run(cfg: PipelineConfig, out: Path, progress: Progress | None, fresh: bool)
     atomic_write_text(out / "pipeline.resolved.json", cfg.to_json())
 
     world = World(cfg.world, seed=cfg.world_seed)
-    data, logs_key, logs_hit = logs_stage(cfg, world, cache, say)
+    logger = cfg.logging.create(world)
+    data, logs_key, logs_hit = logs_stage(cfg, world, logger, cache, say)
     train_data, eval_data = split_sessions(data, cfg.ope.holdout, seed=cfg.seed)
     split_key = cache_key(logs_key, cfg.ope.holdout, cfg.seed)
     policies, curves, hits = models_stage(cfg, train_data, split_key, world, cache, say)
     online_policies, online_curves, online_hits = online_learners_stage(cfg, world, cache, say)
     hits.update(online_hits)
     policies.update(online_policies)
-    targets = {**policies, **{r.name: reference(r, cfg, world) for r in cfg.references}}
+    model_seed = cfg.logging.model_seed
+    references = {r.name: r.create(world, logger, model_seed) for r in cfg.references}
+    targets = {**policies, **references}
     ope, ope_result = ope_stage(cfg, eval_data, targets, say)
     truth = _truth_stage(cfg, world, targets, say)
 
@@ -385,7 +355,7 @@ def _run(cfg: PipelineConfig, out: Path, progress: Progress | None, fresh: bool)
         comparison, note, path = online_vs_offline(
             world,
             targets,
-            roles(cfg),
+            cfg.roles,
             online_curves,
             train_data.n_rows,
             out / "plots" / "online_vs_offline.png",

@@ -41,14 +41,19 @@ import json
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offrec.core.codec import ConfigCodec
 from offrec.core.errors import InputError, InputTypeError, MissingInputError
+from offrec.core.policy import BasePolicy
 from offrec.policies import registry as policy_registry
-from offrec.policies.loggers import LOGGER_KINDS
+from offrec.policies.loggers import LOGGER_KINDS, logging_policy, logging_policy_kwargs
 from offrec.policies.references import REFERENCES as REFERENCE_KINDS
+from offrec.policies.references import make_reference
 from offrec.sim.config import WorldConfig
+
+if TYPE_CHECKING:
+    from offrec.sim import World
 from offrec.training import (
     BANDIT_LEARNERS,
     LEARNERS,
@@ -64,9 +69,20 @@ LOGGERS = LOGGER_KINDS
 #: hand-made targets: the logger itself, a logging policy of its own, or an oracle
 REFERENCES = REFERENCE_KINDS.names
 __all__ = [
-    "BANDIT_LEARNERS", "LEARNERS", "LOGGERS", "OFFLINE_LEARNERS", "OFFLINE_TRAINABLE",
-    "REFERENCES", "RL_LEARNERS", "PipelineConfig", "PolicySpec", "OnlineLearnerSpec",
-    "ReferenceSpec", "check_head", "check_params", "learner_params",
+    "BANDIT_LEARNERS",
+    "LEARNERS",
+    "LOGGERS",
+    "OFFLINE_LEARNERS",
+    "OFFLINE_TRAINABLE",
+    "REFERENCES",
+    "RL_LEARNERS",
+    "PipelineConfig",
+    "PolicySpec",
+    "OnlineLearnerSpec",
+    "ReferenceSpec",
+    "check_head",
+    "check_params",
+    "learner_params",
 ]
 
 
@@ -114,6 +130,19 @@ class LoggingSpec(ConfigCodec):
             raise InputError(
                 f"[logging] policy must be one of {list(LOGGERS)}; got {self.policy!r}"
             )
+
+    def create(self, world: World) -> BasePolicy:
+        """The logging policy in ``world`` (:func:`offrec.policies.loggers.logging_policy`)."""
+        kw = logging_policy_kwargs(
+            self.policy,
+            strict=False,
+            beta=self.beta,
+            epsilon=self.epsilon,
+            noise=self.noise,
+            model_seed=self.model_seed,
+            support=None if self.support is None else list(self.support),
+        )
+        return logging_policy(world, self.policy, **kw)
 
 
 @dataclass(frozen=True)
@@ -192,6 +221,26 @@ class ReferenceSpec(ConfigCodec):
                 f"[[references]] '{self.name}': policy must be one of {list(REFERENCES)}; got {self.policy!r}"
             )
 
+    @property
+    def role(self) -> str:
+        """``logger``, ``oracle`` or ``hand-made`` (:data:`offrec.policies.references.REFERENCES`)."""
+        return REFERENCE_KINDS[self.policy].role
+
+    def create(self, world: World, logger: BasePolicy, model_seed: int = 0) -> BasePolicy:
+        """The reference in ``world``: ``logger`` itself for ``policy = "logger"``, else
+        :func:`offrec.policies.references.make_reference` with this entry's options."""
+        if self.policy == "logger":
+            return logger
+        return make_reference(
+            self.policy,
+            world,
+            epsilon=self.epsilon,
+            beta=self.beta,
+            noise=self.noise,
+            gamma=self.gamma,
+            model_seed=model_seed,
+        )
+
 
 @dataclass(frozen=True)
 class OPESpec(ConfigCodec):
@@ -251,6 +300,17 @@ class PipelineConfig:
         else ``"bandit"``: the one place the pipeline's log mode is decided (the mode
         :func:`offrec.ope.evaluate` would detect on its log)."""
         return "session" if self.world.horizon > 1 else "bandit"
+
+    @property
+    def roles(self) -> dict[str, str]:
+        """``{policy: role}``: trained policies (offline and online) are ``learned``;
+        references take their kind's role: the ``logger``, ``oracle``s (best_item, myopic,
+        lookahead: they know the true click model) or ``hand-made`` rules (uniform,
+        softmax, epsilon_greedy)."""
+        out = {p.name: "learned" for p in self.policies}
+        out.update({o.name: "learned" for o in self.online_learners})
+        out.update({r.name: r.role for r in self.references})
+        return out
 
     @property
     def value_label(self) -> str:

@@ -12,11 +12,18 @@ from offrec.models.world import WORLD_FILE, read_world, write_world
 from offrec.sim import World
 
 __all__ = [
-    "WORLD_FILE", "item_ids", "parse_context", "parse_profile", "read_world", "recommend",
-    "recommend_for_context", "write_world",
+    "WORLD_FILE",
+    "item_ids",
+    "parse_context",
+    "parse_profile",
+    "read_world",
+    "recommend",
+    "recommend_for_context",
+    "write_world",
 ]
 # ``write_world`` / ``read_world`` / ``WORLD_FILE`` live in :mod:`offrec.models.world`
 # (the model formats); they stay importable from here for scripts that use this path.
+
 
 def parse_profile(text: str, topics: tuple[str, ...]) -> np.ndarray:
     """``"sports=0.9,news=0.1"`` -> a preference vector over ``topics`` (normalized to sum 1)."""
@@ -109,17 +116,17 @@ def recommend(
     topic, score, probability.
     """
     items = getattr(policy, "item_map", None)
-    if items is not None and not (items.is_identity and items.n_items == world.n_items):
+    if items is not None and not (items.is_identity and items.n_items == world.n_actions):
         raise InputError(
-            f"this model was trained on a log whose items are not the world's 0..{world.n_items - 1} "
+            f"this model was trained on a log whose items are not the world's 0..{world.n_actions - 1} "
             f"(e.g. {items.id_list()[:3]}); recommend with a context row (--context) instead"
         )
     if isinstance(profile, str):
         profile = parse_profile(profile, world.topics)
-    if not 1 <= k <= world.n_items:
-        raise InputError(f"k must be in [1, {world.n_items}]; got {k}")
+    if not 1 <= k <= world.n_actions:
+        raise InputError(f"k must be in [1, {world.n_actions}]; got {k}")
     cfg, sl = world.config, world.obs_slices()
-    obs = np.zeros((1, world.obs_dim), np.float32)
+    obs = np.zeros((1, world.context_dim), np.float32)
     obs[0, sl["profile"]] = profile
     names = world.item_names()
     ids = item_ids(policy)

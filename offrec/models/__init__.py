@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from offrec.core.errors import InputTypeError, MissingInputError
+from offrec.core.errors import InputError, InputTypeError, MissingInputError
 from offrec.core.registry import Registry
 
 if TYPE_CHECKING:
@@ -140,16 +140,27 @@ def model_format(folder: str | Path) -> ModelFormat:
 
 
 def load_model(
-    folder: str | Path, *, n_actions: int | None = None, obs_dim: int | None = None
+    folder: str | Path,
+    *,
+    n_actions: int | None = None,
+    context_dim: int | None = None,
+    obs_dim: int | None = None,
 ) -> Any:
     """Load the policy saved in ``folder``, whatever its format (:data:`FORMATS`).
 
-    ``n_actions`` / ``obs_dim``, when given, are the sizes the caller will use (the
+    ``n_actions`` / ``context_dim``, when given, are the sizes the caller will use (the
     world's items, the log's context width); a model saved for other sizes raises
-    ``InputError`` naming both. A folder made by an older offrec loads the same way.
+    ``InputError`` naming both. ``obs_dim`` is the deprecated name of ``context_dim``.
+    A folder made by an older offrec loads the same way.
     """
+    if obs_dim is not None:
+        if context_dim is not None and context_dim != obs_dim:
+            raise InputError(
+                f"context_dim={context_dim} and obs_dim={obs_dim} (its old name) differ"
+            )
+        context_dim = obs_dim
     folder = Path(folder)
-    return model_format(folder).load(folder, n_actions, obs_dim)
+    return model_format(folder).load(folder, n_actions, context_dim)
 
 
 def save_model(

@@ -257,10 +257,10 @@ def train_rl(
         raise InputTypeError(f"config must be an RLConfig; got {type(config).__name__}")
     tr = data if isinstance(data, Transitions) else to_transitions(data)
     if world is not None and (
-        world.n_actions != tr.n_actions or world.obs_dim != tr.observation_dim
+        world.n_actions != tr.n_actions or world.context_dim != tr.observation_dim
     ):
         raise InputError(
-            f"world has {world.n_actions} items and observations of width {world.obs_dim}; "
+            f"world has {world.n_actions} items and observations of width {world.context_dim}; "
             f"the log has {tr.n_actions} and {tr.observation_dim}"
         )
     check_network_size(config, tr.observation_dim, tr.n_actions)  # before d3rlpy allocates

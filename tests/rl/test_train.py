@@ -136,7 +136,7 @@ def test_training_is_deterministic_and_restores_the_callers_setting(log, caller)
     inside an update) and leaves the caller's setting, warn_only included, as it was."""
     import torch
 
-    from offrec.rl import train as train_module
+    from offrec.rl import q_learning as train_module
 
     seen = []
     step = train_module.gradient_step
