@@ -90,10 +90,10 @@ Progress = Callable[[int], None]
 
 def learner_params(learner: str) -> list[str]:
     """The parameter names ``learner`` accepts in ``params`` (``--param``)."""
-    if learner in RL_LEARNERS:
-        from offrec.rl.config import RLConfig
+    if learner in RL_LEARNERS:  # the algorithm's config, then the runtime knobs
+        from offrec.rl.config import algo_params
 
-        return [f.name for f in dataclasses.fields(RLConfig) if f.name != "algo"]
+        return algo_params(learner)
     cls = policy_registry.LEARNERS[policy_registry.LEARNERS.resolve(learner)]
     skip = {"self", "n_actions", "context_dim", "head"}
     if learner in OFFLINE_LEARNERS:
@@ -110,6 +110,17 @@ def check_params(learner: str, params: dict[str, Any], where: str = "params") ->
         raise InputError(f"learner must be one of {list(LEARNERS)}; got {learner!r}")
     valid = learner_params(learner)
     unknown = sorted(set(params) - set(valid))
+    if unknown and learner in RL_LEARNERS:  # another algorithm's key (older files): ignored
+        from offrec.rl.config import other_algo_params
+
+        foreign = sorted(set(unknown) & set(other_algo_params(learner)))
+        if foreign:
+            warnings.warn(
+                f"{where}: {foreign} do not apply to {learner!r} and are ignored",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            unknown = sorted(set(unknown) - set(foreign))
     if unknown:
         raise InputError(
             f"{where}: unknown parameter(s) {unknown} for learner {learner!r}; valid: "

@@ -25,13 +25,25 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from offrec.rl.config import RLConfig
+    from offrec.rl.config import (
+        BCQConfig,
+        CQLConfig,
+        DoubleDQNConfig,
+        DQNConfig,
+        RLConfig,
+        RuntimeConfig,
+    )
     from offrec.rl.dataset import Transitions, to_replay_buffer, to_transitions
     from offrec.rl.policy import QPolicy, load_q_policy
     from offrec.rl.q_learning import TrainResult, train_rl
     from offrec.rl.sampler import VectorizedReplayBuffer
 
 _WHERE = {
+    "BCQConfig": "config",
+    "CQLConfig": "config",
+    "DQNConfig": "config",
+    "DoubleDQNConfig": "config",
+    "RuntimeConfig": "config",
     "QPolicy": "policy",
     "RLConfig": "config",
     "TrainResult": "q_learning",
@@ -43,6 +55,11 @@ _WHERE = {
     "train_rl": "q_learning",
 }
 __all__ = [
+    "BCQConfig",
+    "CQLConfig",
+    "DQNConfig",
+    "DoubleDQNConfig",
+    "RuntimeConfig",
     "QPolicy",
     "RLConfig",
     "TrainResult",

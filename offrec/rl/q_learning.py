@@ -59,7 +59,9 @@ from offrec.core.errors import InputError, InputTypeError
 from offrec.core.policy import Head
 from offrec.logs.data import LoggedData
 from offrec.rl.config import (
+    QLearningConfig,
     RLConfig,
+    RuntimeConfig,
     build_algo,
     deterministic,
     matmul_precision,
@@ -237,15 +239,20 @@ def check_network_size(
 
 def train_rl(
     data: LoggedData | Transitions,
-    config: RLConfig | None = None,
+    config: RLConfig | QLearningConfig | None = None,
     world: Any = None,
     progress: Callable[[int], None] | None = None,
+    *,
+    runtime: RuntimeConfig | None = None,
 ) -> TrainResult:
     """Train ``config.algo`` offline on ``data``; return the greedy policy and its curve.
 
     Args:
         data: the log (or its :class:`~offrec.rl.dataset.Transitions`).
-        config: hyper-parameters (default :class:`RLConfig()`, discrete CQL).
+        config: hyper-parameters: a per-algorithm config (:class:`~offrec.rl.config.DQNConfig`,
+            :class:`~offrec.rl.config.CQLConfig`, ...) with the ``runtime`` knobs
+            (:class:`~offrec.rl.config.RuntimeConfig`), or the flat :class:`RLConfig`
+            (default ``RLConfig()``, discrete CQL).
         world: optional :class:`~offrec.sim.World` of the log; then the greedy policy's
             true clicks per session are measured every ``config.eval_every`` steps and at
             the end (``world.true_value(policy, n_sessions=config.eval_sessions,
@@ -253,8 +260,15 @@ def train_rl(
         progress: called with the number of steps done (every 100 steps and at the end).
     """
     config = config or RLConfig()
+    if isinstance(config, QLearningConfig):
+        config = config.to_rl_config(runtime)
+    elif runtime is not None:
+        raise InputError("runtime goes with a per-algorithm config (DQNConfig, CQLConfig, ...)")
     if not isinstance(config, RLConfig):
-        raise InputTypeError(f"config must be an RLConfig; got {type(config).__name__}")
+        raise InputTypeError(
+            f"config must be an RLConfig or a per-algorithm config (DQNConfig, CQLConfig, ...); "
+            f"got {type(config).__name__}"
+        )
     tr = data if isinstance(data, Transitions) else to_transitions(data)
     if world is not None and (
         world.n_actions != tr.n_actions or world.context_dim != tr.observation_dim
