@@ -12,8 +12,8 @@ The public face: the few entry points a library user needs, loaded on first use,
   :class:`World` and stream its log to Parquet;
 - :func:`read_logs` / :func:`write_log`: a log on disk to a validated
   :class:`~offrec.logs.LoggedData` and back;
-- :func:`train` (:func:`offrec.training.train`: bandit, RL and online learners), :func:`save_model` /
-  :func:`load_model` (:mod:`offrec.models`, no pickle);
+- :func:`train` (:func:`offrec.training.train`: bandit, RL and online learners),
+  :func:`save_model` / :func:`load_model` (:mod:`offrec.models`, no pickle);
 - :func:`evaluate` (:func:`offrec.ope.evaluate.evaluate`): off-policy estimates with
   intervals, diagnostics, the data-driven estimator choice;
 - :func:`run_pipeline` (:func:`offrec.pipeline.run_pipeline`): a pipeline file end to end.

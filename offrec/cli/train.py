@@ -58,7 +58,11 @@ def add_parser(sub: Any) -> None:
                     help="offline RL algorithm: %(choices)s")  # fmt: skip
     tr.add_argument("--n-steps", type=int, help="gradient steps (RLConfig's default when unset)")
     tr.add_argument(
-        "--param", action="append", metavar="KEY=VALUE", help="RLConfig field (repeatable)"
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="the algorithm's config field (DQNConfig, CQLConfig, ...) or a RuntimeConfig knob "
+        "(repeatable; a wrong key lists the valid ones)",
     )
     tr.add_argument("--eval", action="store_true",
                     help="measure the true online value during training and print the last one")  # fmt: skip
