@@ -29,7 +29,6 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from offrec.core.atomic import read_manifest, verify_manifest, write_manifest
 
@@ -38,11 +37,11 @@ __all__ = ["Entry", "StageCache", "cache_key"]
 log = logging.getLogger(__name__)
 
 
-def _canonical(config: Any) -> Any:
+def _canonical(config: object) -> object:
     return json.loads(json.dumps(config, sort_keys=True, default=str))
 
 
-def cache_key(*parts: Any) -> str:
+def cache_key(*parts: object) -> str:
     """12 hex digits of the SHA-256 of ``parts`` as sorted JSON (``str`` for the rest)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
@@ -55,7 +54,7 @@ class Entry:
 
     path: Path
     key: str
-    config: Any
+    config: object
     hit: bool
 
 
@@ -66,7 +65,7 @@ class StageCache:
         self.root = Path(root)
         self.fresh = fresh
 
-    def lookup(self, prefix: str, config: Any, what: str) -> Entry:
+    def lookup(self, prefix: str, config: object, what: str) -> Entry:
         """The entry of ``config`` (folder ``root/<prefix>-<key>``), ``hit`` when it can
         be served; a stale folder there is removed so the caller can write a new one."""
         key = cache_key(*config) if isinstance(config, list | tuple) else cache_key(config)
@@ -79,7 +78,7 @@ class StageCache:
             entry.path, kind=kind, checksums=True, extra={"config": _canonical(entry.config)}
         )
 
-    def _valid(self, path: Path, config: Any, what: str) -> bool:
+    def _valid(self, path: Path, config: object, what: str) -> bool:
         if not path.exists():
             return False
         problems = ["--fresh: cache ignored"] if self.fresh else verify_manifest(path)

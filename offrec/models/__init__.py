@@ -53,7 +53,7 @@ class ModelFormat:
     name: str
     marker: str
     load: Loader
-    saves: Callable[[Any], bool]
+    saves: Callable[[object], bool]
     save: Callable[[Any, Path, bool], Path]
 
 
@@ -63,7 +63,7 @@ def _load_policy(folder: Path, n_actions: int | None, obs_dim: int | None) -> An
     return load_policy(folder, n_actions=n_actions, context_dim=obs_dim)
 
 
-def _saves_policy(policy: Any) -> bool:
+def _saves_policy(policy: object) -> bool:
     from offrec.core.policy import UniformPolicy
     from offrec.policies.registry import LEARNERS
 
@@ -82,7 +82,7 @@ def _load_q_policy(folder: Path, n_actions: int | None, obs_dim: int | None) -> 
     return load_q_policy(folder, n_actions=n_actions, obs_dim=obs_dim)
 
 
-def _saves_q_policy(policy: Any) -> bool:
+def _saves_q_policy(policy: object) -> bool:
     return type(policy).__name__ == "QPolicy" and hasattr(policy, "write_to")
 
 
@@ -99,7 +99,7 @@ def _load_sb3(folder: Path, n_actions: int | None, obs_dim: int | None) -> Any:
     return load_sb3_policy(folder / "model.zip", n_actions)
 
 
-def _saves_sb3(policy: Any) -> bool:
+def _saves_sb3(policy: object) -> bool:
     return type(policy).__name__ == "SB3Policy"
 
 

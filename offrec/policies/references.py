@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from offrec.core.policy import BasePolicy, Head
 from offrec.core.registry import Registry
@@ -39,7 +38,7 @@ class ReferenceKind:
 
 
 def _logging(kind: str) -> Callable[..., BasePolicy]:
-    def build(world: World, **options: Any) -> BasePolicy:
+    def build(world: World, **options: float) -> BasePolicy:
         kw = logging_policy_kwargs(kind, strict=False, **options)
         return logging_policy(world, kind, **kw)
 
@@ -50,15 +49,17 @@ def _head(epsilon: float) -> Head:
     return Head("epsilon_greedy", epsilon=epsilon) if epsilon > 0 else Head()
 
 
-def _best_item(world: World, *, epsilon: float = 0.0, **_: Any) -> BasePolicy:
+def _best_item(world: World, *, epsilon: float = 0.0, **_: float) -> BasePolicy:
     return BestItemOracle(world, _head(epsilon))
 
 
-def _myopic(world: World, *, epsilon: float = 0.0, **_: Any) -> BasePolicy:
+def _myopic(world: World, *, epsilon: float = 0.0, **_: float) -> BasePolicy:
     return MyopicOracle(world, _head(epsilon))
 
 
-def _lookahead(world: World, *, epsilon: float = 0.0, gamma: float = 0.25, **_: Any) -> BasePolicy:
+def _lookahead(
+    world: World, *, epsilon: float = 0.0, gamma: float = 0.25, **_: float
+) -> BasePolicy:
     return LookaheadOracle(world, _head(epsilon), gamma=gamma)
 
 
