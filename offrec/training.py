@@ -7,7 +7,7 @@
 
     train("linucb", "data/demo", "models/linucb")                 # bandit learner, offline
     train(LearnerSpec("cql", {"n_steps": 20_000}), "data/sessions", "models/cql")  # offline RL
-    train(OnlineLearnerSpec("ppo", 100_000), world=world)        # online, in the simulator
+    train(spec, world=world)  # an [[online_learners]] entry: learned in the simulator
 
 How much of the log each offline learner reads:
 
@@ -61,7 +61,6 @@ __all__ = [
     "LEARNERS",
     "LearnerSpec",
     "OFFLINE_TRAINABLE",
-    "OnlineLearnerSpec",
     "RL_LEARNERS",
     "STREAMED",
     "TrainSummary",
@@ -141,8 +140,8 @@ class OfflineSpec(Protocol):
 
 
 class OnlineSpec(Protocol):
-    """What to learn by interacting with the world (``[[online_learners]]``,
-    :class:`OnlineLearnerSpec`)."""
+    """What to learn by interacting with the world: an ``[[online_learners]]`` entry
+    (:class:`offrec.pipeline_config.OnlineLearnerSpec`)."""
 
     @property
     def learner(self) -> str: ...
@@ -166,19 +165,6 @@ class LearnerSpec:
     learner: str
     params: dict[str, Any] = field(default_factory=dict)
     head: dict[str, Any] = field(default_factory=lambda: {"kind": "greedy"})
-
-
-@dataclass(frozen=True)
-class OnlineLearnerSpec:
-    """A learner to train online: ``n_steps`` interactions with the world (see
-    :func:`offrec.rl.online_baseline.learn_online` for the other fields)."""
-
-    learner: str
-    n_steps: int
-    params: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 1000
-    eval_every: int | None = None
-    eval_sessions: int = 2000
 
 
 @dataclass(frozen=True)
@@ -346,7 +332,7 @@ def _train_online(
     if not hasattr(spec, "n_steps"):
         raise InputError(
             f"train without logs learns online: {spec.learner!r} needs an online spec "
-            "(n_steps, batch_size, eval_every, eval_sessions; OnlineLearnerSpec)"
+            "(n_steps, batch_size, eval_every, eval_sessions: an [[online_learners]] entry)"
         )
     from offrec.rl.online_baseline import learn_online
 

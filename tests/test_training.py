@@ -10,9 +10,10 @@ from offrec.cli import main
 from offrec.core.errors import InputError, OutputExistsError
 from offrec.logs import collect, read_logs
 from offrec.models import load_model
+from offrec.pipeline_config import OnlineLearnerSpec
 from offrec.policies.loggers import logging_policy
 from offrec.sim import World, WorldConfig
-from offrec.training import LearnerSpec, OnlineLearnerSpec, train
+from offrec.training import LearnerSpec, train
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,9 @@ def test_memory_guard_is_inside_the_rl_trainer(session_log):
 
 def test_online_learner_trains_in_the_world_without_a_log(session_log, tmp_path):
     world, _ = session_log
-    spec = OnlineLearnerSpec("linucb", n_steps=400, batch_size=100, eval_sessions=20)
+    spec = OnlineLearnerSpec(
+        name="o", learner="linucb", n_steps=400, batch_size=100, eval_sessions=20
+    )
     t = train(spec, world=world, out=tmp_path / "o")
     assert t.curve is not None and int(t.curve.interactions[-1]) == 400
     assert {"value_curve.json", "policy.json", "world.json"} <= {

@@ -31,141 +31,6 @@ SAMPLERS = ("vectorized", "default")
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
-@dataclass(frozen=True)
-class RLConfig(ConfigCodec):
-    """Hyper-parameters of an offline RL run (JSON round-trip; unknown keys rejected).
-
-    Attributes:
-        algo: ``"dqn"``, ``"double_dqn"``, ``"cql"`` (DiscreteCQL) or ``"bcq"``
-            (DiscreteBCQ).
-        n_steps: gradient steps. batch_size: transitions per step.
-        learning_rate: Adam step size. gamma: discount of the TD target.
-        target_update_interval: steps between target-network copies.
-        alpha: CQL's conservative weight (``alpha * (logsumexp_a Q(s,a) - Q(s,a_logged))``).
-        bcq_threshold: DiscreteBCQ's ``action_flexibility`` (actions whose imitation
-            probability is below this fraction of the best one's are never taken).
-        hidden_units: widths of the Q-network's MLP encoder.
-        n_critics: Q-functions in the ensemble (their mean is the Q-value).
-        seed: seeds ``d3rlpy.seed`` and the sampler.
-        n_threads: torch intra-op threads during training (see module doc).
-        matmul_precision: torch's float32 matmul precision during training
-            (``torch.set_float32_matmul_precision``): ``"highest"`` (default) is plain
-            float32, and gives the same weights on any CPU; ``"medium"`` lets the CPU's
-            bfloat16 units multiply (float32 accumulation), about 2x faster per matmul
-            on AVX-512-BF16 / AMX CPUs, but only there: elsewhere it is float32, so the
-            learned policy depends on the machine. Measured on the README's
-            ``online_vs_offline`` log (seed 0, 7.5k steps, true clicks per session over
-            10,000 sessions): ``"highest"`` gave byte-identical weights with all CPU
-            features (AMX) and with oneDNN and ATen limited to AVX2
-            (``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2``), DQN 1.054, CQL 1.314;
-            ``"medium"`` gave DQN 1.025 and CQL 1.316 on the AMX CPU and the float32
-            numbers when limited to AVX2. Inference (the policy's Q-values) always runs
-            at ``"highest"``.
-        fused_adam: Adam as one fused kernel over all parameters
-            (``torch.optim.Adam(fused=True)``) instead of a Python loop over tensors.
-        lean_q_function: d3rlpy's default Q-network and loss computed with less work
-            (:mod:`offrec.rl.qfunction`, through d3rlpy's ``q_func_factory``): a
-            Q-network called twice on the same batch in one step computes once (CQL's
-            ``Q(s, .)`` for its two losses: one backward pass instead of two; DQN's
-            target on ``s'``), ``Q(s, a)`` is read with ``gather`` instead of a one-hot
-            product, the Huber loss is one op. Same parameters and initialisation, so
-            saved models load either way; the learned values are those of d3rlpy's
-            Q-function up to float rounding (tested). Measured (``benchmarks/bench_rl.py``,
-            batch 256, bf16 matmul and fused Adam in both, load ~2): median update 1.28
-            -> 1.02 ms (DQN), 1.91 -> 1.42 ms (CQL). d3rlpy's own speed switch,
-            ``compile_graph``, is CUDA-only, and ``torch.compile`` of the Q-networks was
-            slower on this CPU (see ``benchmarks/bench_rl.py``).
-        sampler: ``"vectorized"`` (offrec's) or ``"default"`` (d3rlpy's per-transition).
-        log_every: steps per point of the loss curve (mean loss over the chunk).
-        eval_every: steps between online evaluations in the world (0: only at the end);
-            used only when ``train_rl`` gets a ``world``.
-        eval_sessions, eval_seed: Monte-Carlo sessions and seed of each evaluation.
-    """
-
-    CODEC_NAME = "RL config"
-
-    algo: str = "cql"
-    n_steps: int = 10_000
-    batch_size: int = 256
-    learning_rate: float = 3e-4
-    gamma: float = 0.9
-    target_update_interval: int = 1_000
-    alpha: float = 0.05
-    bcq_threshold: float = 0.3
-    hidden_units: tuple[int, ...] = (128, 128)
-    n_critics: int = 1
-    seed: int = 0
-    n_threads: int = 1
-    matmul_precision: str = "highest"
-    fused_adam: bool = True
-    lean_q_function: bool = True
-    sampler: str = "vectorized"
-    log_every: int = 500
-    eval_every: int = 0
-    eval_sessions: int = 4_000
-    eval_seed: int = 2024
-
-    def __post_init__(self) -> None:
-        if isinstance(self.hidden_units, list):
-            object.__setattr__(self, "hidden_units", tuple(self.hidden_units))
-        self._validate()
-
-    @property
-    def algo_config(self) -> QLearningConfig:
-        """This run's algorithm config (:class:`DQNConfig`, :class:`CQLConfig`, ...)."""
-        cls = ALGO_CONFIGS[ALGOS.resolve(self.algo)]
-        return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(cls)})
-
-    @property
-    def runtime(self) -> RuntimeConfig:
-        """This run's runtime knobs (:class:`RuntimeConfig`)."""
-        return RuntimeConfig(**{k: getattr(self, k) for k in _RUNTIME_FIELDS})
-
-    def _validate(self) -> None:
-        ALGOS.resolve(self.algo, "RLConfig.algo")
-        if self.sampler not in SAMPLERS:
-            raise InputError(
-                f"RLConfig.sampler must be one of {list(SAMPLERS)}; got {self.sampler!r}"
-            )
-        if self.matmul_precision not in MATMUL_PRECISIONS:
-            raise InputError(
-                f"RLConfig.matmul_precision must be one of {list(MATMUL_PRECISIONS)}; "
-                f"got {self.matmul_precision!r}"
-            )
-        for name in ("fused_adam", "lean_q_function"):
-            if not isinstance(getattr(self, name), bool):
-                raise InputError(
-                    f"RLConfig.{name} must be true or false; got {getattr(self, name)!r}"
-                )
-        ints = {
-            "n_steps": 1, "batch_size": 1, "target_update_interval": 1, "n_critics": 1,
-            "seed": 0, "n_threads": 1, "log_every": 1, "eval_every": 0, "eval_sessions": 2,
-            "eval_seed": 0,
-        }  # fmt: skip
-        for name, low in ints.items():
-            check_scalar(getattr(self, name), f"RLConfig.{name}", int, min=low)
-        check_scalar(
-            self.learning_rate, "RLConfig.learning_rate", float, min=0.0, min_inclusive=False
-        )
-        check_scalar(self.gamma, "RLConfig.gamma", float, min=0.0, max=1.0)
-        check_scalar(self.alpha, "RLConfig.alpha", float, min=0.0)
-        check_scalar(
-            self.bcq_threshold, "RLConfig.bcq_threshold", float, min=0.0, max=1.0,
-            min_inclusive=False,
-        )  # fmt: skip
-        if not isinstance(self.hidden_units, tuple) or not self.hidden_units:
-            raise InputError(
-                f"RLConfig.hidden_units must be a non-empty list of ints; got {self.hidden_units!r}"
-            )
-        for i, h in enumerate(self.hidden_units):
-            check_scalar(h, f"RLConfig.hidden_units[{i}]", int, min=1)
-
-
-threads = torch_threads
-"""Run a block with ``torch.set_num_threads(n)``, restoring the previous count
-(:func:`offrec.core.threads.torch_threads`)."""
-
-
 # -- per-algorithm configs (as d3rlpy: a config class per algorithm) ----------------------
 _RUNTIME_FIELDS = (
     "seed",
@@ -271,6 +136,142 @@ class RuntimeConfig(ConfigCodec):
     eval_every: int = 0
     eval_sessions: int = 4_000
     eval_seed: int = 2024
+
+
+@dataclass(frozen=True)
+class RLConfig(ConfigCodec):
+    """Hyper-parameters of an offline RL run (JSON round-trip; unknown keys rejected).
+
+    Attributes:
+        algo: ``"dqn"``, ``"double_dqn"``, ``"cql"`` (DiscreteCQL) or ``"bcq"``
+            (DiscreteBCQ).
+        n_steps: gradient steps. batch_size: transitions per step.
+        learning_rate: Adam step size. gamma: discount of the TD target.
+        target_update_interval: steps between target-network copies.
+        alpha: CQL's conservative weight (``alpha * (logsumexp_a Q(s,a) - Q(s,a_logged))``).
+        bcq_threshold: DiscreteBCQ's ``action_flexibility`` (actions whose imitation
+            probability is below this fraction of the best one's are never taken).
+        hidden_units: widths of the Q-network's MLP encoder.
+        n_critics: Q-functions in the ensemble (their mean is the Q-value).
+        seed: seeds ``d3rlpy.seed`` and the sampler.
+        n_threads: torch intra-op threads during training (see module doc).
+        matmul_precision: torch's float32 matmul precision during training
+            (``torch.set_float32_matmul_precision``): ``"highest"`` (default) is plain
+            float32, and gives the same weights on any CPU; ``"medium"`` lets the CPU's
+            bfloat16 units multiply (float32 accumulation), about 2x faster per matmul
+            on AVX-512-BF16 / AMX CPUs, but only there: elsewhere it is float32, so the
+            learned policy depends on the machine. Measured on the README's
+            ``online_vs_offline`` log (seed 0, 7.5k steps, true clicks per session over
+            10,000 sessions): ``"highest"`` gave byte-identical weights with all CPU
+            features (AMX) and with oneDNN and ATen limited to AVX2
+            (``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2``), DQN 1.054, CQL 1.314;
+            ``"medium"`` gave DQN 1.025 and CQL 1.316 on the AMX CPU and the float32
+            numbers when limited to AVX2. Inference (the policy's Q-values) always runs
+            at ``"highest"``.
+        fused_adam: Adam as one fused kernel over all parameters
+            (``torch.optim.Adam(fused=True)``) instead of a Python loop over tensors.
+        lean_q_function: d3rlpy's default Q-network and loss computed with less work
+            (:mod:`offrec.rl.qfunction`, through d3rlpy's ``q_func_factory``): a
+            Q-network called twice on the same batch in one step computes once (CQL's
+            ``Q(s, .)`` for its two losses: one backward pass instead of two; DQN's
+            target on ``s'``), ``Q(s, a)`` is read with ``gather`` instead of a one-hot
+            product, the Huber loss is one op. Same parameters and initialisation, so
+            saved models load either way; the learned values are those of d3rlpy's
+            Q-function up to float rounding (tested). Measured (``benchmarks/bench_rl.py``,
+            batch 256, bf16 matmul and fused Adam in both, load ~2): median update 1.28
+            -> 1.02 ms (DQN), 1.91 -> 1.42 ms (CQL). d3rlpy's own speed switch,
+            ``compile_graph``, is CUDA-only, and ``torch.compile`` of the Q-networks was
+            slower on this CPU (see ``benchmarks/bench_rl.py``).
+        sampler: ``"vectorized"`` (offrec's) or ``"default"`` (d3rlpy's per-transition).
+        log_every: steps per point of the loss curve (mean loss over the chunk).
+        eval_every: steps between online evaluations in the world (0: only at the end);
+            used only when ``train_rl`` gets a ``world``.
+        eval_sessions, eval_seed: Monte-Carlo sessions and seed of each evaluation.
+    """
+
+    CODEC_NAME = "RL config"
+
+    # the defaults are those of the per-algorithm configs and RuntimeConfig (one source)
+    algo: str = "cql"
+    n_steps: int = QLearningConfig.n_steps
+    batch_size: int = QLearningConfig.batch_size
+    learning_rate: float = QLearningConfig.learning_rate
+    gamma: float = QLearningConfig.gamma
+    target_update_interval: int = QLearningConfig.target_update_interval
+    alpha: float = CQLConfig.alpha
+    bcq_threshold: float = BCQConfig.bcq_threshold
+    hidden_units: tuple[int, ...] = QLearningConfig.hidden_units
+    n_critics: int = QLearningConfig.n_critics
+    seed: int = RuntimeConfig.seed
+    n_threads: int = RuntimeConfig.n_threads
+    matmul_precision: str = RuntimeConfig.matmul_precision
+    fused_adam: bool = RuntimeConfig.fused_adam
+    lean_q_function: bool = RuntimeConfig.lean_q_function
+    sampler: str = RuntimeConfig.sampler
+    log_every: int = RuntimeConfig.log_every
+    eval_every: int = RuntimeConfig.eval_every
+    eval_sessions: int = RuntimeConfig.eval_sessions
+    eval_seed: int = RuntimeConfig.eval_seed
+
+    def __post_init__(self) -> None:
+        if isinstance(self.hidden_units, list):
+            object.__setattr__(self, "hidden_units", tuple(self.hidden_units))
+        self._validate()
+
+    @property
+    def algo_config(self) -> QLearningConfig:
+        """This run's algorithm config (:class:`DQNConfig`, :class:`CQLConfig`, ...)."""
+        cls = ALGO_CONFIGS[ALGOS.resolve(self.algo)]
+        return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(cls)})
+
+    @property
+    def runtime(self) -> RuntimeConfig:
+        """This run's runtime knobs (:class:`RuntimeConfig`)."""
+        return RuntimeConfig(**{k: getattr(self, k) for k in _RUNTIME_FIELDS})
+
+    def _validate(self) -> None:
+        ALGOS.resolve(self.algo, "RLConfig.algo")
+        if self.sampler not in SAMPLERS:
+            raise InputError(
+                f"RLConfig.sampler must be one of {list(SAMPLERS)}; got {self.sampler!r}"
+            )
+        if self.matmul_precision not in MATMUL_PRECISIONS:
+            raise InputError(
+                f"RLConfig.matmul_precision must be one of {list(MATMUL_PRECISIONS)}; "
+                f"got {self.matmul_precision!r}"
+            )
+        for name in ("fused_adam", "lean_q_function"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(
+                    f"RLConfig.{name} must be true or false; got {getattr(self, name)!r}"
+                )
+        ints = {
+            "n_steps": 1, "batch_size": 1, "target_update_interval": 1, "n_critics": 1,
+            "seed": 0, "n_threads": 1, "log_every": 1, "eval_every": 0, "eval_sessions": 2,
+            "eval_seed": 0,
+        }  # fmt: skip
+        for name, low in ints.items():
+            check_scalar(getattr(self, name), f"RLConfig.{name}", int, min=low)
+        check_scalar(
+            self.learning_rate, "RLConfig.learning_rate", float, min=0.0, min_inclusive=False
+        )
+        check_scalar(self.gamma, "RLConfig.gamma", float, min=0.0, max=1.0)
+        check_scalar(self.alpha, "RLConfig.alpha", float, min=0.0)
+        check_scalar(
+            self.bcq_threshold, "RLConfig.bcq_threshold", float, min=0.0, max=1.0,
+            min_inclusive=False,
+        )  # fmt: skip
+        if not isinstance(self.hidden_units, tuple) or not self.hidden_units:
+            raise InputError(
+                f"RLConfig.hidden_units must be a non-empty list of ints; got {self.hidden_units!r}"
+            )
+        for i, h in enumerate(self.hidden_units):
+            check_scalar(h, f"RLConfig.hidden_units[{i}]", int, min=1)
+
+
+threads = torch_threads
+"""Run a block with ``torch.set_num_threads(n)``, restoring the previous count
+(:func:`offrec.core.threads.torch_threads`)."""
 
 
 #: algorithm name (:data:`offrec.rl.algos.ALGOS`) -> its config class
