@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offrec.cli._common import (
     LazyChoices,
@@ -17,6 +16,9 @@ from offrec.cli._common import (
     world_from_args,
     world_options,
 )  # fmt: skip
+
+if TYPE_CHECKING:
+    from offrec.training import LearnerSpec, TrainSummary
 
 # names from the registries of the packages that own them, loaded on first use
 OFFLINE_TRAINABLE = LazyChoices("offrec.training", "OFFLINE_TRAINABLE")
@@ -106,53 +108,46 @@ def add_parser(sub: Any) -> None:
     to.set_defaults(func=run_online)
 
 
-def _tick(bar: Any) -> Callable[[int], None]:
-    """A progress callback taking a running count (rows read, gradient steps done)."""
-    done = [0]
+def _train(args: argparse.Namespace, spec: LearnerSpec, title: str, **kw: Any) -> TrainSummary:
+    """:func:`offrec.training.train` on ``args.logs`` into ``args.out``, with a progress bar
+    over its running count (rows read, gradient steps done)."""
+    from offrec.training import train
 
-    def tick(count: int) -> None:
-        bar.update(count - done[0] if count >= done[0] else count)
-        done[0] = count
+    with progress(args, None, title) as bar:
+        done = [0]
 
-    return tick
+        def tick(count: int) -> None:
+            bar.update(count - done[0] if count >= done[0] else count)
+            done[0] = count
 
-
-def run_bandit(args: argparse.Namespace) -> int:
-    from offrec.training import LearnerSpec, train
-
-    spec = LearnerSpec(args.learner, parse_params(args.param), parse_head(args.head).to_dict())
-    with progress(args, None, "train") as bar:
-        res = train(
+        return train(
             spec,
             args.logs,
             args.out,
             seed=args.seed,
             repair=args.repair,
             overwrite=args.overwrite,
-            engine=args.engine,
-            progress=_tick(bar),
+            progress=tick,
+            **kw,
         ).summary
+
+
+def run_bandit(args: argparse.Namespace) -> int:
+    from offrec.training import LearnerSpec
+
+    spec = LearnerSpec(args.learner, parse_params(args.param), parse_head(args.head).to_dict())
+    res = _train(args, spec, "train", engine=args.engine)
     print(f"trained {args.learner} on {res.n_rows:,} rows; saved to {args.out}")
     return 0
 
 
 def run_rl(args: argparse.Namespace) -> int:
-    from offrec.training import LearnerSpec, train
+    from offrec.training import LearnerSpec
 
     params = parse_params(args.param)
     if args.n_steps is not None:
         params["n_steps"] = args.n_steps
-    with progress(args, None, f"train {args.algo}") as bar:
-        res = train(
-            LearnerSpec(args.algo, params),
-            args.logs,
-            args.out,
-            seed=args.seed,
-            evaluate=args.eval,
-            repair=args.repair,
-            overwrite=args.overwrite,
-            progress=_tick(bar),
-        ).summary
+    res = _train(args, LearnerSpec(args.algo, params), f"train {args.algo}", evaluate=args.eval)
     print(
         f"trained {args.algo} for {res.n_steps:,} steps ({res.steps_per_second:,.0f} steps/s); "
         f"saved to {args.out}"
