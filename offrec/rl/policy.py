@@ -278,7 +278,9 @@ def load_q_policy(
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise MissingInputError(f"no saved Q-policy in {folder}: {CONFIG_FILE} not found")
-    meta = read_versioned_json(path, FORMAT, versions=(FORMAT_VERSION,), what="offrec Q-policy file")
+    meta = read_versioned_json(
+        path, FORMAT, versions=(FORMAT_VERSION,), what="offrec Q-policy file"
+    )
     saved_n, saved_d = int(meta["n_actions"]), int(meta["obs_dim"])
     if n_actions is not None and n_actions != saved_n:
         raise InputError(
