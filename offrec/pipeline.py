@@ -40,7 +40,7 @@ from offrec.logs import collect, read_logs
 from offrec.logs.data import LoggedData
 from offrec.models import load_model
 from offrec.pipeline_config import PipelineConfig
-from offrec.report.online_vs_offline import online_vs_offline, online_vs_offline_section
+from offrec.report.learning_curves import online_vs_offline, online_vs_offline_section
 from offrec.sim import World
 from offrec.training import split_sessions, train
 
@@ -395,7 +395,7 @@ _MOVED = {
     "run_online_study": "offrec.training",
     "TrainSummary": "offrec.training",
     "world_of_log": "offrec.training",
-    "world_of_metadata": "offrec.models.world",
+    "world_of_metadata": "offrec.models",
     "check_network_size": "offrec.rl.q_learning",
 }
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from offrec.core.errors import InputError
-from offrec.models.world import WORLD_FILE, read_world, write_world
+from offrec.models import WORLD_FILE, read_world, write_world
 from offrec.sim import World
 
 __all__ = [
@@ -21,7 +21,7 @@ __all__ = [
     "recommend_for_context",
     "write_world",
 ]
-# ``write_world`` / ``read_world`` / ``WORLD_FILE`` live in :mod:`offrec.models.world`
+# ``write_world`` / ``read_world`` / ``WORLD_FILE`` live in :mod:`offrec.models`
 # (the model formats); they stay importable from here for scripts that use this path.
 
 

@@ -47,7 +47,7 @@ from offrec.engines.sample import draw_sample
 from offrec.logs.data import LoggedData
 from offrec.logs.items import ItemMap
 from offrec.logs.scan import Batch, LogSource, open_log
-from offrec.models.world import world_of_metadata
+from offrec.models import world_of_metadata
 from offrec.policies import registry as policy_registry
 from offrec.rl.algos import ALGOS
 
@@ -308,7 +308,7 @@ def _save(
 
         save_model(policy, out, overwrite=overwrite, world=world)
         return out
-    from offrec.models.world import write_world
+    from offrec.models import write_world
     from offrec.report.learning_curves import plot_training_curve
 
     dataclasses.replace(result, policy=policy).save(

@@ -18,8 +18,8 @@ def _rows(folder):
 def test_simulate_logger_and_its_deprecated_name_policy_log_the_same(tmp_path, capsys):
     assert main(["simulate", "--out", str(tmp_path / "new"), "--logger", "uniform", *SIZE]) == 0
     assert "deprecated" not in capsys.readouterr().err
-    assert main(["simulate", "--out", str(tmp_path / "old"), "--policy", "uniform", *SIZE]) == 0
-    assert "simulate --policy is deprecated; use --logger" in capsys.readouterr().err
+    with pytest.warns(DeprecationWarning, match="simulate --policy is deprecated; use --logger"):
+        assert main(["simulate", "--out", str(tmp_path / "old"), "--policy", "uniform", *SIZE]) == 0
     assert main(["-q", "simulate", "--out", str(tmp_path / "soft"), *SIZE]) == 0
     new, old, soft = (_rows(tmp_path / n) for n in ("new", "old", "soft"))
     pd.testing.assert_frame_equal(new, old)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
     if args.policy_deprecated is not None:
         if args.logger is not None:
             raise InputError("give --logger only (--policy is its deprecated name)")
-        if not getattr(args, "quiet", False):
-            print("offrec: simulate --policy is deprecated; use --logger", file=sys.stderr)
+        # a warning, not a printed line: errors stay one line on stderr
+        warnings.warn("simulate --policy is deprecated; use --logger", DeprecationWarning, 2)
         args.logger = args.policy_deprecated
     args.logger = args.logger or "softmax"
     world = world_from_args(args)

@@ -2,7 +2,7 @@
 
 A model folder holds one policy in one of the formats of :data:`FORMATS`, told apart by
 the file that marks it, and optionally the world it was trained in (``world.json``,
-:mod:`offrec.models.world`):
+:func:`write_world` / :func:`read_world`):
 
 ========================  ==============  =================================================
 format                    marker file     written by
@@ -27,18 +27,28 @@ saved by earlier offrec versions load unchanged (``tests/models`` keeps one of e
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from offrec.core.errors import InputError, InputTypeError, MissingInputError
+from offrec.core.formats import header, read_versioned_json
 from offrec.core.registry import Registry
+from offrec.sim import World, WorldConfig
 
-if TYPE_CHECKING:
-    from offrec.sim import World
-
-__all__ = ["FORMATS", "ModelFormat", "load_model", "model_format", "save_model"]
+__all__ = [
+    "FORMATS",
+    "ModelFormat",
+    "WORLD_FILE",
+    "load_model",
+    "model_format",
+    "read_world",
+    "save_model",
+    "world_of_metadata",
+    "write_world",
+]
 
 Loader = Callable[[Path, "int | None", "int | None"], Any]
 
@@ -91,7 +101,6 @@ def _save_q_policy(policy: Any, folder: Path, overwrite: bool) -> Path:
 
 
 def _load_sb3(folder: Path, n_actions: int | None, obs_dim: int | None) -> Any:
-    from offrec.models.world import WORLD_FILE, read_world
     from offrec.rl.online_baseline import load_sb3_policy
 
     if n_actions is None and (folder / WORLD_FILE).is_file():
@@ -185,7 +194,52 @@ def save_model(
             f"without pickling code: {', '.join([*saveable_types(), 'q_policy', 'sb3'])}"
         )
     if world is not None:
-        from offrec.models.world import write_world
-
         write_world(folder, world)
     return folder
+
+
+# ------------------------------------------------------------------------------ the world
+# ``world.json`` (format ``offrec.world``, version 1): {"format", "format_version",
+# "offrec_version", "seed", "config": {WorldConfig fields}}; files written before the
+# header existed (``{"seed", "config"}`` only) still load. ``recommend`` names items and
+# builds profiles from it; ``serve`` reads its observation width.
+WORLD_FORMAT = "offrec.world"
+WORLD_FORMAT_VERSION = 1
+WORLD_FILE = "world.json"
+
+
+def write_world(folder: str | Path, world: World) -> Path:
+    """Store ``world`` (its config and seed) in ``folder/world.json`` atomically; return the file."""
+    from offrec.core.atomic import atomic_write_text
+
+    path = Path(folder) / WORLD_FILE
+    body = {
+        **header(WORLD_FORMAT, WORLD_FORMAT_VERSION),
+        "seed": world.seed,
+        "config": world.config.to_dict(),
+    }
+    atomic_write_text(path, json.dumps(body))
+    return path
+
+
+def read_world(folder: str | Path) -> World:
+    """The :class:`~offrec.sim.World` stored by :func:`write_world` in ``folder``."""
+    path = Path(folder) / WORLD_FILE
+    if not path.is_file():
+        raise MissingInputError(
+            f"{path} not found: pass --world (the world config the model was trained in), or "
+            "--context for a model trained on an imported log"
+        )
+    raw = read_versioned_json(path, WORLD_FORMAT, versions=(WORLD_FORMAT_VERSION,), legacy=True)
+    if "config" not in raw or "seed" not in raw:
+        raise InputError(f"model file {path} must hold an object with 'config' and 'seed'")
+    return World(WorldConfig.from_dict(raw["config"]), seed=raw["seed"])
+
+
+def world_of_metadata(meta: dict[str, Any]) -> World | None:
+    """The simulated world of a log's metadata (``world_config``, ``world_seed``), or None
+    for a log that was not simulated (imported)."""
+    cfg = meta.get("world_config")
+    if cfg is None:
+        return None
+    return World(WorldConfig.from_dict(cfg), seed=meta.get("world_seed") or 0)

@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 
 from offrec.core.errors import InputError, MissingInputError
-from offrec.models import FORMATS, load_model, model_format, save_model
-from offrec.models.world import read_world, write_world
+from offrec.models import FORMATS, load_model, model_format, read_world, save_model, write_world
 
 V1 = Path(__file__).parent / "fixtures" / "v1"
 EXPECTED = json.loads((V1 / "expected.json").read_text())["models"]
