@@ -58,7 +58,7 @@ def main() -> None:
     from offrec.policies.bandits import LinUCB, LogisticEpsilonGreedy
     from offrec.policies.offline import IPWLearner, RewardModelGreedy, fit_logged
     from offrec.policies.online import run_online
-    from offrec.report.training import plot_learning_curves
+    from offrec.report.learning_curves import plot_learning_curves
     from offrec.sim import BestItemOracle, MyopicOracle, World, WorldConfig
 
     world = World(WorldConfig(), seed=0)

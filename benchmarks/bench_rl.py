@@ -20,7 +20,7 @@ default ``RLConfig`` network (a (128, 128) MLP), one torch thread. Per algorithm
   for ``Q(s, a)``, one Huber op);
 - ``offrec (default RLConfig)``: all of it, run as ``train_rl`` runs it: the batch
   handed to d3rlpy as tensors (``VectorizedReplayBuffer.sample_torch_batch``, then
-  :func:`offrec.rl.train.gradient_step`), without d3rlpy's per-step conversion;
+  :func:`offrec.rl.q_learning.gradient_step`), without d3rlpy's per-step conversion;
 - with ``--compile``, ``+ torch.compile Q-nets``: the default ``RLConfig`` with every
   Q-network compiled in place (``nn.Module.compile``, inductor, CPU); the first update's
   time (the compilation) is printed.
@@ -88,7 +88,7 @@ def _measure(runs: dict[str, Run], steps: int, batch_size: int) -> dict[str, dic
     import torch
 
     from offrec.rl.config import matmul_precision
-    from offrec.rl.train import gradient_step
+    from offrec.rl.q_learning import gradient_step
 
     def sampler(buf: Any, torch_batches: bool) -> Any:
         return buf.sample_torch_batch if torch_batches else buf.sample_transition_batch
@@ -127,7 +127,7 @@ def _compile_q_functions(algo: Any) -> None:
 def _sampler_table(tr: Any, steps: int, batch: int, compile_row: bool = False) -> None:
     from offrec.rl import RLConfig, VectorizedReplayBuffer, to_replay_buffer
     from offrec.rl.config import build_algo, matmul_precision
-    from offrec.rl.train import gradient_step
+    from offrec.rl.q_learning import gradient_step
 
     t = time.perf_counter()
     default_buf = to_replay_buffer(tr)

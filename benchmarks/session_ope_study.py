@@ -48,17 +48,20 @@ def _config(estimators: tuple[str, ...]) -> Any:
 def load_seed(seed: int, out: Path) -> tuple[Any, Any, dict[str, Any], dict[str, float]]:
     """session_rl.toml's world, held-out log, estimable targets (trained on the other 70%,
     cached under ``out``) and their online truth, exactly as ``offrec run`` makes them."""
-    from offrec.pipeline import _logs_stage, _models_stage, _reference, split_sessions
+    from offrec.core.cache import StageCache
+    from offrec.pipeline import logs_stage, models_stage
     from offrec.sim import World
+    from offrec.training import split_sessions
 
     cfg = dataclasses.replace(_config(("pdis",)), seed=seed)
     world = World(cfg.world, seed=cfg.world_seed)
     cache = out / f"seed{seed}" / "cache"
     cache.mkdir(parents=True, exist_ok=True)
-    data, key, _ = _logs_stage(cfg, world, cache, lambda m: None)
+    logger = cfg.logging.create(world)
+    data, key, _ = logs_stage(cfg, world, logger, StageCache(cache), lambda m: None)
     train, held = split_sessions(data, cfg.ope.holdout, seed=cfg.seed)
-    policies, _, _ = _models_stage(cfg, train, key, world, cache, lambda m: None)
-    refs = {r.name: _reference(r, cfg, world) for r in cfg.references}
+    policies, _, _ = models_stage(cfg, train, key, world, StageCache(cache), lambda m: None)
+    refs = {r.name: r.create(world, logger, cfg.logging.model_seed) for r in cfg.references}
     targets = {**policies, **{n: p for n, p in refs.items() if not hasattr(p, "action_dist_state")}}
     on = cfg.online
     truth = {

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from offrec.policies.online import session_stats
-from offrec.report.training import save_online_runs
+from offrec.report.learning_curves import save_online_runs
 from offrec.rl.online_baseline import compare_online, online_references
 from offrec.sim import World, WorldConfig
 

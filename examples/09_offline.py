@@ -24,10 +24,10 @@ import torch
 
 from offrec.logs import collect, read_logs
 from offrec.ope import evaluate
-from offrec.pipeline import split_sessions
 from offrec.policies.loggers import logging_policy
 from offrec.rl import RLConfig, train_rl
 from offrec.sim import World, WorldConfig
+from offrec.training import split_sessions
 
 
 def main(small: bool = False, seed: int = 0, verbose: bool = True,

@@ -12,8 +12,8 @@ The public face: the few entry points a library user needs, loaded on first use,
   :class:`World` and stream its log to Parquet;
 - :func:`read_logs` / :func:`write_log`: a log on disk to a validated
   :class:`~offrec.logs.LoggedData` and back;
-- :func:`train` (:func:`offrec.training.train_policy`), :func:`save_model` /
-  :func:`load_model` (:mod:`offrec.models`, no pickle);
+- :func:`train` (:func:`offrec.training.train`: bandit, RL and online learners),
+  :func:`save_model` / :func:`load_model` (:mod:`offrec.models`, no pickle);
 - :func:`evaluate` (:func:`offrec.ope.evaluate.evaluate`): off-policy estimates with
   intervals, diagnostics, the data-driven estimator choice;
 - :func:`run_pipeline` (:func:`offrec.pipeline.run_pipeline`): a pipeline file end to end.
@@ -38,14 +38,14 @@ if TYPE_CHECKING:
     from offrec.pipeline import run_pipeline
     from offrec.sim.config import WorldConfig
     from offrec.sim.world import World
-    from offrec.training import train_policy as train
+    from offrec.training import train
 
 _LAZY: dict[str, tuple[str, str]] = {
     "collect": ("offrec.logs.writer", "collect"),
     "read_logs": ("offrec.logs.reader", "read_logs"),
     "write_log": ("offrec.logs.writer", "write_log"),
     "evaluate": ("offrec.ope.evaluate", "evaluate"),
-    "train": ("offrec.training", "train_policy"),
+    "train": ("offrec.training", "train"),
     "load_model": ("offrec.models", "load_model"),
     "save_model": ("offrec.models", "save_model"),
     "run_pipeline": ("offrec.pipeline", "run_pipeline"),

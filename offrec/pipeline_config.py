@@ -39,57 +39,51 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offrec.core.codec import ConfigCodec
 from offrec.core.errors import InputError, InputTypeError, MissingInputError
+from offrec.core.policy import BasePolicy
 from offrec.policies import registry as policy_registry
-from offrec.policies.loggers import LOGGER_KINDS
-from offrec.rl.algos import ALGOS
+from offrec.policies.loggers import LOGGER_KINDS, logging_policy, logging_policy_kwargs
+from offrec.policies.references import REFERENCES as REFERENCE_KINDS
+from offrec.policies.references import make_reference
 from offrec.sim.config import WorldConfig
 
+if TYPE_CHECKING:
+    from offrec.sim import World
+from offrec.training import (
+    BANDIT_LEARNERS,
+    LEARNERS,
+    OFFLINE_LEARNERS,
+    OFFLINE_TRAINABLE,
+    RL_LEARNERS,
+    check_params,
+    learner_params,
+)
+
 # every name below is derived from the registry of the package that owns the concept
-BANDIT_LEARNERS = policy_registry.BANDIT_LEARNERS
-OFFLINE_LEARNERS = policy_registry.OFFLINE_LEARNERS
-RL_LEARNERS = ALGOS.names
-LEARNERS = BANDIT_LEARNERS + OFFLINE_LEARNERS + RL_LEARNERS
 LOGGERS = LOGGER_KINDS
 #: hand-made targets: the logger itself, a logging policy of its own, or an oracle
-REFERENCES = ("logger", *LOGGER_KINDS, "best_item", "myopic", "lookahead")
-OFFLINE_TRAINABLE = OFFLINE_LEARNERS + BANDIT_LEARNERS  # `offrec train bandit`
-
-
-def learner_params(learner: str) -> list[str]:
-    """The parameter names ``learner`` accepts in ``params`` (``--param``)."""
-    import inspect
-
-    if learner in RL_LEARNERS:
-        from offrec.rl.config import RLConfig
-
-        return [f.name for f in fields(RLConfig) if f.name != "algo"]
-    cls = policy_registry.LEARNERS[policy_registry.LEARNERS.resolve(learner)]
-    skip = {"self", "n_actions", "context_dim", "head"}
-    if learner in OFFLINE_LEARNERS:
-        skip.add("seed")  # the training seed
-    sig = inspect.signature(cls.__init__)
-    return [n for n, p in sig.parameters.items() if n not in skip and p.kind != p.VAR_KEYWORD]
-
-
-def check_params(learner: str, params: dict[str, Any], where: str = "params") -> None:
-    """Raise ``InputError`` naming the unknown keys of ``params`` and listing the valid ones."""
-    if learner in policy_registry.LEARNERS.aliases:
-        learner = policy_registry.LEARNERS.resolve(learner)
-    if learner not in LEARNERS:
-        raise InputError(f"learner must be one of {list(LEARNERS)}; got {learner!r}")
-    valid = learner_params(learner)
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise InputError(
-            f"{where}: unknown parameter(s) {unknown} for learner {learner!r}; valid: "
-            f"{', '.join(valid) or '(none)'}"
-        )
+REFERENCES = REFERENCE_KINDS.names
+__all__ = [
+    "BANDIT_LEARNERS",
+    "LEARNERS",
+    "LOGGERS",
+    "OFFLINE_LEARNERS",
+    "OFFLINE_TRAINABLE",
+    "REFERENCES",
+    "RL_LEARNERS",
+    "PipelineConfig",
+    "PolicySpec",
+    "OnlineLearnerSpec",
+    "ReferenceSpec",
+    "check_head",
+    "check_params",
+    "learner_params",
+]
 
 
 def check_head(head: dict[str, Any], where: str) -> None:
@@ -100,9 +94,6 @@ def check_head(head: dict[str, Any], where: str) -> None:
         Head(**head)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{where} head {head!r}: {str(exc).splitlines()[0]}") from None
-
-
-REFERENCES = ("logger", "uniform", "softmax", "epsilon_greedy", "best_item", "myopic", "lookahead")
 
 
 def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
@@ -139,6 +130,19 @@ class LoggingSpec(ConfigCodec):
             raise InputError(
                 f"[logging] policy must be one of {list(LOGGERS)}; got {self.policy!r}"
             )
+
+    def create(self, world: World) -> BasePolicy:
+        """The logging policy in ``world`` (:func:`offrec.policies.loggers.logging_policy`)."""
+        kw = logging_policy_kwargs(
+            self.policy,
+            strict=False,
+            beta=self.beta,
+            epsilon=self.epsilon,
+            noise=self.noise,
+            model_seed=self.model_seed,
+            support=None if self.support is None else list(self.support),
+        )
+        return logging_policy(world, self.policy, **kw)
 
 
 @dataclass(frozen=True)
@@ -217,6 +221,26 @@ class ReferenceSpec(ConfigCodec):
                 f"[[references]] '{self.name}': policy must be one of {list(REFERENCES)}; got {self.policy!r}"
             )
 
+    @property
+    def role(self) -> str:
+        """``logger``, ``oracle`` or ``hand-made`` (:data:`offrec.policies.references.REFERENCES`)."""
+        return REFERENCE_KINDS[self.policy].role
+
+    def create(self, world: World, logger: BasePolicy, model_seed: int = 0) -> BasePolicy:
+        """The reference in ``world``: ``logger`` itself for ``policy = "logger"``, else
+        :func:`offrec.policies.references.make_reference` with this entry's options."""
+        if self.policy == "logger":
+            return logger
+        return make_reference(
+            self.policy,
+            world,
+            epsilon=self.epsilon,
+            beta=self.beta,
+            noise=self.noise,
+            gamma=self.gamma,
+            model_seed=model_seed,
+        )
+
 
 @dataclass(frozen=True)
 class OPESpec(ConfigCodec):
@@ -269,6 +293,29 @@ class PipelineConfig:
     online_learners: tuple[OnlineLearnerSpec, ...] = ()
     ope: OPESpec = field(default_factory=OPESpec)
     online: OnlineSpec = field(default_factory=OnlineSpec)
+
+    @property
+    def mode(self) -> str:
+        """``"session"`` when the world's sessions last more than one step (``horizon > 1``),
+        else ``"bandit"``: the one place the pipeline's log mode is decided (the mode
+        :func:`offrec.ope.evaluate` would detect on its log)."""
+        return "session" if self.world.horizon > 1 else "bandit"
+
+    @property
+    def roles(self) -> dict[str, str]:
+        """``{policy: role}``: trained policies (offline and online) are ``learned``;
+        references take their kind's role: the ``logger``, ``oracle``s (best_item, myopic,
+        lookahead: they know the true click model) or ``hand-made`` rules (uniform,
+        softmax, epsilon_greedy)."""
+        out = {p.name: "learned" for p in self.policies}
+        out.update({o.name: "learned" for o in self.online_learners})
+        out.update({r.name: r.role for r in self.references})
+        return out
+
+    @property
+    def value_label(self) -> str:
+        """What a policy's value is called: ``"clicks per session"`` or ``"CTR"``."""
+        return "clicks per session" if self.mode == "session" else "CTR"
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.policies] + [r.name for r in self.references]

@@ -2,42 +2,27 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from offrec.core.errors import InputError, MissingInputError
-from offrec.sim import World, WorldConfig
+from offrec.core.errors import InputError
+from offrec.models import WORLD_FILE, read_world, write_world
+from offrec.sim import World
 
-WORLD_FILE = "world.json"
-
-
-def write_world(folder: str | Path, world: World) -> None:
-    """Store the world a model was trained in next to it (so ``recommend`` can name items)."""
-    from offrec.core.atomic import atomic_write_text
-
-    atomic_write_text(
-        Path(folder) / WORLD_FILE,
-        json.dumps({"seed": world.seed, "config": world.config.to_dict()}),
-    )
-
-
-def read_world(folder: str | Path) -> World:
-    path = Path(folder) / WORLD_FILE
-    if not path.is_file():
-        raise MissingInputError(
-            f"{path} not found: pass --world (the world config the model was trained in), or "
-            "--context for a model trained on an imported log"
-        )
-    from offrec.core.codec import read_json_file
-
-    raw = read_json_file(path, "model file")
-    if not isinstance(raw, dict) or "config" not in raw or "seed" not in raw:
-        raise InputError(f"model file {path} must hold an object with 'config' and 'seed'")
-    return World(WorldConfig.from_dict(raw["config"]), seed=raw["seed"])
+__all__ = [
+    "WORLD_FILE",
+    "item_ids",
+    "parse_context",
+    "parse_profile",
+    "read_world",
+    "recommend",
+    "recommend_for_context",
+    "write_world",
+]
+# ``write_world`` / ``read_world`` / ``WORLD_FILE`` live in :mod:`offrec.models`
+# (the model formats); they stay importable from here for scripts that use this path.
 
 
 def parse_profile(text: str, topics: tuple[str, ...]) -> np.ndarray:
@@ -131,17 +116,17 @@ def recommend(
     topic, score, probability.
     """
     items = getattr(policy, "item_map", None)
-    if items is not None and not (items.is_identity and items.n_items == world.n_items):
+    if items is not None and not (items.is_identity and items.n_items == world.n_actions):
         raise InputError(
-            f"this model was trained on a log whose items are not the world's 0..{world.n_items - 1} "
+            f"this model was trained on a log whose items are not the world's 0..{world.n_actions - 1} "
             f"(e.g. {items.id_list()[:3]}); recommend with a context row (--context) instead"
         )
     if isinstance(profile, str):
         profile = parse_profile(profile, world.topics)
-    if not 1 <= k <= world.n_items:
-        raise InputError(f"k must be in [1, {world.n_items}]; got {k}")
+    if not 1 <= k <= world.n_actions:
+        raise InputError(f"k must be in [1, {world.n_actions}]; got {k}")
     cfg, sl = world.config, world.obs_slices()
-    obs = np.zeros((1, world.obs_dim), np.float32)
+    obs = np.zeros((1, world.context_dim), np.float32)
     obs[0, sl["profile"]] = profile
     names = world.item_names()
     ids = item_ids(policy)

@@ -66,7 +66,7 @@ def test_registries_import_without_torch_or_d3rlpy():
     assert out.stdout.strip() == "[]" and out.stderr == ""
 
 
-@pytest.mark.parametrize("stmt", ["from offrec.rl import train_rl", "import offrec.rl.train"])
+@pytest.mark.parametrize("stmt", ["from offrec.rl import train_rl", "import offrec.rl.q_learning"])
 def test_d3rlpy_is_imported_silently_on_first_use(stmt):
     code = f"import sys; {stmt}; print('d3rlpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     custom = args.world or any(getattr(args, k) is not None for k in WORLD_OVERRIDES)
     world = world_from_args(args) if custom else read_world(args.model)
-    policy = load_model(args.model, n_actions=world.n_items, obs_dim=world.obs_dim)
+    policy = load_model(args.model, n_actions=world.n_actions, context_dim=world.context_dim)
     tables = recommend(policy, world, args.profile, k=args.k, steps=args.steps)
     for t, table in enumerate(tables):
         title = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,21 @@ def add_parser(sub: Any) -> None:
     size = s.add_mutually_exclusive_group()
     size.add_argument("--n-decisions", type=int, help="number of logged rows")
     size.add_argument("--n-sessions", type=int, help="number of sessions (users)")
-    s.add_argument("--policy", default="softmax", choices=LazyChoices("offrec.policies.loggers", "LOGGER_KINDS"), metavar="KIND",
-                   help="logging policy (%(choices)s): softmax and epsilon-greedy act on the production model")  # fmt: skip
+    s.add_argument(
+        "--logger",
+        choices=LazyChoices("offrec.policies.loggers", "LOGGER_KINDS"),
+        metavar="KIND",
+        help="logging policy (%(choices)s; softmax when unset): softmax and epsilon-greedy act "
+        "on the production model",
+    )
+    # the old name of --logger (``evaluate --policy`` names a model folder): still read
+    s.add_argument(
+        "--policy",
+        dest="policy_deprecated",
+        choices=LazyChoices("offrec.policies.loggers", "LOGGER_KINDS"),
+        metavar="KIND",
+        help=argparse.SUPPRESS,
+    )
     s.add_argument(
         "--beta", type=float, help="softmax inverse temperature (softmax only; 1.0 when unset)"
     )
@@ -57,7 +71,7 @@ def add_parser(sub: Any) -> None:
                    help="replace an existing dataset at --out (only one offrec wrote)")  # fmt: skip
     sl = s.add_argument_group("slates (ranked lists; bandit mode)")
     sl.add_argument("--slate-size", type=int,
-                    help="show ranked lists of this many items, ranked by Plackett-Luce over --policy; "
+                    help="show ranked lists of this many items, ranked by Plackett-Luce over --logger; "
                     "one row per slot, --n-sessions slates")  # fmt: skip
     sl.add_argument("--click-model", default="cascade", choices=["independent", "pbm", "cascade"],
                     help="how users click a list (with --slate-size; default %(default)s)")  # fmt: skip
@@ -90,13 +104,20 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.n_sessions is None) == (args.n_decisions is None):
         raise InputError("give exactly one of --n-decisions or --n-sessions")
+    if args.policy_deprecated is not None:
+        if args.logger is not None:
+            raise InputError("give --logger only (--policy is its deprecated name)")
+        # a warning, not a printed line: errors stay one line on stderr
+        warnings.warn("simulate --policy is deprecated; use --logger", DeprecationWarning, 2)
+        args.logger = args.policy_deprecated
+    args.logger = args.logger or "softmax"
     world = world_from_args(args)
     kwargs = logging_policy_kwargs(
-        args.policy, beta=args.beta, epsilon=args.epsilon, noise=args.noise,
+        args.logger, beta=args.beta, epsilon=args.epsilon, noise=args.noise,
         model_seed=args.model_seed, support=parse_support(args.support, world.n_items),
         candidates=args.candidates, floor=args.floor,
     )  # fmt: skip
-    policy = logging_policy(world, args.policy, **kwargs)
+    policy = logging_policy(world, args.logger, **kwargs)
     if args.slate_size is not None:
         return _run_slates(args, world, policy)
     total = args.n_decisions or expected_rows(world, args.n_sessions)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offrec.cli._common import (
     LazyChoices,
@@ -17,8 +17,11 @@ from offrec.cli._common import (
     world_options,
 )  # fmt: skip
 
+if TYPE_CHECKING:
+    from offrec.training import LearnerSpec, TrainSummary
+
 # names from the registries of the packages that own them, loaded on first use
-OFFLINE_TRAINABLE = LazyChoices("offrec.pipeline_config", "OFFLINE_TRAINABLE")
+OFFLINE_TRAINABLE = LazyChoices("offrec.training", "OFFLINE_TRAINABLE")
 RL_ALGOS = LazyChoices("offrec.rl.algos", "ALGOS.names")
 
 
@@ -57,7 +60,11 @@ def add_parser(sub: Any) -> None:
                     help="offline RL algorithm: %(choices)s")  # fmt: skip
     tr.add_argument("--n-steps", type=int, help="gradient steps (RLConfig's default when unset)")
     tr.add_argument(
-        "--param", action="append", metavar="KEY=VALUE", help="RLConfig field (repeatable)"
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="the algorithm's config field (DQNConfig, CQLConfig, ...) or a RuntimeConfig knob "
+        "(repeatable; a wrong key lists the valid ones)",
     )
     tr.add_argument("--eval", action="store_true",
                     help="measure the true online value during training and print the last one")  # fmt: skip
@@ -101,50 +108,61 @@ def add_parser(sub: Any) -> None:
     to.set_defaults(func=run_online)
 
 
-def run_bandit(args: argparse.Namespace) -> int:
-    from offrec.pipeline import train_and_save
+def _train(args: argparse.Namespace, spec: LearnerSpec, title: str, **kw: Any) -> TrainSummary:
+    """:func:`offrec.training.train` on ``args.logs`` into ``args.out``, with a progress bar
+    over its running count (rows read, gradient steps done)."""
+    from offrec.training import train
 
-    with progress(args, None, "train") as bar:
+    with progress(args, None, title) as bar:
         done = [0]
 
-        def tick(rows: int) -> None:
-            bar.update(rows - done[0] if rows >= done[0] else rows)
-            done[0] = rows
+        def tick(count: int) -> None:
+            bar.update(count - done[0] if count >= done[0] else count)
+            done[0] = count
 
-        res = train_and_save(args.logs, args.learner, args.out, params=parse_params(args.param),
-                             head=parse_head(args.head), seed=args.seed, repair=args.repair,
-                             overwrite=args.overwrite, engine=args.engine, progress=tick)  # fmt: skip
+        return train(
+            spec,
+            args.logs,
+            args.out,
+            seed=args.seed,
+            repair=args.repair,
+            overwrite=args.overwrite,
+            progress=tick,
+            **kw,
+        ).summary
+
+
+def run_bandit(args: argparse.Namespace) -> int:
+    from offrec.training import LearnerSpec
+
+    spec = LearnerSpec(args.learner, parse_params(args.param), parse_head(args.head).to_dict())
+    res = _train(args, spec, "train", engine=args.engine)
     print(f"trained {args.learner} on {res.n_rows:,} rows; saved to {args.out}")
     return 0
 
 
 def run_rl(args: argparse.Namespace) -> int:
-    from offrec.pipeline import train_rl_and_save
+    from offrec.training import LearnerSpec
 
     params = parse_params(args.param)
     if args.n_steps is not None:
         params["n_steps"] = args.n_steps
-    with progress(args, None, f"train {args.algo}") as bar:
-        done = [0]
-
-        def tick(step: int) -> None:
-            bar.update(step - done[0])
-            done[0] = step
-
-        res = train_rl_and_save(args.logs, args.algo, args.out, params=params, seed=args.seed,
-                                evaluate=args.eval, repair=args.repair, overwrite=args.overwrite,
-                                progress=tick)  # fmt: skip
-    print(f"trained {args.algo} for {res.n_steps:,} steps ({res.steps_per_second:,.0f} steps/s); "
-          f"saved to {args.out}")  # fmt: skip
+    res = _train(args, LearnerSpec(args.algo, params), f"train {args.algo}", evaluate=args.eval)
+    print(
+        f"trained {args.algo} for {res.n_steps:,} steps ({res.steps_per_second:,.0f} steps/s); "
+        f"saved to {args.out}"
+    )
     if res.eval_value is not None:
-        print(f"true online value of the trained policy: {res.eval_value:.4f} ± "
-              f"{1.96 * res.eval_stderr:.4f} {res.value_label} (95%, last evaluation)")  # fmt: skip
+        print(
+            f"true online value of the trained policy: {res.eval_value:.4f} ± "
+            f"{1.96 * res.eval_stderr:.4f} {res.value_label} (95%, last evaluation)"
+        )
     return 0
 
 
 def run_online(args: argparse.Namespace) -> int:
     from offrec.cli.run import say
-    from offrec.pipeline import run_online_study
+    from offrec.training import run_online_study
 
     world = world_from_args(args)
     tell = say(args)

@@ -262,7 +262,7 @@ class ValueCurve:
     error ``stderr[j]``): the CTR in bandit mode (exact, ``stderr == 0``), expected clicks
     per session in session mode (Monte-Carlo over held-apart simulated sessions, which
     are measurement, not interaction). Bandit learners and RL agents share this type so
-    they plot on one axis; :func:`offrec.report.training.plot_value_curves` draws them.
+    they plot on one axis; :func:`offrec.report.learning_curves.plot_value_curves` draws them.
 
     Attributes:
         interactions: int64, decisions taken in the world when each value was measured.

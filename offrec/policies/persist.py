@@ -41,6 +41,7 @@ import numpy as np
 
 from offrec.core.atomic import atomic_dir
 from offrec.core.errors import InputError, InputTypeError, MissingInputError
+from offrec.core.formats import header, read_versioned_json
 from offrec.core.policy import UniformPolicy
 from offrec.logs.items import ItemMap
 from offrec.policies.registry import LEARNERS
@@ -57,15 +58,6 @@ def saveable_types() -> list[str]:
     """The ``spec()["type"]`` values :func:`save_policy` writes: the learner names of
     :data:`offrec.policies.registry.LEARNERS`, and ``"uniform"``."""
     return sorted([*LEARNERS.names, "uniform"])
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("offrec")
-    except Exception:  # pragma: no cover - not installed
-        return "unknown"
 
 
 def save_policy(policy: Any, folder: str | Path, *, overwrite: bool = False) -> Path:
@@ -94,9 +86,7 @@ def save_policy(policy: Any, folder: str | Path, *, overwrite: bool = False) -> 
     np.savez(buf, allow_pickle=False, **arrays)
     blob = buf.getvalue()
     config = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "offrec_version": _version(),
+        **header(FORMAT, FORMAT_VERSION),
         "spec": spec,
         "sizes": sizes,
         "arrays": {"file": ARRAYS_FILE, "sha256": hashlib.sha256(blob).hexdigest()},
@@ -125,16 +115,9 @@ def load_policy(
     cfg_path = folder / CONFIG_FILE
     if not cfg_path.is_file():
         raise MissingInputError(f"no saved policy in {folder}: {CONFIG_FILE} not found")
-    from offrec.core.codec import read_json_file
-
-    config = read_json_file(cfg_path, "model file")
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise InputError(f"{cfg_path} is not an offrec policy file (format must be {FORMAT!r})")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise InputError(
-            f"{cfg_path} has format_version {config.get('format_version')!r}; "
-            f"this offrec reads version {FORMAT_VERSION}"
-        )
+    config = read_versioned_json(
+        cfg_path, FORMAT, versions=(FORMAT_VERSION,), what="offrec policy file"
+    )
     spec = dict(config["spec"])
     sizes = config.get("sizes", {})
     saved_n, saved_d = sizes.get("n_actions"), sizes.get("context_dim")

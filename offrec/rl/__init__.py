@@ -4,7 +4,8 @@
   (every logged decision and reward kept; terminated vs truncated recorded);
 - :mod:`offrec.rl.sampler`: :class:`VectorizedReplayBuffer`, a d3rlpy replay buffer that
   samples a mini-batch with a few numpy gathers;
-- :mod:`offrec.rl.train`: :class:`RLConfig`, :func:`train_rl`, training curves;
+- :mod:`offrec.rl.q_learning`: :func:`train_rl` (DQN, Double DQN, CQL, BCQ), training
+  curves, the memory guard; :mod:`offrec.rl.config`: :class:`RLConfig`;
 - :mod:`offrec.rl.policy`: :class:`QPolicy` (Q-network + head = an offrec ``Policy``),
   save / :func:`load_q_policy`;
 - :mod:`offrec.rl.online_baseline` (optional, needs ``offrec[sb3]``; not imported here):
@@ -24,24 +25,41 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from offrec.rl.config import RLConfig
+    from offrec.rl.config import (
+        BCQConfig,
+        CQLConfig,
+        DoubleDQNConfig,
+        DQNConfig,
+        RLConfig,
+        RuntimeConfig,
+    )
     from offrec.rl.dataset import Transitions, to_replay_buffer, to_transitions
     from offrec.rl.policy import QPolicy, load_q_policy
+    from offrec.rl.q_learning import TrainResult, train_rl
     from offrec.rl.sampler import VectorizedReplayBuffer
-    from offrec.rl.train import TrainResult, train_rl
 
 _WHERE = {
+    "BCQConfig": "config",
+    "CQLConfig": "config",
+    "DQNConfig": "config",
+    "DoubleDQNConfig": "config",
+    "RuntimeConfig": "config",
     "QPolicy": "policy",
     "RLConfig": "config",
-    "TrainResult": "train",
+    "TrainResult": "q_learning",
     "Transitions": "dataset",
     "VectorizedReplayBuffer": "sampler",
     "load_q_policy": "policy",
     "to_replay_buffer": "dataset",
     "to_transitions": "dataset",
-    "train_rl": "train",
+    "train_rl": "q_learning",
 }
 __all__ = [
+    "BCQConfig",
+    "CQLConfig",
+    "DQNConfig",
+    "DoubleDQNConfig",
+    "RuntimeConfig",
     "QPolicy",
     "RLConfig",
     "TrainResult",

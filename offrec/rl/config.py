@@ -9,7 +9,7 @@ import dataclasses
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -21,12 +21,121 @@ from offrec.core.validation import check_scalar
 from offrec.rl.algos import ALGOS
 
 __all__ = [
-    "ALGOS", "MATMUL_PRECISIONS", "SAMPLERS", "RLConfig", "build_algo", "deterministic",
-    "fused_adam_factory_class", "matmul_precision", "seeded", "threads",
+    "ALGOS", "ALGO_CONFIGS", "BCQConfig", "CQLConfig", "DQNConfig", "DoubleDQNConfig",
+    "MATMUL_PRECISIONS", "QLearningConfig", "RLConfig", "RuntimeConfig", "SAMPLERS",
+    "algo_params", "build_algo", "deterministic", "fused_adam_factory_class",
+    "matmul_precision", "other_algo_params", "seeded", "threads",
 ]  # fmt: skip
 
 SAMPLERS = ("vectorized", "default")
 MATMUL_PRECISIONS = ("highest", "high", "medium")
+
+
+# -- per-algorithm configs (as d3rlpy: a config class per algorithm) ----------------------
+_RUNTIME_FIELDS = (
+    "seed",
+    "n_threads",
+    "matmul_precision",
+    "fused_adam",
+    "lean_q_function",
+    "sampler",
+    "log_every",
+    "eval_every",
+    "eval_sessions",
+    "eval_seed",
+)
+
+
+@dataclass(frozen=True)
+class QLearningConfig(ConfigCodec):
+    """Hyper-parameters every discrete Q-learning algorithm has (the fields of the same
+    name in :class:`RLConfig`); a subclass per algorithm adds its own and names it in
+    ``ALGO``. Validated by the one set of rules, :class:`RLConfig`'s.
+
+    >>> CQLConfig(n_steps=500, alpha=0.1).to_rl_config(RuntimeConfig(seed=3)).seed
+    3
+    """
+
+    CODEC_NAME = "Q-learning config"
+    ALGO: ClassVar[str] = ""
+
+    n_steps: int = 10_000
+    batch_size: int = 256
+    learning_rate: float = 3e-4
+    gamma: float = 0.9
+    target_update_interval: int = 1_000
+    hidden_units: tuple[int, ...] = (128, 128)
+    n_critics: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.hidden_units, list):
+            object.__setattr__(self, "hidden_units", tuple(self.hidden_units))
+        self.to_rl_config()  # the one set of checks: RLConfig's (errors name its fields)
+
+    def to_rl_config(self, runtime: RuntimeConfig | None = None) -> RLConfig:
+        """The flat :class:`RLConfig` (what a saved Q-policy stores) of this algorithm's
+        hyper-parameters and the ``runtime`` knobs (defaults when None)."""
+        rt = runtime or RuntimeConfig()
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        knobs = {k: getattr(rt, k) for k in _RUNTIME_FIELDS}
+        return RLConfig(algo=self.ALGO, **fields, **knobs)
+
+
+@dataclass(frozen=True)
+class DQNConfig(QLearningConfig):
+    """DQN (d3rlpy ``DQNConfig``): the shared hyper-parameters only."""
+
+    CODEC_NAME = "DQN config"
+    ALGO: ClassVar[str] = "dqn"
+
+
+@dataclass(frozen=True)
+class DoubleDQNConfig(QLearningConfig):
+    """Double DQN (d3rlpy ``DoubleDQNConfig``): the shared hyper-parameters only."""
+
+    CODEC_NAME = "Double DQN config"
+    ALGO: ClassVar[str] = "double_dqn"
+
+
+@dataclass(frozen=True)
+class CQLConfig(QLearningConfig):
+    """Discrete CQL: ``alpha`` weighs the conservative term
+    ``alpha * (logsumexp_a Q(s,a) - Q(s,a_logged))``."""
+
+    CODEC_NAME = "CQL config"
+    ALGO: ClassVar[str] = "cql"
+    alpha: float = 0.05
+
+
+@dataclass(frozen=True)
+class BCQConfig(QLearningConfig):
+    """Discrete BCQ: actions whose imitation probability is below ``bcq_threshold`` times
+    the best one's are never taken (d3rlpy's ``action_flexibility``)."""
+
+    CODEC_NAME = "BCQ config"
+    ALGO: ClassVar[str] = "bcq"
+    bcq_threshold: float = 0.3
+
+
+@dataclass(frozen=True)
+class RuntimeConfig(ConfigCodec):
+    """How a run executes, apart from what it learns: the seed, torch threads and matmul
+    precision, the fused Adam and lean Q-function switches, the sampler, and how often
+    the loss is logged and the policy evaluated (the fields of the same name in
+    :class:`RLConfig`, where they are documented)."""
+
+    CODEC_NAME = "RL runtime config"
+
+    seed: int = 0
+    n_threads: int = 1
+    matmul_precision: str = "highest"
+    fused_adam: bool = True
+    lean_q_function: bool = True
+    sampler: str = "vectorized"
+    log_every: int = 500
+    eval_every: int = 0
+    eval_sessions: int = 4_000
+    eval_seed: int = 2024
 
 
 @dataclass(frozen=True)
@@ -82,31 +191,43 @@ class RLConfig(ConfigCodec):
 
     CODEC_NAME = "RL config"
 
+    # the defaults are those of the per-algorithm configs and RuntimeConfig (one source)
     algo: str = "cql"
-    n_steps: int = 10_000
-    batch_size: int = 256
-    learning_rate: float = 3e-4
-    gamma: float = 0.9
-    target_update_interval: int = 1_000
-    alpha: float = 0.05
-    bcq_threshold: float = 0.3
-    hidden_units: tuple[int, ...] = (128, 128)
-    n_critics: int = 1
-    seed: int = 0
-    n_threads: int = 1
-    matmul_precision: str = "highest"
-    fused_adam: bool = True
-    lean_q_function: bool = True
-    sampler: str = "vectorized"
-    log_every: int = 500
-    eval_every: int = 0
-    eval_sessions: int = 4_000
-    eval_seed: int = 2024
+    n_steps: int = QLearningConfig.n_steps
+    batch_size: int = QLearningConfig.batch_size
+    learning_rate: float = QLearningConfig.learning_rate
+    gamma: float = QLearningConfig.gamma
+    target_update_interval: int = QLearningConfig.target_update_interval
+    alpha: float = CQLConfig.alpha
+    bcq_threshold: float = BCQConfig.bcq_threshold
+    hidden_units: tuple[int, ...] = QLearningConfig.hidden_units
+    n_critics: int = QLearningConfig.n_critics
+    seed: int = RuntimeConfig.seed
+    n_threads: int = RuntimeConfig.n_threads
+    matmul_precision: str = RuntimeConfig.matmul_precision
+    fused_adam: bool = RuntimeConfig.fused_adam
+    lean_q_function: bool = RuntimeConfig.lean_q_function
+    sampler: str = RuntimeConfig.sampler
+    log_every: int = RuntimeConfig.log_every
+    eval_every: int = RuntimeConfig.eval_every
+    eval_sessions: int = RuntimeConfig.eval_sessions
+    eval_seed: int = RuntimeConfig.eval_seed
 
     def __post_init__(self) -> None:
         if isinstance(self.hidden_units, list):
             object.__setattr__(self, "hidden_units", tuple(self.hidden_units))
         self._validate()
+
+    @property
+    def algo_config(self) -> QLearningConfig:
+        """This run's algorithm config (:class:`DQNConfig`, :class:`CQLConfig`, ...)."""
+        cls = ALGO_CONFIGS[ALGOS.resolve(self.algo)]
+        return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(cls)})
+
+    @property
+    def runtime(self) -> RuntimeConfig:
+        """This run's runtime knobs (:class:`RuntimeConfig`)."""
+        return RuntimeConfig(**{k: getattr(self, k) for k in _RUNTIME_FIELDS})
 
     def _validate(self) -> None:
         ALGOS.resolve(self.algo, "RLConfig.algo")
@@ -151,6 +272,26 @@ class RLConfig(ConfigCodec):
 threads = torch_threads
 """Run a block with ``torch.set_num_threads(n)``, restoring the previous count
 (:func:`offrec.core.threads.torch_threads`)."""
+
+
+#: algorithm name (:data:`offrec.rl.algos.ALGOS`) -> its config class
+ALGO_CONFIGS: dict[str, type[QLearningConfig]] = {
+    c.ALGO: c for c in (DQNConfig, DoubleDQNConfig, CQLConfig, BCQConfig)
+}
+
+
+def algo_params(algo: str) -> list[str]:
+    """The keys a pipeline's or ``--param``'s RL ``params`` take for ``algo``: its
+    config's fields, then the runtime knobs."""
+    cls = ALGO_CONFIGS[ALGOS.resolve(algo, "algo")]
+    return [f.name for f in dataclasses.fields(cls)] + list(_RUNTIME_FIELDS)
+
+
+def other_algo_params(algo: str) -> list[str]:
+    """Keys of :class:`RLConfig` that another algorithm takes but ``algo`` does not (e.g.
+    ``alpha`` for DQN): read from older files and ignored."""
+    own = set(algo_params(algo))
+    return [f.name for f in dataclasses.fields(RLConfig) if f.name not in own | {"algo"}]
 
 
 @contextlib.contextmanager

@@ -64,7 +64,7 @@ class OnlineConfig(ConfigCodec):
     ``algo`` is ``"ppo"`` or ``"dqn"``; ``total_timesteps`` counts environment steps
     (decisions); ``n_envs`` parallel envs feed PPO's rollouts (DQN uses one);
     ``eval_every`` timesteps between online evaluations (``eval_sessions`` sessions,
-    seed ``eval_seed``); ``n_threads`` torch threads (1: see :mod:`offrec.rl.train`).
+    seed ``eval_seed``); ``n_threads`` torch threads (1: see :mod:`offrec.rl.q_learning`).
     """
 
     CODEC_NAME = "online config"
@@ -148,11 +148,13 @@ class SB3Policy(BasePolicy):
         }
 
 
-def load_sb3_policy(path: str | Path, n_actions: int, head: Head | None = None) -> SB3Policy:
+def load_sb3_policy(
+    path: str | Path, n_actions: int | None = None, head: Head | None = None
+) -> SB3Policy:
     """Load a model written by :meth:`SB3Policy.save` (PPO or DQN, told apart by the file).
 
     Raises ``MissingInputError`` for a missing file and ``InputError`` when its action
-    count differs from ``n_actions``.
+    count differs from ``n_actions`` (when given; else the file's count is used).
     """
     sb3 = require_sb3()
     path = Path(path)
@@ -164,9 +166,9 @@ def load_sb3_policy(path: str | Path, n_actions: int, head: Head | None = None) 
     algo = sb3.DQN if "exploration_rate" in (data or {}) else sb3.PPO
     model = algo.load(path, device="cpu")
     n = int(model.action_space.n)
-    if n != n_actions:
+    if n_actions is not None and n != n_actions:
         raise InputError(f"SB3 model at {path} has {n} actions; expected n_actions={n_actions}")
-    return SB3Policy(model, n_actions, head)
+    return SB3Policy(model, n, head)
 
 
 @dataclass

@@ -39,6 +39,7 @@ import torch
 
 from offrec.core.atomic import atomic_dir
 from offrec.core.errors import InputError, InputTypeError, MissingInputError
+from offrec.core.formats import header, read_versioned_json
 from offrec.core.policy import BasePolicy, GreedyDist, Head
 from offrec.core.validation import check_scalar
 from offrec.logs.items import ItemMap
@@ -227,12 +228,8 @@ class QPolicy(BasePolicy):
         buf = io.BytesIO()
         np.savez(buf, allow_pickle=False, **arrays)
         blob = buf.getvalue()
-        from offrec.core.version import __version__
-
         meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "offrec_version": __version__,
+            **header(FORMAT, FORMAT_VERSION),
             "rl_config": config.to_dict(),
             "head": self.head.to_dict(),
             "n_actions": self.n_actions,
@@ -281,16 +278,9 @@ def load_q_policy(
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise MissingInputError(f"no saved Q-policy in {folder}: {CONFIG_FILE} not found")
-    from offrec.core.codec import read_json_file
-
-    meta = read_json_file(path, "model file")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise InputError(f"{path} is not an offrec Q-policy file (format must be {FORMAT!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise InputError(
-            f"{path} has format_version {meta.get('format_version')!r}; "
-            f"this offrec reads version {FORMAT_VERSION}"
-        )
+    meta = read_versioned_json(
+        path, FORMAT, versions=(FORMAT_VERSION,), what="offrec Q-policy file"
+    )
     saved_n, saved_d = int(meta["n_actions"]), int(meta["obs_dim"])
     if n_actions is not None and n_actions != saved_n:
         raise InputError(

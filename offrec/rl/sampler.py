@@ -8,7 +8,7 @@ with numpy fancy indexing from one float32 table (a row per transition: ``s``, `
 ``r``, terminal, alive, ``a'``), plus the next rows' observations for ``s'`` (zeroed
 where terminal): two gathers a batch. :meth:`~VectorizedReplayBuffer.sample_torch_batch`
 hands the same batch over as d3rlpy's torch batch, for
-:func:`offrec.rl.train.gradient_step`.
+:func:`offrec.rl.q_learning.gradient_step`.
 
 It plugs into d3rlpy through its public extension point, the abstract
 :class:`d3rlpy.dataset.ReplayBufferBase` that ``algo.fit(dataset, ...)`` and

@@ -175,15 +175,23 @@ class World:
 
     # -- basic facts ------------------------------------------------------------------------
     @property
-    def n_items(self) -> int:
+    def n_actions(self) -> int:
+        """Items a policy chooses among (``config.n_items``): the name logs and policies use."""
         return self.config.n_items
 
     @property
-    def n_actions(self) -> int:
+    def context_dim(self) -> int:
+        """Width of an observation row (``config.obs_dim``): the name logs and policies use."""
+        return self.config.obs_dim
+
+    @property
+    def n_items(self) -> int:
+        """Deprecated alias of :attr:`n_actions` (kept: many call sites still read it)."""
         return self.config.n_items
 
     @property
     def obs_dim(self) -> int:
+        """Deprecated alias of :attr:`context_dim` (kept: many call sites still read it)."""
         return self.config.obs_dim
 
     @property

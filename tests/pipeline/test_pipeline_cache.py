@@ -77,19 +77,30 @@ batch_size = 500
 """
 
 
+RL = """
+[[policies]]
+name = "dqn"
+learner = "dqn"
+params = { n_steps = 40, hidden_units = [8], batch_size = 16, log_every = 20, eval_sessions = 50 }
+"""
+
+
 def test_fresh_recomputes_everything(tmp_path):
-    """Every stage, online learners included, is served from the cache on a re-run and
-    recomputed (a new folder) with ``fresh``."""
+    """Every cached stage (logs, a bandit model, an RL model, an online learner) is served
+    from the cache on a re-run and recomputed (a new folder) with ``fresh``."""
     cfg = tmp_path / "t.toml"
-    cfg.write_text(TINY + ONLINE)
-    every = {"logs", "ucb", "linucb (online)"}
+    cfg.write_text(TINY + RL + ONLINE)
+    every = {"logs", "ucb", "dqn", "linucb (online)"}
     first = run_pipeline(cfg, tmp_path / "run")
     assert first.cache_hits == dict.fromkeys(every, False)
     made = {p.name: p.stat().st_ino for p in _stages(tmp_path / "run")}
-    assert any(n.startswith("online-") for n in made) and len(made) == 3
+    # one folder per stage entry, of every kind the pipeline caches
+    assert sorted(n.split("-")[0] for n in made) == ["logs", "model", "model", "online"]
     again = run_pipeline(cfg, tmp_path / "run")
     assert again.cache_hits == dict.fromkeys(every, True)
     assert {p.name: p.stat().st_ino for p in _stages(tmp_path / "run")} == made
+    assert again.table["value"].tolist() == pytest.approx(first.table["value"].tolist())
+    assert again.metrics["training_curves"] == first.metrics["training_curves"]
     for stage in _stages(tmp_path / "run"):  # a mark that only a recomputation removes
         (stage / "old-mark").write_text("")
     res = run_pipeline(cfg, tmp_path / "run", fresh=True)

@@ -12,7 +12,7 @@ from offrec.policies.bandits import (
     LogisticEpsilonGreedy,
 )
 from offrec.policies.online import LearningCurve, run_online
-from offrec.report.training import plot_learning_curves
+from offrec.report.learning_curves import plot_learning_curves
 from offrec.sim import BestItemOracle, MyopicOracle, World, WorldConfig
 
 

@@ -151,7 +151,7 @@ def test_train_online_bad_input_is_one_line(tmp_path, capsys, extra, message):
 
 
 def test_bandit_and_rl_curves_share_one_axis(tmp_path):
-    from offrec.report.training import plot_value_curves
+    from offrec.report.learning_curves import plot_value_curves
 
     a = ValueCurve([100, 200], [0.5, 0.7], [0.01, 0.01], "clicks per session")
     b = ValueCurve([150, 300], [0.4, 0.9], [0.02, 0.02], "clicks per session")

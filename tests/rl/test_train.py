@@ -7,7 +7,7 @@ import pytest
 
 from offrec.logs.data import LoggedData
 from offrec.policies import Head
-from offrec.report.training import plot_training_curve
+from offrec.report.learning_curves import plot_training_curve
 from offrec.rl import (
     QPolicy,
     RLConfig,
@@ -136,7 +136,7 @@ def test_training_is_deterministic_and_restores_the_callers_setting(log, caller)
     inside an update) and leaves the caller's setting, warn_only included, as it was."""
     import torch
 
-    from offrec.rl import train as train_module
+    from offrec.rl import q_learning as train_module
 
     seen = []
     step = train_module.gradient_step
@@ -365,7 +365,7 @@ def test_gradient_step_gives_d3rlpy_the_update_algo_update_would(log, algo):
     import torch
 
     from offrec.rl.config import build_algo, seeded
-    from offrec.rl.train import gradient_step
+    from offrec.rl.q_learning import gradient_step
 
     tr = to_transitions(log)
     cfg = tiny(algo, target_update_interval=3)  # the step counter drives the target sync
@@ -392,7 +392,7 @@ def test_gradient_step_gives_d3rlpy_the_update_algo_update_would(log, algo):
 def test_a_torch_batch_is_refused_when_d3rlpy_would_scale_it(log):
     import d3rlpy
 
-    from offrec.rl.train import gradient_step
+    from offrec.rl.q_learning import gradient_step
 
     tr = to_transitions(log)
     scaler = d3rlpy.preprocessing.StandardObservationScaler(mean=np.zeros(2), std=np.ones(2))
