@@ -190,7 +190,7 @@ LEARNED_SEQUENTIAL = frozenset(n for n, c in SESSION_CLASSES.items() if c.fitted
 """Estimators that fit models on the whole log (neural Q, session model, marginal ratios)
 before averaging: :func:`evaluate_sequential` / :func:`estimate_sequential_full` run them;
 they are not per-batch sums."""
-NEEDS_CLICKS = frozenset({"mb", "mb-dr"})
+NEEDS_CLICKS: frozenset[str] = frozenset()  # mb, mb-dr take bounded rewards (issue 26)
 """Estimators whose session model has a logistic click model: they need a log whose
 declared reward domain is binary (:mod:`offrec.core.domain`)."""
 _DR_FORMS = frozenset({"wdr-nn", "sndr-nn"})
@@ -478,7 +478,6 @@ class SessionFits:
         from offrec.ope.model_based import fit_session_model
 
         if "mb" not in self._cache:
-            _check_binary(self.data)
             self._cache["mb"] = fit_session_model(
                 self.data, structure=self.structure, seed=self.seed
             )
