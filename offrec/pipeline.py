@@ -647,7 +647,8 @@ def ope_stage(
     )
     logger = [n for n, r in roles(cfg).items() if r == "logger" and n in estimable]
     if cfg.world.horizon > 1 and logger and o.interval is not None:  # issue 26's checks
-        from offrec.ope.selection import held_out_checks, rechoose
+        from offrec.ope.held_out import held_out_checks
+        from offrec.ope.selection import rechoose
 
         say("held-out checks: each estimator against values the log reveals on-policy")
         checks = held_out_checks(

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from offrec.logs.env_collect import env_log
+from offrec.ope.held_out import held_out_checks
 from offrec.ope.selection import (
     MIN_WIDTH_RATIO,
     HeldOutCheck,
@@ -18,7 +19,6 @@ from offrec.ope.selection import (
     Perturbed,
     _compare,
     choose_estimator,
-    held_out_checks,
     perturbed_loggers,
     rejection_value,
 )
