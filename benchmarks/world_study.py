@@ -314,6 +314,7 @@ def main() -> None:
             else:
                 case = offrec_case(s, a.sessions, a.truth_episodes)
             runs.append(run_case(case, est, not a.no_rl, tuple(a.steps)))
+            report(runs[-1:], est)  # each case as it finishes; all of them at the end
             print(
                 f"{world} seed {s}: {time.perf_counter() - t:.0f}s, load {os.getloadavg()[0]:.1f}",
                 flush=True,
