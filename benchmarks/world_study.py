@@ -189,7 +189,7 @@ def run_case(case: Case, estimators: tuple[str, ...], rl: bool, steps: tuple[int
         for e, g in tab.groupby("estimator", sort=False)
     }
     right = None
-    if dec.verdict == "recommend":
+    if dec.verdict == "recommend" and dec.pick is not None:
         right = truth[dec.pick][0] > v_log
     elif dec.verdict == "keep the logger":
         right = all(v <= v_log for n, (v, _) in truth.items() if roles.get(n) != "logger")
