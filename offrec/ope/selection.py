@@ -101,7 +101,7 @@ class Choice:
         reasons: the choice explained, one sentence each.
         logger: the target recognised as the logging policy (every weight 1), or None.
         on_policy: the logger's value observed in the log (nan without it).
-        held_out: the held-out checks (:func:`held_out_checks`) that were run, if any.
+        held_out: the held-out checks (:func:`offrec.ope.held_out.held_out_checks`) that were run, if any.
     """
 
     estimator: str | None
@@ -262,7 +262,7 @@ def slope(
 def choose_estimator(result: ScoredLog, held_out: Sequence[HeldOutCheck] = ()) -> Choice:
     """The estimator for this log, chosen from the log alone: :func:`check_estimators`
     (the logging policy is recognised as the target whose weights are all 1) and the
-    ``held_out`` checks (:func:`held_out_checks`; an estimator failing one fails), then
+    ``held_out`` checks (:func:`offrec.ope.held_out.held_out_checks`; an estimator failing one fails), then
     :func:`slope` over those that passed."""
     from offrec.ope.estimators import ESTIMATORS
     from offrec.ope.sequential import SESSION_CLASSES
@@ -545,7 +545,7 @@ def perturbed_loggers(
 @dataclass(frozen=True)
 class HeldOutCheck:
     """One estimator against one value the log reveals on held-out sessions
-    (:func:`held_out_checks`).
+    (:func:`offrec.ope.held_out.held_out_checks`).
 
     Attributes:
         estimator, target: the estimator and the policy checked (the logger, a perturbed

@@ -451,7 +451,7 @@ def _choice_blocks(choice: Choice | None) -> list[Body]:
 
 
 def _held_out_blocks(choice: Choice) -> list[Body]:
-    """The held-out checks of the choice (:func:`offrec.ope.selection.held_out_checks`)."""
+    """The held-out checks of the choice (:func:`offrec.ope.held_out.held_out_checks`)."""
     if not choice.held_out:
         return []
     rows = pd.DataFrame([asdict(h) for h in choice.held_out])
