@@ -221,6 +221,22 @@ def ope_stage(
         seed=cfg.seed,
         mode=cfg.mode,
     )
+    logger = [n for n, r in roles(cfg).items() if r == "logger" and n in estimable]
+    if cfg.world.horizon > 1 and logger and o.interval is not None:  # issue 26's checks
+        from offrec.ope.held_out import held_out_checks
+        from offrec.ope.selection import rechoose
+
+        say("held-out checks: each estimator against values the log reveals on-policy")
+        checks = held_out_checks(
+            data,
+            estimable[logger[0]],
+            list(o.estimators),
+            seed=cfg.seed,
+            alpha=o.alpha,
+            interval=o.interval,
+            mode="session",
+        )
+        result = rechoose(result, checks)
     table = result.table
     table["recommended"] = table["estimator"] == result.recommended
     return table, result

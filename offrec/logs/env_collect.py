@@ -18,6 +18,32 @@ from offrec.logs.writer import write_log
 from offrec.sim.adapter import GymWorld, rollout
 
 
+def env_log(
+    world: GymWorld,
+    policy: Any,
+    *,
+    n_sessions: int,
+    seed: SeedLike = 0,
+    logging_dist: bool = False,
+) -> LoggedData:
+    """The in-memory log of ``n_sessions`` episodes of ``policy`` in ``world`` (what
+    :func:`collect_env` writes); same ``seed``, same log."""
+    ss = as_seed_sequence(seed)
+    ro = rollout(world, policy, n_sessions, ss)
+    return LoggedData.from_arrays(
+        ro.context, ro.action, ro.reward, ro.pscore,
+        n_actions=world.n_actions, session_id=ro.session_id, step=ro.step,
+        terminated=ro.terminated, truncated=ro.truncated,
+        logging_dist=ro.logging_dist if logging_dist else None,
+        reward_domain=world.reward_domain,
+        metadata={
+            "external_world": world.describe(),
+            "collect_seed": ss.entropy,
+            "logging_policy": type(policy).__name__,
+        },
+    )  # fmt: skip
+
+
 def collect_env(
     world: GymWorld,
     policy: Any,
@@ -34,18 +60,5 @@ def collect_env(
     per row. The metadata records the world (``external_world``: :meth:`GymWorld.describe`),
     the seed (``collect_seed``) and the policy's class (``logging_policy``). Returns ``out``.
     """
-    ss = as_seed_sequence(seed)
-    ro = rollout(world, policy, n_sessions, ss)
-    data = LoggedData.from_arrays(
-        ro.context, ro.action, ro.reward, ro.pscore,
-        n_actions=world.n_actions, session_id=ro.session_id, step=ro.step,
-        terminated=ro.terminated, truncated=ro.truncated,
-        logging_dist=ro.logging_dist if logging_dist else None,
-        reward_domain=world.reward_domain,
-        metadata={
-            "external_world": world.describe(),
-            "collect_seed": ss.entropy,
-            "logging_policy": type(policy).__name__,
-        },
-    )  # fmt: skip
+    data = env_log(world, policy, n_sessions=n_sessions, seed=seed, logging_dist=logging_dist)
     return write_log(data, out, overwrite=overwrite)

@@ -2,8 +2,11 @@ r"""Model-based session OPE: learn the observable dynamics from the log, roll th
 
 Everything is learned from the log's own columns (context, action, reward, terminated,
 truncated, session order): nothing is read from a simulator config, so it works on
-imported logs. With :math:`x` the context (d,), :math:`a` the action, :math:`r` the click
-and :math:`h` the L actions shown just before (:mod:`offrec.ope.session_data`):
+imported logs. With :math:`x` the context (d,), :math:`a` the action, :math:`r` the reward
+on the unit scale (:math:`r' = (r - a_0)/(b_0 - a_0)` for a log whose declared reward
+domain is :math:`[a_0, b_0]`, :func:`offrec.core.domain.to_unit`; the click itself for a
+binary log) and :math:`h` the L actions shown just before
+(:mod:`offrec.ope.session_data`):
 
 1. **Observation update**, least squares on consecutive logged contexts
 
@@ -18,8 +21,11 @@ and :math:`h` the L actions shown just before (:mod:`offrec.ope.session_data`):
    one-hot block, minus the mean row) defines an *exposure feature*
    :math:`s(x, a) = x \cdot \Delta_a`: the current value of what showing :math:`a` moves
    (the fatigue of its topic).
-2. **Click model**, a logistic regression with per-action intercepts and slopes shrunk to
-   a shared slope (ridge on :math:`W_a`, strength picked on held-out sessions):
+2. **Click (reward) model**, a logistic regression with per-action intercepts and slopes
+   shrunk to a shared slope (ridge on :math:`W_a`), of the click, or for a bounded
+   continuous reward a fractional logit of :math:`r'` (the same Bernoulli log-likelihood
+   with :math:`r' \in [0, 1]` as the target: a bounded regression of the mean, Papke &
+   Wooldridge 1996):
 
    .. math:: \operatorname{logit} \hat q(x, a, h) = b_a + z \cdot (\beta + W_a)
              + \gamma_0 s(x, a) + \sum_{j=1}^{L} \gamma_j [h_j = a]
@@ -30,18 +36,22 @@ and :math:`h` the L actions shown just before (:mod:`offrec.ope.session_data`):
 4. **Truncation**: the logged rate of ``truncated`` per step (1 at the horizon).
 
 The value of a target :math:`\pi` is then the mean over the logged first contexts of
-:math:`K` rollouts in the learned model, adding the *expected* click
-:math:`\sum_a \pi(a|x)\hat q(x, a, h)` at every step (Rao-Blackwellised; clicks are
-drawn only to move the state):
+:math:`K` rollouts in the learned model, adding the *expected* reward
+:math:`a_0 + (b_0 - a_0)\sum_a \pi(a|x)\hat q(x, a, h)` at every step (Rao-Blackwellised;
+rewards are drawn only to move the state: a click :math:`B \sim \mathrm{Bernoulli}(\hat q)`,
+or for a continuous reward :math:`r' = \hat q + \sqrt{\phi}(B - \hat q)`, which has mean
+:math:`\hat q`, stays in [0, 1] and has variance :math:`\phi\,\hat q(1 - \hat q)`, with
+the dispersion :math:`\phi = \sum (r' - \hat q)^2 / \sum \hat q (1 - \hat q)` measured
+on the log, clipped to [0, 1]):
 
-.. math:: \hat V_{MB} = \frac1{mK}\sum_{i,k} \sum_t \sum_a \pi(a|\tilde x^{(k)}_{i,t})
-          \hat q(\tilde x^{(k)}_{i,t}, a, \tilde h^{(k)}_{i,t}).
+.. math:: \hat V_{MB} = \frac1{mK}\sum_{i,k} \sum_t \Big(a_0 + (b_0 - a_0) \sum_a
+          \pi(a|\tilde x^{(k)}_{i,t}) \hat q(\tilde x^{(k)}_{i,t}, a, \tilde h^{(k)}_{i,t})\Big).
 
 Its doubly robust form (``"mb-dr"``) plugs :math:`\hat Q(x_t, a_t)` and
 :math:`\hat V(x_t)`, both rolled out from every logged row in a model fitted on the other
 folds (cross-fitting over sessions), into the per-decision DR of Jiang & Li (2016).
 
-Assumptions: the next context depends on (x, a, r) linearly (or the misfit is flagged
+Assumptions: the next context depends on (x, a, r') linearly (or the misfit is flagged
 by the residual noise), the click and leave probabilities are logistic in the features
 above, and the Markov state is (x, h). What the log never shows (an action the logger
 never takes in some region) is extrapolated by the shared slope: the estimate carries a
@@ -64,6 +74,8 @@ import torch
 from scipy.special import expit
 from threadpoolctl import threadpool_limits
 
+from offrec.core.domain import bounds, is_binary, to_unit
+from offrec.core.errors import InputError
 from offrec.core.threads import torch_threads
 from offrec.logs.data import LoggedData
 from offrec.ope.session_data import SessionStructure, session_folds, session_structure
@@ -106,6 +118,9 @@ class SessionModel:
     trunc_prob: np.ndarray  # (H,) P(truncated | step), 1 from the horizon on
     click_l2: float
     r_max: float
+    r_low: float = 0.0  # reward = r_low + r_scale * r' with r' in [0, 1]
+    r_scale: float = 1.0
+    dispersion: float = 1.0  # phi: Var(r' | x, a, h) / (q (1 - q)); 1 for clicks
 
     @property
     def n_actions(self) -> int:
@@ -155,6 +170,15 @@ class SessionModel:
             + self.leave_g[0] * s + rep @ self.leave_g[1:]
         )  # fmt: skip
         return expit(logit)
+
+    def draw_reward(self, q: np.ndarray, u: np.ndarray) -> np.ndarray:
+        r"""Unit-scale rewards (n,) with mean ``q`` drawn from uniforms ``u``:
+        :math:`r' = q + \sqrt{\phi}\,(B - q)`, :math:`B = [u < q]`; clicks when
+        :math:`\phi = 1`, the mean itself when :math:`\phi = 0`."""
+        b = (u < q).astype(np.float64)
+        if self.dispersion >= 1.0:
+            return b
+        return q + np.sqrt(self.dispersion) * (b - q)
 
     def next_context(
         self, x: np.ndarray, a: np.ndarray, r: np.ndarray, rng: np.random.Generator
@@ -252,6 +276,25 @@ def _held_out_loglik(
     return float(np.mean(y * logit - np.logaddexp(0.0, logit)))
 
 
+def unit_rewards(data: LoggedData) -> np.ndarray:
+    """The log's rewards on the unit scale (n,) (:func:`offrec.core.domain.to_unit`), after
+    checking they lie in the declared domain: 0/1 for a binary log, within the bounds
+    (to float32 rounding) for a continuous one. Raises ``InputError`` naming the row."""
+    dom = data.reward_domain
+    r = np.asarray(data.reward, np.float64)
+    if is_binary(dom):
+        bad, rule = (r != 0) & (r != 1), "0/1 clicks for a binary log"
+    else:
+        low, high = bounds(dom)
+        lo, hi = min(low, float(np.float32(low))), max(high, float(np.float32(high)))
+        bad, rule = ~((r >= lo) & (r <= hi)), f"in the declared domain [{low}, {high}]"
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        who = "the model-based estimators (mb, mb-dr)"
+        raise InputError(f"reward must be {rule} for {who}; row {i} has {r[i]}")
+    return to_unit(r, dom)
+
+
 @torch_threads(1)  # one thread for the small networks; restored after
 def fit_session_model(
     data: LoggedData,
@@ -279,7 +322,9 @@ def fit_session_model(
     st = structure or session_structure(data)
     x = np.asarray(data.context, np.float64)
     a = np.asarray(data.action, np.int64)
-    r = np.asarray(data.reward, np.float64)
+    dom = data.reward_domain
+    r = unit_rewards(data)
+    low, high = bounds(dom)
     A, d = data.n_actions, x.shape[1]
     w = np.ones(data.n_rows) if weights is None else np.asarray(weights, np.float64)[st.episode]
     with threadpool_limits(1):
@@ -320,6 +365,10 @@ def fit_session_model(
             z, s, rep, a, r, w, A, click_l2, iters=iters,
             init=None if ws is None else (ws.click_b, ws.click_beta, ws.click_W, ws.click_g),
         )  # fmt: skip
+        phi = 1.0
+        if not is_binary(dom):  # dispersion of the bounded reward around its mean
+            q = expit(b[a] + z @ beta + np.einsum("nd,nd->n", z, W[a]) + s * g[0] + rep @ g[1:])
+            phi = float(np.clip(((r - q) ** 2) @ w / max((q * (1 - q)) @ w, 1e-12), 0.0, 1.0))
         # 3. leave model on rows that could end by the user's choice
         nt = ~np.asarray(data.truncated, bool)
         lc, eta, kappa, lg = _fit_leave(
@@ -337,7 +386,9 @@ def fit_session_model(
         x_mean=x_mean, x_scale=x_scale, trans=trans, noise_std=noise_std,
         x_low=x.min(axis=0), x_high=x.max(axis=0), effect=effect, click_b=b, click_beta=beta,
         click_W=W, click_g=g, leave_c=lc, leave_eta=eta, leave_kappa=kappa, leave_g=lg,
-        trunc_prob=trunc, click_l2=click_l2, r_max=float(max(r.max(initial=0.0), 1e-12)),
+        trunc_prob=trunc, click_l2=click_l2,
+        r_max=float(max(np.asarray(data.reward).max(initial=0.0), 1e-12)),
+        r_low=low, r_scale=high - low, dispersion=phi,
     )  # fmt: skip
 
 
@@ -359,9 +410,9 @@ def rollout_values(
     n_rollouts: int = 4,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    r"""Expected clicks-to-go (n,) of ``policy`` from each start ``(context, recent, step)``
-    in ``model``: the mean over ``n_rollouts`` rollouts of :math:`\sum_t \sum_a \pi(a|x_t)
-    \hat q(x_t, a, h_t)`. With ``first_action`` the first action is fixed (a Q-value).
+    r"""Expected reward-to-go (n,) of ``policy`` from each start ``(context, recent, step)``
+    in ``model``: the mean over ``n_rollouts`` rollouts of :math:`\sum_t (a_0 + (b_0 - a_0)
+    \sum_a \pi(a|x_t) \hat q(x_t, a, h_t))` (clicks-to-go for a binary log). With ``first_action`` the first action is fixed (a Q-value).
 
     Vectorized over starts x rollouts; the only loop is over steps (<= the horizon).
     """
@@ -388,9 +439,9 @@ def rollout_values(
                 a = _sample(dist, np.asarray(rng.random(x.shape[0])))
                 q = q_all[np.arange(x.shape[0]), a]
             first = False
-            total[slot] += v
+            total[slot] += model.r_low + model.r_scale * v
             u = rng.random((3, x.shape[0]))
-            click = (u[0] < q).astype(np.float64)
+            click = model.draw_reward(q, u[0])
             trunc = u[2] < model.trunc_prob[np.minimum(t, H - 1)]
             leave = (u[1] < model.leave_prob(x, a, click, h)) & ~trunc
             keep = ~(trunc | leave) & (t + 1 < H)

@@ -12,6 +12,7 @@ import numpy as np
 from scipy import stats
 
 from offrec.core.errors import InputError
+from offrec.core.validation import check_scalar
 from offrec.ope.intervals import Interval
 from offrec.ope.trust import GATE_MIN_ESS, SLOPE_WIDTH, Estimate, range_warning
 
@@ -100,6 +101,7 @@ class Choice:
         reasons: the choice explained, one sentence each.
         logger: the target recognised as the logging policy (every weight 1), or None.
         on_policy: the logger's value observed in the log (nan without it).
+        held_out: the held-out checks (:func:`offrec.ope.held_out.held_out_checks`) that were run, if any.
     """
 
     estimator: str | None
@@ -109,6 +111,7 @@ class Choice:
     reasons: tuple[str, ...]
     logger: str | None = None
     on_policy: float = math.nan
+    held_out: tuple[HeldOutCheck, ...] = ()
 
     @property
     def passed(self) -> tuple[str, ...]:
@@ -256,9 +259,10 @@ def slope(
     return chosen, order, why
 
 
-def choose_estimator(result: ScoredLog) -> Choice:
+def choose_estimator(result: ScoredLog, held_out: Sequence[HeldOutCheck] = ()) -> Choice:
     """The estimator for this log, chosen from the log alone: :func:`check_estimators`
-    (the logging policy is recognised as the target whose weights are all 1), then
+    (the logging policy is recognised as the target whose weights are all 1) and the
+    ``held_out`` checks (:func:`offrec.ope.held_out.held_out_checks`; an estimator failing one fails), then
     :func:`slope` over those that passed."""
     from offrec.ope.estimators import ESTIMATORS
     from offrec.ope.sequential import SESSION_CLASSES
@@ -293,6 +297,7 @@ def choose_estimator(result: ScoredLog) -> Choice:
             logger_diff=(lambda e: result.check_against_on_policy(logger, e)) if logger else None,
         )
     )
+    checks = tuple(_with_held_out(c, held_out) for c in checks)
     passed = [c.estimator for c in checks if c.passed]
     reasons = [f"{c.estimator} fails: {'; '.join(c.reasons)}" for c in checks if not c.passed]
     if logger is None:
@@ -308,7 +313,14 @@ def choose_estimator(result: ScoredLog) -> Choice:
     if not passed:
         reasons.append("no estimator passed its checks: nothing can be trusted on this log")
         return Choice(
-            None, "none", (), checks, tuple(reasons), logger, math.nan if on is None else on.value
+            None,
+            "none",
+            (),
+            checks,
+            tuple(reasons),
+            logger,
+            math.nan if on is None else on.value,
+            tuple(held_out),
         )
     chosen, order, why = slope(
         passed,
@@ -324,10 +336,318 @@ def choose_estimator(result: ScoredLog) -> Choice:
         if len(order) > 1
         else f"chosen: {chosen}, the only estimator that passed"
     )
+    if held_out:
+        n_fail = sum(not h.passed for h in held_out)
+        reasons.append(
+            f"held-out checks (values the log reveals on-policy on half of the sessions): "
+            f"{len(held_out) - n_fail} passed, {n_fail} failed"
+        )
     return Choice(
-        chosen, method, order, checks, tuple(reasons), logger, math.nan if on is None else on.value
+        chosen,
+        method,
+        order,
+        checks,
+        tuple(reasons),
+        logger,
+        math.nan if on is None else on.value,
+        tuple(held_out),
     )
+
+
+def _with_held_out(check: Check, held_out: Sequence[HeldOutCheck]) -> Check:
+    """``check`` with the reasons of the failed held-out checks of its estimator."""
+    fails = [h.reason for h in held_out if h.estimator == check.estimator and not h.passed]
+    if not fails:
+        return check
+    return Check(
+        check.estimator,
+        False,
+        (*fails, *check.reasons),
+        check.logger_error,
+        check.logger_low,
+        check.logger_high,
+    )
+
+
+def rechoose(result: Any, held_out: Sequence[HeldOutCheck]) -> Any:
+    """Choose the estimator of an :class:`~offrec.ope.OPEResult` again with the
+    ``held_out`` checks (:func:`choose_estimator`), make the chosen one the recommended
+    one (``result.recommended``, the table's ``recommended`` column when present) and
+    re-flag the estimates that disagree with it. Returns ``result``, updated."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from offrec.ope.trust import disagreement_warnings
+
+    result.choice = choose_estimator(result, held_out)
+    if result.choice.estimator is not None:
+        result.recommended = result.choice.estimator
+    rows = result.estimates
+    flagged = disagreement_warnings(rows, result.recommended)
+    rows = [replace(r, warnings=w) for r, w in zip(rows, flagged, strict=True)]
+    cols = list(result.table.columns)
+    table = pd.DataFrame([r.row() for r in rows])
+    result.table = table[[c for c in cols if c in table.columns]]
+    if "recommended" in cols:
+        result.table["recommended"] = result.table["estimator"] == result.recommended
+    return result
 
 
 def _labels(estimates: Sequence[Estimate]) -> list[str]:
     return list(dict.fromkeys(e.estimator for e in estimates))
+
+
+# ------------------------------------------------- held-out checks: values the log reveals
+MIN_WIDTH_RATIO = 0.2
+"""An estimator's interval for the logging policy narrower than this share of the
+on-policy interval's width (same sessions) is flagged: no estimate of the logger's value
+can be much more certain than the log's own sample mean of it unless its interval leaves
+out the uncertainty of a fitted model (linear FQE's intervals, issue 26: near-zero width,
+almost never covering)."""
+ACCEPT_BUDGET = 10.0
+r"""The perturbation of the logger in :func:`perturbed_loggers` is sized so that the
+rejection bound is :math:`M^H \approx` this: about one held-out session in ten is
+accepted."""
+
+
+class _DistPolicy(Protocol):
+    n_actions: int
+
+    def action_dist(self, obs: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class Perturbed:
+    r"""The logging policy moved toward (``delta > 0``) or away from (``delta < 0``) its
+    own mode :math:`m(x) = \arg\max_a \pi_0(a|x)`:
+
+    .. math:: \pi_\delta(a|x) = \pi_0(a|x)\,\big(1 + \delta\,c(x, a)\big),\qquad
+              c(x, a) = [a = m(x)] - \pi_0(m(x)|x),
+
+    a distribution for :math:`|\delta| \le 1` (:math:`\sum_a \pi_0 c = 0`, :math:`|c| \le
+    1`) whose ratio to the logger is bounded, :math:`\pi_\delta / \pi_0 \le 1 + |\delta|`,
+    so its value can be measured on-policy from the logger's own sessions by rejection
+    sampling (:func:`rejection_value`). Shapes: ``action_dist`` (n, d) -> (n, A).
+    """
+
+    base: _DistPolicy
+    delta: float
+
+    def __post_init__(self) -> None:
+        check_scalar(self.delta, "delta", float, min=-1.0, max=1.0)
+        self.n_actions = int(self.base.n_actions)
+
+    def action_dist(self, obs: np.ndarray) -> np.ndarray:
+        p = np.asarray(self.base.action_dist(obs), np.float64)
+        rows = np.arange(p.shape[0])
+        top = p.argmax(axis=1)
+        c = -p[rows, top][:, None] * np.ones_like(p)
+        c[rows, top] += 1.0
+        out = p * (1.0 + self.delta * c)
+        return out / out.sum(axis=1, keepdims=True)  # exact up to rounding
+
+    def sample(self, obs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        from offrec.core.policy import sample_from_dist
+
+        return sample_from_dist(self.action_dist(obs), rng)
+
+    def max_ratio(self, obs: np.ndarray) -> float:
+        r""":math:`\max_{x \in obs, a} \pi_\delta(a|x) / \pi_0(a|x)`
+        :math:`= \max_x \max(1 + \delta(1 - p_m), 1 - \delta p_m)`, with
+        :math:`p_m = \pi_0(m(x)|x)`."""
+        pm = np.asarray(self.base.action_dist(obs), np.float64).max(axis=1)
+        return float(np.max(np.maximum(1 + self.delta * (1 - pm), 1 - self.delta * pm)))
+
+
+@dataclass(frozen=True)
+class OnPolicyValue:
+    """A mean session return with its t interval, from ``n`` sessions."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+
+
+def _on_policy_interval(returns: np.ndarray, alpha: float) -> OnPolicyValue:
+    m = returns.size
+    v = float(returns.mean()) if m else math.nan
+    se = float(returns.std(ddof=1) / np.sqrt(m)) if m > 1 else math.nan
+    half = float(stats.t.ppf(1 - alpha / 2, max(m - 1, 1))) * se
+    return OnPolicyValue(v, v - half, v + half, m)
+
+
+def session_returns(data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(sessions, returns)``: the sorted session ids and each one's summed reward."""
+    sessions, inv = np.unique(np.asarray(data.session_id), return_inverse=True)
+    ret = np.bincount(inv, weights=np.asarray(data.reward, np.float64), minlength=sessions.size)
+    return sessions, ret
+
+
+def rejection_value(
+    data: Any,
+    target: Perturbed,
+    *,
+    seed: int = 0,
+    alpha: float = 0.05,
+    bound: float | None = None,
+) -> tuple[OnPolicyValue, np.ndarray]:
+    r"""The on-policy value of ``target`` from the logger's sessions, by rejection sampling
+    of whole sessions (von Neumann, 1951).
+
+    Session :math:`i` (steps :math:`t < T_i`) is accepted with probability
+
+    .. math:: \alpha_i = \frac{\prod_{t} \pi_\delta(a_{it}|x_{it}) / p_{it}}{M^{H}}
+              \le 1,
+
+    :math:`p_{it}` the logged propensity, :math:`H` the horizon (the longest session) and
+    :math:`M` the per-step ratio bound (:meth:`Perturbed.max_ratio` over the log's
+    contexts, or ``bound``). The accepted sessions are a sample of sessions of
+    :math:`\pi_\delta` (the density ratio of whole sessions is the product of the policy
+    ratios; the user's dynamics cancel), so the mean of their returns is an on-policy
+    estimate with a plain t interval: no importance weight enters it. About :math:`m /
+    M^H` of :math:`m` sessions are accepted. The bound over the log's contexts is an
+    empirical one (it does not see contexts the log never reached).
+
+    Returns the interval and the (m,) accepted mask over the sorted session ids.
+    """
+    sessions, inv = np.unique(np.asarray(data.session_id), return_inverse=True)
+    dist = target.action_dist(np.asarray(data.context))
+    act = np.asarray(data.action)
+    ratio = dist[np.arange(act.size), act] / np.asarray(data.pscore, np.float64)
+    M = target.max_ratio(np.asarray(data.context)) if bound is None else float(bound)
+    H = int(np.asarray(data.step).max()) + 1
+    log_acc = np.bincount(inv, weights=np.log(np.maximum(ratio, 1e-300)), minlength=sessions.size)
+    log_acc -= H * np.log(M)
+    u = np.random.default_rng(np.random.SeedSequence([seed, 26])).random(sessions.size)
+    accepted = np.log(np.maximum(u, 1e-300)) < np.minimum(log_acc, 0.0)
+    _, ret = session_returns(data)
+    return _on_policy_interval(ret[accepted], alpha), accepted
+
+
+def perturbed_loggers(
+    logger: _DistPolicy, data: Any, budget: float = ACCEPT_BUDGET
+) -> list[Perturbed]:
+    r"""Two perturbations of the logger, one sharper and one flatter, each sized so that
+    its rejection bound :math:`M^H` is about ``budget`` (at most :math:`|\delta| = 1`):
+    sharper, :math:`M = 1 + \delta(1 - p_{min})`; flatter, :math:`M = 1 + |\delta| p_{max}`,
+    with :math:`p_{min}, p_{max}` the smallest and largest mode probabilities
+    :math:`\pi_0(m(x)|x)` on the log's contexts."""
+    H = int(np.asarray(data.step).max()) + 1
+    pm = np.asarray(logger.action_dist(np.asarray(data.context))).max(axis=1)
+    room = budget ** (1.0 / H) - 1.0
+    sharp = min(1.0, room / max(1.0 - float(pm.min()), 1e-9))
+    flat = min(1.0, room / float(pm.max()))
+    return [Perturbed(logger, sharp), Perturbed(logger, -flat)]
+
+
+@dataclass(frozen=True)
+class HeldOutCheck:
+    """One estimator against one value the log reveals on held-out sessions
+    (:func:`offrec.ope.held_out.held_out_checks`).
+
+    Attributes:
+        estimator, target: the estimator and the policy checked (the logger, a perturbed
+            logger, or ``"model: logger"`` for ``mb``'s model check).
+        estimate, low, high: its estimate (on the fitting half) and interval.
+        truth, truth_low, truth_high: the on-policy value from the held-out half.
+        n_sessions: held-out sessions behind ``truth`` (accepted ones for a perturbed
+            logger).
+        passed: whether the difference's interval contains 0 (and the interval is not
+            implausibly narrow); reason: why not.
+    """
+
+    estimator: str
+    target: str
+    estimate: float
+    low: float
+    high: float
+    truth: float
+    truth_low: float
+    truth_high: float
+    n_sessions: int
+    passed: bool
+    reason: str = ""
+
+
+def _compare(
+    estimator: str, target: str, e: Estimate, truth: OnPolicyValue, alpha: float, narrow: bool
+) -> HeldOutCheck:
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    se_e = (e.high - e.low) / (2 * z)
+    se_t = (truth.high - truth.low) / (2 * z)
+    diff = e.value - truth.value
+    half = z * math.hypot(se_e, se_t) if math.isfinite(se_e) else math.nan
+    reason = ""
+    if not math.isfinite(e.value) or not math.isfinite(half):
+        reason = f"no finite estimate or interval of {target}"
+    elif abs(diff) > half:
+        reason = (
+            f"misses the held-out on-policy value of {target}: {e.value:.4g} against "
+            f"{truth.value:.4g} ({truth.low:.4g} to {truth.high:.4g}, {truth.n} sessions), off "
+            f"by {diff:+.4g} beyond the combined interval ±{half:.3g}"
+        )
+    elif narrow and (e.high - e.low) < MIN_WIDTH_RATIO * (truth.high - truth.low):
+        reason = (
+            f"interval for {target} implausibly narrow: width {e.high - e.low:.3g} is under "
+            f"{MIN_WIDTH_RATIO:g} of the on-policy interval's {truth.high - truth.low:.3g}"
+        )
+    return HeldOutCheck(
+        estimator,
+        target,
+        e.value,
+        e.low,
+        e.high,
+        truth.value,
+        truth.low,
+        truth.high,
+        truth.n,
+        not reason,
+        reason,
+    )
+
+
+def model_check(
+    fit: Any, held: Any, logger: _DistPolicy, *, seed: int = 0, alpha: float = 0.05
+) -> HeldOutCheck:
+    r"""``mb``'s model check: the session model fitted on ``fit`` rolls the logger out from
+    each held-out session's first context (4 rollouts each); paired on the session,
+    :math:`d_i = \tilde G_i - G_i` (simulated minus logged return) must have a t interval
+    that contains 0. It fails where the model class is wrong (a non-linear observation
+    update, a non-logistic reward law) even when the rollouts' spread looks small. The
+    model's own estimation error is not in the interval, so on large logs it also flags
+    small biases: the reason gives the size."""
+    from offrec.ope.model_based import fit_session_model, rollout_values
+    from offrec.ope.session_data import session_structure
+
+    model = fit_session_model(fit, seed=seed)
+    st = session_structure(held)
+    f0 = st.first_row
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 27]))
+    sim = rollout_values(
+        model, logger.action_dist, held.context[f0], st.recent[f0], st.step[f0], rng=rng
+    )
+    _, ret = session_returns(held)
+    d = _on_policy_interval(sim - ret, alpha)
+    obs = _on_policy_interval(ret, alpha)
+    reason = ""
+    if not d.low <= 0 <= d.high:
+        reason = (
+            f"its model's simulated returns of the logger miss the held-out sessions' returns: "
+            f"{sim.mean():.4g} against {ret.mean():.4g} ({d.n} sessions), off by {d.value:+.4g} "
+            f"(paired interval {d.low:+.4g} to {d.high:+.4g})"
+        )
+    return HeldOutCheck(
+        "mb",
+        "model: logger",
+        float(sim.mean()),
+        float(sim.mean()) + d.low - d.value,
+        float(sim.mean()) + d.high - d.value,
+        obs.value,
+        obs.low,
+        obs.high,
+        obs.n,
+        not reason,
+        reason,
+    )

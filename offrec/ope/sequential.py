@@ -223,8 +223,9 @@ class SessionEstimator(EstimatorMeta):
       (:meth:`estimate_on_sample`);
     - ``trajectory``: it weights whole trajectories (its diagnostics use the whole-session
       weight; the others the per-decision weights);
-    - ``needs_clicks``: its model has a logistic click model, so the log's reward must be
-      binary (:mod:`offrec.core.domain`).
+    - ``needs_clicks``: its model can only read 0/1 clicks, so the log's reward must be
+      binary (:mod:`offrec.core.domain`); none today (``mb``, ``mb-dr`` take bounded
+      rewards).
 
     A new session estimator is a subclass with these and ``name``, ``reads``,
     ``assumptions``, ``reference``, registered in :data:`SESSION_CLASSES`.
@@ -420,7 +421,6 @@ class MB_DR(DR):  # noqa: N801
     reads: ClassVar[frozenset[str]] = frozenset({WEIGHTS, WORLD_MODEL})
     q_model: ClassVar[str] = "world"
     streamed: ClassVar[bool] = False
-    needs_clicks: ClassVar[bool] = True
 
 
 class MIS(SessionEstimator):
@@ -461,7 +461,6 @@ class MB(SessionEstimator):
     )
     q_model: ClassVar[str] = "world"
     streamed: ClassVar[bool] = False
-    needs_clicks: ClassVar[bool] = True
 
     @classmethod
     def estimate_on_sample(cls, ctx: SampleContext) -> SequentialResult:
@@ -513,8 +512,9 @@ LEARNED_SEQUENTIAL = frozenset(n for n, c in SESSION_CLASSES.items() if not c.st
 """Estimators computed on the whole fitting sample at once (not per-batch sums):
 :meth:`SessionEstimator.estimate_on_sample`."""
 NEEDS_CLICKS = frozenset(n for n, c in SESSION_CLASSES.items() if c.needs_clicks)
-"""Estimators whose session model has a logistic click model: they need a log whose
-declared reward domain is binary (:mod:`offrec.core.domain`)."""
+"""Estimators that can only read 0/1 clicks: they need a log whose declared reward domain
+is binary (:mod:`offrec.core.domain`). Empty today: ``mb`` and ``mb-dr`` fit a bounded
+regression of the reward (:mod:`offrec.ope.model_based`)."""
 IS_BASED = frozenset(n for n, c in SESSION_CLASSES.items() if c.uses_weights())
 """Session estimators that use importance weights (:meth:`EstimatorMeta.uses_weights`)."""
 TRAJECTORY_ESTIMATORS = frozenset(n for n, c in SESSION_CLASSES.items() if c.trajectory)
@@ -653,7 +653,6 @@ class SessionFits:
         from offrec.ope.model_based import fit_session_model
 
         if "mb" not in self._cache:
-            _check_binary(self.data)
             self._cache["mb"] = fit_session_model(
                 self.data, structure=self.structure, seed=self.seed
             )
@@ -697,24 +696,6 @@ class SessionFits:
 
     def rng(self, *key: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence([self.seed, *key]))
-
-
-def _check_binary(data: LoggedData) -> None:
-    from offrec.core.domain import require_binary
-
-    require_binary(
-        data.reward_domain,
-        "the model-based estimators (mb, mb-dr: a logistic click model)",
-        "pdis, wpdis, dr or fqe",
-    )
-    r = np.asarray(data.reward)
-    bad = (r != 0) & (r != 1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise InputError(
-            f"reward must be 0/1 clicks for the model-based estimators (logistic click model); "
-            f"row {i} has {r[i]}"
-        )
 
 
 def _dist_fn(policy: Target) -> Callable[[np.ndarray], np.ndarray]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -446,6 +446,30 @@ def _choice_blocks(choice: Choice | None) -> list[Body]:
                 "reasons": "why it failed, or what could not be checked",
             },
         ),
+        *_held_out_blocks(choice),
+    ]
+
+
+def _held_out_blocks(choice: Choice) -> list[Body]:
+    """The held-out checks of the choice (:func:`offrec.ope.held_out.held_out_checks`)."""
+    if not choice.held_out:
+        return []
+    rows = pd.DataFrame([asdict(h) for h in choice.held_out])
+    return [
+        Table(
+            rows,
+            caption="Held-out checks: each estimator, run on half of the sessions, against "
+            "values the other half reveals on-policy: the logging policy's mean return, "
+            "a sharper and a flatter version of the logger (measured by rejection sampling "
+            "of whole sessions), and mb's model (its simulated returns of the logger from the "
+            "held-out sessions' first contexts).",
+            legend={
+                "estimate": "the estimator's value on the fitting half (low, high: interval)",
+                "truth": "the on-policy value of the held-out half (truth_low, truth_high)",
+                "n_sessions": "held-out sessions behind it (accepted ones when perturbed)",
+                "passed": "✓ when the difference's interval contains 0",
+            },
+        )
     ]
 
 

@@ -179,12 +179,14 @@ def test_intervals_methods_and_bad_method():
         estimate_sequential("pdis", data, _Stochastic(), method="wald")
 
 
-def test_model_based_needs_the_policy_and_binary_rewards():
+def test_model_based_needs_the_policy_and_rewards_in_the_domain():
     data = simulate(200, seed=6)
     with pytest.raises(ValueError, match="need the policy itself"):
         estimate_sequential("mb", data, np.full((data.n_rows, 2), 0.5))
     data.reward = data.reward * 2.0
-    with pytest.raises(ValueError, match="reward must be 0/1 clicks .* row"):
+    with pytest.raises(
+        ValueError, match=r"reward must be 0/1 clicks for a binary log .* row \d+ has 2"
+    ):
         estimate_sequential("mb", data, _Stochastic())
 
 

@@ -1,0 +1,326 @@
+"""The study across worlds (issue 26): estimator choice, the gate and offline RL with
+selection, on offrec's world at a setting the earlier studies never looked at and on
+SCOPE-RL's RECEnv (binary and continuous rewards), against Monte-Carlo truth.
+
+Per (world, seed): a logger's sessions, 70% to train offline RL (CQL over an alpha x
+steps grid chosen by off-policy selection, :func:`offrec.rl.select.select_offline_rl`),
+30% held out for OPE; targets = the logger, the selected CQL, and (RECEnv) two hand-made
+policies on the env's item features (greedy, and epsilon-greedy 0.3). On the held-out
+log: every estimator of ``--estimators`` (normal intervals), the estimator chosen from the
+log (in-sample checks + held-out checks, :func:`offrec.ope.held_out.held_out_checks`,
+then SLOPE), and the gate (:func:`offrec.ope.gate.decide`). Truth: Monte-Carlo
+(``--truth-episodes`` per policy). Printed per world:
+
+- each estimator's mean relative error over the non-logger targets, relative to the value
+  ``|V^ - V| / V`` and to the logger-to-best gap ``|V^ - V| / (max_pi V - V_logger)``,
+  its 95% coverage, and Spearman = 1 count;
+- the chosen estimator per seed and its errors;
+- the gate's verdict and whether it was right (a recommendation is right when the pick is
+  truly better than the logger; "cannot tell" is counted);
+- whether the selected CQL truly beats the logger by more than 3 standard errors.
+
+Run: ``PYTHONPATH=. python -m benchmarks.world_study --worlds rec-binary rec-continuous
+offrec-h20 --seeds 0 1`` (small settings by default: it is CPU-heavy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmarks._table import print_table
+
+ESTIMATORS = ("mb", "pdis", "wpdis", "dr", "mis")
+
+
+@dataclasses.dataclass
+class Case:
+    """One (world, seed): held-out log, targets with roles, truth (value, se), logger."""
+
+    world: str
+    seed: int
+    train: Any
+    held: Any
+    targets: dict[str, Any]
+    roles: dict[str, str]
+    logger: Any
+    truth_fn: Any  # policy -> (value, se)
+
+
+class _SoftmaxOnFeatures:
+    """RECEnv logger / targets: scores ``x @ V.T`` of (noisy) item features V."""
+
+    def __init__(self, feats: np.ndarray, beta: float, eps: float = 0.0) -> None:
+        self.feats, self.beta, self.eps = feats, beta, eps
+        self.n_actions = feats.shape[0]
+
+    def action_dist(self, obs: np.ndarray) -> np.ndarray:
+        s = np.asarray(obs, np.float64) @ self.feats.T
+        if np.isinf(self.beta):
+            p = (s == s.max(axis=1, keepdims=True)).astype(np.float64)
+        else:
+            p = np.exp(self.beta * (s - s.max(axis=1, keepdims=True)))
+        p /= p.sum(axis=1, keepdims=True)
+        return (1 - self.eps) * p + self.eps / self.n_actions
+
+    def sample(self, obs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        from offrec.core.policy import sample_from_dist
+
+        return sample_from_dist(self.action_dist(obs), rng)
+
+
+def rec_case(kind: str, seed: int, n_sessions: int, truth_episodes: int) -> Case:
+    from offrec.logs.env_collect import env_log
+    from offrec.pipeline import split_sessions
+    from offrec.sim.adapter import mc_value
+    from offrec.sim.recgym_world import recgym_world
+
+    w = recgym_world(reward_type=kind, step_per_episode=10, n_items=100, world_seed=12345)
+    env = w.make_env().env
+    v = np.asarray(env.item_feature_vector, np.float64)
+    rng = np.random.default_rng(seed)
+    logger = _SoftmaxOnFeatures(v + rng.normal(0, 0.3, v.shape), beta=3.0)
+    data = env_log(w, logger, n_sessions=n_sessions, seed=seed)
+    train, held = split_sessions(data, 0.3, seed=seed)
+    targets = {
+        "logger": logger,
+        "greedy on item features": _SoftmaxOnFeatures(v, beta=np.inf),
+        "eps-greedy 0.3 on item features": _SoftmaxOnFeatures(v, beta=np.inf, eps=0.3),
+    }
+    roles = {"logger": "logger", **{n: "hand-made" for n in targets if n != "logger"}}
+
+    def truth(p: Any) -> tuple[float, float]:
+        m = mc_value(w, p, truth_episodes, seed=10_000 + seed)
+        return m.value, m.se
+
+    return Case(f"RECEnv {kind}", seed, train, held, targets, roles, logger, truth)
+
+
+def offrec_case(seed: int, n_sessions: int, truth_episodes: int) -> Case:
+    from offrec.ope.evaluation import simulate_logged_data
+    from offrec.pipeline import split_sessions
+    from offrec.policies.loggers import logging_policy
+    from offrec.sim import World
+    from offrec.sim.config import WorldConfig
+
+    world = World(WorldConfig(horizon=20, n_items=300), seed=seed)
+    logger = logging_policy(world, "epsilon_greedy", epsilon=0.3)
+    data = simulate_logged_data(world, logger, n_sessions * 20, seed=seed)
+    train, held = split_sessions(data, 0.3, seed=seed)
+
+    def truth(p: Any) -> tuple[float, float]:
+        v = world.true_value(p, n_sessions=truth_episodes, seed=10_000 + seed)
+        return v.value, getattr(v, "se", getattr(v, "stderr", float("nan")))
+
+    return Case(
+        "offrec h20/300 items/eps 0.3",
+        seed,
+        train,
+        held,
+        {"logger": logger},
+        {"logger": "logger"},
+        logger,
+        truth,
+    )
+
+
+def run_case(case: Case, estimators: tuple[str, ...], rl: bool, steps: tuple[int, ...]) -> dict:
+    from offrec.ope import evaluate
+    from offrec.ope.gate import decide
+    from offrec.ope.held_out import held_out_checks
+    from offrec.ope.selection import rechoose, spearman
+
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"world": case.world, "seed": case.seed}
+    targets, roles = dict(case.targets), dict(case.roles)
+    if rl:
+        from offrec.rl import RLConfig
+        from offrec.rl.select import select_offline_rl
+
+        base = RLConfig(algo="cql", seed=case.seed)
+        sel = select_offline_rl(
+            case.train,
+            case.held,
+            case.logger,
+            alphas=(0.1, 1.0, 4.0),
+            steps=steps,
+            base=base,
+            seed=case.seed,
+        )
+        if sel.policy is not None:
+            targets["CQL (selected)"] = sel.policy
+            roles["CQL (selected)"] = "learned"
+            out["rl"] = sel
+    t_rl = time.perf_counter()
+    res = evaluate(
+        case.held,
+        targets,
+        estimators=list(estimators),
+        interval="normal",
+        seed=case.seed,
+        mode="session",
+    )
+    checks = held_out_checks(case.held, case.logger, list(estimators), seed=case.seed)
+    res = rechoose(res, checks)
+    t_ope = time.perf_counter()
+
+    def paired(a: str, b: str, e: str) -> tuple[float, float, float]:
+        iv = res.compare(a, b, e)
+        return iv.value, iv.low, iv.high
+
+    dec = decide(res.table, roles, mode="session", paired=paired, choice=res.choice)
+    truth = {n: case.truth_fn(p) for n, p in targets.items()}
+    t_truth = time.perf_counter()
+    tab = res.table.copy()
+    tab["truth"] = tab["policy"].map(lambda p: truth[p][0])
+    v_log = truth["logger"][0]
+    gap = max(v for v, _ in truth.values()) - v_log
+    tab["rel_error"] = (tab["value"] - tab["truth"]).abs() / tab["truth"].abs()
+    tab["gap_error"] = (tab["value"] - tab["truth"]).abs() / gap if gap > 0 else np.nan
+    tab["covered"] = (tab["low"] <= tab["truth"]) & (tab["truth"] <= tab["high"])
+    sp = {
+        e: spearman(g["value"].to_numpy(), g["truth"].to_numpy())
+        for e, g in tab.groupby("estimator", sort=False)
+    }
+    right = None
+    if dec.verdict == "recommend" and dec.pick is not None:
+        right = truth[dec.pick][0] > v_log
+    elif dec.verdict == "keep the logger":
+        right = all(v <= v_log for n, (v, _) in truth.items() if roles.get(n) != "logger")
+    better5 = any(v > 1.05 * v_log for n, (v, _) in truth.items() if n != "logger")
+    out.update(
+        table=tab,
+        spearman=sp,
+        chosen=res.choice.estimator if res.choice else None,
+        verdict=dec.verdict,
+        pick=dec.pick,
+        right=right,
+        better5=better5,
+        truth=truth,
+        gap=gap,
+        held_failed=[(c.estimator, c.target) for c in checks if not c.passed],
+        seconds=(t_rl - t0, t_ope - t_rl, t_truth - t_ope),
+    )
+    return out
+
+
+def report(runs: list[dict], estimators: tuple[str, ...]) -> None:
+    for world in dict.fromkeys(r["world"] for r in runs):
+        rs = [r for r in runs if r["world"] == world]
+        tab = pd.concat([r["table"] for r in rs])
+        nonlog = tab[tab["policy"] != "logger"]
+        rows = []
+        for e in estimators:
+            s = nonlog[nonlog["estimator"] == e]
+            ones = sum(r["spearman"].get(e, 0.0) > 1 - 1e-9 for r in rs)  # rounding: 0.99999..
+            rows.append(
+                [
+                    e,
+                    100 * s["rel_error"].mean(),
+                    100 * s["gap_error"].mean(),
+                    100 * s["covered"].mean(),
+                    f"{ones}/{len(rs)}",
+                ]
+            )
+        print_table(
+            f"{world}: seeds {[r['seed'] for r in rs]}, estimators over the non-logger targets",
+            [
+                "estimator",
+                "mean rel.err % (value)",
+                "mean err % of gap",
+                "coverage %",
+                "Spearman = 1",
+            ],
+            rows,
+        )
+        rows = []
+        for r in rs:
+            t = r["table"]
+            c = t[(t["estimator"] == r["chosen"]) & (t["policy"] != "logger")]
+            rl = r.get("rl")
+            cql = r["truth"].get("CQL (selected)")
+            v_log, se_log = r["truth"]["logger"]
+            beats = (
+                ""
+                if cql is None
+                else f"{cql[0] - v_log:+.3f} ({(cql[0] - v_log) / np.hypot(cql[1], se_log):+.1f} se)"
+            )
+            rows.append(
+                [
+                    r["seed"],
+                    r["chosen"],
+                    100 * c["rel_error"].mean() if len(c) else np.nan,
+                    100 * c["gap_error"].mean() if len(c) else np.nan,
+                    100 * c["covered"].mean() if len(c) else np.nan,
+                    r["verdict"],
+                    r["pick"],
+                    {True: "right", False: "WRONG", None: "-"}[r["right"]],
+                    r["better5"],
+                    f"{r['gap']:.3f}",
+                    "" if rl is None else f"{rl.selected} ({rl.verdict})",
+                    beats,
+                    "; ".join(f"{e}:{t.split(' (')[0]}" for e, t in r["held_failed"]),
+                    "/".join(f"{s:.0f}" for s in r["seconds"]),
+                ]
+            )
+        print_table(
+            f"{world}: chosen estimator and gate per seed",
+            [
+                "seed",
+                "chosen",
+                "rel.err %",
+                "err % of gap",
+                "coverage %",
+                "gate",
+                "pick",
+                "gate right",
+                "some policy > logger +5%",
+                "gap (best - logger)",
+                "CQL selected (its gate)",
+                "CQL - logger in truth",
+                "held-out checks failed",
+                "s (rl/ope/truth)",
+            ],
+            rows,
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--worlds", nargs="+", default=["rec-binary", "rec-continuous", "offrec-h20"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--sessions", type=int, default=4000, help="logged sessions per case")
+    p.add_argument("--truth-episodes", type=int, default=2000)
+    p.add_argument("--estimators", default=",".join(ESTIMATORS))
+    p.add_argument("--no-rl", action="store_true")
+    p.add_argument("--steps", type=int, nargs="+", default=[1000, 3000])
+    a = p.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    est = tuple(a.estimators.split(","))
+    runs = []
+    for world in a.worlds:
+        for s in a.seeds:
+            t = time.perf_counter()
+            if world.startswith("rec-"):
+                case = rec_case(world[4:], s, a.sessions, a.truth_episodes)
+            else:
+                case = offrec_case(s, a.sessions, a.truth_episodes)
+            runs.append(run_case(case, est, not a.no_rl, tuple(a.steps)))
+            report(runs[-1:], est)  # each case as it finishes; all of them at the end
+            print(
+                f"{world} seed {s}: {time.perf_counter() - t:.0f}s, load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+    report(runs, est)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Held-out checks every estimator must pass (issue 26): values the log reveals on-policy
+on half of its sessions (:func:`held_out_checks`). A module of its own because it runs
+:func:`offrec.ope.evaluate.evaluate`, which :mod:`offrec.ope.selection` sits below."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from offrec.ope.evaluate import evaluate
+from offrec.ope.selection import (
+    HeldOutCheck,
+    _compare,
+    _DistPolicy,
+    _on_policy_interval,
+    model_check,
+    perturbed_loggers,
+    rejection_value,
+    session_returns,
+)
+from offrec.ope.session_data import session_folds
+
+__all__ = ["held_out_checks"]
+
+
+def held_out_checks(
+    data: Any,
+    logger: _DistPolicy,
+    estimators: Sequence[str],
+    *,
+    seed: int = 0,
+    alpha: float = 0.05,
+    interval: str = "normal",
+    perturb: bool = True,
+    mode: str = "auto",
+) -> list[HeldOutCheck]:
+    """Checks every estimator must pass, from the log only (issue 26). The sessions are
+    split in two halves by a seeded hash of ``session_id``; each estimator is run on the
+    first half and must recover, within the combined interval, values the second half
+    reveals on-policy:
+
+    (a) the logging policy's own value (the held-out sessions' mean return), with an
+        interval not implausibly narrow (:data:`MIN_WIDTH_RATIO`);
+    (b) with ``perturb``, the values of a sharper and a flatter version of the logger
+        (:func:`perturbed_loggers`), measured by rejection sampling of the held-out
+        sessions (:func:`rejection_value`);
+    (c) for ``mb``, its model's simulated returns of the logger against the held-out
+        sessions' returns (:func:`model_check`).
+
+    ``logger`` is the logging policy (an object with ``action_dist``); its propensities
+    must be those the log recorded. Costs one more evaluation (three targets) on half the
+    log. Returns one :class:`HeldOutCheck` per (estimator, target).
+    """
+    fold = session_folds(np.asarray(data.session_id), 2, seed)
+    fit, held = data.subset(np.flatnonzero(fold == 0)), data.subset(np.flatnonzero(fold == 1))
+    targets: dict[str, Any] = {"logger": logger}
+    truths = {"logger": _on_policy_interval(session_returns(held)[1], alpha)}
+    if perturb:
+        for p in perturbed_loggers(logger, data):
+            name = f"logger {'sharper' if p.delta > 0 else 'flatter'} (delta {p.delta:+.3g})"
+            targets[name] = p
+            truths[name] = rejection_value(held, p, seed=seed, alpha=alpha)[0]
+    res = evaluate(
+        fit,
+        targets,
+        estimators=list(estimators),
+        interval=interval,
+        alpha=alpha,
+        seed=seed,
+        mode=mode,
+        n_bootstrap=200,
+    )
+    out = [
+        _compare(e.estimator, e.policy, e, truths[e.policy], alpha, narrow=e.policy == "logger")
+        for e in res.estimates
+    ]
+    if "mb" in estimators and int(np.asarray(data.step).max()) > 0:
+        out.append(model_check(fit, held, logger, seed=seed, alpha=alpha))
+    return out
