@@ -199,14 +199,18 @@ def logging_group_pscore(
 class LoggerGroups:
     """The logging policy's group propensities for the rows of a log, in batches.
 
-    From the log's ``logging_dist`` column when it has one, else from the logging policy
+    From the log's ``pscore_group`` column when it has one (written at collect time by a
+    two-stage logger, :data:`offrec.logs.schema.PSCORE_GROUP`: nothing is rebuilt and the
+    catalog is not scanned), else its ``logging_dist`` column, else from the logging policy
     rebuilt from the log's metadata (world config and seed, logging policy spec: simulated
     logs); the rebuilt policy's propensity at the logged item must equal the logged
     ``pscore`` (relative 1e-6), else the log's metadata does not describe its logger and
     group weights would be wrong: an ``InputError`` naming the row.
     """
 
-    def __init__(self, metadata: dict[str, Any], has_logging_dist: bool) -> None:
+    def __init__(
+        self, metadata: dict[str, Any], has_logging_dist: bool, has_group_column: bool = False
+    ) -> None:
         topics = metadata.get("item_topics")
         if topics is None:
             raise InputError(
@@ -215,12 +219,21 @@ class LoggerGroups:
             )
         self.item_groups = np.asarray(topics, np.int64)
         self.policy: Any = None
-        if not has_logging_dist:
+        if not has_logging_dist and not has_group_column:
             self.policy = _rebuild_logger(metadata)
 
-    def pscore_group(self, context: np.ndarray, action: np.ndarray, pscore: np.ndarray,
-                     logging_dist: Any = None) -> np.ndarray:  # fmt: skip
-        """(n,) :math:`\\pi_b(g(a_i)|x_i)` for one batch."""
+    def pscore_group(
+        self,
+        context: np.ndarray,
+        action: np.ndarray,
+        pscore: np.ndarray,
+        logging_dist: Any = None,
+        logged: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(n,) :math:`\\pi_b(g(a_i)|x_i)` for one batch (``logged``: the log's
+        ``pscore_group`` column, taken as it is)."""
+        if logged is not None:
+            return np.asarray(logged, np.float64)
         if logging_dist is not None:
             return logging_group_pscore(np.asarray(logging_dist), self.item_groups, action)
         compact = getattr(self.policy, "action_dist_compact", None)
