@@ -95,11 +95,24 @@ def _train(
         params.setdefault("n_actions", data.n_actions)
         params.setdefault("context_dim", data.context_dim)
         return cls(head=head, **params).fit(data), None
+    if spec.learner == "hybrid" and world is None and params.get("item_features") is None:
+        params.update(_catalog_features(source))
     learner = registry.make_learner(
         spec.learner, data.n_actions, data.context_dim, world=world, **params
     )
     fit_logged(learner, data)
     return learner.exploit(head), None
+
+
+def _catalog_features(source: LoggedData | LogSource) -> dict[str, Any]:
+    """``{"item_features": ...}`` from the log's item table (an imported log that brought
+    its catalog, :mod:`offrec.logs.catalog`), or nothing when it has none."""
+    from offrec.logs.catalog import catalog_path, read_catalog
+
+    path = getattr(source, "path", None)
+    if path is None or catalog_path(path) is None or not Path(path).is_dir():
+        return {}
+    return {"item_features": read_catalog(path).features()}
 
 
 @dataclass

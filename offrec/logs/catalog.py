@@ -142,6 +142,23 @@ def write_catalog(folder: str | Path, table: ItemTable) -> Path:
     return path
 
 
+def attach_catalog(folder: str | Path, table: ItemTable) -> None:
+    """Give the published log at ``folder`` its item table (rows in action order): the
+    table file, and the topics as the sidecar's ``item_topics`` / ``topics`` (the item
+    groups of MIPS / OffCEM); each file replaced by a rename, never half-written."""
+    import json
+
+    from offrec.logs.schema import DATASET_FILE, read_dataset_meta
+
+    write_catalog(folder, table)
+    meta = read_dataset_meta(folder)
+    meta.update(item_topics=table.topic.tolist(), topics=list(table.topics))
+    path = Path(folder) / DATASET_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(meta), encoding="utf-8")
+    tmp.replace(path)
+
+
 def catalog_path(src: str | Path) -> Path | None:
     """The item table of a dataset folder (``None`` when it has none), or ``src`` itself."""
     p = Path(src)
@@ -261,6 +278,7 @@ def _numbers(df: Any, cols: list[Any], where: str) -> np.ndarray:
 __all__ = [
     "CATALOG_FILE",
     "ItemTable",
+    "attach_catalog",
     "catalog_path",
     "read_catalog",
     "world_catalog",
