@@ -157,19 +157,44 @@ def test_import_with_a_catalog_gives_the_hybrid_learner_the_items(big, tmp_path)
     data = read_logs(out)
     t = world_catalog(world)
     order = np.random.default_rng(0).permutation(world.n_items)  # the export's own order
-    cat = pd.DataFrame({"item_id": [f"i{a}" for a in order],
-                        "topic": [world.topics[g] for g in t.topic[order]],
-                        "quality": t.quality[order]})  # fmt: skip
+    cat = pd.DataFrame(
+        {
+            "item_id": [f"i{a}" for a in order],
+            "topic": [world.topics[g] for g in t.topic[order]],
+            "quality": t.quality[order],
+        }
+    )
     for j in range(t.embedding.shape[1]):
         cat[f"emb_{j}"] = t.embedding[order, j].astype(np.float64)
     cat.to_csv(tmp_path / "catalog.csv", index=False)
     ctx = {f"x{j:02d}": data.context[:, j] for j in range(data.context_dim)}
-    pd.DataFrame({"item": [f"i{a}" for a in data.action], "click": data.reward,
-                  "prop": data.pscore, **ctx}).to_csv(tmp_path / "log.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        {"item": [f"i{a}" for a in data.action], "click": data.reward, "prop": data.pscore, **ctx}
+    ).to_csv(tmp_path / "log.csv", index=False)
     imp, model = tmp_path / "imp", tmp_path / "m"
-    assert main(["import", "csv", str(tmp_path / "log.csv"), "--out", str(imp), "--action", "item",
-                 "--reward", "click", "--pscore", "prop", "--context-prefix", "x",
-                 "--catalog", str(tmp_path / "catalog.csv"), "-q"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "import",
+                "csv",
+                str(tmp_path / "log.csv"),
+                "--out",
+                str(imp),
+                "--action",
+                "item",
+                "--reward",
+                "click",
+                "--pscore",
+                "prop",
+                "--context-prefix",
+                "x",
+                "--catalog",
+                str(tmp_path / "catalog.csv"),
+                "-q",
+            ]
+        )
+        == 0
+    )
     got = read_logs(imp)
     back = read_catalog(imp)
     assert back.item_id.tolist() == [f"i{a}" for a in order]
@@ -178,8 +203,23 @@ def test_import_with_a_catalog_gives_the_hybrid_learner_the_items(big, tmp_path)
     assert [back.topics[g] for g in got.metadata["item_topics"]] == [
         world.topics[g] for g in world.item_topic[order]
     ]
-    assert main(["train", "bandit", str(imp), "--learner", "hybrid", "--param", "candidates=5",
-                 "--out", str(model), "-q"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "bandit",
+                str(imp),
+                "--learner",
+                "hybrid",
+                "--param",
+                "candidates=5",
+                "--out",
+                str(model),
+                "-q",
+            ]
+        )
+        == 0
+    )
     saved = load_policy(model)
     ref = make_learner("hybrid", world.n_items, world.obs_dim, world=world, candidates=5)
     fit_logged(ref, data)
@@ -203,7 +243,60 @@ def test_import_refuses_a_catalog_missing_a_logged_item(tmp_path):
     pd.DataFrame({"item": ["a", "z"], "click": [0, 1], "prop": [0.5, 0.5]}).to_csv(
         tmp_path / "log.csv", index=False
     )
-    code = main(["import", "csv", str(tmp_path / "log.csv"), "--out", str(tmp_path / "o"),
-                 "--action", "item", "--reward", "click", "--pscore", "prop",
-                 "--catalog", str(tmp_path / "c.csv"), "-q"])  # fmt: skip
+    code = main(
+        [
+            "import",
+            "csv",
+            str(tmp_path / "log.csv"),
+            "--out",
+            str(tmp_path / "o"),
+            "--action",
+            "item",
+            "--reward",
+            "click",
+            "--pscore",
+            "prop",
+            "--catalog",
+            str(tmp_path / "c.csv"),
+            "-q",
+        ]
+    )
     assert code == 2 and not (tmp_path / "o").exists()
+
+
+def test_absurd_catalogs_are_refused_with_the_estimate_and_what_fits(capsys):
+    import re
+
+    from offrec.cli import main
+    from offrec.sim.limits import check_world_size, world_bytes
+
+    limit = 1 << 30
+    cfg = WorldConfig(n_items=10**9, n_users=1000)
+    with pytest.raises(
+        InputError, match=r"n_items=1,000,000,000 is too large: .* use n_items <= "
+    ) as e:
+        check_world_size(cfg, limit)
+    fits = int(re.search(r"use n_items <= ([\d,]+)", str(e.value)).group(1).replace(",", ""))
+    check_world_size(WorldConfig(n_items=fits, n_users=1000), limit)  # the advice holds
+    with pytest.raises(InputError):
+        check_world_size(WorldConfig(n_items=fits + 1000, n_users=1000), limit)
+    assert sum(world_bytes(WorldConfig(n_items=fits, n_users=1000)).values()) <= limit
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                "/nonexistent/x",
+                "--n-items",
+                str(10**10),
+                "--candidates",
+                "200",
+                "--n-decisions",
+                "1000",
+                "-q",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "use n_items <= " in err and "Traceback" not in err
