@@ -175,6 +175,8 @@ def _logger(cfg: PipelineConfig, world: World) -> Any:
         model_seed=lg.model_seed,
         support=None if lg.support is None else list(lg.support),
     )
+    if lg.candidates is not None:  # a large catalog: the two-stage logger
+        kw.update(candidates=lg.candidates, floor=lg.floor or 0.0)
     return logging_policy(world, lg.policy, **kw)
 
 
@@ -625,6 +627,7 @@ def ope_stage(
     """Every estimable target x every estimator through the one OPE entry point: the
     table, and the :class:`~offrec.ope.OPEResult` (for paired comparisons in the report)."""
     from offrec.ope import evaluate
+    from offrec.ope.embedding import pair_reward_model
     from offrec.reward import RewardModel
 
     o = cfg.ope
@@ -638,7 +641,8 @@ def ope_stage(
         data,
         estimable,
         estimators=list(o.estimators),
-        reward_model=RewardModel(kind=o.reward_model, n_folds=o.n_folds, seed=cfg.seed),
+        reward_model=pair_reward_model(o.reward_model, targets)
+        or RewardModel(kind=o.reward_model, n_folds=o.n_folds, seed=cfg.seed),
         interval=o.interval,
         n_bootstrap=o.n_bootstrap,
         alpha=o.alpha,

@@ -254,6 +254,16 @@ class LoggerGroups:
         return logging_group_pscore(dist, self.item_groups, action)
 
 
+def pair_reward_model(name: str, policies: dict[str, Any]) -> Any:
+    """The (context, item) reward model a large-catalog pipeline names by its policy
+    (``[ope] reward_model = "NAME"`` of a trained policy with ``predict_pairs``, e.g. the
+    shared-parameter learner): DR / DM / OffCEM then read it at the logged items and the
+    target's candidates, never a dense (n, n_items) table; ``None`` when ``name`` is not
+    such a policy (a reward-model kind)."""
+    policy = policies.get(name)
+    return policy if callable(getattr(policy, "predict_pairs", None)) else None
+
+
 def _rebuild_logger(metadata: dict[str, Any]) -> Any:
     from offrec.policies.loggers import logging_policy_from_spec
     from offrec.sim import World, WorldConfig
@@ -269,4 +279,4 @@ def _rebuild_logger(metadata: dict[str, Any]) -> Any:
 
 
 __all__ = ["EMBEDDING_ESTIMATORS", "MIPS", "SNMIPS", "LoggerGroups", "OffCEM",
-           "cluster_items", "logging_group_pscore"]  # fmt: skip
+           "cluster_items", "logging_group_pscore", "pair_reward_model"]  # fmt: skip
