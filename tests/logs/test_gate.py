@@ -26,7 +26,7 @@ from offrec.logs.checks import COLUMN_TYPES, LIST_COLUMNS
 from offrec.logs.scan import check_log, open_log
 
 ROOT = Path(__file__).resolve().parents[2]
-COLUMNS = (*COLUMN_TYPES, *LIST_COLUMNS)  # 13: the 10 scalar columns, true_ctr, pscore_group (a two-stage logger) and the lists
+COLUMNS = (*COLUMN_TYPES, *LIST_COLUMNS)  # 13: scalars, true_ctr, pscore_group, lists
 WRONG = ("string", "other_numeric_kind", "list", "struct", "all_null")
 
 
