@@ -9,7 +9,9 @@ For catalogs of 100, 10^4, 10^5 and 10^6 items:
    learner yet, so this process stands in for ``offrec train bandit``);
 3. **evaluate**: :func:`offrec.ope.evaluate` of that learner with IPS, SNIPS, DR, MIPS,
    SN-MIPS and OffCEM (normal intervals; DR/OffCEM read the learner's own (context, item)
-   model; MIPS the logger rebuilt from the log's metadata),
+   model; MIPS the ``pscore_group`` column the two-stage logger wrote, so the logger is not
+   rebuilt: what remains per catalog size is the target's exact retrieval, one scan of the
+   catalog per distinct user),
    ``python -m benchmarks.bench_catalog evaluate``.
 
 Each step runs under ``/usr/bin/time -v``; the table shows its wall time and peak RSS, and

@@ -201,6 +201,7 @@ def ope_stage(
     """Every estimable target x every estimator through the one OPE entry point: the
     table, and the :class:`~offrec.ope.OPEResult` (for paired comparisons in the report)."""
     from offrec.ope import evaluate
+    from offrec.ope.embedding import pair_reward_model
     from offrec.reward import RewardModel
 
     o = cfg.ope
@@ -214,7 +215,8 @@ def ope_stage(
         data,
         estimable,
         estimators=list(o.estimators),
-        reward_model=RewardModel(kind=o.reward_model, n_folds=o.n_folds, seed=cfg.seed),
+        reward_model=pair_reward_model(o.reward_model, targets)
+        or RewardModel(kind=o.reward_model, n_folds=o.n_folds, seed=cfg.seed),
         interval=o.interval,
         n_bootstrap=o.n_bootstrap,
         alpha=o.alpha,

@@ -118,6 +118,8 @@ class LoggingSpec(ConfigCodec):
     support: tuple[int, ...] | None = None
     n_decisions: int | None = None
     n_sessions: int | None = None
+    candidates: int | None = None  # large catalogs: a two-stage logger over its top M
+    floor: float | None = None  # ... with this mass spread uniformly over the catalog
 
     def __post_init__(self) -> None:
         if (self.n_decisions is None) == (self.n_sessions is None):
@@ -142,6 +144,8 @@ class LoggingSpec(ConfigCodec):
             model_seed=self.model_seed,
             support=None if self.support is None else list(self.support),
         )
+        if self.candidates is not None:  # a large catalog: the two-stage logger
+            kw.update(candidates=self.candidates, floor=self.floor or 0.0)
         return logging_policy(world, self.policy, **kw)
 
 
@@ -254,7 +258,7 @@ class OPESpec(ConfigCodec):
 
     estimators: tuple[str, ...] = ("ips", "snips", "dm", "dr")
     holdout: float = 0.5
-    reward_model: str = "logistic"
+    reward_model: str = "logistic"  # or the name of a trained (context, item) policy
     n_folds: int = 3
     interval: str = "bootstrap"
     n_bootstrap: int = 500
@@ -488,8 +492,10 @@ def _name_problems(
             check_interval_options(ope.interval, ope.n_bootstrap, ope.alpha)
         except InputError as exc:
             problems.append(f"[ope] {exc}")
-    if ope.reward_model not in KINDS:
+    pair_models = [q.name for q in policies if q.learner == "hybrid"]  # (context, item) models
+    if ope.reward_model not in KINDS and ope.reward_model not in pair_models:
         problems.append(
-            f"[ope] reward_model must be one of {list(KINDS)}; got {ope.reward_model!r}"
+            f"[ope] reward_model must be one of {list(KINDS)} or a hybrid policy's name "
+            f"{pair_models}; got {ope.reward_model!r}"
         )
     return problems

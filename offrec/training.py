@@ -440,11 +440,24 @@ def _fit(
         params.setdefault("n_actions", data.n_actions)
         params.setdefault("context_dim", data.context_dim)
         return cls(head=head, **params).fit(data), None
+    if learner == "hybrid" and world is None and params.get("item_features") is None:
+        params.update(_catalog_features(source))
     bandit = policy_registry.make_learner(
         learner, data.n_actions, data.context_dim, world=world, **params
     )
     fit_logged(bandit, data)
     return bandit.exploit(head), None
+
+
+def _catalog_features(source: LoggedData | LogSource) -> dict[str, Any]:
+    """``{"item_features": ...}`` from the log's item table (an imported log that brought
+    its catalog, :mod:`offrec.logs.catalog`), or nothing when it has none."""
+    from offrec.logs.catalog import catalog_path, read_catalog
+
+    path = getattr(source, "path", None)
+    if path is None or catalog_path(path) is None or not Path(path).is_dir():
+        return {}
+    return {"item_features": read_catalog(path).features()}
 
 
 @dataclass

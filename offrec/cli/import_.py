@@ -63,6 +63,13 @@ def add_parser(sub: Any) -> None:
                    "catalog file (CSV/Parquet with an item_id column); ids it lacks are refused, listed")  # fmt: skip
     i.add_argument("--extend-items", action="store_true",
                    help="with --items: add the ids the map lacks (after its items) instead of refusing")  # fmt: skip
+    i.add_argument(
+        "--catalog",
+        type=Path,
+        metavar="FILE",
+        help="item table (CSV/Parquet: item_id, topic, quality, emb_0, emb_1, ...): numbers the "
+        "items, is stored beside the log, and gives the hybrid learner and MIPS/OffCEM the items",
+    )
     i.add_argument("--item-context", type=Path, help="OBD item_context.csv")
     i.add_argument("--overwrite", action="store_true", help="replace a log offrec wrote at --out")
     i.add_argument("--uniform-pscore", action="store_true",
@@ -93,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         reward=(args.reward_domain, args.reward_low, args.reward_high),
         item_context_csv=args.item_context, repair=args.repair,
         claimed_policy=args.claimed_policy, overwrite=args.overwrite, items=args.items,
-        extend_items=args.extend_items,
+        extend_items=args.extend_items, catalog=args.catalog,
     )  # fmt: skip
     print(res.line(args.out))
     return 0

@@ -30,9 +30,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from offrec.logs.schema import REQUIRED
+from offrec.logs.schema import PSCORE_GROUP, REQUIRED
 
-COLUMN_TYPES: dict[str, pa.DataType] = {**REQUIRED, "true_ctr": pa.float32()}
+COLUMN_TYPES: dict[str, pa.DataType] = {
+    **REQUIRED,
+    "true_ctr": pa.float32(),
+    PSCORE_GROUP: pa.float64(),
+}
 """The Arrow type of every scalar column of the log schema (:func:`~offrec.logs.schema.log_schema`)."""
 
 LIST_COLUMNS = ("context", "logging_dist")

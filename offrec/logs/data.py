@@ -32,6 +32,8 @@ class LoggedData:
         logging_dist: optional (n, n_actions) float32, the logger's full distribution.
         true_ctr: optional (n,) float64, the true click probability of the logged action
             (simulated data only).
+        pscore_group: optional (n,) float64, the logger's probability of the logged item's
+            group (topic) (:data:`offrec.logs.schema.PSCORE_GROUP`; large-catalog logs).
         metadata: dict of file metadata (world config, logging policy spec, seed, version...).
         reward_domain: what the reward is: ``{"kind": "binary"}`` (clicks in {0, 1}, the
             default) or ``{"kind": "continuous", "low": a, "high": b}`` (declared at
@@ -61,6 +63,7 @@ class LoggedData:
     true_ctr: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     reward_domain: dict[str, Any] = field(default_factory=lambda: {"kind": "binary"})
+    pscore_group: np.ndarray | None = None
 
     @property
     def binary_reward(self) -> bool:
@@ -226,6 +229,7 @@ class LoggedData:
             true_ctr=pick(self.true_ctr),
             metadata=dict(self.metadata),
             reward_domain=dict(self.reward_domain),
+            pscore_group=pick(self.pscore_group),
         )
 
 
@@ -284,6 +288,10 @@ def value_problems(data: LoggedData) -> list[str]:
     if data.true_ctr is not None:
         bad = ~((data.true_ctr >= 0) & (data.true_ctr <= 1))
         check("true_ctr", bad, data.true_ctr, "must be in [0, 1]")
+    if data.pscore_group is not None:  # a group holds the logged item: pscore <= it <= 1
+        pg = data.pscore_group
+        bad = ~((pg >= data.pscore * (1 - 1e-6)) & (pg <= 1 + 1e-9))
+        check("pscore_group", bad, pg, "must be in [pscore, 1]")
     return out
 
 

@@ -600,14 +600,42 @@ def import_any(
     item_context_csv: str | Path | None = None, repair: str | None = None,
     claimed_policy: str | None = None, overwrite: bool = False,
     items: ItemMap | str | Path | None = None, extend_items: bool = False,
+    catalog: str | Path | None = None,
 ) -> ImportResult:  # fmt: skip
     """One entry point for every import: ``flavour`` ``"csv"``/``"parquet"`` (a column map,
     or, for a Parquet log offrec wrote, the log as it is) or ``"obd"``. ``items`` /
-    ``extend_items``: the item map to import against (:func:`import_logs`).
+    ``extend_items``: the item map to import against (:func:`import_logs`). ``catalog``: a
+    catalog export (:mod:`offrec.logs.catalog`: ``item_id``, ``topic``, ``quality``,
+    embedding), read before anything is written; it numbers the items (ids it lacks are
+    refused) and is stored beside the log as its item table, its topics as the item groups.
 
     ``given`` names the options the caller set explicitly; an option that does not apply
     to the flavour (a column map for OBD or for offrec's own Parquet, an item context for
     a CSV) is an ``InputError`` that says what applies."""
+    if catalog is not None:
+        from offrec.logs.catalog import attach_catalog, read_catalog
+
+        if items is not None or extend_items:
+            raise InputError(
+                "catalog (--catalog FILE) numbers the items itself; drop --items / --extend-items"
+            )
+        table = read_catalog(catalog)
+        res = import_any(
+            flavour,
+            src,
+            out,
+            cmap,
+            given=given,
+            encoding=encoding,
+            reward=reward,
+            item_context_csv=item_context_csv,
+            repair=repair,
+            claimed_policy=claimed_policy,
+            overwrite=overwrite,
+            items=ItemMap(tuple(table.item_id.tolist())),
+        )
+        attach_catalog(out, table)
+        return res
     domain = S.reward_domain(*reward)
     if extend_items and items is None:
         raise InputError(

@@ -293,6 +293,7 @@ def table_to_logged(table: pa.Table, meta: dict[str, Any], where: str) -> Logged
         n_actions=n_actions,
         logging_dist=logging_dist,
         true_ctr=true_ctr,
+        pscore_group=_np(table, "pscore_group", np.float64) if "pscore_group" in table.column_names else None,
         metadata=meta,
         reward_domain=_domain(meta, path),
     )  # fmt: skip

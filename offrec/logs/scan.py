@@ -35,7 +35,15 @@ from offrec.logs.reader import (
     validate_logged_data,
 )
 
-OPTIONAL_COLUMNS = ("position", "user_id", "terminated", "truncated", "logging_dist", "true_ctr")
+OPTIONAL_COLUMNS = (
+    "position",
+    "user_id",
+    "terminated",
+    "truncated",
+    "logging_dist",
+    "true_ctr",
+    "pscore_group",
+)
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,14 @@ REQUIRED = {
 }
 
 
+PSCORE_GROUP = "pscore_group"
+"""Optional float64 column of a large-catalog log: the logging policy's probability of the
+logged item's *group* (its topic, the dataset's ``item_topics``),
+:math:`\\pi_b(g(a_i)|x_i) = \\sum_{a: g(a) = g(a_i)} \\pi_b(a|x_i)`, in ``[pscore, 1]``.
+Written at collect time by a sparse (two-stage) logger so that MIPS / SN-MIPS / OffCEM
+never rebuild the logger (or rescan the catalog) to evaluate; absent, they read
+``logging_dist`` or rebuild the logger from the metadata."""
+
 SLATE_COLUMNS = {
     "pscore_slate": pa.float64(),
     "pscore_cascade": pa.float64(),
@@ -174,6 +182,7 @@ def log_schema(
     true_ctr: bool = False,
     metadata: dict[str, str] | None = None,
     slate: bool = False,
+    pscore_group: bool = False,
 ) -> pa.Schema:
     """Arrow schema of a log: the required columns, ``context`` as
     ``fixed_size_list<float32>[context_dim]``, and the optional columns asked for."""
@@ -198,6 +207,8 @@ def log_schema(
         fields.append(pa.field("logging_dist", pa.list_(pa.float32(), n_actions)))
     if true_ctr:
         fields.append(pa.field("true_ctr", pa.float32()))
+    if pscore_group:  # the logger's probability of the logged item's group (PSCORE_GROUP)
+        fields.append(pa.field(PSCORE_GROUP, pa.float64()))
     if slate:  # the slate layout's optional columns (SLATE_COLUMNS)
         fields += [pa.field(name, t, nullable=False) for name, t in SLATE_COLUMNS.items()]
     meta = {META_SCHEMA_VERSION: SCHEMA_VERSION, META_N_ACTIONS: str(n_actions)}

@@ -107,12 +107,14 @@ def collect(
         S.META_REWARD_DOMAIN: json.dumps(BINARY),
     }
     items = {"item_topics": world.item_topic.tolist(), "topics": list(world.topics)}
+    group_pscores = logs_group_pscore(policy)
     schema = S.log_schema(
         world.obs_dim,
         world.n_items,
         logging_dist=logging_dist,
         true_ctr=true_ctr,
         metadata=metadata,
+        pscore_group=group_pscores,
     )
     per_cohort = max(1, chunk_rows // cfg.horizon)
     check_collect_memory(world, policy, min(per_cohort, budget), logging_dist=logging_dist)
@@ -131,6 +133,10 @@ def collect(
         ThreadPoolExecutor(1) as pool,
     ):
         S.write_dataset_meta(tmp, items)
+        if group_pscores:  # a large catalog: its item table beside the part files
+            from offrec.logs.catalog import world_catalog, write_catalog
+
+            write_catalog(tmp, world_catalog(world))
         try:
             while (sessions if n_sessions is not None else rows) < budget:
                 if n_sessions is not None:
@@ -140,7 +146,9 @@ def collect(
                 traj = world.run_sessions(policy, n, rng, record_dist=logging_dist)
                 if n_decisions is not None and rows + len(traj.action) > budget:
                     traj = _cut(traj, budget - rows)
-                table = _to_table(traj, schema, session_offset=sessions, bandit=cfg.horizon == 1)
+                group = _group_pscore(policy, traj, world.item_topic) if group_pscores else None
+                table = _to_table(traj, schema, session_offset=sessions, bandit=cfg.horizon == 1,
+                                  pscore_group=group)  # fmt: skip
                 if pending is not None:
                     pending.result()
                 if overlap:
@@ -238,8 +246,34 @@ def _cut(traj: Trajectories, n_rows: int) -> Trajectories:
     return out
 
 
+def logs_group_pscore(policy: Any) -> bool:
+    """Whether :func:`collect` writes the ``pscore_group`` column (and the item table) for
+    ``policy``: a sparse-form (large-catalog, two-stage) logger."""
+    return bool(getattr(policy, "sparse_form", False)) and hasattr(policy, "action_dist_compact")
+
+
+def _group_pscore(policy: Any, traj: Trajectories, item_topic: np.ndarray) -> np.ndarray:
+    """(rows,) the logger's probability of each logged item's topic, from its sparse
+    distribution at the observation it acted on (:data:`offrec.logs.schema.PSCORE_GROUP`)."""
+    from offrec.core.policy import GreedyDist, SparseDist
+
+    if not len(traj.action):
+        return np.zeros(0)
+    dist = policy.action_dist_compact(traj.obs)
+    if isinstance(dist, GreedyDist):
+        dist = dist.sparse()
+    if not isinstance(dist, SparseDist):
+        raise InputError(f"a sparse-form logger must give a SparseDist; got {type(dist).__name__}")
+    sizes = dist.group_sizes(item_topic, int(item_topic.max()) + 1)
+    return dist.group_at(item_topic, item_topic[traj.action], sizes)
+
+
 def _to_table(
-    traj: Trajectories, schema: pa.Schema, session_offset: int, bandit: bool = False
+    traj: Trajectories,
+    schema: pa.Schema,
+    session_offset: int,
+    bandit: bool = False,
+    pscore_group: np.ndarray | None = None,
 ) -> pa.Table:
     """Arrow table of a cohort. In bandit mode (``bandit``: horizon 1) the one-step
     episode is marked ``terminated`` (nothing follows a decision), as the env does."""
@@ -265,6 +299,8 @@ def _to_table(
         cols["logging_dist"] = pa.FixedSizeListArray.from_arrays(pa.array(traj.dist.reshape(-1)), k)
     if "true_ctr" in schema.names:
         cols["true_ctr"] = pa.array(traj.click_prob.astype(np.float32))
+    if pscore_group is not None:
+        cols[S.PSCORE_GROUP] = pa.array(np.asarray(pscore_group, np.float64))
     return pa.Table.from_arrays([cols[name] for name in schema.names], schema=schema)
 
 

@@ -199,14 +199,18 @@ def logging_group_pscore(
 class LoggerGroups:
     """The logging policy's group propensities for the rows of a log, in batches.
 
-    From the log's ``logging_dist`` column when it has one, else from the logging policy
+    From the log's ``pscore_group`` column when it has one (written at collect time by a
+    two-stage logger, :data:`offrec.logs.schema.PSCORE_GROUP`: nothing is rebuilt and the
+    catalog is not scanned), else its ``logging_dist`` column, else from the logging policy
     rebuilt from the log's metadata (world config and seed, logging policy spec: simulated
     logs); the rebuilt policy's propensity at the logged item must equal the logged
     ``pscore`` (relative 1e-6), else the log's metadata does not describe its logger and
     group weights would be wrong: an ``InputError`` naming the row.
     """
 
-    def __init__(self, metadata: dict[str, Any], has_logging_dist: bool) -> None:
+    def __init__(
+        self, metadata: dict[str, Any], has_logging_dist: bool, has_group_column: bool = False
+    ) -> None:
         topics = metadata.get("item_topics")
         if topics is None:
             raise InputError(
@@ -215,12 +219,21 @@ class LoggerGroups:
             )
         self.item_groups = np.asarray(topics, np.int64)
         self.policy: Any = None
-        if not has_logging_dist:
+        if not has_logging_dist and not has_group_column:
             self.policy = _rebuild_logger(metadata)
 
-    def pscore_group(self, context: np.ndarray, action: np.ndarray, pscore: np.ndarray,
-                     logging_dist: Any = None) -> np.ndarray:  # fmt: skip
-        """(n,) :math:`\\pi_b(g(a_i)|x_i)` for one batch."""
+    def pscore_group(
+        self,
+        context: np.ndarray,
+        action: np.ndarray,
+        pscore: np.ndarray,
+        logging_dist: Any = None,
+        logged: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(n,) :math:`\\pi_b(g(a_i)|x_i)` for one batch (``logged``: the log's
+        ``pscore_group`` column, taken as it is)."""
+        if logged is not None:
+            return np.asarray(logged, np.float64)
         if logging_dist is not None:
             return logging_group_pscore(np.asarray(logging_dist), self.item_groups, action)
         compact = getattr(self.policy, "action_dist_compact", None)
@@ -241,6 +254,16 @@ class LoggerGroups:
         return logging_group_pscore(dist, self.item_groups, action)
 
 
+def pair_reward_model(name: str, policies: dict[str, Any]) -> Any:
+    """The (context, item) reward model a large-catalog pipeline names by its policy
+    (``[ope] reward_model = "NAME"`` of a trained policy with ``predict_pairs``, e.g. the
+    shared-parameter learner): DR / DM / OffCEM then read it at the logged items and the
+    target's candidates, never a dense (n, n_items) table; ``None`` when ``name`` is not
+    such a policy (a reward-model kind)."""
+    policy = policies.get(name)
+    return policy if callable(getattr(policy, "predict_pairs", None)) else None
+
+
 def _rebuild_logger(metadata: dict[str, Any]) -> Any:
     from offrec.policies.loggers import logging_policy_from_spec
     from offrec.sim import World, WorldConfig
@@ -256,4 +279,4 @@ def _rebuild_logger(metadata: dict[str, Any]) -> Any:
 
 
 __all__ = ["EMBEDDING_ESTIMATORS", "MIPS", "SNMIPS", "LoggerGroups", "OffCEM",
-           "cluster_items", "logging_group_pscore"]  # fmt: skip
+           "cluster_items", "logging_group_pscore", "pair_reward_model"]  # fmt: skip

@@ -823,7 +823,7 @@ def _evaluate_bandit(
     if any(e.needs_groups for e in ests):  # MIPS & co: the logger's group propensities
         from offrec.ope.embedding import LoggerGroups
 
-        groups = LoggerGroups(source.metadata, has_support)
+        groups = LoggerGroups(source.metadata, has_support, _has_column(source, "pscore_group"))
 
     def kernel(batch: Batch) -> Moments:
         data = batch.data
@@ -846,7 +846,9 @@ def _evaluate_bandit(
         marginal: dict[str, Any] = {}
         if groups is not None:  # MIPS & co: the logger's probability of the logged group
             try:
-                pg = groups.pscore_group(data.context, data.action, data.pscore, data.logging_dist)
+                pg = groups.pscore_group(
+                    data.context, data.action, data.pscore, data.logging_dist, data.pscore_group
+                )
             except InputError as err:
                 raise _relocate(err, batch, "logger") from None
             marginal = {"item_groups": groups.item_groups, "pscore_group": pg}
@@ -961,6 +963,12 @@ def _per_session(reward_range: tuple[float, float], horizon: int) -> tuple[float
     """Feasible clicks (rewards) per session: at most ``horizon`` rewards."""
     low, high = reward_range
     return (min(0.0, horizon * low), horizon * high)
+
+
+def _has_column(source: Source, name: str) -> bool:
+    if isinstance(source, LoggedData):
+        return getattr(source, name, None) is not None
+    return name in source.columns
 
 
 def _has_logging_dist(source: Source) -> bool:

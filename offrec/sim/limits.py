@@ -51,10 +51,14 @@ def check_world_size(config: Any, limit: int | None = None) -> None:
     total = sum(parts.values())
     if total > limit:
         field = max(parts, key=lambda k: parts[k])
+        size = int(getattr(config, field))
+        room = limit - (total - parts[field])  # what the other arrays leave to this one
+        fits = max(0, int(room // max(1, parts[field] // max(1, size))))
         raise InputError(
-            f"{field}={getattr(config, field):,} is too large: the world would need about "
+            f"{field}={size:,} is too large: the world would need about "
             f"{format_bytes(total)} of memory (limit {format_bytes(limit)}, "
-            f"{MEMORY_SHARE:.0%} of this machine's)"
+            f"{MEMORY_SHARE:.0%} of this machine's); use {field} <= {fits:,} (what fits), "
+            "or a machine with more memory"
         )
 
 

@@ -26,7 +26,7 @@ from offrec.logs.checks import COLUMN_TYPES, LIST_COLUMNS
 from offrec.logs.scan import check_log, open_log
 
 ROOT = Path(__file__).resolve().parents[2]
-COLUMNS = (*COLUMN_TYPES, *LIST_COLUMNS)  # 12: the 10 scalar columns, true_ctr and the lists
+COLUMNS = (*COLUMN_TYPES, *LIST_COLUMNS)  # 13: scalars, true_ctr, pscore_group, lists
 WRONG = ("string", "other_numeric_kind", "list", "struct", "all_null")
 
 
@@ -59,7 +59,7 @@ def good(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("gate")
     log = root / "good"
     assert main(["-q", "simulate", "--out", str(log), "--n-sessions", "150", "--n-items", "8",
-                 "--horizon", "3", "--logging-dist"]) == 0  # fmt: skip
+                 "--horizon", "3", "--logging-dist", "--candidates", "4"]) == 0  # fmt: skip
     model = root / "model"
     assert (
         main(["-q", "train", "bandit", str(log), "--learner", "linucb", "--out", str(model)]) == 0
@@ -136,7 +136,7 @@ def test_every_wrong_type_in_every_column_is_one_line_in_every_command(
 
 def test_matrix_size():
     """The count reported in the issue's closing note: columns x wrong types x commands."""
-    assert (len(COLUMNS), len(WRONG), len(COMMANDS)) == (12, 5, 6)
+    assert (len(COLUMNS), len(WRONG), len(COMMANDS)) == (13, 5, 6)  # 13 with pscore_group
 
 
 def test_a_real_subprocess_prints_one_line_and_no_traceback(bad_logs, tmp_path):
