@@ -188,6 +188,7 @@ def evaluate_slates(
     for cols in _batches(path, batch_rows, K):
         arrays = _batch_arrays(cols, K, target, cache, q_table)
         terms = slate_terms(**arrays)
+        assert terms.keys is not None  # asked for (keys=True)
         n_slates += terms.n
         for j, est in enumerate(ests):
             parts: SlateParts = est.parts(terms)
