@@ -736,7 +736,10 @@ class PI(SlateEstimator):
     slots dependent: the formula is then the usual marginal approximation, and it is
     biased even under additive rewards (measured in ``tests/ope/test_slate.py``); the
     exact :math:`\Gamma_b^\dagger` would need the logger's pairwise (slot, item)
-    marginals, which the log does not carry. The one ranking logger whose pseudo-inverse
+    marginals, which the log does not carry, so the streamed slate evaluation
+    (:func:`offrec.ope.slate_log.evaluate_slates`, ``offrec evaluate``) refuses PI on a
+    log whose logger ranks without replacement (every offrec slate logger), naming why,
+    and leaves it out of its default set. The one ranking logger whose pseudo-inverse
     has a closed form in the slot marginals is the uniform one (every ordered list of
     ``K`` distinct items out of ``m`` equally likely; ``n_items=m``). Solving
     :math:`\Gamma_b h = q_e` there gives
