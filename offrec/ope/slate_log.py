@@ -221,7 +221,17 @@ def evaluate_slates(
             np.min(np.where(ess_den[j] > 0, ess_num[j] ** 2 / np.maximum(ess_den[j], 1e-300), 0))
         )
         out.append(
-            SlateEstimate(est.name, iv.value, iv.low, iv.high, method, ess, max_w[j], n_slates)
+            SlateEstimate(
+                est.name,
+                iv.value,
+                iv.low,
+                iv.high,
+                method,
+                ess,
+                max_w[j],
+                n_slates,
+                _warnings(est.name, ess, n_slates),
+            )  # fmt: skip
         )
     return out
 
