@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from offrec.core.atomic import atomic_dir
 from offrec.core.errors import InputError
 from offrec.core.validation import check_scalar

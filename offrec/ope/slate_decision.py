@@ -91,7 +91,7 @@ def slate_decision(
     for name, policy in candidates.items():
         for r in evaluate_slates(path, policy, n_bootstrap=n_bootstrap, alpha=alpha, seed=seed):
             rows.append(_row(name, r))
-    names = {row["estimator"] for row in rows}
+    names = {str(row["estimator"]) for row in rows}
     lg = logger_estimate(path, est, int(meta["slate_size"]), alpha)
     rows += [_row(LOGGER, lg) | {"estimator": e} for e in sorted(names)]
     table = pd.DataFrame(rows)
