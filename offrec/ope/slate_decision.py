@@ -29,6 +29,15 @@ from offrec.sim.slate import SlatePolicy
 HEADLINE: dict[str, str] = {"independent": "iips", "pbm": "iips", "cascade": "rips"}
 """The headline slate estimator under each click model (unbiased there, lowest variance)."""
 
+VALID: dict[str, tuple[str, ...]] = {
+    "independent": ("iips", "sniips", "rips", "snrips", "cascade-dr", "sips", "snsips"),
+    "pbm": ("iips", "sniips", "rips", "snrips", "cascade-dr", "sips", "snsips"),
+    "cascade": ("rips", "snrips", "cascade-dr", "sips", "snsips"),
+}
+"""The estimators whose assumptions each click model meets (the self-normalized forms:
+consistent). Only these, and only where no candidate's estimate is flagged for a low
+effective sample size (the headline always), are asked to agree on the lift's sign."""
+
 LOGGER = "logger"
 
 
@@ -76,8 +85,10 @@ def slate_decision(
     """The gate's decision between ``candidates`` (role ``learned``) and the logger, and
     the table it read (one row per policy and estimator: ``policy, estimator, value, low,
     high, ess, warnings``). ``estimator``: the headline (default :data:`HEADLINE` of the
-    log's click model). Candidates and the logger are compared as independent estimates
-    (the gate's independent approximation)."""
+    log's click model). The gate hears the estimators of :data:`VALID` for the log's click
+    model, without those flagged for a low effective sample size (the headline always);
+    the returned table holds every estimate. Candidates and the logger are compared as
+    independent estimates (the gate's independent approximation)."""
     if not candidates:
         raise InputError("candidates must name at least one ranker; got none")
     if LOGGER in candidates:
@@ -96,11 +107,15 @@ def slate_decision(
     rows += [_row(LOGGER, lg) | {"estimator": e} for e in sorted(names)]
     table = pd.DataFrame(rows)
     roles = {LOGGER: "logger", **{n: "learned" for n in candidates}}
-    return decide(table, roles, alpha=alpha, estimator=est, value_label="clicks per slate"), table
+    flagged = set(table.loc[table["warnings"] != "", "estimator"].astype(str)) - {est}
+    valid = set(VALID.get(kind, (est,))) | {est}
+    heard = table[table["estimator"].isin(valid - flagged)]
+    dec = decide(heard, roles, alpha=alpha, estimator=est, value_label="clicks per slate")
+    return dec, table
 
 
 def _row(policy: str, r: SlateEstimate) -> dict[str, object]:
     return {
         "policy": policy, "estimator": r.estimator, "value": r.value, "low": r.low,
-        "high": r.high, "ess": r.ess, "warnings": list(r.warnings),
+        "high": r.high, "ess": r.ess, "warnings": "; ".join(r.warnings),
     }  # fmt: skip
