@@ -68,10 +68,9 @@ def parse_profile(text: str, topics: tuple[str, ...]) -> np.ndarray:
 
 def _scores(policy: Any, obs: np.ndarray) -> np.ndarray:
     """The model's own scores if it has them (Q-values, predicted CTR), else its probabilities."""
-    for attr in ("q_values", "predict"):
-        if hasattr(policy, attr):
-            return np.asarray(getattr(policy, attr)(obs))
-    return np.asarray(policy.action_dist(obs))
+    from offrec.sim.slate import ranking_scores
+
+    return ranking_scores(policy, obs)
 
 
 def item_ids(policy: Any) -> list[Any]:

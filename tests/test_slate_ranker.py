@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from offrec.cli import main
@@ -51,6 +52,11 @@ def test_learned_ranker_beats_the_logger_in_truth(trained: tuple) -> None:
     kind, log, model = trained
     sw, logger = _world_and_logger(log)
     ranker = TopKEpsilon(load_model(model, n_actions=N_ITEMS), K, epsilon=0.1)
+    # the ranker lists the model's K best predicted items (a greedy model's probabilities
+    # are one-hot: ranking them would fill the list with items 0, 1, ...)
+    obs = sw.users_obs(np.arange(N_USERS))
+    pred = ranker.base.predict(obs)
+    assert (ranker.top(obs) == np.argsort(-pred, axis=1, kind="stable")[:, :K]).all()
     v_log, v_rank = sw.true_value(logger), sw.true_value(ranker)
     assert v_log.exact and v_rank.exact  # 12 * 11 * 10 slates: enumerated
     assert v_rank.value >= (1 + MARGIN) * v_log.value, (kind, v_rank, v_log)
