@@ -78,3 +78,20 @@ def test_the_gate_ships_the_learned_ranker(trained: tuple) -> None:
     assert set(table["policy"]) == {"top-k", "logger"} and "pi" not in set(table["estimator"])
     with pytest.raises(InputError, match="reserved for the logging policy"):
         slate_decision(log, {"logger": ranker})
+
+
+def test_recommend_shows_the_slots_propensities(trained: tuple) -> None:
+    """``recommend --slate-epsilon``: each listed slot's marginal and prefix propensity
+    under top-k with a uniform list with probability epsilon, by hand."""
+    from offrec.recommend import recommend_for_context
+
+    _, log, model = trained
+    sw, _ = _world_and_logger(log)
+    policy = load_model(model, n_actions=N_ITEMS)
+    x = sw.users_obs(np.array([0]))[0]
+    eps = 0.2
+    table = recommend_for_context(policy, x, k=K, slate_epsilon=eps)
+    assert table["pscore"].to_numpy() == pytest.approx(np.full(K, 1 - eps + eps / N_ITEMS))
+    uniform_prefix = np.cumprod(1.0 / (N_ITEMS - np.arange(K)))  # 1/12, 1/(12*11), ...
+    assert table["pscore_prefix"].to_numpy() == pytest.approx((1 - eps) + eps * uniform_prefix)
+    assert "pscore" not in recommend_for_context(policy, x, k=K).columns
