@@ -37,7 +37,8 @@ ASSUMPTION_HOLDS = {
 }
 """Unbiased estimators under each click model (the self-normalized forms are consistent).
 PI is in none: its per-slot-marginal form assumes a logger whose slots are independent,
-and this study's Plackett-Luce logger ranks without replacement (PI's docstring)."""
+and this study's Plackett-Luce logger ranks without replacement (PI's docstring), so
+``evaluate_slates`` refuses it here and the study leaves it out."""
 
 
 def main(
@@ -92,7 +93,8 @@ def main(
                         ess[name, r.estimator].append(r.ess)
         for name in targets:
             tv = truths[name]
-            for est in SLATE_ESTIMATORS:
+            # the estimators evaluate_slates ran (PI is refused on this ranking logger)
+            for est in (e for e in SLATE_ESTIMATORS if errors[name, e]):
                 row = {
                     "click_model": kind, "target": name, "estimator": est,
                     "truth": tv.value, "truth_stderr": tv.stderr, "truth_exact": tv.exact,

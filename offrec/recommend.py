@@ -53,10 +53,27 @@ def parse_profile(text: str, topics: tuple[str, ...]) -> np.ndarray:
 
 def _scores(policy: Any, obs: np.ndarray) -> np.ndarray:
     """The model's own scores if it has them (Q-values, predicted CTR), else its probabilities."""
-    for attr in ("q_values", "predict"):
-        if hasattr(policy, attr):
-            return np.asarray(getattr(policy, attr)(obs))
-    return np.asarray(policy.action_dist(obs))
+    from offrec.sim.slate import ranking_scores
+
+    return ranking_scores(policy, obs)
+
+
+def slate_columns(policy: Any, obs: np.ndarray, k: int, epsilon: float) -> dict[str, np.ndarray]:
+    r"""Per-slot propensities of the shown top-``k`` list (one context, ``obs`` (1, d)) when
+    it is served as a slate ranker: top-``k`` with probability ``1 - epsilon``, a uniform
+    random list otherwise (:class:`~offrec.sim.slate.TopKEpsilon`). ``pscore``:
+    :math:`\pi(a_j \text{ at } j|x) = (1 - \epsilon) + \epsilon / m` for the listed items;
+    ``pscore_prefix``: :math:`\pi(a_{\le j}|x)`, the cascade (prefix) propensity, whose
+    last entry is the whole list's; what a slate log records for the list."""
+    from offrec.sim.slate import TopKEpsilon
+
+    ranker = TopKEpsilon(policy, k, epsilon=epsilon)
+    top = ranker.top(obs)
+    marg, _ = ranker.marginals(obs)
+    return {
+        "pscore": marg[0, np.arange(k), top[0]],
+        "pscore_prefix": np.cumprod(ranker.conditional(obs, top), axis=1)[0],
+    }
 
 
 def item_ids(policy: Any) -> list[Any]:
@@ -66,11 +83,14 @@ def item_ids(policy: Any) -> list[Any]:
     return items.id_list() if items is not None else list(range(int(policy.n_actions)))
 
 
-def recommend_for_context(policy: Any, context: Any, k: int = 5) -> pd.DataFrame:
+def recommend_for_context(
+    policy: Any, context: Any, k: int = 5, slate_epsilon: float | None = None
+) -> pd.DataFrame:
     """Top-``k`` items for one context (a row of the log's context columns, (d,)), in
     the source's item ids: rank, item, score (the model's own, else its probability),
-    probability. For models trained on imported logs, which have no world to build a
-    profile in.
+    probability; with ``slate_epsilon`` also the list's per-slot propensities as a slate
+    ranker (:func:`slate_columns`). For models trained on imported logs, which have no
+    world to build a profile in.
 
     >>> import numpy as np
     >>> from offrec.logs import LoggedData, ItemMap
@@ -88,10 +108,13 @@ def recommend_for_context(policy: Any, context: Any, k: int = 5) -> pd.DataFrame
     probs = np.asarray(policy.action_dist(x))[0]
     top = np.argsort(-scores, kind="stable")[:k]
     ids = item_ids(policy)
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "rank": np.arange(1, k + 1), "item": [ids[i] for i in top], "score": scores[top],
         "probability": probs[top],
     })  # fmt: skip
+    if slate_epsilon is not None:
+        table = table.assign(**slate_columns(policy, x, k, slate_epsilon))
+    return table
 
 
 def parse_context(text: str) -> np.ndarray:
@@ -106,14 +129,20 @@ def parse_context(text: str) -> np.ndarray:
 
 
 def recommend(
-    policy: Any, world: World, profile: np.ndarray | str, k: int = 5, steps: int = 0
+    policy: Any,
+    world: World,
+    profile: np.ndarray | str,
+    k: int = 5,
+    steps: int = 0,
+    slate_epsilon: float | None = None,
 ) -> list[pd.DataFrame]:
     """Top-``k`` items for a user with ``profile`` (topic preferences), at the session start
     and, for ``steps`` more steps, after being shown the top item each step (fatigue and
     step counter updated as the world does; no click assumed).
 
     Returns one DataFrame per step: rank, item (its source id, :func:`item_ids`), name,
-    topic, score, probability.
+    topic, score, probability; with ``slate_epsilon`` also the list's per-slot
+    propensities as a slate ranker (:func:`slate_columns`).
     """
     items = getattr(policy, "item_map", None)
     if items is not None and not (items.is_identity and items.n_items == world.n_actions):
@@ -140,6 +169,8 @@ def recommend(
             "topic": [world.topics[world.item_topic[i]] for i in top],
             "score": scores[top], "probability": probs[top],
         }))  # fmt: skip
+        if slate_epsilon is not None:
+            out[-1] = out[-1].assign(**slate_columns(policy, obs, k, slate_epsilon))
         if t == steps or cfg.horizon == 1:
             break
         shown = world.item_topic[top[0]]

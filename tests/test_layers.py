@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"rl"},
     {"report", "testing", "models", "recommend", "training"},
     {"pipeline_config"},
-    {"pipeline"},
+    {"pipeline", "slate_pipeline"},
     {"serve"},
     {"cli"},
 ]

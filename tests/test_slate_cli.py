@@ -53,7 +53,9 @@ def test_evaluate_slate_log_with_a_saved_policy(
     text = capsys.readouterr().out
     assert "sips" in text and "cascade-dr" in text and "800 slates of 4" in text
     est = {r["estimator"]: r for r in json.loads(js.read_text())["estimates"]}
-    assert set(est) == set(SLATE_ESTIMATORS)  # every registered slate estimator by default
+    # every registered slate estimator by default, but PI: the Plackett-Luce logger ranks
+    # without replacement, which PI's marginal form cannot take (refused, below)
+    assert set(est) == set(SLATE_ESTIMATORS) - {"pi"}
     assert all(r["low"] <= r["value"] <= r["high"] for r in est.values())
     # the truth of uniform random lists, by enumeration (12 items, lists of 4), is inside
     # the intervals of the estimators unbiased under cascade clicks (fixed seeds)
@@ -91,3 +93,16 @@ def test_evaluate_slate_log_needs_a_policy(tmp_path: Path, capsys: pytest.Captur
     np.save(tmp_path / "p.npy", np.full((3200, 12), 1 / 12))
     assert main(["evaluate", str(out), "--probs", str(tmp_path / "p.npy")]) == 2
     assert "a slate log is evaluated with --policy" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_pi_on_a_ranking_logger(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = _simulate(tmp_path)
+    model = tmp_path / "uniform"
+    save_policy(UniformPolicy(12), model)
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--policy", str(model), "--estimators", "rips,pi"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "estimator 'pi' is refused" in err and "ranks without replacement" in err

@@ -23,6 +23,9 @@ def add_parser(sub: Any) -> None:
     )
     rc.add_argument("--k", type=int, default=5, help="items to show")
     rc.add_argument("--steps", type=int, default=3, help="session mode: simulated steps to show")
+    rc.add_argument("--slate-epsilon", type=float, default=None, metavar="EPS",
+                    help="serve the list as a slate ranker (top-k, a uniform list with "
+                    "probability EPS) and show each slot's propensities")  # fmt: skip
     world_options(rc)
     add_global_options(rc)
     rc.set_defaults(func=run)
@@ -35,13 +38,15 @@ def run(args: argparse.Namespace) -> int:
     if args.context is not None:
         x = parse_context(args.context)
         policy = load_model(args.model, obs_dim=x.size)
-        table = recommend_for_context(policy, x, k=args.k)
+        table = recommend_for_context(policy, x, k=args.k, slate_epsilon=args.slate_epsilon)
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         return 0
     custom = args.world or any(getattr(args, k) is not None for k in WORLD_OVERRIDES)
     world = world_from_args(args) if custom else read_world(args.model)
     policy = load_model(args.model, n_actions=world.n_actions, context_dim=world.context_dim)
-    tables = recommend(policy, world, args.profile, k=args.k, steps=args.steps)
+    tables = recommend(
+        policy, world, args.profile, k=args.k, steps=args.steps, slate_epsilon=args.slate_epsilon
+    )
     for t, table in enumerate(tables):
         title = (
             "start of the session"

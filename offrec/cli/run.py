@@ -35,6 +35,24 @@ def say(args: argparse.Namespace) -> Callable[[str], None]:
 def run(args: argparse.Namespace) -> int:
     from offrec.pipeline import run_pipeline
 
+    if _is_slate_pipeline(args.file):  # a [slate] table: offrec.slate_pipeline runs it
+        from offrec.slate_pipeline import run_slate_pipeline
+
+        out = args.out or Path("runs") / args.file.stem
+        print(run_slate_pipeline(args.file, out).text())
+        return 0
     result = run_pipeline(args.file, args.out, seed=args.seed, progress=say(args), fresh=args.fresh)
     print(result.text())
     return 0
+
+
+def _is_slate_pipeline(path: Path) -> bool:
+    import tomllib
+
+    from offrec.core.errors import InputError
+    from offrec.slate_pipeline import is_slate_pipeline
+
+    try:
+        return is_slate_pipeline(tomllib.loads(path.read_text()))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, InputError):
+        return False  # the pipeline runner reports what is wrong with the file

@@ -117,14 +117,15 @@ class SlateTerms:
             importance weights, for the kinds whose two propensities were given.
         q_logged: (n, K) :math:`\\hat Q_k(x_i, a_{i,\\le k})` or None.
         q_target: (n, K) :math:`\\sum_a \\pi_e(a|x_i, a_{i,<k}) \\hat Q_k(x_i, a_{i,<k}, a)` or None.
-        keys: (n,) uint64 stable slate keys for the bootstrap.
+        keys: (n,) uint64 stable slate keys for the bootstrap, or None when not asked for
+            (point estimates need none).
     """
 
     reward: np.ndarray
     weights: dict[str, np.ndarray]
     q_logged: np.ndarray | None
     q_target: np.ndarray | None
-    keys: np.ndarray
+    keys: np.ndarray | None
 
     @property
     def n(self) -> int:
@@ -138,7 +139,11 @@ class SlateTerms:
 
 
 def slate_terms(
-    *, kinds: tuple[str, ...] | None = None, model: bool = True, **arrays: Any
+    *,
+    kinds: tuple[str, ...] | None = None,
+    model: bool = True,
+    keys: bool = True,
+    **arrays: Any,
 ) -> SlateTerms:
     """Validate one-row-per-slot arrays (OBP's names, see :data:`ARRAYS`) and group them by
     slate into :class:`SlateTerms`.
@@ -148,8 +153,11 @@ def slate_terms(
     ``0..K-1`` exactly once (``K`` = the largest position + 1); rewards finite; logging
     propensities in (0, 1]; target propensities in [0, 1]; the joint propensities equal
     within a slate. ``kinds`` limits the weights computed (and checked) to those kinds
-    (default: every pair given); ``model=False`` skips ``q_hat`` and its companions.
-    Rows already ordered by slate and position (the usual case) are grouped without a sort.
+    (default: every pair given); ``model=False`` skips ``q_hat`` and its companions;
+    ``keys=False`` skips the bootstrap keys (point estimates). Rows already ordered by
+    slate and position (the usual case) are grouped without a sort. Each check is one
+    reduction over the rows in the usual case (the estimators are memory-bound: the
+    validation is most of their cost); the failing row is searched for only on failure.
     """
     unknown = [k for k in arrays if k not in ARRAYS]
     if unknown:
@@ -166,31 +174,34 @@ def slate_terms(
     if position.min() < 0:
         i = first_bad(position < 0)
         raise InputError(f"position must be >= 0; row {i} has {int(position[i])}")
-    if not np.isfinite(reward).all():
+    # a sum is finite when every entry is (one reduction); only then look for the bad row
+    if not np.isfinite(reward.sum()) and not np.isfinite(reward).all():
         i = first_bad(~np.isfinite(reward))
         raise InputError(f"reward must be finite; row {i} has {float(reward[i])!r}")
     K = int(position.max()) + 1
     order: np.ndarray | None = None
-    if not _grouped(slate_id, position, K):
+    if _grouped(slate_id, position, K):  # the usual case: nothing to sort or check further
+        sid, starts = slate_id, np.arange(0, n_rows, K)
+    else:
         order = np.lexsort((position, slate_id))
-    sid = slate_id if order is None else slate_id[order]
-    starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
-    sizes = np.diff(np.r_[starts, n_rows])
-    pos_sorted = position if order is None else position[order]
-    if (sizes != K).any() or (
-        pos_sorted.reshape(-1, K) != np.arange(K)
-    ).any():  # reshape is safe once every size is K
-        bad = np.flatnonzero(sizes != K)
-        j = (
-            int(bad[0])
-            if bad.size
-            else int(np.flatnonzero((pos_sorted.reshape(-1, K) != np.arange(K)).any(axis=1))[0])
-        )
-        got = pos_sorted[starts[j] : starts[j] + sizes[j]].tolist()
-        raise InputError(
-            f"every slate must hold positions 0..{K - 1} exactly once; slate_id {int(sid[starts[j]])} "
-            f"has positions {got}"
-        )
+        sid = slate_id[order]
+        starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
+        sizes = np.diff(np.r_[starts, n_rows])
+        pos_sorted = position[order]
+        if (sizes != K).any() or (
+            pos_sorted.reshape(-1, K) != np.arange(K)
+        ).any():  # reshape is safe once every size is K
+            bad = np.flatnonzero(sizes != K)
+            j = (
+                int(bad[0])
+                if bad.size
+                else int(np.flatnonzero((pos_sorted.reshape(-1, K) != np.arange(K)).any(axis=1))[0])
+            )
+            got = pos_sorted[starts[j] : starts[j] + sizes[j]].tolist()
+            raise InputError(
+                f"every slate must hold positions 0..{K - 1} exactly once; slate_id "
+                f"{int(sid[starts[j]])} has positions {got}"
+            )
     n = starts.shape[0]
 
     def grid(x: np.ndarray) -> np.ndarray:
@@ -210,10 +221,10 @@ def slate_terms(
             )
         b = _vec(base, base_name, n_rows, float)
         t = _vec(target, target_name, n_rows, float)
-        if not (b.min() > 0.0 and b.max() <= 1.0):
+        if not _in_unit(b, 1):
             i = first_bad(~((b > 0.0) & (b <= 1.0)))
             raise InputError(f"{base_name} must be in (0, 1]; row {i} has {float(b[i])!r}")
-        if not (t.min() >= 0.0 and t.max() <= 1.0):
+        if not _in_unit(t, 0):
             i = first_bad(~((t >= 0.0) & (t <= 1.0)))
             raise InputError(f"{target_name} must be in [0, 1]; row {i} has {float(t[i])!r}")
         bg, tg = grid(b), grid(t)
@@ -230,20 +241,47 @@ def slate_terms(
     q_logged = q_target = None
     if model and arrays.get("q_hat") is not None:
         q_logged, q_target = _model_terms(arrays, n_rows, grid, n, K)
-    keys = _slate_keys(arrays, starts if order is None else order[starts], n_rows)
-    return SlateTerms(grid(reward), weights, q_logged, q_target, keys)
+    first_rows = starts if order is None else order[starts]
+    key_arr = _slate_keys(arrays, first_rows, n_rows) if keys else None
+    return SlateTerms(grid(reward), weights, q_logged, q_target, key_arr)
+
+
+_ONE_BITS = int(np.float64(1.0).view(np.int64))
+
+
+def _in_unit(x: np.ndarray, low: int) -> bool:
+    """All of ``x`` (float64) in ``(0, 1]`` (``low`` 1) or ``[0, 1]`` (``low`` 0), NaN out,
+    in one reduction: the int64 bits of a non-negative float grow with its value, a negative
+    float's bits are negative and NaN's exceed 1.0's, so the rule is ``low <= bits <= bits(1)``,
+    i.e. ``(bits - low)`` as uint64 ``<= bits(1) - low`` (-0.0 counts as out of range for
+    ``[0, 1]``; the caller's exact check then decides)."""
+    bits = x.view(np.int64)
+    if low:
+        bits = bits - low
+    if bool(bits.view(np.uint64).max() <= _ONE_BITS - low):
+        return True
+    return low == 0 and bool(((x >= 0.0) & (x <= 1.0)).all())  # -0.0 is in [0, 1]
 
 
 def _grouped(slate_id: np.ndarray, position: np.ndarray, K: int) -> bool:
-    """Rows already hold whole slates in increasing ``slate_id``, slots in order."""
+    """Rows already hold whole slates in increasing ``slate_id``, slots in order
+    (``position`` >= 0 already checked).
+
+    Flat differences instead of an ``(n, K)`` broadcast (whose inner loop of ``K`` is
+    slow): every slate starts at position 0 and exactly the ``n_rows - n`` in-slate steps
+    raise the position by 1 (a step into a new slate goes to 0 from >= 0, never +1);
+    ``slate_id`` increases at each of the ``n - 1`` slate boundaries and changes nowhere else.
+    """
     n_rows = len(position)
     if n_rows % K:
         return False
-    pos = position.reshape(-1, K)
-    sid = slate_id.reshape(-1, K)
-    return bool(
-        (pos == np.arange(K)).all() and (sid == sid[:, :1]).all() and (np.diff(sid[:, 0]) > 0).all()
-    )
+    n = n_rows // K
+    if (position[::K] != 0).any():
+        return False
+    if np.count_nonzero(np.diff(position) == 1) != n_rows - n:
+        return False
+    step = np.diff(slate_id)
+    return bool((step[K - 1 :: K] > 0).all() and np.count_nonzero(step) == n - 1)
 
 
 def _model_terms(
@@ -341,8 +379,16 @@ class SlateParts:
         )
 
     def value(self) -> float:
-        x, form = self.columns()
-        return form.value(x.mean(axis=0))
+        r""":math:`\bar A + \sum_t \bar B_t / \bar C_t`; the column means as products with a
+        ones vector (BLAS: a mean over the rows of a narrow ``(n, T)`` array is a slow
+        strided reduction)."""
+        n = len(self.a) if self.a is not None else len(self.b) if self.b is not None else 0
+        ones = np.full(n, 1.0 / n)
+        v = 0.0 if self.a is None else float(self.a.sum()) / n
+        if self.b is not None and self.c is not None:
+            mb, mc = ones @ self.b, ones @ self.c
+            v += sum(float(x) / float(y) for x, y in zip(mb, mc, strict=True) if y != 0)
+        return v
 
     def round_rewards(self) -> np.ndarray:
         """Per-slate contributions (n,) whose mean is :meth:`value` (OBP's convention: the
@@ -408,16 +454,16 @@ class SlateEstimator:
         """The importance weights the estimator uses, (n, K)."""
         return terms.weight(self.kind, self.name)
 
-    def terms(self, **arrays: Any) -> SlateTerms:
+    def terms(self, keys: bool = True, **arrays: Any) -> SlateTerms:
         """:func:`slate_terms` of ``arrays``, limited to what this estimator reads."""
-        return slate_terms(kinds=(self.kind,), model=self.needs_model, **arrays)
+        return slate_terms(kinds=(self.kind,), model=self.needs_model, keys=keys, **arrays)
 
     def estimate_policy_value(self, **arrays: Any) -> float:
-        return self.parts(self.terms(**arrays)).value()
+        return self.parts(self.terms(keys=False, **arrays)).value()
 
     def estimate_round_rewards(self, **arrays: Any) -> np.ndarray:
         """Per-slate contributions (n_slates,), slates in ``slate_id`` order."""
-        return self.parts(self.terms(**arrays)).round_rewards()
+        return self.parts(self.terms(keys=False, **arrays)).round_rewards()
 
     def estimate_interval(
         self,
@@ -433,6 +479,7 @@ class SlateEstimator:
         (keyed by ``(session_id, step)`` when given, else by ``slate_id``)."""
         check_interval_options(method, n_bootstrap, alpha, bound)
         terms = self.terms(**arrays)
+        assert terms.keys is not None  # asked for (keys=True)
         return slate_interval(self.parts(terms), terms.keys, method=method,
                               n_bootstrap=n_bootstrap, alpha=alpha, seed=seed, bound=bound)  # fmt: skip
 
@@ -460,6 +507,12 @@ def slate_interval(
     boot = n_bootstrap if method == "bootstrap" else 0
     moments = Moments.of(x, keys=keys, n_bootstrap=boot, seed=seed_int(seed))
     return interval(moments, form, method=method, alpha=alpha, bound=bound)
+
+
+def _row_sums(x: np.ndarray) -> np.ndarray:
+    """Row sums of a narrow ``(n, K)`` array as a matrix-vector product (numpy's
+    ``sum(axis=1)`` loops ``K`` at a time: ~10x slower for ``K`` = 5)."""
+    return x @ np.ones(x.shape[1])
 
 
 def _mass(w: np.ndarray, name: str) -> None:
@@ -499,7 +552,7 @@ class SIPS(SlateEstimator):
 
     def parts(self, terms: SlateTerms) -> SlateParts:
         w = self.weights(terms)
-        return SlateParts((w * terms.reward).sum(axis=1))
+        return SlateParts(w[:, 0] * _row_sums(terms.reward))
 
 
 @dataclass(frozen=True)
@@ -536,7 +589,7 @@ class IIPS(SlateEstimator):
     )
 
     def parts(self, terms: SlateTerms) -> SlateParts:
-        return SlateParts((self.weights(terms) * terms.reward).sum(axis=1))
+        return SlateParts(_row_sums(self.weights(terms) * terms.reward))
 
 
 @dataclass(frozen=True)
@@ -561,7 +614,7 @@ class RIPS(SlateEstimator):
     assumption: ClassVar[str] = "cascade model: a slot's reward depends on the items above it only"
 
     def parts(self, terms: SlateTerms) -> SlateParts:
-        return SlateParts((self.weights(terms) * terms.reward).sum(axis=1))
+        return SlateParts(_row_sums(self.weights(terms) * terms.reward))
 
 
 @dataclass(frozen=True)
@@ -578,7 +631,7 @@ class SNSIPS(SIPS):
     def parts(self, terms: SlateTerms) -> SlateParts:
         w = self.weights(terms)
         _mass(w, self.name)
-        return SlateParts(None, (w[:, 0] * terms.reward.sum(axis=1))[:, None], w[:, :1])
+        return SlateParts(None, (w[:, 0] * _row_sums(terms.reward))[:, None], w[:, :1])
 
 
 @dataclass(frozen=True)
@@ -654,7 +707,7 @@ class CascadeDR(SlateEstimator):
                 f"estimator {self.name!r} needs q_hat, action and evaluation_policy_action_dist; got None"
             )
         prev = np.concatenate([np.ones((terms.n, 1)), w[:, :-1]], axis=1)
-        return SlateParts((w * (terms.reward - terms.q_logged) + prev * terms.q_target).sum(axis=1))
+        return SlateParts(_row_sums(w * (terms.reward - terms.q_logged) + prev * terms.q_target))
 
 
 @dataclass(frozen=True)
@@ -683,7 +736,10 @@ class PI(SlateEstimator):
     slots dependent: the formula is then the usual marginal approximation, and it is
     biased even under additive rewards (measured in ``tests/ope/test_slate.py``); the
     exact :math:`\Gamma_b^\dagger` would need the logger's pairwise (slot, item)
-    marginals, which the log does not carry. The one ranking logger whose pseudo-inverse
+    marginals, which the log does not carry, so the streamed slate evaluation
+    (:func:`offrec.ope.slate_log.evaluate_slates`, ``offrec evaluate``) refuses PI on a
+    log whose logger ranks without replacement (every offrec slate logger), naming why,
+    and leaves it out of its default set. The one ranking logger whose pseudo-inverse
     has a closed form in the slot marginals is the uniform one (every ordered list of
     ``K`` distinct items out of ``m`` equally likely; ``n_items=m``). Solving
     :math:`\Gamma_b h = q_e` there gives
@@ -745,9 +801,9 @@ class PI(SlateEstimator):
             )
         return m
 
-    def terms(self, **arrays: Any) -> SlateTerms:
+    def terms(self, keys: bool = True, **arrays: Any) -> SlateTerms:
         if self.n_items is None:
-            return super().terms(**arrays)
+            return super().terms(keys, **arrays)
         b = arrays.get("pscore_item_position")
         if b is not None:
             b = _vec(b, "pscore_item_position", None, float)
@@ -758,7 +814,7 @@ class PI(SlateEstimator):
                     f"pscore_item_position must be 1/n_items = {1.0 / self.n_items!r} for PI "
                     f"with a uniform ranking logger; row {i} has {float(b[i])!r}"
                 )
-        terms = slate_terms(kinds=("item_position", "item"), model=False, **arrays)
+        terms = slate_terms(kinds=("item_position", "item"), model=False, keys=keys, **arrays)
         b_in = arrays.get("pscore_item")
         K = terms.reward.shape[1]
         self._check_n_items(K)
@@ -776,14 +832,14 @@ class PI(SlateEstimator):
         w = self.weights(terms)
         K = w.shape[1]
         if self.n_items is None:
-            g = w.sum(axis=1) - (K - 1)
+            g = _row_sums(w) - (K - 1)
         else:
             m = self._check_n_items(K)
             # q_k = w_k / m, Q_k = w_in_k K / m (the logger's marginals are 1/m and K/m)
             w_in = terms.weight("item", self.name)
-            g = (m - 1) / m * w.sum(axis=1) + (m - 1) * K / (m * (m - K)) * w_in.sum(axis=1)
+            g = (m - 1) / m * _row_sums(w) + (m - 1) * K / (m * (m - K)) * _row_sums(w_in)
             g -= (K - 1) * m / (m - K)
-        return SlateParts(g * terms.reward.sum(axis=1))
+        return SlateParts(g * _row_sums(terms.reward))
 
 
 SLATE_ESTIMATORS: dict[str, type[SlateEstimator]] = {

@@ -160,15 +160,27 @@ def evaluate_slates(
     :data:`~offrec.ope.slate.SLATE_ESTIMATORS`), streamed in batches of about
     ``batch_rows`` rows. ``marginals``: a :class:`~offrec.sim.slate.MarginalCache` of the
     target to reuse across logs (default: a new one from ``marginal_samples`` and
-    ``seed``). Returns one :class:`SlateEstimate` per estimator."""
-    names = list(SLATE_ESTIMATORS) if estimators is None else list(estimators)
-    ests = [make_slate_estimator(n) for n in names]
+    ``seed``). Returns one :class:`SlateEstimate` per estimator.
+
+    An estimator whose assumption the log's logger breaks is refused (``InputError`` with
+    the reason) when asked for and left out of the default: PI on any logger that ranks
+    without replacement (every offrec slate logger; :func:`_refused`)."""
     check_interval_options(method, n_bootstrap, alpha)
     check_scalar(batch_rows, "batch_rows", int, min=1)
-    meta = read_metadata(path).get("slate")
+    metadata = read_metadata(path)
+    meta = metadata.get("slate")
     if not isinstance(meta, dict):
         raise InputError(f"log {path} is not a slate log: its metadata has no 'slate' entry")
     K = int(meta["slate_size"])
+    refused = _refused(metadata, K)
+    if estimators is None:  # every estimator whose assumptions the log's logger can meet
+        names = [n for n in SLATE_ESTIMATORS if n not in refused]
+    else:
+        names = list(estimators)
+        for n in names:
+            if n in refused:
+                raise InputError(f"estimator {n!r} is refused on log {path}: {refused[n]}")
+    ests = [make_slate_estimator(n) for n in names]
     if target.slate_size != K:
         raise InputError(f"target slate_size must equal the log's ({K}); got {target.slate_size}")
     n_items = target.n_items
@@ -188,6 +200,7 @@ def evaluate_slates(
     for cols in _batches(path, batch_rows, K):
         arrays = _batch_arrays(cols, K, target, cache, q_table)
         terms = slate_terms(**arrays)
+        assert terms.keys is not None  # asked for (keys=True)
         n_slates += terms.n
         for j, est in enumerate(ests):
             parts: SlateParts = est.parts(terms)
@@ -208,9 +221,48 @@ def evaluate_slates(
             np.min(np.where(ess_den[j] > 0, ess_num[j] ** 2 / np.maximum(ess_den[j], 1e-300), 0))
         )
         out.append(
-            SlateEstimate(est.name, iv.value, iv.low, iv.high, method, ess, max_w[j], n_slates)
+            SlateEstimate(
+                est.name,
+                iv.value,
+                iv.low,
+                iv.high,
+                method,
+                ess,
+                max_w[j],
+                n_slates,
+                _warnings(est.name, ess, n_slates),
+            )  # fmt: skip
         )
     return out
+
+
+FACTORED_LOGGERS: frozenset[str] = frozenset()
+"""Slate logger types (their spec's ``type``) that draw each slot independently given the
+context. offrec's slate loggers (Plackett-Luce, top-k with exploration) all rank without
+replacement, so none is listed."""
+
+
+def _refused(metadata: dict[str, Any], K: int) -> dict[str, str]:
+    """Estimators whose assumptions the log's logger breaks, with the reason.
+
+    PI's per-slot-marginal form is unbiased only for a logger whose slots are
+    independent (:data:`~offrec.ope.slate.FACTORED_LOGGER`); for a logger that ranks
+    without replacement its exact pseudo-inverse needs the logger's pairwise (slot, item)
+    marginals, which a slate log does not carry, and the marginal form is biased even
+    under additive clicks (shown by enumeration in ``tests/ope/test_slate.py``)."""
+    policy = metadata.get("logging_policy")
+    kind = policy.get("type") if isinstance(policy, dict) else None
+    if K == 1 or kind in FACTORED_LOGGERS:
+        return {}
+    return {
+        "pi": (
+            f"its per-slot-marginal form assumes a logger whose slots are independent, and "
+            f"this log's logger ({kind or 'unknown'}) ranks without replacement, where that "
+            "form is biased even under additive clicks (the exact pseudo-inverse needs the "
+            "logger's pairwise slot-item marginals, which the log does not carry); use "
+            "iips (independent/pbm clicks), rips or cascade-dr (cascade) or sips"
+        )
+    }
 
 
 def _warnings(name: str, ess: float, n_slates: int) -> tuple[str, ...]:

@@ -313,8 +313,19 @@ def _pl_marginals_mc(v: np.ndarray, K: int, S: int, rng: np.random.Generator) ->
     return out
 
 
+def ranking_scores(policy: Any, obs: np.ndarray) -> np.ndarray:
+    """What a policy ranks items by, (n, n_items) float64: its own scores when it has them
+    (``q_values``: Q-values; ``predict``: a learner's predicted rewards), else its action
+    probabilities. A greedy policy's probabilities are one-hot, so ranking them would put
+    items 0, 1, ... after the best one: a ranker reads the scores."""
+    for attr in ("q_values", "predict"):
+        if hasattr(policy, attr):
+            return np.asarray(getattr(policy, attr)(obs), dtype=np.float64)
+    return np.asarray(policy.action_dist(obs), dtype=np.float64)
+
+
 class TopKEpsilon:
-    r"""Top-``K`` of a base policy's probabilities with probability :math:`1 - \epsilon`,
+    r"""Top-``K`` of a base policy's scores (:func:`ranking_scores`) with probability :math:`1 - \epsilon`,
     a uniformly random slate otherwise (the slate form of epsilon-greedy).
 
     With :math:`t(x)` the top-``K`` list (ties to the lower item index) and
@@ -346,8 +357,9 @@ class TopKEpsilon:
         }  # fmt: skip
 
     def top(self, obs: np.ndarray) -> np.ndarray:
-        """The top-``K`` list (n, K) of the base probabilities, ties to the lower index."""
-        p = np.asarray(self.base.action_dist(np.asarray(obs)), dtype=np.float64)
+        """The top-``K`` list (n, K) of the base's :func:`ranking_scores`, ties to the lower
+        index."""
+        p = ranking_scores(self.base, np.asarray(obs))
         return np.argsort(-p, axis=1, kind="stable")[:, : self.slate_size].astype(np.int64)
 
     def _uniform_prefix(self) -> np.ndarray:

@@ -190,6 +190,7 @@ def test_diagnostics_ess_and_max_weight() -> None:
 
 BAD = [
     ({"position": np.array([0, 0, 1, 0])}, "every slate must hold positions 0..1 exactly once; slate_id 7 has positions \\[0, 0\\]"),
+    ({"slate_id": np.array([7, 3, 3, 3])}, "every slate must hold positions 0..1 exactly once; slate_id 3 has positions \\[0, 1, 1\\]"),
     ({"position": np.array([0, 1, -1, 0])}, "position must be >= 0; row 2 has -1"),
     ({"pscore": np.array([0.5, 0.5, 0.0, 0.0])}, r"pscore must be in \(0, 1\]; row 2 has 0.0"),
     ({"pscore": np.array([0.5, 0.4, 0.25, 0.25])}, "must be equal in every slot of a slate; slate_id 7"),

@@ -34,7 +34,7 @@ def setting(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SlateWorld,
 def test_streamed_equals_in_memory(setting: tuple) -> None:
     out, _, base = setting
     target = TopKEpsilon(base, K, epsilon=0.4)
-    names = ["sips", "iips", "rips", "snsips", "sniips", "snrips", "pi"]
+    names = ["sips", "iips", "rips", "snsips", "sniips", "snrips"]
     got = {r.estimator: r for r in evaluate_slates(out, target, names, batch_rows=1000,
                                                    n_bootstrap=100)}  # fmt: skip
     log = read_slate_log(out).sorted()
@@ -88,3 +88,7 @@ def test_errors(setting: tuple, tmp_path: Path) -> None:
         evaluate_slates(out, TopKEpsilon(base, 4))
     with pytest.raises(InputError, match="slate estimator must be one of"):
         evaluate_slates(out, TopKEpsilon(base, K), ["ips"])
+    # PI's marginal form on a logger that ranks without replacement: refused, with why
+    with pytest.raises(InputError, match=r"estimator 'pi' is refused .*\(plackett-luce\) ranks"):
+        evaluate_slates(out, TopKEpsilon(base, K), ["sips", "pi"])
+    assert "pi" not in {r.estimator for r in evaluate_slates(out, TopKEpsilon(base, K))}
