@@ -73,7 +73,7 @@ def _parse_target(text: str, world: Any) -> tuple[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from offrec.core.atomic import atomic_dir
-    from offrec.ope.evaluation import evaluate_estimators
+    from offrec.ope.accuracy import evaluate_estimators
     from offrec.policies.loggers import logging_policy
 
     world = world_from_args(args)

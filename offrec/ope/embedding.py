@@ -61,7 +61,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from offrec.core.errors import InputError
-from offrec.ope.estimators import ESTIMATORS, Estimator, Parts, _check_weight_mass, _residual
+from offrec.ope.estimators import ESTIMATORS, Estimator, Parts, check_weight_mass, residual
 from offrec.ope.terms import RoundTerms, group_probability
 
 
@@ -116,7 +116,7 @@ class SNMIPS(Estimator):
 
     def parts(self, terms: RoundTerms) -> Parts:
         w = self.weights(terms)
-        _check_weight_mass(w, self.name)
+        check_weight_mass(w, self.name)
         return Parts(None, w * terms.reward, w)
 
 
@@ -143,8 +143,8 @@ class OffCEM(Estimator):
 
     def parts(self, terms: RoundTerms) -> Parts:
         w = self.weights(terms)
-        resid = _residual(terms, self.name)
-        assert terms.q_target is not None  # _residual checked it
+        resid = residual(terms, self.name)
+        assert terms.q_target is not None  # residual checked it
         return Parts(terms.q_target + w * resid)
 
 

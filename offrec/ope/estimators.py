@@ -552,8 +552,3 @@ def _split(name: str, kwargs: dict[str, Any]) -> tuple[Estimator, dict[str, Any]
     params = {k: v for k, v in kwargs.items() if k not in _ARRAYS}
     arrays = {k: v for k, v in kwargs.items() if k in _ARRAYS}
     return make_estimator(name, **params), arrays
-
-
-_clip = clip_weights  # old private names, still imported by sibling modules
-_check_weight_mass = check_weight_mass
-_residual = residual

@@ -72,7 +72,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from offrec.core.errors import InputError
-from offrec.ope.estimators import Estimator, Parts, _clip, _residual
+from offrec.ope.estimators import Estimator, Parts, clip_weights, residual
 from offrec.ope.terms import RoundTerms, round_terms
 
 __all__ = ["MULTI_LOGGER_ESTIMATORS", "BalancedDR", "BalancedIPS", "WeightedDR", "WeightedIPS"]
@@ -145,7 +145,7 @@ class BalancedIPS(_MultiLogger):
     lambda_: float = math.inf
 
     def parts(self, terms: RoundTerms) -> Parts:
-        return Parts(_clip(terms.weight, self.lambda_) * terms.reward)
+        return Parts(clip_weights(terms.weight, self.lambda_) * terms.reward)
 
 
 @dataclass(frozen=True)
@@ -159,8 +159,8 @@ class BalancedDR(_MultiLogger):
     lambda_: float = math.inf
 
     def parts(self, terms: RoundTerms) -> Parts:
-        res = _residual(terms, self.name)
-        return Parts(terms.q_target + _clip(terms.weight, self.lambda_) * res)
+        res = residual(terms, self.name)
+        return Parts(terms.q_target + clip_weights(terms.weight, self.lambda_) * res)
 
 
 @dataclass(frozen=True)
@@ -173,10 +173,10 @@ class WeightedIPS(_MultiLogger):
     lambda_: float = math.inf
 
     def parts(self, terms: RoundTerms) -> Parts:
-        return Parts(_clip(terms.weight, self.lambda_) * terms.reward)
+        return Parts(clip_weights(terms.weight, self.lambda_) * terms.reward)
 
     def weighted_parts(self, terms: RoundTerms, inverse: np.ndarray, counts: np.ndarray) -> Parts:
-        x = _clip(terms.weight, self.lambda_) * terms.reward
+        x = clip_weights(terms.weight, self.lambda_) * terms.reward
         return Parts(x * _stratum_weights(x, inverse, counts)[inverse])
 
 
@@ -191,13 +191,13 @@ class WeightedDR(_MultiLogger):
     lambda_: float = math.inf
 
     def parts(self, terms: RoundTerms) -> Parts:
-        res = _residual(terms, self.name)
-        return Parts(terms.q_target + _clip(terms.weight, self.lambda_) * res)
+        res = residual(terms, self.name)
+        return Parts(terms.q_target + clip_weights(terms.weight, self.lambda_) * res)
 
     def weighted_parts(self, terms: RoundTerms, inverse: np.ndarray, counts: np.ndarray) -> Parts:
-        res = _residual(terms, self.name)
+        res = residual(terms, self.name)
         assert terms.q_target is not None
-        correction = _clip(terms.weight, self.lambda_) * res
+        correction = clip_weights(terms.weight, self.lambda_) * res
         c = _stratum_weights(terms.q_target + correction, inverse, counts)
         return Parts(terms.q_target + correction * c[inverse])
 

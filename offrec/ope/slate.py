@@ -15,7 +15,7 @@ from three kinds of propensity (logger :math:`\pi_b`, target :math:`\pi_e`):
 Every estimator is a function of per-slate columns (:class:`SlateTerms`), written as
 :math:`\hat V = \bar A + \sum_t \bar B_t / \bar C_t` over slates (:class:`SlateParts`),
 so the one interval engine (:mod:`offrec.ope.intervals`) and the mergeable
-:class:`~offrec.ope.stats.Moments` serve them unchanged: a slate is the unit, and the
+:class:`~offrec.ope.moments.Moments` serve them unchanged: a slate is the unit, and the
 bootstrap resamples whole slates (hash buckets of the slate's key).
 
 Inputs follow OBP's slate API (``obp.ope.estimators_slate``) one row per slot:
@@ -50,8 +50,8 @@ from offrec.core.errors import InputError
 from offrec.core.hashing import row_keys, seed_int
 from offrec.core.validation import SeedLike, check_scalar, first_bad
 from offrec.ope.intervals import Form, Interval, check_interval_options, interval
-from offrec.ope.stats import Moments
-from offrec.ope.terms import _scan_rows
+from offrec.ope.moments import Moments
+from offrec.ope.terms import scan_rows
 from offrec.ope.trust import READS, REWARD_MODEL, UNCONFOUNDED, WEIGHTS, EstimatorInfo
 
 _PAIRS = {
@@ -313,7 +313,7 @@ def _model_terms(
     # the bandit kernel's blocked scan: checks every row of dist and computes sum_a dist * q
     # in one cache-resident pass (a non-finite q makes its row's sum non-finite)
     try:
-        expected = _scan_rows(dist, q, None, True)
+        expected = scan_rows(dist, q, None, True)
     except InputError as exc:  # the same rules, named with the slate arrays' names
         msg = (
             str(exc)

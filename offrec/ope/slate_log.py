@@ -1,5 +1,5 @@
 r"""Slate OPE on a slate log, streamed: batches of whole slates -> per-slate columns ->
-mergeable :class:`~offrec.ope.stats.Moments` -> estimates with intervals.
+mergeable :class:`~offrec.ope.moments.Moments` -> estimates with intervals.
 
 :func:`evaluate_slates` reads a slate log (:data:`offrec.logs.schema.SLATE_COLUMNS`)
 batch by batch (bounded memory: one batch of slates and the target's marginals per
@@ -35,8 +35,8 @@ from offrec.core.validation import check_scalar
 from offrec.logs.reader import log_files, read_metadata
 from offrec.logs.slate import check_slate_rows
 from offrec.ope.intervals import Form, Interval, check_interval_options, interval
+from offrec.ope.moments import Moments
 from offrec.ope.slate import SLATE_ESTIMATORS, SlateParts, make_slate_estimator, slate_terms
-from offrec.ope.stats import Moments
 from offrec.sim.slate import MARGINAL_SAMPLES, MarginalCache, SlatePolicy
 
 _FOLD_SALT = 0x51A7E

@@ -547,6 +547,3 @@ def _check_dist_block(block: np.ndarray, start: int) -> None:
     raise InputError(
         f"action_dist rows must sum to 1 (tolerance {SUM_TOL:g}); {where} sums to {total!r}"
     )
-
-
-_scan_rows = scan_rows  # old private name, still imported by a sibling module
