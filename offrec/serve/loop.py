@@ -46,6 +46,10 @@ from offrec.core.errors import InputError
 from offrec.core.validation import check_scalar
 
 
+LOOP_ESTIMATORS = ("ips", "snips", "dr", "sndr")
+"""Paired-lift estimators the loop may use (DR-type: a cross-fitted reward model)."""
+
+
 @dataclass(frozen=True)
 class LoopConfig:
     """A closed-loop run (``pipelines/closed_loop.toml`` holds the defaults)."""
@@ -77,8 +81,10 @@ class LoopConfig:
             raise InputError(
                 f"learner must be one of {list(BANDIT_LEARNERS)}; got {self.learner!r}"
             )
-        if self.estimator not in ("ips", "snips"):
-            raise InputError(f"estimator must be 'ips' or 'snips'; got {self.estimator!r}")
+        if self.estimator not in LOOP_ESTIMATORS:
+            raise InputError(
+                f"estimator must be one of {list(LOOP_ESTIMATORS)}; got {self.estimator!r}"
+            )
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> LoopConfig:
