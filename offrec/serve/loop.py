@@ -45,7 +45,6 @@ import numpy as np
 from offrec.core.errors import InputError
 from offrec.core.validation import check_scalar
 
-
 LOOP_ESTIMATORS = ("ips", "snips", "dr", "sndr")
 """Paired-lift estimators the loop may use (DR-type: a cross-fitted reward model)."""
 
