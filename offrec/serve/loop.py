@@ -60,9 +60,9 @@ class LoopConfig:
     n_items: int = 30
     n_users: int = 2000
     learner: str = "linucb"
-    epsilon: float = 0.1
-    holdout: float = 0.3
-    estimator: str = "snips"
+    epsilon: float = 0.2
+    holdout: float = 0.5
+    estimator: str = "dr"
     alpha: float = 0.05
     concurrency: int = 16
 
