@@ -7,6 +7,12 @@ request path for documentation that fits in this docstring, and costs throughput
 2-core machines offrec targets. Starlette is the ASGI toolkit FastAPI itself is built
 on, well kept, with a small dependency tree (anyio).
 
+The hot route, ``POST /v1/recommend``, is a plain ASGI handler in front of Starlette
+(:class:`ServeApp`): no request object, no routing table, ``orjson`` for both directions,
+and the decision itself batched with the other requests of the same event-loop turn
+(:meth:`offrec.serve.service.Service.recommend`). It validates exactly as the rest
+(same size limit, token, one-line errors); the other endpoints are Starlette routes.
+
 Endpoints (JSON in, JSON out; errors are ``{"error": "<one line>"}``):
 
 ``POST /v1/recommend``
@@ -44,12 +50,12 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -63,6 +69,11 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
 
 class HTTPError(Exception):
     def __init__(self, status: int, message: str) -> None:
@@ -71,9 +82,156 @@ class HTTPError(Exception):
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        json.dumps(payload, separators=(",", ":")), status, headers, media_type="application/json"
-    )
+    return Response(orjson.dumps(payload), status, headers, media_type="application/json")
+
+
+def error_status(exc: BaseException) -> tuple[int, str] | None:
+    """The status code and one-line message of a request that raised ``exc`` (module
+    docstring), or None for an unexpected exception (a bug: 500)."""
+    if isinstance(exc, HTTPError):
+        return exc.status, str(exc)
+    if isinstance(exc, UnknownDecision):
+        return 404, str(exc)
+    if isinstance(exc, MissingInputError):
+        return 400, str(exc)
+    if isinstance(exc, InputError):
+        return 400, str(exc).splitlines()[0]
+    if isinstance(exc, WALUnavailable):
+        return 503, str(exc)
+    return None
+
+
+async def read_body(receive: Receive, content_length: str | None, max_body: int) -> bytes:
+    """The request body, at most ``max_body`` bytes (413 beyond; checked against the
+    announced length first, then while reading). Raises ``ClientDisconnect`` when the
+    client hangs up mid-body."""
+    if content_length is not None and (
+        not content_length.isdigit() or int(content_length) > max_body
+    ):
+        raise HTTPError(413, f"request body must be at most {max_body} bytes; got {content_length}")
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_body:
+            raise HTTPError(413, f"request body must be at most {max_body} bytes")
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
+    """A JSON object body (an empty body is ``{}``); 400 otherwise."""
+    if not raw.strip():
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise HTTPError(400, f"body must be a JSON object: {exc}") from None
+    if not isinstance(data, dict):
+        raise HTTPError(400, f"body must be a JSON object; got {type(data).__name__}")
+    return data
+
+
+def field(data: dict[str, Any], name: str, kind: type, default: Any) -> Any:
+    """``data[name]`` if it is a ``kind`` (bools are not ints), else ``default`` when absent."""
+    value = data.get(name, default)
+    if value is default:
+        return value
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise InputError(f"{name} must be {kind.__name__}; got {value!r}")
+    return value
+
+
+RECOMMEND_FIELDS = frozenset({"context", "profile", "k", "user_id", "request_id"})
+
+
+async def recommend(service: Service, data: dict[str, Any]) -> dict[str, Any]:
+    """Validate a recommend request (module docstring), decide, return the answer."""
+    if not data.keys() <= RECOMMEND_FIELDS:
+        unknown = sorted(set(data) - RECOMMEND_FIELDS)
+        raise InputError(f"unknown field {unknown[0]!r}; valid fields: {sorted(RECOMMEND_FIELDS)}")
+    if ("context" in data) == ("profile" in data):
+        raise InputError("give exactly one of context or profile")
+    if "context" in data:
+        x = service.check_context(data["context"])
+    else:
+        if not isinstance(data["profile"], dict):
+            raise InputError(f"profile must be an object of topic weights; got {data['profile']!r}")
+        x = service.context_from_profile(data["profile"])
+    k = field(data, "k", int, 1)
+    user = field(data, "user_id", int, -1)
+    req_id = field(data, "request_id", str, None)
+    if req_id is not None and len(req_id) > 200:
+        raise InputError(f"request_id must be at most 200 characters; got {len(req_id)}")
+    decision = await service.recommend(x, k, user)
+    answer = decision.to_json()
+    answer["request_id"] = req_id
+    return answer
+
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class ServeApp:
+    """The ASGI app: ``POST /v1/recommend`` by a lean handler (module docstring), every
+    other path (and the lifespan) by the Starlette app ``rest``."""
+
+    def __init__(self, service: Service, rest: Starlette, token: str | None, max_body: int):
+        self.service = service
+        self.rest = rest
+        self.max_body = max_body
+        self._bearer = None if token is None else f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/v1/recommend":
+            await self._recommend(scope, receive, send)
+        else:
+            await self.rest(scope, receive, send)
+
+    async def _recommend(self, scope: Scope, receive: Receive, send: Send) -> None:
+        auth = length = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"authorization":
+                auth = value
+        headers = _JSON_HEADERS
+        if scope["method"] != "POST":
+            status, body = 405, orjson.dumps({"error": "method not allowed: use POST"})
+            headers = [*headers, (b"allow", b"POST")]
+        elif self._bearer is not None and not hmac.compare_digest(auth or b"", self._bearer):
+            status, body = 401, orjson.dumps({"error": UNAUTHORIZED})
+        else:
+            try:
+                raw = await read_body(
+                    receive, None if length is None else length.decode("latin-1"), self.max_body
+                )
+                answer = await recommend(self.service, parse_object(raw))
+                status, body = 200, orjson.dumps(answer)
+            except ClientDisconnect:  # the client hung up mid-body: nobody to answer
+                return
+            except Exception as exc:
+                mapped = error_status(exc)
+                if mapped is None:
+                    raise
+                status, body = mapped[0], orjson.dumps({"error": mapped[1]})
+                if status == 503:
+                    headers = [*headers, (b"retry-after", b"1")]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+UNAUTHORIZED = "missing or wrong token (Authorization: Bearer ...)"
 
 
 def make_app(
@@ -82,7 +240,7 @@ def make_app(
     token: str | None = None,
     max_body: int = MAX_BODY,
     on_startup: Callable[[], None] | None = None,
-) -> Starlette:
+) -> ServeApp:
     """The ASGI app (module docstring). ``on_startup`` runs once the app serves (the
     server writes its ready file there); a background task seals and compacts the
     write-ahead log every ``service.config.compact_every_s`` seconds."""
@@ -94,25 +252,8 @@ def make_app(
         return hmac.compare_digest(got.encode(), f"Bearer {token}".encode())
 
     async def body(request: Request) -> dict[str, Any]:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_body):
-            raise HTTPError(413, f"request body must be at most {max_body} bytes; got {length}")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_body:
-                raise HTTPError(413, f"request body must be at most {max_body} bytes")
-            chunks.append(chunk)
-        raw = b"".join(chunks)
-        if not raw.strip():
-            return {}
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise HTTPError(400, f"body must be a JSON object: {exc}") from None
-        if not isinstance(data, dict):
-            raise HTTPError(400, f"body must be a JSON object; got {type(data).__name__}")
-        return data
+        raw = await read_body(request.receive, request.headers.get("content-length"), max_body)
+        return parse_object(raw)
 
     def endpoint(
         fn: Callable[[Request], Awaitable[Response]], *, admin: bool = False, open_: bool = False
@@ -122,56 +263,19 @@ def make_app(
                 return _json({"error": "admin endpoints are disabled: start the service with "
                               "--token (or deploy with SIGHUP)"}, 403)  # fmt: skip
             if not open_ and not authorized(request):
-                return _json({"error": "missing or wrong token (Authorization: Bearer ...)"}, 401)
+                return _json({"error": UNAUTHORIZED}, 401)
             try:
                 return await fn(request)
-            except HTTPError as exc:
-                return _json({"error": str(exc)}, exc.status)
-            except UnknownDecision as exc:
-                return _json({"error": str(exc)}, 404)
-            except MissingInputError as exc:
-                return _json({"error": str(exc)}, 400)
-            except InputError as exc:
-                return _json({"error": str(exc).splitlines()[0]}, 400)
-            except WALUnavailable as exc:
-                return _json({"error": str(exc)}, 503, {"Retry-After": "1"})
             except ClientDisconnect:  # the client hung up mid-body: nobody to answer
                 return Response(status_code=400)
+            except Exception as exc:
+                mapped = error_status(exc)
+                if mapped is None:
+                    raise
+                retry = {"Retry-After": "1"} if mapped[0] == 503 else None
+                return _json({"error": mapped[1]}, mapped[0], retry)
 
         return handle
-
-    def field(data: dict[str, Any], name: str, kind: type, default: Any) -> Any:
-        value = data.get(name, default)
-        if value is default:
-            return value
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise InputError(f"{name} must be {kind.__name__}; got {value!r}")
-        return value
-
-    known = {"context", "profile", "k", "user_id", "request_id"}
-
-    async def recommend(request: Request) -> Response:
-        data = await body(request)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"unknown field {unknown[0]!r}; valid fields: {sorted(known)}")
-        if ("context" in data) == ("profile" in data):
-            raise InputError("give exactly one of context or profile")
-        if "context" in data:
-            x = service.check_context(data["context"])
-        else:
-            if not isinstance(data["profile"], dict):
-                raise InputError(
-                    f"profile must be an object of topic weights; got {data['profile']!r}"
-                )
-            x = service.context_from_profile(data["profile"])
-        k = field(data, "k", int, 1)
-        user = field(data, "user_id", int, -1)
-        req_id = field(data, "request_id", str, None)
-        if req_id is not None and len(req_id) > 200:
-            raise InputError(f"request_id must be at most 200 characters; got {len(req_id)}")
-        decision = await service.recommend(x, k, user)
-        return _json({**decision.to_json(), "request_id": req_id})
 
     async def feedback(request: Request) -> Response:
         data = await body(request)
@@ -221,14 +325,14 @@ def make_app(
             task.cancel()
 
     routes = [
-        Route("/v1/recommend", endpoint(recommend), methods=["POST"]),
         Route("/v1/feedback", endpoint(feedback), methods=["POST"]),
         Route("/v1/health", endpoint(health, open_=True), methods=["GET"]),
         Route("/v1/model", endpoint(model), methods=["GET"]),
         Route("/v1/admin/deploy", endpoint(deploy, admin=True), methods=["POST"]),
         Route("/v1/admin/compact", endpoint(compact, admin=True), methods=["POST"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    rest = Starlette(routes=routes, lifespan=lifespan)
+    return ServeApp(service, rest, token, max_body)
 
 
-__all__ = ["MAX_BODY", "make_app"]
+__all__ = ["MAX_BODY", "ServeApp", "error_status", "make_app", "read_body", "recommend"]

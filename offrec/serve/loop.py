@@ -9,7 +9,8 @@ One run (``offrec loop pipelines/closed_loop.toml --out DIR``):
    world's true probability :math:`q(u, a)`, and the clicks go back as feedback over HTTP;
 3. the service compacts its write-ahead log into the Parquet log (admin endpoint);
 4. the log so far (every round, every deployment: several loggers, each row with its own
-   propensity) is split by decision id: a seeded ``1 - holdout`` share trains a new
+   propensity) is split by decision id (:func:`holdout_rows`: the same decisions are held
+   out in every round): a seeded ``1 - holdout`` share trains a new
    policy (``learner`` with an epsilon-greedy head, so that it keeps exploring when
    deployed: the next rounds need propensities > 0 everywhere); the ``holdout`` share,
    never seen by the learner, scores it against the serving policy off-policy: the
@@ -45,6 +46,9 @@ import numpy as np
 from offrec.core.errors import InputError
 from offrec.core.validation import check_scalar
 
+LOOP_ESTIMATORS = ("ips", "snips", "dr", "sndr")
+"""Paired-lift estimators the loop may use (DR-type: a cross-fitted reward model)."""
+
 
 @dataclass(frozen=True)
 class LoopConfig:
@@ -56,9 +60,9 @@ class LoopConfig:
     n_items: int = 30
     n_users: int = 2000
     learner: str = "linucb"
-    epsilon: float = 0.1
-    holdout: float = 0.3
-    estimator: str = "snips"
+    epsilon: float = 0.2
+    holdout: float = 0.5
+    estimator: str = "dr"
     alpha: float = 0.05
     concurrency: int = 16
 
@@ -77,8 +81,10 @@ class LoopConfig:
             raise InputError(
                 f"learner must be one of {list(BANDIT_LEARNERS)}; got {self.learner!r}"
             )
-        if self.estimator not in ("ips", "snips"):
-            raise InputError(f"estimator must be 'ips' or 'snips'; got {self.estimator!r}")
+        if self.estimator not in LOOP_ESTIMATORS:
+            raise InputError(
+                f"estimator must be one of {list(LOOP_ESTIMATORS)}; got {self.estimator!r}"
+            )
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> LoopConfig:
@@ -226,7 +232,7 @@ def run_loop(config: LoopConfig, out: str | Path, *, progress: Any = None) -> li
                 f"{url}/v1/admin/compact", json={"force": True}, headers=admin, timeout=120
             ).raise_for_status()
             data = read_logs(log_dir)
-            split = np.random.default_rng([config.seed, r]).random(data.n_rows) < config.holdout
+            split = holdout_rows(data.session_id, config.seed, config.holdout)
             train, test = data.subset(~split), data.subset(split)
             learner = make_learner(config.learner, world.n_items, world.obs_dim)
             fit_logged(learner, train)
@@ -265,6 +271,24 @@ def run_loop(config: LoopConfig, out: str | Path, *, progress: Any = None) -> li
         {"config": asdict(config), "rounds": [asdict(x) for x in results], **final}, indent=2))  # fmt: skip
     (out / "report.md").write_text(report(config, results, final["serving_true_ctr"]))
     return results
+
+
+HOLDOUT_SALT = 0x5E7E
+"""Salt of the holdout hash (:func:`holdout_rows`)."""
+
+
+def holdout_rows(decision_ids: np.ndarray, seed: int, share: float) -> np.ndarray:
+    """(n,) bool: the rows kept out of training, a pure function of ``(seed, decision id)``
+    (:func:`offrec.core.hashing.hash_uniform` below ``share``).
+
+    A decision is in the holdout in *every* round or in none, so no policy the loop
+    evaluates (neither the candidate nor the serving policy, trained in an earlier round)
+    was fitted on a holdout row. A fresh random split per round would let the serving
+    policy be scored on rows it was trained on, where its estimate is optimistic, and the
+    candidate's lift would come out biased low: the loop would decline improvements."""
+    from offrec.core.hashing import hash_uniform, row_keys
+
+    return hash_uniform(row_keys(np.asarray(decision_ids)), seed, HOLDOUT_SALT) < share
 
 
 def read_version_column(log_dir: Path, data: Any) -> list[str]:
@@ -324,4 +348,4 @@ def report(config: LoopConfig, rounds: list[RoundResult], final_ctr: float) -> s
     return "\n".join(lines)
 
 
-__all__ = ["LoopConfig", "RoundResult", "balanced_value", "report", "run_loop"]
+__all__ = ["LoopConfig", "RoundResult", "balanced_value", "holdout_rows", "report", "run_loop"]

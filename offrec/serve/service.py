@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from offrec.core.errors import InputError, MissingInputError
 from offrec.core.validation import SeedLike, as_seed_sequence, check_scalar
@@ -86,7 +87,25 @@ class Decision:
     model_version: str
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "decision_id": self.decision_id,
+            "items": self.items,
+            "propensities": self.propensities,
+            "model_version": self.model_version,
+        }
+
+
+_NUMBERS = frozenset({int, float})
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A request waiting for the next batched decision."""
+
+    context: np.ndarray
+    k: int
+    user_id: int
+    future: asyncio.Future[Decision]
 
 
 class Service:
@@ -111,6 +130,7 @@ class Service:
             self.log_dir / WAL_DIR, fsync=self.config.fsync,
             segment_bytes=self.config.segment_bytes,
         )  # fmt: skip
+        self._queue: list[_Pending] = []  # requests waiting for the next batched decide()
         self._recent: dict[int, int] = {}  # decision id -> k, for the window
         self._recent_order: deque[int] = deque()
         self._stack = contextlib.ExitStack()
@@ -191,7 +211,9 @@ class Service:
         if not isinstance(context, list) or len(context) != d:
             got = f"{len(context)} values" if isinstance(context, list) else type(context).__name__
             raise InputError(f"context must be a list of {d} numbers; got {got}")
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in context):
+        if not {type(v) for v in context} <= _NUMBERS and not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in context
+        ):
             bad = next(v for v in context if not isinstance(v, int | float) or isinstance(v, bool))
             raise InputError(f"context must hold numbers only; got {bad!r}")
         x = np.asarray(context, np.float32)
@@ -204,18 +226,108 @@ class Service:
     async def recommend(self, context: np.ndarray, k: int = 1, user_id: int = -1) -> Decision:
         """Decide ``k`` items for ``context`` (d,), make the decision durable, return it.
         Raises :class:`~offrec.serve.wal.WALUnavailable` when it cannot be made durable
-        (then nothing was acknowledged)."""
+        (then nothing was acknowledged).
+
+        Requests that arrive in the same turn of the event loop are decided together
+        (:meth:`_flush`: one :func:`~offrec.serve.model.decide` call per batch and ``k``,
+        one write-ahead submission), which is what keeps the per-request cost low under
+        load; a lone request is a batch of one."""
         check_scalar(k, "k", int, min=1, max=min(self.config.max_k, self.model.n_actions))
-        model = self.model  # read once: a deployment meanwhile does not touch this request
-        items, pscores = decide(model, context[None, :], k, self.rng)
-        did = self.ids.next()
-        a, p = items[0].tolist(), pscores[0].tolist()
-        rec = {"t": "d", "id": did, "v": model.version, "u": user_id, "x": context.tolist(),
-               "a": a, "p": p}  # fmt: skip
-        await self.wal.append(json.dumps(rec, separators=(",", ":")).encode())
-        self._remember(did, k)
-        self.stats["decisions"] += 1
-        return Decision(did, a, p, model.version)
+        fut: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        if not self._queue:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._queue.append(_Pending(context, k, user_id, fut))
+        return await fut
+
+    def _flush(self) -> None:
+        """Decide every queued request: group by ``k``, one :func:`decide` on the stacked
+        contexts (n, d) per group, one write-ahead submission for the whole batch; each
+        request's future resolves once that submission is durable."""
+        batch, self._queue = self._queue, []
+        try:
+            self._decide_batch(batch)
+        except BaseException as exc:  # a bug must fail these requests, not leave them hanging
+            for req in batch:
+                if not req.future.done():
+                    req.future.set_exception(exc)
+            raise
+
+    def _decide_batch(self, batch: list[_Pending]) -> None:
+        model = self.model  # read once: a deployment meanwhile does not touch this batch
+        groups: dict[int, list[_Pending]] = {}
+        for req in batch:
+            if not req.future.done():  # a cancelled request (client gone) needs no decision
+                groups.setdefault(req.k, []).append(req)
+        payloads: list[bytes] = []
+        answered: list[tuple[_Pending, Decision]] = []
+        for k, reqs in groups.items():
+            for part in self._decide(model, k, reqs):
+                if isinstance(part, BaseException):
+                    continue
+                for req, decision in part:
+                    payloads.append(
+                        orjson.dumps(
+                            {
+                                "t": "d",
+                                "id": decision.decision_id,
+                                "v": model.version,
+                                "u": req.user_id,
+                                "x": req.context.tolist(),
+                                "a": decision.items,
+                                "p": decision.propensities,
+                            }
+                        )
+                    )
+                    answered.append((req, decision))
+        if not answered:
+            return
+        durable = self.wal.append_many(payloads)
+        durable.add_done_callback(lambda f: self._answer(f, answered))
+
+    def _decide(
+        self, model: ServedModel, k: int, reqs: list[_Pending]
+    ) -> list[list[tuple[_Pending, Decision]] | BaseException]:
+        """One :func:`decide` for ``reqs``; if it fails (a row whose distribution cannot
+        fill ``k`` slots), each request alone, so one bad row fails only its own request."""
+        chunks = [reqs] if len(reqs) == 1 else [reqs, *([r] for r in reqs)]
+        out: list[list[tuple[_Pending, Decision]] | BaseException] = []
+        for chunk in chunks:
+            try:
+                obs = np.stack([r.context for r in chunk])
+                items, pscores = decide(model, obs, k, self.rng)
+            except Exception as exc:
+                if len(chunk) == 1:
+                    chunk[0].future.set_exception(exc)
+                    out.append(exc)
+                continue
+            first = self.ids.next_many(len(chunk))
+            out.append(
+                [
+                    (r, Decision(first + i, a, p, model.version))
+                    for i, (r, a, p) in enumerate(
+                        zip(chunk, items.tolist(), pscores.tolist(), strict=True)
+                    )
+                ]
+            )
+            if len(chunk) == len(reqs):
+                break  # the whole group was decided at once
+        return out
+
+    def _answer(
+        self, durable: asyncio.Future[None], answered: list[tuple[_Pending, Decision]]
+    ) -> None:
+        exc = None if durable.cancelled() else durable.exception()
+        for req, decision in answered:
+            if exc is None:
+                self._remember(decision.decision_id, req.k)
+            if req.future.done():
+                continue
+            if exc is None:
+                req.future.set_result(decision)
+            else:
+                req.future.set_exception(exc)
+        if exc is None:
+            self.stats["decisions"] += len(answered)
 
     async def feedback(self, decision_id: int, reward: float, position: int = 0) -> str:
         """Record a reward for a decision; return ``"joined"`` (within the window) or
@@ -241,7 +353,7 @@ class Service:
                     f"position must be < k={k} for decision {decision_id}; got {position}"
                 )
         rec = {"t": "f", "id": decision_id, "r": float(reward), "pos": position, "late": late}
-        await self.wal.append(json.dumps(rec, separators=(",", ":")).encode())
+        await self.wal.append(orjson.dumps(rec))
         self.stats["late_feedback" if late else "feedback"] += 1
         return "late" if late else "joined"
 

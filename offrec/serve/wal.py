@@ -143,7 +143,7 @@ class WriteAheadLog:
         self.fsync = fsync
         self.segment_bytes = segment_bytes
         self._cond = threading.Condition()
-        self._pending: list[tuple[bytes, Any]] = []
+        self._pending: list[tuple[bytes, Any, int]] = []  # framed bytes, waiter, records
         self._io = threading.Lock()  # held while a batch is written and while rotating
         self._fd: int | None = None
         self._seq = 0
@@ -206,19 +206,25 @@ class WriteAheadLog:
     def submit(self, payload: bytes, waiter: Any = None) -> Future[None]:
         """Queue ``payload``; the returned future resolves once it is durable (or fails
         with :class:`WALUnavailable`). ``waiter`` (internal) is an asyncio future instead."""
-        fut: Any = Future() if waiter is None else waiter
+        return self._enqueue(frame(payload), 1, Future() if waiter is None else waiter)
+
+    def append(self, payload: bytes) -> asyncio.Future[None]:
+        """:meth:`submit` for asyncio: ``await wal.append(payload)`` returns once durable."""
+        return self.append_many([payload])
+
+    def append_many(self, payloads: list[bytes]) -> asyncio.Future[None]:
+        """Several records with one future (asyncio): they go into the same group commit,
+        in order, and the future resolves once all of them are durable."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        return self._enqueue(b"".join([frame(p) for p in payloads]), len(payloads), fut)
+
+    def _enqueue(self, blob: bytes, count: int, fut: Any) -> Any:
         if self.broken is not None:
             fut.set_exception(WALUnavailable(f"write-ahead log unavailable: {self.broken}"))
             return fut
         with self._cond:
-            self._pending.append((frame(payload), fut))
+            self._pending.append((blob, fut, count))
             self._cond.notify()
-        return fut
-
-    def append(self, payload: bytes) -> asyncio.Future[None]:
-        """:meth:`submit` for asyncio: ``await wal.append(payload)`` returns once durable."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.submit(payload, fut)
         return fut
 
     def write_sync(self, payload: bytes) -> None:
@@ -235,22 +241,23 @@ class WriteAheadLog:
                     return
             self._commit(batch)
 
-    def _commit(self, batch: list[tuple[bytes, Any]]) -> None:
+    def _commit(self, batch: list[tuple[bytes, Any, int]]) -> None:
         exc: BaseException | None = None
         with self._io:
             if self.broken is not None:
                 exc = WALUnavailable(f"write-ahead log unavailable: {self.broken}")
             else:
-                exc = self._write(b"".join(b for b, _ in batch))
+                exc = self._write(b"".join([b for b, _, _ in batch]))
             if exc is None:
+                n = sum(c for _, _, c in batch)
                 self.batches += 1
-                self.records += len(batch)
-                self._records_in_segment += len(batch)
+                self.records += n
+                self._records_in_segment += n
                 if self._offset >= self.segment_bytes:
                     self._rotate_locked()
             else:
                 self.failed_batches += 1
-        _resolve([w for _, w in batch], exc)
+        _resolve([w for _, w, _ in batch], exc)
 
     def _write(self, blob: bytes) -> BaseException | None:
         assert self._fd is not None
@@ -368,9 +375,13 @@ class DecisionIds:
             self._last = max(self._last, decision_id)
 
     def next(self) -> int:
+        return self.next_many(1)
+
+    def next_many(self, n: int) -> int:
+        """Reserve ``n`` consecutive ids; return the first."""
         with self._lock:
             nid = max(int(time.time() * 1000) << self.SHIFT, self._last + 1)
-            self._last = nid
+            self._last = nid + n - 1
             return nid
 
     @classmethod

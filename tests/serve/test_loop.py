@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from offrec.serve.loop import LoopConfig, run_loop
+from offrec.serve.loop import LoopConfig, holdout_rows, run_loop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,3 +41,14 @@ def test_a_tiny_loop_runs_over_http_and_follows_its_rule(tmp_path: Path) -> None
     assert abs(first.observed_ctr - first.true_ctr) < 4 * se
     assert first.serving.startswith("round-0-uniform@")
     assert "| round | serving | true CTR" in (tmp_path / "report.md").read_text()
+
+
+def test_the_holdout_is_a_fixed_function_of_the_decision_id() -> None:
+    ids = (1_883_000_000_000_000_000 + np.arange(20_000) * 7919).astype(np.int64)
+    first = holdout_rows(ids[:5000], seed=3, share=0.3)
+    later = holdout_rows(ids, seed=3, share=0.3)
+    # a decision held out in one round is held out in every later round (and vice versa)
+    assert np.array_equal(later[:5000], first)
+    # about the share (4 sigma), and another seed gives another split
+    assert abs(later.mean() - 0.3) < 4 * np.sqrt(0.3 * 0.7 / ids.size)
+    assert not np.array_equal(holdout_rows(ids, seed=4, share=0.3), later)
