@@ -74,21 +74,36 @@ def main() -> None:
         batch = batch or args.batch_size
         curve = run_online(world, learner, args.steps, batch_size=batch, seed=args.seed)
         greedy = world.true_value(learner.exploit()).value
-        rows.append([
-            name, batch, curve.decisions_per_second, curve.learner_decisions_per_second,
-            f"{curve.final_ctr:.4f}", f"{curve.final_expected_ctr:.4f}",
-            f"{100 * curve.final_expected_ctr / curve.final_oracle_ctr:.1f}%",
-            f"{greedy:.4f} ({100 * greedy / oracle:.1f}%)",
-            f"{curve.cumulative_regret[-1]:,.0f}",
-        ])  # fmt: skip
+        rows.append(
+            [
+                name,
+                batch,
+                curve.decisions_per_second,
+                curve.learner_decisions_per_second,
+                f"{curve.final_ctr:.4f}",
+                f"{curve.final_expected_ctr:.4f}",
+                f"{100 * curve.final_expected_ctr / curve.final_oracle_ctr:.1f}%",
+                f"{greedy:.4f} ({100 * greedy / oracle:.1f}%)",
+                f"{curve.cumulative_regret[-1]:,.0f}",
+            ]
+        )
         if batch == args.batch_size:
             curves[name] = curve
     print_table(
         f"Online, {args.steps:,} decisions (seed {args.seed})",
-        ["learner", "batch", "decisions/s (loop)", "decisions/s (learner)", "final CTR",
-         "final expected CTR", "% of oracle", "greedy value after", "regret"],
+        [
+            "learner",
+            "batch",
+            "decisions/s (loop)",
+            "decisions/s (learner)",
+            "final CTR",
+            "final expected CTR",
+            "% of oracle",
+            "greedy value after",
+            "regret",
+        ],
         rows,
-    )  # fmt: skip
+    )
 
     log = world.run_sessions(
         UniformPolicy(100), args.log_rows, np.random.default_rng(args.seed + 1)
@@ -117,9 +132,11 @@ def main() -> None:
     )
     if args.plot:
         path = plot_learning_curves(
-            curves, args.plot, title="Default bandit world, online learning",
+            curves,
+            args.plot,
+            title="Default bandit world, online learning",
             references={"best single item": best_item},
-        )  # fmt: skip
+        )
         print(f"\nlearning curves written to {path}")
 
 

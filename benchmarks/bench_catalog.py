@@ -50,8 +50,9 @@ def _world(log: str):  # noqa: ANN202
 def _learner(world, n_items: int):  # noqa: ANN001, ANN202
     from offrec.policies.bandits.hybrid import HybridLinear, catalog_features
 
-    return HybridLinear(catalog_features(world), world.obs_dim, candidates=min(20, n_items),
-                        epsilon=0.1)  # fmt: skip
+    return HybridLinear(
+        catalog_features(world), world.obs_dim, candidates=min(20, n_items), epsilon=0.1
+    )
 
 
 def train(log: str, model: str) -> None:
@@ -74,14 +75,19 @@ def evaluate_(log: str, model: str) -> None:
     with np.load(model) as z:
         h.A, h.b = z["A"], z["b"]
     h._refresh()
-    res = evaluate(log, {"hybrid": h}, estimators=ESTIMATORS.split(","), reward_model=h,
-                   interval="normal")  # fmt: skip
+    res = evaluate(
+        log, {"hybrid": h}, estimators=ESTIMATORS.split(","), reward_model=h, interval="normal"
+    )
     print(res.table[["estimator", "value", "low", "high", "ess"]].to_string(index=False))
 
 
 def _timed(cmd: list[str]) -> tuple[float, float, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]),
-                                                        os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
     t = time.perf_counter()
     p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
@@ -103,11 +109,30 @@ def main(sizes: list[int], rows: int, big_rows: int, folder: Path) -> None:
         log, model = str(d / "log"), str(d / "model.npz")
         load = os.getloadavg()[0]
         steps = {
-            "simulate": [*offrec, "simulate", "--out", log, "--n-items", str(n), "--candidates",
-                         str(min(200, n)), "--floor", "0.05", "--n-decisions", str(n_rows)],
+            "simulate": [
+                *offrec,
+                "simulate",
+                "--out",
+                log,
+                "--n-items",
+                str(n),
+                "--candidates",
+                str(min(200, n)),
+                "--floor",
+                "0.05",
+                "--n-decisions",
+                str(n_rows),
+            ],
             "train (hybrid)": [py, "-m", "benchmarks.bench_catalog", "train", log, model],
-            f"evaluate ({ESTIMATORS})": [py, "-m", "benchmarks.bench_catalog", "evaluate", log, model],
-        }  # fmt: skip
+            f"evaluate ({ESTIMATORS})": [
+                py,
+                "-m",
+                "benchmarks.bench_catalog",
+                "evaluate",
+                log,
+                model,
+            ],
+        }
         for step, cmd in steps.items():
             wall, gib, out = _timed(cmd)
             table.append(

@@ -50,12 +50,20 @@ def main() -> None:
         f"item identity and reward domains (load {os.getloadavg()[0]:.1f})",
         ["what", "new (s)", "baseline (s)", "ratio"],
         [
-            [f"number {n:,} item ids ({k:,} distinct strings)", f"{t_new:.2f}",
-             f"{t_old:.2f}", f"{t_new / t_old:.2f}"],
-            [f"logistic reward model, {m:,} rows: continuous vs clicks", f"{t_cont:.2f}",
-             f"{t_clicks:.2f}", f"{t_cont / t_clicks:.2f}"],
+            [
+                f"number {n:,} item ids ({k:,} distinct strings)",
+                f"{t_new:.2f}",
+                f"{t_old:.2f}",
+                f"{t_new / t_old:.2f}",
+            ],
+            [
+                f"logistic reward model, {m:,} rows: continuous vs clicks",
+                f"{t_cont:.2f}",
+                f"{t_clicks:.2f}",
+                f"{t_cont / t_clicks:.2f}",
+            ],
         ],
-    )  # fmt: skip
+    )
 
 
 if __name__ == "__main__":

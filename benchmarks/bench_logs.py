@@ -75,8 +75,11 @@ def _obp_rate(n_rows: int, repeat: int) -> float | None:
     for _ in range(repeat):
         proc = subprocess.run(
             [python, "-c", OBP_CODE.format(n=n_rows)],
-            capture_output=True, text=True, check=True, env={**os.environ, **ONE_THREAD},
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, **ONE_THREAD},
+        )
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         best = max(best, res["rows"] / res["seconds"])
     return best
@@ -101,15 +104,31 @@ def whole_process_table(n_rows: int, repeat: int, tmp: Path, obp_sizes: tuple[in
                 rows.append([mode, kind, "yes" if overlap else "no", n_rows, best, rate, ratio])
     for m, rate in obp.items():
         if rate:
-            rows.append(["bandit", "OBP SyntheticBanditDataset (in memory)", "-", m, m / rate,
-                         rate, f"{rate / best_obp:.2f}x" if best_obp else "-"])  # fmt: skip
+            rows.append(
+                [
+                    "bandit",
+                    "OBP SyntheticBanditDataset (in memory)",
+                    "-",
+                    m,
+                    m / rate,
+                    rate,
+                    f"{rate / best_obp:.2f}x" if best_obp else "-",
+                ]
+            )
     print_table(
         f"Whole process (fresh python: imports, world, logger, {n_rows:,} rows to Parquet), "
         f"1 BLAS thread, best of {repeat}; ratios against OBP's fastest rate",
-        ["mode", "logging policy", "encode in worker thread", "rows", "wall s", "rows/s",
-         "vs OBP (in memory)"],
+        [
+            "mode",
+            "logging policy",
+            "encode in worker thread",
+            "rows",
+            "wall s",
+            "rows/s",
+            "vs OBP (in memory)",
+        ],
         rows,
-    )  # fmt: skip
+    )
 
 
 def main(

@@ -34,8 +34,10 @@ def main() -> None:
     seeds = [int(s) for s in a.seeds.split(",")]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     print(f"closed loop, {a.config.name}, seeds {seeds}, load {os.getloadavg()[0]:.1f}")
-    print("| seed | true CTR at start | at the end | deployed (rounds) | declined | truly worse "
-          "deployed | wall s |")  # fmt: skip
+    print(
+        "| seed | true CTR at start | at the end | deployed (rounds) | declined | truly worse "
+        "deployed | wall s |"
+    )
     print("|---:|---:|---:|---|---:|---:|---:|")
     totals = {"rounds": 0, "deployed": 0, "declined": 0, "worse": 0}
     with tempfile.TemporaryDirectory() as tmp:
@@ -44,8 +46,18 @@ def main() -> None:
         while pending or running:
             while pending and len(running) < a.parallel:
                 s = pending.pop(0)
-                cmd = [sys.executable, "-m", "offrec.cli", "loop", str(a.config),
-                       "--out", f"{tmp}/seed-{s}", "--seed", str(s), "--quiet"]  # fmt: skip
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "offrec.cli",
+                    "loop",
+                    str(a.config),
+                    "--out",
+                    f"{tmp}/seed-{s}",
+                    "--seed",
+                    str(s),
+                    "--quiet",
+                ]
                 running[s] = (
                     subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL),
                     time.time(),
@@ -64,13 +76,18 @@ def main() -> None:
                 totals["deployed"] += len(dep)
                 totals["declined"] += len(rounds) - len(dep)
                 totals["worse"] += worse
-                print(f"| {s} | {rounds[0]['true_ctr']:.4f} | {saved['serving_true_ctr']:.4f} | "
-                      f"{len(dep)} ({', '.join(map(str, dep)) or '-'}) | {len(rounds) - len(dep)} | "
-                      f"{worse} | {time.time() - t0:.0f} |", flush=True)  # fmt: skip
+                print(
+                    f"| {s} | {rounds[0]['true_ctr']:.4f} | {saved['serving_true_ctr']:.4f} | "
+                    f"{len(dep)} ({', '.join(map(str, dep)) or '-'}) | {len(rounds) - len(dep)} | "
+                    f"{worse} | {time.time() - t0:.0f} |",
+                    flush=True,
+                )
             time.sleep(0.2)
-    print(f"\ntotal: {totals['deployed']} deployed and {totals['declined']} declined of "
-          f"{totals['rounds']} rounds; truly worse deployed: {totals['worse']}; "
-          f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(
+        f"\ntotal: {totals['deployed']} deployed and {totals['declined']} declined of "
+        f"{totals['rounds']} rounds; truly worse deployed: {totals['worse']}; "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":

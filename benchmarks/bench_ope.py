@@ -99,8 +99,12 @@ def obp_ipw_rows(data: dict[str, np.ndarray], rounds: int = 3, repeat: int = 5) 
         for k, v in arrays.items():
             np.save(f"{tmp}/{k}.npy", v)
         for _ in range(rounds):
-            out = subprocess.run([python, "-c", OBP_IPW, tmp, str(repeat)], check=True,
-                                 capture_output=True, text=True).stdout  # fmt: skip
+            out = subprocess.run(
+                [python, "-c", OBP_IPW, tmp, str(repeat)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             res = json.loads(out.strip().splitlines()[-1])
             obp += res["times"]
             for _ in range(repeat):

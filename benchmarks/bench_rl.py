@@ -157,27 +157,43 @@ def _sampler_table(tr: Any, steps: int, batch: int, compile_row: bool = False) -
                     gradient_step(algo, buf.sample_torch_batch(batch))
                 compile_s[algo_name] = time.perf_counter() - t
             runs[f"{algo_name}/{variant}"] = (
-                algo, buf, 1, cfg.matmul_precision, torch_batches,
-            )  # fmt: skip
+                algo,
+                buf,
+                1,
+                cfg.matmul_precision,
+                torch_batches,
+            )
     res = _measure(runs, steps, batch)
     rows = []
     for name, d in res.items():
         algo_name, variant = name.split("/")
         step_ms = d["sample"] + d["update"]
-        rows.append([
-            algo_name, variant, float(np.median(d["sample"])), float(np.median(d["update"])),
-            float(np.median(step_ms)), 1e3 * step_ms.size / step_ms.sum(),
-        ])  # fmt: skip
+        rows.append(
+            [
+                algo_name,
+                variant,
+                float(np.median(d["sample"])),
+                float(np.median(d["update"])),
+                float(np.median(step_ms)),
+                1e3 * step_ms.size / step_ms.sum(),
+            ]
+        )
     print(f"\nd3rlpy ReplayBuffer from the log's episodes: {t_d3:.2f} s")
     for algo_name, seconds in compile_s.items():
         print(f"{algo_name}: torch.compile of the Q-nets, first update: {seconds:.1f} s")
     print_table(
         f"Training steps/s, batch {batch}, 100 items, context dim 18, default RLConfig "
         f"network, 1 thread ({steps // BLOCK * BLOCK} steps each, interleaved)",
-        ["algo", "setup", "sample ms (median)", "update ms (median)",
-         "step ms (median)", "steps/s (mean)"],
+        [
+            "algo",
+            "setup",
+            "sample ms (median)",
+            "update ms (median)",
+            "step ms (median)",
+            "steps/s (mean)",
+        ],
         rows,
-    )  # fmt: skip
+    )
 
     def total(d: dict[str, np.ndarray]) -> float:
         return float(d["sample"].sum() + d["update"].sum())
@@ -206,11 +222,17 @@ def _threads_table(tr: Any, steps: int, batch: int) -> None:
     for name, d in res.items():
         algo_name, threads_text = name.split("/")
         step_ms = d["sample"] + d["update"]
-        rows.append([
-            algo_name, int(threads_text), float(np.median(step_ms)),
-            float(np.percentile(step_ms, 90)), float(np.percentile(step_ms, 99)),
-            float(step_ms.max()), 1e3 * step_ms.size / step_ms.sum(),
-        ])  # fmt: skip
+        rows.append(
+            [
+                algo_name,
+                int(threads_text),
+                float(np.median(step_ms)),
+                float(np.percentile(step_ms, 90)),
+                float(np.percentile(step_ms, 99)),
+                float(step_ms.max()),
+                1e3 * step_ms.size / step_ms.sum(),
+            ]
+        )
     print_table(
         f"torch threads (offrec sampler, batch {batch}; interleaved blocks of {BLOCK} steps)",
         ["algo", "threads", "median ms", "p90 ms", "p99 ms", "max ms", "steps/s (mean)"],
@@ -251,11 +273,15 @@ if __name__ == "__main__":
     parser.add_argument("--threads", action="store_true", help="also compare 1 vs 2 torch threads")
     parser.add_argument("--threads-only", action="store_true", help="only the threads table")
     parser.add_argument(
-        "--compile", action="store_true",
+        "--compile",
+        action="store_true",
         help="add a row with torch.compile'd Q-networks (and print the compile time)",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     main(
-        args.steps, args.rows, args.threads or args.threads_only, not args.threads_only,
+        args.steps,
+        args.rows,
+        args.threads or args.threads_only,
+        not args.threads_only,
         args.compile,
-    )  # fmt: skip
+    )

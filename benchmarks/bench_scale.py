@@ -83,31 +83,76 @@ def main() -> None:
         log = args.dir / f"log-{size}"
         if not log.exists():
             t = time.perf_counter()
-            subprocess.run([*OFFREC, "-q", "simulate", "--out", str(log), "--n-decisions",
-                            str(size), "--n-items", "100", "--policy", "uniform", "--seed", "1"],
-                           check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+            subprocess.run(
+                [
+                    *OFFREC,
+                    "-q",
+                    "simulate",
+                    "--out",
+                    str(log),
+                    "--n-decisions",
+                    str(size),
+                    "--n-items",
+                    "100",
+                    "--policy",
+                    "uniform",
+                    "--seed",
+                    "1",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             print(f"simulated {size:,} rows in {time.perf_counter() - t:.0f} s", flush=True)
         dt, peak = measure([sys.executable, "-c", READ, str(log)])
         floor = dt
         rows.append(["read kernel columns (pyarrow)", f"{size:,}", "local", dt, size / dt, peak])
         for engine in engines:
             model = args.dir / f"linucb-{size}-{engine}"
-            dt, peak = measure([*OFFREC, "-q", "train", "bandit", str(log), "--learner", "linucb",
-                                "--head", "epsilon_greedy:0.1", "--out", str(model),
-                                "--overwrite", "--engine", engine])  # fmt: skip
+            dt, peak = measure(
+                [
+                    *OFFREC,
+                    "-q",
+                    "train",
+                    "bandit",
+                    str(log),
+                    "--learner",
+                    "linucb",
+                    "--head",
+                    "epsilon_greedy:0.1",
+                    "--out",
+                    str(model),
+                    "--overwrite",
+                    "--engine",
+                    engine,
+                ]
+            )
             rows.append(["train bandit --learner linucb", f"{size:,}", engine, dt, size / dt, peak])
-            dt, peak = measure([*OFFREC, "-q", "evaluate", str(log), "--policy", str(model),
-                                "--estimators", "ips,snips,dr", "--engine", engine])  # fmt: skip
-            rows.append(["evaluate ips,snips,dr (bootstrap 1000)", f"{size:,}", engine, dt,
-                         size / dt, peak])  # fmt: skip
+            dt, peak = measure(
+                [
+                    *OFFREC,
+                    "-q",
+                    "evaluate",
+                    str(log),
+                    "--policy",
+                    str(model),
+                    "--estimators",
+                    "ips,snips,dr",
+                    "--engine",
+                    engine,
+                ]
+            )
+            rows.append(
+                ["evaluate ips,snips,dr (bootstrap 1000)", f"{size:,}", engine, dt, size / dt, peak]
+            )
             if engine == "local":
                 rows[-1][0] += f" [{dt / floor:.1f}x the read]"
             print(rows[-1], flush=True)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print_table(
         f"Logs of any size (whole processes; peak RSS of the process; load average {load})",
-        ["command", "rows", "engine", "wall s", "rows/s", "peak RSS MB"], rows,
-    )  # fmt: skip
+        ["command", "rows", "engine", "wall s", "rows/s", "peak RSS MB"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -104,22 +104,36 @@ end
 def run_wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, float]:
     """One wrk run; its ``done`` line as a dict (latencies in ms)."""
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-         "-s", str(script), url + "/v1/recommend"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url + "/v1/recommend",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("WRK "))
     r = json.loads(line[4:])
     return {
         "req_s": r["requests"] / (r["duration_us"] / 1e6),
-        "p50": r["p50"] / 1000, "p95": r["p95"] / 1000, "p99": r["p99"] / 1000,
+        "p50": r["p50"] / 1000,
+        "p95": r["p95"] / 1000,
+        "p99": r["p99"] / 1000,
         "errors": r["socket_errors"] + r["non2xx"],
         "requests": r["requests"],
-    }  # fmt: skip
+    }
 
 
-async def _client(url: str, contexts: list[list[float]], k: int, connections: int,
-                  warmup: float, seconds: float) -> tuple[list[float], int]:  # fmt: skip
+async def _client(
+    url: str, contexts: list[list[float]], k: int, connections: int, warmup: float, seconds: float
+) -> tuple[list[float], int]:
     import httpx
 
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
@@ -174,10 +188,24 @@ def bench(n_items: int, a: argparse.Namespace, client: str, tmp_path: Path) -> d
     ready = folder / "ready.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "offrec.cli", "serve", str(model), "--log", str(folder / "log"),
-         "--port", "0", "--ready-file", str(ready), "--max-k", str(a.k)],
-        env=env, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "offrec.cli",
+            "serve",
+            str(model),
+            "--log",
+            str(folder / "log"),
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready),
+            "--max-k",
+            str(a.k),
+        ],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         while not ready.is_file():
             if server.poll() is not None:
@@ -206,8 +234,13 @@ def bench(n_items: int, a: argparse.Namespace, client: str, tmp_path: Path) -> d
                     results = pool.map(_client_proc, [job] * a.procs)
             lat = np.array([x for r, _ in results for x in r]) * 1000
             p50, p95, p99 = np.percentile(lat, [50, 95, 99])
-            row = {"req_s": lat.size / a.seconds, "p50": p50, "p95": p95, "p99": p99,
-                   "errors": sum(e for _, e in results)}  # fmt: skip
+            row = {
+                "req_s": lat.size / a.seconds,
+                "p50": p50,
+                "p95": p95,
+                "p99": p99,
+                "errors": sum(e for _, e in results),
+            }
             label = f"httpx {a.procs} proc x {a.connections} conn"
         server_cpu = _cpu_seconds(server.pid) - cpu0
         wal = httpx.get(url + "/v1/health").json()["wal"]
@@ -215,9 +248,13 @@ def bench(n_items: int, a: argparse.Namespace, client: str, tmp_path: Path) -> d
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=120)
-    return {**row, "client": label, "per_fsync": wal["records_per_batch"],
-            "cpu_ms": 1000 * server_cpu / max(served, 1),
-            "policy": "linucb dense" if n_items <= DENSE_MAX_ITEMS else "hybrid sparse"}  # fmt: skip
+    return {
+        **row,
+        "client": label,
+        "per_fsync": wal["records_per_batch"],
+        "cpu_ms": 1000 * server_cpu / max(served, 1),
+        "policy": "linucb dense" if n_items <= DENSE_MAX_ITEMS else "hybrid sparse",
+    }
 
 
 def main() -> None:
@@ -228,8 +265,12 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--connections", type=int, default=32, help="per client process")
     ap.add_argument("--procs", type=int, default=1, help="client processes (httpx only)")
-    ap.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto",
-                    help="load generator (auto: wrk when on the PATH, else httpx)")  # fmt: skip
+    ap.add_argument(
+        "--client",
+        choices=["auto", "wrk", "httpx"],
+        default="auto",
+        help="load generator (auto: wrk when on the PATH, else httpx)",
+    )
     a = ap.parse_args()
     client = a.client
     if client == "auto":
@@ -238,17 +279,22 @@ def main() -> None:
         raise SystemExit("--client wrk: wrk is not on the PATH (apt-get install wrk)")
     sizes = [int(v) for v in a.items.split(",")]
     print(f"load generator: {client}; fsync on (every answer waits for its group commit)")
-    print("| items | policy | k | client | req/s | p50 ms | p95 ms | p99 ms | errors | "
-          "records/fsync | server CPU ms/req | load (1/5/15 min) |")  # fmt: skip
+    print(
+        "| items | policy | k | client | req/s | p50 ms | p95 ms | p99 ms | errors | "
+        "records/fsync | server CPU ms/req | load (1/5/15 min) |"
+    )
     print("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for n_items in sizes:
             r = bench(n_items, a, client, Path(tmp))
             load = os.getloadavg()
-            print(f"| {n_items:,} | {r['policy']} | {a.k} | {r['client']} | {r['req_s']:,.0f} | "
-                  f"{r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['errors']} | "
-                  f"{r['per_fsync']:.1f} | {r['cpu_ms']:.2f} | "
-                  f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} |", flush=True)  # fmt: skip
+            print(
+                f"| {n_items:,} | {r['policy']} | {a.k} | {r['client']} | {r['req_s']:,.0f} | "
+                f"{r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['errors']} | "
+                f"{r['per_fsync']:.1f} | {r['cpu_ms']:.2f} | "
+                f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

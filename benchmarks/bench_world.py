@@ -71,8 +71,11 @@ def main() -> None:
         t = best_time(run)
         rows.append([label, k, k / t, sworld.obs_dim])
     rows.extend(_recenv_rows())
-    print_table("World speed (decisions or steps per second, one process)",
-                ["what", "n", "per second", "obs dim"], rows)  # fmt: skip
+    print_table(
+        "World speed (decisions or steps per second, one process)",
+        ["what", "n", "per second", "obs dim"],
+        rows,
+    )
 
     code = """
 import numpy as np
@@ -87,8 +90,11 @@ OUT = clicks
 """
     peak, _ = peak_rss_mb_of(code)
     base, _ = peak_rss_mb_of("import offrec.sim\nOUT = 0")
-    print_table("Memory: 10M bandit decisions simulated in chunks of 1M",
-                ["peak RSS (MB)", "of which imports (MB)"], [[peak, base]])  # fmt: skip
+    print_table(
+        "Memory: 10M bandit decisions simulated in chunks of 1M",
+        ["peak RSS (MB)", "of which imports (MB)"],
+        [[peak, base]],
+    )
 
 
 def _recenv_rows() -> list[list[object]]:

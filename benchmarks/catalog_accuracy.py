@@ -63,8 +63,10 @@ def main(n_items: int, n_rows: int, seeds: int, train_rows: int, clusters: list[
             name, _, g = e.partition("/")
             kw = dict(base)
             if g:
-                kw.update(item_groups=groupings[g],
-                          pscore_group=logging_group_pscore(b_dist, groupings[g], log.action))  # fmt: skip
+                kw.update(
+                    item_groups=groupings[g],
+                    pscore_group=logging_group_pscore(b_dist, groupings[g], log.action),
+                )
             if name in ("dm", "dr", "offcem"):
                 kw["estimated_rewards"] = pairs
             iv = estimate_interval(name, method="normal", **kw)
@@ -72,10 +74,15 @@ def main(n_items: int, n_rows: int, seeds: int, train_rows: int, clusters: list[
             err[e].append(abs(iv.value - truth) / truth)
             cover[e].append(iv.low <= truth <= iv.high)
     rows = [
-        [e, f"{np.mean(value[e]):.4f}", f"{100 * np.mean(err[e]):.1f}",
-         f"{100 * np.std(err[e]):.1f}", f"{100 * np.mean(cover[e]):.0f}%"]
+        [
+            e,
+            f"{np.mean(value[e]):.4f}",
+            f"{100 * np.mean(err[e]):.1f}",
+            f"{100 * np.std(err[e]):.1f}",
+            f"{100 * np.mean(cover[e]):.0f}%",
+        ]
         for e in ests
-    ]  # fmt: skip
+    ]
     print_table(
         f"{n_items:,} items, {n_rows:,} rows x {seeds} seeds, truth {truth:.4f}, "
         f"{time.perf_counter() - t0:.0f}s",

@@ -32,28 +32,68 @@ def main(
     }
     if seeds:
         t = time.perf_counter()
-        ev = evaluate_estimators(world, logger, targets, estimators=["ips", "snips", "dm", "dr", "sndr"],
-                                 n_rows=n_rows, seeds=range(seeds), n_bootstrap=1000)  # fmt: skip
+        ev = evaluate_estimators(
+            world,
+            logger,
+            targets,
+            estimators=["ips", "snips", "dm", "dr", "sndr"],
+            n_rows=n_rows,
+            seeds=range(seeds),
+            n_bootstrap=1000,
+        )
         s = ev.summary
         print_table(
             f"Relative error over {seeds} seeds ({n_rows:,} rows each, softmax logger beta 0.5), {time.perf_counter() - t:.0f}s",
-            ["target", "estimator", "truth", "mean rel. error %", "std %", "bias", "coverage (95% bootstrap)"],
-            [[r.policy, r.estimator, f"{r.truth:.4f}", f"{100 * r.rel_error_mean:.2f}", f"{100 * r.rel_error_std:.2f}",
-              f"{r.bias:+.4f}", f"{r.coverage:.2f}"] for r in s.itertuples()],
-        )  # fmt: skip
+            [
+                "target",
+                "estimator",
+                "truth",
+                "mean rel. error %",
+                "std %",
+                "bias",
+                "coverage (95% bootstrap)",
+            ],
+            [
+                [
+                    r.policy,
+                    r.estimator,
+                    f"{r.truth:.4f}",
+                    f"{100 * r.rel_error_mean:.2f}",
+                    f"{100 * r.rel_error_std:.2f}",
+                    f"{r.bias:+.4f}",
+                    f"{r.coverage:.2f}",
+                ]
+                for r in s.itertuples()
+            ],
+        )
         if out:
             ev.plot(out)
     if coverage_seeds:
         t = time.perf_counter()
-        cov = evaluate_estimators(world, logger, targets, estimators=["ips", "snips", "dr"], n_rows=n_rows,
-                                  seeds=range(1000, 1000 + coverage_seeds), n_bootstrap=1000)  # fmt: skip
+        cov = evaluate_estimators(
+            world,
+            logger,
+            targets,
+            estimators=["ips", "snips", "dr"],
+            n_rows=n_rows,
+            seeds=range(1000, 1000 + coverage_seeds),
+            n_bootstrap=1000,
+        )
         c = cov.summary
         print_table(
             f"Coverage of 95% bootstrap intervals over {coverage_seeds} seeds, {time.perf_counter() - t:.0f}s",
             ["target", "estimator", "coverage", "mean width", "mean rel. error %"],
-            [[r.policy, r.estimator, f"{r.coverage:.3f}", f"{r.mean_width:.4f}", f"{100 * r.rel_error_mean:.2f}"]
-             for r in c.itertuples()],
-        )  # fmt: skip
+            [
+                [
+                    r.policy,
+                    r.estimator,
+                    f"{r.coverage:.3f}",
+                    f"{r.mean_width:.4f}",
+                    f"{100 * r.rel_error_mean:.2f}",
+                ]
+                for r in c.itertuples()
+            ],
+        )
 
 
 if __name__ == "__main__":

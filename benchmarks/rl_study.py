@@ -93,10 +93,16 @@ def main(
                 name: str, policy: Any, seconds: float, note: str, seed: int, value_seed: int
             ) -> None:
                 est = world.true_value(policy, n_sessions=n_sessions, seed=value_seed)
-                results.append({
-                    "policy": name, "seed": seed, "value": est.value, "stderr": est.stderr,
-                    "train_seconds": seconds, "note": note,
-                })  # fmt: skip
+                results.append(
+                    {
+                        "policy": name,
+                        "seed": seed,
+                        "value": est.value,
+                        "stderr": est.stderr,
+                        "train_seconds": seconds,
+                        "note": note,
+                    }
+                )
                 print(
                     f"seed {seed} {name:8s} {est.value:.4f} +- {est.stderr:.4f}  ({seconds:.0f} s)",
                     flush=True,
@@ -110,9 +116,12 @@ def main(
                 variants = {algo: RLConfig(algo=algo, seed=seed)}
                 if compare_plain:  # the same run with offrec's speed-ups off
                     variants[f"{algo}-plain"] = RLConfig(
-                        algo=algo, seed=seed, matmul_precision="highest", fused_adam=False,
+                        algo=algo,
+                        seed=seed,
+                        matmul_precision="highest",
+                        fused_adam=False,
                         lean_q_function=False,
-                    )  # fmt: skip
+                    )
                 for name, cfg in variants.items():
                     t = time.perf_counter()
                     res = train_rl(data, cfg)
@@ -136,10 +145,15 @@ def main(
     rows = []
     for r in results:
         base = by[("logger", r["seed"])]
-        rows.append([
-            r["policy"], r["seed"], f"{r['value']:.3f} ± {r['stderr']:.3f}",
-            f"{100 * (r['value'] / base['value'] - 1):+.1f}%", f"{r['train_seconds']:.0f}",
-        ])  # fmt: skip
+        rows.append(
+            [
+                r["policy"],
+                r["seed"],
+                f"{r['value']:.3f} ± {r['stderr']:.3f}",
+                f"{100 * (r['value'] / base['value'] - 1):+.1f}%",
+                f"{r['train_seconds']:.0f}",
+            ]
+        )
     print_table(
         f"True clicks per session online ({n_sessions:,} simulated sessions each), "
         f"trained on {n_rows:,} logged decisions of the softmax logger",
@@ -154,10 +168,17 @@ def main(
                 diff = a["value"] - b["value"]
                 se = math.hypot(a["stderr"], b["stderr"])
                 ok = a["value"] >= need * b["value"] and diff > se
-                checks.append([
-                    f"{algo} vs {other}", seed, f"{diff:+.3f}", f"{se:.3f}",
-                    f"{a['value'] / b['value']:.3f}", f">= {need:.2f} and diff > se", "yes" if ok else "NO",
-                ])  # fmt: skip
+                checks.append(
+                    [
+                        f"{algo} vs {other}",
+                        seed,
+                        f"{diff:+.3f}",
+                        f"{se:.3f}",
+                        f"{a['value'] / b['value']:.3f}",
+                        f">= {need:.2f} and diff > se",
+                        "yes" if ok else "NO",
+                    ]
+                )
     notes = {r["policy"]: r["note"] for r in results}
     print("\n" + "; ".join(f"{k}: {v}" for k, v in notes.items()))
     print_table(
@@ -172,17 +193,32 @@ def main(
                 a, b = by[(algo, seed)], by[(f"{algo}-plain", seed)]
                 diff = a["value"] - b["value"]
                 se = math.hypot(a["stderr"], b["stderr"])
-                same.append([
-                    algo, seed, f"{a['value']:.3f}", f"{b['value']:.3f}", f"{diff:+.4f}",
-                    f"{se:.4f}", "yes" if abs(diff) <= se else "NO",
-                    f"{b['train_seconds'] / a['train_seconds']:.2f}x",
-                ])  # fmt: skip
+                same.append(
+                    [
+                        algo,
+                        seed,
+                        f"{a['value']:.3f}",
+                        f"{b['value']:.3f}",
+                        f"{diff:+.4f}",
+                        f"{se:.4f}",
+                        "yes" if abs(diff) <= se else "NO",
+                        f"{b['train_seconds'] / a['train_seconds']:.2f}x",
+                    ]
+                )
         print_table(
             "Default RLConfig vs the same run with the speed-ups off (-plain)",
-            ["algo", "seed", "default", "plain", "difference", "se", "|diff| <= se",
-             "train time plain/default"],
+            [
+                "algo",
+                "seed",
+                "default",
+                "plain",
+                "difference",
+                "se",
+                "|diff| <= se",
+                "train time plain/default",
+            ],
             same,
-        )  # fmt: skip
+        )
     summary = {"results": results, "n_rows": n_rows, "n_sessions": n_sessions}
     if json_path:
         Path(json_path).write_text(json.dumps(summary, indent=2) + "\n")
@@ -197,11 +233,16 @@ if __name__ == "__main__":
     parser.add_argument("--algos", nargs="+", default=["cql", "dqn"])
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
     parser.add_argument(
-        "--compare-plain", action="store_true",
+        "--compare-plain",
+        action="store_true",
         help="also train each algo at float32 matmul precision with plain Adam (the speed-ups off)",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     main(
-        tuple(args.seeds), args.rows, args.sessions, tuple(args.algos), args.json,
+        tuple(args.seeds),
+        args.rows,
+        args.sessions,
+        tuple(args.algos),
+        args.json,
         args.compare_plain,
-    )  # fmt: skip
+    )

@@ -85,8 +85,9 @@ def part1(seeds: list[int], out: Path, estimators: tuple[str, ...]) -> pd.DataFr
     for s in seeds:
         _, held, targets, truth = load_seed(s, out)
         t = time.perf_counter()
-        tab = evaluate_sequential(held, targets, estimators, method="normal", seed=s,
-                                  fits=SessionFits(held, seed=s))  # fmt: skip
+        tab = evaluate_sequential(
+            held, targets, estimators, method="normal", seed=s, fits=SessionFits(held, seed=s)
+        )
         times.append(time.perf_counter() - t)
         tab["seed"] = s
         tab["truth"] = tab["policy"].map(truth)
@@ -104,22 +105,39 @@ def part1(seeds: list[int], out: Path, estimators: tuple[str, ...]) -> pd.DataFr
         sp = [spearman(g["value"].to_numpy(), g["truth"].to_numpy()) for g in per_seed]
         reg = [selection_regret(g["value"].to_numpy(), g["truth"].to_numpy()) for g in per_seed]
         safe = [selection_regret(g["low"].to_numpy(), g["truth"].to_numpy()) for g in per_seed]
-        rows.append([
-            est, 100 * learned["rel_error"].mean(), 100 * learned["rel_error"].max(),
-            100 * sub[sub["policy"] == "logger"]["rel_error"].mean(),
-            100 * learned["covered"].mean(), 100 * sub["covered"].mean(),
-            float(np.nanmean(sp)), f"{sum(v == 1.0 for v in sp)}/{len(sp)}",
-            float(np.mean(reg)), float(np.mean(safe)),
-            sum(len(w) > 0 for w in learned["warnings"]) / max(len(learned), 1),
-        ])  # fmt: skip
+        rows.append(
+            [
+                est,
+                100 * learned["rel_error"].mean(),
+                100 * learned["rel_error"].max(),
+                100 * sub[sub["policy"] == "logger"]["rel_error"].mean(),
+                100 * learned["covered"].mean(),
+                100 * sub["covered"].mean(),
+                float(np.nanmean(sp)),
+                f"{sum(v == 1.0 for v in sp)}/{len(sp)}",
+                float(np.mean(reg)),
+                float(np.mean(safe)),
+                sum(len(w) > 0 for w in learned["warnings"]) / max(len(learned), 1),
+            ]
+        )
     print_table(
         f"Part 1: pipelines/session_rl.toml, seeds {seeds}, held-out OPE vs online truth "
         f"(mean OPE time {np.mean(times):.0f}s per seed, all estimators)",
-        ["estimator", "mean rel.err % (learned)", "max rel.err %", "rel.err % (logger)",
-         "coverage % (learned)", "coverage % (all 4)", "mean Spearman", "Spearman = 1",
-         "regret (point)", "regret (lower bound)", "share of learned rows warned"],
+        [
+            "estimator",
+            "mean rel.err % (learned)",
+            "max rel.err %",
+            "rel.err % (logger)",
+            "coverage % (learned)",
+            "coverage % (all 4)",
+            "mean Spearman",
+            "Spearman = 1",
+            "regret (point)",
+            "regret (lower bound)",
+            "share of learned rows warned",
+        ],
         rows,
-    )  # fmt: skip
+    )
     return runs
 
 
@@ -152,8 +170,9 @@ def part2(estimators: tuple[str, ...], n_sessions: int, out: Path) -> pd.DataFra
     for k, (lname, logger) in enumerate(loggers.items()):
         t = time.perf_counter()
         log = simulate_logged_data(world, logger, n_sessions, seed=1000 + k)
-        tab = evaluate_sequential(log, targets, estimators, method="normal", seed=k,
-                                  fits=SessionFits(log, seed=k))  # fmt: skip
+        tab = evaluate_sequential(
+            log, targets, estimators, method="normal", seed=k, fits=SessionFits(log, seed=k)
+        )
         tab["logger"] = lname
         tables.append(tab)
         print(f"logger {lname}: {time.perf_counter() - t:.0f}s", flush=True)
@@ -167,13 +186,22 @@ def part2(estimators: tuple[str, ...], n_sessions: int, out: Path) -> pd.DataFra
         piv = sel.groupby(["logger", "estimator"], sort=False).agg(
             err=("rel_error", "mean"), cov=("covered", "mean")
         )
-        rows = [[lg, *(f"{100 * piv.loc[(lg, e), 'err']:.1f} ({100 * piv.loc[(lg, e), 'cov']:.0f})"
-                       for e in estimators)] for lg in loggers]  # fmt: skip
+        rows = [
+            [
+                lg,
+                *(
+                    f"{100 * piv.loc[(lg, e), 'err']:.1f} ({100 * piv.loc[(lg, e), 'cov']:.0f})"
+                    for e in estimators
+                ),
+            ]
+            for lg in loggers
+        ]
         print_table(
             f"Part 2: mean relative error % (coverage %) on {'greedy learned targets' if far else 'epsilon-greedy 0.3 heads on DQN/CQL'}"
             f" by logger; {n_sessions:,} logged sessions, one log per logger",
-            ["logger", *estimators], rows,
-        )  # fmt: skip
+            ["logger", *estimators],
+            rows,
+        )
     return runs
 
 

@@ -69,9 +69,18 @@ def main(
     t0 = time.perf_counter()
     log_cache = MarginalCache(logger, marginal_samples, seed=1)
     caches = {name: MarginalCache(t, marginal_samples, seed=2) for name, t in targets.items()}
-    results: dict = {"config": {"seeds": seeds, "n_slates": n_slates, "n_users": n_users,
-                                "slate_size": slate_size, "n_items": 100, "n_bootstrap": n_bootstrap,
-                                "marginal_samples": marginal_samples}, "rows": []}  # fmt: skip
+    results: dict = {
+        "config": {
+            "seeds": seeds,
+            "n_slates": n_slates,
+            "n_users": n_users,
+            "slate_size": slate_size,
+            "n_items": 100,
+            "n_bootstrap": n_bootstrap,
+            "marginal_samples": marginal_samples,
+        },
+        "rows": [],
+    }
     rows = []
     for kind in ("independent", "pbm", "cascade"):
         sw = SlateWorld(world, slate_size, ClickModel(kind, eta=1.0))
@@ -82,12 +91,14 @@ def main(
         for seed in range(seeds):
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "log"
-                collect_slates(sw, logger, out=path, n_slates=n_slates, seed=seed,
-                               marginals=log_cache)  # fmt: skip
+                collect_slates(
+                    sw, logger, out=path, n_slates=n_slates, seed=seed, marginals=log_cache
+                )
                 for name, target in targets.items():
                     truth = truths[name].value
-                    for r in evaluate_slates(path, target, n_bootstrap=n_bootstrap, seed=seed,
-                                             marginals=caches[name]):  # fmt: skip
+                    for r in evaluate_slates(
+                        path, target, n_bootstrap=n_bootstrap, seed=seed, marginals=caches[name]
+                    ):
                         errors[name, r.estimator].append(abs(r.value - truth) / truth)
                         covered[name, r.estimator].append(r.low <= truth <= r.high)
                         ess[name, r.estimator].append(r.ess)
@@ -96,14 +107,18 @@ def main(
             # the estimators evaluate_slates ran (PI is refused on this ranking logger)
             for est in (e for e in SLATE_ESTIMATORS if errors[name, e]):
                 row = {
-                    "click_model": kind, "target": name, "estimator": est,
-                    "truth": tv.value, "truth_stderr": tv.stderr, "truth_exact": tv.exact,
+                    "click_model": kind,
+                    "target": name,
+                    "estimator": est,
+                    "truth": tv.value,
+                    "truth_stderr": tv.stderr,
+                    "truth_exact": tv.exact,
                     "rel_error_mean": float(np.mean(errors[name, est])),
                     "coverage": float(np.mean(covered[name, est])),
                     "ess_mean": float(np.mean(ess[name, est])),
                     "assumption_holds": est.removeprefix("sn") in ASSUMPTION_HOLDS[kind]
                     or est in ASSUMPTION_HOLDS[kind],
-                }  # fmt: skip
+                }
                 rows.append(row)
         print(f"{kind}: done at {time.perf_counter() - t0:.0f}s", flush=True)
     results["rows"] = rows
@@ -113,13 +128,30 @@ def main(
         f"Slate OPE accuracy: {seeds} seeds x {n_slates:,} slates of {slate_size} (100 items, "
         f"{n_users} users), 95% bootstrap ({n_bootstrap}) over whole slates, "
         f"{results['seconds']:.0f}s",
-        ["click model", "target", "estimator", "truth", "mean rel. error %", "coverage", "mean ESS",
-         "assumption holds"],
-        [[r["click_model"], r["target"], r["estimator"],
-          f"{r['truth']:.4f}" + ("" if r["truth_exact"] else f" ± {r['truth_stderr']:.4f}"),
-          f"{100 * r['rel_error_mean']:.2f}", f"{r['coverage']:.2f}", f"{r['ess_mean']:.0f}",
-          "yes" if r["assumption_holds"] else "no"] for r in rows],
-    )  # fmt: skip
+        [
+            "click model",
+            "target",
+            "estimator",
+            "truth",
+            "mean rel. error %",
+            "coverage",
+            "mean ESS",
+            "assumption holds",
+        ],
+        [
+            [
+                r["click_model"],
+                r["target"],
+                r["estimator"],
+                f"{r['truth']:.4f}" + ("" if r["truth_exact"] else f" ± {r['truth_stderr']:.4f}"),
+                f"{100 * r['rel_error_mean']:.2f}",
+                f"{r['coverage']:.2f}",
+                f"{r['ess_mean']:.0f}",
+                "yes" if r["assumption_holds"] else "no",
+            ]
+            for r in rows
+        ],
+    )
     if out:
         Path(out).write_text(json.dumps(results, indent=1))
     return results
@@ -163,8 +195,12 @@ print(json.dumps(out))
 """
 
 
-def speed(n_slates: int = 200_000, n_items: int = 100, slate_size: int = 5,
-          obp_python: str = "/tmp/venv-obp/bin/python") -> None:  # fmt: skip
+def speed(
+    n_slates: int = 200_000,
+    n_items: int = 100,
+    slate_size: int = 5,
+    obp_python: str = "/tmp/venv-obp/bin/python",
+) -> None:
     """Time offrec's slate estimators against OBP 0.5.7's on the same arrays (one process
     each, the same run; best of 3 calls each): point estimates of the estimators OBP ships
     (``in_obp``), values checked equal."""
@@ -180,13 +216,19 @@ def speed(n_slates: int = 200_000, n_items: int = 100, slate_size: int = 5,
     bc, ec = np.cumprod(b, axis=1), np.cumprod(e, axis=1)
     dist = rng.dirichlet(np.ones(m), n * K)
     arrays = {
-        "slate_id": np.repeat(np.arange(n), K), "position": np.tile(np.arange(K), n),
-        "action": slates.ravel(), "reward": (rng.random(n * K) < 0.2).astype(float),
-        "pscore": np.repeat(bc[:, -1], K), "evaluation_policy_pscore": np.repeat(ec[:, -1], K),
-        "pscore_item_position": b.ravel(), "evaluation_policy_pscore_item_position": e.ravel(),
-        "pscore_cascade": bc.ravel(), "evaluation_policy_pscore_cascade": ec.ravel(),
-        "q_hat": rng.random((n * K, m)).ravel(), "evaluation_policy_action_dist": dist.ravel(),
-    }  # fmt: skip
+        "slate_id": np.repeat(np.arange(n), K),
+        "position": np.tile(np.arange(K), n),
+        "action": slates.ravel(),
+        "reward": (rng.random(n * K) < 0.2).astype(float),
+        "pscore": np.repeat(bc[:, -1], K),
+        "evaluation_policy_pscore": np.repeat(ec[:, -1], K),
+        "pscore_item_position": b.ravel(),
+        "evaluation_policy_pscore_item_position": e.ravel(),
+        "pscore_cascade": bc.ravel(),
+        "evaluation_policy_pscore_cascade": ec.ravel(),
+        "q_hat": rng.random((n * K, m)).ravel(),
+        "evaluation_policy_action_dist": dist.ravel(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "arrays.npz"
         np.savez(path, **arrays, len_list=np.array(K), n_actions=np.array(m))
@@ -196,8 +238,9 @@ def speed(n_slates: int = 200_000, n_items: int = 100, slate_size: int = 5,
             est = make_slate_estimator(name)
             v = est.estimate_policy_value(**arrays)
             ours[name] = (best_time(lambda est=est: est.estimate_policy_value(**arrays)), v)
-        done = subprocess.run([obp_python, "-c", OBP_TIMER, str(path)], capture_output=True,
-                              text=True, check=True)  # fmt: skip
+        done = subprocess.run(
+            [obp_python, "-c", OBP_TIMER, str(path)], capture_output=True, text=True, check=True
+        )
         theirs = json.loads(done.stdout.strip().splitlines()[-1])
     rows = []
     for name in names:
@@ -212,8 +255,9 @@ def speed(n_slates: int = 200_000, n_items: int = 100, slate_size: int = 5,
     print_table(
         f"Slate estimators, {n:,} slates of {K} ({n * K:,} rows, {m} items), point estimates, "
         f"load {os.getloadavg()[0]:.1f}",
-        ["estimator", "offrec ms", "OBP 0.5.7 ms", "speed-up"], rows,
-    )  # fmt: skip
+        ["estimator", "offrec ms", "OBP 0.5.7 ms", "speed-up"],
+        rows,
+    )
 
 
 def scale(n_slates: int = 2_000_000, slate_size: int = 5, batch_rows: int = 65_536) -> None:
@@ -232,8 +276,15 @@ def scale(n_slates: int = 2_000_000, slate_size: int = 5, batch_rows: int = 65_5
     with tempfile.TemporaryDirectory(dir=os.environ.get("SLATE_BENCH_DIR")) as tmp:
         path = Path(tmp) / "log"
         t = time.perf_counter()
-        collect_slates(sw, logger, out=path, n_slates=n_slates, seed=0, chunk_slates=65_536,
-                       marginals=MarginalCache(logger, 1000, seed=1))  # fmt: skip
+        collect_slates(
+            sw,
+            logger,
+            out=path,
+            n_slates=n_slates,
+            seed=0,
+            chunk_slates=65_536,
+            marginals=MarginalCache(logger, 1000, seed=1),
+        )
         t_write = time.perf_counter() - t
         size = sum(f.stat().st_size for f in path.iterdir())
         code = f"""
@@ -258,7 +309,7 @@ OUT = {{"seconds": time.perf_counter() - t, "values": {{r.estimator: r.value for
         f"load {os.getloadavg()[0]:.1f}",
         ["write log s", "log MB", "evaluate s", "peak RSS MB (evaluating process)"],
         [[f"{t_write:.0f}", f"{size / 2**20:.0f}", f"{out['seconds']:.0f}", f"{peak:.0f}"]],
-    )  # fmt: skip
+    )
 
 
 if __name__ == "__main__":
@@ -270,10 +321,18 @@ if __name__ == "__main__":
     ap.add_argument("--n-bootstrap", type=int, default=300)
     ap.add_argument("--marginal-samples", type=int, default=1_000)
     ap.add_argument("--out", default=None, help="write the rows as JSON here")
-    ap.add_argument("--speed", action="store_true",
-                    help="instead: time offrec's slate estimators against OBP's on the same arrays")  # fmt: skip
-    ap.add_argument("--scale", type=int, default=None, metavar="N_SLATES",
-                    help="instead: streamed OPE on a log of N_SLATES slates, peak memory")  # fmt: skip
+    ap.add_argument(
+        "--speed",
+        action="store_true",
+        help="instead: time offrec's slate estimators against OBP's on the same arrays",
+    )
+    ap.add_argument(
+        "--scale",
+        type=int,
+        default=None,
+        metavar="N_SLATES",
+        help="instead: streamed OPE on a log of N_SLATES slates, peak memory",
+    )
     a = ap.parse_args()
     if a.scale:
         scale(a.scale, a.slate_size)

@@ -48,8 +48,10 @@ def main(n_sessions: int = 20_000) -> None:
     m, f = sv["myopic oracle"], sv["lookahead oracle"]
     se = float(np.hypot(m.stderr, f.stderr))
     print(f"\nmyopic / best item (bandit): {ratio:.2f}x")
-    print(f"lookahead vs myopic (session): {100 * (f.value / m.value - 1):+.1f}% "
-          f"(difference {f.value - m.value:.3f} = {(f.value - m.value) / se:.0f} standard errors)")  # fmt: skip
+    print(
+        f"lookahead vs myopic (session): {100 * (f.value / m.value - 1):+.1f}% "
+        f"(difference {f.value - m.value:.3f} = {(f.value - m.value) / se:.0f} standard errors)"
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,10 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True) -> dict[str, 
     while not done:
         a = env.action_space.sample()
         obs, reward, terminated, truncated, info = env.step(a)
-        say(f"  step {t}: show item {a} ({world.item_names()[a]}), click prob "
-            f"{info['click_prob']:.3f}, clicked {bool(reward)}, user left {terminated}")  # fmt: skip
+        say(
+            f"  step {t}: show item {a} ({world.item_names()[a]}), click prob "
+            f"{info['click_prob']:.3f}, clicked {bool(reward)}, user left {terminated}"
+        )
         done, t = terminated or truncated, t + 1
 
     # random play: clicks per episode, next to the simulator's truth for a uniform policy
@@ -62,11 +64,17 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True) -> dict[str, 
     clicks = np.asarray(totals)
     truth = world.true_value(UniformPolicy(world.n_items), n_sessions=20_000, seed=seed)
     se = clicks.std(ddof=1) / np.sqrt(n_episodes)
-    say(f"\nrandom play, {n_episodes} episodes: {clicks.mean():.3f} ± {se:.3f} clicks per "
-        f"episode, {np.mean(lengths):.2f} steps per episode")  # fmt: skip
+    say(
+        f"\nrandom play, {n_episodes} episodes: {clicks.mean():.3f} ± {se:.3f} clicks per "
+        f"episode, {np.mean(lengths):.2f} steps per episode"
+    )
     say(f"simulator's truth for a uniform policy: {truth.value:.3f} ± {truth.stderr:.3f}")
-    return {"clicks": clicks, "lengths": np.asarray(lengths), "truth": truth,
-            "obs_shape": env.observation_space.shape}  # fmt: skip
+    return {
+        "clicks": clicks,
+        "lengths": np.asarray(lengths),
+        "truth": truth,
+        "obs_shape": env.observation_space.shape,
+    }
 
 
 if __name__ == "__main__":

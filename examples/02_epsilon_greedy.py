@@ -44,23 +44,36 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True) -> dict[str, 
     say("epsilon-greedy (epsilon 0.1), 1,000 steps")
     say(" item  true p  learned Q  pulls  std. error  |Q - p| / se")
     for a in range(3):
-        say(f"  {a}    {p[a]:.2f}    {agent.values[a]:.3f}    {int(n[a]):5d}   {se[a]:.3f}"
-            f"       {abs(agent.values[a] - p[a]) / se[a]:.2f}")  # fmt: skip
+        say(
+            f"  {a}    {p[a]:.2f}    {agent.values[a]:.3f}    {int(n[a]):5d}   {se[a]:.3f}"
+            f"       {abs(agent.values[a] - p[a]) / se[a]:.2f}"
+        )
     pick = int(np.argmax(agent.values))
     say(f"the agent now picks item {pick} (the best is item {int(np.argmax(p))})")
     world = World(WorldConfig.bernoulli(TRUE_PROBS), seed=0)
     greedy = world.true_value(agent.exploit()).value
     acting = world.true_value(agent).value
-    say(f"true CTR of its greedy policy {greedy:.3f}; of its epsilon-greedy policy {acting:.3f} "
-        f"(epsilon costs {epsilon_cost(p, 0.1):.3f}: epsilon * (max p - mean p))")  # fmt: skip
+    say(
+        f"true CTR of its greedy policy {greedy:.3f}; of its epsilon-greedy policy {acting:.3f} "
+        f"(epsilon costs {epsilon_cost(p, 0.1):.3f}: epsilon * (max p - mean p))"
+    )
 
     n_seeds = 10 if small else 100
     picks = np.array([int(np.argmax(learn(1_000, 0.1, s).values)) for s in range(1, n_seeds + 1)])
     share = float(np.mean(picks == 2))
-    say(f"over {n_seeds} more seeds it picks item 2 in {share:.0%} of runs "
-        f"(item 1 in {np.mean(picks == 1):.0%}, item 0 in {np.mean(picks == 0):.0%})")  # fmt: skip
-    return {"values": agent.values.copy(), "counts": n.copy(), "stderr": se, "pick": pick,
-            "greedy_value": greedy, "acting_value": acting, "share_best": share}  # fmt: skip
+    say(
+        f"over {n_seeds} more seeds it picks item 2 in {share:.0%} of runs "
+        f"(item 1 in {np.mean(picks == 1):.0%}, item 0 in {np.mean(picks == 0):.0%})"
+    )
+    return {
+        "values": agent.values.copy(),
+        "counts": n.copy(),
+        "stderr": se,
+        "pick": pick,
+        "greedy_value": greedy,
+        "acting_value": acting,
+        "share_best": share,
+    }
 
 
 def epsilon_cost(p: np.ndarray, epsilon: float) -> float:

@@ -45,26 +45,51 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True) -> dict[str, 
         tic = time.perf_counter()
         if algo == "ppo":  # 8 sessions in parallel feed PPO's rollouts
             env = make_vec_env(make_env, n_envs=8, seed=seed)
-            model = sb3.PPO("MlpPolicy", env, n_steps=256, batch_size=256, gamma=0.9,
-                            seed=seed, device="cpu", verbose=0)  # fmt: skip
+            model = sb3.PPO(
+                "MlpPolicy",
+                env,
+                n_steps=256,
+                batch_size=256,
+                gamma=0.9,
+                seed=seed,
+                device="cpu",
+                verbose=0,
+            )
         else:
             env = make_vec_env(make_env, n_envs=1, seed=seed)
-            model = sb3.DQN("MlpPolicy", env, learning_starts=1_000, batch_size=256, gamma=0.9,
-                            target_update_interval=1_000, exploration_fraction=0.3, seed=seed,
-                            device="cpu", verbose=0)  # fmt: skip
+            model = sb3.DQN(
+                "MlpPolicy",
+                env,
+                learning_starts=1_000,
+                batch_size=256,
+                gamma=0.9,
+                target_update_interval=1_000,
+                exploration_fraction=0.3,
+                seed=seed,
+                device="cpu",
+                verbose=0,
+            )
         model.set_logger(Logger(folder=None, output_formats=[]))  # no SB3-* temp folders
         model.learn(total_timesteps=steps)
         seconds = time.perf_counter() - tic
         policy = SB3Policy(model, world.n_items)  # PPO: its stochastic policy; DQN: greedy
         truth = world.true_value(policy, n_sessions=n_eval, seed=seed)
-        results[algo] = {"policy": policy, "truth": truth, "steps": model.num_timesteps,
-                         "seconds": seconds}  # fmt: skip
-        say(f"{algo.upper()}: {model.num_timesteps:,} env steps in {seconds:.0f}s -> true "
-            f"{truth.value:.3f} ± {truth.stderr:.3f} clicks per session")  # fmt: skip
+        results[algo] = {
+            "policy": policy,
+            "truth": truth,
+            "steps": model.num_timesteps,
+            "seconds": seconds,
+        }
+        say(
+            f"{algo.upper()}: {model.num_timesteps:,} env steps in {seconds:.0f}s -> true "
+            f"{truth.value:.3f} ± {truth.stderr:.3f} clicks per session"
+        )
     uniform = world.true_value(UniformPolicy(world.n_items), n_sessions=n_eval, seed=seed)
     myopic = world.true_value(MyopicOracle(world), n_sessions=n_eval, seed=seed)
-    say(f"for scale: random {uniform.value:.3f}, myopic oracle (knows the true click "
-        f"probabilities) {myopic.value:.3f} clicks per session")  # fmt: skip
+    say(
+        f"for scale: random {uniform.value:.3f}, myopic oracle (knows the true click "
+        f"probabilities) {myopic.value:.3f} clicks per session"
+    )
     results["uniform"], results["myopic"] = uniform, myopic
     return results
 

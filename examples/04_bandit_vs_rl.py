@@ -26,26 +26,39 @@ from offrec.rl.online_baseline import compare_online, online_references
 from offrec.sim import World, WorldConfig
 
 
-def main(small: bool = False, seed: int = 0, verbose: bool = True,
-         out: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
+def main(
+    small: bool = False, seed: int = 0, verbose: bool = True, out: str | Path | None = None
+) -> dict[str, Any]:
     say = print if verbose else (lambda *a, **k: None)
     torch.set_num_threads(1)
     n_steps = 6_000 if small else 100_000
     n_eval = 500 if small else 5_000
     world = World(WorldConfig(horizon=10), seed=0)
     runs = compare_online(
-        world, ["epsilon_greedy", "linucb", "ppo"], n_steps, seed=seed,
+        world,
+        ["epsilon_greedy", "linucb", "ppo"],
+        n_steps,
+        seed=seed,
         params={"linucb": {"alpha": 0.5}, "epsilon_greedy": {"epsilon": 0.05}},
-        eval_every=n_steps // 5, eval_sessions=n_eval,
-    )  # fmt: skip
+        eval_every=n_steps // 5,
+        eval_sessions=n_eval,
+    )
     rows = []
     for name, run in runs.items():
         st = session_stats(world, run.policy, n_sessions=n_eval, seed=seed + 1)
-        rows.append({"learner": name, "interactions": int(run.curve.interactions[-1]),
-                     "CTR": st["ctr"], "±CTR": st["ctr_se"],
-                     "clicks/episode": st["clicks_per_session"], "±clicks": st["clicks_per_session_se"],
-                     "length": st["session_length"], "±length": st["session_length_se"],
-                     "seconds": run.curve.seconds})  # fmt: skip
+        rows.append(
+            {
+                "learner": name,
+                "interactions": int(run.curve.interactions[-1]),
+                "CTR": st["ctr"],
+                "±CTR": st["ctr_se"],
+                "clicks/episode": st["clicks_per_session"],
+                "±clicks": st["clicks_per_session_se"],
+                "length": st["session_length"],
+                "±length": st["session_length_se"],
+                "seconds": run.curve.seconds,
+            }
+        )
     table = pd.DataFrame(rows)
     say(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     refs = online_references(world, n_sessions=n_eval)
@@ -55,10 +68,15 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True,
             f"{int(x / 1000)}k: {v:.2f}"
             for x, v in zip(run.curve.interactions, run.curve.value, strict=True)
         )
-        say(f"learning curve, {name} (clicks per session): {curve}")  # fmt: skip
+        say(f"learning curve, {name} (clicks per session): {curve}")
     if out is not None:
-        save_online_runs(runs, out, references=refs, overwrite=True,
-                         title="bandits vs PPO: true clicks per session while learning")  # fmt: skip
+        save_online_runs(
+            runs,
+            out,
+            references=refs,
+            overwrite=True,
+            title="bandits vs PPO: true clicks per session while learning",
+        )
         say(f"plots and curves written to {out} (value_curves.png, learning_curves.png)")
     return {"runs": runs, "table": table, "references": refs}
 

@@ -38,15 +38,19 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True) -> dict[str, 
         q = world.click_probs(batch)[0]
         same = world.item_topic == world.item_topic[item]
         probs.append(float(q[item]))
-        say(f"  step {t}: click prob of that item {q[item]:.3f}, best other {topic} item "
+        say(
+            f"  step {t}: click prob of that item {q[item]:.3f}, best other {topic} item "
             f"{q[same & (np.arange(world.n_items) != item)].max():.3f}, best item of another "
-            f"topic {q[~same].max():.3f}, fatigue[{topic}] {batch.fatigue[0, world.item_topic[item]]:.2f}")  # fmt: skip
+            f"topic {q[~same].max():.3f}, fatigue[{topic}] {batch.fatigue[0, world.item_topic[item]]:.2f}"
+        )
         world.step(batch, np.array([item]), rng)
 
     n = 2_000 if small else 20_000
     rows = []
-    for name, policy in {"myopic oracle": MyopicOracle(world),
-                         "lookahead oracle": LookaheadOracle(world)}.items():  # fmt: skip
+    for name, policy in {
+        "myopic oracle": MyopicOracle(world),
+        "lookahead oracle": LookaheadOracle(world),
+    }.items():
         st = session_stats(world, policy, n_sessions=n, seed=seed)
         rows.append({"policy": name, **{k: v for k, v in st.items() if k != "exact"}})
     table = pd.DataFrame(rows)

@@ -24,8 +24,9 @@ from offrec.policies import LinUCB, run_online
 from offrec.sim import World, WorldConfig
 
 
-def main(small: bool = False, seed: int = 0, verbose: bool = True,
-         out: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
+def main(
+    small: bool = False, seed: int = 0, verbose: bool = True, out: str | Path | None = None
+) -> dict[str, Any]:
     say = print if verbose else (lambda *a, **k: None)
     torch.set_num_threads(1)
     folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="offrec-models-"))
@@ -38,8 +39,10 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True,
     path = save_model(greedy, folder / "linucb", overwrite=True)
     loaded = load_model(path, n_actions=world.n_items, obs_dim=world.obs_dim)
     same_bandit = bool(np.array_equal(loaded.action_dist(obs), greedy.action_dist(obs)))
-    say(f"LinUCB saved to {path} ({sorted(p.name for p in path.iterdir())}); "
-        f"loaded copy acts identically on 256 observations: {same_bandit}")  # fmt: skip
+    say(
+        f"LinUCB saved to {path} ({sorted(p.name for p in path.iterdir())}); "
+        f"loaded copy acts identically on 256 observations: {same_bandit}"
+    )
 
     result: dict[str, Any] = {"same_bandit": same_bandit, "folder": folder}
     try:
@@ -47,8 +50,14 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True,
     except ImportError:  # pragma: no cover - torch missing
         return result
     try:
-        cfg = OnlineConfig("dqn", total_timesteps=1_500 if small else 10_000, hidden_units=(64,),
-                           eval_every=10**9, eval_sessions=200, seed=seed)  # fmt: skip
+        cfg = OnlineConfig(
+            "dqn",
+            total_timesteps=1_500 if small else 10_000,
+            hidden_units=(64,),
+            eval_every=10**9,
+            eval_sessions=200,
+            seed=seed,
+        )
         agent = train_online(world, cfg).policy
     except ImportError as exc:  # SB3 not installed: the bandit part still ran
         say(f"skipping the SB3 part: {exc}")

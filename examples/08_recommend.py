@@ -45,11 +45,19 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True) -> dict[str, 
     say(f"\nuser {user} (observed profile {prof}):")
     say(mine.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     rank = int((q > q[top]).sum()) + 1
-    say(f"true click probability of the top item {q[top]:.3f}; the user's best item "
+    say(
+        f"true click probability of the top item {q[top]:.3f}; the user's best item "
         f"{q.max():.3f}; the average item {q.mean():.3f}; the top item is the user's "
-        f"#{rank} of {world.n_items}")  # fmt: skip
-    return {"table": table, "user_table": mine, "q_top": float(q[top]), "q_best": float(q.max()),
-            "q_mean": float(q.mean()), "rank": rank}  # fmt: skip
+        f"#{rank} of {world.n_items}"
+    )
+    return {
+        "table": table,
+        "user_table": mine,
+        "q_top": float(q[top]),
+        "q_best": float(q.max()),
+        "q_mean": float(q.mean()),
+        "rank": rank,
+    }
 
 
 if __name__ == "__main__":

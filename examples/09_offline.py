@@ -30,8 +30,9 @@ from offrec.sim import World, WorldConfig
 from offrec.training import split_sessions
 
 
-def main(small: bool = False, seed: int = 0, verbose: bool = True,
-         out: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
+def main(
+    small: bool = False, seed: int = 0, verbose: bool = True, out: str | Path | None = None
+) -> dict[str, Any]:
     say = print if verbose else (lambda *a, **k: None)
     torch.set_num_threads(1)
     folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="offrec-offline-"))
@@ -44,8 +45,10 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True,
     collect(world, logger, out=folder / "logs", n_decisions=n_rows, seed=seed, overwrite=True)
     data = read_logs(folder / "logs")
     train, held_out = split_sessions(data, holdout=0.3, seed=seed)
-    say(f"logged {data.n_rows:,} decisions in {np.unique(data.session_id).size:,} sessions; "
-        f"CTR {data.reward.mean():.3f}; training on {train.n_rows:,}, scoring on {held_out.n_rows:,}")  # fmt: skip
+    say(
+        f"logged {data.n_rows:,} decisions in {np.unique(data.session_id).size:,} sessions; "
+        f"CTR {data.reward.mean():.3f}; training on {train.n_rows:,}, scoring on {held_out.n_rows:,}"
+    )
 
     # 2. train offline: discrete CQL on the logged transitions (no live interaction)
     result = train_rl(train, RLConfig(algo="cql", n_steps=n_grad, seed=seed))
@@ -69,14 +72,21 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True,
     say(f"\nCQL vs the logger, online: {gain:+.3f} ± {se:.3f} clicks per session")
     missed = est[(est["policy"] == "CQL") & ~est["covered"]]["estimator"].tolist()
     if missed:
-        say(f"the {' and '.join(missed)} interval(s) for CQL miss its true value: a greedy "
+        say(
+            f"the {' and '.join(missed)} interval(s) for CQL miss its true value: a greedy "
             "policy rarely agrees with a softmax logger for many steps in a row, so per-"
             "decision importance weights are mostly 0 or huge. On session logs, use OPE as a "
-            "filter and confirm online.")  # fmt: skip
+            "filter and confirm online."
+        )
     else:
         say("every interval for CQL covers its true value")
-    return {"estimates": pd.DataFrame(est), "truth": truth, "gain": gain, "gain_se": se,
-            "n_rows": data.n_rows}  # fmt: skip
+    return {
+        "estimates": pd.DataFrame(est),
+        "truth": truth,
+        "gain": gain,
+        "gain_se": se,
+        "n_rows": data.n_rows,
+    }
 
 
 if __name__ == "__main__":

@@ -108,10 +108,14 @@ def recommend_for_context(
     probs = np.asarray(policy.action_dist(x))[0]
     top = np.argsort(-scores, kind="stable")[:k]
     ids = item_ids(policy)
-    table = pd.DataFrame({
-        "rank": np.arange(1, k + 1), "item": [ids[i] for i in top], "score": scores[top],
-        "probability": probs[top],
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "rank": np.arange(1, k + 1),
+            "item": [ids[i] for i in top],
+            "score": scores[top],
+            "probability": probs[top],
+        }
+    )
     if slate_epsilon is not None:
         table = table.assign(**slate_columns(policy, x, k, slate_epsilon))
     return table
@@ -164,11 +168,18 @@ def recommend(
         scores = _scores(policy, obs)[0]
         probs = np.asarray(policy.action_dist(obs))[0]
         top = np.argsort(-scores, kind="stable")[:k]
-        out.append(pd.DataFrame({
-            "rank": np.arange(1, k + 1), "item": [ids[i] for i in top], "name": [names[i] for i in top],
-            "topic": [world.topics[world.item_topic[i]] for i in top],
-            "score": scores[top], "probability": probs[top],
-        }))  # fmt: skip
+        out.append(
+            pd.DataFrame(
+                {
+                    "rank": np.arange(1, k + 1),
+                    "item": [ids[i] for i in top],
+                    "name": [names[i] for i in top],
+                    "topic": [world.topics[world.item_topic[i]] for i in top],
+                    "score": scores[top],
+                    "probability": probs[top],
+                }
+            )
+        )
         if slate_epsilon is not None:
             out[-1] = out[-1].assign(**slate_columns(policy, obs, k, slate_epsilon))
         if t == steps or cfg.horizon == 1:

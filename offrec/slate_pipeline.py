@@ -46,8 +46,16 @@ from offrec.core.atomic import atomic_dir
 from offrec.core.errors import InputError
 from offrec.core.validation import check_scalar
 
-SLATE_KEYS = ("size", "n_slates", "click_models", "logger_beta", "target_beta", "learner",
-              "epsilon", "n_bootstrap")  # fmt: skip
+SLATE_KEYS = (
+    "size",
+    "n_slates",
+    "click_models",
+    "logger_beta",
+    "target_beta",
+    "learner",
+    "epsilon",
+    "n_bootstrap",
+)
 WORLD_KEYS = ("n_items", "n_users", "seed")
 
 
@@ -146,13 +154,19 @@ def run_slate_pipeline(
     K = cfg.size
     logger = PlackettLuce(logging_policy(world, "softmax", beta=cfg.logger_beta), K)
     target = PlackettLuce(logging_policy(world, "softmax", beta=cfg.target_beta), K)
-    metrics: dict[str, Any] = {"config": cfg.__dict__ | {"click_models": list(cfg.click_models)},
-                               "click_models": {}}  # fmt: skip
-    lines = [f"# {cfg.name}", "",
-             f"Slates of {K} out of {cfg.n_items} items, {cfg.n_slates:,} logged slates per "
-             f"click model; logger: Plackett-Luce over the softmax model (beta "
-             f"{cfg.logger_beta}); target: Plackett-Luce (beta {cfg.target_beta}). Intervals: "
-             f"95% bootstrap over whole slates ({cfg.n_bootstrap} resamples).", ""]  # fmt: skip
+    metrics: dict[str, Any] = {
+        "config": cfg.__dict__ | {"click_models": list(cfg.click_models)},
+        "click_models": {},
+    }
+    lines = [
+        f"# {cfg.name}",
+        "",
+        f"Slates of {K} out of {cfg.n_items} items, {cfg.n_slates:,} logged slates per "
+        f"click model; logger: Plackett-Luce over the softmax model (beta "
+        f"{cfg.logger_beta}); target: Plackett-Luce (beta {cfg.target_beta}). Intervals: "
+        f"95% bootstrap over whole slates ({cfg.n_bootstrap} resamples).",
+        "",
+    ]
     with atomic_dir(out, overwrite=overwrite, kind="run") as tmp:
         for i, kind in enumerate(cfg.click_models):
             sw = SlateWorld(world, K, ClickModel(kind))
@@ -163,19 +177,35 @@ def run_slate_pipeline(
             spec = PolicySpec(name=cfg.learner, learner=cfg.learner)
             model, _ = train_policy(spec, log, world, cfg.seed)
             ranker = TopKEpsilon(model, K, epsilon=cfg.epsilon)
-            dec, _ = slate_decision(log, {"learned top-k": ranker},
-                                    n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)  # fmt: skip
+            dec, _ = slate_decision(
+                log, {"learned top-k": ranker}, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed
+            )
             v_logger = sw.true_value(logger, n_samples=300, seed=cfg.seed)
             v_ranker = sw.true_value(ranker, n_samples=300, seed=cfg.seed)
-            rows = [{"estimator": r.estimator, "value": r.value, "low": r.low, "high": r.high,
-                     "ess": r.ess, "rel_error": abs(r.value - truth.value) / truth.value,
-                     "covers": bool(r.low <= truth.value <= r.high)} for r in res]  # fmt: skip
+            rows = [
+                {
+                    "estimator": r.estimator,
+                    "value": r.value,
+                    "low": r.low,
+                    "high": r.high,
+                    "ess": r.ess,
+                    "rel_error": abs(r.value - truth.value) / truth.value,
+                    "covers": bool(r.low <= truth.value <= r.high),
+                }
+                for r in res
+            ]
             metrics["click_models"][kind] = {
-                "truth": _value(truth), "estimates": rows,
-                "decision": {"verdict": dec.verdict, "pick": dec.pick, "estimator": dec.estimator,
-                             "sentences": list(dec.sentences)},
-                "truth_logger": _value(v_logger), "truth_learned": _value(v_ranker),
-            }  # fmt: skip
+                "truth": _value(truth),
+                "estimates": rows,
+                "decision": {
+                    "verdict": dec.verdict,
+                    "pick": dec.pick,
+                    "estimator": dec.estimator,
+                    "sentences": list(dec.sentences),
+                },
+                "truth_logger": _value(v_logger),
+                "truth_learned": _value(v_ranker),
+            }
             lines += _section(kind, truth, rows, dec, v_logger, v_ranker)
             _remove_log(log)
         metrics["seconds"] = time.perf_counter() - t0
@@ -195,23 +225,41 @@ def _remove_log(log: Path) -> None:
     shutil.rmtree(log)
 
 
-def _section(kind: str, truth: Any, rows: list[dict[str, Any]], dec: Any, v_logger: Any,
-             v_ranker: Any) -> list[str]:  # fmt: skip
+def _section(
+    kind: str, truth: Any, rows: list[dict[str, Any]], dec: Any, v_logger: Any, v_ranker: Any
+) -> list[str]:
     how = "exact" if truth.exact else f"Monte-Carlo, standard error {truth.stderr:.4f}"
-    out = [f"## {kind} clicks", "", f"Target's true value: {truth.value:.4f} ({how}).", "",
-           "| estimator | estimate | 95% interval | relative error | interval holds the truth |",
-           "|---|---|---|---|---|"]  # fmt: skip
+    out = [
+        f"## {kind} clicks",
+        "",
+        f"Target's true value: {truth.value:.4f} ({how}).",
+        "",
+        "| estimator | estimate | 95% interval | relative error | interval holds the truth |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
-        out.append(f"| {r['estimator']} | {r['value']:.4f} | {r['low']:.4f} to {r['high']:.4f} | "
-                   f"{100 * r['rel_error']:.1f}% | {'yes' if r['covers'] else 'no'} |")  # fmt: skip
+        out.append(
+            f"| {r['estimator']} | {r['value']:.4f} | {r['low']:.4f} to {r['high']:.4f} | "
+            f"{100 * r['rel_error']:.1f}% | {'yes' if r['covers'] else 'no'} |"
+        )
     width = {r["estimator"]: r["high"] - r["low"] for r in rows}
     widest = max(width, key=lambda e: width[e])
-    out += ["", f"Widest interval: {widest}. " + " ".join(
-        f"{e.upper()} {'holds' if r['covers'] else 'misses'} the truth."
-        for e in ("iips", "rips", "sips") for r in rows if r["estimator"] == e), "",
-        f"**Decision** (headline {dec.estimator}): {' '.join(dec.sentences)}", "",
+    out += [
+        "",
+        f"Widest interval: {widest}. "
+        + " ".join(
+            f"{e.upper()} {'holds' if r['covers'] else 'misses'} the truth."
+            for e in ("iips", "rips", "sips")
+            for r in rows
+            if r["estimator"] == e
+        ),
+        "",
+        f"**Decision** (headline {dec.estimator}): {' '.join(dec.sentences)}",
+        "",
         f"True values: learned top-k ranker {v_ranker.value:.4f}, logger {v_logger.value:.4f} "
-        f"({(v_ranker.value / v_logger.value - 1):+.1%}).", ""]  # fmt: skip
+        f"({(v_ranker.value / v_logger.value - 1):+.1%}).",
+        "",
+    ]
     return out
 
 

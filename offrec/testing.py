@@ -101,26 +101,36 @@ def _check_sparse(sparse: Any, dist: np.ndarray) -> None:
         return
     n, k = dist.shape
     rng = np.random.default_rng(5)
-    _require(bool(np.allclose(sparse.dense(), dist, rtol=0, atol=1e-12)),
-             "SparseDist.dense() must equal action_dist")  # fmt: skip
+    _require(
+        bool(np.allclose(sparse.dense(), dist, rtol=0, atol=1e-12)),
+        "SparseDist.dense() must equal action_dist",
+    )
     a = np.asarray(rng.integers(0, k, size=n))
-    _require(bool(np.allclose(sparse.at(a), dist[np.arange(n), a], rtol=0, atol=1e-12)),
-             "SparseDist.at must equal action_dist at the item")  # fmt: skip
+    _require(
+        bool(np.allclose(sparse.at(a), dist[np.arange(n), a], rtol=0, atol=1e-12)),
+        "SparseDist.at must equal action_dist at the item",
+    )
     n_groups = max(1, min(k, 4))
     groups = rng.integers(0, n_groups, size=k)
     by_group = np.stack([dist[:, groups == g].sum(axis=1) for g in range(n_groups)], axis=1)
-    _require(bool(np.allclose(sparse.group_probs(groups, n_groups), by_group, atol=1e-12)),
-             "SparseDist.group_probs must equal the dense rows summed by group")  # fmt: skip
+    _require(
+        bool(np.allclose(sparse.group_probs(groups, n_groups), by_group, atol=1e-12)),
+        "SparseDist.group_probs must equal the dense rows summed by group",
+    )
     g = rng.integers(0, n_groups, size=n)
     at_g = sparse.group_at(groups, g, sparse.group_sizes(groups, n_groups))
-    _require(bool(np.allclose(at_g, by_group[np.arange(n), g], atol=1e-12)),
-             "SparseDist.group_at must equal the dense group probability")  # fmt: skip
+    _require(
+        bool(np.allclose(at_g, by_group[np.arange(n), g], atol=1e-12)),
+        "SparseDist.group_at must equal the dense group probability",
+    )
     values = rng.random((n, k))
     allowed = np.ones(k, bool) if sparse.support is None else sparse.support
     mean = values[:, allowed].mean(axis=1)
     got = sparse.expect(np.take_along_axis(values, sparse.items, axis=1), mean)
-    _require(bool(np.allclose(got, np.einsum("na,na->n", dist, values), atol=1e-12)),
-             "SparseDist.expect must equal sum_a pi(a|x) v(x, a)")  # fmt: skip
+    _require(
+        bool(np.allclose(got, np.einsum("na,na->n", dist, values), atol=1e-12)),
+        "SparseDist.expect must equal sum_a pi(a|x) v(x, a)",
+    )
 
 
 def _require(ok: bool, message: str) -> None:
@@ -158,8 +168,9 @@ def check_estimator(estimator: Any, *, seed: int = 0) -> None:
     q = 1.0 / (1.0 + np.exp(-(context @ rng.normal(size=(3, k)))))
     reward = (rng.random(n) < q[np.arange(n), action]).astype(np.float64)
     model = q if estimator.needs_model else None
-    arrays = dict(reward=reward, action=action, pscore=pscore, action_dist=logger,
-                  estimated_rewards=model)  # fmt: skip
+    arrays = dict(
+        reward=reward, action=action, pscore=pscore, action_dist=logger, estimated_rewards=model
+    )
     groups = np.array([0, 0, 1, 1, 2])  # item groups, for the estimators that read them
     if getattr(estimator, "needs_groups", False):
         by_group = np.stack([logger[:, groups == g].sum(axis=1) for g in range(3)], axis=1)
@@ -170,32 +181,59 @@ def check_estimator(estimator: Any, *, seed: int = 0) -> None:
     _require_est(iv.low <= value <= iv.high, f"normal interval {iv} must contain {value}")
     se = (iv.high - iv.low) / 2 / 1.96
     if estimator.needs_model:
-        _require_est(abs(value - reward.mean()) < 4 * se + 1e-12,
-                     f"on-policy with the true model: {value} vs mean reward {reward.mean()}")  # fmt: skip
+        _require_est(
+            abs(value - reward.mean()) < 4 * se + 1e-12,
+            f"on-policy with the true model: {value} vs mean reward {reward.mean()}",
+        )
     else:
-        _require_est(abs(value - reward.mean()) < 1e-12,
-                     f"on-policy (weights 1): {value} must equal the mean reward {reward.mean()}")  # fmt: skip
+        _require_est(
+            abs(value - reward.mean()) < 1e-12,
+            f"on-policy (weights 1): {value} must equal the mean reward {reward.mean()}",
+        )
     if estimator.self_normalized:
-        shifted = estimator.estimate_policy_value(**{**arrays, "reward": reward + 3.0,
-                  "estimated_rewards": None if model is None else model + 3.0})  # fmt: skip
+        shifted = estimator.estimate_policy_value(
+            **{
+                **arrays,
+                "reward": reward + 3.0,
+                "estimated_rewards": None if model is None else model + 3.0,
+            }
+        )
         _require_est(abs(shifted - value - 3.0) < 1e-9, "self-normalized: r + 3 must give V + 3")
 
     from offrec.ope import FixedProbs
 
     data = LoggedData(
-        context=context, action=action, reward=reward, pscore=pscore,
-        session_id=np.arange(n), step=np.zeros(n, np.int64), position=np.zeros(n, np.int64),
-        user_id=np.arange(n), terminated=np.ones(n, bool), truncated=np.zeros(n, bool),
-        n_actions=k, logging_dist=logger, metadata={"item_topics": groups.tolist()},
-    )  # fmt: skip
+        context=context,
+        action=action,
+        reward=reward,
+        pscore=pscore,
+        session_id=np.arange(n),
+        step=np.zeros(n, np.int64),
+        position=np.zeros(n, np.int64),
+        user_id=np.arange(n),
+        terminated=np.ones(n, bool),
+        truncated=np.zeros(n, bool),
+        n_actions=k,
+        logging_dist=logger,
+        metadata={"item_topics": groups.tolist()},
+    )
     if not estimator.needs_model:  # the streamed path fits its own model: compare model-free
         for batch_size in (n, 97):
-            got = evaluate(data, {"t": FixedProbs(logger)}, estimators=[estimator],
-                           interval="normal", batch_size=batch_size).table.iloc[0]  # fmt: skip
-            _require_est(abs(got.value - value) <= 1e-9 * max(1.0, abs(value)),
-                         f"evaluate (batch {batch_size}) gives {got.value}, the arrays {value}")  # fmt: skip
-            _require_est(abs(got.low - iv.low) <= 1e-9 * max(1.0, abs(iv.low)),
-                         f"evaluate's normal interval {got.low} differs from {iv.low}")  # fmt: skip
+            got = evaluate(
+                data,
+                {"t": FixedProbs(logger)},
+                estimators=[estimator],
+                interval="normal",
+                batch_size=batch_size,
+            ).table.iloc[0]
+            _require_est(
+                abs(got.value - value) <= 1e-9 * max(1.0, abs(value)),
+                f"evaluate (batch {batch_size}) gives {got.value}, the arrays {value}",
+            )
+            _require_est(
+                abs(got.low - iv.low) <= 1e-9 * max(1.0, abs(iv.low)),
+                f"evaluate's normal interval {got.low} differs from {iv.low}",
+            )
     bad = pscore.copy()
     bad[3] = 0.0
     try:

@@ -75,9 +75,19 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, argv,
 
 def test_console_script_exits_2_without_traceback(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "offrec.cli", "simulate", "--out", str(tmp_path / "x"), "--n-decisions", "abc"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "offrec.cli",
+            "simulate",
+            "--out",
+            str(tmp_path / "x"),
+            "--n-decisions",
+            "abc",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "invalid int value: 'abc'" in proc.stderr
 
@@ -117,8 +127,23 @@ def test_train_evaluate_recommend_round_trip(tmp_path, capsys):
         )
         == 0
     )
-    assert main(["evaluate", logs, "--policy", model, "--estimators", "ips,snips", "--n-bootstrap", "50",
-                 "--json", str(tmp_path / "e.json")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                logs,
+                "--policy",
+                model,
+                "--estimators",
+                "ips,snips",
+                "--n-bootstrap",
+                "50",
+                "--json",
+                str(tmp_path / "e.json"),
+            ]
+        )
+        == 0
+    )
     import json
 
     rows = json.loads((tmp_path / "e.json").read_text())["estimates"]
@@ -157,8 +182,23 @@ def test_evaluate_with_probability_file_matches_hand_ips(tmp_path, capsys):
     probs = np.zeros((500, 100))
     probs[:, 7] = 1.0  # always item 7
     np.save(tmp_path / "p.npy", probs)
-    assert main(["evaluate", str(logs), "--probs", str(tmp_path / "p.npy"), "--estimators", "ips",
-                 "--interval", "normal", "--json", str(tmp_path / "e.json")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                str(logs),
+                "--probs",
+                str(tmp_path / "p.npy"),
+                "--estimators",
+                "ips",
+                "--interval",
+                "normal",
+                "--json",
+                str(tmp_path / "e.json"),
+            ]
+        )
+        == 0
+    )
     import json
 
     result = json.loads((tmp_path / "e.json").read_text())
@@ -175,8 +215,23 @@ def test_evaluate_with_probability_file_matches_hand_ips(tmp_path, capsys):
 def test_import_csv_cli(tmp_path, capsys):
     src = tmp_path / "mine.csv"
     src.write_text("user,item,clicked,p,age\nu1,shoe,1,0.2,31\nu1,hat,0,0.5,31\nu2,shoe,0,0.2,40\n")
-    argv = ["import", "csv", str(src), "--out", str(tmp_path / "o"), "--action", "item", "--reward", "clicked",
-            "--pscore", "p", "--session", "user", "--context", "age"]  # fmt: skip
+    argv = [
+        "import",
+        "csv",
+        str(src),
+        "--out",
+        str(tmp_path / "o"),
+        "--action",
+        "item",
+        "--reward",
+        "clicked",
+        "--pscore",
+        "p",
+        "--session",
+        "user",
+        "--context",
+        "age",
+    ]
     assert main(argv) == 0
     assert "imported 3 rows (2 actions, context width 1" in capsys.readouterr().out
     src.write_text("user,item,clicked,p,age\nu1,shoe,1,,31\n")

@@ -84,18 +84,25 @@ def test_help_imports_no_heavy_dependency():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["simulate", "--policy", "uniform", "--beta", "2", "--n-decisions", "10"],
-         "option(s) ['beta'] do not apply to the uniform logger; it takes: support"),
-        (["simulate", "--policy", "softmax", "--epsilon", "0.2", "--n-decisions", "10"],
-         "option(s) ['epsilon'] do not apply to the softmax logger"),
-        (["simulate", "--n-decisions", "10", "--n-users", "100000000000"],
-         "n_users=100,000,000,000 is too large: the world would need about"),
-        (["simulate", "--n-decisions", "10", "--n-items", "10000000000"],
-         "n_items=10,000,000,000 is too large"),
-        (["simulate", "--n-decisions", "1000000000000"],
-         "not enough disk space for"),
+        (
+            ["simulate", "--policy", "uniform", "--beta", "2", "--n-decisions", "10"],
+            "option(s) ['beta'] do not apply to the uniform logger; it takes: support",
+        ),
+        (
+            ["simulate", "--policy", "softmax", "--epsilon", "0.2", "--n-decisions", "10"],
+            "option(s) ['epsilon'] do not apply to the softmax logger",
+        ),
+        (
+            ["simulate", "--n-decisions", "10", "--n-users", "100000000000"],
+            "n_users=100,000,000,000 is too large: the world would need about",
+        ),
+        (
+            ["simulate", "--n-decisions", "10", "--n-items", "10000000000"],
+            "n_items=10,000,000,000 is too large",
+        ),
+        (["simulate", "--n-decisions", "1000000000000"], "not enough disk space for"),
     ],
-)  # fmt: skip
+)
 def test_inapplicable_options_and_absurd_sizes_are_errors(tmp_path, capsys, argv, message):
     out = tmp_path / "out"
     assert main([*argv, "--out", str(out)]) == 2
@@ -113,8 +120,17 @@ def test_library_errors_get_the_flag_hint(good, tmp_path, capsys):
 
 
 def test_train_bandit_param_typo_lists_valid_keys(good, tmp_path, capsys):
-    argv = ["train", "bandit", str(good), "--learner", "linucb", "--param", "alpah=1",
-            "--out", str(tmp_path / "m")]  # fmt: skip
+    argv = [
+        "train",
+        "bandit",
+        str(good),
+        "--learner",
+        "linucb",
+        "--param",
+        "alpah=1",
+        "--out",
+        str(tmp_path / "m"),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "unknown parameter(s) ['alpah'] for learner 'linucb'; valid: alpha" in err
@@ -128,11 +144,43 @@ def test_train_rl_zero_steps_is_an_error_not_a_default(good, tmp_path, capsys):
 
 def test_train_rl_eval_prints_its_value(tmp_path, capsys):
     log = tmp_path / "s"
-    assert main(["-q", "simulate", "--out", str(log), "--n-sessions", "60", "--horizon", "4",
-                 "--n-items", "10", "--n-users", "200"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "simulate",
+                "--out",
+                str(log),
+                "--n-sessions",
+                "60",
+                "--horizon",
+                "4",
+                "--n-items",
+                "10",
+                "--n-users",
+                "200",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    argv = ["-q", "train", "rl", str(log), "--algo", "dqn", "--n-steps", "40", "--eval",
-            "--param", "eval_every=20", "--param", "eval_sessions=50", "--out", str(tmp_path / "m")]  # fmt: skip
+    argv = [
+        "-q",
+        "train",
+        "rl",
+        str(log),
+        "--algo",
+        "dqn",
+        "--n-steps",
+        "40",
+        "--eval",
+        "--param",
+        "eval_every=20",
+        "--param",
+        "eval_sessions=50",
+        "--out",
+        str(tmp_path / "m"),
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("true online value"))
@@ -245,8 +293,22 @@ def test_continuous_reward_is_declared_at_import_and_enforced(tmp_path, capsys):
     assert "reward must be 0 or 1" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "b"), "--reward-domain", "continuous"]) == 2
     assert "needs finite bounds" in capsys.readouterr().err
-    assert main([*base, "--out", str(tmp_path / "c"), "--reward-domain", "continuous",
-                 "--reward-low", "0", "--reward-high", "300"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                *base,
+                "--out",
+                str(tmp_path / "c"),
+                "--reward-domain",
+                "continuous",
+                "--reward-low",
+                "0",
+                "--reward-high",
+                "300",
+            ]
+        )
+        == 0
+    )
     data = read_logs(tmp_path / "c")
     assert data.reward_domain == {"kind": "continuous", "low": 0.0, "high": 300.0}
     assert data.value_label == "mean reward" and data.metadata["action_map"] == [-5, 3, 1000]
@@ -295,8 +357,19 @@ def test_duplicated_rows_one_rule_for_reader_import_and_train(good, tmp_path, ca
 def test_import_context_free_log_with_sparse_negative_ids(tmp_path, capsys):
     df = pd.DataFrame({"item": [-7, 12, 10**9, -7, 12], "click": [1, 0, 0, 1, 1], "p": 1 / 3})
     df.to_csv(tmp_path / "c.csv", index=False)
-    argv = ["import", "csv", str(tmp_path / "c.csv"), "--out", str(tmp_path / "o"), "--action", "item",
-            "--reward", "click", "--pscore", "p"]  # fmt: skip
+    argv = [
+        "import",
+        "csv",
+        str(tmp_path / "c.csv"),
+        "--out",
+        str(tmp_path / "o"),
+        "--action",
+        "item",
+        "--reward",
+        "click",
+        "--pscore",
+        "p",
+    ]
     assert main(argv) == 0  # identical rows (-7, 1) of a log without ids are kept
     d = read_logs(tmp_path / "o")
     assert d.context_dim == 0 and d.n_rows == 5
@@ -322,8 +395,19 @@ def test_import_encoding(tmp_path, capsys):
     (tmp_path / "l.csv").write_bytes(
         "item,click,p,city\n1,1,0.5,Zürich\n2,0,0.5,Genève\n".encode("latin-1")
     )
-    argv = ["import", "csv", str(tmp_path / "l.csv"), "--action", "item", "--reward", "click", "--pscore", "p",
-            "--context", "city"]  # fmt: skip
+    argv = [
+        "import",
+        "csv",
+        str(tmp_path / "l.csv"),
+        "--action",
+        "item",
+        "--reward",
+        "click",
+        "--pscore",
+        "p",
+        "--context",
+        "city",
+    ]
     assert main([*argv, "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'l.csv'}: cannot decode byte" in err and "use --encoding latin-1" in err

@@ -25,8 +25,12 @@ def offrec(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[s
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "offrec.cli", "-q", *argv],
-        capture_output=True, text=True, env=env, timeout=300, cwd=cwd,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=cwd,
+    )
 
 
 def one_line_error(r: subprocess.CompletedProcess[str], *words: str) -> str:
@@ -49,8 +53,9 @@ def tree(folder: Path) -> dict[str, str]:
 
 def _mount(path: Path, options: str) -> str | None:
     path.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True
+    )
     return None if r.returncode == 0 else (r.stderr.strip() or "mount failed")
 
 
@@ -98,11 +103,28 @@ def test_read_only_file_system_is_one_line_and_keeps_the_previous_output(made, t
     _remount(tmpfs, "ro")
     try:
         for argv in (
-            ["simulate", "--out", str(tmpfs / "log"), "--n-decisions", "200", "--n-items", "10", "--overwrite"],
+            [
+                "simulate",
+                "--out",
+                str(tmpfs / "log"),
+                "--n-decisions",
+                "200",
+                "--n-items",
+                "10",
+                "--overwrite",
+            ],
             ["train", "bandit", str(made["log"]), "--learner", "linucb", "--out", str(tmpfs / "m")],
-            ["evaluate", str(made["log"]), "--policy", str(made["model"]), "--n-bootstrap", "50",
-             "--json", str(tmpfs / "e.json")],
-        ):  # fmt: skip
+            [
+                "evaluate",
+                str(made["log"]),
+                "--policy",
+                str(made["model"]),
+                "--n-bootstrap",
+                "50",
+                "--json",
+                str(tmpfs / "e.json"),
+            ],
+        ):
             one_line_error(offrec(*argv), "cannot write", "read-only", "[Errno 30]")
         assert tree(tmpfs) == before
     finally:

@@ -79,8 +79,14 @@ def _tour(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     (work / "pipelines").symlink_to(ROOT / "pipelines")
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT),
-           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     namespace: dict = {}
     old = Path.cwd()
     os.chdir(work)
@@ -88,8 +94,13 @@ def _tour(tmp_path: Path) -> None:
         for i, (lang, code) in enumerate(found):
             code = _shrink(code)
             if lang == "bash":
-                res = subprocess.run(["bash", "-euo", "pipefail", "-c", code], env=env, cwd=work,
-                                     capture_output=True, text=True)  # fmt: skip
+                res = subprocess.run(
+                    ["bash", "-euo", "pipefail", "-c", code],
+                    env=env,
+                    cwd=work,
+                    capture_output=True,
+                    text=True,
+                )
                 assert res.returncode == 0, (
                     f"README block {i} (bash) failed:\n{code}\n{res.stderr[-2000:]}"
                 )

@@ -23,8 +23,12 @@ from offrec.ope.intervals import min_bootstrap
 @pytest.fixture(scope="module")
 def good(tmp_path_factory):
     root = tmp_path_factory.mktemp("refuse")
-    assert main(["-q", "simulate", "--out", str(root / "log"), "--n-decisions", "400",
-                 "--n-items", "5"]) == 0  # fmt: skip
+    assert (
+        main(
+            ["-q", "simulate", "--out", str(root / "log"), "--n-decisions", "400", "--n-items", "5"]
+        )
+        == 0
+    )
     return root
 
 
@@ -68,8 +72,13 @@ def test_too_few_resamples_to_form_an_interval_are_refused(good, tmp_path, capsy
     capsys.readouterr()
     # every interval it forms holds its own estimate
     data = read_logs(good / "log")
-    res = evaluate(data, {"t": FixedProbs(np.full((400, 5), 0.2))}, estimators=["ips", "snips"],
-                   n_bootstrap=40, seed=3)  # fmt: skip
+    res = evaluate(
+        data,
+        {"t": FixedProbs(np.full((400, 5), 0.2))},
+        estimators=["ips", "snips"],
+        n_bootstrap=40,
+        seed=3,
+    )
     assert (
         (res.table["low"] <= res.table["value"]) & (res.table["value"] <= res.table["high"])
     ).all()
@@ -84,15 +93,42 @@ def test_min_bootstrap_puts_a_resample_in_each_tail(alpha):
 def test_probs_by_position_are_refused_when_the_import_reordered_rows(tmp_path, capsys):
     rng = np.random.default_rng(0)
     n = 60
-    src = pd.DataFrame({
-        "sess": rng.permutation(np.repeat(np.arange(20), 3)), "item": rng.integers(0, 3, n),
-        "click": rng.integers(0, 2, n), "p": 1 / 3, "x": rng.normal(size=n),
-    })  # fmt: skip
+    src = pd.DataFrame(
+        {
+            "sess": rng.permutation(np.repeat(np.arange(20), 3)),
+            "item": rng.integers(0, 3, n),
+            "click": rng.integers(0, 2, n),
+            "p": 1 / 3,
+            "x": rng.normal(size=n),
+        }
+    )
     src["t"] = src.groupby("sess").cumcount()
     src.to_csv(tmp_path / "s.csv", index=False)
-    assert main(["-q", "import", "csv", str(tmp_path / "s.csv"), "--out", str(tmp_path / "log"),
-                 "--action", "item", "--reward", "click", "--pscore", "p", "--session", "sess",
-                 "--step", "t", "--context", "x"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "import",
+                "csv",
+                str(tmp_path / "s.csv"),
+                "--out",
+                str(tmp_path / "log"),
+                "--action",
+                "item",
+                "--reward",
+                "click",
+                "--pscore",
+                "p",
+                "--session",
+                "sess",
+                "--step",
+                "t",
+                "--context",
+                "x",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     k = read_logs(tmp_path / "log").n_actions
     # target probabilities computed per source row (a function of the source's x)
@@ -111,8 +147,24 @@ def test_probs_by_position_are_refused_when_the_import_reordered_rows(tmp_path, 
     keyed.insert(0, "session_id", src["sess"].map(codes).to_numpy())
     keyed.to_parquet(tmp_path / "p.parquet", index=False)
     out = tmp_path / "e.json"
-    assert main(["-q", "evaluate", str(tmp_path / "log"), "--probs", str(tmp_path / "p.parquet"),
-                 "--estimators", "ips", "--interval", "none", "--json", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "evaluate",
+                str(tmp_path / "log"),
+                "--probs",
+                str(tmp_path / "p.parquet"),
+                "--estimators",
+                "ips",
+                "--interval",
+                "none",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     got = json.loads(out.read_text())["estimates"][0]["value"]
     order = np.lexsort((src["t"], src["sess"]))  # the log's rows, in source row numbers
     want = evaluate(data, {"p": FixedProbs(probs[order])}, estimators=["ips"], interval=None)
@@ -123,5 +175,11 @@ def test_the_array_api_applies_the_same_floor():
     from offrec.ope import estimate_interval
 
     with pytest.raises(InputError, match=r"pscore must be >= 1e-12 .*row 1 has 1e-300"):
-        estimate_interval("snips", reward=[1.0, 0.0], action=[0, 1], pscore=[0.5, 1e-300],
-                          action_dist=[[0.5, 0.5], [0.5, 0.5]], method="normal")  # fmt: skip
+        estimate_interval(
+            "snips",
+            reward=[1.0, 0.0],
+            action=[0, 1],
+            pscore=[0.5, 1e-300],
+            action_dist=[[0.5, 0.5], [0.5, 0.5]],
+            method="normal",
+        )

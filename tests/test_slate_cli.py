@@ -20,8 +20,23 @@ from offrec.sim.world import World
 
 def _simulate(tmp_path: Path, *extra: str) -> Path:
     out = tmp_path / "slates"
-    args = ["-q", "simulate", "--out", str(out), "--n-sessions", "800", "--slate-size", "4",
-            "--n-items", "12", "--n-users", "60", "--seed", "3", *extra]  # fmt: skip
+    args = [
+        "-q",
+        "simulate",
+        "--out",
+        str(out),
+        "--n-sessions",
+        "800",
+        "--slate-size",
+        "4",
+        "--n-items",
+        "12",
+        "--n-users",
+        "60",
+        "--seed",
+        "3",
+        *extra,
+    ]
     assert main(args) == 0
     return out
 
@@ -47,8 +62,19 @@ def test_evaluate_slate_log_with_a_saved_policy(
     model = tmp_path / "uniform"
     save_policy(UniformPolicy(12), model)
     js = tmp_path / "est.json"
-    code = main(["-q", "evaluate", str(out), "--policy", str(model), "--n-bootstrap", "100",
-                 "--json", str(js)])  # fmt: skip
+    code = main(
+        [
+            "-q",
+            "evaluate",
+            str(out),
+            "--policy",
+            str(model),
+            "--n-bootstrap",
+            "100",
+            "--json",
+            str(js),
+        ]
+    )
     assert code == 0
     text = capsys.readouterr().out
     assert "sips" in text and "cascade-dr" in text and "800 slates of 4" in text
@@ -72,12 +98,19 @@ def test_evaluate_slate_log_with_a_saved_policy(
     ("args", "message"),
     [
         (["--n-decisions", "40"], "with --slate-size give --n-sessions"),
-        (["--n-sessions", "5", "--slate-size", "13"], r"slate_size must be <= n_items \(12\); got 13"),
-        (["--n-sessions", "5", "--slate-size", "3", "--horizon", "4"], "world horizon must be 1; got 4"),
+        (
+            ["--n-sessions", "5", "--slate-size", "13"],
+            r"slate_size must be <= n_items \(12\); got 13",
+        ),
+        (
+            ["--n-sessions", "5", "--slate-size", "3", "--horizon", "4"],
+            "world horizon must be 1; got 4",
+        ),
     ],
-)  # fmt: skip
-def test_simulate_slate_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture,
-                                      args: list[str], message: str) -> None:  # fmt: skip
+)
+def test_simulate_slate_errors_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str
+) -> None:
     base = ["simulate", "--out", str(tmp_path / "x"), "--n-items", "12", "--n-users", "10"]
     if "--slate-size" not in args:
         args = [*args, "--slate-size", "3"]

@@ -29,11 +29,33 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     kind = request.param
     tmp = tmp_path_factory.mktemp(f"ranker-{kind}")
     log, model = tmp / "log", tmp / "model"
-    assert main(["-q", "simulate", "--out", str(log), "--n-sessions", "6000", "--slate-size",
-                 str(K), "--n-items", str(N_ITEMS), "--n-users", str(N_USERS), "--click-model",
-                 kind, "--seed", "4"]) == 0  # fmt: skip
-    assert main(["-q", "train", "bandit", str(log), "--learner", "reward_model",
-                 "--out", str(model)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "simulate",
+                "--out",
+                str(log),
+                "--n-sessions",
+                "6000",
+                "--slate-size",
+                str(K),
+                "--n-items",
+                str(N_ITEMS),
+                "--n-users",
+                str(N_USERS),
+                "--click-model",
+                kind,
+                "--seed",
+                "4",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["-q", "train", "bandit", str(log), "--learner", "reward_model", "--out", str(model)])
+        == 0
+    )
     return kind, log, model
 
 

@@ -77,8 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Start with:  offrec run pipelines/quickstart.toml   (see README for a tour)",
     )
-    p.add_argument("--version", action="version", version=f"offrec {__version__}",
-                   help="print the version and exit")  # fmt: skip
+    p.add_argument(
+        "--version",
+        action="version",
+        version=f"offrec {__version__}",
+        help="print the version and exit",
+    )
     add_global_options(p, top=True)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for module in SUBCOMMANDS:

@@ -85,9 +85,13 @@ class Parser(argparse.ArgumentParser):
 
 def add_global_options(p: argparse.ArgumentParser, *, top: bool = False) -> None:
     """``-q/--quiet``, accepted before and after the subcommand."""
-    p.add_argument("-q", "--quiet", action="store_true",
-                   default=False if top else argparse.SUPPRESS,
-                   help="no progress bars or progress messages" + ("" if top else " (default: off)"))  # fmt: skip
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="no progress bars or progress messages" + ("" if top else " (default: off)"),
+    )
 
 
 def progress(args: argparse.Namespace, total: int | None, desc: str) -> Any:

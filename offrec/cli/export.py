@@ -21,12 +21,20 @@ def add_parser(sub: Any) -> None:
     )
     e.add_argument("--format", required=True, choices=["minari"], help="output format")
     e.add_argument("logs", type=Path, help="log directory")
-    e.add_argument("--out", required=True, metavar="DATASET_ID",
-                   help="Minari dataset id, e.g. offrec/sessions-v0")  # fmt: skip
-    e.add_argument("--root", type=Path,
-                   help="datasets folder (default: MINARI_DATASETS_PATH, else ~/.minari/datasets)")  # fmt: skip
-    e.add_argument("--overwrite", action="store_true",
-                   help="replace a dataset offrec exported under that id")  # fmt: skip
+    e.add_argument(
+        "--out",
+        required=True,
+        metavar="DATASET_ID",
+        help="Minari dataset id, e.g. offrec/sessions-v0",
+    )
+    e.add_argument(
+        "--root",
+        type=Path,
+        help="datasets folder (default: MINARI_DATASETS_PATH, else ~/.minari/datasets)",
+    )
+    e.add_argument(
+        "--overwrite", action="store_true", help="replace a dataset offrec exported under that id"
+    )
     add_global_options(e)
     e.set_defaults(func=run)
 

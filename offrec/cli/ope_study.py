@@ -11,14 +11,20 @@ from offrec.core.errors import InputError, OutputExistsError
 
 
 def add_parser(sub: Any) -> None:
-    st = sub.add_parser("ope-study", help="how accurate are the estimators? logs x seeds vs exact truth",
-                        description="For several seeds: log a softmax logger in the world, estimate "
-                        "target policies with each estimator, and compare with the truth (exact in "
-                        "bandit mode, Monte-Carlo in session mode): relative error, bias, coverage.")  # fmt: skip
-    st.add_argument("--target", action="append",
-                    help="target policy (repeatable): myopic[:eps], best_item[:eps], softmax[:beta], "
-                    "epsilon_greedy[:eps], uniform (default myopic:0.3 and softmax:1.0; session mode "
-                    "softmax:1.0 and epsilon_greedy:0.3)")  # fmt: skip
+    st = sub.add_parser(
+        "ope-study",
+        help="how accurate are the estimators? logs x seeds vs exact truth",
+        description="For several seeds: log a softmax logger in the world, estimate "
+        "target policies with each estimator, and compare with the truth (exact in "
+        "bandit mode, Monte-Carlo in session mode): relative error, bias, coverage.",
+    )
+    st.add_argument(
+        "--target",
+        action="append",
+        help="target policy (repeatable): myopic[:eps], best_item[:eps], softmax[:beta], "
+        "epsilon_greedy[:eps], uniform (default myopic:0.3 and softmax:1.0; session mode "
+        "softmax:1.0 and epsilon_greedy:0.3)",
+    )
     st.add_argument(
         "--beta", type=float, default=0.5, help="the softmax logger's beta (default 0.5)"
     )
@@ -89,9 +95,17 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.exists() and not args.overwrite:
         raise OutputExistsError(f"output {args.out} already exists; pass --overwrite to replace it")
     with progress(args, args.seeds, "seeds") as bar:
-        ev = evaluate_estimators(world, logger, targets, estimators=estimators, n_rows=args.n_rows,
-                                 seeds=range(args.seeds), interval=args.interval,
-                                 n_bootstrap=args.n_bootstrap, progress=lambda k: bar.update(1))  # fmt: skip
+        ev = evaluate_estimators(
+            world,
+            logger,
+            targets,
+            estimators=estimators,
+            n_rows=args.n_rows,
+            seeds=range(args.seeds),
+            interval=args.interval,
+            n_bootstrap=args.n_bootstrap,
+            progress=lambda k: bar.update(1),
+        )
     print(ev.summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.out is not None:
         with atomic_dir(args.out, overwrite=args.overwrite) as tmp:

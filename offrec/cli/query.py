@@ -17,13 +17,19 @@ other files, no extensions); --allow-external-access lifts that lock."""
 
 
 def add_parser(sub: Any) -> None:
-    q = sub.add_parser("query", help="run SQL on a log with DuckDB (the log is the view 'logs')",
-                       description=DESCRIPTION)  # fmt: skip
+    q = sub.add_parser(
+        "query",
+        help="run SQL on a log with DuckDB (the log is the view 'logs')",
+        description=DESCRIPTION,
+    )
     q.add_argument("logs", type=Path, help="log directory or Parquet file")
     q.add_argument("sql", help='SQL, e.g. "SELECT step, avg(reward) FROM logs GROUP BY step"')
     q.add_argument("--max-rows", type=int, default=50, help="rows to print")
-    q.add_argument("--allow-external-access", action="store_true",
-                   help="let the SQL read and write other files and load extensions")  # fmt: skip
+    q.add_argument(
+        "--allow-external-access",
+        action="store_true",
+        help="let the SQL read and write other files and load extensions",
+    )
     add_global_options(q)
     q.set_defaults(func=run)
 

@@ -11,10 +11,11 @@ from offrec.cli._common import WORLD_OVERRIDES, add_global_options, world_from_a
 
 def add_parser(sub: Any) -> None:
     rc = sub.add_parser(
-        "recommend", help="the demo: top-k items for a user profile (or a context) from a trained model",
+        "recommend",
+        help="the demo: top-k items for a user profile (or a context) from a trained model",
         description="Top-k items, in the source's item ids. A model trained on a simulated log takes a "
         "--profile; one trained on an imported log takes a --context row (its context columns).",
-    )  # fmt: skip
+    )
     rc.add_argument("model", type=Path, help="model folder")
     who = rc.add_mutually_exclusive_group(required=True)
     who.add_argument("--profile", help='topic preferences, e.g. "sports=0.9,news=0.1"')
@@ -23,9 +24,14 @@ def add_parser(sub: Any) -> None:
     )
     rc.add_argument("--k", type=int, default=5, help="items to show")
     rc.add_argument("--steps", type=int, default=3, help="session mode: simulated steps to show")
-    rc.add_argument("--slate-epsilon", type=float, default=None, metavar="EPS",
-                    help="serve the list as a slate ranker (top-k, a uniform list with "
-                    "probability EPS) and show each slot's propensities")  # fmt: skip
+    rc.add_argument(
+        "--slate-epsilon",
+        type=float,
+        default=None,
+        metavar="EPS",
+        help="serve the list as a slate ranker (top-k, a uniform list with "
+        "probability EPS) and show each slot's propensities",
+    )
     world_options(rc)
     add_global_options(rc)
     rc.set_defaults(func=run)

@@ -12,10 +12,13 @@ from offrec.cli._common import add_global_options
 
 
 def add_parser(sub: Any) -> None:
-    r = sub.add_parser("run", help="run a pipeline file end to end (logs, training, OPE, truth, report)",
-                       description="Run a pipeline (TOML): simulate logs, train policies, estimate their "
-                       "value off-policy, run them online for the truth, and write a report. Cached "
-                       "stages are checked against their manifest and recomputed when corrupt.")  # fmt: skip
+    r = sub.add_parser(
+        "run",
+        help="run a pipeline file end to end (logs, training, OPE, truth, report)",
+        description="Run a pipeline (TOML): simulate logs, train policies, estimate their "
+        "value off-policy, run them online for the truth, and write a report. Cached "
+        "stages are checked against their manifest and recomputed when corrupt.",
+    )
     r.add_argument("file", type=Path, help="pipeline file, e.g. pipelines/quickstart.toml")
     r.add_argument("--out", type=Path, help="output folder (runs/<pipeline name> when unset)")
     r.add_argument("--seed", type=int, help="override the pipeline's seed (the file's when unset)")

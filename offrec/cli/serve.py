@@ -34,16 +34,28 @@ def add_parser(sub: Any) -> None:
         "also enables the admin endpoints",
     )
     sv.add_argument("--window", type=float, default=30.0, help="attribution window, seconds")
-    sv.add_argument("--grace", type=float, default=2.0,
-                    help="extra seconds before a segment whose window closed is compacted")  # fmt: skip
+    sv.add_argument(
+        "--grace",
+        type=float,
+        default=2.0,
+        help="extra seconds before a segment whose window closed is compacted",
+    )
     sv.add_argument("--compact-every", type=float, default=5.0, help="seconds between compactions")
     sv.add_argument("--max-k", type=int, default=100, help="largest k a request may ask for")
     sv.add_argument("--max-body", type=int, default=64 * 1024, help="request size limit, bytes")
-    sv.add_argument("--context-dim", type=int, default=None,
-                    help="context width (when the model folder has no world.json)")  # fmt: skip
+    sv.add_argument(
+        "--context-dim",
+        type=int,
+        default=None,
+        help="context width (when the model folder has no world.json)",
+    )
     sv.add_argument("--seed", type=int, default=None, help="seed of the service's sampling")
-    sv.add_argument("--ready-file", type=Path, default=None,
-                    help="write the URL and pid here (JSON) once serving")  # fmt: skip
+    sv.add_argument(
+        "--ready-file",
+        type=Path,
+        default=None,
+        help="write the URL and pid here (JSON) once serving",
+    )
     add_global_options(sv)
     sv.set_defaults(func=run)
     add_loop_parser(sub)
@@ -55,8 +67,13 @@ def add_loop_parser(sub: Any) -> None:
         help="the closed loop: simulated users call offrec serve over HTTP; learn, estimate, "
         "deploy only when the lift's lower bound is > 0",
     )
-    lp.add_argument("config", type=Path, nargs="?", default=None,
-                    help="loop file (e.g. pipelines/closed_loop.toml); default: built-in defaults")  # fmt: skip
+    lp.add_argument(
+        "config",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="loop file (e.g. pipelines/closed_loop.toml); default: built-in defaults",
+    )
     lp.add_argument("--out", type=Path, required=True, help="output folder")
     lp.add_argument("--seed", type=int, default=None, help="override the file's seed")
     lp.add_argument("--rounds", type=int, default=None, help="override the file's rounds")
@@ -75,9 +92,12 @@ def run_loop(args: argparse.Namespace) -> int:
 
     def show(row: Any) -> None:
         if not args.quiet:
-            print(f"round {row.round}: true CTR {row.true_ctr:.4f}, lift {row.estimate:+.4f} "
-                  f"[{row.low:+.4f}, {row.high:+.4f}] -> {'deploy' if row.deployed else 'keep'}",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"round {row.round}: true CTR {row.true_ctr:.4f}, lift {row.estimate:+.4f} "
+                f"[{row.low:+.4f}, {row.high:+.4f}] -> {'deploy' if row.deployed else 'keep'}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     rounds = run_loop(config, args.out, progress=show)
     final = __import__("json").loads((args.out / "loop.json").read_text())["serving_true_ctr"]
@@ -90,20 +110,36 @@ def run(args: argparse.Namespace) -> int:
     from offrec.serve.service import ServiceConfig
 
     config = ServiceConfig(
-        window_s=args.window, grace_s=args.grace, compact_every_s=args.compact_every, max_k=args.max_k,
+        window_s=args.window,
+        grace_s=args.grace,
+        compact_every_s=args.compact_every,
+        max_k=args.max_k,
         seed=args.seed,
-    )  # fmt: skip
+    )
 
     def ready(info: dict[str, Any]) -> None:
-        print(f"offrec serve: {info['model_version']} on {info['url']} (log {args.log})",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"offrec serve: {info['model_version']} on {info['url']} (log {args.log})",
+            file=sys.stderr,
+            flush=True,
+        )
 
     health = run_service(
-        args.model, args.log, host=args.host, port=args.port, token=args.token, config=config,
-        context_dim=args.context_dim, max_body=args.max_body, ready_file=args.ready_file,
+        args.model,
+        args.log,
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        config=config,
+        context_dim=args.context_dim,
+        max_body=args.max_body,
+        ready_file=args.ready_file,
         on_ready=ready,
-    )  # fmt: skip
+    )
     served = health["served"]
-    print(f"served {served['decisions']:,} decisions, {served['feedback']:,} rewards "
-          f"({served['late_feedback']:,} late); log in {args.log}", file=sys.stderr)  # fmt: skip
+    print(
+        f"served {served['decisions']:,} decisions, {served['feedback']:,} rewards "
+        f"({served['late_feedback']:,} late); log in {args.log}",
+        file=sys.stderr,
+    )
     return 0

@@ -18,9 +18,12 @@ from offrec.core.errors import InputError
 
 
 def add_parser(sub: Any) -> None:
-    s = sub.add_parser("simulate", help="log a policy acting in the simulated world to Parquet",
-                       description="Run a logging policy in the simulated world and write its log "
-                       "(one row per decision, with propensities) to a Parquet dataset directory.")  # fmt: skip
+    s = sub.add_parser(
+        "simulate",
+        help="log a policy acting in the simulated world to Parquet",
+        description="Run a logging policy in the simulated world and write its log "
+        "(one row per decision, with propensities) to a Parquet dataset directory.",
+    )
     s.add_argument("--out", required=True, type=Path, help="output dataset directory")
     size = s.add_mutually_exclusive_group()
     size.add_argument("--n-decisions", type=int, help="number of logged rows")
@@ -43,21 +46,35 @@ def add_parser(sub: Any) -> None:
     s.add_argument(
         "--beta", type=float, help="softmax inverse temperature (softmax only; 1.0 when unset)"
     )
-    s.add_argument("--epsilon", type=float,
-                   help="exploration rate (epsilon_greedy only; 0.1 when unset)")  # fmt: skip
-    s.add_argument("--noise", type=float,
-                   help="production model error, 0 = best possible from observations (not uniform; 0.5 when unset)")  # fmt: skip
-    s.add_argument("--model-seed", type=int,
-                   help="seed of the production model's errors (not uniform; 0 when unset)")  # fmt: skip
+    s.add_argument(
+        "--epsilon", type=float, help="exploration rate (epsilon_greedy only; 0.1 when unset)"
+    )
+    s.add_argument(
+        "--noise",
+        type=float,
+        help="production model error, 0 = best possible from observations (not uniform; 0.5 when unset)",
+    )
+    s.add_argument(
+        "--model-seed",
+        type=int,
+        help="seed of the production model's errors (not uniform; 0 when unset)",
+    )
     s.add_argument(
         "--support", help="only these items may be shown, e.g. '0,1,2' (deficient support)"
     )
-    s.add_argument("--candidates", type=int, metavar="M",
-                   help="two-stage logger for large catalogs: retrieve the top M items, then rank "
-                   "them with the softmax / epsilon-greedy head (not uniform)")  # fmt: skip
-    s.add_argument("--floor", type=float,
-                   help="two-stage logger: uniform mass over the whole catalog, so every item "
-                   "can be shown (with --candidates; 0 when unset)")  # fmt: skip
+    s.add_argument(
+        "--candidates",
+        type=int,
+        metavar="M",
+        help="two-stage logger for large catalogs: retrieve the top M items, then rank "
+        "them with the softmax / epsilon-greedy head (not uniform)",
+    )
+    s.add_argument(
+        "--floor",
+        type=float,
+        help="two-stage logger: uniform mass over the whole catalog, so every item "
+        "can be shown (with --candidates; 0 when unset)",
+    )
     world_options(s)
     s.add_argument(
         "--seed", type=int, default=0, help="seed of the sessions and the policy's draws"
@@ -65,19 +82,37 @@ def add_parser(sub: Any) -> None:
     s.add_argument(
         "--logging-dist", action="store_true", help="also store the logger's full distribution"
     )
-    s.add_argument("--batch-size", type=int, default=65_536,
-                   help="rows simulated at once: sets peak memory (the log depends on it: keep it to reproduce a log)")  # fmt: skip
-    s.add_argument("--overwrite", action="store_true",
-                   help="replace an existing dataset at --out (only one offrec wrote)")  # fmt: skip
+    s.add_argument(
+        "--batch-size",
+        type=int,
+        default=65_536,
+        help="rows simulated at once: sets peak memory (the log depends on it: keep it to reproduce a log)",
+    )
+    s.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing dataset at --out (only one offrec wrote)",
+    )
     sl = s.add_argument_group("slates (ranked lists; bandit mode)")
-    sl.add_argument("--slate-size", type=int,
-                    help="show ranked lists of this many items, ranked by Plackett-Luce over --logger; "
-                    "one row per slot, --n-sessions slates")  # fmt: skip
-    sl.add_argument("--click-model", default="cascade", choices=["independent", "pbm", "cascade"],
-                    help="how users click a list (with --slate-size; default %(default)s)")  # fmt: skip
-    sl.add_argument("--marginal-samples", type=int, default=2000,
-                    help="Monte-Carlo prefixes per user for the per-slot marginal propensities when "
-                    "they cannot be enumerated (default %(default)s)")  # fmt: skip
+    sl.add_argument(
+        "--slate-size",
+        type=int,
+        help="show ranked lists of this many items, ranked by Plackett-Luce over --logger; "
+        "one row per slot, --n-sessions slates",
+    )
+    sl.add_argument(
+        "--click-model",
+        default="cascade",
+        choices=["independent", "pbm", "cascade"],
+        help="how users click a list (with --slate-size; default %(default)s)",
+    )
+    sl.add_argument(
+        "--marginal-samples",
+        type=int,
+        default=2000,
+        help="Monte-Carlo prefixes per user for the per-slot marginal propensities when "
+        "they cannot be enumerated (default %(default)s)",
+    )
     add_global_options(s)
     s.set_defaults(func=run)
 
@@ -113,10 +148,15 @@ def run(args: argparse.Namespace) -> int:
     args.logger = args.logger or "softmax"
     world = world_from_args(args)
     kwargs = logging_policy_kwargs(
-        args.logger, beta=args.beta, epsilon=args.epsilon, noise=args.noise,
-        model_seed=args.model_seed, support=parse_support(args.support, world.n_items),
-        candidates=args.candidates, floor=args.floor,
-    )  # fmt: skip
+        args.logger,
+        beta=args.beta,
+        epsilon=args.epsilon,
+        noise=args.noise,
+        model_seed=args.model_seed,
+        support=parse_support(args.support, world.n_items),
+        candidates=args.candidates,
+        floor=args.floor,
+    )
     policy = logging_policy(world, args.logger, **kwargs)
     if args.slate_size is not None:
         return _run_slates(args, world, policy)
@@ -129,10 +169,17 @@ def run(args: argparse.Namespace) -> int:
             done[0] = rows
 
         result = collect(
-            world, policy, out=args.out, n_sessions=args.n_sessions, n_decisions=args.n_decisions,
-            seed=args.seed, overwrite=args.overwrite, logging_dist=args.logging_dist, progress=tick,
+            world,
+            policy,
+            out=args.out,
+            n_sessions=args.n_sessions,
+            n_decisions=args.n_decisions,
+            seed=args.seed,
+            overwrite=args.overwrite,
+            logging_dist=args.logging_dist,
+            progress=tick,
             chunk_rows=args.batch_size,
-        )  # fmt: skip
+        )
     print(result.line())
     return 0
 
@@ -147,8 +194,13 @@ def _run_slates(args: argparse.Namespace, world: Any, policy: Any) -> int:
     sw = SlateWorld(world, args.slate_size, ClickModel(args.click_model))
     ranker = PlackettLuce(policy, args.slate_size)
     result = collect_slates(
-        sw, ranker, out=args.out, n_slates=args.n_sessions, seed=args.seed,
-        overwrite=args.overwrite, marginal_samples=args.marginal_samples,
-    )  # fmt: skip
+        sw,
+        ranker,
+        out=args.out,
+        n_slates=args.n_sessions,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        marginal_samples=args.marginal_samples,
+    )
     print(result.line().replace("sessions", "slates"))
     return 0

@@ -15,7 +15,7 @@ from offrec.cli._common import (
     progress,
     world_from_args,
     world_options,
-)  # fmt: skip
+)
 
 if TYPE_CHECKING:
     from offrec.training import LearnerSpec, TrainSummary
@@ -31,13 +31,25 @@ def add_parser(sub: Any) -> None:
     )
     add_global_options(t)
     tsub = t.add_subparsers(dest="train_kind", metavar="KIND", parser_class=Parser, required=True)
-    tb = tsub.add_parser("bandit", help="fit a bandit / offline learner on a log",
-                         description="Fit a learner on logged rows and save it as a model folder.")  # fmt: skip
+    tb = tsub.add_parser(
+        "bandit",
+        help="fit a bandit / offline learner on a log",
+        description="Fit a learner on logged rows and save it as a model folder.",
+    )
     tb.add_argument("logs", type=Path, help="log directory")
-    tb.add_argument("--learner", required=True, choices=OFFLINE_TRAINABLE, metavar="LEARNER",
-                    help="bandit or offline learner: %(choices)s")  # fmt: skip
-    tb.add_argument("--param", action="append", metavar="KEY=VALUE",
-                    help="learner parameter (repeatable; a wrong key lists the valid ones)")  # fmt: skip
+    tb.add_argument(
+        "--learner",
+        required=True,
+        choices=OFFLINE_TRAINABLE,
+        metavar="LEARNER",
+        help="bandit or offline learner: %(choices)s",
+    )
+    tb.add_argument(
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="learner parameter (repeatable; a wrong key lists the valid ones)",
+    )
     tb.add_argument(
         "--head", default="greedy", help="greedy | epsilon_greedy:EPS | softmax:TEMPERATURE"
     )
@@ -48,16 +60,25 @@ def add_parser(sub: Any) -> None:
         choices=["drop"],
         help="drop duplicated log rows instead of failing (reads the log into memory)",
     )
-    tb.add_argument("--engine", default="local", choices=["local", "ray"],
-                    help="linucb/lints sum statistics over every batch on this engine")  # fmt: skip
+    tb.add_argument(
+        "--engine",
+        default="local",
+        choices=["local", "ray"],
+        help="linucb/lints sum statistics over every batch on this engine",
+    )
     tb.add_argument("--overwrite", action="store_true", help="replace a model folder offrec wrote")
     add_global_options(tb)
     tb.set_defaults(func=run_bandit)
 
     tr = tsub.add_parser("rl", help="train DQN / CQL / ... offline on a session log (d3rlpy)")
     tr.add_argument("logs", type=Path, help="log directory")
-    tr.add_argument("--algo", default="cql", choices=RL_ALGOS, metavar="ALGO",
-                    help="offline RL algorithm: %(choices)s")  # fmt: skip
+    tr.add_argument(
+        "--algo",
+        default="cql",
+        choices=RL_ALGOS,
+        metavar="ALGO",
+        help="offline RL algorithm: %(choices)s",
+    )
     tr.add_argument("--n-steps", type=int, help="gradient steps (RLConfig's default when unset)")
     tr.add_argument(
         "--param",
@@ -66,8 +87,11 @@ def add_parser(sub: Any) -> None:
         help="the algorithm's config field (DQNConfig, CQLConfig, ...) or a RuntimeConfig knob "
         "(repeatable; a wrong key lists the valid ones)",
     )
-    tr.add_argument("--eval", action="store_true",
-                    help="measure the true online value during training and print the last one")  # fmt: skip
+    tr.add_argument(
+        "--eval",
+        action="store_true",
+        help="measure the true online value during training and print the last one",
+    )
     tr.add_argument("--out", type=Path, required=True, help="model folder to write")
     tr.add_argument("--seed", type=int, default=0, help="seed of training")
     tr.add_argument(
@@ -78,26 +102,43 @@ def add_parser(sub: Any) -> None:
     tr.set_defaults(func=run_rl)
 
     to = tsub.add_parser(
-        "online", help="let bandit learners or SB3 PPO/DQN learn by interacting with the world",
+        "online",
+        help="let bandit learners or SB3 PPO/DQN learn by interacting with the world",
         description="Train learners online in the simulated world (bandit learners, or PPO / DQN "
         "from stable-baselines3: pip install 'offrec[sb3]') and measure the true value of the "
         "policy each would deploy as it learns. Writes curves.json, value_curves.png (all "
         "learners against interactions, on one figure), learning_curves.png (bandits' windowed "
         "CTR and regret) and the trained models.",
-    )  # fmt: skip
-    to.add_argument("--learner", action="append", required=True, metavar="LEARNER",
-                    help="learner (repeatable): a bandit learner (see `offrec train bandit --help`), "
-                    "ppo or dqn")  # fmt: skip
-    to.add_argument("--param", action="append", metavar="[LEARNER.]KEY=VALUE",
-                    help="learner parameter (repeatable); 'ppo.n_envs=4' sets it for one learner")  # fmt: skip
+    )
+    to.add_argument(
+        "--learner",
+        action="append",
+        required=True,
+        metavar="LEARNER",
+        help="learner (repeatable): a bandit learner (see `offrec train bandit --help`), "
+        "ppo or dqn",
+    )
+    to.add_argument(
+        "--param",
+        action="append",
+        metavar="[LEARNER.]KEY=VALUE",
+        help="learner parameter (repeatable); 'ppo.n_envs=4' sets it for one learner",
+    )
     to.add_argument(
         "--n-steps", type=int, default=100_000, help="interactions (decisions) per learner"
     )
     to.add_argument("--batch-size", type=int, default=1000, help="bandits: decisions per update")
-    to.add_argument("--eval-every", type=int,
-                    help="interactions between measurements of the true value (n-steps/10 when unset)")  # fmt: skip
-    to.add_argument("--eval-sessions", type=int, default=2000,
-                    help="simulated sessions per measurement in session mode")  # fmt: skip
+    to.add_argument(
+        "--eval-every",
+        type=int,
+        help="interactions between measurements of the true value (n-steps/10 when unset)",
+    )
+    to.add_argument(
+        "--eval-sessions",
+        type=int,
+        default=2000,
+        help="simulated sessions per measurement in session mode",
+    )
     to.add_argument(
         "--out", type=Path, required=True, help="folder for curves.json, the plots and models/"
     )
@@ -167,15 +208,24 @@ def run_online(args: argparse.Namespace) -> int:
     world = world_from_args(args)
     tell = say(args)
     runs, refs = run_online_study(
-        world, args.learner, args.out, params=parse_params(args.param), n_steps=args.n_steps,
-        batch_size=args.batch_size, seed=args.seed, eval_every=args.eval_every,
-        eval_sessions=args.eval_sessions, overwrite=args.overwrite,
+        world,
+        args.learner,
+        args.out,
+        params=parse_params(args.param),
+        n_steps=args.n_steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        eval_every=args.eval_every,
+        eval_sessions=args.eval_sessions,
+        overwrite=args.overwrite,
         progress=lambda name, t: tell(f"{name}: {t:,} interactions"),
-    )  # fmt: skip
+    )
     for name, run in runs.items():
         v, se = run.curve.final
-        print(f"{name}: true {run.curve.metric} {v:.4f} ± {se:.4f} after "
-              f"{run.curve.interactions[-1]:,} interactions ({run.curve.seconds:.1f}s)")  # fmt: skip
+        print(
+            f"{name}: true {run.curve.metric} {v:.4f} ± {se:.4f} after "
+            f"{run.curve.interactions[-1]:,} interactions ({run.curve.seconds:.1f}s)"
+        )
     print(", ".join(f"{k} {v:.4f}" for k, v in refs.items()))
     print(f"curves.json, value_curves.png and models/ written to {args.out}")
     return 0

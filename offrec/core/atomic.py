@@ -60,9 +60,17 @@ OWNER = ".offrec-owner.json"
 # their Parquet metadata instead).
 _LEGACY_MODEL_MARKERS = ("policy.json", "qpolicy.json")
 _LEGACY_MODEL_FILES = frozenset(
-    {"policy.json", "arrays.npz", "qpolicy.json", "weights.npz", "training.json",
-     "training_curve.png", "training_curve.json", "world.json"}
-)  # fmt: skip
+    {
+        "policy.json",
+        "arrays.npz",
+        "qpolicy.json",
+        "weights.npz",
+        "training.json",
+        "training_curve.png",
+        "training_curve.json",
+        "world.json",
+    }
+)
 
 
 _LEGACY_RUN_FILES = frozenset(
@@ -347,8 +355,9 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     return data
 
 
-def write_manifest(folder: str | Path, *, kind: str, extra: dict[str, Any] | None = None,
-                   checksums: bool = False) -> dict[str, Any]:  # fmt: skip
+def write_manifest(
+    folder: str | Path, *, kind: str, extra: dict[str, Any] | None = None, checksums: bool = False
+) -> dict[str, Any]:
     """Write ``folder``'s manifest: every entry in it (files with their size and, with
     ``checksums``, their SHA-256), the kind of output, the offrec version, and ``extra``."""
     from offrec.core.version import __version__
@@ -365,8 +374,13 @@ def write_manifest(folder: str | Path, *, kind: str, extra: dict[str, Any] | Non
             if checksums:
                 entry["sha256"] = file_sha256(p)
             files[p.name] = entry
-    manifest = {"offrec": __version__, "kind": kind, "created": time.time(), "files": files,
-                **(extra or {})}  # fmt: skip
+    manifest = {
+        "offrec": __version__,
+        "kind": kind,
+        "created": time.time(),
+        "files": files,
+        **(extra or {}),
+    }
     _write_file(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
     return manifest
 
@@ -569,8 +583,26 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 __all__ = [
-    "MANIFEST", "OWNER", "Terminated", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "check_writable",
-    "check_free_space", "check_output_path", "file_sha256", "foreign_content", "format_bytes",
-    "os_write_errors", "output_lock", "owned_dir", "write_error", "read_manifest", "record_in_manifest", "remove_stale_temps", "terminate_as_interrupt",
-    "verify_manifest", "write_manifest",
-]  # fmt: skip
+    "MANIFEST",
+    "OWNER",
+    "Terminated",
+    "atomic_dir",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_writable",
+    "check_free_space",
+    "check_output_path",
+    "file_sha256",
+    "foreign_content",
+    "format_bytes",
+    "os_write_errors",
+    "output_lock",
+    "owned_dir",
+    "write_error",
+    "read_manifest",
+    "record_in_manifest",
+    "remove_stale_temps",
+    "terminate_as_interrupt",
+    "verify_manifest",
+    "write_manifest",
+]

@@ -186,9 +186,13 @@ class Head:
         return self._greedy_dist(best, unsure[g.odd], g.odd_top, s32.shape[1])
 
     def _greedy_dist(
-        self, best: np.ndarray, odd: np.ndarray, odd_top: np.ndarray, k: int,
+        self,
+        best: np.ndarray,
+        odd: np.ndarray,
+        odd_top: np.ndarray,
+        k: int,
         support: np.ndarray | None = None,
-    ) -> GreedyDist:  # fmt: skip
+    ) -> GreedyDist:
         eps = 0.0 if self.kind == "greedy" else self.epsilon
         allowed = np.ones(k, bool) if support is None else support
         floor = eps * (allowed / allowed.sum()) if eps > 0.0 else np.zeros(k)
@@ -336,8 +340,13 @@ class GreedyDist:
     def subset(self, rows: np.ndarray) -> GreedyDist:
         """The distribution of ``rows`` (m,) (ascending indices), as a ``GreedyDist``."""
         keep = np.isin(self.odd, rows)
-        return GreedyDist(self.best[rows], self.epsilon, self.floor,
-                          np.searchsorted(rows, self.odd[keep]), self.odd_top[keep])  # fmt: skip
+        return GreedyDist(
+            self.best[rows],
+            self.epsilon,
+            self.floor,
+            np.searchsorted(rows, self.odd[keep]),
+            self.odd_top[keep],
+        )
 
     def sparse(self) -> SparseDist:
         """The same distribution as a :class:`SparseDist`: candidates ``best_i`` with mass
@@ -543,8 +552,9 @@ class SparseDist:
 
     def subset(self, rows: np.ndarray | slice) -> SparseDist:
         """The distribution of ``rows`` only."""
-        return SparseDist(self.items[rows], self.probs[rows], self.n_actions, self.floor,
-                          self.support)  # fmt: skip
+        return SparseDist(
+            self.items[rows], self.probs[rows], self.n_actions, self.floor, self.support
+        )
 
     def dense(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """The distribution (m, n_actions) float64 of ``rows`` (small catalogs only)."""

@@ -165,9 +165,12 @@ def start(address: str | None = None, num_cpus: int | None = None) -> Any:
             ray.init(address=address, runtime_env=env, log_to_driver=False, logging_level="ERROR")
         else:
             ray.init(
-                num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                runtime_env=env, log_to_driver=False, logging_level="ERROR",
-            )  # fmt: skip
+                num_cpus=num_cpus or os.cpu_count() or 1,
+                include_dashboard=False,
+                runtime_env=env,
+                log_to_driver=False,
+                logging_level="ERROR",
+            )
             _STARTED = True
             atexit.register(ray.shutdown)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:

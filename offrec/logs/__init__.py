@@ -29,7 +29,18 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "SCHEMA_VERSION", "CollectSummary", "ItemMap", "LogSummary", "LoggedData", "collect", "connect",
-    "log_schema", "query", "read_logs", "read_metadata", "summary", "validate_logged_data",
+    "SCHEMA_VERSION",
+    "CollectSummary",
+    "ItemMap",
+    "LogSummary",
+    "LoggedData",
+    "collect",
+    "connect",
+    "log_schema",
+    "query",
+    "read_logs",
+    "read_metadata",
+    "summary",
+    "validate_logged_data",
     "write_log",
-]  # fmt: skip
+]

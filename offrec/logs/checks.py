@@ -243,8 +243,9 @@ class KeyPass:
         self.n_rows += n
         self.max_step = max(self.max_step, int(cols["step"].max()))
 
-    def _sessions(self, full: dict[str, np.ndarray], off: int, start: int, file: str,
-                  new_file: bool) -> None:  # fmt: skip
+    def _sessions(
+        self, full: dict[str, np.ndarray], off: int, start: int, file: str, new_file: bool
+    ) -> None:
         sid, step = full["session_id"], full["step"]
         n = len(sid)
         new = np.ones(n, bool)

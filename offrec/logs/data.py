@@ -183,15 +183,22 @@ class LoggedData:
             meta["action_map"] = list(items.id_list())
         k = int(a.max()) + 1 if n_actions is None and n else int(n_actions or 1)
         data = cls(
-            context=x, action=a, reward=column(reward, "reward", np.float64, 0.0),
-            pscore=column(pscore, "pscore", np.float64, 1.0), session_id=sid, step=step_arr,
+            context=x,
+            action=a,
+            reward=column(reward, "reward", np.float64, 0.0),
+            pscore=column(pscore, "pscore", np.float64, 1.0),
+            session_id=sid,
+            step=step_arr,
             position=column(position, "position", np.int64, 0),
-            user_id=column(user_id, "user_id", np.int64, -1), terminated=term, truncated=trunc,
+            user_id=column(user_id, "user_id", np.int64, -1),
+            terminated=term,
+            truncated=trunc,
             n_actions=k,
             logging_dist=None if logging_dist is None else np.asarray(logging_dist, np.float32),
             true_ctr=None if true_ctr is None else column(true_ctr, "true_ctr", np.float64, 0.0),
-            metadata=meta, reward_domain=domain,
-        )  # fmt: skip
+            metadata=meta,
+            reward_domain=domain,
+        )
         validate_logged_data(data)
         return data
 
@@ -257,21 +264,33 @@ def value_problems(data: LoggedData) -> list[str]:
     dom = data.reward_domain
     finite = np.isfinite(data.reward)
     if dom.get("kind", "binary") == "binary":
-        check("reward", finite & (data.reward != 0) & (data.reward != 1), data.reward,
-              "must be 0 or 1 (the log declares a binary reward; import a continuous reward "
-              "with its bounds)")  # fmt: skip
+        check(
+            "reward",
+            finite & (data.reward != 0) & (data.reward != 1),
+            data.reward,
+            "must be 0 or 1 (the log declares a binary reward; import a continuous reward "
+            "with its bounds)",
+        )
     else:
         # bounds widened to their float32 roundings: the log stores rewards as float32
         lo = min(dom["low"], float(np.float32(dom["low"])))
         hi = max(dom["high"], float(np.float32(dom["high"])))
-        check("reward", finite & ((data.reward < lo) | (data.reward > hi)), data.reward,
-              f"must be in the declared domain [{lo}, {hi}]")  # fmt: skip
+        check(
+            "reward",
+            finite & ((data.reward < lo) | (data.reward > hi)),
+            data.reward,
+            f"must be in the declared domain [{lo}, {hi}]",
+        )
     bad_ctx = ~np.isfinite(data.context).all(axis=1)
     if bad_ctx.any():
         i = int(np.flatnonzero(bad_ctx)[0])
         out.append(f"column 'context' must be finite; row {i} has {data.context[i].tolist()}")
-    check("action", (data.action < 0) | (data.action >= data.n_actions), data.action,
-          f"must be in [0, {data.n_actions})")  # fmt: skip
+    check(
+        "action",
+        (data.action < 0) | (data.action >= data.n_actions),
+        data.action,
+        f"must be in [0, {data.n_actions})",
+    )
     check("step", data.step < 0, data.step, "must be >= 0")
     check("position", data.position < 0, data.position, "must be >= 0")
     if data.logging_dist is not None:

@@ -31,9 +31,15 @@ def env_log(
     ss = as_seed_sequence(seed)
     ro = rollout(world, policy, n_sessions, ss)
     return LoggedData.from_arrays(
-        ro.context, ro.action, ro.reward, ro.pscore,
-        n_actions=world.n_actions, session_id=ro.session_id, step=ro.step,
-        terminated=ro.terminated, truncated=ro.truncated,
+        ro.context,
+        ro.action,
+        ro.reward,
+        ro.pscore,
+        n_actions=world.n_actions,
+        session_id=ro.session_id,
+        step=ro.step,
+        terminated=ro.terminated,
+        truncated=ro.truncated,
         logging_dist=ro.logging_dist if logging_dist else None,
         reward_domain=world.reward_domain,
         metadata={
@@ -41,7 +47,7 @@ def env_log(
             "collect_seed": ss.entropy,
             "logging_policy": type(policy).__name__,
         },
-    )  # fmt: skip
+    )
 
 
 def collect_env(

@@ -345,17 +345,29 @@ def import_frame(
         "out_of_range",
         ~np.isnan(pscore) & ~((pscore > 0) & (pscore <= 1)),
     )
-    add(cmap.pscore, f"propensity {S.PSCORE_FLOOR_RULE}", "out_of_range",
-        (pscore > 0) & (pscore < S.MIN_PSCORE))  # fmt: skip
+    add(
+        cmap.pscore,
+        f"propensity {S.PSCORE_FLOOR_RULE}",
+        "out_of_range",
+        (pscore > 0) & (pscore < S.MIN_PSCORE),
+    )
     add(cmap.reward, "reward must be present and finite", "not_finite", ~np.isfinite(reward))
     domain = S.reward_domain(**(reward_domain or {"kind": "binary"}))
     fin = np.isfinite(reward)
     if domain["kind"] == "binary":
-        add(cmap.reward, "reward must be 0 or 1 (binary; declare a continuous reward with its bounds)",
-            "out_of_range", fin & (reward != 0) & (reward != 1))  # fmt: skip
+        add(
+            cmap.reward,
+            "reward must be 0 or 1 (binary; declare a continuous reward with its bounds)",
+            "out_of_range",
+            fin & (reward != 0) & (reward != 1),
+        )
     else:
-        add(cmap.reward, f"reward must be in the declared domain [{domain['low']}, {domain['high']}]",
-            "out_of_range", fin & ((reward < domain["low"]) | (reward > domain["high"])))  # fmt: skip
+        add(
+            cmap.reward,
+            f"reward must be in the declared domain [{domain['low']}, {domain['high']}]",
+            "out_of_range",
+            fin & ((reward < domain["low"]) | (reward > domain["high"])),
+        )
     if context.shape[1]:
         add(
             "context",
@@ -365,8 +377,12 @@ def import_frame(
         )
     if claimed_policy == "uniform":
         k = len(ids)
-        add(cmap.pscore, f"propensity differs from the claimed uniform logger's 1/{k}", "pscore_mismatch",
-            ~np.isnan(pscore) & (np.abs(pscore - 1.0 / k) > pscore_tolerance))  # fmt: skip
+        add(
+            cmap.pscore,
+            f"propensity differs from the claimed uniform logger's 1/{k}",
+            "pscore_mismatch",
+            ~np.isnan(pscore) & (np.abs(pscore - 1.0 / k) > pscore_tolerance),
+        )
     elif claimed_policy is not None:
         raise InputError(f"claimed_policy must be None or 'uniform'; got {claimed_policy!r}")
 
@@ -389,8 +405,12 @@ def import_frame(
     position = np.zeros(n, np.int64)
     if cmap.position:
         pos = _numeric(df, cmap.position, problems)
-        add(cmap.position, "position must be a non-negative integer", "out_of_range",
-            ~(pos >= 0) | (pos != np.round(pos)))  # fmt: skip
+        add(
+            cmap.position,
+            "position must be a non-negative integer",
+            "out_of_range",
+            ~(pos >= 0) | (pos != np.round(pos)),
+        )
         position = np.nan_to_num(pos, nan=-1).astype(np.int64)
     # A duplicate repeats an earlier row in every column. It is evidence of a row logged
     # twice only when the source has a column identifying the event (session, step, user,
@@ -408,8 +428,12 @@ def import_frame(
         gap_rows = order[t_sorted != expected]
         if gap_rows.size:
             bad_sessions = np.isin(session, session[gap_rows])
-            add(cmap.step, "steps within a session must run 0, 1, 2, ... without gaps or repeats",
-                "step_gap", bad_sessions & ~dup)  # fmt: skip
+            add(
+                cmap.step,
+                "steps within a session must run 0, 1, 2, ... without gaps or repeats",
+                "step_gap",
+                bad_sessions & ~dup,
+            )
 
     if problems and repair is None:
         raise ImportError_(problems)
@@ -492,11 +516,21 @@ def import_logs(
         raise OutputExistsError(f"output {out} already exists; pass overwrite=True to replace it")
     if items is not None and not isinstance(items, ItemMap):
         items = item_map_from(items)
-    result = import_frame(read_table(src, encoding=encoding), cmap, repair=repair,
-                          claimed_policy=claimed_policy, reward_domain=reward_domain,
-                          items=items, extend_items=extend_items)  # fmt: skip
-    write_logged_data(result.data, out, overwrite=overwrite,
-                      extra_metadata={"context_columns": result.data.metadata["context_columns"]})  # fmt: skip
+    result = import_frame(
+        read_table(src, encoding=encoding),
+        cmap,
+        repair=repair,
+        claimed_policy=claimed_policy,
+        reward_domain=reward_domain,
+        items=items,
+        extend_items=extend_items,
+    )
+    write_logged_data(
+        result.data,
+        out,
+        overwrite=overwrite,
+        extra_metadata={"context_columns": result.data.metadata["context_columns"]},
+    )
     return result
 
 
@@ -515,8 +549,14 @@ def obd_column_map(df: pd.DataFrame, categorical: str = "onehot") -> ColumnMap:
         (c for c in df.columns if c.startswith("user-item_affinity_")),
         key=lambda c: int(c.rsplit("_", 1)[1]),
     )
-    return ColumnMap(action="item_id", reward="click", pscore="propensity_score", position="position",
-                     context=tuple(user + aff), categorical=categorical)  # fmt: skip
+    return ColumnMap(
+        action="item_id",
+        reward="click",
+        pscore="propensity_score",
+        position="position",
+        context=tuple(user + aff),
+        categorical=categorical,
+    )
 
 
 def import_obd(
@@ -595,13 +635,22 @@ def import_offrec_log(
 
 
 def import_any(
-    flavour: str, src: str | Path, out: str | Path, cmap: ColumnMap, *, given: set[str] | frozenset[str] = frozenset(),
-    encoding: str = "utf-8", reward: tuple[str, float | None, float | None] = ("binary", None, None),
-    item_context_csv: str | Path | None = None, repair: str | None = None,
-    claimed_policy: str | None = None, overwrite: bool = False,
-    items: ItemMap | str | Path | None = None, extend_items: bool = False,
+    flavour: str,
+    src: str | Path,
+    out: str | Path,
+    cmap: ColumnMap,
+    *,
+    given: set[str] | frozenset[str] = frozenset(),
+    encoding: str = "utf-8",
+    reward: tuple[str, float | None, float | None] = ("binary", None, None),
+    item_context_csv: str | Path | None = None,
+    repair: str | None = None,
+    claimed_policy: str | None = None,
+    overwrite: bool = False,
+    items: ItemMap | str | Path | None = None,
+    extend_items: bool = False,
     catalog: str | Path | None = None,
-) -> ImportResult:  # fmt: skip
+) -> ImportResult:
     """One entry point for every import: ``flavour`` ``"csv"``/``"parquet"`` (a column map,
     or, for a Parquet log offrec wrote, the log as it is) or ``"obd"``. ``items`` /
     ``extend_items``: the item map to import against (:func:`import_logs`). ``catalog``: a
@@ -644,11 +693,21 @@ def import_any(
     if flavour == "obd":
         wrong = sorted(set(given) - {"categorical", "item_context", "items", "extend_items"})
         if wrong or domain["kind"] != "binary":
-            raise InputError(f"option(s) {wrong or ['reward domain']} do not apply to the Open Bandit "
-                             "Dataset (its columns and binary clicks are fixed); it takes: categorical, item_context")  # fmt: skip
-        return import_obd(src, out, item_context_csv=item_context_csv, categorical=cmap.categorical,
-                          repair=repair, overwrite=overwrite, encoding=encoding, items=items,
-                          extend_items=extend_items)  # fmt: skip
+            raise InputError(
+                f"option(s) {wrong or ['reward domain']} do not apply to the Open Bandit "
+                "Dataset (its columns and binary clicks are fixed); it takes: categorical, item_context"
+            )
+        return import_obd(
+            src,
+            out,
+            item_context_csv=item_context_csv,
+            categorical=cmap.categorical,
+            repair=repair,
+            overwrite=overwrite,
+            encoding=encoding,
+            items=items,
+            extend_items=extend_items,
+        )
     if flavour not in ("csv", "parquet"):
         raise InputError(f"flavour must be 'csv', 'parquet' or 'obd'; got {flavour!r}")
     if "item_context" in given:
@@ -657,12 +716,23 @@ def import_any(
         if items is not None or extend_items:
             given = {*given, "items"}
         if given or domain["kind"] != "binary":
-            raise InputError(f"{src} is a log offrec wrote: its columns, propensities and reward domain "
-                             f"are known; option(s) {sorted(given) or ['reward domain']} do not apply")  # fmt: skip
+            raise InputError(
+                f"{src} is a log offrec wrote: its columns, propensities and reward domain "
+                f"are known; option(s) {sorted(given) or ['reward domain']} do not apply"
+            )
         return import_offrec_log(src, out, repair=repair, overwrite=overwrite)
-    return import_logs(src, out, cmap, repair=repair, claimed_policy=claimed_policy,
-                       overwrite=overwrite, encoding=encoding, reward_domain=domain,
-                       items=items, extend_items=extend_items)  # fmt: skip
+    return import_logs(
+        src,
+        out,
+        cmap,
+        repair=repair,
+        claimed_policy=claimed_policy,
+        overwrite=overwrite,
+        encoding=encoding,
+        reward_domain=domain,
+        items=items,
+        extend_items=extend_items,
+    )
 
 
 def to_obp_bandit_feedback(data: LoggedData) -> dict[str, Any]:

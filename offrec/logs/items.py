@@ -173,9 +173,14 @@ class ItemMap:
 
         if self.ids is None:
             return np.array(
-                [v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < self.size
-                 else -1 for v in distinct], np.int64,
-            )  # fmt: skip
+                [
+                    v
+                    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < self.size
+                    else -1
+                    for v in distinct
+                ],
+                np.int64,
+            )
         index = pd.Index(np.array(self.ids, dtype=object))
         return np.asarray(index.get_indexer(np.array(distinct, dtype=object)), np.int64)
 

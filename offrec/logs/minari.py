@@ -364,14 +364,21 @@ def import_minari(
     meta = json.loads(ds.storage.metadata.get("offrec_metadata", "{}"))
     domain = meta.get("reward_domain")
     data = LoggedData.from_arrays(
-        col["context"], col["action"], col["reward"],
+        col["context"],
+        col["action"],
+        col["reward"],
         col["pscore"] if has_pscore else np.full(n, 1.0 / k),
-        n_actions=k, session_id=col["session_id"], step=col["step"],
-        position=col.get("position"), user_id=col.get("user_id"),
-        terminated=col["terminated"], truncated=col["truncated"],
-        logging_dist=col.get("logging_dist"), true_ctr=col.get("true_ctr"),
+        n_actions=k,
+        session_id=col["session_id"],
+        step=col["step"],
+        position=col.get("position"),
+        user_id=col.get("user_id"),
+        terminated=col["terminated"],
+        truncated=col["truncated"],
+        logging_dist=col.get("logging_dist"),
+        true_ctr=col.get("true_ctr"),
         metadata=meta,
-    )  # fmt: skip
+    )
     if isinstance(domain, str):
         domain = json.loads(domain)
     if isinstance(domain, dict):

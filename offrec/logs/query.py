@@ -38,8 +38,13 @@ def connect(path: str | Path, *, external_access: bool = False) -> duckdb.DuckDB
     return con
 
 
-def _setup(con: duckdb.DuckDBPyConnection, path: str | Path, paths: list[str], files: str,
-           external_access: bool) -> None:  # fmt: skip
+def _setup(
+    con: duckdb.DuckDBPyConnection,
+    path: str | Path,
+    paths: list[str],
+    files: str,
+    external_access: bool,
+) -> None:
     if not external_access:
         con.execute("SET allowed_paths = $1", [paths])
         con.execute("SET enable_external_access = false")

@@ -241,9 +241,15 @@ def key_report(data: LoggedData, parts: list[tuple[str, int]] | None = None) -> 
     session contract) over an in-memory log whose rows came from the part files ``parts``
     (name, rows) in order (one part when not given)."""
     parts = parts or [("", data.n_rows)]
-    arrays = {"session_id": data.session_id, "step": data.step, "position": data.position,
-              "user_id": data.user_id, "action": data.action, "reward": data.reward,
-              "pscore": data.pscore}  # fmt: skip
+    arrays = {
+        "session_id": data.session_id,
+        "step": data.step,
+        "position": data.position,
+        "user_id": data.user_id,
+        "action": data.action,
+        "reward": data.reward,
+        "pscore": data.pscore,
+    }
     kp = KeyPass(session_log=bool(data.n_rows and data.step.max() > 0))
     start = 0
     for name, rows in parts:
@@ -286,17 +292,27 @@ def table_to_logged(table: pa.Table, meta: dict[str, Any], where: str) -> Logged
         pscore=pscore,
         session_id=_np(table, "session_id", np.int64),
         step=_np(table, "step", np.int64),
-        position=_np(table, "position", np.int64) if "position" in table.column_names else np.zeros(n, np.int64),
-        user_id=_np(table, "user_id", np.int64) if "user_id" in table.column_names else np.full(n, -1, np.int64),
-        terminated=_np(table, "terminated", bool) if "terminated" in table.column_names else np.zeros(n, bool),
-        truncated=_np(table, "truncated", bool) if "truncated" in table.column_names else np.zeros(n, bool),
+        position=_np(table, "position", np.int64)
+        if "position" in table.column_names
+        else np.zeros(n, np.int64),
+        user_id=_np(table, "user_id", np.int64)
+        if "user_id" in table.column_names
+        else np.full(n, -1, np.int64),
+        terminated=_np(table, "terminated", bool)
+        if "terminated" in table.column_names
+        else np.zeros(n, bool),
+        truncated=_np(table, "truncated", bool)
+        if "truncated" in table.column_names
+        else np.zeros(n, bool),
         n_actions=n_actions,
         logging_dist=logging_dist,
         true_ctr=true_ctr,
-        pscore_group=_np(table, "pscore_group", np.float64) if "pscore_group" in table.column_names else None,
+        pscore_group=_np(table, "pscore_group", np.float64)
+        if "pscore_group" in table.column_names
+        else None,
         metadata=meta,
         reward_domain=_domain(meta, path),
-    )  # fmt: skip
+    )
     return data
 
 

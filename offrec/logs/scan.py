@@ -111,9 +111,14 @@ def open_log(path: str | Path, *, check_rows: bool = True) -> LogSource:
     if sum(rows) == 0:
         raise InputError(f"log {path} has no rows")
     source = LogSource(
-        str(path), tuple(str(f) for f in files), tuple(rows), columns, max_step,
-        read_metadata(path), _context_dim(files[0]),
-    )  # fmt: skip
+        str(path),
+        tuple(str(f) for f in files),
+        tuple(rows),
+        columns,
+        max_step,
+        read_metadata(path),
+        _context_dim(files[0]),
+    )
     if check_rows:
         stamp = _stamp(files)
         if stamp not in _CLEAN:
@@ -326,8 +331,10 @@ def iter_sessions(
             yield Batch(head, batch.file, batch.file_row, batch.row)
             carry = Batch(
                 batch.data.subset(np.arange(cut, batch.data.n_rows)),
-                batch.file, batch.file_row + cut, batch.row + cut,
-            )  # fmt: skip
+                batch.file,
+                batch.file_row + cut,
+                batch.row + cut,
+            )
         if carry is not None:
             _check_sessions(carry.data, carry)
             yield carry
@@ -353,13 +360,22 @@ def concat(parts: list[LoggedData]) -> LoggedData:
         return None if arrays[0] is None else np.concatenate(arrays)
 
     return LoggedData(
-        context=cat("context"), action=cat("action"), reward=cat("reward"),
-        pscore=cat("pscore"), session_id=cat("session_id"), step=cat("step"),
-        position=cat("position"), user_id=cat("user_id"), terminated=cat("terminated"),
-        truncated=cat("truncated"), n_actions=first.n_actions,
-        logging_dist=cat("logging_dist"), true_ctr=cat("true_ctr"), metadata=first.metadata,
+        context=cat("context"),
+        action=cat("action"),
+        reward=cat("reward"),
+        pscore=cat("pscore"),
+        session_id=cat("session_id"),
+        step=cat("step"),
+        position=cat("position"),
+        user_id=cat("user_id"),
+        terminated=cat("terminated"),
+        truncated=cat("truncated"),
+        n_actions=first.n_actions,
+        logging_dist=cat("logging_dist"),
+        true_ctr=cat("true_ctr"),
+        metadata=first.metadata,
         reward_domain=first.reward_domain,
-    )  # fmt: skip
+    )
 
 
 def read_columns(source: LogSource, columns: Sequence[str] | None = None) -> list[str]:
@@ -414,8 +430,10 @@ def check_log(path: str | Path, batch_size: int = 65_536) -> tuple[bool, list[st
                 for msg in value_problems(data):
                     rule = msg.split(";")[0]  # one message per rule: its first offending row
                     found.setdefault(rule, locate(msg, where, offset, int(starts[i])))
-                kp.add({"session_id": data.session_id, "step": data.step,
-                        "position": data.position}, Path(f).name)  # fmt: skip
+                kp.add(
+                    {"session_id": data.session_id, "step": data.step, "position": data.position},
+                    Path(f).name,
+                )
                 offset += table.num_rows
         except (pa.ArrowInvalid, OSError) as exc:
             return False, [f"cannot read log file {f}: {exc}"]

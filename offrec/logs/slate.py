@@ -42,8 +42,13 @@ class SlateLog:
         """Rows ordered by (session_id, step, position): slates contiguous, slots in order."""
         d = self.data
         order = np.lexsort((d.position, d.step, d.session_id))
-        return SlateLog(d.subset(order), self.pscore_slate[order], self.pscore_cascade[order],
-                        self.slate_size, self.slate)  # fmt: skip
+        return SlateLog(
+            d.subset(order),
+            self.pscore_slate[order],
+            self.pscore_cascade[order],
+            self.slate_size,
+            self.slate,
+        )
 
 
 def read_slate_log(path: str | Path) -> SlateLog:
@@ -97,8 +102,13 @@ def collect_slates(
     start = time.perf_counter()
     root = as_seed_sequence(seed)
     n_chunks = -(-n_slates // chunk_slates)
-    first = sw.log(policy, min(chunk_slates, n_slates), seed=_child(root, 0),
-                   marginal_samples=marginal_samples, marginals=marginals)  # fmt: skip
+    first = sw.log(
+        policy,
+        min(chunk_slates, n_slates),
+        seed=_child(root, 0),
+        marginal_samples=marginal_samples,
+        marginals=marginals,
+    )
     samples = first.propensities.n_samples
     how: Any = "exact" if first.propensities.exact else {"monte_carlo_samples": samples}
     metadata = {

@@ -12,9 +12,12 @@ from offrec.logs.data import LoggedData
 
 
 def check_slate_rows(
-    session_id: np.ndarray, step: np.ndarray, position: np.ndarray, action: np.ndarray,
+    session_id: np.ndarray,
+    step: np.ndarray,
+    position: np.ndarray,
+    action: np.ndarray,
     slate_size: int,
-) -> None:  # fmt: skip
+) -> None:
     """The slate rules: every slate (``session_id``, ``step``) holds positions
     ``0..slate_size-1`` exactly once, and no item twice. Errors name the slate and rule.
     One ``lexsort``; no loop over slates."""

@@ -126,8 +126,9 @@ def collect(
     # Simulation stays in this thread, in order, so the random stream does not change.
     pending: Future[None] | None = None
     n_rows = n_decisions if n_decisions is not None else expected_rows(world, budget)
-    size = estimated_bytes(n_rows, world.obs_dim, world.n_items, logging_dist=logging_dist,
-                           true_ctr=true_ctr)  # fmt: skip
+    size = estimated_bytes(
+        n_rows, world.obs_dim, world.n_items, logging_dist=logging_dist, true_ctr=true_ctr
+    )
     with (
         atomic_dir(out, overwrite=overwrite, kind="dataset", expected_bytes=size) as tmp,
         ThreadPoolExecutor(1) as pool,
@@ -147,8 +148,13 @@ def collect(
                 if n_decisions is not None and rows + len(traj.action) > budget:
                     traj = _cut(traj, budget - rows)
                 group = _group_pscore(policy, traj, world.item_topic) if group_pscores else None
-                table = _to_table(traj, schema, session_offset=sessions, bandit=cfg.horizon == 1,
-                                  pscore_group=group)  # fmt: skip
+                table = _to_table(
+                    traj,
+                    schema,
+                    session_offset=sessions,
+                    bandit=cfg.horizon == 1,
+                    pscore_group=group,
+                )
                 if pending is not None:
                     pending.result()
                 if overlap:
@@ -182,9 +188,12 @@ class PartWriter:
         if self.writer is None or self.rows_in_file >= self.rows_per_file:
             self.close()
             self.writer = pq.ParquetWriter(
-                folder / f"part-{self.n_files:05d}.parquet", self.schema,
-                compression="lz4", use_dictionary=False, write_statistics=["session_id", "step", "action"],
-            )  # fmt: skip
+                folder / f"part-{self.n_files:05d}.parquet",
+                self.schema,
+                compression="lz4",
+                use_dictionary=False,
+                write_statistics=["session_id", "step", "action"],
+            )
             self.n_files += 1
             self.rows_in_file = 0
         self.writer.write_table(table, row_group_size=table.num_rows)
@@ -354,10 +363,20 @@ def write_log(
     for k, v in extra.items():
         if k not in _DERIVED_KEYS and k not in side:
             meta[f"offrec.{k}"] = json.dumps(v)
-    schema = S.log_schema(data.context_dim, data.n_actions, logging_dist=data.logging_dist is not None,
-                          true_ctr=data.true_ctr is not None, metadata=meta)  # fmt: skip
-    size = estimated_bytes(data.n_rows, data.context_dim, data.n_actions,
-                           logging_dist=data.logging_dist is not None, true_ctr=data.true_ctr is not None)  # fmt: skip
+    schema = S.log_schema(
+        data.context_dim,
+        data.n_actions,
+        logging_dist=data.logging_dist is not None,
+        true_ctr=data.true_ctr is not None,
+        metadata=meta,
+    )
+    size = estimated_bytes(
+        data.n_rows,
+        data.context_dim,
+        data.n_actions,
+        logging_dist=data.logging_dist is not None,
+        true_ctr=data.true_ctr is not None,
+    )
     files = PartWriter(schema, rows_per_file)
     with atomic_dir(out, overwrite=overwrite, kind="dataset", expected_bytes=size) as tmp:
         if side:
@@ -430,6 +449,11 @@ def expected_rows(world: World, n_sessions: int) -> int:
 
 
 __all__ = [
-    "CollectSummary", "check_collect_memory", "collect", "estimated_bytes", "expected_rows",
-    "policy_spec", "write_log",
-]  # fmt: skip
+    "CollectSummary",
+    "check_collect_memory",
+    "collect",
+    "estimated_bytes",
+    "expected_rows",
+    "policy_spec",
+    "write_log",
+]

@@ -278,5 +278,13 @@ def _rebuild_logger(metadata: dict[str, Any]) -> Any:
     return logging_policy_from_spec(world, spec)
 
 
-__all__ = ["EMBEDDING_ESTIMATORS", "MIPS", "SNMIPS", "LoggerGroups", "OffCEM",
-           "cluster_items", "logging_group_pscore", "pair_reward_model"]  # fmt: skip
+__all__ = [
+    "EMBEDDING_ESTIMATORS",
+    "MIPS",
+    "SNMIPS",
+    "LoggerGroups",
+    "OffCEM",
+    "cluster_items",
+    "logging_group_pscore",
+    "pair_reward_model",
+]

@@ -155,9 +155,12 @@ class SessionModel:
         s = np.einsum("nd,nd->n", x, self.effect[a])
         rep = (recent == a[:, None]).astype(np.float64)
         return (
-            self.click_b[a] + z @ self.click_beta + np.einsum("nd,nd->n", z, self.click_W[a])
-            + self.click_g[0] * s + rep @ self.click_g[1:]
-        )  # fmt: skip
+            self.click_b[a]
+            + z @ self.click_beta
+            + np.einsum("nd,nd->n", z, self.click_W[a])
+            + self.click_g[0] * s
+            + rep @ self.click_g[1:]
+        )
 
     def leave_prob(
         self, x: np.ndarray, a: np.ndarray, r: np.ndarray, recent: np.ndarray
@@ -166,9 +169,12 @@ class SessionModel:
         s = np.einsum("nd,nd->n", x, self.effect[a])
         rep = (recent == a[:, None]).astype(np.float64)
         logit = (
-            self.leave_c + self._z(x) @ self.leave_eta + self.leave_kappa * r
-            + self.leave_g[0] * s + rep @ self.leave_g[1:]
-        )  # fmt: skip
+            self.leave_c
+            + self._z(x) @ self.leave_eta
+            + self.leave_kappa * r
+            + self.leave_g[0] * s
+            + rep @ self.leave_g[1:]
+        )
         return expit(logit)
 
     def draw_reward(self, q: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -197,9 +203,14 @@ class SessionModel:
 # ------------------------------------------------------------------------------ fitting
 def _lbfgs(params: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor], iters: int) -> None:
     opt = torch.optim.LBFGS(
-        params, lr=1.0, max_iter=iters, history_size=20, line_search_fn="strong_wolfe",
-        tolerance_grad=1e-7, tolerance_change=1e-10,
-    )  # fmt: skip
+        params,
+        lr=1.0,
+        max_iter=iters,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-7,
+        tolerance_change=1e-10,
+    )
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
@@ -211,10 +222,17 @@ def _lbfgs(params: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor], iter
 
 
 def _fit_click(
-    z: np.ndarray, s: np.ndarray, rep: np.ndarray, a: np.ndarray, y: np.ndarray,
-    w: np.ndarray, n_actions: int, l2: float, iters: int = 300,
+    z: np.ndarray,
+    s: np.ndarray,
+    rep: np.ndarray,
+    a: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    n_actions: int,
+    l2: float,
+    iters: int = 300,
     init: tuple[np.ndarray, ...] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Weighted logistic fit of the click model; returns (b, beta, W, g). ``init``
     warm-starts from earlier parameters."""
     d = z.shape[1]
@@ -244,9 +262,15 @@ def _fit_click(
 
 
 def _fit_leave(
-    z: np.ndarray, s: np.ndarray, rep: np.ndarray, r: np.ndarray, y: np.ndarray,
-    w: np.ndarray, iters: int = 200, init: np.ndarray | None = None,
-) -> tuple[float, np.ndarray, float, np.ndarray]:  # fmt: skip
+    z: np.ndarray,
+    s: np.ndarray,
+    rep: np.ndarray,
+    r: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    iters: int = 200,
+    init: np.ndarray | None = None,
+) -> tuple[float, np.ndarray, float, np.ndarray]:
     X = np.hstack([np.ones((z.shape[0], 1)), z, r[:, None], s[:, None], rep])
     Xt, Y, Wt = (torch.as_tensor(v, dtype=torch.float64) for v in (X, y, w))
     theta = torch.zeros(X.shape[1], dtype=torch.float64)
@@ -268,9 +292,13 @@ def _fit_leave(
 
 
 def _held_out_loglik(
-    z: np.ndarray, s: np.ndarray, rep: np.ndarray, a: np.ndarray, y: np.ndarray,
+    z: np.ndarray,
+    s: np.ndarray,
+    rep: np.ndarray,
+    a: np.ndarray,
+    y: np.ndarray,
     params: tuple[np.ndarray, ...],
-) -> float:  # fmt: skip
+) -> float:
     b, beta, W, g = params
     logit = b[a] + z @ beta + np.einsum("nd,nd->n", z, W[a]) + s * g[0] + rep @ g[1:]
     return float(np.mean(y * logit - np.logaddexp(0.0, logit)))
@@ -355,16 +383,28 @@ def fit_session_model(
             best = max(
                 L2_GRID,
                 key=lambda lam: _held_out_loglik(
-                    z[te], s[te], rep[te], a[te], r[te],
+                    z[te],
+                    s[te],
+                    rep[te],
+                    a[te],
+                    r[te],
                     _fit_click(z[tr], s[tr], rep[tr], a[tr], r[tr], w[tr], A, lam),
                 ),
-            )  # fmt: skip
+            )
             click_l2 = float(best)
         ws = warm_start
         b, beta, W, g = _fit_click(
-            z, s, rep, a, r, w, A, click_l2, iters=iters,
+            z,
+            s,
+            rep,
+            a,
+            r,
+            w,
+            A,
+            click_l2,
+            iters=iters,
             init=None if ws is None else (ws.click_b, ws.click_beta, ws.click_W, ws.click_g),
-        )  # fmt: skip
+        )
         phi = 1.0
         if not is_binary(dom):  # dispersion of the bounded reward around its mean
             q = expit(b[a] + z @ beta + np.einsum("nd,nd->n", z, W[a]) + s * g[0] + rep @ g[1:])
@@ -372,10 +412,17 @@ def fit_session_model(
         # 3. leave model on rows that could end by the user's choice
         nt = ~np.asarray(data.truncated, bool)
         lc, eta, kappa, lg = _fit_leave(
-            z[nt], s[nt], rep[nt], r[nt], np.asarray(data.terminated, np.float64)[nt], w[nt],
-            iters=min(iters, 200), init=None if ws is None else np.r_[
-                ws.leave_c, ws.leave_eta, ws.leave_kappa, ws.leave_g],
-        )  # fmt: skip
+            z[nt],
+            s[nt],
+            rep[nt],
+            r[nt],
+            np.asarray(data.terminated, np.float64)[nt],
+            w[nt],
+            iters=min(iters, 200),
+            init=None
+            if ws is None
+            else np.r_[ws.leave_c, ws.leave_eta, ws.leave_kappa, ws.leave_g],
+        )
     # 4. truncation rate per step
     H = st.horizon
     rows_at = np.bincount(st.step, weights=w, minlength=H)
@@ -383,13 +430,28 @@ def fit_session_model(
     trunc = np.divide(trunc_at, rows_at, out=np.ones(H), where=rows_at > 0)
     trunc[-1] = 1.0
     return SessionModel(
-        x_mean=x_mean, x_scale=x_scale, trans=trans, noise_std=noise_std,
-        x_low=x.min(axis=0), x_high=x.max(axis=0), effect=effect, click_b=b, click_beta=beta,
-        click_W=W, click_g=g, leave_c=lc, leave_eta=eta, leave_kappa=kappa, leave_g=lg,
-        trunc_prob=trunc, click_l2=click_l2,
+        x_mean=x_mean,
+        x_scale=x_scale,
+        trans=trans,
+        noise_std=noise_std,
+        x_low=x.min(axis=0),
+        x_high=x.max(axis=0),
+        effect=effect,
+        click_b=b,
+        click_beta=beta,
+        click_W=W,
+        click_g=g,
+        leave_c=lc,
+        leave_eta=eta,
+        leave_kappa=kappa,
+        leave_g=lg,
+        trunc_prob=trunc,
+        click_l2=click_l2,
         r_max=float(max(np.asarray(data.reward).max(initial=0.0), 1e-12)),
-        r_low=low, r_scale=high - low, dispersion=phi,
-    )  # fmt: skip
+        r_low=low,
+        r_scale=high - low,
+        dispersion=phi,
+    )
 
 
 # ------------------------------------------------------------------------------ rollouts

@@ -113,10 +113,14 @@ def session_structure(data: LoggedData, recent: int = RECENT) -> SessionStructur
         prev = row_of[idx.episode[ok], idx.step[ok] - j]
         hist[ok, j - 1] = action[prev]
     return SessionStructure(
-        episode=idx.episode, step=np.asarray(idx.step, np.int64), next_row=next_row,
-        recent=hist, first_row=row_of[:, 0], sessions=np.unique(data.session_id),
+        episode=idx.episode,
+        step=np.asarray(idx.step, np.int64),
+        next_row=next_row,
+        recent=hist,
+        first_row=row_of[:, 0],
+        sessions=np.unique(data.session_id),
         horizon=idx.horizon,
-    )  # fmt: skip
+    )
 
 
 def session_folds(session_id: np.ndarray, n_folds: int, seed: int) -> np.ndarray:

@@ -61,9 +61,16 @@ _PAIRS = {
     "item": ("pscore_item", "evaluation_policy_pscore_item"),
 }
 ARRAYS: tuple[str, ...] = (
-    "slate_id", "position", "reward", "action", "q_hat", "evaluation_policy_action_dist",
-    "session_id", "step", *(name for pair in _PAIRS.values() for name in pair),
-)  # fmt: skip
+    "slate_id",
+    "position",
+    "reward",
+    "action",
+    "q_hat",
+    "evaluation_policy_action_dist",
+    "session_id",
+    "step",
+    *(name for pair in _PAIRS.values() for name in pair),
+)
 """The keyword arrays the slate estimators read (OBP's names, plus ``session_id`` and
 ``step`` for the bootstrap key of logged slates)."""
 
@@ -480,8 +487,15 @@ class SlateEstimator:
         check_interval_options(method, n_bootstrap, alpha, bound)
         terms = self.terms(**arrays)
         assert terms.keys is not None  # asked for (keys=True)
-        return slate_interval(self.parts(terms), terms.keys, method=method,
-                              n_bootstrap=n_bootstrap, alpha=alpha, seed=seed, bound=bound)  # fmt: skip
+        return slate_interval(
+            self.parts(terms),
+            terms.keys,
+            method=method,
+            n_bootstrap=n_bootstrap,
+            alpha=alpha,
+            seed=seed,
+            bound=bound,
+        )
 
     def diagnostics(self, terms: SlateTerms) -> dict[str, float]:
         """Effective sample size :math:`(\\sum w)^2 / \\sum w^2` (the smallest over positions

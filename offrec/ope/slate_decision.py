@@ -116,6 +116,11 @@ def slate_decision(
 
 def _row(policy: str, r: SlateEstimate) -> dict[str, object]:
     return {
-        "policy": policy, "estimator": r.estimator, "value": r.value, "low": r.low,
-        "high": r.high, "ess": r.ess, "warnings": "; ".join(r.warnings),
-    }  # fmt: skip
+        "policy": policy,
+        "estimator": r.estimator,
+        "value": r.value,
+        "low": r.low,
+        "high": r.high,
+        "ess": r.ess,
+        "warnings": "; ".join(r.warnings),
+    }

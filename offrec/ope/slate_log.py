@@ -40,8 +40,17 @@ from offrec.ope.slate import SLATE_ESTIMATORS, SlateParts, make_slate_estimator,
 from offrec.sim.slate import MARGINAL_SAMPLES, MarginalCache, SlatePolicy
 
 _FOLD_SALT = 0x51A7E
-_COLUMNS = ("session_id", "step", "position", "action", "reward", "pscore", "pscore_slate",
-            "pscore_cascade", "context")  # fmt: skip
+_COLUMNS = (
+    "session_id",
+    "step",
+    "position",
+    "action",
+    "reward",
+    "pscore",
+    "pscore_slate",
+    "pscore_cascade",
+    "context",
+)
 
 
 @dataclass(frozen=True)
@@ -88,9 +97,12 @@ def _batches(path: str | Path, batch_rows: int, K: int) -> Any:
 
 
 def _batch_arrays(
-    cols: dict[str, np.ndarray], K: int, target: SlatePolicy, cache: MarginalCache,
+    cols: dict[str, np.ndarray],
+    K: int,
+    target: SlatePolicy,
+    cache: MarginalCache,
     q_table: np.ndarray | None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """OBP-named arrays (see :mod:`offrec.ope.slate`) of one batch of whole slates."""
     check_slate_rows(cols["session_id"], cols["step"], cols["position"], cols["action"], K)
     order = np.lexsort((cols["position"], cols["step"], cols["session_id"]))
@@ -103,13 +115,19 @@ def _batch_arrays(
     marg = cache.get(obs)
     item = marg[np.arange(n)[:, None], np.arange(K)[None, :], slates]
     arrays = {
-        "slate_id": np.repeat(np.arange(n), K), "position": cols["position"].astype(np.int64),
-        "reward": cols["reward"].astype(np.float64), "action": cols["action"].astype(np.int64),
-        "session_id": cols["session_id"].astype(np.int64), "step": cols["step"].astype(np.int64),
-        "pscore": cols["pscore_slate"], "evaluation_policy_pscore": np.repeat(casc[:, -1], K),
-        "pscore_item_position": cols["pscore"], "evaluation_policy_pscore_item_position": item.ravel(),
-        "pscore_cascade": cols["pscore_cascade"], "evaluation_policy_pscore_cascade": casc.ravel(),
-    }  # fmt: skip
+        "slate_id": np.repeat(np.arange(n), K),
+        "position": cols["position"].astype(np.int64),
+        "reward": cols["reward"].astype(np.float64),
+        "action": cols["action"].astype(np.int64),
+        "session_id": cols["session_id"].astype(np.int64),
+        "step": cols["step"].astype(np.int64),
+        "pscore": cols["pscore_slate"],
+        "evaluation_policy_pscore": np.repeat(casc[:, -1], K),
+        "pscore_item_position": cols["pscore"],
+        "evaluation_policy_pscore_item_position": item.ravel(),
+        "pscore_cascade": cols["pscore_cascade"],
+        "evaluation_policy_pscore_cascade": casc.ravel(),
+    }
     if q_table is not None:
         # fold of each slate: its cross-fitted table is the other fold's
         fold = (
@@ -123,8 +141,9 @@ def _batch_arrays(
     return arrays
 
 
-def fit_position_item_table(path: str | Path, K: int, n_items: int, batch_rows: int,
-                            prior: float = 10.0) -> np.ndarray:  # fmt: skip
+def fit_position_item_table(
+    path: str | Path, K: int, n_items: int, batch_rows: int, prior: float = 10.0
+) -> np.ndarray:
     """Per fold (2, by a hash of the slate key), the mean reward of each item at each rank,
     shrunk toward the rank's mean with ``prior`` pseudo-observations, (2, K, n_items)."""
     sums = np.zeros((2, K, n_items))
@@ -231,7 +250,7 @@ def evaluate_slates(
                 max_w[j],
                 n_slates,
                 _warnings(est.name, ess, n_slates),
-            )  # fmt: skip
+            )
         )
     return out
 

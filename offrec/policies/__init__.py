@@ -24,7 +24,18 @@ from offrec.policies.persist import load_policy, save_policy
 
 __all__ = ["BasePolicy", "Head", "Policy", "ScorePolicy", "UniformPolicy", "sample_from_dist"]
 __all__ += [
-    "UCB1", "BanditLearner", "BernoulliTS", "EpsilonGreedy", "IPWLearner", "LearningCurve",
-    "LinTS", "LinUCB", "LogisticEpsilonGreedy", "RewardModelGreedy", "fit_logged",
-    "load_policy", "run_online", "save_policy",
-]  # fmt: skip
+    "UCB1",
+    "BanditLearner",
+    "BernoulliTS",
+    "EpsilonGreedy",
+    "IPWLearner",
+    "LearningCurve",
+    "LinTS",
+    "LinUCB",
+    "LogisticEpsilonGreedy",
+    "RewardModelGreedy",
+    "fit_logged",
+    "load_policy",
+    "run_online",
+    "save_policy",
+]

@@ -168,9 +168,13 @@ def fit_logged(
     weight = None
     if ipw:
         x, a_arr, _, _ = check_feedback(
-            context, a, r, None, n_actions=learner.n_actions,
+            context,
+            a,
+            r,
+            None,
+            n_actions=learner.n_actions,
             context_dim=learner.context_dim if learner.contextual else None,
-        )  # fmt: skip
+        )
         weight = ipw_weights(a_arr, p, learner.n_actions, clip)
     if batch_size is None:
         return learner.fit(context, a_arr, r, weight)
@@ -183,7 +187,9 @@ def fit_logged(
     for lo in range(0, n, batch_size):
         sl = slice(lo, lo + batch_size)
         learner.partial_fit(
-            None if ctx is None else ctx[sl], a_arr[sl], r_arr[sl],
+            None if ctx is None else ctx[sl],
+            a_arr[sl],
+            r_arr[sl],
             None if weight is None else weight[sl],
-        )  # fmt: skip
+        )
     return learner

@@ -216,9 +216,15 @@ class RewardModelGreedy(_OfflinePolicy):
         self.item_map = getattr(data, "item_map", None)  # a LoggedData's items travel along
         self._sizes_from(context, a)
         x, a_arr, r_arr, _ = check_feedback(
-            context, a, r, None, n_actions=self.n_actions, context_dim=self.context_dim,
-            reward_range=(0.0, 1.0), who=" for a reward model",
-        )  # fmt: skip
+            context,
+            a,
+            r,
+            None,
+            n_actions=self.n_actions,
+            context_dim=self.context_dim,
+            reward_range=(0.0, 1.0),
+            who=" for a reward model",
+        )
         # rewards are clicks, or a bounded reward now on the unit scale
         unit = None if is_binary(domain) else {"kind": "continuous", "low": 0.0, "high": 1.0}
         assert x is not None and self.context_dim is not None
@@ -262,10 +268,14 @@ class RewardModelGreedy(_OfflinePolicy):
 
     def get_params(self) -> dict[str, Any]:
         return {
-            "model": self.model, "head": self.head.to_dict(), "n_actions": self.n_actions,
-            "context_dim": self.context_dim, "C": self.C, "weighting": self.weighting,
+            "model": self.model,
+            "head": self.head.to_dict(),
+            "n_actions": self.n_actions,
+            "context_dim": self.context_dim,
+            "C": self.C,
+            "weighting": self.weighting,
             "seed": self.seed,
-        }  # fmt: skip
+        }
 
     def _state(self) -> dict[str, np.ndarray]:
         if self._gbm is not None:
@@ -366,9 +376,15 @@ class IPWLearner(_OfflinePolicy):
         self.item_map = getattr(data, "item_map", None)
         self._sizes_from(context, a)
         x, a_arr, r_arr, _ = check_feedback(
-            context, a, r, None, n_actions=self.n_actions, context_dim=self.context_dim,
-            reward_range=(0.0, np.inf), who=" for IPWLearner",
-        )  # fmt: skip
+            context,
+            a,
+            r,
+            None,
+            n_actions=self.n_actions,
+            context_dim=self.context_dim,
+            reward_range=(0.0, np.inf),
+            who=" for IPWLearner",
+        )
         assert x is not None
         p_arr = check_pscore(p, a_arr.shape[0])
         w = r_arr / p_arr
@@ -412,10 +428,13 @@ class IPWLearner(_OfflinePolicy):
 
     def get_params(self) -> dict[str, Any]:
         return {
-            "head": self.head.to_dict(), "n_actions": self.n_actions,
-            "context_dim": self.context_dim, "C": self.C, "clip": self.clip,
+            "head": self.head.to_dict(),
+            "n_actions": self.n_actions,
+            "context_dim": self.context_dim,
+            "C": self.C,
+            "clip": self.clip,
             "max_iter": self.max_iter,
-        }  # fmt: skip
+        }
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"coef": self.coef.copy(), "intercept": self.intercept.copy()}

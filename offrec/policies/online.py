@@ -243,10 +243,17 @@ def run_online(
     seconds = time.perf_counter() - start
     spec = learner.spec() if callable(getattr(learner, "spec", None)) else {}
     return LearningCurve(
-        decisions=decisions, clicks=clicks, expected_clicks=expected, oracle_clicks=oracle,
-        window=window, batch_size=batch_size, seed=seed_int, learner=spec, seconds=seconds,
+        decisions=decisions,
+        clicks=clicks,
+        expected_clicks=expected,
+        oracle_clicks=oracle,
+        window=window,
+        batch_size=batch_size,
+        seed=seed_int,
+        learner=spec,
+        seconds=seconds,
         learner_seconds=learner_time,
-    )  # fmt: skip
+    )
 
 
 _BATCH_FIELDS = ("user", "step", "fatigue", "recent", "last_click")
@@ -297,23 +304,34 @@ class ValueCurve:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "interactions": self.interactions.tolist(), "value": self.value.tolist(),
-            "stderr": self.stderr.tolist(), "metric": self.metric, "seconds": self.seconds,
+            "interactions": self.interactions.tolist(),
+            "value": self.value.tolist(),
+            "stderr": self.stderr.tolist(),
+            "metric": self.metric,
+            "seconds": self.seconds,
             "learner": self.learner,
-        }  # fmt: skip
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ValueCurve:
         return cls(
-            data["interactions"], data["value"], data["stderr"], str(data["metric"]),
-            float(data.get("seconds", 0.0)), dict(data.get("learner", {})),
-        )  # fmt: skip
+            data["interactions"],
+            data["value"],
+            data["stderr"],
+            str(data["metric"]),
+            float(data.get("seconds", 0.0)),
+            dict(data.get("learner", {})),
+        )
 
 
 def session_stats(
-    world: Any, policy: Any, *, n_sessions: int = 20_000, seed: SeedLike = 0,
+    world: Any,
+    policy: Any,
+    *,
+    n_sessions: int = 20_000,
+    seed: SeedLike = 0,
     chunk_size: int = 10_000,
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     """CTR, clicks per session and session length of ``policy`` in ``world``, with standard errors.
 
     Session mode: Monte-Carlo over ``n_sessions`` sessions, drawn exactly as
@@ -331,10 +349,15 @@ def session_stats(
     if world.config.horizon == 1:
         v = world.true_value(policy).value
         return {
-            "ctr": v, "ctr_se": 0.0, "clicks_per_session": v, "clicks_per_session_se": 0.0,
-            "session_length": 1.0, "session_length_se": 0.0, "n_sessions": world.config.n_users,
+            "ctr": v,
+            "ctr_se": 0.0,
+            "clicks_per_session": v,
+            "clicks_per_session_se": 0.0,
+            "session_length": 1.0,
+            "session_length_se": 0.0,
+            "n_sessions": world.config.n_users,
             "exact": True,
-        }  # fmt: skip
+        }
     check_scalar(n_sessions, "n_sessions", int, min=2)
     rng = as_generator(seed)
     clicks, lengths = [], []

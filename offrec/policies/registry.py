@@ -39,8 +39,14 @@ from offrec.policies.offline import IPWLearner, RewardModelGreedy
 __all__ = ["BANDIT_LEARNERS", "LEARNERS", "OFFLINE_LEARNERS", "make_learner"]
 
 _BANDITS: tuple[type[BanditLearner], ...] = (
-    EpsilonGreedy, UCB1, BernoulliTS, LinUCB, LinTS, LogisticEpsilonGreedy, HybridLinear,
-)  # fmt: skip
+    EpsilonGreedy,
+    UCB1,
+    BernoulliTS,
+    LinUCB,
+    LinTS,
+    LogisticEpsilonGreedy,
+    HybridLinear,
+)
 _OFFLINE: tuple[type[Any], ...] = (RewardModelGreedy, IPWLearner)
 
 #: every learner of this package: name -> class (bandit learners first, then offline ones)

@@ -63,8 +63,12 @@ class Retriever:
         )
         # the cache: sorted keys, queries, items, scores; replaced as one tuple under the
         # lock, so a reader (another engine thread) always sees one consistent snapshot
-        self._cache = (np.zeros(0, np.uint64), np.zeros((0, p), np.float32),
-                       np.zeros((0, m), np.int32), np.zeros((0, m), np.float32))  # fmt: skip
+        self._cache = (
+            np.zeros(0, np.uint64),
+            np.zeros((0, p), np.float32),
+            np.zeros((0, m), np.int32),
+            np.zeros((0, m), np.float32),
+        )
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:  # picklable (Ray): the lock is not
@@ -154,8 +158,9 @@ class Retriever:
                         new_i[r, slot], new_s[r, slot] = c + a0, s[r, c]
                         best_i, best_s = _top_by_score(
                             np.concatenate([best_i, new_i], axis=1),
-                            np.concatenate([best_s, new_s], axis=1), m,
-                        )  # fmt: skip
+                            np.concatenate([best_s, new_s], axis=1),
+                            m,
+                        )
                     tau = best_s[:, -1]
                 if best_i is None or best_s is None:  # pragma: no cover - n_items >= 1
                     raise InputError("the catalog is empty")
@@ -169,8 +174,10 @@ def _top_by_score(ids: np.ndarray, scores: np.ndarray, m: int) -> tuple[np.ndarr
     """Per row, the ``m`` entries of highest score (ties: smaller id first), in that order:
     ids (r, m) int64 and scores (r, m) float32."""
     order = np.lexsort((ids, -scores), axis=1)[:, :m]
-    return (np.take_along_axis(np.asarray(ids, np.int64), order, axis=1),
-            np.take_along_axis(scores, order, axis=1))  # fmt: skip
+    return (
+        np.take_along_axis(np.asarray(ids, np.int64), order, axis=1),
+        np.take_along_axis(scores, order, axis=1),
+    )
 
 
 __all__ = ["CACHE_BYTES", "Retriever"]

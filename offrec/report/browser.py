@@ -34,10 +34,17 @@ CHROMIUM_NAMES: tuple[str, ...] = ("chromium", "chromium-browser", "google-chrom
 """Executables tried, in order, after the ``OFFREC_CHROMIUM`` environment variable."""
 
 FLAGS: tuple[str, ...] = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--hide-scrollbars", "--force-device-scale-factor=1",
-)  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
+)
 
 _PROBE = """
 <script>
@@ -153,10 +160,15 @@ def check_report(
         probe_path.write_text(probed, encoding="utf-8")
         dom = _run(
             exe,
-            [f"--window-size={width},1000", "--virtual-time-budget=10000", "--dump-dom",
-             probe_path.as_uri()],
-            str(Path(tmp) / "profile1"), timeout,
-        )  # fmt: skip
+            [
+                f"--window-size={width},1000",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                probe_path.as_uri(),
+            ],
+            str(Path(tmp) / "profile1"),
+            timeout,
+        )
         m = re.search(r'<pre id="offrec-check">(.*?)</pre>', dom, re.S)
         if m is None:
             raise BrowserUnavailable("chromium returned a DOM without the check results")
@@ -170,17 +182,25 @@ def check_report(
             height = min(int(res["page_height"]), max_height)
             _run(
                 exe,
-                [f"--window-size={width},{height}", "--virtual-time-budget=10000",
-                 f"--screenshot={shot.resolve()}", html_path.resolve().as_uri()],
-                str(Path(tmp) / "profile2"), timeout,
-            )  # fmt: skip
+                [
+                    f"--window-size={width},{height}",
+                    "--virtual-time-budget=10000",
+                    f"--screenshot={shot.resolve()}",
+                    html_path.resolve().as_uri(),
+                ],
+                str(Path(tmp) / "profile2"),
+                timeout,
+            )
             if not shot.is_file():
                 raise BrowserUnavailable(f"chromium did not write the screenshot {shot}")
     check = BrowserCheck(
-        viewport_width=int(res["viewport_width"]), scroll_width=int(res["scroll_width"]),
-        page_height=int(res["page_height"]), images=list(res["images"]),
-        overflowing=list(res["overflowing"]), screenshot=shot,
-    )  # fmt: skip
+        viewport_width=int(res["viewport_width"]),
+        scroll_width=int(res["scroll_width"]),
+        page_height=int(res["page_height"]),
+        images=list(res["images"]),
+        overflowing=list(res["overflowing"]),
+        screenshot=shot,
+    )
     bad = [i["alt"] for i in check.images if not i["natural_width"]]
     if bad:
         check.problems.append(f"{len(bad)} image(s) did not decode: {bad}")
@@ -212,8 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: {exc}")
         return 2
     n = len(check.images)
-    print(f"{n} images, all decoded" if n and not any(not i["natural_width"] for i in check.images)
-          else f"{n} images")  # fmt: skip
+    print(
+        f"{n} images, all decoded"
+        if n and not any(not i["natural_width"] for i in check.images)
+        else f"{n} images"
+    )
     for p in check.problems:
         print("problem:", p)
     if check.screenshot:

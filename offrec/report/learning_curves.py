@@ -89,9 +89,13 @@ def plot_training_curve(
     if has_eval:
         ax = axes[2]
         ax.errorbar(
-            curve.eval_steps, curve.eval_value, yerr=1.96 * curve.eval_stderr,
-            marker="o", capsize=3, color="tab:green",
-        )  # fmt: skip
+            curve.eval_steps,
+            curve.eval_value,
+            yerr=1.96 * curve.eval_stderr,
+            marker="o",
+            capsize=3,
+            color="tab:green",
+        )
         ax.set_xlabel("gradient step")
         ax.set_ylabel("true clicks per session (online)")
         ax.set_title("greedy policy in the world (95% CI)")
@@ -179,16 +183,34 @@ def plot_value_curves(
     ax = fig.subplots()
     styles = ["--", ":", "-."]
     for i, (label, value) in enumerate((references or {}).items()):
-        ax.axhline(value, color=f"{0.15 + 0.2 * (i % 3):.2f}", ls=styles[i % 3], lw=1.3,
-                   label=f"{label} ({value:.3f})")  # fmt: skip
+        ax.axhline(
+            value,
+            color=f"{0.15 + 0.2 * (i % 3):.2f}",
+            ls=styles[i % 3],
+            lw=1.3,
+            label=f"{label} ({value:.3f})",
+        )
     for name, c in curves.items():
         (line,) = ax.plot(c.interactions, c.value, lw=1.8, marker=".", label=name)
-        ax.fill_between(c.interactions, c.value - 2 * c.stderr, c.value + 2 * c.stderr,
-                        color=line.get_color(), alpha=0.15, lw=0)  # fmt: skip
+        ax.fill_between(
+            c.interactions,
+            c.value - 2 * c.stderr,
+            c.value + 2 * c.stderr,
+            color=line.get_color(),
+            alpha=0.15,
+            lw=0,
+        )
     markers = ["D", "s", "^", "v", "P"]
     for i, (name, (x, v, se)) in enumerate((points or {}).items()):
-        ax.errorbar([x], [v], yerr=[2 * se], fmt=markers[i % len(markers)], ms=8, capsize=4,
-                    label=f"{name} ({x:,.0f} logged decisions)")  # fmt: skip
+        ax.errorbar(
+            [x],
+            [v],
+            yerr=[2 * se],
+            fmt=markers[i % len(markers)],
+            ms=8,
+            capsize=4,
+            label=f"{name} ({x:,.0f} logged decisions)",
+        )
     ax.set_xlabel("interactions with users (online: live decisions; offline: logged decisions)")
     ax.set_ylabel(f"true {metric} of the deployable policy")
     ax.set_ylim(bottom=0)
@@ -222,8 +244,12 @@ def save_online_runs(
     with atomic_dir(out, overwrite=overwrite) as tmp:
         payload = {"runs": {k: r.to_dict() for k, r in runs.items()}, "references": references}
         (tmp / "curves.json").write_text(json.dumps(payload))
-        plot_value_curves({k: r.curve for k, r in runs.items()}, tmp / "value_curves.png",
-                          references=references, title=title)  # fmt: skip
+        plot_value_curves(
+            {k: r.curve for k, r in runs.items()},
+            tmp / "value_curves.png",
+            references=references,
+            title=title,
+        )
         bandit = {k: r.bandit_curve for k, r in runs.items() if r.bandit_curve is not None}
         if bandit:
             plot_learning_curves(bandit, tmp / "learning_curves.png")

@@ -68,17 +68,33 @@ def plot_value_bars(table: pd.DataFrame, path: str | Path, *, value_label: str =
         t = table.drop_duplicates("policy")
         t = t.set_index(t["policy"].astype(str)).reindex(policies)
         se = t["truth_stderr"].fillna(0).to_numpy(float) if "truth_stderr" in t else 0.0
-        ax.barh(y0 + 0.4 - step / 2, t["truth"].to_numpy(float), height=step * 0.9,
-                xerr=1.96 * se, color="#BBBBBB", edgecolor="black", lw=0.6,
-                label="true online value", capsize=2)  # fmt: skip
+        ax.barh(
+            y0 + 0.4 - step / 2,
+            t["truth"].to_numpy(float),
+            height=step * 0.9,
+            xerr=1.96 * se,
+            color="#BBBBBB",
+            edgecolor="black",
+            lw=0.6,
+            label="true online value",
+            capsize=2,
+        )
     for j, est in enumerate(estimators):
         sub = table[table["estimator"].astype(str) == est].copy()
         sub.index = sub["policy"].astype(str)
         sub = sub.reindex(policies)
         err = np.vstack([sub["value"] - sub["low"], sub["high"] - sub["value"]])
-        ax.errorbar(sub["value"], y0 + 0.4 - (j + 1 + int(has_truth) - 0.5) * step,
-                    xerr=np.clip(np.nan_to_num(err), 0, None), fmt=MARKERS[j % len(MARKERS)],
-                    color=PALETTE[j % len(PALETTE)], ms=5, capsize=2, lw=1.2, label=est)  # fmt: skip
+        ax.errorbar(
+            sub["value"],
+            y0 + 0.4 - (j + 1 + int(has_truth) - 0.5) * step,
+            xerr=np.clip(np.nan_to_num(err), 0, None),
+            fmt=MARKERS[j % len(MARKERS)],
+            color=PALETTE[j % len(PALETTE)],
+            ms=5,
+            capsize=2,
+            lw=1.2,
+            label=est,
+        )
     ax.set_yticks(y0, policies)
     ax.set_ylim(-0.6, len(policies) - 0.4)
     ax.set_xlabel(f"{value_label} (estimate with 95% interval; bar: true online value)")
@@ -86,8 +102,13 @@ def plot_value_bars(table: pd.DataFrame, path: str | Path, *, value_label: str =
     for y in y0[:-1]:
         ax.axhline(y - 0.5, color="#DDDDDD", lw=0.8)
     ax.grid(axis="x", alpha=0.3)
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=min(5, k),
-               fontsize=8, frameon=False)  # fmt: skip
+    fig.legend(
+        *ax.get_legend_handles_labels(),
+        loc="outside lower center",
+        ncol=min(5, k),
+        fontsize=8,
+        frameon=False,
+    )
     return _save(fig, path)
 
 
@@ -116,9 +137,16 @@ def plot_estimate_vs_truth(
         sub = table[table["estimator"].astype(str) == est]
         err = np.vstack([sub["value"] - sub["low"], sub["high"] - sub["value"]])
         ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=0.8)
-        ax.errorbar(sub["truth"], sub["value"], yerr=np.clip(np.nan_to_num(err), 0, None),
-                    fmt=MARKERS[j % len(MARKERS)], color=PALETTE[j % len(PALETTE)],
-                    capsize=2, ms=4, lw=1)  # fmt: skip
+        ax.errorbar(
+            sub["truth"],
+            sub["value"],
+            yerr=np.clip(np.nan_to_num(err), 0, None),
+            fmt=MARKERS[j % len(MARKERS)],
+            color=PALETTE[j % len(PALETTE)],
+            capsize=2,
+            ms=4,
+            lw=1,
+        )
         covered = int(((sub["low"] <= sub["truth"]) & (sub["truth"] <= sub["high"])).sum())
         ax.set_title(f"{est}: {covered}/{len(sub)} cover", fontsize=9)
         ax.grid(alpha=0.3)

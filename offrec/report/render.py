@@ -111,9 +111,13 @@ def markdown_table(df: pd.DataFrame) -> str:
     num = [_numeric(df[c]) for c in df.columns]
     sep = "|" + "|".join("---:" if n else "---" for n in num) + "|"
     rows = [
-        "| " + " | ".join(cell(v, str(c)).replace("|", "\\|") for v, c in zip(row, df.columns, strict=True)) + " |"
+        "| "
+        + " | ".join(
+            cell(v, str(c)).replace("|", "\\|") for v, c in zip(row, df.columns, strict=True)
+        )
+        + " |"
         for row in df.itertuples(index=False)
-    ]  # fmt: skip
+    ]
     return "\n".join([head, sep, *rows])
 
 
@@ -250,9 +254,9 @@ def write_report(
                     else ""
                 )
                 body_html.append(
-                    f"<h3>{html.escape(block.title)}</h3><figure><img alt=\"{html.escape(block.title)}\" "
+                    f'<h3>{html.escape(block.title)}</h3><figure><img alt="{html.escape(block.title)}" '
                     f'src="data:image/png;base64,{data}">{cap}</figure>'
-                )  # fmt: skip
+                )
             else:
                 md += _text_md(block)
                 body_html.append(_text_html(block))

@@ -108,8 +108,9 @@ class RewardModel:
         declared domain (default clicks; a continuous one is fitted as a fractional
         response, module docstring).
         """
-        data = _Data.make(context, action, reward, pscore, position, n_actions, self.weighting,
-                          reward_domain)  # fmt: skip
+        data = _Data.make(
+            context, action, reward, pscore, position, n_actions, self.weighting, reward_domain
+        )
         return self._fit_rows(data, np.arange(data.n), self._seeds()[0])
 
     def fit_predict(
@@ -131,8 +132,9 @@ class RewardModel:
         position.max() + 1``); row ``i`` is predicted by the model of its fold,
         trained without it.
         """
-        data = _Data.make(context, action, reward, pscore, position, n_actions, self.weighting,
-                          reward_domain)  # fmt: skip
+        data = _Data.make(
+            context, action, reward, pscore, position, n_actions, self.weighting, reward_domain
+        )
         if data.n < self.n_folds:
             raise InputError(
                 f"cross-fitting needs at least n_folds={self.n_folds} rows; got {data.n}"

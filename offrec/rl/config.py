@@ -21,11 +21,26 @@ from offrec.core.validation import check_scalar
 from offrec.rl.algos import ALGOS
 
 __all__ = [
-    "ALGOS", "ALGO_CONFIGS", "BCQConfig", "CQLConfig", "DQNConfig", "DoubleDQNConfig",
-    "MATMUL_PRECISIONS", "QLearningConfig", "RLConfig", "RuntimeConfig", "SAMPLERS",
-    "algo_params", "build_algo", "deterministic", "fused_adam_factory_class",
-    "matmul_precision", "other_algo_params", "seeded", "threads",
-]  # fmt: skip
+    "ALGOS",
+    "ALGO_CONFIGS",
+    "BCQConfig",
+    "CQLConfig",
+    "DQNConfig",
+    "DoubleDQNConfig",
+    "MATMUL_PRECISIONS",
+    "QLearningConfig",
+    "RLConfig",
+    "RuntimeConfig",
+    "SAMPLERS",
+    "algo_params",
+    "build_algo",
+    "deterministic",
+    "fused_adam_factory_class",
+    "matmul_precision",
+    "other_algo_params",
+    "seeded",
+    "threads",
+]
 
 SAMPLERS = ("vectorized", "default")
 MATMUL_PRECISIONS = ("highest", "high", "medium")
@@ -246,10 +261,17 @@ class RLConfig(ConfigCodec):
                     f"RLConfig.{name} must be true or false; got {getattr(self, name)!r}"
                 )
         ints = {
-            "n_steps": 1, "batch_size": 1, "target_update_interval": 1, "n_critics": 1,
-            "seed": 0, "n_threads": 1, "log_every": 1, "eval_every": 0, "eval_sessions": 2,
+            "n_steps": 1,
+            "batch_size": 1,
+            "target_update_interval": 1,
+            "n_critics": 1,
+            "seed": 0,
+            "n_threads": 1,
+            "log_every": 1,
+            "eval_every": 0,
+            "eval_sessions": 2,
             "eval_seed": 0,
-        }  # fmt: skip
+        }
         for name, low in ints.items():
             check_scalar(getattr(self, name), f"RLConfig.{name}", int, min=low)
         check_scalar(
@@ -258,9 +280,13 @@ class RLConfig(ConfigCodec):
         check_scalar(self.gamma, "RLConfig.gamma", float, min=0.0, max=1.0)
         check_scalar(self.alpha, "RLConfig.alpha", float, min=0.0)
         check_scalar(
-            self.bcq_threshold, "RLConfig.bcq_threshold", float, min=0.0, max=1.0,
+            self.bcq_threshold,
+            "RLConfig.bcq_threshold",
+            float,
+            min=0.0,
+            max=1.0,
             min_inclusive=False,
-        )  # fmt: skip
+        )
         if not isinstance(self.hidden_units, tuple) or not self.hidden_units:
             raise InputError(
                 f"RLConfig.hidden_units must be a non-empty list of ints; got {self.hidden_units!r}"

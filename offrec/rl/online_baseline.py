@@ -29,10 +29,19 @@ from offrec.policies.registry import BANDIT_LEARNERS, LEARNERS, make_learner
 from offrec.rl.config import threads
 
 __all__ = [
-    "ONLINE_LEARNERS", "MissingDependencyError", "OnlineConfig", "OnlineResult", "OnlineRun",
-    "SB3Policy", "compare_online", "learn_online", "load_sb3_policy", "online_references",
-    "require_sb3", "train_online",
-]  # fmt: skip
+    "ONLINE_LEARNERS",
+    "MissingDependencyError",
+    "OnlineConfig",
+    "OnlineResult",
+    "OnlineRun",
+    "SB3Policy",
+    "compare_online",
+    "learn_online",
+    "load_sb3_policy",
+    "online_references",
+    "require_sb3",
+    "train_online",
+]
 
 ONLINE_ALGOS = ("ppo", "dqn")
 #: everything that learns by interacting with the world: bandit learners and SB3 agents
@@ -89,9 +98,14 @@ class OnlineConfig(ConfigCodec):
                 f"OnlineConfig.algo must be one of {list(ONLINE_ALGOS)}; got {self.algo!r}"
             )
         for name, low in {
-            "total_timesteps": 1, "n_envs": 1, "seed": 0, "n_threads": 1, "eval_every": 1,
-            "eval_sessions": 2, "eval_seed": 0,
-        }.items():  # fmt: skip
+            "total_timesteps": 1,
+            "n_envs": 1,
+            "seed": 0,
+            "n_threads": 1,
+            "eval_every": 1,
+            "eval_sessions": 2,
+            "eval_seed": 0,
+        }.items():
             check_scalar(getattr(self, name), f"OnlineConfig.{name}", int, min=low)
         check_scalar(
             self.learning_rate, "OnlineConfig.learning_rate", float, min=0.0, min_inclusive=False
@@ -212,29 +226,44 @@ def train_online(
         raise InputError("world must be built with an int seed so the env can rebuild it")
     n_envs = config.n_envs if config.algo == "ppo" else 1
     env = make_vec_env(
-        RecommenderEnv, n_envs=n_envs, seed=config.seed,
+        RecommenderEnv,
+        n_envs=n_envs,
+        seed=config.seed,
         env_kwargs={"config": world.config, "world_seed": world.seed},
-    )  # fmt: skip
+    )
     arch = list(config.hidden_units)
     common: dict[str, Any] = {
-        "learning_rate": config.learning_rate, "gamma": config.gamma, "seed": config.seed,
-        "verbose": 0, "device": "cpu",
-    }  # fmt: skip
+        "learning_rate": config.learning_rate,
+        "gamma": config.gamma,
+        "seed": config.seed,
+        "verbose": 0,
+        "device": "cpu",
+    }
     steps: list[int] = []
     values: list[float] = []
     ses: list[float] = []
     with threads(config.n_threads):
         if config.algo == "ppo":
             model = sb3.PPO(
-                "MlpPolicy", env, n_steps=max(8, 2048 // n_envs), batch_size=256,
-                policy_kwargs={"net_arch": arch}, **common,
-            )  # fmt: skip
+                "MlpPolicy",
+                env,
+                n_steps=max(8, 2048 // n_envs),
+                batch_size=256,
+                policy_kwargs={"net_arch": arch},
+                **common,
+            )
         else:
             model = sb3.DQN(
-                "MlpPolicy", env, buffer_size=100_000, learning_starts=1_000, batch_size=256,
-                target_update_interval=1_000, exploration_fraction=0.3,
-                policy_kwargs={"net_arch": arch}, **common,
-            )  # fmt: skip
+                "MlpPolicy",
+                env,
+                buffer_size=100_000,
+                learning_starts=1_000,
+                batch_size=256,
+                target_update_interval=1_000,
+                exploration_fraction=0.3,
+                policy_kwargs={"net_arch": arch},
+                **common,
+            )
         # a logger with no outputs: SB3's default makes an "SB3-<date>" folder in the
         # system temp directory on every run (quiet library: nothing written unasked)
         from stable_baselines3.common.logger import Logger
@@ -337,13 +366,26 @@ def learn_online(
     metric = "CTR" if world.config.horizon == 1 else "clicks per session"
     if learner in ONLINE_ALGOS:
         require_sb3()
-        cfg = OnlineConfig.from_dict({
-            "seed": seed, "eval_every": every, "eval_sessions": eval_sessions,
-            "eval_seed": eval_seed, **params, "algo": learner, "total_timesteps": n_steps,
-        })  # fmt: skip
+        cfg = OnlineConfig.from_dict(
+            {
+                "seed": seed,
+                "eval_every": every,
+                "eval_sessions": eval_sessions,
+                "eval_seed": eval_seed,
+                **params,
+                "algo": learner,
+                "total_timesteps": n_steps,
+            }
+        )
         res = train_online(world, cfg, progress)
-        curve = ValueCurve(res.timesteps, res.value, res.stderr, metric, res.seconds,
-                           {"type": "sb3", **cfg.to_dict()})  # fmt: skip
+        curve = ValueCurve(
+            res.timesteps,
+            res.value,
+            res.stderr,
+            metric,
+            res.seconds,
+            {"type": "sb3", **cfg.to_dict()},
+        )
         return OnlineRun(learner, res.policy, curve)
 
     bandit = make_learner(learner, world.n_items, world.obs_dim, **params)
@@ -366,8 +408,9 @@ def learn_online(
     tic = time.perf_counter()
     run = run_online(world, bandit, n_steps, batch_size, seed=seed, on_round=measure)
     seconds = time.perf_counter() - tic
-    curve = ValueCurve(np.asarray(steps), np.asarray(values), np.asarray(ses), metric, seconds,
-                       bandit.spec())  # fmt: skip
+    curve = ValueCurve(
+        np.asarray(steps), np.asarray(values), np.asarray(ses), metric, seconds, bandit.spec()
+    )
     return OnlineRun(learner, bandit.exploit(), curve, run)
 
 
@@ -398,8 +441,9 @@ def compare_online(
     runs = {}
     for name in learners:
         tick = None if progress is None else (lambda t, n=name: progress(n, t))
-        runs[name] = learn_online(world, name, n_steps, params=params.get(name), progress=tick,
-                                  **kwargs)  # fmt: skip
+        runs[name] = learn_online(
+            world, name, n_steps, params=params.get(name), progress=tick, **kwargs
+        )
     return runs
 
 
@@ -408,8 +452,11 @@ def online_references(world: Any, *, n_sessions: int = 5_000, seed: int = 2024) 
     lookahead oracle (session mode), and the myopic oracle."""
     from offrec.sim import BestItemOracle, LookaheadOracle, MyopicOracle
 
-    refs = {"myopic oracle": world.true_value(MyopicOracle(world), n_sessions=n_sessions,
-                                              seed=seed).value}  # fmt: skip
+    refs = {
+        "myopic oracle": world.true_value(
+            MyopicOracle(world), n_sessions=n_sessions, seed=seed
+        ).value
+    }
     if world.config.horizon == 1:
         refs["best single item"] = world.true_value(BestItemOracle(world)).value
     else:

@@ -72,9 +72,11 @@ def lean_q_func_factory_class() -> type:
             if self._params is None:
                 self._params = list(self.parameters())
             return (
-                x._version, torch.is_grad_enabled(), torch.get_float32_matmul_precision(),
+                x._version,
+                torch.is_grad_enabled(),
+                torch.get_float32_matmul_precision(),
                 *(p._version for p in self._params),
-            )  # fmt: skip
+            )
 
         def forward(self, x: Any) -> Any:
             if (

@@ -260,8 +260,13 @@ def make_app(
     ) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             if admin and token is None:
-                return _json({"error": "admin endpoints are disabled: start the service with "
-                              "--token (or deploy with SIGHUP)"}, 403)  # fmt: skip
+                return _json(
+                    {
+                        "error": "admin endpoints are disabled: start the service with "
+                        "--token (or deploy with SIGHUP)"
+                    },
+                    403,
+                )
             if not open_ and not authorized(request):
                 return _json({"error": UNAUTHORIZED}, 401)
             try:

@@ -192,8 +192,11 @@ def compact(
         counts.clicked_rows = int(np.count_nonzero(table.column("reward").to_numpy()))
         counts.feedback_joined = joined
         name = f"part-w{segment_seq(ready[0]):010d}-{last:010d}.parquet"
-        info = {"window_s": layout.window_s, "segments": [segment_seq(ready[0]), last],
-                "counts": asdict(counts)}  # fmt: skip
+        info = {
+            "window_s": layout.window_s,
+            "segments": [segment_seq(ready[0]), last],
+            "counts": asdict(counts),
+        }
         _publish(log_dir, name, table, info, layout)
         counts.parts = 1
     elif late:  # no decision to carry the count: keep it in a side file
@@ -232,8 +235,13 @@ def _table(
     reward = np.zeros(ids.size, np.float32)
     joined = 0
     if feedback:
-        fb = pd.DataFrame({"id": [r["id"] for r in feedback], "pos": [r.get("pos", 0) for r in feedback],
-                           "r": [r["r"] for r in feedback]})  # fmt: skip
+        fb = pd.DataFrame(
+            {
+                "id": [r["id"] for r in feedback],
+                "pos": [r.get("pos", 0) for r in feedback],
+                "r": [r["r"] for r in feedback],
+            }
+        )
         best = fb.groupby(["id", "pos"], sort=False)["r"].max()
         rows = pd.MultiIndex.from_arrays([ids, pos])
         got = best.reindex(rows)
@@ -249,7 +257,9 @@ def _table(
         "session_id": pa.array(ids[order], pa.int64()),
         "step": pa.array(np.zeros(n, np.int32)),
         "user_id": pa.array(user[order], pa.int64()),
-        "context": pa.FixedSizeListArray.from_arrays(pa.array(ctx[order].reshape(-1)), layout.context_dim)
+        "context": pa.FixedSizeListArray.from_arrays(
+            pa.array(ctx[order].reshape(-1)), layout.context_dim
+        )
         if layout.context_dim
         else pa.array([[]] * n, pa.list_(pa.float32())),
         "action": pa.array(action[order]),
@@ -259,7 +269,7 @@ def _table(
         "terminated": pa.array(np.ones(n, bool)),
         "truncated": pa.array(np.zeros(n, bool)),
         S.MODEL_VERSION: pa.array(version[order].tolist(), pa.string()),
-    }  # fmt: skip
+    }
     return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema), joined
 
 

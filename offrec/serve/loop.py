@@ -72,8 +72,15 @@ class LoopConfig:
         for name in ("rounds", "users_per_round", "n_items", "n_users", "concurrency"):
             check_scalar(getattr(self, name), name, int, min=1)
         check_scalar(self.epsilon, "epsilon", float, min=0.0, max=1.0, min_inclusive=False)
-        check_scalar(self.holdout, "holdout", float, min=0.0, max=1.0, min_inclusive=False,
-                     max_inclusive=False)  # fmt: skip
+        check_scalar(
+            self.holdout,
+            "holdout",
+            float,
+            min=0.0,
+            max=1.0,
+            min_inclusive=False,
+            max_inclusive=False,
+        )
         check_scalar(self.alpha, "alpha", float, min=0.0, max=0.5, min_inclusive=False)
         from offrec.policies.registry import BANDIT_LEARNERS
 
@@ -128,9 +135,25 @@ class RoundResult:
 def _start_server(model: Path, log: Path, token: str) -> tuple[subprocess.Popen[bytes], str]:
     ready = log.parent / "server-ready.json"
     ready.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "offrec.cli", "serve", str(model), "--log", str(log),
-           "--port", "0", "--ready-file", str(ready), "--window", "3600",
-           "--compact-every", "3600", "--seed", "0"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "offrec.cli",
+        "serve",
+        str(model),
+        "--log",
+        str(log),
+        "--port",
+        "0",
+        "--ready-file",
+        str(ready),
+        "--window",
+        "3600",
+        "--compact-every",
+        "3600",
+        "--seed",
+        "0",
+    ]
     errors = open(log.parent / "server.stderr", "w")  # noqa: SIM115 - the child keeps it
     env = {**os.environ, "OFFREC_SERVE_TOKEN": token}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errors, env=env)
@@ -237,9 +260,14 @@ def run_loop(config: LoopConfig, out: str | Path, *, progress: Any = None) -> li
             learner = make_learner(config.learner, world.n_items, world.obs_dim)
             fit_logged(learner, train)
             candidate = learner.exploit(Head("epsilon_greedy", epsilon=config.epsilon))
-            res = evaluate(test, {"candidate": candidate, "serving": serving},
-                           estimators=[config.estimator], interval="bootstrap",
-                           seed=config.seed + r, alpha=config.alpha)  # fmt: skip
+            res = evaluate(
+                test,
+                {"candidate": candidate, "serving": serving},
+                estimators=[config.estimator],
+                interval="bootstrap",
+                seed=config.seed + r,
+                alpha=config.alpha,
+            )
             lift = res.compare("candidate", "serving", estimator=config.estimator)
             versions = np.asarray(read_version_column(log_dir, data))[split]
             balanced = balanced_value(test, candidate, loggers, versions, estimate_policy_value)
@@ -247,16 +275,29 @@ def run_loop(config: LoopConfig, out: str | Path, *, progress: Any = None) -> li
             true_candidate = world.true_value(candidate).value
             deploy = bool(lift.low > 0)
             row = RoundResult(
-                r, serving_version, true_serving,
-                float(clicked.mean()), data.n_rows, true_candidate, lift.value, lift.low, lift.high,
-                balanced, deploy, deploy and true_candidate < true_serving,
-            )  # fmt: skip
+                r,
+                serving_version,
+                true_serving,
+                float(clicked.mean()),
+                data.n_rows,
+                true_candidate,
+                lift.value,
+                lift.low,
+                lift.high,
+                balanced,
+                deploy,
+                deploy and true_candidate < true_serving,
+            )
             if deploy:
                 model_dir = out / "models" / f"round-{r}-{config.learner}"
                 save_policy(candidate, model_dir, overwrite=True)
                 write_world(model_dir, world)
-                httpx.post(f"{url}/v1/admin/deploy", json={"model": str(model_dir)},
-                           headers=admin, timeout=120).raise_for_status()  # fmt: skip
+                httpx.post(
+                    f"{url}/v1/admin/deploy",
+                    json={"model": str(model_dir)},
+                    headers=admin,
+                    timeout=120,
+                ).raise_for_status()
                 serving_version = model_version(model_dir)
                 loggers[serving_version] = candidate
                 serving = candidate
@@ -267,8 +308,11 @@ def run_loop(config: LoopConfig, out: str | Path, *, progress: Any = None) -> li
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     final = {"serving_true_ctr": world.true_value(serving).value}
-    (out / "loop.json").write_text(json.dumps(
-        {"config": asdict(config), "rounds": [asdict(x) for x in results], **final}, indent=2))  # fmt: skip
+    (out / "loop.json").write_text(
+        json.dumps(
+            {"config": asdict(config), "rounds": [asdict(x) for x in results], **final}, indent=2
+        )
+    )
     (out / "report.md").write_text(report(config, results, final["serving_true_ctr"]))
     return results
 
@@ -317,9 +361,16 @@ def balanced_value(
     avg = np.zeros(data.n_rows)
     for name, n in zip(names, counts, strict=True):
         avg += (n / data.n_rows) * loggers[str(name)].action_dist(data.context)[rows, data.action]
-    return float(estimate("multi-balanced-ips", reward=data.reward, action=data.action,
-                          pscore=data.pscore, pscore_avg=avg,
-                          action_dist=target.action_dist(data.context)))  # fmt: skip
+    return float(
+        estimate(
+            "multi-balanced-ips",
+            reward=data.reward,
+            action=data.action,
+            pscore=data.pscore,
+            pscore_avg=avg,
+            action_dist=target.action_dist(data.context),
+        )
+    )
 
 
 def report(config: LoopConfig, rounds: list[RoundResult], final_ctr: float) -> str:

@@ -70,8 +70,13 @@ def run_service(
             loop.add_signal_handler(
                 signal.SIGHUP, lambda: asyncio.ensure_future(_redeploy(service))
             )
-            info = {"url": url, "pid": os.getpid(), "model_version": service.model.version,
-                    "recovery": asdict(recovery), "compacted_at_start": asdict(service.counts)}  # fmt: skip
+            info = {
+                "url": url,
+                "pid": os.getpid(),
+                "model_version": service.model.version,
+                "recovery": asdict(recovery),
+                "compacted_at_start": asdict(service.counts),
+            }
             if ready_file is not None:
                 from offrec.core.atomic import atomic_write_text
 
@@ -81,9 +86,15 @@ def run_service(
 
         app = make_app(service, token=token, max_body=max_body, on_startup=started)
         cfg = uvicorn.Config(
-            app, loop="uvloop", http="httptools", lifespan="on", access_log=False,
-            log_level="warning", timeout_keep_alive=30, backlog=2048,
-        )  # fmt: skip
+            app,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            timeout_keep_alive=30,
+            backlog=2048,
+        )
         server = uvicorn.Server(cfg)
         with _quiet_stop_signals():
             server.run(sockets=[sock])

@@ -127,9 +127,10 @@ class Service:
         self.ids = DecisionIds()
         self.rng = np.random.default_rng(as_seed_sequence(self.config.seed))
         self.wal = WriteAheadLog(
-            self.log_dir / WAL_DIR, fsync=self.config.fsync,
+            self.log_dir / WAL_DIR,
+            fsync=self.config.fsync,
             segment_bytes=self.config.segment_bytes,
-        )  # fmt: skip
+        )
         self._queue: list[_Pending] = []  # requests waiting for the next batched decide()
         self._recent: dict[int, int] = {}  # decision id -> k, for the window
         self._recent_order: deque[int] = deque()
@@ -160,8 +161,15 @@ class Service:
         self._stack.enter_context(output_lock(self.log_dir))
         C.remove_stale_temps(self.log_dir)
         self.recovery = self.wal.recover()
-        self.counts.add(C.compact(self.log_dir, self.wal.folder, self.layout(), active_seq=None,
-                                  grace_s=self.config.grace_s))  # fmt: skip
+        self.counts.add(
+            C.compact(
+                self.log_dir,
+                self.wal.folder,
+                self.layout(),
+                active_seq=None,
+                grace_s=self.config.grace_s,
+            )
+        )
         for path in list_segments(self.wal.folder):
             decisions, _ = C.parse(C.read_segment(path).records)
             for rec in decisions:
@@ -175,8 +183,15 @@ class Service:
         """Write what is pending, compact what is ready, release the log folder."""
         try:
             self.wal.close()
-            self.counts.add(C.compact(self.log_dir, self.wal.folder, self.layout(),
-                                      active_seq=None, grace_s=self.config.grace_s))  # fmt: skip
+            self.counts.add(
+                C.compact(
+                    self.log_dir,
+                    self.wal.folder,
+                    self.layout(),
+                    active_seq=None,
+                    grace_s=self.config.grace_s,
+                )
+            )
         finally:
             self._stack.close()
 
@@ -385,9 +400,14 @@ class Service:
         """Seal the active segment and compact the ready ones (``force``: all sealed ones)."""
         self.wal.rotate()
         counts = await asyncio.to_thread(
-            C.compact, self.log_dir, self.wal.folder, self.layout(),
-            active_seq=self.wal.active_seq, grace_s=self.config.grace_s, force=force,
-        )  # fmt: skip
+            C.compact,
+            self.log_dir,
+            self.wal.folder,
+            self.layout(),
+            active_seq=self.wal.active_seq,
+            grace_s=self.config.grace_s,
+            force=force,
+        )
         self.counts.add(counts)
         return counts
 

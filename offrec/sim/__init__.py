@@ -18,11 +18,15 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "WorldConfig": "offrec.sim.config",
-    "BestItemOracle": "offrec.sim.oracles", "LookaheadOracle": "offrec.sim.oracles",
+    "BestItemOracle": "offrec.sim.oracles",
+    "LookaheadOracle": "offrec.sim.oracles",
     "MyopicOracle": "offrec.sim.oracles",
-    "SessionBatch": "offrec.sim.world", "StepResult": "offrec.sim.world",
-    "Trajectories": "offrec.sim.world", "ValueEstimate": "offrec.sim.world", "World": "offrec.sim.world",
-}  # fmt: skip
+    "SessionBatch": "offrec.sim.world",
+    "StepResult": "offrec.sim.world",
+    "Trajectories": "offrec.sim.world",
+    "ValueEstimate": "offrec.sim.world",
+    "World": "offrec.sim.world",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -54,6 +58,15 @@ def register_envs() -> None:
 register_envs()
 
 __all__ = [
-    "ENV_ID", "BestItemOracle", "LookaheadOracle", "MyopicOracle", "SessionBatch",
-    "StepResult", "Trajectories", "ValueEstimate", "World", "WorldConfig", "register_envs",
-]  # fmt: skip
+    "ENV_ID",
+    "BestItemOracle",
+    "LookaheadOracle",
+    "MyopicOracle",
+    "SessionBatch",
+    "StepResult",
+    "Trajectories",
+    "ValueEstimate",
+    "World",
+    "WorldConfig",
+    "register_envs",
+]

@@ -229,10 +229,17 @@ def rollout(world: GymWorld, policy: Any, n_episodes: int, seed: SeedLike = 0) -
     order = np.lexsort((cols[5], cols[4]))
     x, a, r, p, sid, step, term, trunc, dist = (c[order] for c in cols)
     return Rollout(
-        context=x.astype(np.float32), action=a.astype(np.int64), reward=r, pscore=p,
-        session_id=sid.astype(np.int64), step=step, terminated=term, truncated=trunc,
-        logging_dist=dist, n_episodes=n_episodes,
-    )  # fmt: skip
+        context=x.astype(np.float32),
+        action=a.astype(np.int64),
+        reward=r,
+        pscore=p,
+        session_id=sid.astype(np.int64),
+        step=step,
+        terminated=term,
+        truncated=trunc,
+        logging_dist=dist,
+        n_episodes=n_episodes,
+    )
 
 
 def mc_value(

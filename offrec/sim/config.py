@@ -13,9 +13,23 @@ from offrec.core.codec import ConfigCodec
 from offrec.core.errors import InputError, InputTypeError, MissingInputError
 
 DEFAULT_TOPICS = (
-    "sports", "news", "movies", "music", "games", "food", "travel", "tech",
-    "fashion", "science", "comedy", "health", "finance", "cars", "pets", "books",
-)  # fmt: skip
+    "sports",
+    "news",
+    "movies",
+    "music",
+    "games",
+    "food",
+    "travel",
+    "tech",
+    "fashion",
+    "science",
+    "comedy",
+    "health",
+    "finance",
+    "cars",
+    "pets",
+    "books",
+)
 
 
 @dataclass(frozen=True)
@@ -79,9 +93,13 @@ class WorldConfig(ConfigCodec):
     # -- validation ----------------------------------------------------------------------
     def _validate(self) -> None:
         ints = {
-            "n_items": 2, "n_topics": 1, "n_users": 1, "latent_dim": 1,
-            "horizon": 1, "repeat_window": 1,
-        }  # fmt: skip
+            "n_items": 2,
+            "n_topics": 1,
+            "n_users": 1,
+            "latent_dim": 1,
+            "horizon": 1,
+            "repeat_window": 1,
+        }
         for name, low in ints.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
@@ -98,9 +116,15 @@ class WorldConfig(ConfigCodec):
                 raise InputError(f"WorldConfig.{f.name} must be finite; got {v!r}")
         positive = ("profile_concentration",)
         non_negative = (
-            "user_noise", "item_noise", "quality_std", "obs_noise",
-            "repeat_penalty", "boredom", "leave_fatigue", "leave_click",
-        )  # fmt: skip
+            "user_noise",
+            "item_noise",
+            "quality_std",
+            "obs_noise",
+            "repeat_penalty",
+            "boredom",
+            "leave_fatigue",
+            "leave_click",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise InputError(f"WorldConfig.{name} must be > 0; got {getattr(self, name)}")
@@ -261,9 +285,14 @@ class WorldConfig(ConfigCodec):
 
 # latent-model fields a Bernoulli world does not use (they must keep their defaults)
 _LATENT_FIELDS = (
-    "theta0", "theta1", "profile_concentration", "user_noise", "item_noise",
-    "quality_std", "obs_noise",
-)  # fmt: skip
+    "theta0",
+    "theta1",
+    "profile_concentration",
+    "user_noise",
+    "item_noise",
+    "quality_std",
+    "obs_noise",
+)
 
 
 def _as_prob_table(value: Any) -> tuple[tuple[float, ...], ...]:

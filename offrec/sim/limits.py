@@ -104,6 +104,10 @@ def measured_bytes(
 
 
 __all__ = [
-    "MEMORY_SHARE", "check_memory", "check_world_size", "measured_bytes", "physical_memory",
+    "MEMORY_SHARE",
+    "check_memory",
+    "check_world_size",
+    "measured_bytes",
+    "physical_memory",
     "world_bytes",
-]  # fmt: skip
+]

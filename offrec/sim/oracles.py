@@ -115,10 +115,12 @@ class LookaheadOracle(_Oracle):
         remaining = (cfg.horizon - batch.step - 1).astype(np.float64)
         # logits of the next state before the shown item's own effect
         nxt = SessionBatch(
-            batch.user, batch.step, cfg.fatigue_decay * batch.fatigue,
+            batch.user,
+            batch.step,
+            cfg.fatigue_decay * batch.fatigue,
             np.concatenate([np.full((len(batch), 1), -1), batch.recent[:, :-1]], axis=1),
             batch.last_click,
-        )  # fmt: skip
+        )
         base = w._state_logits(nxt).astype(np.float32)
         best_next = np.empty_like(q)
         for s in range(0, len(batch), chunk):

@@ -114,10 +114,15 @@ def recgym_world(
         with warnings.catch_warnings():  # gym's Box warns that int bounds become float64
             warnings.filterwarnings("ignore", ".*Box bound precision", UserWarning)
             env = recgym.RECEnv(
-                step_per_episode=step_per_episode, n_items=n_items, n_users=n_users,
-                reward_type=reward_type, reward_std=float(reward_std), obs_std=float(obs_std),
-                UserModel=FixedUserModel, random_state=world_seed,
-            )  # fmt: skip
+                step_per_episode=step_per_episode,
+                n_items=n_items,
+                n_users=n_users,
+                reward_type=reward_type,
+                reward_std=float(reward_std),
+                obs_std=float(obs_std),
+                UserModel=FixedUserModel,
+                random_state=world_seed,
+            )
         return _RecEnvAsWorld(env)
 
     return GymWorld(

@@ -192,9 +192,11 @@ class PlackettLuce:
             self.base.spec() if hasattr(self.base, "spec") else {"type": type(self.base).__name__}
         )
         return {
-            "type": "plackett-luce", "slate_size": self.slate_size,
-            "temperature": self.temperature, "base": base,
-        }  # fmt: skip
+            "type": "plackett-luce",
+            "slate_size": self.slate_size,
+            "temperature": self.temperature,
+            "base": base,
+        }
 
     def weights(self, obs: np.ndarray) -> np.ndarray:
         """Item weights :math:`v` (n, n_items), each row scaled to sum to 1."""
@@ -352,9 +354,11 @@ class TopKEpsilon:
             self.base.spec() if hasattr(self.base, "spec") else {"type": type(self.base).__name__}
         )
         return {
-            "type": "top-k-epsilon", "slate_size": self.slate_size,
-            "epsilon": self.epsilon, "base": base,
-        }  # fmt: skip
+            "type": "top-k-epsilon",
+            "slate_size": self.slate_size,
+            "epsilon": self.epsilon,
+            "base": base,
+        }
 
     def top(self, obs: np.ndarray) -> np.ndarray:
         """The top-``K`` list (n, K) of the base's :func:`ranking_scores`, ties to the lower
@@ -500,11 +504,13 @@ def slate_propensities(
             raise InputError("marginals must be a MarginalCache of the same policy")
         m = marginals.get(obs)
         item = m[np.arange(len(slates))[:, None], np.arange(K)[None, :], slates]
-        return SlatePropensities(joint, item, cascade, marginals.exact,
-                                 0 if marginals.exact else marginals.n_samples)  # fmt: skip
+        return SlatePropensities(
+            joint, item, cascade, marginals.exact, 0 if marginals.exact else marginals.n_samples
+        )
     uniq, inverse = np.unique(obs.reshape(len(obs), -1), axis=0, return_inverse=True)
-    marg, exact = policy.marginals(uniq.reshape((-1,) + obs.shape[1:]), n_samples=n_samples,
-                                   seed=seed)  # fmt: skip
+    marg, exact = policy.marginals(
+        uniq.reshape((-1,) + obs.shape[1:]), n_samples=n_samples, seed=seed
+    )
     inverse = inverse.reshape(-1)
     item = marg[inverse[:, None], np.arange(K)[None, :], slates]
     return SlatePropensities(joint, item, cascade, exact, 0 if exact else n_samples)
@@ -611,8 +617,9 @@ class SlateWorld:
         slates = policy.sample(obs, slate_rng)
         q = self.world.pair_click_probs(users, slates)
         clicks = self.click_model.sample_clicks(q, click_rng)
-        props = slate_propensities(policy, obs, slates, n_samples=marginal_samples, seed=marg_rng,
-                                   marginals=marginals)  # fmt: skip
+        props = slate_propensities(
+            policy, obs, slates, n_samples=marginal_samples, seed=marg_rng, marginals=marginals
+        )
         return SlateRounds(users, obs, slates, clicks, self.click_model.slot_click_probs(q), props)
 
     def true_value(

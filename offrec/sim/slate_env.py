@@ -94,9 +94,11 @@ class SlateEnv(gym.Env[np.ndarray, np.ndarray]):
         q[0, repeated] = 0.0  # a repeated item is an empty slot
         clicks = sw.click_model.sample_clicks(q, self.np_random)[0]
         info = {
-            "user": self._user, "clicks": clicks,
-            "click_prob": sw.click_model.slot_click_probs(q)[0], "repeated": repeated,
-        }  # fmt: skip
+            "user": self._user,
+            "clicks": clicks,
+            "click_prob": sw.click_model.slot_click_probs(q)[0],
+            "repeated": repeated,
+        }
         obs = sw.users_obs(users)[0]
         self._user = None
         return obs, float(clicks.sum()), True, False, info

@@ -53,9 +53,12 @@ class SessionBatch:
 
     def take(self, rows: np.ndarray) -> SessionBatch:
         return SessionBatch(
-            self.user[rows], self.step[rows], self.fatigue[rows],
-            self.recent[rows], self.last_click[rows],
-        )  # fmt: skip
+            self.user[rows],
+            self.step[rows],
+            self.fatigue[rows],
+            self.recent[rows],
+            self.last_click[rows],
+        )
 
 
 @dataclass
@@ -476,9 +479,11 @@ class World:
         batch.last_click[0] = reward
         terminated = bool(u_leave < sigmoid(self._leave_logit(fatigue, reward))) and not truncated
         return StepResult(
-            np.array([reward]), np.array([q], np.float64), np.array([terminated]),
+            np.array([reward]),
+            np.array([q], np.float64),
+            np.array([terminated]),
             np.array([truncated]),
-        )  # fmt: skip
+        )
 
     # -- policies ---------------------------------------------------------------------------
     def policy_dist(self, policy: Policy, batch: SessionBatch, obs: np.ndarray) -> np.ndarray:
@@ -569,16 +574,22 @@ class World:
                 actions, pscores = policy.sample(obs, rng)
                 actions = self.check_actions(actions, len(batch))
             part = {
-                "session": alive, "step": batch.step.copy(), "user": batch.user,
-                "obs": obs, "action": actions, "pscore": pscores,
-            }  # fmt: skip
+                "session": alive,
+                "step": batch.step.copy(),
+                "user": batch.user,
+                "obs": obs,
+                "action": actions,
+                "pscore": pscores,
+            }
             if record_dist and dist is not None:
                 part["dist"] = dist.astype(np.float32)
             res = self.step(batch, actions, rng, validate=False)
             part.update(
-                reward=res.reward, click_prob=res.click_prob,
-                terminated=res.terminated, truncated=res.truncated,
-            )  # fmt: skip
+                reward=res.reward,
+                click_prob=res.click_prob,
+                terminated=res.terminated,
+                truncated=res.truncated,
+            )
             parts.append(part)
             keep = ~(res.terminated | res.truncated)
             alive = alive[keep]
@@ -590,11 +601,18 @@ class World:
             order = np.lexsort((cat["step"], cat["session"]))
             cat = {k: v[order] for k, v in cat.items()}
         return Trajectories(
-            session=cat["session"], step=cat["step"], user=cat["user"], obs=cat["obs"],
-            action=cat["action"], pscore=cat["pscore"], reward=cat["reward"],
-            click_prob=cat["click_prob"], terminated=cat["terminated"],
-            truncated=cat["truncated"], dist=cat.get("dist"),
-        )  # fmt: skip
+            session=cat["session"],
+            step=cat["step"],
+            user=cat["user"],
+            obs=cat["obs"],
+            action=cat["action"],
+            pscore=cat["pscore"],
+            reward=cat["reward"],
+            click_prob=cat["click_prob"],
+            terminated=cat["terminated"],
+            truncated=cat["truncated"],
+            dist=cat.get("dist"),
+        )
 
     def true_value(
         self,

@@ -43,8 +43,13 @@ print("published")
 def _spawn(tmp_path: Path, out: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
     ready = tmp_path / f"ready-{time.monotonic_ns()}"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(out), str(ready), *extra],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(out), str(ready), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not ready.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -92,8 +97,12 @@ def test_second_concurrent_writer_fails_and_the_first_publishes(tmp_path):
         atomic_dir(out, overwrite=True),
     ):
         pass
-    second = subprocess.run([sys.executable, "-c", WRITER, str(out), str(tmp_path / "r2"), str(release)],
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)  # fmt: skip
+    second = subprocess.run(
+        [sys.executable, "-c", WRITER, str(out), str(tmp_path / "r2"), str(release)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+    )
     assert second.returncode != 0 and "OutputBusyError" in second.stderr
     assert not (tmp_path / "r2").exists()  # the second writer never got in
     release.write_text("go")

@@ -44,7 +44,11 @@ def test_round_trip_through_dict_json_and_toml():
 @pytest.mark.parametrize(
     ("data", "error", "message"),
     [
-        ({"name": "a", "rte": 1}, ValueError, r"unknown outer config key\(s\) \['rte'\]; valid keys: name, rate"),
+        (
+            {"name": "a", "rte": 1},
+            ValueError,
+            r"unknown outer config key\(s\) \['rte'\]; valid keys: name, rate",
+        ),
         ({}, ValueError, r"Outer is missing required key\(s\) \['name'\]"),
         ({"name": 3}, TypeError, r"Outer.name must be str; got 3"),
         ({"name": "a", "rate": "fast"}, TypeError, r"Outer.rate must be float; got 'fast'"),
@@ -55,9 +59,13 @@ def test_round_trip_through_dict_json_and_toml():
         ({"name": "a", "labels": [1]}, TypeError, r"Outer.labels must be a list of str; got \[1\]"),
         ({"name": "a", "extra": []}, TypeError, r"Outer.extra must be a table; got \[\]"),
         ({"name": "a", "inner": {"w": 1}}, ValueError, r"unknown key\(s\) \['w'\] in Outer.inner"),
-        ({"name": "a", "inners": [{"width": 1.5}]}, TypeError, r"Outer.inners\[0\].width must be int"),
+        (
+            {"name": "a", "inners": [{"width": 1.5}]},
+            TypeError,
+            r"Outer.inners\[0\].width must be int",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_values_are_named(data, error, message):
     with pytest.raises(error, match=message):
         Outer.from_dict(data)

@@ -46,8 +46,9 @@ def _assert_frequencies(actions, p, n):
     sd = np.sqrt(n * p * (1 - p))
     live = p > 0
     assert np.all(np.abs(counts[live] - n * p[live]) <= 4.5 * sd[live] + 1e-9), (
-        counts, n * p,
-    )  # fmt: skip
+        counts,
+        n * p,
+    )
 
 
 def test_softmax_draws_follow_the_stated_distribution_with_rare_items_and_support():

@@ -86,16 +86,24 @@ def test_greedy_dist_sparse_form_is_exact(head, with_support) -> None:
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(items=np.array([[0, 5]]), probs=np.array([[0.5, 0.5]]), n_actions=5),
-         r"items must be in \[0, 5\); row 0 has \[0, 5\]"),
-        (dict(items=np.array([[0, 1]]), probs=np.array([[0.5]]), n_actions=5),
-         "must be \\(n, M\\) arrays of one shape"),
-        (dict(items=np.array([[0.0]]), probs=np.array([[1.0]]), n_actions=5),
-         "items must be integers"),
-        (dict(items=np.array([[0]]), probs=np.array([[1.0]]), n_actions=5, floor=1.5),
-         r"floor must be in \[0, 1\]; got 1.5"),
+        (
+            dict(items=np.array([[0, 5]]), probs=np.array([[0.5, 0.5]]), n_actions=5),
+            r"items must be in \[0, 5\); row 0 has \[0, 5\]",
+        ),
+        (
+            dict(items=np.array([[0, 1]]), probs=np.array([[0.5]]), n_actions=5),
+            "must be \\(n, M\\) arrays of one shape",
+        ),
+        (
+            dict(items=np.array([[0.0]]), probs=np.array([[1.0]]), n_actions=5),
+            "items must be integers",
+        ),
+        (
+            dict(items=np.array([[0]]), probs=np.array([[1.0]]), n_actions=5, floor=1.5),
+            r"floor must be in \[0, 1\]; got 1.5",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input(kwargs, message) -> None:
     with pytest.raises(InputError, match=message):
         SparseDist(**kwargs)

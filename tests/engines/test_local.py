@@ -21,8 +21,15 @@ from offrec.training import train_policy
 def log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, World]:
     world = World(WorldConfig(horizon=1, n_items=15, n_users=1000), seed=0)
     out = tmp_path_factory.mktemp("train") / "log"
-    collect(world, logging_policy(world, "softmax"), out=out, n_decisions=12_000, seed=1,
-            chunk_rows=2048, rows_per_file=5000)  # fmt: skip
+    collect(
+        world,
+        logging_policy(world, "softmax"),
+        out=out,
+        n_decisions=12_000,
+        seed=1,
+        chunk_rows=2048,
+        rows_per_file=5000,
+    )
     return out, world
 
 

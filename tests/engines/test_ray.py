@@ -34,18 +34,33 @@ def local_ray() -> Iterator[None]:
 def logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("raylogs")
     bandit = World(WorldConfig(horizon=1, n_items=20, n_users=2000), seed=0)
-    collect(bandit, logging_policy(bandit, "softmax"), out=root / "b", n_decisions=20_000,
-            seed=1, chunk_rows=4096, rows_per_file=8192)  # fmt: skip
+    collect(
+        bandit,
+        logging_policy(bandit, "softmax"),
+        out=root / "b",
+        n_decisions=20_000,
+        seed=1,
+        chunk_rows=4096,
+        rows_per_file=8192,
+    )
     session = World(WorldConfig(horizon=4, n_items=10, n_users=500), seed=1)
-    collect(session, logging_policy(session, "softmax"), out=root / "s", n_sessions=2000,
-            seed=2, chunk_rows=2048, rows_per_file=3000)  # fmt: skip
+    collect(
+        session,
+        logging_policy(session, "softmax"),
+        out=root / "s",
+        n_sessions=2000,
+        seed=2,
+        chunk_rows=2048,
+        rows_per_file=3000,
+    )
     return {"root": root, "bandit": bandit, "session": session}
 
 
 def test_ray_equals_local_bandit(local_ray: None, logs: dict) -> None:
     target = {"m": MyopicOracle(logs["bandit"], Head("epsilon_greedy", epsilon=0.3))}
-    kw = dict(estimators=["ips", "snips", "dr"], n_bootstrap=200, seed=3, fit_rows=30_000,
-              batch_size=3000)  # fmt: skip
+    kw = dict(
+        estimators=["ips", "snips", "dr"], n_bootstrap=200, seed=3, fit_rows=30_000, batch_size=3000
+    )
     local = evaluate(logs["root"] / "b", target, interval="bootstrap", **kw).table
     remote = evaluate(logs["root"] / "b", target, interval="bootstrap", engine="ray", **kw).table
     # stderr is the normal interval's half-width over t: the analytic intervals agree too

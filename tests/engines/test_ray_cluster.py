@@ -100,8 +100,13 @@ class Cluster:
 
     def sh(self, *lines: str, **env: str) -> subprocess.CompletedProcess[str]:
         script = "\n".join(["set -e", RECIPE["auth"], *lines])
-        return subprocess.run(["bash", "-c", script], env={**self.env, **env},
-                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        return subprocess.run(
+            ["bash", "-c", script],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     def start_node(self, line: str, extra: str, name: str) -> None:
         log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - kept open for the node
@@ -113,7 +118,7 @@ class Cluster:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         )
 
     def alive_nodes(self) -> int:
@@ -159,7 +164,7 @@ def test_two_node_cluster_gives_the_local_numbers(cluster: Cluster) -> None:
         f"offrec -q simulate --out {log} --n-decisions 20000 --n-items 20 --seed 1 --policy uniform",
         f"offrec -q train bandit {log} --learner linucb --head epsilon_greedy:0.1 --out {model}",
         f"offrec -q evaluate {log} --policy {model} --estimators ips,snips,dr --json {root / 'local.json'}",
-    )  # fmt: skip
+    )
     assert ok.returncode == 0, ok.stderr
     assert cluster.alive_nodes() == 2
     env = {"LOG": str(log), "MODEL": str(model), "OUT": str(root / "linucb-ray")}
@@ -175,9 +180,13 @@ def test_two_node_cluster_gives_the_local_numbers(cluster: Cluster) -> None:
             np.testing.assert_allclose(b[col], a[col], rtol=1e-9, err_msg=col)
         for col in ("low", "high"):  # bootstrap: float32 block products round ~1e-7
             np.testing.assert_allclose(b[col], a[col], rtol=1e-6, err_msg=col)
-    print("\n2 nodes alive; ray cluster vs local engine (value):",  # shown with pytest -s
-          ", ".join(f"{b['estimator']} {b['value']!r} vs {a['value']!r}"
-                    for a, b in zip(local, remote, strict=True)))  # fmt: skip
+    print(
+        "\n2 nodes alive; ray cluster vs local engine (value):",  # shown with pytest -s
+        ", ".join(
+            f"{b['estimator']} {b['value']!r} vs {a['value']!r}"
+            for a, b in zip(local, remote, strict=True)
+        ),
+    )
     ran = cluster.sh(f"{RECIPE['train']} -q --head epsilon_greedy:0.1", **env)
     assert ran.returncode == 0, ran.stderr
     files = sorted(f for f in model.iterdir() if not f.name.startswith("."))  # not the manifest

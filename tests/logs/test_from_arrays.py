@@ -21,8 +21,9 @@ def test_bandit_defaults_one_step_sessions_ended_by_the_horizon():
 def test_sessions_count_steps_and_close_with_their_last_row():
     sid = [5, 5, 5, 2, 2, 9]
     term = [False, False, True, False, False, False]
-    data = LoggedData.from_arrays(np.zeros((6, 1)), [0] * 6, [0] * 6, [1.0] * 6, session_id=sid,
-                                  terminated=term, n_actions=3)  # fmt: skip
+    data = LoggedData.from_arrays(
+        np.zeros((6, 1)), [0] * 6, [0] * 6, [1.0] * 6, session_id=sid, terminated=term, n_actions=3
+    )
     np.testing.assert_array_equal(data.step, [0, 1, 2, 0, 1, 0])
     np.testing.assert_array_equal(data.truncated, [0, 0, 0, 0, 1, 1])  # session 5 terminated
     assert data.n_actions == 3
@@ -69,13 +70,19 @@ def test_round_trip_arrays_disk_read_logs_row_for_row(tmp_path):
     reward = rng.uniform(-0.1, 2.5, n)
     reward[[0, 5]] = -0.1, 2.5  # at the bounds: still inside after the float32 round trip
     given = dict(
-        context=rng.normal(size=(n, 3)), action=action, reward=reward,
-        pscore=dist[np.arange(n), action].astype(np.float64), session_id=sid,
-        position=rng.integers(0, 3, n), user_id=rng.integers(0, 5, n),
+        context=rng.normal(size=(n, 3)),
+        action=action,
+        reward=reward,
+        pscore=dist[np.arange(n), action].astype(np.float64),
+        session_id=sid,
+        position=rng.integers(0, 3, n),
+        user_id=rng.integers(0, 5, n),
         terminated=np.r_[sid[1:] != sid[:-1], False] & (rng.random(n) < 0.5),
-        logging_dist=dist, reward_domain=domain, item_ids=["tea", 7, "jam", -3],
+        logging_dist=dist,
+        reward_domain=domain,
+        item_ids=["tea", 7, "jam", -3],
         metadata={"source": "unit-test", "note": {"week": 12}},
-    )  # fmt: skip
+    )
     data = LoggedData.from_arrays(**given)
     write_log(data, tmp_path / "log", chunk_rows=5, rows_per_file=10)
     parts = sorted((tmp_path / "log").glob("*.parquet"))

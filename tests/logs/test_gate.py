@@ -58,8 +58,26 @@ def wrong_column(col: pa.ChunkedArray, how: str) -> pa.Array:
 def good(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("gate")
     log = root / "good"
-    assert main(["-q", "simulate", "--out", str(log), "--n-sessions", "150", "--n-items", "8",
-                 "--horizon", "3", "--logging-dist", "--candidates", "4"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "simulate",
+                "--out",
+                str(log),
+                "--n-sessions",
+                "150",
+                "--n-items",
+                "8",
+                "--horizon",
+                "3",
+                "--logging-dist",
+                "--candidates",
+                "4",
+            ]
+        )
+        == 0
+    )
     model = root / "model"
     assert (
         main(["-q", "train", "bandit", str(log), "--learner", "linucb", "--out", str(model)]) == 0
@@ -78,8 +96,9 @@ def bad_logs(good) -> dict[tuple[str, str], Path]:
             folder.mkdir()
             i = table.schema.get_field_index(column)
             bad = table.set_column(i, column, wrong_column(table.column(i), how))
-            pq.write_table(bad.replace_schema_metadata(table.schema.metadata),
-                           folder / "part-00000.parquet")  # fmt: skip
+            pq.write_table(
+                bad.replace_schema_metadata(table.schema.metadata), folder / "part-00000.parquet"
+            )
             out[column, how] = folder
     return out
 
@@ -143,10 +162,23 @@ def test_a_real_subprocess_prints_one_line_and_no_traceback(bad_logs, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = tmp_path / "m"
     r = subprocess.run(
-        [sys.executable, "-m", "offrec.cli", "train", "bandit", str(bad_logs["pscore", "string"]),
-         "--learner", "linucb", "--out", str(out)],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "offrec.cli",
+            "train",
+            "bandit",
+            str(bad_logs["pscore", "string"]),
+            "--learner",
+            "linucb",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert "column 'pscore' has type string; expected float64 (any floating type)" in r.stderr
@@ -212,8 +244,12 @@ def test_mixed_integer_and_float_widths_across_part_files_are_accepted_everywher
     start, _ = _long_session(t)
     cut = start  # a session boundary
     second = t.slice(cut)
-    for name, typ in (("action", pa.int64()), ("step", pa.int64()), ("pscore", pa.float32()),
-                      ("reward", pa.float64())):  # fmt: skip
+    for name, typ in (
+        ("action", pa.int64()),
+        ("step", pa.int64()),
+        ("pscore", pa.float32()),
+        ("reward", pa.float64()),
+    ):
         i = second.schema.get_field_index(name)
         second = second.set_column(i, name, second.column(i).cast(typ))
     log = _write_parts(tmp_path / "mixed", t.slice(0, cut), second)
@@ -235,9 +271,17 @@ def test_an_int64_value_that_does_not_fit_int32_is_refused_naming_the_column(goo
 
 
 @pytest.mark.parametrize(
-    "case", ["context_width", "step_gap", "out_of_order", "split_across_files", "duplicates",
-             "collision_adjacent", "collision_far"]
-)  # fmt: skip
+    "case",
+    [
+        "context_width",
+        "step_gap",
+        "out_of_order",
+        "split_across_files",
+        "duplicates",
+        "collision_adjacent",
+        "collision_far",
+    ],
+)
 def test_every_reader_gives_the_same_verdict(good, tmp_path, capsys, case):
     t = _table(good)
     n = t.num_rows

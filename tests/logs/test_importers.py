@@ -51,8 +51,12 @@ def test_obd_round_trip_keeps_positions_actions_propensities(tmp_path):
     np.testing.assert_array_equal(data.reward, df["click"])
     # context: one-hot user_feature_0 (a,b,c), one-hot user_feature_1 (x,y), then 3 affinities
     assert res.data.metadata["context_columns"][:5] == [
-        "user_feature_0=a", "user_feature_0=b", "user_feature_0=c", "user_feature_1=x", "user_feature_1=y",
-    ]  # fmt: skip
+        "user_feature_0=a",
+        "user_feature_0=b",
+        "user_feature_0=c",
+        "user_feature_1=x",
+        "user_feature_1=y",
+    ]
     np.testing.assert_array_equal(data.context[1], [0, 1, 0, 1, 0, 1.0, 0.0, 0.0])
     fb = to_obp_bandit_feedback(data)
     assert fb["n_rounds"] == 6 and fb["action_context"].shape[0] == 3
@@ -70,9 +74,15 @@ def test_obd_round_trip_keeps_positions_actions_propensities(tmp_path):
 
 def test_generic_import_maps_string_ids_and_keeps_the_map(tmp_path):
     df = pd.DataFrame(
-        {"item": ["shoe", "hat", "shoe", "sock"], "clicked": [1, 0, 0, 1], "p": [0.2, 0.5, 0.2, 0.3],
-         "sess": ["u1", "u1", "u2", "u2"], "f_age": [31, 31, 40, 40], "f_score": [0.1, 0.2, 0.3, 0.4]}
-    )  # fmt: skip
+        {
+            "item": ["shoe", "hat", "shoe", "sock"],
+            "clicked": [1, 0, 0, 1],
+            "p": [0.2, 0.5, 0.2, 0.3],
+            "sess": ["u1", "u1", "u2", "u2"],
+            "f_age": [31, 31, 40, 40],
+            "f_score": [0.1, 0.2, 0.3, 0.4],
+        }
+    )
     df.to_csv(tmp_path / "mine.csv", index=False)
     cmap = ColumnMap(
         action="item", reward="clicked", pscore="p", session="sess", context_prefix="f_"

@@ -38,19 +38,40 @@ def logs(tmp_path_factory) -> dict[str, tuple[Path, int]]:
     root = tmp_path_factory.mktemp("interop")
     out: dict[str, tuple[Path, int]] = {}
     bandit_world = World(WorldConfig(n_items=20, n_users=500), seed=0)
-    collect(bandit_world, logging_policy(bandit_world, "softmax"), out=root / "bandit",
-            n_decisions=1500, seed=1, chunk_rows=600, rows_per_file=1000)  # fmt: skip
+    collect(
+        bandit_world,
+        logging_policy(bandit_world, "softmax"),
+        out=root / "bandit",
+        n_decisions=1500,
+        seed=1,
+        chunk_rows=600,
+        rows_per_file=1000,
+    )
     session_world = World(WorldConfig(n_items=20, n_users=500, horizon=4), seed=0)
-    collect(session_world, logging_policy(session_world, "uniform"), out=root / "session",
-            n_sessions=200, seed=2, logging_dist=True)  # fmt: skip
+    collect(
+        session_world,
+        logging_policy(session_world, "uniform"),
+        out=root / "session",
+        n_sessions=200,
+        seed=2,
+        logging_dist=True,
+    )
     rng = np.random.default_rng(0)
     n = 300
-    pd.DataFrame({
-        "item": rng.choice([7, 11, 13], n), "click": rng.integers(0, 2, n),
-        "prop": np.full(n, 1 / 3), "x0": rng.normal(size=n), "x1": rng.normal(size=n),
-    }).to_csv(root / "src.csv", index=False)  # fmt: skip
-    import_logs(root / "src.csv", root / "imported",
-                ColumnMap(action="item", reward="click", pscore="prop", context=("x0", "x1")))  # fmt: skip
+    pd.DataFrame(
+        {
+            "item": rng.choice([7, 11, 13], n),
+            "click": rng.integers(0, 2, n),
+            "prop": np.full(n, 1 / 3),
+            "x0": rng.normal(size=n),
+            "x1": rng.normal(size=n),
+        }
+    ).to_csv(root / "src.csv", index=False)
+    import_logs(
+        root / "src.csv",
+        root / "imported",
+        ColumnMap(action="item", reward="click", pscore="prop", context=("x0", "x1")),
+    )
     from offrec.models import load_model
     from offrec.pipeline import train_and_save
 
@@ -174,10 +195,12 @@ def test_spark_reads_every_kind_of_log(logs):
     from pyspark.sql import types as T
 
     spark = (
-        SparkSession.builder.master("local[1]").appName("offrec-interop")
-        .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "1")
+        SparkSession.builder.master("local[1]")
+        .appName("offrec-interop")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "1")
         .getOrCreate()
-    )  # fmt: skip
+    )
     try:
         for kind in KINDS:
             path, n = logs[kind]

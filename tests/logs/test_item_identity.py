@@ -30,9 +30,15 @@ def _frame(items: list[str], n: int, seed: int) -> pd.DataFrame:
     slope = np.array([{"hat": -1, "shoe": 1, "sock": 0, "tie": -1, "zip": 1}[i] for i in item])
     click = (rng.random(n) < 1 / (1 + np.exp(-(slope * x[:, 0] - 0.3)))).astype(int)
     return pd.DataFrame(
-        {"ts": np.arange(n), "item": item, "x0": x[:, 0], "x1": x[:, 1], "click": click,
-         "p": 1 / len(items)}
-    )  # fmt: skip
+        {
+            "ts": np.arange(n),
+            "item": item,
+            "x0": x[:, 0],
+            "x1": x[:, 1],
+            "click": click,
+            "p": 1 / len(items),
+        }
+    )
 
 
 def _run(*argv: str) -> None:
@@ -58,8 +64,17 @@ def test_separate_imports_score_like_one_joint_import(tmp_path, items_a, items_b
     pd.concat([a, b]).to_csv(tmp_path / "ab.csv", index=False)
     # separately: the second import extends the first one's map
     _run("import", "csv", str(tmp_path / "a.csv"), "--out", str(tmp_path / "A"), *IMPORT)
-    _run("import", "csv", str(tmp_path / "b.csv"), "--out", str(tmp_path / "B"), *IMPORT,
-         "--items", str(tmp_path / "A"), "--extend-items")  # fmt: skip
+    _run(
+        "import",
+        "csv",
+        str(tmp_path / "b.csv"),
+        "--out",
+        str(tmp_path / "B"),
+        *IMPORT,
+        "--items",
+        str(tmp_path / "A"),
+        "--extend-items",
+    )
     joint_ids = sorted(set(items_a) | set(items_b))
     extended = sorted(items_a) + sorted(set(items_b) - set(items_a))
     assert read_logs(tmp_path / "B").metadata["action_map"] == extended
@@ -80,8 +95,14 @@ def test_separate_imports_score_like_one_joint_import(tmp_path, items_a, items_b
     ev = ["evaluate", "--estimators", estimators, "--interval", "none"]
     runs = {"separate": ("B", "mA"), "joint": ("BJ", "mJ"), "across": ("BJ", "mA")}
     for name, (log, model) in runs.items():
-        _run(*ev, str(tmp_path / log), "--policy", str(tmp_path / model),
-             "--json", str(tmp_path / f"{name}.json"))  # fmt: skip
+        _run(
+            *ev,
+            str(tmp_path / log),
+            "--policy",
+            str(tmp_path / model),
+            "--json",
+            str(tmp_path / f"{name}.json"),
+        )
     sep, jnt, across = (_estimates(tmp_path / f"{n}.json") for n in runs)
     assert sep.keys() == jnt.keys() == across.keys() == set(estimators.split(","))
     for e in sep:  # the weights are identical; the reward model sees permuted item columns
@@ -106,8 +127,16 @@ def test_an_unknown_item_is_refused_with_its_id(tmp_path, capsys):
     _frame(["sock", "zip", "hat"], 50, 2).to_csv(tmp_path / "b.csv", index=False)
     _run("import", "csv", str(tmp_path / "a.csv"), "--out", str(tmp_path / "A"), *IMPORT)
     capsys.readouterr()
-    argv = ["import", "csv", str(tmp_path / "b.csv"), "--out", str(tmp_path / "B"), *IMPORT,
-            "--items", str(tmp_path / "A")]  # fmt: skip
+    argv = [
+        "import",
+        "csv",
+        str(tmp_path / "b.csv"),
+        "--out",
+        str(tmp_path / "B"),
+        *IMPORT,
+        "--items",
+        str(tmp_path / "A"),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "2 item id(s) are not in the item map (2 items): 'hat', 'zip'" in err
@@ -121,16 +150,25 @@ def test_a_catalog_file_numbers_the_items_in_its_order(tmp_path):
         tmp_path / "catalog.csv", index=False
     )
     _frame(["shoe", "zip"], 40, 3).to_csv(tmp_path / "a.csv", index=False)
-    _run("import", "csv", str(tmp_path / "a.csv"), "--out", str(tmp_path / "A"), *IMPORT,
-         "--items", str(tmp_path / "catalog.csv"))  # fmt: skip
+    _run(
+        "import",
+        "csv",
+        str(tmp_path / "a.csv"),
+        "--out",
+        str(tmp_path / "A"),
+        *IMPORT,
+        "--items",
+        str(tmp_path / "catalog.csv"),
+    )
     data = read_logs(tmp_path / "A")
     src = pd.read_csv(tmp_path / "a.csv")
     assert data.n_actions == 3 and data.metadata["action_map"] == ["zip", "sock", "shoe"]
     np.testing.assert_array_equal(data.action, src["item"].map({"zip": 0, "sock": 1, "shoe": 2}))
     with pytest.raises(InputError, match=r"1 item id\(s\) are not in the item map .*'tie'"):
         import_frame(_frame(["tie", "zip"], 20, 4), CMAP, items=data.item_map)
-    grown = import_frame(_frame(["tie", "zip"], 20, 4), CMAP, items=data.item_map,
-                         extend_items=True)  # fmt: skip
+    grown = import_frame(
+        _frame(["tie", "zip"], 20, 4), CMAP, items=data.item_map, extend_items=True
+    )
     assert grown.data.metadata["action_map"] == ["zip", "sock", "shoe", "tie"]
     assert grown.new_items == ["tie"] and "1 new item(s) added to the item map" in grown.line("o")
 
@@ -139,8 +177,14 @@ def test_a_model_whose_items_the_log_lacks_is_refused(tmp_path, capsys):
     _frame(["shoe", "sock", "tie"], 300, 1).to_csv(tmp_path / "a.csv", index=False)
     _frame(["hat", "shoe"], 300, 2).to_csv(tmp_path / "b.csv", index=False)
     for name in ("a", "b"):
-        _run("import", "csv", str(tmp_path / f"{name}.csv"), "--out", str(tmp_path / name.upper()),
-             *IMPORT)  # fmt: skip
+        _run(
+            "import",
+            "csv",
+            str(tmp_path / f"{name}.csv"),
+            "--out",
+            str(tmp_path / name.upper()),
+            *IMPORT,
+        )
     _run(
         "train", "bandit", str(tmp_path / "A"), "--learner", "linucb", "--out", str(tmp_path / "m")
     )
@@ -166,16 +210,18 @@ def test_a_model_from_a_simulated_log_is_refused_on_an_imported_one(tmp_path):
 
     policy = UniformPolicy(3)
     policy.item_map = sim_like  # what training on a simulated log stores
-    data = LoggedData.from_arrays(np.zeros((3, 1)), [0, 1, 2], [1, 0, 0], [1 / 3] * 3,
-                                  item_ids=["a", "b", "c"])  # fmt: skip
+    data = LoggedData.from_arrays(
+        np.zeros((3, 1)), [0, 1, 2], [1, 0, 0], [1 / 3] * 3, item_ids=["a", "b", "c"]
+    )
     assert data.item_map == imported
     with pytest.raises(
         InputError, match=r"3 item\(s\) this log's item map does not have: \[0, 1, 2\]"
     ):
         evaluate(data, {"sim": policy}, estimators=["ips"], interval=None)
     # the identity map over integer ids 0..2 is the same catalog: scored as is
-    ints = LoggedData.from_arrays(np.zeros((3, 1)), [0, 1, 2], [1, 0, 0], [1 / 3] * 3,
-                                  item_ids=[0, 1, 2])  # fmt: skip
+    ints = LoggedData.from_arrays(
+        np.zeros((3, 1)), [0, 1, 2], [1, 0, 0], [1 / 3] * 3, item_ids=[0, 1, 2]
+    )
     res = evaluate(ints, {"sim": policy}, estimators=["ips"], interval=None)
     assert float(res.table["value"].iloc[0]) == pytest.approx(1 / 3)
 
@@ -228,9 +274,13 @@ def test_a_fitted_model_saves_and_loads_its_map_and_world_recommend_refuses_it(t
     world = World(WorldConfig(n_items=3), seed=0)
     rng = np.random.default_rng(0)
     n = 60
-    data = LoggedData.from_arrays(rng.normal(size=(n, world.obs_dim)), rng.integers(0, 3, n),
-                                  rng.integers(0, 2, n), np.full(n, 1 / 3),
-                                  item_ids=["tea", "cake", "jam"])  # fmt: skip
+    data = LoggedData.from_arrays(
+        rng.normal(size=(n, world.obs_dim)),
+        rng.integers(0, 3, n),
+        rng.integers(0, 2, n),
+        np.full(n, 1 / 3),
+        item_ids=["tea", "cake", "jam"],
+    )
     learner = fit_logged(LinUCB(3, world.obs_dim), data)
     assert learner.item_map == ItemMap(("tea", "cake", "jam"))
     loaded = load_policy(save_policy(learner.exploit(), tmp_path / "m"))
@@ -252,19 +302,47 @@ def test_an_rl_model_keeps_its_map_and_is_translated(tmp_path):
     def session_log(items, seed):
         r = np.random.default_rng(seed)
         n = 120
-        return pd.DataFrame({"sid": np.repeat(np.arange(n // 3), 3), "t": np.tile([0, 1, 2], n // 3),
-                             "item": r.choice(items, n), "x0": r.normal(size=n),
-                             "x1": r.normal(size=n), "click": r.integers(0, 2, n),
-                             "p": 1 / len(items)})  # fmt: skip
+        return pd.DataFrame(
+            {
+                "sid": np.repeat(np.arange(n // 3), 3),
+                "t": np.tile([0, 1, 2], n // 3),
+                "item": r.choice(items, n),
+                "x0": r.normal(size=n),
+                "x1": r.normal(size=n),
+                "click": r.integers(0, 2, n),
+                "p": 1 / len(items),
+            }
+        )
 
     session_log(["shoe", "sock"], 1).to_csv(tmp_path / "a.csv", index=False)
     session_log(["hat", "sock", "shoe"], 2).to_csv(tmp_path / "b.csv", index=False)
     sess = ["--session", "sid", "--step", "t"]
     _run("import", "csv", str(tmp_path / "a.csv"), "--out", str(tmp_path / "A"), *IMPORT, *sess)
-    _run("import", "csv", str(tmp_path / "b.csv"), "--out", str(tmp_path / "B"), *IMPORT, *sess,
-         "--items", str(tmp_path / "A"), "--extend-items")  # fmt: skip
-    _run("train", "rl", str(tmp_path / "A"), "--algo", "dqn", "--n-steps", "20", "--param",
-         "hidden_units=[8]", "--out", str(tmp_path / "q"))  # fmt: skip
+    _run(
+        "import",
+        "csv",
+        str(tmp_path / "b.csv"),
+        "--out",
+        str(tmp_path / "B"),
+        *IMPORT,
+        *sess,
+        "--items",
+        str(tmp_path / "A"),
+        "--extend-items",
+    )
+    _run(
+        "train",
+        "rl",
+        str(tmp_path / "A"),
+        "--algo",
+        "dqn",
+        "--n-steps",
+        "20",
+        "--param",
+        "hidden_units=[8]",
+        "--out",
+        str(tmp_path / "q"),
+    )
     q = load_model(tmp_path / "q")
     assert q.item_map == ItemMap(("shoe", "sock"))
     b = read_logs(tmp_path / "B")

@@ -73,8 +73,16 @@ def test_fast_loggers_same_seed_same_parquet_and_exact_pscores(tmp_path, world, 
     the logged pscores are the dense float64 probabilities of the logged actions."""
     pi = logging_policy(world, kind, beta=2.0, epsilon=0.3, support=list(range(90)))
     for name, overlap in (("a", True), ("b", True), ("c", False)):
-        collect(world, pi, out=tmp_path / name, n_decisions=9000, seed=5, chunk_rows=1000,
-                rows_per_file=4000, overlap=overlap)  # fmt: skip
+        collect(
+            world,
+            pi,
+            out=tmp_path / name,
+            n_decisions=9000,
+            seed=5,
+            chunk_rows=1000,
+            rows_per_file=4000,
+            overlap=overlap,
+        )
     files = sorted(p.name for p in (tmp_path / "a").glob("*.parquet"))
     assert len(files) == 3
     for other in ("b", "c"):  # same seed; encoding in a worker thread or not
@@ -105,8 +113,15 @@ def test_n_decisions_is_exact_and_cut_session_is_truncated(tmp_path, session_wor
 
 
 def test_streams_in_row_groups_and_part_files(tmp_path, world):
-    res = collect(world, UniformPolicy(100), out=tmp_path / "x", n_decisions=10_000, seed=0,
-                  chunk_rows=1000, rows_per_file=4000)  # fmt: skip
+    res = collect(
+        world,
+        UniformPolicy(100),
+        out=tmp_path / "x",
+        n_decisions=10_000,
+        seed=0,
+        chunk_rows=1000,
+        rows_per_file=4000,
+    )
     files = sorted((tmp_path / "x").glob("*.parquet"))
     assert res.n_files == len(files) == 3
     assert pq.ParquetFile(files[0]).metadata.num_row_groups == 4

@@ -41,8 +41,15 @@ def _assert_same_log(a: LoggedData, b: LoggedData) -> None:
 def session_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     world = World(WorldConfig(horizon=5, n_items=12, n_users=300), seed=0)
     out = tmp_path_factory.mktemp("minari") / "sessions"
-    collect(world, logging_policy(world, "softmax"), out=out, n_sessions=400, seed=1,
-            chunk_rows=256, logging_dist=True)  # fmt: skip
+    collect(
+        world,
+        logging_policy(world, "softmax"),
+        out=out,
+        n_sessions=400,
+        seed=1,
+        chunk_rows=256,
+        logging_dist=True,
+    )
     return out
 
 
@@ -126,10 +133,16 @@ def _foreign_dataset(root: Path, n_episodes: int = 60, k: int = 4) -> None:
     os.environ["MINARI_DATASETS_PATH"] = str(root)
     try:
         minari.create_dataset_from_buffers(
-            "toy/clicks-v0", buffers, observation_space=space,
-            action_space=gym.spaces.Discrete(k), algorithm_name="random", author="test",
-            author_email="t@example.org", code_permalink="none", description="toy",
-        )  # fmt: skip
+            "toy/clicks-v0",
+            buffers,
+            observation_space=space,
+            action_space=gym.spaces.Discrete(k),
+            algorithm_name="random",
+            author="test",
+            author_email="t@example.org",
+            code_permalink="none",
+            description="toy",
+        )
     finally:
         if old is None:
             del os.environ["MINARI_DATASETS_PATH"]
@@ -156,8 +169,9 @@ def test_a_dataset_without_propensities(tmp_path: Path, capsys: pytest.CaptureFi
     from offrec.ope import FixedProbs, evaluate
 
     uniform = FixedProbs(np.full((data.n_rows, 4), 0.25))
-    table = evaluate(out, {"u": uniform}, estimators=["dm", "ips"], mode="bandit",
-                     interval="normal").table  # fmt: skip
+    table = evaluate(
+        out, {"u": uniform}, estimators=["dm", "ips"], mode="bandit", interval="normal"
+    ).table
     ips = table.set_index("estimator").value["ips"]
     assert ips == pytest.approx(data.reward.mean(), rel=1e-12)  # target = claimed logger
     assert 0.0 < table.set_index("estimator").value["dm"] < 1.0

@@ -54,8 +54,13 @@ def test_round_trip_equals_the_simulated_rounds(tmp_path: Path) -> None:
 
 def test_monte_carlo_marginals_are_declared(tmp_path: Path) -> None:
     sw = SlateWorld(World(WorldConfig(n_items=40, n_users=20), seed=1), 5, ClickModel("pbm"))
-    collect_slates(sw, PlackettLuce(UniformPolicy(40), 5), out=tmp_path / "log", n_slates=50,
-                   marginal_samples=64)  # fmt: skip
+    collect_slates(
+        sw,
+        PlackettLuce(UniformPolicy(40), 5),
+        out=tmp_path / "log",
+        n_slates=50,
+        marginal_samples=64,
+    )
     assert read_slate_log(tmp_path / "log").slate["marginals"] == {"monte_carlo_samples": 64}
 
 
@@ -73,10 +78,15 @@ def _tamper(src: Path, dst: Path, column: str, row: int, value: int) -> None:
     ("column", "row", "value", "message"),
     [
         ("action", 4, None, r"must not show an item twice; slate \(session_id 1, step 0\) shows"),
-        ("position", 5, 1, r"positions 0..2 exactly once; slate \(session_id 1, step 0\) has positions \[0, 1, 1\]"),
+        (
+            "position",
+            5,
+            1,
+            r"positions 0..2 exactly once; slate \(session_id 1, step 0\) has positions \[0, 1, 1\]",
+        ),
         ("position", 2, 3, r"position must be in \[0, 3\) \(slate_size\); row 2 has 3"),
     ],
-)  # fmt: skip
+)
 def test_reader_checks_the_slate_rules(
     tmp_path: Path, column: str, row: int, value: int | None, message: str
 ) -> None:
@@ -93,8 +103,13 @@ def test_reader_checks_the_slate_rules(
 
 def test_check_slate_rows_missing_slot() -> None:
     with pytest.raises(InputError, match=r"slate \(session_id 4, step 0\) has positions \[0, 1\]"):
-        check_slate_rows(np.array([3, 3, 3, 4, 4]), np.zeros(5, np.int64), np.array([0, 1, 2, 0, 1]),
-                         np.array([0, 1, 2, 0, 1]), 3)  # fmt: skip
+        check_slate_rows(
+            np.array([3, 3, 3, 4, 4]),
+            np.zeros(5, np.int64),
+            np.array([0, 1, 2, 0, 1]),
+            np.array([0, 1, 2, 0, 1]),
+            3,
+        )
 
 
 def test_reading_a_plain_log_as_slates_is_an_error(tmp_path: Path) -> None:

@@ -4,11 +4,21 @@ from offrec.logs.query import LogSummary
 
 
 def test_summary_text_prints_counts_as_integers_and_keeps_small_propensities():
-    overall = pd.DataFrame([{
-        "rows": 100000, "sessions": 100000, "ctr": 0.19654, "clicks_per_session": 0.19654,
-        "pscore_min": 1.26e-05, "pscore_max": 0.9, "distinct_actions": 100,
-        "ess_uniform": 1234.56, "ess_fraction": 0.0123456,
-    }])  # fmt: skip
+    overall = pd.DataFrame(
+        [
+            {
+                "rows": 100000,
+                "sessions": 100000,
+                "ctr": 0.19654,
+                "clicks_per_session": 0.19654,
+                "pscore_min": 1.26e-05,
+                "pscore_max": 0.9,
+                "distinct_actions": 100,
+                "ess_uniform": 1234.56,
+                "ess_fraction": 0.0123456,
+            }
+        ]
+    )
     by_step = pd.DataFrame({"step": [0], "rows": [100000.0], "ctr": [0.19654]})
     by_topic = pd.DataFrame({"topic": ["news"], "rows": [100000], "ctr": [0.2], "share": [1.0]})
     text = LogSummary(overall, by_step, by_topic).to_text()

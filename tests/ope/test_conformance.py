@@ -89,8 +89,9 @@ def test_weight_diagnostics_go_exactly_to_the_estimators_that_use_weights() -> N
     a = rng.integers(0, 3, n)
     from offrec.logs.data import LoggedData
 
-    data = LoggedData.from_arrays(x, a, (rng.random(n) < 0.3).astype(float), np.full(n, 1 / 3),
-                                  n_actions=3)  # fmt: skip
+    data = LoggedData.from_arrays(
+        x, a, (rng.random(n) < 0.3).astype(float), np.full(n, 1 / 3), n_actions=3
+    )
     target = np.tile([0.6, 0.2, 0.2], (n, 1))
     # the group estimators (MIPS & co) need item groups this log has none of: their
     # diagnostics are checked in tests/ope/test_embedding.py

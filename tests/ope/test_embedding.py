@@ -32,8 +32,17 @@ def _problem(n: int = 2000, k: int = 1000, n_groups: int = 10, seed: int = 0):
     action = (pi_b.cumsum(axis=1) < rng.random(n)[:, None]).sum(axis=1).clip(0, k - 1)
     q = 1 / (1 + np.exp(-(x @ rng.normal(size=(3, k)))))
     reward = (rng.random(n) < q[np.arange(n), action]).astype(float)
-    return dict(reward=reward, action=action, pscore=pi_b[np.arange(n), action],
-                action_dist=pi_e, item_groups=groups), pi_b, q  # fmt: skip
+    return (
+        dict(
+            reward=reward,
+            action=action,
+            pscore=pi_b[np.arange(n), action],
+            action_dist=pi_e,
+            item_groups=groups,
+        ),
+        pi_b,
+        q,
+    )
 
 
 def test_hand_computed() -> None:
@@ -41,9 +50,13 @@ def test_hand_computed() -> None:
     groups = np.array([0, 1, 1])
     pi_e = np.array([[0.0, 1.0, 0.0], [0.5, 0.0, 0.5]])
     arrays = dict(
-        reward=np.array([1.0, 0.0]), action=np.array([2, 0]), pscore=np.array([0.25, 0.5]),
-        action_dist=pi_e, item_groups=groups, pscore_group=np.array([0.5, 0.5]),
-    )  # fmt: skip
+        reward=np.array([1.0, 0.0]),
+        action=np.array([2, 0]),
+        pscore=np.array([0.25, 0.5]),
+        action_dist=pi_e,
+        item_groups=groups,
+        pscore_group=np.array([0.5, 0.5]),
+    )
     # w(g) = pi_e(g)/pi_b(g): row 0 group 1: 1.0 / 0.5 = 2; row 1 group 0: 0.5 / 0.5 = 1
     assert MIPS().estimate_policy_value(**arrays) == pytest.approx((2 * 1 + 1 * 0) / 2)
     assert SNMIPS().estimate_policy_value(**arrays) == pytest.approx(2 / 3)
@@ -129,9 +142,13 @@ _OBP_SCRIPT = textwrap.dedent(
 )
 def test_equal_to_obp(tmp_path) -> None:
     arrays, pi_b, _ = _problem(n=2000, k=1000)
-    for name, value in (("reward", arrays["reward"]), ("action", arrays["action"]),
-                        ("pi_b", pi_b), ("pi_e", arrays["action_dist"]),
-                        ("groups", arrays["item_groups"])):  # fmt: skip
+    for name, value in (
+        ("reward", arrays["reward"]),
+        ("action", arrays["action"]),
+        ("pi_b", pi_b),
+        ("pi_e", arrays["action_dist"]),
+        ("groups", arrays["item_groups"]),
+    ):
         np.save(tmp_path / f"{name}.npy", value)
     script = tmp_path / "obp_mips.py"
     script.write_text(_OBP_SCRIPT)
@@ -168,11 +185,20 @@ def test_streamed_evaluate_on_a_large_catalog_log(tmp_path) -> None:
     dist = target.action_dist_compact(x)
     groups = w.item_topic
     pg = logging_group_pscore(logger.action_dist_compact(x), groups, data.action)
-    pairs = PairRewards(target.predict_pairs(x, data.action[:, None])[:, 0],
-                        target.predict_pairs(x, dist.items), target.predict_mean(x))  # fmt: skip
+    pairs = PairRewards(
+        target.predict_pairs(x, data.action[:, None])[:, 0],
+        target.predict_pairs(x, dist.items),
+        target.predict_mean(x),
+    )
     for batch_size in (2000, 300):
-        res = evaluate(tmp_path / "log", {"t": target}, estimators=names, reward_model=target,
-                       interval="normal", batch_size=batch_size).table  # fmt: skip
+        res = evaluate(
+            tmp_path / "log",
+            {"t": target},
+            estimators=names,
+            reward_model=target,
+            interval="normal",
+            batch_size=batch_size,
+        ).table
         for name in names:
             est = make_estimator(name)
             kw = dict(reward=data.reward, action=data.action, pscore=data.pscore, action_dist=dist)

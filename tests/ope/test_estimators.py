@@ -65,8 +65,10 @@ class Bandit:
         if not ESTIMATORS[name].needs_groups:
             return {}
         groups = np.arange(self.logging_dist.shape[1]) % 2
-        return {"item_groups": groups,
-                "pscore_group": logging_group_pscore(self.logging_dist, groups, self.action)}  # fmt: skip
+        return {
+            "item_groups": groups,
+            "pscore_group": logging_group_pscore(self.logging_dist, groups, self.action),
+        }
 
 
 def make_bandit(n: int, seed: int, n_actions: int = 4, d: int = 3, pool: int = 400) -> Bandit:
@@ -235,8 +237,15 @@ def test_classes_call_the_core_and_run_their_examples() -> None:
         ("switch-dr", 2.0): np.mean(q_pi + np.where(w <= 2.0, w, 0.0) * (r - q_log)),
         ("dr-os", 2.0): np.mean(q_pi + 2.0 * w / (w * w + 2.0) * (r - q_log)),
     }
-    classes = {"ips": IPS, "snips": SNIPS, "dm": DM, "dr": DR, "sndr": SNDR,
-               "switch-dr": SwitchDR, "dr-os": DRos}  # fmt: skip
+    classes = {
+        "ips": IPS,
+        "snips": SNIPS,
+        "dm": DM,
+        "dr": DR,
+        "sndr": SNDR,
+        "switch-dr": SwitchDR,
+        "dr-os": DRos,
+    }
     assert len(set(by_hand.values())) == len(by_hand)  # the formulas tell them apart here
     for (name, lam), expected in by_hand.items():
         params = {} if lam is None else {"lambda_": lam}
@@ -391,32 +400,92 @@ _QNAN = QHAT.copy()
 _QNAN[4, 2] = np.inf
 
 BAD_INPUTS = [
-    ("ips", _bad(pscore=np.array([0.5, 0.25, 0.5, 0.0, 0.5])), r"pscore must be in \(0, 1\]; row 3 has 0.0"),
-    ("ips", _bad(pscore=np.array([0.5, 1.5, 0.5, 0.2, 0.5])), r"pscore must be in \(0, 1\]; row 1 has 1.5"),
-    ("ips", _bad(pscore=np.array([0.5, 0.5, np.nan, 0.2, 0.5])), r"pscore must be in \(0, 1\]; row 2 has nan"),
-    ("ips", _bad(reward=np.array([1.0, np.nan, 1.0, 1.0, 0.0])), r"reward must be finite; row 1 has nan"),
+    (
+        "ips",
+        _bad(pscore=np.array([0.5, 0.25, 0.5, 0.0, 0.5])),
+        r"pscore must be in \(0, 1\]; row 3 has 0.0",
+    ),
+    (
+        "ips",
+        _bad(pscore=np.array([0.5, 1.5, 0.5, 0.2, 0.5])),
+        r"pscore must be in \(0, 1\]; row 1 has 1.5",
+    ),
+    (
+        "ips",
+        _bad(pscore=np.array([0.5, 0.5, np.nan, 0.2, 0.5])),
+        r"pscore must be in \(0, 1\]; row 2 has nan",
+    ),
+    (
+        "ips",
+        _bad(reward=np.array([1.0, np.nan, 1.0, 1.0, 0.0])),
+        r"reward must be finite; row 1 has nan",
+    ),
     ("ips", _bad(pscore=PSCORE[:4]), r"pscore must have the same length as reward \(5\); got 4"),
     ("ips", _bad(action=ACTION[:3]), r"action must have the same length as reward \(5\); got 3"),
-    ("ips", _bad(reward=REWARD[:, None]), r"reward must be 1-D with shape \(n,\); got shape \(5, 1\)"),
+    (
+        "ips",
+        _bad(reward=REWARD[:, None]),
+        r"reward must be 1-D with shape \(n,\); got shape \(5, 1\)",
+    ),
     ("ips", _bad(action=np.array([0, 1, 3, 0, 1])), r"action must be in \[0, 3\); row 2 has 3"),
     ("ips", _bad(action=np.array([0, -1, 2, 0, 1])), r"action must be in \[0, 3\); row 1 has -1"),
     ("ips", _bad(action=ACTION.astype(float)), r"action must be integers; got dtype float64"),
-    ("ips", _bad(action_dist=_ROWS_OFF), r"action_dist rows must sum to 1 \(tolerance 1e-06\); row 2 sums to 0.9"),
+    (
+        "ips",
+        _bad(action_dist=_ROWS_OFF),
+        r"action_dist rows must sum to 1 \(tolerance 1e-06\); row 2 sums to 0.9",
+    ),
     ("ips", _bad(action_dist=_NEGATIVE), r"action_dist must be non-negative; row 1 has -0.25"),
     ("ips", _bad(action_dist=_NAN_DIST), r"action_dist must be finite; row 3 has nan"),
-    ("ips", _bad(action_dist=DIST[:4]), r"action_dist must have shape \(n, n_actions\) or \(n, n_actions, n_positions\) with n = 5; got \(4, 3\)"),
+    (
+        "ips",
+        _bad(action_dist=DIST[:4]),
+        r"action_dist must have shape \(n, n_actions\) or \(n, n_actions, n_positions\) with n = 5; got \(4, 3\)",
+    ),
     ("ips", _bad(action_dist=DIST[:, 0]), r"action_dist must have shape .* with n = 5; got \(5,\)"),
-    ("dr", _bad(estimated_rewards=QHAT[:, :2]), r"estimated_rewards must have the same shape as action_dist \(5, 3\); got \(5, 2\)"),
+    (
+        "dr",
+        _bad(estimated_rewards=QHAT[:, :2]),
+        r"estimated_rewards must have the same shape as action_dist \(5, 3\); got \(5, 2\)",
+    ),
     ("dr", _bad(estimated_rewards=_QNAN), r"estimated_rewards must be finite; row 4 has inf"),
-    ("dr", _bad(estimated_rewards=None), r"estimator 'dr' needs estimated_rewards with the shape of action_dist"),
-    ("ips", _bad(position=np.array([0, 1, 0, 0, 0])), r"position must be in \[0, 1\) \(positions are axis 2 of action_dist\); row 1 has 1"),
-    ("ips", _bad(reward=np.zeros(0), action=ACTION[:0], pscore=PSCORE[:0], action_dist=DIST[:0]), r"reward must have at least one row; got 0 rows"),
-    ("ipw", _bad(), r"estimator must be one of \['ips', 'snips', 'dm', 'dr', 'sndr', 'switch-dr', 'dr-os', 'mips', 'snmips', 'offcem', 'multi-balanced-ips', 'multi-balanced-dr', 'multi-weighted-ips', 'multi-weighted-dr'\]; got 'ipw'"),
-    ("ips", _bad(clip=3.0), r"unknown parameter 'clip' for estimator 'ips'; valid parameters: \['lambda_'\]"),
-    ("snips", _bad(lambda_=3.0), r"unknown parameter 'lambda_' for estimator 'snips'; valid parameters: none"),
+    (
+        "dr",
+        _bad(estimated_rewards=None),
+        r"estimator 'dr' needs estimated_rewards with the shape of action_dist",
+    ),
+    (
+        "ips",
+        _bad(position=np.array([0, 1, 0, 0, 0])),
+        r"position must be in \[0, 1\) \(positions are axis 2 of action_dist\); row 1 has 1",
+    ),
+    (
+        "ips",
+        _bad(reward=np.zeros(0), action=ACTION[:0], pscore=PSCORE[:0], action_dist=DIST[:0]),
+        r"reward must have at least one row; got 0 rows",
+    ),
+    (
+        "ipw",
+        _bad(),
+        r"estimator must be one of \['ips', 'snips', 'dm', 'dr', 'sndr', 'switch-dr', 'dr-os', 'mips', 'snmips', 'offcem', 'multi-balanced-ips', 'multi-balanced-dr', 'multi-weighted-ips', 'multi-weighted-dr'\]; got 'ipw'",
+    ),
+    (
+        "ips",
+        _bad(clip=3.0),
+        r"unknown parameter 'clip' for estimator 'ips'; valid parameters: \['lambda_'\]",
+    ),
+    (
+        "snips",
+        _bad(lambda_=3.0),
+        r"unknown parameter 'lambda_' for estimator 'snips'; valid parameters: none",
+    ),
     ("dr", _bad(lambda_=-1.0), r"lambda_ must be >= 0.0; got -1.0"),
-    ("snips", _bad(action_dist=np.tile([[0.0, 0.0, 1.0]], (5, 1)), action=np.zeros(5, int)), r"snips is undefined: every importance weight is 0"),
-]  # fmt: skip
+    (
+        "snips",
+        _bad(action_dist=np.tile([[0.0, 0.0, 1.0]], (5, 1)), action=np.zeros(5, int)),
+        r"snips is undefined: every importance weight is 0",
+    ),
+]
 
 
 @pytest.mark.parametrize(("name", "arrays", "message"), BAD_INPUTS)
@@ -491,8 +560,9 @@ def test_greedy_targets_in_factored_form_equal_the_dense_distribution(
     for name in ESTIMATORS:
         kw = {**arrays, **b.groups_for(name)}
         got = estimate_policy_value(name, **kw, action_dist=compact)
-        assert got == pytest.approx(estimate_policy_value(name, **kw, action_dist=truth),
-                                    rel=1e-12), name  # fmt: skip
+        assert got == pytest.approx(
+            estimate_policy_value(name, **kw, action_dist=truth), rel=1e-12
+        ), name
     got = estimate_round_rewards("dm", **arrays, action_dist=compact)
     np.testing.assert_allclose(got, (truth * b.q).sum(axis=1), rtol=1e-13)
 
@@ -500,32 +570,72 @@ def test_greedy_targets_in_factored_form_equal_the_dense_distribution(
 def _greedy_bad(**override: object) -> dict[str, object]:
     from offrec.core.policy import Head
 
-    scores = np.array([[0.0, 1.0, 2.0], [3.0, 1.0, 2.0], [0.0, 5.0, 2.0],
-                       [0.0, 1.0, 2.0], [1.0, 1.0, 0.0]])  # fmt: skip
+    scores = np.array(
+        [[0.0, 1.0, 2.0], [3.0, 1.0, 2.0], [0.0, 5.0, 2.0], [0.0, 1.0, 2.0], [1.0, 1.0, 0.0]]
+    )
     head = Head("epsilon_greedy", epsilon=override.pop("eps", 0.3))  # type: ignore[arg-type]
     if "scores" in override:
         scores = override.pop("scores")  # type: ignore[assignment]
     return {
-        "reward": REWARD, "action": ACTION, "pscore": PSCORE, "estimated_rewards": QHAT,
-        "action_dist": head.greedy(scores), **override,
-    }  # fmt: skip
+        "reward": REWARD,
+        "action": ACTION,
+        "pscore": PSCORE,
+        "estimated_rewards": QHAT,
+        "action_dist": head.greedy(scores),
+        **override,
+    }
 
 
-_NAN_ROW = np.array([[0.0, 1.0, 2.0], [3.0, 1.0, 2.0], [0.0, 5.0, 2.0],
-                     [0.0, np.nan, 2.0], [1.0, 1.0, 0.0]])  # fmt: skip
+_NAN_ROW = np.array(
+    [[0.0, 1.0, 2.0], [3.0, 1.0, 2.0], [0.0, 5.0, 2.0], [0.0, np.nan, 2.0], [1.0, 1.0, 0.0]]
+)
 _QINF = QHAT.copy()
 _QINF[3, 0] = -np.inf
 
 GREEDY_BAD = [
-    ("ips", _greedy_bad(scores=_NAN_ROW), r"action_dist rows must sum to 1 \(tolerance 1e-06\); row 3 sums to 0.3"),
-    ("ips", _greedy_bad(scores=_NAN_ROW, eps=0.0), r"action_dist rows must sum to 1 \(tolerance 1e-06\); row 3 sums to 0.0"),
-    ("dr", _greedy_bad(estimated_rewards=_QINF), r"estimated_rewards must be finite; row 3 has -inf"),
-    ("dr", _greedy_bad(estimated_rewards=_QINF, eps=0.0), r"estimated_rewards must be finite; row 3 has -inf"),
-    ("dr", _greedy_bad(estimated_rewards=QHAT[:, :2]), r"estimated_rewards must have the same shape as action_dist \(5, 3\); got \(5, 2\)"),
-    ("ips", _greedy_bad(reward=REWARD[:4], action=ACTION[:4], pscore=PSCORE[:4], estimated_rewards=None), r"action_dist must have shape .* with n = 4; got \(5, 3\)"),
-    ("ips", _greedy_bad(action=np.array([0, 1, 3, 0, 1])), r"action must be in \[0, 3\); row 2 has 3"),
-    ("ips", _greedy_bad(position=np.array([0, 1, 0, 0, 0])), r"position must be in \[0, 1\) \(positions are axis 2 of action_dist\); row 1 has 1"),
-]  # fmt: skip
+    (
+        "ips",
+        _greedy_bad(scores=_NAN_ROW),
+        r"action_dist rows must sum to 1 \(tolerance 1e-06\); row 3 sums to 0.3",
+    ),
+    (
+        "ips",
+        _greedy_bad(scores=_NAN_ROW, eps=0.0),
+        r"action_dist rows must sum to 1 \(tolerance 1e-06\); row 3 sums to 0.0",
+    ),
+    (
+        "dr",
+        _greedy_bad(estimated_rewards=_QINF),
+        r"estimated_rewards must be finite; row 3 has -inf",
+    ),
+    (
+        "dr",
+        _greedy_bad(estimated_rewards=_QINF, eps=0.0),
+        r"estimated_rewards must be finite; row 3 has -inf",
+    ),
+    (
+        "dr",
+        _greedy_bad(estimated_rewards=QHAT[:, :2]),
+        r"estimated_rewards must have the same shape as action_dist \(5, 3\); got \(5, 2\)",
+    ),
+    (
+        "ips",
+        _greedy_bad(
+            reward=REWARD[:4], action=ACTION[:4], pscore=PSCORE[:4], estimated_rewards=None
+        ),
+        r"action_dist must have shape .* with n = 4; got \(5, 3\)",
+    ),
+    (
+        "ips",
+        _greedy_bad(action=np.array([0, 1, 3, 0, 1])),
+        r"action must be in \[0, 3\); row 2 has 3",
+    ),
+    (
+        "ips",
+        _greedy_bad(position=np.array([0, 1, 0, 0, 0])),
+        r"position must be in \[0, 1\) \(positions are axis 2 of action_dist\); row 1 has 1",
+    ),
+]
 
 
 @pytest.mark.parametrize(("name", "arrays", "message"), GREEDY_BAD)

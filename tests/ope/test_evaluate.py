@@ -49,13 +49,19 @@ def logged(b: Bandit, position: np.ndarray | None = None, logging_dist: bool = T
     n = b.action.shape[0]
     ints = np.arange(n)
     return LoggedData(
-        context=b.context.astype(np.float32), action=b.action, reward=b.reward,
-        pscore=b.pscore, session_id=ints, step=np.zeros(n, np.int64),
-        position=np.zeros(n, np.int64) if position is None else position, user_id=ints,
-        terminated=np.ones(n, bool), truncated=np.zeros(n, bool),
+        context=b.context.astype(np.float32),
+        action=b.action,
+        reward=b.reward,
+        pscore=b.pscore,
+        session_id=ints,
+        step=np.zeros(n, np.int64),
+        position=np.zeros(n, np.int64) if position is None else position,
+        user_id=ints,
+        terminated=np.ones(n, bool),
+        truncated=np.zeros(n, bool),
         n_actions=b.logging_dist.shape[1],
         logging_dist=b.logging_dist.astype(np.float32) if logging_dist else None,
-    )  # fmt: skip
+    )
 
 
 W = np.random.default_rng(0).normal(size=(3, 4))
@@ -99,8 +105,15 @@ def parquet_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, World]:
     world = World(WorldConfig(horizon=1, n_items=20, n_users=2000), seed=0)
     out = tmp_path_factory.mktemp("logs") / "bandit"
     # 3 files: batches cross file boundaries in the tests below
-    collect(world, logging_policy(world, "softmax"), out=out, n_decisions=30_000, seed=1,
-            chunk_rows=4096, rows_per_file=12_000)  # fmt: skip
+    collect(
+        world,
+        logging_policy(world, "softmax"),
+        out=out,
+        n_decisions=30_000,
+        seed=1,
+        chunk_rows=4096,
+        rows_per_file=12_000,
+    )
     return out, world
 
 
@@ -146,9 +159,10 @@ def test_paired_difference_by_hand() -> None:
     d = res.compare("sharp", "soft", "ips")
     psi = [
         POLICIES[p].action_dist(b.context.astype(np.float32))[np.arange(4000), b.action]
-        / b.pscore * b.reward
+        / b.pscore
+        * b.reward
         for p in ("sharp", "soft")
-    ]  # fmt: skip
+    ]
     diff = psi[0] - psi[1]
     half = stats.t.ppf(0.975, 3999) * diff.std(ddof=1) / math.sqrt(4000)
     assert d.value == pytest.approx(diff.mean(), rel=1e-12)
@@ -172,11 +186,17 @@ def test_reward_model_estimators_are_cross_fitted() -> None:
     out_of_fold = np.empty((data.n_rows, data.n_actions))
     for k in range(rm.n_folds):
         train, test = fold != k, fold == k
-        model = rm.fit(data.context[train], data.action[train], data.reward[train],
-                       data.pscore[train], n_actions=data.n_actions)  # fmt: skip
+        model = rm.fit(
+            data.context[train],
+            data.action[train],
+            data.reward[train],
+            data.pscore[train],
+            n_actions=data.n_actions,
+        )
         out_of_fold[test] = model.predict(data.context[test])
-    in_sample = rm.fit(data.context, data.action, data.reward, data.pscore,
-                       n_actions=data.n_actions).predict(data.context)  # fmt: skip
+    in_sample = rm.fit(
+        data.context, data.action, data.reward, data.pscore, n_actions=data.n_actions
+    ).predict(data.context)
     t = res.table.set_index(["policy", "estimator"])
     for p, policy in POLICIES.items():
         dist = policy.action_dist(data.context)
@@ -233,9 +253,13 @@ def test_positions_score_each_row_at_its_position() -> None:
         dist = POLICIES[row.policy].action_dist(data.context)
         dist3 = np.repeat(dist[:, :, None], 3, axis=2)
         expected = estimate_policy_value(
-            row.estimator, reward=b.reward, action=b.action, pscore=b.pscore,
-            action_dist=dist3, position=position,
-        )  # fmt: skip
+            row.estimator,
+            reward=b.reward,
+            action=b.action,
+            pscore=b.pscore,
+            action_dist=dist3,
+            position=position,
+        )
         assert row.value == pytest.approx(expected, rel=1e-12)
 
 
@@ -245,8 +269,9 @@ def test_fixed_probabilities_stream_by_row(parquet_log: tuple[Path, World]) -> N
     path, world = parquet_log
     data = read_logs(path)
     probs = MyopicOracle(world, Head("epsilon_greedy", epsilon=0.3)).action_dist(data.context)
-    a = evaluate(path, {"p": FixedProbs(probs)}, estimators=["ips"], interval="normal",
-                 batch_size=777).table  # fmt: skip
+    a = evaluate(
+        path, {"p": FixedProbs(probs)}, estimators=["ips"], interval="normal", batch_size=777
+    ).table
     expected = estimate_policy_value(
         "ips", reward=data.reward, action=data.action, pscore=data.pscore, action_dist=probs
     )
@@ -273,12 +298,21 @@ def test_greedy_targets_stream_without_the_dense_distribution(
     data = read_logs(path)
     theta = np.random.default_rng(3).normal(size=(data.context.shape[1], data.n_actions))
     support = np.arange(data.n_actions) != 4
-    target = _NoDense(lambda x: np.asarray(x, np.float64) @ theta, data.n_actions,
-                      Head("epsilon_greedy", epsilon=eps), support)  # fmt: skip
+    target = _NoDense(
+        lambda x: np.asarray(x, np.float64) @ theta,
+        data.n_actions,
+        Head("epsilon_greedy", epsilon=eps),
+        support,
+    )
     s = np.where(support, np.asarray(data.context, np.float64) @ theta, -np.inf)
     probs = (1 - eps) * (s == s.max(axis=1, keepdims=True)) + eps * support / support.sum()
-    kw = dict(estimators=["ips", "snips", "dm", "dr", "sndr"], interval="normal", seed=2,
-              fit_rows=20_000, batch_size=4096)  # fmt: skip
+    kw = dict(
+        estimators=["ips", "snips", "dm", "dr", "sndr"],
+        interval="normal",
+        seed=2,
+        fit_rows=20_000,
+        batch_size=4096,
+    )
     got = evaluate(path, {"t": target}, **kw).table  # type: ignore[arg-type]
     expected = evaluate(path, {"t": FixedProbs(probs)}, **kw).table  # type: ignore[arg-type]
     for col in ("value", "low", "high", "stderr", "ess", "max_weight"):
@@ -320,8 +354,9 @@ def test_several_greedy_targets_with_ties_share_the_reduced_predictions(
         top = s == s.max(axis=1, keepdims=True)
         fixed[name] = FixedProbs((1 - eps[name]) * top / top.sum(1, keepdims=True) + eps[name] / k)
     assert (top.sum(1) > 1).sum() > data.n_rows // 4  # ties are exercised
-    kw = dict(estimators=["dm", "dr", "sndr"], interval="normal", seed=2, fit_rows=20_000,
-              batch_size=4096)  # fmt: skip
+    kw = dict(
+        estimators=["dm", "dr", "sndr"], interval="normal", seed=2, fit_rows=20_000, batch_size=4096
+    )
     got = evaluate(path, targets, **kw).table  # type: ignore[arg-type]
     expected = evaluate(path, fixed, **kw).table  # type: ignore[arg-type]
     for col in ("value", "low", "high", "stderr"):
@@ -338,8 +373,15 @@ def test_session_logs_use_the_sequential_estimators(tmp_path: Path) -> None:
 
     world = World(WorldConfig(horizon=5, n_items=10, n_users=500), seed=1)
     logger = logging_policy(world, "softmax")
-    collect(world, logger, out=tmp_path / "s", n_sessions=3000, seed=2, chunk_rows=2048,
-            rows_per_file=5000)  # fmt: skip
+    collect(
+        world,
+        logger,
+        out=tmp_path / "s",
+        n_sessions=3000,
+        seed=2,
+        chunk_rows=2048,
+        rows_per_file=5000,
+    )
     data = read_logs(tmp_path / "s")
     target = logging_policy(world, "epsilon_greedy", epsilon=0.3)
     kw = dict(estimators=["pdis", "wpdis", "tis"], interval="normal", seed=1)

@@ -24,16 +24,24 @@ def log(tmp_path_factory):
     return out, world
 
 
-@pytest.mark.parametrize(("estimators", "n_bootstrap", "batch"),
-                         [(["ips", "snips"], 200, 4096), (["ips", "snips", "dr"], 200, 2048),
-                          (["ips"], 3000, 2048)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("estimators", "n_bootstrap", "batch"),
+    [(["ips", "snips"], 200, 4096), (["ips", "snips", "dr"], 200, 2048), (["ips"], 3000, 2048)],
+)
 def test_the_estimate_bounds_the_measured_peak(log, estimators, n_bootstrap, batch):
     path, world = log
     fit_rows = 2000
     tracemalloc.start()
     try:
-        evaluate(path, {"t": logging_policy(world, "epsilon_greedy")}, estimators=estimators,
-                 n_bootstrap=n_bootstrap, batch_size=batch, workers=1, fit_rows=fit_rows)  # fmt: skip
+        evaluate(
+            path,
+            {"t": logging_policy(world, "epsilon_greedy")},
+            estimators=estimators,
+            n_bootstrap=n_bootstrap,
+            batch_size=batch,
+            workers=1,
+            fit_rows=fit_rows,
+        )
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -155,13 +155,21 @@ def test_analytic_intervals_agree_with_the_bootstrap_at_moderate_n() -> None:
 
 
 BAD = [
-    (dict(method="jackknife"), ValueError, r"method must be one of \['bootstrap', 'normal', 'bernstein'\]; got 'jackknife'"),
+    (
+        dict(method="jackknife"),
+        ValueError,
+        r"method must be one of \['bootstrap', 'normal', 'bernstein'\]; got 'jackknife'",
+    ),
     (dict(alpha=1.5), ValueError, r"alpha must be < 1.0; got 1.5"),
     (dict(n_bootstrap=0), ValueError, r"n_bootstrap must be >= 1; got 0"),
     (dict(n_bootstrap=10.5), TypeError, r"n_bootstrap must be int"),
     (dict(seed=-1), ValueError, r"seed must be >= 0; got -1"),
-    (dict(lambda_=1.0, estimator="snips"), ValueError, r"unknown parameter 'lambda_' for estimator 'snips'"),
-]  # fmt: skip
+    (
+        dict(lambda_=1.0, estimator="snips"),
+        ValueError,
+        r"unknown parameter 'lambda_' for estimator 'snips'",
+    ),
+]
 
 
 @pytest.mark.parametrize(("options", "error", "message"), BAD)

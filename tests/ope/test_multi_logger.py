@@ -62,9 +62,15 @@ def three_loggers(n: int = 3000, k: int = 6, seed: int = 0) -> dict[str, np.ndar
     rho = np.bincount(stratum, minlength=3) / n
     avg = np.einsum("k,kna->na", rho, loggers)
     target = _softmax(x @ theta / 0.3)
-    return dict(reward=reward, action=action, pscore=logger[np.arange(n), action],
-                pscore_avg=avg[np.arange(n), action], stratum_idx=stratum, action_dist=target,
-                q=np.clip(q + rng.normal(0, 0.05, q.shape), 0, 1))  # fmt: skip
+    return dict(
+        reward=reward,
+        action=action,
+        pscore=logger[np.arange(n), action],
+        pscore_avg=avg[np.arange(n), action],
+        stratum_idx=stratum,
+        action_dist=target,
+        q=np.clip(q + rng.normal(0, 0.05, q.shape), 0, 1),
+    )
 
 
 def _obp_ready() -> bool:
@@ -75,18 +81,31 @@ def _obp_ready() -> bool:
     )
 
 
-@pytest.mark.skipif(not _obp_ready(), reason="OBP 0.5.7 venv (/tmp/venv-obp, built by "
-                    "shared/reference/setup_obp.sh) not present: cross-check against OBP not run")  # fmt: skip
+@pytest.mark.skipif(
+    not _obp_ready(),
+    reason="OBP 0.5.7 venv (/tmp/venv-obp, built by "
+    "shared/reference/setup_obp.sh) not present: cross-check against OBP not run",
+)
 def test_equal_to_obp_multi_loggers_estimators(tmp_path: Path) -> None:
     d = three_loggers()
     for name, arr in d.items():
         np.save(tmp_path / f"{name}.npy", arr)
-    run = subprocess.run([str(OBP_PYTHON), "-c", OBP_SCRIPT, str(tmp_path)],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    run = subprocess.run(
+        [str(OBP_PYTHON), "-c", OBP_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     obp = json.loads(run.stdout.strip().splitlines()[-1])
-    arrays = dict(reward=d["reward"], action=d["action"], pscore=d["pscore"],
-                  action_dist=d["action_dist"], estimated_rewards=d["q"],
-                  stratum_idx=d["stratum_idx"], pscore_avg=d["pscore_avg"])  # fmt: skip
+    arrays = dict(
+        reward=d["reward"],
+        action=d["action"],
+        pscore=d["pscore"],
+        action_dist=d["action_dist"],
+        estimated_rewards=d["q"],
+        stratum_idx=d["stratum_idx"],
+        pscore_avg=d["pscore_avg"],
+    )
     assert len(obp) == 12
     for key, want in obp.items():
         name, lam = key.split("/")
@@ -100,8 +119,13 @@ def test_equal_to_obp_multi_loggers_estimators(tmp_path: Path) -> None:
 
 def test_one_logger_reductions_and_the_weighted_form_is_a_precision_average() -> None:
     d = three_loggers(seed=1)
-    base = dict(reward=d["reward"], action=d["action"], pscore=d["pscore"],
-                action_dist=d["action_dist"], estimated_rewards=d["q"])  # fmt: skip
+    base = dict(
+        reward=d["reward"],
+        action=d["action"],
+        pscore=d["pscore"],
+        action_dist=d["action_dist"],
+        estimated_rewards=d["q"],
+    )
     # without strata / average propensities: the one-logger IPS and DR
     assert estimate_policy_value("multi-weighted-ips", **base) == estimate_policy_value(
         "ips", **base
@@ -145,15 +169,23 @@ def test_balanced_weights_are_never_above_the_worst_loggers() -> None:
     ("kwargs", "message"),
     [
         ({"stratum_idx": np.zeros(3)}, r"stratum_idx must have shape \(4,\); got \(3,\)"),
-        ({"stratum_idx": np.array([0, 0, 1, 1]), "reward": np.array([1.0, 1.0, 0.0, 0.0])},
-         "stratum 1 \\(of 2\\) has terms of zero variance"),
-        ({"pscore_avg": np.array([0.5, 0.0, 0.5, 0.5])}, r"pscore must be in \(0, 1\]; row 1 has 0.0"),
+        (
+            {"stratum_idx": np.array([0, 0, 1, 1]), "reward": np.array([1.0, 1.0, 0.0, 0.0])},
+            "stratum 1 \\(of 2\\) has terms of zero variance",
+        ),
+        (
+            {"pscore_avg": np.array([0.5, 0.0, 0.5, 0.5])},
+            r"pscore must be in \(0, 1\]; row 1 has 0.0",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_strata_and_average_propensities(kwargs: dict, message: str) -> None:
-    arrays = dict(reward=np.array([1.0, 0.0, 1.0, 1.0]), action=np.array([0, 1, 1, 0]),
-                  pscore=np.array([0.5, 0.5, 0.25, 0.8]),
-                  action_dist=np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0], [0.5, 0.5]]))  # fmt: skip
+    arrays = dict(
+        reward=np.array([1.0, 0.0, 1.0, 1.0]),
+        action=np.array([0, 1, 1, 0]),
+        pscore=np.array([0.5, 0.5, 0.25, 0.8]),
+        action_dist=np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0], [0.5, 0.5]]),
+    )
     name = "multi-balanced-ips" if "pscore_avg" in kwargs else "multi-weighted-ips"
     with pytest.raises(ValueError, match=message):
         estimate_policy_value(name, **{**arrays, **kwargs})

@@ -27,10 +27,14 @@ def _session_log(n_sessions: int = 200, horizon: int = 3, seed: int = 0) -> Logg
     action = rng.integers(0, 3, n)
     reward = np.clip(np.array([-0.5, 0.1, 0.4])[action] + rng.normal(0, 0.3, n), -1, 1)
     return LoggedData.from_arrays(
-        rng.normal(size=(n, 2)), action, reward, np.full(n, 1 / 3),
-        session_id=np.repeat(np.arange(n_sessions), horizon), reward_domain=CONT,
+        rng.normal(size=(n, 2)),
+        action,
+        reward,
+        np.full(n, 1 / 3),
+        session_id=np.repeat(np.arange(n_sessions), horizon),
+        reward_domain=CONT,
         item_ids=["x", "y", "z"],
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -116,8 +120,16 @@ def test_cli_lists_the_skipped_estimator_in_the_table_and_json(tmp_path, capsys,
     from offrec.policies.persist import save_policy
 
     save_policy(U(3), tmp_path / "m")
-    argv = ["evaluate", str(tmp_path / "log"), "--policy", str(tmp_path / "m"), "--interval",
-            "none", "--json", str(tmp_path / "e.json")]  # fmt: skip
+    argv = [
+        "evaluate",
+        str(tmp_path / "log"),
+        "--policy",
+        str(tmp_path / "m"),
+        "--interval",
+        "none",
+        "--json",
+        str(tmp_path / "e.json"),
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "skipped mb: needs a binary (0/1 click) reward" in out

@@ -149,8 +149,9 @@ def test_logistic_predictions_equal_the_classifier_on_every_design_row(positions
     data = logistic_world(4000, seed=3)
     rng = np.random.default_rng(1)
     position = rng.integers(0, positions, 4000) if positions > 1 else None
-    fitted = RewardModel(seed=0).fit(data["context"], data["action"], data["reward"],
-                                     position=position)  # fmt: skip
+    fitted = RewardModel(seed=0).fit(
+        data["context"], data["action"], data["reward"], position=position
+    )
     x = data["context"][:300]
     k = 6
     rows, act = (
@@ -174,10 +175,14 @@ def test_predict_by_fold_is_each_rows_own_fold_model(positions: int) -> None:
     rng = np.random.default_rng(2)
     position = rng.integers(0, positions, 3000) if positions > 1 else None
     models = [
-        RewardModel(seed=s).fit(data["context"][s::3], data["action"][s::3], data["reward"][s::3],
-                                position=None if position is None else position[s::3])
+        RewardModel(seed=s).fit(
+            data["context"][s::3],
+            data["action"][s::3],
+            data["reward"][s::3],
+            position=None if position is None else position[s::3],
+        )
         for s in range(3)
-    ]  # fmt: skip
+    ]
     n = 3 * _BLOCK_CELLS // 6 + 17  # several blocks of rows, the last one partial
     x = rng.normal(size=(n, 4))
     fold = rng.integers(0, 3, n)

@@ -22,17 +22,22 @@ def _e(est: str, policy: str, value: float, half: float, ess: float = math.nan) 
 def test_slope_takes_the_narrowest_estimator_consistent_with_the_wider_ones():
     # truth 0.5 for a, 0.3 for b; wide unbiased, medium unbiased, narrow biased (for b only)
     rows = [
-        _e("wide", "a", 0.52, 0.10), _e("wide", "b", 0.28, 0.10),
-        _e("medium", "a", 0.49, 0.04), _e("medium", "b", 0.31, 0.04),
-        _e("narrow", "a", 0.50, 0.01), _e("narrow", "b", 0.45, 0.01),  # 0.14 off for b
-    ]  # fmt: skip
+        _e("wide", "a", 0.52, 0.10),
+        _e("wide", "b", 0.28, 0.10),
+        _e("medium", "a", 0.49, 0.04),
+        _e("medium", "b", 0.31, 0.04),
+        _e("narrow", "a", 0.50, 0.01),
+        _e("narrow", "b", 0.45, 0.01),  # 0.14 off for b
+    ]
     chosen, order, why = slope(["narrow", "wide", "medium"], rows)
     assert order == ("wide", "medium", "narrow")  # by decreasing width, whatever was given
     assert chosen == "medium"
     assert "narrow is inconsistent with the wider estimators for b" in why
     # without the bias the narrow one is consistent with both: it is chosen
-    fixed = [r if (r.estimator, r.policy) != ("narrow", "b") else _e("narrow", "b", 0.30, 0.01)
-             for r in rows]  # fmt: skip
+    fixed = [
+        r if (r.estimator, r.policy) != ("narrow", "b") else _e("narrow", "b", 0.30, 0.01)
+        for r in rows
+    ]
     assert slope(["wide", "medium", "narrow"], fixed)[0] == "narrow"
 
 
@@ -45,11 +50,15 @@ def test_slope_uses_twice_the_half_width_as_in_the_paper():
 
 def test_checks_refuse_missed_logger_values_empty_intervals_and_single_digit_ess():
     rows = [
-        _e("ips", "logger", 0.40, 0.02, ess=1000), _e("ips", "t", 0.5, 0.1, ess=GATE_MIN_ESS - 0.5),
-        _e("dm", "logger", 0.47, 0.01), _e("dm", "t", 0.5, 0.01, ess=3.0),
-        Estimate("logger", "tis", 0.4, 0.38, 0.42), Estimate("t", "tis", 0.0, 0.0, 0.0),
-        _e("dr", "logger", 0.41, 0.02, ess=1000), _e("dr", "t", 1.5, 0.1, ess=500),
-    ]  # fmt: skip
+        _e("ips", "logger", 0.40, 0.02, ess=1000),
+        _e("ips", "t", 0.5, 0.1, ess=GATE_MIN_ESS - 0.5),
+        _e("dm", "logger", 0.47, 0.01),
+        _e("dm", "t", 0.5, 0.01, ess=3.0),
+        Estimate("logger", "tis", 0.4, 0.38, 0.42),
+        Estimate("t", "tis", 0.0, 0.0, 0.0),
+        _e("dr", "logger", 0.41, 0.02, ess=1000),
+        _e("dr", "t", 1.5, 0.1, ess=500),
+    ]
     on = 0.40
 
     def diff(est: str) -> Interval:
@@ -64,7 +73,7 @@ def test_checks_refuse_missed_logger_values_empty_intervals_and_single_digit_ess
             value_range=(0.0, 1.0),
             logger="logger",
             logger_diff=diff,
-        )  # fmt: skip
+        )
     }
     assert not checks["ips"].passed  # t, the only policy besides the logger, is below 10
     assert checks["ips"].reasons == ("effective sample size below 10 for every policy (9.5)",)
@@ -129,9 +138,11 @@ def test_single_digit_ess_estimates_neither_count_nor_block():
     ignores its estimate of the policy it cannot see: that garbage does not veto a
     narrower estimator, nor can it be the reason one is chosen."""
     rows = [
-        _e("ips", "near", 0.50, 0.05, ess=500), _e("ips", "far", 0.05, 0.01, ess=2.0),
-        _e("mb", "near", 0.51, 0.01), _e("mb", "far", 0.40, 0.01),
-    ]  # fmt: skip
+        _e("ips", "near", 0.50, 0.05, ess=500),
+        _e("ips", "far", 0.05, 0.01, ess=2.0),
+        _e("mb", "near", 0.51, 0.01),
+        _e("mb", "far", 0.40, 0.01),
+    ]
     checks = {
         c.estimator: c
         for c in check_estimators(rows, uses_weights=lambda e: e == "ips", value_range=(0, 1))

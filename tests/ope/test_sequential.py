@@ -12,11 +12,18 @@ def _log(session, step, action, reward, pscore, n_actions=2, context=None):
     ctx = np.zeros((n, 1), np.float32) if context is None else np.asarray(context, np.float32)
     last = np.r_[np.diff(session) != 0, True]
     return LoggedData(
-        context=ctx, action=np.array(action), reward=np.array(reward, float),
-        pscore=np.array(pscore, float), session_id=np.array(session), step=np.array(step),
-        position=np.zeros(n, np.int64), user_id=np.zeros(n, np.int64),
-        terminated=last, truncated=np.zeros(n, bool), n_actions=n_actions,
-    )  # fmt: skip
+        context=ctx,
+        action=np.array(action),
+        reward=np.array(reward, float),
+        pscore=np.array(pscore, float),
+        session_id=np.array(session),
+        step=np.array(step),
+        position=np.zeros(n, np.int64),
+        user_id=np.zeros(n, np.int64),
+        terminated=last,
+        truncated=np.zeros(n, bool),
+        n_actions=n_actions,
+    )
 
 
 # two sessions: (a=0 r=1, a=1 r=0, a=0 r=1) and (a=1 r=1); logger pscore 0.5 everywhere
@@ -94,10 +101,18 @@ def session_log():
     n = traj.action.shape[0]
     last = traj.terminated | traj.truncated
     data = LoggedData(
-        context=traj.obs, action=traj.action, reward=traj.reward, pscore=traj.pscore,
-        session_id=traj.session, step=traj.step, position=np.zeros(n, np.int64), user_id=traj.user,
-        terminated=traj.terminated, truncated=traj.truncated, n_actions=world.n_items,
-    )  # fmt: skip
+        context=traj.obs,
+        action=traj.action,
+        reward=traj.reward,
+        pscore=traj.pscore,
+        session_id=traj.session,
+        step=traj.step,
+        position=np.zeros(n, np.int64),
+        user_id=traj.user,
+        terminated=traj.terminated,
+        truncated=traj.truncated,
+        n_actions=world.n_items,
+    )
     assert last.sum() == 20_000
     return world, logger, data
 

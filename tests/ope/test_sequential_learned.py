@@ -75,11 +75,18 @@ def simulate(m: int, seed: int) -> LoggedData:
     cat = {key: np.concatenate([p[key] for p in rows]) for key in rows[0]}
     n = cat["a"].size
     return LoggedData(
-        context=cat["x"].astype(np.float32), action=cat["a"], reward=cat["r"],
-        pscore=np.full(n, 0.5), session_id=cat["s"], step=cat["t"],
-        position=np.zeros(n, np.int64), user_id=np.zeros(n, np.int64),
-        terminated=cat["term"], truncated=cat["trunc"], n_actions=2,
-    )  # fmt: skip
+        context=cat["x"].astype(np.float32),
+        action=cat["a"],
+        reward=cat["r"],
+        pscore=np.full(n, 0.5),
+        session_id=cat["s"],
+        step=cat["t"],
+        position=np.zeros(n, np.int64),
+        user_id=np.zeros(n, np.int64),
+        terminated=cat["term"],
+        truncated=cat["trunc"],
+        n_actions=2,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +141,9 @@ def test_out_of_range_q_values_carry_a_warning(log, monkeypatch):
             return np.full((context.shape[0], 2), -1.0)
 
     monkeypatch.setattr(fqe, "fit_neural_fqe", lambda *a, **k: _Bad())  # imported when used
-    table = evaluate_sequential(log, {"t": _Stochastic()}, ["fqe-nn", "dr-nn", "pdis"],
-                                fits=SessionFits(log, seed=1))  # fmt: skip
+    table = evaluate_sequential(
+        log, {"t": _Stochastic()}, ["fqe-nn", "dr-nn", "pdis"], fits=SessionFits(log, seed=1)
+    )
     w = dict(zip(table["estimator"], table["warnings"], strict=True))
     assert any("Q-values outside the feasible range [0, 3]" in s for s in w["fqe-nn"])
     assert any("value -1 is outside the feasible range" in s for s in w["fqe-nn"])
@@ -195,8 +203,15 @@ def test_safe_selection_picks_by_lower_bound():
 
     from offrec.ope.sequential import select_policy
 
-    t = pd.DataFrame({"policy": ["a", "b"], "estimator": ["mb", "mb"], "value": [1.0, 1.2],
-                      "low": [0.9, 0.5], "high": [1.1, 1.9]})  # fmt: skip
+    t = pd.DataFrame(
+        {
+            "policy": ["a", "b"],
+            "estimator": ["mb", "mb"],
+            "value": [1.0, 1.2],
+            "low": [0.9, 0.5],
+            "high": [1.1, 1.9],
+        }
+    )
     assert select_policy(t, "mb", by="value") == "b"
     assert select_policy(t, "mb", by="low") == "a"
     with pytest.raises(ValueError, match="estimator 'pdis' is not in the table"):

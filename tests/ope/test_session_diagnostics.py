@@ -17,8 +17,9 @@ def log() -> tuple[LoggedData, np.ndarray]:
     sid = [0, 0, 0, 1, 1, 2]
     action = [0, 1, 0, 1, 1, 0]
     reward = [1, 0, 1, 0, 1, 1]
-    data = LoggedData.from_arrays(np.zeros((6, 1)), action, reward, [0.5] * 6, session_id=sid,
-                                  n_actions=2)  # fmt: skip
+    data = LoggedData.from_arrays(
+        np.zeros((6, 1)), action, reward, [0.5] * 6, session_id=sid, n_actions=2
+    )
     # target puts 0.8 on action 0 everywhere: per-row weights 1.6 (action 0) or 0.4
     probs = np.tile([0.8, 0.2], (6, 1))
     return data, probs
@@ -26,8 +27,9 @@ def log() -> tuple[LoggedData, np.ndarray]:
 
 def test_per_decision_diagnostics_are_the_prefix_weights(log):
     data, probs = log
-    res = evaluate(data, {"t": FixedProbs(probs)}, estimators=["pdis", "tis"], interval=None,
-                   mode="session")  # fmt: skip
+    res = evaluate(
+        data, {"t": FixedProbs(probs)}, estimators=["pdis", "tis"], interval=None, mode="session"
+    )
     t = res.table.set_index("estimator")
     # prefix weights: session 0: 1.6, 0.64, 1.024; session 1: 0.4, 0.16; session 2: 1.6
     prefix = np.array([1.6, 1.6 * 0.4, 1.6 * 0.4 * 1.6, 0.4, 0.16, 1.6])
@@ -49,8 +51,9 @@ def test_a_target_the_logger_never_matches_late_still_shows_its_early_weights(lo
     probs = np.zeros((6, 2))
     probs[np.arange(6), data.action] = 1.0  # matches every logged action ...
     probs[[2, 4]] = [[0.0, 1.0], [1.0, 0.0]]  # ... except the last step of sessions 0 and 1
-    res = evaluate(data, {"t": FixedProbs(probs)}, estimators=["pdis", "tis"], interval=None,
-                   mode="session")  # fmt: skip
+    res = evaluate(
+        data, {"t": FixedProbs(probs)}, estimators=["pdis", "tis"], interval=None, mode="session"
+    )
     t = res.table.set_index("estimator")
     assert t.loc["pdis", "value"] > 0
     assert t.loc["pdis", "max_weight"] == pytest.approx(4.0)  # 2 x 2 on session 0's step 1

@@ -109,15 +109,21 @@ def _enumerated_arrays(
         code[:, k] = code[:, k - 1] + (slates[:, k - 1] + 1) * (M + 1) ** (k - 1)
     q_hat = table[users[:, None], np.arange(K)[None, :], code].reshape(n * K, M)
     arrays = {
-        "slate_id": np.repeat(np.arange(n), K), "position": np.tile(np.arange(K), n),
-        "reward": er.ravel(), "action": slates.ravel(),
-        "pscore": np.repeat(b_casc[:, -1], K), "evaluation_policy_pscore": np.repeat(e_casc[:, -1], K),
+        "slate_id": np.repeat(np.arange(n), K),
+        "position": np.tile(np.arange(K), n),
+        "reward": er.ravel(),
+        "action": slates.ravel(),
+        "pscore": np.repeat(b_casc[:, -1], K),
+        "evaluation_policy_pscore": np.repeat(e_casc[:, -1], K),
         "pscore_item_position": b_marg[idx].ravel(),
         "evaluation_policy_pscore_item_position": e_marg[idx].ravel(),
-        "pscore_cascade": b_casc.ravel(), "evaluation_policy_pscore_cascade": e_casc.ravel(),
-        "pscore_item": b_in.ravel(), "evaluation_policy_pscore_item": e_in.ravel(),
-        "q_hat": q_hat, "evaluation_policy_action_dist": target.next_item_dist(obs, slates).reshape(n * K, M),
-    }  # fmt: skip
+        "pscore_cascade": b_casc.ravel(),
+        "evaluation_policy_pscore_cascade": e_casc.ravel(),
+        "pscore_item": b_in.ravel(),
+        "evaluation_policy_pscore_item": e_in.ravel(),
+        "q_hat": q_hat,
+        "evaluation_policy_action_dist": target.next_item_dist(obs, slates).reshape(n * K, M),
+    }
     truth = float((e_casc[:, -1] * er.sum(axis=1)).sum() / U)
     assert truth == pytest.approx(sw.true_value(target).value, abs=1e-12)
     return arrays, b_casc[:, -1] / U, truth
@@ -165,9 +171,12 @@ def test_interval_resamples_whole_slates_and_covers() -> None:
     assert normal.high - normal.value == pytest.approx(1.961 * se, rel=1e-3)
     assert a.low < a.value < a.high
     keyed = est.estimate_interval(
-        **arrays, session_id=rows["slate_id"] + 100, step=np.zeros_like(rows["slate_id"]),
-        seed=3, n_bootstrap=400,
-    )  # fmt: skip
+        **arrays,
+        session_id=rows["slate_id"] + 100,
+        step=np.zeros_like(rows["slate_id"]),
+        seed=3,
+        n_bootstrap=400,
+    )
     assert keyed.value == a.value and (keyed.low, keyed.high) != (a.low, a.high)
 
 
@@ -189,18 +198,33 @@ def test_diagnostics_ess_and_max_weight() -> None:
 
 
 BAD = [
-    ({"position": np.array([0, 0, 1, 0])}, "every slate must hold positions 0..1 exactly once; slate_id 7 has positions \\[0, 0\\]"),
-    ({"slate_id": np.array([7, 3, 3, 3])}, "every slate must hold positions 0..1 exactly once; slate_id 3 has positions \\[0, 1, 1\\]"),
+    (
+        {"position": np.array([0, 0, 1, 0])},
+        "every slate must hold positions 0..1 exactly once; slate_id 7 has positions \\[0, 0\\]",
+    ),
+    (
+        {"slate_id": np.array([7, 3, 3, 3])},
+        "every slate must hold positions 0..1 exactly once; slate_id 3 has positions \\[0, 1, 1\\]",
+    ),
     ({"position": np.array([0, 1, -1, 0])}, "position must be >= 0; row 2 has -1"),
     ({"pscore": np.array([0.5, 0.5, 0.0, 0.0])}, r"pscore must be in \(0, 1\]; row 2 has 0.0"),
-    ({"pscore": np.array([0.5, 0.4, 0.25, 0.25])}, "must be equal in every slot of a slate; slate_id 7"),
-    ({"evaluation_policy_pscore_cascade": np.array([0.25, 1.5, 0.5, 1.0])}, r"evaluation_policy_pscore_cascade must be in \[0, 1\]; row 1 has 1.5"),
+    (
+        {"pscore": np.array([0.5, 0.4, 0.25, 0.25])},
+        "must be equal in every slot of a slate; slate_id 7",
+    ),
+    (
+        {"evaluation_policy_pscore_cascade": np.array([0.25, 1.5, 0.5, 1.0])},
+        r"evaluation_policy_pscore_cascade must be in \[0, 1\]; row 1 has 1.5",
+    ),
     ({"reward": np.array([1.0, np.nan, 1.0, 1.0])}, "reward must be finite; row 1 has nan"),
     ({"slate_id": np.array([7.0, 7.0, 3.0, 3.0])}, "slate_id must be integers"),
-    ({"reward": np.array([1.0, 0.0, 1.0])}, r"pscore must have the same length as reward \(3\); got 4|slate_id must have the same length as reward \(3\); got 4"),
+    (
+        {"reward": np.array([1.0, 0.0, 1.0])},
+        r"pscore must have the same length as reward \(3\); got 4|slate_id must have the same length as reward \(3\); got 4",
+    ),
     ({"evaluation_policy_pscore": None}, "evaluation_policy_pscore is required with pscore"),
     ({"bogus": np.zeros(4)}, "unknown slate array 'bogus'"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("change", "message"), BAD)
@@ -248,9 +272,10 @@ def test_cascade_dr_model_input_errors() -> None:
         )
     with pytest.raises(InputError, match=r"action must be in \[0, 2\); row 0 has 5"):
         CascadeDR().estimate_policy_value(
-            **{**a, "action": np.array([5, 1, 1, 0])}, q_hat=np.zeros((4, 2)),
+            **{**a, "action": np.array([5, 1, 1, 0])},
+            q_hat=np.zeros((4, 2)),
             evaluation_policy_action_dist=dist,
-        )  # fmt: skip
+        )
 
 
 def _factored_logger_arrays(click: str) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
@@ -271,10 +296,12 @@ def _factored_logger_arrays(click: str) -> tuple[dict[str, np.ndarray], np.ndarr
     assert exact
     e_item = e_marg[np.arange(n)[:, None], np.arange(K)[None, :], slates]
     arrays = {
-        "slate_id": np.repeat(np.arange(n), K), "position": np.tile(np.arange(K), n),
+        "slate_id": np.repeat(np.arange(n), K),
+        "position": np.tile(np.arange(K), n),
         "reward": sw.expected_clicks(users, slates).ravel(),
-        "pscore_item_position": b_marg.ravel(), "evaluation_policy_pscore_item_position": e_item.ravel(),
-    }  # fmt: skip
+        "pscore_item_position": b_marg.ravel(),
+        "evaluation_policy_pscore_item_position": e_item.ravel(),
+    }
     return arrays, b_marg.prod(axis=1) / U, sw.true_value(target).value
 
 

@@ -25,8 +25,14 @@ def setting(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SlateWorld,
     world = World(WorldConfig(n_items=N_ITEMS, n_users=80), seed=5)
     sw = SlateWorld(world, K, ClickModel("cascade"))
     out = tmp_path_factory.mktemp("slates") / "log"
-    collect_slates(sw, PlackettLuce(UniformPolicy(N_ITEMS), K), out=out, n_slates=3000,
-                   chunk_slates=1000, seed=1)  # fmt: skip
+    collect_slates(
+        sw,
+        PlackettLuce(UniformPolicy(N_ITEMS), K),
+        out=out,
+        n_slates=3000,
+        chunk_slates=1000,
+        seed=1,
+    )
     base = ScorePolicy(lambda o: 3.0 * np.tile(o[:, :8], 2)[:, :N_ITEMS], N_ITEMS, Head("softmax"))
     return out, sw, base
 
@@ -35,8 +41,10 @@ def test_streamed_equals_in_memory(setting: tuple) -> None:
     out, _, base = setting
     target = TopKEpsilon(base, K, epsilon=0.4)
     names = ["sips", "iips", "rips", "snsips", "sniips", "snrips"]
-    got = {r.estimator: r for r in evaluate_slates(out, target, names, batch_rows=1000,
-                                                   n_bootstrap=100)}  # fmt: skip
+    got = {
+        r.estimator: r
+        for r in evaluate_slates(out, target, names, batch_rows=1000, n_bootstrap=100)
+    }
     log = read_slate_log(out).sorted()
     d = log.data
     n = d.n_rows // K
@@ -45,12 +53,18 @@ def test_streamed_equals_in_memory(setting: tuple) -> None:
     casc = np.cumprod(target.conditional(obs, slates), axis=1)
     marg, _ = target.marginals(obs)
     arrays = {
-        "slate_id": d.session_id, "position": d.position, "reward": d.reward,
-        "pscore": log.pscore_slate, "evaluation_policy_pscore": np.repeat(casc[:, -1], K),
+        "slate_id": d.session_id,
+        "position": d.position,
+        "reward": d.reward,
+        "pscore": log.pscore_slate,
+        "evaluation_policy_pscore": np.repeat(casc[:, -1], K),
         "pscore_item_position": d.pscore,
-        "evaluation_policy_pscore_item_position": marg[np.arange(n)[:, None], np.arange(K), slates].ravel(),
-        "pscore_cascade": log.pscore_cascade, "evaluation_policy_pscore_cascade": casc.ravel(),
-    }  # fmt: skip
+        "evaluation_policy_pscore_item_position": marg[
+            np.arange(n)[:, None], np.arange(K), slates
+        ].ravel(),
+        "pscore_cascade": log.pscore_cascade,
+        "evaluation_policy_pscore_cascade": casc.ravel(),
+    }
     for name in names:
         assert got[name].value == pytest.approx(
             make_slate_estimator(name).estimate_policy_value(**arrays), rel=1e-12
@@ -65,8 +79,9 @@ def test_batch_size_does_not_change_results(setting: tuple) -> None:
     b = evaluate_slates(out, target, batch_rows=1 << 16, n_bootstrap=200, marginal_samples=300)
     for x, y in zip(a, b, strict=True):
         assert x.estimator == y.estimator
-        assert (x.value, x.low, x.high, x.ess) == pytest.approx((y.value, y.low, y.high, y.ess),
-                                                                rel=1e-9)  # fmt: skip
+        assert (x.value, x.low, x.high, x.ess) == pytest.approx(
+            (y.value, y.low, y.high, y.ess), rel=1e-9
+        )
 
 
 def test_unbiased_estimators_cover_the_truth(setting: tuple) -> None:

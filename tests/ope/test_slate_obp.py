@@ -99,10 +99,19 @@ OBP_SCRIPT = textwrap.dedent(
 )
 
 ARRAY_KEYS = (
-    "slate_id", "position", "action", "reward", "pscore", "pscore_item_position", "pscore_cascade",
-    "evaluation_policy_pscore", "evaluation_policy_pscore_item_position",
-    "evaluation_policy_pscore_cascade", "q_hat", "evaluation_policy_action_dist",
-)  # fmt: skip
+    "slate_id",
+    "position",
+    "action",
+    "reward",
+    "pscore",
+    "pscore_item_position",
+    "pscore_cascade",
+    "evaluation_policy_pscore",
+    "evaluation_policy_pscore_item_position",
+    "evaluation_policy_pscore_cascade",
+    "q_hat",
+    "evaluation_policy_action_dist",
+)
 
 
 def _run_obp(tmp_path: Path, mode: str, arrays: dict[str, np.ndarray] | None = None) -> dict:
@@ -113,8 +122,11 @@ def _run_obp(tmp_path: Path, mode: str, arrays: dict[str, np.ndarray] | None = N
         np.savez(src, **arrays)
     done = subprocess.run(
         [str(OBP_PYTHON), str(script), mode, str(src), str(out)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return dict(np.load(out))
 
@@ -135,8 +147,10 @@ def test_equal_to_obp_on_obp_synthetic_slates(tmp_path: Path) -> None:
     res = _run_obp(tmp_path, "synthetic")
     _check_equal(res)
     # the weights are not trivial: the estimators disagree with one another
-    values = {n: make_slate_estimator(n).estimate_policy_value(**{k: res[k] for k in ARRAY_KEYS})
-              for n in OBP_NAMES}  # fmt: skip
+    values = {
+        n: make_slate_estimator(n).estimate_policy_value(**{k: res[k] for k in ARRAY_KEYS})
+        for n in OBP_NAMES
+    }
     assert len({round(v, 9) for v in values.values()}) == len(values)
 
 
@@ -153,12 +167,24 @@ def test_equal_to_obp_on_offrec_slate_logs(tmp_path: Path) -> None:
     dist = target.next_item_dist(rounds.obs, rounds.slates).reshape(n_rows, 7)
     q_hat = np.random.default_rng(0).uniform(size=(n_rows, 7))
     arrays = {
-        **{k: rows[k] for k in ("slate_id", "position", "action", "reward", "pscore",
-                                "pscore_item_position", "pscore_cascade")},
+        **{
+            k: rows[k]
+            for k in (
+                "slate_id",
+                "position",
+                "action",
+                "reward",
+                "pscore",
+                "pscore_item_position",
+                "pscore_cascade",
+            )
+        },
         "evaluation_policy_pscore": props.joint.ravel(),
         "evaluation_policy_pscore_item_position": props.item_position.ravel(),
         "evaluation_policy_pscore_cascade": props.cascade.ravel(),
-        "q_hat": q_hat.ravel(), "evaluation_policy_action_dist": dist.ravel(),
-        "n_actions": np.array(7), "len_list": np.array(3),
-    }  # fmt: skip
+        "q_hat": q_hat.ravel(),
+        "evaluation_policy_action_dist": dist.ravel(),
+        "n_actions": np.array(7),
+        "len_list": np.array(3),
+    }
     _check_equal(_run_obp(tmp_path, "arrays", arrays))

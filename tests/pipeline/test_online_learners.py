@@ -69,8 +69,11 @@ def test_online_learners_join_the_table_plot_and_report(tmp_path):
     assert (tmp_path / "out" / "plots" / "online_vs_offline.png").is_file()
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## Online vs offline: what each approach costs and earns" in report
-    assert re.search(r"\*\*linucb \(online\)\*\*: costs 4,000 live interactions with users; "
-                     r"earns \d\.\d{3} ± \d\.\d{3} clicks per session", report)  # fmt: skip
+    assert re.search(
+        r"\*\*linucb \(online\)\*\*: costs 4,000 live interactions with users; "
+        r"earns \d\.\d{3} ± \d\.\d{3} clicks per session",
+        report,
+    )
     # a second run reuses the online learner and reproduces its numbers
     again = run_pipeline(path, tmp_path / "out")
     assert again.cache_hits["linucb (online)"] is True
@@ -80,16 +83,25 @@ def test_online_learners_join_the_table_plot_and_report(tmp_path):
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ('name = "o"\nlearner = "sac"\nn_steps = 10\n',
-         r"\[\[online_learners\]\] 'o': learner must be one of \[.*'ppo', 'dqn'\]; got 'sac'"),
-        ('name = "o"\nlearner = "ppo"\n', r"\[\[online_learners\]\] is missing required key\(s\) \['n_steps'\]"),
+        (
+            'name = "o"\nlearner = "sac"\nn_steps = 10\n',
+            r"\[\[online_learners\]\] 'o': learner must be one of \[.*'ppo', 'dqn'\]; got 'sac'",
+        ),
+        (
+            'name = "o"\nlearner = "ppo"\n',
+            r"\[\[online_learners\]\] is missing required key\(s\) \['n_steps'\]",
+        ),
         ('name = "o"\nlearner = "ppo"\nn_steps = 0\n', r"'o' n_steps must be >= 1; got 0"),
-        ('name = "o"\nlearner = "ppo"\nn_steps = 9\nsteps = 3\n',
-         r"unknown key\(s\) \['steps'\] in \[\[online_learners\]\]; valid keys: name, learner, n_steps"),
-        ('name = "logger"\nlearner = "linucb"\nn_steps = 9\n',
-         r"policy names must be unique .*; repeated: \['logger'\]"),
+        (
+            'name = "o"\nlearner = "ppo"\nn_steps = 9\nsteps = 3\n',
+            r"unknown key\(s\) \['steps'\] in \[\[online_learners\]\]; valid keys: name, learner, n_steps",
+        ),
+        (
+            'name = "logger"\nlearner = "linucb"\nn_steps = 9\n',
+            r"policy names must be unique .*; repeated: \['logger'\]",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_online_learner_entries_are_one_line_errors(tmp_path, capsys, table, message):
     text = (
         '[logging]\nn_decisions = 10\n[[references]]\nname = "logger"\npolicy = "logger"\n'
@@ -131,7 +143,7 @@ def test_online_vs_offline_pipeline_smoke_on_a_tiny_budget(tmp_path):
                 params={**o.params, **({"n_envs": 2} if o.learner == "ppo" else {})},
             )
             for o in cfg.online_learners
-        ),  # fmt: skip
+        ),
         online=replace(cfg.online, n_sessions=500),
     )
     res = run_pipeline(cfg, tmp_path / "out")

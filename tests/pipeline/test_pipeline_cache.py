@@ -57,8 +57,25 @@ def test_corrupt_or_swapped_stage_is_reported_and_recomputed(tmp_path, caplog):
     assert healed.table["value"].tolist() == pytest.approx(first.table["value"].tolist())
     # swapped: another (valid) log copied over the cached one, manifest included
     other = tmp_path / "other"
-    assert main(["-q", "simulate", "--out", str(other), "--n-decisions", "1500", "--n-items", "10",
-                 "--n-users", "300", "--seed", "9"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "simulate",
+                "--out",
+                str(other),
+                "--n-decisions",
+                "1500",
+                "--n-items",
+                "10",
+                "--n-users",
+                "300",
+                "--seed",
+                "9",
+            ]
+        )
+        == 0
+    )
     shutil.rmtree(logs)
     shutil.copytree(other, logs)
     caplog.clear()

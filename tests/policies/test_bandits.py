@@ -273,19 +273,63 @@ def test_compact_distribution_is_the_dense_one(name, explore):
 
 # -- bad input ---------------------------------------------------------------------------------
 BAD_FEEDBACK = [
-    ("action out of range", {"action": np.array([0, 5, 1])}, r"action must be in \[0, 5\); row 1 has 5"),
-    ("negative action", {"action": np.array([0, -1, 1])}, r"action must be in \[0, 5\); row 1 has -1"),
-    ("float actions", {"action": np.array([0.0, 1.0, 1.0])}, r"action must be integers; got dtype float64"),
-    ("2-D action", {"action": np.zeros((3, 1), int)}, r"action must be a 1-D array \(n,\); got shape \(3, 1\)"),
-    ("nan reward", {"reward": np.array([0.0, np.nan, 1.0])}, r"reward must be finite; row 1 has nan"),
-    ("short reward", {"reward": np.array([0.0, 1.0])}, r"reward must have shape \(3,\) like action; got \(2,\)"),
-    ("wrong context width", {"context": np.zeros((3, 7))}, r"context must have 4 columns \(the model's context_dim\); got 7"),
+    (
+        "action out of range",
+        {"action": np.array([0, 5, 1])},
+        r"action must be in \[0, 5\); row 1 has 5",
+    ),
+    (
+        "negative action",
+        {"action": np.array([0, -1, 1])},
+        r"action must be in \[0, 5\); row 1 has -1",
+    ),
+    (
+        "float actions",
+        {"action": np.array([0.0, 1.0, 1.0])},
+        r"action must be integers; got dtype float64",
+    ),
+    (
+        "2-D action",
+        {"action": np.zeros((3, 1), int)},
+        r"action must be a 1-D array \(n,\); got shape \(3, 1\)",
+    ),
+    (
+        "nan reward",
+        {"reward": np.array([0.0, np.nan, 1.0])},
+        r"reward must be finite; row 1 has nan",
+    ),
+    (
+        "short reward",
+        {"reward": np.array([0.0, 1.0])},
+        r"reward must have shape \(3,\) like action; got \(2,\)",
+    ),
+    (
+        "wrong context width",
+        {"context": np.zeros((3, 7))},
+        r"context must have 4 columns \(the model's context_dim\); got 7",
+    ),
     ("context rows", {"context": np.zeros((2, 4))}, r"context must have 3 rows like action; got 2"),
-    ("nan context", {"context": np.array([[0, 0, 0, 0], [0, np.inf, 0, 0], [0, 0, 0, 0]])}, r"context must be finite; row 1 has"),
-    ("1-D context", {"context": np.zeros(3)}, r"context must be a 2-D array \(n, d\); got shape \(3,\)"),
-    ("negative weight", {"weight": np.array([1.0, -1.0, 1.0])}, r"weight must be finite and >= 0; row 1 has -1.0"),
-    ("nan weight", {"weight": np.array([1.0, 1.0, np.nan])}, r"weight must be finite and >= 0; row 2 has nan"),
-]  # fmt: skip
+    (
+        "nan context",
+        {"context": np.array([[0, 0, 0, 0], [0, np.inf, 0, 0], [0, 0, 0, 0]])},
+        r"context must be finite; row 1 has",
+    ),
+    (
+        "1-D context",
+        {"context": np.zeros(3)},
+        r"context must be a 2-D array \(n, d\); got shape \(3,\)",
+    ),
+    (
+        "negative weight",
+        {"weight": np.array([1.0, -1.0, 1.0])},
+        r"weight must be finite and >= 0; row 1 has -1.0",
+    ),
+    (
+        "nan weight",
+        {"weight": np.array([1.0, 1.0, np.nan])},
+        r"weight must be finite and >= 0; row 2 has nan",
+    ),
+]
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,9 @@ def small() -> tuple[World, object]:
 @pytest.mark.parametrize("head", ["greedy", "ucb", "ts"])
 def test_conforms(small, head) -> None:
     w, traj = small
-    h = HybridLinear(catalog_features(w), w.obs_dim, head=head, candidates=10, epsilon=0.1,
-                     floor=0.05)  # fmt: skip
+    h = HybridLinear(
+        catalog_features(w), w.obs_dim, head=head, candidates=10, epsilon=0.1, floor=0.05
+    )
     h.partial_fit(traj.obs, traj.action, traj.reward)
     check_policy(h, np.asarray(traj.obs[:64]))
 

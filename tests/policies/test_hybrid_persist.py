@@ -36,19 +36,34 @@ def _same(a: object, b: object, obs: np.ndarray) -> None:
 
 @pytest.mark.parametrize(
     "head, exploit",
-    [("greedy", None), ("ucb", None), ("ts", None),
-     ("ucb", Head("epsilon_greedy", epsilon=0.3)), ("ts", Head("softmax", temperature=0.05))],
-)  # fmt: skip
+    [
+        ("greedy", None),
+        ("ucb", None),
+        ("ts", None),
+        ("ucb", Head("epsilon_greedy", epsilon=0.3)),
+        ("ts", Head("softmax", temperature=0.05)),
+    ],
+)
 def test_save_load_round_trip_gives_equal_distributions(tmp_path, small, head, exploit) -> None:
     w, traj = small
-    learner = make_learner("hybrid", w.n_items, w.obs_dim, world=w, head=head, candidates=15,
-                           floor=0.02, n_draws=8, seed=5)  # fmt: skip
+    learner = make_learner(
+        "hybrid",
+        w.n_items,
+        w.obs_dim,
+        world=w,
+        head=head,
+        candidates=15,
+        floor=0.02,
+        n_draws=8,
+        seed=5,
+    )
     np.testing.assert_array_equal(learner.items[:, :-1], catalog_features(w))
     learner.partial_fit(traj.obs[:1500], traj.action[:1500], traj.reward[:1500])
     learner.partial_fit(traj.obs[1500:], traj.action[1500:], traj.reward[1500:])
     policy = learner if exploit is None else learner.exploit(exploit)
-    loaded = load_policy(save_policy(policy, tmp_path / "m"), n_actions=w.n_items,
-                         context_dim=w.obs_dim)  # fmt: skip
+    loaded = load_policy(
+        save_policy(policy, tmp_path / "m"), n_actions=w.n_items, context_dim=w.obs_dim
+    )
     assert type(loaded) is HybridLinear and loaded.spec() == policy.spec()
     assert loaded.n_updates == 2  # TS draws are seeded by (seed, n_updates)
     obs = np.asarray(traj.obs[:200])
@@ -83,14 +98,23 @@ def test_registry_sizes_and_refusals(small) -> None:
     onehot = make_learner("hybrid", 6, 3)  # no item table: one-hot items, a model per item
     np.testing.assert_array_equal(onehot.items[:, :-1], np.eye(6))
     assert onehot.candidates == 6
-    with pytest.raises(InputError, match=r"item_features is required by the hybrid learner at "
-                       r"n_actions=100000 \(one-hot items would need 1100011 parameters"):  # fmt: skip
+    with pytest.raises(
+        InputError,
+        match=r"item_features is required by the hybrid learner at "
+        r"n_actions=100000 \(one-hot items would need 1100011 parameters",
+    ):
         make_learner("hybrid", 100_000, 10)
-    with pytest.raises(InputError, match=r"the world has 120 items; the hybrid learner was asked "
-                       r"for n_actions=50"):  # fmt: skip
+    with pytest.raises(
+        InputError,
+        match=r"the world has 120 items; the hybrid learner was asked "
+        r"for n_actions=50",
+    ):
         make_learner("hybrid", 50, w.obs_dim, world=w)
-    with pytest.raises(InputError, match=r"item_features must have one row per item \(7\); "
-                       r"got shape \(6, 2\)"):  # fmt: skip
+    with pytest.raises(
+        InputError,
+        match=r"item_features must have one row per item \(7\); "
+        r"got shape \(6, 2\)",
+    ):
         make_learner("hybrid", 7, 3, item_features=np.zeros((6, 2)))
 
 
@@ -116,20 +140,29 @@ def test_tampered_folders_are_clear_errors(tmp_path, small) -> None:
         load_policy(folder)
     state = learner.get_state()
     for bad, message in [
-        ({**state, "item_features": state["item_features"][:7]},
-         rf"HybridLinear state array 'item_features' must have shape \(120, {k}\); got \(7, {k}\)"),
-        ({**state, "item_features": np.full_like(state["item_features"], np.nan)},
-         r"hybrid state array 'item_features' must be finite"),
-        ({k_: v for k_, v in state.items() if k_ != "A"},
-         r"HybridLinear state is missing arrays \['A'\]"),
-    ]:  # fmt: skip
+        (
+            {**state, "item_features": state["item_features"][:7]},
+            rf"HybridLinear state array 'item_features' must have shape \(120, {k}\); got \(7, {k}\)",
+        ),
+        (
+            {**state, "item_features": np.full_like(state["item_features"], np.nan)},
+            r"hybrid state array 'item_features' must be finite",
+        ),
+        (
+            {k_: v for k_, v in state.items() if k_ != "A"},
+            r"HybridLinear state is missing arrays \['A'\]",
+        ),
+    ]:
         folder = save_policy(learner, tmp_path / "m", overwrite=True)
         _rewrite_arrays(folder, bad)
         with pytest.raises(InputError, match=message):
             load_policy(folder)
     folder = save_policy(learner, tmp_path / "m", overwrite=True)
-    with pytest.raises(InputError, match=r"saved for n_actions=120 items; cannot load it for "
-                       r"n_actions=121"):  # fmt: skip
+    with pytest.raises(
+        InputError,
+        match=r"saved for n_actions=120 items; cannot load it for "
+        r"n_actions=121",
+    ):
         load_policy(folder, n_actions=121)
 
 
@@ -139,11 +172,46 @@ def test_cli_train_evaluate_recommend_on_a_5000_item_log(tmp_path, capsys) -> No
     from offrec.policies.logged import fit_logged
 
     log, model = tmp_path / "log", tmp_path / "m"
-    assert main(["simulate", "--out", str(log), "--n-items", "5000", "--n-users", "2000",
-                 "--candidates", "50", "--floor", "0.05", "--n-decisions", "20000",
-                 "--seed", "1", "-q"]) == 0  # fmt: skip
-    assert main(["train", "bandit", str(log), "--learner", "hybrid", "--param",
-                 "candidates=20", "--out", str(model), "-q"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(log),
+                "--n-items",
+                "5000",
+                "--n-users",
+                "2000",
+                "--candidates",
+                "50",
+                "--floor",
+                "0.05",
+                "--n-decisions",
+                "20000",
+                "--seed",
+                "1",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                "bandit",
+                str(log),
+                "--learner",
+                "hybrid",
+                "--param",
+                "candidates=20",
+                "--out",
+                str(model),
+                "-q",
+            ]
+        )
+        == 0
+    )
     data = read_logs(log)
     cfg = WorldConfig.from_dict(data.metadata["world_config"])
     world = World(cfg, seed=data.metadata.get("world_seed") or 0)
@@ -158,11 +226,28 @@ def test_cli_train_evaluate_recommend_on_a_5000_item_log(tmp_path, capsys) -> No
     v_model, v_logger = world.true_value(saved).value, world.true_value(logger).value
     assert v_model > 1.5 * v_logger, (v_model, v_logger)
     capsys.readouterr()
-    assert main(["evaluate", str(log), "--policy", str(model), "--estimators",
-                 "ips,snips,mips,snmips", "--n-bootstrap", "200", "-q"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                str(log),
+                "--policy",
+                str(model),
+                "--estimators",
+                "ips,snips,mips,snmips",
+                "--n-bootstrap",
+                "200",
+                "-q",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    rows = {line.split()[1]: float(line.split()[2]) for line in out.splitlines()
-            if line.split()[:1] == ["m"]}  # fmt: skip
+    rows = {
+        line.split()[1]: float(line.split()[2])
+        for line in out.splitlines()
+        if line.split()[:1] == ["m"]
+    }
     assert sorted(rows) == ["ips", "mips", "snips", "snmips"], out
     assert all(0.0 <= v <= 1.0 for v in rows.values()), rows
     assert main(["recommend", str(model), "--profile", "sports=0.9,news=0.1", "--k", "3"]) == 0
@@ -180,15 +265,37 @@ def test_evaluate_takes_a_sparse_target_at_a_million_items(tmp_path) -> None:
     from offrec.policies.logged import fit_logged
 
     log = tmp_path / "log"
-    assert main(["simulate", "--out", str(log), "--n-items", "1000000", "--n-users", "50",
-                 "--candidates", "200", "--floor", "0.05", "--n-decisions", "300", "-q"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(log),
+                "--n-items",
+                "1000000",
+                "--n-users",
+                "50",
+                "--candidates",
+                "200",
+                "--floor",
+                "0.05",
+                "--n-decisions",
+                "300",
+                "-q",
+            ]
+        )
+        == 0
+    )
     data = read_logs(log)
-    world = World(WorldConfig.from_dict(data.metadata["world_config"]),
-                  seed=data.metadata.get("world_seed") or 0)  # fmt: skip
+    world = World(
+        WorldConfig.from_dict(data.metadata["world_config"]),
+        seed=data.metadata.get("world_seed") or 0,
+    )
     learner = make_learner("hybrid", world.n_items, world.obs_dim, world=world, floor=0.05)
     target = fit_logged(learner, data)  # the floor: weight on every logged item
-    res = evaluate(log, {"hybrid": target.exploit()}, estimators=["ips", "snips", "mips"],
-                   n_bootstrap=50)  # fmt: skip
+    res = evaluate(
+        log, {"hybrid": target.exploit()}, estimators=["ips", "snips", "mips"], n_bootstrap=50
+    )
     assert {e.estimator for e in res.estimates} == {"ips", "snips", "mips"}
     with pytest.raises(
         InputError, match=r"would need about .*: lower --batch-size \(the largest part\)"
@@ -196,5 +303,6 @@ def test_evaluate_takes_a_sparse_target_at_a_million_items(tmp_path) -> None:
         check_evaluate_memory(world.n_items, 65_536, 2, 50, 300)  # a dense target
     with pytest.raises(InputError, match=r"lower --fit-rows \(the largest part\)"):
         check_evaluate_memory(world.n_items, 65_536, 2, 50, 200_000, dense_rows=False)
-    check_evaluate_memory(world.n_items, 65_536, 2, 50, 200_000, dense_rows=False,
-                          dense_model=False)  # fmt: skip
+    check_evaluate_memory(
+        world.n_items, 65_536, 2, 50, 200_000, dense_rows=False, dense_model=False
+    )

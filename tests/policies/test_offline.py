@@ -89,9 +89,16 @@ def test_dr_estimate_of_learned_policy_covers_true_value_on_softmax_logs(world):
         x, a, r, p = log.obs[test], log.action[test], log.reward[test], log.pscore[test]
         q_hat = RewardModel(seed=seed).fit_predict(x, a, r, n_actions=100)
         iv = estimate_interval(
-            "dr", reward=r, action=a, pscore=p, action_dist=policy.action_dist(x),
-            estimated_rewards=q_hat, method="bootstrap", n_bootstrap=1000, seed=seed,
-        )  # fmt: skip
+            "dr",
+            reward=r,
+            action=a,
+            pscore=p,
+            action_dist=policy.action_dist(x),
+            estimated_rewards=q_hat,
+            method="bootstrap",
+            n_bootstrap=1000,
+            seed=seed,
+        )
         inside += iv.low <= world.true_value(policy).value <= iv.high
     assert inside >= 8, inside
 

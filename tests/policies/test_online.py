@@ -69,10 +69,13 @@ def test_contextual_learners_clearly_beat_the_best_single_item(world, values):
 def test_all_learners_100k_contextual_beat_non_contextual(world, values):
     finals = {}
     for name, learner in {
-        "eps": EpsilonGreedy(100, 0.05), "ts": BernoulliTS(100),
-        "ucb1": UCB1(100), "linucb": LinUCB(100, 18), "lints": LinTS(100, 18),
+        "eps": EpsilonGreedy(100, 0.05),
+        "ts": BernoulliTS(100),
+        "ucb1": UCB1(100),
+        "linucb": LinUCB(100, 18),
+        "lints": LinTS(100, 18),
         "logistic": LogisticEpsilonGreedy(100, 18, 0.05),
-    }.items():  # fmt: skip
+    }.items():
         curve = run_online(world, learner, 100_000, batch_size=1000, seed=0)
         finals[name] = curve.final_expected_ctr
     worst_contextual = min(finals[k] for k in ("linucb", "lints", "logistic"))
@@ -127,9 +130,11 @@ def test_plot_learning_curves_writes_a_png(tmp_path, world, values):
         }.items()
     }
     path = plot_learning_curves(
-        curves, tmp_path / "plots" / "curves.png", title="test",
+        curves,
+        tmp_path / "plots" / "curves.png",
+        title="test",
         references={"best single item": values["best_item"]},
-    )  # fmt: skip
+    )
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     assert [p.name for p in path.parent.iterdir()] == ["curves.png"]  # no temp files left

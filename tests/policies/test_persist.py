@@ -54,10 +54,19 @@ def fitted_learners():
 
 
 NAMES = [
-    "epsilon_greedy", "ucb1", "bernoulli_ts", "lin_ucb", "lin_ts", "logistic_epsilon_greedy",
-    "reward_model_greedy", "reward_model_greedy_logistic", "reward_model_greedy_gbm",
-    "ipw_learner", "exploit_lin_ts", "uniform",
-]  # fmt: skip
+    "epsilon_greedy",
+    "ucb1",
+    "bernoulli_ts",
+    "lin_ucb",
+    "lin_ts",
+    "logistic_epsilon_greedy",
+    "reward_model_greedy",
+    "reward_model_greedy_logistic",
+    "reward_model_greedy_gbm",
+    "ipw_learner",
+    "exploit_lin_ts",
+    "uniform",
+]
 
 
 @pytest.fixture(scope="module")
@@ -191,9 +200,14 @@ def test_damaged_or_foreign_folders_are_clear_errors(tmp_path, fitted):
 
 @pytest.mark.parametrize(
     ("old", "name"),
-    [("lin_ucb", "lin_ucb"), ("lin_ts", "lin_ts"), ("logistic_epsilon_greedy", "logistic_epsilon_greedy"),
-     ("reward_model_greedy", "reward_model_greedy"), ("ipw_learner", "ipw_learner")],
-)  # fmt: skip
+    [
+        ("lin_ucb", "lin_ucb"),
+        ("lin_ts", "lin_ts"),
+        ("logistic_epsilon_greedy", "logistic_epsilon_greedy"),
+        ("reward_model_greedy", "reward_model_greedy"),
+        ("ipw_learner", "ipw_learner"),
+    ],
+)
 def test_folders_saved_under_old_type_names_still_load(old, name, tmp_path, fitted):
     """Model folders written before one name per learner carry the old ``type``: they load
     through the registry's deprecated aliases, with a DeprecationWarning."""

@@ -30,8 +30,22 @@ def continuous_log(tmp_path_factory):
     pd.DataFrame({"item": item, "x0": x[:, 0], "x1": x[:, 1], "r": reward, "p": 0.25}).to_csv(
         tmp / "w.csv", index=False
     )
-    argv = ["import", "csv", str(tmp / "w.csv"), "--out", str(tmp / "log"), "--action", "item",
-            "--reward", "r", "--pscore", "p", "--context", "x0,x1", *DOMAIN]  # fmt: skip
+    argv = [
+        "import",
+        "csv",
+        str(tmp / "w.csv"),
+        "--out",
+        str(tmp / "log"),
+        "--action",
+        "item",
+        "--reward",
+        "r",
+        "--pscore",
+        "p",
+        "--context",
+        "x0,x1",
+        *DOMAIN,
+    ]
     assert main(argv) == 0
     assert (reward < 0).any()  # the [0, 1] checks of old would refuse it
     return tmp / "log"
@@ -47,8 +61,16 @@ def test_every_learner_honours_a_continuous_domain(
     continuous_log, tmp_path, capsys, learner, params
 ):
     cls = LEARNERS[learner]
-    argv = ["train", "bandit", str(continuous_log), "--learner", learner, *params,
-            "--out", str(tmp_path / "m")]  # fmt: skip
+    argv = [
+        "train",
+        "bandit",
+        str(continuous_log),
+        "--learner",
+        learner,
+        *params,
+        "--out",
+        str(tmp_path / "m"),
+    ]
     code = main(argv)
     err = capsys.readouterr().err
     if cls.reward_support == "binary":  # needs clicks: refused, naming what fits

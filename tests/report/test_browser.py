@@ -19,8 +19,11 @@ pytestmark = pytest.mark.skipif(
 
 
 def _report(tmp_path, extra_html=""):
-    rows = [(f"policy with a rather long name #{p}", f"est{e}", 0.1 + 0.01 * p, 0.09, 0.12,
-             0.1, 1e-3) for p in range(8) for e in range(7)]  # fmt: skip
+    rows = [
+        (f"policy with a rather long name #{p}", f"est{e}", 0.1 + 0.01 * p, 0.09, 0.12, 0.1, 1e-3)
+        for p in range(8)
+        for e in range(7)
+    ]
     t = pd.DataFrame(
         rows, columns=["policy", "estimator", "value", "low", "high", "truth", "truth_stderr"]
     )
@@ -28,12 +31,22 @@ def _report(tmp_path, extra_html=""):
     t["support"], t["covered"] = 0.95, True
     t["warnings"] = "ESS is 0.23% of the rows; max weight 2,636 is more than 1% of the rows"
     values = plot_value_bars(t, tmp_path / "plots" / "values.png")
-    loss = plot_curves({"DQN": ([0, 100, 200], [0.1, 0.3, 0.35])}, tmp_path / "plots" / "l.png",
-                       xlabel="gradient steps", ylabel="TD loss", title="loss")  # fmt: skip
+    loss = plot_curves(
+        {"DQN": ([0, 100, 200], [0.1, 0.3, 0.35])},
+        tmp_path / "plots" / "l.png",
+        xlabel="gradient steps",
+        ylabel="TD loss",
+        title="loss",
+    )
     _, html = write_report(
-        tmp_path, title="browser check", headline=["Recommended: x.", "Lift: +0.1."],
-        sections=[("Trust", Table(t)), ("Plots", [Plot(values, "values"), Plot(loss, "loss", "why")])],
-    )  # fmt: skip
+        tmp_path,
+        title="browser check",
+        headline=["Recommended: x.", "Lift: +0.1."],
+        sections=[
+            ("Trust", Table(t)),
+            ("Plots", [Plot(values, "values"), Plot(loss, "loss", "why")]),
+        ],
+    )
     if extra_html:
         html.write_text(html.read_text().replace("</body>", extra_html + "</body>"))
     return html

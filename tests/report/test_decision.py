@@ -20,12 +20,14 @@ ROLES = {"learned A": "learned", "rule B": "hand-made", "logger": "logger", "ora
 
 
 def test_headline_never_picks_an_oracle_or_the_logger():
-    t = _table([
-        ("oracle", "dr", 0.9, 0.8, 1.0),
-        ("logger", "dr", 0.5, 0.49, 0.51),
-        ("learned A", "dr", 0.6, 0.55, 0.65),
-        ("rule B", "dr", 0.4, 0.35, 0.45),
-    ])  # fmt: skip
+    t = _table(
+        [
+            ("oracle", "dr", 0.9, 0.8, 1.0),
+            ("logger", "dr", 0.5, 0.49, 0.51),
+            ("learned A", "dr", 0.6, 0.55, 0.65),
+            ("rule B", "dr", 0.4, 0.35, 0.45),
+        ]
+    )
     d = decide(t, ROLES)
     assert d.pick == "learned A" and d.logger == "logger"
     assert d.sentences[0].startswith(
@@ -37,11 +39,13 @@ def test_headline_never_picks_an_oracle_or_the_logger():
 
 
 def test_lift_sentence_says_whether_the_interval_excludes_the_logger():
-    t = _table([
-        ("logger", "dr", 0.50, 0.49, 0.51),
-        ("learned A", "dr", 0.60, 0.55, 0.65),
-        ("rule B", "dr", 0.52, 0.47, 0.57),
-    ])  # fmt: skip
+    t = _table(
+        [
+            ("logger", "dr", 0.50, 0.49, 0.51),
+            ("learned A", "dr", 0.60, 0.55, 0.65),
+            ("rule B", "dr", 0.52, 0.47, 0.57),
+        ]
+    )
     d = decide(t, ROLES)
     assert (
         "beats the logging policy: the interval excludes the logger's value (0.5000)"
@@ -60,8 +64,12 @@ def test_lift_sentence_says_whether_the_interval_excludes_the_logger():
 
 def test_independent_approximation_is_the_two_standard_errors_in_quadrature():
     z = 1.959963984540054
-    t = _table([("a", "ips", 0.6, 0.6 - z * 0.03, 0.6 + z * 0.03),
-                ("b", "ips", 0.5, 0.5 - z * 0.04, 0.5 + z * 0.04)])  # fmt: skip
+    t = _table(
+        [
+            ("a", "ips", 0.6, 0.6 - z * 0.03, 0.6 + z * 0.03),
+            ("b", "ips", 0.5, 0.5 - z * 0.04, 0.5 + z * 0.04),
+        ]
+    )
     rows = {r["policy"]: r for _, r in t.iterrows()}
     c = compare("a", "b", rows, alpha=0.05)
     assert c.method == "independent approximation"
@@ -79,8 +87,12 @@ def test_paired_difference_uses_the_per_row_differences():
     psi_b = 0.5 + common + rng.normal(0, 0.05, n)
     se = lambda x: x.std(ddof=1) / np.sqrt(n)  # noqa: E731
     z = 1.959963984540054
-    t = _table([("a", "ips", psi_a.mean(), psi_a.mean() - z * se(psi_a), psi_a.mean() + z * se(psi_a)),
-                ("b", "ips", psi_b.mean(), psi_b.mean() - z * se(psi_b), psi_b.mean() + z * se(psi_b))])  # fmt: skip
+    t = _table(
+        [
+            ("a", "ips", psi_a.mean(), psi_a.mean() - z * se(psi_a), psi_a.mean() + z * se(psi_a)),
+            ("b", "ips", psi_b.mean(), psi_b.mean() - z * se(psi_b), psi_b.mean() + z * se(psi_b)),
+        ]
+    )
     rows = {r["policy"]: r for _, r in t.iterrows()}
     paired = compare("a", "b", rows, alpha=0.05, contributions={"a": psi_a, "b": psi_b})
     indep = compare("a", "b", rows, alpha=0.05)
@@ -156,14 +168,16 @@ def test_trust_table_shows_the_evaluations_diagnostics_and_derives_none():
 
 
 def test_disagreements_name_non_overlapping_intervals_only_grouped_by_outlier():
-    t = _table([
-        ("a", "ips", 0.50, 0.45, 0.55),
-        ("a", "dm", 0.70, 0.68, 0.72),  # beyond ips and dr
-        ("a", "dr", 0.53, 0.48, 0.60),
-        ("a", "snips", 0.40, 0.30, 0.46),  # beyond dr (0.46 < 0.48) and dm, overlaps ips
-        ("b", "ips", 0.50, 0.40, 0.60),
-        ("b", "dm", 0.55, 0.50, 0.60),  # overlaps
-    ])  # fmt: skip
+    t = _table(
+        [
+            ("a", "ips", 0.50, 0.45, 0.55),
+            ("a", "dm", 0.70, 0.68, 0.72),  # beyond ips and dr
+            ("a", "dr", 0.53, 0.48, 0.60),
+            ("a", "snips", 0.40, 0.30, 0.46),  # beyond dr (0.46 < 0.48) and dm, overlaps ips
+            ("b", "ips", 0.50, 0.40, 0.60),
+            ("b", "dm", 0.55, 0.50, 0.60),  # overlaps
+        ]
+    )
     assert disagreements(t) == [
         "a: dm (0.7000, 0.6800 to 0.7200) disagrees with ips (0.5000, 0.4500 to 0.5500), "
         "dr (0.5300, 0.4800 to 0.6000), snips (0.4000, 0.3000 to 0.4600) beyond their intervals.",
@@ -194,19 +208,34 @@ def test_gate_keeps_the_logger_when_the_best_candidate_is_worse_and_never_contra
 def test_gate_needs_the_passing_estimators_to_agree_on_the_sign_of_the_lift():
     from offrec.ope.selection import Check, Choice
 
-    t = _table([
-        ("logger", "dr", 0.50, 0.49, 0.51), ("learned A", "dr", 0.60, 0.58, 0.62),
-        ("logger", "ips", 0.50, 0.40, 0.60), ("learned A", "ips", 0.45, 0.30, 0.60),
-        ("logger", "dm", 0.50, 0.49, 0.51), ("learned A", "dm", 0.40, 0.39, 0.41),
-    ])  # fmt: skip
-    both = Choice("dr", "slope", ("ips", "dr"), (Check("ips", True), Check("dr", True),
-                  Check("dm", False)), ())  # fmt: skip
+    t = _table(
+        [
+            ("logger", "dr", 0.50, 0.49, 0.51),
+            ("learned A", "dr", 0.60, 0.58, 0.62),
+            ("logger", "ips", 0.50, 0.40, 0.60),
+            ("learned A", "ips", 0.45, 0.30, 0.60),
+            ("logger", "dm", 0.50, 0.49, 0.51),
+            ("learned A", "dm", 0.40, 0.39, 0.41),
+        ]
+    )
+    both = Choice(
+        "dr",
+        "slope",
+        ("ips", "dr"),
+        (Check("ips", True), Check("dr", True), Check("dm", False)),
+        (),
+    )
     d = decide(t, ROLES, choice=both)
     assert d.estimator == "dr" and d.pick is None and d.verdict == "cannot tell"
     assert "disagree on the sign of the lift: ips puts the lift at -0.05" in d.sentences[0]
     # dm (failed its checks) disagrees too, but only the passing estimators count
-    only_dr = Choice("dr", "only candidate", ("dr",), (Check("ips", False), Check("dr", True),
-                     Check("dm", False)), ())  # fmt: skip
+    only_dr = Choice(
+        "dr",
+        "only candidate",
+        ("dr",),
+        (Check("ips", False), Check("dr", True), Check("dm", False)),
+        (),
+    )
     d2 = decide(t, ROLES, choice=only_dr)
     assert d2.pick == "learned A" and d2.verdict == "recommend"
     # nothing passed: the gate declines whatever the estimate says
@@ -225,10 +254,14 @@ def test_gate_needs_the_logger_to_recommend():
 def test_an_estimate_on_a_single_digit_ess_does_not_vote_on_the_sign():
     from offrec.ope.selection import Check, Choice
 
-    t = _table([
-        ("logger", "mb", 0.50, 0.49, 0.51), ("learned A", "mb", 0.60, 0.58, 0.62),
-        ("logger", "pdis", 0.50, 0.45, 0.55), ("learned A", "pdis", 0.10, 0.0, 0.3),
-    ])  # fmt: skip
+    t = _table(
+        [
+            ("logger", "mb", 0.50, 0.49, 0.51),
+            ("learned A", "mb", 0.60, 0.58, 0.62),
+            ("logger", "pdis", 0.50, 0.45, 0.55),
+            ("learned A", "pdis", 0.10, 0.0, 0.3),
+        ]
+    )
     t["ess"] = [np.nan, np.nan, 1000.0, 3.0]
     both = Choice("mb", "slope", ("pdis", "mb"), (Check("pdis", True), Check("mb", True)), ())
     assert decide(t, ROLES, choice=both).pick == "learned A"

@@ -20,8 +20,17 @@ def _ope_table(n_policies, n_estimators=7):
     for p in range(n_policies):
         for e in range(n_estimators):
             v = 0.1 + 0.02 * p + 0.001 * e
-            rows.append((f"a policy with a long name #{p}", f"est{e}", v, v - 0.01, v + 0.01,
-                         0.1 + 0.02 * p, 0.001))  # fmt: skip
+            rows.append(
+                (
+                    f"a policy with a long name #{p}",
+                    f"est{e}",
+                    v,
+                    v - 0.01,
+                    v + 0.01,
+                    0.1 + 0.02 * p,
+                    0.001,
+                )
+            )
     return pd.DataFrame(
         rows, columns=["policy", "estimator", "value", "low", "high", "truth", "truth_stderr"]
     )
@@ -52,8 +61,14 @@ def test_single_point_curve_is_drawn_with_a_marker_from_step_zero(tmp_path):
 
     Figure.savefig = spy
     try:
-        plot_curves({"DQN": ([10000], [2.5])}, tmp_path / "c.png", xlabel="gradient steps",
-                    ylabel="clicks per session", title="t", hlines={"logger": 2.0})  # fmt: skip
+        plot_curves(
+            {"DQN": ([10000], [2.5])},
+            tmp_path / "c.png",
+            xlabel="gradient steps",
+            ylabel="clicks per session",
+            title="t",
+            hlines={"logger": 2.0},
+        )
     finally:
         Figure.savefig = orig
     assert seen["xlim"][0] == 0 and seen["xlim"][1] > 10000
@@ -79,15 +94,19 @@ def test_plots_leave_pyplot_and_the_backend_alone(tmp_path):
 def test_tables_are_formatted_for_people_with_a_legend(tmp_path):
     summary = pd.DataFrame([{"rows": 100000, "pscore_min": 1.26e-05, "ess_uniform_target": 12.5}])
     flags = pd.DataFrame({"policy": ["a", "b"], "covered": [True, False], "rank_ope": [1, 2]})
-    plot = plot_curves({"x": ([1, 2], [3, 4])}, tmp_path / "p.png", xlabel="steps",
-                       ylabel="loss", title="t")  # fmt: skip
+    plot = plot_curves(
+        {"x": ([1, 2], [3, 4])}, tmp_path / "p.png", xlabel="steps", ylabel="loss", title="t"
+    )
     md, html = write_report(
         tmp_path,
         title="T",
         headline=["Recommended: a.", "Lift: +0.1."],
-        sections=[("Data", Table(summary)), ("Flags", [flags, Plot(plot, "Loss", "Not divergence.")]),
-                  ("Text", "One.\n\n- item 1\n- item 2")],
-    )  # fmt: skip
+        sections=[
+            ("Data", Table(summary)),
+            ("Flags", [flags, Plot(plot, "Loss", "Not divergence.")]),
+            ("Text", "One.\n\n- item 1\n- item 2"),
+        ],
+    )
     text, page = md.read_text(), html.read_text()
     assert "| 100,000 | 1.26e-05 | 12.50 |" in text
     assert "0.0000" not in text and "100000" not in text
@@ -105,12 +124,27 @@ def test_tables_are_formatted_for_people_with_a_legend(tmp_path):
 def test_learning_curve_note_calls_out_a_fall_after_the_peak(tmp_path):
     from offrec.report.build import ReportInput, _training_plots
 
-    curve = {"steps": [1, 2], "losses": {"loss": [0.1, 0.2]}, "eval_steps": [2000, 4000, 6000],
-             "eval_value": [1.0, 1.4, 1.1], "eval_stderr": [0.02, 0.02, 0.02]}  # fmt: skip
+    curve = {
+        "steps": [1, 2],
+        "losses": {"loss": [0.1, 0.2]},
+        "eval_steps": [2000, 4000, 6000],
+        "eval_value": [1.0, 1.4, 1.1],
+        "eval_stderr": [0.02, 0.02, 0.02],
+    }
     flat = {**curve, "eval_value": [1.0, 1.4, 1.38]}  # within noise: no claim
-    inp = ReportInput(name="t", description="", mode="session", value_label="clicks per session",
-                      ope=pd.DataFrame(), truth={}, roles={}, data=None, train_rows=1,
-                      eval_rows=1, curves={"DQN": curve, "CQL": flat})  # fmt: skip
+    inp = ReportInput(
+        name="t",
+        description="",
+        mode="session",
+        value_label="clicks per session",
+        ope=pd.DataFrame(),
+        truth={},
+        roles={},
+        data=None,
+        train_rows=1,
+        eval_rows=1,
+        curves={"DQN": curve, "CQL": flat},
+    )
     blocks = _training_plots(inp, tmp_path, {}, {"clicks_per_session": 0.9, "ctr": 0.1})
     notes = {b.title: b.caption for b in blocks}
     assert (
@@ -140,8 +174,13 @@ def test_estimate_vs_truth_has_one_panel_per_estimator_with_its_coverage(tmp_pat
         size = _png_size(plot_estimate_vs_truth(t, tmp_path / "e.png"))
     finally:
         Figure.savefig = orig
-    assert seen["titles"] == ["est0: 3/3 cover", "est1: 0/3 cover", "est2: 3/3 cover",
-                              "est3: 3/3 cover", "est4: 3/3 cover"]  # fmt: skip
+    assert seen["titles"] == [
+        "est0: 3/3 cover",
+        "est1: 0/3 cover",
+        "est2: 3/3 cover",
+        "est3: 3/3 cover",
+        "est4: 3/3 cover",
+    ]
     assert size[0] == round(WIDTH_IN * DPI)
 
 

@@ -85,9 +85,12 @@ def test_d3rlpy_replay_buffer_keeps_every_transition_unlike_naive_timeouts():
     np.testing.assert_array_equal([t.terminal for t in picked], LAST.astype(float))
     # the trap this module avoids: d3rlpy drops the last step of each timed-out episode
     naive = MDPDataset(
-        data.context, data.action, data.reward.astype(np.float32),
-        terminals=data.terminated.astype(np.float32), timeouts=data.truncated.astype(np.float32),
-    )  # fmt: skip
+        data.context,
+        data.action,
+        data.reward.astype(np.float32),
+        terminals=data.terminated.astype(np.float32),
+        timeouts=data.truncated.astype(np.float32),
+    )
     assert naive.transition_count == 9 - 2
 
 
@@ -103,9 +106,14 @@ def test_vectorized_sampler_matches_d3rlpy_default_picker_row_for_row():
         [ref_buf.transition_picker(*ref_buf.buffer[i]) for i in rows]
     )
     for name in (
-        "observations", "actions", "rewards", "next_observations", "next_actions",
-        "terminals", "intervals",
-    ):  # fmt: skip
+        "observations",
+        "actions",
+        "rewards",
+        "next_observations",
+        "next_actions",
+        "terminals",
+        "intervals",
+    ):
         a, b = getattr(mine, name), getattr(ref, name)
         assert a.dtype == b.dtype and a.shape == b.shape, name
         np.testing.assert_array_equal(a, b, err_msg=name)

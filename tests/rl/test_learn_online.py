@@ -87,10 +87,28 @@ def test_train_online_ppo_cli_round_trip(tmp_path, capsys, monkeypatch):
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     out = tmp_path / "run"
-    argv = ["-q", "train", "online", "--learner", "ppo", "--learner", "epsilon_greedy",
-            "--n-steps", "1500", "--eval-every", "500", "--eval-sessions", "300",
-            "--param", "ppo.n_envs=2", "--param", "ppo.hidden_units=[16]",
-            "--out", str(out), *TINY_WORLD]  # fmt: skip
+    argv = [
+        "-q",
+        "train",
+        "online",
+        "--learner",
+        "ppo",
+        "--learner",
+        "epsilon_greedy",
+        "--n-steps",
+        "1500",
+        "--eval-every",
+        "500",
+        "--eval-sessions",
+        "300",
+        "--param",
+        "ppo.n_envs=2",
+        "--param",
+        "ppo.hidden_units=[16]",
+        "--out",
+        str(out),
+        *TINY_WORLD,
+    ]
     assert main(argv) == 0
     # no SB3 log folders outside --out (torch may keep its own kernel cache there)
     assert [f.name for f in scratch.iterdir() if f.name.startswith("SB3-")] == []
@@ -123,8 +141,20 @@ def test_train_online_ppo_cli_round_trip(tmp_path, capsys, monkeypatch):
 def test_train_online_without_sb3_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "stable_baselines3", None)
     out = tmp_path / "run"
-    code = main(["-q", "train", "online", "--learner", "ppo", "--n-steps", "100",
-                 "--out", str(out), *TINY_WORLD])  # fmt: skip
+    code = main(
+        [
+            "-q",
+            "train",
+            "online",
+            "--learner",
+            "ppo",
+            "--n-steps",
+            "100",
+            "--out",
+            str(out),
+            *TINY_WORLD,
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert err.startswith("offrec: error:") and "pip install 'offrec[sb3]'" in err
@@ -137,14 +167,27 @@ def test_train_online_without_sb3_is_one_line_exit_2(tmp_path, capsys, monkeypat
     ("extra", "message"),
     [
         (["--learner", "sac"], r"online learner must be one of \[.*\]; got 'sac'"),
-        (["--learner", "linucb", "--param", "ppo.n_envs=2"],
-         r"params name \['ppo'\], which are not among the learners \['linucb'\]"),
+        (
+            ["--learner", "linucb", "--param", "ppo.n_envs=2"],
+            r"params name \['ppo'\], which are not among the learners \['linucb'\]",
+        ),
         (["--learner", "linucb", "--param", "alpha=-1"], "alpha must be >= 0"),
     ],
-)  # fmt: skip
+)
 def test_train_online_bad_input_is_one_line(tmp_path, capsys, extra, message):
-    code = main(["-q", "train", "online", *extra, "--n-steps", "100",
-                 "--out", str(tmp_path / "o"), *TINY_WORLD])  # fmt: skip
+    code = main(
+        [
+            "-q",
+            "train",
+            "online",
+            *extra,
+            "--n-steps",
+            "100",
+            "--out",
+            str(tmp_path / "o"),
+            *TINY_WORLD,
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and re.search(message, err), err
     assert not (tmp_path / "o").exists()
@@ -155,8 +198,12 @@ def test_bandit_and_rl_curves_share_one_axis(tmp_path):
 
     a = ValueCurve([100, 200], [0.5, 0.7], [0.01, 0.01], "clicks per session")
     b = ValueCurve([150, 300], [0.4, 0.9], [0.02, 0.02], "clicks per session")
-    path = plot_value_curves({"bandit": a, "ppo": b}, tmp_path / "v.png",
-                             points={"CQL": (250, 0.8, 0.01)}, references={"oracle": 1.0})  # fmt: skip
+    path = plot_value_curves(
+        {"bandit": a, "ppo": b},
+        tmp_path / "v.png",
+        points={"CQL": (250, 0.8, 0.01)},
+        references={"oracle": 1.0},
+    )
     assert path.is_file() and path.stat().st_size > 10_000
     with pytest.raises(ValueError, match=r"curves must share one metric; got \['CTR', 'clicks"):
         plot_value_curves({"a": a, "c": ValueCurve([1], [0.1], [0.0], "CTR")}, tmp_path / "x.png")

@@ -21,9 +21,13 @@ def world():
 @pytest.mark.parametrize("algo", ["ppo", "dqn"])
 def test_tiny_online_run_gives_a_policy_and_a_learning_curve(world, algo):
     cfg = OnlineConfig(
-        algo=algo, total_timesteps=1_200, n_envs=2, hidden_units=(16,), eval_every=600,
+        algo=algo,
+        total_timesteps=1_200,
+        n_envs=2,
+        hidden_units=(16,),
+        eval_every=600,
         eval_sessions=100,
-    )  # fmt: skip
+    )
     result = train_online(world, cfg)
     t = result.timesteps
     assert t[0] >= 600 and np.all(np.diff(t) > 0) and t[-1] >= 1_200

@@ -14,9 +14,13 @@ from .test_train import two_step_log
 
 def _trained(lean: bool, algo: str, batches: list) -> tuple[list[dict], dict]:
     cfg = RLConfig(
-        algo=algo, hidden_units=(16, 16), n_critics=2 if algo == "dqn" else 1,
-        target_update_interval=2, lean_q_function=lean, seed=3,
-    )  # fmt: skip
+        algo=algo,
+        hidden_units=(16, 16),
+        n_critics=2 if algo == "dqn" else 1,
+        target_update_interval=2,
+        lean_q_function=lean,
+        seed=3,
+    )
     with seeded(cfg.seed), matmul_precision("highest"):
         a = build_algo(cfg)
         a.create_impl((2,), 4)

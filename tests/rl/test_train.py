@@ -35,10 +35,16 @@ def two_step_log(n_sessions: int = 600, seed: int = 0) -> LoggedData:
     reward = ((step == 1) & (action == GOOD)).astype(float)
     leaves = np.repeat(rng.random(n_sessions) < 0.5, 2)
     return LoggedData.from_arrays(
-        context, action, reward, np.full(n, 1 / N_ACTIONS), n_actions=N_ACTIONS,
-        session_id=np.repeat(np.arange(n_sessions), 2), terminated=(step == 1) & leaves,
-        truncated=(step == 1) & ~leaves, metadata={"world_config": {"horizon": 2}},
-    )  # fmt: skip
+        context,
+        action,
+        reward,
+        np.full(n, 1 / N_ACTIONS),
+        n_actions=N_ACTIONS,
+        session_id=np.repeat(np.arange(n_sessions), 2),
+        terminated=(step == 1) & leaves,
+        truncated=(step == 1) & ~leaves,
+        metadata={"world_config": {"horizon": 2}},
+    )
 
 
 S0 = np.array([[0, 1]], np.float32)
@@ -47,9 +53,17 @@ S1 = np.array([[1, 1]], np.float32)
 
 def tiny(algo: str, **kw) -> RLConfig:
     base = dict(
-        algo=algo, n_steps=1500, batch_size=64, learning_rate=3e-3, gamma=GAMMA,
-        target_update_interval=50, hidden_units=(32,), log_every=250, seed=0, alpha=0.1,
-    )  # fmt: skip
+        algo=algo,
+        n_steps=1500,
+        batch_size=64,
+        learning_rate=3e-3,
+        gamma=GAMMA,
+        target_update_interval=50,
+        hidden_units=(32,),
+        log_every=250,
+        seed=0,
+        alpha=0.1,
+    )
     base.update(kw)
     return RLConfig(**base)
 
@@ -230,8 +244,11 @@ def test_save_load_round_trip_gives_identical_action_dist(log, dqn, tmp_path, al
 def test_load_rejects_mismatched_sizes_and_tampering(dqn, tmp_path):
     folder = dqn.save(tmp_path / "model", plot=plot_training_curve)
     assert {p.name for p in folder.iterdir() if not p.name.startswith(".")} == {
-        "qpolicy.json", "weights.npz", "training.json", "training_curve.png",
-    }  # fmt: skip
+        "qpolicy.json",
+        "weights.npz",
+        "training.json",
+        "training_curve.png",
+    }
     with pytest.raises(
         ValueError, match="trained for n_actions=4 items; cannot load it for n_actions=100"
     ):
@@ -301,9 +318,14 @@ def test_online_evaluation_in_the_world(tmp_path):
     world = World(WorldConfig(n_items=10, n_users=200, horizon=3), seed=0)
     collect(world, logging_policy(world, "softmax"), out=tmp_path / "log", n_sessions=300, seed=0)
     cfg = RLConfig(
-        algo="cql", n_steps=60, batch_size=32, hidden_units=(16,), log_every=20,
-        eval_every=30, eval_sessions=200,
-    )  # fmt: skip
+        algo="cql",
+        n_steps=60,
+        batch_size=32,
+        hidden_units=(16,),
+        log_every=20,
+        eval_every=30,
+        eval_sessions=200,
+    )
     result = train_rl(read_logs(tmp_path / "log"), cfg, world=world)
     c = result.curve
     np.testing.assert_array_equal(c.eval_steps, [30, 60])
@@ -331,9 +353,13 @@ def test_vectorized_sampler_draws_logged_transitions(log):
         )
     }
     sampled = zip(
-        batch.observations, batch.actions[:, 0], batch.rewards[:, 0],
-        batch.next_observations, batch.terminals[:, 0], strict=True,
-    )  # fmt: skip
+        batch.observations,
+        batch.actions[:, 0],
+        batch.rewards[:, 0],
+        batch.next_observations,
+        batch.terminals[:, 0],
+        strict=True,
+    )
     for o, a, r, n, t in sampled:
         assert (*o, a, r, *n, t) in logged
     # step-1 rows are terminal (both kinds of ending), step-0 rows bootstrap from step 1

@@ -61,10 +61,25 @@ class Server:
         self.stderr_path = self.ready.with_suffix(".stderr")
         self._stderr = open(self.stderr_path, "w")  # noqa: SIM115 - closed in stop()/kill()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "offrec.cli", "serve", str(model), "--log", str(log),
-             "--port", "0", "--ready-file", str(self.ready), *args],
-            env=env, stdout=subprocess.DEVNULL, stderr=self._stderr, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "offrec.cli",
+                "serve",
+                str(model),
+                "--log",
+                str(log),
+                "--port",
+                "0",
+                "--ready-file",
+                str(self.ready),
+                *args,
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+            text=True,
+        )
         deadline = time.monotonic() + 60
         while not self.ready.is_file():
             if self.proc.poll() is not None:

@@ -55,8 +55,10 @@ def load(
     url: str, n_threads: int = 4
 ) -> tuple[threading.Event, list[threading.Thread], list[int], list[int]]:
     stop, acked, statuses = threading.Event(), [], []
-    threads = [threading.Thread(target=hammer, args=(url, stop, acked, statuses), daemon=True)
-               for _ in range(n_threads)]  # fmt: skip
+    threads = [
+        threading.Thread(target=hammer, args=(url, stop, acked, statuses), daemon=True)
+        for _ in range(n_threads)
+    ]
     for t in threads:
         t.start()
     return stop, threads, acked, statuses
@@ -83,8 +85,12 @@ def check_log(log: Path, acked: list[int]) -> pd.DataFrame:
     assert not missing, f"{len(missing)} acknowledged decisions are not in the log"
     n_duck = duckdb.sql(f"select count(*) from read_parquet('{log}/*.parquet')").fetchall()
     assert n_duck == [(len(df),)]
-    summary = subprocess.run([sys.executable, "-m", "offrec.cli", "summary", str(log)],
-                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)  # fmt: skip
+    summary = subprocess.run(
+        [sys.executable, "-m", "offrec.cli", "summary", str(log)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+    )
     assert summary.returncode == 0 and "the log passes every check" in summary.stdout, (
         summary.stderr
     )
@@ -112,10 +118,12 @@ def test_sigkill_under_load_loses_no_acknowledged_decision(
     recovery = again.info["recovery"]
     again.stop()
     df = check_log(log, acked)
-    print(f"\nSIGKILL: {len(acked)} acknowledged, {len(df)} logged "
-          f"({len(df) - len(acked)} answered to nobody: in flight at the kill), "
-          f"{parts_before} part files before the kill, {recovery['torn_bytes']} torn bytes dropped "
-          f"in {recovery['torn_segments']}")  # fmt: skip
+    print(
+        f"\nSIGKILL: {len(acked)} acknowledged, {len(df)} logged "
+        f"({len(df) - len(acked)} answered to nobody: in flight at the kill), "
+        f"{parts_before} part files before the kill, {recovery['torn_bytes']} torn bytes dropped "
+        f"in {recovery['torn_segments']}"
+    )
     assert recovery["torn_bytes"] == HEADER.size + len(b'{"t":"d","id":')
     assert len(df) - len(acked) <= 4  # at most one request in flight per client thread
     assert parts_before >= 2 and not list((log / WAL_DIR).glob("wal-*.log"))[:-1]
@@ -125,8 +133,11 @@ def _mount_tmpfs(folder: Path, size: str) -> None:
     folder.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("the full-disk test mounts a small tmpfs and needs root")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()}): full-disk test not run")
 
@@ -160,8 +171,10 @@ def test_full_disk_refuses_then_recovers_and_loses_nothing_acknowledged(
     again.stop()
     df = check_log(saved, acked)
     refused = statuses.count(503)
-    print(f"\nfull disk: {len(acked)} acknowledged, {refused} refused with 503, {len(df)} logged; "
-          f"failed WAL batches {health['wal']['failed_batches']}")  # fmt: skip
+    print(
+        f"\nfull disk: {len(acked)} acknowledged, {refused} refused with 503, {len(df)} logged; "
+        f"failed WAL batches {health['wal']['failed_batches']}"
+    )
     assert health["status"] == "ok" and health["wal"]["failed_batches"] >= 1
     assert len(df) - len(acked) <= 2
 
@@ -193,8 +206,10 @@ def test_a_malformed_request_storm_leaves_the_service_serving(
             with contextlib.suppress(OSError):
                 s.recv(4096)
     with httpx.Client(base_url=server.url) as client:
-        bad = [client.post("/v1/recommend", content=b).status_code
-               for b in (b"{", b'{"context": 1}', b'{"k": -1}', b"x" * 10_000)]  # fmt: skip
+        bad = [
+            client.post("/v1/recommend", content=b).status_code
+            for b in (b"{", b'{"context": 1}', b'{"k": -1}', b"x" * 10_000)
+        ]
         ok = client.post("/v1/recommend", json={"context": CONTEXTS[0].tolist()})
         health = client.get("/v1/health").json()
     assert server.proc.poll() is None

@@ -290,8 +290,9 @@ def test_plackett_luce_draws_and_propensities_are_exact() -> None:
     # frequencies of the ordered pairs match the Plackett-Luce probabilities (4-sigma)
     pairs = items[:, 0] * 4 + items[:, 1]
     freq = np.bincount(pairs, minlength=16) / n
-    exact = np.array([dist[i] * dist[j] / (1 - dist[i]) if i != j else 0.0
-                      for i in range(4) for j in range(4)])  # fmt: skip
+    exact = np.array(
+        [dist[i] * dist[j] / (1 - dist[i]) if i != j else 0.0 for i in range(4) for j in range(4)]
+    )
     assert np.all(np.abs(freq - exact) <= 4 * np.sqrt(exact * (1 - exact) / n) + 1e-12)
     with pytest.raises(
         ValueError,

@@ -240,8 +240,12 @@ def test_recenv_log_ends_truncated_seeded_and_ope_covers_exact(tmp_path: Path) -
 
     w = recgym_world(step_per_episode=3, n_items=3, n_users=20, reward_type="binary")
     a = rollout(w, UniformPolicy(3), 30, seed=2)
-    b = rollout(recgym_world(step_per_episode=3, n_items=3, n_users=20, reward_type="binary",
-                             n_envs=1), UniformPolicy(3), 30, seed=2)  # fmt: skip
+    b = rollout(
+        recgym_world(step_per_episode=3, n_items=3, n_users=20, reward_type="binary", n_envs=1),
+        UniformPolicy(3),
+        30,
+        seed=2,
+    )
     np.testing.assert_array_equal(a.reward, b.reward)
     np.testing.assert_array_equal(a.context, b.context)
     assert not a.terminated.any() and a.truncated.sum() == 30

@@ -28,33 +28,66 @@ class ObsSoftmax:
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"click_probs": [0.2, 1.5]}, ValueError,
-         r"WorldConfig.click_probs\[0\]\[1\] must be a probability in \[0, 1\]; got 1.5"),
-        ({"click_probs": [-0.1, 0.5]}, ValueError,
-         r"WorldConfig.click_probs\[0\]\[0\] must be a probability in \[0, 1\]; got -0.1"),
-        ({"click_probs": [[0.2, 0.5], [0.1, math.nan]]}, ValueError,
-         r"WorldConfig.click_probs\[1\]\[1\] must be a probability in \[0, 1\]; got nan"),
-        ({"click_probs": [[0.2, 0.5], [0.1]]}, ValueError,
-         r"WorldConfig.click_probs rows must all have 2 items \(row 0\); row 1 has 1"),
+        (
+            {"click_probs": [0.2, 1.5]},
+            ValueError,
+            r"WorldConfig.click_probs\[0\]\[1\] must be a probability in \[0, 1\]; got 1.5",
+        ),
+        (
+            {"click_probs": [-0.1, 0.5]},
+            ValueError,
+            r"WorldConfig.click_probs\[0\]\[0\] must be a probability in \[0, 1\]; got -0.1",
+        ),
+        (
+            {"click_probs": [[0.2, 0.5], [0.1, math.nan]]},
+            ValueError,
+            r"WorldConfig.click_probs\[1\]\[1\] must be a probability in \[0, 1\]; got nan",
+        ),
+        (
+            {"click_probs": [[0.2, 0.5], [0.1]]},
+            ValueError,
+            r"WorldConfig.click_probs rows must all have 2 items \(row 0\); row 1 has 1",
+        ),
         ({"click_probs": [0.5]}, ValueError, "WorldConfig.n_items must be >= 2; got 1"),
         ({"click_probs": "0.2,0.5"}, TypeError, "WorldConfig.click_probs must be a list of"),
         ({"click_probs": []}, TypeError, "WorldConfig.click_probs must be a list of"),
-        ({"click_probs": [0.2, "x"]}, TypeError,
-         r"WorldConfig.click_probs\[0\]\[1\] must be a number; got 'x'"),
-        ({"click_probs": [0.2, True]}, TypeError,
-         r"WorldConfig.click_probs\[0\]\[1\] must be a number; got True"),
-        ({"click_probs": [[0.2, 0.5], [0.3, 0.1]], "n_users": 3}, ValueError,
-         "WorldConfig.n_users must be a multiple of the 2 user types in click_probs"),
-        ({"click_probs": P3, "theta0": 1.0}, ValueError,
-         "WorldConfig.theta0 has no effect when click_probs is given"),
-        ({"click_probs": P3, "obs_noise": 0.2}, ValueError,
-         "WorldConfig.obs_noise has no effect when click_probs is given"),
-        ({"click_probs": P3, "n_items": 4}, ValueError,
-         r"WorldConfig.n_items must be 3 \(the number of items in click_probs"),
-        ({"click_probs": P3, "topic_names": ["a", "b"]}, ValueError,
-         "WorldConfig.topic_names must have n_topics=3 names; got 2"),
+        (
+            {"click_probs": [0.2, "x"]},
+            TypeError,
+            r"WorldConfig.click_probs\[0\]\[1\] must be a number; got 'x'",
+        ),
+        (
+            {"click_probs": [0.2, True]},
+            TypeError,
+            r"WorldConfig.click_probs\[0\]\[1\] must be a number; got True",
+        ),
+        (
+            {"click_probs": [[0.2, 0.5], [0.3, 0.1]], "n_users": 3},
+            ValueError,
+            "WorldConfig.n_users must be a multiple of the 2 user types in click_probs",
+        ),
+        (
+            {"click_probs": P3, "theta0": 1.0},
+            ValueError,
+            "WorldConfig.theta0 has no effect when click_probs is given",
+        ),
+        (
+            {"click_probs": P3, "obs_noise": 0.2},
+            ValueError,
+            "WorldConfig.obs_noise has no effect when click_probs is given",
+        ),
+        (
+            {"click_probs": P3, "n_items": 4},
+            ValueError,
+            r"WorldConfig.n_items must be 3 \(the number of items in click_probs",
+        ),
+        (
+            {"click_probs": P3, "topic_names": ["a", "b"]},
+            ValueError,
+            "WorldConfig.topic_names must have n_topics=3 names; got 2",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_bernoulli_config_names_field_rule_value(kwargs, error, message):
     with pytest.raises(error, match=message):
         WorldConfig.from_dict(kwargs)

@@ -174,12 +174,21 @@ def test_head_over_candidates_is_the_head() -> None:
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--n-items", "1000000000000", "--candidates", "200"], "n_items=1,000,000,000,000 is too large"),
-        (["--n-items", "1000", "--candidates", "2000"], "candidates must be <= n_items=1000; got 2000"),
+        (
+            ["--n-items", "1000000000000", "--candidates", "200"],
+            "n_items=1,000,000,000,000 is too large",
+        ),
+        (
+            ["--n-items", "1000", "--candidates", "2000"],
+            "candidates must be <= n_items=1000; got 2000",
+        ),
         (["--n-items", "1000", "--floor", "0.1"], "floor applies to the two-stage logger"),
-        (["--n-items", "1000", "--policy", "uniform", "--candidates", "5"], "do not apply to the uniform"),
+        (
+            ["--n-items", "1000", "--policy", "uniform", "--candidates", "5"],
+            "do not apply to the uniform",
+        ),
     ],
-)  # fmt: skip
+)
 def test_cli_refuses_bad_catalog_options(tmp_path, capsys, argv, message) -> None:
     from offrec.cli import main
 
@@ -195,8 +204,21 @@ def test_cli_simulates_a_million_items(tmp_path, capsys) -> None:
     from offrec.logs import read_logs
 
     out = tmp_path / "log"
-    argv = ["simulate", "--out", str(out), "--n-items", "1000000", "--n-users", "50",
-            "--candidates", "200", "--floor", "0.05", "--n-decisions", "300"]  # fmt: skip
+    argv = [
+        "simulate",
+        "--out",
+        str(out),
+        "--n-items",
+        "1000000",
+        "--n-users",
+        "50",
+        "--candidates",
+        "200",
+        "--floor",
+        "0.05",
+        "--n-decisions",
+        "300",
+    ]
     assert main(argv) == 0
     data = read_logs(out)
     assert data.n_rows == 300 and data.n_actions == 1_000_000

@@ -84,9 +84,10 @@ def test_propensities_equal_enumeration(name: str) -> None:
     nd = policy.next_item_dist(obs_rep, tile)
     np.testing.assert_allclose(nd.sum(axis=2), 1.0, atol=1e-12)
     np.testing.assert_allclose(
-        nd[np.arange(len(tile))[:, None], np.arange(K), tile], policy.conditional(obs_rep, tile),
+        nd[np.arange(len(tile))[:, None], np.arange(K), tile],
+        policy.conditional(obs_rep, tile),
         atol=1e-12,
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("name", ["pl", "top-k-eps"])

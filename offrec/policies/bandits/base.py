@@ -272,11 +272,15 @@ class BanditLearner(BasePolicy):
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
         who = f" for {type(self).__name__}" if self._reward_range is not None else ""
         return check_feedback(
-            context, action, reward, weight,
+            context,
+            action,
+            reward,
+            weight,
             n_actions=self.n_actions,
             context_dim=self.context_dim if self.contextual else None,
-            reward_range=self._reward_range, who=who,
-        )  # fmt: skip
+            reward_range=self._reward_range,
+            who=who,
+        )
 
     def _fit_all(self, x: np.ndarray | None, a: np.ndarray, r: np.ndarray, w: np.ndarray) -> None:
         self._update(x, a, r, w)

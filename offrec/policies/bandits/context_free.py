@@ -112,10 +112,12 @@ class EpsilonGreedy(_ArmStats):
 
     def get_params(self) -> dict[str, Any]:
         return {
-            "n_actions": self.n_actions, "epsilon": self.epsilon,
-            "initial_value": self.initial_value, "head": self.head.to_dict(),
+            "n_actions": self.n_actions,
+            "epsilon": self.epsilon,
+            "initial_value": self.initial_value,
+            "head": self.head.to_dict(),
             "explore": self.explore,
-        }  # fmt: skip
+        }
 
 
 class UCB1(_ArmStats):
@@ -171,9 +173,11 @@ class UCB1(_ArmStats):
 
     def get_params(self) -> dict[str, Any]:
         return {
-            "n_actions": self.n_actions, "c": self.c, "head": self.head.to_dict(),
+            "n_actions": self.n_actions,
+            "c": self.c,
+            "head": self.head.to_dict(),
             "explore": self.explore,
-        }  # fmt: skip
+        }
 
 
 class BernoulliTS(_ArmStats):
@@ -243,7 +247,11 @@ class BernoulliTS(_ArmStats):
 
     def get_params(self) -> dict[str, Any]:
         return {
-            "n_actions": self.n_actions, "alpha": self.alpha, "beta": self.beta,
-            "n_draws": self.n_draws, "seed": self.seed, "head": self.head.to_dict(),
+            "n_actions": self.n_actions,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "n_draws": self.n_draws,
+            "seed": self.seed,
+            "head": self.head.to_dict(),
             "explore": self.explore,
-        }  # fmt: skip
+        }

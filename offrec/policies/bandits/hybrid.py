@@ -150,11 +150,20 @@ class HybridLinear(BanditLearner):
     # -- BanditLearner hooks ----------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
         return {
-            "context_dim": self.context_dim, "head": self.head, "alpha": self.alpha,
-            "scale": self.scale, "n_draws": self.n_draws, "temperature": self.temperature, "l2": self.l2,
-            "candidates": self.candidates, "epsilon": self.epsilon, "floor": self.floor,
-            "seed": self.seed, "n_actions": self.n_actions, "item_dim": self.items.shape[1] - 1,
-        }  # fmt: skip
+            "context_dim": self.context_dim,
+            "head": self.head,
+            "alpha": self.alpha,
+            "scale": self.scale,
+            "n_draws": self.n_draws,
+            "temperature": self.temperature,
+            "l2": self.l2,
+            "candidates": self.candidates,
+            "epsilon": self.epsilon,
+            "floor": self.floor,
+            "seed": self.seed,
+            "n_actions": self.n_actions,
+            "item_dim": self.items.shape[1] - 1,
+        }
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> HybridLinear:
@@ -240,8 +249,9 @@ class HybridLinear(BanditLearner):
         self.A_inv = np.linalg.inv(self.A)
         self.theta = self.A_inv @ self.b
         self.Theta = self.theta.reshape(self.context_dim + 1, -1)  # (d + 1, d_e + 1)
-        self.retriever = Retriever(self._items_t, np.zeros(self.n_actions, np.float32),
-                                   self.candidates)  # fmt: skip
+        self.retriever = Retriever(
+            self._items_t, np.zeros(self.n_actions, np.float32), self.candidates
+        )
 
     # -- prediction ----------------------------------------------------------------------
     def query(self, context: np.ndarray) -> np.ndarray:

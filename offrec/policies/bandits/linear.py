@@ -56,9 +56,11 @@ class _Linear(BanditLearner):
 
     def _linear_params(self) -> dict[str, Any]:
         return {
-            "n_actions": self.n_actions, "context_dim": self.context_dim, "reg": self.reg,
+            "n_actions": self.n_actions,
+            "context_dim": self.context_dim,
+            "reg": self.reg,
             "fit_intercept": self.fit_intercept,
-        }  # fmt: skip
+        }
 
 
 class _Ridge(_Linear):
@@ -167,9 +169,11 @@ class LinUCB(_Ridge):
 
     def get_params(self) -> dict[str, Any]:
         return {
-            **self._linear_params(), "alpha": self.alpha, "head": self.head.to_dict(),
+            **self._linear_params(),
+            "alpha": self.alpha,
+            "head": self.head.to_dict(),
             "explore": self.explore,
-        }  # fmt: skip
+        }
 
 
 class LinTS(_Ridge):
@@ -237,6 +241,10 @@ class LinTS(_Ridge):
 
     def get_params(self) -> dict[str, Any]:
         return {
-            **self._linear_params(), "scale": self.scale, "n_draws": self.n_draws,
-            "seed": self.seed, "head": self.head.to_dict(), "explore": self.explore,
-        }  # fmt: skip
+            **self._linear_params(),
+            "scale": self.scale,
+            "n_draws": self.n_draws,
+            "seed": self.seed,
+            "head": self.head.to_dict(),
+            "explore": self.explore,
+        }

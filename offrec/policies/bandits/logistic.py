@@ -104,6 +104,9 @@ class LogisticEpsilonGreedy(_Linear):
 
     def get_params(self) -> dict[str, Any]:
         return {
-            **self._linear_params(), "epsilon": self.epsilon, "n_newton": self.n_newton,
-            "head": self.head.to_dict(), "explore": self.explore,
-        }  # fmt: skip
+            **self._linear_params(),
+            "epsilon": self.epsilon,
+            "n_newton": self.n_newton,
+            "head": self.head.to_dict(),
+            "explore": self.explore,
+        }
