@@ -545,28 +545,14 @@ def evaluate_bytes(
 
 
 def check_evaluate_memory(
-    n_actions: int,
-    batch_size: int,
-    workers: int,
-    n_bootstrap: int,
-    fit_rows: int,
-    *,
-    dense_rows: bool = True,
-    dense_model: bool = True,
+    n_actions: int, batch_size: int, workers: int, n_bootstrap: int, fit_rows: int, **layout: bool
 ) -> None:
-    """Refuse before reading the log when :func:`evaluate_bytes` does not fit in memory;
-    the message names the largest part and what to lower."""
+    """Refuse before reading the log when :func:`evaluate_bytes` (same arguments,
+    ``layout`` its ``dense_rows`` / ``dense_model``) does not fit in memory; the message
+    names the largest part and what to lower."""
     from offrec.sim.limits import check_memory
 
-    parts = evaluate_bytes(
-        n_actions,
-        batch_size,
-        workers,
-        n_bootstrap,
-        fit_rows,
-        dense_rows=dense_rows,
-        dense_model=dense_model,
-    )
+    parts = evaluate_bytes(n_actions, batch_size, workers, n_bootstrap, fit_rows, **layout)
     big = max(parts, key=lambda k: parts[k])
     check_memory(
         sum(parts.values()),

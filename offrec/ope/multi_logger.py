@@ -72,7 +72,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from offrec.core.errors import InputError
-from offrec.ope.estimators import Estimator, Parts, clip_weights, residual
+from offrec.ope.estimators import DR, Estimator, Parts, clip_weights, residual
 from offrec.ope.terms import RoundTerms, round_terms
 
 __all__ = ["MULTI_LOGGER_ESTIMATORS", "BalancedDR", "BalancedIPS", "WeightedDR", "WeightedIPS"]
@@ -158,9 +158,7 @@ class BalancedDR(_MultiLogger):
     needs_model: ClassVar[bool] = True
     lambda_: float = math.inf
 
-    def parts(self, terms: RoundTerms) -> Parts:
-        res = residual(terms, self.name)
-        return Parts(terms.q_target + clip_weights(terms.weight, self.lambda_) * res)
+    parts = DR.parts  # DR's terms, on the average logger's weights
 
 
 @dataclass(frozen=True)

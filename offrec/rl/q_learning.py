@@ -223,18 +223,17 @@ def check_network_size(
     :data:`offrec.sim.limits.MEMORY_SHARE` of the physical memory. :func:`train_rl` calls
     it first, so every caller of the RL trainer gets the guard.
     """
-    from offrec.core.atomic import format_bytes
-    from offrec.sim.limits import MEMORY_SHARE, physical_memory
+    from offrec.sim.limits import check_memory
 
     widths = [int(obs_dim), *map(int, cfg.hidden_units), int(n_actions)]
     weights = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
     need = 4 * (4 * weights * int(cfg.n_critics) + int(cfg.batch_size) * sum(widths))
-    limit = int(MEMORY_SHARE * physical_memory()) if limit is None else limit
-    if need > limit:
-        raise InputError(
-            f"hidden_units={list(cfg.hidden_units)} is too large: the Q-network would need about "
-            f"{format_bytes(need)} of memory (limit {format_bytes(limit)})"
-        )
+    check_memory(
+        need,
+        f"hidden_units={list(cfg.hidden_units)} is too large: the Q-network",
+        "use smaller hidden_units",
+        limit,
+    )
 
 
 def train_rl(
