@@ -1,6 +1,6 @@
 """Logs of any size: ``offrec evaluate`` and ``offrec train bandit`` at 1M, 10M (and 100M) rows.
 
-For each size a bandit log of 100 items is made with ``offrec simulate --policy uniform``
+For each size a bandit log of 100 items is made with ``offrec simulate --logger uniform``
 (kept in ``--dir`` between runs). Then, as whole processes (wall time and peak RSS of
 the process):
 
@@ -94,7 +94,7 @@ def main() -> None:
                     str(size),
                     "--n-items",
                     "100",
-                    "--policy",
+                    "--logger",
                     "uniform",
                     "--seed",
                     "1",
