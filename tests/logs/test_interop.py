@@ -73,10 +73,10 @@ def logs(tmp_path_factory) -> dict[str, tuple[Path, int]]:
         ColumnMap(action="item", reward="click", pscore="prop", context=("x0", "x1")),
     )
     from offrec.models import load_model
-    from offrec.pipeline import train_and_save
+    from offrec.training import train
 
-    train_and_save(root / "bandit", "linucb", root / "model")
-    trained = load_model(root / "model", n_actions=20, obs_dim=bandit_world.obs_dim)
+    train("linucb", root / "bandit", root / "model")
+    trained = load_model(root / "model", n_actions=20, context_dim=bandit_world.obs_dim)
     collect(bandit_world, trained, out=root / "trained_from", n_decisions=700, seed=3)
     for kind in KINDS:
         out[kind] = (root / kind, read_logs(root / kind).n_rows)
