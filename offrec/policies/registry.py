@@ -86,9 +86,9 @@ def make_learner(
     cls = LEARNERS[canonical]
     if cls is HybridLinear:
         if world is not None and params.get("item_features") is None:
-            if int(world.n_items) != n_actions:
+            if int(world.n_actions) != n_actions:
                 raise InputError(
-                    f"the world has {world.n_items} items; the hybrid learner was asked for "
+                    f"the world has {world.n_actions} items; the hybrid learner was asked for "
                     f"n_actions={n_actions}"
                 )
             params["item_features"] = catalog_features(world)

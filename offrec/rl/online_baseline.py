@@ -388,7 +388,7 @@ def learn_online(
         )
         return OnlineRun(learner, res.policy, curve)
 
-    bandit = make_learner(learner, world.n_items, world.obs_dim, **params)
+    bandit = make_learner(learner, world.n_actions, world.context_dim, **params)
     steps: list[int] = []
     values: list[float] = []
     ses: list[float] = []

@@ -130,7 +130,7 @@ def test_train_online_ppo_cli_round_trip(tmp_path, capsys, monkeypatch):
         assert (out / name).is_file(), name
     # the saved model is the measured one: same truth with the same evaluation sessions
     world = World(WorldConfig(n_items=8, n_users=200, horizon=4), seed=0)
-    policy = load_sb3_policy(out / "models" / "ppo.zip", world.n_items)
+    policy = load_sb3_policy(out / "models" / "ppo.zip", world.n_actions)
     again = world.true_value(policy, n_sessions=300, seed=2024)
     assert again.value == ppo.value[-1]
     # an existing output is refused before any training

@@ -337,7 +337,7 @@ def test_online_evaluation_in_the_world(tmp_path):
     short = train_rl(read_logs(tmp_path / "log"), RLConfig(**{**cfg.to_dict(), "n_steps": 30}))
     first = world.true_value(short.policy, n_sessions=200, seed=cfg.eval_seed)
     assert (first.value, first.stderr) == (c.eval_value[0], c.eval_stderr[0])
-    check_policy(result.policy.with_head(Head("softmax")), obs_dim=world.obs_dim)
+    check_policy(result.policy.with_head(Head("softmax")), obs_dim=world.context_dim)
 
 
 def test_vectorized_sampler_draws_logged_transitions(log):
