@@ -103,7 +103,7 @@ def test_learning_curve_bookkeeping(world):
     d = curve.to_dict()
     again = LearningCurve.from_dict(d)
     np.testing.assert_array_equal(again.windowed_expected_ctr, curve.windowed_expected_ctr)
-    assert d["summary"]["n_decisions"] == 2500 and d["learner"]["type"] == "epsilon_greedy"
+    assert d["summary"]["n_decisions"] == 2500 and d["learner"]["type"] == "epsilon-greedy"
 
 
 def test_run_online_is_deterministic_by_seed(world):
