@@ -65,12 +65,12 @@ def main() -> None:
     oracle = world.true_value(MyopicOracle(world)).value
     best_item = world.true_value(BestItemOracle(world)).value
     print(
-        f"default bandit world: 100 items, obs_dim {world.obs_dim}; myopic oracle {oracle:.4f}, "
+        f"default bandit world: 100 items, obs_dim {world.context_dim}; myopic oracle {oracle:.4f}, "
         f"best single item {best_item:.4f}, uniform {world.true_value(UniformPolicy(100)).value:.4f}"
     )
 
     rows, curves = [], {}
-    for name, learner, batch in online_learners(world.obs_dim):
+    for name, learner, batch in online_learners(world.context_dim):
         batch = batch or args.batch_size
         curve = run_online(world, learner, args.steps, batch_size=batch, seed=args.seed)
         greedy = world.true_value(learner.exploit()).value
@@ -112,10 +112,13 @@ def main() -> None:
         ("RewardModelGreedy(per_item_logistic)", lambda: RewardModelGreedy().fit(log)),
         ("RewardModelGreedy(logistic)", lambda: RewardModelGreedy("logistic").fit(log)),
         ("IPWLearner", lambda: IPWLearner().fit(log)),
-        ("LinUCB via fit_logged", lambda: fit_logged(LinUCB(100, world.obs_dim), log).exploit()),
+        (
+            "LinUCB via fit_logged",
+            lambda: fit_logged(LinUCB(100, world.context_dim), log).exploit(),
+        ),
         (
             "LogisticEpsilonGreedy via fit_logged",
-            lambda: fit_logged(LogisticEpsilonGreedy(100, world.obs_dim), log).exploit(),
+            lambda: fit_logged(LogisticEpsilonGreedy(100, world.context_dim), log).exploit(),
         ),
     ]
     rows = []

@@ -51,7 +51,7 @@ def _learner(world, n_items: int):  # noqa: ANN001, ANN202
     from offrec.policies.bandits.hybrid import HybridLinear, catalog_features
 
     return HybridLinear(
-        catalog_features(world), world.obs_dim, candidates=min(20, n_items), epsilon=0.1
+        catalog_features(world), world.context_dim, candidates=min(20, n_items), epsilon=0.1
     )
 
 
@@ -59,19 +59,19 @@ def train(log: str, model: str) -> None:
     from offrec.logs.scan import iter_batches, open_log
 
     world = _world(log)
-    h = _learner(world, world.n_items)
+    h = _learner(world, world.n_actions)
     for batch in iter_batches(open_log(log), batch_size=262_144):
         d = batch.data
         h.partial_fit(d.context, d.action, d.reward)
     np.savez(model, A=h.A, b=h.b)
-    print(f"trained on {world.n_items:,} items; truth not computed")
+    print(f"trained on {world.n_actions:,} items; truth not computed")
 
 
 def evaluate_(log: str, model: str) -> None:
     from offrec.ope import evaluate
 
     world = _world(log)
-    h = _learner(world, world.n_items)
+    h = _learner(world, world.n_actions)
     with np.load(model) as z:
         h.A, h.b = z["A"], z["b"]
     h._refresh()

@@ -62,9 +62,9 @@ def make_model(folder: Path, n_items: int) -> Path:
     world = World(WorldConfig(n_items=n_items, n_users=2000), seed=0)
     collect(world, UniformPolicy(n_items), out=folder / "train-log", n_sessions=20_000, seed=1)
     if n_items <= DENSE_MAX_ITEMS:
-        learner = make_learner("linucb", n_items, world.obs_dim)
+        learner = make_learner("linucb", n_items, world.context_dim)
     else:
-        learner = make_learner("hybrid", n_items, world.obs_dim, world=world, floor=0.05)
+        learner = make_learner("hybrid", n_items, world.context_dim, world=world, floor=0.05)
     fit_logged(learner, read_logs(folder / "train-log"))
     model = folder / "model"
     save_policy(learner.exploit(Head("epsilon_greedy", epsilon=0.2)), model)

@@ -31,11 +31,11 @@ def main() -> None:
     def bandit() -> None:
         batch = world.new_sessions(n, rng)
         world.observe(batch)
-        world.step(batch, rng.integers(0, world.n_items, n), rng, validate=False)
+        world.step(batch, rng.integers(0, world.n_actions, n), rng, validate=False)
 
     t = best_time(bandit)
     rows.append(
-        ["batch core, bandit mode (observe + click probs + clicks)", n, n / t, world.obs_dim]
+        ["batch core, bandit mode (observe + click probs + clicks)", n, n / t, world.context_dim]
     )
 
     sworld = World(WorldConfig(horizon=10), seed=0)
@@ -45,11 +45,16 @@ def main() -> None:
         batch = sworld.new_sessions(m, rng)
         for _ in range(10):
             sworld.observe(batch)
-            sworld.step(batch, rng.integers(0, sworld.n_items, m), rng, validate=False)
+            sworld.step(batch, rng.integers(0, sworld.n_actions, m), rng, validate=False)
 
     t = best_time(session)
     rows.append(
-        ["batch core, session mode (100k sessions x 10 steps)", 10 * m, 10 * m / t, sworld.obs_dim]
+        [
+            "batch core, session mode (100k sessions x 10 steps)",
+            10 * m,
+            10 * m / t,
+            sworld.context_dim,
+        ]
     )
 
     for label, env in (
@@ -69,7 +74,7 @@ def main() -> None:
                     env.reset()
 
         t = best_time(run)
-        rows.append([label, k, k / t, sworld.obs_dim])
+        rows.append([label, k, k / t, sworld.context_dim])
     rows.extend(_recenv_rows())
     print_table(
         "World speed (decisions or steps per second, one process)",

@@ -33,7 +33,7 @@ def main(n_items: int, n_rows: int, seeds: int, train_rows: int, clusters: list[
     world = World(WorldConfig(n_items=n_items, n_users=10_000), seed=0)
     logger = logging_policy(world, "softmax", candidates=200, floor=0.05)
     train = world.run_sessions(logger, train_rows, np.random.default_rng(10_000))
-    target = HybridLinear(catalog_features(world), world.obs_dim, candidates=20, epsilon=0.1)
+    target = HybridLinear(catalog_features(world), world.context_dim, candidates=20, epsilon=0.1)
     target.partial_fit(train.obs, train.action, train.reward)
     truth = world.true_value(target).value
     v_logger = world.true_value(logger).value

@@ -31,7 +31,7 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True) -> dict[str, 
     env = gym.make("offrec/Recommender-v0", horizon=10)  # sessions of up to 10 steps
     check_env(env.unwrapped)  # raises if the env breaks the gymnasium API
     world = env.unwrapped.world
-    say(f"env: {env.spec.id}, {world.n_items} items, observation {env.observation_space.shape}")
+    say(f"env: {env.spec.id}, {world.n_actions} items, observation {env.observation_space.shape}")
     for part, where in world.obs_slices().items():
         say(f"  obs[{where.start}:{where.stop}] = {part}")
 
@@ -62,7 +62,7 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True) -> dict[str, 
         totals.append(total)
         lengths.append(length)
     clicks = np.asarray(totals)
-    truth = world.true_value(UniformPolicy(world.n_items), n_sessions=20_000, seed=seed)
+    truth = world.true_value(UniformPolicy(world.n_actions), n_sessions=20_000, seed=seed)
     se = clicks.std(ddof=1) / np.sqrt(n_episodes)
     say(
         f"\nrandom play, {n_episodes} episodes: {clicks.mean():.3f} ± {se:.3f} clicks per "

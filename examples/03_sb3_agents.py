@@ -72,7 +72,7 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True) -> dict[str, 
         model.set_logger(Logger(folder=None, output_formats=[]))  # no SB3-* temp folders
         model.learn(total_timesteps=steps)
         seconds = time.perf_counter() - tic
-        policy = SB3Policy(model, world.n_items)  # PPO: its stochastic policy; DQN: greedy
+        policy = SB3Policy(model, world.n_actions)  # PPO: its stochastic policy; DQN: greedy
         truth = world.true_value(policy, n_sessions=n_eval, seed=seed)
         results[algo] = {
             "policy": policy,
@@ -84,7 +84,7 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True) -> dict[str, 
             f"{algo.upper()}: {model.num_timesteps:,} env steps in {seconds:.0f}s -> true "
             f"{truth.value:.3f} ± {truth.stderr:.3f} clicks per session"
         )
-    uniform = world.true_value(UniformPolicy(world.n_items), n_sessions=n_eval, seed=seed)
+    uniform = world.true_value(UniformPolicy(world.n_actions), n_sessions=n_eval, seed=seed)
     myopic = world.true_value(MyopicOracle(world), n_sessions=n_eval, seed=seed)
     say(
         f"for scale: random {uniform.value:.3f}, myopic oracle (knows the true click "

@@ -36,10 +36,10 @@ def main(
     world = World(WorldConfig(horizon=10), seed=0)
     runs = compare_online(
         world,
-        ["epsilon_greedy", "linucb", "ppo"],
+        ["epsilon-greedy", "linucb", "ppo"],
         n_steps,
         seed=seed,
-        params={"linucb": {"alpha": 0.5}, "epsilon_greedy": {"epsilon": 0.05}},
+        params={"linucb": {"alpha": 0.5}, "epsilon-greedy": {"epsilon": 0.05}},
         eval_every=n_steps // 5,
         eval_sessions=n_eval,
     )

@@ -23,8 +23,8 @@ from offrec.sim import BestItemOracle, MyopicOracle, World, WorldConfig
 def compare(world: World, n_steps: int, batch_size: int, seed: int) -> dict[str, float]:
     """Exact CTR of each learner's greedy policy after ``n_steps`` online decisions."""
     learners = {
-        "epsilon-greedy (context-free)": EpsilonGreedy(world.n_items, epsilon=0.1),
-        "LinUCB (contextual)": LinUCB(world.n_items, world.obs_dim, alpha=0.5),
+        "epsilon-greedy (context-free)": EpsilonGreedy(world.n_actions, epsilon=0.1),
+        "LinUCB (contextual)": LinUCB(world.n_actions, world.context_dim, alpha=0.5),
     }
     out = {}
     for name, learner in learners.items():
@@ -44,7 +44,7 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True) -> dict[str, 
         say(f"  {name:32s} {v:.3f}")
     world = World(WorldConfig(), seed=0)
     big = compare(world, 20_000 if small else 100_000, 1_000, seed)
-    say(f"\ndefault world, {world.n_items} items, {world.config.n_users:,} users (exact CTR):")
+    say(f"\ndefault world, {world.n_actions} items, {world.config.n_users:,} users (exact CTR):")
     for name, v in big.items():
         say(f"  {name:32s} {v:.3f}")
     return {"two_types": tiny, "default": big}

@@ -40,7 +40,7 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True) -> dict[str, 
         probs.append(float(q[item]))
         say(
             f"  step {t}: click prob of that item {q[item]:.3f}, best other {topic} item "
-            f"{q[same & (np.arange(world.n_items) != item)].max():.3f}, best item of another "
+            f"{q[same & (np.arange(world.n_actions) != item)].max():.3f}, best item of another "
             f"topic {q[~same].max():.3f}, fatigue[{topic}] {batch.fatigue[0, world.item_topic[item]]:.2f}"
         )
         world.step(batch, np.array([item]), rng)

@@ -33,11 +33,11 @@ def main(
     world = World(WorldConfig(horizon=10), seed=0)
     obs = world.observe(world.new_sessions(256, np.random.default_rng(seed)))
 
-    linucb = LinUCB(world.n_items, world.obs_dim, alpha=0.5)
+    linucb = LinUCB(world.n_actions, world.context_dim, alpha=0.5)
     run_online(world, linucb, 5_000 if small else 50_000, batch_size=500, seed=seed)
     greedy = linucb.exploit()
     path = save_model(greedy, folder / "linucb", overwrite=True)
-    loaded = load_model(path, n_actions=world.n_items, obs_dim=world.obs_dim)
+    loaded = load_model(path, n_actions=world.n_actions, obs_dim=world.context_dim)
     same_bandit = bool(np.array_equal(loaded.action_dist(obs), greedy.action_dist(obs)))
     say(
         f"LinUCB saved to {path} ({sorted(p.name for p in path.iterdir())}); "
@@ -63,7 +63,7 @@ def main(
         say(f"skipping the SB3 part: {exc}")
         return result
     zip_path = agent.save(folder / "dqn.zip")
-    again = load_sb3_policy(zip_path, world.n_items)
+    again = load_sb3_policy(zip_path, world.n_actions)
     same_sb3 = bool(np.array_equal(again.action_dist(obs), agent.action_dist(obs)))
     say(f"SB3 DQN saved to {zip_path}; loaded copy acts identically: {same_sb3}")
     result["same_sb3"] = same_sb3

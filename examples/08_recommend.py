@@ -25,7 +25,7 @@ from offrec.sim import World, WorldConfig
 def main(small: bool = False, seed: int = 0, verbose: bool = True) -> dict[str, Any]:
     say = print if verbose else (lambda *a, **k: None)
     world = World(WorldConfig(), seed=0)
-    bandit = LinUCB(world.n_items, world.obs_dim, alpha=0.5)
+    bandit = LinUCB(world.n_actions, world.context_dim, alpha=0.5)
     run_online(world, bandit, 20_000 if small else 100_000, batch_size=1_000, seed=seed)
     model = bandit.exploit()
 
@@ -48,7 +48,7 @@ def main(small: bool = False, seed: int = 0, verbose: bool = True) -> dict[str, 
     say(
         f"true click probability of the top item {q[top]:.3f}; the user's best item "
         f"{q.max():.3f}; the average item {q.mean():.3f}; the top item is the user's "
-        f"#{rank} of {world.n_items}"
+        f"#{rank} of {world.n_actions}"
     )
     return {
         "table": table,

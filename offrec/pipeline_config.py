@@ -46,10 +46,10 @@ from typing import TYPE_CHECKING, Any
 from offrec.core.codec import ConfigCodec
 from offrec.core.errors import InputError, InputTypeError, MissingInputError
 from offrec.core.policy import BasePolicy
-from offrec.policies import registry as policy_registry
 from offrec.policies.loggers import LOGGER_KINDS, logging_policy, logging_policy_kwargs
 from offrec.policies.references import REFERENCES as REFERENCE_KINDS
 from offrec.policies.references import make_reference
+from offrec.rl.algos import learner_name
 from offrec.sim.config import WorldConfig
 
 if TYPE_CHECKING:
@@ -161,9 +161,8 @@ class PolicySpec(ConfigCodec):
 
     def __post_init__(self) -> None:
         _typed(self.name, str, "[[policies]] name")
-        if self.learner in policy_registry.LEARNERS.aliases:  # a deprecated name: warn, rename
-            canonical = policy_registry.LEARNERS.resolve(self.learner)
-            object.__setattr__(self, "learner", canonical)
+        # a deprecated name (``thompson``, ``double_dqn``): warn, rename
+        object.__setattr__(self, "learner", learner_name(self.learner))
         if self.learner not in LEARNERS:
             raise InputError(
                 f"[[policies]] '{self.name}': learner must be one of {list(LEARNERS)}; got {self.learner!r}"
@@ -195,6 +194,7 @@ class OnlineLearnerSpec(ConfigCodec):
 
         where = f"[[online_learners]] '{self.name}'"
         _typed(self.name, str, "[[online_learners]] name")
+        object.__setattr__(self, "learner", learner_name(self.learner))  # old names warn
         if self.learner not in ONLINE_LEARNERS:
             raise InputError(
                 f"{where}: learner must be one of {list(ONLINE_LEARNERS)}; got {self.learner!r}"

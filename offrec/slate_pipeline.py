@@ -28,7 +28,7 @@ The file::
     click_models = ["independent", "pbm", "cascade"]
     logger_beta = 0.5
     target_beta = 1.0
-    learner = "reward_model"
+    learner = "reward-model"
     epsilon = 0.1
     n_bootstrap = 300
 """
@@ -73,7 +73,7 @@ class SlatePipelineConfig:
     click_models: tuple[str, ...] = ("independent", "pbm", "cascade")
     logger_beta: float = 0.5
     target_beta: float = 1.0
-    learner: str = "reward_model"
+    learner: str = "reward-model"
     epsilon: float = 0.1
     n_bootstrap: int = 300
 

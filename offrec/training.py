@@ -49,7 +49,7 @@ from offrec.logs.items import ItemMap
 from offrec.logs.scan import Batch, LogSource, open_log
 from offrec.models import world_of_metadata
 from offrec.policies import registry as policy_registry
-from offrec.rl.algos import ALGOS
+from offrec.rl.algos import ALGOS, learner_name
 
 if TYPE_CHECKING:
     from offrec.policies.online import ValueCurve
@@ -89,6 +89,7 @@ Progress = Callable[[int], None]
 
 def learner_params(learner: str) -> list[str]:
     """The parameter names ``learner`` accepts in ``params`` (``--param``)."""
+    learner = learner_name(learner)
     if learner in RL_LEARNERS:  # the algorithm's config, then the runtime knobs
         from offrec.rl.config import algo_params
 
@@ -103,8 +104,7 @@ def learner_params(learner: str) -> list[str]:
 
 def check_params(learner: str, params: dict[str, Any], where: str = "params") -> None:
     """Raise ``InputError`` naming the unknown keys of ``params`` and listing the valid ones."""
-    if learner in policy_registry.LEARNERS.aliases:
-        learner = policy_registry.LEARNERS.resolve(learner)
+    learner = learner_name(learner)
     if learner not in LEARNERS:
         raise InputError(f"learner must be one of {list(LEARNERS)}; got {learner!r}")
     valid = learner_params(learner)
@@ -240,9 +240,7 @@ def train(
             f"{spec.learner!r} is an online learner spec: train it without logs, in a world"
         )
     spec = cast(OfflineSpec, spec)
-    learner = spec.learner
-    if learner in policy_registry.LEARNERS.aliases:
-        learner = policy_registry.LEARNERS.resolve(learner)
+    learner = learner_name(spec.learner)
     check_params(learner, dict(spec.params))
     is_rl = learner in RL_LEARNERS
     source: LoggedData | LogSource
@@ -523,11 +521,12 @@ def run_online_study(
     if Path(out).exists() and not overwrite:  # fail before training, not after
         raise OutputExistsError(f"output {out} already exists; pass overwrite=True to replace it")
     check_output_path(out)
+    learners = [learner_name(n) for n in learners]  # old spellings warn
     shared: dict[str, Any] = {}
     scoped: dict[str, dict[str, Any]] = {}
     for key, value in (params or {}).items():
         name, dot, fld = key.rpartition(".")
-        (scoped.setdefault(name, {}) if dot else shared)[fld] = value
+        (scoped.setdefault(learner_name(name), {}) if dot else shared)[fld] = value
     per_learner = {n: {**shared, **scoped.pop(n, {})} for n in learners}
     if scoped:
         raise InputError(

@@ -53,7 +53,7 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         == 0
     )
     assert (
-        main(["-q", "train", "bandit", str(log), "--learner", "reward_model", "--out", str(model)])
+        main(["-q", "train", "bandit", str(log), "--learner", "reward-model", "--out", str(model)])
         == 0
     )
     return kind, log, model

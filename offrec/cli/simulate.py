@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         epsilon=args.epsilon,
         noise=args.noise,
         model_seed=args.model_seed,
-        support=parse_support(args.support, world.n_items),
+        support=parse_support(args.support, world.n_actions),
         candidates=args.candidates,
         floor=args.floor,
     )

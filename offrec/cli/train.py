@@ -25,6 +25,14 @@ OFFLINE_TRAINABLE = LazyChoices("offrec.training", "OFFLINE_TRAINABLE")
 RL_ALGOS = LazyChoices("offrec.rl.algos", "ALGOS.names")
 
 
+def canonical_learner(name: str) -> str:
+    """``--learner`` / ``--algo``: an old spelling (``double_dqn``, ``thompson``) becomes
+    the registered name, with a ``DeprecationWarning``; ``choices=`` then checks it."""
+    from offrec.rl.algos import learner_name
+
+    return learner_name(name)
+
+
 def add_parser(sub: Any) -> None:
     t = sub.add_parser(
         "train", help="train a policy: offline from logs (bandit, rl) or online in the world"
@@ -40,6 +48,7 @@ def add_parser(sub: Any) -> None:
     tb.add_argument(
         "--learner",
         required=True,
+        type=canonical_learner,
         choices=OFFLINE_TRAINABLE,
         metavar="LEARNER",
         help="bandit or offline learner: %(choices)s",
@@ -75,6 +84,7 @@ def add_parser(sub: Any) -> None:
     tr.add_argument(
         "--algo",
         default="cql",
+        type=canonical_learner,
         choices=RL_ALGOS,
         metavar="ALGO",
         help="offline RL algorithm: %(choices)s",

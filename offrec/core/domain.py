@@ -18,10 +18,10 @@ A log declares its reward domain (``offrec.logs.schema.reward_domain``): ``{"kin
 [0.0, 0.5, 1.0]
 >>> from_unit(np.array([0.25]), cont).tolist()
 [-0.5]
->>> require_binary(cont, "bernoulli_ts", "ucb1 or epsilon_greedy")
+>>> require_binary(cont, "bernoulli-ts", "ucb1 or epsilon-greedy")
 Traceback (most recent call last):
 ...
-offrec.core.errors.InputError: bernoulli_ts needs a binary (0/1 click) reward; this log's reward is continuous in [-1.0, 1.0]; use ucb1 or epsilon_greedy
+offrec.core.errors.InputError: bernoulli-ts needs a binary (0/1 click) reward; this log's reward is continuous in [-1.0, 1.0]; use ucb1 or epsilon-greedy
 """
 
 from __future__ import annotations

@@ -7,11 +7,20 @@ registry instead of copying them. A thing has one name; an old name kept so that
 written earlier still load is a *deprecated alias*: it resolves to the canonical name
 with a ``DeprecationWarning`` and is never listed among the choices.
 
+Names are lower-case words joined by hyphens, like the estimators'
+(``switch-dr``, ``double-dqn``, ``epsilon-greedy``). Offrec once joined them with
+underscores (``double_dqn``), and scripts, TOML files and saved models still hold those:
+every hyphenated name therefore gets its underscore spelling as a deprecated alias
+(:meth:`Registry.resolve` is the one place names are normalised).
+
 >>> colours = Registry("colour", {"red": 1, "blue": 2}, aliases={"rouge": "red"})
 >>> colours.names
 ('red', 'blue')
 >>> colours["blue"]
 2
+>>> tools = Registry("tool", {"double-dqn": 1})
+>>> tools.aliases
+{'double_dqn': 'double-dqn'}
 >>> colours.resolve("green")
 Traceback (most recent call last):
 ...
@@ -38,7 +47,9 @@ class Registry(Mapping[str, T], Generic[T]):
         concept: what the names name, used in errors (``"learner"``, ``"head kind"``).
         entries: canonical name -> entry, in the order choices are listed.
         aliases: old name -> canonical name; each alias resolves with a
-            ``DeprecationWarning``. An alias may not shadow a canonical name.
+            ``DeprecationWarning``. An alias may not shadow a canonical name. The
+            underscore spelling of each hyphenated name (``double_dqn`` for
+            ``double-dqn``) is added as an alias automatically.
 
     Iteration, ``len`` and ``in`` see canonical names only; ``registry[alias]`` and
     :meth:`resolve` accept aliases too.
@@ -50,6 +61,10 @@ class Registry(Mapping[str, T], Generic[T]):
         self.concept = concept
         self._entries = dict(entries)
         self.aliases = dict(aliases or {})
+        for name in self._entries:  # the old underscore spelling of a hyphenated name
+            old = name.replace("-", "_")
+            if old != name and old not in self._entries:
+                self.aliases.setdefault(old, name)
         for old, new in self.aliases.items():
             if old in self._entries:
                 raise ValueError(f"{concept} alias {old!r} shadows a canonical name")

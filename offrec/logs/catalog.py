@@ -124,7 +124,7 @@ def world_catalog(world: Any) -> ItemTable:
     """The item table of a simulated world (ids ``0..K-1``, its topics, latent vectors and
     quality biases)."""
     return ItemTable(
-        np.arange(world.n_items, dtype=np.int64),
+        np.arange(world.n_actions, dtype=np.int64),
         np.asarray(world.item_topic, np.int64),
         tuple(world.topics),
         np.asarray(world.item_vec, np.float32),

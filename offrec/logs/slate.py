@@ -123,7 +123,7 @@ def collect_slates(
         ),
     }
     schema = S.log_schema(
-        world.obs_dim, world.n_items, true_ctr=True, metadata=metadata, slate=True
+        world.context_dim, world.n_actions, true_ctr=True, metadata=metadata, slate=True
     )
     items = {"item_topics": world.item_topic.tolist(), "topics": list(world.topics)}
     rows = clicks = 0

@@ -91,9 +91,9 @@ def collect(
     check_scalar(budget, budget_name, int, min=1)
     check_scalar(chunk_rows, "chunk_rows", int, min=1)
     check_scalar(rows_per_file, "rows_per_file", int, min=1)
-    if getattr(policy, "n_actions", None) != world.n_items:
+    if getattr(policy, "n_actions", None) != world.n_actions:
         raise InputError(
-            f"policy.n_actions must equal the world's n_items={world.n_items}; "
+            f"policy.n_actions must equal the world's n_items={world.n_actions}; "
             f"got {getattr(policy, 'n_actions', None)}"
         )
     rng = np.random.default_rng(as_seed_sequence(seed))
@@ -109,8 +109,8 @@ def collect(
     items = {"item_topics": world.item_topic.tolist(), "topics": list(world.topics)}
     group_pscores = logs_group_pscore(policy)
     schema = S.log_schema(
-        world.obs_dim,
-        world.n_items,
+        world.context_dim,
+        world.n_actions,
         logging_dist=logging_dist,
         true_ctr=true_ctr,
         metadata=metadata,
@@ -127,7 +127,7 @@ def collect(
     pending: Future[None] | None = None
     n_rows = n_decisions if n_decisions is not None else expected_rows(world, budget)
     size = estimated_bytes(
-        n_rows, world.obs_dim, world.n_items, logging_dist=logging_dist, true_ctr=true_ctr
+        n_rows, world.context_dim, world.n_actions, logging_dist=logging_dist, true_ctr=true_ctr
     )
     with (
         atomic_dir(out, overwrite=overwrite, kind="dataset", expected_bytes=size) as tmp,
@@ -224,7 +224,7 @@ def check_collect_memory(
     need = int(fixed + per_session * per_cohort * 2)
     check_memory(
         need,
-        f"simulating {per_cohort * world.config.horizon:,} rows at once with {world.n_items:,} items",
+        f"simulating {per_cohort * world.config.horizon:,} rows at once with {world.n_actions:,} items",
         "use a smaller --batch-size (rows simulated at once) or fewer items",
     )
 

@@ -46,7 +46,7 @@ def simulate_logged_data(world: Any, logger: Any, n_rows: int, seed: int) -> Log
         user_id=traj.user,
         terminated=traj.terminated,
         truncated=traj.truncated,
-        n_actions=world.n_items,
+        n_actions=world.n_actions,
         true_ctr=traj.click_prob,
     )
 

@@ -60,7 +60,7 @@ def domain_rewards(learner: Any, reward: ArrayLike, domain: dict[str, Any] | Non
     >>> domain_rewards(BernoulliTS, [0.5], {"kind": "continuous", "low": 0, "high": 1})
     Traceback (most recent call last):
     ...
-    offrec.core.errors.InputError: bernoulli_ts needs a binary (0/1 click) reward; this log's reward is continuous in [0.0, 1.0]; use ucb1 or epsilon_greedy (linucb or lints with contexts)
+    offrec.core.errors.InputError: bernoulli-ts needs a binary (0/1 click) reward; this log's reward is continuous in [0.0, 1.0]; use ucb1 or epsilon-greedy (linucb or lints with contexts)
     """
     from offrec.core.domain import require_binary, to_unit
 

@@ -54,7 +54,7 @@ class ProductionModel:
         cfg = world.config
         rng = np.random.default_rng(seed)
         item_vec = world.item_vec + noise * rng.normal(size=world.item_vec.shape)
-        quality = world.item_quality + noise * rng.normal(size=world.n_items)
+        quality = world.item_quality + noise * rng.normal(size=world.n_actions)
         # (2 n_topics, n_items): profile rows -> affinity, fatigue rows -> boredom penalty
         self._weights = np.vstack(
             [
@@ -66,7 +66,7 @@ class ProductionModel:
         self._bias = quality.astype(np.float32)
         self._width = 2 * cfg.n_topics  # obs layout: profile, fatigue, ... (World.obs_slices)
         self.n_topics = cfg.n_topics
-        self.n_actions = world.n_items
+        self.n_actions = world.n_actions
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         feats = np.asarray(obs, dtype=np.float32)[:, : self._width]
@@ -208,7 +208,7 @@ def logging_policy(
         raise InputError(f"logging policy kind must be one of {list(LOGGER_KINDS)}; got {kind!r}")
     if kind == "uniform":
         return UniformPolicy(
-            world.n_items, support=None if support is None else np.asarray(support)
+            world.n_actions, support=None if support is None else np.asarray(support)
         )
     check_scalar(beta, "beta", float, min=0.0, min_inclusive=False)
     head = (
@@ -224,11 +224,11 @@ def logging_policy(
     if candidates is None:
         if floor:
             raise InputError("floor applies to the two-stage logger; give candidates too")
-        return ScorePolicy(model, world.n_items, head, support=sup, spec=spec)
+        return ScorePolicy(model, world.n_actions, head, support=sup, spec=spec)
     spec.update(candidates=candidates, floor=floor)
     mask = None
     if sup is not None:
-        mask = sup if sup.dtype == bool else np.isin(np.arange(world.n_items), sup)
+        mask = sup if sup.dtype == bool else np.isin(np.arange(world.n_actions), sup)
     return TwoStagePolicy(model, candidates, head, floor=floor, support=mask, spec=spec)
 
 

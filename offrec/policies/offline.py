@@ -172,7 +172,7 @@ class RewardModelGreedy(_OfflinePolicy):
     [1, 0]
     """
 
-    kind = "reward_model"
+    kind = "reward-model"
     reward_support: ClassVar[str] = "unit"
     #: the per-item logistic model, then the reward-model kinds of :mod:`offrec.reward`
     MODELS: ClassVar[tuple[str, ...]] = ("per_item_logistic", *REWARD_MODEL_KINDS)

@@ -169,7 +169,7 @@ def run_online(
 
     Args:
         world: an :class:`offrec.sim.World` (bandit or session mode).
-        learner: anything with ``n_actions == world.n_items``, ``sample(obs, rng)`` and
+        learner: anything with ``n_actions == world.n_actions``, ``sample(obs, rng)`` and
             ``partial_fit(context, action, reward)``; it is updated in place.
         n_steps: total number of decisions (the last round is cut to fit).
         batch_size: decisions per round; the learner updates once per round. In session
@@ -192,9 +192,9 @@ def run_online(
             raise InputTypeError(
                 f"learner must have a {attr}() method; {type(learner).__name__} has not"
             )
-    if getattr(learner, "n_actions", None) != world.n_items:
+    if getattr(learner, "n_actions", None) != world.n_actions:
         raise InputError(
-            f"learner.n_actions must equal the world's n_items={world.n_items}; "
+            f"learner.n_actions must equal the world's n_items={world.n_actions}; "
             f"got {getattr(learner, 'n_actions', None)}"
         )
     check_scalar(n_steps, "n_steps", int, min=1)

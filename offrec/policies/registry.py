@@ -7,13 +7,15 @@ Each learner class's ``kind`` is its name here and the ``type`` written by
 
 Deprecated aliases (resolve with a ``DeprecationWarning``; never listed as choices):
 
-- ``"thompson"`` -> ``"bernoulli_ts"``: the pipeline / CLI name before one name per learner;
+- ``"thompson"`` -> ``"bernoulli-ts"``: the pipeline / CLI name before one name per learner;
 - ``"lin_ucb"``, ``"lin_ts"``, ``"logistic_epsilon_greedy"``, ``"reward_model_greedy"``,
-  ``"ipw_learner"`` -> ``"linucb"``, ``"lints"``, ``"logistic"``, ``"reward_model"``,
-  ``"ipw"``: the ``type`` in model folders saved before that change, so they still load.
+  ``"ipw_learner"`` -> ``"linucb"``, ``"lints"``, ``"logistic"``, ``"reward-model"``,
+  ``"ipw"``: the ``type`` in model folders saved before that change, so they still load;
+- ``"epsilon_greedy"``, ``"bernoulli_ts"``, ``"reward_model"``: the underscore spellings
+  used before names took hyphens (added by :class:`~offrec.core.registry.Registry`).
 
 >>> LEARNERS.names
-('epsilon_greedy', 'ucb1', 'bernoulli_ts', 'linucb', 'lints', 'logistic', 'hybrid', 'reward_model', 'ipw')
+('epsilon-greedy', 'ucb1', 'bernoulli-ts', 'linucb', 'lints', 'logistic', 'hybrid', 'reward-model', 'ipw')
 >>> make_learner("linucb", n_actions=4, context_dim=3).kind
 'linucb'
 """
@@ -54,11 +56,11 @@ LEARNERS: Registry[type[Any]] = Registry(
     "learner",
     {cls.kind: cls for cls in (*_BANDITS, *_OFFLINE)},
     aliases={
-        "thompson": "bernoulli_ts",
+        "thompson": "bernoulli-ts",
         "lin_ucb": "linucb",
         "lin_ts": "lints",
         "logistic_epsilon_greedy": "logistic",
-        "reward_model_greedy": "reward_model",
+        "reward_model_greedy": "reward-model",
         "ipw_learner": "ipw",
     },
 )
@@ -86,9 +88,9 @@ def make_learner(
     cls = LEARNERS[canonical]
     if cls is HybridLinear:
         if world is not None and params.get("item_features") is None:
-            if int(world.n_items) != n_actions:
+            if int(world.n_actions) != n_actions:
                 raise InputError(
-                    f"the world has {world.n_items} items; the hybrid learner was asked for "
+                    f"the world has {world.n_actions} items; the hybrid learner was asked for "
                     f"n_actions={n_actions}"
                 )
             params["item_features"] = catalog_features(world)

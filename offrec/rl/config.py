@@ -109,7 +109,7 @@ class DoubleDQNConfig(QLearningConfig):
     """Double DQN (d3rlpy ``DoubleDQNConfig``): the shared hyper-parameters only."""
 
     CODEC_NAME = "Double DQN config"
-    ALGO: ClassVar[str] = "double_dqn"
+    ALGO: ClassVar[str] = "double-dqn"
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ class RLConfig(ConfigCodec):
     """Hyper-parameters of an offline RL run (JSON round-trip; unknown keys rejected).
 
     Attributes:
-        algo: ``"dqn"``, ``"double_dqn"``, ``"cql"`` (DiscreteCQL) or ``"bcq"``
+        algo: ``"dqn"``, ``"double-dqn"``, ``"cql"`` (DiscreteCQL) or ``"bcq"``
             (DiscreteBCQ).
         n_steps: gradient steps. batch_size: transitions per step.
         learning_rate: Adam step size. gamma: discount of the TD target.
@@ -229,6 +229,8 @@ class RLConfig(ConfigCodec):
     eval_seed: int = RuntimeConfig.eval_seed
 
     def __post_init__(self) -> None:
+        if self.algo in ALGOS.aliases:  # an old spelling (``double_dqn``): warn, rename
+            object.__setattr__(self, "algo", ALGOS.resolve(self.algo, "RLConfig.algo"))
         if isinstance(self.hidden_units, list):
             object.__setattr__(self, "hidden_units", tuple(self.hidden_units))
         self._validate()

@@ -25,7 +25,8 @@ from offrec.core.errors import InputError, MissingInputError, OffrecError
 from offrec.core.policy import BasePolicy, Head
 from offrec.core.validation import check_scalar
 from offrec.policies.online import LearningCurve, ValueCurve, run_online
-from offrec.policies.registry import BANDIT_LEARNERS, LEARNERS, make_learner
+from offrec.policies.registry import BANDIT_LEARNERS, make_learner
+from offrec.rl.algos import learner_name
 from offrec.rl.config import threads
 
 __all__ = [
@@ -355,8 +356,7 @@ def learn_online(
         ValueError: an unknown ``learner`` (the message lists the valid ones) or bad sizes.
         MissingDependencyError: ``"ppo"`` / ``"dqn"`` without stable-baselines3.
     """
-    if learner in LEARNERS.aliases:  # a deprecated bandit name, e.g. "thompson": warns
-        learner = LEARNERS.resolve(learner)
+    learner = learner_name(learner)  # a deprecated name, e.g. "thompson": warns
     if learner not in ONLINE_LEARNERS:
         raise InputError(f"online learner must be one of {list(ONLINE_LEARNERS)}; got {learner!r}")
     check_scalar(n_steps, "n_steps", int, min=1)
@@ -388,7 +388,7 @@ def learn_online(
         )
         return OnlineRun(learner, res.policy, curve)
 
-    bandit = make_learner(learner, world.n_items, world.obs_dim, **params)
+    bandit = make_learner(learner, world.n_actions, world.context_dim, **params)
     steps: list[int] = []
     values: list[float] = []
     ses: list[float] = []

@@ -42,8 +42,8 @@ def _make_world(
 
 def _observation_space(world: World) -> spaces.Box:
     T = world.config.n_topics
-    low = np.zeros(world.obs_dim, np.float32)
-    high = np.ones(world.obs_dim, np.float32)  # step fraction, last click in [0, 1]
+    low = np.zeros(world.context_dim, np.float32)
+    high = np.ones(world.context_dim, np.float32)  # step fraction, last click in [0, 1]
     low[:T], high[:T] = -1.0, 2.0  # observed profile (clipped in World)
     high[T : 2 * T] = world.config.horizon  # fatigue <= steps taken
     return spaces.Box(low, high, dtype=np.float32)
@@ -85,7 +85,7 @@ class RecommenderEnv(gym.Env[np.ndarray, np.int64]):
         **overrides: Any,
     ) -> None:
         self.world = _make_world(config, world_seed, overrides)
-        self.action_space = spaces.Discrete(self.world.n_items)
+        self.action_space = spaces.Discrete(self.world.n_actions)
         self.observation_space = _observation_space(self.world)
         self._batch: SessionBatch | None = None
         self._one = np.zeros(1, np.int64)
@@ -109,7 +109,7 @@ class RecommenderEnv(gym.Env[np.ndarray, np.int64]):
             raise gym.error.ResetNeeded(
                 "the episode has ended (terminated or truncated); call reset() before step()"
             )
-        a = check_action(action, self.world.n_items)
+        a = check_action(action, self.world.n_actions)
         self._one[0] = a
         res = self.world.step(self._batch, self._one, self.np_random, validate=False)
         obs = self.world.observe(self._batch)[0]
@@ -142,7 +142,7 @@ class RecommenderVectorEnv(VectorEnv):
             raise InputError(f"num_envs must be an int >= 1; got {num_envs!r}")
         self.world = _make_world(config, world_seed, overrides)
         self.num_envs = num_envs
-        self.single_action_space = spaces.Discrete(self.world.n_items)
+        self.single_action_space = spaces.Discrete(self.world.n_actions)
         self.single_observation_space = _observation_space(self.world)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.observation_space = batch_space(self.single_observation_space, num_envs)

@@ -25,7 +25,7 @@ class _Oracle(BasePolicy):
         if not isinstance(world, World):
             raise InputTypeError(f"world must be a World; got {type(world).__name__}")
         self.world = world
-        self.n_actions = world.n_items
+        self.n_actions = world.n_actions
         self.head = head or Head()
 
     def scores(self, batch: SessionBatch) -> np.ndarray:  # pragma: no cover - abstract
@@ -106,7 +106,7 @@ class LookaheadOracle(_Oracle):
         same_topic = world.item_topic[:, None] == world.item_topic[None, :]
         # penalty[a, i]: extra logit penalty on item i after showing a
         self._penalty = (
-            cfg.boredom * same_topic + cfg.repeat_penalty * np.eye(world.n_items)
+            cfg.boredom * same_topic + cfg.repeat_penalty * np.eye(world.n_actions)
         ).astype(np.float32)
 
     def scores(self, batch: SessionBatch, chunk: int = 256) -> np.ndarray:

@@ -569,14 +569,14 @@ class SlateWorld:
             raise InputError(
                 f"slate worlds run in bandit mode: world horizon must be 1; got {world.config.horizon}"
             )
-        _check_size(slate_size, world.n_items)
+        _check_size(slate_size, world.n_actions)
         self.world = world
         self.slate_size = slate_size
         self.click_model = click_model
 
     @property
     def n_items(self) -> int:
-        return self.world.n_items
+        return self.world.n_actions
 
     def users_obs(self, users: np.ndarray) -> np.ndarray:
         """Observations (n, obs_dim) of ``users`` at the start of a session."""

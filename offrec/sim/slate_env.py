@@ -59,11 +59,11 @@ class SlateEnv(gym.Env[np.ndarray, np.ndarray]):
         cm = click_model if isinstance(click_model, ClickModel) else ClickModel(click_model)
         self.slate_world = SlateWorld(world, slate_size, cm)
         T = world.config.n_topics
-        low = np.zeros(world.obs_dim, np.float32)
-        high = np.ones(world.obs_dim, np.float32)
+        low = np.zeros(world.context_dim, np.float32)
+        high = np.ones(world.context_dim, np.float32)
         low[:T], high[:T] = -1.0, 2.0  # observed profile, as the world clips it
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
-        self.action_space = spaces.MultiDiscrete(np.full(slate_size, world.n_items, np.int64))
+        self.action_space = spaces.MultiDiscrete(np.full(slate_size, world.n_actions, np.int64))
         self._user: int | None = None
 
     def reset(

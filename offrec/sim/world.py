@@ -7,6 +7,7 @@ there is no second copy of the dynamics.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +102,11 @@ class Trajectories:
     dist: np.ndarray | None  # (rows, n_items) float32 when recorded
 
 
+def _deprecated_alias(old: str, new: str) -> None:
+    """Warn that ``World.<old>`` was read: it is the deprecated name of ``World.<new>``."""
+    warnings.warn(f"World.{old} is deprecated; use World.{new}", DeprecationWarning, stacklevel=3)
+
+
 class World:
     """A recommendation platform drawn from ``config`` with randomness from ``seed``.
 
@@ -189,12 +195,14 @@ class World:
 
     @property
     def n_items(self) -> int:
-        """Deprecated alias of :attr:`n_actions` (kept: many call sites still read it)."""
+        """Deprecated alias of :attr:`n_actions` (warns; ``config.n_items`` stays the TOML key)."""
+        _deprecated_alias("n_items", "n_actions")
         return self.config.n_items
 
     @property
     def obs_dim(self) -> int:
-        """Deprecated alias of :attr:`context_dim` (kept: many call sites still read it)."""
+        """Deprecated alias of :attr:`context_dim` (warns; ``config.obs_dim`` does not)."""
+        _deprecated_alias("obs_dim", "context_dim")
         return self.config.obs_dim
 
     @property
@@ -346,7 +354,7 @@ class World:
 
     def _catalog_mean(self, users: np.ndarray, support: np.ndarray | None) -> np.ndarray:
         cfg = self.config
-        idx = np.arange(self.n_items) if support is None else np.flatnonzero(support)
+        idx = np.arange(self.n_actions) if support is None else np.flatnonzero(support)
         total = np.zeros(users.shape[0])
         ib = min(idx.size, max(1, BLOCK_CELLS // 256))
         ub = max(1, BLOCK_CELLS // ib)
@@ -410,10 +418,10 @@ class World:
             raise InputError(f"actions must have shape ({n},); got {a.shape}")
         if not np.issubdtype(a.dtype, np.integer):
             raise InputError(f"actions must be integers; got dtype {a.dtype}")
-        bad = (a < 0) | (a >= self.n_items)
+        bad = (a < 0) | (a >= self.n_actions)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise InputError(f"action must be in [0, {self.n_items}); row {i} has {int(a[i])}")
+            raise InputError(f"action must be in [0, {self.n_actions}); row {i} has {int(a[i])}")
         return a.astype(np.int64, copy=False)
 
     def step(
@@ -493,9 +501,9 @@ class World:
         else:
             dist = policy.action_dist(obs)
         dist = np.asarray(dist)
-        if dist.shape != (len(batch), self.n_items):
+        if dist.shape != (len(batch), self.n_actions):
             raise InputError(
-                f"policy.action_dist must return shape ({len(batch)}, {self.n_items}); got {dist.shape}"
+                f"policy.action_dist must return shape ({len(batch)}, {self.n_actions}); got {dist.shape}"
             )
         return dist
 
@@ -507,16 +515,16 @@ class World:
         compact = getattr(policy, "action_dist_compact", None)
         if hasattr(policy, "action_dist_state") or not callable(compact):
             return None
-        if not getattr(policy, "sparse_form", False) and self.n_items <= SPARSE_TRUTH_ITEMS:
+        if not getattr(policy, "sparse_form", False) and self.n_actions <= SPARSE_TRUTH_ITEMS:
             return None
         dist = compact(obs)
         if isinstance(dist, GreedyDist):
             dist = dist.sparse()
         if not isinstance(dist, SparseDist):
             return None
-        if dist.shape != (obs.shape[0], self.n_items):
+        if dist.shape != (obs.shape[0], self.n_actions):
             raise InputError(
-                f"policy.action_dist_compact must have shape ({obs.shape[0]}, {self.n_items}); "
+                f"policy.action_dist_compact must have shape ({obs.shape[0]}, {self.n_actions}); "
                 f"got {dist.shape}"
             )
         return dist

@@ -72,7 +72,7 @@ def test_sampled_learners_train(log: tuple[Path, World]) -> None:
     from offrec.policies import UniformPolicy
 
     path, world = log
-    spec = PolicySpec(name="rm", learner="reward_model")
+    spec = PolicySpec(name="rm", learner="reward-model")
     policy, _ = train_policy(spec, path, world, 0, fit_rows=3000)
     again, _ = train_policy(spec, path, world, 0, fit_rows=3000, batch_size=1000)
     sample = draw_sample(open_log(path), LocalEngine(), 3000, 0).data

@@ -95,10 +95,10 @@ def test_04_bandit_vs_rl_small_budget(tmp_path):
     pytest.importorskip("stable_baselines3")
     r = load_example("04_bandit_vs_rl").main(small=True, verbose=False, out=tmp_path / "o")
     table = r["table"].set_index("learner")
-    assert set(table.index) == {"epsilon_greedy", "linucb", "ppo"}
+    assert set(table.index) == {"epsilon-greedy", "linucb", "ppo"}
     assert (table["interactions"] >= 6_000).all()
     # the contextual bandit beats the context-free one clearly, even on a small budget
-    lin, eps = table.loc["linucb"], table.loc["epsilon_greedy"]
+    lin, eps = table.loc["linucb"], table.loc["epsilon-greedy"]
     assert lin["clicks/episode"] > eps["clicks/episode"] + 4 * math.hypot(
         lin["±clicks"], eps["±clicks"]
     )

@@ -71,7 +71,7 @@ def test_mips_from_the_logged_column_equals_the_rebuilt_logger(big):
 
     world, _, out = big
     data = read_logs(out)
-    h = HybridLinear(catalog_features(world), world.obs_dim, candidates=10, epsilon=0.1)
+    h = HybridLinear(catalog_features(world), world.context_dim, candidates=10, epsilon=0.1)
     h.partial_fit(data.context, data.action, data.reward)
     est = ["mips", "snmips"]
     with_col = evaluate(data, {"h": h}, estimators=est, interval="normal").table
@@ -156,7 +156,7 @@ def test_import_with_a_catalog_gives_the_hybrid_learner_the_items(big, tmp_path)
     world, _, out = big
     data = read_logs(out)
     t = world_catalog(world)
-    order = np.random.default_rng(0).permutation(world.n_items)  # the export's own order
+    order = np.random.default_rng(0).permutation(world.n_actions)  # the export's own order
     cat = pd.DataFrame(
         {
             "item_id": [f"i{a}" for a in order],
@@ -221,7 +221,7 @@ def test_import_with_a_catalog_gives_the_hybrid_learner_the_items(big, tmp_path)
         == 0
     )
     saved = load_policy(model)
-    ref = make_learner("hybrid", world.n_items, world.obs_dim, world=world, candidates=5)
+    ref = make_learner("hybrid", world.n_actions, world.context_dim, world=world, candidates=5)
     fit_logged(ref, data)
     x = np.asarray(data.context[:50], np.float64)
     # the same model up to the numbering of the items

@@ -76,7 +76,7 @@ def logs(tmp_path_factory) -> dict[str, tuple[Path, int]]:
     from offrec.training import train
 
     train("linucb", root / "bandit", root / "model")
-    trained = load_model(root / "model", n_actions=20, context_dim=bandit_world.obs_dim)
+    trained = load_model(root / "model", n_actions=20, context_dim=bandit_world.context_dim)
     collect(bandit_world, trained, out=root / "trained_from", n_decisions=700, seed=3)
     for kind in KINDS:
         out[kind] = (root / kind, read_logs(root / kind).n_rows)

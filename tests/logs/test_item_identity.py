@@ -275,13 +275,13 @@ def test_a_fitted_model_saves_and_loads_its_map_and_world_recommend_refuses_it(t
     rng = np.random.default_rng(0)
     n = 60
     data = LoggedData.from_arrays(
-        rng.normal(size=(n, world.obs_dim)),
+        rng.normal(size=(n, world.context_dim)),
         rng.integers(0, 3, n),
         rng.integers(0, 2, n),
         np.full(n, 1 / 3),
         item_ids=["tea", "cake", "jam"],
     )
-    learner = fit_logged(LinUCB(3, world.obs_dim), data)
+    learner = fit_logged(LinUCB(3, world.context_dim), data)
     assert learner.item_map == ItemMap(("tea", "cake", "jam"))
     loaded = load_policy(save_policy(learner.exploit(), tmp_path / "m"))
     assert loaded.item_map == learner.item_map

@@ -34,7 +34,7 @@ def test_round_trip_keeps_every_column_and_metadata(tmp_path, session_world):
     data = read_logs(tmp_path / "log")
     assert data.n_rows == res.n_rows and res.n_files == 1
     assert len(np.unique(data.session_id)) == 300 == res.n_sessions
-    assert data.context.shape == (res.n_rows, session_world.obs_dim)
+    assert data.context.shape == (res.n_rows, session_world.context_dim)
     # rows ordered by (session, step); steps contiguous from 0; each session ends exactly once
     assert np.all(np.diff(data.session_id) >= 0)
     starts = np.r_[True, np.diff(data.session_id) != 0]

@@ -44,6 +44,17 @@ def test_models_saved_by_the_previous_version_load_and_act_the_same(name):
     )
 
 
+def test_a_model_saved_under_an_underscore_type_name_loads_with_a_warning():
+    """v1 wrote ``"type": "reward_model"``; the learner is now ``reward-model``."""
+    raw = json.loads((V1 / "reward_model" / "policy.json").read_text())
+    assert raw["spec"]["type"] == "reward_model"
+    with pytest.warns(
+        DeprecationWarning, match="'reward_model' is a deprecated alias of 'reward-model'"
+    ):
+        policy = load_model(V1 / "reward_model")
+    assert policy.kind == "reward-model"
+
+
 def test_every_format_has_a_saved_fixture():
     assert set(FORMAT_OF.values()) == set(FORMATS)
 

@@ -177,7 +177,7 @@ def test_streamed_evaluate_on_a_large_catalog_log(tmp_path) -> None:
     logger = logging_policy(w, "softmax", candidates=50, floor=0.1)
     collect(w, logger, out=tmp_path / "log", n_decisions=2000, seed=1)
     train = w.run_sessions(logger, 3000, np.random.default_rng(9))
-    target = HybridLinear(catalog_features(w), w.obs_dim, candidates=10, epsilon=0.2)
+    target = HybridLinear(catalog_features(w), w.context_dim, candidates=10, epsilon=0.2)
     target.partial_fit(train.obs, train.action, train.reward)
     names = ["ips", "snips", "dr", "mips", "snmips", "offcem"]
     data = read_logs(tmp_path / "log")

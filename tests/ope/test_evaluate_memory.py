@@ -45,7 +45,7 @@ def test_the_estimate_bounds_the_measured_peak(log, estimators, n_bootstrap, bat
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    need = sum(evaluate_bytes(world.n_items, batch, 1, n_bootstrap, fit_rows).values())
+    need = sum(evaluate_bytes(world.n_actions, batch, 1, n_bootstrap, fit_rows).values())
     assert peak <= need <= 20 * peak, (peak, need)
 
 

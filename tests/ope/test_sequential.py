@@ -111,7 +111,7 @@ def session_log():
         user_id=traj.user,
         terminated=traj.terminated,
         truncated=traj.truncated,
-        n_actions=world.n_items,
+        n_actions=world.n_actions,
     )
     assert last.sum() == 20_000
     return world, logger, data

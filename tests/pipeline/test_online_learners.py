@@ -22,7 +22,7 @@ policy = "softmax"
 n_decisions = 3000
 [[policies]]
 name = "greedy (offline)"
-learner = "reward_model"
+learner = "reward-model"
 [[online_learners]]
 name = "linucb (online)"
 learner = "linucb"

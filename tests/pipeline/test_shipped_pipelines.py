@@ -26,7 +26,7 @@ def tiny(raw: dict) -> dict:
     log.pop("n_sessions", None)
     log["n_decisions"] = 3000 if raw["world"].get("horizon", 1) > 1 else 1500
     for spec in raw.get("policies", []):
-        if spec["learner"] in ("dqn", "double_dqn", "cql", "bcq"):
+        if spec["learner"] in ("dqn", "double-dqn", "cql", "bcq"):
             spec["params"] = {**spec.get("params", {}), **RL_BUDGET}
     ope = raw.setdefault("ope", {})
     if ope.get("interval", "bootstrap") == "bootstrap":

@@ -24,7 +24,7 @@ def small() -> tuple[World, object]:
 def test_conforms(small, head) -> None:
     w, traj = small
     h = HybridLinear(
-        catalog_features(w), w.obs_dim, head=head, candidates=10, epsilon=0.1, floor=0.05
+        catalog_features(w), w.context_dim, head=head, candidates=10, epsilon=0.1, floor=0.05
     )
     h.partial_fit(traj.obs, traj.action, traj.reward)
     check_policy(h, np.asarray(traj.obs[:64]))
@@ -32,12 +32,12 @@ def test_conforms(small, head) -> None:
 
 def test_greedy_is_the_catalog_argmax_of_the_ridge_fit(small) -> None:
     w, traj = small
-    h = HybridLinear(catalog_features(w), w.obs_dim, candidates=5, l2=2.0)
+    h = HybridLinear(catalog_features(w), w.context_dim, candidates=5, l2=2.0)
     h.partial_fit(traj.obs[:1000], traj.action[:1000], traj.reward[:1000])
     h.partial_fit(traj.obs[1000:], traj.action[1000:], traj.reward[1000:])  # in two parts
     # the ridge solution from scratch on the outer-product design
     x = np.hstack([traj.obs.astype(np.float64), np.ones((len(traj.action), 1))])
-    e = np.hstack([catalog_features(w), np.ones((w.n_items, 1))])
+    e = np.hstack([catalog_features(w), np.ones((w.n_actions, 1))])
     phi = np.einsum("ni,nj->nij", x, e[traj.action]).reshape(len(x), -1)
     theta = np.linalg.solve(phi.T @ phi + 2.0 * np.eye(phi.shape[1]), phi.T @ traj.reward)
     assert np.allclose(h.theta, theta, atol=1e-8)
@@ -52,9 +52,9 @@ def test_shared_parameters_beat_logger_and_per_item_linucb() -> None:
     w = World(WorldConfig(n_items=2000, n_users=2000), seed=1)
     logger = logging_policy(w, "softmax", candidates=100, floor=0.1)
     traj = w.run_sessions(logger, 20_000, np.random.default_rng(2))
-    hybrid = HybridLinear(catalog_features(w), w.obs_dim, candidates=20)
+    hybrid = HybridLinear(catalog_features(w), w.context_dim, candidates=20)
     hybrid.partial_fit(traj.obs, traj.action, traj.reward)
-    per_item = make_learner("linucb", w.n_items, w.obs_dim, explore=False)
+    per_item = make_learner("linucb", w.n_actions, w.context_dim, explore=False)
     per_item.partial_fit(traj.obs, traj.action, traj.reward)
     v_h, v_l = w.true_value(hybrid).value, w.true_value(logger).value
     v_p = w.true_value(per_item).value

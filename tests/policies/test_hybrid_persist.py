@@ -48,8 +48,8 @@ def test_save_load_round_trip_gives_equal_distributions(tmp_path, small, head, e
     w, traj = small
     learner = make_learner(
         "hybrid",
-        w.n_items,
-        w.obs_dim,
+        w.n_actions,
+        w.context_dim,
         world=w,
         head=head,
         candidates=15,
@@ -62,7 +62,7 @@ def test_save_load_round_trip_gives_equal_distributions(tmp_path, small, head, e
     learner.partial_fit(traj.obs[1500:], traj.action[1500:], traj.reward[1500:])
     policy = learner if exploit is None else learner.exploit(exploit)
     loaded = load_policy(
-        save_policy(policy, tmp_path / "m"), n_actions=w.n_items, context_dim=w.obs_dim
+        save_policy(policy, tmp_path / "m"), n_actions=w.n_actions, context_dim=w.context_dim
     )
     assert type(loaded) is HybridLinear and loaded.spec() == policy.spec()
     assert loaded.n_updates == 2  # TS draws are seeded by (seed, n_updates)
@@ -77,7 +77,7 @@ def test_save_load_round_trip_gives_equal_distributions(tmp_path, small, head, e
 
 def test_exploit_heads_over_candidates(small) -> None:
     w, traj = small
-    learner = make_learner("hybrid", w.n_items, w.obs_dim, world=w, head="ts", candidates=10)
+    learner = make_learner("hybrid", w.n_actions, w.context_dim, world=w, head="ts", candidates=10)
     learner.partial_fit(traj.obs, traj.action, traj.reward)
     obs = np.asarray(traj.obs[:50])
     d = learner.exploit(Head("softmax", temperature=0.1)).action_dist_compact(obs)
@@ -109,7 +109,7 @@ def test_registry_sizes_and_refusals(small) -> None:
         match=r"the world has 120 items; the hybrid learner was asked "
         r"for n_actions=50",
     ):
-        make_learner("hybrid", 50, w.obs_dim, world=w)
+        make_learner("hybrid", 50, w.context_dim, world=w)
     with pytest.raises(
         InputError,
         match=r"item_features must have one row per item \(7\); "
@@ -129,7 +129,7 @@ def _rewrite_arrays(folder, arrays) -> None:
 
 def test_tampered_folders_are_clear_errors(tmp_path, small) -> None:
     w, traj = small
-    learner = make_learner("hybrid", w.n_items, w.obs_dim, world=w, candidates=5)
+    learner = make_learner("hybrid", w.n_actions, w.context_dim, world=w, candidates=5)
     learner.partial_fit(traj.obs, traj.action, traj.reward)
     folder = save_policy(learner, tmp_path / "m")
     k = catalog_features(w).shape[1]
@@ -216,7 +216,7 @@ def test_cli_train_evaluate_recommend_on_a_5000_item_log(tmp_path, capsys) -> No
     cfg = WorldConfig.from_dict(data.metadata["world_config"])
     world = World(cfg, seed=data.metadata.get("world_seed") or 0)
     # the CLI's model is the learner fitted in Python on the same rows with the world's items
-    ref = make_learner("hybrid", world.n_items, world.obs_dim, world=world, candidates=20)
+    ref = make_learner("hybrid", world.n_actions, world.context_dim, world=world, candidates=20)
     fit_logged(ref, data)
     saved = load_policy(model)
     obs = np.asarray(data.context[:300])
@@ -291,7 +291,7 @@ def test_evaluate_takes_a_sparse_target_at_a_million_items(tmp_path) -> None:
         WorldConfig.from_dict(data.metadata["world_config"]),
         seed=data.metadata.get("world_seed") or 0,
     )
-    learner = make_learner("hybrid", world.n_items, world.obs_dim, world=world, floor=0.05)
+    learner = make_learner("hybrid", world.n_actions, world.context_dim, world=world, floor=0.05)
     target = fit_logged(learner, data)  # the floor: weight on every logged item
     res = evaluate(
         log, {"hybrid": target.exploit()}, estimators=["ips", "snips", "mips"], n_bootstrap=50
@@ -300,9 +300,9 @@ def test_evaluate_takes_a_sparse_target_at_a_million_items(tmp_path) -> None:
     with pytest.raises(
         InputError, match=r"would need about .*: lower --batch-size \(the largest part\)"
     ):
-        check_evaluate_memory(world.n_items, 65_536, 2, 50, 300)  # a dense target
+        check_evaluate_memory(world.n_actions, 65_536, 2, 50, 300)  # a dense target
     with pytest.raises(InputError, match=r"lower --fit-rows \(the largest part\)"):
-        check_evaluate_memory(world.n_items, 65_536, 2, 50, 200_000, dense_rows=False)
+        check_evaluate_memory(world.n_actions, 65_536, 2, 50, 200_000, dense_rows=False)
     check_evaluate_memory(
-        world.n_items, 65_536, 2, 50, 200_000, dense_rows=False, dense_model=False
+        world.n_actions, 65_536, 2, 50, 200_000, dense_rows=False, dense_model=False
     )

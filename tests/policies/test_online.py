@@ -36,7 +36,7 @@ def _se(p, n):
 def test_linucb_reaches_90_percent_of_oracle_after_100k_decisions(world, values):
     # measured (seed 0): expected windowed CTR 0.398 = 91.3% of the oracle's 0.436 on the
     # same users; realized 0.412; greedy policy after learning 0.403 (92% of 0.437)
-    learner = LinUCB(100, world.obs_dim)
+    learner = LinUCB(100, world.context_dim)
     curve = run_online(world, learner, 100_000, batch_size=1000, seed=0)
     assert curve.n_decisions == 100_000 and curve.window == 5000
     assert curve.final_expected_ctr >= 0.90 * curve.final_oracle_ctr
@@ -60,7 +60,10 @@ def test_contextual_learners_clearly_beat_the_best_single_item(world, values):
     # no context-free policy can beat the best single item (0.218); after only 30k decisions
     # LinTS / logistic are at ~0.37 (measured 0.377 / 0.364), the oracle at 0.437
     best = values["best_item"]
-    for learner in (LinTS(100, world.obs_dim), LogisticEpsilonGreedy(100, world.obs_dim, 0.05)):
+    for learner in (
+        LinTS(100, world.context_dim),
+        LogisticEpsilonGreedy(100, world.context_dim, 0.05),
+    ):
         curve = run_online(world, learner, 30_000, batch_size=1000, seed=1)
         assert curve.final_expected_ctr >= 1.5 * best, type(learner).__name__
 
@@ -100,7 +103,7 @@ def test_learning_curve_bookkeeping(world):
     d = curve.to_dict()
     again = LearningCurve.from_dict(d)
     np.testing.assert_array_equal(again.windowed_expected_ctr, curve.windowed_expected_ctr)
-    assert d["summary"]["n_decisions"] == 2500 and d["learner"]["type"] == "epsilon_greedy"
+    assert d["summary"]["n_decisions"] == 2500 and d["learner"]["type"] == "epsilon-greedy"
 
 
 def test_run_online_is_deterministic_by_seed(world):
@@ -113,7 +116,7 @@ def test_run_online_is_deterministic_by_seed(world):
 
 def test_run_online_in_session_mode_refills_finished_sessions():
     world = World(WorldConfig(horizon=5, n_users=500), seed=1)
-    learner = LinUCB(100, world.obs_dim)
+    learner = LinUCB(100, world.context_dim)
     curve = run_online(world, learner, 2000, batch_size=100, seed=0)
     assert curve.n_decisions == 2000 and len(curve.decisions) == 20
     assert np.all(curve.oracle_clicks >= curve.expected_clicks - 1e-12)

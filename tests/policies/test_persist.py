@@ -190,7 +190,7 @@ def test_damaged_or_foreign_folders_are_clear_errors(tmp_path, fitted):
     folder = save_policy(LEARNERS["lin_ucb"], tmp_path / "m3")
     _rewrite(folder, config=lambda c: {**c, "spec": {**c["spec"], "type": "neural"}})
     with pytest.raises(
-        ValueError, match=r"unknown policy type 'neural'; known types: bernoulli_ts, "
+        ValueError, match=r"unknown policy type 'neural'; known types: bernoulli-ts, "
     ):
         load_policy(folder)
     _rewrite(folder, config=lambda c: {**c, "format_version": 99})
@@ -206,6 +206,10 @@ def test_damaged_or_foreign_folders_are_clear_errors(tmp_path, fitted):
         ("logistic_epsilon_greedy", "logistic_epsilon_greedy"),
         ("reward_model_greedy", "reward_model_greedy"),
         ("ipw_learner", "ipw_learner"),
+        # the underscore spellings used before names took hyphens
+        ("epsilon_greedy", "epsilon_greedy"),
+        ("bernoulli_ts", "bernoulli_ts"),
+        ("reward_model", "reward_model_greedy"),
     ],
 )
 def test_folders_saved_under_old_type_names_still_load(old, name, tmp_path, fitted):

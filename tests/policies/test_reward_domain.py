@@ -52,7 +52,7 @@ def continuous_log(tmp_path_factory):
 
 
 CASES = [(name, []) for name in LEARNERS.names] + [
-    ("reward_model", ["--param", f"model={m}"]) for m in ("logistic", "gbm")
+    ("reward-model", ["--param", f"model={m}"]) for m in ("logistic", "gbm")
 ]
 
 
@@ -77,7 +77,7 @@ def test_every_learner_honours_a_continuous_domain(
         assert code == 2 and not (tmp_path / "m").exists()
         assert f"{learner} needs a binary (0/1 click) reward" in err
         assert "continuous in [-1.0, 1.0]" in err and f"use {cls.fits_instead}" in err
-        for name in ("ucb1", "epsilon_greedy", "linucb"):  # the alternatives it names exist and fit
+        for name in ("ucb1", "epsilon-greedy", "linucb"):  # the alternatives it names exist and fit
             assert name in cls.fits_instead and LEARNERS[name].reward_support != "binary"
         return
     assert code == 0, err

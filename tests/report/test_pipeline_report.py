@@ -46,7 +46,7 @@ policy = "softmax"
 n_decisions = 3000
 [[policies]]
 name = "greedy"
-learner = "reward_model"
+learner = "reward-model"
 [[references]]
 name = "logger"
 policy = "logger"

@@ -94,7 +94,7 @@ def test_train_online_ppo_cli_round_trip(tmp_path, capsys, monkeypatch):
         "--learner",
         "ppo",
         "--learner",
-        "epsilon_greedy",
+        "epsilon-greedy",
         "--n-steps",
         "1500",
         "--eval-every",
@@ -115,7 +115,7 @@ def test_train_online_ppo_cli_round_trip(tmp_path, capsys, monkeypatch):
     printed = capsys.readouterr().out
     assert re.search(r"ppo: true clicks per session \d\.\d{4} ± \d\.\d{4} after", printed)
     data = json.loads((out / "curves.json").read_text())
-    assert set(data["runs"]) == {"ppo", "epsilon_greedy"}
+    assert set(data["runs"]) == {"ppo", "epsilon-greedy"}
     assert set(data["references"]) == {"myopic oracle", "lookahead oracle"}
     ppo = ValueCurve.from_dict(data["runs"]["ppo"]["value_curve"])
     # PPO runs whole rollouts (n_envs x n_steps = 2 x 1024), so it may pass the budget
@@ -125,12 +125,12 @@ def test_train_online_ppo_cli_round_trip(tmp_path, capsys, monkeypatch):
         "value_curves.png",
         "learning_curves.png",
         "models/ppo.zip",
-        "models/epsilon_greedy/policy.json",
+        "models/epsilon-greedy/policy.json",
     ):
         assert (out / name).is_file(), name
     # the saved model is the measured one: same truth with the same evaluation sessions
     world = World(WorldConfig(n_items=8, n_users=200, horizon=4), seed=0)
-    policy = load_sb3_policy(out / "models" / "ppo.zip", world.n_items)
+    policy = load_sb3_policy(out / "models" / "ppo.zip", world.n_actions)
     again = world.true_value(policy, n_sessions=300, seed=2024)
     assert again.value == ppo.value[-1]
     # an existing output is refused before any training

@@ -34,7 +34,7 @@ def test_tiny_online_run_gives_a_policy_and_a_learning_curve(world, algo):
     assert result.value.shape == t.shape and np.all((result.value > 0) & (result.value <= 3))
     again = world.true_value(result.policy, n_sessions=100, seed=cfg.eval_seed)
     assert again.value == result.value[-1]
-    check_policy(result.policy, obs_dim=world.obs_dim)
+    check_policy(result.policy, obs_dim=world.context_dim)
     assert result.to_dict()["config"]["algo"] == algo
 
 

@@ -29,7 +29,7 @@ def _trained(lean: bool, algo: str, batches: list) -> tuple[list[dict], dict]:
     return losses, weights
 
 
-@pytest.mark.parametrize("algo", ["dqn", "double_dqn", "cql", "bcq"])
+@pytest.mark.parametrize("algo", ["dqn", "double-dqn", "cql", "bcq"])
 def test_lean_q_function_takes_the_same_steps_as_d3rlpys(algo):
     tr = to_transitions(two_step_log(n_sessions=200))
     buf = VectorizedReplayBuffer(tr, seed=0)

@@ -103,7 +103,7 @@ def test_training_curve_is_recorded(dqn, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("algo", ["double_dqn", "cql", "bcq"])
+@pytest.mark.parametrize("algo", ["double-dqn", "cql", "bcq"])
 def test_other_algorithms_pick_the_clicking_action(log, algo):
     result = train_rl(log, tiny(algo, n_steps=800, log_every=400))
     policy = result.policy
@@ -285,7 +285,7 @@ def test_config_json_round_trip_and_errors():
         RLConfig.from_dict({"lr": 0.1})
     with pytest.raises(
         ValueError,
-        match=r"RLConfig.algo must be one of \['dqn', 'double_dqn', 'cql', 'bcq'\]; got 'sac'",
+        match=r"RLConfig.algo must be one of \['dqn', 'double-dqn', 'cql', 'bcq'\]; got 'sac'",
     ):
         RLConfig(algo="sac")
     with pytest.raises(ValueError, match="RLConfig.learning_rate must be > 0.0; got -1.0"):
@@ -337,7 +337,7 @@ def test_online_evaluation_in_the_world(tmp_path):
     short = train_rl(read_logs(tmp_path / "log"), RLConfig(**{**cfg.to_dict(), "n_steps": 30}))
     first = world.true_value(short.policy, n_sessions=200, seed=cfg.eval_seed)
     assert (first.value, first.stderr) == (c.eval_value[0], c.eval_stderr[0])
-    check_policy(result.policy.with_head(Head("softmax")), obs_dim=world.obs_dim)
+    check_policy(result.policy.with_head(Head("softmax")), obs_dim=world.context_dim)
 
 
 def test_vectorized_sampler_draws_logged_transitions(log):

@@ -33,8 +33,8 @@ def small_world(n_items: int = 20) -> World:
 def save_model(folder: Path, world: World, epsilon: float, n_sessions: int = 2000) -> Path:
     """A LinUCB model with an epsilon-greedy head, trained on a uniform log of ``world``."""
     log = folder.parent / f"{folder.name}-train-log"
-    collect(world, UniformPolicy(world.n_items), out=log, n_sessions=n_sessions, seed=1)
-    learner = LinUCB(world.n_items, world.obs_dim)
+    collect(world, UniformPolicy(world.n_actions), out=log, n_sessions=n_sessions, seed=1)
+    learner = LinUCB(world.n_actions, world.context_dim)
     fit_logged(learner, read_logs(log))
     save_policy(learner.exploit(Head("epsilon_greedy", epsilon=epsilon)), folder)
     write_world(folder, world)

@@ -72,8 +72,8 @@ def test_sparse_plackett_luce_refuses_too_few_items_and_needs_no_dense_table() -
 
 def test_a_large_catalog_hybrid_model_is_served_sparse(tmp_path: Path) -> None:
     world = World(WorldConfig(n_items=20_000, n_users=300), seed=0)
-    collect(world, UniformPolicy(world.n_items), out=tmp_path / "log", n_sessions=1000, seed=1)
-    learner = make_learner("hybrid", world.n_items, world.obs_dim, world=world, floor=0.05)
+    collect(world, UniformPolicy(world.n_actions), out=tmp_path / "log", n_sessions=1000, seed=1)
+    learner = make_learner("hybrid", world.n_actions, world.context_dim, world=world, floor=0.05)
     fit_logged(learner, read_logs(tmp_path / "log"))
     save_policy(learner.exploit(Head("epsilon_greedy", epsilon=0.2)), tmp_path / "model")
     write_world(tmp_path / "model", world)

@@ -94,7 +94,7 @@ def test_recommend_feedback_compaction_round_trip(models: dict[str, Path], tmp_p
     )
     assert health["compacted"]["feedback_joined"] == len(clicked)
     data = read_logs(tmp_path / "log")  # the log reader's checks pass
-    assert data.n_rows == 40 and data.n_actions == world.n_items
+    assert data.n_rows == 40 and data.n_actions == world.n_actions
 
 
 def models_version(folder: Path) -> str:

@@ -85,7 +85,7 @@ def _enumerate(world: World, policy: TwoStagePolicy, obs: np.ndarray) -> np.ndar
     x = obs.astype(np.float64)
     retrieval = x[:, :t] @ w[:t] + b
     full = retrieval + x[:, t : 2 * t] @ w[t:]
-    n, k, m = obs.shape[0], world.n_items, policy.candidates
+    n, k, m = obs.shape[0], world.n_actions, policy.candidates
     top = np.argsort(-retrieval, axis=1, kind="stable")[:, :m]
     s = np.take_along_axis(full, top, axis=1) / policy.head.temperature
     p = np.exp(s - s.max(axis=1, keepdims=True))
@@ -150,7 +150,7 @@ def test_million_item_world_logs_without_dense_arrays(tmp_path) -> None:
     w = World(WorldConfig(n_items=1_000_000, n_users=40), seed=0)  # no logit table
     pi = logging_policy(w, "softmax", candidates=200, floor=0.05)
     with pytest.raises(InputError, match="use action_dist_compact"):
-        pi.action_dist(np.zeros((1000, w.obs_dim), np.float32))
+        pi.action_dist(np.zeros((1000, w.context_dim), np.float32))
     res = collect(w, pi, out=tmp_path / "log", n_decisions=500, seed=0)
     data = read_logs(tmp_path / "log")
     assert res.n_rows == 500 and data.n_actions == 1_000_000

@@ -37,7 +37,7 @@ def test_the_estimate_bounds_the_measured_peak(tmp_path, monkeypatch, kind, hori
     finally:
         tracemalloc.stop()
     (need,) = seen
-    dense = per_cohort * world.n_items * 4  # one (rows, items) float32 array
+    dense = per_cohort * world.n_actions * 4  # one (rows, items) float32 array
     assert peak > dense  # the per-batch arrays are dense over the catalog here
     assert peak <= need <= 6 * peak, (peak, need)
 

@@ -1,3 +1,5 @@
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -24,7 +26,7 @@ def _softmax_on_profile(world, temperature=0.5):
     onehot = np.eye(world.config.n_topics)[world.item_topic]  # (items, topics)
     T = world.config.n_topics
     return ScorePolicy(
-        lambda obs: obs[:, :T] @ onehot.T, world.n_items, Head("softmax", temperature=temperature)
+        lambda obs: obs[:, :T] @ onehot.T, world.n_actions, Head("softmax", temperature=temperature)
     )
 
 
@@ -107,7 +109,7 @@ def test_oracles_recover_users_from_logged_contexts(bandit_world):
     batch = w.new_sessions(1000, np.random.default_rng(0))
     assert np.array_equal(w.user_from_obs(w.observe(batch)), batch.user)
     with pytest.raises(ValueError, match="obs row 0 matches no user"):
-        w.user_from_obs(np.zeros((2, w.obs_dim), np.float32))
+        w.user_from_obs(np.zeros((2, w.context_dim), np.float32))
 
 
 def test_step_rejects_actions_out_of_range(session_world):
@@ -155,7 +157,7 @@ def test_vector_env_autoresets_and_matches_core():
     batch = world.new_sessions(4, rng)
     np.testing.assert_array_equal(obs, world.observe(batch))
     ended = np.zeros(4, bool)
-    actions = np.random.default_rng(9).integers(0, world.n_items, (10, 4))
+    actions = np.random.default_rng(9).integers(0, world.n_actions, (10, 4))
     for a in actions:
         obs, rew, term, trunc, info = venv.step(a)
         res = world.step(batch, a, rng, validate=False)
@@ -169,3 +171,20 @@ def test_vector_env_autoresets_and_matches_core():
         np.testing.assert_array_equal(term, t)
         np.testing.assert_array_equal(trunc, u)
         np.testing.assert_array_equal(info["click_prob"], res.click_prob)
+
+
+def test_deprecated_size_aliases_warn_and_agree(bandit_world):
+    """``World.n_items`` / ``World.obs_dim`` are the old names of ``n_actions`` /
+    ``context_dim``: each read warns, names the new attribute and returns the same value."""
+    w = bandit_world
+    with pytest.warns(
+        DeprecationWarning, match=r"World\.n_items is deprecated; use World\.n_actions"
+    ):
+        assert w.n_items == w.n_actions == w.config.n_items
+    with pytest.warns(
+        DeprecationWarning, match=r"World\.obs_dim is deprecated; use World\.context_dim"
+    ):
+        assert w.obs_dim == w.context_dim == w.config.obs_dim
+    with warnings.catch_warnings():  # the new names and the config's TOML keys stay quiet
+        warnings.simplefilter("error")
+        assert (w.n_actions, w.context_dim) == (w.config.n_items, w.config.obs_dim)

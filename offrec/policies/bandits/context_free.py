@@ -66,7 +66,7 @@ class EpsilonGreedy(_ArmStats):
     row by row. Acts with ``Head("epsilon_greedy", epsilon)`` (ties split evenly).
     """
 
-    kind = "epsilon_greedy"
+    kind = "epsilon-greedy"
 
     def __init__(
         self,
@@ -191,10 +191,10 @@ class BernoulliTS(_ArmStats):
     posterior means.
     """
 
-    kind = "bernoulli_ts"
+    kind = "bernoulli-ts"
     _reward_range = (0.0, 1.0)
     reward_support = "binary"  # a Beta-Bernoulli posterior is a click model
-    fits_instead = "ucb1 or epsilon_greedy (linucb or lints with contexts)"
+    fits_instead = "ucb1 or epsilon-greedy (linucb or lints with contexts)"
 
     def __init__(
         self,

@@ -328,8 +328,8 @@ class HybridLinear(BanditLearner):
 def catalog_features(world: Any) -> np.ndarray:
     """The item features a catalog export holds: embedding, topic one-hot and quality,
     (n_items, k + T + 1)."""
-    onehot = np.zeros((world.n_items, world.config.n_topics))
-    onehot[np.arange(world.n_items), world.item_topic] = 1.0
+    onehot = np.zeros((world.n_actions, world.config.n_topics))
+    onehot[np.arange(world.n_actions), world.item_topic] = 1.0
     return np.hstack([world.item_vec, onehot, world.item_quality[:, None]])
 
 
