@@ -397,8 +397,12 @@ class Service:
         return new
 
     async def compact(self, *, force: bool = False) -> C.Counts:
-        """Seal the active segment and compact the ready ones (``force``: all sealed ones)."""
-        self.wal.rotate()
+        """Seal the active segment and compact the ready ones (``force``: all sealed ones).
+
+        Both run off the event loop: sealing waits for the group commit in progress, closes
+        the segment and fsyncs the folder for the new one (milliseconds, up to the disk's
+        fsync tail), which would otherwise stall every request in flight."""
+        await asyncio.to_thread(self.wal.rotate)
         counts = await asyncio.to_thread(
             C.compact,
             self.log_dir,
