@@ -28,7 +28,7 @@ every decision reaches the log **exactly once**.
 **Rows.** One row per shown item: ``session_id`` = decision id, ``step`` 0, ``position``
 the slot, ``pscore`` as :mod:`offrec.serve.model` defines it, ``terminated`` true (one
 decision, nothing follows it), and the optional column ``model_version``
-(:data:`offrec.logs.schema.MODEL_VERSION`). Parsing is one ``json.loads`` per record; the
+(:data:`offrec.logs.schema.MODEL_VERSION`). Parsing is one ``orjson.loads`` per record; the
 rest is vectorized over rows.
 """
 
@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 
@@ -126,7 +127,7 @@ def parse(records: list[bytes]) -> tuple[list[dict[str, Any]], list[dict[str, An
     decisions: list[dict[str, Any]] = []
     feedback: list[dict[str, Any]] = []
     for raw in records:
-        rec = json.loads(raw)
+        rec = orjson.loads(raw)
         (decisions if rec["t"] == "d" else feedback).append(rec)
     return decisions, feedback
 
@@ -143,7 +144,7 @@ def newest_decision_ms(records: list[bytes]) -> int:
     every tick under load.
     """
     for raw in reversed(records):
-        rec = json.loads(raw)
+        rec = orjson.loads(raw)
         if rec["t"] == "d":
             return DecisionIds.time_ms(int(rec["id"]))
     return -1
