@@ -432,9 +432,8 @@ class Service:
         else:
             try:
                 counts = await asyncio.get_running_loop().run_in_executor(pool, job)
-            except (
-                BrokenProcessPool
-            ):  # the worker died (killed, out of memory): a new one next time
+            except BrokenProcessPool:
+                # the worker died (killed, out of memory): start a new one next time
                 self._compactor = None
                 pool.shutdown(wait=False)
                 raise
@@ -443,7 +442,9 @@ class Service:
 
     def _compaction_pool(self) -> ProcessPoolExecutor | None:
         """The child process that compacts (``config.compact_process``, Linux), started on
-        first use; None: compact in a thread of this process."""
+        first use from the event loop's thread (the thread whose exit delivers the
+        worker's death signal: the main thread of ``offrec serve``); None: compact in a
+        thread of this process."""
         if not self.config.compact_process or not sys.platform.startswith("linux"):
             return None
         if self._compactor is None:
