@@ -67,7 +67,9 @@ class ServiceConfig:
         segment_bytes: seal the active segment past this size.
         compact_process: run the periodic compaction in a child process (Linux; killed
             with the service) instead of a thread: parsing a segment holds the GIL for
-            hundreds of milliseconds, which stalls every request in flight.
+            hundreds of milliseconds, which stalls every request in flight. The child is
+            started with ``spawn``: a script that runs a :class:`Service` itself must guard
+            its entry point with ``if __name__ == "__main__"`` (``offrec serve`` does).
     """
 
     window_s: float = 30.0
