@@ -16,8 +16,10 @@ when it is on the PATH, else an async httpx client (``--procs`` processes of
 sends ``POST /v1/recommend`` with ``k = --k`` for ``--warmup`` seconds (discarded), then for
 ``--seconds``. Printed per catalog: the client used, requests/s, p50/p95/p99 latency (client
 side), non-200 answers, the write-ahead log's records per fsync, the server's CPU time per
-request in the measured window, and the load average (the machine is shared: read figures
-with it).
+request in the measured window, the time the server's threads spent runnable but waiting
+for a CPU per second of the window (preemption by other processes, wrk included: the
+latency tail on a shared machine follows it), and the load average (the machine is
+shared: read figures with it).
 
     python -m benchmarks.bench_serve                  # 100 and 100,000 items, k = 10
     python -m benchmarks.bench_serve --items 100 --client httpx
@@ -176,6 +178,19 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _runqueue_seconds(pid: int) -> float:
+    """Time the threads of process ``pid`` spent runnable but waiting for a CPU (Linux
+    ``/proc/PID/task/*/schedstat``, second field; 0 elsewhere). On a shared machine this
+    tells other processes' preemption apart from the server's own pauses."""
+    total = 0
+    for f in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(f.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 def bench(n_items: int, a: argparse.Namespace, client: str, tmp_path: Path) -> dict[str, Any]:
     """Serve the model for ``n_items`` and load it with ``client``; the row's figures."""
     from offrec.sim import World, WorldConfig
@@ -222,10 +237,12 @@ def bench(n_items: int, a: argparse.Namespace, client: str, tmp_path: Path) -> d
             script.write_text(wrk_script([json.dumps({"context": c, "k": a.k}) for c in contexts]))
             run_wrk(url, script, a.connections, a.warmup)
             cpu0, n0 = _cpu_seconds(server.pid), wal_records()
+            wait0, t0 = _runqueue_seconds(server.pid), time.perf_counter()
             row = run_wrk(url, script, a.connections, a.seconds)
             label = f"wrk 1 thread x {a.connections} conn"
         else:
             cpu0, n0 = _cpu_seconds(server.pid), wal_records()
+            wait0, t0 = _runqueue_seconds(server.pid), time.perf_counter()
             job = (url, contexts, a.k, a.connections, a.warmup, a.seconds)
             if a.procs == 1:
                 results = [_client_proc(job)]
@@ -243,6 +260,7 @@ def bench(n_items: int, a: argparse.Namespace, client: str, tmp_path: Path) -> d
             }
             label = f"httpx {a.procs} proc x {a.connections} conn"
         server_cpu = _cpu_seconds(server.pid) - cpu0
+        waited = (_runqueue_seconds(server.pid) - wait0) / (time.perf_counter() - t0)
         wal = httpx.get(url + "/v1/health").json()["wal"]
         served = wal["records"] - n0
     finally:
@@ -253,6 +271,7 @@ def bench(n_items: int, a: argparse.Namespace, client: str, tmp_path: Path) -> d
         "client": label,
         "per_fsync": wal["records_per_batch"],
         "cpu_ms": 1000 * server_cpu / max(served, 1),
+        "waited": waited,
         "policy": "linucb dense" if n_items <= DENSE_MAX_ITEMS else "hybrid sparse",
     }
 
@@ -281,9 +300,9 @@ def main() -> None:
     print(f"load generator: {client}; fsync on (every answer waits for its group commit)")
     print(
         "| items | policy | k | client | req/s | p50 ms | p95 ms | p99 ms | errors | "
-        "records/fsync | server CPU ms/req | load (1/5/15 min) |"
+        "records/fsync | server CPU ms/req | server waiting for a CPU | load (1/5/15 min) |"
     )
-    print("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for n_items in sizes:
             r = bench(n_items, a, client, Path(tmp))
@@ -291,7 +310,7 @@ def main() -> None:
             print(
                 f"| {n_items:,} | {r['policy']} | {a.k} | {r['client']} | {r['req_s']:,.0f} | "
                 f"{r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['errors']} | "
-                f"{r['per_fsync']:.1f} | {r['cpu_ms']:.2f} | "
+                f"{r['per_fsync']:.1f} | {r['cpu_ms']:.2f} | {r['waited']:.2f} s/s | "
                 f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} |",
                 flush=True,
             )

@@ -22,10 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+import multiprocessing
+import os
+import sys
 import time
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +65,11 @@ class ServiceConfig:
         seed: root seed of the service's sampling (None: fresh entropy).
         fsync: fsync each group commit (never turn off for a real log).
         segment_bytes: seal the active segment past this size.
+        compact_process: run the periodic compaction in a child process (Linux; killed
+            with the service) instead of a thread: parsing a segment holds the GIL for
+            hundreds of milliseconds, which stalls every request in flight. The child is
+            started with ``spawn``: a script that runs a :class:`Service` itself must guard
+            its entry point with ``if __name__ == "__main__"`` (``offrec serve`` does).
     """
 
     window_s: float = 30.0
@@ -68,6 +79,7 @@ class ServiceConfig:
     seed: SeedLike = None
     fsync: bool = True
     segment_bytes: int = 64 << 20
+    compact_process: bool = True
 
     def __post_init__(self) -> None:
         check_scalar(self.window_s, "window_s", float, min=0.0)
@@ -138,6 +150,7 @@ class Service:
         self.counts = C.Counts()
         self.stats = {"decisions": 0, "feedback": 0, "late_feedback": 0, "deploys": 0}
         self.recovery: Recovery | None = None
+        self._compactor: ProcessPoolExecutor | None = None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -182,6 +195,9 @@ class Service:
     def close(self) -> None:
         """Write what is pending, compact what is ready, release the log folder."""
         try:
+            if self._compactor is not None:  # let a running compaction finish first
+                self._compactor.shutdown(wait=True)
+                self._compactor = None
             self.wal.close()
             self.counts.add(
                 C.compact(
@@ -397,9 +413,13 @@ class Service:
         return new
 
     async def compact(self, *, force: bool = False) -> C.Counts:
-        """Seal the active segment and compact the ready ones (``force``: all sealed ones)."""
-        self.wal.rotate()
-        counts = await asyncio.to_thread(
+        """Seal the active segment and compact the ready ones (``force``: all sealed ones).
+
+        Both run off the event loop: sealing waits for the group commit in progress, closes
+        the segment and fsyncs the folder for the new one (milliseconds, up to the disk's
+        fsync tail), which would otherwise stall every request in flight."""
+        await asyncio.to_thread(self.wal.rotate)
+        job = functools.partial(
             C.compact,
             self.log_dir,
             self.wal.folder,
@@ -408,8 +428,35 @@ class Service:
             grace_s=self.config.grace_s,
             force=force,
         )
+        pool = self._compaction_pool()
+        if pool is None:
+            counts = await asyncio.to_thread(job)
+        else:
+            try:
+                counts = await asyncio.get_running_loop().run_in_executor(pool, job)
+            except BrokenProcessPool:
+                # the worker died (killed, out of memory): start a new one next time
+                self._compactor = None
+                pool.shutdown(wait=False)
+                raise
         self.counts.add(counts)
         return counts
+
+    def _compaction_pool(self) -> ProcessPoolExecutor | None:
+        """The child process that compacts (``config.compact_process``, Linux), started on
+        first use from the event loop's thread (the thread whose exit delivers the
+        worker's death signal: the main thread of ``offrec serve``); None: compact in a
+        thread of this process."""
+        if not self.config.compact_process or not sys.platform.startswith("linux"):
+            return None
+        if self._compactor is None:
+            self._compactor = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_die_with_parent,
+                initargs=(os.getpid(),),
+            )
+        return self._compactor
 
     def health(self) -> dict[str, Any]:
         return {
@@ -420,6 +467,20 @@ class Service:
             "wal": self.wal.stats(),
             "window_s": self.config.window_s,
         }
+
+
+def _die_with_parent(parent: int) -> None:
+    """Compaction worker's initializer: ask Linux to SIGKILL this process when the service
+    dies (``prctl(PR_SET_PDEATHSIG)``), so a killed service never leaves a compaction
+    running while its restart recovers the same segments (a compaction cut anywhere is safe:
+    part files are published atomically and named by segment range)."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the service died before the request took effect
+        os._exit(1)
 
 
 def _max_id(path: Path) -> int:
