@@ -83,7 +83,9 @@ class LoopConfig:
         )
         check_scalar(self.alpha, "alpha", float, min=0.0, max=0.5, min_inclusive=False)
         from offrec.policies.registry import BANDIT_LEARNERS
+        from offrec.rl.algos import learner_name
 
+        object.__setattr__(self, "learner", learner_name(self.learner))  # old spellings
         if self.learner not in BANDIT_LEARNERS:
             raise InputError(
                 f"learner must be one of {list(BANDIT_LEARNERS)}; got {self.learner!r}"
@@ -227,7 +229,7 @@ def run_loop(config: LoopConfig, out: str | Path, *, progress: Any = None) -> li
     world = World(WorldConfig(n_items=config.n_items, n_users=config.n_users), seed=config.seed)
     rng = np.random.default_rng(config.seed)
     model_dir = out / "models" / "round-0-uniform"
-    serving: Any = UniformPolicy(world.n_items)
+    serving: Any = UniformPolicy(world.n_actions)
     save_policy(serving, model_dir, overwrite=True)
     write_world(model_dir, world)
     serving_version = model_version(model_dir)
@@ -257,7 +259,7 @@ def run_loop(config: LoopConfig, out: str | Path, *, progress: Any = None) -> li
             data = read_logs(log_dir)
             split = holdout_rows(data.session_id, config.seed, config.holdout)
             train, test = data.subset(~split), data.subset(split)
-            learner = make_learner(config.learner, world.n_items, world.obs_dim)
+            learner = make_learner(config.learner, world.n_actions, world.context_dim)
             fit_logged(learner, train)
             candidate = learner.exploit(Head("epsilon_greedy", epsilon=config.epsilon))
             res = evaluate(

@@ -114,10 +114,10 @@ def load_served(folder: str | Path, *, context_dim: int | None = None) -> Served
     world = read_world(folder) if (folder / WORLD_FILE).is_file() else None
     width = context_dim
     if width is None and world is not None:
-        width = int(world.obs_dim)
+        width = int(world.context_dim)
     policy = load_model(
         folder,
-        n_actions=None if world is None else world.n_items,
+        n_actions=None if world is None else world.n_actions,
         obs_dim=width,
     )
     if width is None:

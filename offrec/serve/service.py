@@ -233,7 +233,7 @@ class Service:
             prof[world.topics.index(name)] = float(w)
         if prof.sum() <= 0:
             raise InputError("profile must give some topic a positive weight")
-        obs = np.zeros(world.obs_dim, np.float32)
+        obs = np.zeros(world.context_dim, np.float32)
         obs[world.obs_slices()["profile"]] = prof / prof.sum()
         return obs
 

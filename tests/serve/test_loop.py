@@ -52,3 +52,9 @@ def test_the_holdout_is_a_fixed_function_of_the_decision_id() -> None:
     # about the share (4 sigma), and another seed gives another split
     assert abs(later.mean() - 0.3) < 4 * np.sqrt(0.3 * 0.7 / ids.size)
     assert not np.array_equal(holdout_rows(ids, seed=4, share=0.3), later)
+
+
+def test_an_old_learner_spelling_is_read_with_a_warning() -> None:
+    with pytest.warns(DeprecationWarning, match="epsilon-greedy"):
+        cfg = LoopConfig(learner="epsilon_greedy")
+    assert cfg.learner == "epsilon-greedy"
