@@ -678,10 +678,7 @@ class SNRIPS(RIPS):
     self_normalized: ClassVar[bool] = True
     reference: ClassVar[str] = RIPS.reference + _SN
 
-    def parts(self, terms: SlateTerms) -> SlateParts:
-        w = self.weights(terms)
-        _mass(w, self.name)
-        return SlateParts(None, w * terms.reward, w)
+    parts = SNIIPS.parts  # the same per-position normalization, on the cascade weights
 
 
 @dataclass(frozen=True)
