@@ -61,8 +61,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from offrec.core.errors import InputError
-from offrec.ope.estimators import ESTIMATORS, Estimator, Parts, check_weight_mass, residual
 from offrec.core.policy import SparseDist
+from offrec.ope.estimators import ESTIMATORS, Estimator, Parts, check_weight_mass, residual
 from offrec.ope.intervals import Form, Interval, interval
 from offrec.ope.moments import Moments
 from offrec.ope.terms import PairRewards, RoundTerms, group_probability, round_terms

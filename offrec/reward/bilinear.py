@@ -98,7 +98,11 @@ class BilinearLogistic:
 
     Args:
         item_features: (n_items, d_e) finite item features (embedding, topic, quality).
-        l2: ridge penalty :math:`\\lambda > 0` on all coefficients.
+        l2: ridge penalty :math:`\\lambda > 0` on all coefficients. Small by default: it
+            only has to make the Hessian invertible (the topic one-hot sums to the
+            constant); a larger one shrinks the logits and biases DM toward the mean
+            (at 4,000 rows, ``l2=1`` put DM 8% under the truth of a world the model
+            specifies exactly, ``l2=0.01`` within its standard error).
         n_folds: cross-fitting folds, >= 2.
         seed: seeds the folds (and the fitting sample).
         n_iter: at most this many Newton steps per fold; tol: stop once no coefficient
@@ -111,7 +115,7 @@ class BilinearLogistic:
         self,
         item_features: np.ndarray,
         *,
-        l2: float = 1.0,
+        l2: float = 0.01,
         n_folds: int = 3,
         seed: int = 0,
         n_iter: int = 30,
@@ -133,9 +137,7 @@ class BilinearLogistic:
         self.l2, self.n_folds, self.seed = float(l2), n_folds, seed
         self.n_iter, self.tol, self.fit_rows = n_iter, float(tol), fit_rows
 
-    def fit(
-        self, context: np.ndarray, action: np.ndarray, reward: np.ndarray
-    ) -> FittedBilinear:
+    def fit(self, context: np.ndarray, action: np.ndarray, reward: np.ndarray) -> FittedBilinear:
         """Cross-fit on logged rows: ``context`` (n, d), ``action`` (n,) item ids,
         ``reward`` (n,) in [0, 1]. Returns the fold models."""
         x, a, r = _check_rows(context, action, reward, self.items.shape[0])
@@ -307,9 +309,7 @@ def _check_rows(
         raise InputError(f"context must be a 2-d (n, d) array; got shape {x.shape}")
     n = x.shape[0]
     if a.shape != (n,) or r.shape != (n,):
-        raise InputError(
-            f"action and reward must have shape ({n},); got {a.shape} and {r.shape}"
-        )
+        raise InputError(f"action and reward must have shape ({n},); got {a.shape} and {r.shape}")
     if not np.issubdtype(a.dtype, np.integer):
         raise InputError(f"action must hold integer item ids; got dtype {a.dtype}")
     bad = (a < 0) | (a >= n_items)
