@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from offrec.core.atomic import atomic_write_text, owned_dir, record_in_manifest
@@ -196,15 +197,31 @@ def online_learners_stage(
 
 
 def ope_stage(
-    cfg: PipelineConfig, data: LoggedData, targets: dict[str, Any], say: Progress
+    cfg: PipelineConfig,
+    data: LoggedData,
+    targets: dict[str, Any],
+    say: Progress,
+    world: World | None = None,
 ) -> tuple[pd.DataFrame, OPEResult]:
     """Every estimable target x every estimator through the one OPE entry point: the
-    table, and the :class:`~offrec.ope.OPEResult` (for paired comparisons in the report)."""
+    table, and the :class:`~offrec.ope.OPEResult` (for paired comparisons in the report).
+    ``[ope] reward_model = "bilinear"`` cross-fits
+    :class:`~offrec.reward.bilinear.BilinearLogistic` on ``data`` with ``world``'s item table."""
     from offrec.ope import evaluate
     from offrec.ope.embedding import pair_reward_model
     from offrec.reward import RewardModel
+    from offrec.reward.bilinear import BILINEAR
 
     o = cfg.ope
+    pair_model = pair_reward_model(o.reward_model, targets)
+    if o.reward_model == BILINEAR and world is not None:
+        from offrec.policies.bandits.hybrid import catalog_features
+        from offrec.reward.bilinear import BilinearLogistic
+
+        say("fitting the bilinear (context, item) reward model, cross-fitted by user")
+        pair_model = BilinearLogistic(
+            catalog_features(world), n_folds=o.n_folds, seed=cfg.seed
+        ).fit(np.asarray(data.context), data.action, data.reward)
     estimable = targets
     if cfg.mode == "session":  # oracles need the hidden session state
         estimable = {n: p for n, p in targets.items() if not hasattr(p, "action_dist_state")}
@@ -215,7 +232,7 @@ def ope_stage(
         data,
         estimable,
         estimators=list(o.estimators),
-        reward_model=pair_reward_model(o.reward_model, targets)
+        reward_model=pair_model
         or RewardModel(kind=o.reward_model, n_folds=o.n_folds, seed=cfg.seed),
         interval=o.interval,
         n_bootstrap=o.n_bootstrap,
@@ -363,7 +380,7 @@ def _run(cfg: PipelineConfig, out: Path, progress: Progress | None, fresh: bool)
     model_seed = cfg.logging.model_seed
     references = {r.name: r.create(world, logger, model_seed) for r in cfg.references}
     targets = {**policies, **references}
-    ope, ope_result = ope_stage(cfg, eval_data, targets, say)
+    ope, ope_result = ope_stage(cfg, eval_data, targets, say, world)
     truth = _truth_stage(cfg, world, targets, say)
 
     extra: list[tuple[str, Any]] = []
