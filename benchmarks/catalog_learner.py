@@ -3,7 +3,7 @@
 
 World: ``--items`` items (8 topics), 10,000 users, bandit mode. One log of ``--rows`` rows
 from the two-stage softmax logger (top 200 of the production model, softmax over them, 5%
-uniform floor over the catalog). From that same log, two greedy learners:
+uniform floor over the catalog), simulated in blocks of ``--block`` rows. From that same log, two greedy learners:
 
 - ``hybrid``: :class:`~offrec.policies.bandits.hybrid.HybridLinear` (one ridge model on
   ``[x, 1] (x) [item embedding, topic, quality, 1]``, greedy over its exact top 20);
@@ -31,7 +31,7 @@ def _peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def main(n_items: int, n_rows: int, seed: int, truth_chunk: int) -> None:
+def main(n_items: int, n_rows: int, seed: int, truth_chunk: int, block: int = 100_000) -> None:
     from offrec.policies.bandits.hybrid import HybridLinear, catalog_features
     from offrec.policies.loggers import logging_policy
     from offrec.policies.registry import make_learner
@@ -46,15 +46,22 @@ def main(n_items: int, n_rows: int, seed: int, truth_chunk: int) -> None:
     t = time.perf_counter()
     world = World(WorldConfig(n_items=n_items, n_users=10_000), seed=seed)
     logger = logging_policy(world, "softmax", candidates=200, floor=0.05)
-    log = world.run_sessions(logger, n_rows, np.random.default_rng(seed + 1))
-    step(f"simulate {n_rows:,} rows", t, f"log CTR {log.reward.mean():.4f}")
+    parts = []  # in blocks of rows (bounded memory: the logger's candidates are (rows, 200))
+    for i, lo in enumerate(range(0, n_rows, block)):
+        part = world.run_sessions(
+            logger, min(block, n_rows - lo), np.random.default_rng([seed + 1, i])
+        )
+        parts.append((part.obs, part.action, part.reward))
+    obs, action, reward = (np.concatenate(c) for c in zip(*parts, strict=True))
+    del parts
+    step(f"simulate {n_rows:,} rows", t, f"log CTR {reward.mean():.4f}")
     t = time.perf_counter()
     v_logger = world.true_value(logger, chunk_size=truth_chunk).value
     step("truth: logger", t, f"{v_logger:.4f}")
 
     t = time.perf_counter()
     hybrid = HybridLinear(catalog_features(world), world.context_dim, candidates=20)
-    hybrid.partial_fit(log.obs, log.action, log.reward)
+    hybrid.partial_fit(obs, action, reward)
     step("train hybrid", t)
     t = time.perf_counter()
     v_hybrid = world.true_value(hybrid, chunk_size=truth_chunk).value
@@ -63,7 +70,7 @@ def main(n_items: int, n_rows: int, seed: int, truth_chunk: int) -> None:
 
     t = time.perf_counter()
     per_item = make_learner("linucb", world.n_actions, world.context_dim, explore=False)
-    per_item.partial_fit(log.obs, log.action, log.reward)
+    per_item.partial_fit(obs, action, reward)
     step("train linucb (per item)", t)
     t = time.perf_counter()
     v_linucb = world.true_value(per_item, chunk_size=truth_chunk).value
@@ -86,5 +93,6 @@ if __name__ == "__main__":
     p.add_argument(
         "--truth-chunk", type=int, default=500, help="users per block of the exact truth"
     )
+    p.add_argument("--block", type=int, default=100_000, help="rows simulated at once")
     a = p.parse_args()
-    main(a.items, a.rows, a.seed, a.truth_chunk)
+    main(a.items, a.rows, a.seed, a.truth_chunk, a.block)
