@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from offrec.core.atomic import atomic_write_text, owned_dir, record_in_manifest
@@ -205,23 +204,20 @@ def ope_stage(
 ) -> tuple[pd.DataFrame, OPEResult]:
     """Every estimable target x every estimator through the one OPE entry point: the
     table, and the :class:`~offrec.ope.OPEResult` (for paired comparisons in the report).
-    ``[ope] reward_model = "bilinear"`` cross-fits
-    :class:`~offrec.reward.bilinear.BilinearLogistic` on ``data`` with ``world``'s item table."""
+    ``[ope] reward_model = "bilinear"``: :class:`~offrec.reward.bilinear.BilinearLogistic`
+    on ``world``'s item table, cross-fitted on ``data`` by :func:`~offrec.ope.evaluate`."""
     from offrec.ope import evaluate
     from offrec.ope.embedding import pair_reward_model
     from offrec.reward import RewardModel
     from offrec.reward.bilinear import BILINEAR
 
     o = cfg.ope
-    pair_model = pair_reward_model(o.reward_model, targets)
-    if o.reward_model == BILINEAR and world is not None:
+    pair_model: Any = pair_reward_model(o.reward_model, targets)
+    if o.reward_model == BILINEAR and world is not None:  # evaluate cross-fits it
         from offrec.policies.bandits.hybrid import catalog_features
         from offrec.reward.bilinear import BilinearLogistic
 
-        say("fitting the bilinear (context, item) reward model, cross-fitted by user")
-        pair_model = BilinearLogistic(
-            catalog_features(world), n_folds=o.n_folds, seed=cfg.seed
-        ).fit(np.asarray(data.context), data.action, data.reward)
+        pair_model = BilinearLogistic(catalog_features(world), n_folds=o.n_folds, seed=cfg.seed)
     estimable = targets
     if cfg.mode == "session":  # oracles need the hidden session state
         estimable = {n: p for n, p in targets.items() if not hasattr(p, "action_dist_state")}

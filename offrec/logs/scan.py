@@ -375,6 +375,7 @@ def concat(parts: list[LoggedData]) -> LoggedData:
         true_ctr=cat("true_ctr"),
         metadata=first.metadata,
         reward_domain=first.reward_domain,
+        pscore_group=cat("pscore_group"),
     )
 
 

@@ -55,13 +55,15 @@ group table (tested to 1e-12).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
 
 from offrec.core.errors import InputError
-from offrec.core.policy import SparseDist
+from offrec.core.policy import GreedyDist, SparseDist
+from offrec.logs.data import LoggedData
 from offrec.ope.estimators import ESTIMATORS, Estimator, Parts, check_weight_mass, residual
 from offrec.ope.intervals import Form, Interval, interval
 from offrec.ope.moments import Moments
@@ -302,19 +304,88 @@ def cross_fit_interval(
     if not isinstance(dist, SparseDist):
         raise InputError(f"action_dist must be a SparseDist; got {type(dist).__name__}")
     action = np.asarray(arrays["action"])
-    pairs = PairRewards(
+    terms = round_terms(estimated_rewards=_pairs(model, context, action, dist), **arrays)
+    psi = est.parts(terms).a
+    assert psi is not None  # a model estimator, not self-normalized (checked above)
+    c = model_noise_terms(est, model, context, action, dist, terms)
+    iv = interval(Moments.of((psi + c)[:, None]), Form(0), method="normal", alpha=alpha)
+    return replace(iv, method="normal+model")  # c is centred: the value is mean(psi)
+
+
+def model_noise_terms(
+    est: Estimator,
+    model: FittedBilinear,
+    context: np.ndarray,
+    action: np.ndarray,
+    dist: SparseDist,
+    terms: RoundTerms,
+    scale: float = 1.0,
+) -> np.ndarray:
+    r"""The rows' fitting-noise influence :math:`c` (n,) for estimator ``est`` (its terms
+    :math:`\psi_i = \hat q^\pi_i + w_i (r_i - \hat q_i)`, ``terms`` from the model's
+    predictions on the rows the model was fitted on):
+    :meth:`~offrec.reward.bilinear.FittedBilinear.correction` with
+    :math:`w_i = \psi_i(\hat q) - \psi_i(\hat q + 1)`, exact for every estimator linear in
+    the residual with unit weight on :math:`\hat q^\pi` (DM, DR, switch-DR, DR-os, OffCEM);
+    ``scale``: the evaluated rows per fitted row (a fitting sample)."""
+    psi = est.parts(terms).a
+    if psi is None or terms.q_logged is None or not est.needs_model:
+        raise InputError(f"estimator {est.name!r} has no per-row reward-model term")
+    shifted = est.parts(replace(terms, q_logged=terms.q_logged + 1.0)).a
+    assert shifted is not None
+    return model.correction(context, action, terms.reward, dist, psi - shifted, scale)
+
+
+def _pairs(
+    model: FittedBilinear, context: np.ndarray, action: np.ndarray, dist: SparseDist
+) -> PairRewards:
+    return PairRewards(
         logged=model.predict_pairs(context, action[:, None])[:, 0],
         at_items=model.predict_pairs(context, dist.items),
         support_mean=model.predict_mean(context) if dist.floor > 0 else 0.0,
     )
-    terms = round_terms(estimated_rewards=pairs, **arrays)
-    psi = est.parts(terms).a
-    assert psi is not None and terms.q_logged is not None  # a model estimator, not SN
-    shifted = est.parts(replace(terms, q_logged=terms.q_logged + 1.0)).a
-    assert shifted is not None
-    c = model.correction(context, action, terms.reward, dist, psi - shifted)
-    iv = interval(Moments.of((psi + c)[:, None]), Form(0), method="normal", alpha=alpha)
-    return replace(iv, method="normal+model")  # c is centred: the value is mean(psi)
+
+
+def sample_model_noise(
+    model: FittedBilinear,
+    data: LoggedData,
+    targets: Mapping[str, Any],
+    estimators: Sequence[Estimator],
+    groups: LoggerGroups | None,
+    n_total: int,
+) -> dict[tuple[str, str], np.ndarray]:
+    """:func:`model_noise_terms` (m,) of the fitting sample ``data`` (the ``m`` rows
+    ``model`` was fitted on, out of the log's ``n_total``), per (target name, estimator
+    label), for the targets with a sparse form (or a greedy one) and the estimators with a
+    per-row reward-model term; :func:`~offrec.ope.evaluate` adds them to the sample's rows
+    (the other rows have none)."""
+    x = np.asarray(data.context)
+    marginal: dict[str, Any] = {}
+    if groups is not None:
+        pg = groups.pscore_group(x, data.action, data.pscore, data.logging_dist, data.pscore_group)
+        marginal = {"item_groups": groups.item_groups, "pscore_group": pg}
+    out: dict[tuple[str, str], np.ndarray] = {}
+    ests = [e for e in estimators if e.needs_model and not e.self_normalized]
+    for name, target in targets.items():
+        compact = getattr(target, "action_dist_compact", None)
+        dist = compact(x) if callable(compact) and ests else None
+        if isinstance(dist, GreedyDist):
+            dist = dist.sparse()
+        if not isinstance(dist, SparseDist):
+            continue  # dense targets (small catalogs), fixed probabilities: no correction
+        terms = round_terms(
+            reward=data.reward,
+            action=data.action,
+            pscore=data.pscore,
+            action_dist=dist,
+            estimated_rewards=_pairs(model, x, data.action, dist),
+            **marginal,
+        )
+        for e in ests:
+            out[name, e.label] = model_noise_terms(
+                e, model, x, data.action, dist, terms, n_total / len(x)
+            )
+    return out
 
 
 def _rebuild_logger(metadata: dict[str, Any]) -> Any:
@@ -340,5 +411,7 @@ __all__ = [
     "cluster_items",
     "cross_fit_interval",
     "logging_group_pscore",
+    "model_noise_terms",
     "pair_reward_model",
+    "sample_model_noise",
 ]

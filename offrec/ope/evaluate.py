@@ -79,6 +79,7 @@ from offrec.ope.trust import (
     recommended_for,
     weight_warnings,
 )
+from offrec.reward.bilinear import BilinearLogistic
 from offrec.reward.model import (
     FittedRewardModel,
     RewardModel,
@@ -289,7 +290,7 @@ def evaluate(
     targets: Mapping[str, TargetLike] | Target,
     *,
     estimators: Sequence[str | Estimator] | None = None,
-    reward_model: RewardModel | None = None,
+    reward_model: RewardModel | BilinearLogistic | None = None,
     interval: str | None = "bootstrap",
     n_bootstrap: int = 1000,
     alpha: float = 0.05,
@@ -323,7 +324,11 @@ def evaluate(
             (context, item) pairs with ``predict_pairs(context, items (n, M))`` and
             ``predict_mean(context)`` (e.g. :class:`~offrec.policies.bandits.hybrid.HybridLinear`,
             fitted on other rows than the evaluated ones), read at the logged items and
-            the target's candidates only (no ``(n, n_items)`` table, no cross-fitting).
+            the target's candidates only (no ``(n, n_items)`` table, no cross-fitting);
+            or a :class:`~offrec.reward.bilinear.BilinearLogistic` (unfitted): cross-fitted
+            here on the fitting sample, and its fitting noise added to the intervals of
+            the estimators linear in the residual (DM, DR, OffCEM, ...) for sparse or
+            greedy targets (:func:`~offrec.ope.embedding.sample_model_noise`).
         interval: ``"bootstrap"``, ``"normal"``, ``"bernstein"`` or None (no interval).
         n_bootstrap, alpha, seed: resamples, 1 - coverage, and the seed of everything
             random (bootstrap, folds, fitting sample).
@@ -374,6 +379,7 @@ def evaluate(
     sparse = not session and all(getattr(t, "sparse_form", False) for t in named.values())
     dense_model = session or (
         not hasattr(reward_model, "predict_pairs")
+        and not isinstance(reward_model, BilinearLogistic)
         and any((e if isinstance(e, Estimator) else make_estimator(e)).needs_model for e in kept)
     )
     check_evaluate_memory(
@@ -662,6 +668,12 @@ def _keys(data: LoggedData) -> np.ndarray:
     return row_keys(data.session_id, data.step, data.position)
 
 
+def _by_key(keys: np.ndarray, sorted_keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` (aligned with ``sorted_keys``) at each of ``keys`` (n,), 0 where absent."""
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return np.where(sorted_keys[pos] == keys, values[pos], 0.0)
+
+
 def _relocate(err: InputError, batch: Batch, name: str) -> InputError:
     from offrec.logs.scan import locate
 
@@ -783,7 +795,7 @@ def _evaluate_bandit(
     eng: Engine,
     named: dict[str, Target | FixedProbs],
     estimators: EstimatorNames,
-    reward_model: RewardModel | None,
+    reward_model: RewardModel | BilinearLogistic | None,
     method: str | None,
     n_boot: int,
     alpha: float,
@@ -797,19 +809,35 @@ def _evaluate_bandit(
     if not ests:
         raise InputError("estimators must name at least one estimator; got none")
     models = None
-    pair_model = reward_model if hasattr(reward_model, "predict_pairs") else None
-    if any(e.needs_model for e in ests) and pair_model is None:
-        rm = reward_model or RewardModel(kind="logistic", seed=seed)
-        log.info("fitting the reward model on a sample of at most %d rows", fit_rows)
-        sample = draw_sample(source, eng, fit_rows, seed, progress=progress)
-        models = fit_fold_models(sample.data, rm, seed, sample.max_position + 1)  # type: ignore[arg-type]
+    pair_model: Any = reward_model if hasattr(reward_model, "predict_pairs") else None
     has_support = _has_logging_dist(source)
-    layout = _bandit_layout(list(named), ests, has_support)
     groups = None
     if any(e.needs_groups for e in ests):  # MIPS & co: the logger's group propensities
         from offrec.ope.embedding import LoggerGroups
 
         groups = LoggerGroups(source.metadata, has_support, _has_column(source, "pscore_group"))
+    # the bilinear model's fitting noise: per-row terms of its fitting sample, by row key
+    noise: dict[tuple[str, str], np.ndarray] = {}
+    noise_keys = noise_order = np.zeros(0, np.int64)
+    if any(e.needs_model for e in ests) and isinstance(reward_model, BilinearLogistic):
+        from offrec.ope.embedding import sample_model_noise
+
+        log.info("cross-fitting the bilinear model on a sample of at most %d rows", fit_rows)
+        fitted_on = draw_sample(source, eng, fit_rows, seed, progress=progress).data
+        assert fitted_on is not None  # draw_sample refuses an empty sample
+        x_fit = np.asarray(fitted_on.context)
+        pair_model = reward_model.fit(x_fit, fitted_on.action, fitted_on.reward)
+        if method is not None:
+            noise = sample_model_noise(pair_model, fitted_on, named, ests, groups, source.n_rows)
+            noise_keys = _keys(fitted_on)
+            noise_order = np.argsort(noise_keys)
+            noise_keys = noise_keys[noise_order]
+    if any(e.needs_model for e in ests) and pair_model is None:
+        rm = reward_model or RewardModel(kind="logistic", seed=seed)
+        log.info("fitting the reward model on a sample of at most %d rows", fit_rows)
+        sample = draw_sample(source, eng, fit_rows, seed, progress=progress)
+        models = fit_fold_models(sample.data, rm, seed, sample.max_position + 1)  # type: ignore[arg-type]
+    layout = _bandit_layout(list(named), ests, has_support)
 
     def kernel(batch: Batch) -> Moments:
         data = batch.data
@@ -839,6 +867,7 @@ def _evaluate_bandit(
                 raise _relocate(err, batch, "logger") from None
             marginal = {"item_groups": groups.item_groups, "pscore_group": pg}
         x = np.empty((data.n_rows, layout.width))
+        keys = _keys(data)
         x[:, layout.width - 1] = data.reward  # the logger's value, observed on-policy
         for p, target in named.items():
             dist = dists.pop(p) if p in dists else _dist(target, batch, p, compact=True)
@@ -874,7 +903,9 @@ def _evaluate_bandit(
                 idx = [i for i in (form.a, *form.b, *form.c) if i is not None]
                 for i, c in zip(idx, cols, strict=True):
                     x[:, i] = c
-        return Moments.of(x, keys=_keys(data), n_bootstrap=n_boot, seed=seed)
+                if (p, e.label) in noise and form.a is not None:  # the fitting sample's rows
+                    x[:, form.a] += _by_key(keys, noise_keys, noise[p, e.label][noise_order])
+        return Moments.of(x, keys=keys, n_bootstrap=n_boot, seed=seed)
 
     moments = eng.map_reduce(source, kernel, progress=progress)
     result = _finish(

@@ -249,13 +249,17 @@ class FittedBilinear:
         reward: np.ndarray,
         dist: SparseDist,
         weight: np.ndarray | None,
+        scale: float = 1.0,
     ) -> np.ndarray:
         r"""The fitting-noise influence :math:`c_j` (n,) of each row (module docstring),
-        centred, for an estimate :math:`\frac1n\sum_i \psi_i` with
-        :math:`\psi_i = \hat q^\pi_i + w_i (r_i - \hat q(x_i, a_i))` over these rows, which
-        must be the rows the model was fitted on (all of them: no ``fit_rows``
-        subsampling). ``dist``: the target's :class:`SparseDist` on the rows; ``weight``
-        (n,) :math:`w_i` (None: DM). Add it to the rows' terms before a normal interval."""
+        centred, for an estimate :math:`\frac1N\sum_i \psi_i` with
+        :math:`\psi_i = \hat q^\pi_i + w_i (r_i - \hat q(x_i, a_i))`. The rows given must
+        be the rows the model was fitted on (all of them: no ``fit_rows`` subsampling).
+        When they are a sample of the ``N`` evaluated rows, ``scale = N / n`` scales the
+        sample's sums :math:`g_k` up to the whole log's (the other rows, which fitted
+        nothing, have :math:`c = 0`). ``dist``: the target's :class:`SparseDist` on the
+        rows; ``weight`` (n,) :math:`w_i` (None: DM). Add it to the rows' terms before a
+        normal interval."""
         x, a, r = _check_rows(context, action, reward, self.items.shape[0])
         n = len(r)
         if dist.shape[0] != n:
@@ -281,7 +285,7 @@ class FittedBilinear:
         b = self.coef.reshape(self.n_folds, xt.shape[1], -1)
         for k in range(self.n_folds):
             mine = fold == k
-            g_k = (xt[mine].T @ big_e[mine]).ravel()  # sum over fold k of d psi / d beta
+            g_k = scale * (xt[mine].T @ big_e[mine]).ravel()  # sum over fold k of d psi/d beta
             u_k = np.linalg.solve(self.hess[k], g_k).reshape(b.shape[1:])
             others = ~mine
             # s_j^T u_k = (r_j - q_k(x_j, a_j)) xt_j^T U_k e_{a_j}, over the rows fold k saw

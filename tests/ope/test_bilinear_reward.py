@@ -192,6 +192,55 @@ def test_usable_as_evaluate_reward_model(target_world, tmp_path) -> None:
     assert got == pytest.approx(direct.value, rel=1e-9)
 
 
+@pytest.mark.parametrize("fit_rows", [10_000, 1200])
+def test_evaluate_cross_fits_it_and_widens_the_intervals(target_world, tmp_path, fit_rows) -> None:
+    # reward_model=BilinearLogistic(...): evaluate fits it on its sample; with the whole log
+    # as the sample, its intervals are cross_fit_interval's; with a smaller sample the
+    # corrections sit on the sample's rows only (scaled by n / m)
+    from offrec.logs import collect, read_logs
+
+    w, logger, target, _ = target_world
+    collect(w, logger, out=tmp_path / "log", n_decisions=3000, seed=4)
+    data = read_logs(tmp_path / "log")
+    x = np.asarray(data.context)
+    names = ["dm", "dr", "offcem"]
+    res = evaluate(
+        tmp_path / "log",
+        {"t": target},
+        estimators=names,
+        reward_model=BilinearLogistic(catalog_features(w)),
+        interval="normal",
+        fit_rows=fit_rows,
+        batch_size=700,
+    ).table.set_index("estimator")
+    plain = evaluate(
+        tmp_path / "log",
+        {"t": target},
+        estimators=names,
+        reward_model=BilinearLogistic(catalog_features(w)).fit(x, data.action, data.reward)
+        if fit_rows >= 3000
+        else None,
+        interval="normal",
+    ).table.set_index("estimator")
+    pg = logging_group_pscore(logger.action_dist_compact(x), w.item_topic, data.action)
+    kw = dict(reward=data.reward, action=data.action, pscore=data.pscore)
+    kw.update(action_dist=target.action_dist_compact(x), item_groups=w.item_topic)
+    for e in names:
+        if fit_rows >= 3000:
+            model = BilinearLogistic(catalog_features(w)).fit(x, data.action, data.reward)
+            want = cross_fit_interval(e, model, x, pscore_group=pg, **kw)
+            assert res.loc[e, "value"] == pytest.approx(want.value, rel=1e-9)
+            assert res.loc[e, "low"] == pytest.approx(want.low, rel=1e-6)
+            assert res.loc[e, "high"] == pytest.approx(want.high, rel=1e-6)
+            assert plain.loc[e, "value"] == pytest.approx(want.value, rel=1e-9)
+            # the model's fitting noise widens DM's interval (DM's own terms vary little)
+            if e == "dm":
+                assert want.high - want.low > 1.2 * (plain.loc[e, "high"] - plain.loc[e, "low"])
+        else:
+            assert np.isfinite(res.loc[e, ["value", "low", "high"]].astype(float)).all()
+            assert res.loc[e, "low"] < res.loc[e, "value"] < res.loc[e, "high"]
+
+
 def test_bad_input() -> None:
     items = np.zeros((5, 2))
     with pytest.raises(InputError, match="item_features must be a finite"):
