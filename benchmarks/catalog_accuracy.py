@@ -22,7 +22,13 @@ from benchmarks._table import print_table
 
 
 def main(
-    n_items: int, n_rows: int, seeds: int, train_rows: int, clusters: list[int], folds: int
+    n_items: int,
+    n_rows: int,
+    seeds: int,
+    train_rows: int,
+    clusters: list[int],
+    folds: int,
+    first_seed: int = 0,
 ) -> None:
     from offrec.ope import estimate_interval
     from offrec.ope.embedding import cluster_items, cross_fit_interval, logging_group_pscore
@@ -53,7 +59,7 @@ def main(
     cover = {e: [] for e in ests}
     value = {e: [] for e in ests}
     fit_s: list[float] = []
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         log = world.run_sessions(logger, n_rows, np.random.default_rng(seed))
         x = log.obs
         dist = target.action_dist_compact(x)
@@ -111,5 +117,6 @@ if __name__ == "__main__":
     p.add_argument("--train-rows", type=int, default=200_000)
     p.add_argument("--clusters", type=int, nargs="*", default=[1024])
     p.add_argument("--folds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="logs use seeds first.. first+seeds-1")
     a = p.parse_args()
-    main(a.items, a.rows, a.seeds, a.train_rows, a.clusters, a.folds)
+    main(a.items, a.rows, a.seeds, a.train_rows, a.clusters, a.folds, a.first_seed)
