@@ -475,8 +475,7 @@ def _name_problems(
     from offrec.ope.estimators import ESTIMATORS
     from offrec.ope.evaluate import SESSION_ESTIMATORS
     from offrec.ope.intervals import METHODS
-    from offrec.reward import KINDS
-    from offrec.reward.bilinear import BILINEAR
+    from offrec.reward import ALL_KINDS
 
     session = world.horizon > 1
     valid = list(SESSION_ESTIMATORS if session else ESTIMATORS)
@@ -494,10 +493,9 @@ def _name_problems(
         except InputError as exc:
             problems.append(f"[ope] {exc}")
     pair_models = [q.name for q in policies if q.learner == "hybrid"]  # (context, item) models
-    kinds = [*KINDS, BILINEAR]  # bilinear: the cross-fitted (context, item) logistic model
-    if ope.reward_model not in kinds and ope.reward_model not in pair_models:
+    if ope.reward_model not in ALL_KINDS and ope.reward_model not in pair_models:
         problems.append(
-            f"[ope] reward_model must be one of {kinds} or a hybrid policy's name "
+            f"[ope] reward_model must be one of {list(ALL_KINDS)} or a hybrid policy's name "
             f"{pair_models}; got {ope.reward_model!r}"
         )
     return problems

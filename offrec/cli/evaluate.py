@@ -34,9 +34,10 @@ def add_parser(sub: Any) -> None:
     e.add_argument(
         "--reward-model",
         default="logistic",
-        choices=LazyChoices("offrec.reward", "KINDS"),
+        choices=LazyChoices("offrec.reward", "ALL_KINDS"),
         metavar="KIND",
-        help="reward model of the DM/DR-type bandit estimators (default %(default)s)",
+        help="reward model of the DM/DR-type bandit estimators (default %(default)s; "
+        "bilinear: the (context, item) model on the log's item table, for large catalogs)",
     )
     e.add_argument(
         "--interval",
@@ -195,12 +196,30 @@ def _target_from_args(
     return path.stem, FixedProbs(probs)
 
 
+def _reward_model(args: argparse.Namespace, source: Any) -> Any:
+    """``--reward-model``: a :class:`~offrec.reward.RewardModel` kind, or ``bilinear`` built
+    on the log's item table (refused, naming the file it needs, when the log has none)."""
+    from offrec.reward import RewardModel
+    from offrec.reward.bilinear import BILINEAR, BilinearLogistic
+
+    if args.reward_model != BILINEAR:
+        return RewardModel(kind=args.reward_model, seed=args.seed)
+    from offrec.logs.catalog import CATALOG_FILE, catalog_path, read_catalog
+
+    path = Path(source.path)
+    if not path.is_dir() or catalog_path(path) is None:
+        raise InputError(
+            f"--reward-model bilinear needs the log's item table ({CATALOG_FILE}: a "
+            f"two-stage simulated log, or `offrec import ... --catalog FILE`); {path} has none"
+        )
+    return BilinearLogistic(read_catalog(path).features(), seed=args.seed)
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
     from offrec.logs.scan import open_log
     from offrec.ope import evaluate
-    from offrec.reward import RewardModel
 
     if (args.policy is None) == (args.probs is None):
         raise InputError("give exactly one of --policy MODEL_DIR or --probs FILE")
@@ -238,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
             logs,
             {name: target},
             estimators=estimators,
-            reward_model=RewardModel(kind=args.reward_model, seed=args.seed),
+            reward_model=_reward_model(args, source),
             interval=None if args.interval == "none" else args.interval,
             n_bootstrap=args.n_bootstrap,
             seed=args.seed,

@@ -259,3 +259,42 @@ def test_bad_input() -> None:
         m.fit(np.ones((30, 2)), np.zeros(30, np.int64), np.zeros(30))
     with pytest.raises(InputError, match="estimator must be a reward-model estimator"):
         cross_fit_interval("snips", m.fit(x, np.zeros(30, np.int64), np.zeros(30)), x)
+
+
+def test_cli_evaluate_with_the_bilinear_model(tmp_path, capsys) -> None:
+    # `offrec evaluate --reward-model bilinear` builds it on the log's item table; the
+    # printed DM equals evaluate() with BilinearLogistic on the table's features
+    from offrec.cli import main
+    from offrec.logs import collect
+    from offrec.logs.catalog import read_catalog
+
+    log, model = tmp_path / "log", tmp_path / "m"
+    args = ["--n-items", "2000", "--n-users", "500", "--candidates", "30", "--floor", "0.05"]
+    assert main(["simulate", "--out", str(log), *args, "--n-decisions", "6000", "-q"]) == 0
+    train = ["train", "bandit", str(log), "--learner", "hybrid", "--out", str(model), "-q"]
+    assert main([*train, "--param", "candidates=10"]) == 0
+    capsys.readouterr()
+    ev = ["evaluate", str(log), "--policy", str(model), "--interval", "normal", "-q"]
+    assert main([*ev, "--estimators", "dm,offcem", "--reward-model", "bilinear"]) == 0
+    out = capsys.readouterr().out
+    rows = {
+        ln.split()[1]: float(ln.split()[2]) for ln in out.splitlines() if ln.split()[:1] == ["m"]
+    }
+    from offrec.models import load_model
+
+    res = evaluate(
+        log,
+        {"m": load_model(model)},
+        estimators=["dm"],
+        reward_model=BilinearLogistic(read_catalog(log).features()),
+        interval="normal",
+    ).table
+    assert rows["dm"] == pytest.approx(float(res["value"].iloc[0]), rel=1e-3), out
+    # a log without an item table: one line naming what is missing, exit 2
+    w = World(WorldConfig(n_items=50, n_users=100), seed=0)
+    collect(w, logging_policy(w, "softmax"), out=tmp_path / "small", n_decisions=500, seed=1)
+    capsys.readouterr()
+    small = ["evaluate", str(tmp_path / "small"), "--policy", str(model), "-q"]
+    assert main([*small, "--reward-model", "bilinear", "--estimators", "dm"]) == 2
+    err = capsys.readouterr().err
+    assert "needs the log's item table (_offrec_items.arrow" in err and "has none" in err, err
