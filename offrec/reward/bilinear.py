@@ -108,7 +108,7 @@ class BilinearLogistic:
         n_iter: at most this many Newton steps per fold; tol: stop once no coefficient
             moves more than this.
         fit_rows: fit on at most this many rows (a seeded hash sample): bounded memory,
-            ``O(fit_rows p)``.
+            ``O(fit_rows p)`` (about 0.6 GB at the default and ``p = 162``).
     """
 
     def __init__(
@@ -120,7 +120,7 @@ class BilinearLogistic:
         seed: int = 0,
         n_iter: int = 30,
         tol: float = 1e-7,
-        fit_rows: int = 400_000,
+        fit_rows: int = 200_000,
     ) -> None:
         e = np.asarray(item_features, np.float64)
         if e.ndim != 2 or e.shape[0] < 1 or not np.isfinite(e).all():
@@ -141,10 +141,10 @@ class BilinearLogistic:
         """Cross-fit on logged rows: ``context`` (n, d), ``action`` (n,) item ids,
         ``reward`` (n,) in [0, 1]. Returns the fold models."""
         x, a, r = _check_rows(context, action, reward, self.items.shape[0])
-        if len(r) > self.fit_rows:  # a seeded, order-free sample of the rows
+        if len(r) > self.fit_rows:  # a seeded sample of the rows (by a hash of their index)
             keys = row_keys(np.arange(len(r)))
-            keep = np.argsort(hash_keys(keys, self.seed, _FOLD_SALT + 1))[: self.fit_rows]
-            x, a, r = x[np.sort(keep)], a[np.sort(keep)], r[np.sort(keep)]
+            keep = np.sort(np.argsort(hash_keys(keys, self.seed, _FOLD_SALT + 1))[: self.fit_rows])
+            x, a, r = x[keep], a[keep], r[keep]
         cols = np.flatnonzero(np.ptp(x, axis=0) > 0)
         fold = context_folds(x, self.n_folds, self.seed)
         p = (cols.size + 1) * self.items.shape[1]
