@@ -258,7 +258,9 @@ class OPESpec(ConfigCodec):
 
     estimators: tuple[str, ...] = ("ips", "snips", "dm", "dr")
     holdout: float = 0.5
-    reward_model: str = "logistic"  # or the name of a trained (context, item) policy
+    # "logistic" / "gbm" (dense), "bilinear" (offrec.reward.bilinear: large catalogs,
+    # cross-fitted on the evaluated rows), or the name of a trained (context, item) policy
+    reward_model: str = "logistic"
     n_folds: int = 3
     interval: str = "bootstrap"
     n_bootstrap: int = 500
