@@ -285,7 +285,7 @@ def cross_fit_interval(
     The estimator's per-row terms :math:`\psi_i = \hat q^\pi_i + w_i (r_i - \hat q(x_i, a_i))`
     are read from its ``parts``; :math:`w_i = \psi_i(\hat q) - \psi_i(\hat q + 1)` (exact for
     the estimators linear in the residual: DM, DR, OffCEM); the interval is
-    :math:`ar\psi \pm z_{1-lpha/2}\, \mathrm{sd}(\psi + c) / \sqrt n` with ``c``
+    :math:`\bar\psi \pm t_{1-\alpha/2, n-1}\, \mathrm{sd}(\psi + c) / \sqrt n` with ``c``
     :meth:`~offrec.reward.bilinear.FittedBilinear.correction`, the rows' influence through
     the fold fits (module docstring of :mod:`offrec.reward.bilinear`). ``arrays``: those of
     :func:`~offrec.ope.terms.round_terms` (``reward``, ``action``, ``pscore``, a

@@ -49,7 +49,7 @@ the stacked estimating-equation (M-estimation sandwich) influence of each row: i
 term plus its effect, through the folds it helped fit, on the other rows' terms
 (Newey & McFadden 1994, Sec. 6; Stefanski & Boos 2002). :meth:`FittedBilinear.correction`
 returns :math:`c` (centred, so the estimate is unchanged), and the normal interval of the
-column :math:`\psi + c`, :math:`\hat V \pm z_{1-\alpha/2}\, \mathrm{sd}(\psi + c)/\sqrt n`,
+column :math:`\psi + c`, :math:`\hat V \pm t_{1-\alpha/2, n-1}\, \mathrm{sd}(\psi + c)/\sqrt n`,
 includes the model's fitting noise; what it cannot include is the model's
 misspecification bias (DR's and OffCEM's weights remove the part of it they can see).
 

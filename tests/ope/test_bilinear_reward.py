@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.special import expit
+from scipy.special import expit, stdtrit
 
 from offrec.core.errors import InputError
-from offrec.ope import evaluate
-from offrec.ope.embedding import cross_fit_interval, logging_group_pscore
+from offrec.core.hashing import row_keys
+from offrec.logs.scan import open_log
+from offrec.ope import evaluate, make_estimator
+from offrec.ope.embedding import _pairs, cross_fit_interval, logging_group_pscore
 from offrec.policies.bandits.hybrid import HybridLinear, catalog_features
 from offrec.policies.loggers import logging_policy
 from offrec.reward.bilinear import BilinearLogistic, context_folds
@@ -192,6 +194,28 @@ def test_usable_as_evaluate_reward_model(target_world, tmp_path) -> None:
     assert got == pytest.approx(direct.value, rel=1e-9)
 
 
+def _terms_by_hand(model, groups, target, w, d):
+    """The target's terms on rows ``d`` with the bilinear model's predictions."""
+    from offrec.ope.terms import round_terms
+
+    xd = np.asarray(d.context)
+    dist = target.action_dist_compact(xd)
+    pg = groups.pscore_group(xd, d.action, d.pscore, None, d.pscore_group)
+    return (
+        xd,
+        dist,
+        round_terms(
+            reward=d.reward,
+            action=d.action,
+            pscore=d.pscore,
+            action_dist=dist,
+            estimated_rewards=_pairs(model, xd, d.action, dist),
+            item_groups=w.item_topic,
+            pscore_group=pg,
+        ),
+    )
+
+
 @pytest.mark.parametrize("fit_rows", [10_000, 1200])
 def test_evaluate_cross_fits_it_and_widens_the_intervals(target_world, tmp_path, fit_rows) -> None:
     # reward_model=BilinearLogistic(...): evaluate fits it on its sample; with the whole log
@@ -236,9 +260,33 @@ def test_evaluate_cross_fits_it_and_widens_the_intervals(target_world, tmp_path,
             # the model's fitting noise widens DM's interval (DM's own terms vary little)
             if e == "dm":
                 assert want.high - want.low > 1.2 * (plain.loc[e, "high"] - plain.loc[e, "low"])
-        else:
-            assert np.isfinite(res.loc[e, ["value", "low", "high"]].astype(float)).all()
-            assert res.loc[e, "low"] < res.loc[e, "value"] < res.loc[e, "high"]
+        else:  # by hand: the sample's corrections (scaled by n / m) on its rows, 0 elsewhere
+            from offrec.engines import make_engine
+            from offrec.engines.sample import draw_sample
+            from offrec.ope.embedding import LoggerGroups, model_noise_terms
+
+            src = open_log(tmp_path / "log")
+            fit = draw_sample(src, make_engine("local"), fit_rows, 0).data
+            assert fit is not None and len(fit.reward) < 3000
+            model = BilinearLogistic(catalog_features(w)).fit(
+                np.asarray(fit.context), fit.action, fit.reward
+            )
+            groups = LoggerGroups(data.metadata, False, True)
+
+            est = make_estimator(e)
+            xs, ds, ts = _terms_by_hand(model, groups, target, w, fit)
+            c_fit = model_noise_terms(est, model, xs, fit.action, ds, ts, 3000 / len(xs))
+            keys = row_keys(data.session_id, data.step, data.position)
+            at = np.searchsorted(
+                keys, row_keys(fit.session_id, fit.step, fit.position), sorter=np.argsort(keys)
+            )
+            c = np.zeros(3000)
+            c[np.argsort(keys)[at]] = c_fit
+            psi = est.parts(_terms_by_hand(model, groups, target, w, data)[2]).a
+            se = np.std(psi + c, ddof=1) / np.sqrt(3000)
+            t = float(stdtrit(2999, 0.975))  # the normal method's Student quantile
+            assert res.loc[e, "value"] == pytest.approx(psi.mean(), rel=1e-9)
+            assert res.loc[e, "high"] - res.loc[e, "low"] == pytest.approx(2 * t * se, rel=1e-6)
 
 
 def test_bad_input() -> None:
