@@ -29,6 +29,7 @@ def main(
     clusters: list[int],
     folds: int,
     first_seed: int = 0,
+    user_noise: float | None = None,
 ) -> None:
     from offrec.ope import estimate_interval
     from offrec.ope.embedding import cluster_items, cross_fit_interval, logging_group_pscore
@@ -39,7 +40,8 @@ def main(
     from offrec.sim import World, WorldConfig
 
     t0 = time.perf_counter()
-    world = World(WorldConfig(n_items=n_items, n_users=10_000), seed=0)
+    noise = {} if user_noise is None else {"user_noise": user_noise}
+    world = World(WorldConfig(n_items=n_items, n_users=10_000, **noise), seed=0)
     logger = logging_policy(world, "softmax", candidates=200, floor=0.05)
     train = world.run_sessions(logger, train_rows, np.random.default_rng(10_000))
     target = HybridLinear(catalog_features(world), world.context_dim, candidates=20, epsilon=0.1)
@@ -118,5 +120,8 @@ if __name__ == "__main__":
     p.add_argument("--clusters", type=int, nargs="*", default=[1024])
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--first-seed", type=int, default=0, help="logs use seeds first.. first+seeds-1")
+    p.add_argument(
+        "--user-noise", type=float, help="the world's user_noise (default WorldConfig's 0.3)"
+    )
     a = p.parse_args()
-    main(a.items, a.rows, a.seeds, a.train_rows, a.clusters, a.folds, a.first_seed)
+    main(a.items, a.rows, a.seeds, a.train_rows, a.clusters, a.folds, a.first_seed, a.user_noise)
