@@ -937,7 +937,9 @@ def _pair_rewards(model: Any, data: LoggedData, dist: Any) -> Any:
         rows = np.broadcast_to(np.arange(data.n_actions), (data.n_rows, data.n_actions))
         return model.predict_pairs(x, rows)
     mean = (
-        model.predict_mean(x)
+        0.0  # no floor: the catalog mean is not read (a scan for a nonlinear model)
+        if dist.floor == 0
+        else model.predict_mean(x)
         if dist.support is None
         else model.predict_pairs(
             x, np.broadcast_to(np.flatnonzero(dist.support), (data.n_rows, dist.n_support))
