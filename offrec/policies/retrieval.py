@@ -199,6 +199,11 @@ class Retriever:
         if self._index is not None:
             self._index = _faiss().deserialize_index(self._index)
 
+    def clear(self) -> None:
+        """Forget the cached results (the index, if built, stays)."""
+        with self._lock:
+            self._cache = tuple(a[:0] for a in self._cache)  # type: ignore[assignment]
+
     def retrieve(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Candidates (n, m) int32 in ascending item id and their scores (n, m) float32 for
         ``queries`` (n, p), through the cache (computed once per distinct query)."""
