@@ -87,9 +87,14 @@ def has_faiss() -> bool:
     return True
 
 
-def exact_backend() -> str:
-    """The fastest exact backend available: ``"faiss"`` when installed, else ``"numpy"``."""
-    return "faiss" if has_faiss() else "numpy"
+INDEX_MIN_ITEMS = 50_000
+"""Below this many items the numpy scan is one or a few blocks: no index is worth building."""
+
+
+def exact_backend(n_items: int) -> str:
+    """The fastest exact backend for ``n_items``: ``"faiss"`` when installed and the
+    catalog has at least :data:`INDEX_MIN_ITEMS` items, else ``"numpy"``."""
+    return "faiss" if n_items >= INDEX_MIN_ITEMS and has_faiss() else "numpy"
 
 
 def _faiss() -> Any:
@@ -452,4 +457,4 @@ def _top_by_score(ids: np.ndarray, scores: np.ndarray, m: int) -> tuple[np.ndarr
     )
 
 
-__all__ = ["BACKENDS", "CACHE_BYTES", "Retriever", "exact_backend", "has_faiss"]
+__all__ = ["BACKENDS", "CACHE_BYTES", "INDEX_MIN_ITEMS", "Retriever", "exact_backend", "has_faiss"]

@@ -41,7 +41,7 @@ def test_distribution_per_distinct_context_equals_per_row(fitted, head) -> None:
     for k, i in enumerate(range(0, 300, 23)):
         assert np.array_equal(batch.items[i], one_by_one[k].items[0])
         assert np.allclose(batch.probs[i], one_by_one[k].probs[0], rtol=0, atol=1e-15)
-    fast = _learner(w, head=head, epsilon=0.1, floor=0.02)  # "exact": faiss
+    fast = _learner(w, head=head, epsilon=0.1, floor=0.02, retrieval="faiss")
     fast.partial_fit(obs, a, r)
     other = fast.action_dist_compact(rows)
     assert np.array_equal(other.items, batch.items)
@@ -52,7 +52,7 @@ def test_ivf_policy_round_trips_with_its_recall(fitted, tmp_path) -> None:
     w, obs, a, r = fitted
     h = _learner(w, retrieval="ivf", nlist=64, nprobe=2)
     h.partial_fit(obs, a, r)
-    exact = _learner(w)
+    exact = _learner(w, retrieval="faiss")
     exact.partial_fit(obs, a, r)
     recall = h.retrieval_recall(obs)
     found = h.action_dist_compact(obs).items
@@ -79,7 +79,7 @@ def test_evaluate_is_independent_of_batch_size_and_exact_backend(fitted, tmp_pat
     log = tmp_path / "log"
     collect(w, pi, out=log, n_decisions=3000, seed=5)
     results = []
-    for retrieval, batch in (("numpy", 50_000), ("exact", 50_000), ("exact", 777)):
+    for retrieval, batch in (("numpy", 50_000), ("faiss", 50_000), ("faiss", 777)):
         h = _learner(w, floor=0.05, retrieval=retrieval)
         h.partial_fit(obs, a, r)
         res = evaluate(

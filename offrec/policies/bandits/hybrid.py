@@ -15,7 +15,8 @@ the catalog's size; Li, Chu, Langford & Schapire 2010 call the shared part of th
 "hybrid" LinUCB the same way). Because the score is linear in :math:`\tilde e_a`, the
 query :math:`\tilde x^\top \Theta` retrieves the exact top-``candidates`` items of the
 catalog (:class:`~offrec.policies.retrieval.Retriever`, cached per query; ``retrieval``
-picks its backend: ``"exact"``, faiss's flat index where installed, else the numpy scan,
+picks its backend: ``"exact"``, faiss's IVF cells searched by branch and bound where
+installed and the catalog is large, else the numpy scan,
 or ``"ivf"``, an approximate index whose recall@M :meth:`HybridLinear.retrieval_recall`
 measures: the policy is then the one its index defines, and its propensities are exact
 for that policy), and a head ranks them:
@@ -80,8 +81,8 @@ class HybridLinear(BanditLearner):
         candidates: items retrieved per row before the head (None: ``min(50, n_items)``).
         epsilon: uniform mass over the candidates; floor: uniform mass over the catalog.
         seed: seeds the TS draws (and the ``"ivf"`` index's k-means).
-        retrieval: ``"exact"`` (faiss flat where installed, else numpy: the same items,
-            ties aside), ``"numpy"``, ``"faiss"`` or ``"ivf"`` (approximate;
+        retrieval: ``"exact"`` (``"faiss"`` where installed and the catalog is large,
+            else ``"numpy"``: the same items, ties aside), ``"numpy"``, ``"faiss"`` or ``"ivf"`` (approximate;
             :mod:`offrec.policies.retrieval`).
         nlist, nprobe: ``"ivf"`` cells and cells searched per query (None: defaults).
     """
@@ -271,11 +272,12 @@ class HybridLinear(BanditLearner):
         table, at the first retrieval)."""
         self.items = items
         self._items_t = np.ascontiguousarray(items.T, np.float32)
+        self._item_mean = items.mean(axis=0)
         self.retriever = Retriever(
             self._items_t,
             np.zeros(self.n_actions, np.float32),
             self.candidates,
-            backend=exact_backend() if self.retrieval == "exact" else self.retrieval,
+            backend=exact_backend(self.n_actions) if self.retrieval == "exact" else self.retrieval,
             nlist=self.nlist,
             nprobe=self.nprobe,
             seed=self.seed,
@@ -302,7 +304,7 @@ class HybridLinear(BanditLearner):
         """The catalog mean of :math:`\\hat q(x_i, \\cdot)` (n,), exact: the model is linear in
         :math:`\\tilde e`, so it is the score of the mean item."""
         q = np.asarray(context, np.float64) @ self.Theta[:-1] + self.Theta[-1]
-        return q @ self.items.mean(axis=0)
+        return q @ self._item_mean
 
     def retrieval_recall(self, context: np.ndarray) -> float:
         """Recall@``candidates`` of the retrieval against the exact top ``candidates`` over
