@@ -49,6 +49,7 @@ scores and recommends without the world. ``exploit(head)`` deploys the greedy he
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Any, ClassVar
 
 import numpy as np
@@ -60,6 +61,8 @@ from offrec.core.threads import one_blas_thread
 from offrec.core.validation import check_scalar
 from offrec.policies.bandits.base import BanditLearner
 from offrec.policies.retrieval import BACKENDS, Retriever, exact_backend
+
+_BUILD_LOCK = threading.Lock()
 
 HEADS = ("greedy", "ucb", "ts", "softmax")
 RETRIEVALS = ("exact", *BACKENDS)
@@ -274,26 +277,45 @@ class HybridLinear(BanditLearner):
                 self.b += phi.T @ (ww * r[lo : lo + step])
 
     def _set_items(self, items: np.ndarray) -> None:
-        """The item table (n_items, d_e + 1) and its retriever (its index is built once per
-        table, at the first retrieval)."""
+        """The item table (n_items, d_e + 1); its float32 transpose, mean and retriever are
+        built at the first use (:attr:`retriever`), the retriever's index at the first
+        retrieval: once per table."""
         self.items = items
-        self._items_t = np.ascontiguousarray(items.T, np.float32)
-        self._item_mean = items.mean(axis=0)
-        self.retriever = Retriever(
-            self._items_t,
-            np.zeros(self.n_actions, np.float32),
-            self.candidates,
-            backend=exact_backend(self.n_actions) if self.retrieval == "exact" else self.retrieval,
-            nlist=self.nlist,
-            nprobe=self.nprobe,
-            seed=self.seed,
-        )
+        self._catalog: tuple[np.ndarray, Retriever] | None = None
+
+    @property
+    def retriever(self) -> Retriever:
+        """The retriever over the item table (built once, at the first use)."""
+        return self._catalog_parts()[1]
+
+    def _catalog_parts(self) -> tuple[np.ndarray, Retriever]:
+        """The item table's mean (d_e + 1,) and its retriever, built at the first call."""
+        if self._catalog is None:
+            with _BUILD_LOCK:  # the engine's threads share a target: build it once
+                if self._catalog is None:
+                    self._catalog = (
+                        self.items.mean(axis=0),
+                        Retriever(
+                            np.ascontiguousarray(self.items.T, np.float32),
+                            np.zeros(self.n_actions, np.float32),
+                            self.candidates,
+                            backend=exact_backend(self.n_actions)
+                            if self.retrieval == "exact"
+                            else self.retrieval,
+                            nlist=self.nlist,
+                            nprobe=self.nprobe,
+                            seed=self.seed,
+                        ),
+                    )
+        return self._catalog
 
     def _refresh(self) -> None:
-        self.A_inv = np.linalg.inv(self.A)
+        with one_blas_thread():
+            self.A_inv = np.linalg.inv(self.A)
         self.theta = self.A_inv @ self.b
         self.Theta = self.theta.reshape(self.context_dim + 1, -1)  # (d + 1, d_e + 1)
-        self.retriever.clear()  # new queries: old results would only fill the cache
+        if self._catalog is not None:  # new queries: old results would only fill the cache
+            self._catalog[1].clear()
 
     # -- prediction ----------------------------------------------------------------------
     def query(self, context: np.ndarray) -> np.ndarray:
@@ -310,7 +332,7 @@ class HybridLinear(BanditLearner):
         """The catalog mean of :math:`\\hat q(x_i, \\cdot)` (n,), exact: the model is linear in
         :math:`\\tilde e`, so it is the score of the mean item."""
         q = np.asarray(context, np.float64) @ self.Theta[:-1] + self.Theta[-1]
-        return q @ self._item_mean
+        return q @ self._catalog_parts()[0]
 
     def retrieval_recall(self, context: np.ndarray) -> float:
         """Recall@``candidates`` of the retrieval against the exact top ``candidates`` over
