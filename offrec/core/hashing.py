@@ -77,7 +77,7 @@ class DistinctRows(NamedTuple):
 
 def distinct_rows(x: np.ndarray) -> DistinctRows:
     """The distinct rows of ``x`` (n, ...), compared bit for bit, by a hash of each row's
-    bytes (``O(n p)``, no sort of the rows). A hash collision cannot merge two different
+    bytes (``O(n p)`` to hash, then one sort of the ``n`` keys, not of the rows). A hash collision cannot merge two different
     rows: every row is checked against its representative, and a row that differs becomes
     its own (so ``first`` may then hold two rows of one key).
 
@@ -85,7 +85,7 @@ def distinct_rows(x: np.ndarray) -> DistinctRows:
     model at it), compute it on ``x[first]`` and gather with ``inverse``.
 
     >>> d = distinct_rows(np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0]]))
-    >>> len(d.first), d.inverse[0] == d.inverse[2], d.inverse[0] == d.inverse[1]
+    >>> len(d.first), bool(d.inverse[0] == d.inverse[2]), bool(d.inverse[0] == d.inverse[1])
     (2, True, False)
     """
     a = np.ascontiguousarray(x)

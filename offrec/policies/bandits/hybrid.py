@@ -16,10 +16,10 @@ the catalog's size; Li, Chu, Langford & Schapire 2010 call the shared part of th
 query :math:`\tilde x^\top \Theta` retrieves the exact top-``candidates`` items of the
 catalog (:class:`~offrec.policies.retrieval.Retriever`, cached per query; ``retrieval``
 picks its backend: ``"exact"``, faiss's IVF cells searched by branch and bound where
-installed and the catalog is large, else the numpy scan,
-or ``"ivf"``, an approximate index whose recall@M :meth:`HybridLinear.retrieval_recall`
-measures: the policy is then the one its index defines, and its propensities are exact
-for that policy), and a head ranks them:
+installed and the catalog is large, else the numpy scan, or ``"ivf"``, an approximate
+index whose recall@M :meth:`HybridLinear.retrieval_recall` measures: the policy is then
+the one its index defines, and its propensities are exact for that policy), and a head
+ranks them:
 
 - ``greedy``: the best candidate (the exact catalog argmax of :math:`\hat q`);
 - ``ucb``: the best candidate by :math:`\hat q + \alpha \sqrt{\phi^\top A^{-1} \phi}`
@@ -86,8 +86,8 @@ class HybridLinear(BanditLearner):
         epsilon: uniform mass over the candidates; floor: uniform mass over the catalog.
         seed: seeds the TS draws (and the ``"ivf"`` index's k-means).
         retrieval: ``"exact"`` (``"faiss"`` where installed and the catalog is large,
-            else ``"numpy"``: the same items, ties aside), ``"numpy"``, ``"faiss"`` or ``"ivf"`` (approximate;
-            :mod:`offrec.policies.retrieval`).
+            else ``"numpy"``: the same items, ties aside), ``"numpy"``, ``"faiss"`` or
+            ``"ivf"`` (approximate; :mod:`offrec.policies.retrieval`).
         nlist, nprobe: ``"ivf"`` cells and cells searched per query (None: defaults).
     """
 
