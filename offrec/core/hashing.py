@@ -9,7 +9,7 @@ The mixer is splitmix64's finaliser (Steele, Lea & Flood, 2014).
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -62,3 +62,48 @@ def hash_keys(keys: np.ndarray, seed: int, salt: int) -> np.ndarray:
 def hash_uniform(keys: np.ndarray, seed: int, salt: int) -> np.ndarray:
     """A uniform in [0, 1) per key, a pure function of ``(seed, salt, key)``, (n,)."""
     return (hash_keys(keys, seed, salt) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+class DistinctRows(NamedTuple):
+    """The distinct rows of an array (:func:`distinct_rows`)."""
+
+    first: np.ndarray
+    """(u,) intp: one row index per distinct row."""
+    inverse: np.ndarray
+    """(n,) intp: row ``i`` equals row ``first[inverse[i]]``, bit for bit."""
+    keys: np.ndarray
+    """(u,) uint64: the hash of each distinct row (:func:`row_keys` over its bytes)."""
+
+
+def distinct_rows(x: np.ndarray) -> DistinctRows:
+    """The distinct rows of ``x`` (n, ...), compared bit for bit, by a hash of each row's
+    bytes (``O(n p)`` to hash, then one sort of the ``n`` keys, not of the rows). A hash collision cannot merge two different
+    rows: every row is checked against its representative, and a row that differs becomes
+    its own (so ``first`` may then hold two rows of one key).
+
+    Where a function of a row is costly (a policy's distribution at a context, a reward
+    model at it), compute it on ``x[first]`` and gather with ``inverse``.
+
+    >>> d = distinct_rows(np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0]]))
+    >>> len(d.first), bool(d.inverse[0] == d.inverse[2]), bool(d.inverse[0] == d.inverse[1])
+    (2, True, False)
+    """
+    a = np.ascontiguousarray(x)
+    n = a.shape[0]
+    if n == 0:
+        empty = np.zeros(0, np.intp)
+        return DistinctRows(empty, empty, np.zeros(0, np.uint64))
+    raw = a.reshape(n, -1).view(np.uint8)
+    pad = -raw.shape[1] % 8
+    if pad:
+        raw = np.hstack([raw, np.zeros((n, pad), np.uint8)])
+    words = np.ascontiguousarray(raw).view(np.uint64)  # (n, ceil(bytes / 8))
+    keys = row_keys(*words.T)
+    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    bad = np.flatnonzero((words != words[first[inverse]]).any(axis=1))
+    if bad.size:  # a 64-bit collision: those rows stand alone
+        inverse = inverse.copy()
+        inverse[bad] = uniq.size + np.arange(bad.size)
+        first = np.concatenate([first, bad])
+        uniq = np.concatenate([uniq, keys[bad]])
+    return DistinctRows(first.astype(np.intp), inverse.astype(np.intp).reshape(n), uniq)

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from offrec.core.errors import InputError
-from offrec.core.hashing import hash_uniform, row_keys
+from offrec.core.hashing import distinct_rows, hash_uniform, row_keys
 from offrec.core.policy import GreedyDist, SparseDist
 from offrec.core.validation import check_scalar
 from offrec.engines.sample import draw_sample
@@ -936,20 +936,31 @@ def _pair_rewards(model: Any, data: LoggedData, dist: Any) -> Any:
     if not isinstance(dist, SparseDist):
         rows = np.broadcast_to(np.arange(data.n_actions), (data.n_rows, data.n_actions))
         return model.predict_pairs(x, rows)
+    # the predictions at the candidates depend only on (context, candidates): once per
+    # distinct pair of a batch (a user's rows repeat), then gathered
+    n = data.n_rows
+    d = distinct_rows(np.hstack([_row_bytes(x, n), _row_bytes(dist.items, n)]))
+    xu = x[d.first]
     mean = (
-        0.0  # no floor: the catalog mean is not read (a scan for a nonlinear model)
+        np.zeros(len(xu))  # no floor: the catalog mean is not read (a scan for a nonlinear model)
         if dist.floor == 0
-        else model.predict_mean(x)
+        else model.predict_mean(xu)
         if dist.support is None
         else model.predict_pairs(
-            x, np.broadcast_to(np.flatnonzero(dist.support), (data.n_rows, dist.n_support))
+            xu, np.broadcast_to(np.flatnonzero(dist.support), (len(xu), dist.n_support))
         ).mean(axis=1)
     )
     return PairRewards(
         logged=model.predict_pairs(x, data.action[:, None])[:, 0],
-        at_items=model.predict_pairs(x, dist.items),
-        support_mean=mean,
+        at_items=model.predict_pairs(xu, dist.items[d.first])[d.inverse],
+        support_mean=mean[d.inverse],
     )
+
+
+def _row_bytes(a: Any, n: int) -> np.ndarray:
+    """The bytes of each row of ``a`` (n, ...), (n, bytes) uint8."""
+    arr = np.ascontiguousarray(a)
+    return arr.reshape(n, -1).view(np.uint8) if n and arr.size else np.zeros((n, 0), np.uint8)
 
 
 def _sn_parts(e: Estimator, terms: Any) -> Any:

@@ -14,7 +14,11 @@ fitted by ridge regression (:math:`A = \lambda I + \sum_i \phi_i \phi_i^\top`,
 the catalog's size; Li, Chu, Langford & Schapire 2010 call the shared part of their
 "hybrid" LinUCB the same way). Because the score is linear in :math:`\tilde e_a`, the
 query :math:`\tilde x^\top \Theta` retrieves the exact top-``candidates`` items of the
-catalog (:class:`~offrec.policies.retrieval.Retriever`, cached per query), and a head
+catalog (:class:`~offrec.policies.retrieval.Retriever`, cached per query; ``retrieval``
+picks its backend: ``"exact"``, faiss's IVF cells searched by branch and bound where
+installed and the catalog is large, else the numpy scan, or ``"ivf"``, an approximate
+index whose recall@M :meth:`HybridLinear.retrieval_recall` measures: the policy is then
+the one its index defines, and its propensities are exact for that policy), and a head
 ranks them:
 
 - ``greedy``: the best candidate (the exact catalog argmax of :math:`\hat q`);
@@ -28,6 +32,10 @@ ranks them:
 then ``epsilon`` spreads mass uniformly over the candidates and ``floor`` over the whole
 catalog. The distribution is a :class:`~offrec.core.policy.SparseDist`; memory is
 ``O(n_items d_e)`` for the catalog and ``O(p^2)`` for the model, never ``O(n n_items)``.
+The distribution depends only on the context: it is computed once per distinct context of
+a batch (:func:`~offrec.core.hashing.distinct_rows`) and gathered, so a log of 10^4
+users x 10^6 rows costs 10^4 retrievals and head evaluations per batch at most (the
+retrieval itself once per user, through the retriever's cache).
 
 It is the registered learner ``"hybrid"`` (:mod:`offrec.policies.registry`): built by
 :func:`~offrec.policies.registry.make_learner` from the world's item table
@@ -41,17 +49,23 @@ scores and recommends without the world. ``exploit(head)`` deploys the greedy he
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Any, ClassVar
 
 import numpy as np
 
 from offrec.core.errors import InputError
+from offrec.core.hashing import distinct_rows
 from offrec.core.policy import Head, SparseDist
+from offrec.core.threads import one_blas_thread
 from offrec.core.validation import check_scalar
 from offrec.policies.bandits.base import BanditLearner
-from offrec.policies.retrieval import Retriever
+from offrec.policies.retrieval import BACKENDS, Retriever, exact_backend
+
+_BUILD_LOCK = threading.Lock()
 
 HEADS = ("greedy", "ucb", "ts", "softmax")
+RETRIEVALS = ("exact", *BACKENDS)
 
 
 #: the most parameters ``p`` the one-hot default item features may give (A is p x p)
@@ -70,7 +84,11 @@ class HybridLinear(BanditLearner):
         l2: ridge penalty :math:`\\lambda`.
         candidates: items retrieved per row before the head (None: ``min(50, n_items)``).
         epsilon: uniform mass over the candidates; floor: uniform mass over the catalog.
-        seed: seeds the TS draws.
+        seed: seeds the TS draws (and the ``"ivf"`` index's k-means).
+        retrieval: ``"exact"`` (``"faiss"`` where installed and the catalog is large,
+            else ``"numpy"``: the same items, ties aside), ``"numpy"``, ``"faiss"`` or
+            ``"ivf"`` (approximate; :mod:`offrec.policies.retrieval`).
+        nlist, nprobe: ``"ivf"`` cells and cells searched per query (None: defaults).
     """
 
     kind: ClassVar[str] = "hybrid"
@@ -94,6 +112,9 @@ class HybridLinear(BanditLearner):
         epsilon: float = 0.0,
         floor: float = 0.0,
         seed: int = 0,
+        retrieval: str = "exact",
+        nlist: int | None = None,
+        nprobe: int | None = None,
     ) -> None:
         e = np.asarray(item_features, np.float64)
         if e.ndim != 2 or not np.isfinite(e).all():
@@ -112,13 +133,16 @@ class HybridLinear(BanditLearner):
             candidates = min(50, e.shape[0])
         if not 1 <= candidates <= e.shape[0]:
             raise InputError(f"candidates must be in [1, {e.shape[0]}]; got {candidates}")
+        if retrieval not in RETRIEVALS:
+            raise InputError(f"retrieval must be one of {list(RETRIEVALS)}; got {retrieval!r}")
+        self.retrieval, self.nlist, self.nprobe = retrieval, nlist, nprobe
         self.n_actions, self.context_dim = int(e.shape[0]), int(context_dim)
         self.explore, self.item_map = False, None
         self.items = np.hstack([e, np.ones((e.shape[0], 1))])  # (n_items, d_e + 1)
         self.head, self.alpha, self.scale, self.n_draws = head, alpha, scale, n_draws
         self.l2, self.candidates, self.epsilon, self.floor = l2, candidates, epsilon, floor
         self.seed = seed
-        self._items_t = np.ascontiguousarray(self.items.T, np.float32)
+        self._set_items(self.items)
         self.reset()
         self.n_updates = 0
 
@@ -161,6 +185,9 @@ class HybridLinear(BanditLearner):
             "epsilon": self.epsilon,
             "floor": self.floor,
             "seed": self.seed,
+            "retrieval": self.retrieval,
+            "nlist": self.nlist,
+            "nprobe": self.nprobe,
             "n_actions": self.n_actions,
             "item_dim": self.items.shape[1] - 1,
         }
@@ -189,8 +216,7 @@ class HybridLinear(BanditLearner):
         e = state["item_features"]
         if not np.isfinite(e).all():
             raise InputError("hybrid state array 'item_features' must be finite")
-        self.items = np.hstack([e, np.ones((e.shape[0], 1))])
-        self._items_t = np.ascontiguousarray(self.items.T, np.float32)
+        self._set_items(np.hstack([e, np.ones((e.shape[0], 1))]))
         self.A, self.b = state["A"], state["b"]
         self._refresh()
 
@@ -233,25 +259,63 @@ class HybridLinear(BanditLearner):
         return (x[:, None, :, None] * e[:, :, None, :]).reshape(e.shape[0], e.shape[1], -1)
 
     def _accumulate(self, x: Any, a: np.ndarray, r: np.ndarray, w: np.ndarray) -> None:
-        """Add validated rows to the ridge statistics, in blocks of 8192 rows."""
+        """Add validated rows to the ridge statistics, in blocks of 8192 rows (BLAS on one
+        thread: on 2 loaded cores two threads made a 1M-row fit 3-4x slower, measured)."""
         step = 8192
-        for lo in range(0, len(a), step):
-            xt = np.hstack(
-                [np.asarray(x[lo : lo + step], np.float64), np.ones((len(a[lo : lo + step]), 1))]
-            )
-            e = self.items[a[lo : lo + step]]
-            phi = (xt[:, :, None] * e[:, None, :]).reshape(len(e), -1)
-            ww = w[lo : lo + step]
-            self.A += (phi * ww[:, None]).T @ phi
-            self.b += phi.T @ (ww * r[lo : lo + step])
+        with one_blas_thread():
+            for lo in range(0, len(a), step):
+                xt = np.hstack(
+                    [
+                        np.asarray(x[lo : lo + step], np.float64),
+                        np.ones((len(a[lo : lo + step]), 1)),
+                    ]
+                )
+                e = self.items[a[lo : lo + step]]
+                phi = (xt[:, :, None] * e[:, None, :]).reshape(len(e), -1)
+                ww = w[lo : lo + step]
+                self.A += (phi * ww[:, None]).T @ phi
+                self.b += phi.T @ (ww * r[lo : lo + step])
+
+    def _set_items(self, items: np.ndarray) -> None:
+        """The item table (n_items, d_e + 1); its float32 transpose, mean and retriever are
+        built at the first use (:attr:`retriever`), the retriever's index at the first
+        retrieval: once per table."""
+        self.items = items
+        self._catalog: tuple[np.ndarray, Retriever] | None = None
+
+    @property
+    def retriever(self) -> Retriever:
+        """The retriever over the item table (built once, at the first use)."""
+        return self._catalog_parts()[1]
+
+    def _catalog_parts(self) -> tuple[np.ndarray, Retriever]:
+        """The item table's mean (d_e + 1,) and its retriever, built at the first call."""
+        if self._catalog is None:
+            with _BUILD_LOCK:  # the engine's threads share a target: build it once
+                if self._catalog is None:
+                    self._catalog = (
+                        self.items.mean(axis=0),
+                        Retriever(
+                            np.ascontiguousarray(self.items.T, np.float32),
+                            np.zeros(self.n_actions, np.float32),
+                            self.candidates,
+                            backend=exact_backend(self.n_actions)
+                            if self.retrieval == "exact"
+                            else self.retrieval,
+                            nlist=self.nlist,
+                            nprobe=self.nprobe,
+                            seed=self.seed,
+                        ),
+                    )
+        return self._catalog
 
     def _refresh(self) -> None:
-        self.A_inv = np.linalg.inv(self.A)
+        with one_blas_thread():
+            self.A_inv = np.linalg.inv(self.A)
         self.theta = self.A_inv @ self.b
         self.Theta = self.theta.reshape(self.context_dim + 1, -1)  # (d + 1, d_e + 1)
-        self.retriever = Retriever(
-            self._items_t, np.zeros(self.n_actions, np.float32), self.candidates
-        )
+        if self._catalog is not None:  # new queries: old results would only fill the cache
+            self._catalog[1].clear()
 
     # -- prediction ----------------------------------------------------------------------
     def query(self, context: np.ndarray) -> np.ndarray:
@@ -268,11 +332,22 @@ class HybridLinear(BanditLearner):
         """The catalog mean of :math:`\\hat q(x_i, \\cdot)` (n,), exact: the model is linear in
         :math:`\\tilde e`, so it is the score of the mean item."""
         q = np.asarray(context, np.float64) @ self.Theta[:-1] + self.Theta[-1]
-        return q @ self.items.mean(axis=0)
+        return q @ self._catalog_parts()[0]
+
+    def retrieval_recall(self, context: np.ndarray) -> float:
+        """Recall@``candidates`` of the retrieval against the exact top ``candidates`` over
+        the distinct rows of ``context`` (1.0 for an exact backend)."""
+        return self.retriever.recall(self.query(self._check_obs(context)))
 
     def action_dist_compact(self, obs: np.ndarray) -> SparseDist:  # type: ignore[override]
-        """The policy over the catalog as a :class:`~offrec.core.policy.SparseDist`."""
+        """The policy over the catalog as a :class:`~offrec.core.policy.SparseDist`,
+        computed once per distinct context and gathered."""
         x = self._check_obs(obs)
+        d = distinct_rows(x)
+        dist = self._dist_distinct(x[d.first])
+        return SparseDist(dist.items[d.inverse], dist.probs[d.inverse], self.n_actions, self.floor)
+
+    def _dist_distinct(self, x: np.ndarray) -> SparseDist:
         items, _ = self.retriever.retrieve(self.query(x))
         n, m = items.shape
         mean = self.predict_pairs(x, items)
@@ -333,4 +408,4 @@ def catalog_features(world: Any) -> np.ndarray:
     return np.hstack([world.item_vec, onehot, world.item_quality[:, None]])
 
 
-__all__ = ["HEADS", "MAX_ONEHOT_PARAMS", "HybridLinear", "catalog_features"]
+__all__ = ["HEADS", "MAX_ONEHOT_PARAMS", "RETRIEVALS", "HybridLinear", "catalog_features"]
