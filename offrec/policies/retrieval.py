@@ -363,7 +363,10 @@ class Retriever:
                     continue
                 x = fq[lo : lo + rows]
                 xs = x[:, :-1].astype(np.float64)
-                bound = xs @ centres.T + np.linalg.norm(xs, axis=1)[:, None] * radius
+                with np.errstate(
+                    invalid="ignore"
+                ):  # a zero query x an empty cell's -inf: nan, never probed
+                    bound = xs @ centres.T + np.linalg.norm(xs, axis=1)[:, None] * radius
                 order = np.argsort(-bound, axis=1)
                 first = min(self.nlist, max(1, self.nlist // 128))
                 index.nprobe = first
