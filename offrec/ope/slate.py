@@ -364,12 +364,20 @@ class SlateParts:
     r"""An estimate as per-slate columns: :math:`\hat V = \bar A + \sum_t \sum_i B_{it} / \sum_i C_{it}`.
 
     ``a`` (n,) or None; ``b`` and ``c`` (n, T) or None (the self-normalized estimators:
-    one ratio for SN-SIPS, one per position for SN-IIPS and SN-RIPS).
+    one ratio for SN-SIPS, one per position for SN-IIPS and SN-RIPS). ``mass`` names a
+    self-normalized estimator, whose weight mass :math:`\sum_i C_{it}` must be positive
+    at every ``t`` (else it is undefined); the rule is checked on the totals
+    (:func:`value_of_sums`), so blocks of slates may each lack mass at a position.
     """
 
     a: np.ndarray | None
     b: np.ndarray | None = None
     c: np.ndarray | None = None
+    mass: str = ""
+
+    @property
+    def n(self) -> int:
+        return len(self.a) if self.a is not None else len(self.b) if self.b is not None else 0
 
     def columns(self) -> tuple[np.ndarray, Form]:
         """The columns (n, k) and the :class:`~offrec.ope.intervals.Form` over them."""
@@ -385,28 +393,57 @@ class SlateParts:
             tuple(range(first + T, first + 2 * T)),
         )
 
+    def sums(self) -> tuple[float, np.ndarray | None, np.ndarray | None]:
+        r"""The column totals :math:`(\sum_i A_i, \sum_i B_{i\cdot}, \sum_i C_{i\cdot})`
+        (None for absent columns): what :meth:`value` needs, additive over blocks of
+        slates. The ``(n, T)`` totals are products with a ones vector (BLAS: a sum over
+        the rows of a narrow array is a slow strided reduction)."""
+        sa = 0.0 if self.a is None else float(self.a.sum())
+        if self.b is None or self.c is None:
+            return sa, None, None
+        ones = np.ones(self.n)
+        return sa, ones @ self.b, ones @ self.c
+
+    def check_mass(self) -> None:
+        """Raise when :attr:`mass` is set and the weights at some position sum to 0."""
+        _, _, sc = self.sums()
+        check_slate_mass(sc, self.mass)
+
     def value(self) -> float:
-        r""":math:`\bar A + \sum_t \bar B_t / \bar C_t`; the column means as products with a
-        ones vector (BLAS: a mean over the rows of a narrow ``(n, T)`` array is a slow
-        strided reduction)."""
-        n = len(self.a) if self.a is not None else len(self.b) if self.b is not None else 0
-        ones = np.full(n, 1.0 / n)
-        v = 0.0 if self.a is None else float(self.a.sum()) / n
-        if self.b is not None and self.c is not None:
-            mb, mc = ones @ self.b, ones @ self.c
-            v += sum(float(x) / float(y) for x, y in zip(mb, mc, strict=True) if y != 0)
-        return v
+        r""":math:`\bar A + \sum_t \bar B_t / \bar C_t` (:func:`value_of_sums`)."""
+        return value_of_sums(*self.sums(), self.n, self.mass)
 
     def round_rewards(self) -> np.ndarray:
         """Per-slate contributions (n,) whose mean is :meth:`value` (OBP's convention: the
         self-normalized terms divided by the mean of their weights)."""
-        n = len(self.a) if self.a is not None else len(self.b) if self.b is not None else 0
-        out = np.zeros(n) if self.a is None else self.a.copy()
+        out = np.zeros(self.n) if self.a is None else self.a.copy()
         if self.b is not None and self.c is not None:
             mean_c = self.c.mean(axis=0)
+            check_slate_mass(mean_c, self.mass)
             safe = np.where(mean_c != 0, mean_c, 1.0)
             out = out + (np.where(mean_c != 0, self.b / safe, 0.0)).sum(axis=1)
         return out
+
+
+def value_of_sums(sa: float, sb: np.ndarray | None, sc: np.ndarray | None, n: int, mass: str) -> float:
+    r"""The estimate from the column totals of :meth:`SlateParts.sums` over ``n`` slates:
+    :math:`\hat V = \frac{1}{n} \sum_i A_i + \sum_t \sum_i B_{it} / \sum_i C_{it}`
+    (a ratio whose denominator is 0 counts 0; with ``mass`` set that is an error)."""
+    v = sa / n
+    if sb is not None and sc is not None:
+        check_slate_mass(sc, mass)
+        v += sum(float(x) / float(y) for x, y in zip(sb, sc, strict=True) if y != 0)
+    return v
+
+
+def check_slate_mass(total: np.ndarray | None, name: str) -> None:
+    """An ``InputError`` naming the self-normalized estimator ``name`` (if set) when its
+    total weight ``total`` (one entry per position) is not positive at some position."""
+    if name and total is not None and not (total > 0).all():
+        raise InputError(
+            f"{name} is undefined: every importance weight at some position is 0 "
+            "(the target puts no mass on the logged slates)"
+        )
 
 
 @dataclass(frozen=True)
@@ -517,6 +554,7 @@ def slate_interval(
     bound: float | None = None,
 ) -> Interval:
     """:func:`~offrec.ope.intervals.interval` over the slates' columns (units = slates)."""
+    parts.check_mass()
     x, form = parts.columns()
     boot = n_bootstrap if method == "bootstrap" else 0
     moments = Moments.of(x, keys=keys, n_bootstrap=boot, seed=seed_int(seed))
@@ -527,14 +565,6 @@ def _row_sums(x: np.ndarray) -> np.ndarray:
     """Row sums of a narrow ``(n, K)`` array as a matrix-vector product (numpy's
     ``sum(axis=1)`` loops ``K`` at a time: ~10x slower for ``K`` = 5)."""
     return x @ np.ones(x.shape[1])
-
-
-def _mass(w: np.ndarray, name: str) -> None:
-    if not (w.sum(axis=0) > 0).all():
-        raise InputError(
-            f"{name} is undefined: every importance weight at some position is 0 "
-            "(the target puts no mass on the logged slates)"
-        )
 
 
 @dataclass(frozen=True)
@@ -644,8 +674,7 @@ class SNSIPS(SIPS):
 
     def parts(self, terms: SlateTerms) -> SlateParts:
         w = self.weights(terms)
-        _mass(w, self.name)
-        return SlateParts(None, (w[:, 0] * _row_sums(terms.reward))[:, None], w[:, :1])
+        return SlateParts(None, (w[:, 0] * _row_sums(terms.reward))[:, None], w[:, :1], self.name)
 
 
 @dataclass(frozen=True)
@@ -662,8 +691,7 @@ class SNIIPS(IIPS):
 
     def parts(self, terms: SlateTerms) -> SlateParts:
         w = self.weights(terms)
-        _mass(w, self.name)
-        return SlateParts(None, w * terms.reward, w)
+        return SlateParts(None, w * terms.reward, w, self.name)
 
 
 @dataclass(frozen=True)
