@@ -369,12 +369,13 @@ def _vec(x: Any, name: str, n: int | None, kind: type) -> np.ndarray:
 
 
 # -- the point-estimate fast path ---------------------------------------------------------------
-_BLOCK_ROWS = 1 << 15
-"""Rows per block of :func:`_fast_value` on large inputs: a block's five 1-D arrays and
-its temporaries (256 KB each) stay in the core's L2 cache, so each input is read from
-memory once and the temporaries never leave the cache."""
+_BLOCK_ROWS = 1 << 16
+"""Rows per block of :func:`_fast_value` on large inputs. A block's temporaries (512 KB
+each) stay in cache instead of being written to memory for the whole input; of 2^15 to
+2^18 rows, 2^16 was fastest on 500,000 rows (1.7 ms against 3.5 ms in one block)."""
 _ONE_BLOCK_ROWS = 1 << 17
-"""Up to this many rows :func:`_fast_value` runs as one block (the whole input fits in L2)."""
+"""Up to this many rows :func:`_fast_value` runs as one block (on 100,000 rows, blocks
+were no faster: the per-block Python calls cost what the cache saves)."""
 _TEMPLATE_ROWS = 1 << 12
 
 
@@ -526,13 +527,11 @@ class SlateParts:
     def sums(self) -> tuple[float, np.ndarray | None, np.ndarray | None]:
         r"""The column totals :math:`(\sum_i A_i, \sum_i B_{i\cdot}, \sum_i C_{i\cdot})`
         (None for absent columns): what :meth:`value` needs, additive over blocks of
-        slates. The ``(n, T)`` totals are products with a ones vector (BLAS: a sum over
-        the rows of a narrow array is a slow strided reduction)."""
+        slates (:func:`_col_sums`)."""
         sa = 0.0 if self.a is None else float(self.a.sum())
         if self.b is None or self.c is None:
             return sa, None, None
-        ones = np.ones(self.n)
-        return sa, ones @ self.b, ones @ self.c
+        return sa, _col_sums(self.b), _col_sums(self.c)
 
     def check_mass(self) -> None:
         """Raise when :attr:`mass` is set and the weights at some position sum to 0."""
@@ -696,6 +695,20 @@ def slate_interval(
     boot = n_bootstrap if method == "bootstrap" else 0
     moments = Moments.of(x, keys=keys, n_bootstrap=boot, seed=seed_int(seed))
     return interval(moments, form, method=method, alpha=alpha, bound=bound)
+
+
+def _col_sums(x: np.ndarray) -> np.ndarray:
+    """Column sums (T,) of a narrow ``(n, T)`` array. numpy's ``sum(axis=0)`` and a BLAS
+    product with a ones vector both loop ``T`` entries at a time (slow for ``T`` = 5); a
+    C-contiguous array is summed as ``(n / L, L T)`` rows instead (one long vectorized
+    row sum), then the ``L`` partial sums of each column."""
+    n, T = x.shape
+    L = max(1, 1024 // T)
+    full = n // L * L
+    if not x.flags.c_contiguous or full == 0:
+        return np.ones(n) @ x
+    out = x[:full].reshape(-1, L * T).sum(axis=0).reshape(L, T).sum(axis=0)
+    return out + x[full:].sum(axis=0) if full < n else out
 
 
 def _row_sums(x: np.ndarray) -> np.ndarray:
