@@ -255,7 +255,6 @@ def slate_terms(
     return SlateTerms(grid(reward), weights, q_logged, q_target, key_arr)
 
 
-
 def _unequal_in_slate(g: np.ndarray) -> np.ndarray:
     """(n,) slates whose joint propensities ``g`` (n, K) differ from their first slot's by
     more than 1e-12 relative."""
@@ -367,7 +366,6 @@ def _vec(x: Any, name: str, n: int | None, kind: type) -> np.ndarray:
     return arr.astype(np.float64, copy=False)
 
 
-
 # -- the point-estimate fast path ---------------------------------------------------------------
 _BLOCK_ROWS = 1 << 16
 """Rows per block of :func:`_fast_value` on large inputs. A block's temporaries (512 KB
@@ -379,7 +377,7 @@ were no faster: the per-block Python calls cost what the cache saves)."""
 _TEMPLATE_ROWS = 1 << 12
 
 
-@functools.cache
+@functools.lru_cache(maxsize=8)
 def _positions_template(K: int) -> np.ndarray:
     """``0, 1, .., K-1`` repeated over about :data:`_TEMPLATE_ROWS` rows (read-only)."""
     t = np.tile(np.arange(K, dtype=np.int64), max(1, _TEMPLATE_ROWS // K))
@@ -420,8 +418,9 @@ def _fast_value(est: SlateEstimator, arrays: dict[str, Any]) -> float | None:
     returns the same value for valid input whose estimate overflows.
     """
     base_name, target_name = _PAIRS[est.kind]
-    got = [arrays.get(k) for k in ("slate_id", "position", "reward", base_name, target_name)]
-    if any(k not in ARRAYS for k in arrays) or not all(isinstance(x, np.ndarray) for x in got):
+    names = ("slate_id", "position", "reward", base_name, target_name)
+    got = [x for x in (arrays.get(k) for k in names) if isinstance(x, np.ndarray)]
+    if len(got) < len(names) or any(k not in ARRAYS for k in arrays):
         return None
     sid, pos, reward, b, t = got
     n_rows = reward.shape[0]
@@ -434,7 +433,7 @@ def _fast_value(est: SlateEstimator, arrays: dict[str, Any]) -> float | None:
     ):
         return None
     K = int(pos[: 1 << 12].max()) + 1  # the template check below makes it the global max + 1
-    if K <= 0 or n_rows % K:
+    if not 0 < K <= _TEMPLATE_ROWS or n_rows % K:
         return None
     q_logged = q_target = None
     if est.needs_model:
@@ -445,8 +444,35 @@ def _fast_value(est: SlateEstimator, arrays: dict[str, Any]) -> float | None:
         except InputError:
             return None
     B = n_rows if n_rows <= _ONE_BLOCK_ROWS else K * max(1, _BLOCK_ROWS // K)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # decided on the result
+        sums = _fast_sums(est, sid, pos, reward, b, t, q_logged, q_target, K, B)
+    if sums is None:
+        return None
+    sa, sb, sc = sums
+    mass = est.name if est.self_normalized else ""
+    if mass and not (np.asarray(sc) > 0).all():
+        return None
+    v = value_of_sums(sa, sb if mass else None, sc if mass else None, n_rows // K, mass)
+    return v if math.isfinite(v) else None
+
+
+def _fast_sums(
+    est: SlateEstimator,
+    sid: np.ndarray,
+    pos: np.ndarray,
+    reward: np.ndarray,
+    b: np.ndarray,
+    t: np.ndarray,
+    q_logged: np.ndarray | None,
+    q_target: np.ndarray | None,
+    K: int,
+    B: int,
+) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """:func:`_fast_value`'s blocks: the column totals of :meth:`SlateParts.sums`, or None
+    when a block fails a check."""
+    n_rows = reward.shape[0]
     joint = est.kind == "joint"
-    sa, sb, sc = 0.0, 0.0, 0.0
+    sa, sb, sc = 0.0, np.zeros(0), np.zeros(0)
     for lo in range(0, n_rows, B):
         hi = min(lo + B, n_rows)
         if not _is_template(pos[lo:hi], K):
@@ -466,21 +492,16 @@ def _fast_value(est: SlateEstimator, arrays: dict[str, Any]) -> float | None:
         bg, tg = bb.reshape(-1, K), tb.reshape(-1, K)
         if joint and (_unequal_in_slate(bg).any() or _unequal_in_slate(tg).any()):
             return None
-        model = (None, None)
-        if q_logged is not None and q_target is not None:
-            model = (q_logged[lo:hi].reshape(-1, K), q_target[lo:hi].reshape(-1, K))
-        terms = SlateTerms(reward[lo:hi].reshape(-1, K), {est.kind: tg / bg}, *model, None)
+        ql = None if q_logged is None else q_logged[lo:hi].reshape(-1, K)
+        qt = None if q_target is None else q_target[lo:hi].reshape(-1, K)
+        terms = SlateTerms(reward[lo:hi].reshape(-1, K), {est.kind: tg / bg}, ql, qt, None)
         parts = est.parts(terms)
         a_sum, b_sum, c_sum = parts.sums()
         sa += a_sum
         if b_sum is not None and c_sum is not None:
-            sb, sc = sb + b_sum, sc + c_sum
-    mass = est.name if est.self_normalized else ""
-    sums: tuple[Any, Any] = (sb, sc) if est.self_normalized else (None, None)
-    if mass and not (np.asarray(sc) > 0).all():
-        return None
-    v = value_of_sums(sa, *sums, n_rows // K, mass)
-    return v if math.isfinite(v) else None
+            sb, sc = (b_sum, c_sum) if lo == 0 else (sb + b_sum, sc + c_sum)
+    return sa, sb, sc
+
 
 # -- estimates as per-slate columns ------------------------------------------------------------
 @dataclass(frozen=True)
@@ -555,7 +576,9 @@ class SlateParts:
         return out
 
 
-def value_of_sums(sa: float, sb: np.ndarray | None, sc: np.ndarray | None, n: int, mass: str) -> float:
+def value_of_sums(
+    sa: float, sb: np.ndarray | None, sc: np.ndarray | None, n: int, mass: str
+) -> float:
     r"""The estimate from the column totals of :meth:`SlateParts.sums` over ``n`` slates:
     :math:`\hat V = \frac{1}{n} \sum_i A_i + \sum_t \sum_i B_{it} / \sum_i C_{it}`
     (a ratio whose denominator is 0 counts 0; with ``mass`` set that is an error)."""
