@@ -337,7 +337,10 @@ def _model_terms(
         )
         raise InputError(msg.replace("action_dist", "evaluation_policy_action_dist")) from None
     assert expected is not None
-    logged = q[np.arange(n_rows), action]
+    if q.flags.c_contiguous:  # flat indices: half the time of the 2-D fancy index
+        logged = np.take(q.reshape(-1), np.arange(0, q.size, q.shape[1]) + action)
+    else:
+        logged = q[np.arange(n_rows), action]
     return grid(logged), grid(expected)
 
 
@@ -918,8 +921,11 @@ class CascadeDR(SlateEstimator):
             raise InputError(
                 f"estimator {self.name!r} needs q_hat, action and evaluation_policy_action_dist; got None"
             )
-        prev = np.concatenate([np.ones((terms.n, 1)), w[:, :-1]], axis=1)
-        return SlateParts(w * (terms.reward - terms.q_logged) + prev * terms.q_target)
+        a = terms.reward - terms.q_logged
+        a *= w  # w_k (r_k - q_k), then + w_{k-1} q_target_k (w_{-1} = 1)
+        a[:, 0] += terms.q_target[:, 0]
+        a[:, 1:] += w[:, :-1] * terms.q_target[:, 1:]
+        return SlateParts(a)
 
 
 @dataclass(frozen=True)
