@@ -524,6 +524,10 @@ class SlateParts:
     b: np.ndarray | None = None
     c: np.ndarray | None = None
     mass: str = ""
+    weight: np.ndarray | None = None
+    """(n, K) weights multiplying a 2-D ``a`` slot by slot, or None: the per-slate values
+    are then the row sums of ``a * weight``, and the total one dot product (no product
+    array)."""
 
     @property
     def n(self) -> int:
@@ -531,7 +535,9 @@ class SlateParts:
 
     def per_slate(self) -> np.ndarray | None:
         """``a`` as per-slate values (n,)."""
-        return self.a if self.a is None or self.a.ndim == 1 else _row_sums(self.a)
+        if self.a is None or self.a.ndim == 1:
+            return self.a
+        return _row_sums(self.a if self.weight is None else self.a * self.weight)
 
     def columns(self) -> tuple[np.ndarray, Form]:
         """The columns (n, k) and the :class:`~offrec.ope.intervals.Form` over them."""
@@ -552,7 +558,12 @@ class SlateParts:
         r"""The column totals :math:`(\sum_i A_i, \sum_i B_{i\cdot}, \sum_i C_{i\cdot})`
         (None for absent columns): what :meth:`value` needs, additive over blocks of
         slates (:func:`_col_sums`)."""
-        sa = 0.0 if self.a is None else float(self.a.sum())
+        if self.a is None:
+            sa = 0.0
+        elif self.weight is None:
+            sa = float(self.a.sum())
+        else:
+            sa = float(self.a.reshape(-1) @ self.weight.reshape(-1))
         if self.b is None or self.c is None:
             return sa, None, None
         return sa, _col_sums(self.b), _col_sums(self.c)
@@ -809,7 +820,7 @@ class IIPS(SlateEstimator):
     )
 
     def parts(self, terms: SlateTerms) -> SlateParts:
-        return SlateParts(self.weights(terms) * terms.reward)
+        return SlateParts(terms.reward, weight=self.weights(terms))
 
 
 @dataclass(frozen=True)
@@ -834,7 +845,7 @@ class RIPS(SlateEstimator):
     assumption: ClassVar[str] = "cascade model: a slot's reward depends on the items above it only"
 
     def parts(self, terms: SlateTerms) -> SlateParts:
-        return SlateParts(self.weights(terms) * terms.reward)
+        return SlateParts(terms.reward, weight=self.weights(terms))
 
 
 @dataclass(frozen=True)
