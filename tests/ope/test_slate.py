@@ -566,3 +566,15 @@ def test_valid_input_whose_estimate_overflows_returns_it() -> None:
     bad = {**a, "pscore_item_position": b, "reward": np.ones_like(a["reward"])}
     assert make_slate_estimator("iips").estimate_policy_value(**bad) == np.inf
     assert _full("iips", bad) == np.inf
+
+
+def test_cascade_dr_reads_q_hat_in_any_memory_order_and_obps_flat_layout() -> None:
+    """The logged ``q_hat`` is gathered by flat indices from a C-ordered array, by 2-D
+    indices otherwise, and read from OBP's flat ``(rows * items,)`` layout: one value."""
+    a = _grouped()
+    want = _full("cascade-dr", a)
+    cdr = make_slate_estimator("cascade-dr")
+    fortran = {**a, "q_hat": np.asfortranarray(a["q_hat"])}
+    flat = {k: a[k].ravel() for k in ("q_hat", "evaluation_policy_action_dist")}
+    for case in (a, fortran, {**a, **flat}):
+        assert cdr.estimate_policy_value(**case) == pytest.approx(want, rel=1e-13)
