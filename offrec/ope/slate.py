@@ -265,15 +265,13 @@ _ONE_BITS = int(np.float64(1.0).view(np.int64))
 
 
 def _in_unit(x: np.ndarray, low: int) -> bool:
-    """All of ``x`` (float64) in ``(0, 1]`` (``low`` 1) or ``[0, 1]`` (``low`` 0), NaN out,
-    in one reduction: the int64 bits of a non-negative float grow with its value, a negative
-    float's bits are negative and NaN's exceed 1.0's, so the rule is ``low <= bits <= bits(1)``,
-    i.e. ``(bits - low)`` as uint64 ``<= bits(1) - low`` (-0.0 counts as out of range for
-    ``[0, 1]``; the caller's exact check then decides)."""
-    bits = x.view(np.int64)
-    if low:
-        bits = bits - low
-    if bool(bits.view(np.uint64).max() <= _ONE_BITS - low):
+    """All of ``x`` (float64) in ``(0, 1]`` (``low`` 1) or ``[0, 1]`` (``low`` 0), NaN out.
+    The bits of a non-negative float, read as ``uint64``, grow with its value; a negative
+    float's (sign bit set) and NaN's exceed 1.0's. So one reduction, the largest bit
+    pattern at most 1.0's, checks ``[+0, 1]``, and ``(0, 1]`` adds a minimum, with no
+    temporary array. -0.0 counts as out of range for ``[0, 1]``; the exact check then
+    decides."""
+    if bool(x.view(np.uint64).max() <= _ONE_BITS) and (not low or bool(x.min() > 0.0)):
         return True
     return low == 0 and bool(((x >= 0.0) & (x <= 1.0)).all())  # -0.0 is in [0, 1]
 
@@ -408,9 +406,8 @@ def _fast_value(est: SlateEstimator, arrays: dict[str, Any]) -> float | None:
     ``0..K-1`` in order. Rows are taken in blocks of whole slates (one block up to
     :data:`_ONE_BLOCK_ROWS` rows, else :data:`_BLOCK_ROWS`): each block is checked
     (positions equal a cached ``0..K-1`` template; ``slate_id`` constant within a slate
-    and increasing across slates; each propensity's largest float64 bit pattern, read
-    as ``uint64``, at most ``1.0``'s, which rules out negatives, -0.0, NaN and values
-    above 1; joint propensities equal within a slate), turned into :class:`SlateTerms` and
+    and increasing across slates; every propensity in ``[0, 1]`` by :func:`_in_unit`'s
+    one reduction; joint propensities equal within a slate), turned into :class:`SlateTerms` and
     :meth:`~SlateEstimator.parts`, whose column totals add up (:meth:`SlateParts.sums`).
     Two rules are left to the result: rewards finite and logging propensities non-zero.
     Every estimator's value sums each slot's reward times a finite weight, or a weight
@@ -490,7 +487,7 @@ def _fast_sums(
         ):
             return None
         bb, tb = b[lo:hi], t[lo:hi]
-        if bb.view(np.uint64).max() > _ONE_BITS or tb.view(np.uint64).max() > _ONE_BITS:
+        if not (_in_unit(bb, 0) and _in_unit(tb, 0)):  # b > 0: decided on the result
             return None
         bg, tg = bb.reshape(-1, K), tb.reshape(-1, K)
         if joint and (_unequal_in_slate(bg).any() or _unequal_in_slate(tg).any()):
