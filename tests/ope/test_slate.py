@@ -578,3 +578,12 @@ def test_cascade_dr_reads_q_hat_in_any_memory_order_and_obps_flat_layout() -> No
     flat = {k: a[k].ravel() for k in ("q_hat", "evaluation_policy_action_dist")}
     for case in (a, fortran, {**a, **flat}):
         assert cdr.estimate_policy_value(**case) == pytest.approx(want, rel=1e-13)
+
+
+def test_unequal_joint_propensities_on_the_usual_layout_are_named() -> None:
+    a = _grouped()
+    p = a["pscore"].copy()
+    p[7] *= 0.5  # slate 2's second slot (rows 6..8)
+    for name in ("sips", "snsips"):
+        with pytest.raises(InputError, match="must be equal in every slot of a slate; slate_id"):
+            make_slate_estimator(name).estimate_policy_value(**{**a, "pscore": p})
