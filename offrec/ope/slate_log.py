@@ -36,7 +36,13 @@ from offrec.logs.reader import log_files, read_metadata
 from offrec.logs.slate import check_slate_rows
 from offrec.ope.intervals import Form, Interval, check_interval_options, interval
 from offrec.ope.moments import Moments
-from offrec.ope.slate import SLATE_ESTIMATORS, SlateParts, make_slate_estimator, slate_terms
+from offrec.ope.slate import (
+    SLATE_ESTIMATORS,
+    SlateParts,
+    check_slate_mass,
+    make_slate_estimator,
+    slate_terms,
+)
 from offrec.sim.slate import MARGINAL_SAMPLES, MarginalCache, SlatePolicy
 
 _FOLD_SALT = 0x51A7E
@@ -235,6 +241,8 @@ def evaluate_slates(
         mj, form = moments[j], forms[j]
         if mj is None or form is None:
             raise InputError(f"log {path} has no slates")
+        if est.self_normalized:  # the weight mass of the whole log, not of each batch
+            check_slate_mass(ess_num[j], est.name)
         iv: Interval = interval(mj, form, method=method, alpha=alpha)
         ess = float(
             np.min(np.where(ess_den[j] > 0, ess_num[j] ** 2 / np.maximum(ess_den[j], 1e-300), 0))

@@ -9,6 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
+import offrec.ope.slate as slate_mod
 from offrec.core.errors import InputError
 from offrec.core.policy import Head, ScorePolicy, UniformPolicy
 from offrec.ope.slate import (
@@ -404,3 +405,185 @@ def test_metadata_states_where_each_estimator_is_right() -> None:
     for sn, base in (("snsips", "sips"), ("sniips", "iips"), ("snrips", "rips")):
         assert text[sn] == text[base]
         assert SLATE_ESTIMATORS[sn].reference.startswith(SLATE_ESTIMATORS[base].reference)
+
+
+# -- the point-estimate fast path ----------------------------------------------------------
+def _grouped(n: int = 40, k: int = 3, m: int = 6, seed: int = 0) -> dict[str, np.ndarray]:
+    """``n`` slates of ``k`` in the usual layout (rows grouped by increasing slate_id, slots
+    in order; ids with gaps), every array the slate estimators read."""
+    rng = np.random.default_rng(seed)
+    b, e = rng.uniform(0.05, 1.0, (n, k)), rng.uniform(0.0, 1.0, (n, k))
+    bc, ec = np.cumprod(b, axis=1), np.cumprod(e, axis=1)
+    return {
+        "slate_id": np.repeat(np.cumsum(rng.integers(1, 4, n)), k),
+        "position": np.tile(np.arange(k), n),
+        "reward": rng.random(n * k).round(1),
+        "action": np.argsort(rng.random((n, m)), axis=1)[:, :k].ravel(),
+        "pscore": np.repeat(bc[:, -1], k),
+        "evaluation_policy_pscore": np.repeat(ec[:, -1], k),
+        "pscore_item_position": b.ravel(),
+        "evaluation_policy_pscore_item_position": e.ravel(),
+        "pscore_cascade": bc.ravel(),
+        "evaluation_policy_pscore_cascade": ec.ravel(),
+        "q_hat": rng.random((n * k, m)),
+        "evaluation_policy_action_dist": rng.dirichlet(np.ones(m), n * k),
+    }
+
+
+def _full(name: str, a: dict[str, np.ndarray]) -> float:
+    """The estimate through the full validation (no fast path)."""
+    est = make_slate_estimator(name)
+    return est.parts(est.terms(keys=False, **a)).value()
+
+
+@pytest.mark.parametrize("block", [None, 3, 9, 30])
+def test_fast_path_equals_the_validated_path_in_any_blocks(block, monkeypatch) -> None:
+    """The fast path runs on the usual layout, in one block or several (block sizes that
+    split the input unevenly), and equals the fully validated estimate."""
+    if block is not None:
+        monkeypatch.setattr(slate_mod, "_ONE_BLOCK_ROWS", 0)
+        monkeypatch.setattr(slate_mod, "_BLOCK_ROWS", block)
+    a = _grouped()
+    for name in SLATE_ESTIMATORS:
+        est = make_slate_estimator(name)
+        fast = slate_mod._fast_value(est, a)
+        assert fast is not None or name == "pi"  # PI keeps its own terms (uniform-logger form)
+        assert est.estimate_policy_value(**a) == pytest.approx(_full(name, a), rel=1e-13), name
+
+
+def test_fast_path_declines_other_layouts_and_dtypes() -> None:
+    a = _grouped()
+    iips = make_slate_estimator("iips")
+    swapped = {**a, "position": a["position"].copy()}
+    swapped["position"][[0, 1]] = swapped["position"][[1, 0]]  # slot order inside a slate
+    for case in (
+        swapped,
+        {**a, "slate_id": a["slate_id"][::-1].copy()},  # decreasing ids
+        {**a, "reward": a["reward"].astype(np.float32)},
+        {**a, "position": a["position"].astype(np.int32)},
+    ):
+        assert slate_mod._fast_value(iips, case) is None
+    # declined input still gets its estimate (or its error) from the full path
+    got = iips.estimate_policy_value(**swapped)
+    assert got == pytest.approx(_full("iips", swapped), rel=1e-13)
+
+
+FAST_BAD = [
+    ("reward", 4, np.nan, "reward must be finite; row 4 has nan"),
+    ("reward", 7, -np.inf, "reward must be finite; row 7 has -inf"),
+    ("pscore_item_position", 5, 0.0, r"pscore_item_position must be in \(0, 1\]; row 5 has 0.0"),
+    ("pscore_item_position", 6, 1.5, r"pscore_item_position must be in \(0, 1\]; row 6 has 1.5"),
+    ("pscore_item_position", 2, -0.5, r"pscore_item_position must be in \(0, 1\]; row 2 has -0.5"),
+    ("pscore_item_position", 3, np.nan, r"pscore_item_position must be in \(0, 1\]; row 3 has nan"),
+    (
+        "evaluation_policy_pscore_item_position",
+        8,
+        1.0 + 1e-9,
+        r"evaluation_policy_pscore_item_position must be in \[0, 1\]; row 8",
+    ),
+    ("position", 4, 0, "every slate must hold positions 0..2 exactly once; slate_id"),
+    ("position", 4, -1, "position must be >= 0; row 4 has -1"),
+    ("slate_id", 4, 10**6, "every slate must hold positions 0..2 exactly once; slate_id"),
+]
+
+
+@pytest.mark.parametrize("block", [None, 6])
+@pytest.mark.parametrize(("field", "row", "value", "message"), FAST_BAD)
+def test_bad_value_on_the_usual_layout_gets_the_named_error(
+    field, row, value, message, block, monkeypatch
+) -> None:
+    """A bad value in input the fast path would take (whatever block it falls in) still gets
+    the error naming the array, the rule and the row: a zero logging propensity or a
+    non-finite reward is caught by the non-finite estimate it causes."""
+    if block is not None:
+        monkeypatch.setattr(slate_mod, "_ONE_BLOCK_ROWS", 0)
+        monkeypatch.setattr(slate_mod, "_BLOCK_ROWS", block)
+    a = _grouped()
+    a[field] = a[field].copy()
+    a[field][row] = value
+    for name in ("iips", "sniips", "pi"):
+        with pytest.raises(InputError, match=message):
+            make_slate_estimator(name).estimate_policy_value(**a)
+    if field in ("reward", "position", "slate_id"):
+        for name in ("sips", "rips", "snsips", "snrips", "cascade-dr"):
+            with pytest.raises(InputError, match=message):
+                make_slate_estimator(name).estimate_policy_value(**a)
+
+
+def test_zero_logging_propensity_with_zero_target_and_zero_reward_is_caught() -> None:
+    """``0 / 0`` weights times a zero reward: NaN, so still the named error (every
+    estimator, including the joint and cascade weights)."""
+    a = _grouped()
+    for base, target in (
+        ("pscore", "evaluation_policy_pscore"),
+        ("pscore_cascade", "evaluation_policy_pscore_cascade"),
+    ):
+        b, e, r = a[base].copy(), a[target].copy(), a["reward"].copy()
+        b[3:6], e[3:6], r[3:6] = 0.0, 0.0, 0.0  # the whole slate 1 (joint equal in a slate)
+        bad = {**a, base: b, target: e, "reward": r}
+        names = ("sips", "snsips") if base == "pscore" else ("rips", "snrips", "cascade-dr")
+        for name in names:
+            with pytest.raises(InputError, match=rf"{base} must be in \(0, 1\]; row 3 has 0.0"):
+                make_slate_estimator(name).estimate_policy_value(**bad)
+
+
+def test_fast_cascade_dr_model_errors_name_the_row() -> None:
+    a = _grouped()
+    q = a["q_hat"].copy()
+    q[10, 2] = np.inf
+    with pytest.raises(InputError, match="q_hat must be finite; row 10 has inf"):
+        CascadeDR().estimate_policy_value(**{**a, "q_hat": q})
+    d = a["evaluation_policy_action_dist"].copy()
+    d[11] *= 0.5
+    with pytest.raises(InputError, match="evaluation_policy_action_dist .*row 11"):
+        CascadeDR().estimate_policy_value(**{**a, "evaluation_policy_action_dist": d})
+
+
+def test_self_normalized_mass_is_checked_on_the_totals_not_per_block(monkeypatch) -> None:
+    """A block with no target weight at a position is fine when the whole input has some;
+    no weight at a position in the whole input is the named error."""
+    monkeypatch.setattr(slate_mod, "_ONE_BLOCK_ROWS", 0)
+    monkeypatch.setattr(slate_mod, "_BLOCK_ROWS", 9)
+    a = _grouped()
+    e = a["evaluation_policy_pscore_item_position"].reshape(-1, 3).copy()
+    e[:20, 1] = 0.0  # slates 0..19 (blocks of 3 slates) carry no weight at position 1
+    part = {**a, "evaluation_policy_pscore_item_position": e.ravel()}
+    sn = make_slate_estimator("sniips")
+    assert slate_mod._fast_value(sn, part) is not None
+    assert sn.estimate_policy_value(**part) == pytest.approx(_full("sniips", part), rel=1e-13)
+    e[:, 1] = 0.0
+    with pytest.raises(InputError, match="sniips is undefined: every importance weight"):
+        sn.estimate_policy_value(**{**a, "evaluation_policy_pscore_item_position": e.ravel()})
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_valid_input_whose_estimate_overflows_returns_it() -> None:
+    """A subnormal logging propensity is valid; its weight overflows to inf, and the estimate
+    is inf on both paths, without an error."""
+    a = _grouped()
+    b = a["pscore_item_position"].copy()
+    b[0] = 1e-310
+    bad = {**a, "pscore_item_position": b, "reward": np.ones_like(a["reward"])}
+    assert make_slate_estimator("iips").estimate_policy_value(**bad) == np.inf
+    assert _full("iips", bad) == np.inf
+
+
+def test_cascade_dr_reads_q_hat_in_any_memory_order_and_obps_flat_layout() -> None:
+    """The logged ``q_hat`` is gathered by flat indices from a C-ordered array, by 2-D
+    indices otherwise, and read from OBP's flat ``(rows * items,)`` layout: one value."""
+    a = _grouped()
+    want = _full("cascade-dr", a)
+    cdr = make_slate_estimator("cascade-dr")
+    fortran = {**a, "q_hat": np.asfortranarray(a["q_hat"])}
+    flat = {k: a[k].ravel() for k in ("q_hat", "evaluation_policy_action_dist")}
+    for case in (a, fortran, {**a, **flat}):
+        assert cdr.estimate_policy_value(**case) == pytest.approx(want, rel=1e-13)
+
+
+def test_unequal_joint_propensities_on_the_usual_layout_are_named() -> None:
+    a = _grouped()
+    p = a["pscore"].copy()
+    p[7] *= 0.5  # slate 2's second slot (rows 6..8)
+    for name in ("sips", "snsips"):
+        with pytest.raises(InputError, match="must be equal in every slot of a slate; slate_id"):
+            make_slate_estimator(name).estimate_policy_value(**{**a, "pscore": p})
