@@ -363,9 +363,8 @@ class Retriever:
                     continue
                 x = fq[lo : lo + rows]
                 xs = x[:, :-1].astype(np.float64)
-                with np.errstate(
-                    invalid="ignore"
-                ):  # a zero query x an empty cell's -inf: nan, never probed
+                # a zero query times an empty cell's -inf radius is nan: that cell is never probed
+                with np.errstate(invalid="ignore"):
                     bound = xs @ centres.T + np.linalg.norm(xs, axis=1)[:, None] * radius
                 order = np.argsort(-bound, axis=1)
                 first = min(self.nlist, max(1, self.nlist // 128))
