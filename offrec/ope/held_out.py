@@ -22,7 +22,16 @@ from offrec.ope.selection import (
 )
 from offrec.ope.session_data import session_folds
 
-__all__ = ["held_out_checks"]
+__all__ = ["held_out_checks", "split_seed"]
+
+
+def split_seed(seed: int) -> int:
+    """The seed of the held-out split, derived from ``seed`` (``SeedSequence([seed, 0x4E1D])``)
+    so the split is independent of the session folds the estimators cross-fit with
+    (:func:`~offrec.ope.session_data.session_folds` with ``seed`` itself). Hashing both
+    from one seed put every session of the fitting half in cross-fitting fold 0: the
+    fold-1 models were fitted on nothing and every interval came out nan."""
+    return int(np.random.SeedSequence([seed, 0x4E1D]).generate_state(1)[0])
 
 
 def held_out_checks(
@@ -37,7 +46,7 @@ def held_out_checks(
     mode: str = "auto",
 ) -> list[HeldOutCheck]:
     """Checks every estimator must pass, from the log only (issue 26). The sessions are
-    split in two halves by a seeded hash of ``session_id``; each estimator is run on the
+    split in two halves by a seeded hash of ``session_id`` (:func:`split_seed`); each estimator is run on the
     first half and must recover, within the combined interval, values the second half
     reveals on-policy:
 
@@ -53,7 +62,7 @@ def held_out_checks(
     must be those the log recorded. Costs one more evaluation (three targets) on half the
     log. Returns one :class:`HeldOutCheck` per (estimator, target).
     """
-    fold = session_folds(np.asarray(data.session_id), 2, seed)
+    fold = session_folds(np.asarray(data.session_id), 2, split_seed(seed))
     fit, held = data.subset(np.flatnonzero(fold == 0)), data.subset(np.flatnonzero(fold == 1))
     targets: dict[str, Any] = {"logger": logger}
     truths = {"logger": _on_policy_interval(session_returns(held)[1], alpha)}
