@@ -36,7 +36,7 @@ import pandas as pd
 
 from benchmarks._table import print_table
 
-ESTIMATORS = ("mb", "pdis", "wpdis", "dr", "mis")
+ESTIMATORS = ("mb", "pdis", "wpdis", "dr", "dr-nn", "sndr-nn", "mis")
 
 
 @dataclasses.dataclass

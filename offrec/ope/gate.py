@@ -10,7 +10,9 @@ else the table's recommended one), and **recommends it only when**
 2. the estimators that passed the checks agree on the sign of that lift (each one's
    point difference is positive; estimates resting on a single-digit ESS do not vote);
 3. the estimate does not rest on an effective sample size in single digits
-   (:data:`~offrec.ope.trust.GATE_MIN_ESS`), for estimators that use importance weights;
+   (:data:`~offrec.ope.trust.GATE_MIN_ESS`), nor on weights whose tail the log has not
+   sampled (:func:`offrec.ope.selection.tail_reason`), for estimators that use
+   importance weights;
 4. some estimator passed the checks (when they were run).
 
 Otherwise the headline says "Cannot tell: run an online test" and why (or "Keep the
@@ -302,6 +304,11 @@ def decide(
         dec.reasons.append(
             f"the {est} estimate of {best} rests on an effective sample size of {ess:.1f}"
         )
+    elif choice is not None and (est, best) in choice.unusable:
+        dec.reasons.append(
+            f"the {est} estimate of {best} rests on importance weights whose tail the log "
+            "has not sampled (they do not average to 1)"
+        )
     if logger is None:
         dec.reasons.append("the logging policy was not scored, so no lift can be shown")
     else:
@@ -380,13 +387,15 @@ def _sign_disagreement(
 ) -> list[str]:
     """Estimators that passed the checks (every estimator without a ``choice``) whose
     point estimate of the lift has another sign than the headline's; estimates with an
-    ESS below :data:`~offrec.ope.trust.GATE_MIN_ESS` are left out."""
+    ESS below :data:`~offrec.ope.trust.GATE_MIN_ESS`, or that the choice marks unusable
+    (:attr:`~offrec.ope.selection.Choice.unusable`), are left out."""
     passed = set(choice.passed) if choice is not None else None
+    mute = set(choice.unusable) if choice is not None else set()
     out = []
     if "ess" in table.columns:  # estimates resting on a single-digit ESS do not vote
         table = table[~(table["ess"].to_numpy(np.float64) < GATE_MIN_ESS)]
     for e, g in table.groupby("estimator", sort=False):
-        if passed is not None and e not in passed:
+        if (passed is not None and e not in passed) or (e, best) in mute:
             continue
         v = {str(p): float(x) for p, x in zip(g["policy"], g["value"], strict=True)}
         if best in v and logger in v and np.sign(v[best] - v[logger]) != np.sign(diff):
