@@ -5,7 +5,8 @@ SCOPE-RL's RECEnv (binary and continuous rewards), against Monte-Carlo truth.
 Per (world, seed): a logger's sessions, 70% to train offline RL (CQL over an alpha x
 steps grid chosen by off-policy selection, :func:`offrec.rl.select.select_offline_rl`),
 30% held out for OPE; targets = the logger, the selected CQL, and (RECEnv) two hand-made
-policies on the env's item features (greedy, and epsilon-greedy 0.3). On the held-out
+policies on the env's item features (greedy, and epsilon-greedy 0.3); (offrec) the myopic
+reward-model bandit trained on the 70%, greedy and epsilon-greedy 0.3. On the held-out
 log: every estimator of ``--estimators`` (normal intervals), the estimator chosen from the
 log (in-sample checks + held-out checks, :func:`offrec.ope.held_out.held_out_checks`,
 then SLOPE), and the gate (:func:`offrec.ope.gate.decide`). Truth: Monte-Carlo
@@ -102,32 +103,49 @@ def rec_case(kind: str, seed: int, n_sessions: int, truth_episodes: int) -> Case
     return Case(f"RECEnv {kind}", seed, train, held, targets, roles, logger, truth)
 
 
-def offrec_case(seed: int, n_sessions: int, truth_episodes: int) -> Case:
+OFFREC_WORLDS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "offrec-h20": (
+        "offrec h20/300 items/eps 0.3",
+        {"horizon": 20, "n_items": 300},
+        {"kind": "epsilon_greedy", "epsilon": 0.3},
+    ),
+    "offrec-h10-1000": (
+        "offrec h10/1,000 items/softmax 0.5",
+        {"horizon": 10, "n_items": 1000},
+        {"kind": "softmax", "beta": 0.5},
+    ),
+}
+"""offrec's own world at settings the earlier studies never looked at: (name, WorldConfig
+fields, logger) per ``--worlds`` key."""
+
+
+def offrec_case(world_key: str, seed: int, n_sessions: int, truth_episodes: int) -> Case:
     from offrec.ope.evaluation import simulate_logged_data
     from offrec.pipeline import split_sessions
     from offrec.policies.loggers import logging_policy
     from offrec.sim import World
     from offrec.sim.config import WorldConfig
 
-    world = World(WorldConfig(horizon=20, n_items=300), seed=seed)
-    logger = logging_policy(world, "epsilon_greedy", epsilon=0.3)
-    data = simulate_logged_data(world, logger, n_sessions * 20, seed=seed)
+    name, fields, log = OFFREC_WORLDS[world_key]
+    world = World(WorldConfig(**fields), seed=seed)
+    logger = logging_policy(world, **log)
+    data = simulate_logged_data(world, logger, n_sessions * fields["horizon"], seed=seed)
     train, held = split_sessions(data, 0.3, seed=seed)
+    from offrec.training import LearnerSpec, train_policy
+
+    targets: dict[str, Any] = {"logger": logger}
+    for label, head in (
+        ("bandit greedy", {"kind": "greedy"}),
+        ("bandit eps-greedy 0.3", {"kind": "epsilon_greedy", "epsilon": 0.3}),
+    ):  # the myopic reward-model bandit of session_rl.toml, two heads
+        targets[label] = train_policy(LearnerSpec("reward-model", head=head), train, None, seed)[0]
+    roles = {n: ("logger" if n == "logger" else "learned") for n in targets}
 
     def truth(p: Any) -> tuple[float, float]:
         v = world.true_value(p, n_sessions=truth_episodes, seed=10_000 + seed)
         return v.value, getattr(v, "se", getattr(v, "stderr", float("nan")))
 
-    return Case(
-        "offrec h20/300 items/eps 0.3",
-        seed,
-        train,
-        held,
-        {"logger": logger},
-        {"logger": "logger"},
-        logger,
-        truth,
-    )
+    return Case(name, seed, train, held, targets, roles, logger, truth)
 
 
 def run_case(case: Case, estimators: tuple[str, ...], rl: bool, steps: tuple[int, ...]) -> dict:
@@ -210,6 +228,41 @@ def run_case(case: Case, estimators: tuple[str, ...], rl: bool, steps: tuple[int
     return out
 
 
+def summary(runs: list[dict]) -> None:
+    """Across every (world, seed): the gate's record and the chosen estimator's bars."""
+    n = len(runs)
+    wrong = sum(r["right"] is False for r in runs)
+    better5 = [r for r in runs if r["better5"]]
+    cannot = sum(r["verdict"] == "cannot tell" for r in better5)
+    ok = 0
+    for r in runs:
+        t = r["table"]
+        c = t[(t["estimator"] == r["chosen"]) & (t["policy"] != "logger")]
+        ok += bool(
+            len(c)
+            and c["rel_error"].mean() <= 0.10
+            and c["gap_error"].mean() <= 0.25
+            and c["covered"].mean() >= 0.8
+        )
+    sp1 = sum(r["spearman"].get(r["chosen"], 0.0) > 1 - 1e-9 for r in runs if r["chosen"])
+    print(
+        f"\nAll {n} cases: the gate shipped a policy truly below the logger in {wrong}; "
+        f"'cannot tell' in {cannot} of the {len(better5)} cases where some policy is truly "
+        f"better than the logger by > 5%; the chosen estimator within 10% of the value, 25% "
+        f"of the gap and coverage >= 80% in {ok} of {n}; its Spearman = 1 in {sp1} of {n}.",
+        flush=True,
+    )
+
+
+def saved(run: dict) -> dict:
+    """A run without the trained policy (picklable): the RL selection as a summary."""
+    out = {k: v for k, v in run.items() if k != "rl"}
+    rl = run.get("rl")
+    if rl is not None:
+        out["rl_summary"] = (rl.selected, rl.verdict, rl.estimator, rl.lift, rl.lift_low)
+    return out
+
+
 def report(runs: list[dict], estimators: tuple[str, ...]) -> None:
     for world in dict.fromkeys(r["world"] for r in runs):
         rs = [r for r in runs if r["world"] == world]
@@ -243,7 +296,7 @@ def report(runs: list[dict], estimators: tuple[str, ...]) -> None:
         for r in rs:
             t = r["table"]
             c = t[(t["estimator"] == r["chosen"]) & (t["policy"] != "logger")]
-            rl = r.get("rl")
+            rl = r.get("rl_summary")
             cql = r["truth"].get("CQL (selected)")
             v_log, se_log = r["truth"]["logger"]
             beats = (
@@ -263,7 +316,7 @@ def report(runs: list[dict], estimators: tuple[str, ...]) -> None:
                     {True: "right", False: "WRONG", None: "-"}[r["right"]],
                     r["better5"],
                     f"{r['gap']:.3f}",
-                    "" if rl is None else f"{rl.selected} ({rl.verdict})",
+                    "" if rl is None else f"{rl[0]} ({rl[1]})",
                     beats,
                     "; ".join(f"{e}:{t.split(' (')[0]}" for e, t in r["held_failed"]),
                     "/".join(f"{s:.0f}" for s in r["seconds"]),
@@ -293,33 +346,52 @@ def report(runs: list[dict], estimators: tuple[str, ...]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--worlds", nargs="+", default=["rec-binary", "rec-continuous", "offrec-h20"])
+    p.add_argument(
+        "--worlds",
+        nargs="+",
+        default=["rec-binary", "rec-continuous", "offrec-h20", "offrec-h10-1000"],
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--sessions", type=int, default=4000, help="logged sessions per case")
     p.add_argument("--truth-episodes", type=int, default=2000)
     p.add_argument("--estimators", default=",".join(ESTIMATORS))
     p.add_argument("--no-rl", action="store_true")
     p.add_argument("--steps", type=int, nargs="+", default=[1000, 3000])
+    p.add_argument("--save", default=None, help="pickle the runs here (for --load)")
+    p.add_argument("--load", nargs="+", default=None, help="report saved runs; run nothing")
     a = p.parse_args()
+    est = tuple(a.estimators.split(","))
+    if a.load:
+        import pickle
+
+        runs = [r for f in a.load for r in pickle.load(open(f, "rb"))]  # noqa: SIM115
+        report(runs, est)
+        summary(runs)
+        return
     import torch
 
     torch.set_num_threads(1)
-    est = tuple(a.estimators.split(","))
-    runs = []
+    runs: list[dict] = []
     for world in a.worlds:
         for s in a.seeds:
             t = time.perf_counter()
             if world.startswith("rec-"):
                 case = rec_case(world[4:], s, a.sessions, a.truth_episodes)
             else:
-                case = offrec_case(s, a.sessions, a.truth_episodes)
-            runs.append(run_case(case, est, not a.no_rl, tuple(a.steps)))
+                case = offrec_case(world, s, a.sessions, a.truth_episodes)
+            runs.append(saved(run_case(case, est, not a.no_rl, tuple(a.steps))))
+            if a.save:
+                import pickle
+
+                with open(a.save, "wb") as fh:
+                    pickle.dump(runs, fh)
             report(runs[-1:], est)  # each case as it finishes; all of them at the end
             print(
                 f"{world} seed {s}: {time.perf_counter() - t:.0f}s, load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
     report(runs, est)
+    summary(runs)
 
 
 if __name__ == "__main__":
