@@ -655,13 +655,23 @@ class HeldOutCheck:
 
 
 def _compare(
-    estimator: str, target: str, e: Estimate, truth: OnPolicyValue, alpha: float, narrow: bool
+    estimator: str,
+    target: str,
+    e: Estimate,
+    truth: OnPolicyValue,
+    alpha: float,
+    narrow: bool,
+    n_checks: int = 1,
 ) -> HeldOutCheck:
+    """``e`` (a ``1 - alpha`` interval) against ``truth`` (the same level): the difference
+    must lie within the combined half-width at level ``alpha / n_checks`` (Bonferroni over
+    an estimator's ``n_checks`` held-out checks)."""
     z = float(stats.norm.ppf(1 - alpha / 2))
     se_e = (e.high - e.low) / (2 * z)
     se_t = (truth.high - truth.low) / (2 * z)
     diff = e.value - truth.value
-    half = z * math.hypot(se_e, se_t) if math.isfinite(se_e) else math.nan
+    z_check = float(stats.norm.ppf(1 - alpha / (2 * n_checks)))
+    half = z_check * math.hypot(se_e, se_t) if math.isfinite(se_e) else math.nan
     reason = ""
     if not math.isfinite(e.value) or not math.isfinite(half):
         reason = f"no finite estimate or interval of {target}"
@@ -692,7 +702,13 @@ def _compare(
 
 
 def model_check(
-    fit: Any, held: Any, logger: _DistPolicy, *, seed: int = 0, alpha: float = 0.05
+    fit: Any,
+    held: Any,
+    logger: _DistPolicy,
+    *,
+    seed: int = 0,
+    alpha: float = 0.05,
+    n_checks: int = 1,
 ) -> HeldOutCheck:
     r"""``mb``'s model check: the session model fitted on ``fit`` rolls the logger out from
     each held-out session's first context (4 rollouts each); paired on the session,
@@ -712,7 +728,8 @@ def model_check(
     Without the second term a model fitted on a small half is refused for its sampling
     error, not for a wrong model class (issue 26: on RECEnv the check refused ``mb`` by
     -0.27 clicks per session while ``mb``'s own interval, which carries the term, covered
-    the held-out value)."""
+    the held-out value). ``n_checks``: the t quantile is taken at ``alpha / n_checks``
+    (Bonferroni over the estimator's held-out checks, :func:`offrec.ope.held_out.held_out_checks`)."""
     from offrec.ope.model_based import rollout_values
     from offrec.ope.sequential import SessionFits
     from offrec.ope.session_data import session_structure
@@ -738,7 +755,7 @@ def model_check(
     d = sim - ret
     m = d.size
     se = math.sqrt(d.var(ddof=1) / m + fit_var) if m > 1 else math.nan
-    half = float(stats.t.ppf(1 - alpha / 2, refits.size)) * se
+    half = float(stats.t.ppf(1 - alpha / (2 * n_checks), refits.size)) * se  # Bonferroni
     dv = float(d.mean())
     obs = _on_policy_interval(ret, alpha)
     reason = ""
@@ -747,7 +764,7 @@ def model_check(
             f"its model's simulated returns of the logger miss the held-out sessions' returns: "
             f"{sim.mean():.4g} against {ret.mean():.4g} ({m} sessions), off by {dv:+.4g} "
             f"(interval {dv - half:+.4g} to {dv + half:+.4g}, with the model's fitting noise "
-            f"±{float(stats.t.ppf(1 - alpha / 2, refits.size)) * math.sqrt(fit_var):.3g})"
+            f"±{float(stats.t.ppf(1 - alpha / (2 * n_checks), refits.size)) * math.sqrt(fit_var):.3g})"
         )
     return HeldOutCheck(
         "mb",

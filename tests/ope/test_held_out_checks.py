@@ -180,3 +180,15 @@ def test_model_check_with_the_right_model_class_refuses_at_about_the_nominal_rat
         assert c.low < c.estimate < c.high
         refused += not c.passed
     assert refused <= 3
+
+
+def test_each_of_k_checks_runs_at_alpha_over_k() -> None:
+    """Bonferroni: combined se hypot(0.1, 0.1) / z = 0.0722 (both half-widths 0.1 at 95%);
+    a difference of 0.16 is 2.22 se: refused alone (1.96), passed as one of 3 checks
+    (z at 1 - 0.05 / 6 = 2.394), refused again at 2.5 se as one of 3."""
+    truth = OnPolicyValue(1.0, 0.9, 1.1, 500)
+    assert not _compare("x", "p", _est(1.16, 0.1), truth, 0.05, narrow=False).passed
+    assert _compare("x", "p", _est(1.16, 0.1), truth, 0.05, narrow=False, n_checks=3).passed
+    se = math.hypot(0.1, 0.1) / 1.959963984540054
+    off = _compare("x", "p", _est(1.0 + 2.5 * se, 0.1), truth, 0.05, narrow=False, n_checks=3)
+    assert not off.passed
