@@ -466,9 +466,9 @@ def main() -> None:
     if a.load:
         import pickle
 
-        runs = [r for f in a.load for r in pickle.load(open(f, "rb"))]  # noqa: SIM115
-        report(runs, est)
-        summary(runs)
+        loaded = [r for f in a.load for r in pickle.load(open(f, "rb"))]  # noqa: SIM115
+        report(loaded, est)
+        summary(loaded)
         return
     import torch
 

@@ -125,11 +125,11 @@ class SlateLogArrays:
     def n_slates(self) -> int:
         return int(self.slates.shape[0])
 
-    def arrays(self, target: FactoredSlatePolicy) -> dict[str, np.ndarray]:
+    def arrays(self, target: FactoredSlatePolicy) -> dict[str, Any]:
         """The keyword arrays of :mod:`offrec.ope.slate`'s estimators for ``target``: the
         joint, item-position and cascade propensities of the logger and the target."""
         n, K = self.slates.shape
-        out: dict[str, np.ndarray] = {
+        out: dict[str, Any] = {
             "slate_id": np.repeat(np.arange(n), K),
             "position": np.tile(np.arange(K), n),
             "action": self.slates.ravel(),
