@@ -218,6 +218,9 @@ def run_case(case: Case, estimators: tuple[str, ...], rl: bool, steps: tuple[int
         chosen=res.choice.estimator if res.choice else None,
         verdict=dec.verdict,
         pick=dec.pick,
+        gate_reasons=list(dec.reasons),
+        best=dec.best,
+        lift=(None if dec.lift is None else (dec.lift.diff, dec.lift.low, dec.lift.high)),
         right=right,
         better5=better5,
         truth=truth,
@@ -423,6 +426,15 @@ def report(runs: list[dict], estimators: tuple[str, ...]) -> None:
                     "/".join(f"{s:.0f}" for s in r["seconds"]),
                 ]
             )
+            if r.get("gate_reasons"):
+                lift = r.get("lift")
+                print(
+                    f"  seed {r['seed']}: gate on {r.get('best')} (lift "
+                    + ("-" if lift is None else f"{lift[0]:+.3f}, {lift[1]:+.3f} to {lift[2]:+.3f}")
+                    + f", truth {r['truth'][r['best']][0] - r['truth']['logger'][0]:+.3f}): "
+                    + "; ".join(r["gate_reasons"]),
+                    flush=True,
+                )
         print_table(
             f"{world}: chosen estimator and gate per seed",
             [
