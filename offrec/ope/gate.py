@@ -17,7 +17,8 @@ else the table's recommended one), and **recommends it only when**
 
 Otherwise the headline says "Cannot tell: run an online test" and why (or "Keep the
 logging policy" when the best candidate is worse than the logger at the interval's
-level). The headline never names a policy as recommended next to a sentence saying it
+level and some estimator passed the checks: issue 26's study kept the logger on an
+estimate no check vouched for, while a policy was truly better). The headline never names a policy as recommended next to a sentence saying it
 is worse than the logger.
 
 Comparisons are **paired**: both policies are scored on the same logged rows, so their
@@ -346,7 +347,11 @@ def decide(
     if not dec.reasons:
         dec.verdict, dec.pick = RECOMMEND, best
         dec.sentences.append(f"Recommended ({roles[best]} policy): {said}.")
-    elif dec.lift is not None and dec.lift.high < 0:
+    elif (
+        dec.lift is not None
+        and dec.lift.high < 0
+        and not (choice is not None and choice.estimator is None)
+    ):  # "keep the logger" needs an estimator the log vouches for, as "recommend" does
         dec.verdict = KEEP_LOGGER
         dec.sentences.append(
             f"Keep the logging policy: the best candidate ({roles[best]} policy), {said}, is "
