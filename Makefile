@@ -17,12 +17,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned to the CPU build, so nothing pulls a CUDA build
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
-	$(PIP) install --quiet -c constraints.txt -e '.[dev,sb3,ray,interop,minari,serve,catalog]'
+	$(PIP) install --quiet -c constraints.txt -e '.[dev,sb3,ray,interop,minari,serve,catalog,sardine]'
 	touch $(STAMP)
 
 # newest versions pyproject.toml allows (torch stays pinned there), then freeze them
 lock: $(STAMP)
-	$(PIP) install --quiet --upgrade --upgrade-strategy eager -e '.[dev,sb3,ray,interop,minari,serve,catalog]'
+	$(PIP) install --quiet --upgrade --upgrade-strategy eager -e '.[dev,sb3,ray,interop,minari,serve,catalog,sardine]'
 	( sed -n '1,2p' constraints.txt; $(PIP) freeze --exclude-editable \
 	  | grep -v -i '^offrec' | sed -E 's/^(torch==[^+]*)\+.*/\1/' | sort -f ) > constraints.txt.new
 	mv constraints.txt.new constraints.txt

@@ -211,6 +211,12 @@ class OPEResult:
         w_sq = m.m2[c, c] + m.n * m.mean[c] ** 2
         return float(self.weight_sum(policy) ** 2 / w_sq) if w_sq > 0 else 0.0
 
+    def weight_mean(self, policy: str) -> Interval:
+        r"""The mean (whole-session) importance weight of ``policy`` with its t interval;
+        :math:`E_{\pi_0}[w] = 1`, so an interval far from 1 says the log has not sampled
+        the weights' tail (:func:`offrec.ope.selection.tail_reason`)."""
+        return interval(self.moments, Form(self.weights[policy]), method="normal", alpha=self.alpha)
+
     def on_policy_targets(self) -> list[str]:
         """Targets whose every importance weight is 1: the logging policy itself (its value
         is observed in the log, so it checks the estimators)."""

@@ -10,12 +10,15 @@ else the table's recommended one), and **recommends it only when**
 2. the estimators that passed the checks agree on the sign of that lift (each one's
    point difference is positive; estimates resting on a single-digit ESS do not vote);
 3. the estimate does not rest on an effective sample size in single digits
-   (:data:`~offrec.ope.trust.GATE_MIN_ESS`), for estimators that use importance weights;
+   (:data:`~offrec.ope.trust.GATE_MIN_ESS`), nor on weights whose tail the log has not
+   sampled (:func:`offrec.ope.selection.tail_reason`), for estimators that use
+   importance weights;
 4. some estimator passed the checks (when they were run).
 
 Otherwise the headline says "Cannot tell: run an online test" and why (or "Keep the
 logging policy" when the best candidate is worse than the logger at the interval's
-level). The headline never names a policy as recommended next to a sentence saying it
+level and some estimator passed the checks: issue 26's study kept the logger on an
+estimate no check vouched for, while a policy was truly better). The headline never names a policy as recommended next to a sentence saying it
 is worse than the logger.
 
 Comparisons are **paired**: both policies are scored on the same logged rows, so their
@@ -302,6 +305,11 @@ def decide(
         dec.reasons.append(
             f"the {est} estimate of {best} rests on an effective sample size of {ess:.1f}"
         )
+    elif choice is not None and (est, best) in choice.unusable:
+        dec.reasons.append(
+            f"the {est} estimate of {best} rests on importance weights whose tail the log "
+            "has not sampled (they do not average to 1)"
+        )
     if logger is None:
         dec.reasons.append("the logging policy was not scored, so no lift can be shown")
     else:
@@ -339,7 +347,11 @@ def decide(
     if not dec.reasons:
         dec.verdict, dec.pick = RECOMMEND, best
         dec.sentences.append(f"Recommended ({roles[best]} policy): {said}.")
-    elif dec.lift is not None and dec.lift.high < 0:
+    elif (
+        dec.lift is not None
+        and dec.lift.high < 0
+        and not (choice is not None and choice.estimator is None)
+    ):  # "keep the logger" needs an estimator the log vouches for, as "recommend" does
         dec.verdict = KEEP_LOGGER
         dec.sentences.append(
             f"Keep the logging policy: the best candidate ({roles[best]} policy), {said}, is "
@@ -380,13 +392,15 @@ def _sign_disagreement(
 ) -> list[str]:
     """Estimators that passed the checks (every estimator without a ``choice``) whose
     point estimate of the lift has another sign than the headline's; estimates with an
-    ESS below :data:`~offrec.ope.trust.GATE_MIN_ESS` are left out."""
+    ESS below :data:`~offrec.ope.trust.GATE_MIN_ESS`, or that the choice marks unusable
+    (:attr:`~offrec.ope.selection.Choice.unusable`), are left out."""
     passed = set(choice.passed) if choice is not None else None
+    mute = set(choice.unusable) if choice is not None else set()
     out = []
     if "ess" in table.columns:  # estimates resting on a single-digit ESS do not vote
         table = table[~(table["ess"].to_numpy(np.float64) < GATE_MIN_ESS)]
     for e, g in table.groupby("estimator", sort=False):
-        if passed is not None and e not in passed:
+        if (passed is not None and e not in passed) or (e, best) in mute:
             continue
         v = {str(p): float(x) for p, x in zip(g["policy"], g["value"], strict=True)}
         if best in v and logger in v and np.sign(v[best] - v[logger]) != np.sign(diff):

@@ -102,6 +102,10 @@ class Choice:
         logger: the target recognised as the logging policy (every weight 1), or None.
         on_policy: the logger's value observed in the log (nan without it).
         held_out: the held-out checks (:func:`offrec.ope.held_out.held_out_checks`) that were run, if any.
+        unusable: the ``(estimator, policy)`` estimates that must not inform a choice or a
+            decision (:func:`usable`: weights with a single-digit ESS, or whose tail the log
+            has not sampled, :func:`tail_reason`); SLOPE skips them and the gate neither
+            rests on them nor lets them vote.
     """
 
     estimator: str | None
@@ -112,6 +116,7 @@ class Choice:
     logger: str | None = None
     on_policy: float = math.nan
     held_out: tuple[HeldOutCheck, ...] = ()
+    unusable: tuple[tuple[str, str], ...] = ()
 
     @property
     def passed(self) -> tuple[str, ...]:
@@ -133,6 +138,7 @@ def check_estimators(
     logger: str | None = None,
     logger_diff: Callable[[str], Interval] | None = None,
     min_ess: float = GATE_MIN_ESS,
+    tails: Mapping[str, str] | None = None,
 ) -> list[Check]:
     """The checks every estimator must pass before it may be chosen:
 
@@ -140,10 +146,11 @@ def check_estimators(
        estimate of a greedy target that is exactly 0 with [0, 0] is not one);
     2. every value inside the feasible ``value_range``;
     3. for estimators that use importance weights, an ESS of at least ``min_ess``
-       (:data:`~offrec.ope.trust.GATE_MIN_ESS`: never single digits) for some policy
-       other than the logger; its estimates of the policies below it are not used
-       (:func:`usable`: SLOPE skips them and the gate never rests on them), and the
-       check says so;
+       (:data:`~offrec.ope.trust.GATE_MIN_ESS`: never single digits), and weights whose
+       tail the log has sampled (``tails``: ``{policy: reason}`` from
+       :func:`tail_reason`), for some policy other than the logger; its estimates of the
+       other policies are not used (:func:`usable`: SLOPE skips them and the gate never
+       rests on them), and the check says so;
     4. the logging policy's own value, which the log reveals on-policy: the interval of
        ``logger_diff(estimator)`` (its estimate of ``logger`` minus the on-policy value)
        must contain 0. Not run without a ``logger`` (the check then says so).
@@ -163,15 +170,29 @@ def check_estimators(
             if r.value == r.value and range_warning(r.value, value_range):
                 reasons.append(f"value for {r.policy} outside the feasible range: {r.value:.4g}")
         scored = [r for r in rows if r.policy != logger]
-        low = [r for r in scored if not usable(r, uses_weights(name), min_ess)]
+        weighted = uses_weights(name)
+        tail = tails or {}
+        low = [r for r in scored if not usable(r, weighted, min_ess)]
+        unsampled = [r for r in scored if weighted and r.policy in tail and r not in low]
         if low and len(low) == len(scored):
             reasons.append(
                 "effective sample size below "
                 f"{min_ess:g} for every policy ({', '.join(f'{r.ess:.1f}' for r in low)})"
             )
+        elif len(low) + len(unsampled) == len(scored) and unsampled:
+            reasons.append(
+                "no policy has weights it may use: "
+                + "; ".join(
+                    [f"{r.policy}: effective sample size {r.ess:.1f}" for r in low]
+                    + [f"{r.policy}: {tail[r.policy]}" for r in unsampled]
+                )
+            )
         notes = [
             f"effective sample size {r.ess:.1f} for {r.policy} (< {min_ess:g}): not used"
             for r in (low if len(low) < len(scored) else [])
+        ] + [
+            f"{r.policy}: {tail[r.policy]}: not used"
+            for r in (unsampled if len(low) + len(unsampled) < len(scored) else [])
         ]
         d = None
         if logger is not None and logger_diff is not None and logger in {r.policy for r in rows}:
@@ -194,10 +215,44 @@ def check_estimators(
     return out
 
 
-def usable(estimate: Estimate, uses_weights: bool, min_ess: float = GATE_MIN_ESS) -> bool:
+def usable(
+    estimate: Estimate,
+    uses_weights: bool,
+    min_ess: float = GATE_MIN_ESS,
+    tails: Mapping[str, str] | None = None,
+) -> bool:
     """Whether an estimate may inform a choice or a decision: not one that rests on
-    importance weights with an ESS below ``min_ess``."""
-    return not (uses_weights and estimate.ess == estimate.ess and estimate.ess < min_ess)
+    importance weights with an ESS below ``min_ess``, or on weights whose tail the log has
+    not sampled (its policy in ``tails``, :func:`tail_reason`)."""
+    if not uses_weights:
+        return True
+    if tails and estimate.policy in tails:
+        return False
+    return not (estimate.ess == estimate.ess and estimate.ess < min_ess)
+
+
+def tail_reason(policy: str, mean: Interval) -> str | None:
+    r"""Why ``policy``'s importance-weighted intervals are not honest, or None.
+
+    Under the logger, every (whole-session) importance weight has mean
+    :math:`E_{\pi_0}[w] = E_{\pi_0}[\prod_t \pi(a_t|x_t)/\pi_0(a_t|x_t)] = 1`. When the
+    ``mean`` weight's interval (:meth:`offrec.ope.OPEResult.weight_mean`) excludes 1, the
+    mass that brings it to 1 sits in weights the log has not drawn (a heavy tail): the
+    weighted estimates are then biased toward 0 or toward their reward model, and their
+    intervals, computed from the weights that were drawn, are too narrow. SLOPE assumes
+    the wider intervals are honest (Su et al., 2020); such an estimate must not veto a
+    narrower estimator, nor be one (issue 26: on RECEnv, `pdis` put an epsilon-greedy
+    target at 1.15 clicks per session, truth 5.32, interval 0.58 to 1.72, with an ESS of
+    38 of 2,975 sessions, and stopped the SLOPE walk). A diagnostic of the whole-session
+    weights the estimators read; per-decision estimators read partial products, whose tail
+    is at most as heavy.
+    """
+    if not math.isfinite(mean.low) or mean.low <= 1.0 <= mean.high:
+        return None
+    return (
+        f"its importance weights average {mean.value:.3g} ({mean.low:.3g} to "
+        f"{mean.high:.3g}), not 1: the log has not sampled their tail"
+    )
 
 
 def slope(
@@ -288,6 +343,7 @@ def choose_estimator(result: ScoredLog, held_out: Sequence[HeldOutCheck] = ()) -
             logger,
             math.nan if on is None else on.value,
         )
+    tails = weight_tails(result, [e.policy for e in estimates if e.policy != logger])
     checks = tuple(
         check_estimators(
             estimates,
@@ -295,7 +351,13 @@ def choose_estimator(result: ScoredLog, held_out: Sequence[HeldOutCheck] = ()) -
             value_range=result.value_range,
             logger=logger,
             logger_diff=(lambda e: result.check_against_on_policy(logger, e)) if logger else None,
+            tails=tails,
         )
+    )
+    unusable = tuple(
+        (e.estimator, e.policy)
+        for e in estimates
+        if e.policy != logger and not usable(e, weighted(e.estimator), tails=tails)
     )
     checks = tuple(_with_held_out(c, held_out) for c in checks)
     passed = [c.estimator for c in checks if c.passed]
@@ -321,11 +383,12 @@ def choose_estimator(result: ScoredLog, held_out: Sequence[HeldOutCheck] = ()) -
             logger,
             math.nan if on is None else on.value,
             tuple(held_out),
+            unusable,
         )
     chosen, order, why = slope(
         passed,
         [e for e in estimates if e.policy != logger],
-        use=lambda e: usable(e, weighted(e.estimator)),
+        use=lambda e: usable(e, weighted(e.estimator), tails=tails),
     )
     if chosen is None:  # only the logger was scored
         chosen, order, why = passed[0], tuple(passed), "only the logging policy was scored"
@@ -351,7 +414,27 @@ def choose_estimator(result: ScoredLog, held_out: Sequence[HeldOutCheck] = ()) -
         logger,
         math.nan if on is None else on.value,
         tuple(held_out),
+        unusable,
     )
+
+
+def weight_tails(result: Any, policies: Sequence[str]) -> dict[str, str]:
+    """``{policy: reason}`` for the ``policies`` whose whole-session weights do not average
+    to 1 (:func:`tail_reason`), from ``result.weight_mean`` when the result has it (an
+    :class:`~offrec.ope.OPEResult` does); empty otherwise."""
+    mean = getattr(result, "weight_mean", None)
+    if mean is None:
+        return {}
+    out = {}
+    for p in dict.fromkeys(policies):
+        try:
+            iv = mean(p)
+        except KeyError:  # a policy scored without weights
+            continue
+        why = tail_reason(p, iv)
+        if why is not None:
+            out[p] = why
+    return out
 
 
 def _with_held_out(check: Check, held_out: Sequence[HeldOutCheck]) -> Check:
@@ -572,13 +655,23 @@ class HeldOutCheck:
 
 
 def _compare(
-    estimator: str, target: str, e: Estimate, truth: OnPolicyValue, alpha: float, narrow: bool
+    estimator: str,
+    target: str,
+    e: Estimate,
+    truth: OnPolicyValue,
+    alpha: float,
+    narrow: bool,
+    n_checks: int = 1,
 ) -> HeldOutCheck:
+    """``e`` (a ``1 - alpha`` interval) against ``truth`` (the same level): the difference
+    must lie within the combined half-width at level ``alpha / n_checks`` (Bonferroni over
+    an estimator's ``n_checks`` held-out checks)."""
     z = float(stats.norm.ppf(1 - alpha / 2))
     se_e = (e.high - e.low) / (2 * z)
     se_t = (truth.high - truth.low) / (2 * z)
     diff = e.value - truth.value
-    half = z * math.hypot(se_e, se_t) if math.isfinite(se_e) else math.nan
+    z_check = float(stats.norm.ppf(1 - alpha / (2 * n_checks)))
+    half = z_check * math.hypot(se_e, se_t) if math.isfinite(se_e) else math.nan
     reason = ""
     if not math.isfinite(e.value) or not math.isfinite(half):
         reason = f"no finite estimate or interval of {target}"
@@ -609,41 +702,76 @@ def _compare(
 
 
 def model_check(
-    fit: Any, held: Any, logger: _DistPolicy, *, seed: int = 0, alpha: float = 0.05
+    fit: Any,
+    held: Any,
+    logger: _DistPolicy,
+    *,
+    seed: int = 0,
+    alpha: float = 0.05,
+    n_checks: int = 1,
 ) -> HeldOutCheck:
     r"""``mb``'s model check: the session model fitted on ``fit`` rolls the logger out from
     each held-out session's first context (4 rollouts each); paired on the session,
-    :math:`d_i = \tilde G_i - G_i` (simulated minus logged return) must have a t interval
+    :math:`d_i = \tilde G_i - G_i` (simulated minus logged return) must have an interval
     that contains 0. It fails where the model class is wrong (a non-linear observation
-    update, a non-logistic reward law) even when the rollouts' spread looks small. The
-    model's own estimation error is not in the interval, so on large logs it also flags
-    small biases: the reason gives the size."""
-    from offrec.ope.model_based import fit_session_model, rollout_values
+    update, a non-logistic reward law) even when the rollouts' spread looks small.
+
+    The interval carries both sources of noise: the held-out sessions' (the paired
+    :math:`s^2_d / m`) and the model's own fitting noise, which every held-out session
+    shares and which no amount of held-out data averages away: the refits of ``mb``'s
+    interval (:class:`~offrec.ope.sequential.SessionFits`: Poisson-bootstrap session weights
+    on ``fit``), rolled out from the same held-out starts with common random numbers,
+    :math:`D_b = \bar{\tilde G}_b - \bar{\tilde G}`:
+
+    .. math:: \bar d \pm t_{B}\,\sqrt{s^2_d / m + \tfrac1B \textstyle\sum_b D_b^2}.
+
+    Without the second term a model fitted on a small half is refused for its sampling
+    error, not for a wrong model class (issue 26: on RECEnv the check refused ``mb`` by
+    -0.27 clicks per session while ``mb``'s own interval, which carries the term, covered
+    the held-out value). ``n_checks``: the t quantile is taken at ``alpha / n_checks``
+    (Bonferroni over the estimator's held-out checks, :func:`offrec.ope.held_out.held_out_checks`)."""
+    from offrec.ope.model_based import rollout_values
+    from offrec.ope.sequential import SessionFits
     from offrec.ope.session_data import session_structure
 
-    model = fit_session_model(fit, seed=seed)
+    fits = SessionFits(fit, seed=seed)
+    model = fits.session_model()
     st = session_structure(held)
     f0 = st.first_row
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 27]))
-    sim = rollout_values(
-        model, logger.action_dist, held.context[f0], st.recent[f0], st.step[f0], rng=rng
+    start = (held.context[f0], st.recent[f0], st.step[f0])
+
+    def rng() -> np.random.Generator:  # common random numbers for the model and its refits
+        return np.random.default_rng(np.random.SeedSequence([seed, 27]))
+
+    sim = rollout_values(model, logger.action_dist, *start, rng=rng())
+    refits = np.array(
+        [
+            rollout_values(m, logger.action_dist, *start, rng=rng()).mean()
+            for m in fits.refit_models()[1]
+        ]
     )
+    fit_var = float(np.mean((refits - sim.mean()) ** 2))
     _, ret = session_returns(held)
-    d = _on_policy_interval(sim - ret, alpha)
+    d = sim - ret
+    m = d.size
+    se = math.sqrt(d.var(ddof=1) / m + fit_var) if m > 1 else math.nan
+    half = float(stats.t.ppf(1 - alpha / (2 * n_checks), refits.size)) * se  # Bonferroni
+    dv = float(d.mean())
     obs = _on_policy_interval(ret, alpha)
     reason = ""
-    if not d.low <= 0 <= d.high:
+    if not abs(dv) <= half:
         reason = (
             f"its model's simulated returns of the logger miss the held-out sessions' returns: "
-            f"{sim.mean():.4g} against {ret.mean():.4g} ({d.n} sessions), off by {d.value:+.4g} "
-            f"(paired interval {d.low:+.4g} to {d.high:+.4g})"
+            f"{sim.mean():.4g} against {ret.mean():.4g} ({m} sessions), off by {dv:+.4g} "
+            f"(interval {dv - half:+.4g} to {dv + half:+.4g}, with the model's fitting noise "
+            f"±{float(stats.t.ppf(1 - alpha / (2 * n_checks), refits.size)) * math.sqrt(fit_var):.3g})"
         )
     return HeldOutCheck(
         "mb",
         "model: logger",
         float(sim.mean()),
-        float(sim.mean()) + d.low - d.value,
-        float(sim.mean()) + d.high - d.value,
+        float(sim.mean()) - half,
+        float(sim.mean()) + half,
         obs.value,
         obs.low,
         obs.high,

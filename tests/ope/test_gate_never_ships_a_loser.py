@@ -140,3 +140,27 @@ def test_property_a_recommendation_always_has_a_positive_paired_lift_and_agreeme
         else:
             assert d.pick is None and not text.startswith("Recommended")
     assert 5 < n_rec < 300  # the property was exercised on both sides
+
+
+def test_keep_the_logger_needs_an_estimator_that_passed():
+    """Issue 26's study, offrec h10 / 1,000 items, seed 3: no estimator passed the checks,
+    the untrusted estimate put the candidate's lift below 0, and the gate said "keep the
+    logger" while a policy was truly better. Without a passing estimator it cannot tell."""
+    t = pd.DataFrame(
+        [
+            ("logger", "mb", 1.00, 0.95, 1.05, np.nan),
+            ("CQL (offline)", "mb", 0.84, 0.75, 0.93, np.nan),
+        ],
+        columns=COLS,
+    )
+
+    def paired_below(a: str, b: str, e: str) -> tuple[float, float, float]:
+        return (-0.16, -0.28, -0.05)
+
+    nothing = Choice(None, "none", (), (Check("mb", False, ("model off",)),), ())
+    d = decide(t, ROLES, mode="session", choice=nothing, paired=paired_below, estimator="mb")
+    assert d.verdict == CANNOT_TELL and d.pick is None
+    assert "no estimator passed the checks against the log" in d.sentences[0]
+    passed = Choice("mb", "only candidate", ("mb",), (Check("mb", True),), ())
+    d2 = decide(t, ROLES, mode="session", choice=passed, paired=paired_below)
+    assert d2.verdict == KEEP_LOGGER

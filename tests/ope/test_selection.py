@@ -157,3 +157,103 @@ def test_single_digit_ess_estimates_neither_count_nor_block():
     # with the far estimate ips would be the narrower one and veto mb; without it, mb wins
     assert slope(["ips", "mb"], rows)[0] == "ips"
     assert slope(["ips", "mb"], rows, use=use)[0] == "mb"
+
+
+def test_weights_that_do_not_average_to_one_are_flagged_on_a_real_log() -> None:
+    """E_logger[w] = 1 for any target. On the tiny continuous world (horizon 5) the
+    target's whole-session weights averaged 0.1 over 30 sessions (most sessions weigh 0,
+    the mass is in the unsampled tail): flagged; over 3,000 sessions their interval holds
+    1: not flagged. The logger's weights are all 1 (never flagged). The mean is the plain
+    mean of the per-session products of ratios, computed here by hand."""
+    from offrec.logs.env_collect import env_log
+    from offrec.ope.selection import tail_reason
+    from tests.ope.test_model_based_continuous import LOGGER, TARGET, world
+
+    for n, flagged in ((30, True), (3000, False)):
+        data = env_log(world(), LOGGER, n_sessions=n, seed=1)
+        r = evaluate(data, {"logger": LOGGER, "t": TARGET}, estimators=["pdis"], mode="session")
+        ratio = TARGET.action_dist(data.context)[np.arange(data.n_rows), data.action] / data.pscore
+        _, inv = np.unique(data.session_id, return_inverse=True)
+        with np.errstate(divide="ignore"):  # a ratio of 0 zeroes its session's product
+            by_hand = np.exp(np.bincount(inv, weights=np.log(ratio))).mean()
+        mean = r.weight_mean("t")
+        assert mean.value == pytest.approx(by_hand)
+        assert (tail_reason("t", mean) is not None) is flagged, mean
+        assert tail_reason("logger", r.weight_mean("logger")) is None
+        choice = r.choice
+        assert choice is not None
+        assert (("pdis", "t") in choice.unusable) is flagged
+
+
+def test_an_unsampled_tail_neither_vetoes_nor_is_chosen() -> None:
+    """Issue 26's RECEnv case, by hand: pdis's estimate of a far target is narrow and far
+    off (its weights average 0.2, not 1), a wide DR-style estimate and a narrow model
+    estimate agree. Without the weight check SLOPE stops at pdis's veto and keeps the wide
+    one; with it, the weighted estimates of that target are not used, and the model
+    estimate, the only usable one, is chosen. The gate neither lets the flagged estimates
+    vote nor rests on one."""
+    from offrec.ope.gate import decide
+    from offrec.ope.selection import choose_estimator
+
+    rows = [
+        _e("dr-nn", "logger", 5.10, 0.15, ess=3000),
+        _e("pdis", "logger", 5.10, 0.12, ess=3000),
+        _e("mb", "logger", 5.11, 0.2),
+        _e("dr-nn", "far", 5.0, 1.0, ess=38),
+        _e("pdis", "far", 1.2, 0.6, ess=38),
+        _e("mb", "far", 5.3, 0.4),
+    ]
+    weighted = {"dr-nn", "pdis"}
+
+    class Scored:
+        mode, method, value_range = "session", "normal", (0.0, 10.0)
+        estimates = rows
+
+        def on_policy_targets(self) -> list[str]:
+            return ["logger"]
+
+        def on_policy(self, method: str | None = None) -> Interval:
+            return Interval(5.1, 5.0, 5.2, "normal", 0.05)
+
+        def check_against_on_policy(self, policy: str, estimator: str) -> Interval:
+            return Interval(0.0, -0.2, 0.2, "normal", 0.05)
+
+    class WithWeights(Scored):
+        def weight_mean(self, policy: str) -> Interval:
+            if policy == "logger":
+                return Interval(1.0, 1.0, 1.0, "normal", 0.05)
+            return Interval(0.2, 0.1, 0.3, "normal", 0.05)
+
+    from unittest import mock
+
+    with mock.patch(
+        "offrec.ope.sequential.SESSION_CLASSES",
+        {
+            name: type(name, (), {"uses_weights": staticmethod(lambda w=name in weighted: w)})
+            for name in ("dr-nn", "pdis", "mb")
+        },
+    ):
+        plain = choose_estimator(Scored())  # type: ignore[arg-type]
+        checked = choose_estimator(WithWeights())  # type: ignore[arg-type]
+    assert plain.estimator == "dr-nn" and plain.unusable == ()
+    assert "pdis is inconsistent" in plain.reasons[-1]
+    assert checked.estimator == "mb"
+    assert set(checked.unusable) == {("dr-nn", "far"), ("pdis", "far")}
+    # no weighted estimator is left with a usable non-logger estimate: they fail
+    fails = {c.estimator: c.reasons for c in checked.checks if not c.passed}
+    assert set(fails) == {"dr-nn", "pdis"}
+    assert "not sampled their tail" in fails["pdis"][0]
+    import pandas as pd
+
+    table = pd.DataFrame([r.row() for r in rows])
+    roles = {"logger": "logger", "far": "learned"}
+
+    def paired(a: str, b: str, e: str) -> tuple[float, float, float]:
+        return (0.19, 0.05, 0.33) if e == "mb" else (-3.9, -4.5, -3.3)
+
+    dec = decide(table, roles, mode="session", paired=paired, choice=checked)
+    assert dec.verdict == "recommend" and dec.pick == "far"  # pdis/dr-nn do not vote
+    # resting the headline on a flagged estimate is refused
+    dec2 = decide(table, roles, mode="session", paired=paired, choice=checked, estimator="pdis")
+    assert dec2.verdict != "recommend"
+    assert any("tail the log has not sampled" in r for r in dec2.reasons)
