@@ -6,8 +6,19 @@ Layout of a saved policy folder::
                    "spec": {"type": ..., constructor parameters...},
                    "sizes": {"n_actions": ..., "context_dim": ...},
                    "items": {"n_items": ..., "ids": [...]},   (when trained on a log)
-                   "arrays": {"file": "arrays.npz", "sha256": ...}}
+                   "arrays": {"file": "arrays.npz", "sha256": ...},
+                   "index": {"file": "index.npz", "sha256": ..., "key": {...}}}  (optional)
     arrays.npz    what the policy learned (numpy arrays only; read with allow_pickle=False)
+    index.npz     a learner's retrieval index (:meth:`HybridLinear.export_index
+                  <offrec.policies.bandits.hybrid.HybridLinear.export_index>`: faiss's
+                  serialization as uint8 plus the cells' bounds), when it has one
+
+The index is built once, when the model is saved, so that loading it does not rebuild it;
+``key`` says what it was built for (:meth:`offrec.policies.retrieval.Retriever.index_key`:
+the catalog's sha256, ``nlist``, seed, format), and the loaded learner uses it only when
+the key matches its own item table. Both files are checked against their sha256 before
+anything is read from them; a folder without ``index`` (saved by an earlier offrec) loads
+as before and builds the index at its first retrieval.
 
 No pickle and no code is stored: loading looks the ``type`` up in
 :data:`offrec.policies.registry.LEARNERS` (whose deprecated aliases keep folders saved
@@ -35,7 +46,7 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -52,6 +63,35 @@ FORMAT = "offrec.policy"
 FORMAT_VERSION = 1
 CONFIG_FILE = "policy.json"
 ARRAYS_FILE = "arrays.npz"
+INDEX_FILE = "index.npz"
+
+
+@runtime_checkable
+class IndexedPolicy(Protocol):
+    """A learner that keeps a retrieval index with its saved arrays."""
+
+    def export_index(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None: ...
+
+    def import_index(self, arrays: dict[str, np.ndarray], key: dict[str, Any]) -> None: ...
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, allow_pickle=False, **arrays)
+    return buf.getvalue()
+
+
+def _read_checked(folder: Path, entry: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The arrays of the ``.npz`` an entry of ``policy.json`` names, after checking the
+    file's sha256 against the entry's (a missing or altered file is refused)."""
+    path = folder / str(entry["file"])
+    if not path.is_file():
+        raise MissingInputError(f"saved policy {folder} is incomplete: {path.name} not found")
+    blob = path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
+        raise InputError(f"{path} does not match the checksum in {CONFIG_FILE}")
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
 
 
 def saveable_types() -> list[str]:
@@ -82,15 +122,22 @@ def save_policy(policy: Any, folder: str | Path, *, overwrite: bool = False) -> 
             f"cannot save a {type(policy).__name__}: only these policy types can be saved "
             f"without pickling code: {', '.join(saveable_types())}"
         )
-    buf = io.BytesIO()
-    np.savez(buf, allow_pickle=False, **arrays)
-    blob = buf.getvalue()
+    blob = _npz_bytes(arrays)
     config = {
         **header(FORMAT, FORMAT_VERSION),
         "spec": spec,
         "sizes": sizes,
         "arrays": {"file": ARRAYS_FILE, "sha256": hashlib.sha256(blob).hexdigest()},
     }
+    index = policy.export_index() if isinstance(policy, IndexedPolicy) else None
+    index_blob = b""
+    if index is not None:
+        index_blob = _npz_bytes(index[0])
+        config["index"] = {
+            "file": INDEX_FILE,
+            "sha256": hashlib.sha256(index_blob).hexdigest(),
+            "key": index[1],
+        }
     items = getattr(policy, "item_map", None)
     if isinstance(items, ItemMap):
         config["items"] = items.to_json()
@@ -98,6 +145,8 @@ def save_policy(policy: Any, folder: str | Path, *, overwrite: bool = False) -> 
     folder = Path(folder)
     with atomic_dir(folder, overwrite=overwrite) as tmp:
         (tmp / ARRAYS_FILE).write_bytes(blob)
+        if index is not None:
+            (tmp / INDEX_FILE).write_bytes(index_blob)
         (tmp / CONFIG_FILE).write_text(text + "\n")
     return folder
 
@@ -138,18 +187,12 @@ def load_policy(
         raise InputError(
             f"{cfg_path} has unknown policy type {kind!r}; known types: {', '.join(saveable_types())}"
         )
-    arrays_path = folder / config["arrays"]["file"]
-    if not arrays_path.is_file():
-        raise MissingInputError(
-            f"saved policy {folder} is incomplete: {arrays_path.name} not found"
-        )
-    blob = arrays_path.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != config["arrays"]["sha256"]:
-        raise InputError(f"{arrays_path} does not match the checksum in {CONFIG_FILE}")
-    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-        state = {k: npz[k] for k in npz.files}
+    state = _read_checked(folder, config["arrays"])
     policy = LEARNERS[kind].from_params(spec)  # an old type name resolves with a warning
     policy.set_state(state)
+    if "index" in config and isinstance(policy, IndexedPolicy):
+        entry = config["index"]
+        policy.import_index(_read_checked(folder, entry), dict(entry["key"]))
     if "items" in config:
         policy.item_map = ItemMap.from_json(config["items"], f"{cfg_path} items")
     return policy

@@ -282,6 +282,7 @@ class HybridLinear(BanditLearner):
         retrieval: once per table."""
         self.items = items
         self._catalog: tuple[np.ndarray, Retriever] | None = None
+        self._saved_index: tuple[dict[str, np.ndarray], dict[str, Any]] | None = None
 
     @property
     def retriever(self) -> Retriever:
@@ -293,21 +294,39 @@ class HybridLinear(BanditLearner):
         if self._catalog is None:
             with _BUILD_LOCK:  # the engine's threads share a target: build it once
                 if self._catalog is None:
-                    self._catalog = (
-                        self.items.mean(axis=0),
-                        Retriever(
-                            np.ascontiguousarray(self.items.T, np.float32),
-                            np.zeros(self.n_actions, np.float32),
-                            self.candidates,
-                            backend=exact_backend(self.n_actions)
-                            if self.retrieval == "exact"
-                            else self.retrieval,
-                            nlist=self.nlist,
-                            nprobe=self.nprobe,
-                            seed=self.seed,
-                        ),
+                    retriever = Retriever(
+                        np.ascontiguousarray(self.items.T, np.float32),
+                        np.zeros(self.n_actions, np.float32),
+                        self.candidates,
+                        backend=exact_backend(self.n_actions)
+                        if self.retrieval == "exact"
+                        else self.retrieval,
+                        nlist=self.nlist,
+                        nprobe=self.nprobe,
+                        seed=self.seed,
                     )
+                    if self._saved_index is not None:
+                        retriever.import_index(*self._saved_index)
+                        self._saved_index = None
+                    self._catalog = (self.items.mean(axis=0), retriever)
         return self._catalog
+
+    # -- the retrieval index, kept with the model (offrec.policies.persist) -----------------
+    def export_index(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """The retriever's IVF index (built now if it was not) and its key, for
+        :func:`~offrec.policies.persist.save_policy`; None when the retrieval backend is the
+        numpy scan (small catalogs, or no faiss), which has no index."""
+        if self.retriever.backend == "numpy":
+            return None
+        return self.retriever.export_index()
+
+    def import_index(self, arrays: dict[str, np.ndarray], key: dict[str, Any]) -> None:
+        """Keep a saved index for the retriever, which takes it when it is built (at the
+        first retrieval) if its key matches this item table (else it builds its own)."""
+        if self._catalog is not None:
+            self._catalog[1].import_index(arrays, key)
+        else:
+            self._saved_index = (arrays, key)
 
     def _refresh(self) -> None:
         with one_blas_thread():
