@@ -45,8 +45,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import mmap
+import os
+import struct
+import zipfile
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import IO, Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -55,6 +59,7 @@ from offrec.core.errors import InputError, InputTypeError, MissingInputError
 from offrec.core.formats import header, read_versioned_json
 from offrec.core.policy import UniformPolicy
 from offrec.logs.items import ItemMap
+from offrec.policies.bandits.base import BanditLearner
 from offrec.policies.registry import LEARNERS
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_policy", "save_policy", "saveable_types"]
@@ -83,15 +88,57 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 def _read_checked(folder: Path, entry: dict[str, Any]) -> dict[str, np.ndarray]:
     """The arrays of the ``.npz`` an entry of ``policy.json`` names, after checking the
-    file's sha256 against the entry's (a missing or altered file is refused)."""
+    file's sha256 against the entry's (a missing or altered file is refused).
+
+    The file is memory-mapped, hashed once from the map, and its stored (uncompressed)
+    members are read as read-only views of the map: no copy of the file in memory (what
+    :func:`np.load` on the bytes would make twice). The views are of the bytes just
+    checked; a model folder is replaced by a rename, never rewritten in place."""
     path = folder / str(entry["file"])
     if not path.is_file():
         raise MissingInputError(f"saved policy {folder} is incomplete: {path.name} not found")
-    blob = path.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
+    with path.open("rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise InputError(f"{path} does not match the checksum in {CONFIG_FILE}")
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    if hashlib.sha256(mm).hexdigest() != entry["sha256"]:
         raise InputError(f"{path} does not match the checksum in {CONFIG_FILE}")
-    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
+    try:
+        return _npz_views(mm)
+    except (ValueError, zipfile.BadZipFile, struct.error) as e:  # checked, yet not an npz
+        raise InputError(f"{path} is not a numpy .npz archive: {e}") from None
+
+
+def _npz_views(mm: mmap.mmap) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` held in ``mm``: a stored member as a read-only view of the
+    map (its ``.npy`` header parsed by numpy); an archive with a compressed member is read
+    by :func:`np.load` (a copy)."""
+    out: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(
+        cast(IO[bytes], mm)
+    ) as z:  # the map is a file object: read in place, not copied
+        for info in z.infolist():
+            name = info.filename.removesuffix(".npy")
+            if info.compress_type != zipfile.ZIP_STORED:  # not written by save_policy
+                with np.load(io.BytesIO(mm[:]), allow_pickle=False) as npz:
+                    return {k: npz[k] for k in npz.files}
+            # the local header: 30 bytes, then the name and an extra field of given lengths
+            name_len, extra_len = struct.unpack_from("<HH", mm, info.header_offset + 26)
+            start = info.header_offset + 30 + name_len + extra_len
+            f = io.BytesIO(mm[start : start + min(info.file_size, 1 << 17)])  # the header
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"member {name!r} has .npy format {version}, not 1.0 or 2.0")
+            if dtype.hasobject:
+                raise ValueError(f"member {name!r} holds Python objects (pickle refused)")
+            count = int(np.prod(shape, dtype=np.int64))
+            a = np.frombuffer(mm, dtype, count, offset=start + f.tell())
+            out[name] = a.reshape(shape, order="F" if fortran else "C")
+    return out
 
 
 def saveable_types() -> list[str]:
@@ -189,7 +236,9 @@ def load_policy(
         )
     state = _read_checked(folder, config["arrays"])
     policy = LEARNERS[kind].from_params(spec)  # an old type name resolves with a warning
-    policy.set_state(state)
+    if not isinstance(policy, BanditLearner):  # it may keep what it is given: writable copies
+        state = {k: np.array(v) for k, v in state.items()}
+    policy.set_state(state)  # a bandit learner copies (or only reads) the read-only views
     if "index" in config and isinstance(policy, IndexedPolicy):
         entry = config["index"]
         policy.import_index(_read_checked(folder, entry), dict(entry["key"]))

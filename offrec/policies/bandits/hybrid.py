@@ -117,7 +117,7 @@ class HybridLinear(BanditLearner):
         nprobe: int | None = None,
     ) -> None:
         e = np.asarray(item_features, np.float64)
-        if e.ndim != 2 or not np.isfinite(e).all():
+        if e.ndim != 2 or not np.isfinite(e[:1] if _constant(e) else e).all():
             raise InputError(f"item_features must be a finite (n_items, d_e) array; got {e.shape}")
         if head not in HEADS:
             raise InputError(f"head must be one of {list(HEADS)}; got {head!r}")
@@ -138,7 +138,7 @@ class HybridLinear(BanditLearner):
         self.retrieval, self.nlist, self.nprobe = retrieval, nlist, nprobe
         self.n_actions, self.context_dim = int(e.shape[0]), int(context_dim)
         self.explore, self.item_map = False, None
-        self.items = np.hstack([e, np.ones((e.shape[0], 1))])  # (n_items, d_e + 1)
+        self.items = _with_ones(e)  # (n_items, d_e + 1)
         self.head, self.alpha, self.scale, self.n_draws = head, alpha, scale, n_draws
         self.l2, self.candidates, self.epsilon, self.floor = l2, candidates, epsilon, floor
         self.seed = seed
@@ -195,13 +195,18 @@ class HybridLinear(BanditLearner):
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> HybridLinear:
         """An unfitted learner from :meth:`get_params` (zero item features of the stored
-        shape, replaced by :meth:`set_state`)."""
+        shape, a read-only view of one row: nothing of the catalog's size is written until
+        :meth:`set_state` brings the table)."""
         params = dict(params)
         try:
             n, k = int(params.pop("n_actions")), int(params.pop("item_dim"))
         except (KeyError, TypeError, ValueError):
             raise InputError("hybrid params must hold integers n_actions and item_dim") from None
-        return cls(np.zeros((n, k)), **params)
+        if n < 1 or k < 0:
+            raise InputError(
+                f"hybrid params n_actions and item_dim must be >= 1, >= 0; got {n}, {k}"
+            )
+        return cls(np.broadcast_to(np.zeros(1), (n, k)), **params)
 
     def reset(self) -> None:
         p = (self.context_dim + 1) * self.items.shape[1]
@@ -216,7 +221,7 @@ class HybridLinear(BanditLearner):
         e = state["item_features"]
         if not np.isfinite(e).all():
             raise InputError("hybrid state array 'item_features' must be finite")
-        self._set_items(np.hstack([e, np.ones((e.shape[0], 1))]))
+        self._set_items(_with_ones(e))
         self.A, self.b = state["A"], state["b"]
         self._refresh()
 
@@ -417,6 +422,22 @@ class HybridLinear(BanditLearner):
 
     def sample(self, obs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         return self.action_dist_compact(obs).sample(rng)
+
+
+def _constant(e: np.ndarray) -> bool:
+    """True for a read-only broadcast of one row (every row the same memory)."""
+    return e.ndim == 2 and e.strides[0] == 0
+
+
+def _with_ones(e: np.ndarray) -> np.ndarray:
+    """The item table ``[e, 1]`` (n_items, d_e + 1) float64; for a broadcast placeholder, a
+    broadcast of its one row (no copy of the catalog's size)."""
+    if _constant(e):
+        return np.broadcast_to(np.append(e[0], 1.0), (e.shape[0], e.shape[1] + 1))
+    out = np.empty((e.shape[0], e.shape[1] + 1))
+    out[:, :-1] = e
+    out[:, -1] = 1.0
+    return out
 
 
 def catalog_features(world: Any) -> np.ndarray:
