@@ -434,10 +434,7 @@ def _with_ones(e: np.ndarray) -> np.ndarray:
     broadcast of its one row (no copy of the catalog's size)."""
     if _constant(e):
         return np.broadcast_to(np.append(e[0], 1.0), (e.shape[0], e.shape[1] + 1))
-    out = np.empty((e.shape[0], e.shape[1] + 1))
-    out[:, :-1] = e
-    out[:, -1] = 1.0
-    return out
+    return np.hstack([e, np.ones((e.shape[0], 1))])
 
 
 def catalog_features(world: Any) -> np.ndarray:
