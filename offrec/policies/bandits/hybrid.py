@@ -303,7 +303,9 @@ class HybridLinear(BanditLearner):
             with _BUILD_LOCK:  # the engine's threads share a target: build it once
                 if self._catalog is None:
                     retriever = Retriever(
-                        np.ascontiguousarray(self.items.T, np.float32),
+                        np.ascontiguousarray(
+                            self.items.astype(np.float32).T
+                        ),  # cast, then transpose: faster
                         np.zeros(self.n_actions, np.float32),
                         self.candidates,
                         backend=exact_backend(self.n_actions)
