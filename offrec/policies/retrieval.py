@@ -42,6 +42,13 @@ smaller item id), by one of three backends (:data:`BACKENDS`):
   a row for which the probed cells hold fewer than ``M`` items is answered exactly.
   ``"faiss"`` and ``"ivf"`` share the index (built once per catalog).
 
+The index can be kept with a model (:meth:`Retriever.export_index`, written by
+:func:`~offrec.policies.persist.save_policy`) and given back to a new retriever
+(:meth:`Retriever.import_index`), which takes it only when its key matches: the sha256 of
+the catalog (``W``, ``b``), ``nlist``, the k-means ``seed`` and :data:`INDEX_FORMAT`
+(else it builds its own, as without one). A loaded index gives the same retrievals as a
+built one (tested): the items, their cells and the cells' bounds are the same.
+
 Cost: ``"numpy"`` ``O(n_queries x n_items x p)``; ``"faiss"`` / ``"ivf"``: a build of
 ``O(n_items x nlist x p)`` once per catalog, then ``O(nlist p)`` plus the items of the
 searched cells per query. Memory: ``O(block)`` plus the index (a copy of the catalog,
@@ -54,6 +61,7 @@ once (the computation is serialized and the cache re-read under its lock).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -74,6 +82,10 @@ BACKENDS = ("numpy", "faiss", "ivf")
 TIE_RTOL = 1e-5
 """``"faiss"``: a row whose ``2M``-th score is within this relative distance of its
 ``M``-th is answered by the reference scan (module docstring)."""
+
+INDEX_FORMAT = "offrec.retrieval.ivf-flat-l2/1"
+"""What an exported index is: ``faiss.IndexIVFFlat`` over the L2-reduced item rows, with
+its cells' centres and radii (changing the build changes this name)."""
 
 _FAISS_LOCK = threading.Lock()  # faiss's BLAS threshold and thread count are global
 
@@ -198,6 +210,7 @@ class Retriever:
         self._compute = threading.Lock()
         self._index: Any = None  # the faiss IVF index, built at the first search
         self._cells: tuple[np.ndarray, np.ndarray] | None = None  # its cells' centres, radii
+        self._catalog_sha256: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # picklable (Ray): locks and index are not
         state = dict(self.__dict__)
@@ -211,6 +224,63 @@ class Retriever:
         self._lock, self._compute = threading.Lock(), threading.Lock()
         if self._index is not None:
             self._index = _faiss().deserialize_index(self._index)
+
+    # -- the index, kept with a model ----------------------------------------------------
+    def catalog_sha256(self) -> str:
+        """sha256 of the catalog this retriever scores: shapes, then ``W`` and ``b`` as
+        float32 bytes (computed once)."""
+        if self._catalog_sha256 is None:
+            h = hashlib.sha256(f"{self.weights.shape}".encode())
+            h.update(self.weights.data.cast("B"))
+            h.update(np.ascontiguousarray(self.bias).data.cast("B"))
+            self._catalog_sha256 = h.hexdigest()
+        return self._catalog_sha256
+
+    def index_key(self) -> dict[str, str | int]:
+        """What an index must have been built for to serve this retriever."""
+        return {
+            "format": INDEX_FORMAT,
+            "catalog_sha256": self.catalog_sha256(),
+            "nlist": self.nlist,
+            "seed": self.seed,
+        }
+
+    def export_index(self) -> tuple[dict[str, np.ndarray], dict[str, str | int]]:
+        """The IVF index (built now if it was not) as arrays (``index``: faiss's
+        serialization, uint8; ``centres`` (nlist, p') float64; ``radius`` (nlist,)) and its
+        :meth:`index_key`. ``"numpy"`` has no index: ``InputError``."""
+        if self.backend == "numpy":
+            raise InputError("retrieval 'numpy' has no index to export")
+        with _faiss_settings() as faiss:
+            index, centres, radius = self._ivf(faiss)
+            blob = np.asarray(faiss.serialize_index(index), np.uint8)
+        return {"index": blob, "centres": centres, "radius": radius}, self.index_key()
+
+    def import_index(self, arrays: dict[str, np.ndarray], key: dict[str, Any]) -> bool:
+        """Use an index from :meth:`export_index` when ``key`` equals this retriever's
+        :meth:`index_key` (same catalog, ``nlist``, seed and format); return whether it was
+        taken (else the index is built at the first search, as without one). An index
+        whose key matches but whose content does not fit the catalog is refused."""
+        if self.backend == "numpy" or key != self.index_key():
+            return False
+        faiss = _faiss()
+        n_items = self.weights.shape[1]
+        try:
+            index = faiss.deserialize_index(np.ascontiguousarray(arrays["index"], np.uint8))
+            centres = np.asarray(arrays["centres"], np.float64)
+            radius = np.asarray(arrays["radius"], np.float64)
+        except (KeyError, RuntimeError) as e:
+            raise InputError(f"retrieval index cannot be read: {e}") from None
+        dim = self._faiss_query(np.zeros((1, self.weights.shape[0]), np.float32), True).shape[1]
+        got = (index.ntotal, getattr(index, "nlist", None), index.d, centres.shape, radius.shape)
+        want = (n_items, self.nlist, dim, (self.nlist, dim - 1), (self.nlist,))
+        if got != want:
+            raise InputError(
+                "retrieval index does not fit its catalog: (ntotal, nlist, d, centres, radius) "
+                f"must be {want}; got {got}"
+            )
+        self._index, self._cells = index, (centres, radius)
+        return True
 
     def clear(self) -> None:
         """Forget the cached results (the index, if built, stays)."""
@@ -459,4 +529,12 @@ def _top_by_score(ids: np.ndarray, scores: np.ndarray, m: int) -> tuple[np.ndarr
     )
 
 
-__all__ = ["BACKENDS", "CACHE_BYTES", "INDEX_MIN_ITEMS", "Retriever", "exact_backend", "has_faiss"]
+__all__ = [
+    "BACKENDS",
+    "CACHE_BYTES",
+    "INDEX_FORMAT",
+    "INDEX_MIN_ITEMS",
+    "Retriever",
+    "exact_backend",
+    "has_faiss",
+]

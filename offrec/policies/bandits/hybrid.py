@@ -42,7 +42,10 @@ It is the registered learner ``"hybrid"`` (:mod:`offrec.policies.registry`): bui
 (:func:`catalog_features`) when trained on a simulated log, or from one-hot items (a
 model per item, small catalogs only) when no item table is given; saved by
 :func:`~offrec.policies.persist.save_policy` with its item features, so a saved model
-scores and recommends without the world. ``exploit(head)`` deploys the greedy head
+scores and recommends without the world, and with its retrieval index when its backend has
+one (:meth:`HybridLinear.export_index`: built once, at save; a loaded model takes it when
+its key matches the item table, so evaluating or recommending does not rebuild it: about
+2 s at 10^6 items). ``exploit(head)`` deploys the greedy head
 (``epsilon_greedy`` sets ``epsilon``; ``softmax`` is not offered).
 """
 
@@ -117,7 +120,7 @@ class HybridLinear(BanditLearner):
         nprobe: int | None = None,
     ) -> None:
         e = np.asarray(item_features, np.float64)
-        if e.ndim != 2 or not np.isfinite(e).all():
+        if e.ndim != 2 or not np.isfinite(e[:1] if _constant(e) else e).all():
             raise InputError(f"item_features must be a finite (n_items, d_e) array; got {e.shape}")
         if head not in HEADS:
             raise InputError(f"head must be one of {list(HEADS)}; got {head!r}")
@@ -138,7 +141,7 @@ class HybridLinear(BanditLearner):
         self.retrieval, self.nlist, self.nprobe = retrieval, nlist, nprobe
         self.n_actions, self.context_dim = int(e.shape[0]), int(context_dim)
         self.explore, self.item_map = False, None
-        self.items = np.hstack([e, np.ones((e.shape[0], 1))])  # (n_items, d_e + 1)
+        self.items = _with_ones(e)  # (n_items, d_e + 1)
         self.head, self.alpha, self.scale, self.n_draws = head, alpha, scale, n_draws
         self.l2, self.candidates, self.epsilon, self.floor = l2, candidates, epsilon, floor
         self.seed = seed
@@ -195,13 +198,18 @@ class HybridLinear(BanditLearner):
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> HybridLinear:
         """An unfitted learner from :meth:`get_params` (zero item features of the stored
-        shape, replaced by :meth:`set_state`)."""
+        shape, a read-only view of one row: nothing of the catalog's size is written until
+        :meth:`set_state` brings the table)."""
         params = dict(params)
         try:
             n, k = int(params.pop("n_actions")), int(params.pop("item_dim"))
         except (KeyError, TypeError, ValueError):
             raise InputError("hybrid params must hold integers n_actions and item_dim") from None
-        return cls(np.zeros((n, k)), **params)
+        if n < 1 or k < 0:
+            raise InputError(
+                f"hybrid params n_actions and item_dim must be >= 1, >= 0; got {n}, {k}"
+            )
+        return cls(np.broadcast_to(np.zeros(1), (n, k)), **params)
 
     def reset(self) -> None:
         p = (self.context_dim + 1) * self.items.shape[1]
@@ -216,7 +224,7 @@ class HybridLinear(BanditLearner):
         e = state["item_features"]
         if not np.isfinite(e).all():
             raise InputError("hybrid state array 'item_features' must be finite")
-        self._set_items(np.hstack([e, np.ones((e.shape[0], 1))]))
+        self._set_items(_with_ones(e))
         self.A, self.b = state["A"], state["b"]
         self._refresh()
 
@@ -282,6 +290,7 @@ class HybridLinear(BanditLearner):
         retrieval: once per table."""
         self.items = items
         self._catalog: tuple[np.ndarray, Retriever] | None = None
+        self._saved_index: tuple[dict[str, np.ndarray], dict[str, Any]] | None = None
 
     @property
     def retriever(self) -> Retriever:
@@ -293,21 +302,41 @@ class HybridLinear(BanditLearner):
         if self._catalog is None:
             with _BUILD_LOCK:  # the engine's threads share a target: build it once
                 if self._catalog is None:
-                    self._catalog = (
-                        self.items.mean(axis=0),
-                        Retriever(
-                            np.ascontiguousarray(self.items.T, np.float32),
-                            np.zeros(self.n_actions, np.float32),
-                            self.candidates,
-                            backend=exact_backend(self.n_actions)
-                            if self.retrieval == "exact"
-                            else self.retrieval,
-                            nlist=self.nlist,
-                            nprobe=self.nprobe,
-                            seed=self.seed,
-                        ),
+                    retriever = Retriever(
+                        np.ascontiguousarray(
+                            self.items.astype(np.float32).T
+                        ),  # cast, then transpose: faster
+                        np.zeros(self.n_actions, np.float32),
+                        self.candidates,
+                        backend=exact_backend(self.n_actions)
+                        if self.retrieval == "exact"
+                        else self.retrieval,
+                        nlist=self.nlist,
+                        nprobe=self.nprobe,
+                        seed=self.seed,
                     )
+                    if self._saved_index is not None:
+                        retriever.import_index(*self._saved_index)
+                        self._saved_index = None
+                    self._catalog = (self.items.mean(axis=0), retriever)
         return self._catalog
+
+    # -- the retrieval index, kept with the model (offrec.policies.persist) -----------------
+    def export_index(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """The retriever's IVF index (built now if it was not) and its key, for
+        :func:`~offrec.policies.persist.save_policy`; None when the retrieval backend is the
+        numpy scan (small catalogs, or no faiss), which has no index."""
+        if self.retriever.backend == "numpy":
+            return None
+        return self.retriever.export_index()
+
+    def import_index(self, arrays: dict[str, np.ndarray], key: dict[str, Any]) -> None:
+        """Keep a saved index for the retriever, which takes it when it is built (at the
+        first retrieval) if its key matches this item table (else it builds its own)."""
+        if self._catalog is not None:
+            self._catalog[1].import_index(arrays, key)
+        else:
+            self._saved_index = (arrays, key)
 
     def _refresh(self) -> None:
         with one_blas_thread():
@@ -398,6 +427,19 @@ class HybridLinear(BanditLearner):
 
     def sample(self, obs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         return self.action_dist_compact(obs).sample(rng)
+
+
+def _constant(e: np.ndarray) -> bool:
+    """True for a read-only broadcast of one row (every row the same memory)."""
+    return e.ndim == 2 and e.strides[0] == 0
+
+
+def _with_ones(e: np.ndarray) -> np.ndarray:
+    """The item table ``[e, 1]`` (n_items, d_e + 1) float64; for a broadcast placeholder, a
+    broadcast of its one row (no copy of the catalog's size)."""
+    if _constant(e):
+        return np.broadcast_to(np.append(e[0], 1.0), (e.shape[0], e.shape[1] + 1))
+    return np.hstack([e, np.ones((e.shape[0], 1))])
 
 
 def catalog_features(world: Any) -> np.ndarray:
