@@ -773,17 +773,30 @@ class _Layout:
     support: dict[str, int]
     forms: dict[tuple[str, str], Form]
     width: int
+    own_weight: dict[tuple[str, str], int]
+    """(policy, estimator) -> the column of the estimator's own weights, for estimators
+    that do not weight by the item-level ratio (MIPS, OffCEM: group-level weights); their
+    diagnostics (ESS, largest weight) describe those weights."""
+
+
+def _own_weights(e: Estimator) -> bool:
+    """Whether ``e`` averages with weights of its own (it overrides ``weights``)."""
+    return type(e).weights is not Estimator.weights
 
 
 def _bandit_layout(names: Sequence[str], ests: Sequence[Estimator], support: bool) -> _Layout:
     col = 0
-    weight, supp, forms = {}, {}, {}
+    weight, supp, forms, own = {}, {}, {}, {}
     for p in names:
         weight[p] = col
         col += 1
         if support:
             supp[p] = col
             col += 1
+        for e in ests:
+            if _own_weights(e):
+                own[p, e.label] = col
+                col += 1
         for e in ests:
             a = col if not e.self_normalized or e.needs_model else None
             if e.self_normalized:
@@ -793,7 +806,7 @@ def _bandit_layout(names: Sequence[str], ests: Sequence[Estimator], support: boo
             else:
                 forms[p, e.label] = Form(a)
                 col += 1
-    return _Layout(tuple(names), tuple(ests), weight, supp, forms, col + 1)
+    return _Layout(tuple(names), tuple(ests), weight, supp, forms, col + 1, own)
 
 
 def _evaluate_bandit(
@@ -903,6 +916,8 @@ def _evaluate_bandit(
                     )
                 )
             for e in ests:
+                if (p, e.label) in layout.own_weight:
+                    x[:, layout.own_weight[p, e.label]] = e.weights(terms)
                 parts = e.parts(terms) if not e.self_normalized else _sn_parts(e, terms)
                 form = layout.forms[p, e.label]
                 cols = [c for c in (parts.a, parts.b, parts.c) if c is not None]
@@ -926,6 +941,7 @@ def _evaluate_bandit(
         _reward_range(source),
         moments.n,
         layout.width - 1,
+        own_weight=layout.own_weight,
     )
     return _choose(result)
 
@@ -1260,12 +1276,14 @@ def _finish(
     on_policy: int,
     decision: dict[str, tuple[int, int, int, int]] | None = None,
     extra: Mapping[tuple[str, str], Sequence[str]] | None = None,
+    own_weight: Mapping[tuple[str, str], int] | None = None,
 ) -> OPEResult:
     """The table of estimates. ``on_policy``: the column of the logger's on-policy value.
     ``decision`` (session mode): per policy, the columns of the per-decision weight sums,
     squares, maxima and the decision count per session; the per-decision estimators
     report their ESS (Kish's, over decisions), share of the decisions and largest weight
-    from them, so the diagnostics describe the weights the estimate used."""
+    from them, so the diagnostics describe the weights the estimate used; so do the
+    estimators with weights of their own (``own_weight``: (policy, estimator) -> column)."""
     import pandas as pd
 
     from offrec.ope.intervals import standard_error
@@ -1273,11 +1291,15 @@ def _finish(
     rows: list[Estimate] = []
     labels = [_label(e) for e in ests]
     recommended = recommended_for(mode, labels) if labels else ""
-    for p, wcol in weight.items():
+
+    def diagnostics(wcol: int) -> tuple[float, float, float]:
+        """ESS (Kish's), largest weight and weight sum of the weights in column ``wcol``."""
         w_sum = moments.mean[wcol] * moments.n
         w_sq = moments.m2[wcol, wcol] + moments.n * moments.mean[wcol] ** 2
-        ess = w_sum**2 / w_sq if w_sq > 0 else 0.0
-        max_w = float(moments.high[wcol])
+        return (w_sum**2 / w_sq if w_sq > 0 else 0.0), float(moments.high[wcol]), w_sum
+
+    for p, wcol in weight.items():
+        ess, max_w, w_sum = diagnostics(wcol)
         sv = float(moments.mean[support[p]]) if p in support else math.nan
         per_decision = None
         if decision is not None and p in decision:
@@ -1295,7 +1317,9 @@ def _finish(
             e_ess, e_max, e_sum, e_n = ess, max_w, w_sum, moments.n
             if per_decision is not None and not getattr(e, "trajectory", False):
                 e_ess, e_max, e_sum, e_n = per_decision
-            if getattr(e, "self_normalized", False) and not w_sum > 0:
+            if own_weight and (p, _label(e)) in own_weight:
+                e_ess, e_max, e_sum = diagnostics(own_weight[p, _label(e)])
+            if getattr(e, "self_normalized", False) and not e_sum > 0:
                 raise InputError(
                     f"{_label(e)} is undefined for policy {p!r}: every importance weight is 0 "
                     "(the target puts no mass on any logged action)"

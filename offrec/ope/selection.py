@@ -139,6 +139,7 @@ def check_estimators(
     logger_diff: Callable[[str], Interval] | None = None,
     min_ess: float = GATE_MIN_ESS,
     tails: Mapping[str, str] | None = None,
+    grouped: Callable[[str], bool] | None = None,
 ) -> list[Check]:
     """The checks every estimator must pass before it may be chosen:
 
@@ -150,7 +151,9 @@ def check_estimators(
        tail the log has sampled (``tails``: ``{policy: reason}`` from
        :func:`tail_reason`), for some policy other than the logger; its estimates of the
        other policies are not used (:func:`usable`: SLOPE skips them and the gate never
-       rests on them), and the check says so;
+       rests on them), and the check says so; ``tails`` describe the item-level weights,
+       so they do not concern the estimators ``grouped`` names (group-level weights:
+       MIPS, OffCEM);
     4. the logging policy's own value, which the log reveals on-policy: the interval of
        ``logger_diff(estimator)`` (its estimate of ``logger`` minus the on-policy value)
        must contain 0. Not run without a ``logger`` (the check then says so).
@@ -171,7 +174,7 @@ def check_estimators(
                 reasons.append(f"value for {r.policy} outside the feasible range: {r.value:.4g}")
         scored = [r for r in rows if r.policy != logger]
         weighted = uses_weights(name)
-        tail = tails or {}
+        tail = {} if grouped is not None and grouped(name) else (tails or {})
         low = [r for r in scored if not usable(r, weighted, min_ess)]
         unsampled = [r for r in scored if weighted and r.policy in tail and r not in low]
         if low and len(low) == len(scored):
@@ -328,6 +331,11 @@ def choose_estimator(result: ScoredLog, held_out: Sequence[HeldOutCheck] = ()) -
         cls = registry.get(label.split("(")[0])
         return True if cls is None else bool(cls.uses_weights())
 
+    def grouped(label: str) -> bool:
+        """Whether the estimator weights by item groups (MIPS, OffCEM): the item-level
+        weights' tail (:func:`weight_tails`) says nothing of its group-level weights."""
+        return bool(getattr(registry.get(label.split("(")[0]), "needs_groups", False))
+
     estimates = result.estimates
     loggers = result.on_policy_targets()
     logger = loggers[0] if loggers else None
@@ -343,7 +351,11 @@ def choose_estimator(result: ScoredLog, held_out: Sequence[HeldOutCheck] = ()) -
             logger,
             math.nan if on is None else on.value,
         )
-    tails = weight_tails(result, [e.policy for e in estimates if e.policy != logger])
+    item_tails = weight_tails(result, [e.policy for e in estimates if e.policy != logger])
+
+    def tails_of(label: str) -> dict[str, str]:
+        return {} if grouped(label) else item_tails
+
     checks = tuple(
         check_estimators(
             estimates,
@@ -351,13 +363,14 @@ def choose_estimator(result: ScoredLog, held_out: Sequence[HeldOutCheck] = ()) -
             value_range=result.value_range,
             logger=logger,
             logger_diff=(lambda e: result.check_against_on_policy(logger, e)) if logger else None,
-            tails=tails,
+            tails=item_tails,
+            grouped=grouped,
         )
     )
     unusable = tuple(
         (e.estimator, e.policy)
         for e in estimates
-        if e.policy != logger and not usable(e, weighted(e.estimator), tails=tails)
+        if e.policy != logger and not usable(e, weighted(e.estimator), tails=tails_of(e.estimator))
     )
     checks = tuple(_with_held_out(c, held_out) for c in checks)
     passed = [c.estimator for c in checks if c.passed]
@@ -388,7 +401,7 @@ def choose_estimator(result: ScoredLog, held_out: Sequence[HeldOutCheck] = ()) -
     chosen, order, why = slope(
         passed,
         [e for e in estimates if e.policy != logger],
-        use=lambda e: usable(e, weighted(e.estimator), tails=tails),
+        use=lambda e: usable(e, weighted(e.estimator), tails=tails_of(e.estimator)),
     )
     if chosen is None:  # only the logger was scored
         chosen, order, why = passed[0], tuple(passed), "only the logging policy was scored"

@@ -209,6 +209,19 @@ def test_streamed_evaluate_on_a_large_catalog_log(tmp_path) -> None:
             want = est.estimate_policy_value(**kw)
             got = float(res.loc[res.estimator == name, "value"].iloc[0])
             assert got == pytest.approx(want, rel=1e-9), (name, batch_size)
+        # each estimator's diagnostics describe the weights it averages: Kish's ESS of the
+        # item weights for IPS/SNIPS/DR, of the group weights for MIPS/SN-MIPS/OffCEM
+        n_groups = int(groups.max()) + 1
+        w_item = dist.at(data.action) / data.pscore
+        w_group = dist.group_probs(groups, n_groups)[np.arange(data.n_rows), groups[data.action]]
+        w_group = w_group / pg
+        for name in names:
+            w = w_group if make_estimator(name).needs_groups else w_item
+            ess = float(res.loc[res.estimator == name, "ess"].iloc[0])
+            assert ess == pytest.approx(w.sum() ** 2 / (w**2).sum(), rel=1e-9), name
+        assert not np.isclose(
+            w_group.sum() ** 2 / (w_group**2).sum(), w_item.sum() ** 2 / (w_item**2).sum()
+        )
 
 
 def test_cluster_items_recovers_separated_groups() -> None:

@@ -1,8 +1,10 @@
 """pipelines/catalog.toml, read as shipped and run on a smaller catalog and log.
 
 Its claims, checked against the exact truth: the shared-parameter learner beats the
-logger; OffCEM (topic weights on the learner's residual) is far closer to the learner's
-true CTR than item-level IPS; the logger's own value is estimated by every estimator.
+logger; OffCEM (topic weights on the bilinear model's residual) is far closer to the
+learner's true CTR than item-level IPS; the logger's own value is estimated by every
+estimator; the estimator is not one that rests on item weights whose tail the log has not
+sampled, and the gate ships the learner (which truly beats the logger).
 """
 
 import json
@@ -34,3 +36,6 @@ def test_catalog_pipeline_ips_fails_offcem_works(tmp_path):
     tol = 4 * (truth["logger"] * (1 - truth["logger"]) / n) ** 0.5
     for e in ("ips", "snips", "mips", "snmips"):
         assert abs(t["logger", e] - truth["logger"]) < tol, (e, t["logger", e], truth["logger"])
+    choice, decision = metrics["estimator_choice"], metrics["decision"]
+    assert choice["estimator"] in {"mips", "snmips", "offcem"}, choice
+    assert decision["verdict"] == "recommend" and decision["pick"] == "hybrid", decision
