@@ -138,8 +138,7 @@ def check_estimators(
     logger: str | None = None,
     logger_diff: Callable[[str], Interval] | None = None,
     min_ess: float = GATE_MIN_ESS,
-    tails: Mapping[str, str] | None = None,
-    grouped: Callable[[str], bool] | None = None,
+    tails: Mapping[str, str] | Callable[[str], Mapping[str, str]] | None = None,
 ) -> list[Check]:
     """The checks every estimator must pass before it may be chosen:
 
@@ -151,9 +150,9 @@ def check_estimators(
        tail the log has sampled (``tails``: ``{policy: reason}`` from
        :func:`tail_reason`), for some policy other than the logger; its estimates of the
        other policies are not used (:func:`usable`: SLOPE skips them and the gate never
-       rests on them), and the check says so; ``tails`` describe the item-level weights,
-       so they do not concern the estimators ``grouped`` names (group-level weights:
-       MIPS, OffCEM);
+       rests on them), and the check says so; ``tails`` may be given per estimator (a
+       function of its label: :func:`choose_estimator` passes only the tails that matter
+       for that estimator's intervals);
     4. the logging policy's own value, which the log reveals on-policy: the interval of
        ``logger_diff(estimator)`` (its estimate of ``logger`` minus the on-policy value)
        must contain 0. Not run without a ``logger`` (the check then says so).
@@ -174,7 +173,7 @@ def check_estimators(
                 reasons.append(f"value for {r.policy} outside the feasible range: {r.value:.4g}")
         scored = [r for r in rows if r.policy != logger]
         weighted = uses_weights(name)
-        tail = {} if grouped is not None and grouped(name) else (tails or {})
+        tail = tails(name) if callable(tails) else (tails or {})
         low = [r for r in scored if not usable(r, weighted, min_ess)]
         unsampled = [r for r in scored if weighted and r.policy in tail and r not in low]
         if low and len(low) == len(scored):
@@ -352,9 +351,27 @@ def choose_estimator(result: ScoredLog, held_out: Sequence[HeldOutCheck] = ()) -
             math.nan if on is None else on.value,
         )
     item_tails = weight_tails(result, [e.policy for e in estimates if e.policy != logger])
+    scale = max(abs(v) for v in result.value_range)
+    by_key = {(e.estimator, e.policy): e for e in estimates}
+    mean_of = getattr(result, "weight_mean", None)  # an OPEResult has it
 
     def tails_of(label: str) -> dict[str, str]:
-        return {} if grouped(label) else item_tails
+        """The unsampled tails that matter for ``label``'s intervals: not for group
+        weights; for item weights when the bias the missing weight mass can carry,
+        ``missing_mass x scale``, exceeds the estimate's half-width (a small shortfall
+        inside a wide interval leaves it honest)."""
+        if grouped(label):
+            return {}
+        out = {}
+        for p, why in item_tails.items():
+            e = by_key.get((label, p))
+            bias = (missing_mass(mean_of(p)) if mean_of else math.inf) * scale
+            half = (e.high - e.low) / 2 if e is not None else math.nan
+            if not bias <= half:
+                out[p] = (
+                    f"{why} (up to {bias:.3g} of the value may lie there, half-width {half:.3g})"
+                )
+        return out
 
     checks = tuple(
         check_estimators(
@@ -363,8 +380,7 @@ def choose_estimator(result: ScoredLog, held_out: Sequence[HeldOutCheck] = ()) -
             value_range=result.value_range,
             logger=logger,
             logger_diff=(lambda e: result.check_against_on_policy(logger, e)) if logger else None,
-            tails=item_tails,
-            grouped=grouped,
+            tails=tails_of,
         )
     )
     unusable = tuple(
@@ -429,6 +445,16 @@ def choose_estimator(result: ScoredLog, held_out: Sequence[HeldOutCheck] = ()) -
         tuple(held_out),
         unusable,
     )
+
+
+def missing_mass(mean: Interval) -> float:
+    r"""The importance-weight mass the log is known to miss (or to hold in excess):
+    :math:`\max(0, 1 - \bar w_{high}, \bar w_{low} - 1)` for the mean weight's interval
+    (:meth:`offrec.ope.OPEResult.weight_mean`; :math:`E_{\pi_0}[w] = 1`). The unsampled
+    tail's share of a value is at most this mass times the largest reward per unit."""
+    if not (math.isfinite(mean.low) and math.isfinite(mean.high)):
+        return 0.0
+    return max(0.0, 1.0 - mean.high, mean.low - 1.0)
 
 
 def weight_tails(result: Any, policies: Sequence[str]) -> dict[str, str]:

@@ -224,6 +224,12 @@ def test_an_unsampled_tail_neither_vetoes_nor_is_chosen() -> None:
                 return Interval(1.0, 1.0, 1.0, "normal", 0.05)
             return Interval(0.2, 0.1, 0.3, "normal", 0.05)
 
+    class Shortfall(Scored):
+        def weight_mean(self, policy: str) -> Interval:
+            if policy == "logger":
+                return Interval(1.0, 1.0, 1.0, "normal", 0.05)
+            return Interval(0.9, 0.88, 0.92, "normal", 0.05)
+
     from unittest import mock
 
     with mock.patch(
@@ -235,9 +241,17 @@ def test_an_unsampled_tail_neither_vetoes_nor_is_chosen() -> None:
     ):
         plain = choose_estimator(Scored())  # type: ignore[arg-type]
         checked = choose_estimator(WithWeights())  # type: ignore[arg-type]
+        # a shortfall the intervals absorb is no reason: the mass known to be missing,
+        # 1 - 0.92 = 0.08, can carry at most 0.08 x 10 = 0.8 of a session's value: more
+        # than pdis's half-width (0.6), less than dr-nn's (1.0)
+        shortfall = choose_estimator(Shortfall())  # type: ignore[arg-type]
     assert plain.estimator == "dr-nn" and plain.unusable == ()
     assert "pdis is inconsistent" in plain.reasons[-1]
     assert checked.estimator == "mb"
+    assert shortfall.unusable == (("pdis", "far"),)
+    assert "half-width 0.6" in " ".join(
+        next(c for c in shortfall.checks if c.estimator == "pdis").reasons
+    )
     assert set(checked.unusable) == {("dr-nn", "far"), ("pdis", "far")}
     # no weighted estimator is left with a usable non-logger estimate: they fail
     fails = {c.estimator: c.reasons for c in checked.checks if not c.passed}
