@@ -169,7 +169,7 @@ def interval(
         low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
         return Interval(value, float(low), float(high), method, alpha, moments.boot.shape[1])
     g = form.grad(moments.mean)
-    sd = math.sqrt(max(float(g @ moments.cov @ g), 0.0))
+    sd = math.sqrt(_variance(moments, g))
     n = moments.n
     if method == "normal":
         from scipy.special import stdtrit  # imported when used: slow to import
@@ -188,4 +188,13 @@ def interval(
 def standard_error(moments: Moments, form: Form | Contrast) -> float:
     """Delta-method standard error of the estimate ``form`` describes."""
     g = form.grad(moments.mean)
-    return math.sqrt(max(float(g @ moments.cov @ g), 0.0) / max(moments.n, 1))
+    return math.sqrt(_variance(moments, g) / max(moments.n, 1))
+
+
+def _variance(moments: Moments, g: np.ndarray) -> float:
+    r""":math:`g^T \Sigma g` (clipped at 0) over the columns the form reads (``g != 0``)
+    only: another estimator's nan column must not turn this one's interval nan
+    (``0 * nan`` is nan)."""
+    idx = np.flatnonzero(g)
+    v = float(g[idx] @ moments.cov[np.ix_(idx, idx)] @ g[idx])
+    return v if not v < 0 else 0.0

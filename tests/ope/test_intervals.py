@@ -201,3 +201,25 @@ def test_coverage_on_the_synthetic_bandit() -> None:
                 hits[name, method] += iv.low <= b.truth <= iv.high
     coverage = {key: h / n_reps for key, h in hits.items()}
     assert all(0.88 <= c <= 0.99 for c in coverage.values()), coverage
+
+
+def test_a_nan_column_leaves_the_other_estimates_intervals_alone() -> None:
+    """One estimator's nan terms (e.g. a model fitted on nothing) must not turn every
+    other estimator's interval nan: the delta-method variance reads only the columns a
+    form uses. The interval of column 0 equals the one computed without the nan column,
+    and the nan column's own interval stays nan."""
+    from offrec.ope.intervals import Form, interval, standard_error
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 3))
+    poisoned = x.copy()
+    poisoned[7, 2] = np.nan
+    clean, bad = Moments.of(x[:, :2]), Moments.of(poisoned)
+    for method in ("normal", "bernstein"):
+        want = interval(clean, Form(0), method=method)
+        got = interval(bad, Form(0), method=method)
+        assert (got.low, got.high) == pytest.approx((want.low, want.high), rel=1e-12), method
+        ratio = interval(bad, Form(1, (0,), (1,)), method=method)  # a self-normalized form
+        assert math.isfinite(ratio.low) and math.isfinite(ratio.high), method
+    assert standard_error(bad, Form(0)) == pytest.approx(standard_error(clean, Form(0)))
+    assert math.isnan(interval(bad, Form(2), method="normal").low)
