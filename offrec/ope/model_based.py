@@ -207,12 +207,18 @@ class SessionModel:
         return np.clip(out, self.x_low, self.x_high)
 
     def project(self, x: np.ndarray) -> np.ndarray:
-        """Rows of ``x`` (n, d) scaled to the norm invariant :attr:`next_norm` (unchanged
-        without one, or for a zero row)."""
-        if self.next_norm <= 0:
-            return x
-        norm = np.linalg.norm(x, axis=1, keepdims=True)
-        return np.where(norm > 0, x * (self.next_norm / np.maximum(norm, 1e-300)), x)
+        """Rows of ``x`` (n, d) scaled to the norm invariant :attr:`next_norm`
+        (:func:`_to_sphere`)."""
+        return _to_sphere(x, self.next_norm)
+
+
+def _to_sphere(x: np.ndarray, rho: float) -> np.ndarray:
+    """Rows of ``x`` (n, d) scaled to norm ``rho`` (unchanged when ``rho <= 0``, the
+    model having no norm invariant, and for a zero row)."""
+    if rho <= 0:
+        return x
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.where(norm > 0, x * (rho / np.maximum(norm, 1e-300)), x)
 
 
 # ------------------------------------------------------------------------------ fitting
@@ -382,11 +388,7 @@ def fit_session_model(
         rho = float(norms.mean()) if norms.size else 0.0
         if not (rho > 0 and norms.std() <= DETERMINISTIC_TOL * rho):
             rho = 0.0
-        pred = X @ trans
-        if rho > 0:  # the norm invariant: residuals after projecting onto the sphere
-            pn = np.linalg.norm(pred, axis=1, keepdims=True)
-            pred = np.where(pn > 0, pred * (rho / np.maximum(pn, 1e-300)), pred)
-        resid = Y - pred
+        resid = Y - _to_sphere(X @ trans, rho)  # with a norm invariant: after projecting
         spread = np.maximum(Y.std(axis=0), 1e-12)
         rstd = np.sqrt(np.average(resid**2, axis=0, weights=wh)) if wh.sum() > 0 else np.zeros(d)
         noise_std = np.where(rstd <= DETERMINISTIC_TOL * spread, 0.0, rstd)

@@ -354,23 +354,25 @@ def choose_estimator(result: ScoredLog, held_out: Sequence[HeldOutCheck] = ()) -
     scale = max(abs(v) for v in result.value_range)
     by_key = {(e.estimator, e.policy): e for e in estimates}
     mean_of = getattr(result, "weight_mean", None)  # an OPEResult has it
+    bias = {p: (missing_mass(mean_of(p)) if mean_of else math.inf) * scale for p in item_tails}
+    tails_by_label: dict[str, dict[str, str]] = {}
 
     def tails_of(label: str) -> dict[str, str]:
         """The unsampled tails that matter for ``label``'s intervals: not for group
         weights; for item weights when the bias the missing weight mass can carry,
         ``missing_mass x scale``, exceeds the estimate's half-width (a small shortfall
-        inside a wide interval leaves it honest)."""
-        if grouped(label):
-            return {}
-        out = {}
-        for p, why in item_tails.items():
+        inside a wide interval leaves it honest). Computed once per label."""
+        if label in tails_by_label:
+            return tails_by_label[label]
+        out: dict[str, str] = {}
+        for p, why in ({} if grouped(label) else item_tails).items():
             e = by_key.get((label, p))
-            bias = (missing_mass(mean_of(p)) if mean_of else math.inf) * scale
             half = (e.high - e.low) / 2 if e is not None else math.nan
-            if not bias <= half:
+            if not bias[p] <= half:
                 out[p] = (
-                    f"{why} (up to {bias:.3g} of the value may lie there, half-width {half:.3g})"
+                    f"{why} (up to {bias[p]:.3g} of the value may lie there, half-width {half:.3g})"
                 )
+        tails_by_label[label] = out
         return out
 
     checks = tuple(
