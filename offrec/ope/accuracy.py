@@ -34,7 +34,13 @@ def simulate_logged_data(world: Any, logger: Any, n_rows: int, seed: int) -> Log
     traj = world.run_sessions(
         logger, n_rows, np.random.default_rng(np.random.SeedSequence([seed, 11]))
     )
-    n = traj.action.shape[0]
+    return trajectory_data(traj, world.n_actions)
+
+
+def trajectory_data(traj: Any, n_actions: int, *, true_ctr: bool = True) -> LoggedData:
+    """The log of a simulated trajectory (``World.run_sessions``'s result) in memory: one
+    row per decision, position 0; ``true_ctr`` keeps the simulator's click probability of
+    each logged row beside it."""
     return LoggedData(
         context=traj.obs,
         action=traj.action,
@@ -42,12 +48,12 @@ def simulate_logged_data(world: Any, logger: Any, n_rows: int, seed: int) -> Log
         pscore=traj.pscore,
         session_id=traj.session,
         step=traj.step,
-        position=np.zeros(n, np.int64),
+        position=np.zeros(traj.action.shape[0], np.int64),
         user_id=traj.user,
         terminated=traj.terminated,
         truncated=traj.truncated,
-        n_actions=world.n_actions,
-        true_ctr=traj.click_prob,
+        n_actions=n_actions,
+        true_ctr=traj.click_prob if true_ctr else None,
     )
 
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from offrec.logs.data import LoggedData
+from offrec.ope.accuracy import trajectory_data
 from offrec.ope.sequential import episode_index, estimate_sequential, fit_fqe
 from offrec.policies.loggers import logging_policy
 from offrec.sim import World, WorldConfig
@@ -98,21 +99,8 @@ def session_log():
     world = World(WorldConfig(horizon=5, n_users=3000), seed=0)
     logger = logging_policy(world, "softmax", beta=0.5)
     traj = world.run_sessions(logger, 20_000, np.random.default_rng(0))
-    n = traj.action.shape[0]
     last = traj.terminated | traj.truncated
-    data = LoggedData(
-        context=traj.obs,
-        action=traj.action,
-        reward=traj.reward,
-        pscore=traj.pscore,
-        session_id=traj.session,
-        step=traj.step,
-        position=np.zeros(n, np.int64),
-        user_id=traj.user,
-        terminated=traj.terminated,
-        truncated=traj.truncated,
-        n_actions=world.n_actions,
-    )
+    data = trajectory_data(traj, world.n_actions, true_ctr=False)
     assert last.sum() == 20_000
     return world, logger, data
 
