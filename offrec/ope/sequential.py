@@ -764,7 +764,7 @@ def paired_difference(
 
     .. math::
 
-        \widehat{se}^2 = rac{s^2(\psi_a - \psi_b)}{m} + rac1B \sum_b (D_{a,b} - D_{b,b})^2
+        \widehat{se}^2 = \frac{s^2(\psi_a - \psi_b)}{m} + \frac1B \sum_b (D_{a,b} - D_{b,b})^2
 
     (the second term for ``"mb"`` only), with a t quantile on :math:`B` (else
     :math:`m - 1`) degrees of freedom. None when the two cannot be paired."""
