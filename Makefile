@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first, pinned to the CPU build, so nothing pulls a CUDA build
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
 	$(PIP) install --quiet -c constraints.txt -e '.[dev,sb3,ray,interop,minari,serve,catalog,sardine]'
+	# SCOPE-RL's RECEnv (package recgym) for the external-world tests: the scope-rl wheel
+	# without its declared pins (recgym needs only gym, numpy and scikit-learn, all above)
+	$(PIP) install --quiet --no-deps scope-rl==0.2.1
 	touch $(STAMP)
 
 # newest versions pyproject.toml allows (torch stays pinned there), then freeze them
