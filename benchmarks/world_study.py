@@ -129,7 +129,10 @@ def offrec_case(world_key: str, seed: int, n_sessions: int, truth_episodes: int)
     name, fields, log = OFFREC_WORLDS[world_key]
     world = World(WorldConfig(**fields), seed=seed)
     logger = logging_policy(world, **log)
-    data = simulate_logged_data(world, logger, n_sessions * fields["horizon"], seed=seed)
+    # simulate_logged_data's count is of sessions (World.run_sessions); this passed
+    # n_sessions * horizon before, so the README's "500" and "1,000 sessions" of issue 26's
+    # first offrec-world runs were 5,000 (h10) and 20,000 (h20) sessions
+    data = simulate_logged_data(world, logger, n_sessions, seed=seed)
     train, held = split_sessions(data, 0.3, seed=seed)
     from offrec.training import LearnerSpec, train_policy
 

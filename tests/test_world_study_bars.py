@@ -78,3 +78,15 @@ def test_logger_best_gives_infinite_truth_noise() -> None:
     case = _case("mb", [("mb", "a", 0.9, 0.8, 1.0)], worse, {"mb": math.nan})
     case["gap"] = 0.0
     assert truth_se_of_gap(case) == math.inf
+
+
+def test_offrec_case_logs_the_sessions_asked_for() -> None:
+    """``--sessions`` counts sessions (it logged sessions x horizon before)."""
+    import numpy as np
+
+    from benchmarks.world_study import offrec_case
+
+    case = offrec_case("offrec-h20", 0, 60, 100)
+    n = np.unique(case.train.session_id).size + np.unique(case.held.session_id).size
+    assert n == 60
+    assert 0 < np.unique(case.held.session_id).size < 60
