@@ -701,26 +701,49 @@ class _SoftmaxParts:
     k: int
 
     def within_sums(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """(m, n_blocks) float64 sums of each block's weights, item by item in order."""
+        """(m, n_blocks) float64 sums of each block's weights, item by item in order (the
+        order :func:`_draw_softmax` adds them in, so the pscores it draws are these numbers)."""
+        e = self.e[rows]
         nb = self.blocks.shape[1]
-        e3 = self.e[rows].reshape(-1, nb, self.e.shape[1] // nb)
-        out = np.zeros(e3.shape[:2])
-        for j in range(e3.shape[2]):
-            out += e3[:, :, j]
+        out = np.empty((e.shape[0], nb))
+        for lo in range(0, e.shape[0], self._chunk):
+            _within(e[lo : lo + self._chunk], nb, out[lo : lo + self._chunk])
         return out
 
     def dense(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """The distribution (m, k) float64: ``(e_a / S_b) * (B_b / Z)`` for ``a`` in block ``b``."""
-        nb = self.blocks.shape[1]
-        bs = self.e.shape[1] // nb
-        e3 = self.e[rows].reshape(-1, nb, bs).astype(np.float64)
-        within = self.within_sums(rows)
-        share = self.blocks[rows].astype(np.float64) / self.z[rows, None]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            e3 /= within[:, :, None]
-        e3[~np.isfinite(e3)] = 0.0  # empty blocks (0 / 0)
-        e3 *= share[:, :, None]
-        return e3.reshape(e3.shape[0], -1)[:, : self.k]
+        """The distribution (m, k) float64: ``(e_a / S_b) * (B_b / Z)`` for ``a`` in block
+        ``b`` (0 in an empty block, whose ``S_b`` is 0). Rows are done in cache-sized chunks
+        (the block sums, the division and the product on one chunk while it is in cache);
+        every number is computed as in the one-pass formula."""
+        e, blocks, z = self.e[rows], self.blocks[rows], self.z[rows]
+        m, nb = blocks.shape
+        bs = e.shape[1] // nb
+        out = np.zeros((m, nb, bs))
+        within = np.empty((min(self._chunk, m), nb))
+        for lo in range(0, m, self._chunk):
+            hi = min(lo + self._chunk, m)
+            w = within[: hi - lo]
+            _within(e[lo:hi], nb, w)
+            o = out[lo:hi]
+            np.divide(
+                e[lo:hi].reshape(hi - lo, nb, bs), w[:, :, None], out=o, where=w[:, :, None] > 0
+            )
+            o *= (blocks[lo:hi].astype(np.float64) / z[lo:hi, None])[:, :, None]
+        return out.reshape(m, -1)[:, : self.k]
+
+    @property
+    def _chunk(self) -> int:
+        """Rows per chunk: about 512 KB of float32 weights."""
+        return max(1, _BLOCK_ELEMS // max(self.e.shape[1], 1))
+
+
+def _within(e: np.ndarray, nb: int, out: np.ndarray) -> None:
+    """``out`` (m, nb) float64 = each block's sum of the float32 weights ``e`` (m, nb * bs),
+    item by item in order (a left-to-right float64 sum)."""
+    e3 = e.reshape(e.shape[0], nb, -1)
+    out[:] = e3[:, :, 0]
+    for j in range(1, e3.shape[2]):
+        out += e3[:, :, j]
 
 
 def _softmax_weights(

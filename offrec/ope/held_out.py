@@ -20,9 +20,14 @@ from offrec.ope.selection import (
     rejection_value,
     session_returns,
 )
+from offrec.ope.sequential import SessionFits
 from offrec.ope.session_data import session_folds
 
-__all__ = ["held_out_checks", "split_seed"]
+__all__ = ["FIT_ROWS", "held_out_checks", "split_seed"]
+
+FIT_ROWS = 200_000
+"""The fitting half's models are fitted on at most this many rows (``evaluate``'s
+``fit_rows``)."""
 
 
 def split_seed(seed: int) -> int:
@@ -79,6 +84,11 @@ def held_out_checks(
             name = f"logger {'sharper' if p.delta > 0 else 'flatter'} (delta {p.delta:+.3g})"
             targets[name] = p
             truths[name] = rejection_value(held, p, seed=seed, alpha=alpha)[0]
+    model = "mb" in estimators and int(np.asarray(data.step).max()) > 0
+    # mb's model check reads the session models the evaluation fits on the fitting half
+    # (the fit and its refits): fitted once, for both (the same models evaluate would fit
+    # itself, the half being its own fitting sample when it has at most FIT_ROWS rows)
+    fits = SessionFits(fit, seed=seed) if model and fit.n_rows <= FIT_ROWS else None
     res = evaluate(
         fit,
         targets,
@@ -88,8 +98,9 @@ def held_out_checks(
         seed=seed,
         mode=mode,
         n_bootstrap=200,
+        fit_rows=FIT_ROWS,
+        fits=fits,
     )
-    model = "mb" in estimators and int(np.asarray(data.step).max()) > 0
     k = {e: len(targets) + (model and e == "mb") for e in estimators}  # checks per estimator
     out = [
         _compare(
@@ -104,5 +115,7 @@ def held_out_checks(
         for e in res.estimates
     ]
     if model:
-        out.append(model_check(fit, held, logger, seed=seed, alpha=alpha, n_checks=k["mb"]))
+        out.append(
+            model_check(fit, held, logger, seed=seed, alpha=alpha, n_checks=k["mb"], fits=fits)
+        )
     return out

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from scipy import stats
@@ -15,6 +15,9 @@ from offrec.core.errors import InputError
 from offrec.core.validation import check_scalar
 from offrec.ope.intervals import Interval
 from offrec.ope.trust import GATE_MIN_ESS, SLOPE_WIDTH, Estimate, range_warning
+
+if TYPE_CHECKING:
+    from offrec.ope.sequential import SessionFits
 
 
 class ScoredLog(Protocol):
@@ -566,10 +569,12 @@ class Perturbed:
         p = np.asarray(self.base.action_dist(obs), np.float64)
         rows = np.arange(p.shape[0])
         top = p.argmax(axis=1)
-        c = -p[rows, top][:, None] * np.ones_like(p)
-        c[rows, top] += 1.0
-        out = p * (1.0 + self.delta * c)
-        return out / out.sum(axis=1, keepdims=True)  # exact up to rounding
+        pm = p[rows, top]
+        # c = -p_m off the mode and 1 - p_m at it: one factor per row, then the mode's
+        out = p * (1.0 + self.delta * -pm)[:, None]
+        out[rows, top] = pm * (1.0 + self.delta * (-pm + 1.0))
+        out /= out.sum(axis=1, keepdims=True)  # exact up to rounding
+        return out
 
     def sample(self, obs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         from offrec.core.policy import sample_from_dist
@@ -750,6 +755,7 @@ def model_check(
     seed: int = 0,
     alpha: float = 0.05,
     n_checks: int = 1,
+    fits: SessionFits | None = None,
 ) -> HeldOutCheck:
     r"""``mb``'s model check: the session model fitted on ``fit`` rolls the logger out from
     each held-out session's first context (4 rollouts each); paired on the session,
@@ -770,12 +776,17 @@ def model_check(
     error, not for a wrong model class (issue 26: on RECEnv the check refused ``mb`` by
     -0.27 clicks per session while ``mb``'s own interval, which carries the term, covered
     the held-out value). ``n_checks``: the t quantile is taken at ``alpha / n_checks``
-    (Bonferroni over the estimator's held-out checks, :func:`offrec.ope.held_out.held_out_checks`)."""
+    (Bonferroni over the estimator's held-out checks, :func:`offrec.ope.held_out.held_out_checks`).
+    ``fits``: the session models already fitted on ``fit`` with ``seed`` (e.g. by the
+    evaluation of the fitting half), reused instead of fitted again."""
     from offrec.ope.model_based import rollout_values
-    from offrec.ope.sequential import SessionFits
+    from offrec.ope.sequential import FirstCallMemo, SessionFits
     from offrec.ope.session_data import session_structure
 
-    fits = SessionFits(fit, seed=seed)
+    if fits is None:
+        fits = SessionFits(fit, seed=seed)
+    elif fits.data is not fit or fits.seed != seed:
+        raise InputError("fits must be the session models of fit with this seed")
     model = fits.session_model()
     st = session_structure(held)
     f0 = st.first_row
@@ -784,12 +795,10 @@ def model_check(
     def rng() -> np.random.Generator:  # common random numbers for the model and its refits
         return np.random.default_rng(np.random.SeedSequence([seed, 27]))
 
-    sim = rollout_values(model, logger.action_dist, *start, rng=rng())
+    fn = FirstCallMemo(logger.action_dist)  # every rollout starts on the same contexts
+    sim = rollout_values(model, fn, *start, rng=rng())
     refits = np.array(
-        [
-            rollout_values(m, logger.action_dist, *start, rng=rng()).mean()
-            for m in fits.refit_models()[1]
-        ]
+        [rollout_values(m, fn, *start, rng=rng()).mean() for m in fits.refit_models()[1]]
     )
     fit_var = float(np.mean((refits - sim.mean()) ** 2))
     _, ret = session_returns(held)

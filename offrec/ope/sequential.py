@@ -478,11 +478,12 @@ class MB(SessionEstimator):
         # subset of starts with common random numbers, minus the full model on the same
         sub = fits.rng(5).permutation(f0.size)[: fits.n_model_starts]
         s_start = tuple(v[sub] for v in start)
-        base = rollout_values(model, fn, *s_start, n_rollouts=1, rng=fits.rng(4)).mean()
+        fn_s = FirstCallMemo(fn)  # every rollout below starts on the same contexts
+        base = rollout_values(model, fn_s, *s_start, n_rollouts=1, rng=fits.rng(4)).mean()
         _, models = fits.refit_models()
         diffs = np.array(
             [
-                rollout_values(mb, fn, *s_start, n_rollouts=1, rng=fits.rng(4)).mean() - base
+                rollout_values(mb, fn_s, *s_start, n_rollouts=1, rng=fits.rng(4)).mean() - base
                 for mb in models
             ]
         )
@@ -696,6 +697,37 @@ class SessionFits:
 
     def rng(self, *key: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence([self.seed, *key]))
+
+
+class FirstCallMemo:
+    """A target's ``action_dist`` that remembers its first call: a later call on equal
+    contexts (same shape, equal values) returns that first distribution (read-only) instead
+    of calling the policy again; other calls pass through. The rollouts of one target from
+    one set of starts in the refitted session models (:meth:`SessionFits.refit_models`)
+    all begin on the same contexts, so the policy is called on them once, not once per
+    refit (a deterministic ``action_dist``, as every offrec policy's, gives the same
+    numbers either way). Holds one ``(n, n_actions)`` array."""
+
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.fn = fn
+        self.obs: np.ndarray | None = None
+        self.dist: np.ndarray | None = None
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        if (
+            self.obs is not None
+            and self.dist is not None
+            and obs.shape == self.obs.shape
+            and np.array_equal(obs, self.obs)
+        ):
+            return self.dist
+        dist = np.asarray(self.fn(obs))
+        if self.obs is None:
+            self.obs = np.array(obs, copy=True)
+            self.dist = dist.view()
+            self.dist.flags.writeable = False
+            return self.dist
+        return dist
 
 
 def _dist_fn(policy: Target) -> Callable[[np.ndarray], np.ndarray]:

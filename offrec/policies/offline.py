@@ -261,7 +261,10 @@ class RewardModelGreedy(_OfflinePolicy):
         x = check_context(obs, self.context_dim)
         if self._gbm is not None:
             return self._gbm.predict(x)
-        return expit(x @ self.coef.T + self.intercept)
+        s = x @ self.coef.T  # (n, n_actions), then in place: no second (n, n_actions) array
+        s = s.astype(np.result_type(s, self.intercept), copy=False)
+        s += self.intercept
+        return expit(s, out=s)
 
     def scores(self, obs: np.ndarray) -> np.ndarray:
         return self.predict(obs)

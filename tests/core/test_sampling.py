@@ -108,3 +108,33 @@ def test_same_seed_same_draws_and_empty_input():
         assert np.array_equal(a1, a2) and np.array_equal(p1, p2)
         a0, p0 = head.sample(scores[:0], np.random.default_rng(9))
         assert a0.shape == p0.shape == (0,)
+
+
+def test_chunked_dense_is_the_one_pass_formula_bitwise():
+    """``_SoftmaxParts.dense`` works on cache-sized chunks of rows; every number must be
+    the one-pass formula's, ``(e_a / S_b) * (B_b / Z)`` with ``S_b`` summed item by item,
+    including empty blocks (a support that removes a whole block: 0, not nan)."""
+    from offrec.core.policy import _softmax_weights
+
+    k = 1000  # blocks of 32: 32 blocks, the last one partial
+    rng = np.random.default_rng(3)
+    scores = (2 * rng.normal(size=(300, k))).astype(np.float32)
+    support = np.ones(k, bool)
+    support[32:64] = False  # block 1 empty
+    parts = _softmax_weights(scores, 0.7, support)
+    assert parts._chunk < 300  # several chunks
+    nb = parts.blocks.shape[1]
+    e3 = parts.e.reshape(300, nb, -1).astype(np.float64)
+    within = np.zeros((300, nb))
+    for j in range(e3.shape[2]):
+        within += e3[:, :, j]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ref = e3 / within[:, :, None]
+    ref[~np.isfinite(ref)] = 0.0
+    ref *= (parts.blocks.astype(np.float64) / parts.z[:, None])[:, :, None]
+    ref = ref.reshape(300, -1)[:, :k]
+    np.testing.assert_array_equal(parts.within_sums(), within)
+    np.testing.assert_array_equal(parts.dense(), ref)
+    assert np.all(parts.dense()[:, 32:64] == 0)
+    rows = np.array([299, 0, 150])
+    np.testing.assert_array_equal(parts.dense(rows), ref[rows])

@@ -192,3 +192,33 @@ def test_each_of_k_checks_runs_at_alpha_over_k() -> None:
     se = math.hypot(0.1, 0.1) / 1.959963984540054
     off = _compare("x", "p", _est(1.0 + 2.5 * se, 0.1), truth, 0.05, narrow=False, n_checks=3)
     assert not off.passed
+
+
+def test_model_check_reuses_the_evaluations_fits_with_the_same_numbers(monkeypatch) -> None:
+    """held_out_checks fits mb's session models on the fitting half once (the fit and its
+    refits), for both the evaluation and the model check: the check's numbers are those of
+    a model check that fits its own (the order of work changed, not the result), and the
+    session model is fitted 1 + n_refits times, not twice that."""
+    import offrec.ope.model_based as mbm
+    from offrec.ope.held_out import split_seed
+    from offrec.ope.selection import model_check
+    from offrec.ope.sequential import SessionFits
+    from offrec.ope.session_data import session_folds
+
+    data = env_log(world(), LOGGER, n_sessions=300, seed=21)
+    fits_made = []
+    real = mbm.fit_session_model
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        fits_made.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mbm, "fit_session_model", counting)
+    checks = held_out_checks(data, LOGGER, ["mb"], seed=4, perturb=False)
+    assert len(fits_made) == 1 + SessionFits(data).n_refits
+    fold = session_folds(np.asarray(data.session_id), 2, split_seed(4))
+    fit, held = data.subset(np.flatnonzero(fold == 0)), data.subset(np.flatnonzero(fold == 1))
+    alone = model_check(fit, held, LOGGER, seed=4, n_checks=2)
+    assert next(c for c in checks if c.target == "model: logger") == alone
+    with pytest.raises(ValueError, match="fits must be the session models of fit"):
+        model_check(fit, held, LOGGER, seed=5, fits=SessionFits(fit, seed=4))

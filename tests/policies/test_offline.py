@@ -312,3 +312,23 @@ def test_offline_bad_input():
         ValueError, match=r"pass either a LoggedData / Trajectories or arrays, not both"
     ):
         logged_arrays(type("Log", (), {"action": a, "reward": r})(), a, r)
+
+
+def test_reward_model_predict_is_the_plain_formula_bitwise():
+    """``predict`` works in place on one (n, n_actions) array; its numbers must be those of
+    ``expit(x @ coef.T + intercept)`` for float64 and float32 coefficients and for the
+    infinite intercepts of a constant model."""
+    from scipy.special import expit
+
+    from offrec.policies.offline import check_context
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 6)).astype(np.float32)
+    a = rng.integers(0, 9, size=50)
+    r = (rng.random(50) < 0.3).astype(float)
+    pol = RewardModelGreedy(n_actions=9).fit(x, a, r)
+    for dtype in (np.float64, np.float32):
+        pol.coef = pol.coef.astype(dtype)
+        pol.intercept[:2] = [np.inf, -np.inf]
+        xc = check_context(x, pol.context_dim)
+        np.testing.assert_array_equal(pol.predict(x), expit(xc @ pol.coef.T + pol.intercept))
