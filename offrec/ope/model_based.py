@@ -639,9 +639,10 @@ def _choose_slope_l2(
     summed per session (``session`` (n,) index). The one-standard-error rule (Hastie,
     Tibshirani & Friedman, *Elements of Statistical Learning*, 2009, sec. 7.10) keeps the
     strongest shrinkage (``inf`` first: no per-action slopes) whose mean held-out error is
-    within one standard error (over held-out sessions, paired) of the best, so that where
-    slopes do not help (offrec's shared dynamics, exact ties on deterministic coordinates)
-    the shared map is kept."""
+    within one standard error (over held-out sessions, paired) of the best, plus the
+    rounding level of a deterministic update (``DETERMINISTIC_TOL`` of each coordinate's
+    spread), so that where slopes do not help (offrec's shared dynamics, whose update is
+    exact without them) the shared map is kept."""
     tr, te = ~held, held
     if not tr.any() or not te.any():
         return math.inf
@@ -662,7 +663,10 @@ def _choose_slope_l2(
     best = int(np.argmin(mean))
     diff = err - err[best]
     se = diff.std(axis=1, ddof=1) / np.sqrt(sess.size) if sess.size > 1 else np.zeros(len(errs))
-    ok = mean - mean[best] <= se
+    # differences below the "deterministic" level (every coordinate within DETERMINISTIC_TOL
+    # of its spread on every row) are rounding, not fit: offrec's update is exact without slopes
+    tol = DETERMINISTIC_TOL**2 * y.shape[1] * float(np.bincount(idx, weights=w[te]).mean())
+    ok = mean - mean[best] <= se + tol
     return float(SLOPE_L2_GRID[int(np.flatnonzero(ok)[0])])
 
 
