@@ -117,6 +117,7 @@ class ModelChoices(TypedDict):
     click_l2: float
     slope_l2: float
     reward_link: str
+    click_recent: bool
 
 
 @dataclass
@@ -151,12 +152,16 @@ class SessionModel:
     slopes: np.ndarray | None = None  # (A, d, d) per-action slopes B_a on z; None: shared map
     slope_l2: float = math.inf  # ridge strength of B_a (inf: no per-action slopes)
     reward_link: str = "logit"  # "logit" or "identity" (bounded continuous rewards only)
+    click_recent: bool = True  # the click model reads the recent actions (else click_g[1:] = 0)
 
     @property
     def choices(self) -> ModelChoices:
         """The model-class choices this model was fitted with (:class:`ModelChoices`)."""
         return ModelChoices(
-            click_l2=self.click_l2, slope_l2=self.slope_l2, reward_link=self.reward_link
+            click_l2=self.click_l2,
+            slope_l2=self.slope_l2,
+            reward_link=self.reward_link,
+            click_recent=self.click_recent,
         )
 
     @property
@@ -658,16 +663,23 @@ def _choose_slope_l2(
         pred = _update_predict(trans, slopes, x[te], z[te], a[te], r[te])
         e = (((y[te] - _to_sphere(pred, rho)) / spread) ** 2).sum(axis=1) * w[te]
         errs.append(np.bincount(idx, weights=e, minlength=sess.size))
-    err = np.array(errs)  # (grid, held-out sessions)
-    mean = err.mean(axis=1)
-    best = int(np.argmin(mean))
-    diff = err - err[best]
-    se = diff.std(axis=1, ddof=1) / np.sqrt(sess.size) if sess.size > 1 else np.zeros(len(errs))
     # differences below the "deterministic" level (every coordinate within DETERMINISTIC_TOL
     # of its spread on every row) are rounding, not fit: offrec's update is exact without slopes
     tol = DETERMINISTIC_TOL**2 * y.shape[1] * float(np.bincount(idx, weights=w[te]).mean())
-    ok = mean - mean[best] <= se + tol
-    return float(SLOPE_L2_GRID[int(np.flatnonzero(ok)[0])])
+    return float(SLOPE_L2_GRID[_one_se_choice(errs, tol)])
+
+
+def _one_se_choice(losses: list[np.ndarray], tol: float = 0.0) -> int:
+    """Index of the first (simplest) candidate whose mean held-out loss is within one
+    standard error of the best's (paired over the held-out sessions: ``losses[k]`` (m,) is
+    candidate ``k``'s loss per session), plus ``tol``: the one-standard-error rule (Hastie,
+    Tibshirani & Friedman, 2009, sec. 7.10)."""
+    err = np.array(losses)
+    mean = err.mean(axis=1)
+    best = int(np.argmin(mean))
+    m = err.shape[1]
+    se = (err - err[best]).std(axis=1, ddof=1) / np.sqrt(m) if m > 1 else np.zeros(len(err))
+    return int(np.flatnonzero(mean - mean[best] <= se + tol)[0])
 
 
 def unit_rewards(data: LoggedData) -> np.ndarray:
@@ -698,6 +710,7 @@ def fit_session_model(
     click_l2: float | None = CLICK_L2,
     slope_l2: float | None = None,
     reward_link: str | None = None,
+    click_recent: bool | None = None,
     seed: int = 0,
     warm_start: SessionModel | None = None,
     iters: int = 300,
@@ -716,6 +729,10 @@ def fit_session_model(
         reward_link: ``"logit"`` or ``"identity"`` (:data:`REWARD_LINKS`); ``None`` keeps
             the logit for a binary log and, for a bounded continuous reward, picks the link
             with the smaller held-out squared error of the mean on a seeded half.
+        click_recent: whether the click model reads the recent actions (the repeat
+            features :math:`[h_j = a]`); ``None`` decides by held-out loss on a seeded half
+            of the sessions with the one-standard-error rule, which drops them unless they
+            predict better (:func:`_one_se_choice`).
         seed: seeds the held-out split of every choice above.
         warm_start: start the click and leave fits from this model's parameters (and take
             its choices, :attr:`SessionModel.choices`), running at most ``iters`` L-BFGS
@@ -732,6 +749,7 @@ def fit_session_model(
     ws = warm_start
     if ws is not None:
         click_l2, slope_l2, reward_link = ws.click_l2, ws.slope_l2, ws.reward_link
+        click_recent = ws.click_recent
     if reward_link is not None and reward_link not in REWARD_LINKS:
         raise InputError(f"reward_link must be one of {REWARD_LINKS}; got {reward_link!r}")
     if is_binary(dom) and reward_link not in (None, "logit"):
@@ -767,38 +785,43 @@ def fit_session_model(
         s = np.einsum("nd,nd->n", x, effect[a])
         rep = (st.recent == a[:, None]).astype(np.float64)
         tr, te = ~held, held
+        _, sess_te = np.unique(st.episode[te], return_inverse=True)
+        no_rep = np.zeros_like(rep)
 
-        def half_fit(lam: float, link: str) -> tuple[np.ndarray, np.ndarray]:
-            """Scores (held-out rows) of the click model fitted on the other half."""
-            p = _fit_click(z[tr], s[tr], rep[tr], a[tr], r[tr], w[tr], A, lam, link=link)
-            return _score(z[te], s[te], rep[te], a[te], p), w[te]
+        def held_loss(lam: float, link: str, rp: np.ndarray) -> np.ndarray:
+            """Per-session held-out loss of the click model fitted on the other half: the
+            negative Bernoulli log-likelihood (binary), the squared error of the mean
+            (continuous)."""
+            p = _fit_click(z[tr], s[tr], rp[tr], a[tr], r[tr], w[tr], A, lam, link=link)
+            eta = _score(z[te], s[te], rp[te], a[te], p)
+            if is_binary(dom):
+                loss = np.logaddexp(0.0, eta) - r[te] * eta
+            else:
+                loss = (r[te] - _link_mean(eta, link)) ** 2
+            return np.bincount(sess_te, weights=loss * w[te])
 
-        def loglik(lam: float) -> float:
-            eta, wt = half_fit(lam, "logit")
-            return float((r[te] * eta - np.logaddexp(0.0, eta)) @ wt / max(wt.sum(), 1e-12))
-
-        def sq_err(choice: tuple[str, float]) -> float:
-            eta, wt = half_fit(choice[1], choice[0])
-            return float(((r[te] - _link_mean(eta, choice[0])) ** 2) @ wt)
-
-        # 2. reward model: ridge strength (and, for a bounded continuous reward, the link)
-        #    by held-out sessions
+        # 2. reward model: ridge strength (and, for a bounded continuous reward, the link),
+        #    then whether the recent actions enter it, by held-out sessions
         if is_binary(dom):
             reward_link = "logit"
-        if click_l2 is None and reward_link == "logit":
-            click_l2 = float(max(L2_GRID, key=loglik))
-        if reward_link is None:  # a bounded continuous reward: link (and l2) by squared error
-            lams = L2_GRID if click_l2 is None else (click_l2,)
-            reward_link, lam = min(
-                [(link, lam) for link in REWARD_LINKS for lam in lams], key=sq_err
+        grid = [
+            (link, lam)
+            for link in (REWARD_LINKS if reward_link is None else (reward_link,))
+            for lam in (L2_GRID if click_l2 is None else (click_l2,))
+        ]
+        if len(grid) > 1:
+            reward_link, lam = min(grid, key=lambda c: float(held_loss(c[1], c[0], rep).sum()))
+        else:
+            reward_link, lam = grid[0]
+        click_l2 = float(lam)
+        if click_recent is None:
+            click_recent = (
+                _one_se_choice([held_loss(click_l2, reward_link, m) for m in (no_rep, rep)]) == 1
             )
-            click_l2 = float(lam)
-        if click_l2 is None:  # only when reward_link="identity" was given with click_l2=None
-            click_l2 = float(min(L2_GRID, key=lambda lam: sq_err(("identity", lam))))
         b, beta, W, g = _fit_click(
             z,
             s,
-            rep,
+            rep if click_recent else no_rep,
             a,
             r,
             w,
@@ -858,6 +881,7 @@ def fit_session_model(
         slopes=slopes,
         slope_l2=float(slope_l2),
         reward_link=reward_link,
+        click_recent=bool(click_recent),
     )
 
 
