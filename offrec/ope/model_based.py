@@ -8,34 +8,57 @@ domain is :math:`[a_0, b_0]`, :func:`offrec.core.domain.to_unit`; the click itse
 binary log) and :math:`h` the L actions shown just before
 (:mod:`offrec.ope.session_data`):
 
-1. **Observation update**, least squares on consecutive logged contexts
+1. **Observation update**, penalized least squares on consecutive logged contexts: a
+   shared linear map plus per-action slopes shrunk toward it,
 
-   .. math:: x' \approx [x,\ e_a,\ r]\, M,\qquad M \in \mathbb R^{(d + A + 1) \times d}
+   .. math:: x' \approx [x,\ e_a,\ r]\, M + z B_a,\qquad
+             M \in \mathbb R^{(d + A + 1) \times d},\ B \in \mathbb R^{A \times d \times d},
+             \qquad \text{penalty } \lambda \textstyle\sum_a \lVert B_a\rVert_F^2
 
-   (:math:`e_a` one-hot). Each coordinate whose residual standard deviation is below
-   ``DETERMINISTIC_TOL`` times its spread is *recognised* as deterministic (in offrec's
-   world: the profile is copied, the step advances, fatigue decays and the shown topic's
-   grows, the last click is the click); the others get Gaussian noise with their
-   residual standard deviation in the rollouts. When every logged next context has the
-   same norm :math:`\rho` (relative spread below ``DETERMINISTIC_TOL``: the env
-   re-normalises its state, as SCOPE-RL's RECEnv does), that invariant is recognised
-   too: the prediction is projected onto the sphere, :math:`x' \leftarrow \rho\,
-   x'/\lVert x'\rVert`, before and after the noise, and the residuals are measured
-   after the projection (on RECEnv, issue 26: 0.028 per coordinate instead of the linear
-   update's 0.12, spread 0.45). Rolled-out contexts are clipped to the logged range. The action's own effect :math:`\Delta_a` (row :math:`a` of :math:`M`'s
-   one-hot block, minus the mean row) defines an *exposure feature*
-   :math:`s(x, a) = x \cdot \Delta_a`: the current value of what showing :math:`a` moves
-   (the fatigue of its topic).
-2. **Click (reward) model**, a logistic regression with per-action intercepts and slopes
-   shrunk to a shared slope (ridge on :math:`W_a`), of the click, or for a bounded
-   continuous reward a fractional logit of :math:`r'` (the same Bernoulli log-likelihood
-   with :math:`r' \in [0, 1]` as the target: a bounded regression of the mean, Papke &
-   Wooldridge 1996):
+   (:math:`e_a` one-hot, :math:`z` the standardized context; one joint solve,
+   :func:`_solve_update`). :math:`\lambda` is chosen from :data:`SLOPE_L2_GRID`
+   (:math:`\infty`: the shared map alone, the model before issue 26) by held-out squared
+   error on a seeded half of the sessions with the one-standard-error rule
+   (:func:`_choose_slope_l2`): a world whose actions move the state differently (RECEnv,
+   :math:`s' \propto (I + v_a v_a^\top) s`) gets slopes, one whose actions only add
+   (offrec's fatigue) keeps the shared map. Each coordinate whose residual standard
+   deviation is below ``DETERMINISTIC_TOL`` times its spread is *recognised* as
+   deterministic (in offrec's world: the profile is copied, the step advances, fatigue
+   decays and the shown topic's grows, the last click is the click); the others get
+   Gaussian noise with their residual standard deviation in the rollouts. When every
+   logged next context has the same norm :math:`\rho` (relative spread below
+   ``DETERMINISTIC_TOL``: the env re-normalises its state, as SCOPE-RL's RECEnv does),
+   that invariant is recognised too: the prediction is projected onto the sphere,
+   :math:`x' \leftarrow \rho\, x'/\lVert x'\rVert`, before and after the noise, the fit
+   targets the unprojected update (a fixed point, :func:`_fit_update`) and the residuals
+   are measured after the projection (RECEnv binary, seed 0: 0.02 per coordinate with the
+   shared map and plain least squares, 0.007 with the fixed point, 0 with the slopes:
+   RECEnv's update is then recognised as deterministic). Rolled-out contexts are clipped
+   to the logged range. The action's own effect :math:`\Delta_a` (row :math:`a` of the
+   one-hot block of the plain shared least-squares map, :math:`\lambda = \infty`, minus
+   the mean row) defines an *exposure feature* :math:`s(x, a) = x \cdot \Delta_a`: the
+   current value of what showing :math:`a` adds whatever the state (the fatigue of its
+   topic). It is read from the shared map even when slopes are chosen: the slopes' part
+   :math:`z B_a` is a state-dependent move, already per-action linear in :math:`z` as
+   the click model's own slopes are, and the feature then stays one function of the log
+   whatever the chosen :math:`\lambda`.
+2. **Click (reward) model**, a regression with per-action intercepts and slopes shrunk to
+   a shared slope (ridge on :math:`W_a`): for clicks a logistic regression; for a bounded
+   continuous reward either the fractional logit of :math:`r'` (the same Bernoulli
+   log-likelihood with :math:`r' \in [0, 1]` as the target: a bounded regression of the
+   mean, Papke & Wooldridge 1996) or the identity link (least squares of :math:`r'` on
+   the same features, predictions clipped to [0, 1]), whichever has the smaller held-out
+   squared error (``reward_link``; RECEnv's continuous mean :math:`(1 + \langle s,
+   v_a\rangle)/2` is linear):
 
-   .. math:: \operatorname{logit} \hat q(x, a, h) = b_a + z \cdot (\beta + W_a)
-             + \gamma_0 s(x, a) + \sum_{j=1}^{L} \gamma_j [h_j = a]
+   .. math:: g(\hat q(x, a, h)) = b_a + z \cdot (\beta + W_a)
+             + \gamma_0 s(x, a) + \sum_{j=1}^{L} \gamma_j [h_j = a],
+             \qquad g = \operatorname{logit} \text{ or the identity.}
 
-   with :math:`z` the standardized context.
+   The repeat terms :math:`\gamma_{1..L}` are kept only when they lower the held-out
+   loss beyond one standard error (``click_recent``): offrec's world penalises repeats;
+   in RECEnv, which does not, their noise was paid by a target that repeats its item at
+   every step.
 3. **Leave model**: a logistic regression of ``terminated`` on
    :math:`(1, z, r, s(x, a), [h_j = a])` over the rows that were not truncated.
 4. **Truncation**: the logged rate of ``truncated`` per step (1 at the horizon).
@@ -56,9 +79,12 @@ Its doubly robust form (``"mb-dr"``) plugs :math:`\hat Q(x_t, a_t)` and
 :math:`\hat V(x_t)`, both rolled out from every logged row in a model fitted on the other
 folds (cross-fitting over sessions), into the per-decision DR of Jiang & Li (2016).
 
-Assumptions: the next context depends on (x, a, r') linearly (or the misfit is flagged
-by the residual noise), the click and leave probabilities are logistic in the features
-above, and the Markov state is (x, h). What the log never shows (an action the logger
+Assumptions: the next context depends on (x, a, r') through a per-action affine map,
+possibly followed by the norm projection (or the misfit is flagged by the residual
+noise), the click and leave probabilities are logistic (or for a continuous reward's
+mean, linear) in the features above, and the Markov state is (x, h). Every model-class
+choice (:attr:`SessionModel.choices`) is made once on the log and reused by the refits
+of the interval and the cross-fitting folds. What the log never shows (an action the logger
 never takes in some region) is extrapolated by the shared slope: the estimate carries a
 support warning from :mod:`offrec.ope.sequential` when the target leaves the support.
 
