@@ -124,6 +124,7 @@ rows: the penalty :math:`\lambda \lVert B_a\rVert^2` weighs like :math:`\lambda`
 rows of standardized context at which :math:`B_a` predicts nothing."""
 REWARD_LINKS = ("logit", "identity")
 UPDATE_ITERS = 50  # fixed-point rounds of the update's fit under a norm invariant
+MIN_DISPERSION = 1e-4  # floor of phi in the click fit's penalty (conditioning)
 _CHUNK = 1 << 21  # floats per chunk of (rows, d, d) products: bounded memory
 CLICK_L2 = 0.3
 """Default ridge strength on the per-action click slopes :math:`W_a` (penalty
@@ -352,20 +353,28 @@ def _fit_click(
     iters: int = 300,
     init: tuple[np.ndarray, ...] | None = None,
     link: str = "logit",
+    dispersion: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     r"""Weighted fit of the click (reward) model; returns (b, beta, W, g). ``init``
     warm-starts from earlier parameters.
 
     ``link="logit"``: the Bernoulli log-loss of :math:`\sigma(\eta)` (a fractional logit for
     :math:`y \in [0, 1]`). ``link="identity"``: least squares of :math:`\eta` itself,
-    :math:`	frac12 \sum w (y - \eta)^2`, with the penalty divided by :math:`v = ar y (1 -
-    ar y)`: near the mean the log-loss is :math:`	frac12\sum (y - \mu)^2 / v` and a
+    :math:`\tfrac12 \sum w (y - \eta)^2`, with the penalty divided by :math:`v = \bar y (1 -
+    \bar y)`: near the mean the log-loss is :math:`\tfrac12\sum (y - \mu)^2 / v` and a
     logit slope is :math:`1/v` times a slope of the mean, so the same ``l2`` shrinks both
-    links' slopes alike."""
+    links' slopes alike.
+
+    ``dispersion`` :math:`\phi`: the data term is a quasi-likelihood, divided by
+    :math:`\phi = \operatorname{Var}(y|x)/(\mu(1 - \mu))` (McCullagh & Nelder 1989, ch. 9),
+    so the penalty weighs ``l2`` Bernoulli-sized observations: a continuous reward with
+    little noise (RECEnv's is deterministic, :math:`\phi \approx 0`) is shrunk
+    accordingly less. Clicks have :math:`\phi = 1`."""
     d = z.shape[1]
     Z, S, R = (torch.as_tensor(v, dtype=torch.float64) for v in (z, s, rep))
     A_, Y, Wt = torch.as_tensor(a), torch.as_tensor(y, dtype=torch.float64), torch.as_tensor(w)
     total = float(w.sum())
+    disp = float(np.clip(dispersion, MIN_DISPERSION, 1.0))
     ybar = float(np.clip(y @ w / max(total, 1e-12), 1e-3, 1 - 1e-3))
     if link == "logit":
         base = float(np.log(max(y @ w, 1e-3) / max((1 - y) @ w, 1e-3)))
@@ -390,7 +399,7 @@ def _fit_click(
         else:
             nll = 0.5 * (Wt * (Y - logit) ** 2).sum()
         pen = l2 * (W * W).sum() + 1.0 * ((b - b.mean()) ** 2).sum()
-        return (nll + pen_scale * pen) / total
+        return (nll + disp * pen_scale * pen) / total
 
     _lbfgs([b, beta, W, g], loss, iters)
     return tuple(t.detach().numpy().copy() for t in (b, beta, W, g))  # type: ignore[return-value]
@@ -844,23 +853,49 @@ def fit_session_model(
             click_recent = (
                 _one_se_choice([held_loss(click_l2, reward_link, m) for m in (no_rep, rep)]) == 1
             )
-        b, beta, W, g = _fit_click(
+        rp = rep if click_recent else no_rep
+        ws_click = None if ws is None else (ws.click_b, ws.click_beta, ws.click_W, ws.click_g)
+        # a continuous reward: fitted first at the Bernoulli dispersion (or the refitted
+        # model's), then refitted at the dispersion measured around that fit
+        phi = 1.0 if ws is None or is_binary(dom) else ws.dispersion
+        params = _fit_click(
             z,
             s,
-            rep if click_recent else no_rep,
+            rp,
             a,
             r,
             w,
             A,
             click_l2,
             iters=iters,
-            init=None if ws is None else (ws.click_b, ws.click_beta, ws.click_W, ws.click_g),
+            init=ws_click,
             link=reward_link,
+            dispersion=phi,
         )
-        phi = 1.0
+
+        def dispersion_of(p: tuple[np.ndarray, ...]) -> float:
+            q = _link_mean(_score(z, s, rep, a, p), reward_link)
+            return float(np.clip(((r - q) ** 2) @ w / max((q * (1 - q)) @ w, 1e-12), 0.0, 1.0))
+
         if not is_binary(dom):  # dispersion of the bounded reward around its mean
-            q = _link_mean(_score(z, s, rep, a, (b, beta, W, g)), reward_link)
-            phi = float(np.clip(((r - q) ** 2) @ w / max((q * (1 - q)) @ w, 1e-12), 0.0, 1.0))
+            phi = dispersion_of(params)
+            if ws is None and phi < 1.0:
+                params = _fit_click(
+                    z,
+                    s,
+                    rp,
+                    a,
+                    r,
+                    w,
+                    A,
+                    click_l2,
+                    iters=iters,
+                    init=params,
+                    link=reward_link,
+                    dispersion=phi,
+                )
+                phi = dispersion_of(params)
+        b, beta, W, g = params
         # 3. leave model on rows that could end by the user's choice
         nt = ~np.asarray(data.truncated, bool)
         lc, eta, kappa, lg = _fit_leave(
