@@ -83,7 +83,9 @@ def exact_greedy_value(kind: str) -> float:
     return total
 
 
-def sphere_log(m: int, seed: int, kind: str = "binary", beta: float = 1.0) -> LoggedData:
+def sphere_log(
+    m: int, seed: int, kind: str = "binary", beta: float = 1.0, noise: float = NOISE
+) -> LoggedData:
     """``m`` sessions of the sphere world under the softmax logger (vectorized over
     sessions; the loop is over the H steps)."""
     rng = np.random.default_rng(seed)
@@ -96,7 +98,7 @@ def sphere_log(m: int, seed: int, kind: str = "binary", beta: float = 1.0) -> Lo
         if kind == "binary":
             r = (rng.random(m) < q).astype(np.float64)
         else:
-            r = q + rng.uniform(-NOISE, NOISE, m)
+            r = q + rng.uniform(-noise, noise, m)
         for k, v in zip(("x", "a", "r", "p"), (s, a, r, p[np.arange(m), a]), strict=True):
             cols[k].append(v)
         s = move(s, a)
@@ -356,3 +358,23 @@ def test_the_recent_actions_enter_the_click_model_only_where_they_predict() -> N
         assert not fit_session_model(shared_log(1500, s), click_l2=1.0).click_recent
     dropped = fit_session_model(sphere_log(1000, seed=int(np.argmin(kept))))
     assert (dropped.click_g[1:] == 0).all()
+
+
+def test_a_noise_free_reward_is_not_shrunk_toward_the_shared_slope() -> None:
+    """A deterministic continuous reward (RECEnv's): the measured dispersion is ~0, and the
+    click model's penalty, which weighs Bernoulli-sized observations, then barely shrinks
+    the per-action slopes: the fitted means are the truth to 1e-4 (measured 8.6e-5), 8
+    times closer than the same fit at the Bernoulli dispersion (7.0e-4)."""
+    data = sphere_log(1000, seed=3, kind="continuous", noise=0.0)
+    model = fit_session_model(data)
+    assert model.reward_link == "identity" and model.dispersion < 1e-6
+    x, a = np.asarray(data.context, np.float64), np.asarray(data.action)
+    target = (1 + mean_reward(x, a, "continuous")) / 2
+    rec = session_structure(data).recent
+    err = np.abs(model.reward_mean(x, a, rec) - target).max()
+    z, s = model._z(x), np.einsum("nd,nd->n", x, model.effect[a])
+    rep, r = np.zeros(rec.shape), mbm.unit_rewards(data)
+    w, l2 = np.ones(a.size), model.click_l2
+    bern = mbm._fit_click(z, s, rep, a, r, w, K, l2, link="identity", dispersion=1.0)
+    err_bern = np.abs(mbm._link_mean(mbm._score(z, s, rep, a, bern), "identity") - target).max()
+    assert err < 2e-4 and err_bern > 4 * err, (err, err_bern)
