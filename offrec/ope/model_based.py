@@ -839,6 +839,9 @@ def fit_session_model(
         #    then whether the recent actions enter it, by held-out sessions
         if is_binary(dom):
             reward_link = "logit"
+        if not (tr.any() and te.any()):  # too few sessions to hold any out: the defaults
+            reward_link = reward_link or "logit"
+            click_recent = True if click_recent is None else click_recent
         grid = [
             (link, lam)
             for link in (REWARD_LINKS if reward_link is None else (reward_link,))
