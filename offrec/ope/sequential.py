@@ -663,11 +663,11 @@ class SessionFits:
         from offrec.ope.model_based import fit_session_model
 
         if "mb_folds" not in self._cache:
-            st, lam = self.structure, self.session_model().click_l2
+            st, ch = self.structure, self.session_model().choices
             sess_fold = session_folds(st.sessions, self.n_folds, self.seed)
             self._cache["mb_folds"] = [
                 fit_session_model(
-                    self.data, weights=(sess_fold != k).astype(float), structure=st, click_l2=lam
+                    self.data, weights=(sess_fold != k).astype(float), structure=st, **ch
                 )
                 for k in range(self.n_folds)
             ]
@@ -678,11 +678,9 @@ class SessionFits:
         from offrec.ope.model_based import fit_session_model
 
         if "mb_boot" not in self._cache:
-            st, lam = self.structure, self.session_model().click_l2
+            st, ch = self.structure, self.session_model().choices
             W = session_weights(st.n_sessions, self.n_refits, self.seed)
-            models = [
-                fit_session_model(self.data, weights=w, structure=st, click_l2=lam) for w in W
-            ]
+            models = [fit_session_model(self.data, weights=w, structure=st, **ch) for w in W]
             self._cache["mb_boot"] = (W, models)
         return self._cache["mb_boot"]
 
