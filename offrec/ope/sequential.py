@@ -464,7 +464,7 @@ class MB(SessionEstimator):
 
     @classmethod
     def estimate_on_sample(cls, ctx: SampleContext) -> SequentialResult:
-        from offrec.ope.model_based import rollout_values
+        from offrec.ope.model_based import RolloutTally, extrapolation_warnings, rollout_values
 
         fits, data = ctx.fits, ctx.fits.data
         st = fits.structure
@@ -472,7 +472,13 @@ class MB(SessionEstimator):
         fn = _dist_fn(ctx.policy)
         f0 = st.first_row
         start = (data.context[f0], st.recent[f0], st.step[f0])
-        v0 = rollout_values(model, fn, *start, n_rollouts=fits.n_rollouts, rng=fits.rng(3))
+        tally = RolloutTally()
+        v0 = rollout_values(
+            model, fn, *start, n_rollouts=fits.n_rollouts, rng=fits.rng(3), tally=tally
+        )
+        warns = extrapolation_warnings(
+            tally, model.click_recent, np.asarray(data.action), st.recent
+        )
         value = float(v0.mean())
         # model part: refits on Poisson-bootstrap weights, each rolled out from one fixed
         # subset of starts with common random numbers, minus the full model on the same
@@ -497,7 +503,7 @@ class MB(SessionEstimator):
             ctx.alpha,
             diffs.size,
         )
-        return SequentialResult(iv, (), v0, diffs)
+        return SequentialResult(iv, tuple(warns), v0, diffs)
 
 
 SESSION_CLASSES: dict[str, type[SessionEstimator]] = {
