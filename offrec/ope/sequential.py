@@ -476,9 +476,7 @@ class MB(SessionEstimator):
         v0 = rollout_values(
             model, fn, *start, n_rollouts=fits.n_rollouts, rng=fits.rng(3), tally=tally
         )
-        warns = extrapolation_warnings(
-            tally, model.click_recent, np.asarray(data.action), st.recent
-        )
+        warns = extrapolation_warnings(tally, np.asarray(data.action), st.recent)
         value = float(v0.mean())
         # model part: refits on Poisson-bootstrap weights, each rolled out from one fixed
         # subset of starts with common random numbers, minus the full model on the same

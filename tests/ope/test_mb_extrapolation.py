@@ -39,14 +39,12 @@ def test_warnings_follow_the_rules_by_hand() -> None:
     assert THIN_ROWS > 2
     # 10% repeats: above 3 x 2% but not 2% + 10%: no repeat flag; 20% on item 2: no thin flag
     quiet = _tally(100, 10.0, [40, 40, 20])
-    assert extrapolation_warnings(quiet, True, action, recent) == []
+    assert extrapolation_warnings(quiet, action, recent) == []
     loud = _tally(100, 40.0, [30, 30, 40])  # 40% repeats; 40% of steps on item 2
-    w = extrapolation_warnings(loud, True, action, recent)
+    w = extrapolation_warnings(loud, action, recent)
     assert len(w) == 2
     assert "on 40.0% of its rolled-out steps, the log on 2.0%" in w[0]
     assert "40% of the target's rolled-out steps show items" in w[1]
-    # a click model that does not read the recent actions has no repeat effect to stretch
-    assert len(extrapolation_warnings(loud, False, action, recent)) == 1
 
 
 class OneItem(BasePolicy):
@@ -76,8 +74,7 @@ def test_a_target_that_repeats_one_item_is_flagged_and_the_logger_is_not() -> No
         interval="normal",
         mode="session",
     )
-    # offrec's world penalises repeats, so the click model reads the recent actions (the
-    # repeat flag needs that); the warnings column holds each row's joined sentences
+    # the warnings column holds each row's joined sentences
     warn = dict(zip(res.table["policy"], res.table["warnings"], strict=True))
     assert "extrapolates" not in warn["logger"]
     assert "mb extrapolates repeats" in warn["one item"], warn
