@@ -609,23 +609,18 @@ def _fit_update(
     rho: float,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     r"""The observation update (M, B) at slope strength ``lam`` (:func:`_solve_update`) from
-        ``mom``, the moments of ``rows`` = (x, z, a, r, y, w).
+    ``mom``, the moments of ``rows`` = (x, z, a, r, y, w).
 
-        With a norm invariant (``rho > 0``) the logged next contexts are the projections
-        :math:`y =
-    ho\,u/\lVert u
-    Vert` of an unseen update :math:`u`, and least squares of
-        :math:`y` itself weighs each row's direction by :math:`1/\lVert u
-    Vert`: on a sphere
-        world whose truth is a per-action linear map before the projection, the projected
-        fit was 0.06 off per coordinate. So the fit targets :math:`u` instead, by a fixed point:
-        :math:`y_i` rescaled by its current prediction's norm, :math:`c_i = \lVert \hat u_i
-
-    Vert / \overline{\lVert \hat u
-    Vert}` (mean 1, so the scale does not drift), refitted
-        until the projected predictions move by less than ``1e-7`` (at most
-        ``UPDATE_ITERS`` rounds). When the truth is linear-then-projected, :math:`c_i y_i
-        \propto u_i` and the fixed point is exact."""
+    With a norm invariant (``rho > 0``) the logged next contexts are the projections
+    :math:`y = \rho\,u/\lVert u\rVert` of an unseen update :math:`u`, and least squares of
+    :math:`y` itself weighs each row's direction by :math:`1/\lVert u\rVert`: on a sphere
+    world whose truth is a per-action linear map before the projection, the projected fit
+    was 0.06 off per coordinate. So the fit targets :math:`u` instead, by a fixed point:
+    :math:`y_i` rescaled by its current prediction's norm, :math:`c_i = \lVert \hat
+    u_i\rVert / \overline{\lVert \hat u\rVert}` (mean 1, so the scale does not drift),
+    refitted until the projected predictions move by less than ``1e-7`` (at most
+    ``UPDATE_ITERS`` rounds). When the truth is linear-then-projected, :math:`c_i y_i
+    \propto u_i` and the fixed point is exact."""
     x, z, a, r, y, w = rows
     trans, slopes = _solve_update(mom, lam)
     if rho <= 0:
