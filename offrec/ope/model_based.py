@@ -280,13 +280,7 @@ class SessionModel:
     def predict_next(self, x: np.ndarray, a: np.ndarray, r: np.ndarray) -> np.ndarray:
         """The update's mean (n, d) before the projection and the noise:
         :math:`[x, e_a, r] M + z B_a`."""
-        d = x.shape[1]
-        out = (
-            x @ self.trans[:d] + self.trans[d : d + self.n_actions][a] + np.outer(r, self.trans[-1])
-        )
-        if self.slopes is not None:
-            out += _slope_term(self._z(x), a, self.slopes)
-        return out
+        return _update_predict(self.trans, self.slopes, x, self._z(x), a, r)
 
     def project(self, x: np.ndarray) -> np.ndarray:
         """Rows of ``x`` (n, d) scaled to the norm invariant :attr:`next_norm`
@@ -628,9 +622,7 @@ def _fit_update(
     A = trans.shape[0] - x.shape[1] - 1
     prev = None
     for _ in range(UPDATE_ITERS):  # a fixed point over whole arrays, a few dozen rounds at most
-        pred = _shared_predict(trans, x, a, r)
-        if slopes is not None:
-            pred += _slope_term(z, a, slopes)
+        pred = _update_predict(trans, slopes, x, z, a, r)
         proj = _to_sphere(pred, rho)
         if prev is not None and np.abs(proj - prev).max(initial=0.0) < 1e-7 * rho:
             break
@@ -650,6 +642,8 @@ def _update_predict(
     a: np.ndarray,
     r: np.ndarray,
 ) -> np.ndarray:
+    """The update's mean (n, d) before the projection: :math:`[x, e_a, r] M + z B_a`
+    (``slopes`` None: the shared map alone)."""
     pred = _shared_predict(trans, x, a, r)
     if slopes is not None:
         pred += _slope_term(z, a, slopes)
