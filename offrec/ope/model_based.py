@@ -866,7 +866,7 @@ def fit_session_model(
         )
 
         def dispersion_of(p: tuple[np.ndarray, ...]) -> float:
-            q = _link_mean(_score(z, s, rep, a, p), reward_link)
+            q = _link_mean(_score(z, s, rp, a, p), reward_link)
             return float(np.clip(((r - q) ** 2) @ w / max((q * (1 - q)) @ w, 1e-12), 0.0, 1.0))
 
         if not is_binary(dom):  # dispersion of the bounded reward around its mean
