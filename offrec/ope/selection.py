@@ -786,7 +786,10 @@ def model_check(
     if fits is None:
         fits = SessionFits(fit, seed=seed)
     elif fits.data is not fit or fits.seed != seed:
-        raise InputError("fits must be the session models of fit with this seed")
+        raise InputError(
+            f"fits must be the session models of fit with seed {seed}; got "
+            f"{'other data' if fits.data is not fit else 'the same data'} with seed {fits.seed}"
+        )
     model = fits.session_model()
     st = session_structure(held)
     f0 = st.first_row
