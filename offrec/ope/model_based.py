@@ -61,10 +61,13 @@ binary log) and :math:`h` the L actions shown just before
    share slopes and intercepts, fitted from all their rows: in offrec's world
    :math:`\Delta_a` is the fatigue its topic gains, so :math:`G` holds one slope per topic
    and each item's own :math:`W_a` is its departure from its topic. Without it a rarely
-   logged item's slopes shrink toward the one slope of all items, which is low for the
-   items a good target picks (offrec's world with 1,000 items and about 30 rows per item:
-   the learned bandits 12-24% low on 4 of 5 seeds). With it, the ridge on :math:`W_a`
-   shrinks toward the shared structure, and its strength is chosen from
+   logged item has only its own few rows for its d slopes: under the light ridge
+   :data:`CLICK_L2` they overfit (offrec's world with 1,000 items, about 30 held-out rows
+   per item: the learned bandits 12-24% low in 3 of the 4 seeds measured, the logger
+   itself 7% low on seed 0), and shrunk harder toward one slope for all they lose the
+   items' topic preferences (a topic world's greedy target 26-28% low at ridge 10,
+   ``tests/ope/test_model_based_shared.py``). With it, the ridge on :math:`W_a` shrinks
+   toward the shared structure, and its strength is chosen from
    :data:`SHARED_CLICK_L2_GRID`: the weakest whose held-out error on the logger's own
    return, :math:`\sum_t (r'_t - \hat q_t)` per session, is within one standard error
    of the smallest (:func:`_calibrated_choice`). That error is the bias a value estimate
@@ -135,7 +138,9 @@ from offrec.ope.session_data import SessionStructure, session_folds, session_str
 
 DETERMINISTIC_TOL = 1e-3
 SHARED_CLICK_L2_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
-"""Ridge strengths on the per-action click slopes tried when the shared term is chosen."""
+"""Ridge strengths on the per-action click slopes tried with the shared term when
+``click_l2=None`` (the weakest within one standard error of the smallest held-out error on
+the logger's own return is taken, :func:`_calibrated_choice`)."""
 SLOPE_L2_GRID = (math.inf, 1000.0, 100.0, 10.0, 1.0)
 r"""Ridge strengths tried for the per-action slopes :math:`B_a` of the observation update
 when ``slope_l2=None`` (``inf``: no per-action slopes, the shared map alone). In units of
@@ -386,7 +391,8 @@ def _fit_click(
     warm-starts from earlier parameters.
 
     ``shared`` (A, d): the actions' features :math:`e_a` of the shared term
-    :math:`z^\top G e_a + c \cdot e_a` (the scaled action effects, :func:`_shared_features`),
+    :math:`z^\top G e_a + c \cdot e_a` (the directions of the action effects,
+    :func:`_shared_features`),
     with a light ridge ``SHARED_L2`` on :math:`(G, c)`; ``None``: no shared term (G, c = 0).
 
     ``link="logit"``: the Bernoulli log-loss of :math:`\sigma(\eta)` (a fractional logit for
@@ -825,10 +831,11 @@ def fit_session_model(
     Args:
         weights: optional (m,) weight per session (sorted session-id order), e.g. Poisson
             bootstrap weights; rows inherit their session's weight.
-        click_l2: ridge strength on the per-action click slopes :math:`W_a`; ``None``: :data:`CLICK_L2` without the shared term, and
-            with it the strength of :data:`SHARED_CLICK_L2_GRID` with the smallest held-out
-            loss on a seeded half of the sessions (the slopes are then shrunk toward the
-            shared term's structure, not toward one slope for all).
+        click_l2: ridge strength on the per-action click slopes :math:`W_a`; ``None``:
+            :data:`CLICK_L2` without the shared term, and with it the weakest strength of
+            :data:`SHARED_CLICK_L2_GRID` whose held-out error on the logger's own return is
+            within one standard error of the smallest (:func:`_calibrated_choice`; the
+            slopes are then shrunk toward the shared term, not toward one slope for all).
         click_shared: whether the click model has the shared term :math:`z^\top G e_a + c
             \cdot e_a` over the actions' effects (module docstring); ``None``: kept when
             its held-out loss, at the slope strength chosen for it, beats the model without
@@ -926,8 +933,9 @@ def fit_session_model(
                 np.bincount(sess_te, weights=resid * w[te]),
             )
 
-        # 2. reward model: ridge strength (and, for a bounded continuous reward, the link),
-        #    then whether the recent actions enter it, by held-out sessions
+        # 2. reward model: the link (a bounded continuous reward), the shared term and its
+        #    slopes' ridge strength, then whether the recent actions enter it, by held-out
+        #    sessions
         if is_binary(dom):
             reward_link = "logit"
         if not (tr.any() and te.any()):  # too few sessions to hold any out: the defaults
@@ -1156,7 +1164,8 @@ def rollout_values(
 ) -> np.ndarray:
     r"""Expected reward-to-go (n,) of ``policy`` from each start ``(context, recent, step)``
     in ``model``: the mean over ``n_rollouts`` rollouts of :math:`\sum_t (a_0 + (b_0 - a_0)
-    \sum_a \pi(a|x_t) \hat q(x_t, a, h_t))` (clicks-to-go for a binary log). With ``first_action`` the first action is fixed (a Q-value).
+    \sum_a \pi(a|x_t) \hat q(x_t, a, h_t))` (clicks-to-go for a binary log). With
+    ``first_action`` the first action is fixed (a Q-value).
     ``tally``: counts what the policy's steps show (:class:`RolloutTally`); the values do
     not depend on it.
 
