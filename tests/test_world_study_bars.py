@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from benchmarks.world_study import bars, truth_se_of_gap
+from benchmarks.world_study import bars, misorders_only_ties, truth_se_of_gap
 
 
 def _case(
@@ -90,3 +90,29 @@ def test_offrec_case_logs_the_sessions_asked_for() -> None:
     n = np.unique(case.train.session_id).size + np.unique(case.held.session_id).size
     assert n == 60
     assert 0 < np.unique(case.held.session_id).size < 60
+
+
+def test_misorders_of_policies_the_truth_cannot_order_are_counted_apart() -> None:
+    """A case whose chosen estimator swaps two policies 0.01 apart in truth (s.e. 0.01 each:
+    within two s.e. of their difference, 0.028) is below Spearman 1 but counted as a tie;
+    swapping the logger and ``a`` (0.2 apart) is not; nothing chosen is not."""
+    truth = {"logger": (1.0, 0.01), "a": (1.2, 0.01), "b": (1.21, 0.01)}
+    rows = [
+        ("mb", "logger", 1.0, 0.9, 1.1),
+        ("mb", "a", 1.25, 1.1, 1.3),
+        ("mb", "b", 1.22, 1.1, 1.3),
+    ]
+    tie = _case("mb", rows, truth, {"mb": 0.5})
+    assert misorders_only_ties(tie)
+    rows = [
+        ("mb", "logger", 1.3, 0.9, 1.4),
+        ("mb", "a", 1.25, 1.1, 1.3),
+        ("mb", "b", 1.26, 1.1, 1.3),
+    ]
+    swapped = _case("mb", rows, truth, {"mb": -0.5})
+    assert not misorders_only_ties(swapped)
+    assert not misorders_only_ties(NOTHING)
+    assert misorders_only_ties(EXACT)  # nothing misordered
+    b = bars([tie, swapped, EXACT])
+    assert (b.spearman_ones, b.spearman_ties) == (1, 1)
+    assert "of the other 2, 1 misorder only" in b.sentence()
