@@ -427,15 +427,20 @@ class Bars:
             else ""
         )
         yes = {True: "met", False: "missed"}
+        below = self.n - self.spearman_ones
+        ties = (
+            f"; of the other {below}, {self.spearman_ties} misorder only policies whose true "
+            "values are within two Monte-Carlo standard errors of each other"
+            if below
+            else ""
+        )
         return (
             f"pooled over {self.n} case(s): the chosen estimator's mean error "
             f"{100 * self.mean_rel:.3g}% of the value and {100 * self.mean_gap:.3g}% of the gap "
             f"(bars 10% and 25%: {yes[self.errors_met]}), coverage {self.covered}/"
             f"{self.intervals} = {100 * self.coverage:.3g}% (bar 80%: {yes[self.coverage_met]}), "
             f"Spearman = 1 in {self.spearman_ones} of {self.n} (bar 80%: "
-            f"{yes[self.spearman_met]}; of the other {self.n - self.spearman_ones}, "
-            f"{self.spearman_ties} misorder only policies whose true values are within two "
-            f"Monte-Carlo standard errors of each other); per case, all three bars in {self.per_case_ok} of "
+            f"{yes[self.spearman_met]}{ties}); per case, all three bars in {self.per_case_ok} of "
             f"{self.n}{miss}; the truth's s.e. is at most "
             f"{100 * self.worst_truth_se_of_gap:.3g}% of the gap"
         )
