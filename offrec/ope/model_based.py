@@ -64,7 +64,7 @@ binary log) and :math:`h` the L actions shown just before
    logged item has only its own few rows for its d slopes: under the light ridge
    :data:`CLICK_L2` they overfit (offrec's world with 1,000 items, about 30 held-out rows
    per item: the learned bandits 12-24% low in 3 of the 4 seeds measured, the logger
-   itself 7% low on seed 0), and shrunk harder toward one slope for all they lose the
+   itself 9% low on seed 0), and shrunk harder toward one slope for all they lose the
    items' topic preferences (a topic world's greedy target 26-28% low at ridge 10,
    ``tests/ope/test_model_based_shared.py``). With it, the ridge on :math:`W_a` shrinks
    toward the shared structure, and its strength is chosen from
