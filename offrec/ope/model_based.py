@@ -875,6 +875,8 @@ def fit_session_model(
         )
     if slope_l2 is not None and not slope_l2 > 0:
         raise InputError(f"slope_l2 must be > 0 (math.inf: no per-action slopes); got {slope_l2}")
+    if click_l2 is not None and not (math.isfinite(click_l2) and click_l2 >= 0):
+        raise InputError(f"click_l2 must be a finite number >= 0; got {click_l2}")
     held = session_folds(data.session_id, 2, seed) == 1  # (n,) the held-out half of the choices
     x_mean = x.mean(axis=0)
     x_scale = np.where(x.std(axis=0) > 1e-9, x.std(axis=0), 1.0)

@@ -22,6 +22,7 @@ from offrec.logs.data import LoggedData
 from offrec.ope import model_based as mbm
 from offrec.ope.model_based import fit_session_model, rollout_values
 from offrec.ope.session_data import session_structure
+from tests.ope.test_model_based_slopes import step_major_log
 
 T, PER, H = 4, 12, 5
 A = T * PER
@@ -70,21 +71,7 @@ def topic_log(m: int, seed: int) -> LoggedData:
         for k, v in zip("xar", (x, a, r), strict=True):
             cols[k].append(v)
         x = move(x, a)
-    n = m * H
-    step = np.repeat(np.arange(H), m)
-    return LoggedData(
-        context=np.concatenate(cols["x"]).astype(np.float32),
-        action=np.concatenate(cols["a"]),
-        reward=np.concatenate(cols["r"]),
-        pscore=np.full(n, 1 / A),
-        session_id=np.tile(np.arange(m), H),
-        step=step,
-        position=np.zeros(n, np.int64),
-        user_id=np.zeros(n, np.int64),
-        terminated=np.zeros(n, bool),
-        truncated=step == H - 1,
-        n_actions=A,
-    )
+    return step_major_log(cols, A, np.full(m * H, 1 / A))
 
 
 def mb_value(model: mbm.SessionModel, data: LoggedData) -> float:

@@ -83,6 +83,35 @@ def exact_greedy_value(kind: str) -> float:
     return total
 
 
+def step_major_log(
+    cols: dict[str, list[np.ndarray]],
+    n_actions: int,
+    pscore: np.ndarray,
+    reward_domain: dict | None = None,
+) -> LoggedData:
+    """A session log from per-step columns ``cols`` ("x", "a", "r": one (m,) or (m, d)
+    array per step, the same m sessions at every step); no one leaves, the last step is
+    truncated."""
+    h, m = len(cols["a"]), len(cols["a"][0])
+    n = m * h
+    step = np.repeat(np.arange(h), m)
+    extra = {} if reward_domain is None else {"reward_domain": reward_domain}
+    return LoggedData(
+        context=np.concatenate(cols["x"]).astype(np.float32),
+        action=np.concatenate(cols["a"]),
+        reward=np.concatenate(cols["r"]),
+        pscore=pscore,
+        session_id=np.tile(np.arange(m), h),
+        step=step,
+        position=np.zeros(n, np.int64),
+        user_id=np.zeros(n, np.int64),
+        terminated=np.zeros(n, bool),
+        truncated=step == h - 1,
+        n_actions=n_actions,
+        **extra,
+    )
+
+
 def sphere_log(
     m: int, seed: int, kind: str = "binary", beta: float = 1.0, noise: float = NOISE
 ) -> LoggedData:
@@ -102,25 +131,10 @@ def sphere_log(
         for k, v in zip(("x", "a", "r", "p"), (s, a, r, p[np.arange(m), a]), strict=True):
             cols[k].append(v)
         s = move(s, a)
-    n = m * H
-    step = np.repeat(np.arange(H), m)
     domain = (
         {"kind": "binary"} if kind == "binary" else {"kind": "continuous", "low": -1.0, "high": 1.0}
     )
-    return LoggedData(
-        context=np.concatenate(cols["x"]).astype(np.float32),
-        action=np.concatenate(cols["a"]),
-        reward=np.concatenate(cols["r"]),
-        pscore=np.concatenate(cols["p"]),
-        session_id=np.tile(np.arange(m), H),
-        step=step,
-        position=np.zeros(n, np.int64),
-        user_id=np.zeros(n, np.int64),
-        terminated=np.zeros(n, bool),
-        truncated=step == H - 1,
-        n_actions=K,
-        reward_domain=domain,
-    )
+    return step_major_log(cols, K, np.concatenate(cols["p"]), domain)
 
 
 def _starts(data: LoggedData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -270,6 +284,9 @@ def test_a_binary_log_keeps_the_logit_link(binary_log: LoggedData) -> None:
         fit_session_model(binary_log, reward_link="probit")
     with pytest.raises(ValueError, match="slope_l2 must be > 0"):
         fit_session_model(binary_log, slope_l2=0.0)
+    for bad in (-1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="click_l2 must be a finite number >= 0"):
+            fit_session_model(binary_log, click_l2=bad)
 
 
 def shared_log(
@@ -299,21 +316,7 @@ def shared_log(
             + noise * rng.normal(size=(m, d))
             + wobble * np.einsum("nd,nde->ne", x, P[a])
         )
-    n = m * h
-    step = np.repeat(np.arange(h), m)
-    return LoggedData(
-        context=np.concatenate(cols["x"]).astype(np.float32),
-        action=np.concatenate(cols["a"]),
-        reward=np.concatenate(cols["r"]),
-        pscore=np.full(n, 1 / A),
-        session_id=np.tile(np.arange(m), h),
-        step=step,
-        position=np.zeros(n, np.int64),
-        user_id=np.zeros(n, np.int64),
-        terminated=np.zeros(n, bool),
-        truncated=step == h - 1,
-        n_actions=A,
-    )
+    return step_major_log(cols, A, np.full(m * h, 1 / A))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
