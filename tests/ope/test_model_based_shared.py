@@ -112,6 +112,12 @@ def test_the_shared_term_is_what_the_topic_structure_predicts() -> None:
     # centred effects: the T directions sum to 0, so they span T - 1 dimensions (the
     # remaining one is the shared slope beta)
     assert np.linalg.matrix_rank(model.shared_E, tol=1e-6) == T - 1
+    # the rollouts' all-actions logits and the per-row logit agree with the term on
+    x, a = np.asarray(data.context[:300], np.float64), np.asarray(data.action[:300])
+    rec = session_structure(data).recent[:300]
+    all_logits = model.click_logits_all(x, rec)[np.arange(300), a]
+    np.testing.assert_allclose(all_logits, model.click_logit(x, a, rec), atol=1e-10)
+    assert np.abs(model.click_G).max() > 0.1  # the term carries something
 
 
 def test_a_log_whose_actions_do_not_move_the_state_has_no_shared_term() -> None:
